@@ -1,0 +1,1 @@
+//! DHCP, proxyDHCP and PXE boot server discovery engines (sans-IO).

@@ -1,0 +1,1 @@
+//! std drivers: the engines on real UDP sockets and files.

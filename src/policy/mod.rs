@@ -1,0 +1,1 @@
+//! The imaging policy ("imaging proxy"): menu settings, imaging rules, multicast sessions.

@@ -1,0 +1,1 @@
+//! TFTP server and client engines (sans-IO).

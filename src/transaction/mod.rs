@@ -1,0 +1,1 @@
+//! Transaction protocol server and client engines (sans-IO).

@@ -1,0 +1,1 @@
+//! DHCP/BOOTP messages (RFC 2131, RFC 2132, RFC 3396).

@@ -1,0 +1,1 @@
+//! The image-safe data record kept on the workstation disk.

@@ -1,0 +1,1 @@
+//! PXE 2.1 vendor options (option 43) and client identity (RFC 4578).

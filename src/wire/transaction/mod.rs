@@ -1,0 +1,1 @@
+//! Transaction protocol frames (docs/transaction-protocol.md).
