@@ -7,14 +7,16 @@ use super::store::Store;
 use crate::Instant;
 use crate::transaction::Policy;
 use crate::wire::image_safe::{ImageSafe, PendingFlags};
-use crate::wire::transaction::Status;
 use crate::wire::transaction::messages::{
     Environment, InfoAck, MenuEntry, MenuReply, Outcome, Task, TaskAction, TaskReply, TaskReport,
     WorkstationInfo,
 };
+use crate::wire::transaction::{MAX_PAYLOAD_LEN, Status};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
+
+const MAINTENANCE_REASON: &str = "requested by the workstation object";
 
 /// Where a menu setting came from (precedence, highest first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,8 +320,32 @@ impl<S: Store> Policy for ImagingProxy<S> {
         let ids = identities(info);
         let is = image_safe_of(info);
         let decisions = self.decide_tasks(&ids, &facts_of(info, &is));
-        let first = self.outstanding.len();
+        // Keep only what fits one reply (§8), before any state changes.
+        let server = self.store.server_policy();
+        let sessions = self.store.multicast_sessions();
+        let mut size = server.environment.as_ref().map_or(0, |e| {
+            4 + 3 + e.kernel.len() + e.initrd.len() + e.loader.len()
+        });
+        let mut fitting = Vec::new();
         for d in decisions.into_iter().take(8) {
+            let n = 8 + match &d {
+                Decision::Restore {
+                    image, partitions, ..
+                } => 4 + 1 + image.len() + 1 + partitions.len().min(16),
+                Decision::Create { target } => 4 + 1 + target.len(),
+                Decision::Join { session, .. } => {
+                    13 + sessions.get(*session).map_or(0, |s| s.name.len())
+                }
+                Decision::Maintenance => 1 + MAINTENANCE_REASON.len(),
+            };
+            if size + n > MAX_PAYLOAD_LEN {
+                break;
+            }
+            size += n;
+            fitting.push(d);
+        }
+        let first = self.outstanding.len();
+        for d in fitting {
             if let Decision::Join { session, .. } = d {
                 self.join(now, session, &ids);
             }
@@ -375,7 +401,7 @@ impl<S: Store> Policy for ImagingProxy<S> {
                     }
                 }
                 Decision::Maintenance => TaskAction::Maintenance {
-                    reason: "requested by the workstation object",
+                    reason: MAINTENANCE_REASON,
                 },
             };
             let _ = reply.tasks.push(Task { id: o.id, action });
