@@ -272,6 +272,11 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
         &mut self.policy
     }
 
+    /// Take the policy layer back (consumes the server).
+    pub fn into_policy(self) -> P {
+        self.policy
+    }
+
     /// Sessions currently held (half-open and established).
     pub fn session_count(&self) -> usize {
         self.sessions.len()
