@@ -1,1 +1,44 @@
-//! Transaction protocol server and client engines (sans-IO).
+//! Transaction protocol server and client engines (sans-IO),
+//! docs/transaction-protocol.md.
+//!
+//! - [`Server`]: answers `Hello`, verifies proofs and MACs, keeps one
+//!   cached reply per session (§6) and asks the [`Policy`] layer.
+//! - [`Client`]: runs the handshake, sends one request at a time and
+//!   retransmits with exponential backoff (§6).
+//!
+//! Neither owns a socket, a clock or a random source: time is an argument
+//! of every call, randomness comes from a [`Random`] (server) or is passed
+//! as a nonce (client).
+
+mod client;
+mod crypto;
+mod policy;
+mod server;
+
+pub use client::{Client, ClientConfig, ClientError, ClientEvent};
+pub use policy::Policy;
+pub use server::{KeyStore, Server, ServerConfig, ServerEvent, SiteKeys};
+
+use core::net::SocketAddrV4;
+
+/// A datagram to send, written by `poll_transmit` into the caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub destination: SocketAddrV4,
+    /// Bytes written at the start of the buffer.
+    pub len: usize,
+}
+
+/// A cryptographic random source, supplied by the driver (the engines never
+/// take randomness themselves). The std driver reads `/dev/urandom`.
+pub trait Random {
+    /// Fill `buf` with random bytes.
+    fn fill(&mut self, buf: &mut [u8]);
+}
+
+impl<F: FnMut(&mut [u8])> Random for F {
+    fn fill(&mut self, buf: &mut [u8]) {
+        self(buf)
+    }
+}

@@ -1,0 +1,230 @@
+//! The policy data: workstation objects, workstation policies, the server
+//! policy, imaging rules and multicast sessions.
+
+use super::condition::Condition;
+use crate::wire::transaction::messages::{Fetch, Hotkey, MenuMode};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::Ipv4Addr;
+
+/// How a workstation object is identified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkstationId {
+    /// By a MAC address.
+    Mac([u8; 6]),
+    /// By the machine UUID.
+    Uuid([u8; 16]),
+}
+
+impl fmt::Display for WorkstationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkstationId::Mac(m) => write!(
+                f,
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            ),
+            WorkstationId::Uuid(u) => {
+                for (i, b) in u.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        f.write_str("-")?;
+                    }
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A menu setting (§4.4): mode plus hotkey and wait for *on key press*.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MenuSetting {
+    /// Never, always or on key press.
+    pub mode: MenuMode,
+    /// Hotkey (on key press).
+    pub hotkey: Hotkey,
+    /// How long to wait for the hotkey, in ms.
+    pub wait_ms: u32,
+}
+
+impl MenuSetting {
+    /// The default when nothing is configured: on key press, Ctrl+Alt, 3 s.
+    pub const DEFAULT: MenuSetting = MenuSetting::on_key_press(
+        Hotkey {
+            modifiers: Hotkey::CTRL | Hotkey::ALT,
+            key: 0,
+        },
+        3_000,
+    );
+    /// Never show the menu.
+    pub const fn never() -> Self {
+        MenuSetting {
+            mode: MenuMode::Never,
+            ..Self::DEFAULT
+        }
+    }
+    /// Always show the menu.
+    pub const fn always() -> Self {
+        MenuSetting {
+            mode: MenuMode::Always,
+            ..Self::DEFAULT
+        }
+    }
+    /// Show it when `hotkey` is pressed within `wait_ms`.
+    pub const fn on_key_press(hotkey: Hotkey, wait_ms: u32) -> Self {
+        MenuSetting {
+            mode: MenuMode::OnKeyPress,
+            hotkey,
+            wait_ms,
+        }
+    }
+}
+
+/// A registered workstation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkstationObject {
+    /// Identity (MAC or UUID).
+    pub id: WorkstationId,
+    /// Name.
+    pub name: String,
+    /// Name of its workstation policy.
+    pub policy: Option<String>,
+    /// Per-object menu setting (wins over policies).
+    pub menu: Option<MenuSetting>,
+    /// Attribute "put an image on next boot".
+    pub image_next_boot: bool,
+    /// The image for "image on next boot" (else the first matching rule's).
+    pub image: Option<String>,
+    /// Attribute "create an image" with its upload target.
+    pub create_image: Option<String>,
+    /// Attribute "run maintenance".
+    pub maintenance: bool,
+    /// Last base image reported applied (state kept by the proxy).
+    pub last_image: Option<String>,
+}
+
+impl WorkstationObject {
+    /// A plain object with no attributes.
+    pub fn new(id: WorkstationId, name: &str) -> Self {
+        WorkstationObject {
+            id,
+            name: name.into(),
+            policy: None,
+            menu: None,
+            image_next_boot: false,
+            image: None,
+            create_image: None,
+            maintenance: false,
+            last_image: None,
+        }
+    }
+}
+
+/// An imaging rule: first match wins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImagingRule {
+    /// Name (for logs).
+    pub name: String,
+    /// When it applies.
+    pub when: Condition,
+    /// The image it puts on the disk.
+    pub image: String,
+    /// Restore even if the same base image is already on the disk.
+    pub force: bool,
+    /// Partitions to restore (empty = all).
+    pub partitions: Vec<u8>,
+}
+
+/// A workstation policy (shared by many objects).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkstationPolicy {
+    /// Name the objects refer to.
+    pub name: String,
+    /// Menu setting.
+    pub menu: Option<MenuSetting>,
+    /// Imaging rules, in order.
+    pub rules: Vec<ImagingRule>,
+}
+
+/// A boot menu entry (§4.4 TLV 6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MenuEntrySpec {
+    /// Entry kind (see `MenuEntry` constants).
+    pub kind: u8,
+    /// Label.
+    pub label: String,
+}
+
+/// The imaging environment (§4.5 Environment).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvironmentSpec {
+    /// TFTP or MTFTP.
+    pub fetch: Fetch,
+    /// Kernel file name.
+    pub kernel: String,
+    /// Initrd file name.
+    pub initrd: String,
+    /// Loader file name.
+    pub loader: String,
+}
+
+/// The server policy: what applies to every workstation, and alone to
+/// unregistered ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerPolicy {
+    /// Menu setting (after object and workstation policy).
+    pub menu: Option<MenuSetting>,
+    /// Menu file name.
+    pub menu_file: Option<String>,
+    /// How to fetch the menu file.
+    pub menu_fetch: Fetch,
+    /// Menu entries.
+    pub menu_entries: Vec<MenuEntrySpec>,
+    /// Imaging rules (after the workstation policy's).
+    pub rules: Vec<ImagingRule>,
+    /// Server that holds the images.
+    pub image_server: Ipv4Addr,
+    /// Imaging environment to load when there is work.
+    pub environment: Option<EnvironmentSpec>,
+}
+
+impl Default for ServerPolicy {
+    fn default() -> Self {
+        ServerPolicy {
+            menu: None,
+            menu_file: None,
+            menu_fetch: Fetch::Tftp,
+            menu_entries: Vec::new(),
+            rules: Vec::new(),
+            image_server: Ipv4Addr::UNSPECIFIED,
+            environment: None,
+        }
+    }
+}
+
+/// A multicast imaging session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MulticastSession {
+    /// Name.
+    pub name: String,
+    /// Disabled sessions are skipped.
+    pub enabled: bool,
+    /// The image it sends…
+    pub image: Option<String>,
+    /// …or the master workstation whose disk it sends.
+    pub master: Option<WorkstationId>,
+    /// Explicit members.
+    pub members: Vec<WorkstationId>,
+    /// Members by rule.
+    pub member_rule: Option<Condition>,
+    /// Multicast group.
+    pub group: Ipv4Addr,
+    /// UDP port.
+    pub port: u16,
+    /// Start when this many members joined…
+    pub start_members: u16,
+    /// …or this many seconds after the last join.
+    pub start_after_secs: u32,
+}

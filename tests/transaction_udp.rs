@@ -1,0 +1,151 @@
+//! The std UDP driver on loopback, driven by the client engine over a real
+//! socket (docs/transaction-protocol.md §1: UDP, one request, one reply).
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+use preboot::Instant;
+use preboot::driver::transaction::{UdpTransactionServer, Urandom};
+use preboot::policy::{
+    ImagingProxy, MemoryStore, MenuSetting, ServerPolicy, WorkstationId, WorkstationObject,
+};
+use preboot::transaction::{
+    Client, ClientConfig, ClientEvent, Server, ServerConfig, ServerEvent, SiteKeys,
+};
+use preboot::wire::transaction::messages::*;
+use preboot::wire::transaction::{MAX_FRAME_LEN, MessageType};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const KEY: &[u8] = b"loopback-site-secret";
+const MAC: [u8; 6] = [0x52, 0x54, 0, 0xAB, 0xCD, 0xEF];
+
+fn client_step(client: &mut Client, sock: &UdpSocket, epoch: std::time::Instant) -> ClientEvent {
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let deadline = epoch.elapsed() + Duration::from_secs(20);
+    loop {
+        let now = Instant::from_micros(epoch.elapsed().as_micros() as u64);
+        while let Some(t) = client.poll_transmit(now, &mut buf) {
+            sock.send_to(&buf[..t.len], t.destination).unwrap();
+        }
+        if let Some(e) = client.poll_event() {
+            return e;
+        }
+        assert!(epoch.elapsed() < deadline, "no reply within 20 s");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut rbuf = [0u8; 2048];
+        if let Ok((n, SocketAddr::V4(from))) = sock.recv_from(&mut rbuf) {
+            let now = Instant::from_micros(epoch.elapsed().as_micros() as u64);
+            client.handle(now, from, &rbuf[..n]);
+        }
+        let now = Instant::from_micros(epoch.elapsed().as_micros() as u64);
+        client.handle_timeout(now);
+    }
+}
+
+#[test]
+fn client_engine_against_udp_server_on_loopback() {
+    let mut w = WorkstationObject::new(WorkstationId::Mac(MAC), "loop-pc");
+    w.menu = Some(MenuSetting::never());
+    w.maintenance = true;
+    let store = MemoryStore {
+        server: ServerPolicy::default(),
+        workstations: vec![w],
+        ..MemoryStore::default()
+    };
+    let engine = Server::new(
+        ServerConfig::default(),
+        SiteKeys::new(b"site", KEY),
+        ImagingProxy::new(store),
+        Urandom::open().unwrap(),
+    );
+    let mut srv = UdpTransactionServer::bind("127.0.0.1:0".parse().unwrap(), engine).unwrap();
+    let SocketAddr::V4(server_addr) = srv.local_addr().unwrap() else {
+        panic!("v4")
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        srv.serve(|ev| {
+            seen.extend_from_slice(ev);
+            stop2.load(Ordering::SeqCst)
+        })
+        .unwrap();
+        (seen, srv.engine().policy().reports_applied())
+    });
+
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let epoch = std::time::Instant::now();
+    let mut nonce = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce))
+        .unwrap();
+    let mut client = Client::new(
+        ClientConfig::new(server_addr, b"site", KEY).unwrap(),
+        nonce,
+        Instant::ZERO,
+    );
+    assert!(matches!(
+        client_step(&mut client, &sock, epoch),
+        ClientEvent::Established { .. }
+    ));
+
+    let mut wi = WorkstationInfo::default();
+    wi.macs.push(MAC).unwrap();
+    client.send_info(Instant::ZERO, &wi).unwrap();
+    assert_eq!(
+        client_step(&mut client, &sock, epoch),
+        ClientEvent::Reply {
+            message_type: MessageType::InfoAck
+        }
+    );
+    assert_eq!(client.info_ack().unwrap().name, Some("loop-pc"));
+    client.query_menu(Instant::ZERO).unwrap();
+    client_step(&mut client, &sock, epoch);
+    assert_eq!(client.menu_reply().unwrap().mode, MenuMode::Never);
+    client.query_tasks(Instant::ZERO).unwrap();
+    client_step(&mut client, &sock, epoch);
+    let t = client.task_reply().unwrap();
+    assert!(matches!(t.tasks[0].action, TaskAction::Maintenance { .. }));
+    let id = t.tasks[0].id;
+    drop(t);
+    client
+        .report(
+            Instant::ZERO,
+            &TaskReport {
+                task_id: id,
+                outcome: Outcome::Success,
+                percent: None,
+                reason: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        client_step(&mut client, &sock, epoch),
+        ClientEvent::Reply {
+            message_type: MessageType::ReportAck
+        }
+    );
+
+    stop.store(true, Ordering::SeqCst);
+    // wake the server loop
+    sock.send_to(
+        b"x",
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, server_addr.port()),
+    )
+    .unwrap();
+    let (events, applied) = handle.join().unwrap();
+    assert_eq!(applied, 1);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::SessionEstablished { .. }))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::TaskReported { .. }))
+    );
+}
