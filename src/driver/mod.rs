@@ -1,1 +1,3 @@
 //! std drivers: the engines on real UDP sockets and files.
+pub mod fs;
+pub mod tftp;

@@ -270,10 +270,11 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
         let (direction, req) = match Repr::parse_bytes(datagram) {
             Ok(Repr::Rrq(r)) => (Direction::Read, r),
             Ok(Repr::Wrq(r)) => (Direction::Write, r),
-            // ERRORs are never answered (RFC 1350 §7); other packets
-            // do not belong on this port.
-            Ok(Repr::Error { .. }) => return RequestOutcome::Ignored,
-            Ok(_) | Err(_) => {
+            // ERRORs are never answered (RFC 1350 §7); stray DATA/ACK/OACK
+            // (a client answering a refusal sent from this port) neither:
+            // answering could start an error ping-pong.
+            Ok(_) => return RequestOutcome::Ignored,
+            Err(_) => {
                 return self.refused(from, ErrorCode::IllegalOperation, RefuseReason::Malformed);
             }
         };
