@@ -1,0 +1,619 @@
+//! The TFTP server on std UDP sockets: one `mio` event loop on one thread
+//! serves thousands of concurrent transfers.
+//!
+//! Each accepted transfer gets a fresh UDP socket (a new source port, the
+//! server's transfer identifier, RFC 1350 §4), connected to the client, so
+//! the kernel drops datagrams from other sources; ports come from the
+//! ephemeral range or from [`TftpServerConfig::port_range`]. With
+//! [`TftpServerConfig::single_port`] every transfer is answered from the
+//! listening socket and demultiplexed by client address (for NAT and
+//! firewalls that only allow port 69).
+//!
+//! Files come from a [`JailedDir`]: read requests are accepted or refused
+//! automatically (missing file → ERROR 1 at once, hostile path → ERROR 2).
+//! Every transfer is logged with `tracing` (peer, file, options, bytes,
+//! duration).
+//!
+//! ```no_run
+//! use preboot::driver::tftp::{TftpServer, TftpServerConfig};
+//! let config = TftpServerConfig::new("0.0.0.0:69".parse().unwrap(), "/srv/tftp".into());
+//! let server = TftpServer::bind(config)?.spawn()?;
+//! println!("serving on {}", server.local_addr());
+//! // ... later:
+//! server.stop()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::prelude::rust_2024::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use std::vec;
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::fs::{JailedDir, JailedFile, Upload};
+use crate::Instant;
+use crate::fs::FsError;
+use crate::tftp::server::{Incoming, RequestOutcome, Server, ServerConfig, Slot, TransferHandle};
+use crate::tftp::{Event, Negotiated, Rollover};
+use crate::wire::tftp::MAX_BLKSIZE;
+
+const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+/// Longest a poll waits, so a stop flag without a waker is seen promptly.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+
+/// Settings of the std TFTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TftpServerConfig {
+    /// Listening address (IPv4; port 69 normally, any port for tests).
+    pub bind: SocketAddr,
+    /// Directory served; nothing outside it is ever read or written.
+    pub root: PathBuf,
+    /// Source ports for transfers (inclusive); `None`: any free port.
+    pub port_range: Option<RangeInclusive<u16>>,
+    /// Answer every transfer from the listening port (NAT-friendly).
+    pub single_port: bool,
+    /// Accept write requests (uploads).
+    pub allow_write: bool,
+    /// Uploads may replace existing files.
+    pub allow_overwrite: bool,
+    /// Largest upload, in bytes.
+    pub max_write_size: Option<u64>,
+    /// Concurrent transfers.
+    pub max_transfers: usize,
+    /// Concurrent transfers per client IP address.
+    pub max_per_client: usize,
+    /// Retransmission timeout when the client asks for none.
+    pub timeout: Duration,
+    /// Retransmissions before a transfer gives up.
+    pub max_retries: u8,
+    /// Largest `blksize` granted.
+    pub max_blksize: u16,
+    /// Largest `windowsize` granted.
+    pub max_windowsize: u16,
+    /// Block number after 65535.
+    pub rollover: Rollover,
+}
+
+impl TftpServerConfig {
+    /// Defaults: no uploads, 1024 transfers, 64 per client, 1 s timeout,
+    /// 5 retries, blksize up to 65464, windowsize up to 64.
+    pub fn new(bind: SocketAddr, root: PathBuf) -> Self {
+        TftpServerConfig {
+            bind,
+            root,
+            port_range: None,
+            single_port: false,
+            allow_write: false,
+            allow_overwrite: false,
+            max_write_size: None,
+            max_transfers: 1024,
+            max_per_client: 64,
+            timeout: Duration::from_secs(1),
+            max_retries: 5,
+            max_blksize: MAX_BLKSIZE,
+            max_windowsize: 64,
+            rollover: Rollover::ToZero,
+        }
+    }
+
+    fn engine(&self) -> ServerConfig {
+        ServerConfig {
+            timeout: self.timeout,
+            max_retries: self.max_retries,
+            max_blksize: self.max_blksize.clamp(8, MAX_BLKSIZE),
+            max_windowsize: self.max_windowsize.max(1),
+            rollover: self.rollover,
+            max_transfers: self.max_transfers,
+            max_per_client: self.max_per_client,
+            allow_write: self.allow_write,
+            max_write_size: self.max_write_size,
+        }
+    }
+}
+
+/// Counters since the server started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TftpStats {
+    /// Transfers that completed.
+    pub completed: u64,
+    /// Transfers that failed (not counting declined option probes).
+    pub failed: u64,
+    /// Option probes the client ended with ERROR 8 (normal).
+    pub declined: u64,
+    /// Requests refused with an ERROR.
+    pub refused: u64,
+    /// Bytes sent or received in completed transfers.
+    pub bytes: u64,
+}
+
+struct Conn {
+    handle: TransferHandle,
+    socket: Option<UdpSocket>,
+    peer: SocketAddrV4,
+    path: String,
+    write: bool,
+    armed: Option<Instant>,
+}
+
+type Engine = Server<JailedFile, Upload, Vec<Slot<JailedFile, Upload>>>;
+
+/// The std TFTP server. [`TftpServer::run`] is the blocking event loop;
+/// [`TftpServer::spawn`] runs it on a thread.
+pub struct TftpServer {
+    config: TftpServerConfig,
+    poll: Poll,
+    waker: Arc<Waker>,
+    listener: UdpSocket,
+    local: SocketAddr,
+    dir: JailedDir,
+    engine: Engine,
+    conns: Vec<Option<Conn>>,
+    by_peer: HashMap<SocketAddrV4, TransferHandle>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    epoch: std::time::Instant,
+    buf: Vec<u8>,
+    rx: Vec<u8>,
+    next_port: u32,
+    stats: TftpStats,
+}
+
+fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
+    match addr {
+        SocketAddr::V4(a) => Ok(a),
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(ip) => Ok(SocketAddrV4::new(ip, a.port())),
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TFTP server is IPv4 only",
+            )),
+        },
+    }
+}
+
+fn udp_socket(addr: SocketAddrV4, buffer: usize) -> io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_nonblocking(true)?;
+    // Sized for a window of large blocks; the kernel caps at rmem/wmem_max.
+    let _ = s.set_send_buffer_size(buffer);
+    let _ = s.set_recv_buffer_size(buffer);
+    s.bind(&SocketAddr::V4(addr).into())?;
+    Ok(s.into())
+}
+
+impl TftpServer {
+    /// Opens the root and binds the listening socket.
+    pub fn bind(config: TftpServerConfig) -> io::Result<TftpServer> {
+        let dir = JailedDir::new(&config.root)?
+            .with_uploads(config.allow_overwrite, config.max_write_size);
+        let bind = v4(config.bind)?;
+        let listener = UdpSocket::from_std(udp_socket(bind, 4 << 20)?);
+        let local = listener.local_addr()?;
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut listener = listener;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let slots = config.max_transfers.clamp(1, 1 << 20);
+        let engine = Server::new(config.engine(), (0..slots).map(|_| Slot::new()).collect());
+        Ok(TftpServer {
+            engine,
+            conns: (0..slots).map(|_| None).collect(),
+            config,
+            poll,
+            waker,
+            listener,
+            local,
+            dir,
+            by_peer: HashMap::new(),
+            timers: BinaryHeap::new(),
+            epoch: std::time::Instant::now(),
+            buf: vec![0u8; 4 + usize::from(MAX_BLKSIZE)],
+            rx: vec![0u8; 65536],
+            next_port: 0,
+            stats: TftpStats::default(),
+        })
+    }
+
+    /// The listening address (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> TftpStats {
+        self.stats
+    }
+
+    /// Transfers in progress.
+    pub fn active_transfers(&self) -> usize {
+        self.engine.active()
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    /// Runs the event loop until `stop` is set (checked at least every
+    /// 100 ms). Returns an error only if polling itself fails.
+    pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        while !stop.load(Ordering::Relaxed) {
+            let now = self.now();
+            let wait = self
+                .timers
+                .peek()
+                .map(|Reverse((t, _))| t.saturating_duration_since(now))
+                .unwrap_or(MAX_WAIT)
+                .min(MAX_WAIT);
+            match self.poll.poll(&mut events, Some(wait)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.on_listener(),
+                    WAKER => {}
+                    Token(i) => self.on_transfer(i),
+                }
+            }
+            self.fire_timers();
+        }
+        Ok(())
+    }
+
+    /// Runs the event loop on a new thread.
+    pub fn spawn(mut self) -> io::Result<TftpServerHandle> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let waker = self.waker.clone();
+        let local = self.local;
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("preboot-tftp".into())
+            .spawn(move || self.run(&flag).map(|()| self.stats))?;
+        Ok(TftpServerHandle {
+            local,
+            stop,
+            waker,
+            thread,
+        })
+    }
+
+    fn on_listener(&mut self) {
+        loop {
+            let (n, from) = match self.listener.recv_from(&mut self.rx) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ICMP errors (ECONNREFUSED) and the like: keep serving.
+                Err(_) => continue,
+            };
+            let Ok(from) = v4(from) else { continue };
+            if self.config.single_port {
+                if let Some(&h) = self.by_peer.get(&from) {
+                    let now = self.now();
+                    self.engine.handle(h, now, &self.rx[..n]);
+                    self.service(h);
+                    continue;
+                }
+            }
+            self.on_request(from, n);
+        }
+        self.flush_listener();
+    }
+
+    fn on_request(&mut self, from: SocketAddrV4, n: usize) {
+        let now = self.now();
+        let datagram = std::mem::take(&mut self.rx);
+        let outcome = self.engine.handle_request(now, from, &datagram[..n]);
+        match outcome {
+            RequestOutcome::Read(inc) => match self.dir.open_file(&inc.path) {
+                Ok(file) => match self.engine.accept_read(now, &inc, file) {
+                    Ok(h) => self.start(h, &inc, false),
+                    Err(_) => self.refused(&inc, "limit reached"),
+                },
+                Err(e) => {
+                    self.engine.refuse(&inc, e.error_code());
+                    self.stats.refused += 1;
+                    if e == FsError::NotFound {
+                        // pxelinux probes many names: routine, not a warning.
+                        tracing::debug!(peer = %from, file = inc.path.as_str(), "tftp: file not found");
+                    } else {
+                        tracing::warn!(peer = %from, file = inc.path.as_str(), error = %e, "tftp: read refused");
+                    }
+                }
+            },
+            RequestOutcome::Write(inc) => match self.dir.create(&inc.path) {
+                Ok(up) => match self.engine.accept_write(now, &inc, up) {
+                    Ok(h) => self.start(h, &inc, true),
+                    Err(_) => self.refused(&inc, "limit reached"),
+                },
+                Err(e) => {
+                    self.engine.refuse(&inc, e.error_code());
+                    self.stats.refused += 1;
+                    tracing::warn!(peer = %from, file = inc.path.as_str(), error = %e, "tftp: write refused");
+                }
+            },
+            RequestOutcome::Refused { peer, code, reason } => {
+                self.stats.refused += 1;
+                tracing::warn!(peer = %peer, code = u16::from(code), reason = ?reason, "tftp: request refused");
+            }
+            RequestOutcome::Ignored => {}
+        }
+        self.rx = datagram;
+    }
+
+    fn refused(&mut self, inc: &Incoming<'_>, why: &str) {
+        self.stats.refused += 1;
+        tracing::warn!(peer = %inc.peer, file = inc.path.as_str(), why, "tftp: request refused");
+    }
+
+    fn bind_transfer_socket(&mut self, neg: Option<Negotiated>) -> io::Result<std::net::UdpSocket> {
+        let ip = *v4(self.local)?.ip();
+        let window = neg.map_or(1, |n| {
+            usize::from(n.windowsize) * (usize::from(n.blksize) + 64)
+        });
+        let buffer = (2 * window).clamp(256 << 10, 8 << 20);
+        match &self.config.port_range {
+            None => udp_socket(SocketAddrV4::new(ip, 0), buffer),
+            Some(range) => {
+                let (lo, hi) = (u32::from(*range.start()), u32::from(*range.end()));
+                if lo > hi {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "empty port range",
+                    ));
+                }
+                let span = hi - lo + 1;
+                for i in 0..span {
+                    let port = lo + (self.next_port + i) % span;
+                    match udp_socket(SocketAddrV4::new(ip, port as u16), buffer) {
+                        Ok(s) => {
+                            self.next_port = (self.next_port + i + 1) % span;
+                            return Ok(s);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "no free port in range",
+                ))
+            }
+        }
+    }
+
+    fn start(&mut self, h: TransferHandle, inc: &Incoming<'_>, write: bool) {
+        let neg = self.engine.negotiated(h);
+        let socket = if self.config.single_port {
+            self.by_peer.insert(inc.peer, h);
+            None
+        } else {
+            let sock = self.bind_transfer_socket(neg).and_then(|s| {
+                s.connect(inc.peer)?;
+                let mut s = UdpSocket::from_std(s);
+                self.poll
+                    .registry()
+                    .register(&mut s, Token(h.index()), Interest::READABLE)?;
+                Ok(s)
+            });
+            match sock {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.engine.remove(h);
+                    self.engine
+                        .refuse(inc, crate::wire::tftp::ErrorCode::NotDefined);
+                    self.stats.refused += 1;
+                    tracing::error!(peer = %inc.peer, file = inc.path.as_str(), error = %e, "tftp: no transfer socket");
+                    return;
+                }
+            }
+        };
+        tracing::debug!(
+            peer = %inc.peer,
+            file = inc.path.as_str(),
+            write,
+            options = ?inc.options,
+            "tftp: request accepted"
+        );
+        self.conns[h.index()] = Some(Conn {
+            handle: h,
+            socket,
+            peer: inc.peer,
+            path: inc.path.as_str().to_owned(),
+            write,
+            armed: None,
+        });
+        self.service(h);
+    }
+
+    fn on_transfer(&mut self, index: usize) {
+        let Some(conn) = self.conns.get(index).and_then(|c| c.as_ref()) else {
+            return;
+        };
+        let h = conn.handle;
+        loop {
+            let Some(sock) = self.conns[index].as_ref().and_then(|c| c.socket.as_ref()) else {
+                return;
+            };
+            match sock.recv(&mut self.rx) {
+                Ok(n) => {
+                    let now = self.now();
+                    self.engine.handle(h, now, &self.rx[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ECONNREFUSED from an ICMP port unreachable: the client is
+                // gone; the timeout will end the transfer.
+                Err(_) => break,
+            }
+        }
+        self.service(h);
+    }
+
+    fn flush_listener(&mut self) {
+        while let Some((to, n)) = self.engine.poll_listener_transmit(&mut self.buf) {
+            let _ = self.listener.send_to(&self.buf[..n], SocketAddr::V4(to));
+        }
+    }
+
+    /// Sends what the transfer has to send, logs its events, re-arms its
+    /// timer, and closes it when finished.
+    fn service(&mut self, h: TransferHandle) {
+        let index = h.index();
+        let now = self.now();
+        while let Some(n) = self.engine.poll_transmit(h, now, &mut self.buf) {
+            let Some(conn) = self.conns[index].as_ref() else {
+                break;
+            };
+            let res = match &conn.socket {
+                Some(s) => s.send(&self.buf[..n]),
+                None => self
+                    .listener
+                    .send_to(&self.buf[..n], SocketAddr::V4(conn.peer)),
+            };
+            if let Err(e) = res {
+                // A full send buffer drops the datagram: the sender's
+                // timeout and window rollback recover, as for loss.
+                tracing::trace!(error = %e, "tftp: send failed");
+            }
+        }
+        self.flush_listener();
+        while let Some(ev) = self.engine.poll_event(h) {
+            self.log_event(index, ev);
+        }
+        if self.engine.is_finished(h) {
+            self.close(h);
+            return;
+        }
+        if let (Some(deadline), Some(conn)) =
+            (self.engine.poll_timeout(h), self.conns[index].as_mut())
+        {
+            if conn.armed.is_none_or(|a| deadline < a) {
+                conn.armed = Some(deadline);
+                self.timers.push(Reverse((deadline, index)));
+            }
+        }
+    }
+
+    fn log_event(&mut self, index: usize, ev: Event) {
+        let Some(conn) = self.conns[index].as_ref() else {
+            return;
+        };
+        let (peer, file, write) = (conn.peer, conn.path.as_str(), conn.write);
+        match ev {
+            Event::Started(n) => tracing::info!(
+                peer = %peer, file, write,
+                blksize = n.blksize, windowsize = n.windowsize, tsize = n.tsize,
+                timeout_ms = n.timeout.as_millis() as u64, oack = n.oack,
+                "tftp: transfer started"
+            ),
+            Event::Progress { bytes } => {
+                tracing::trace!(peer = %peer, file, bytes, "tftp: progress")
+            }
+            Event::Completed { bytes, duration } => {
+                self.stats.completed += 1;
+                self.stats.bytes += bytes;
+                tracing::info!(
+                    peer = %peer, file, write, bytes,
+                    duration_ms = duration.as_secs_f64() * 1e3,
+                    "tftp: transfer completed"
+                );
+            }
+            Event::Failed { reason, bytes } if !reason.is_error() => {
+                self.stats.declined += 1;
+                tracing::debug!(peer = %peer, file, bytes, reason = ?reason, "tftp: options probe ended by client");
+            }
+            Event::Failed { reason, bytes } => {
+                self.stats.failed += 1;
+                tracing::warn!(peer = %peer, file, write, bytes, reason = ?reason, "tftp: transfer failed");
+            }
+        }
+    }
+
+    fn close(&mut self, h: TransferHandle) {
+        let index = h.index();
+        self.engine.remove(h);
+        if let Some(mut conn) = self.conns[index].take() {
+            if let Some(s) = conn.socket.as_mut() {
+                let _ = self.poll.registry().deregister(s);
+            }
+            if self.by_peer.get(&conn.peer) == Some(&h) {
+                self.by_peer.remove(&conn.peer);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.now();
+        while let Some(&Reverse((t, index))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conns[index].as_mut() else {
+                continue;
+            };
+            if conn.armed != Some(t) {
+                continue;
+            }
+            conn.armed = None;
+            let h = conn.handle;
+            match self.engine.poll_timeout(h) {
+                Some(d) if d <= now => {
+                    self.engine.handle_timeout(h, now);
+                    self.service(h);
+                }
+                Some(d) => {
+                    if let Some(conn) = self.conns[index].as_mut() {
+                        conn.armed = Some(d);
+                    }
+                    self.timers.push(Reverse((d, index)));
+                }
+                None => self.service(h),
+            }
+        }
+    }
+}
+
+/// A server running on its own thread.
+pub struct TftpServerHandle {
+    local: SocketAddr,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    thread: JoinHandle<io::Result<TftpStats>>,
+}
+
+impl TftpServerHandle {
+    /// The listening address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Asks the loop to stop without waiting.
+    pub fn signal_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.waker.wake();
+    }
+
+    /// Stops the loop and waits for the thread; returns the final counters.
+    pub fn stop(self) -> io::Result<TftpStats> {
+        self.signal_stop();
+        self.thread
+            .join()
+            .map_err(|_| io::Error::other("TFTP server thread panicked"))?
+    }
+}

@@ -1,0 +1,712 @@
+//! The TFTP server engine (RFC 1350, options RFC 2347/2348/2349/7440).
+//!
+//! # How to drive it
+//!
+//! 1. A datagram arrives on the listening port (69): call
+//!    [`Server::handle_request`]. It validates the request (path, mode,
+//!    limits) and returns [`RequestOutcome::Read`] / [`RequestOutcome::Write`]
+//!    for the application to decide, or [`RequestOutcome::Refused`] when the
+//!    engine already queued an ERROR.
+//! 2. The application opens the file ([`crate::fs::FileSource`]) and calls
+//!    [`Server::accept_read`] (or [`Server::accept_write`] with a sink), or
+//!    [`Server::refuse`] with an error code (e.g. ERROR 1 for a missing
+//!    file). Accepting returns a [`TransferHandle`]; the driver gives the
+//!    transfer a fresh socket (new source port, RFC 1350 §4) or, in
+//!    single-port mode, routes by peer address.
+//! 3. Drain [`Server::poll_listener_transmit`] (refusals, sent from the
+//!    listening port) and, per transfer, [`Server::poll_transmit`] until it
+//!    returns `None`; feed that transfer's datagrams to [`Server::handle`];
+//!    arm a timer at [`Server::poll_timeout`] and call
+//!    [`Server::handle_timeout`] when it fires (a spurious call is harmless);
+//!    drain [`Server::poll_event`]. When [`Server::is_finished`], call
+//!    [`Server::remove`] and close the transfer's socket.
+//!
+//! ```
+//! use core::net::{Ipv4Addr, SocketAddrV4};
+//! use preboot::Instant;
+//! use preboot::fs::{FileSource, MemFile, MemFs, SliceSink};
+//! use preboot::tftp::server::{RequestOutcome, Server, ServerConfig, Slot};
+//!
+//! let mut fs = MemFs::new(&[("hello.txt", b"hi")]);
+//! let slots: [Slot<MemFile, SliceSink>; 4] = core::array::from_fn(|_| Slot::new());
+//! let mut server = Server::new(ServerConfig::default(), slots);
+//! let client = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 2000);
+//! let now = Instant::ZERO;
+//! let mut buf = [0u8; 600];
+//!
+//! let rrq = b"\x00\x01/hello.txt\x00octet\x00";
+//! let RequestOutcome::Read(incoming) = server.handle_request(now, client, rrq) else { panic!() };
+//! let file = fs.open(&incoming.path).unwrap();
+//! let h = server.accept_read(now, &incoming, file).unwrap();
+//! let n = server.poll_transmit(h, now, &mut buf).unwrap();
+//! assert_eq!(&buf[..n], b"\x00\x03\x00\x01hi"); // DATA block 1, the last
+//! server.handle(h, now, b"\x00\x04\x00\x01"); // ACK 1
+//! assert!(server.is_finished(h) || server.poll_event(h).is_some());
+//! ```
+
+use core::net::SocketAddrV4;
+use core::time::Duration;
+
+use super::receiver::{Receiver, RxOutcome, RxState};
+use super::sender::ReadTransfer;
+use super::{Event, EventQueue, FailReason, Negotiated, Rollover};
+use crate::Instant;
+use crate::fs::{PathError, ReadAt, ValidPath, WriteAt};
+use crate::wire::tftp::{ErrorCode, MAX_BLKSIZE, Mode, OptionSet, Options, Repr};
+
+/// Server settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Retransmission timeout when the client does not ask for one.
+    pub timeout: Duration,
+    /// Retransmissions before a transfer gives up.
+    pub max_retries: u8,
+    /// Largest `blksize` granted (RFC 2348; at most 65464).
+    pub max_blksize: u16,
+    /// Largest `windowsize` granted (RFC 7440). 1 disables windows.
+    pub max_windowsize: u16,
+    /// Block number after 65535.
+    pub rollover: Rollover,
+    /// Concurrent transfers; also bounded by the number of slots.
+    pub max_transfers: usize,
+    /// Concurrent transfers per client IP address.
+    pub max_per_client: usize,
+    /// Accept write requests (otherwise ERROR 2).
+    pub allow_write: bool,
+    /// Largest upload announced with `tsize` (the sink enforces the limit
+    /// on the data itself).
+    pub max_write_size: Option<u64>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            timeout: Duration::from_secs(1),
+            max_retries: 5,
+            max_blksize: MAX_BLKSIZE,
+            max_windowsize: 64,
+            rollover: Rollover::ToZero,
+            max_transfers: usize::MAX,
+            max_per_client: 16,
+            allow_write: false,
+            max_write_size: None,
+        }
+    }
+}
+
+/// Identifies one transfer inside a [`Server`]. Stale handles (of removed
+/// transfers) are detected and ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransferHandle {
+    index: u32,
+    generation: u32,
+}
+
+impl TransferHandle {
+    /// The slot index (stable while the transfer lives; handy as a token).
+    pub fn index(&self) -> usize {
+        self.index as usize
+    }
+}
+
+/// Direction of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// RRQ: the client downloads.
+    Read,
+    /// WRQ: the client uploads.
+    Write,
+}
+
+/// A validated request waiting for the application's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Incoming<'a> {
+    /// The client's address and port (its transfer identifier).
+    pub peer: SocketAddrV4,
+    /// Read or write.
+    pub direction: Direction,
+    /// The validated path (leading `/` stripped).
+    pub path: ValidPath<'a>,
+    /// Transfer mode.
+    pub mode: Mode,
+    /// Options the client asked for (invalid ones already dropped).
+    pub options: OptionSet,
+    received: Instant,
+}
+
+/// Why the engine refused a request by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefuseReason {
+    /// The datagram did not parse as a request.
+    Malformed,
+    /// The path is hostile or invalid.
+    Path(PathError),
+    /// Write requests are disabled.
+    WriteDisabled,
+    /// The announced upload size exceeds the limit.
+    TooLarge,
+    /// `mail` mode is not served.
+    Mode,
+    /// Too many transfers in total.
+    Busy,
+    /// Too many transfers for this client address.
+    ClientBusy,
+    /// Refused by the application ([`Server::refuse`]).
+    Application,
+}
+
+/// What [`Server::handle_request`] made of a datagram on the listening port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome<'a> {
+    /// A read request to accept or refuse.
+    Read(Incoming<'a>),
+    /// A write request to accept or refuse.
+    Write(Incoming<'a>),
+    /// Refused; an ERROR to `peer` is queued on the listener.
+    Refused {
+        /// The client.
+        peer: SocketAddrV4,
+        /// The code sent.
+        code: ErrorCode,
+        /// Why.
+        reason: RefuseReason,
+    },
+    /// Not a request, or a repeat of a request already being served.
+    Ignored,
+}
+
+enum Kind<F, W> {
+    Read(ReadTransfer<F>),
+    Write(WriteTransfer<W>),
+}
+
+/// One slot of transfer storage; give [`Server::new`] an array or a `Vec`
+/// of them (its length caps concurrent transfers).
+pub struct Slot<F, W> {
+    generation: u32,
+    entry: Option<Entry<F, W>>,
+}
+
+impl<F, W> Slot<F, W> {
+    /// An empty slot.
+    pub const fn new() -> Self {
+        Slot {
+            generation: 0,
+            entry: None,
+        }
+    }
+}
+
+impl<F, W> Default for Slot<F, W> {
+    fn default() -> Self {
+        Slot::new()
+    }
+}
+
+struct Entry<F, W> {
+    peer: SocketAddrV4,
+    kind: Kind<F, W>,
+}
+
+const LISTENER_QUEUE: usize = 16;
+
+/// The server engine; see the module docs for how to drive it.
+pub struct Server<F, W, S> {
+    config: ServerConfig,
+    slots: S,
+    active: usize,
+    refusals: [Option<(SocketAddrV4, ErrorCode)>; LISTENER_QUEUE],
+    _marker: core::marker::PhantomData<(F, W)>,
+}
+
+impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server<F, W, S> {
+    /// A server with these settings and transfer slots.
+    pub fn new(config: ServerConfig, slots: S) -> Self {
+        Server {
+            config,
+            slots,
+            active: 0,
+            refusals: [None; LISTENER_QUEUE],
+            _marker: core::marker::PhantomData,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Transfers in progress.
+    pub fn active(&self) -> usize {
+        self.active
+    }
+
+    fn queue_refusal(&mut self, peer: SocketAddrV4, code: ErrorCode) {
+        // Bounded: when full the request goes unanswered and the client
+        // retries.
+        if let Some(slot) = self.refusals.iter_mut().find(|s| s.is_none()) {
+            *slot = Some((peer, code));
+        }
+    }
+
+    fn refused<'a>(
+        &mut self,
+        peer: SocketAddrV4,
+        code: ErrorCode,
+        reason: RefuseReason,
+    ) -> RequestOutcome<'a> {
+        self.queue_refusal(peer, code);
+        RequestOutcome::Refused { peer, code, reason }
+    }
+
+    /// Feeds a datagram that arrived on the listening port.
+    pub fn handle_request<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        datagram: &'a [u8],
+    ) -> RequestOutcome<'a> {
+        let (direction, req) = match Repr::parse_bytes(datagram) {
+            Ok(Repr::Rrq(r)) => (Direction::Read, r),
+            Ok(Repr::Wrq(r)) => (Direction::Write, r),
+            // ERRORs are never answered (RFC 1350 §7); stray DATA/ACK/OACK
+            // (a client answering a refusal sent from this port) neither:
+            // answering could start an error ping-pong.
+            Ok(_) => return RequestOutcome::Ignored,
+            Err(_) => {
+                return self.refused(from, ErrorCode::IllegalOperation, RefuseReason::Malformed);
+            }
+        };
+        if self.slots.as_ref().iter().any(|s| {
+            s.entry
+                .as_ref()
+                .is_some_and(|e| e.peer == from && !entry_done(e))
+        }) {
+            // A retransmitted request: the transfer already answers it.
+            return RequestOutcome::Ignored;
+        }
+        let path = match ValidPath::new(req.filename) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.refused(from, ErrorCode::AccessViolation, RefuseReason::Path(e));
+            }
+        };
+        if req.mode == Mode::Mail {
+            return self.refused(from, ErrorCode::IllegalOperation, RefuseReason::Mode);
+        }
+        let options = req.options.to_set();
+        if direction == Direction::Write {
+            if !self.config.allow_write {
+                return self.refused(
+                    from,
+                    ErrorCode::AccessViolation,
+                    RefuseReason::WriteDisabled,
+                );
+            }
+            if let (Some(limit), Some(size)) = (self.config.max_write_size, options.tsize) {
+                if size > limit {
+                    return self.refused(from, ErrorCode::DiskFull, RefuseReason::TooLarge);
+                }
+            }
+        }
+        if let Err(reason) = self.check_limits(from) {
+            return self.refused(from, ErrorCode::NotDefined, reason);
+        }
+        let incoming = Incoming {
+            peer: from,
+            direction,
+            path,
+            mode: req.mode,
+            options,
+            received: now,
+        };
+        match direction {
+            Direction::Read => RequestOutcome::Read(incoming),
+            Direction::Write => RequestOutcome::Write(incoming),
+        }
+    }
+
+    fn check_limits(&self, from: SocketAddrV4) -> Result<usize, RefuseReason> {
+        if self.active >= self.config.max_transfers {
+            return Err(RefuseReason::Busy);
+        }
+        let per_client = self
+            .slots
+            .as_ref()
+            .iter()
+            .filter(|s| s.entry.as_ref().is_some_and(|e| e.peer.ip() == from.ip()))
+            .count();
+        if per_client >= self.config.max_per_client {
+            return Err(RefuseReason::ClientBusy);
+        }
+        self.slots
+            .as_ref()
+            .iter()
+            .position(|s| s.entry.is_none())
+            .ok_or(RefuseReason::Busy)
+    }
+
+    fn negotiate(
+        &self,
+        incoming: &Incoming<'_>,
+        size: Option<u64>,
+    ) -> (Negotiated, Option<OptionSet>) {
+        let req = incoming.options;
+        let mut grant = OptionSet::default();
+        let mut neg = Negotiated {
+            timeout: self.config.timeout,
+            ..Negotiated::default()
+        };
+        if let Some(b) = req.blksize {
+            let b = b.min(self.config.max_blksize).max(8);
+            grant.blksize = Some(b);
+            neg.blksize = b;
+        }
+        if let Some(t) = req.timeout {
+            grant.timeout = Some(t);
+            neg.timeout = Duration::from_secs(u64::from(t));
+        }
+        if let Some(ts) = req.tsize {
+            match incoming.direction {
+                // netascii sizes differ on the wire; not offered.
+                Direction::Read if incoming.mode == Mode::Octet => {
+                    grant.tsize = size;
+                    neg.tsize = size;
+                }
+                Direction::Read => {}
+                Direction::Write => {
+                    grant.tsize = Some(ts);
+                    neg.tsize = Some(ts);
+                }
+            }
+        }
+        if let Some(w) = req.windowsize {
+            if incoming.mode == Mode::Octet && self.config.max_windowsize > 1 {
+                // Keep ACK numbers unambiguous across a wrap.
+                let w = w.min(self.config.max_windowsize).min(32768);
+                grant.windowsize = Some(w);
+                neg.windowsize = w;
+            }
+        }
+        neg.oack = !grant.is_empty();
+        (neg, neg.oack.then_some(grant))
+    }
+
+    fn insert(
+        &mut self,
+        peer: SocketAddrV4,
+        kind: Kind<F, W>,
+    ) -> Result<TransferHandle, ErrorCode> {
+        let index = match self.check_limits(peer) {
+            Ok(i) => i,
+            Err(_) => {
+                self.queue_refusal(peer, ErrorCode::NotDefined);
+                return Err(ErrorCode::NotDefined);
+            }
+        };
+        let slot = &mut self.slots.as_mut()[index];
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.entry = Some(Entry { peer, kind });
+        self.active += 1;
+        Ok(TransferHandle {
+            index: index as u32,
+            generation: slot.generation,
+        })
+    }
+
+    /// Accepts a read request with the opened `file`. Fails (and queues an
+    /// ERROR) only if the limits were reached since the request arrived.
+    pub fn accept_read(
+        &mut self,
+        now: Instant,
+        incoming: &Incoming<'_>,
+        file: F,
+    ) -> Result<TransferHandle, ErrorCode> {
+        let (neg, oack) = self.negotiate(incoming, Some(file.size()));
+        let start = incoming.received.min(now);
+        let t = ReadTransfer::new(
+            start,
+            file,
+            neg,
+            oack,
+            self.config.rollover,
+            self.config.max_retries,
+            incoming.mode == Mode::Netascii,
+        );
+        self.insert(incoming.peer, Kind::Read(t))
+    }
+
+    /// Accepts a write request into `sink`.
+    pub fn accept_write(
+        &mut self,
+        now: Instant,
+        incoming: &Incoming<'_>,
+        sink: W,
+    ) -> Result<TransferHandle, ErrorCode> {
+        let (neg, oack) = self.negotiate(incoming, None);
+        let t = WriteTransfer::new(
+            now,
+            sink,
+            neg,
+            oack,
+            &self.config,
+            incoming.mode == Mode::Netascii,
+        );
+        self.insert(incoming.peer, Kind::Write(t))
+    }
+
+    /// Refuses a request: queues ERROR `code` to the client.
+    pub fn refuse(&mut self, incoming: &Incoming<'_>, code: ErrorCode) {
+        self.queue_refusal(incoming.peer, code);
+    }
+
+    /// Next refusal to send from the listening port: `(client, length)`.
+    pub fn poll_listener_transmit(&mut self, buf: &mut [u8]) -> Option<(SocketAddrV4, usize)> {
+        for slot in self.refusals.iter_mut() {
+            if let Some((peer, code)) = slot.take() {
+                let n = Repr::Error {
+                    code,
+                    message: code.default_message().as_bytes(),
+                }
+                .emit(buf)
+                .ok()?;
+                return Some((peer, n));
+            }
+        }
+        None
+    }
+
+    fn entry(&self, h: TransferHandle) -> Option<&Entry<F, W>> {
+        let slot = self.slots.as_ref().get(h.index as usize)?;
+        if slot.generation != h.generation {
+            return None;
+        }
+        slot.entry.as_ref()
+    }
+
+    fn entry_mut(&mut self, h: TransferHandle) -> Option<&mut Entry<F, W>> {
+        let slot = self.slots.as_mut().get_mut(h.index as usize)?;
+        if slot.generation != h.generation {
+            return None;
+        }
+        slot.entry.as_mut()
+    }
+
+    /// The client of a transfer.
+    pub fn peer(&self, h: TransferHandle) -> Option<SocketAddrV4> {
+        self.entry(h).map(|e| e.peer)
+    }
+
+    /// The options in force for a transfer.
+    pub fn negotiated(&self, h: TransferHandle) -> Option<Negotiated> {
+        self.entry(h).map(|e| match &e.kind {
+            Kind::Read(t) => t.neg,
+            Kind::Write(t) => t.neg,
+        })
+    }
+
+    /// Feeds a datagram the transfer's client sent to the transfer's port.
+    pub fn handle(&mut self, h: TransferHandle, now: Instant, datagram: &[u8]) {
+        let Some(e) = self.entry_mut(h) else { return };
+        let Ok(repr) = Repr::parse_bytes(datagram) else {
+            return;
+        };
+        match (&mut e.kind, repr) {
+            (Kind::Read(t), Repr::Ack { block }) => t.on_ack(now, block),
+            (Kind::Read(t), Repr::Error { code, .. }) => t.on_error(code),
+            (Kind::Write(t), Repr::Data { block, data }) => t.on_data(now, block, data),
+            (Kind::Write(t), Repr::Error { code, .. }) => t.on_error(code),
+            _ => {}
+        }
+    }
+
+    /// Writes the transfer's next datagram (to its peer) into `buf`, which
+    /// must hold `4 + max_blksize` bytes.
+    pub fn poll_transmit(
+        &mut self,
+        h: TransferHandle,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        match &mut self.entry_mut(h)?.kind {
+            Kind::Read(t) => t.poll_transmit(now, buf),
+            Kind::Write(t) => t.poll_transmit(now, buf),
+        }
+    }
+
+    /// When the transfer's timer fires.
+    pub fn poll_timeout(&self, h: TransferHandle) -> Option<Instant> {
+        match &self.entry(h)?.kind {
+            Kind::Read(t) => t.poll_timeout(),
+            Kind::Write(t) => t.rx.deadline,
+        }
+    }
+
+    /// Lets the transfer's timer act (retransmit or give up).
+    pub fn handle_timeout(&mut self, h: TransferHandle, now: Instant) {
+        let Some(e) = self.entry_mut(h) else { return };
+        match &mut e.kind {
+            Kind::Read(t) => t.handle_timeout(now),
+            Kind::Write(t) => t.handle_timeout(now),
+        }
+    }
+
+    /// The transfer's next event.
+    pub fn poll_event(&mut self, h: TransferHandle) -> Option<Event> {
+        match &mut self.entry_mut(h)?.kind {
+            Kind::Read(t) => t.events.pop(),
+            Kind::Write(t) => t.events.pop(),
+        }
+    }
+
+    /// True when the transfer has nothing left to send or wait for (its
+    /// final event may still be pending); stale handles count as finished.
+    pub fn is_finished(&self, h: TransferHandle) -> bool {
+        self.entry(h).is_none_or(entry_done)
+    }
+
+    /// Frees the transfer's slot (dropping its file or sink).
+    pub fn remove(&mut self, h: TransferHandle) {
+        if let Some(slot) = self.slots.as_mut().get_mut(h.index as usize) {
+            if slot.generation == h.generation && slot.entry.take().is_some() {
+                self.active -= 1;
+            }
+        }
+    }
+
+    /// Handles of all transfers (for simple drivers that poll everything).
+    pub fn handles(&self) -> impl Iterator<Item = TransferHandle> + '_ {
+        self.slots
+            .as_ref()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.entry.is_some())
+            .map(|(i, s)| TransferHandle {
+                index: i as u32,
+                generation: s.generation,
+            })
+    }
+}
+
+fn entry_done<F: ReadAt, W: WriteAt>(e: &Entry<F, W>) -> bool {
+    match &e.kind {
+        Kind::Read(t) => t.is_done(),
+        Kind::Write(t) => t.is_done(),
+    }
+}
+
+/// A server write transfer (WRQ): the shared receiver plus the OACK and
+/// ACK 0 that start it.
+struct WriteTransfer<W> {
+    sink: W,
+    neg: Negotiated,
+    oack: Option<OptionSet>,
+    rx: Receiver,
+    error_due: Option<ErrorCode>,
+    failed: bool,
+    start: Instant,
+    events: EventQueue,
+}
+
+impl<W: WriteAt> WriteTransfer<W> {
+    fn new(
+        now: Instant,
+        sink: W,
+        neg: Negotiated,
+        oack: Option<OptionSet>,
+        config: &ServerConfig,
+        netascii: bool,
+    ) -> Self {
+        let mut rx = Receiver::new(
+            neg.blksize,
+            neg.windowsize,
+            config.rollover,
+            neg.timeout,
+            config.max_retries,
+            netascii,
+        );
+        // The first "ACK" (ACK 0 or the OACK) starts the upload.
+        rx.ack_due = true;
+        let mut events = EventQueue::default();
+        events.started(neg);
+        WriteTransfer {
+            sink,
+            neg,
+            oack,
+            rx,
+            error_due: None,
+            failed: false,
+            start: now,
+            events,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.error_due.is_none() && (self.failed || self.rx.state == RxState::Done)
+    }
+
+    fn fail(&mut self, reason: FailReason, send: Option<ErrorCode>) {
+        if self.failed {
+            return;
+        }
+        self.failed = true;
+        self.error_due = send;
+        self.rx.state = RxState::Done;
+        self.rx.deadline = None;
+        self.events.end(Event::Failed {
+            reason,
+            bytes: self.rx.bytes,
+        });
+    }
+
+    fn on_data(&mut self, now: Instant, block: u16, data: &[u8]) {
+        if self.failed {
+            return;
+        }
+        match self.rx.on_data(now, block, data, &mut self.sink) {
+            RxOutcome::Accepted { last: true } => self.events.end(Event::Completed {
+                bytes: self.rx.bytes,
+                duration: now - self.start,
+            }),
+            RxOutcome::Accepted { last: false } => self.events.progress(self.rx.bytes),
+            RxOutcome::Ignored => {}
+            RxOutcome::Oversized => self.fail(
+                FailReason::Protocol(ErrorCode::IllegalOperation),
+                Some(ErrorCode::IllegalOperation),
+            ),
+            RxOutcome::Sink(e) => self.fail(FailReason::File(e.error_code()), Some(e.error_code())),
+        }
+    }
+
+    fn on_error(&mut self, code: ErrorCode) {
+        if self.rx.state == RxState::Receiving {
+            self.fail(FailReason::PeerError(code), None);
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if !self.failed && !self.rx.on_timeout(now) {
+            self.fail(FailReason::TimedOut, None);
+        }
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if let Some(code) = self.error_due.take() {
+            return Repr::Error {
+                code,
+                message: code.default_message().as_bytes(),
+            }
+            .emit(buf)
+            .ok();
+        }
+        let block = self.rx.poll_ack(now)?;
+        let repr = match (self.rx.next, self.oack) {
+            (1, Some(set)) => Repr::Oack {
+                options: Options::Set(set),
+            },
+            _ => Repr::Ack { block },
+        };
+        repr.emit(buf).ok()
+    }
+}
