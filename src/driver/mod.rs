@@ -1,1 +1,2 @@
 //! std drivers: the engines on real UDP sockets and files.
+pub mod dhcp;
