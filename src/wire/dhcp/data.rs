@@ -1,0 +1,377 @@
+//! Option payloads that may be split across several places of a datagram.
+//!
+//! RFC 3396 §7: when the same option code appears more than once, the
+//! payloads are concatenated, in the order options field → `file` → `sname`
+//! (the latter two only when option 52 says they carry options). Instead of
+//! copying the pieces into a heap buffer, [`OptionData`] is a *sequence of
+//! borrowed fragments*: one slice in the common case, or a lazily walked list
+//! of the option's fragments inside the packet. It knows its total length,
+//! copies itself into a caller buffer, and hands out a contiguous slice
+//! without copying whenever it is one fragment.
+
+use core::fmt;
+
+use super::EmitError;
+use super::layout::{RawStep, area_bounds, raw_step};
+
+/// The payload of one (possibly long, RFC 3396) option: a sequence of
+/// borrowed fragments, never an allocation.
+///
+/// Equality compares the bytes, not where they live: a payload parsed from
+/// three fragments equals the same bytes given as one slice.
+#[derive(Clone, Copy)]
+pub struct OptionData<'a> {
+    inner: Inner<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Inner<'a> {
+    /// One contiguous slice.
+    Slice(&'a [u8]),
+    /// Every occurrence of `code` in `packet`, from the first one at
+    /// (`area`, `pos`) on, concatenated; then bytes `skip..skip + len` of that.
+    Split {
+        packet: &'a [u8],
+        overload: u8,
+        code: u8,
+        area: u8,
+        pos: usize,
+        skip: usize,
+        len: usize,
+    },
+}
+
+impl<'a> OptionData<'a> {
+    /// A payload made of one slice.
+    pub const fn new(bytes: &'a [u8]) -> Self {
+        OptionData {
+            inner: Inner::Slice(bytes),
+        }
+    }
+
+    /// The concatenation of every `code` option in `packet` from the raw
+    /// option header at `pos` of area `area` on.
+    pub(crate) fn split(packet: &'a [u8], overload: u8, code: u8, area: u8, pos: usize) -> Self {
+        let mut d = OptionData {
+            inner: Inner::Split {
+                packet,
+                overload,
+                code,
+                area,
+                pos,
+                skip: 0,
+                len: usize::MAX,
+            },
+        };
+        let total: usize = d.fragments().map(<[u8]>::len).sum();
+        if let Inner::Split { len, .. } = &mut d.inner {
+            *len = total;
+        }
+        d
+    }
+
+    /// Total number of payload bytes.
+    pub fn len(&self) -> usize {
+        match self.inner {
+            Inner::Slice(s) => s.len(),
+            Inner::Split { len, .. } => len,
+        }
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The payload as one slice, if it is stored in one piece (always the
+    /// case for options of at most 255 bytes sent once).
+    pub fn as_slice(&self) -> Option<&'a [u8]> {
+        match self.inner {
+            Inner::Slice(s) => Some(s),
+            Inner::Split { .. } => {
+                let mut it = self.fragments();
+                let first = it.next().unwrap_or(&[]);
+                match it.next() {
+                    None => Some(first),
+                    Some(_) => None,
+                }
+            }
+        }
+    }
+
+    /// The borrowed fragments, in RFC 3396 order (empty fragments skipped).
+    pub fn fragments(&self) -> Fragments<'a> {
+        match self.inner {
+            Inner::Slice(s) => Fragments {
+                state: FragState::Slice(Some(s)),
+            },
+            Inner::Split {
+                packet,
+                overload,
+                code,
+                area,
+                pos,
+                skip,
+                len,
+            } => Fragments {
+                state: FragState::Split {
+                    packet,
+                    overload,
+                    code,
+                    area,
+                    pos,
+                    end: area_bounds(area, overload, packet.len()).map_or(0, |b| b.1),
+                    skip,
+                    left: len,
+                },
+            },
+        }
+    }
+
+    /// The payload bytes one by one.
+    pub fn bytes(&self) -> impl Iterator<Item = u8> + 'a {
+        self.fragments().flat_map(|f| f.iter().copied())
+    }
+
+    /// Copies the payload to the front of `out` and returns its length, or
+    /// fails (leaving `out` untouched) if `out` is shorter than [`len`](Self::len).
+    pub fn copy_to(&self, out: &mut [u8]) -> Result<usize, EmitError> {
+        let needed = self.len();
+        if out.len() < needed {
+            return Err(EmitError::BufferTooSmall { needed });
+        }
+        let mut at = 0;
+        for f in self.fragments() {
+            out[at..at + f.len()].copy_from_slice(f);
+            at += f.len();
+        }
+        Ok(at)
+    }
+
+    /// The payload as one slice: borrowed from the packet when it is one
+    /// fragment, otherwise copied into `scratch` (a bounded stack buffer of
+    /// the caller). Fails only if it is fragmented and `scratch` is too short.
+    pub fn contiguous<'b>(&self, scratch: &'b mut [u8]) -> Result<&'b [u8], EmitError>
+    where
+        'a: 'b,
+    {
+        if let Some(s) = self.as_slice() {
+            return Ok(s);
+        }
+        let n = self.copy_to(scratch)?;
+        Ok(&scratch[..n])
+    }
+
+    /// Bytes `start..end` of the payload, or `None` if out of range.
+    pub fn slice(&self, start: usize, end: usize) -> Option<Self> {
+        if start > end || end > self.len() {
+            return None;
+        }
+        let inner = match self.inner {
+            Inner::Slice(s) => Inner::Slice(&s[start..end]),
+            Inner::Split {
+                packet,
+                overload,
+                code,
+                area,
+                pos,
+                skip,
+                ..
+            } => Inner::Split {
+                packet,
+                overload,
+                code,
+                area,
+                pos,
+                skip: skip + start,
+                len: end - start,
+            },
+        };
+        Some(OptionData { inner })
+    }
+
+    /// The payload from `start` on (empty if `start` is past the end).
+    pub fn tail(&self, start: usize) -> Self {
+        let len = self.len();
+        self.slice(start.min(len), len)
+            .unwrap_or(OptionData::new(&[]))
+    }
+
+    /// The byte at `index`.
+    pub fn get(&self, index: usize) -> Option<u8> {
+        match self.inner {
+            Inner::Slice(s) => s.get(index).copied(),
+            Inner::Split { .. } => self.bytes().nth(index),
+        }
+    }
+
+    /// `N` bytes from `offset`, or `None` if the payload is too short.
+    pub fn array<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let mut out = [0u8; N];
+        match self.inner {
+            Inner::Slice(s) => out.copy_from_slice(s.get(offset..offset.checked_add(N)?)?),
+            Inner::Split { .. } => {
+                let part = self.slice(offset, offset.checked_add(N)?)?;
+                part.copy_to(&mut out).ok()?;
+            }
+        }
+        Some(out)
+    }
+
+    /// Whether the payload equals `bytes`.
+    pub fn eq_bytes(&self, bytes: &[u8]) -> bool {
+        match self.inner {
+            Inner::Slice(s) => s == bytes,
+            Inner::Split { .. } => {
+                self.len() == bytes.len() && self.bytes().eq(bytes.iter().copied())
+            }
+        }
+    }
+
+    /// The payload as UTF-8 text, if it is one fragment and valid UTF-8.
+    /// Trailing NUL bytes (some servers terminate strings) are not included.
+    pub fn as_str(&self) -> Option<&'a str> {
+        let s = self.as_slice()?;
+        let end = s.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        core::str::from_utf8(&s[..end]).ok()
+    }
+}
+
+impl<'a> From<&'a [u8]> for OptionData<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        OptionData::new(bytes)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for OptionData<'a> {
+    fn from(bytes: &'a [u8; N]) -> Self {
+        OptionData::new(bytes)
+    }
+}
+
+impl<'a> From<&'a str> for OptionData<'a> {
+    fn from(s: &'a str) -> Self {
+        OptionData::new(s.as_bytes())
+    }
+}
+
+impl PartialEq for OptionData<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self.as_slice(), other.as_slice()) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.len() == other.len() && self.bytes().eq(other.bytes()),
+        }
+    }
+}
+
+impl Eq for OptionData<'_> {}
+
+impl PartialEq<[u8]> for OptionData<'_> {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.eq_bytes(other)
+    }
+}
+
+impl PartialEq<&[u8]> for OptionData<'_> {
+    fn eq(&self, other: &&[u8]) -> bool {
+        self.eq_bytes(other)
+    }
+}
+
+impl fmt::Debug for OptionData<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OptionData(")?;
+        for b in self.bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// Iterator over the borrowed fragments of an [`OptionData`].
+#[derive(Clone)]
+pub struct Fragments<'a> {
+    state: FragState<'a>,
+}
+
+#[derive(Clone)]
+enum FragState<'a> {
+    Slice(Option<&'a [u8]>),
+    Split {
+        packet: &'a [u8],
+        overload: u8,
+        code: u8,
+        area: u8,
+        pos: usize,
+        end: usize,
+        skip: usize,
+        left: usize,
+    },
+}
+
+impl<'a> Iterator for Fragments<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match &mut self.state {
+            FragState::Slice(s) => s.take().filter(|s| !s.is_empty()),
+            FragState::Split {
+                packet,
+                overload,
+                code,
+                area,
+                pos,
+                end,
+                skip,
+                left,
+            } => loop {
+                if *left == 0 {
+                    return None;
+                }
+                match raw_step(packet, *pos, *end) {
+                    RawStep::Option {
+                        code: c,
+                        start,
+                        len,
+                    } => {
+                        *pos = start + len;
+                        if c != *code {
+                            continue;
+                        }
+                        let mut frag = &packet[start..start + len];
+                        if *skip >= frag.len() {
+                            *skip -= frag.len();
+                            continue;
+                        }
+                        frag = &frag[*skip..];
+                        *skip = 0;
+                        let take = frag.len().min(*left);
+                        *left -= take;
+                        if take == 0 {
+                            continue;
+                        }
+                        return Some(&frag[..take]);
+                    }
+                    RawStep::Pad => *pos += 1,
+                    RawStep::End | RawStep::Truncated => {
+                        // Next area, if any.
+                        let mut next = *area + 1;
+                        loop {
+                            if next > 2 {
+                                *left = 0;
+                                return None;
+                            }
+                            if let Some((s, e)) = area_bounds(next, *overload, packet.len()) {
+                                *area = next;
+                                *pos = s;
+                                *end = e;
+                                break;
+                            }
+                            next += 1;
+                        }
+                    }
+                }
+            },
+        }
+    }
+}

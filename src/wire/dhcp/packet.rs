@@ -1,0 +1,289 @@
+//! The checked view [`DhcpPacket`] over a received (or to-be-sent) datagram.
+
+use core::net::Ipv4Addr;
+
+use super::ParseError;
+use super::data::OptionData;
+use super::layout::*;
+use super::options::{Options, RawOptions};
+use super::typed::{DhcpOption, code};
+use super::values::MessageType;
+
+/// The broadcast bit of `flags` (RFC 2131 §2, figure 2).
+pub const FLAG_BROADCAST: u16 = 0x8000;
+
+/// BOOTP `op`: a request from a client (RFC 951).
+pub const BOOTREQUEST: u8 = 1;
+/// BOOTP `op`: a reply from a server (RFC 951).
+pub const BOOTREPLY: u8 = 2;
+
+/// Length of the fixed header including the magic cookie.
+pub const HEADER_LEN: usize = OPTIONS;
+
+/// A DHCP/BOOTP message: a view over bytes.
+///
+/// [`new_checked`](Self::new_checked) verifies once that the buffer holds
+/// the 236-byte BOOTP header and the DHCP magic cookie; after that no
+/// accessor can fail or panic. Any `htype` is accepted (Ethernet,
+/// InfiniBand (32, where `hlen` is 0 and `chaddr` is empty), ...).
+///
+/// `hlen` above 16 is not an error: [`hlen`](Self::hlen) reports it as
+/// sent and [`chaddr`](Self::chaddr) is clamped to the 16 bytes of the
+/// field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DhcpPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> DhcpPacket<T> {
+    /// Wraps a buffer without checking it; accessors may panic until
+    /// [`check_len`](Self::check_len) succeeds.
+    pub const fn new_unchecked(buffer: T) -> Self {
+        DhcpPacket { buffer }
+    }
+
+    /// Wraps a received datagram: checks the length and the magic cookie.
+    pub fn new_checked(buffer: T) -> Result<Self, ParseError> {
+        let p = Self::new_unchecked(buffer);
+        p.check_len()?;
+        if p.buffer.as_ref()[COOKIE] != MAGIC_COOKIE {
+            return Err(ParseError::BadMagicCookie);
+        }
+        Ok(p)
+    }
+
+    /// Checks that the buffer holds the fixed header and cookie.
+    pub fn check_len(&self) -> Result<(), ParseError> {
+        let len = self.buffer.as_ref().len();
+        if len < HEADER_LEN {
+            return Err(ParseError::Truncated {
+                len,
+                needed: HEADER_LEN,
+            });
+        }
+        Ok(())
+    }
+
+    /// The underlying buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// The whole datagram.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
+    fn b(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
+    fn addr(&self, r: core::ops::Range<usize>) -> Ipv4Addr {
+        let b = &self.b()[r];
+        Ipv4Addr::new(b[0], b[1], b[2], b[3])
+    }
+
+    /// `op`: 1 BOOTREQUEST, 2 BOOTREPLY.
+    pub fn op(&self) -> u8 {
+        self.b()[OP]
+    }
+    /// `htype`: hardware address type (ARP: 1 Ethernet, 32 InfiniBand...).
+    pub fn htype(&self) -> u8 {
+        self.b()[HTYPE]
+    }
+    /// `hlen`: hardware address length, as sent (may exceed 16).
+    pub fn hlen(&self) -> u8 {
+        self.b()[HLEN]
+    }
+    /// `hops`: relay hop count.
+    pub fn hops(&self) -> u8 {
+        self.b()[HOPS]
+    }
+    /// `xid`: transaction ID.
+    pub fn xid(&self) -> u32 {
+        let b = &self.b()[XID];
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    }
+    /// `secs`: seconds since the client began.
+    pub fn secs(&self) -> u16 {
+        let b = &self.b()[SECS];
+        u16::from_be_bytes([b[0], b[1]])
+    }
+    /// `flags` (all 16 bits).
+    pub fn flags(&self) -> u16 {
+        let b = &self.b()[FLAGS];
+        u16::from_be_bytes([b[0], b[1]])
+    }
+    /// Whether the broadcast bit of `flags` is set.
+    pub fn broadcast(&self) -> bool {
+        self.flags() & FLAG_BROADCAST != 0
+    }
+    /// `ciaddr`: client IP address.
+    pub fn ciaddr(&self) -> Ipv4Addr {
+        self.addr(CIADDR)
+    }
+    /// `yiaddr`: "your" (client) address.
+    pub fn yiaddr(&self) -> Ipv4Addr {
+        self.addr(YIADDR)
+    }
+    /// `siaddr`: next server address.
+    pub fn siaddr(&self) -> Ipv4Addr {
+        self.addr(SIADDR)
+    }
+    /// `giaddr`: relay agent address.
+    pub fn giaddr(&self) -> Ipv4Addr {
+        self.addr(GIADDR)
+    }
+    /// The client hardware address: the first `hlen` bytes of `chaddr`
+    /// (clamped to 16).
+    pub fn chaddr(&self) -> &[u8] {
+        let n = (self.hlen() as usize).min(16);
+        &self.b()[CHADDR.start..CHADDR.start + n]
+    }
+    /// The whole 16-byte `chaddr` field.
+    pub fn chaddr_field(&self) -> &[u8; 16] {
+        let mut out = &[0u8; 16];
+        if let Ok(a) = <&[u8; 16]>::try_from(&self.b()[CHADDR]) {
+            out = a;
+        }
+        out
+    }
+    /// The raw 64-byte `sname` field.
+    pub fn sname_field(&self) -> &[u8] {
+        &self.b()[SNAME]
+    }
+    /// The raw 128-byte `file` field.
+    pub fn file_field(&self) -> &[u8] {
+        &self.b()[FILE]
+    }
+    /// The server host name: `sname` up to its first NUL, or empty if
+    /// `sname` carries options (option 52).
+    pub fn sname(&self) -> &[u8] {
+        if self.overload() & 2 != 0 {
+            return &[];
+        }
+        until_nul(self.sname_field())
+    }
+    /// The boot file name: `file` up to its first NUL, or empty if `file`
+    /// carries options (option 52).
+    pub fn file(&self) -> &[u8] {
+        if self.overload() & 1 != 0 {
+            return &[];
+        }
+        until_nul(self.file_field())
+    }
+    /// The magic cookie (checked by [`new_checked`](Self::new_checked)).
+    pub fn magic_cookie(&self) -> [u8; 4] {
+        let b = &self.b()[COOKIE];
+        [b[0], b[1], b[2], b[3]]
+    }
+
+    /// The option-overload value (option 52): bit 0 `file`, bit 1 `sname`
+    /// carry options; 0 if absent.
+    pub fn overload(&self) -> u8 {
+        self.raw_options().overload()
+    }
+
+    /// The options, raw (code + concatenated payload), in order.
+    pub fn raw_options(&self) -> RawOptions<'_> {
+        RawOptions::new(self.b())
+    }
+
+    /// The options, typed, in order (see [`RawOptions`] for order,
+    /// concatenation and leniency).
+    pub fn options(&self) -> Options<'_> {
+        Options::new(self.raw_options())
+    }
+
+    /// The payload of option `code` (all fragments), if present.
+    pub fn option(&self, code: u8) -> Option<OptionData<'_>> {
+        self.raw_options().find(|o| o.code == code).map(|o| o.data)
+    }
+
+    /// The DHCP message type (option 53), if present and well-formed.
+    pub fn message_type(&self) -> Option<MessageType> {
+        match DhcpOption::decode(code::MESSAGE_TYPE, self.option(code::MESSAGE_TYPE)?) {
+            DhcpOption::MessageType(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> DhcpPacket<T> {
+    fn bm(&mut self) -> &mut [u8] {
+        self.buffer.as_mut()
+    }
+    /// Sets `op`.
+    pub fn set_op(&mut self, v: u8) {
+        self.bm()[OP] = v;
+    }
+    /// Sets `htype`.
+    pub fn set_htype(&mut self, v: u8) {
+        self.bm()[HTYPE] = v;
+    }
+    /// Sets `hlen`.
+    pub fn set_hlen(&mut self, v: u8) {
+        self.bm()[HLEN] = v;
+    }
+    /// Sets `hops`.
+    pub fn set_hops(&mut self, v: u8) {
+        self.bm()[HOPS] = v;
+    }
+    /// Sets `xid`.
+    pub fn set_xid(&mut self, v: u32) {
+        self.bm()[XID].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Sets `secs`.
+    pub fn set_secs(&mut self, v: u16) {
+        self.bm()[SECS].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Sets `flags`.
+    pub fn set_flags(&mut self, v: u16) {
+        self.bm()[FLAGS].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Sets `ciaddr`.
+    pub fn set_ciaddr(&mut self, a: Ipv4Addr) {
+        self.bm()[CIADDR].copy_from_slice(&a.octets());
+    }
+    /// Sets `yiaddr`.
+    pub fn set_yiaddr(&mut self, a: Ipv4Addr) {
+        self.bm()[YIADDR].copy_from_slice(&a.octets());
+    }
+    /// Sets `siaddr`.
+    pub fn set_siaddr(&mut self, a: Ipv4Addr) {
+        self.bm()[SIADDR].copy_from_slice(&a.octets());
+    }
+    /// Sets `giaddr`.
+    pub fn set_giaddr(&mut self, a: Ipv4Addr) {
+        self.bm()[GIADDR].copy_from_slice(&a.octets());
+    }
+    /// Sets the whole 16-byte `chaddr` field.
+    pub fn set_chaddr_field(&mut self, v: &[u8; 16]) {
+        self.bm()[CHADDR].copy_from_slice(v);
+    }
+    /// Sets `sname` (NUL-padded; longer than 64 bytes is truncated).
+    pub fn set_sname(&mut self, v: &[u8]) {
+        set_padded(&mut self.bm()[SNAME], v);
+    }
+    /// Sets `file` (NUL-padded; longer than 128 bytes is truncated).
+    pub fn set_file(&mut self, v: &[u8]) {
+        set_padded(&mut self.bm()[FILE], v);
+    }
+    /// Writes the magic cookie.
+    pub fn set_magic_cookie(&mut self) {
+        self.bm()[COOKIE].copy_from_slice(&MAGIC_COOKIE);
+    }
+}
+
+fn set_padded(dst: &mut [u8], v: &[u8]) {
+    let n = v.len().min(dst.len());
+    dst[..n].copy_from_slice(&v[..n]);
+    dst[n..].fill(0);
+}
+
+pub(crate) fn until_nul(b: &[u8]) -> &[u8] {
+    match b.iter().position(|&c| c == 0) {
+        Some(i) => &b[..i],
+        None => b,
+    }
+}
