@@ -61,12 +61,15 @@ impl Instant {
 
     /// Time from `earlier` to `self`, or `None` if `earlier` is later.
     pub fn checked_duration_since(self, earlier: Instant) -> Option<Duration> {
-        self.micros.checked_sub(earlier.micros).map(Duration::from_micros)
+        self.micros
+            .checked_sub(earlier.micros)
+            .map(Duration::from_micros)
     }
 
     /// Time from `earlier` to `self`, or zero if `earlier` is later.
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
-        self.checked_duration_since(earlier).unwrap_or(Duration::ZERO)
+        self.checked_duration_since(earlier)
+            .unwrap_or(Duration::ZERO)
     }
 
     /// `self + d`, saturating at [`Instant::MAX`].

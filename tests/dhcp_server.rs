@@ -9,8 +9,8 @@ use std::time::Duration;
 use dhcproto::v4::{self, Decodable, Decoder, DhcpOption, OptionCode};
 use preboot::Instant;
 use preboot::dhcp::config::{
-    BootEntry, MenuItem, MenuPolicy, MtftpParams, Pool, Reservation, ReservationKey,
-    ServerConfig, Text,
+    BootEntry, MenuItem, MenuPolicy, MtftpParams, Pool, Reservation, ReservationKey, ServerConfig,
+    Text,
 };
 use preboot::dhcp::server::{Event, IgnoreReason};
 use preboot::dhcp::store::RecordKind;
@@ -76,7 +76,12 @@ fn answer(
     out
 }
 
-fn one(s: &mut Server, port: ServerPort, from: SocketAddrV4, req: &[u8]) -> (Transmit, v4::Message) {
+fn one(
+    s: &mut Server,
+    port: ServerPort,
+    from: SocketAddrV4,
+    req: &[u8],
+) -> (Transmit, v4::Message) {
     let mut a = answer(s, port, from, req);
     assert_eq!(a.len(), 1, "exactly one answer");
     let (t, b) = a.remove(0);
@@ -87,7 +92,7 @@ fn events(s: &mut Server) -> Vec<Event> {
     std::iter::from_fn(|| s.poll_event()).collect()
 }
 
-fn opt<'a>(m: &'a v4::Message, code: OptionCode) -> Option<&'a DhcpOption> {
+fn opt(m: &v4::Message, code: OptionCode) -> Option<&DhcpOption> {
     m.opts().get(code)
 }
 
@@ -240,7 +245,11 @@ fn patch(b: &mut [u8], from: &[u8], to: &[u8]) {
 #[test]
 fn unknown_boot_item_gets_silence() {
     let mut req = vector("ipxe-bios-request-4011");
-    patch(&mut req, &[43, 7, 71, 4, 0x80, 0x00], &[43, 7, 71, 4, 0x81, 0x23]);
+    patch(
+        &mut req,
+        &[43, 7, 71, 4, 0x80, 0x00],
+        &[43, 7, 71, 4, 0x81, 0x23],
+    );
     let mut s = Server::new(proxy_config()).unwrap();
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
     assert!(answer(&mut s, ServerPort::BootServer, from, &req).is_empty());
@@ -250,7 +259,11 @@ fn unknown_boot_item_gets_silence() {
     }));
     // Layer 1 of a known item: also unknown.
     let mut req = vector("ipxe-bios-request-4011");
-    patch(&mut req, &[71, 4, 0x80, 0x00, 0, 0], &[71, 4, 0x80, 0x00, 0, 1]);
+    patch(
+        &mut req,
+        &[71, 4, 0x80, 0x00, 0, 0],
+        &[71, 4, 0x80, 0x00, 0, 1],
+    );
     assert!(answer(&mut s, ServerPort::BootServer, from, &req).is_empty());
 }
 
@@ -259,7 +272,15 @@ fn arch_without_boot_file_gets_no_offer() {
     let mut c = proxy_config();
     c.boot.uefi_x64 = None;
     let mut s = Server::new(c).unwrap();
-    assert!(answer(&mut s, ServerPort::Dhcp, from68(), &vector("ovmf-uefi-discover")).is_empty());
+    assert!(
+        answer(
+            &mut s,
+            ServerPort::Dhcp,
+            from68(),
+            &vector("ovmf-uefi-discover")
+        )
+        .is_empty()
+    );
     assert!(matches!(
         events(&mut s)[..],
         [Event::NoBootFile {
@@ -269,7 +290,15 @@ fn arch_without_boot_file_gets_no_offer() {
     ));
     // …and no ACK on 4011 either.
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 145), 4011);
-    assert!(answer(&mut s, ServerPort::BootServer, from, &vector("ovmf-uefi-request-4011")).is_empty());
+    assert!(
+        answer(
+            &mut s,
+            ServerPort::BootServer,
+            from,
+            &vector("ovmf-uefi-request-4011")
+        )
+        .is_empty()
+    );
 }
 
 #[test]
@@ -278,14 +307,29 @@ fn ipxe_gets_its_own_file_to_break_the_loop() {
     c.boot.ipxe = BootEntry::tftp("http://192.168.77.1/boot.ipxe");
     let mut s = Server::new(c).unwrap();
     // iPXE (option 77 "iPXE", option 175).
-    let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &vector("ipxe-bios-discover"));
+    let (_, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ipxe-bios-discover"),
+    );
     assert_eq!(fname(&m), b"http://192.168.77.1/boot.ipxe");
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
-    let (_, m) = one(&mut s, ServerPort::BootServer, from, &vector("ipxe-bios-request-4011"));
+    let (_, m) = one(
+        &mut s,
+        ServerPort::BootServer,
+        from,
+        &vector("ipxe-bios-request-4011"),
+    );
     assert_eq!(fname(&m), b"http://192.168.77.1/boot.ipxe");
     // OVMF's firmware PXE is not iPXE.
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 145), 4011);
-    let (_, m) = one(&mut s, ServerPort::BootServer, from, &vector("ovmf-uefi-request-4011"));
+    let (_, m) = one(
+        &mut s,
+        ServerPort::BootServer,
+        from,
+        &vector("ovmf-uefi-request-4011"),
+    );
     assert_eq!(fname(&m), b"grubnetx64.efi");
 }
 
@@ -303,12 +347,22 @@ fn mtftp_suboptions_never_reach_uefi() {
     c.boot.uefi_x64.as_mut().unwrap().mtftp = mtftp;
     c.menu.policy = MenuPolicy::Always;
     let mut s = Server::new(c).unwrap();
-    let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &vector("ipxe-bios-discover"));
+    let (_, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ipxe-bios-discover"),
+    );
     let codes: Vec<u8> = subs(&opt43(&m).unwrap()).iter().map(|s| s.0).collect();
     assert_eq!(codes, [1, 2, 3, 4, 5, 6, 8, 9, 10]);
     // PXE 2.1 / Intel reference: the MTFTP ports are little-endian.
     assert_eq!(subs(&opt43(&m).unwrap())[1].1, 1760u16.to_le_bytes());
-    let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &vector("ovmf-uefi-discover"));
+    let (_, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ovmf-uefi-discover"),
+    );
     let codes: Vec<u8> = subs(&opt43(&m).unwrap()).iter().map(|s| s.0).collect();
     assert_eq!(codes, [6, 8, 9, 10], "EDK2 drops offers with 1-5");
 }
@@ -336,7 +390,12 @@ fn menu_policy_builds_suboptions_like_dnsmasq() {
             })
             .unwrap();
         let mut s = Server::new(c).unwrap();
-        let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &vector("ipxe-bios-discover"));
+        let (_, m) = one(
+            &mut s,
+            ServerPort::Dhcp,
+            from68(),
+            &vector("ipxe-bios-discover"),
+        );
         let ours = subs(&opt43(&m).unwrap());
         let get = |v: &Vec<(u8, Vec<u8>)>, c: u8| v.iter().find(|s| s.0 == c).cloned();
         for code in [6, 8, 9] {
@@ -351,7 +410,15 @@ fn menu_policy_builds_suboptions_like_dnsmasq() {
 #[test]
 fn proxy_ignores_requests_on_67_and_non_pxe_clients() {
     let mut s = Server::new(proxy_config()).unwrap();
-    assert!(answer(&mut s, ServerPort::Dhcp, from68(), &vector("ipxe-bios-request")).is_empty());
+    assert!(
+        answer(
+            &mut s,
+            ServerPort::Dhcp,
+            from68(),
+            &vector("ipxe-bios-request")
+        )
+        .is_empty()
+    );
     let mut plain = vector("ipxe-bios-discover");
     patch(&mut plain, b"PXEClient", b"XYZClient");
     assert!(answer(&mut s, ServerPort::Dhcp, from68(), &plain).is_empty());
@@ -389,7 +456,12 @@ fn flood_from_one_mac_does_not_starve_others() {
 #[test]
 fn small_buffer_names_the_size_and_keeps_the_answer() {
     let mut s = Server::new(proxy_config()).unwrap();
-    s.handle(T0, ServerPort::Dhcp, from68(), &vector("ovmf-uefi-discover"));
+    s.handle(
+        T0,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ovmf-uefi-discover"),
+    );
     let mut small = [0xAAu8; 100];
     match s.poll_transmit(T0, &mut small) {
         Err(preboot::dhcp::Error::BufferTooSmall { needed }) => assert_eq!(needed, 300),
@@ -405,7 +477,12 @@ fn small_buffer_names_the_size_and_keeps_the_answer() {
 #[test]
 fn full_mode_dora_with_ipxe_matches_dnsmasq() {
     let mut s = Server::new(full_config()).unwrap();
-    let (t, offer) = one(&mut s, ServerPort::Dhcp, from68(), &vector("ipxe-bios-discover"));
+    let (t, offer) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ipxe-bios-discover"),
+    );
     assert!(t.broadcast);
     assert!(!t.after_sync);
     let dnsmasq = decode(&vector("dnsmasq-full-offer"));
@@ -425,8 +502,16 @@ fn full_mode_dora_with_ipxe_matches_dnsmasq() {
         assert_eq!(opt(&offer, c), opt(&dnsmasq, c), "{c:?}");
     }
     // The iPXE REQUEST names 192.168.77.1 and 192.168.77.129.
-    let (t, ack) = one(&mut s, ServerPort::Dhcp, from68(), &vector("ipxe-bios-request"));
-    assert!(t.after_sync, "an ACK that grants a lease waits for the store");
+    let (t, ack) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ipxe-bios-request"),
+    );
+    assert!(
+        t.after_sync,
+        "an ACK that grants a lease waits for the store"
+    );
     let dnsmasq = decode(&vector("dnsmasq-full-ack"));
     assert_eq!(ack.yiaddr(), dnsmasq.yiaddr());
     assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
@@ -518,7 +603,12 @@ fn full_mode_relay_reservation_release_decline_inform() {
     );
     assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 1, 0, 15));
     for n in 0..10u8 {
-        s.handle(T0, ServerPort::Dhcp, from_relay, &relayed(v4::MessageType::Discover, [2, 0, 0, 1, 0, n]));
+        s.handle(
+            T0,
+            ServerPort::Dhcp,
+            from_relay,
+            &relayed(v4::MessageType::Discover, [2, 0, 0, 1, 0, n]),
+        );
     }
     let mut buf = [0u8; 1500];
     let mut given = Vec::new();
@@ -528,9 +618,13 @@ fn full_mode_relay_reservation_release_decline_inform() {
     assert!(!given.contains(&Ipv4Addr::new(10, 1, 0, 15)));
     // REQUEST (SELECTING) for the offer, then RELEASE, then DECLINE.
     let req = build(|m| {
-        m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::Request));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Request));
         m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
-        m.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(192, 168, 77, 129)));
+        m.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                192, 168, 77, 129,
+            )));
     });
     let (t, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack));
@@ -538,35 +632,54 @@ fn full_mode_relay_reservation_release_decline_inform() {
     let _ = s.poll_lease_update();
     let rel = build(|m| {
         m.set_ciaddr(Ipv4Addr::new(192, 168, 77, 129));
-        m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::Release));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Release));
         m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
     });
     assert!(answer(&mut s, ServerPort::Dhcp, from68(), &rel).is_empty());
     assert_eq!(s.poll_lease_update().unwrap().kind, RecordKind::Released);
-    assert!(s.leases().by_addr(Ipv4Addr::new(192, 168, 77, 129)).is_none());
+    assert!(
+        s.leases()
+            .by_addr(Ipv4Addr::new(192, 168, 77, 129))
+            .is_none()
+    );
     // Re-acquire, then DECLINE: the address goes on probation and the next
     // client does not get it.
     let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack));
     let dec = build(|m| {
-        m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::Decline));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Decline));
         m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
-        m.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(192, 168, 77, 129)));
+        m.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                192, 168, 77, 129,
+            )));
     });
     assert!(answer(&mut s, ServerPort::Dhcp, from68(), &dec).is_empty());
     let other = build(|m| {
         m.set_chaddr(&[2, 0, 0, 0, 0, 0x99]);
-        m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::Discover));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Discover));
     });
     let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &other);
     assert_ne!(m.yiaddr(), Ipv4Addr::new(192, 168, 77, 129));
     // INFORM: unicast to ciaddr, no lease time, no yiaddr (RFC 2131 §4.3.5).
     let inf = build(|m| {
         m.set_ciaddr(Ipv4Addr::new(192, 168, 77, 50));
-        m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::Inform));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Inform));
     });
-    let (t, m) = one(&mut s, ServerPort::Dhcp, SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 50), 68), &inf);
-    assert_eq!(t.destination, SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 50), 68));
+    let (t, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 50), 68),
+        &inf,
+    );
+    assert_eq!(
+        t.destination,
+        SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 50), 68)
+    );
     assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
     assert!(opt(&m, OptionCode::AddressLeaseTime).is_none());
     assert!(opt(&m, OptionCode::SubnetMask).is_some());
@@ -576,33 +689,51 @@ fn full_mode_relay_reservation_release_decline_inform() {
 fn full_mode_renew_and_client_choosing_another_server() {
     let mut s = Server::new(full_config()).unwrap();
     let disc = build(|m| {
-        m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::Discover));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Discover));
     });
     let (_, offer) = one(&mut s, ServerPort::Dhcp, from68(), &disc);
     let addr = offer.yiaddr();
     // The client picks another server: our hold is dropped.
     let other = build(|m| {
-        m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::Request));
-        m.opts_mut().insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(192, 168, 77, 2)));
-        m.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(192, 168, 77, 140)));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Request));
+        m.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(192, 168, 77, 2)));
+        m.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                192, 168, 77, 140,
+            )));
     });
     assert!(answer(&mut s, ServerPort::Dhcp, from68(), &other).is_empty());
     assert!(s.leases().by_addr(addr).is_none());
     // RENEWING: ciaddr set, unicast answer to ciaddr.
     let renew = build(|m| {
         m.set_ciaddr(addr);
-        m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::Request));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Request));
     });
-    let (t, m) = one(&mut s, ServerPort::Dhcp, SocketAddrV4::new(addr, 68), &renew);
+    let (t, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        SocketAddrV4::new(addr, 68),
+        &renew,
+    );
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack));
     assert_eq!(t.destination, SocketAddrV4::new(addr, 68));
     assert_eq!(m.ciaddr(), addr);
     // Someone else renewing that address: NAK.
     let thief = build(|m| {
         m.set_ciaddr(addr).set_chaddr(&[2, 0, 0, 0, 0, 0x77]);
-        m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::Request));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Request));
     });
-    let (_, m) = one(&mut s, ServerPort::Dhcp, SocketAddrV4::new(addr, 68), &thief);
+    let (_, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        SocketAddrV4::new(addr, 68),
+        &thief,
+    );
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Nak));
 }
 
@@ -617,7 +748,8 @@ fn pool_exhaustion_is_reported_not_looping() {
     for n in 0..5u8 {
         let d = build(|m| {
             m.set_chaddr(&[2, 0, 0, 0, 1, n]);
-            m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::Discover));
+            m.opts_mut()
+                .insert(DhcpOption::MessageType(v4::MessageType::Discover));
         });
         got += answer(&mut s, ServerPort::Dhcp, from68(), &d).len();
     }
@@ -633,7 +765,8 @@ fn pool_exhaustion_is_reported_not_looping() {
     let later = T0 + Duration::from_secs(31);
     let d = build(|m| {
         m.set_chaddr(&[2, 0, 0, 0, 1, 99]);
-        m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::Discover));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Discover));
     });
     s.handle(later, ServerPort::Dhcp, from68(), &d);
     let mut buf = [0u8; 1500];

@@ -119,6 +119,7 @@ pub enum FailReason {
 
 /// What happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one event per boot; no need to box
 pub enum Event {
     /// Address bound and boot file known.
     Bound(BootInfo),
@@ -187,8 +188,14 @@ enum State {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outgoing {
     Discover,
-    Request { server: Ipv4Addr, requested: Ipv4Addr },
-    BootRequest { ciaddr: Ipv4Addr, item: Option<(u16, u16)> },
+    Request {
+        server: Ipv4Addr,
+        requested: Ipv4Addr,
+    },
+    BootRequest {
+        ciaddr: Ipv4Addr,
+        item: Option<(u16, u16)>,
+    },
 }
 
 /// The PXE client engine. See the [module docs](self).
@@ -271,25 +278,37 @@ impl Client {
     }
 
     /// Write the next datagram into `buf`.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Result<Option<Transmit>, Error> {
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, Error> {
         if !self.send_now {
             return Ok(None);
         }
         let Some(out) = self.outgoing() else {
             return Ok(None);
         };
-        let secs = u16::try_from(now.saturating_duration_since(self.start).as_secs()).unwrap_or(u16::MAX);
+        let secs =
+            u16::try_from(now.saturating_duration_since(self.start).as_secs()).unwrap_or(u16::MAX);
         let len = super::reply::emit_client(&self.config, self.xid, secs, out, buf)?;
         let (destination, broadcast) = match out {
             Outgoing::BootRequest { .. } => {
                 let b = self.boot_offer.as_ref();
                 let server = b.and_then(|b| b.server_id).unwrap_or(Ipv4Addr::BROADCAST);
-                (SocketAddrV4::new(server, BOOT_SERVER_PORT), server == Ipv4Addr::BROADCAST)
+                (
+                    SocketAddrV4::new(server, BOOT_SERVER_PORT),
+                    server == Ipv4Addr::BROADCAST,
+                )
             }
             _ => (SocketAddrV4::new(Ipv4Addr::BROADCAST, SERVER_PORT), true),
         };
         self.send_now = false;
-        let t = self.timeouts().get(self.attempt).copied().unwrap_or(Duration::from_secs(4));
+        let t = self
+            .timeouts()
+            .get(self.attempt)
+            .copied()
+            .unwrap_or(Duration::from_secs(4));
         self.deadline = Some(now + t);
         Ok(Some(Transmit {
             destination,
@@ -455,11 +474,7 @@ impl Client {
                 self.start = now;
                 self.enter(State::Discovering);
             }
-            (State::BootRequesting, 5) => {
-                if a.has_boot() {
-                    self.bound(Some(&a));
-                }
-            }
+            (State::BootRequesting, 5) if a.has_boot() => self.bound(Some(&a)),
             _ => {}
         }
     }

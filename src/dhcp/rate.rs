@@ -48,8 +48,8 @@ impl RateLimiter {
             milli_tokens: burst,
             last: now,
         });
-        let elapsed_us = u64::try_from(now.saturating_duration_since(b.last).as_micros())
-            .unwrap_or(u64::MAX);
+        let elapsed_us =
+            u64::try_from(now.saturating_duration_since(b.last).as_micros()).unwrap_or(u64::MAX);
         // per_second tokens per 1e6 µs = per_second milli-tokens per 1000 µs.
         let refill = elapsed_us.saturating_mul(u64::from(self.limit.per_second)) / 1000;
         if refill > 0 {

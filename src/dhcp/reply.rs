@@ -235,8 +235,12 @@ pub(crate) fn emit_client(
     let mut opts: Vec<DhcpOption<'_>, 14> = Vec::new();
     let _ = opts.push(DhcpOption::MessageType(mtype));
     let _ = opts.push(DhcpOption::MaximumMessageSize(cfg.max_message_size));
-    let _ = opts.push(DhcpOption::ParameterRequestList(OptionData::from(&CLIENT_PARAMS)));
-    let _ = opts.push(DhcpOption::VendorClassIdentifier(OptionData::from(vc.as_bytes())));
+    let _ = opts.push(DhcpOption::ParameterRequestList(OptionData::from(
+        &CLIENT_PARAMS,
+    )));
+    let _ = opts.push(DhcpOption::VendorClassIdentifier(OptionData::from(
+        vc.as_bytes(),
+    )));
     let _ = opts.push(DhcpOption::decode(
         code::CLIENT_SYSTEM_ARCHITECTURE,
         OptionData::from(&arch),
@@ -301,17 +305,15 @@ pub(crate) fn parse_answer(datagram: &[u8], mac: &[u8; 6]) -> Option<Answer> {
         yiaddr: p.yiaddr(),
         siaddr: p.siaddr(),
         server_id: ip(code::SERVER_IDENTIFIER),
-        pxe_class: p
-            .option(code::VENDOR_CLASS_IDENTIFIER)
-            .is_some_and(|d| {
-                let mut b = [0u8; 10];
-                let n = d.len().min(10);
-                d.slice(0, n).and_then(|s| s.copy_to(&mut b).ok()).is_some()
-                    && matches!(
-                        ClientKind::from_vendor_class(Some(&b[..n])),
-                        ClientKind::Pxe | ClientKind::Http
-                    )
-            }),
+        pxe_class: p.option(code::VENDOR_CLASS_IDENTIFIER).is_some_and(|d| {
+            let mut b = [0u8; 10];
+            let n = d.len().min(10);
+            d.slice(0, n).and_then(|s| s.copy_to(&mut b).ok()).is_some()
+                && matches!(
+                    ClientKind::from_vendor_class(Some(&b[..n])),
+                    ClientKind::Pxe | ClientKind::Http
+                )
+        }),
         subnet_mask: ip(code::SUBNET_MASK),
         router: ip(code::ROUTER),
         lease_time: p

@@ -116,8 +116,7 @@ pub(crate) fn parse(datagram: &[u8]) -> Option<Request> {
 
     let mut user_class = [0u8; 255];
     let is_ipxe = p.option(code::IPXE_ENCAPSULATED).is_some()
-        || p
-            .option(code::USER_CLASS)
+        || p.option(code::USER_CLASS)
             .and_then(|d| d.copy_to(&mut user_class).ok())
             .is_some_and(|n| user_class[..n].windows(4).any(|w| w == b"iPXE"));
 
@@ -139,9 +138,10 @@ pub(crate) fn parse(datagram: &[u8]) -> Option<Request> {
     }
     let boot_item = p.option(code::VENDOR_SPECIFIC).and_then(|d| {
         PxeOptions::new(d).find_map(|o| match o {
-            PxeOption::BootItem(b) => {
-                Some((b.item_type, b.layer | if b.credentials { 0x8000 } else { 0 }))
-            }
+            PxeOption::BootItem(b) => Some((
+                b.item_type,
+                b.layer | if b.credentials { 0x8000 } else { 0 },
+            )),
             _ => None,
         })
     });

@@ -38,7 +38,9 @@ use heapless::Deque;
 use crate::Instant;
 
 use super::arch::{BootArch, ClientKind};
-use super::config::{BootEntry, BootFileName, MenuPolicy, Mode, Pool, ReservationKey, ServerConfig};
+use super::config::{
+    BootEntry, BootFileName, MenuPolicy, Mode, Pool, ReservationKey, ServerConfig,
+};
 use super::leases::{ClientKey, Lease, LeaseState, LeaseTable, PoolCursor};
 use super::rate::RateLimiter;
 use super::request::{MsgType, Request};
@@ -326,7 +328,11 @@ impl Server {
     ///
     /// A too-small buffer leaves the answer queued and `buf` untouched and
     /// returns the error with the size needed.
-    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut [u8]) -> Result<Option<Transmit>, Error> {
+    pub fn poll_transmit(
+        &mut self,
+        _now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, Error> {
         let Some(p) = self.pending.front() else {
             return Ok(None);
         };
@@ -554,11 +560,13 @@ impl Server {
             .pools
             .iter()
             .position(|p| p.subnet_contains(net))
-            .or(if req.giaddr.is_unspecified() && self.config.pools.len() == 1 {
-                Some(0)
-            } else {
-                None
-            })
+            .or(
+                if req.giaddr.is_unspecified() && self.config.pools.len() == 1 {
+                    Some(0)
+                } else {
+                    None
+                },
+            )
     }
 
     fn reservation(&self, req: &Request) -> Option<Ipv4Addr> {
@@ -647,10 +655,9 @@ impl Server {
         };
         let lease_time = self.config.pools[pi].lease_time;
         // Hold the address for the client, without downgrading a binding.
-        let bound = self
-            .leases
-            .by_addr(addr)
-            .is_some_and(|l| l.client == req.client && l.state == LeaseState::Bound && l.expires > now);
+        let bound = self.leases.by_addr(addr).is_some_and(|l| {
+            l.client == req.client && l.state == LeaseState::Bound && l.expires > now
+        });
         if !bound {
             let hold = Lease {
                 addr,
@@ -784,10 +791,10 @@ impl Server {
         let Some(addr) = req.requested_ip else {
             return self.ignore(&req, IgnoreReason::Malformed);
         };
-        if !self
+        if self
             .leases
             .by_addr(addr)
-            .is_some_and(|l| l.client == req.client)
+            .is_none_or(|l| l.client != req.client)
         {
             return self.ignore(&req, IgnoreReason::NotForUs);
         }

@@ -150,7 +150,10 @@ impl DhcpServerConfig {
     /// The engine configuration this describes.
     pub fn engine_config(&self) -> io::Result<ServerConfig> {
         fn invalid(what: &str) -> io::Error {
-            io::Error::new(io::ErrorKind::InvalidInput, std::format!("dhcp config: {what}"))
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                std::format!("dhcp config: {what}"),
+            )
         }
         fn entry(f: &Option<String>) -> io::Result<Option<BootEntry>> {
             f.as_deref()
@@ -187,7 +190,9 @@ impl DhcpServerConfig {
         }
         c.menu = menu;
         for p in &self.pools {
-            c.pools.push(p.clone()).map_err(|_| invalid("more than 8 pools"))?;
+            c.pools
+                .push(p.clone())
+                .map_err(|_| invalid("more than 8 pools"))?;
         }
         for r in &self.reservations {
             c.reservations
@@ -230,7 +235,9 @@ pub struct DhcpServer {
 /// The driver's clock: engine time is microseconds since the Unix epoch, so
 /// lease expiry times in the log are wall-clock times.
 pub fn now() -> Instant {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
@@ -323,16 +330,30 @@ impl DhcpServer {
         };
         let boot_thread = match boot {
             Some(b) => {
-                let (e, st, s, tx) = (engine.clone(), stop.clone(), sockets.try_clone()?, tx.clone());
+                let (e, st, s, tx) = (
+                    engine.clone(),
+                    stop.clone(),
+                    sockets.try_clone()?,
+                    tx.clone(),
+                );
                 Some(
                     std::thread::Builder::new()
                         .name("dhcp-4011".into())
-                        .spawn(move || serve(b, ServerPort::BootServer, &e, &st, &s, tx.as_ref()))?,
+                        .spawn(move || {
+                            serve(b, ServerPort::BootServer, &e, &st, &s, tx.as_ref())
+                        })?,
                 )
             }
             None => None,
         };
-        let r = serve(dhcp, ServerPort::Dhcp, &engine, &stop, &sockets, tx.as_ref());
+        let r = serve(
+            dhcp,
+            ServerPort::Dhcp,
+            &engine,
+            &stop,
+            &sockets,
+            tx.as_ref(),
+        );
         stop.store(true, Ordering::SeqCst);
         if let Some(h) = boot_thread {
             let _ = h.join();
@@ -395,7 +416,14 @@ fn serve(
     while !stop.load(Ordering::Relaxed) {
         let (n, from) = match sock.recv_from(&mut rx) {
             Ok(v) => v,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
                 continue;
             }
             Err(e) => return Err(e),
@@ -418,7 +446,9 @@ fn serve(
                 Ok(Some(out)) => {
                     let bytes = &tx[..out.len];
                     if out.after_sync && writer.is_some() {
-                        batch.sends.push((out.source, out.destination, bytes.to_vec()));
+                        batch
+                            .sends
+                            .push((out.source, out.destination, bytes.to_vec()));
                     } else {
                         sockets.send(out.source, out.destination, bytes);
                     }
@@ -435,10 +465,8 @@ fn serve(
         }
         drop(e);
         if let Some(w) = writer {
-            if !batch.records.is_empty() || !batch.sends.is_empty() {
-                if w.send(batch).is_err() {
-                    return Err(io::Error::other("dhcp lease writer stopped"));
-                }
+            if (!batch.records.is_empty() || !batch.sends.is_empty()) && w.send(batch).is_err() {
+                return Err(io::Error::other("dhcp lease writer stopped"));
             }
         }
     }
@@ -508,7 +536,11 @@ fn log_event(ev: &Event) {
             "dhcp: no boot file for this client architecture, no offer"
         ),
         Event::Ignored { chaddr, reason } => match reason {
-            IgnoreReason::Malformed | IgnoreReason::RateLimited | IgnoreReason::PoolExhausted | IgnoreReason::Busy | IgnoreReason::StoreBusy => {
+            IgnoreReason::Malformed
+            | IgnoreReason::RateLimited
+            | IgnoreReason::PoolExhausted
+            | IgnoreReason::Busy
+            | IgnoreReason::StoreBusy => {
                 tracing::warn!(mac = %chaddr, reason = ?reason, step = "ignored", "dhcp")
             }
             _ => tracing::debug!(mac = %chaddr, reason = ?reason, step = "ignored", "dhcp"),

@@ -49,7 +49,10 @@ impl LeaseFile {
                     live.insert(u32::from(r.addr), r);
                 }
                 RecordKind::Released => {
-                    if live.get(&u32::from(r.addr)).is_some_and(|l| l.client == r.client) {
+                    if live
+                        .get(&u32::from(r.addr))
+                        .is_some_and(|l| l.client == r.client)
+                    {
                         live.remove(&u32::from(r.addr));
                     }
                 }
@@ -67,7 +70,11 @@ impl LeaseFile {
         }
         std::fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent() {
-            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
             File::open(dir)?.sync_all()?;
         }
         let f = OpenOptions::new().append(true).open(path)?;
@@ -198,7 +205,14 @@ mod tests {
 
     #[test]
     fn bad_lines_are_refused() {
-        for l in ["", "X 1.2.3.4 0 0001", "G 1.2.3.4 0 0", "G 1.2.3.4 0 07", "G 1.2.3.4 x 0001", "G 1.2.3 0 0001"] {
+        for l in [
+            "",
+            "X 1.2.3.4 0 0001",
+            "G 1.2.3.4 0 0",
+            "G 1.2.3.4 0 07",
+            "G 1.2.3.4 x 0001",
+            "G 1.2.3 0 0001",
+        ] {
             assert_eq!(parse_line(l), None, "{l}");
         }
         assert!(parse_line("G 1.2.3.4 5 000102").is_some());
