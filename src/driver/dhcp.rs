@@ -48,16 +48,17 @@ use std::vec::Vec;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::Instant;
-use crate::dhcp::config::{
-    BootEntry, BootFileName, Menu, MenuItem, MenuPolicy, Pool, RateLimit, Reservation,
-    ServerConfig, Text,
-};
+use crate::dhcp::config::{BootEntry, BootFileName, Menu, MenuItem, ServerConfig, Text};
 use crate::dhcp::server::{Event, IgnoreReason};
 use crate::dhcp::store::{LeaseRecord, LeaseStore};
-use crate::dhcp::{Mode, Server, ServerPort};
+use crate::dhcp::{Server, ServerPort};
 
 mod lease_file;
 pub use lease_file::LeaseFile;
+
+// Re-exported so that a configuration needs only this module.
+pub use crate::dhcp::Mode;
+pub use crate::dhcp::config::{MenuPolicy, Pool, RateLimit, Reservation, ReservationKey};
 
 /// Boot files by client architecture, as names (or URLs for HTTP boot).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
