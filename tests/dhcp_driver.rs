@@ -237,3 +237,34 @@ fn no_granted_lease_is_lost_across_kill_9() {
     assert!(granted.iter().all(|(_, a)| *a != fresh));
     child.kill9();
 }
+
+#[test]
+fn std_client_against_std_full_server_over_loopback() {
+    use preboot::dhcp::client::ClientConfig;
+    use preboot::driver::dhcp::{DhcpClientConfig, run_client};
+    // The client's socket port must be known before the server starts.
+    let probe = UdpSocket::bind((LO, 0)).unwrap();
+    let client_port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let mut c = DhcpServerConfig::full(LO, pool());
+    c.dhcp_addr = SocketAddrV4::new(LO, 0);
+    c.boot_addr = None;
+    c.broadcast_address = LO;
+    c.client_port = client_port;
+    c.boot_files.uefi_x64 = Some("grubx64.efi".into());
+    let server = DhcpServer::bind(c).unwrap();
+    let server_port = port(server.dhcp_local_addr().unwrap());
+    let stop = server.stop_handle();
+    let h = std::thread::spawn(move || server.run());
+    let mut cc =
+        DhcpClientConfig::new(ClientConfig::new([2, 0, 0, 0, 0x22, 1], 7, [9; 16]), 0x5eed);
+    cc.bind = SocketAddrV4::new(LO, client_port);
+    cc.server_port = server_port;
+    cc.broadcast_address = LO;
+    let info = run_client(cc).unwrap();
+    assert_eq!(info.address, Ipv4Addr::new(127, 1, 0, 1));
+    assert_eq!(info.boot_file.as_str(), "grubx64.efi");
+    assert_eq!(info.dhcp_server, LO);
+    stop.stop();
+    h.join().unwrap().unwrap();
+}
