@@ -2,3 +2,4 @@
 pub mod transaction;
 pub mod fs;
 pub mod tftp;
+pub mod dhcp;

@@ -1,0 +1,309 @@
+//! Server configuration: mode, boot files per client architecture, the PXE
+//! boot menu policy, address pools and reservations.
+//!
+//! Everything here is plain data with fixed capacities (`heapless`), so the
+//! server engine builds without an allocator. The std driver fills it from
+//! its own configuration type.
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+
+use heapless::{String, Vec};
+
+/// Longest boot file name or URL: the BOOTP `file` field is 128 bytes.
+pub const BOOT_FILE_LEN: usize = 127;
+/// Longest menu item description or prompt text (PXE 2.1 §2.4.5 limits a
+/// sub-option to 255 bytes; descriptions are shown on one 80-column line).
+pub const TEXT_LEN: usize = 64;
+/// Most boot menu items.
+pub const MAX_MENU_ITEMS: usize = 8;
+/// Most address pools.
+pub const MAX_POOLS: usize = 8;
+/// Most static reservations.
+pub const MAX_RESERVATIONS: usize = 64;
+/// Longest client identifier (option 61) a reservation can match.
+pub const CLIENT_ID_LEN: usize = 32;
+
+/// A boot file name (BOOTP `file` field) or, for HTTP-boot clients, a URL.
+pub type BootFileName = String<BOOT_FILE_LEN>;
+/// A short text (menu item description, menu prompt).
+pub type Text = String<TEXT_LEN>;
+
+/// What the server does with addresses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// proxyDHCP (PXE 2.1 §2.2.2): lives beside a DHCP server the user cannot
+    /// change, answers only PXE/HTTP-boot clients and never hands out
+    /// addresses.
+    #[default]
+    Proxy,
+    /// A full RFC 2131 server: pools, leases, reservations, relays, and the
+    /// boot file in the same answer.
+    Full,
+}
+
+/// PXE MTFTP parameters (option 43 sub-options 1–5, PXE 2.1 §2.4.5): a file
+/// fetched by multicast. Never sent to UEFI clients (EDK2 discards offers
+/// that carry them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MtftpParams {
+    /// Sub-option 1 MTFTP_IP: the multicast group.
+    pub ip: Ipv4Addr,
+    /// Sub-option 2 MTFTP_CPORT: the client port.
+    pub client_port: u16,
+    /// Sub-option 3 MTFTP_SPORT: the server port.
+    pub server_port: u16,
+    /// Sub-option 4 MTFTP_TMOUT: seconds to listen before opening.
+    pub timeout_secs: u8,
+    /// Sub-option 5 MTFTP_DELAY: seconds to wait before reopening.
+    pub delay_secs: u8,
+}
+
+/// The boot file for one client architecture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootEntry {
+    /// The file name (TFTP) or URL (HTTP boot).
+    pub file: BootFileName,
+    /// The TFTP server (`siaddr`) for this file; `None` = the server's
+    /// [`ServerConfig::tftp_server`].
+    pub server: Option<Ipv4Addr>,
+    /// Fetch by PXE MTFTP (BIOS clients only).
+    pub mtftp: Option<MtftpParams>,
+}
+
+impl BootEntry {
+    /// A TFTP boot file on the default TFTP server. Names longer than
+    /// [`BOOT_FILE_LEN`] bytes are refused.
+    pub fn tftp(file: &str) -> Option<Self> {
+        Some(BootEntry {
+            file: BootFileName::try_from(file).ok()?,
+            server: None,
+            mtftp: None,
+        })
+    }
+}
+
+/// Boot files by client architecture (RFC 4578 §2.1 option 93, IANA
+/// "Processor Architecture Types"). An architecture without an entry gets
+/// no offer at all, never a wrong file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootFiles {
+    /// x86 BIOS (arch 0).
+    pub bios: Option<BootEntry>,
+    /// UEFI IA32 (arch 6).
+    pub uefi_ia32: Option<BootEntry>,
+    /// UEFI x64 (arch 7 and 9).
+    pub uefi_x64: Option<BootEntry>,
+    /// UEFI ARM 32-bit (arch 10).
+    pub uefi_arm32: Option<BootEntry>,
+    /// UEFI ARM64 (arch 11).
+    pub uefi_arm64: Option<BootEntry>,
+    /// UEFI HTTP boot, any architecture (arch 15, 16, 18, 19, …; vendor class
+    /// `HTTPClient`): the URL is sent as the boot file.
+    pub http_url: Option<BootEntry>,
+    /// Given instead of the architecture's file to a client that is already
+    /// iPXE (option 77 `iPXE` or option 175 present), so the chainload ends.
+    pub ipxe: Option<BootEntry>,
+}
+
+/// When the PXE boot menu is shown (option 43 sub-options 9 and 10).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MenuPolicy {
+    /// No menu: the client boots the file at once.
+    #[default]
+    Never,
+    /// The menu is shown and waits without timeout (prompt timeout 255).
+    Always,
+    /// A prompt ("Press F8 for boot menu") waits this many seconds (1–254)
+    /// for the key; without it the first item boots.
+    OnKeyPress {
+        /// Seconds the prompt waits.
+        timeout_secs: u8,
+    },
+}
+
+/// One boot menu item (sub-option 9) and its boot server type (sub-option 8
+/// and 71).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MenuItem {
+    /// Boot server type (PXE 2.1 Table 2-4; 0 = local boot; 0x8000–0xFFFE
+    /// vendor types).
+    pub server_type: u16,
+    /// Text shown in the menu.
+    pub description: Text,
+    /// File for this item (layer 0); `None` = the architecture's file.
+    pub file: Option<BootFileName>,
+}
+
+/// The PXE boot menu.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Menu {
+    /// When to show it.
+    pub policy: MenuPolicy,
+    /// The prompt text (sub-option 10).
+    pub prompt: Text,
+    /// The items; the first is the default.
+    pub items: Vec<MenuItem, MAX_MENU_ITEMS>,
+}
+
+impl Default for Menu {
+    fn default() -> Self {
+        let mut items = Vec::new();
+        // A single vendor-type item: the boot file for the client's arch.
+        let _ = items.push(MenuItem {
+            server_type: 0x8000,
+            description: Text::try_from("preboot").unwrap_or_default(),
+            file: None,
+        });
+        Menu {
+            policy: MenuPolicy::Never,
+            prompt: Text::try_from("Press F8 for boot menu").unwrap_or_default(),
+            items,
+        }
+    }
+}
+
+/// An address pool for one subnet (full mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    /// The subnet's network address.
+    pub subnet: Ipv4Addr,
+    /// The subnet's prefix length (option 1 is derived from it).
+    pub prefix_len: u8,
+    /// First address handed out.
+    pub start: Ipv4Addr,
+    /// Last address handed out (inclusive).
+    pub end: Ipv4Addr,
+    /// Option 3.
+    pub router: Option<Ipv4Addr>,
+    /// Option 6.
+    pub dns: Vec<Ipv4Addr, 3>,
+    /// Option 51.
+    pub lease_time: Duration,
+}
+
+impl Pool {
+    /// The subnet mask (option 1).
+    pub fn mask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(prefix_mask(self.prefix_len))
+    }
+
+    /// Whether `addr` is inside this pool's subnet.
+    pub fn subnet_contains(&self, addr: Ipv4Addr) -> bool {
+        let m = prefix_mask(self.prefix_len);
+        u32::from(addr) & m == u32::from(self.subnet) & m
+    }
+
+    /// Whether `addr` is inside the handed-out range.
+    pub fn range_contains(&self, addr: Ipv4Addr) -> bool {
+        let a = u32::from(addr);
+        a >= u32::from(self.start) && a <= u32::from(self.end)
+    }
+
+    /// The subnet's broadcast address (option 28).
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.subnet) | !prefix_mask(self.prefix_len))
+    }
+}
+
+fn prefix_mask(prefix_len: u8) -> u32 {
+    match prefix_len {
+        0 => 0,
+        n if n >= 32 => u32::MAX,
+        n => u32::MAX << (32 - u32::from(n)),
+    }
+}
+
+/// Who a reservation is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReservationKey {
+    /// The client hardware address (`chaddr`, 6 bytes).
+    Mac([u8; 6]),
+    /// The client identifier (option 61, RFC 4361), type byte included.
+    ClientId(Vec<u8, CLIENT_ID_LEN>),
+}
+
+/// A static address for one client (full mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// Who.
+    pub key: ReservationKey,
+    /// The address; it must lie in a pool's subnet (it may lie outside the
+    /// pool's range).
+    pub address: Ipv4Addr,
+}
+
+/// Per-MAC rate limit: a token bucket per client hardware address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained packets per second per MAC.
+    pub per_second: u32,
+    /// Burst size per MAC.
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_second: 10,
+            burst: 20,
+        }
+    }
+}
+
+/// Everything the server engine needs to answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Proxy (default) or full mode.
+    pub mode: Mode,
+    /// Option 54, the server's address on the client's network.
+    pub server_id: Ipv4Addr,
+    /// `siaddr`: the TFTP ("next") server, unless a [`BootEntry`] names one.
+    pub tftp_server: Ipv4Addr,
+    /// Boot files by architecture.
+    pub boot: BootFiles,
+    /// The PXE boot menu.
+    pub menu: Menu,
+    /// Address pools (full mode); the first whose subnet holds `giaddr` (or,
+    /// without relay, `server_id`) serves the client.
+    pub pools: Vec<Pool, MAX_POOLS>,
+    /// Static reservations (full mode).
+    pub reservations: Vec<Reservation, MAX_RESERVATIONS>,
+    /// How long an offered address stays held for the client.
+    pub offer_hold: Duration,
+    /// How long a declined address stays out of use (RFC 2131 §4.3.3).
+    pub decline_probation: Duration,
+    /// Per-MAC rate limit.
+    pub rate_limit: RateLimit,
+    /// Also answer (proxy mode) or serve boot files to (full mode) clients
+    /// that are not PXE clients? Full mode always gives addresses to anyone;
+    /// this only adds boot information for non-PXE clients.
+    pub boot_non_pxe: bool,
+}
+
+impl ServerConfig {
+    /// A proxy-mode configuration with no boot files yet.
+    pub fn proxy(server_id: Ipv4Addr) -> Self {
+        ServerConfig {
+            mode: Mode::Proxy,
+            server_id,
+            tftp_server: server_id,
+            boot: BootFiles::default(),
+            menu: Menu::default(),
+            pools: Vec::new(),
+            reservations: Vec::new(),
+            offer_hold: Duration::from_secs(30),
+            decline_probation: Duration::from_secs(600),
+            rate_limit: RateLimit::default(),
+            boot_non_pxe: false,
+        }
+    }
+
+    /// A full-mode configuration with no pool and no boot files yet.
+    pub fn full(server_id: Ipv4Addr) -> Self {
+        ServerConfig {
+            mode: Mode::Full,
+            ..ServerConfig::proxy(server_id)
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! What the server engine needs from a received message, copied out of the
+//! wire view once so that answering needs no second parse.
+
+use core::net::Ipv4Addr;
+
+use heapless::Vec;
+
+use super::HwAddr;
+use super::arch::{BootArch, ClientKind};
+use super::leases::ClientKey;
+
+/// DHCP message types (RFC 2132 §9.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MsgType {
+    Discover,
+    Offer,
+    Request,
+    Decline,
+    Ack,
+    Nak,
+    Release,
+    Inform,
+    Other(u8),
+}
+
+impl MsgType {
+    pub(crate) fn from_code(c: u8) -> Self {
+        match c {
+            1 => MsgType::Discover,
+            2 => MsgType::Offer,
+            3 => MsgType::Request,
+            4 => MsgType::Decline,
+            5 => MsgType::Ack,
+            6 => MsgType::Nak,
+            7 => MsgType::Release,
+            8 => MsgType::Inform,
+            o => MsgType::Other(o),
+        }
+    }
+}
+
+/// The fields of a client message the server uses.
+#[derive(Clone, Debug)]
+pub(crate) struct Request {
+    pub htype: u8,
+    pub chaddr: [u8; 16],
+    pub hlen: u8,
+    pub xid: u32,
+    pub flags: u16,
+    pub ciaddr: Ipv4Addr,
+    pub giaddr: Ipv4Addr,
+    pub msg_type: MsgType,
+    /// Option 50.
+    pub requested_ip: Option<Ipv4Addr>,
+    /// Option 54.
+    pub server_id: Option<Ipv4Addr>,
+    /// Option 61 or htype+chaddr.
+    pub client: ClientKey,
+    /// Option 60 class.
+    pub kind: ClientKind,
+    /// Option 93 (first) or option 60's arch.
+    pub arch: Option<BootArch>,
+    /// Option 77 `iPXE` or option 175 present.
+    pub is_ipxe: bool,
+    /// Option 97 as received (echoed).
+    pub uuid: Vec<u8, 17>,
+    /// Option 82 as received (echoed, RFC 3046 §2.2).
+    pub relay_info: Vec<u8, 255>,
+    /// Option 43 sub-option 71 (type, layer).
+    pub boot_item: Option<(u16, u16)>,
+}
+
+impl Request {
+    pub(crate) fn hw(&self) -> HwAddr {
+        HwAddr::new(&self.chaddr[..usize::from(self.hlen.min(16))])
+    }
+}
+
+/// Read a client message (BOOTREQUEST with a DHCP message type) from a
+/// datagram; `None` for anything else.
+pub(crate) fn parse(datagram: &[u8]) -> Option<Request> {
+    use crate::wire::dhcp::{BOOTREQUEST, DhcpPacket, code};
+    use crate::wire::pxe::{PxeOption, PxeOptions};
+
+    let p = DhcpPacket::new_checked(datagram).ok()?;
+    if p.op() != BOOTREQUEST {
+        return None;
+    }
+    let msg_type = MsgType::from_code(p.option(code::MESSAGE_TYPE)?.get(0)?);
+    let ip = |c: u8| {
+        p.option(c)
+            .filter(|d| d.len() == 4)
+            .and_then(|d| d.array::<4>(0))
+            .map(Ipv4Addr::from)
+    };
+    let mut scratch = [0u8; 255];
+    let mut client_id_buf = [0u8; 255];
+    let client_id = p.option(code::CLIENT_IDENTIFIER).and_then(|d| {
+        let n = d.copy_to(&mut client_id_buf).ok()?;
+        Some(&client_id_buf[..n])
+    });
+    let hlen = p.hlen().min(16);
+    let chaddr = *p.chaddr_field();
+    let client = ClientKey::new(client_id, p.htype(), &chaddr[..usize::from(hlen)]);
+
+    let vendor = p
+        .option(code::VENDOR_CLASS_IDENTIFIER)
+        .and_then(|d| d.copy_to(&mut scratch).ok())
+        .map(|n| &scratch[..n]);
+    let kind = ClientKind::from_vendor_class(vendor);
+    let arch93 = p
+        .option(code::CLIENT_SYSTEM_ARCHITECTURE)
+        .and_then(|d| d.array::<2>(0))
+        .map(u16::from_be_bytes);
+    let arch = super::arch::classify(arch93, vendor);
+
+    let mut user_class = [0u8; 255];
+    let is_ipxe = p.option(code::IPXE_ENCAPSULATED).is_some()
+        || p.option(code::USER_CLASS)
+            .and_then(|d| d.copy_to(&mut user_class).ok())
+            .is_some_and(|n| user_class[..n].windows(4).any(|w| w == b"iPXE"));
+
+    let mut uuid = Vec::new();
+    if let Some(d) = p.option(code::CLIENT_MACHINE_IDENTIFIER) {
+        if d.len() <= 17 {
+            let mut b = [0u8; 17];
+            if let Ok(n) = d.copy_to(&mut b) {
+                let _ = uuid.extend_from_slice(&b[..n]);
+            }
+        }
+    }
+    let mut relay_info = Vec::new();
+    if let Some(d) = p.option(code::RELAY_AGENT_INFORMATION) {
+        let mut b = [0u8; 255];
+        if let Ok(n) = d.copy_to(&mut b) {
+            let _ = relay_info.extend_from_slice(&b[..n]);
+        }
+    }
+    let boot_item = p.option(code::VENDOR_SPECIFIC).and_then(|d| {
+        PxeOptions::new(d).find_map(|o| match o {
+            PxeOption::BootItem(b) => Some((
+                b.item_type,
+                b.layer | if b.credentials { 0x8000 } else { 0 },
+            )),
+            _ => None,
+        })
+    });
+    Some(Request {
+        htype: p.htype(),
+        chaddr,
+        hlen,
+        xid: p.xid(),
+        flags: p.flags(),
+        ciaddr: p.ciaddr(),
+        giaddr: p.giaddr(),
+        msg_type,
+        requested_ip: ip(code::REQUESTED_IP_ADDRESS),
+        server_id: ip(code::SERVER_IDENTIFIER),
+        client,
+        kind,
+        arch,
+        is_ipxe,
+        uuid,
+        relay_info,
+        boot_item,
+    })
+}

@@ -1,0 +1,874 @@
+//! The DHCP / proxyDHCP / PXE boot server engine.
+//!
+//! RFC 2131 §4.3 (server behaviour), PXE 2.1 §2.2 (proxyDHCP and boot server
+//! discovery), RFC 4578 (client architecture), RFC 3046 (relay agent
+//! information), RFC 4361 (client identifier).
+//!
+//! # How to drive it
+//!
+//! 1. For every datagram received on port 67 or 4011, call
+//!    [`Server::handle`] with the time, the socket it came in on and its
+//!    source address.
+//! 2. Drain [`Server::poll_lease_update`] into the lease store (full mode),
+//!    then [`Server::poll_transmit`] into the sockets: a transmit with
+//!    [`Transmit::after_sync`] goes out only after the store synced.
+//! 3. Drain [`Server::poll_event`] for logs and metrics.
+//!
+//! The server has no timers (leases expire lazily: an expired address is
+//! reused when the allocator meets it), so [`Server::poll_timeout`] is always
+//! `None`; calling [`Server::handle_timeout`] is harmless.
+//!
+//! Per-client state is bounded: proxy mode keeps none at all, full mode one
+//! table entry per pool address, and a per-MAC token bucket
+//! ([`super::rate`]) stops one client's flood from starving the others.
+//!
+//! Where answers go (RFC 2131 §4.1, PXE 2.1 §2.2.2): to `giaddr`:67 when
+//! relayed; to `ciaddr`:68 when the client has an address; else broadcast
+//! (a userspace UDP server cannot address a client by MAC before it has an
+//! address, so the "unicast to yiaddr" case is sent as broadcast, which
+//! every client accepts); a NAK without relay is always broadcast; an answer
+//! on port 4011 goes back to the request's source address and port (iPXE
+//! sends from 68, OVMF from 4011).
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+use core::time::Duration;
+
+use heapless::Deque;
+
+use crate::Instant;
+
+use super::arch::{BootArch, ClientKind};
+use super::config::{
+    BootEntry, BootFileName, MenuPolicy, Mode, Pool, ReservationKey, ServerConfig,
+};
+use super::leases::{ClientKey, Lease, LeaseState, LeaseTable, PoolCursor};
+use super::rate::RateLimiter;
+use super::request::{MsgType, Request};
+use super::store::{LeaseRecord, RecordKind};
+use super::{Error, HwAddr, ServerPort, Transmit};
+
+/// The DHCP client port.
+pub const CLIENT_PORT: u16 = 68;
+/// The DHCP server port.
+pub const SERVER_PORT: u16 = 67;
+/// The PXE boot server port.
+pub const BOOT_SERVER_PORT: u16 = 4011;
+
+/// Answers waiting for `poll_transmit`.
+const PENDING: usize = 4;
+/// Events waiting for `poll_event`.
+const EVENTS: usize = 32;
+/// Lease records waiting for `poll_lease_update`.
+const UPDATES: usize = 16;
+
+/// Why a message got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IgnoreReason {
+    /// Not a well-formed DHCP/BOOTP request.
+    Malformed,
+    /// A message type this mode does not answer (e.g. REQUEST on 67 in proxy
+    /// mode).
+    NotForUs,
+    /// Not a PXE or HTTP-boot client (proxy mode answers only those).
+    NotPxe,
+    /// Over the per-MAC rate limit.
+    RateLimited,
+    /// Boot server discovery for a boot item type or layer we do not serve.
+    UnknownBootItem,
+    /// The client chose another server's offer.
+    OtherServer,
+    /// No pool serves the client's network.
+    NoPool,
+    /// The pool has no free address.
+    PoolExhausted,
+    /// The lease update queue is full (the driver does not drain it).
+    StoreBusy,
+    /// The answer queue is full (the driver does not drain it).
+    Busy,
+}
+
+/// What the server did, for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A proxy OFFER (proxy mode) on port 67.
+    ProxyOffered {
+        /// Client.
+        chaddr: HwAddr,
+        /// Its architecture.
+        arch: BootArch,
+    },
+    /// An ACK from the boot server on port 4011.
+    BootAcked {
+        /// Client.
+        chaddr: HwAddr,
+        /// Its architecture.
+        arch: BootArch,
+        /// Boot item type asked for (option 43 sub-option 71), if any.
+        item: Option<u16>,
+    },
+    /// An address offered (full mode).
+    Offered {
+        /// Client.
+        chaddr: HwAddr,
+        /// Address.
+        yiaddr: Ipv4Addr,
+    },
+    /// A lease granted or extended (full mode).
+    Acked {
+        /// Client.
+        chaddr: HwAddr,
+        /// Address.
+        yiaddr: Ipv4Addr,
+    },
+    /// An INFORM answered (full mode).
+    Informed {
+        /// Client.
+        chaddr: HwAddr,
+    },
+    /// A REQUEST refused with NAK (full mode).
+    Nak {
+        /// Client.
+        chaddr: HwAddr,
+        /// The address the client wanted.
+        requested: Ipv4Addr,
+    },
+    /// A lease given back (full mode).
+    Released {
+        /// Client.
+        chaddr: HwAddr,
+        /// Address.
+        addr: Ipv4Addr,
+    },
+    /// An address declined, put on probation (full mode).
+    Declined {
+        /// Client.
+        chaddr: HwAddr,
+        /// Address.
+        addr: Ipv4Addr,
+    },
+    /// A PXE client whose architecture has no boot file: no offer.
+    NoBootFile {
+        /// Client.
+        chaddr: HwAddr,
+        /// Its architecture (`None`: it sent none).
+        arch: Option<BootArch>,
+    },
+    /// A message dropped without answer.
+    Ignored {
+        /// Client (all zero when malformed).
+        chaddr: HwAddr,
+        /// Why.
+        reason: IgnoreReason,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReplyKind {
+    /// Full-mode OFFER / ACK / NAK / INFORM-ACK.
+    Offer,
+    Ack,
+    Nak,
+    InformAck,
+    /// proxyDHCP OFFER on 67.
+    ProxyOffer,
+    /// Boot server ACK on 4011.
+    BootAck,
+}
+
+/// Everything needed to write one answer.
+#[derive(Clone, Debug)]
+pub(crate) struct Pending {
+    pub req: Request,
+    pub kind: ReplyKind,
+    pub yiaddr: Ipv4Addr,
+    pub siaddr: Ipv4Addr,
+    pub file: Option<BootFileName>,
+    /// Full mode: the pool whose options go along, and the lease time.
+    pub pool: Option<usize>,
+    pub lease_time: Option<Duration>,
+    /// PXE part: option 60 answer class and option 43 content selector.
+    pub pxe_class: Option<ClientKind>,
+    pub pxe43: Pxe43,
+    pub arch: Option<BootArch>,
+    pub mtftp: Option<super::config::MtftpParams>,
+    pub destination: SocketAddrV4,
+    pub broadcast: bool,
+    pub source: ServerPort,
+    pub after_sync: bool,
+}
+
+/// Which option 43 the answer carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pxe43 {
+    None,
+    /// Proxy OFFER: discovery control, boot servers, menu, prompt, MTFTP.
+    Offer,
+    /// Boot server ACK: sub-option 71 echoed.
+    BootItem(u16, u16),
+}
+
+/// The server engine. See the [module docs](self) for how to drive it.
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    leases: LeaseTable,
+    cursors: [PoolCursor; super::config::MAX_POOLS],
+    rate: RateLimiter,
+    pending: Deque<Pending, PENDING>,
+    events: Deque<Event, EVENTS>,
+    updates: Deque<LeaseRecord, UPDATES>,
+    events_dropped: u64,
+}
+
+impl Server {
+    /// A server with this configuration; checks that it can work.
+    pub fn new(config: ServerConfig) -> Result<Self, Error> {
+        if config.mode == Mode::Full {
+            if config.pools.is_empty() {
+                return Err(Error::Config("full mode needs at least one pool"));
+            }
+            for p in &config.pools {
+                if p.prefix_len > 32 {
+                    return Err(Error::Config("pool prefix length over 32"));
+                }
+                if !p.subnet_contains(p.start) || !p.subnet_contains(p.end) {
+                    return Err(Error::Config("pool range outside its subnet"));
+                }
+                if u32::from(p.end) < u32::from(p.start) {
+                    return Err(Error::Config("pool range ends before it starts"));
+                }
+                if p.lease_time.as_secs() == 0 {
+                    return Err(Error::Config("pool lease time is zero"));
+                }
+            }
+        }
+        if config.server_id.is_unspecified() {
+            return Err(Error::Config("server identifier 0.0.0.0"));
+        }
+        Ok(Server {
+            rate: RateLimiter::new(config.rate_limit),
+            config,
+            leases: LeaseTable::new(),
+            cursors: [PoolCursor::default(); super::config::MAX_POOLS],
+            pending: Deque::new(),
+            events: Deque::new(),
+            updates: Deque::new(),
+            events_dropped: 0,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The lease table (full mode).
+    pub fn leases(&self) -> &LeaseTable {
+        &self.leases
+    }
+
+    /// Events dropped because nobody drained [`Server::poll_event`].
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
+    }
+
+    /// Replay one stored lease record (on start, oldest first).
+    pub fn restore(&mut self, record: &LeaseRecord) {
+        match record.kind {
+            RecordKind::Granted => {
+                let _ = self.leases.put(Lease {
+                    addr: record.addr,
+                    client: record.client,
+                    expires: record.expires,
+                    state: LeaseState::Bound,
+                });
+            }
+            RecordKind::Released => {
+                if self
+                    .leases
+                    .by_addr(record.addr)
+                    .is_some_and(|l| l.client == record.client)
+                {
+                    self.leases.remove(record.addr);
+                }
+            }
+        }
+    }
+
+    /// Feed one datagram received on `port` from `from`.
+    pub fn handle(&mut self, now: Instant, port: ServerPort, from: SocketAddrV4, datagram: &[u8]) {
+        let Some(req) = super::request::parse(datagram) else {
+            self.event(Event::Ignored {
+                chaddr: HwAddr::new(&[]),
+                reason: IgnoreReason::Malformed,
+            });
+            return;
+        };
+        if !self.rate.allow(now, req.hw().as_bytes()) {
+            self.ignore(&req, IgnoreReason::RateLimited);
+            return;
+        }
+        match (port, self.config.mode, req.msg_type) {
+            (ServerPort::BootServer, _, MsgType::Request | MsgType::Inform) => {
+                self.boot_request(req, from)
+            }
+            (ServerPort::Dhcp, Mode::Proxy, MsgType::Discover) => self.proxy_discover(req),
+            (ServerPort::Dhcp, Mode::Full, MsgType::Discover) => self.discover(now, req),
+            (ServerPort::Dhcp, Mode::Full, MsgType::Request) => self.request(now, req),
+            (ServerPort::Dhcp, Mode::Full, MsgType::Decline) => self.decline(now, req),
+            (ServerPort::Dhcp, Mode::Full, MsgType::Release) => self.release(now, req),
+            (ServerPort::Dhcp, Mode::Full, MsgType::Inform) => self.inform(req, from),
+            _ => self.ignore(&req, IgnoreReason::NotForUs),
+        }
+    }
+
+    /// Write the next answer into `buf`.
+    ///
+    /// A too-small buffer leaves the answer queued and `buf` untouched and
+    /// returns the error with the size needed.
+    pub fn poll_transmit(
+        &mut self,
+        _now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, Error> {
+        let Some(p) = self.pending.front() else {
+            return Ok(None);
+        };
+        let len = super::reply::emit(&self.config, p, buf)?;
+        let t = Transmit {
+            destination: p.destination,
+            source: p.source,
+            broadcast: p.broadcast,
+            len,
+            after_sync: p.after_sync,
+        };
+        self.pending.pop_front();
+        Ok(Some(t))
+    }
+
+    /// The next lease record to persist (full mode).
+    pub fn poll_lease_update(&mut self) -> Option<LeaseRecord> {
+        self.updates.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The server has no timers: always `None`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Nothing to do (the server has no timers); harmless to call.
+    pub fn handle_timeout(&mut self, _now: Instant) {}
+
+    // ---- helpers ----
+
+    fn event(&mut self, e: Event) {
+        if self.events.push_back(e).is_err() {
+            self.events_dropped += 1;
+        }
+    }
+
+    fn ignore(&mut self, req: &Request, reason: IgnoreReason) {
+        self.event(Event::Ignored {
+            chaddr: req.hw(),
+            reason,
+        });
+    }
+
+    fn queue(&mut self, p: Pending) -> bool {
+        if self.pending.is_full() {
+            self.ignore(&p.req, IgnoreReason::Busy);
+            return false;
+        }
+        let _ = self.pending.push_back(p);
+        true
+    }
+
+    /// The boot entry for this client, or `None` (with an event) if its
+    /// architecture has no file.
+    fn boot_entry(&mut self, req: &Request) -> Option<(BootArch, BootEntry)> {
+        let entry = req.arch.and_then(|a| {
+            if req.is_ipxe {
+                if let Some(e) = &self.config.boot.ipxe {
+                    return Some((a, e.clone()));
+                }
+            }
+            a.entry(&self.config.boot).map(|e| (a, e.clone()))
+        });
+        if entry.is_none() {
+            self.event(Event::NoBootFile {
+                chaddr: req.hw(),
+                arch: req.arch,
+            });
+        }
+        entry
+    }
+
+    /// Where a port-67 answer goes (RFC 2131 §4.1).
+    fn dhcp_destination(req: &Request, kind: ReplyKind) -> (SocketAddrV4, bool) {
+        if !req.giaddr.is_unspecified() {
+            return (SocketAddrV4::new(req.giaddr, SERVER_PORT), false);
+        }
+        if kind != ReplyKind::Nak && !req.ciaddr.is_unspecified() {
+            return (SocketAddrV4::new(req.ciaddr, CLIENT_PORT), false);
+        }
+        (SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT), true)
+    }
+
+    fn base(&self, req: Request, kind: ReplyKind) -> Pending {
+        let (destination, broadcast) = Self::dhcp_destination(&req, kind);
+        Pending {
+            req,
+            kind,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            file: None,
+            pool: None,
+            lease_time: None,
+            pxe_class: None,
+            pxe43: Pxe43::None,
+            arch: None,
+            mtftp: None,
+            destination,
+            broadcast,
+            source: ServerPort::Dhcp,
+            after_sync: false,
+        }
+    }
+
+    // ---- proxy mode (PXE 2.1 §2.2.2) ----
+
+    fn proxy_discover(&mut self, req: Request) {
+        if req.kind == ClientKind::Plain && !self.config.boot_non_pxe {
+            self.ignore(&req, IgnoreReason::NotPxe);
+            return;
+        }
+        let Some((arch, entry)) = self.boot_entry(&req) else {
+            return;
+        };
+        let chaddr = req.hw();
+        let mut p = self.base(req, ReplyKind::ProxyOffer);
+        p.siaddr = entry.server.unwrap_or(self.config.tftp_server);
+        p.pxe_class = Some(if arch == BootArch::Http {
+            ClientKind::Http
+        } else {
+            ClientKind::Pxe
+        });
+        p.arch = Some(arch);
+        // UEFI firmware goes to 4011 for its file (a "BINL" offer, as EDK2
+        // calls it); BIOS PXE ROMs get discovery control from option 43 and,
+        // when no menu is shown, the file right in the offer.
+        let menu = self.config.menu.policy != MenuPolicy::Never;
+        if !arch.is_uefi() || menu {
+            p.pxe43 = Pxe43::Offer;
+        }
+        if !arch.is_uefi() {
+            p.mtftp = entry.mtftp;
+            if !menu {
+                p.file = Some(entry.file);
+            }
+        }
+        if self.queue(p) {
+            self.event(Event::ProxyOffered { chaddr, arch });
+        }
+    }
+
+    /// REQUEST (or INFORM) on 4011: proxyDHCP REQUEST and boot server
+    /// discovery (PXE 2.1 §2.2.3).
+    fn boot_request(&mut self, req: Request, from: SocketAddrV4) {
+        if req.kind == ClientKind::Plain && !self.config.boot_non_pxe {
+            self.ignore(&req, IgnoreReason::NotPxe);
+            return;
+        }
+        // A server identifier naming another server: not ours.
+        if req.server_id.is_some_and(|s| s != self.config.server_id) {
+            self.ignore(&req, IgnoreReason::OtherServer);
+            return;
+        }
+        let Some((arch, mut entry)) = self.boot_entry(&req) else {
+            return;
+        };
+        let mut item = None;
+        if let Some((ty, layer)) = req.boot_item {
+            // Layer bit 15 asks for credentials, which we do not serve;
+            // only layer 0 (the boot file itself) exists.
+            let known = self
+                .config
+                .menu
+                .items
+                .iter()
+                .find(|i| i.server_type == ty && ty != 0);
+            match known {
+                Some(i) if layer == 0 => {
+                    if let Some(f) = &i.file {
+                        entry.file = f.clone();
+                    }
+                    item = Some(ty);
+                }
+                _ => {
+                    self.ignore(&req, IgnoreReason::UnknownBootItem);
+                    return;
+                }
+            }
+        }
+        let chaddr = req.hw();
+        let boot_item = req.boot_item;
+        let mut p = self.base(req, ReplyKind::BootAck);
+        p.source = ServerPort::BootServer;
+        // Back to the source address and port of the request; a client
+        // without an address yet gets a broadcast to that port.
+        if from.ip().is_unspecified() {
+            p.destination = SocketAddrV4::new(Ipv4Addr::BROADCAST, from.port());
+            p.broadcast = true;
+        } else {
+            p.destination = from;
+            p.broadcast = false;
+        }
+        p.siaddr = entry.server.unwrap_or(self.config.tftp_server);
+        p.file = Some(entry.file);
+        p.arch = Some(arch);
+        p.pxe_class = Some(if arch == BootArch::Http {
+            ClientKind::Http
+        } else {
+            ClientKind::Pxe
+        });
+        if let Some((ty, layer)) = boot_item {
+            p.pxe43 = Pxe43::BootItem(ty, layer);
+        }
+        if self.queue(p) {
+            self.event(Event::BootAcked { chaddr, arch, item });
+        }
+    }
+
+    // ---- full mode (RFC 2131 §4.3) ----
+
+    /// The pool serving this client: by `giaddr` when relayed, else the one
+    /// on the server's own subnet (RFC 2131 §4.3.1).
+    fn pool_for(&self, req: &Request) -> Option<usize> {
+        let net = if req.giaddr.is_unspecified() {
+            self.config.server_id
+        } else {
+            req.giaddr
+        };
+        self.config
+            .pools
+            .iter()
+            .position(|p| p.subnet_contains(net))
+            .or(
+                if req.giaddr.is_unspecified() && self.config.pools.len() == 1 {
+                    Some(0)
+                } else {
+                    None
+                },
+            )
+    }
+
+    fn reservation(&self, req: &Request) -> Option<Ipv4Addr> {
+        let mac = req.hw();
+        let id = match req.client.as_bytes() {
+            [1, rest @ ..] => Some(rest),
+            _ => None,
+        };
+        self.config
+            .reservations
+            .iter()
+            .find(|r| match &r.key {
+                ReservationKey::Mac(m) => mac.as_bytes() == m,
+                ReservationKey::ClientId(c) => id == Some(c.as_slice()),
+            })
+            .map(|r| r.address)
+    }
+
+    /// Addresses never handed out dynamically: the server's own, pool
+    /// routers, and other clients' reservations.
+    fn excluded(&self, a: Ipv4Addr, pool: &Pool) -> bool {
+        a == self.config.server_id
+            || pool.router == Some(a)
+            || a == pool.subnet
+            || a == pool.broadcast()
+            || self.config.reservations.iter().any(|r| r.address == a)
+    }
+
+    /// The address for this client in pool `pi`, if any.
+    fn choose(&mut self, now: Instant, req: &Request, pi: usize) -> Option<Ipv4Addr> {
+        let pool = &self.config.pools[pi];
+        if let Some(r) = self.reservation(req) {
+            if pool.subnet_contains(r) {
+                return Some(r);
+            }
+        }
+        if let Some(l) = self.leases.by_client(&req.client) {
+            if l.state != LeaseState::Probation && pool.range_contains(l.addr) {
+                return Some(l.addr);
+            }
+        }
+        if let Some(r) = req.requested_ip {
+            if pool.range_contains(r)
+                && !self.excluded(r, pool)
+                && self.leases.is_free_for(r, &req.client, now)
+            {
+                return Some(r);
+            }
+        }
+        let pool = &self.config.pools[pi];
+        let mut cursor = self.cursors[pi];
+        let found = cursor.find(&self.leases, pool.start, pool.end, &req.client, now, |a| {
+            self.excluded(a, pool)
+        });
+        self.cursors[pi] = cursor;
+        found
+    }
+
+    /// Boot information for a full-mode answer.
+    fn add_boot(&mut self, p: &mut Pending) {
+        if p.req.kind == ClientKind::Plain && !self.config.boot_non_pxe {
+            return;
+        }
+        let req = p.req.clone();
+        if let Some((arch, entry)) = self.boot_entry(&req) {
+            p.siaddr = entry.server.unwrap_or(self.config.tftp_server);
+            p.file = Some(entry.file);
+            p.arch = Some(arch);
+            // HTTP boot needs option 60 "HTTPClient" in the answer (UEFI
+            // 2.5 §24.7.2); PXE clients boot the file directly from a
+            // DHCP-only offer.
+            if arch == BootArch::Http {
+                p.pxe_class = Some(ClientKind::Http);
+            }
+        }
+    }
+
+    fn discover(&mut self, now: Instant, req: Request) {
+        let Some(pi) = self.pool_for(&req) else {
+            self.ignore(&req, IgnoreReason::NoPool);
+            return;
+        };
+        let Some(addr) = self.choose(now, &req, pi) else {
+            self.ignore(&req, IgnoreReason::PoolExhausted);
+            return;
+        };
+        let lease_time = self.config.pools[pi].lease_time;
+        // Hold the address for the client, without downgrading a binding.
+        let bound = self.leases.by_addr(addr).is_some_and(|l| {
+            l.client == req.client && l.state == LeaseState::Bound && l.expires > now
+        });
+        if !bound {
+            let hold = Lease {
+                addr,
+                client: req.client,
+                expires: now + self.config.offer_hold,
+                state: LeaseState::Offered,
+            };
+            if self.leases.put(hold).is_err() {
+                self.ignore(&req, IgnoreReason::PoolExhausted);
+                return;
+            }
+        }
+        let chaddr = req.hw();
+        let mut p = self.base(req, ReplyKind::Offer);
+        p.yiaddr = addr;
+        p.pool = Some(pi);
+        p.lease_time = Some(lease_time);
+        self.add_boot(&mut p);
+        if self.queue(p) {
+            self.event(Event::Offered {
+                chaddr,
+                yiaddr: addr,
+            });
+        }
+    }
+
+    fn nak(&mut self, req: Request, requested: Ipv4Addr) {
+        let chaddr = req.hw();
+        let mut p = self.base(req, ReplyKind::Nak);
+        if !p.req.giaddr.is_unspecified() {
+            // RFC 2131 §4.3.2: the relay must broadcast the NAK.
+            p.req.flags |= 0x8000;
+        }
+        if self.queue(p) {
+            self.event(Event::Nak { chaddr, requested });
+        }
+    }
+
+    fn request(&mut self, now: Instant, req: Request) {
+        // SELECTING: the client names the server it chose.
+        if let Some(sid) = req.server_id {
+            if sid != self.config.server_id {
+                // It chose another server: drop our hold.
+                if let Some(l) = self.leases.by_client(&req.client) {
+                    if l.state == LeaseState::Offered {
+                        let a = l.addr;
+                        self.leases.remove(a);
+                    }
+                }
+                self.ignore(&req, IgnoreReason::OtherServer);
+                return;
+            }
+        }
+        let wanted = match (req.requested_ip, req.ciaddr) {
+            (Some(r), _) => r,
+            (None, c) if !c.is_unspecified() => c,
+            _ => {
+                self.ignore(&req, IgnoreReason::Malformed);
+                return;
+            }
+        };
+        let Some(pi) = self.pool_for(&req) else {
+            self.ignore(&req, IgnoreReason::NoPool);
+            return;
+        };
+        let pool = &self.config.pools[pi];
+        if !pool.subnet_contains(wanted) {
+            // INIT-REBOOT on a wrong network (§4.3.2): NAK.
+            self.nak(req, wanted);
+            return;
+        }
+        let reserved = self.reservation(&req);
+        let ok = match reserved {
+            Some(r) => r == wanted,
+            None => {
+                let mine = self
+                    .leases
+                    .by_addr(wanted)
+                    .is_some_and(|l| l.client == req.client && l.state != LeaseState::Probation);
+                let other_reserved = self.config.reservations.iter().any(|r| r.address == wanted);
+                mine || (!other_reserved
+                    && pool.range_contains(wanted)
+                    && !self.excluded(wanted, pool)
+                    && self.leases.is_free_for(wanted, &req.client, now))
+            }
+        };
+        if !ok {
+            self.nak(req, wanted);
+            return;
+        }
+        if self.updates.is_full() {
+            self.ignore(&req, IgnoreReason::StoreBusy);
+            return;
+        }
+        let lease_time = pool.lease_time;
+        let lease = Lease {
+            addr: wanted,
+            client: req.client,
+            expires: now + lease_time,
+            state: LeaseState::Bound,
+        };
+        if self.leases.put(lease).is_err() {
+            self.ignore(&req, IgnoreReason::PoolExhausted);
+            return;
+        }
+        let _ = self.updates.push_back(LeaseRecord {
+            kind: RecordKind::Granted,
+            addr: wanted,
+            client: req.client,
+            expires: lease.expires,
+        });
+        let chaddr = req.hw();
+        let mut p = self.base(req, ReplyKind::Ack);
+        p.yiaddr = wanted;
+        p.pool = Some(pi);
+        p.lease_time = Some(lease_time);
+        p.after_sync = true;
+        self.add_boot(&mut p);
+        if self.queue(p) {
+            self.event(Event::Acked {
+                chaddr,
+                yiaddr: wanted,
+            });
+        }
+    }
+
+    fn decline(&mut self, now: Instant, req: Request) {
+        if req.server_id.is_some_and(|s| s != self.config.server_id) {
+            return self.ignore(&req, IgnoreReason::OtherServer);
+        }
+        let Some(addr) = req.requested_ip else {
+            return self.ignore(&req, IgnoreReason::Malformed);
+        };
+        if self
+            .leases
+            .by_addr(addr)
+            .is_none_or(|l| l.client != req.client)
+        {
+            return self.ignore(&req, IgnoreReason::NotForUs);
+        }
+        let _ = self.leases.put(Lease {
+            addr,
+            client: req.client,
+            expires: now + self.config.decline_probation,
+            state: LeaseState::Probation,
+        });
+        let _ = self.updates.push_back(LeaseRecord {
+            kind: RecordKind::Released,
+            addr,
+            client: req.client,
+            expires: now,
+        });
+        self.event(Event::Declined {
+            chaddr: req.hw(),
+            addr,
+        });
+    }
+
+    fn release(&mut self, now: Instant, req: Request) {
+        let addr = req.ciaddr;
+        if !self
+            .leases
+            .by_addr(addr)
+            .is_some_and(|l| l.client == req.client && l.state == LeaseState::Bound)
+        {
+            return self.ignore(&req, IgnoreReason::NotForUs);
+        }
+        self.leases.remove(addr);
+        let _ = self.updates.push_back(LeaseRecord {
+            kind: RecordKind::Released,
+            addr,
+            client: req.client,
+            expires: now,
+        });
+        self.event(Event::Released {
+            chaddr: req.hw(),
+            addr,
+        });
+    }
+
+    fn inform(&mut self, req: Request, from: SocketAddrV4) {
+        let pool_net = if req.ciaddr.is_unspecified() {
+            *from.ip()
+        } else {
+            req.ciaddr
+        };
+        let pi = if req.giaddr.is_unspecified() {
+            self.config
+                .pools
+                .iter()
+                .position(|p| p.subnet_contains(pool_net))
+        } else {
+            self.pool_for(&req)
+        };
+        let chaddr = req.hw();
+        let mut p = self.base(req, ReplyKind::InformAck);
+        // RFC 2131 §4.3.5: unicast to ciaddr (or the relay).
+        if p.req.giaddr.is_unspecified() && !p.req.ciaddr.is_unspecified() {
+            p.destination = SocketAddrV4::new(p.req.ciaddr, CLIENT_PORT);
+            p.broadcast = false;
+        }
+        p.pool = pi;
+        self.add_boot(&mut p);
+        if self.queue(p) {
+            self.event(Event::Informed { chaddr });
+        }
+    }
+}
+
+/// The client key of a request (for tests and tools): option 61 or
+/// htype + chaddr.
+pub fn client_key(client_id: Option<&[u8]>, htype: u8, chaddr: &[u8]) -> ClientKey {
+    ClientKey::new(client_id, htype, chaddr)
+}

@@ -1,0 +1,649 @@
+//! The std DHCP / proxyDHCP / boot server driver: the [`Server`] engine on
+//! UDP sockets (port 67 and port 4011), with the lease log.
+//!
+//! ```no_run
+//! use std::net::Ipv4Addr;
+//! use preboot::driver::dhcp::{DhcpServer, DhcpServerConfig};
+//!
+//! let mut config = DhcpServerConfig::proxy(Ipv4Addr::new(192, 168, 77, 1));
+//! config.interface = Some("br0".into());
+//! config.boot_files.bios = Some("pxelinux.0".into());
+//! config.boot_files.uefi_x64 = Some("grubnetx64.efi".into());
+//! let server = DhcpServer::bind(config)?;
+//! let stop = server.stop_handle();
+//! std::thread::spawn(move || {
+//!     std::thread::sleep(std::time::Duration::from_secs(60));
+//!     stop.stop();
+//! });
+//! server.run()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Sockets: one bound to [`DhcpServerConfig::dhcp_addr`] (`0.0.0.0:67` by
+//! default, so broadcasts arrive) and one to [`DhcpServerConfig::boot_addr`]
+//! (`0.0.0.0:4011`), each with `SO_BROADCAST` and, when
+//! [`DhcpServerConfig::interface`] is set, `SO_BINDTODEVICE`: broadcasts
+//! then leave through that interface and the kernel picks that interface's
+//! address as the source, which is the right one on a multi-homed host. A
+//! thread serves each socket; the engine sits behind a mutex.
+//!
+//! Leases (full mode with [`DhcpServerConfig::lease_file`]): the packet
+//! threads never touch the disk. They pass each batch of lease records,
+//! with the ACKs that grant them, to a writer thread, which appends the
+//! records, fsyncs once for everything queued (group commit), and only then
+//! sends the ACKs — a client never holds a lease that a `kill -9` could lose.
+//!
+//! Logging: one `tracing` line per step and client (`mac`, `arch`, `step`).
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::path::PathBuf;
+use std::string::String;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::vec::Vec;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::Instant;
+use crate::dhcp::config::{BootEntry, BootFileName, Menu, MenuItem, ServerConfig, Text};
+use crate::dhcp::server::{Event, IgnoreReason};
+use crate::dhcp::store::{LeaseRecord, LeaseStore};
+use crate::dhcp::{Server, ServerPort};
+
+mod lease_file;
+pub use lease_file::LeaseFile;
+
+// Re-exported so that a configuration needs only this module.
+pub use crate::dhcp::Mode;
+pub use crate::dhcp::config::{MenuPolicy, Pool, RateLimit, Reservation, ReservationKey};
+
+/// Boot files by client architecture, as names (or URLs for HTTP boot).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootFileConfig {
+    /// x86 BIOS.
+    pub bios: Option<String>,
+    /// UEFI x64.
+    pub uefi_x64: Option<String>,
+    /// UEFI IA32.
+    pub uefi_ia32: Option<String>,
+    /// UEFI ARM64.
+    pub uefi_arm64: Option<String>,
+    /// UEFI HTTP boot: the URL.
+    pub http_url: Option<String>,
+    /// For clients that already run iPXE (file or script URL).
+    pub ipxe: Option<String>,
+}
+
+/// Everything the DHCP driver needs.
+#[derive(Clone, Debug)]
+pub struct DhcpServerConfig {
+    /// Where the DHCP socket binds (`0.0.0.0:67`).
+    pub dhcp_addr: SocketAddrV4,
+    /// Where the boot server socket binds (`0.0.0.0:4011`); `None` = none.
+    pub boot_addr: Option<SocketAddrV4>,
+    /// Bind both sockets to this interface (`SO_BINDTODEVICE`, needs root).
+    pub interface: Option<String>,
+    /// The port clients listen on (68; tests use another).
+    pub client_port: u16,
+    /// Where broadcasts go (`255.255.255.255`; loopback tests use
+    /// `127.0.0.1`).
+    pub broadcast_address: Ipv4Addr,
+    /// Proxy (default) or full.
+    pub mode: Mode,
+    /// Option 54: this server's address on the clients' network.
+    pub server_id: Ipv4Addr,
+    /// `siaddr`: the TFTP server (`None` = `server_id`).
+    pub tftp_server: Option<Ipv4Addr>,
+    /// Boot files by architecture.
+    pub boot_files: BootFileConfig,
+    /// When to show the PXE boot menu.
+    pub menu: MenuPolicy,
+    /// The menu prompt text.
+    pub menu_prompt: String,
+    /// Menu items: boot server type and description (the first is the
+    /// default); empty = one item, type 0x8000, "preboot".
+    pub menu_items: Vec<(u16, String)>,
+    /// Address pools (full mode).
+    pub pools: Vec<Pool>,
+    /// Static reservations (full mode).
+    pub reservations: Vec<Reservation>,
+    /// The lease log (full mode); `None` = leases live in memory only.
+    pub lease_file: Option<PathBuf>,
+    /// Per-MAC rate limit.
+    pub rate_limit: RateLimit,
+}
+
+impl DhcpServerConfig {
+    /// A proxyDHCP server on the standard ports.
+    pub fn proxy(server_id: Ipv4Addr) -> Self {
+        DhcpServerConfig {
+            dhcp_addr: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67),
+            boot_addr: Some(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 4011)),
+            interface: None,
+            client_port: 68,
+            broadcast_address: Ipv4Addr::BROADCAST,
+            mode: Mode::Proxy,
+            server_id,
+            tftp_server: None,
+            boot_files: BootFileConfig::default(),
+            menu: MenuPolicy::Never,
+            menu_prompt: "Press F8 for boot menu".into(),
+            menu_items: Vec::new(),
+            pools: Vec::new(),
+            reservations: Vec::new(),
+            lease_file: None,
+            rate_limit: RateLimit::default(),
+        }
+    }
+
+    /// A full DHCP server with one pool.
+    pub fn full(server_id: Ipv4Addr, pool: Pool) -> Self {
+        DhcpServerConfig {
+            mode: Mode::Full,
+            pools: std::vec![pool],
+            ..DhcpServerConfig::proxy(server_id)
+        }
+    }
+
+    /// The engine configuration this describes.
+    pub fn engine_config(&self) -> io::Result<ServerConfig> {
+        fn invalid(what: &str) -> io::Error {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                std::format!("dhcp config: {what}"),
+            )
+        }
+        fn entry(f: &Option<String>) -> io::Result<Option<BootEntry>> {
+            f.as_deref()
+                .map(|f| BootEntry::tftp(f).ok_or_else(|| invalid("boot file name over 127 bytes")))
+                .transpose()
+        }
+        let mut c = ServerConfig::proxy(self.server_id);
+        c.mode = self.mode;
+        c.tftp_server = self.tftp_server.unwrap_or(self.server_id);
+        c.boot.bios = entry(&self.boot_files.bios)?;
+        c.boot.uefi_x64 = entry(&self.boot_files.uefi_x64)?;
+        c.boot.uefi_ia32 = entry(&self.boot_files.uefi_ia32)?;
+        c.boot.uefi_arm64 = entry(&self.boot_files.uefi_arm64)?;
+        c.boot.http_url = entry(&self.boot_files.http_url)?;
+        c.boot.ipxe = entry(&self.boot_files.ipxe)?;
+        let mut menu = Menu {
+            policy: self.menu,
+            prompt: Text::try_from(self.menu_prompt.as_str())
+                .map_err(|_| invalid("menu prompt over 64 bytes"))?,
+            ..Menu::default()
+        };
+        if !self.menu_items.is_empty() {
+            menu.items.clear();
+            for (ty, d) in &self.menu_items {
+                menu.items
+                    .push(MenuItem {
+                        server_type: *ty,
+                        description: Text::try_from(d.as_str())
+                            .map_err(|_| invalid("menu item over 64 bytes"))?,
+                        file: None::<BootFileName>,
+                    })
+                    .map_err(|_| invalid("more than 8 menu items"))?;
+            }
+        }
+        c.menu = menu;
+        for p in &self.pools {
+            c.pools
+                .push(p.clone())
+                .map_err(|_| invalid("more than 8 pools"))?;
+        }
+        for r in &self.reservations {
+            c.reservations
+                .push(r.clone())
+                .map_err(|_| invalid("more than 64 reservations"))?;
+        }
+        c.rate_limit = self.rate_limit;
+        Ok(c)
+    }
+}
+
+/// Stops a running [`DhcpServer`] (within ~100 ms).
+#[derive(Clone, Debug)]
+pub struct StopHandle(Arc<AtomicBool>);
+
+impl StopHandle {
+    /// Ask the server to stop.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A batch for the lease writer: records to persist, then datagrams to send.
+struct Batch {
+    records: Vec<LeaseRecord>,
+    sends: Vec<(ServerPort, SocketAddrV4, Vec<u8>)>,
+}
+
+/// The running DHCP server.
+#[derive(Debug)]
+pub struct DhcpServer {
+    engine: Arc<Mutex<Server>>,
+    dhcp: UdpSocket,
+    boot: Option<UdpSocket>,
+    config: DhcpServerConfig,
+    stop: Arc<AtomicBool>,
+    store: Option<LeaseFile>,
+}
+
+/// The driver's clock: engine time is microseconds since the Unix epoch, so
+/// lease expiry times in the log are wall-clock times.
+pub fn now() -> Instant {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn udp_socket(addr: SocketAddrV4, interface: Option<&str>) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    if let Some(i) = interface {
+        s.bind_device(Some(i.as_bytes()))?;
+    }
+    // Room for bursts of DISCOVERs while the engine is busy.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    s.bind(&SocketAddr::V4(addr).into())?;
+    s.set_read_timeout(Some(Duration::from_millis(100)))?;
+    Ok(s.into())
+}
+
+impl DhcpServer {
+    /// Open the sockets (and the lease log, restoring its leases).
+    pub fn bind(config: DhcpServerConfig) -> io::Result<DhcpServer> {
+        let engine_config = config.engine_config()?;
+        let mut engine = Server::new(engine_config)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let store = match (&config.lease_file, config.mode) {
+            (Some(path), Mode::Full) => {
+                let (file, live) = LeaseFile::open(path)?;
+                for r in &live {
+                    engine.restore(r);
+                }
+                tracing::info!(leases = live.len(), file = %path.display(), "dhcp: leases restored");
+                Some(file)
+            }
+            _ => None,
+        };
+        let iface = config.interface.as_deref();
+        let dhcp = udp_socket(config.dhcp_addr, iface)?;
+        let boot = config.boot_addr.map(|a| udp_socket(a, iface)).transpose()?;
+        Ok(DhcpServer {
+            engine: Arc::new(Mutex::new(engine)),
+            dhcp,
+            boot,
+            config,
+            stop: Arc::new(AtomicBool::new(false)),
+            store,
+        })
+    }
+
+    /// The address the DHCP socket is bound to (port 0 in the config picks
+    /// a free port).
+    pub fn dhcp_local_addr(&self) -> io::Result<SocketAddr> {
+        self.dhcp.local_addr()
+    }
+
+    /// The address the boot server socket is bound to.
+    pub fn boot_local_addr(&self) -> Option<io::Result<SocketAddr>> {
+        self.boot.as_ref().map(UdpSocket::local_addr)
+    }
+
+    /// A handle that stops [`DhcpServer::run`].
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop.clone())
+    }
+
+    /// Serve until stopped.
+    pub fn run(self) -> io::Result<()> {
+        let DhcpServer {
+            engine,
+            dhcp,
+            boot,
+            config,
+            stop,
+            store,
+        } = self;
+        let sockets = Sockets {
+            dhcp: dhcp.try_clone()?,
+            boot: boot.as_ref().map(UdpSocket::try_clone).transpose()?,
+            client_port: config.client_port,
+            broadcast: config.broadcast_address,
+        };
+        let (tx, writer) = match store {
+            Some(store) => {
+                let (tx, rx) = mpsc::channel::<Batch>();
+                let s = sockets.try_clone()?;
+                let h = std::thread::Builder::new()
+                    .name("dhcp-leases".into())
+                    .spawn(move || lease_writer(store, rx, s))?;
+                (Some(tx), Some(h))
+            }
+            None => (None, None),
+        };
+        let boot_thread = match boot {
+            Some(b) => {
+                let (e, st, s, tx) = (
+                    engine.clone(),
+                    stop.clone(),
+                    sockets.try_clone()?,
+                    tx.clone(),
+                );
+                Some(
+                    std::thread::Builder::new()
+                        .name("dhcp-4011".into())
+                        .spawn(move || {
+                            serve(b, ServerPort::BootServer, &e, &st, &s, tx.as_ref())
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let r = serve(
+            dhcp,
+            ServerPort::Dhcp,
+            &engine,
+            &stop,
+            &sockets,
+            tx.as_ref(),
+        );
+        stop.store(true, Ordering::SeqCst);
+        if let Some(h) = boot_thread {
+            let _ = h.join();
+        }
+        drop(tx);
+        if let Some(h) = writer {
+            let _ = h.join();
+        }
+        r
+    }
+}
+
+struct Sockets {
+    dhcp: UdpSocket,
+    boot: Option<UdpSocket>,
+    client_port: u16,
+    broadcast: Ipv4Addr,
+}
+
+impl Sockets {
+    fn try_clone(&self) -> io::Result<Sockets> {
+        Ok(Sockets {
+            dhcp: self.dhcp.try_clone()?,
+            boot: self.boot.as_ref().map(UdpSocket::try_clone).transpose()?,
+            client_port: self.client_port,
+            broadcast: self.broadcast,
+        })
+    }
+
+    fn send(&self, from: ServerPort, to: SocketAddrV4, bytes: &[u8]) {
+        // The engine speaks standard ports; tests move the client port and
+        // the broadcast address.
+        let mut to = to;
+        if to.port() == crate::dhcp::server::CLIENT_PORT {
+            to.set_port(self.client_port);
+        }
+        if *to.ip() == Ipv4Addr::BROADCAST {
+            to.set_ip(self.broadcast);
+        }
+        let sock = match from {
+            ServerPort::BootServer => self.boot.as_ref().unwrap_or(&self.dhcp),
+            ServerPort::Dhcp => &self.dhcp,
+        };
+        if let Err(e) = sock.send_to(bytes, to) {
+            tracing::warn!(%to, error = %e, "dhcp: send failed");
+        }
+    }
+}
+
+fn serve(
+    sock: UdpSocket,
+    port: ServerPort,
+    engine: &Mutex<Server>,
+    stop: &AtomicBool,
+    sockets: &Sockets,
+    writer: Option<&mpsc::Sender<Batch>>,
+) -> io::Result<()> {
+    let mut rx = [0u8; 1500];
+    let mut tx = [0u8; 1500];
+    while !stop.load(Ordering::Relaxed) {
+        let (n, from) = match sock.recv_from(&mut rx) {
+            Ok(v) => v,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let SocketAddr::V4(from) = from else { continue };
+        let mut batch = Batch {
+            records: Vec::new(),
+            sends: Vec::new(),
+        };
+        let Ok(mut e) = engine.lock() else {
+            return Err(io::Error::other("dhcp engine lock poisoned"));
+        };
+        let t = now();
+        e.handle(t, port, from, &rx[..n]);
+        while let Some(r) = e.poll_lease_update() {
+            batch.records.push(r);
+        }
+        loop {
+            match e.poll_transmit(t, &mut tx) {
+                Ok(Some(out)) => {
+                    let bytes = &tx[..out.len];
+                    if out.after_sync && writer.is_some() {
+                        batch
+                            .sends
+                            .push((out.source, out.destination, bytes.to_vec()));
+                    } else {
+                        sockets.send(out.source, out.destination, bytes);
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, "dhcp: cannot write answer");
+                    break;
+                }
+            }
+        }
+        while let Some(ev) = e.poll_event() {
+            log_event(&ev);
+        }
+        drop(e);
+        if let Some(w) = writer {
+            if (!batch.records.is_empty() || !batch.sends.is_empty()) && w.send(batch).is_err() {
+                return Err(io::Error::other("dhcp lease writer stopped"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Append, fsync once for everything queued, then send the held ACKs.
+fn lease_writer(mut store: LeaseFile, rx: mpsc::Receiver<Batch>, sockets: Sockets) {
+    while let Ok(first) = rx.recv() {
+        let mut batches = std::vec![first];
+        while let Ok(b) = rx.try_recv() {
+            batches.push(b);
+        }
+        let mut ok = true;
+        for b in &batches {
+            for r in &b.records {
+                if let Err(e) = store.append(r) {
+                    tracing::error!(error = %e, "dhcp: lease log append failed");
+                    ok = false;
+                }
+            }
+        }
+        if let Err(e) = store.sync() {
+            tracing::error!(error = %e, "dhcp: lease log sync failed");
+            ok = false;
+        }
+        if !ok {
+            // Not durable: do not acknowledge; clients will retry.
+            continue;
+        }
+        for b in batches {
+            for (from, to, bytes) in b.sends {
+                sockets.send(from, to, &bytes);
+            }
+        }
+    }
+}
+
+fn log_event(ev: &Event) {
+    match ev {
+        Event::ProxyOffered { chaddr, arch } => {
+            tracing::info!(mac = %chaddr, arch = ?arch, step = "proxy-offer", "dhcp")
+        }
+        Event::BootAcked { chaddr, arch, item } => {
+            tracing::info!(mac = %chaddr, arch = ?arch, item = ?item, step = "boot-ack", "dhcp")
+        }
+        Event::Offered { chaddr, yiaddr } => {
+            tracing::info!(mac = %chaddr, %yiaddr, step = "offer", "dhcp")
+        }
+        Event::Acked { chaddr, yiaddr } => {
+            tracing::info!(mac = %chaddr, %yiaddr, step = "ack", "dhcp")
+        }
+        Event::Informed { chaddr } => tracing::info!(mac = %chaddr, step = "inform", "dhcp"),
+        Event::Nak { chaddr, requested } => {
+            tracing::info!(mac = %chaddr, %requested, step = "nak", "dhcp")
+        }
+        Event::Released { chaddr, addr } => {
+            tracing::info!(mac = %chaddr, %addr, step = "release", "dhcp")
+        }
+        Event::Declined { chaddr, addr } => {
+            tracing::warn!(mac = %chaddr, %addr, step = "decline", "dhcp")
+        }
+        Event::NoBootFile { chaddr, arch } => tracing::warn!(
+            mac = %chaddr,
+            arch = ?arch,
+            step = "no-boot-file",
+            "dhcp: no boot file for this client architecture, no offer"
+        ),
+        Event::Ignored { chaddr, reason } => match reason {
+            IgnoreReason::Malformed
+            | IgnoreReason::RateLimited
+            | IgnoreReason::PoolExhausted
+            | IgnoreReason::Busy
+            | IgnoreReason::StoreBusy => {
+                tracing::warn!(mac = %chaddr, reason = ?reason, step = "ignored", "dhcp")
+            }
+            _ => tracing::debug!(mac = %chaddr, reason = ?reason, step = "ignored", "dhcp"),
+        },
+    }
+}
+
+/// Where and how [`run_client`] talks.
+#[derive(Clone, Debug)]
+pub struct DhcpClientConfig {
+    /// What the client says about itself, and its timeouts.
+    pub client: crate::dhcp::client::ClientConfig,
+    /// Transaction id (pass randomness in).
+    pub xid: u32,
+    /// Local socket (`0.0.0.0:68`).
+    pub bind: SocketAddrV4,
+    /// Bind to this interface (`SO_BINDTODEVICE`, needs root).
+    pub interface: Option<String>,
+    /// The servers' DHCP port (67; tests use another).
+    pub server_port: u16,
+    /// The boot servers' port (4011).
+    pub boot_port: u16,
+    /// Where broadcasts go (`255.255.255.255`).
+    pub broadcast_address: Ipv4Addr,
+}
+
+impl DhcpClientConfig {
+    /// A PXE client on the standard ports.
+    pub fn new(client: crate::dhcp::client::ClientConfig, xid: u32) -> Self {
+        DhcpClientConfig {
+            client,
+            xid,
+            bind: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68),
+            interface: None,
+            server_port: 67,
+            boot_port: 4011,
+            broadcast_address: Ipv4Addr::BROADCAST,
+        }
+    }
+}
+
+/// Run the PXE client engine on a UDP socket until it binds (returning
+/// what it learned) or gives up (an error saying why).
+///
+/// The address is not configured on the interface: that is the caller's
+/// business (a boot tool's own stack, or `ip addr`).
+pub fn run_client(config: DhcpClientConfig) -> io::Result<crate::dhcp::client::BootInfo> {
+    use crate::dhcp::client::Event as ClientEvent;
+    let sock = udp_socket(config.bind, config.interface.as_deref())?;
+    let start = std::time::Instant::now();
+    let clock = |s: std::time::Instant| {
+        Instant::from_micros(u64::try_from(s.elapsed().as_micros()).unwrap_or(u64::MAX))
+    };
+    let mut client = crate::dhcp::Client::new(clock(start), config.client.clone(), config.xid);
+    let mut buf = [0u8; 1500];
+    let mut rx = [0u8; 1500];
+    loop {
+        let now = clock(start);
+        client.handle_timeout(now);
+        while let Some(t) = client
+            .poll_transmit(now, &mut buf)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+        {
+            let mut to = t.destination;
+            match to.port() {
+                crate::dhcp::server::SERVER_PORT => to.set_port(config.server_port),
+                crate::dhcp::server::BOOT_SERVER_PORT => to.set_port(config.boot_port),
+                _ => {}
+            }
+            if t.broadcast {
+                to.set_ip(config.broadcast_address);
+            }
+            tracing::debug!(%to, len = t.len, "dhcp client: send");
+            sock.send_to(&buf[..t.len], to)?;
+        }
+        match client.poll_event() {
+            Some(ClientEvent::Bound(info)) => return Ok(info),
+            Some(ClientEvent::Failed(why)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    std::format!("dhcp client gave up: {why:?}"),
+                ));
+            }
+            None => {}
+        }
+        let wait = client
+            .poll_timeout()
+            .map(|d| d.saturating_duration_since(clock(start)))
+            .unwrap_or(Duration::from_millis(10))
+            .clamp(Duration::from_millis(1), Duration::from_millis(500));
+        sock.set_read_timeout(Some(wait))?;
+        match sock.recv_from(&mut rx) {
+            Ok((n, SocketAddr::V4(from))) => client.handle(clock(start), from, &rx[..n]),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The std driver on real UDP sockets (loopback, unprivileged ports), and
+//! lease durability across `kill -9` of a driver process.
+//!
+//! The durability test runs the driver in a child process: this test binary
+//! re-executes itself with `PREBOOT_DHCP_CHILD` set, and the test
+//! `child_server` then serves until killed.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use dhcproto::v4::{self, Decodable, Decoder, DhcpOption, Encodable};
+use preboot::dhcp::config::Pool;
+use preboot::driver::dhcp::{DhcpServer, DhcpServerConfig, LeaseFile};
+
+const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+fn vector(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/vectors/{name}.hex", env!("CARGO_MANIFEST_DIR"));
+    let hex: String = std::fs::read_to_string(path)
+        .unwrap()
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .collect();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn client_socket() -> UdpSocket {
+    let s = UdpSocket::bind((LO, 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s
+}
+
+fn recv(s: &UdpSocket) -> (v4::Message, SocketAddr) {
+    let mut buf = [0u8; 1500];
+    let (n, from) = s.recv_from(&mut buf).expect("an answer within 3 s");
+    (
+        v4::Message::decode(&mut Decoder::new(&buf[..n])).unwrap(),
+        from,
+    )
+}
+
+fn loopback(mut c: DhcpServerConfig, client: &UdpSocket) -> DhcpServerConfig {
+    c.dhcp_addr = SocketAddrV4::new(LO, 0);
+    c.boot_addr = Some(SocketAddrV4::new(LO, 0));
+    c.broadcast_address = LO;
+    c.client_port = client.local_addr().unwrap().port();
+    c
+}
+
+fn port(a: SocketAddr) -> u16 {
+    a.port()
+}
+
+#[test]
+fn proxy_over_loopback_answers_ipxe_on_both_ports() {
+    let client = client_socket();
+    let mut c = DhcpServerConfig::proxy(Ipv4Addr::new(192, 168, 77, 1));
+    c.boot_files.bios = Some("pxelinux.0".into());
+    let server = DhcpServer::bind(loopback(c, &client)).unwrap();
+    let dhcp_port = port(server.dhcp_local_addr().unwrap());
+    let boot_port = port(server.boot_local_addr().unwrap().unwrap());
+    let stop = server.stop_handle();
+    let h = std::thread::spawn(move || server.run());
+
+    client
+        .send_to(&vector("ipxe-bios-discover"), (LO, dhcp_port))
+        .unwrap();
+    let (offer, from) = recv(&client);
+    assert_eq!(
+        port(from),
+        dhcp_port,
+        "the offer leaves from the DHCP socket"
+    );
+    assert_eq!(offer.opts().msg_type(), Some(v4::MessageType::Offer));
+    assert_eq!(offer.xid(), 0x0b3d_d47d);
+
+    client
+        .send_to(&vector("ipxe-bios-request-4011"), (LO, boot_port))
+        .unwrap();
+    let (ack, from) = recv(&client);
+    assert_eq!(
+        port(from),
+        boot_port,
+        "the ACK leaves from port 4011's socket"
+    );
+    assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
+    assert_eq!(&ack.fname().unwrap()[..10], b"pxelinux.0");
+
+    stop.stop();
+    h.join().unwrap().unwrap();
+}
+
+fn pool() -> Pool {
+    Pool {
+        subnet: Ipv4Addr::new(127, 0, 0, 0),
+        prefix_len: 8,
+        start: Ipv4Addr::new(127, 1, 0, 1),
+        end: Ipv4Addr::new(127, 1, 255, 254),
+        router: None,
+        dns: Default::default(),
+        lease_time: Duration::from_secs(3600),
+    }
+}
+
+fn message(mac: u8, f: impl FnOnce(&mut v4::Message)) -> Vec<u8> {
+    let mut m = v4::Message::default();
+    m.set_opcode(v4::Opcode::BootRequest)
+        .set_xid(0xdead_0000 + u32::from(mac))
+        .set_chaddr(&[2, 0, 0, 0, 0x11, mac]);
+    f(&mut m);
+    m.to_vec().unwrap()
+}
+
+/// DISCOVER → OFFER → REQUEST → ACK; returns the granted address.
+fn dora(client: &UdpSocket, to: (Ipv4Addr, u16), mac: u8) -> Ipv4Addr {
+    let d = message(mac, |m| {
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+    });
+    client.send_to(&d, to).unwrap();
+    let (offer, _) = recv(client);
+    assert_eq!(offer.opts().msg_type(), Some(v4::MessageType::Offer));
+    let r = message(mac, |m| {
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Request));
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(LO));
+        m.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
+    });
+    client.send_to(&r, to).unwrap();
+    let (ack, _) = recv(client);
+    assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
+    ack.yiaddr()
+}
+
+/// The child: serve full mode with the lease log named in the environment,
+/// write the bound port to a file, run until killed.
+#[test]
+fn child_server() {
+    let Ok(dir) = std::env::var("PREBOOT_DHCP_CHILD") else {
+        return; // only runs as a re-executed child
+    };
+    let dir = PathBuf::from(dir);
+    let client_port: u16 = std::env::var("PREBOOT_DHCP_CLIENT_PORT")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut c = DhcpServerConfig::full(LO, pool());
+    c.dhcp_addr = SocketAddrV4::new(LO, 0);
+    c.boot_addr = None;
+    c.broadcast_address = LO;
+    c.client_port = client_port;
+    c.lease_file = Some(dir.join("leases"));
+    c.rate_limit.per_second = 0;
+    let server = DhcpServer::bind(c).unwrap();
+    let p = port(server.dhcp_local_addr().unwrap());
+    std::fs::write(dir.join("port.tmp"), p.to_string()).unwrap();
+    std::fs::rename(dir.join("port.tmp"), dir.join("port")).unwrap();
+    server.run().unwrap();
+}
+
+/// Kills and reaps the child however the test ends.
+struct Guard(Child);
+
+impl Guard {
+    /// SIGKILL (`kill -9`) and reap.
+    fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn spawn_child(dir: &Path, client_port: u16) -> (Guard, u16) {
+    let _ = std::fs::remove_file(dir.join("port"));
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_server", "--exact", "--nocapture", "--test-threads=1"])
+        .env("PREBOOT_DHCP_CHILD", dir)
+        .env("PREBOOT_DHCP_CLIENT_PORT", client_port.to_string())
+        .spawn()
+        .unwrap();
+    let child = Guard(child);
+    let start = Instant::now();
+    loop {
+        if let Ok(p) = std::fs::read_to_string(dir.join("port")) {
+            return (child, p.trim().parse().unwrap());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "child did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn no_granted_lease_is_lost_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client_socket();
+    let client_port = client.local_addr().unwrap().port();
+    let (mut child, p) = spawn_child(dir.path(), client_port);
+    let mut granted = Vec::new();
+    for mac in 0..50u8 {
+        granted.push((mac, dora(&client, (LO, p), mac)));
+    }
+    // SIGKILL right after the last ACK arrived: no chance to flush.
+    child.kill9();
+
+    // Every acknowledged lease is in the log…
+    let (_f, live) = LeaseFile::open(&dir.path().join("leases")).unwrap();
+    for (_, a) in &granted {
+        assert!(live.iter().any(|r| r.addr == *a), "{a} lost");
+    }
+    drop(_f);
+    // …and a restarted server honours them: each client is offered its
+    // address again, and a new client gets none of them.
+    let (mut child, p) = spawn_child(dir.path(), client_port);
+    for (mac, a) in granted.iter().step_by(7) {
+        let d = message(*mac, |m| {
+            m.opts_mut()
+                .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+        });
+        client.send_to(&d, (LO, p)).unwrap();
+        assert_eq!(recv(&client).0.yiaddr(), *a);
+    }
+    let fresh = dora(&client, (LO, p), 200);
+    assert!(granted.iter().all(|(_, a)| *a != fresh));
+    child.kill9();
+}
+
+#[test]
+fn std_client_against_std_full_server_over_loopback() {
+    use preboot::dhcp::client::ClientConfig;
+    use preboot::driver::dhcp::{DhcpClientConfig, run_client};
+    // The client's socket port must be known before the server starts.
+    let probe = UdpSocket::bind((LO, 0)).unwrap();
+    let client_port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let mut c = DhcpServerConfig::full(LO, pool());
+    c.dhcp_addr = SocketAddrV4::new(LO, 0);
+    c.boot_addr = None;
+    c.broadcast_address = LO;
+    c.client_port = client_port;
+    c.boot_files.uefi_x64 = Some("grubx64.efi".into());
+    let server = DhcpServer::bind(c).unwrap();
+    let server_port = port(server.dhcp_local_addr().unwrap());
+    let stop = server.stop_handle();
+    let h = std::thread::spawn(move || server.run());
+    let mut cc =
+        DhcpClientConfig::new(ClientConfig::new([2, 0, 0, 0, 0x22, 1], 7, [9; 16]), 0x5eed);
+    cc.bind = SocketAddrV4::new(LO, client_port);
+    cc.server_port = server_port;
+    cc.broadcast_address = LO;
+    let info = run_client(cc).unwrap();
+    assert_eq!(info.address, Ipv4Addr::new(127, 1, 0, 1));
+    assert_eq!(info.boot_file.as_str(), "grubx64.efi");
+    assert_eq!(info.dhcp_server, LO);
+    stop.stop();
+    h.join().unwrap().unwrap();
+}

@@ -1,0 +1,774 @@
+//! The server engine against the real client requests in `tests/vectors/`
+//! (iPXE BIOS and OVMF UEFI, see `PROVENANCE.md`), with the dnsmasq answers
+//! those clients booted from as the reference. Answers are decoded with
+//! `dhcproto`, an independent parser.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use dhcproto::v4::{self, Decodable, Decoder, DhcpOption, OptionCode};
+use preboot::Instant;
+use preboot::dhcp::config::{
+    BootEntry, MenuItem, MenuPolicy, MtftpParams, Pool, Reservation, ReservationKey, ServerConfig,
+    Text,
+};
+use preboot::dhcp::server::{Event, IgnoreReason};
+use preboot::dhcp::store::RecordKind;
+use preboot::dhcp::{BootArch, Server, ServerPort, Transmit};
+
+fn vector(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/vectors/{name}.hex", env!("CARGO_MANIFEST_DIR"));
+    let hex: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .collect();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn decode(b: &[u8]) -> v4::Message {
+    v4::Message::decode(&mut Decoder::new(b)).expect("dhcproto decodes our answer")
+}
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
+const T0: Instant = Instant::from_secs(1_000);
+
+fn proxy_config() -> ServerConfig {
+    let mut c = ServerConfig::proxy(SERVER);
+    c.boot.bios = BootEntry::tftp("pxelinux.0");
+    c.boot.uefi_x64 = BootEntry::tftp("grubnetx64.efi");
+    c
+}
+
+fn full_config() -> ServerConfig {
+    let mut c = proxy_config();
+    c.mode = preboot::dhcp::Mode::Full;
+    c.pools
+        .push(Pool {
+            subnet: Ipv4Addr::new(192, 168, 77, 0),
+            prefix_len: 24,
+            start: Ipv4Addr::new(192, 168, 77, 129),
+            end: Ipv4Addr::new(192, 168, 77, 200),
+            router: Some(SERVER),
+            dns: Default::default(),
+            lease_time: Duration::from_secs(3600),
+        })
+        .unwrap();
+    c
+}
+
+/// Feed one datagram, return every answer.
+fn answer(
+    s: &mut Server,
+    port: ServerPort,
+    from: SocketAddrV4,
+    req: &[u8],
+) -> Vec<(Transmit, Vec<u8>)> {
+    s.handle(T0, port, from, req);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1500];
+    while let Some(t) = s.poll_transmit(T0, &mut buf).unwrap() {
+        out.push((t, buf[..t.len].to_vec()));
+    }
+    out
+}
+
+fn one(
+    s: &mut Server,
+    port: ServerPort,
+    from: SocketAddrV4,
+    req: &[u8],
+) -> (Transmit, v4::Message) {
+    let mut a = answer(s, port, from, req);
+    assert_eq!(a.len(), 1, "exactly one answer");
+    let (t, b) = a.remove(0);
+    (t, decode(&b))
+}
+
+fn events(s: &mut Server) -> Vec<Event> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn opt(m: &v4::Message, code: OptionCode) -> Option<&DhcpOption> {
+    m.opts().get(code)
+}
+
+fn opt43(m: &v4::Message) -> Option<Vec<u8>> {
+    match opt(m, OptionCode::VendorExtensions)? {
+        DhcpOption::VendorExtensions(v) => Some(v.clone()),
+        other => panic!("option 43 decoded as {other:?}"),
+    }
+}
+
+/// PXE sub-options (code, data) of an option 43 payload.
+fn subs(v: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < v.len() && v[i] != 255 {
+        let (c, l) = (v[i], v[i + 1] as usize);
+        out.push((c, v[i + 2..i + 2 + l].to_vec()));
+        i += 2 + l;
+    }
+    out
+}
+
+/// The `file` field without its NUL padding.
+fn fname(m: &v4::Message) -> Vec<u8> {
+    let f = m.fname().unwrap_or_default();
+    f.iter().take_while(|&&b| b != 0).copied().collect()
+}
+
+fn from68() -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68)
+}
+
+#[test]
+fn proxy_offer_to_ipxe_bios() {
+    // PXE 2.1 §2.2.2: proxy OFFER, yiaddr 0, 54, 60 "PXEClient", 97 echoed.
+    let req = vector("ipxe-bios-discover");
+    let mut s = Server::new(proxy_config()).unwrap();
+    let (t, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
+    // RFC 2131 §4.1: no address yet → broadcast to 68.
+    assert_eq!(t.destination, SocketAddrV4::new(Ipv4Addr::BROADCAST, 68));
+    assert!(t.broadcast);
+    assert_eq!(t.source, ServerPort::Dhcp);
+    let q = decode(&req);
+    assert_eq!(m.opcode(), v4::Opcode::BootReply);
+    assert_eq!(m.xid(), q.xid());
+    assert_eq!(m.chaddr(), q.chaddr());
+    assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(m.siaddr(), SERVER);
+    assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Offer));
+    // Same 53/54/60/97 as dnsmasq's proxy offer that iPXE booted from.
+    let dnsmasq = decode(&vector("dnsmasq-proxy-offer-bios"));
+    for c in [
+        OptionCode::MessageType,
+        OptionCode::ServerIdentifier,
+        OptionCode::ClassIdentifier,
+        OptionCode::ClientMachineIdentifier,
+    ] {
+        assert_eq!(opt(&m, c), opt(&dnsmasq, c), "{c:?}");
+    }
+    // No menu: discovery control bit 3, the file right in the offer.
+    assert_eq!(subs(&opt43(&m).unwrap()), [(6, vec![0x08])]);
+    assert_eq!(fname(&m), b"pxelinux.0");
+    assert!(matches!(
+        events(&mut s)[..],
+        [Event::ProxyOffered {
+            arch: BootArch::Bios,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn proxy_offer_to_ovmf_uefi() {
+    let req = vector("ovmf-uefi-discover");
+    let mut s = Server::new(proxy_config()).unwrap();
+    let (t, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
+    assert!(t.broadcast);
+    let q = decode(&req);
+    assert_eq!(m.flags(), q.flags(), "broadcast flag kept (RFC 2131 §4.1)");
+    assert_eq!(m.siaddr(), SERVER);
+    assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    // Exactly the options of dnsmasq's UEFI proxy offer, with equal values:
+    // 53, 54, 60, 97 and no option 43 (EDK2 then asks on 4011).
+    let dnsmasq = decode(&vector("dnsmasq-proxy-offer-uefi"));
+    let codes = |m: &v4::Message| {
+        let mut c: Vec<u8> = m.opts().iter().map(|(c, _)| u8::from(*c)).collect();
+        c.sort();
+        c
+    };
+    assert_eq!(codes(&m), codes(&dnsmasq));
+    for (c, o) in dnsmasq.opts().iter() {
+        assert_eq!(opt(&m, *c), Some(o), "{c:?}");
+    }
+    assert_eq!(m.siaddr(), dnsmasq.siaddr());
+}
+
+#[test]
+fn ipxe_request_on_4011_gets_file_and_boot_item() {
+    // PXE 2.1 §2.2.3: boot server REQUEST with sub-option 71 (type 0x8000,
+    // layer 0) from port 68 → ACK to that source port, 71 echoed.
+    let req = vector("ipxe-bios-request-4011");
+    let mut s = Server::new(proxy_config()).unwrap();
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
+    let (t, m) = one(&mut s, ServerPort::BootServer, from, &req);
+    assert_eq!(t.destination, from);
+    assert!(!t.broadcast);
+    assert_eq!(t.source, ServerPort::BootServer);
+    let dnsmasq = decode(&vector("dnsmasq-proxy-ack-4011-bios"));
+    assert_eq!(m.xid(), dnsmasq.xid());
+    assert_eq!(fname(&m), fname(&dnsmasq));
+    assert_eq!(m.siaddr(), dnsmasq.siaddr());
+    for c in [
+        OptionCode::MessageType,
+        OptionCode::ServerIdentifier,
+        OptionCode::ClassIdentifier,
+        OptionCode::ClientMachineIdentifier,
+        OptionCode::VendorExtensions,
+    ] {
+        assert_eq!(opt(&m, c), opt(&dnsmasq, c), "{c:?}");
+    }
+    assert_eq!(opt43(&m).unwrap(), [71, 4, 0x80, 0, 0, 0, 255]);
+}
+
+#[test]
+fn ovmf_request_on_4011_goes_back_to_port_4011() {
+    let req = vector("ovmf-uefi-request-4011");
+    let mut s = Server::new(proxy_config()).unwrap();
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 145), 4011);
+    let (t, m) = one(&mut s, ServerPort::BootServer, from, &req);
+    assert_eq!(t.destination, from);
+    let dnsmasq = decode(&vector("dnsmasq-proxy-ack-4011-uefi"));
+    assert_eq!(m.xid(), dnsmasq.xid());
+    assert_eq!(m.ciaddr(), dnsmasq.ciaddr());
+    assert_eq!(fname(&m), fname(&dnsmasq));
+    assert_eq!(m.siaddr(), dnsmasq.siaddr());
+    for (c, o) in dnsmasq.opts().iter() {
+        assert_eq!(opt(&m, *c), Some(o), "{c:?}");
+    }
+    assert!(opt43(&m).is_none());
+}
+
+fn patch(b: &mut [u8], from: &[u8], to: &[u8]) {
+    let i = b
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pattern in vector");
+    b[i..i + to.len()].copy_from_slice(to);
+}
+
+#[test]
+fn unknown_boot_item_gets_silence() {
+    let mut req = vector("ipxe-bios-request-4011");
+    patch(
+        &mut req,
+        &[43, 7, 71, 4, 0x80, 0x00],
+        &[43, 7, 71, 4, 0x81, 0x23],
+    );
+    let mut s = Server::new(proxy_config()).unwrap();
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
+    assert!(answer(&mut s, ServerPort::BootServer, from, &req).is_empty());
+    assert!(events(&mut s).contains(&Event::Ignored {
+        chaddr: preboot::dhcp::HwAddr::new(&[0x52, 0x54, 0, 0xe2, 0xe0, 0x01]),
+        reason: IgnoreReason::UnknownBootItem
+    }));
+    // Layer 1 of a known item: also unknown.
+    let mut req = vector("ipxe-bios-request-4011");
+    patch(
+        &mut req,
+        &[71, 4, 0x80, 0x00, 0, 0],
+        &[71, 4, 0x80, 0x00, 0, 1],
+    );
+    assert!(answer(&mut s, ServerPort::BootServer, from, &req).is_empty());
+}
+
+#[test]
+fn arch_without_boot_file_gets_no_offer() {
+    let mut c = proxy_config();
+    c.boot.uefi_x64 = None;
+    let mut s = Server::new(c).unwrap();
+    assert!(
+        answer(
+            &mut s,
+            ServerPort::Dhcp,
+            from68(),
+            &vector("ovmf-uefi-discover")
+        )
+        .is_empty()
+    );
+    assert!(matches!(
+        events(&mut s)[..],
+        [Event::NoBootFile {
+            arch: Some(BootArch::UefiX64),
+            ..
+        }]
+    ));
+    // …and no ACK on 4011 either.
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 145), 4011);
+    assert!(
+        answer(
+            &mut s,
+            ServerPort::BootServer,
+            from,
+            &vector("ovmf-uefi-request-4011")
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn ipxe_gets_its_own_file_to_break_the_loop() {
+    let mut c = proxy_config();
+    c.boot.ipxe = BootEntry::tftp("http://192.168.77.1/boot.ipxe");
+    let mut s = Server::new(c).unwrap();
+    // iPXE (option 77 "iPXE", option 175).
+    let (_, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ipxe-bios-discover"),
+    );
+    assert_eq!(fname(&m), b"http://192.168.77.1/boot.ipxe");
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
+    let (_, m) = one(
+        &mut s,
+        ServerPort::BootServer,
+        from,
+        &vector("ipxe-bios-request-4011"),
+    );
+    assert_eq!(fname(&m), b"http://192.168.77.1/boot.ipxe");
+    // OVMF's firmware PXE is not iPXE.
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 145), 4011);
+    let (_, m) = one(
+        &mut s,
+        ServerPort::BootServer,
+        from,
+        &vector("ovmf-uefi-request-4011"),
+    );
+    assert_eq!(fname(&m), b"grubnetx64.efi");
+}
+
+#[test]
+fn mtftp_suboptions_never_reach_uefi() {
+    let mut c = proxy_config();
+    let mtftp = Some(MtftpParams {
+        ip: Ipv4Addr::new(239, 239, 239, 2),
+        client_port: 1760,
+        server_port: 1759,
+        timeout_secs: 2,
+        delay_secs: 4,
+    });
+    c.boot.bios.as_mut().unwrap().mtftp = mtftp;
+    c.boot.uefi_x64.as_mut().unwrap().mtftp = mtftp;
+    c.menu.policy = MenuPolicy::Always;
+    let mut s = Server::new(c).unwrap();
+    let (_, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ipxe-bios-discover"),
+    );
+    let codes: Vec<u8> = subs(&opt43(&m).unwrap()).iter().map(|s| s.0).collect();
+    assert_eq!(codes, [1, 2, 3, 4, 5, 6, 8, 9, 10]);
+    // PXE 2.1 / Intel reference: the MTFTP ports are little-endian.
+    assert_eq!(subs(&opt43(&m).unwrap())[1].1, 1760u16.to_le_bytes());
+    let (_, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ovmf-uefi-discover"),
+    );
+    let codes: Vec<u8> = subs(&opt43(&m).unwrap()).iter().map(|s| s.0).collect();
+    assert_eq!(codes, [6, 8, 9, 10], "EDK2 drops offers with 1-5");
+}
+
+#[test]
+fn menu_policy_builds_suboptions_like_dnsmasq() {
+    // dnsmasq's BIOS offer: 6 = 3, 8 = one 0x8000 server at 192.168.77.1,
+    // 9 = 0x8000 "e2e BIOS boot", 10 = timeout 0 "PXE".
+    let dnsmasq = decode(&vector("dnsmasq-proxy-offer-bios"));
+    let theirs = subs(&opt43(&dnsmasq).unwrap());
+    for (policy, timeout) in [
+        (MenuPolicy::Always, 255u8),
+        (MenuPolicy::OnKeyPress { timeout_secs: 5 }, 5),
+    ] {
+        let mut c = proxy_config();
+        c.menu.policy = policy;
+        c.menu.prompt = Text::try_from("PXE").unwrap();
+        c.menu.items.clear();
+        c.menu
+            .items
+            .push(MenuItem {
+                server_type: 0x8000,
+                description: Text::try_from("e2e BIOS boot").unwrap(),
+                file: None,
+            })
+            .unwrap();
+        let mut s = Server::new(c).unwrap();
+        let (_, m) = one(
+            &mut s,
+            ServerPort::Dhcp,
+            from68(),
+            &vector("ipxe-bios-discover"),
+        );
+        let ours = subs(&opt43(&m).unwrap());
+        let get = |v: &Vec<(u8, Vec<u8>)>, c: u8| v.iter().find(|s| s.0 == c).cloned();
+        for code in [6, 8, 9] {
+            assert_eq!(get(&ours, code), get(&theirs, code), "sub-option {code}");
+        }
+        assert_eq!(get(&ours, 10).unwrap().1, [&[timeout][..], b"PXE"].concat());
+        // With a menu the client discovers: no file in the offer.
+        assert!(fname(&m).is_empty());
+    }
+}
+
+#[test]
+fn proxy_ignores_requests_on_67_and_non_pxe_clients() {
+    let mut s = Server::new(proxy_config()).unwrap();
+    assert!(
+        answer(
+            &mut s,
+            ServerPort::Dhcp,
+            from68(),
+            &vector("ipxe-bios-request")
+        )
+        .is_empty()
+    );
+    let mut plain = vector("ipxe-bios-discover");
+    patch(&mut plain, b"PXEClient", b"XYZClient");
+    assert!(answer(&mut s, ServerPort::Dhcp, from68(), &plain).is_empty());
+    assert!(events(&mut s).iter().any(|e| matches!(
+        e,
+        Event::Ignored {
+            reason: IgnoreReason::NotPxe,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn garbage_is_ignored() {
+    let mut s = Server::new(proxy_config()).unwrap();
+    for bad in [&[][..], &[1, 2, 3], &vector("ipxe-bios-discover")[..240]] {
+        assert!(answer(&mut s, ServerPort::Dhcp, from68(), bad).is_empty());
+    }
+    // A BOOTREPLY (someone else's offer) is not a request.
+    assert!(answer(&mut s, ServerPort::Dhcp, from68(), &vector("udhcpd-offer")).is_empty());
+}
+
+#[test]
+fn flood_from_one_mac_does_not_starve_others() {
+    let mut s = Server::new(proxy_config()).unwrap();
+    let ipxe = vector("ipxe-bios-discover");
+    let ovmf = vector("ovmf-uefi-discover");
+    let n = (0..500)
+        .filter(|_| !answer(&mut s, ServerPort::Dhcp, from68(), &ipxe).is_empty())
+        .count();
+    assert_eq!(n, 20, "burst of 20, then limited");
+    assert_eq!(answer(&mut s, ServerPort::Dhcp, from68(), &ovmf).len(), 1);
+}
+
+#[test]
+fn small_buffer_names_the_size_and_keeps_the_answer() {
+    let mut s = Server::new(proxy_config()).unwrap();
+    s.handle(
+        T0,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ovmf-uefi-discover"),
+    );
+    let mut small = [0xAAu8; 100];
+    match s.poll_transmit(T0, &mut small) {
+        Err(preboot::dhcp::Error::BufferTooSmall { needed }) => assert_eq!(needed, 300),
+        other => panic!("{other:?}"),
+    }
+    assert!(small.iter().all(|&b| b == 0xAA));
+    let mut buf = [0u8; 600];
+    assert_eq!(s.poll_transmit(T0, &mut buf).unwrap().unwrap().len, 300);
+}
+
+// ---- full mode ----
+
+#[test]
+fn full_mode_dora_with_ipxe_matches_dnsmasq() {
+    let mut s = Server::new(full_config()).unwrap();
+    let (t, offer) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ipxe-bios-discover"),
+    );
+    assert!(t.broadcast);
+    assert!(!t.after_sync);
+    let dnsmasq = decode(&vector("dnsmasq-full-offer"));
+    assert_eq!(offer.yiaddr(), dnsmasq.yiaddr());
+    assert_eq!(offer.siaddr(), dnsmasq.siaddr());
+    assert_eq!(fname(&offer), b"pxelinux.0");
+    for c in [
+        OptionCode::MessageType,
+        OptionCode::ServerIdentifier,
+        OptionCode::AddressLeaseTime,
+        OptionCode::SubnetMask,
+        OptionCode::BroadcastAddr,
+        OptionCode::Router,
+        OptionCode::Renewal,
+        OptionCode::Rebinding,
+    ] {
+        assert_eq!(opt(&offer, c), opt(&dnsmasq, c), "{c:?}");
+    }
+    // The iPXE REQUEST names 192.168.77.1 and 192.168.77.129.
+    let (t, ack) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ipxe-bios-request"),
+    );
+    assert!(
+        t.after_sync,
+        "an ACK that grants a lease waits for the store"
+    );
+    let dnsmasq = decode(&vector("dnsmasq-full-ack"));
+    assert_eq!(ack.yiaddr(), dnsmasq.yiaddr());
+    assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
+    let rec = s.poll_lease_update().unwrap();
+    assert_eq!(rec.kind, RecordKind::Granted);
+    assert_eq!(rec.addr, Ipv4Addr::new(192, 168, 77, 129));
+    assert_eq!(rec.expires, T0 + Duration::from_secs(3600));
+    assert!(s.poll_lease_update().is_none());
+}
+
+#[test]
+fn full_mode_request_for_wrong_address_gets_nak() {
+    let mut s = Server::new(full_config()).unwrap();
+    let mut req = vector("ovmf-uefi-request");
+    // Requested 192.168.77.135 with no offer: free and in range → ACK.
+    let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
+    assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack));
+    // Another subnet → NAK, broadcast (RFC 2131 §4.3.2).
+    patch(&mut req, &[50, 4, 192, 168, 77, 135], &[50, 4, 10, 9, 9, 9]);
+    let (t, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
+    assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Nak));
+    assert!(t.broadcast);
+    assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
+}
+
+fn build(f: impl FnOnce(&mut v4::Message)) -> Vec<u8> {
+    use dhcproto::Encodable;
+    let mut m = v4::Message::default();
+    m.set_opcode(v4::Opcode::BootRequest)
+        .set_xid(0x1234_5678)
+        .set_chaddr(&[0x02, 0, 0, 0, 0, 0x42]);
+    f(&mut m);
+    m.to_vec().unwrap()
+}
+
+#[test]
+fn full_mode_relay_reservation_release_decline_inform() {
+    let mut c = full_config();
+    c.pools
+        .push(Pool {
+            subnet: Ipv4Addr::new(10, 1, 0, 0),
+            prefix_len: 16,
+            start: Ipv4Addr::new(10, 1, 0, 10),
+            end: Ipv4Addr::new(10, 1, 0, 20),
+            router: Some(Ipv4Addr::new(10, 1, 0, 1)),
+            dns: Default::default(),
+            lease_time: Duration::from_secs(600),
+        })
+        .unwrap();
+    c.reservations
+        .push(Reservation {
+            key: ReservationKey::Mac([0x02, 0, 0, 0, 0, 0x43]),
+            address: Ipv4Addr::new(10, 1, 0, 15),
+        })
+        .unwrap();
+    let mut s = Server::new(c).unwrap();
+    let relay = Ipv4Addr::new(10, 1, 0, 1);
+    let relayed = |mt, chaddr: [u8; 6]| {
+        build(|m| {
+            m.set_giaddr(relay).set_chaddr(&chaddr);
+            m.opts_mut().insert(DhcpOption::MessageType(mt));
+            let mut info = v4::relay::RelayAgentInformation::default();
+            info.insert(v4::relay::RelayInfo::AgentCircuitId(b"port7".to_vec()));
+            m.opts_mut().insert(DhcpOption::RelayAgentInformation(info));
+        })
+    };
+    // Relayed DISCOVER: pool by giaddr, reply to the relay on 67, 82 echoed
+    // (RFC 3046 §2.2).
+    let from_relay = SocketAddrV4::new(relay, 67);
+    let (t, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from_relay,
+        &relayed(v4::MessageType::Discover, [2, 0, 0, 0, 0, 0x42]),
+    );
+    assert_eq!(t.destination, SocketAddrV4::new(relay, 67));
+    assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 1, 0, 10));
+    let sent = decode(&relayed(v4::MessageType::Discover, [2, 0, 0, 0, 0, 0x42]));
+    assert_eq!(
+        opt(&m, OptionCode::RelayAgentInformation),
+        opt(&sent, OptionCode::RelayAgentInformation)
+    );
+    // The reserved client gets its address; nobody else does.
+    let (_, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from_relay,
+        &relayed(v4::MessageType::Discover, [2, 0, 0, 0, 0, 0x43]),
+    );
+    assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 1, 0, 15));
+    for n in 0..10u8 {
+        s.handle(
+            T0,
+            ServerPort::Dhcp,
+            from_relay,
+            &relayed(v4::MessageType::Discover, [2, 0, 0, 1, 0, n]),
+        );
+    }
+    let mut buf = [0u8; 1500];
+    let mut given = Vec::new();
+    while let Some(t) = s.poll_transmit(T0, &mut buf).unwrap() {
+        given.push(decode(&buf[..t.len]).yiaddr());
+    }
+    assert!(!given.contains(&Ipv4Addr::new(10, 1, 0, 15)));
+    // REQUEST (SELECTING) for the offer, then RELEASE, then DECLINE.
+    let req = build(|m| {
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Request));
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+        m.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                192, 168, 77, 129,
+            )));
+    });
+    let (t, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
+    assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack));
+    assert!(t.after_sync);
+    let _ = s.poll_lease_update();
+    let rel = build(|m| {
+        m.set_ciaddr(Ipv4Addr::new(192, 168, 77, 129));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Release));
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+    });
+    assert!(answer(&mut s, ServerPort::Dhcp, from68(), &rel).is_empty());
+    assert_eq!(s.poll_lease_update().unwrap().kind, RecordKind::Released);
+    assert!(
+        s.leases()
+            .by_addr(Ipv4Addr::new(192, 168, 77, 129))
+            .is_none()
+    );
+    // Re-acquire, then DECLINE: the address goes on probation and the next
+    // client does not get it.
+    let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
+    assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack));
+    let dec = build(|m| {
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Decline));
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+        m.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                192, 168, 77, 129,
+            )));
+    });
+    assert!(answer(&mut s, ServerPort::Dhcp, from68(), &dec).is_empty());
+    let other = build(|m| {
+        m.set_chaddr(&[2, 0, 0, 0, 0, 0x99]);
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+    });
+    let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &other);
+    assert_ne!(m.yiaddr(), Ipv4Addr::new(192, 168, 77, 129));
+    // INFORM: unicast to ciaddr, no lease time, no yiaddr (RFC 2131 §4.3.5).
+    let inf = build(|m| {
+        m.set_ciaddr(Ipv4Addr::new(192, 168, 77, 50));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Inform));
+    });
+    let (t, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 50), 68),
+        &inf,
+    );
+    assert_eq!(
+        t.destination,
+        SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 50), 68)
+    );
+    assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert!(opt(&m, OptionCode::AddressLeaseTime).is_none());
+    assert!(opt(&m, OptionCode::SubnetMask).is_some());
+}
+
+#[test]
+fn full_mode_renew_and_client_choosing_another_server() {
+    let mut s = Server::new(full_config()).unwrap();
+    let disc = build(|m| {
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+    });
+    let (_, offer) = one(&mut s, ServerPort::Dhcp, from68(), &disc);
+    let addr = offer.yiaddr();
+    // The client picks another server: our hold is dropped.
+    let other = build(|m| {
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Request));
+        m.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(192, 168, 77, 2)));
+        m.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                192, 168, 77, 140,
+            )));
+    });
+    assert!(answer(&mut s, ServerPort::Dhcp, from68(), &other).is_empty());
+    assert!(s.leases().by_addr(addr).is_none());
+    // RENEWING: ciaddr set, unicast answer to ciaddr.
+    let renew = build(|m| {
+        m.set_ciaddr(addr);
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Request));
+    });
+    let (t, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        SocketAddrV4::new(addr, 68),
+        &renew,
+    );
+    assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack));
+    assert_eq!(t.destination, SocketAddrV4::new(addr, 68));
+    assert_eq!(m.ciaddr(), addr);
+    // Someone else renewing that address: NAK.
+    let thief = build(|m| {
+        m.set_ciaddr(addr).set_chaddr(&[2, 0, 0, 0, 0, 0x77]);
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Request));
+    });
+    let (_, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        SocketAddrV4::new(addr, 68),
+        &thief,
+    );
+    assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Nak));
+}
+
+#[test]
+fn pool_exhaustion_is_reported_not_looping() {
+    let mut c = full_config();
+    c.pools[0].start = Ipv4Addr::new(192, 168, 77, 10);
+    c.pools[0].end = Ipv4Addr::new(192, 168, 77, 11);
+    c.rate_limit.per_second = 0;
+    let mut s = Server::new(c).unwrap();
+    let mut got = 0;
+    for n in 0..5u8 {
+        let d = build(|m| {
+            m.set_chaddr(&[2, 0, 0, 0, 1, n]);
+            m.opts_mut()
+                .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+        });
+        got += answer(&mut s, ServerPort::Dhcp, from68(), &d).len();
+    }
+    assert_eq!(got, 2);
+    assert!(events(&mut s).iter().any(|e| matches!(
+        e,
+        Event::Ignored {
+            reason: IgnoreReason::PoolExhausted,
+            ..
+        }
+    )));
+    // Offers expire after the hold: the pool is usable again.
+    let later = T0 + Duration::from_secs(31);
+    let d = build(|m| {
+        m.set_chaddr(&[2, 0, 0, 0, 1, 99]);
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+    });
+    s.handle(later, ServerPort::Dhcp, from68(), &d);
+    let mut buf = [0u8; 1500];
+    assert!(s.poll_transmit(later, &mut buf).unwrap().is_some());
+}
