@@ -1,5 +1,5 @@
 //! std drivers: the engines on real UDP sockets and files.
-pub mod transaction;
+pub mod dhcp;
 pub mod fs;
 pub mod tftp;
-pub mod dhcp;
+pub mod transaction;
