@@ -38,9 +38,19 @@ def ratio(a, b):
     return "–" if a is None or not b else f"{a / b:.2f}×"
 
 
+def paired(key, k, a, b):
+    """Median over repetitions of a/b, each pair measured back to back in
+    the same repetition (steadier than a ratio of medians while the
+    machine's load drifts)."""
+    xs, ys = runs.get(k + (a,), []), runs.get(k + (b,), [])
+    rs = [x[key] / y[key] for x, y in zip(xs, ys)
+          if x[key] is not None and y[key] and x[key] == x[key] and y[key] == y[key]]
+    return "–" if not rs else f"{statistics.median(rs):.2f}×"
+
+
 configs = sorted({k[:5] for k in runs})
 print(f"\nOne {big_mib} MiB transfer, medians of {reps} runs. MB/s = 10^6 B/s; CPU = "
-      "server CPU ms per MB. Server on CPU 0; client on CPU 1 (cross) or CPU 0 (same). "
+      "server CPU ms per MB; ratios are medians of the per-repetition ratios. Server on CPU 0; client on CPU 1 (cross) or CPU 0 (same). "
       "tftp-hpa has no windowsize. raw UDP: benches/udp-window.rs, same datagrams and "
       "window, no TFTP (blocking sockets, one sendto per datagram).\n")
 print("| client CPU | blksize | window | ours MB/s | atftpd MB/s | tftp-hpa MB/s | raw UDP MB/s "
@@ -55,7 +65,8 @@ for k in configs:
     cpu = [med("cpu_ms_mb", k, s) for s in SERVERS]
     failed = sum(r["failed"] for s in SERVERS for r in runs.get(k + (s,), []))
     print(f"| {pin} | {blk} | {win} | {fmt(sp[0])} | {fmt(sp[1])} | {fmt(sp[2])} | {fmt(raw)} "
-          f"| {ratio(sp[0], sp[1])} | {ratio(sp[0], sp[2])} | {ratio(sp[0], raw)} "
+          f"| {paired('mb_s', k, 'ours', 'atftpd')} | {paired('mb_s', k, 'ours', 'tftp-hpa')} "
+          f"| {paired('mb_s', k, 'ours', 'raw-udp')} "
           f"| {fmt(cpu[0], 2)} | {fmt(cpu[1], 2)} | {fmt(cpu[2], 2)} | {failed} |")
 
 print(f"\nConcurrent 4 MiB transfers (blksize 1468, windowsize 16; tftp-hpa lock-step), "
@@ -77,7 +88,7 @@ for k in configs:
     best = max((x for x in sp[1:] if x is not None), default=None)
     print(f"| {k[4]} | {fmt(sp[0])} | {fmt(sp[1])} | {fmt(sp[2])} | {ratio(sp[0], best)} "
           f"| {fmt(slow[0], 2)} | {fmt(slow[1], 2)} | {fmt(slow[2], 2)} "
-          f"| {ratio(slow[0], slow[1])} | {fails} | {fmt(rss[0])} | {fmt(rss[1])} "
+          f"| {paired('max_s', k, 'ours', 'atftpd')} | {fails} | {fmt(rss[0])} | {fmt(rss[1])} "
           f"| {fmt(rss[2])} | {fmt(cpu[0], 2)} | {fmt(cpu[1], 2)} | {fmt(cpu[2], 2)} |")
 
 rows = [k for k in configs if runs.get(k + ("ours-nobatch",))]
@@ -91,5 +102,6 @@ if rows:
         _, pin, blk, win, count = k
         on, off = med("mb_s", k, "ours"), med("mb_s", k, "ours-nobatch")
         con, coff = med("cpu_ms_mb", k, "ours"), med("cpu_ms_mb", k, "ours-nobatch")
-        print(f"| {pin} | {blk} | {win} | {count} | {fmt(on)} | {fmt(off)} | {ratio(on, off)} "
-              f"| {fmt(con, 2)} | {fmt(coff, 2)} | {ratio(con, coff)} |")
+        print(f"| {pin} | {blk} | {win} | {count} | {fmt(on)} | {fmt(off)} "
+              f"| {paired('mb_s', k, 'ours', 'ours-nobatch')} | {fmt(con, 2)} | {fmt(coff, 2)} "
+              f"| {paired('cpu_ms_mb', k, 'ours', 'ours-nobatch')} |")
