@@ -264,25 +264,44 @@ impl<'a> Iterator for RawOptions<'a> {
                         data: OptionData::new(data),
                     });
                 }
-                if self.done.insert(code) {
-                    return Some(RawOption {
-                        code,
-                        data: OptionData::split(self.packet, self.overload, code, self.area, at),
-                    });
+                if let Some(o) = self.joined(code, at) {
+                    return Some(o);
                 }
             }
-            loop {
-                self.area = self.area.saturating_add(1);
-                if self.area > 2 {
-                    self.pos = 0;
-                    self.end = 0;
-                    return None;
-                }
-                if let Some((s, e)) = area_bounds(self.area, self.overload, self.packet.len()) {
-                    self.pos = s;
-                    self.end = e;
-                    break;
-                }
+            if !self.next_area() {
+                return None;
+            }
+        }
+    }
+}
+
+impl<'a> RawOptions<'a> {
+    /// A repeated code at `at`: the joined option the first time, `None`
+    /// for its later fragments (kept out of the hot loop).
+    #[cold]
+    #[inline(never)]
+    fn joined(&mut self, code: u8, at: usize) -> Option<RawOption<'a>> {
+        self.done.insert(code).then(|| RawOption {
+            code,
+            data: OptionData::split(self.packet, self.overload, code, self.area, at),
+        })
+    }
+
+    /// Moves to the next area that carries options; `false` at the end.
+    #[cold]
+    #[inline(never)]
+    fn next_area(&mut self) -> bool {
+        loop {
+            self.area = self.area.saturating_add(1);
+            if self.area > 2 {
+                self.pos = 0;
+                self.end = 0;
+                return false;
+            }
+            if let Some((s, e)) = area_bounds(self.area, self.overload, self.packet.len()) {
+                self.pos = s;
+                self.end = e;
+                return true;
             }
         }
     }
