@@ -13,11 +13,11 @@
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use preboot::dhcp::client::ClientConfig;
 use preboot::dhcp::config::Pool;
@@ -25,52 +25,10 @@ use preboot::driver::boot_server::demo::{DEMO_FILES, demo_file};
 use preboot::driver::dhcp::{DhcpClientConfig, DhcpServer, DhcpServerConfig, run_client};
 use sha2::{Digest, Sha256};
 
+mod boot_server_support;
+use boot_server_support::{Server, example, skip, terminate};
+
 const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
-
-fn ci() -> bool {
-    std::env::var("PREBOOT_CI").is_ok_and(|v| v == "1")
-}
-
-/// Build the example with this test's profile and features; its path.
-fn example() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            // target/<profile>/deps/<test> → target/<profile>
-            let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-            // Exactly this test's feature set, so that cargo finds the
-            // library already built (`--all-features` includes `default`).
-            let features: Vec<&str> = [
-                ("default", cfg!(feature = "default")),
-                ("std", cfg!(feature = "std")),
-                ("alloc", cfg!(feature = "alloc")),
-                ("smoltcp", cfg!(feature = "smoltcp")),
-            ]
-            .iter()
-            .filter(|(_, on)| *on)
-            .map(|(f, _)| *f)
-            .collect();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-                .args(["build", "--quiet", "--example", "preboot-server"])
-                .args(["--no-default-features", "--features", &features.join(",")]);
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let out = cmd.output().expect("run cargo build");
-            assert!(
-                out.status.success(),
-                "cargo build --example preboot-server: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let bin = profile_dir.join("examples/preboot-server");
-            assert!(bin.is_file(), "{} missing", bin.display());
-            bin
-        })
-        .clone()
-}
 
 fn run(args: &[&str]) -> Output {
     Command::new(example())
@@ -167,18 +125,6 @@ fn check_flag_validates_and_binds_nothing() {
     );
 }
 
-/// Stops and reaps the server however the test ends (by its PID only).
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// A UDP fan-out standing in for the broadcast domain loopback lacks: what
 /// the client broadcasts reaches both the proxy and the DHCP server.
 fn fan_out(to: Vec<SocketAddrV4>, stop: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<()>) {
@@ -207,8 +153,7 @@ fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
         .output()
         .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("tftp"));
     if !have_curl {
-        assert!(!ci(), "PREBOOT_CI=1 but curl with TFTP support is missing");
-        eprintln!("skipped: curl with TFTP support is missing");
+        skip("curl with TFTP support is missing");
         return;
     }
     let parent = tempfile::tempdir().unwrap();
@@ -221,7 +166,6 @@ fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let mut server = Server(child);
-    let pid = server.0.id();
 
     // Read the banner up to the fetch command.
     let stdout = server.0.stdout.take().unwrap();
@@ -353,22 +297,7 @@ fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
     );
 
     // 3. SIGTERM: clean exit 0, "shutting down", the demo tree removed.
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = server.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = terminate(&mut server);
     let mut log = String::new();
     std::io::Read::read_to_string(&mut server.0.stderr.take().unwrap(), &mut log).unwrap();
     assert_eq!(status.code(), Some(0), "{log}");
