@@ -430,11 +430,8 @@ impl Conv<'_> {
         let mut dhcp = DhcpServerConfig::proxy(server_ip);
         dhcp.mode = mode;
         dhcp.dhcp_addr = SocketAddrV4::new(listen, dhcp_port);
-        dhcp.boot_addr =
-            (boot_port != 0 || p.boot.is_none()).then(|| SocketAddrV4::new(listen, boot_port));
-        if p.boot.as_ref().is_some_and(|b| *b.get_ref() == 0) {
-            dhcp.boot_addr = None;
-        }
+        // ports.boot = 0: no boot server socket (4011 requests go unanswered).
+        dhcp.boot_addr = (boot_port != 0).then(|| SocketAddrV4::new(listen, boot_port));
         dhcp.client_port = client_port;
         dhcp.tftp_server = self.opt_ip(&srv.tftp_server, "server.tftp_server")?;
         dhcp.broadcast_address = self
