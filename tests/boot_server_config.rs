@@ -574,3 +574,26 @@ enabled = false
     let e = config::parse(Path::new("/x/p.toml"), &text.replace("\"br0\"", "\"a/b\"")).unwrap_err();
     assert_eq!((e.line, e.field.as_str()), (5, "server.interface"), "{e}");
 }
+
+/// Binding the DHCP socket to a unicast address would miss broadcasts:
+/// allowed (relay-only setups), but warned about; loopback is not.
+#[test]
+fn unicast_listen_address_is_warned_about() {
+    let c = config::parse(
+        Path::new("p.toml"),
+        &GOOD.replace(
+            "server_ip = \"10.9.0.1\"",
+            "server_ip = \"10.9.0.1\"\nlisten = \"10.9.0.1\"",
+        ),
+    )
+    .unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("server.listen = 10.9.0.1")),
+        "{:?}",
+        c.warnings
+    );
+    let c = config::load(&example_path()).unwrap();
+    assert!(!c.warnings.iter().any(|w| w.contains("server.listen")));
+}

@@ -404,6 +404,11 @@ impl Conv<'_> {
         let listen = self
             .opt_ip(&srv.listen, "server.listen")?
             .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        if !listen.is_unspecified() && !listen.is_loopback() {
+            self.warnings.push(format!(
+                "server.listen = {listen}: a socket bound to a unicast address does not receive broadcast DISCOVERs; use 0.0.0.0 (with server.interface to pick the network)"
+            ));
+        }
         let p = &raw.ports;
         let port = |s: &Option<S<u16>>, d: u16| s.as_ref().map_or(d, |s| *s.get_ref());
         let (dhcp_port, boot_port, tftp_port, client_port) = (
