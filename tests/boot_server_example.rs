@@ -178,15 +178,20 @@ fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
         }
     });
     let mut banner = Vec::new();
-    let command = loop {
+    loop {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no fetch command printed; got {banner:?}"));
+            .unwrap_or_else(|_| panic!("banner incomplete; got {banner:?}"));
         banner.push(line.clone());
-        if let Some(c) = line.trim().strip_prefix("try:") {
-            break c.trim().to_string();
+        if line.trim().starts_with("stop:") {
+            break;
         }
-    };
+    }
+    let command = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("try:"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_else(|| panic!("no fetch command printed; got {banner:?}"));
     let root = banner
         .iter()
         .find_map(|l| l.split(", root ").nth(1))
@@ -226,6 +231,12 @@ fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
         want
     );
     assert!(printed.starts_with(&want), "{printed} vs {want}");
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.trim() == format!("expect:      {want}")),
+        "{banner:?}"
+    );
 
     // 2. A PXE client (UEFI x64) boots from it: a full DHCP server gives the
     // address, the demo's proxy the boot file (DISCOVER → proxy OFFER →

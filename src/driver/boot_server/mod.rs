@@ -200,6 +200,9 @@ impl BootServer {
         }
         if let Some(cmd) = self.fetch_command() {
             out.push(format!("try:         {cmd}"));
+            if let Some(sum) = self.fetch_sha256() {
+                out.push(format!("expect:      {sum}"));
+            }
         }
         out
     }
@@ -218,6 +221,21 @@ impl BootServer {
             t.port(),
             file.name.trim_start_matches('/')
         ))
+    }
+
+    /// The SHA-256 (hex) of the file [`BootServer::fetch_command`] fetches,
+    /// as the TFTP root holds it now.
+    pub fn fetch_sha256(&self) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let root = &self.config.tftp.as_ref()?.root;
+        let file = self.config.boot_files.first()?;
+        let bytes = std::fs::read(root.join(file.name.trim_start_matches('/'))).ok()?;
+        Some(
+            Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
     }
 
     /// Serve until `stop` is set or a server fails; then stop both servers
