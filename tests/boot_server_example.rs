@@ -351,3 +351,65 @@ fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// SIGINT (Ctrl-C) stops it as cleanly as SIGTERM; `--log-level warn`
+/// hides the info lines. Ports 0: runs beside the demo test.
+#[test]
+fn sigint_stops_cleanly_at_any_log_level() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tftp")).unwrap();
+    std::fs::write(dir.path().join("tftp/pxelinux.0"), b"x").unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        "[server]\nserver_ip = \"127.0.0.1\"\nlisten = \"127.0.0.1\"\nbroadcast_address = \"127.0.0.1\"\n\
+         [ports]\ndhcp = 0\nboot = 0\ntftp = 0\nclient = 6868\n\
+         [boot]\nbios = \"pxelinux.0\"\n[tftp]\nroot = \"tftp\"\n",
+    )
+    .unwrap();
+    for (level, info_shown) in [("info", true), ("warn", false)] {
+        let child = Command::new(example())
+            .args(["--config", config.to_str().unwrap(), "--log-level", level])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut server = Server(child);
+        let mut stdout = BufReader::new(server.0.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("stop:") {
+            line.clear();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "banner ended early"
+            );
+        }
+        let pid = server.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = wait_bounded(&mut server.0);
+        assert_eq!(out.0.code(), Some(0), "{}", out.1);
+        assert_eq!(out.1.contains("shutting down"), info_shown, "{}", out.1);
+    }
+}
+
+/// Exit status and stderr, waiting at most 20 s.
+fn wait_bounded(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status, err)
+}
