@@ -316,9 +316,9 @@ fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
     let mac = "52:54:00:ab:cd:01";
     let mut at = 0;
     for step in [
-        "step=\"discover\"",
+        "step=\"discover\" port=67",
         "step=\"proxy-offer\"",
-        "step=\"request\"",
+        "step=\"request\" port=4011",
         "step=\"boot-ack\"",
     ] {
         let i = log[at..]
@@ -344,6 +344,14 @@ fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
             "no transfer-done for {file}:\n{log}"
         );
     }
+    // The TFTP lines of the booted client name it as its DHCP lines did.
+    assert!(
+        log.lines().any(|l| l.contains("step=\"transfer-done\"")
+            && l.contains(&format!("file=\"{}\"", info.boot_file))
+            && l.contains(&format!("mac={mac}"))
+            && l.contains("arch=UefiX64")),
+        "{log}"
+    );
     assert!(log.contains("shutting down"), "{log}");
     assert!(!root.exists(), "demo tree removed at exit");
 }

@@ -273,6 +273,12 @@ root = "tftp"
     ] {
         assert!(log.contains(&format!("step={step}")), "{step}:\n{log}");
     }
+    assert!(
+        log.lines().any(|l| l.contains("step=\"transfer-done\"")
+            && l.contains("mac=52:54:00:5e:77:00")
+            && l.contains("arch=Bios")),
+        "the TFTP line names the client:\n{log}"
+    );
     let leases = std::fs::read_to_string(dir.path().join("leases")).unwrap();
     assert!(leases.contains(" 10.77.0.100 "), "{leases}");
 }
@@ -358,4 +364,10 @@ root = "tftp"
         assert!(log.contains(&format!("step={step}")), "{step}:\n{log}");
     }
     assert!(log.contains("port=4011"), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("step=\"transfer-done\"")
+            && l.contains("mac=52:54:00:5e:77:07")
+            && l.contains("arch=UefiX64")),
+        "the TFTP line names the client:\n{log}"
+    );
 }
