@@ -75,6 +75,24 @@ pub struct BootFileConfig {
     pub http_url: Option<String>,
     /// For clients that already run iPXE (file or script URL).
     pub ipxe: Option<String>,
+    /// Per-architecture TFTP server (`siaddr`) when not
+    /// [`DhcpServerConfig::tftp_server`].
+    pub servers: BootServers,
+}
+
+/// TFTP servers (`siaddr`) by client architecture; `None` = the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootServers {
+    /// x86 BIOS.
+    pub bios: Option<Ipv4Addr>,
+    /// UEFI x64.
+    pub uefi_x64: Option<Ipv4Addr>,
+    /// UEFI IA32.
+    pub uefi_ia32: Option<Ipv4Addr>,
+    /// UEFI ARM64.
+    pub uefi_arm64: Option<Ipv4Addr>,
+    /// iPXE clients.
+    pub ipxe: Option<Ipv4Addr>,
 }
 
 /// Everything the DHCP driver needs.
@@ -156,20 +174,25 @@ impl DhcpServerConfig {
                 std::format!("dhcp config: {what}"),
             )
         }
-        fn entry(f: &Option<String>) -> io::Result<Option<BootEntry>> {
+        fn entry(f: &Option<String>, server: Option<Ipv4Addr>) -> io::Result<Option<BootEntry>> {
             f.as_deref()
-                .map(|f| BootEntry::tftp(f).ok_or_else(|| invalid("boot file name over 127 bytes")))
+                .map(|f| {
+                    BootEntry::tftp(f)
+                        .map(|e| BootEntry { server, ..e })
+                        .ok_or_else(|| invalid("boot file name over 127 bytes"))
+                })
                 .transpose()
         }
         let mut c = ServerConfig::proxy(self.server_id);
         c.mode = self.mode;
         c.tftp_server = self.tftp_server.unwrap_or(self.server_id);
-        c.boot.bios = entry(&self.boot_files.bios)?;
-        c.boot.uefi_x64 = entry(&self.boot_files.uefi_x64)?;
-        c.boot.uefi_ia32 = entry(&self.boot_files.uefi_ia32)?;
-        c.boot.uefi_arm64 = entry(&self.boot_files.uefi_arm64)?;
-        c.boot.http_url = entry(&self.boot_files.http_url)?;
-        c.boot.ipxe = entry(&self.boot_files.ipxe)?;
+        let (f, s) = (&self.boot_files, &self.boot_files.servers);
+        c.boot.bios = entry(&f.bios, s.bios)?;
+        c.boot.uefi_x64 = entry(&f.uefi_x64, s.uefi_x64)?;
+        c.boot.uefi_ia32 = entry(&f.uefi_ia32, s.uefi_ia32)?;
+        c.boot.uefi_arm64 = entry(&f.uefi_arm64, s.uefi_arm64)?;
+        c.boot.http_url = entry(&f.http_url, None)?;
+        c.boot.ipxe = entry(&f.ipxe, s.ipxe)?;
         let mut menu = Menu {
             policy: self.menu,
             prompt: Text::try_from(self.menu_prompt.as_str())
@@ -430,6 +453,7 @@ fn serve(
             Err(e) => return Err(e),
         };
         let SocketAddr::V4(from) = from else { continue };
+        log_received(port, from, &rx[..n]);
         let mut batch = Batch {
             records: Vec::new(),
             sends: Vec::new(),
@@ -504,6 +528,44 @@ fn lease_writer(mut store: LeaseFile, rx: mpsc::Receiver<Batch>, sockets: Socket
             }
         }
     }
+}
+
+/// One line per client message: `mac`, `arch` (option 93, else the vendor
+/// class), `step` (`discover`, `request`, … and `-4011` on the boot port).
+fn log_received(port: ServerPort, from: SocketAddrV4, bytes: &[u8]) {
+    use crate::wire::dhcp::{BOOTREQUEST, DhcpPacket, MessageType};
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let Ok(p) = DhcpPacket::new_checked(bytes) else {
+        return;
+    };
+    if p.op() != BOOTREQUEST {
+        return;
+    }
+    let mac = crate::dhcp::HwAddr::new(p.chaddr());
+    let arch93 = p
+        .option(93)
+        .and_then(|d| Some(u16::from_be_bytes([d.get(0)?, d.get(1)?])));
+    let mut vc = [0u8; 64];
+    let class = p
+        .option(60)
+        .and_then(|d| d.copy_to(&mut vc).ok().and_then(|n| vc.get(..n)));
+    let arch = crate::dhcp::arch::classify(arch93, class);
+    let pxe = class.is_some_and(|c| c.starts_with(b"PXEClient") || c.starts_with(b"HTTPClient"));
+    let step = match p.message_type() {
+        Some(MessageType::Discover) => "discover",
+        Some(MessageType::Request) => "request",
+        Some(MessageType::Inform) => "inform",
+        Some(MessageType::Release) => "release",
+        Some(MessageType::Decline) => "decline",
+        _ => "other",
+    };
+    let on = match port {
+        ServerPort::Dhcp => 67,
+        ServerPort::BootServer => 4011,
+    };
+    tracing::info!(mac = %mac, arch = ?arch, pxe, %from, step, port = on, xid = p.xid(), "dhcp: received");
 }
 
 fn log_event(ev: &Event) {

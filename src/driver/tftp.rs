@@ -516,7 +516,7 @@ impl TftpServer {
         let (peer, file, write) = (conn.peer, conn.path.as_str(), conn.write);
         match ev {
             Event::Started(n) => tracing::info!(
-                peer = %peer, file, write,
+                peer = %peer, file, write, step = if write { "wrq" } else { "rrq" },
                 blksize = n.blksize, windowsize = n.windowsize, tsize = n.tsize,
                 timeout_ms = n.timeout.as_millis() as u64, oack = n.oack,
                 "tftp: transfer started"
@@ -528,8 +528,8 @@ impl TftpServer {
                 self.stats.completed += 1;
                 self.stats.bytes += bytes;
                 tracing::info!(
-                    peer = %peer, file, write, bytes,
-                    duration_ms = duration.as_secs_f64() * 1e3,
+                    peer = %peer, file, write, bytes, step = "transfer-done",
+                    duration_ms = (duration.as_secs_f64() * 1e4).round() / 10.0,
                     "tftp: transfer completed"
                 );
             }
@@ -539,7 +539,7 @@ impl TftpServer {
             }
             Event::Failed { reason, bytes } => {
                 self.stats.failed += 1;
-                tracing::warn!(peer = %peer, file, write, bytes, reason = ?reason, "tftp: transfer failed");
+                tracing::warn!(peer = %peer, file, write, bytes, reason = ?reason, step = "transfer-failed", "tftp: transfer failed");
             }
         }
     }
