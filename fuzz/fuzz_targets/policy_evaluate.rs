@@ -264,7 +264,7 @@ fuzz_target!(|input: Input| {
     assert_eq!((setting, source), want);
 
     // First match wins: policy rules, then server rules.
-    let all: Vec<&ImagingRule> = pol.map(|p| p.rules.iter().collect()).unwrap_or_default().into_iter().chain(store.server.rules.iter()).collect();
+    let all: Vec<&ImagingRule> = pol.map(|p| p.rules.iter().collect::<Vec<_>>()).unwrap_or_default().into_iter().chain(store.server.rules.iter()).collect();
     let first = all.iter().position(|r| r.when.holds(&facts));
     let rule = proxy.first_matching_rule(&ids, &facts);
     assert_eq!(rule.map(|r| &r.name), first.map(|i| &all[i].name));
