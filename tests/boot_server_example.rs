@@ -71,6 +71,14 @@ fn help_documents_every_flag() {
         assert!(help.contains(f), "--help lacks {f}");
         assert!(readme.contains(&format!("`{f}")), "README lacks {f}");
     }
+    let printed = run(&["--print-default-config"]);
+    assert!(printed.status.success());
+    assert_eq!(
+        String::from_utf8(printed.stdout).unwrap(),
+        preboot::driver::boot_server::demo::DEFAULT_CONFIG
+    );
+    let version = run(&["--version"]);
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
     let bad = run(&["--frobnicate"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--frobnicate"));
