@@ -597,3 +597,84 @@ fn unicast_listen_address_is_warned_about() {
     let c = config::load(&example_path()).unwrap();
     assert!(!c.warnings.iter().any(|w| w.contains("server.listen")));
 }
+
+/// Every key the parser accepts, in every table, is documented in
+/// examples/preboot.toml. The parser lists the keys it accepts when it
+/// meets an unknown one; this asks each table.
+#[test]
+fn example_file_documents_every_key() {
+    let example = example_text();
+    let base = r#"[server]
+server_ip = "10.9.0.1"
+[ports]
+[boot]
+bios = "pxelinux.0"
+[boot.servers]
+[menu]
+[[menu.item]]
+type = 0
+label = "x"
+[dhcp]
+rate_limit = { per_second = 1, burst = 1 }
+[[dhcp.pool]]
+subnet = "10.9.0.0/24"
+start = "10.9.0.100"
+end = "10.9.0.199"
+[[dhcp.reservation]]
+mac = "52:54:00:00:00:01"
+address = "10.9.0.5"
+[tftp]
+root = "tftp"
+"#;
+    config::parse(Path::new("p.toml"), base).unwrap();
+    let mut seen = 0;
+    for (after, table) in [
+        ("", "top level"),
+        ("[server]\n", "server"),
+        ("[ports]\n", "ports"),
+        ("[boot]\n", "boot"),
+        ("[boot.servers]\n", "boot.servers"),
+        ("[menu]\n", "menu"),
+        ("[[menu.item]]\n", "menu.item"),
+        ("[dhcp]\n", "dhcp"),
+        ("burst = 1", "dhcp.rate_limit"),
+        ("[[dhcp.pool]]\n", "dhcp.pool"),
+        ("[[dhcp.reservation]]\n", "dhcp.reservation"),
+        ("[tftp]\n", "tftp"),
+    ] {
+        let text = if after.is_empty() {
+            format!("zzz_unknown = 1\n{base}")
+        } else if after == "burst = 1" {
+            base.replace(after, "burst = 1, zzz_unknown = 1")
+        } else {
+            base.replacen(after, &format!("{after}zzz_unknown = 1\n"), 1)
+        };
+        let e = config::parse(Path::new("p.toml"), &text).unwrap_err();
+        let keys: Vec<&str> = e
+            .message
+            .split(", expected")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{table}: {e}"))
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .collect();
+        assert!(!keys.is_empty(), "{table}: {e}");
+        for k in keys {
+            let documented = example.lines().any(|l| {
+                let l = l.trim_start_matches(['#', ' ']);
+                l.starts_with(&format!("{k} ="))
+                    || l.starts_with(&format!("[{k}]"))
+                    || l.starts_with(&format!("[[{k}]]"))
+                    || l.contains(&format!("[{table}.{k}]"))
+                    || l.contains(&format!("[[{table}.{k}]]"))
+                    || l.contains(&format!("{{ {k} ="))
+                    || l.contains(&format!(", {k} ="))
+                    || l.contains(&format!("{k} = \""))
+            });
+            assert!(documented, "{table}.{k} is not in examples/preboot.toml");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 50, "only {seen} keys");
+}
