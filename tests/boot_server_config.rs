@@ -392,6 +392,16 @@ fn bad_configs_name_file_line_and_field() {
             "{e}"
         );
     }
+    // Ports used twice, given or by default.
+    for (ports, line, field) in [
+        ("[ports]\nboot = 67\n", 2, "ports.boot"),
+        ("[ports]\ntftp = 4011\n", 2, "ports.tftp"),
+        ("[ports]\ndhcp = 69\n", 2, "ports.dhcp"),
+    ] {
+        let e = config::parse(Path::new("p.toml"), &format!("{ports}{GOOD}")).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (line, field), "{e}");
+        assert!(e.message.contains("used by both"), "{e}");
+    }
     // Relations that span the file.
     let no_pool = GOOD.replace("[[dhcp.pool]]", "[dhcp.x]");
     let e = config::parse(Path::new("p.toml"), &no_pool).unwrap_err();

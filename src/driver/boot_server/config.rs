@@ -394,11 +394,10 @@ impl Conv<'_> {
             None | Some("proxy") => Mode::Proxy,
             Some("full") => Mode::Full,
             Some(_) => {
-                return Err(self.cx.at(
-                    srv.mode.as_ref().unwrap_or(&srv.server_ip),
-                    "server.mode",
-                    "expected \"proxy\" or \"full\"",
-                ));
+                let at = srv.mode.as_ref().unwrap_or(&srv.server_ip);
+                return Err(self
+                    .cx
+                    .at(at, "server.mode", "expected \"proxy\" or \"full\""));
             }
         };
         let listen = self
@@ -417,9 +416,28 @@ impl Conv<'_> {
             port(&p.tftp, 69),
             port(&p.client, 68),
         );
-        if let (Some(d), Some(b)) = (&p.dhcp, &p.boot) {
-            if d.get_ref() == b.get_ref() && dhcp_port != 0 {
-                return Err(self.cx.at(b, "ports.boot", "must differ from ports.dhcp"));
+        // Two sockets on one port: the later bind would fail (or, with
+        // SO_REUSEADDR, take the other's datagrams).
+        let ports = [
+            ("ports.dhcp", dhcp_port, &p.dhcp),
+            ("ports.boot", boot_port, &p.boot),
+            ("ports.tftp", tftp_port, &p.tftp),
+        ];
+        for (i, (name, port, at)) in ports.iter().enumerate() {
+            for (other, other_port, other_at) in &ports[..i] {
+                if port != other_port || *port == 0 {
+                    continue;
+                }
+                let (field, span) = match (at, other_at) {
+                    (Some(s), _) => (*name, s),
+                    (None, Some(s)) => (*other, s),
+                    (None, None) => continue,
+                };
+                return Err(self.cx.at(
+                    span,
+                    field,
+                    format!("port {port} is used by both {other} and {name}"),
+                ));
             }
         }
         if dhcp_port == 0 && p.dhcp.is_some() && listen.is_unspecified() {
