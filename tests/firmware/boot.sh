@@ -388,6 +388,7 @@ tshark -r "$out/capture.pcapng" -d udp.port==4011,dhcp -Y dhcp -T fields \
   -e dhcp.option.dhcp -e dhcp.option.vendor_class_id \
   -e dhcp.option.client_system_architecture -e dhcp.ip.your -e dhcp.file \
   -e dhcp.option.bootfile_name -e dhcp.hw.mac_addr -e dhcp.id \
+  -e dhcp.option.vendor.pxeclient.discovery_control \
   >"$out/dhcp.tsv" 2>"$out/tshark.log" || fail "tshark could not read the capture"
 
 if [[ "$firmware" == bios ]]; then arch_re='^0$'; else arch_re='^(7|9)$'; fi
@@ -412,6 +413,10 @@ dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
     offer++
     if (mode == "full" && $10 != "0.0.0.0" && $10 != "") offer_addr++
     if (mode == "proxy" && $8 ~ /^PXEClient/) offer_pxe++
+    # Discovery control bit 3 with a file: "boot this file, no discovery"
+    # (PXE 2.1 §2.4.5); iPXE then skips the 4011 request.
+    dc = tolower($15); low = index("0123456789abcdef", substr(dc, length(dc), 1)) - 1
+    if (mode == "proxy" && $11 != "" && dc ~ /^0x/ && low >= 8) direct_boot++
     if ($11 != "") files[$11] = 1
     if ($12 != "") files[$12] = 1
   }
@@ -436,8 +441,9 @@ dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
     if (!req67) print "FAIL no DHCPREQUEST from the guest"
     if (mode == "full" && !ack67) print "FAIL no DHCPACK from the boot server"
     if (mode == "proxy" && !other_ack) print "FAIL no DHCPACK from the third-party DHCP server"
-    if (mode == "proxy" && !req4011) print "FAIL no REQUEST to the boot server on port 4011"
-    if (mode == "proxy" && !ack4011) print "FAIL no ACK from the boot server on port 4011"
+    if (mode == "proxy" && !req4011 && !direct_boot) print "FAIL no REQUEST to the boot server on port 4011"
+    if (mode == "proxy" && !ack4011 && (req4011 || !direct_boot)) print "FAIL no ACK from the boot server on port 4011"
+    if (mode == "proxy" && !req4011 && direct_boot) print "NOTE no 4011 exchange: the proxy OFFER said boot its file directly (discovery control bit 3)"
     n = 0
     for (f in files) {
       n++
@@ -450,7 +456,7 @@ dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
 while IFS= read -r line; do
   case "$line" in
     FAIL\ *) fail "${line#FAIL }" ;;
-    DHCP\ *) echo "boot.sh: $line" >&2 ;;
+    DHCP\ *|NOTE\ *) echo "boot.sh: $line" >&2 ;;
   esac
 done <<<"$dhcp_check"
 
