@@ -13,7 +13,7 @@
 #   busybox         package busybox-static (the initrd's only program)
 #   linuxx64.efi.stub package systemd-boot-efi (the UEFI unified-image stub)
 #   OVMF_CODE.fd, OVMF_VARS.fd  package ovmf
-#   ipxe-e1000.rom  package ipxe-qemu (QEMU's iPXE option ROM for e1000)
+#   (checked only) efi-e1000.rom of ipxe-qemu, the ROM QEMU loads for e1000
 # The per-run files (initrd with the run's nonce, pxelinux.cfg/default, the
 # unified kernel image) are built by boot.sh from these.
 set -euo pipefail
@@ -38,7 +38,7 @@ need_file /bin/busybox busybox-static
 need_file /usr/lib/systemd/boot/efi/linuxx64.efi.stub systemd-boot-efi
 need_file /usr/share/OVMF/OVMF_CODE_4M.fd ovmf
 need_file /usr/share/OVMF/OVMF_VARS_4M.fd ovmf
-need_file /usr/lib/ipxe/qemu/pxe-e1000.rom ipxe-qemu
+need_file /usr/lib/ipxe/qemu/efi-e1000.rom ipxe-qemu
 file -L /bin/busybox | grep -q 'statically linked' || die "/bin/busybox is not static (install busybox-static)"
 
 cp /usr/lib/PXELINUX/pxelinux.0 "$cache/pxelinux.0"
