@@ -41,19 +41,21 @@ def ratio(a, b):
 configs = sorted({k[:5] for k in runs})
 print(f"\nOne {big_mib} MiB transfer, medians of {reps} runs. MB/s = 10^6 B/s; CPU = "
       "server CPU ms per MB. Server on CPU 0; client on CPU 1 (cross) or CPU 0 (same). "
-      "tftp-hpa has no windowsize.\n")
-print("| client CPU | blksize | window | ours MB/s | atftpd MB/s | tftp-hpa MB/s "
-      "| ours/atftpd | ours/hpa | CPU ours | CPU atftpd | CPU hpa | failed |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "tftp-hpa has no windowsize. raw UDP: benches/udp-window.rs, same datagrams and "
+      "window, no TFTP (blocking sockets, one sendto per datagram).\n")
+print("| client CPU | blksize | window | ours MB/s | atftpd MB/s | tftp-hpa MB/s | raw UDP MB/s "
+      "| ours/atftpd | ours/hpa | ours/raw | CPU ours | CPU atftpd | CPU hpa | failed |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for k in configs:
     if k[0] != "big.bin":
         continue
     _, pin, blk, win, _ = k
     sp = [med("mb_s", k, s) for s in SERVERS]
+    raw = med("mb_s", k, "raw-udp")
     cpu = [med("cpu_ms_mb", k, s) for s in SERVERS]
     failed = sum(r["failed"] for s in SERVERS for r in runs.get(k + (s,), []))
-    print(f"| {pin} | {blk} | {win} | {fmt(sp[0])} | {fmt(sp[1])} | {fmt(sp[2])} "
-          f"| {ratio(sp[0], sp[1])} | {ratio(sp[0], sp[2])} "
+    print(f"| {pin} | {blk} | {win} | {fmt(sp[0])} | {fmt(sp[1])} | {fmt(sp[2])} | {fmt(raw)} "
+          f"| {ratio(sp[0], sp[1])} | {ratio(sp[0], sp[2])} | {ratio(sp[0], raw)} "
           f"| {fmt(cpu[0], 2)} | {fmt(cpu[1], 2)} | {fmt(cpu[2], 2)} | {failed} |")
 
 print(f"\nConcurrent 4 MiB transfers (blksize 1468, windowsize 16; tftp-hpa lock-step), "

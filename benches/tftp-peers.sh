@@ -8,7 +8,9 @@
 # Single transfers of a 64 MiB file at blksize 512/1468/8192/65464 and
 # windowsize 1/16/64 (tftp-hpa has no windowsize: it runs at windowsize 1
 # only), then 1/16/64/256 concurrent 4 MiB transfers (blksize 1468,
-# windowsize 16). Servers run on CPU 0; the client runs on CPU 1
+# windowsize 16), and raw UDP with the same datagrams and window
+# (benches/udp-window.rs: blocking sockets, one datagram per sendto, no file,
+# no TFTP) as a baseline. Servers run on CPU 0; the client runs on CPU 1
 # ("cross": realistic, RTT across vCPUs) and on CPU 0 ("same": per-packet
 # cost, no cross-CPU wake-ups). Prints medians over the repetitions,
 # ours/theirs ratios, server CPU time per MB (utime+stime+cutime+cstime from
@@ -52,9 +54,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# --- build our server and the client ---------------------------------------
+# --- build our server, the client and the raw UDP baseline -------------------
 (cd "$HERE" && cargo build --release --quiet --example tftp-server --example tftp-get)
 BIN="$HERE/target/release/examples"
+RAW="$(cd "$HERE" && cargo bench --quiet --bench udp-window --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "udp-window":
+        print(m["executable"])')"
+[ -x "$RAW" ] || { echo "benches/udp-window did not build" >&2; exit 1; }
 
 # --- peers, unpacked privately ----------------------------------------------
 PEERS="$WORK/peers"
@@ -88,6 +97,7 @@ chmod 644 "$ROOT"/*.bin
 PORT_OURS=16901
 PORT_HPA=16902
 PORT_ATFTPD=16903
+PORT_RAW=16904
 RUST_LOG=warn taskset -c 0 "$BIN/tftp-server" --root "$ROOT" --bind 127.0.0.1 \
     --port $PORT_OURS --max-transfers 1024 --max-per-client 1024 2>"$WORK/ours.log" &
 PID_OURS=$!; PIDS+=("$PID_OURS")
@@ -96,13 +106,15 @@ PID_HPA=$!; PIDS+=("$PID_HPA")
 taskset -c 0 "$ATFTPD" --daemon --no-fork --port $PORT_ATFTPD --bind-address 127.0.0.1 \
     --maxthread 1024 --user nobody --group nogroup --logfile /dev/null "$ROOT" 2>"$WORK/atftpd.log" &
 PID_ATFTPD=$!; PIDS+=("$PID_ATFTPD")
+taskset -c 0 "$RAW" serve $PORT_RAW &
+PID_RAW=$!; PIDS+=("$PID_RAW")
 sleep 1
-for p in $PID_OURS $PID_HPA $PID_ATFTPD; do
+for p in $PID_OURS $PID_HPA $PID_ATFTPD $PID_RAW; do
     kill -0 "$p" 2>/dev/null || { echo "a server did not start (pid $p); logs in $WORK" >&2; exit 1; }
 done
 
-declare -A PID_OF=([ours]=$PID_OURS [tftp-hpa]=$PID_HPA [atftpd]=$PID_ATFTPD)
-declare -A PORT_OF=([ours]=$PORT_OURS [tftp-hpa]=$PORT_HPA [atftpd]=$PORT_ATFTPD)
+declare -A PID_OF=([ours]=$PID_OURS [tftp-hpa]=$PID_HPA [atftpd]=$PID_ATFTPD [raw-udp]=$PID_RAW)
+declare -A PORT_OF=([ours]=$PORT_OURS [tftp-hpa]=$PORT_HPA [atftpd]=$PORT_ATFTPD [raw-udp]=$PORT_RAW)
 
 # Server CPU time in µs: from a cgroup of its own when one can be made (it
 # counts forked children, e.g. tftp-hpa's per-transfer processes, even after
@@ -153,8 +165,14 @@ run() {
     rm -f "$WORK/rss"
     ( for _ in $(seq 1 3000); do rss_kib "$pid" >> "$WORK/rss"; sleep 0.05; done ) &
     sampler=$!
-    line=$(timeout 200 taskset -c $cpu "$BIN/tftp-get" --server 127.0.0.1:$port --file "$file" \
-        --blksize "$blk" --windowsize "$win" --count "$count" --time-limit 180 2>>"$WORK/client.log" || true)
+    if [ "$server" = raw-udp ]; then
+        line=$(timeout 200 taskset -c $cpu "$RAW" fetch $PORT_RAW $((blk + 4)) "$win" \
+            "$(stat -c %s "$ROOT/$file")" 2>>"$WORK/client.log" || true)
+        line="ok=1 failed=0 $line min_s=nan median_s=nan max_s=nan"
+    else
+        line=$(timeout 200 taskset -c $cpu "$BIN/tftp-get" --server 127.0.0.1:$port --file "$file" \
+            --blksize "$blk" --windowsize "$win" --count "$count" --time-limit 180 2>>"$WORK/client.log" || true)
+    fi
     kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
     c1=$(cpu_us "$server")
     rssmax=$(sort -n "$WORK/rss" 2>/dev/null | tail -1)
@@ -175,7 +193,7 @@ for rep in $(seq 1 "$REPS"); do
     for pin in "${PINS[@]}"; do
         for blk in "${BLKS[@]}"; do
             for win in "${WINS[@]}"; do
-                for server in ours atftpd tftp-hpa; do
+                for server in ours atftpd tftp-hpa raw-udp; do
                     [ "$server" = tftp-hpa ] && [ "$win" != 1 ] && continue
                     run "$server" "$pin" "$blk" "$win" 1 big.bin
                 done

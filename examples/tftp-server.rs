@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example tftp-server -- --root /srv/tftp [--bind 0.0.0.0] [--port 69]
-//!     [--max-transfers 1024] [--max-per-client 64] [--single-port]
+//!     [--max-transfers 1024] [--max-per-client 64] [--single-port] [--no-batch]
 //! ```
 //!
 //! Logs go to stderr; `RUST_LOG=preboot=debug` shows every request. Stop it
@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 use preboot::driver::tftp::{TftpServer, TftpServerConfig};
 
 const USAGE: &str = "usage: tftp-server --root DIR [--bind ADDR] [--port PORT] \
-[--max-transfers N] [--max-per-client N] [--single-port]";
+[--max-transfers N] [--max-per-client N] [--single-port] [--no-batch]";
 
 struct Args {
     root: PathBuf,
@@ -26,6 +26,7 @@ struct Args {
     max_transfers: Option<usize>,
     max_per_client: Option<usize>,
     single_port: bool,
+    no_batch: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -35,6 +36,7 @@ fn parse() -> Result<Args, String> {
     let mut max_transfers = None;
     let mut max_per_client = None;
     let mut single_port = false;
+    let mut no_batch = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -65,6 +67,7 @@ fn parse() -> Result<Args, String> {
                 )
             }
             "--single-port" => single_port = true,
+            "--no-batch" => no_batch = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -76,6 +79,7 @@ fn parse() -> Result<Args, String> {
         max_transfers,
         max_per_client,
         single_port,
+        no_batch,
     })
 }
 
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
     };
     let mut config = TftpServerConfig::new(SocketAddr::new(args.bind, args.port), args.root);
     config.single_port = args.single_port;
+    config.batch_sends = !args.no_batch;
     if let Some(n) = args.max_transfers {
         config.max_transfers = n;
     }
