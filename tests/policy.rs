@@ -693,3 +693,39 @@ fn toml_errors_name_file_line_field() {
     let e = toml_store::load(Path::new("/nonexistent/policy.toml")).unwrap_err();
     assert!(e.message.contains("cannot read"));
 }
+
+/// §4.6, §6: task ids handed out are remembered up to a bound (4096): a
+/// workstation that never reports cannot grow the proxy without limit; the
+/// oldest id is forgotten (its report is `UnknownTask`, nothing applied),
+/// the newest is still accepted.
+#[test]
+fn outstanding_task_ids_are_bounded() {
+    let mut st = store();
+    st.workstations[0].image_next_boot = true;
+    let mut p = ImagingProxy::new(st);
+    let w1 = info(M1);
+    let mut ids = Vec::new();
+    for _ in 0..5000 {
+        let r = p.tasks(Instant::ZERO, &w1).unwrap();
+        ids.extend(r.tasks.iter().map(|t| t.id));
+    }
+    assert!(ids.len() >= 5000);
+    let rep = |task_id| TaskReport {
+        task_id,
+        outcome: Outcome::Success,
+        percent: None,
+        reason: None,
+    };
+    assert_eq!(
+        p.report(Instant::ZERO, &w1, &rep(ids[0])),
+        Err(preboot::wire::transaction::Status::UnknownTask)
+    );
+    assert_eq!(p.reports_applied(), 0);
+    let last = *ids.last().unwrap();
+    p.report(Instant::ZERO, &w1, &rep(last)).unwrap();
+    assert_eq!(p.reports_applied(), 1);
+    // The boundary: the 4096th newest is kept, the 4097th forgotten.
+    let n = ids.len();
+    assert!(p.report(Instant::ZERO, &w1, &rep(ids[n - 4096])).is_ok());
+    assert!(p.report(Instant::ZERO, &w1, &rep(ids[n - 4097])).is_err());
+}

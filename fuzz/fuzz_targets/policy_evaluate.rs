@@ -305,9 +305,11 @@ fuzz_target!(|input: Input| {
     let ack = proxy.register(now, &info).expect("register never fails");
     assert_eq!(ack.registered, obj.is_some());
     emit_frame(&h(MessageType::InfoAck), &ack, true, &mut frame).expect("InfoAck fits a frame");
-    let m = proxy.menu(now, &info).expect("menu never fails");
-    assert_eq!(m.mode, setting.mode);
-    emit_frame(&h(MessageType::MenuReply), &m, true, &mut frame).expect("MenuReply fits a frame");
+    {
+        let m = proxy.menu(now, &info).expect("menu never fails");
+        assert_eq!(m.mode, setting.mode);
+        emit_frame(&h(MessageType::MenuReply), &m, true, &mut frame).expect("MenuReply fits a frame");
+    }
     let ids_handed: Vec<u32> = {
         let t = proxy.tasks(now, &info).expect("tasks never fails here");
         emit_frame(&h(MessageType::TaskReply), &t, true, &mut frame).expect("TaskReply fits a frame");

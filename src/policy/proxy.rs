@@ -12,6 +12,7 @@ use crate::wire::transaction::messages::{
     WorkstationInfo,
 };
 use crate::wire::transaction::{MAX_PAYLOAD_LEN, Status};
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -81,7 +82,7 @@ struct JoinState {
 pub struct ImagingProxy<S: Store> {
     store: S,
     next_task_id: u32,
-    outstanding: Vec<Outstanding>,
+    outstanding: VecDeque<Outstanding>,
     joins: Vec<JoinState>,
     max_outstanding: usize,
     applied: u64,
@@ -104,7 +105,7 @@ impl<S: Store> ImagingProxy<S> {
         ImagingProxy {
             store,
             next_task_id: 1,
-            outstanding: Vec::new(),
+            outstanding: VecDeque::new(),
             joins: Vec::new(),
             max_outstanding: 4096,
             applied: 0,
@@ -351,7 +352,7 @@ impl<S: Store> Policy for ImagingProxy<S> {
             }
             let id = self.next_task_id;
             self.next_task_id = self.next_task_id.wrapping_add(1).max(1);
-            self.outstanding.push(Outstanding {
+            self.outstanding.push_back(Outstanding {
                 id,
                 owner: ids.clone(),
                 decision: d,
@@ -367,7 +368,7 @@ impl<S: Store> Policy for ImagingProxy<S> {
         let sessions = self.store.multicast_sessions();
         let mut reply = TaskReply::default();
         let start = self.outstanding.len() - added;
-        for o in &self.outstanding[start..] {
+        for o in self.outstanding.range(start..) {
             let action = match &o.decision {
                 Decision::Restore {
                     image, partitions, ..
@@ -434,7 +435,9 @@ impl<S: Store> Policy for ImagingProxy<S> {
             Outcome::Success | Outcome::Failure => {}
             Outcome::Unknown(_) => return Err(Status::UnknownTask),
         }
-        let o = self.outstanding.remove(pos);
+        let Some(o) = self.outstanding.remove(pos) else {
+            return Err(Status::UnknownTask);
+        };
         self.applied += 1;
         if report.outcome == Outcome::Success {
             if let Some(id) = o.owner.iter().find_map(|i| {
