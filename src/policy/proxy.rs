@@ -296,6 +296,16 @@ impl<S: Store> Policy for ImagingProxy<S> {
         let ids = identities(info);
         let (setting, _) = self.menu_setting(&ids);
         let server = self.store.server_policy();
+        // §4.4 limits: a store breaking them cannot be answered.
+        if server.menu_file.as_ref().is_some_and(|f| f.len() > 128)
+            || server
+                .menu_entries
+                .iter()
+                .take(16)
+                .any(|e| e.label.len() > 64)
+        {
+            return Err(Status::ServerError);
+        }
         let mut entries = heapless::Vec::new();
         for e in server.menu_entries.iter().take(16) {
             let _ = entries.push(MenuEntry {
@@ -327,8 +337,30 @@ impl<S: Store> Policy for ImagingProxy<S> {
         let mut size = server.environment.as_ref().map_or(0, |e| {
             4 + 3 + e.kernel.len() + e.initrd.len() + e.loader.len()
         });
+        // Strings in tasks are `len:u8` (§4.5): a store holding a longer one
+        // cannot be answered. Fail before any state changes (no task id
+        // handed out, no multicast join).
+        let too_long = |s: &str| s.len() > 255;
+        if server
+            .environment
+            .as_ref()
+            .is_some_and(|e| too_long(&e.kernel) || too_long(&e.initrd) || too_long(&e.loader))
+        {
+            return Err(Status::ServerError);
+        }
         let mut fitting = Vec::new();
         for d in decisions.into_iter().take(8) {
+            let unencodable = match &d {
+                Decision::Restore { image, .. } => too_long(image),
+                Decision::Create { target } => too_long(target),
+                Decision::Join { session, .. } => {
+                    sessions.get(*session).is_none_or(|s| too_long(&s.name))
+                }
+                Decision::Maintenance => false,
+            };
+            if unencodable {
+                return Err(Status::ServerError);
+            }
             let n = 8 + match &d {
                 Decision::Restore {
                     image, partitions, ..
