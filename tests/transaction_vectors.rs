@@ -7,8 +7,8 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
 use preboot::policy::{
-    Condition, EnvironmentSpec, ImagingProxy, ImagingRule, MemoryStore, MenuEntrySpec,
-    MenuSetting, ServerPolicy, WorkstationId, WorkstationObject,
+    Condition, EnvironmentSpec, ImagingProxy, ImagingRule, MemoryStore, MenuEntrySpec, MenuSetting,
+    ServerPolicy, WorkstationId, WorkstationObject,
 };
 use preboot::transaction::{
     Client, ClientConfig, ClientEvent, Random, Server, ServerConfig, SiteKeys,

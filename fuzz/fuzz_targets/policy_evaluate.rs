@@ -14,13 +14,13 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use preboot::Instant;
 use preboot::policy::{
-    Cmp, Condition, Decision, Facts, ImagingProxy, ImagingRule, MemoryStore, MenuSetting,
+    Cmp, Condition, Decision, EnvironmentSpec, Facts, MenuEntrySpec, ImagingProxy, ImagingRule, MemoryStore, MenuSetting,
     MenuSource, MulticastSession, WorkstationId, WorkstationObject, WorkstationPolicy, identities,
 };
 use preboot::transaction::Policy;
 use preboot::wire::image_safe::{ImageSafe, PendingFlags};
 use preboot::wire::transaction::messages::{
-    Hotkey, IpConfig, MenuMode, NetMode, Nic, Outcome, PciId, TaskAction, TaskReport,
+    Fetch, Hotkey, IpConfig, MenuMode, NetMode, Nic, Outcome, PciId, TaskAction, TaskReport,
     WorkstationInfo,
 };
 use preboot::wire::transaction::{Header, MAX_FRAME_LEN, MessageType, Status, emit_frame};
@@ -68,10 +68,27 @@ fn cond(c: &ACond, depth: usize) -> Condition {
     }
 }
 
+/// An image name: one of a few (so rules and the disk's base image
+/// meet), or any string (also longer than a task string may be).
+#[derive(Arbitrary, Debug, Clone)]
+enum AName {
+    Known(u8),
+    Any(String),
+}
+
+impl AName {
+    fn get(&self) -> String {
+        match self {
+            AName::Known(i) => IMAGES[usize::from(*i) % 3].to_string(),
+            AName::Any(s) => s.clone(),
+        }
+    }
+}
+
 #[derive(Arbitrary, Debug)]
 struct ARule {
     when: ACond,
-    image: u8,
+    image: AName,
     force: bool,
     partitions: Vec<u8>,
 }
@@ -91,13 +108,14 @@ struct AObject {
     policy: Option<u8>,
     menu: Option<AMenu>,
     image_next_boot: bool,
-    image: Option<u8>,
-    create: bool,
+    image: Option<AName>,
+    create: Option<AName>,
     maintenance: bool,
 }
 
 #[derive(Arbitrary, Debug)]
 struct ASession {
+    name: AName,
     enabled: bool,
     master: Option<u8>,
     members: Vec<u8>,
@@ -126,6 +144,9 @@ struct AInfo {
 #[derive(Arbitrary, Debug)]
 struct Input {
     server_menu: Option<AMenu>,
+    menu_file: Option<String>,
+    menu_entries: Vec<(u8, String)>,
+    environment: Option<(u8, String, String, String)>,
     server_rules: Vec<ARule>,
     policies: Vec<(Option<AMenu>, Vec<ARule>)>,
     objects: Vec<AObject>,
@@ -155,7 +176,7 @@ fn rules(v: &[ARule], tag: &str) -> Vec<ImagingRule> {
         .map(|(i, r)| ImagingRule {
             name: format!("{tag}{i}"),
             when: cond(&r.when, 0),
-            image: IMAGES[usize::from(r.image) % 3].to_string(),
+            image: r.image.get(),
             force: r.force,
             partitions: r.partitions.iter().take(16).copied().collect(),
         })
@@ -167,6 +188,19 @@ fuzz_target!(|input: Input| {
     store.server.menu = input.server_menu.as_ref().map(menu);
     store.server.rules = rules(&input.server_rules, "server");
     store.server.image_server = Ipv4Addr::new(10, 0, 0, 5);
+    store.server.menu_file = input.menu_file.clone();
+    store.server.menu_entries = input
+        .menu_entries
+        .iter()
+        .take(20)
+        .map(|(k, l)| MenuEntrySpec { kind: *k, label: l.clone() })
+        .collect();
+    store.server.environment = input.environment.as_ref().map(|(f, k, i, l)| EnvironmentSpec {
+        fetch: Fetch::from(*f % 3),
+        kernel: k.clone(),
+        initrd: i.clone(),
+        loader: l.clone(),
+    });
     for (i, (m, r)) in input.policies.iter().take(4).enumerate() {
         store.policies.push(WorkstationPolicy {
             name: format!("p{i}"),
@@ -184,14 +218,17 @@ fuzz_target!(|input: Input| {
         w.policy = o.policy.map(|p| format!("p{}", p % 6));
         w.menu = o.menu.as_ref().map(menu);
         w.image_next_boot = o.image_next_boot;
-        w.image = o.image.map(|i| IMAGES[usize::from(i) % 3].to_string());
-        w.create_image = o.create.then(|| "uploads/ws.img".to_string());
+        w.image = o.image.as_ref().map(AName::get);
+        w.create_image = o.create.as_ref().map(AName::get);
         w.maintenance = o.maintenance;
         store.workstations.push(w);
     }
     for (i, s) in input.sessions.iter().take(4).enumerate() {
         store.multicast.push(MulticastSession {
-            name: format!("s{i}"),
+            name: match &s.name {
+                AName::Known(_) => format!("s{i}"),
+                n => n.get(),
+            },
             enabled: s.enabled,
             image: s.master.is_none().then(|| IMAGES[0].to_string()),
             master: s.master.map(|m| WorkstationId::Mac(mac(m))),
@@ -305,11 +342,32 @@ fuzz_target!(|input: Input| {
     let ack = proxy.register(now, &info).expect("register never fails");
     assert_eq!(ack.registered, obj.is_some());
     emit_frame(&h(MessageType::InfoAck), &ack, true, &mut frame).expect("InfoAck fits a frame");
-    let m = proxy.menu(now, &info).expect("menu never fails");
-    assert_eq!(m.mode, setting.mode);
-    emit_frame(&h(MessageType::MenuReply), &m, true, &mut frame).expect("MenuReply fits a frame");
-    let ids_handed: Vec<u32> = {
-        let t = proxy.tasks(now, &info).expect("tasks never fails here");
+    let menu_ok = match proxy.menu(now, &info) {
+        Ok(m) => {
+            assert_eq!(m.mode, setting.mode);
+            // What the proxy answers, the wire can carry.
+            emit_frame(&h(MessageType::MenuReply), &m, true, &mut frame).expect("MenuReply fits a frame");
+            true
+        }
+        Err(e) => {
+            assert_eq!(e, Status::ServerError);
+            false
+        }
+    };
+    // Only an unencodable store makes the menu fail.
+    assert_eq!(
+        menu_ok,
+        store.server.menu_file.as_ref().is_none_or(|f| f.len() <= 128)
+            && store.server.menu_entries.iter().take(16).all(|e| e.label.len() <= 64)
+    );
+    let joined_before: Vec<usize> = (0..store.multicast.len()).map(|i| proxy.joined(i).len()).collect();
+    let ids_handed: Vec<u32> = match proxy.tasks(now, &info) {
+        Err(e) => {
+            // Refused: nothing handed out, nobody joined (§5).
+            assert_eq!(e, Status::ServerError);
+            Vec::new()
+        }
+        Ok(t) => {
         emit_frame(&h(MessageType::TaskReply), &t, true, &mut frame).expect("TaskReply fits a frame");
         assert!(t.tasks.len() <= decisions.len());
         for (task, d) in t.tasks.iter().zip(&decisions) {
@@ -322,7 +380,12 @@ fuzz_target!(|input: Input| {
             }
         }
         t.tasks.iter().map(|t| t.id).collect()
+        }
     };
+    if ids_handed.is_empty() {
+        let joined_after: Vec<usize> = (0..store.multicast.len()).map(|i| proxy.joined(i).len()).collect();
+        assert_eq!(joined_before, joined_after, "no task handed out, yet someone joined");
+    }
     let mut applied = std::collections::HashSet::new();
     for (pick, outcome) in input.reports.iter().take(16) {
         let id = ids_handed.get(usize::from(*pick) % ids_handed.len().max(1)).copied().unwrap_or(u32::from(*pick));

@@ -1,8 +1,9 @@
 //! The transaction server engine (docs/transaction-protocol.md §3–§6)
 //! driven by arbitrary operation sequences: raw datagrams, client engines
 //! running real handshakes and requests (so valid, authenticated frames
-//! reach the deep states), replays, tampering and truncation of recorded
-//! frames, time steps and timeouts.
+//! reach the deep states; under a site key and a per-workstation key,
+//! §3.1), replays, tampering and truncation of recorded frames, time steps
+//! and timeouts.
 //!
 //! Asserts: no panic; at most one reply per datagram, never larger than a
 //! frame; refusals are small (§5: ≤ 56 bytes, no larger than the request
@@ -18,7 +19,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use preboot::Instant;
 use preboot::policy::{ImagingProxy, ImagingRule, MemoryStore, Condition, WorkstationId, WorkstationObject};
-use preboot::transaction::{Client, ClientConfig, Policy, Server, ServerConfig, SiteKeys};
+use preboot::transaction::{Client, ClientConfig, Policy, Server, ServerConfig, WorkstationKeys};
 use preboot::wire::transaction::messages::{
     InfoAck, MenuReply, Outcome, TaskReply, TaskReport, WorkstationInfo,
 };
@@ -26,6 +27,8 @@ use preboot::wire::transaction::{Frame, HEADER_LEN, MAC_LEN, MAX_FRAME_LEN, Stat
 
 const KEY: &[u8] = b"fuzz site secret, 32 bytes long!";
 const OTHER_KEY: &[u8] = b"another secret, also long enough";
+/// Workstation 02:00:00:00:00:01 has its own key (§3.1).
+const WS_KEY: &[u8] = b"workstation 1's own key, 32 B ok";
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -131,7 +134,9 @@ fuzz_target!(|input: Input| {
         }
     };
     let policy = Counting { proxy: ImagingProxy::new(store()), handed_out: 0 };
-    let mut server = Server::new(config, SiteKeys::new(b"site", KEY), policy, random);
+    let mut keys = WorkstationKeys::new(Some((b"site", KEY)));
+    keys.insert(WorkstationId::Mac([2, 0, 0, 0, 0, 1]), WS_KEY).expect("key");
+    let mut server = Server::new(config, keys, policy, random);
     let max_sessions = config.max_sessions.max(1);
     let mut now = Instant::ZERO;
     let mut clients: Vec<Cl> = Vec::new();
@@ -144,9 +149,11 @@ fuzz_target!(|input: Input| {
         match op {
             Op::NewClient { peer, nonce, key } => {
                 if clients.len() < 8 {
-                    let (kid, k): (&[u8], &[u8]) = match key % 3 {
+                    let (kid, k): (&[u8], &[u8]) = match key % 5 {
                         0 => (b"site", KEY),
                         1 => (b"site", OTHER_KEY),
+                        2 => (b"02:00:00:00:00:01", WS_KEY),
+                        3 => (b"02:00:00:00:00:01", KEY),
                         _ => (b"nobody", KEY),
                     };
                     let cfg = ClientConfig::new(server_addr, kid, k).expect("valid client config");

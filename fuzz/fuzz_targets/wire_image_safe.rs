@@ -5,9 +5,33 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use preboot::wire::image_safe::{ImageSafe, ImageSafeError, SLOT_LEN, Slot, select};
+use preboot::wire::image_safe::{ImageSafe, ImageSafeError, MIN_LEN, SLOT_LEN, Slot, crc32, select};
 
-fuzz_target!(|data: &[u8]| {
+/// Most random bytes fail the CRC; when the first input byte is odd, the
+/// rest is given a valid header and CRC so the field parser is reached.
+fn with_valid_crc(data: &[u8]) -> Vec<u8> {
+    let mut d = data.to_vec();
+    if d.len() >= MIN_LEN {
+        d[..4].copy_from_slice(b"PBIS");
+        d[4] = 1;
+        let len = (usize::from(u16::from_be_bytes([d[6], d[7]])) % (d.len() + 1)).max(MIN_LEN);
+        d[6..8].copy_from_slice(&(len as u16).to_be_bytes());
+        let crc = crc32(&d[..len - 4]);
+        d[len - 4..len].copy_from_slice(&crc.to_be_bytes());
+    }
+    d
+}
+
+fuzz_target!(|input: &[u8]| {
+    let fixed;
+    let data = match input.split_first() {
+        Some((flag, rest)) if flag & 1 == 1 => {
+            fixed = with_valid_crc(rest);
+            &fixed[..]
+        }
+        Some((_, rest)) => rest,
+        None => input,
+    };
     if let Ok(rec) = ImageSafe::parse(data) {
         let mut out = [0u8; SLOT_LEN];
         match rec.emit(&mut out) {
