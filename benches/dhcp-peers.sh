@@ -148,7 +148,7 @@ start_kea() {
     "valid-lifetime": 3600,
     "subnet4": [ {
       "subnet": "10.$o.0.0/15",
-      "pools": [ { "pool": "10.$((o + 1)).0.1 - 10.$((o + 1)).255.254" } ],
+      "pools": [ { "pool": "10.$o.1.0 - 10.$((o + 1)).255.254" } ],
       "next-server": "10.$o.0.1",
       "boot-file-name": "pxelinux.0"
     } ],
@@ -170,7 +170,7 @@ start_dnsmasq() { # name extra-flags...
   local o="${OCTET[$name]}"
   ip netns exec "$TAG-$name" "${pin_server[@]}" dnsmasq -k --conf-file=/dev/null \
     --port=0 --interface="s-$TAG-$o" --bind-interfaces \
-    --dhcp-range="10.$((o + 1)).0.1,10.$((o + 1)).255.254,255.254.0.0,1h" \
+    --dhcp-range="10.$o.1.0,10.$((o + 1)).255.254,255.254.0.0,1h" \
     --dhcp-lease-max=200000 --dhcp-leasefile="$WORK/$name.leases" \
     --dhcp-boot=pxelinux.0 --pid-file="$WORK/$name.pid" \
     --log-facility="$OUT/$name.log" "$@" &
@@ -237,7 +237,7 @@ for s in $SERVERS proxy; do
   o="${OCTET[$s]}"
   case "$s" in
     preboot) start_preboot preboot --full --subnet "10.$o.0.0/15" \
-               --pool "10.$((o + 1)).0.1-10.$((o + 1)).255.254" \
+               --pool "10.$o.1.0-10.$((o + 1)).255.254" \
                --lease-file "$WORK/preboot.leases" ;;
     proxy) start_preboot proxy --proxy ;;
     kea) start_kea ;;
