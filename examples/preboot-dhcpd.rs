@@ -49,6 +49,7 @@ full mode:
   --dns IP                     option 6 (repeatable, up to 3)
   --lease-time SECONDS         default 3600
   --lease-file PATH            lease log (fsync'd before each ACK); none = memory only
+  --commit-window-ms MS        group commit window of the lease log (default 4)
 
 boot files by client architecture (option 93):
   --bios FILE  --uefi-x64 FILE  --uefi-ia32 FILE  --uefi-arm64 FILE
@@ -85,6 +86,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Block SIGINT/SIGTERM before any thread starts, so every thread
     // inherits the mask and only the waiter below receives them.
@@ -147,6 +149,7 @@ impl Options {
         let mut dns: Vec<Ipv4Addr> = Vec::new();
         let mut lease_time = Duration::from_secs(3600);
         let mut lease_file = None;
+        let mut commit_window = None;
         let mut boot = preboot::driver::dhcp::BootFileConfig::default();
         let mut menu = MenuPolicy::Never;
         let mut rate_limit = RateLimit::default();
@@ -205,6 +208,15 @@ impl Options {
                     lease_time = Duration::from_secs(s);
                 }
                 "--lease-file" => lease_file = Some(PathBuf::from(value()?)),
+                "--commit-window-ms" => {
+                    let v = value()?;
+                    let ms: u64 = v
+                        .parse()
+                        .ok()
+                        .filter(|ms| *ms <= 1000)
+                        .ok_or_else(|| format!("--commit-window-ms {v}: expected 0..=1000"))?;
+                    commit_window = Some(Duration::from_millis(ms));
+                }
                 "--bios" => boot.bios = Some(value()?),
                 "--uefi-x64" => boot.uefi_x64 = Some(value()?),
                 "--uefi-ia32" => boot.uefi_ia32 = Some(value()?),
@@ -280,6 +292,9 @@ impl Options {
         config.boot_files = boot;
         config.menu = menu;
         config.lease_file = lease_file;
+        if let Some(w) = commit_window {
+            config.lease_commit_window = w;
+        }
         config.rate_limit = rate_limit;
         // Check the engine configuration now, for a clear message.
         config.engine_config().map_err(|e| e.to_string())?;

@@ -247,10 +247,16 @@ impl Server {
         if config.server_id.is_unspecified() {
             return Err(Error::Config("server identifier 0.0.0.0"));
         }
+        let mut leases = LeaseTable::new();
+        if config.mode == Mode::Full {
+            for p in &config.pools {
+                leases.track_range(p.start, p.end);
+            }
+        }
         Ok(Server {
             rate: RateLimiter::new(config.rate_limit),
             config,
-            leases: LeaseTable::new(),
+            leases,
             cursors: [PoolCursor::default(); super::config::MAX_POOLS],
             pending: Deque::new(),
             events: Deque::new(),
