@@ -44,8 +44,9 @@
 # architecture's boot file.
 #
 # Output: the run directory holds serial.log, capture.pcapng, server.log,
-# dhcp.tsv, tftp.tsv and result. The last line printed is
-#   RESULT PASS <case> boot_s=<seconds to marker>
+# dhcp.tsv, tftp.tsv, timeline.txt and result. The last line printed is
+#   RESULT PASS <case> boot_s=<seconds to marker> net_s=<seconds from the
+#       first DISCOVER to the end of the last TFTP transfer> accel=<tcg|kvm>
 # or
 #   RESULT FAIL <case> <reason>; <reason>; ...
 # Exit status: 0 PASS, 1 FAIL, 2 the harness itself could not run.
@@ -566,7 +567,14 @@ done <"$out/tftp.tsv"
       printf "%7.2f  TFTP %s %s (%s, until %.2f)\n", $6 - t0, $2, ($4 == "nodata" ? $5 : $4), $3, $7 - t0
     }' "$out/tftp.tsv"
   [[ -n "$boot_s" ]] && printf '%7.2f  marker on the serial console\n' "$boot_s"
-} | sort -n >"$out/timeline.txt"
+} | sort -s -n -k1,1 >"$out/timeline.txt"
+# The part of the boot the servers decide: from the guest's first DISCOVER
+# to the end of its last TFTP transfer (the rest is firmware and kernel).
+net_s=$(awk -F'|' -v mac="$mac" '
+  FNR == NR { if (tolower($2) == mac && $7 == 1 && (first == "" || $16 < first)) first = $16; next }
+  $4 == "complete" && $7 > last { last = $7 }
+  END { if (first != "" && last != "") printf "%.2f", last - first; else print "-" }' \
+  "$out/dhcp.tsv" "$out/tftp.tsv")
 # The guest must have read the files that make this boot.
 if [[ "$firmware" == bios ]]; then need=(pxelinux.0 ldlinux.c32 pxelinux.cfg/default vmlinuz initrd.img)
 else need=(preboot-x64.efi); fi
@@ -583,8 +591,8 @@ if [[ $keep -eq 0 ]]; then
   [[ ${#fails[@]} -eq 0 ]] && rm -f "$out/capture.pcapng"
 fi
 if [[ ${#fails[@]} -eq 0 ]]; then
-  echo "PASS boot_s=$boot_s" >"$out/result"
-  echo "RESULT PASS $case_name boot_s=$boot_s accel=$accel"
+  echo "PASS boot_s=$boot_s net_s=$net_s" >"$out/result"
+  echo "RESULT PASS $case_name boot_s=$boot_s net_s=$net_s accel=$accel"
   exit 0
 fi
 msg="$(printf '%s; ' "${fails[@]}")"
