@@ -11,7 +11,9 @@
 # DISCOVER to the end of its last TFTP transfer, read from the capture (the
 # part the servers decide; the rest is the same guest code under TCG and
 # varies with machine load). The servers alternate run by run so that load
-# hits both alike. Prints a Markdown table of medians and ours/dnsmasq.
+# hits both alike. srv: the mean TFTP server turnaround (a client ACK in,
+# the next DATA out, in ms, from the capture). Prints a Markdown table of
+# medians and ours/dnsmasq.
 # Needs what tests/firmware.rs needs, plus dnsmasq (Debian dnsmasq-base).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +35,7 @@ mkdir -p target/firmware
 
 median() { sort -n | awk '{a[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
-declare -A times nets
+declare -A times nets srvs
 for c in $cases; do
   fw="${c%-*}" mode="${c#*-}"
   for ((i = 1; i <= runs; i++)); do
@@ -41,12 +43,14 @@ for c in $cases; do
       line=$(tests/firmware/boot.sh --firmware "$fw" --mode "$mode" --server "$s" \
         --server-bin "$bin" --timeout 240 2>>"$log" | tail -n 1) || true
       echo "$line" | tee -a "$log" >&2
-      if [[ "$line" =~ ^RESULT\ PASS.*boot_s=([0-9.]+)\ net_s=([0-9.]+) ]]; then
+      if [[ "$line" =~ ^RESULT\ PASS.*boot_s=([0-9.]+)\ net_s=([0-9.]+)\ server_ms=([0-9.]+) ]]; then
         times[$c,$s]+="${BASH_REMATCH[1]} "
         nets[$c,$s]+="${BASH_REMATCH[2]} "
+        srvs[$c,$s]+="${BASH_REMATCH[3]} "
       else
         times[$c,$s]+="fail "
         nets[$c,$s]+="fail "
+        srvs[$c,$s]+="fail "
       fi
     done
   done
@@ -55,12 +59,13 @@ done
 echo
 ratio() { awk -v o="$1" -v d="$2" 'BEGIN {if (o == "-" || d == "-") print "-"; else printf "%.2f", o / d}'; }
 med() { tr ' ' '\n' <<<"$1" | grep -E '^[0-9.]+$' | median; }
-echo "| case | boot, ours (s) | boot, dnsmasq (s) | ours / dnsmasq | net, ours (s) | net, dnsmasq (s) | ours / dnsmasq |"
-echo "|---|---|---|---|---|---|---|"
+echo "| case | boot, ours (s) | boot, dnsmasq (s) | ours / dnsmasq | net, ours (s) | net, dnsmasq (s) | ours / dnsmasq | srv, ours (ms) | srv, dnsmasq (ms) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for c in $cases; do
   bo=$(med "${times[$c,ours]}") bd=$(med "${times[$c,dnsmasq]}")
   no=$(med "${nets[$c,ours]}") nd=$(med "${nets[$c,dnsmasq]}")
-  echo "| $c | $bo | $bd | $(ratio "$bo" "$bd") | $no | $nd | $(ratio "$no" "$nd") |"
+  so=$(med "${srvs[$c,ours]}") sd=$(med "${srvs[$c,dnsmasq]}")
+  echo "| $c | $bo | $bd | $(ratio "$bo" "$bd") | $no | $nd | $(ratio "$no" "$nd") | $so | $sd |"
 done
 echo
 for c in $cases; do

@@ -46,7 +46,9 @@
 # Output: the run directory holds serial.log, capture.pcapng, server.log,
 # dhcp.tsv, tftp.tsv, timeline.txt and result. The last line printed is
 #   RESULT PASS <case> boot_s=<seconds to marker> net_s=<seconds from the
-#       first DISCOVER to the end of the last TFTP transfer> accel=<tcg|kvm>
+#       first DISCOVER to the end of the last TFTP transfer>
+#       server_ms=<mean TFTP server turnaround, client ACK to next DATA,
+#       in milliseconds> accel=<tcg|kvm>
 # or
 #   RESULT FAIL <case> <reason>; <reason>; ...
 # Exit status: 0 PASS, 1 FAIL, 2 the harness itself could not run.
@@ -470,7 +472,7 @@ tshark -r "$out/capture.pcapng" -Y "udp && !(udp.port == 67 || udp.port == 68 ||
   -e udp.payload -e frame.time_epoch >"$out/udp.tsv" 2>>"$out/tshark.log" || fail "tshark could not read the capture"
 rm -rf "$out/received"
 mkdir -p "$out/received"
-awk -F'|' -v dir="$out/received" '
+awk -F'|' -v dir="$out/received" -v turn="$out/turnaround" '
   function hexstr(h,   s, i) { s = ""; for (i = 1; i < length(h); i += 2) s = s sprintf("%c", strtonum_hex(substr(h, i, 2))); return s }
   function strtonum_hex(h,   i, n, c) { n = 0; h = tolower(h); for (i = 1; i <= length(h); i++) { c = index("0123456789abcdef", substr(h, i, 1)) - 1; n = n * 16 + c } return n }
   # NUL-separated strings of a request (after the opcode).
@@ -490,12 +492,14 @@ awk -F'|' -v dir="$out/received" '
       oack[t] = 1
     } else if (op == 3 && (dst in key)) {     # DATA server -> client
       t = key[dst]; blk = strtonum_hex(substr(p, 5, 4)); d = substr(p, 9)
+      # Server turnaround: an ACK in, the next DATA out.
+      if (t in acked_at) { turn_sum += now - acked_at[t]; turn_n++; delete acked_at[t] }
       if ((t, blk) in data) { if (data[t, blk] != d) conflict[t] = 1 }
       else { data[t, blk] = d; if (blk > maxblk[t]) maxblk[t] = blk }
       if (length(d) / 2 < blksize[t]) last[t] = blk
       t_end[t] = now
     } else if (op == 4 && (src in key)) {     # ACK client -> server
-      t = key[src]; blk = strtonum_hex(substr(p, 5, 4))
+      t = key[src]; blk = strtonum_hex(substr(p, 5, 4)); acked_at[t] = now
       if ((t in last) && blk == last[t]) { acked[t] = 1; t_end[t] = now }
     } else if (op == 5) {                     # ERROR, either way
       code = strtonum_hex(substr(p, 5, 4))
@@ -504,6 +508,7 @@ awk -F'|' -v dir="$out/received" '
     }
   }
   END {
+    if (turn_n) printf "%.3f\n", turn_sum / turn_n * 1000 > turn; else print "-" > turn
     for (t = 1; t <= ntr; t++) {
       f = name[t]; sub(/^\/+/, "", f)
       if (maxblk[t] == 0) {
@@ -575,6 +580,7 @@ net_s=$(awk -F'|' -v mac="$mac" '
   $4 == "complete" && $7 > last { last = $7 }
   END { if (first != "" && last != "") printf "%.2f", last - first; else print "-" }' \
   "$out/dhcp.tsv" "$out/tftp.tsv")
+server_ms=$(cat "$out/turnaround" 2>/dev/null || echo -)
 # The guest must have read the files that make this boot.
 if [[ "$firmware" == bios ]]; then need=(pxelinux.0 ldlinux.c32 pxelinux.cfg/default vmlinuz initrd.img)
 else need=(preboot-x64.efi); fi
@@ -591,8 +597,8 @@ if [[ $keep -eq 0 ]]; then
   [[ ${#fails[@]} -eq 0 ]] && rm -f "$out/capture.pcapng"
 fi
 if [[ ${#fails[@]} -eq 0 ]]; then
-  echo "PASS boot_s=$boot_s net_s=$net_s" >"$out/result"
-  echo "RESULT PASS $case_name boot_s=$boot_s net_s=$net_s accel=$accel"
+  echo "PASS boot_s=$boot_s net_s=$net_s server_ms=$server_ms" >"$out/result"
+  echo "RESULT PASS $case_name boot_s=$boot_s net_s=$net_s server_ms=$server_ms accel=$accel"
   exit 0
 fi
 msg="$(printf '%s; ' "${fails[@]}")"
