@@ -44,8 +44,11 @@
 # architecture's boot file.
 #
 # Output: the run directory holds serial.log, capture.pcapng, server.log,
-# dhcp.tsv, tftp.tsv and result. The last line printed is
-#   RESULT PASS <case> boot_s=<seconds to marker>
+# dhcp.tsv, tftp.tsv, timeline.txt and result. The last line printed is
+#   RESULT PASS <case> boot_s=<seconds to marker> net_s=<seconds from the
+#       first DISCOVER to the end of the last TFTP transfer>
+#       server_ms=<mean TFTP server turnaround, client ACK to next DATA,
+#       in milliseconds> accel=<tcg|kvm>
 # or
 #   RESULT FAIL <case> <reason>; <reason>; ...
 # Exit status: 0 PASS, 1 FAIL, 2 the harness itself could not run.
@@ -388,7 +391,7 @@ tshark -r "$out/capture.pcapng" -d udp.port==4011,dhcp -Y dhcp -T fields \
   -e dhcp.option.dhcp -e dhcp.option.vendor_class_id \
   -e dhcp.option.client_system_architecture -e dhcp.ip.your -e dhcp.file \
   -e dhcp.option.bootfile_name -e dhcp.hw.mac_addr -e dhcp.id \
-  -e dhcp.option.vendor.pxeclient.discovery_control \
+  -e dhcp.option.vendor.pxeclient.discovery_control -e frame.time_epoch \
   >"$out/dhcp.tsv" 2>"$out/tshark.log" || fail "tshark could not read the capture"
 
 if [[ "$firmware" == bios ]]; then arch_re='^0$'; else arch_re='^(7|9)$'; fi
@@ -466,35 +469,38 @@ done <<<"$dhcp_check"
 # complete when a block shorter than the block size was acknowledged.
 tshark -r "$out/capture.pcapng" -Y "udp && !(udp.port == 67 || udp.port == 68 || udp.port == 4011)" \
   -T fields -E separator='|' -e frame.number -e ip.src -e udp.srcport -e ip.dst -e udp.dstport \
-  -e udp.payload >"$out/udp.tsv" 2>>"$out/tshark.log" || fail "tshark could not read the capture"
+  -e udp.payload -e frame.time_epoch >"$out/udp.tsv" 2>>"$out/tshark.log" || fail "tshark could not read the capture"
 rm -rf "$out/received"
 mkdir -p "$out/received"
-awk -F'|' -v dir="$out/received" '
+awk -F'|' -v dir="$out/received" -v turn="$out/turnaround" '
   function hexstr(h,   s, i) { s = ""; for (i = 1; i < length(h); i += 2) s = s sprintf("%c", strtonum_hex(substr(h, i, 2))); return s }
   function strtonum_hex(h,   i, n, c) { n = 0; h = tolower(h); for (i = 1; i <= length(h); i++) { c = index("0123456789abcdef", substr(h, i, 1)) - 1; n = n * 16 + c } return n }
   # NUL-separated strings of a request (after the opcode).
   function strings(h, arr,   i, n, cur, b) { n = 0; cur = ""; for (i = 5; i < length(h); i += 2) { b = substr(h, i, 2); if (b == "00") { arr[++n] = cur; cur = "" } else cur = cur b } return n }
   {
-    frame = $1; src = $2 ":" $3; dst = $4 ":" $5; p = tolower($6)
+    frame = $1; src = $2 ":" $3; dst = $4 ":" $5; p = tolower($6); now = $7
     if (length(p) < 4) next
     op = strtonum_hex(substr(p, 1, 4))
     if (op == 1 && $5 == 69) {          # RRQ client -> server:69
       n = strings(p, s)
       t = ++ntr; key[src] = t; client[t] = src; name[t] = hexstr(s[1]); blksize[t] = 512
       for (i = 3; i < n; i += 2) if (tolower(hexstr(s[i])) == "blksize") want_blk[t] = hexstr(s[i + 1]) + 0
-      state[t] = "requested"
+      state[t] = "requested"; t_start[t] = now
     } else if (op == 6 && (dst in key)) {     # OACK server -> client
       t = key[dst]; n = strings(p, s)
       for (i = 1; i < n; i += 2) if (tolower(hexstr(s[i])) == "blksize") blksize[t] = hexstr(s[i + 1]) + 0
       oack[t] = 1
     } else if (op == 3 && (dst in key)) {     # DATA server -> client
       t = key[dst]; blk = strtonum_hex(substr(p, 5, 4)); d = substr(p, 9)
+      # Server turnaround: an ACK in, the next DATA out.
+      if (t in acked_at) { turn_sum += now - acked_at[t]; turn_n++; delete acked_at[t] }
       if ((t, blk) in data) { if (data[t, blk] != d) conflict[t] = 1 }
       else { data[t, blk] = d; if (blk > maxblk[t]) maxblk[t] = blk }
       if (length(d) / 2 < blksize[t]) last[t] = blk
+      t_end[t] = now
     } else if (op == 4 && (src in key)) {     # ACK client -> server
-      t = key[src]; blk = strtonum_hex(substr(p, 5, 4))
-      if ((t in last) && blk == last[t]) acked[t] = 1
+      t = key[src]; blk = strtonum_hex(substr(p, 5, 4)); acked_at[t] = now
+      if ((t in last) && blk == last[t]) { acked[t] = 1; t_end[t] = now }
     } else if (op == 5) {                     # ERROR, either way
       code = strtonum_hex(substr(p, 5, 4))
       if (dst in key) { t = key[dst]; err[t] = "server ERROR " code }
@@ -502,11 +508,12 @@ awk -F'|' -v dir="$out/received" '
     }
   }
   END {
+    if (turn_n) printf "%.3f\n", turn_sum / turn_n * 1000 > turn; else print "-" > turn
     for (t = 1; t <= ntr; t++) {
       f = name[t]; sub(/^\/+/, "", f)
       if (maxblk[t] == 0) {
         # No data: a not-found answer or a size probe the client aborted.
-        printf "%d|%s|%s|nodata|%s\n", t, f, client[t], (t in err) ? err[t] : "no answer"
+        printf "%d|%s|%s|nodata|%s|%s|%s\n", t, f, client[t], (t in err) ? err[t] : "no answer", t_start[t], t_start[t]
         continue
       }
       out = dir "/" t
@@ -520,12 +527,12 @@ awk -F'|' -v dir="$out/received" '
       if ((t in last) && last[t] == maxblk[t] && missing == 0 && (t in acked)) status = "complete"
       if (t in conflict) status = "conflicting-retransmission"
       if (t in err) status = status " (" err[t] ")"
-      printf "%d|%s|%s|%s|%s\n", t, f, client[t], status, out
+      printf "%d|%s|%s|%s|%s|%s|%s\n", t, f, client[t], status, out, t_start[t], t_end[t]
     }
   }' "$out/udp.tsv" >"$out/tftp.tsv"
 
 ntransfers=0
-while IFS='|' read -r t f client status file; do
+while IFS='|' read -r t f client status file _ _; do
   if [[ "$status" == nodata ]]; then
     case "$file" in
       "server ERROR 1")
@@ -551,6 +558,29 @@ while IFS='|' read -r t f client status file; do
   fi
 done <"$out/tftp.tsv"
 [[ $ntransfers -gt 0 ]] || fail "TFTP: no transfer carried data"
+
+# Timeline, in seconds from QEMU's start: every DHCP message of the guest's
+# PXE exchange and every TFTP request (start - end), for finding where a
+# boot spends its time.
+{
+  awk -F'|' -v t0="$t0" -v mac="$mac" '
+    BEGIN { split("DISCOVER OFFER REQUEST DECLINE ACK NAK RELEASE INFORM", n, " ") }
+    tolower($13) == mac {
+      printf "%7.2f  DHCP %-8s %s:%s -> %s:%s%s\n", $16 - t0, n[$7], $3, $4, $5, $6, ($11 != "" ? "  file " $11 : "")
+    }' "$out/dhcp.tsv"
+  awk -F'|' -v t0="$t0" '{
+      printf "%7.2f  TFTP %s %s (%s, until %.2f)\n", $6 - t0, $2, ($4 == "nodata" ? $5 : $4), $3, $7 - t0
+    }' "$out/tftp.tsv"
+  [[ -n "$boot_s" ]] && printf '%7.2f  marker on the serial console\n' "$boot_s"
+} | sort -s -n -k1,1 >"$out/timeline.txt"
+# The part of the boot the servers decide: from the guest's first DISCOVER
+# to the end of its last TFTP transfer (the rest is firmware and kernel).
+net_s=$(awk -F'|' -v mac="$mac" '
+  FNR == NR { if (tolower($2) == mac && $7 == 1 && (first == "" || $16 < first)) first = $16; next }
+  $4 == "complete" && $7 > last { last = $7 }
+  END { if (first != "" && last != "") printf "%.2f", last - first; else print "-" }' \
+  "$out/dhcp.tsv" "$out/tftp.tsv")
+server_ms=$(cat "$out/turnaround" 2>/dev/null || echo -)
 # The guest must have read the files that make this boot.
 if [[ "$firmware" == bios ]]; then need=(pxelinux.0 ldlinux.c32 pxelinux.cfg/default vmlinuz initrd.img)
 else need=(preboot-x64.efi); fi
@@ -567,8 +597,8 @@ if [[ $keep -eq 0 ]]; then
   [[ ${#fails[@]} -eq 0 ]] && rm -f "$out/capture.pcapng"
 fi
 if [[ ${#fails[@]} -eq 0 ]]; then
-  echo "PASS boot_s=$boot_s" >"$out/result"
-  echo "RESULT PASS $case_name boot_s=$boot_s accel=$accel"
+  echo "PASS boot_s=$boot_s net_s=$net_s server_ms=$server_ms" >"$out/result"
+  echo "RESULT PASS $case_name boot_s=$boot_s net_s=$net_s server_ms=$server_ms accel=$accel"
   exit 0
 fi
 msg="$(printf '%s; ' "${fails[@]}")"

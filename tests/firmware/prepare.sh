@@ -39,14 +39,17 @@ need_file /usr/lib/systemd/boot/efi/linuxx64.efi.stub systemd-boot-efi
 need_file /usr/share/OVMF/OVMF_CODE_4M.fd ovmf
 need_file /usr/share/OVMF/OVMF_VARS_4M.fd ovmf
 need_file /usr/lib/ipxe/qemu/efi-e1000.rom ipxe-qemu
-file -L /bin/busybox | grep -q 'statically linked' || die "/bin/busybox is not static (install busybox-static)"
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' ||
+  die "/bin/busybox must be static (install busybox-static)"
 
-cp /usr/lib/PXELINUX/pxelinux.0 "$cache/pxelinux.0"
-cp /usr/lib/syslinux/modules/bios/ldlinux.c32 "$cache/ldlinux.c32"
-cp /bin/busybox "$cache/busybox"
-cp /usr/lib/systemd/boot/efi/linuxx64.efi.stub "$cache/linuxx64.efi.stub"
-cp /usr/share/OVMF/OVMF_CODE_4M.fd "$cache/OVMF_CODE.fd"
-cp /usr/share/OVMF/OVMF_VARS_4M.fd "$cache/OVMF_VARS.fd"
+# Copy, then rename: a boot running meanwhile keeps reading whole files.
+put() { cp "$1" "$cache/$2.tmp$$" && mv -f "$cache/$2.tmp$$" "$cache/$2"; }
+put /usr/lib/PXELINUX/pxelinux.0 pxelinux.0
+put /usr/lib/syslinux/modules/bios/ldlinux.c32 ldlinux.c32
+put /bin/busybox busybox
+put /usr/lib/systemd/boot/efi/linuxx64.efi.stub linuxx64.efi.stub
+put /usr/share/OVMF/OVMF_CODE_4M.fd OVMF_CODE.fd
+put /usr/share/OVMF/OVMF_VARS_4M.fd OVMF_VARS.fd
 
 if [[ ! -f "$cache/vmlinuz" ]]; then
   # The current Debian kernel for amd64: the package the meta-package
