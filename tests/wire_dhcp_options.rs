@@ -440,3 +440,12 @@ fn builder_refuses_overload_over_a_name() {
         (1, &b"srv"[..], &b""[..])
     );
 }
+
+/// Typed options are moved by value while walking a message: an
+/// `OptionData` (one slice, or an RFC 3396 fragment list) stays 32 bytes
+/// and a typed option at most 48.
+#[test]
+fn option_values_stay_small() {
+    assert!(size_of::<OptionData>() <= 32);
+    assert!(size_of::<DhcpOption>() <= 48);
+}

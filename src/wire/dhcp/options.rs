@@ -29,7 +29,7 @@
 //!   original did, and when it does those fields are empty in both.
 
 use super::data::OptionData;
-use super::layout::{RawStep, area_bounds, raw_step};
+use super::layout::area_bounds;
 use super::typed::DhcpOption;
 use super::typed::code::OPTION_OVERLOAD;
 
@@ -67,6 +67,7 @@ pub struct RawOption<'a> {
 
 impl<'a> RawOption<'a> {
     /// The typed option.
+    #[inline]
     pub fn decode(&self) -> DhcpOption<'a> {
         DhcpOption::decode(self.code, self.data)
     }
@@ -88,11 +89,21 @@ pub struct RawOptions<'a> {
     truncated: bool,
 }
 
-impl<'a> RawOptions<'a> {
+/// What one pass over a message's option areas finds: the overload in
+/// force, the codes that occur more than once, and whether an option ran
+/// past its area. [`DhcpPacket::new_checked`](super::DhcpPacket::new_checked)
+/// computes it once; every later option walk reuses it.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct Scan {
+    pub(crate) overload: u8,
+    pub(crate) dup: CodeSet,
+    pub(crate) truncated: bool,
+}
+
+impl Scan {
     /// Scans the options of a whole DHCP message (`packet` starts with the
-    /// BOOTP header). One quick pass finds option 52 and repeated codes;
-    /// iteration then yields each option once.
-    pub(crate) fn new(packet: &'a [u8]) -> Self {
+    /// BOOTP header): option 52 (see the module docs) and repeated codes.
+    pub(crate) fn of(packet: &[u8]) -> Scan {
         let mut seen = CodeSet::default();
         let mut dup = CodeSet::default();
         let mut overload = 0u8;
@@ -104,27 +115,34 @@ impl<'a> RawOptions<'a> {
         let mut area = 0u8;
         while area <= 2 {
             if let Some((mut pos, end)) = area_bounds(area, overload, packet.len()) {
-                loop {
-                    match raw_step(packet, pos, end) {
-                        RawStep::Pad => pos += 1,
-                        RawStep::End => break,
-                        RawStep::Truncated => {
-                            truncated = true;
-                            break;
-                        }
-                        RawStep::Option { code, start, len } => {
-                            if !seen.insert(code) {
-                                dup.insert(code);
-                            }
-                            if code == OPTION_OVERLOAD && area == 0 {
-                                overload_len += len;
-                                if len == 1 {
-                                    overload_value = packet[start];
-                                }
-                            }
-                            pos = start + len;
+                let bytes = packet.get(..end).unwrap_or(&[]);
+                while let Some(&code) = bytes.get(pos) {
+                    if code == 0 {
+                        pos += 1;
+                        continue;
+                    }
+                    if code == 255 {
+                        break;
+                    }
+                    let start = pos + 2;
+                    let Some(len) = bytes
+                        .get(pos + 1)
+                        .map(|&l| l as usize)
+                        .filter(|l| start + l <= bytes.len())
+                    else {
+                        truncated = true;
+                        break;
+                    };
+                    if !seen.insert(code) {
+                        dup.insert(code);
+                    }
+                    if code == OPTION_OVERLOAD && area == 0 {
+                        overload_len += len;
+                        if len == 1 {
+                            overload_value = bytes[start];
                         }
                     }
+                    pos = start + len;
                 }
             }
             if area == 0 && overload_len == 1 {
@@ -132,16 +150,35 @@ impl<'a> RawOptions<'a> {
             }
             area += 1;
         }
-        let (pos, end) = area_bounds(0, overload, packet.len()).unwrap_or((0, 0));
+        Scan {
+            overload,
+            dup,
+            truncated,
+        }
+    }
+}
+
+impl<'a> RawOptions<'a> {
+    /// Scans the options of a whole DHCP message (`packet` starts with the
+    /// BOOTP header). One quick pass finds option 52 and repeated codes;
+    /// iteration then yields each option once.
+    pub(crate) fn new(packet: &'a [u8]) -> Self {
+        Self::with_scan(packet, Scan::of(packet))
+    }
+
+    /// Iterates with the result of an earlier [`Scan::of`] of `packet`.
+    #[inline]
+    pub(crate) fn with_scan(packet: &'a [u8], scan: Scan) -> Self {
+        let (pos, end) = area_bounds(0, scan.overload, packet.len()).unwrap_or((0, 0));
         RawOptions {
             packet,
-            overload,
+            overload: scan.overload,
             area: 0,
             pos,
             end,
-            dup,
+            dup: scan.dup,
             done: CodeSet::default(),
-            truncated,
+            truncated: scan.truncated,
         }
     }
 
@@ -169,43 +206,52 @@ impl<'a> Iterator for RawOptions<'a> {
     #[inline]
     fn next(&mut self) -> Option<RawOption<'a>> {
         loop {
-            match raw_step(self.packet, self.pos, self.end) {
-                RawStep::Pad => self.pos += 1,
-                RawStep::Option { code, start, len } => {
-                    let at = self.pos;
-                    self.pos = start + len;
-                    if !self.dup.contains(code) {
-                        return Some(RawOption {
-                            code,
-                            data: OptionData::new(&self.packet[start..start + len]),
-                        });
-                    }
-                    if self.done.insert(code) {
-                        return Some(RawOption {
-                            code,
-                            data: OptionData::split(
-                                self.packet,
-                                self.overload,
-                                code,
-                                self.area,
-                                at,
-                            ),
-                        });
-                    }
+            // One pass over the current area, read as a slice: pad skipped,
+            // end option or a truncated option ends the area (as
+            // `raw_step` does, without its per-step re-checks).
+            let area = self.packet.get(..self.end).unwrap_or(&[]);
+            while let Some(&code) = area.get(self.pos) {
+                if code == 0 {
+                    self.pos += 1;
+                    continue;
                 }
-                RawStep::End | RawStep::Truncated => loop {
-                    self.area = self.area.saturating_add(1);
-                    if self.area > 2 {
-                        self.pos = 0;
-                        self.end = 0;
-                        return None;
-                    }
-                    if let Some((s, e)) = area_bounds(self.area, self.overload, self.packet.len()) {
-                        self.pos = s;
-                        self.end = e;
-                        break;
-                    }
-                },
+                if code == 255 {
+                    break;
+                }
+                let start = self.pos + 2;
+                let Some(data) = area
+                    .get(self.pos + 1)
+                    .and_then(|&len| area.get(start..start + len as usize))
+                else {
+                    break;
+                };
+                let at = self.pos;
+                self.pos = start + data.len();
+                if !self.dup.contains(code) {
+                    return Some(RawOption {
+                        code,
+                        data: OptionData::new(data),
+                    });
+                }
+                if self.done.insert(code) {
+                    return Some(RawOption {
+                        code,
+                        data: OptionData::split(self.packet, self.overload, code, self.area, at),
+                    });
+                }
+            }
+            loop {
+                self.area = self.area.saturating_add(1);
+                if self.area > 2 {
+                    self.pos = 0;
+                    self.end = 0;
+                    return None;
+                }
+                if let Some((s, e)) = area_bounds(self.area, self.overload, self.packet.len()) {
+                    self.pos = s;
+                    self.end = e;
+                    break;
+                }
             }
         }
     }

@@ -62,6 +62,7 @@ macro_rules! dhcp_options {
 
         impl<'a> DhcpOption<'a> {
             /// The option code.
+            #[inline]
             pub fn code(&self) -> u8 {
                 match self {
                     $( Self::$variant(_) => $code, )*
@@ -87,6 +88,7 @@ macro_rules! dhcp_options {
             }
 
             /// Length of the payload (before any RFC 3396 split).
+            #[inline]
             pub fn payload_len(&self) -> usize {
                 match self {
                     $( Self::$variant(v) => v.encoded_len(), )*

@@ -428,6 +428,7 @@ macro_rules! pxe_options {
 
         impl<'a> PxeOption<'a> {
             /// The sub-option code.
+            #[inline]
             pub fn code(&self) -> u8 {
                 match self {
                     $( Self::$variant(_) => $code, )*
@@ -441,6 +442,7 @@ macro_rules! pxe_options {
             }
 
             /// Decodes the payload of sub-option `code`.
+            #[inline]
             pub fn decode(code: u8, data: OptionData<'a>) -> Self {
                 match code {
                     $( $code => match <$ty as OptionValue>::decode(data) {
@@ -452,6 +454,7 @@ macro_rules! pxe_options {
             }
 
             /// Payload length.
+            #[inline]
             pub fn payload_len(&self) -> usize {
                 match self {
                     $( Self::$variant(v) => v.encoded_len(), )*
@@ -575,6 +578,7 @@ impl<'a> PxeOptions<'a> {
 
 impl<'a> Iterator for PxeOptions<'a> {
     type Item = PxeOption<'a>;
+    #[inline]
     fn next(&mut self) -> Option<PxeOption<'a>> {
         self.inner.next().map(|s| PxeOption::decode(s.code, s.data))
     }
