@@ -149,13 +149,14 @@ pub fn parse(file: &Path, text: &str) -> Result<MemoryStore, ConfigError> {
     cx.convert(raw)
 }
 
-struct Cx<'t> {
-    file: &'t Path,
-    text: &'t str,
+/// Source positions for errors (shared with the boot server's TOML file).
+pub(crate) struct Cx<'t> {
+    pub(crate) file: &'t Path,
+    pub(crate) text: &'t str,
 }
 
 impl Cx<'_> {
-    fn line_col(&self, at: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, at: usize) -> (usize, usize) {
         let at = at.min(self.text.len());
         let before = self.text.get(..at).unwrap_or("");
         let line = before.matches('\n').count() + 1;
@@ -165,7 +166,7 @@ impl Cx<'_> {
 
     /// The key written on the line of `at` (text before `=`), or the
     /// table header.
-    fn key_at(&self, at: usize) -> String {
+    pub(crate) fn key_at(&self, at: usize) -> String {
         let at = at.min(self.text.len());
         let start = self
             .text
@@ -185,7 +186,12 @@ impl Cx<'_> {
         }
     }
 
-    fn err(&self, span: Range<usize>, field: &str, msg: impl core::fmt::Display) -> ConfigError {
+    pub(crate) fn err(
+        &self,
+        span: Range<usize>,
+        field: &str,
+        msg: impl core::fmt::Display,
+    ) -> ConfigError {
         let (line, column) = self.line_col(span.start);
         ConfigError {
             file: self.file.to_path_buf(),
@@ -196,7 +202,12 @@ impl Cx<'_> {
         }
     }
 
-    fn at<T>(&self, s: &Spanned<T>, field: &str, msg: impl core::fmt::Display) -> ConfigError {
+    pub(crate) fn at<T>(
+        &self,
+        s: &Spanned<T>,
+        field: &str,
+        msg: impl core::fmt::Display,
+    ) -> ConfigError {
         self.err(s.span(), field, msg)
     }
 }
