@@ -398,3 +398,36 @@ fn keys_toml_errors() {
         assert!(e.to_string().starts_with("/etc/preboot/keys.toml:"));
     }
 }
+
+/// §3.1: a refused `WorkstationInfo` after an accepted one keeps the
+/// accepted one — queries are still answered for the workstation the key
+/// belongs to, and the policy sees nothing of the refused one.
+#[test]
+fn refusal_keeps_earlier_information() {
+    let mut s = server_with(keys());
+    let mut a = established(&mut s, "52:54:00:00:00:0a", KEY_A);
+    assert_eq!(
+        accepted(&mut s, &mut a, &info(&[MAC_A], None)).as_deref(),
+        Some("ws-a")
+    );
+    let calls = s.policy().calls;
+    a.send_info(Instant::ZERO, &info(&[MAC_B], None)).unwrap();
+    let ev = pump(&mut a, &mut s, Instant::ZERO);
+    assert_eq!(
+        ev,
+        vec![ClientEvent::Refused {
+            request: MessageType::WorkstationInfo,
+            status: Status::AuthFailed,
+            authenticated: true,
+        }]
+    );
+    assert_eq!(s.policy().calls, calls);
+    a.query_menu(Instant::ZERO).unwrap();
+    assert_eq!(
+        pump(&mut a, &mut s, Instant::ZERO),
+        vec![ClientEvent::Reply {
+            message_type: MessageType::MenuReply
+        }]
+    );
+    assert_eq!(s.policy().calls, calls + 1);
+}

@@ -11,7 +11,7 @@ use preboot::policy::{
     ServerPolicy, WorkstationId, WorkstationObject,
 };
 use preboot::transaction::{
-    Client, ClientConfig, ClientEvent, Random, Server, ServerConfig, SiteKeys,
+    Client, ClientConfig, ClientEvent, Random, Server, ServerConfig, SiteKeys, WorkstationKeys,
 };
 use preboot::wire::image_safe::{ImageSafe, PendingFlags};
 use preboot::wire::transaction::messages::*;
@@ -51,15 +51,18 @@ fn comment(name: &str) -> Vec<u8> {
 }
 
 /// The server's randomness: exactly `Ns ‖ sid` of the vectors.
-struct Fixed;
+struct Fixed([u8; 24]);
+impl Fixed {
+    fn new(ns: [u8; 16], sid: u64) -> Self {
+        let mut src = [0u8; 24];
+        src[..16].copy_from_slice(&ns);
+        src[16..].copy_from_slice(&sid.to_be_bytes());
+        Fixed(src)
+    }
+}
 impl Random for Fixed {
     fn fill(&mut self, buf: &mut [u8]) {
-        let mut src = [0u8; 24];
-        for (i, b) in src[..16].iter_mut().enumerate() {
-            *b = 0xA0 + i as u8;
-        }
-        src[16..].copy_from_slice(&0x0123_4567_89AB_CDEFu64.to_be_bytes());
-        buf.copy_from_slice(&src[..buf.len()]);
+        buf.copy_from_slice(&self.0[..buf.len()]);
     }
 }
 
@@ -190,7 +193,10 @@ fn conversation_matches_independent_implementation() {
         ServerConfig::default(),
         SiteKeys::new(b"site", KEY),
         ImagingProxy::new(store()),
-        Fixed,
+        Fixed::new(
+            core::array::from_fn(|i| 0xA0 + i as u8),
+            0x0123_4567_89AB_CDEF,
+        ),
     );
     let mut client = Client::new(ClientConfig::new(srv, b"site", KEY).unwrap(), NC, now);
     let mut buf = [0u8; MAX_FRAME_LEN];
@@ -269,4 +275,63 @@ fn conversation_matches_independent_implementation() {
     let f = Frame::new_checked(&v["auth_failed"][..]).unwrap();
     assert_eq!(f.status(), Status::AuthFailed);
     assert_eq!(f.message_type(), MessageType::MenuReply);
+}
+
+/// §3.1: a per-workstation key under its canonical key id (the MAC as
+/// text); the workstation's own MAC is accepted, another one is refused
+/// with a MAC'd `AuthFailed` — byte for byte as gen.py wrote them.
+#[test]
+fn per_workstation_key_matches_independent_implementation() {
+    let v = vectors();
+    let ws_key: &[u8] = b"lab-pc-07's own key, not the site's";
+    let srv = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 4012);
+    let me = SocketAddrV4::new(Ipv4Addr::new(10, 1, 2, 3), 49152);
+    let now = Instant::ZERO;
+    let mut keys = WorkstationKeys::new(Some((b"site", KEY)));
+    keys.insert(WorkstationId::Mac(MAC), ws_key).unwrap();
+    let kid = WorkstationKeys::key_id_of(&WorkstationId::Mac(MAC));
+    assert_eq!(kid, "52:54:00:12:34:56");
+    let mut server = Server::new(
+        ServerConfig::default(),
+        keys,
+        ImagingProxy::new(store()),
+        Fixed::new([0x22; 16], 0x1122_3344_5566_7788),
+    );
+    let mut client = Client::new(
+        ClientConfig::new(srv, kid.as_bytes(), ws_key).unwrap(),
+        [0x11; 16],
+        now,
+    );
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let mut step = |client: &mut Client, req: &str, rep: &str| {
+        let t = client.poll_transmit(now, &mut buf).expect("client sends");
+        assert_eq!(hex(&buf[..t.len]), hex(&v[req]), "{req}");
+        server.handle(now, me, &v[req]);
+        let r = server.poll_transmit(now, &mut buf).expect("server answers");
+        assert_eq!(hex(&buf[..r.len]), hex(&v[rep]), "{rep}");
+        client.handle(now, srv, &v[rep]);
+    };
+    step(&mut client, "ws_hello", "ws_challenge");
+    step(&mut client, "ws_proof", "ws_proof_ack");
+    assert!(client.is_established());
+    let mut mine = WorkstationInfo::default();
+    mine.macs.push(MAC).unwrap();
+    client.send_info(now, &mine).unwrap();
+    step(&mut client, "ws_info", "ws_info_ack");
+    let mut other = WorkstationInfo::default();
+    other
+        .macs
+        .push([0x52, 0x54, 0x00, 0x12, 0x34, 0x57])
+        .unwrap();
+    client.send_info(now, &other).unwrap();
+    step(&mut client, "ws_other_info", "ws_other_auth_failed");
+    let events: Vec<_> = std::iter::from_fn(|| client.poll_event()).collect();
+    assert_eq!(
+        events.last(),
+        Some(&ClientEvent::Refused {
+            request: MessageType::WorkstationInfo,
+            status: Status::AuthFailed,
+            authenticated: true,
+        })
+    );
 }
