@@ -28,10 +28,18 @@ pub const KEY_LEN: usize = 32;
 /// How a client is identified (RFC 2131 §4.2, RFC 4361 §6.1): its client
 /// identifier (option 61) if it sent one, else its hardware type and
 /// address.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ClientKey {
     len: u8,
     bytes: [u8; KEY_LEN],
+}
+
+// Only the key's bytes (the rest is always zero), so hashing costs what the
+// key is long; equal keys have equal bytes, as `Eq` needs.
+impl core::hash::Hash for ClientKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.as_bytes());
+    }
 }
 
 impl core::fmt::Debug for ClientKey {
