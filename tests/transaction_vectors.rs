@@ -3,6 +3,10 @@
 //! (Python standard library only) wrote `conversation.txt` from fixed
 //! nonces and keys. preboot's client and server engines, given the same
 //! inputs, must send exactly those bytes and accept the other side's.
+//!
+//! `generator_output_is_committed` reruns gen.py (needs `python3`; without
+//! `PREBOOT_CI=1` a missing interpreter skips it) so the committed vectors
+//! cannot drift from their generator.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
@@ -333,5 +337,36 @@ fn per_workstation_key_matches_independent_implementation() {
             status: Status::AuthFailed,
             authenticated: true,
         })
+    );
+}
+
+fn ci() -> bool {
+    std::env::var("PREBOOT_CI").is_ok_and(|v| v == "1")
+}
+
+/// The committed vectors are exactly what gen.py prints.
+#[test]
+fn generator_output_is_committed() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/transaction");
+    let out = match std::process::Command::new("python3")
+        .arg(format!("{dir}/gen.py"))
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            assert!(!ci(), "PREBOOT_CI=1 but python3 cannot run: {e}");
+            eprintln!("skipped: python3 not available ({e})");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "gen.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        VECTORS,
+        "conversation.txt is stale: rerun gen.py"
     );
 }
