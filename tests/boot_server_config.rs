@@ -392,6 +392,16 @@ fn bad_configs_name_file_line_and_field() {
             "{e}"
         );
     }
+    // Ports used twice, given or by default.
+    for (ports, line, field) in [
+        ("[ports]\nboot = 67\n", 2, "ports.boot"),
+        ("[ports]\ntftp = 4011\n", 2, "ports.tftp"),
+        ("[ports]\ndhcp = 69\n", 2, "ports.dhcp"),
+    ] {
+        let e = config::parse(Path::new("p.toml"), &format!("{ports}{GOOD}")).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (line, field), "{e}");
+        assert!(e.message.contains("used by both"), "{e}");
+    }
     // Relations that span the file.
     let no_pool = GOOD.replace("[[dhcp.pool]]", "[dhcp.x]");
     let e = config::parse(Path::new("p.toml"), &no_pool).unwrap_err();
@@ -486,4 +496,195 @@ fn failed_bind_leaves_nothing_half_open() {
         // Without SO_REUSEADDR: fails if the server still held the port.
         UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).expect("DHCP port closed again");
     }
+}
+
+/// The optional keys do what examples/preboot.toml says: per-architecture
+/// TFTP servers (files there are not checked here), the mask form of a
+/// subnet, client ids, no boot server socket, TFTP off, interface.
+#[test]
+fn optional_keys_take_effect() {
+    let text = r#"[server]
+mode = "full"
+server_ip = "10.9.0.1"
+tftp_server = "10.9.0.2"
+interface = "br0"
+listen = "0.0.0.0"
+broadcast_address = "10.9.0.255"
+[ports]
+dhcp = 1067
+boot = 0
+client = 1068
+[boot]
+bios = "pxelinux.0"
+uefi_arm64 = "arm64/bootaa64.efi"
+http_url = "https://10.9.0.1/boot.efi"
+ipxe = "http://10.9.0.1/boot.ipxe"
+[boot.servers]
+uefi_arm64 = "10.9.0.3"
+[menu]
+show = "always"
+[dhcp]
+rate_limit = { per_second = 0, burst = 1 }
+[[dhcp.pool]]
+subnet = "10.9.0.0"
+mask = "255.255.254.0"
+start = "10.9.1.1"
+end = "10.9.1.254"
+dns = ["10.9.0.1"]
+lease_time_secs = 120
+[[dhcp.reservation]]
+client_id = "01:52:54:00:00:00:09"
+address = "10.9.0.9"
+[tftp]
+enabled = false
+"#;
+    let c = config::parse(Path::new("/x/p.toml"), text).unwrap();
+    let d = &c.dhcp;
+    assert_eq!(d.tftp_server, Some(Ipv4Addr::new(10, 9, 0, 2)));
+    assert_eq!(d.interface.as_deref(), Some("br0"));
+    assert_eq!(d.broadcast_address, Ipv4Addr::new(10, 9, 0, 255));
+    assert_eq!(d.dhcp_addr, "0.0.0.0:1067".parse().unwrap());
+    assert_eq!(d.boot_addr, None, "ports.boot = 0: no 4011 socket");
+    assert_eq!(d.client_port, 1068);
+    assert_eq!(
+        d.boot_files.servers.uefi_arm64,
+        Some(Ipv4Addr::new(10, 9, 0, 3))
+    );
+    assert_eq!(d.boot_files.servers.bios, None);
+    assert_eq!(
+        d.boot_files.http_url.as_deref(),
+        Some("https://10.9.0.1/boot.efi")
+    );
+    assert_eq!(d.menu, MenuPolicy::Always);
+    assert_eq!(d.rate_limit.per_second, 0);
+    assert_eq!(d.pools[0].prefix_len, 23);
+    assert_eq!(d.pools[0].lease_time, Duration::from_secs(120));
+    assert!(matches!(&d.reservations[0].key, ReservationKey::ClientId(id) if id.len() == 7));
+    assert!(c.tftp.is_none(), "tftp.enabled = false");
+    assert!(c.boot_files.is_empty(), "no TFTP here: nothing to check");
+    c.check_files().unwrap();
+    // The engine answers an ARM64 client with the file's own server.
+    let engine = d.engine_config().unwrap();
+    let arm = engine.boot.uefi_arm64.unwrap();
+    assert_eq!(arm.server, Some(Ipv4Addr::new(10, 9, 0, 3)));
+    assert_eq!(engine.boot.bios.unwrap().server, None);
+    assert_eq!(engine.tftp_server, Ipv4Addr::new(10, 9, 0, 2));
+
+    // With TFTP here, files on another host are not looked for.
+    let here = text.replace(
+        "[tftp]\nenabled = false\n",
+        "[tftp]\nroot = \"/nonexistent-root\"\n",
+    );
+    let c = config::parse(Path::new("/x/p.toml"), &here).unwrap();
+    let names: Vec<&str> = c.boot_files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["pxelinux.0"], "not the ARM64 file, not URLs");
+    let e = c.check_files().unwrap_err();
+    assert_eq!(e.field, "tftp.root", "{e}");
+    // A bad interface name.
+    let e = config::parse(Path::new("/x/p.toml"), &text.replace("\"br0\"", "\"a/b\"")).unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (5, "server.interface"), "{e}");
+}
+
+/// Binding the DHCP socket to a unicast address would miss broadcasts:
+/// allowed (relay-only setups), but warned about; loopback is not.
+#[test]
+fn unicast_listen_address_is_warned_about() {
+    let c = config::parse(
+        Path::new("p.toml"),
+        &GOOD.replace(
+            "server_ip = \"10.9.0.1\"",
+            "server_ip = \"10.9.0.1\"\nlisten = \"10.9.0.1\"",
+        ),
+    )
+    .unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("server.listen = 10.9.0.1")),
+        "{:?}",
+        c.warnings
+    );
+    let c = config::load(&example_path()).unwrap();
+    assert!(!c.warnings.iter().any(|w| w.contains("server.listen")));
+}
+
+/// Every key the parser accepts, in every table, is documented in
+/// examples/preboot.toml. The parser lists the keys it accepts when it
+/// meets an unknown one; this asks each table.
+#[test]
+fn example_file_documents_every_key() {
+    let example = example_text();
+    let base = r#"[server]
+server_ip = "10.9.0.1"
+[ports]
+[boot]
+bios = "pxelinux.0"
+[boot.servers]
+[menu]
+[[menu.item]]
+type = 0
+label = "x"
+[dhcp]
+rate_limit = { per_second = 1, burst = 1 }
+[[dhcp.pool]]
+subnet = "10.9.0.0/24"
+start = "10.9.0.100"
+end = "10.9.0.199"
+[[dhcp.reservation]]
+mac = "52:54:00:00:00:01"
+address = "10.9.0.5"
+[tftp]
+root = "tftp"
+"#;
+    config::parse(Path::new("p.toml"), base).unwrap();
+    let mut seen = 0;
+    for (after, table) in [
+        ("", "top level"),
+        ("[server]\n", "server"),
+        ("[ports]\n", "ports"),
+        ("[boot]\n", "boot"),
+        ("[boot.servers]\n", "boot.servers"),
+        ("[menu]\n", "menu"),
+        ("[[menu.item]]\n", "menu.item"),
+        ("[dhcp]\n", "dhcp"),
+        ("burst = 1", "dhcp.rate_limit"),
+        ("[[dhcp.pool]]\n", "dhcp.pool"),
+        ("[[dhcp.reservation]]\n", "dhcp.reservation"),
+        ("[tftp]\n", "tftp"),
+    ] {
+        let text = if after.is_empty() {
+            format!("zzz_unknown = 1\n{base}")
+        } else if after == "burst = 1" {
+            base.replace(after, "burst = 1, zzz_unknown = 1")
+        } else {
+            base.replacen(after, &format!("{after}zzz_unknown = 1\n"), 1)
+        };
+        let e = config::parse(Path::new("p.toml"), &text).unwrap_err();
+        let keys: Vec<&str> = e
+            .message
+            .split(", expected")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{table}: {e}"))
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .collect();
+        assert!(!keys.is_empty(), "{table}: {e}");
+        for k in keys {
+            let documented = example.lines().any(|l| {
+                let l = l.trim_start_matches(['#', ' ']);
+                l.starts_with(&format!("{k} ="))
+                    || l.starts_with(&format!("[{k}]"))
+                    || l.starts_with(&format!("[[{k}]]"))
+                    || l.contains(&format!("[{table}.{k}]"))
+                    || l.contains(&format!("[[{table}.{k}]]"))
+                    || l.contains(&format!("{{ {k} ="))
+                    || l.contains(&format!(", {k} ="))
+                    || l.contains(&format!("{k} = \""))
+            });
+            assert!(documented, "{table}.{k} is not in examples/preboot.toml");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 50, "only {seen} keys");
 }

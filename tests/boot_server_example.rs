@@ -71,6 +71,14 @@ fn help_documents_every_flag() {
         assert!(help.contains(f), "--help lacks {f}");
         assert!(readme.contains(&format!("`{f}")), "README lacks {f}");
     }
+    let printed = run(&["--print-default-config"]);
+    assert!(printed.status.success());
+    assert_eq!(
+        String::from_utf8(printed.stdout).unwrap(),
+        preboot::driver::boot_server::demo::DEFAULT_CONFIG
+    );
+    let version = run(&["--version"]);
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
     let bad = run(&["--frobnicate"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--frobnicate"));
@@ -178,15 +186,20 @@ fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
         }
     });
     let mut banner = Vec::new();
-    let command = loop {
+    loop {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no fetch command printed; got {banner:?}"));
+            .unwrap_or_else(|_| panic!("banner incomplete; got {banner:?}"));
         banner.push(line.clone());
-        if let Some(c) = line.trim().strip_prefix("try:") {
-            break c.trim().to_string();
+        if line.trim().starts_with("stop:") {
+            break;
         }
-    };
+    }
+    let command = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("try:"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_else(|| panic!("no fetch command printed; got {banner:?}"));
     let root = banner
         .iter()
         .find_map(|l| l.split(", root ").nth(1))
@@ -226,6 +239,12 @@ fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
         want
     );
     assert!(printed.starts_with(&want), "{printed} vs {want}");
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.trim() == format!("expect:      {want}")),
+        "{banner:?}"
+    );
 
     // 2. A PXE client (UEFI x64) boots from it: a full DHCP server gives the
     // address, the demo's proxy the boot file (DISCOVER → proxy OFFER →
@@ -305,9 +324,9 @@ fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
     let mac = "52:54:00:ab:cd:01";
     let mut at = 0;
     for step in [
-        "step=\"discover\"",
+        "step=\"discover\" port=67",
         "step=\"proxy-offer\"",
-        "step=\"request\"",
+        "step=\"request\" port=4011",
         "step=\"boot-ack\"",
     ] {
         let i = log[at..]
@@ -333,10 +352,80 @@ fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
             "no transfer-done for {file}:\n{log}"
         );
     }
+    // The TFTP lines of the booted client name it as its DHCP lines did.
+    assert!(
+        log.lines().any(|l| l.contains("step=\"transfer-done\"")
+            && l.contains(&format!("file=\"{}\"", info.boot_file))
+            && l.contains(&format!("mac={mac}"))
+            && l.contains("arch=UefiX64")),
+        "{log}"
+    );
     assert!(log.contains("shutting down"), "{log}");
     assert!(!root.exists(), "demo tree removed at exit");
 }
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// SIGINT (Ctrl-C) stops it as cleanly as SIGTERM; `--log-level warn`
+/// hides the info lines. Ports 0: runs beside the demo test.
+#[test]
+fn sigint_stops_cleanly_at_any_log_level() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tftp")).unwrap();
+    std::fs::write(dir.path().join("tftp/pxelinux.0"), b"x").unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        "[server]\nserver_ip = \"127.0.0.1\"\nlisten = \"127.0.0.1\"\nbroadcast_address = \"127.0.0.1\"\n\
+         [ports]\ndhcp = 0\nboot = 0\ntftp = 0\nclient = 6868\n\
+         [boot]\nbios = \"pxelinux.0\"\n[tftp]\nroot = \"tftp\"\n",
+    )
+    .unwrap();
+    for (level, info_shown) in [("info", true), ("warn", false)] {
+        let child = Command::new(example())
+            .args(["--config", config.to_str().unwrap(), "--log-level", level])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut server = Server(child);
+        let mut stdout = BufReader::new(server.0.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("stop:") {
+            line.clear();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "banner ended early"
+            );
+        }
+        let pid = server.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = wait_bounded(&mut server.0);
+        assert_eq!(out.0.code(), Some(0), "{}", out.1);
+        assert_eq!(out.1.contains("shutting down"), info_shown, "{}", out.1);
+    }
+}
+
+/// Exit status and stderr, waiting at most 20 s.
+fn wait_bounded(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status, err)
 }

@@ -52,6 +52,7 @@ use crate::dhcp::config::{BootEntry, BootFileName, Menu, MenuItem, ServerConfig,
 use crate::dhcp::server::{Event, IgnoreReason};
 use crate::dhcp::store::{LeaseRecord, LeaseStore};
 use crate::dhcp::{Server, ServerPort};
+use crate::driver::clients::ClientDirectory;
 
 mod lease_file;
 pub use lease_file::LeaseFile;
@@ -132,6 +133,9 @@ pub struct DhcpServerConfig {
     pub lease_file: Option<PathBuf>,
     /// Per-MAC rate limit.
     pub rate_limit: RateLimit,
+    /// Where to note which client is at which address (for the TFTP
+    /// server's log lines); `None` = nowhere.
+    pub clients: Option<ClientDirectory>,
 }
 
 impl DhcpServerConfig {
@@ -154,6 +158,7 @@ impl DhcpServerConfig {
             reservations: Vec::new(),
             lease_file: None,
             rate_limit: RateLimit::default(),
+            clients: None,
         }
     }
 
@@ -354,17 +359,26 @@ impl DhcpServer {
         };
         let boot_thread = match boot {
             Some(b) => {
-                let (e, st, s, tx) = (
+                let (e, st, s, tx, c) = (
                     engine.clone(),
                     stop.clone(),
                     sockets.try_clone()?,
                     tx.clone(),
+                    config.clients.clone(),
                 );
                 Some(
                     std::thread::Builder::new()
                         .name("dhcp-4011".into())
                         .spawn(move || {
-                            serve(b, ServerPort::BootServer, &e, &st, &s, tx.as_ref())
+                            serve(
+                                b,
+                                ServerPort::BootServer,
+                                &e,
+                                &st,
+                                &s,
+                                tx.as_ref(),
+                                c.as_ref(),
+                            )
                         })?,
                 )
             }
@@ -377,6 +391,7 @@ impl DhcpServer {
             &stop,
             &sockets,
             tx.as_ref(),
+            config.clients.as_ref(),
         );
         stop.store(true, Ordering::SeqCst);
         if let Some(h) = boot_thread {
@@ -434,6 +449,7 @@ fn serve(
     stop: &AtomicBool,
     sockets: &Sockets,
     writer: Option<&mpsc::Sender<Batch>>,
+    clients: Option<&ClientDirectory>,
 ) -> io::Result<()> {
     let mut rx = [0u8; 1500];
     let mut tx = [0u8; 1500];
@@ -453,7 +469,7 @@ fn serve(
             Err(e) => return Err(e),
         };
         let SocketAddr::V4(from) = from else { continue };
-        log_received(port, from, &rx[..n]);
+        observe(port, from, &rx[..n], clients);
         let mut batch = Batch {
             records: Vec::new(),
             sends: Vec::new(),
@@ -465,6 +481,11 @@ fn serve(
         e.handle(t, port, from, &rx[..n]);
         while let Some(r) = e.poll_lease_update() {
             batch.records.push(r);
+        }
+        // Events are queued by `handle`: log them before the answers leave,
+        // so that the log's order is the conversation's.
+        while let Some(ev) = e.poll_event() {
+            log_event(&ev);
         }
         loop {
             match e.poll_transmit(t, &mut tx) {
@@ -484,9 +505,6 @@ fn serve(
                     break;
                 }
             }
-        }
-        while let Some(ev) = e.poll_event() {
-            log_event(&ev);
         }
         drop(e);
         if let Some(w) = writer {
@@ -531,10 +549,11 @@ fn lease_writer(mut store: LeaseFile, rx: mpsc::Receiver<Batch>, sockets: Socket
 }
 
 /// One line per client message: `mac`, `arch` (option 93, else the vendor
-/// class), `step` (`discover`, `request`, … and `-4011` on the boot port).
-fn log_received(port: ServerPort, from: SocketAddrV4, bytes: &[u8]) {
+/// class), `step` (`discover`, `request`, …) and `port` (67 or 4011); and
+/// the client's address, when the message shows it, into `clients`.
+fn observe(port: ServerPort, from: SocketAddrV4, bytes: &[u8], clients: Option<&ClientDirectory>) {
     use crate::wire::dhcp::{BOOTREQUEST, DhcpPacket, MessageType};
-    if !tracing::enabled!(tracing::Level::INFO) {
+    if clients.is_none() && !tracing::enabled!(tracing::Level::INFO) {
         return;
     }
     let Ok(p) = DhcpPacket::new_checked(bytes) else {
@@ -553,6 +572,23 @@ fn log_received(port: ServerPort, from: SocketAddrV4, bytes: &[u8]) {
         .and_then(|d| d.copy_to(&mut vc).ok().and_then(|n| vc.get(..n)));
     let arch = crate::dhcp::arch::classify(arch93, class);
     let pxe = class.is_some_and(|c| c.starts_with(b"PXEClient") || c.starts_with(b"HTTPClient"));
+    if let Some(dir) = clients {
+        // The source is the client unless a relay forwarded it (giaddr).
+        let requested = p
+            .option(50)
+            .and_then(|d| Some(Ipv4Addr::new(d.get(0)?, d.get(1)?, d.get(2)?, d.get(3)?)));
+        let ip = [
+            Some(*from.ip()).filter(|_| p.giaddr().is_unspecified()),
+            Some(p.ciaddr()),
+            requested.filter(|_| p.message_type() == Some(MessageType::Request)),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|ip| !ip.is_unspecified());
+        if let Some(ip) = ip {
+            dir.record(ip, mac, arch);
+        }
+    }
     let step = match p.message_type() {
         Some(MessageType::Discover) => "discover",
         Some(MessageType::Request) => "request",

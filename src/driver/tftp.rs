@@ -41,6 +41,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::clients::ClientDirectory;
 use super::fs::{JailedDir, JailedFile, Upload};
 use crate::Instant;
 use crate::fs::FsError;
@@ -84,6 +85,9 @@ pub struct TftpServerConfig {
     pub max_windowsize: u16,
     /// Block number after 65535.
     pub rollover: Rollover,
+    /// Who is at which address (filled by the DHCP driver): log lines then
+    /// carry the client's `mac` and `arch`.
+    pub clients: Option<ClientDirectory>,
 }
 
 impl TftpServerConfig {
@@ -105,6 +109,7 @@ impl TftpServerConfig {
             max_blksize: MAX_BLKSIZE,
             max_windowsize: 64,
             rollover: Rollover::ToZero,
+            clients: None,
         }
     }
 
@@ -514,9 +519,16 @@ impl TftpServer {
             return;
         };
         let (peer, file, write) = (conn.peer, conn.path.as_str(), conn.write);
+        let who = self
+            .config
+            .clients
+            .as_ref()
+            .and_then(|c| c.lookup(*peer.ip()));
+        let mac = who.map(|c| tracing::field::display(c.mac));
+        let arch = who.and_then(|c| c.arch).map(tracing::field::debug);
         match ev {
             Event::Started(n) => tracing::info!(
-                peer = %peer, file, write, step = if write { "wrq" } else { "rrq" },
+                peer = %peer, mac, arch, file, write, step = if write { "wrq" } else { "rrq" },
                 blksize = n.blksize, windowsize = n.windowsize, tsize = n.tsize,
                 timeout_ms = n.timeout.as_millis() as u64, oack = n.oack,
                 "tftp: transfer started"
@@ -528,7 +540,7 @@ impl TftpServer {
                 self.stats.completed += 1;
                 self.stats.bytes += bytes;
                 tracing::info!(
-                    peer = %peer, file, write, bytes, step = "transfer-done",
+                    peer = %peer, mac, arch, file, write, bytes, step = "transfer-done",
                     duration_ms = (duration.as_secs_f64() * 1e4).round() / 10.0,
                     "tftp: transfer completed"
                 );
@@ -539,7 +551,7 @@ impl TftpServer {
             }
             Event::Failed { reason, bytes } => {
                 self.stats.failed += 1;
-                tracing::warn!(peer = %peer, file, write, bytes, reason = ?reason, step = "transfer-failed", "tftp: transfer failed");
+                tracing::warn!(peer = %peer, mac, arch, file, write, bytes, reason = ?reason, step = "transfer-failed", "tftp: transfer failed");
             }
         }
     }

@@ -394,16 +394,20 @@ impl Conv<'_> {
             None | Some("proxy") => Mode::Proxy,
             Some("full") => Mode::Full,
             Some(_) => {
-                return Err(self.cx.at(
-                    srv.mode.as_ref().unwrap_or(&srv.server_ip),
-                    "server.mode",
-                    "expected \"proxy\" or \"full\"",
-                ));
+                let at = srv.mode.as_ref().unwrap_or(&srv.server_ip);
+                return Err(self
+                    .cx
+                    .at(at, "server.mode", "expected \"proxy\" or \"full\""));
             }
         };
         let listen = self
             .opt_ip(&srv.listen, "server.listen")?
             .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        if !listen.is_unspecified() && !listen.is_loopback() {
+            self.warnings.push(format!(
+                "server.listen = {listen}: a socket bound to a unicast address does not receive broadcast DISCOVERs; use 0.0.0.0 (with server.interface to pick the network)"
+            ));
+        }
         let p = &raw.ports;
         let port = |s: &Option<S<u16>>, d: u16| s.as_ref().map_or(d, |s| *s.get_ref());
         let (dhcp_port, boot_port, tftp_port, client_port) = (
@@ -412,9 +416,28 @@ impl Conv<'_> {
             port(&p.tftp, 69),
             port(&p.client, 68),
         );
-        if let (Some(d), Some(b)) = (&p.dhcp, &p.boot) {
-            if d.get_ref() == b.get_ref() && dhcp_port != 0 {
-                return Err(self.cx.at(b, "ports.boot", "must differ from ports.dhcp"));
+        // Two sockets on one port: the later bind would fail (or, with
+        // SO_REUSEADDR, take the other's datagrams).
+        let ports = [
+            ("ports.dhcp", dhcp_port, &p.dhcp),
+            ("ports.boot", boot_port, &p.boot),
+            ("ports.tftp", tftp_port, &p.tftp),
+        ];
+        for (i, (name, port, at)) in ports.iter().enumerate() {
+            for (other, other_port, other_at) in &ports[..i] {
+                if port != other_port || *port == 0 {
+                    continue;
+                }
+                let (field, span) = match (at, other_at) {
+                    (Some(s), _) => (*name, s),
+                    (None, Some(s)) => (*other, s),
+                    (None, None) => continue,
+                };
+                return Err(self.cx.at(
+                    span,
+                    field,
+                    format!("port {port} is used by both {other} and {name}"),
+                ));
             }
         }
         if dhcp_port == 0 && p.dhcp.is_some() && listen.is_unspecified() {
@@ -430,11 +453,8 @@ impl Conv<'_> {
         let mut dhcp = DhcpServerConfig::proxy(server_ip);
         dhcp.mode = mode;
         dhcp.dhcp_addr = SocketAddrV4::new(listen, dhcp_port);
-        dhcp.boot_addr =
-            (boot_port != 0 || p.boot.is_none()).then(|| SocketAddrV4::new(listen, boot_port));
-        if p.boot.as_ref().is_some_and(|b| *b.get_ref() == 0) {
-            dhcp.boot_addr = None;
-        }
+        // ports.boot = 0: no boot server socket (4011 requests go unanswered).
+        dhcp.boot_addr = (boot_port != 0).then(|| SocketAddrV4::new(listen, boot_port));
         dhcp.client_port = client_port;
         dhcp.tftp_server = self.opt_ip(&srv.tftp_server, "server.tftp_server")?;
         dhcp.broadcast_address = self

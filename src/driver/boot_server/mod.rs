@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use self::config::{BootServerConfig, ConfigError};
+use super::clients::ClientDirectory;
 use super::dhcp::{DhcpServer, Mode};
 use super::tftp::{TftpServer, TftpStats};
 
@@ -110,15 +111,20 @@ impl BootServer {
             None => format!("DHCP {}{on}", d.dhcp_addr),
         };
         let bind_err = |what: String| move |source| BootServerError::Bind { what, source };
-        let dhcp = DhcpServer::bind(d.clone()).map_err(bind_err(what.clone()))?;
+        // One directory: TFTP lines name the client the DHCP side saw.
+        let clients = ClientDirectory::new();
+        let mut dc = d.clone();
+        dc.clients = Some(clients.clone());
+        let dhcp = DhcpServer::bind(dc).map_err(bind_err(what.clone()))?;
         let dhcp_addr = dhcp.dhcp_local_addr().map_err(bind_err(what.clone()))?;
         let boot_addr = dhcp.boot_local_addr().transpose().map_err(bind_err(what))?;
         let tftp = match &config.tftp {
-            Some(t) => Some(TftpServer::bind(t.clone()).map_err(bind_err(format!(
-                "TFTP {} (root {})",
-                t.bind,
-                t.root.display()
-            )))?),
+            Some(t) => {
+                let mut tc = t.clone();
+                tc.clients = Some(clients);
+                let what = format!("TFTP {} (root {})", t.bind, t.root.display());
+                Some(TftpServer::bind(tc).map_err(bind_err(what))?)
+            }
             None => None,
         };
         let tftp_addr = tftp.as_ref().map(TftpServer::local_addr);
@@ -200,6 +206,9 @@ impl BootServer {
         }
         if let Some(cmd) = self.fetch_command() {
             out.push(format!("try:         {cmd}"));
+            if let Some(sum) = self.fetch_sha256() {
+                out.push(format!("expect:      {sum}"));
+            }
         }
         out
     }
@@ -218,6 +227,21 @@ impl BootServer {
             t.port(),
             file.name.trim_start_matches('/')
         ))
+    }
+
+    /// The SHA-256 (hex) of the file [`BootServer::fetch_command`] fetches,
+    /// as the TFTP root holds it now.
+    pub fn fetch_sha256(&self) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let root = &self.config.tftp.as_ref()?.root;
+        let file = self.config.boot_files.first()?;
+        let bytes = std::fs::read(root.join(file.name.trim_start_matches('/'))).ok()?;
+        Some(
+            Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
     }
 
     /// Serve until `stop` is set or a server fails; then stop both servers

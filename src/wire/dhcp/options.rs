@@ -19,10 +19,19 @@
 //! - Option 52 is read from the options field only (RFC 2131 §4.1); its
 //!   value's two low bits select `file` (1) and `sname` (2); other bits are
 //!   ignored.
+//! - Option 52 is followed only when it is well-formed: its payload (all
+//!   its occurrences in the options field joined, RFC 3396 §7) is exactly
+//!   one byte (RFC 2132 §9.3: "its length is 1"). Any other length makes it
+//!   [`DhcpOption::Malformed`] and `file`/`sname` stay names. The typed
+//!   decoder applies the same length test, so parse and emit agree: a
+//!   message re-emitted from its typed options (the builder writes them all
+//!   into the options field) follows `file`/`sname` exactly when the
+//!   original did, and when it does those fields are empty in both.
 
 use super::data::OptionData;
 use super::layout::{RawStep, area_bounds, raw_step};
 use super::typed::DhcpOption;
+use super::typed::code::OPTION_OVERLOAD;
 
 /// A set of option codes (256 bits, no allocation).
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -87,6 +96,10 @@ impl<'a> RawOptions<'a> {
         let mut seen = CodeSet::default();
         let mut dup = CodeSet::default();
         let mut overload = 0u8;
+        // Option 52 in the options field: its joined length and the value
+        // of its one-byte fragment (RFC 3396 §7 joins before processing).
+        let mut overload_len = 0usize;
+        let mut overload_value = 0u8;
         let mut truncated = false;
         let mut area = 0u8;
         while area <= 2 {
@@ -102,13 +115,20 @@ impl<'a> RawOptions<'a> {
                         RawStep::Option { code, start, len } => {
                             if !seen.insert(code) {
                                 dup.insert(code);
-                            } else if code == 52 && area == 0 && len >= 1 {
-                                overload = packet[start] & 3;
+                            }
+                            if code == OPTION_OVERLOAD && area == 0 {
+                                overload_len += len;
+                                if len == 1 {
+                                    overload_value = packet[start];
+                                }
                             }
                             pos = start + len;
                         }
                     }
                 }
+            }
+            if area == 0 && overload_len == 1 {
+                overload = overload_value & 3;
             }
             area += 1;
         }
