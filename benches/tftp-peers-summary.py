@@ -79,3 +79,17 @@ for k in configs:
           f"| {fmt(slow[0], 2)} | {fmt(slow[1], 2)} | {fmt(slow[2], 2)} "
           f"| {ratio(slow[0], slow[1])} | {fails} | {fmt(rss[0])} | {fmt(rss[1])} "
           f"| {fmt(rss[2])} | {fmt(cpu[0], 2)} | {fmt(cpu[1], 2)} | {fmt(cpu[2], 2)} |")
+
+rows = [k for k in configs if runs.get(k + ("ours-nobatch",))]
+if rows:
+    print(f"\nWindow batching (UDP GSO, one send per window) on vs off (--no-batch), same run, "
+          f"medians of {reps} runs; concurrent rows: 4 MiB transfers, client on CPU 1.\n")
+    print("| client CPU | blksize | window | transfers | MB/s on | MB/s off | on/off "
+          "| CPU on | CPU off | CPU on/off |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for k in rows:
+        _, pin, blk, win, count = k
+        on, off = med("mb_s", k, "ours"), med("mb_s", k, "ours-nobatch")
+        con, coff = med("cpu_ms_mb", k, "ours"), med("cpu_ms_mb", k, "ours-nobatch")
+        print(f"| {pin} | {blk} | {win} | {count} | {fmt(on)} | {fmt(off)} | {ratio(on, off)} "
+              f"| {fmt(con, 2)} | {fmt(coff, 2)} | {ratio(con, coff)} |")

@@ -10,7 +10,8 @@
 # only), then 1/16/64/256 concurrent 4 MiB transfers (blksize 1468,
 # windowsize 16), and raw UDP with the same datagrams and window
 # (benches/udp-window.rs: blocking sockets, one datagram per sendto, no file,
-# no TFTP) as a baseline. Servers run on CPU 0; the client runs on CPU 1
+# no TFTP) as a baseline, and ours with window batching off (--no-batch:
+# one send per block) to show what batching changes. Servers run on CPU 0; the client runs on CPU 1
 # ("cross": realistic, RTT across vCPUs) and on CPU 0 ("same": per-packet
 # cost, no cross-CPU wake-ups). Prints medians over the repetitions,
 # ours/theirs ratios, server CPU time per MB (utime+stime+cutime+cstime from
@@ -98,6 +99,7 @@ PORT_OURS=16901
 PORT_HPA=16902
 PORT_ATFTPD=16903
 PORT_RAW=16904
+PORT_NOBATCH=16905
 RUST_LOG=warn taskset -c 0 "$BIN/tftp-server" --root "$ROOT" --bind 127.0.0.1 \
     --port $PORT_OURS --max-transfers 1024 --max-per-client 1024 2>"$WORK/ours.log" &
 PID_OURS=$!; PIDS+=("$PID_OURS")
@@ -106,21 +108,25 @@ PID_HPA=$!; PIDS+=("$PID_HPA")
 taskset -c 0 "$ATFTPD" --daemon --no-fork --port $PORT_ATFTPD --bind-address 127.0.0.1 \
     --maxthread 1024 --user nobody --group nogroup --logfile /dev/null "$ROOT" 2>"$WORK/atftpd.log" &
 PID_ATFTPD=$!; PIDS+=("$PID_ATFTPD")
+# Ours again with window batching (GSO) off, for the before/after table.
+RUST_LOG=warn taskset -c 0 "$BIN/tftp-server" --root "$ROOT" --bind 127.0.0.1 \
+    --port $PORT_NOBATCH --max-transfers 1024 --max-per-client 1024 --no-batch 2>"$WORK/ours-nobatch.log" &
+PID_NOBATCH=$!; PIDS+=("$PID_NOBATCH")
 taskset -c 0 "$RAW" serve $PORT_RAW &
 PID_RAW=$!; PIDS+=("$PID_RAW")
 sleep 1
-for p in $PID_OURS $PID_HPA $PID_ATFTPD $PID_RAW; do
+for p in $PID_OURS $PID_HPA $PID_ATFTPD $PID_RAW $PID_NOBATCH; do
     kill -0 "$p" 2>/dev/null || { echo "a server did not start (pid $p); logs in $WORK" >&2; exit 1; }
 done
 
-declare -A PID_OF=([ours]=$PID_OURS [tftp-hpa]=$PID_HPA [atftpd]=$PID_ATFTPD [raw-udp]=$PID_RAW)
-declare -A PORT_OF=([ours]=$PORT_OURS [tftp-hpa]=$PORT_HPA [atftpd]=$PORT_ATFTPD [raw-udp]=$PORT_RAW)
+declare -A PID_OF=([ours]=$PID_OURS [tftp-hpa]=$PID_HPA [atftpd]=$PID_ATFTPD [raw-udp]=$PID_RAW [ours-nobatch]=$PID_NOBATCH)
+declare -A PORT_OF=([ours]=$PORT_OURS [tftp-hpa]=$PORT_HPA [atftpd]=$PORT_ATFTPD [raw-udp]=$PORT_RAW [ours-nobatch]=$PORT_NOBATCH)
 
 # Server CPU time in µs: from a cgroup of its own when one can be made (it
 # counts forked children, e.g. tftp-hpa's per-transfer processes, even after
 # they exit), else utime+stime+cutime+cstime from /proc/PID/stat.
 declare -A CG_OF=()
-for server in ours tftp-hpa atftpd; do
+for server in ours tftp-hpa atftpd ours-nobatch; do
     pid=${PID_OF[$server]}
     if [ -d /sys/fs/cgroup/cpuacct ]; then
         cg="/sys/fs/cgroup/cpuacct/tftp-peers-$$-$server"
@@ -163,19 +169,19 @@ run() {
     local c0 c1 line rssmax=0 sampler
     c0=$(cpu_us "$server")
     rm -f "$WORK/rss"
-    ( for _ in $(seq 1 3000); do rss_kib "$pid" >> "$WORK/rss"; sleep 0.05; done ) &
+    ( for _ in $(seq 1 13000); do rss_kib "$pid" >> "$WORK/rss"; sleep 0.05; done ) &
     sampler=$!
     if [ "$server" = raw-udp ]; then
         line=$(timeout 200 taskset -c $cpu "$RAW" fetch $PORT_RAW $((blk + 4)) "$win" \
             "$(stat -c %s "$ROOT/$file")" 2>>"$WORK/client.log" || true)
         line="ok=1 failed=0 $line min_s=nan median_s=nan max_s=nan"
     else
-        line=$(timeout 200 taskset -c $cpu "$BIN/tftp-get" --server 127.0.0.1:$port --file "$file" \
-            --blksize "$blk" --windowsize "$win" --count "$count" --time-limit 180 2>>"$WORK/client.log" || true)
+        line=$(timeout 650 taskset -c $cpu "$BIN/tftp-get" --server 127.0.0.1:$port --file "$file" \
+            --blksize "$blk" --windowsize "$win" --count "$count" --time-limit 600 2>>"$WORK/client.log" || true)
     fi
     kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
     c1=$(cpu_us "$server")
-    rssmax=$(sort -n "$WORK/rss" 2>/dev/null | tail -1)
+    rssmax=$(sort -n "$WORK/rss" 2>/dev/null | tail -1 || true)
     [ -n "$line" ] || line="ok=0 failed=$count bytes=0 wall_s=nan mb_s=0 min_s=nan median_s=nan max_s=nan"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$file" "$server" "$pin" "$blk" "$win" "$count" \
         "$(( (c1 - c0) ))" "${rssmax:-0}" "$line" >> "$RESULTS"
@@ -188,20 +194,27 @@ else
     BLKS=(512 1468 8192 65464); WINS=(1 16 64); COUNTS=(1 16 64 256); PINS=(cross same)
 fi
 
+# The order of the servers alternates between repetitions, so none is always
+# measured first (or last) after a change of configuration.
 for rep in $(seq 1 "$REPS"); do
     echo "repetition $rep/$REPS" >&2
+    order=(ours atftpd tftp-hpa raw-udp ours-nobatch)
+    [ $((rep % 2)) = 0 ] && order=(ours-nobatch raw-udp tftp-hpa atftpd ours)
     for pin in "${PINS[@]}"; do
         for blk in "${BLKS[@]}"; do
             for win in "${WINS[@]}"; do
-                for server in ours atftpd tftp-hpa raw-udp; do
+                for server in "${order[@]}"; do
                     [ "$server" = tftp-hpa ] && [ "$win" != 1 ] && continue
+                    [ "$server" = ours-nobatch ] && { [ "$win" = 1 ] || [ "$blk" = 65464 ]; } && continue
                     run "$server" "$pin" "$blk" "$win" 1 big.bin
                 done
             done
         done
     done
     for count in "${COUNTS[@]}"; do
-        for server in ours atftpd tftp-hpa; do
+        for server in "${order[@]}"; do
+            [ "$server" = raw-udp ] && continue
+            [ "$server" = ours-nobatch ] && [ "$count" -lt 64 ] && continue
             run "$server" cross 1468 16 "$count" small.bin
         done
     done
