@@ -132,6 +132,15 @@ impl<'a> OptionData<'a> {
         }
     }
 
+    /// The payload if it is stored as one slice (no fragment walk).
+    #[inline]
+    pub(crate) fn single(&self) -> Option<&'a [u8]> {
+        match self.inner {
+            Inner::Slice(s) => Some(s),
+            Inner::Split { .. } => None,
+        }
+    }
+
     /// The borrowed fragments, in RFC 3396 order (empty fragments skipped).
     #[inline]
     pub fn fragments(&self) -> Fragments<'a> {
@@ -358,6 +367,15 @@ impl Iterator for Bytes<'_> {
             }
             self.current = self.rest.next()?.iter();
         }
+    }
+
+    #[inline]
+    fn fold<B, F: FnMut(B, u8) -> B>(self, init: B, mut f: F) -> B {
+        let mut acc = self.current.copied().fold(init, &mut f);
+        for frag in self.rest {
+            acc = frag.iter().copied().fold(acc, &mut f);
+        }
+        acc
     }
 }
 

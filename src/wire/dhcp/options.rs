@@ -29,7 +29,7 @@
 //!   original did, and when it does those fields are empty in both.
 
 use super::data::OptionData;
-use super::layout::area_bounds;
+use super::layout::{OPTIONS, area_bounds};
 use super::typed::DhcpOption;
 use super::typed::code::OPTION_OVERLOAD;
 
@@ -44,6 +44,14 @@ impl CodeSet {
         let had = self.0[w] & (1 << b) != 0;
         self.0[w] |= 1 << b;
         !had
+    }
+    /// Inserts `code`; if it was already there, inserts it into `repeated`
+    /// too (branch-free).
+    #[inline]
+    fn insert_noting_repeat(&mut self, code: u8, repeated: &mut CodeSet) {
+        let (w, bit) = ((code >> 6) as usize, 1u64 << (code & 63));
+        repeated.0[w] |= self.0[w] & bit;
+        self.0[w] |= bit;
     }
     #[inline]
     pub(crate) fn contains(&self, code: u8) -> bool {
@@ -106,49 +114,72 @@ impl Scan {
     pub(crate) fn of(packet: &[u8]) -> Scan {
         let mut seen = CodeSet::default();
         let mut dup = CodeSet::default();
-        let mut overload = 0u8;
-        // Option 52 in the options field: its joined length and the value
-        // of its one-byte fragment (RFC 3396 §7 joins before processing).
+        let mut truncated = false;
+        // The options field: one tight pass (the common case has nothing
+        // else to scan). Option 52's fragments are joined before its value
+        // is processed (RFC 3396 §7); it counts only if one byte long.
+        let opts = packet.get(OPTIONS..).unwrap_or(&[]);
         let mut overload_len = 0usize;
         let mut overload_value = 0u8;
-        let mut truncated = false;
-        let mut area = 0u8;
-        while area <= 2 {
-            if let Some((mut pos, end)) = area_bounds(area, overload, packet.len()) {
-                let bytes = packet.get(..end).unwrap_or(&[]);
-                while let Some(&code) = bytes.get(pos) {
-                    if code == 0 {
-                        pos += 1;
-                        continue;
-                    }
-                    if code == 255 {
-                        break;
-                    }
-                    let start = pos + 2;
-                    let Some(len) = bytes
-                        .get(pos + 1)
-                        .map(|&l| l as usize)
-                        .filter(|l| start + l <= bytes.len())
-                    else {
-                        truncated = true;
-                        break;
-                    };
-                    if !seen.insert(code) {
-                        dup.insert(code);
-                    }
-                    if code == OPTION_OVERLOAD && area == 0 {
-                        overload_len += len;
-                        if len == 1 {
-                            overload_value = bytes[start];
-                        }
-                    }
-                    pos = start + len;
+        let mut i = 0;
+        while i < opts.len() {
+            let code = opts[i];
+            if code == 0 {
+                i += 1;
+                continue;
+            }
+            if code == 255 {
+                break;
+            }
+            let Some(&len) = opts.get(i + 1) else {
+                truncated = true;
+                break;
+            };
+            let next = i + 2 + len as usize;
+            if next > opts.len() {
+                truncated = true;
+                break;
+            }
+            seen.insert_noting_repeat(code, &mut dup);
+            if code == OPTION_OVERLOAD {
+                overload_len += len as usize;
+                if len == 1 {
+                    overload_value = opts[i + 2];
                 }
             }
-            if area == 0 && overload_len == 1 {
-                overload = overload_value & 3;
+            i = next;
+        }
+        let overload = if overload_len == 1 {
+            overload_value & 3
+        } else {
+            0
+        };
+        // `file`, then `sname`, when option 52 says they carry options.
+        for area in 1..=2u8 {
+            let Some((mut pos, end)) = area_bounds(area, overload, packet.len()) else {
+                continue;
+            };
+            let bytes = packet.get(..end).unwrap_or(&[]);
+            while let Some(&code) = bytes.get(pos) {
+                if code == 0 {
+                    pos += 1;
+                    continue;
+                }
+                if code == 255 {
+                    break;
+                }
+                let start = pos + 2;
+                let Some(len) = bytes
+                    .get(pos + 1)
+                    .map(|&l| l as usize)
+                    .filter(|l| start + l <= bytes.len())
+                else {
+                    truncated = true;
+                    break;
+                };
+                seen.insert_noting_repeat(code, &mut dup);
+                pos = start + len;
             }
-            area += 1;
         }
         Scan {
             overload,
@@ -233,25 +264,44 @@ impl<'a> Iterator for RawOptions<'a> {
                         data: OptionData::new(data),
                     });
                 }
-                if self.done.insert(code) {
-                    return Some(RawOption {
-                        code,
-                        data: OptionData::split(self.packet, self.overload, code, self.area, at),
-                    });
+                if let Some(o) = self.joined(code, at) {
+                    return Some(o);
                 }
             }
-            loop {
-                self.area = self.area.saturating_add(1);
-                if self.area > 2 {
-                    self.pos = 0;
-                    self.end = 0;
-                    return None;
-                }
-                if let Some((s, e)) = area_bounds(self.area, self.overload, self.packet.len()) {
-                    self.pos = s;
-                    self.end = e;
-                    break;
-                }
+            if !self.next_area() {
+                return None;
+            }
+        }
+    }
+}
+
+impl<'a> RawOptions<'a> {
+    /// A repeated code at `at`: the joined option the first time, `None`
+    /// for its later fragments (kept out of the hot loop).
+    #[cold]
+    #[inline(never)]
+    fn joined(&mut self, code: u8, at: usize) -> Option<RawOption<'a>> {
+        self.done.insert(code).then(|| RawOption {
+            code,
+            data: OptionData::split(self.packet, self.overload, code, self.area, at),
+        })
+    }
+
+    /// Moves to the next area that carries options; `false` at the end.
+    #[cold]
+    #[inline(never)]
+    fn next_area(&mut self) -> bool {
+        loop {
+            self.area = self.area.saturating_add(1);
+            if self.area > 2 {
+                self.pos = 0;
+                self.end = 0;
+                return false;
+            }
+            if let Some((s, e)) = area_bounds(self.area, self.overload, self.packet.len()) {
+                self.pos = s;
+                self.end = e;
+                return true;
             }
         }
     }

@@ -235,6 +235,17 @@ impl<'a> DhcpOption<'a> {
     /// Writes into a sink whose room was checked (crate-internal).
     pub(crate) fn emit_into(&self, s: &mut SliceSink<'_>) -> Result<(), EmitError> {
         let len = self.payload_len();
+        if len <= 255 {
+            // One piece (the common case): header, then the payload
+            // straight into the buffer.
+            let end = s.pos + 2 + len;
+            s.put(&[self.code(), len as u8]);
+            self.write_payload(s);
+            if s.overflow || s.pos != end {
+                return Err(EmitError::Internal);
+            }
+            return Ok(());
+        }
         let mut w = SplitSink::new(s, self.code(), len);
         self.write_payload(&mut w);
         let ok = w.finished();
