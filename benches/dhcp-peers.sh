@@ -19,6 +19,9 @@
 # interleaved step by step so that they share the machine's noise. A step
 # passes when fewer than 1 % of the DORAs fail (ACKs received / DISCOVERs
 # sent); a failing step is run once more before the server's ladder stops.
+# Each step also records the UDP receive-buffer drops on the server's and on
+# perfdhcp's side (/proc/net/snmp RcvbufErrors in each namespace), which
+# tells a server that cannot keep up from a starved perfdhcp.
 # Server CPU per DORA: the CPU time of all the server's threads during the
 # step divided by the ACKs received, both as the scheduler's exact run time
 # (/proc/PID/task/*/schedstat, ns) and as utime + stime (/proc/PID/stat,
@@ -185,6 +188,9 @@ start_dnsmasq() { # name extra-flags...
 cpu_ticks() { # pid -> utime+stime (clock ticks)
   awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
+rcvbuf_errors() { # netns -> UDP datagrams dropped on full receive buffers
+  ip netns exec "$1" cat /proc/net/snmp | awk '$1 == "Udp:" && $6 ~ /^[0-9]+$/ { print $6 }'
+}
 cpu_ns() { # pid -> run time of its live threads (ns)
   cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ t += $1 } END { printf "%.0f", t }'
 }
@@ -200,7 +206,7 @@ PXE_OPTS=(
 )
 
 RESULTS="$OUT/steps.tsv"
-printf 'round\tserver\trate\tsent\tacks\tdrop_pct\tcpu_us_per_dora\tachieved_rate\ttick_us_per_dora\n' >"$RESULTS"
+printf 'round\tserver\trate\tsent\tacks\tdrop_pct\tcpu_us_per_dora\tachieved_rate\ttick_us_per_dora\tserver_rcvbuf_drops\tperfdhcp_rcvbuf_drops\n' >"$RESULTS"
 ROUND=1
 
 # step <name> <rate> [-i]: one perfdhcp run; appends to RESULTS, prints the
@@ -211,12 +217,17 @@ step() {
   local before after nbefore nafter log="$OUT/perfdhcp-$name-$rate-r$ROUND.txt"
   local args=(-4 -g single -l "10.$o.0.2" -L 67 -r "$rate" -R "$CLIENTS" -p "$PERIOD" -W 500000)
   [ -n "$mode" ] && args+=("$mode")
+  local sbefore cbefore safter cafter
+  sbefore="$(rcvbuf_errors "$TAG-$name")"
+  cbefore="$(rcvbuf_errors "$CLI")"
   before="$(cpu_ticks "$pid")"
   nbefore="$(cpu_ns "$pid")"
   timeout $((PERIOD + 30)) ip netns exec "$CLI" "${pin_client[@]}" \
     perfdhcp "${args[@]}" "${PXE_OPTS[@]}" "10.$o.0.1" >"$log" 2>&1 || true
   after="$(cpu_ticks "$pid")"
   nafter="$(cpu_ns "$pid")"
+  safter="$(rcvbuf_errors "$TAG-$name")"
+  cafter="$(rcvbuf_errors "$CLI")"
   # Sent DISCOVERs and received final answers (ACK, or OFFER with -i).
   local sent got
   sent="$(awk '/Statistics for: DISCOVER-OFFER/{f=1} f && /^sent packets:/{print $3; exit}' "$log")"
@@ -227,12 +238,13 @@ step() {
   fi
   sent="${sent:-0}"; got="${got:-0}"
   awk -v n="$name" -v r="$rate" -v s="$sent" -v g="$got" -v b="$before" -v a="$after" \
-      -v nb="$nbefore" -v na="$nafter" -v hz="$HZ" -v p="$PERIOD" -v round="$ROUND" '
+      -v nb="$nbefore" -v na="$nafter" -v hz="$HZ" -v p="$PERIOD" -v round="$ROUND" \
+      -v sd="$((safter - sbefore))" -v cd="$((cafter - cbefore))" '
     BEGIN {
       drop = s > 0 ? 100 * (s - g) / s : 100; if (drop < 0) drop = 0
       ticks = g > 0 ? (a - b) / hz * 1e6 / g : 0
       cpu = g > 0 ? (na - nb) / 1e3 / g : 0
-      printf "%d\t%s\t%d\t%d\t%d\t%.2f\t%.1f\t%.0f\t%.1f\n", round, n, r, s, g, drop, cpu, g / p, ticks
+      printf "%d\t%s\t%d\t%d\t%d\t%.2f\t%.1f\t%.0f\t%.1f\t%d\t%d\n", round, n, r, s, g, drop, cpu, g / p, ticks, sd, cd
     }' | tee -a "$RESULTS" >&2
   tail -n 1 "$RESULTS" | cut -f6
 }
