@@ -491,12 +491,24 @@ awk -F'|' -v dir="$out/received" -v turn="$out/turnaround" '
       for (i = 1; i < n; i += 2) if (tolower(hexstr(s[i])) == "blksize") blksize[t] = hexstr(s[i + 1]) + 0
       oack[t] = 1
     } else if (op == 3 && (dst in key)) {     # DATA server -> client
-      t = key[dst]; blk = strtonum_hex(substr(p, 5, 4)); d = substr(p, 9)
+      t = key[dst]
       # Server turnaround: an ACK in, the next DATA out.
       if (t in acked_at) { turn_sum += now - acked_at[t]; turn_n++; delete acked_at[t] }
-      if ((t, blk) in data) { if (data[t, blk] != d) conflict[t] = 1 }
-      else { data[t, blk] = d; if (blk > maxblk[t]) maxblk[t] = blk }
-      if (length(d) / 2 < blksize[t]) last[t] = blk
+      # A window sent with UDP GSO (Linux UDP_SEGMENT) is one frame here when
+      # a bridge port offers UDP segmentation (the veth of proxy mode does):
+      # the bridge forwards it whole and the tap cuts it into datagrams of
+      # 4 + blksize bytes, in order. Cut it the same way; every piece must
+      # be a DATA datagram of its own.
+      seg = 2 * (4 + blksize[t])
+      if (length(p) > seg) gso_frames++
+      for (off = 1; off <= length(p); off += seg) {
+        q = substr(p, off, seg)
+        if (off > 1 && (length(q) < 8 || strtonum_hex(substr(q, 1, 4)) != 3)) { malformed[t] = 1; break }
+        blk = strtonum_hex(substr(q, 5, 4)); d = substr(q, 9)
+        if ((t, blk) in data) { if (data[t, blk] != d) conflict[t] = 1 }
+        else { data[t, blk] = d; if (blk > maxblk[t]) maxblk[t] = blk }
+        if (length(d) / 2 < blksize[t]) last[t] = blk
+      }
       t_end[t] = now
     } else if (op == 4 && (src in key)) {     # ACK client -> server
       t = key[src]; blk = strtonum_hex(substr(p, 5, 4)); acked_at[t] = now
@@ -509,6 +521,7 @@ awk -F'|' -v dir="$out/received" -v turn="$out/turnaround" '
   }
   END {
     if (turn_n) printf "%.3f\n", turn_sum / turn_n * 1000 > turn; else print "-" > turn
+    if (gso_frames) printf "boot.sh: %d TFTP frames were whole GSO windows (cut into DATA datagrams)\n", gso_frames > "/dev/stderr"
     for (t = 1; t <= ntr; t++) {
       f = name[t]; sub(/^\/+/, "", f)
       if (maxblk[t] == 0) {
@@ -526,6 +539,7 @@ awk -F'|' -v dir="$out/received" -v turn="$out/turnaround" '
       status = "incomplete"
       if ((t in last) && last[t] == maxblk[t] && missing == 0 && (t in acked)) status = "complete"
       if (t in conflict) status = "conflicting-retransmission"
+      if (t in malformed) status = "malformed-segmented-window"
       if (t in err) status = status " (" err[t] ")"
       printf "%d|%s|%s|%s|%s|%s|%s\n", t, f, client[t], status, out, t_start[t], t_end[t]
     }
