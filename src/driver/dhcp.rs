@@ -28,10 +28,15 @@
 //! thread serves each socket; the engine sits behind a mutex.
 //!
 //! Leases (full mode with [`DhcpServerConfig::lease_file`]): the packet
-//! threads never touch the disk. They pass each batch of lease records,
-//! with the ACKs that grant them, to a writer thread, which appends the
-//! records, fsyncs once for everything queued (group commit), and only then
-//! sends the ACKs — a client never holds a lease that a `kill -9` could lose.
+//! threads never touch the disk. They queue each datagram's lease records,
+//! with the ACKs that grant them, for a writer thread (into buffers reused
+//! from one commit to the next: no allocation per packet), and go on
+//! answering other clients. The writer lets a group gather for
+//! [`DhcpServerConfig::lease_commit_window`], appends the records, fsyncs
+//! once for all of them (group commit), and only then sends the ACKs — a
+//! client never holds a lease that a `kill -9` could lose. If the disk falls
+//! [`MAX_HELD`] ACKs behind, further answers are dropped with their records
+//! (clients retry) instead of queueing without bound.
 //!
 //! Logging: one `tracing` line per step and client (`mac`, `arch`, `step`).
 
@@ -265,6 +270,9 @@ struct Held {
     writer_waiting: bool,
     /// No more batches: the writer commits what it has and ends.
     closed: bool,
+    /// Over [`MAX_HELD`]: answers are being dropped (logged once per
+    /// episode).
+    overflowing: bool,
 }
 
 impl Held {
@@ -292,7 +300,7 @@ impl Held {
 /// Most ACKs held for the writer; beyond, answers are dropped (with their
 /// records, so no client holds an unlogged lease) until the disk catches
 /// up, and clients retry.
-const MAX_HELD: usize = 65_536;
+pub const MAX_HELD: usize = 65_536;
 
 /// The hand-over point between the packet threads and the lease writer.
 #[derive(Debug, Default)]
@@ -311,13 +319,17 @@ impl Commit {
             return Err(io::Error::other("dhcp lease writer stopped"));
         }
         if h.sends.len() >= MAX_HELD {
-            tracing::warn!(
-                held = h.sends.len(),
-                "dhcp: lease log behind, answers dropped"
-            );
+            if !h.overflowing {
+                h.overflowing = true;
+                tracing::warn!(
+                    held = h.sends.len(),
+                    "dhcp: lease log behind, answers dropped until it catches up"
+                );
+            }
             batch.clear();
             return Ok(());
         }
+        h.overflowing = false;
         h.take_from(batch);
         if h.writer_waiting {
             h.writer_waiting = false;
@@ -855,5 +867,77 @@ pub fn run_client(config: DhcpClientConfig) -> io::Result<crate::dhcp::client::B
                 ) => {}
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::leases::ClientKey;
+    use crate::dhcp::store::RecordKind;
+
+    fn batch(n: u8, datagrams: &[&[u8]]) -> Held {
+        let mut b = Held::default();
+        b.records.push(LeaseRecord {
+            kind: RecordKind::Granted,
+            addr: Ipv4Addr::new(10, 0, 0, n),
+            client: ClientKey::new(None, 1, &[2, 0, 0, 0, 0, n]),
+            expires: Instant::from_secs(100),
+        });
+        for d in datagrams {
+            b.bytes.extend_from_slice(d);
+            b.sends.push((
+                ServerPort::Dhcp,
+                SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), 68),
+                b.bytes.len(),
+            ));
+        }
+        b
+    }
+
+    /// Batches from the packet threads join into one group with each
+    /// datagram's bytes intact (the writer sends exactly what the engine
+    /// wrote, after the group's fsync).
+    #[test]
+    fn held_batches_join_with_their_datagrams_intact() {
+        let mut group = Held::default();
+        let mut a = batch(1, &[b"ack-one", b"ack-two!"]);
+        let mut b = batch(2, &[b"ack-three"]);
+        group.take_from(&mut a);
+        group.take_from(&mut b);
+        assert!(a.is_empty() && b.is_empty() && a.bytes.is_empty());
+        assert_eq!(group.records.len(), 2);
+        let mut start = 0;
+        let mut got = Vec::new();
+        for &(_, to, end) in &group.sends {
+            got.push((to.ip().octets()[3], &group.bytes[start..end]));
+            start = end;
+        }
+        assert_eq!(
+            got,
+            [
+                (1, &b"ack-one"[..]),
+                (1, &b"ack-two!"[..]),
+                (2, &b"ack-three"[..])
+            ]
+        );
+    }
+
+    /// Over the bound the batch is dropped whole (records and answers), so
+    /// no client is told of a lease that is not logged.
+    #[test]
+    fn a_full_queue_drops_records_with_their_answers() {
+        let c = Commit::default();
+        {
+            let mut h = c.held.lock().unwrap();
+            h.sends = std::vec![(ServerPort::Dhcp, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 68), 0); MAX_HELD];
+        }
+        let mut b = batch(3, &[b"ack"]);
+        c.push(&mut b).unwrap();
+        assert!(b.is_empty());
+        let h = c.held.lock().unwrap();
+        assert!(h.records.is_empty());
+        assert_eq!(h.sends.len(), MAX_HELD);
+        assert!(h.overflowing);
     }
 }
