@@ -88,12 +88,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    // Block SIGINT/SIGTERM before any thread starts, so every thread
-    // inherits the mask and only the waiter below receives them.
-    let signals = match signals::block() {
+    // SIGINT/SIGTERM go to one waiting thread (signal-hook's self-pipe), so
+    // the server stops through its stop handle instead of dying mid-commit.
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("preboot-dhcpd: cannot block signals: {e}");
+            eprintln!("preboot-dhcpd: cannot install signal handlers: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -114,8 +117,9 @@ fn main() -> ExitCode {
     );
     let stop = server.stop_handle();
     std::thread::spawn(move || {
-        let sig = signals.wait();
-        tracing::info!(signal = sig, "preboot-dhcpd: stopping");
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!(signal = sig, "preboot-dhcpd: stopping");
+        }
         stop.stop();
     });
     match server.run() {
@@ -311,37 +315,4 @@ fn sock(s: &str, default_port: u16) -> Result<SocketAddrV4, String> {
         return Ok(a);
     }
     Ok(SocketAddrV4::new(ip(s)?, default_port))
-}
-
-/// SIGINT/SIGTERM delivered to one waiting thread (`sigwait`), so the
-/// server stops through its stop handle instead of dying mid-commit.
-mod signals {
-    pub struct Blocked(libc::sigset_t);
-
-    pub fn block() -> std::io::Result<Blocked> {
-        // SAFETY: `set` is a local sigset_t initialised by sigemptyset
-        // before use; pthread_sigmask only reads it.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGINT);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            let r = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-            if r != 0 {
-                return Err(std::io::Error::from_raw_os_error(r));
-            }
-            Ok(Blocked(set))
-        }
-    }
-
-    impl Blocked {
-        /// Wait for one of the blocked signals; returns its number.
-        pub fn wait(&self) -> i32 {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: the set was initialised in `block`; `sig` is a valid
-            // out pointer for the call's duration.
-            let r = unsafe { libc::sigwait(&self.0, &mut sig) };
-            if r == 0 { sig } else { libc::SIGTERM }
-        }
-    }
 }
