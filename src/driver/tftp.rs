@@ -9,6 +9,14 @@
 //! listening socket and demultiplexed by client address (for NAT and
 //! firewalls that only allow port 69).
 //!
+//! A window of DATA blocks (RFC 7440) leaves in one system call: on Linux
+//! the transfer socket gets UDP generic segmentation offload for the
+//! negotiated block size and the window's blocks are sent as one buffer
+//! (see `batch`; [`TftpServerConfig::batch_sends`] turns this off).
+//! Socket buffers are sized for the negotiated window, so a window never
+//! overflows them; a block lost anyway is recovered by the engine rolling
+//! back to the client's last in-order ACK.
+//!
 //! Files come from a [`JailedDir`]: read requests are accepted or refused
 //! automatically (missing file → ERROR 1 at once, hostile path → ERROR 2).
 //! Every transfer is logged with `tracing` (peer, file, options, bytes,
@@ -41,12 +49,15 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::clients::ClientDirectory;
 use super::fs::{JailedDir, JailedFile, Upload};
 use crate::Instant;
 use crate::fs::FsError;
 use crate::tftp::server::{Incoming, RequestOutcome, Server, ServerConfig, Slot, TransferHandle};
 use crate::tftp::{Event, Negotiated, Rollover};
-use crate::wire::tftp::MAX_BLKSIZE;
+use crate::wire::tftp::{DATA_HEADER_LEN, MAX_BLKSIZE};
+
+mod batch;
 
 const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
@@ -84,6 +95,12 @@ pub struct TftpServerConfig {
     pub max_windowsize: u16,
     /// Block number after 65535.
     pub rollover: Rollover,
+    /// Who is at which address (filled by the DHCP driver): log lines then
+    /// carry the client's `mac` and `arch`.
+    pub clients: Option<ClientDirectory>,
+    /// Send each window of DATA blocks in one system call (UDP GSO on
+    /// Linux; elsewhere, or when the kernel refuses, block by block).
+    pub batch_sends: bool,
 }
 
 impl TftpServerConfig {
@@ -105,6 +122,8 @@ impl TftpServerConfig {
             max_blksize: MAX_BLKSIZE,
             max_windowsize: 64,
             rollover: Rollover::ToZero,
+            clients: None,
+            batch_sends: true,
         }
     }
 
@@ -145,6 +164,8 @@ struct Conn {
     path: String,
     write: bool,
     armed: Option<Instant>,
+    /// GSO in force on `socket` (windowed reads only).
+    gso: Option<batch::Gso>,
 }
 
 type Engine = Server<JailedFile, Upload, Vec<Slot<JailedFile, Upload>>>;
@@ -164,6 +185,8 @@ pub struct TftpServer {
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     epoch: std::time::Instant,
     buf: Vec<u8>,
+    /// A window of blocks laid end to end for one batched send.
+    batch: Vec<u8>,
     rx: Vec<u8>,
     next_port: u32,
     stats: TftpStats,
@@ -220,6 +243,7 @@ impl TftpServer {
             timers: BinaryHeap::new(),
             epoch: std::time::Instant::now(),
             buf: vec![0u8; 4 + usize::from(MAX_BLKSIZE)],
+            batch: Vec::new(),
             rx: vec![0u8; 65536],
             next_port: 0,
             stats: TftpStats::default(),
@@ -429,6 +453,20 @@ impl TftpServer {
             options = ?inc.options,
             "tftp: request accepted"
         );
+        // Batching pays only for windows of at least two full-size blocks.
+        let gso = match (&socket, neg) {
+            (Some(s), Some(n)) if self.config.batch_sends && !write && n.windowsize > 1 => {
+                let segment = DATA_HEADER_LEN + usize::from(n.blksize);
+                // Smaller segments could not carry an ERROR or OACK.
+                (n.blksize >= 512)
+                    .then(|| batch::enable(s, segment))
+                    .flatten()
+            }
+            _ => None,
+        };
+        if gso.is_some() && self.batch.is_empty() {
+            self.batch = vec![0u8; batch::MAX_BATCH];
+        }
         self.conns[h.index()] = Some(Conn {
             handle: h,
             socket,
@@ -436,6 +474,7 @@ impl TftpServer {
             path: inc.path.as_str().to_owned(),
             write,
             armed: None,
+            gso,
         });
         self.service(h);
     }
@@ -475,6 +514,9 @@ impl TftpServer {
     fn service(&mut self, h: TransferHandle) {
         let index = h.index();
         let now = self.now();
+        if let Some(gso) = self.conns[index].as_ref().and_then(|c| c.gso) {
+            self.send_batched(h, gso, now);
+        }
         while let Some(n) = self.engine.poll_transmit(h, now, &mut self.buf) {
             let Some(conn) = self.conns[index].as_ref() else {
                 break;
@@ -509,14 +551,70 @@ impl TftpServer {
         }
     }
 
+    /// Sends the transfer's datagrams a batch (up to a window) at a time.
+    /// If the kernel refuses GSO, turns it off for this transfer, sends the
+    /// batch block by block and leaves the rest to the per-datagram path.
+    fn send_batched(&mut self, h: TransferHandle, gso: batch::Gso, now: Instant) {
+        let index = h.index();
+        let seg = gso.segment;
+        loop {
+            let (mut len, mut count) = (0, 0);
+            while count < gso.max_segments {
+                let Some(n) = self
+                    .engine
+                    .poll_transmit(h, now, &mut self.batch[len..len + seg])
+                else {
+                    break;
+                };
+                len += n;
+                count += 1;
+                if n != seg {
+                    // A shorter datagram (last block, ERROR) ends a batch.
+                    break;
+                }
+            }
+            if count == 0 {
+                return;
+            }
+            let Some(conn) = self.conns[index].as_mut() else {
+                return;
+            };
+            let Some(sock) = conn.socket.as_ref() else {
+                return;
+            };
+            match sock.send(&self.batch[..len]) {
+                Ok(_) => {}
+                Err(e) if batch::refused(&e) => {
+                    tracing::debug!(peer = %conn.peer, error = %e, "tftp: no UDP GSO, sending block by block");
+                    batch::disable(sock);
+                    conn.gso = None;
+                    for datagram in self.batch[..len].chunks(seg) {
+                        let _ = sock.send(datagram);
+                    }
+                    return;
+                }
+                // A full send buffer drops the batch: the engine's timeout
+                // and rollback recover, as for loss.
+                Err(e) => tracing::trace!(error = %e, "tftp: batched send failed"),
+            }
+        }
+    }
+
     fn log_event(&mut self, index: usize, ev: Event) {
         let Some(conn) = self.conns[index].as_ref() else {
             return;
         };
         let (peer, file, write) = (conn.peer, conn.path.as_str(), conn.write);
+        let who = self
+            .config
+            .clients
+            .as_ref()
+            .and_then(|c| c.lookup(*peer.ip()));
+        let mac = who.map(|c| tracing::field::display(c.mac));
+        let arch = who.and_then(|c| c.arch).map(tracing::field::debug);
         match ev {
             Event::Started(n) => tracing::info!(
-                peer = %peer, file, write,
+                peer = %peer, mac, arch, file, write, step = if write { "wrq" } else { "rrq" },
                 blksize = n.blksize, windowsize = n.windowsize, tsize = n.tsize,
                 timeout_ms = n.timeout.as_millis() as u64, oack = n.oack,
                 "tftp: transfer started"
@@ -528,8 +626,8 @@ impl TftpServer {
                 self.stats.completed += 1;
                 self.stats.bytes += bytes;
                 tracing::info!(
-                    peer = %peer, file, write, bytes,
-                    duration_ms = duration.as_secs_f64() * 1e3,
+                    peer = %peer, mac, arch, file, write, bytes, step = "transfer-done",
+                    duration_ms = (duration.as_secs_f64() * 1e4).round() / 10.0,
                     "tftp: transfer completed"
                 );
             }
@@ -539,7 +637,7 @@ impl TftpServer {
             }
             Event::Failed { reason, bytes } => {
                 self.stats.failed += 1;
-                tracing::warn!(peer = %peer, file, write, bytes, reason = ?reason, "tftp: transfer failed");
+                tracing::warn!(peer = %peer, mac, arch, file, write, bytes, reason = ?reason, step = "transfer-failed", "tftp: transfer failed");
             }
         }
     }

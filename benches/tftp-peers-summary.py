@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Summarises the results.tsv of benches/tftp-peers.sh as Markdown tables:
+medians over repetitions, ours/theirs ratios, server CPU ms per MB, peak RSS."""
+import statistics
+import sys
+from collections import defaultdict
+
+path, big_mib, reps = sys.argv[1], sys.argv[2], sys.argv[3]
+runs = defaultdict(list)
+for raw in open(path):
+    f = raw.rstrip("\n").split("\t")
+    if len(f) < 9:
+        continue
+    file, server, pin, blk, win, count, cpu_us, rss = f[:8]
+    kv = dict(x.split("=", 1) for x in f[8].split())
+    mb = int(kv["bytes"]) / 1e6
+    runs[(file, pin, int(blk), int(win), int(count), server)].append({
+        "mb_s": float(kv["mb_s"]),
+        "failed": int(kv["failed"]),
+        "cpu_ms_mb": int(cpu_us) / 1000 / mb if mb else None,
+        "rss_mib": int(rss) / 1024,
+        "max_s": float(kv["max_s"]),
+    })
+
+SERVERS = ("ours", "atftpd", "tftp-hpa")
+
+
+def med(key, k, server):
+    xs = [r[key] for r in runs.get(k + (server,), []) if r[key] is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, d=1):
+    return "–" if x is None or x != x else f"{x:.{d}f}"
+
+
+def ratio(a, b):
+    return "–" if a is None or not b else f"{a / b:.2f}×"
+
+
+configs = sorted({k[:5] for k in runs})
+print(f"\nOne {big_mib} MiB transfer, medians of {reps} runs. MB/s = 10^6 B/s; CPU = "
+      "server CPU ms per MB. Server on CPU 0; client on CPU 1 (cross) or CPU 0 (same). "
+      "tftp-hpa has no windowsize. raw UDP: benches/udp-window.rs, same datagrams and "
+      "window, no TFTP (blocking sockets, one sendto per datagram).\n")
+print("| client CPU | blksize | window | ours MB/s | atftpd MB/s | tftp-hpa MB/s | raw UDP MB/s "
+      "| ours/atftpd | ours/hpa | ours/raw | CPU ours | CPU atftpd | CPU hpa | failed |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for k in configs:
+    if k[0] != "big.bin":
+        continue
+    _, pin, blk, win, _ = k
+    sp = [med("mb_s", k, s) for s in SERVERS]
+    raw = med("mb_s", k, "raw-udp")
+    cpu = [med("cpu_ms_mb", k, s) for s in SERVERS]
+    failed = sum(r["failed"] for s in SERVERS for r in runs.get(k + (s,), []))
+    print(f"| {pin} | {blk} | {win} | {fmt(sp[0])} | {fmt(sp[1])} | {fmt(sp[2])} | {fmt(raw)} "
+          f"| {ratio(sp[0], sp[1])} | {ratio(sp[0], sp[2])} | {ratio(sp[0], raw)} "
+          f"| {fmt(cpu[0], 2)} | {fmt(cpu[1], 2)} | {fmt(cpu[2], 2)} | {failed} |")
+
+print(f"\nConcurrent 4 MiB transfers (blksize 1468, windowsize 16; tftp-hpa lock-step), "
+      f"client on CPU 1, medians of {reps} runs: aggregate MB/s, slowest client's time (s), "
+      "failures over all runs, server peak RSS (MiB, with children), CPU ms per MB.\n")
+print("| transfers | ours MB/s | atftpd MB/s | tftp-hpa MB/s | ours/best peer "
+      "| slowest ours | slowest atftpd | slowest hpa | ours/atftpd slowest "
+      "| failed ours/atftpd/hpa | RSS ours | RSS atftpd | RSS hpa "
+      "| CPU ours | CPU atftpd | CPU hpa |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+for k in configs:
+    if k[0] != "small.bin":
+        continue
+    sp = [med("mb_s", k, s) for s in SERVERS]
+    slow = [med("max_s", k, s) for s in SERVERS]
+    rss = [max((r["rss_mib"] for r in runs.get(k + (s,), [])), default=None) for s in SERVERS]
+    cpu = [med("cpu_ms_mb", k, s) for s in SERVERS]
+    fails = "/".join(str(sum(r["failed"] for r in runs.get(k + (s,), []))) for s in SERVERS)
+    best = max((x for x in sp[1:] if x is not None), default=None)
+    print(f"| {k[4]} | {fmt(sp[0])} | {fmt(sp[1])} | {fmt(sp[2])} | {ratio(sp[0], best)} "
+          f"| {fmt(slow[0], 2)} | {fmt(slow[1], 2)} | {fmt(slow[2], 2)} "
+          f"| {ratio(slow[0], slow[1])} | {fails} | {fmt(rss[0])} | {fmt(rss[1])} "
+          f"| {fmt(rss[2])} | {fmt(cpu[0], 2)} | {fmt(cpu[1], 2)} | {fmt(cpu[2], 2)} |")
+
+rows = [k for k in configs if runs.get(k + ("ours-nobatch",))]
+if rows:
+    print(f"\nWindow batching (UDP GSO, one send per window) on vs off (--no-batch), same run, "
+          f"medians of {reps} runs; concurrent rows: 4 MiB transfers, client on CPU 1.\n")
+    print("| client CPU | blksize | window | transfers | MB/s on | MB/s off | on/off "
+          "| CPU on | CPU off | CPU on/off |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for k in rows:
+        _, pin, blk, win, count = k
+        on, off = med("mb_s", k, "ours"), med("mb_s", k, "ours-nobatch")
+        con, coff = med("cpu_ms_mb", k, "ours"), med("cpu_ms_mb", k, "ours-nobatch")
+        print(f"| {pin} | {blk} | {win} | {count} | {fmt(on)} | {fmt(off)} | {ratio(on, off)} "
+              f"| {fmt(con, 2)} | {fmt(coff, 2)} | {ratio(con, coff)} |")

@@ -1,0 +1,258 @@
+//! A TFTP download client on the crate's client engine: fetches one file,
+//! or the same file N times concurrently from one event loop (a load
+//! generator, used by `benches/tftp-peers.sh` as the same client for every
+//! server).
+//!
+//! ```text
+//! cargo run --release --example tftp-get -- --server 127.0.0.1:69 --file pxelinux.0 \
+//!     [--out FILE] [--blksize N] [--windowsize N] [--tsize] [--count N] [--time-limit SECS]
+//! ```
+//!
+//! Prints one line: `ok=… failed=… bytes=… wall_s=… mb_s=… min_s=… median_s=… max_s=…`
+//! (MB = 10^6 bytes; per-transfer times from request to last block). Exits
+//! non-zero if any transfer failed.
+
+use std::fs::File;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::unix::fs::FileExt;
+use std::process::ExitCode;
+use std::time::{Duration, Instant as StdInstant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use preboot::Instant;
+use preboot::fs::{FsError, WriteAt};
+use preboot::tftp::Event;
+use preboot::tftp::client::{Client, ClientConfig};
+use socket2::{Domain, Protocol, Socket, Type};
+
+const USAGE: &str = "usage: tftp-get --server ADDR:PORT --file NAME [--out FILE] \
+[--blksize N] [--windowsize N] [--tsize] [--count N] [--time-limit SECS]";
+
+/// Received data: written to a file, or only counted.
+struct Sink {
+    file: Option<File>,
+    bytes: u64,
+}
+
+impl WriteAt for Sink {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), FsError> {
+        if let Some(f) = &self.file {
+            f.write_all_at(data, offset).map_err(|_| FsError::Io)?;
+        }
+        self.bytes += data.len() as u64;
+        Ok(())
+    }
+}
+
+struct Args {
+    server: SocketAddrV4,
+    file: String,
+    out: Option<String>,
+    config: ClientConfig,
+    count: usize,
+    time_limit: Duration,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut server = None;
+    let mut file = None;
+    let mut out = None;
+    let mut config = ClientConfig::default();
+    let mut count = 1usize;
+    let mut time_limit = Duration::from_secs(120);
+    let mut it = std::env::args().skip(1);
+    fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        v.ok_or(format!("{flag} needs a value"))?
+            .parse()
+            .map_err(|e| format!("{flag}: {e}"))
+    }
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--server" => server = Some(num::<SocketAddrV4>("--server", it.next())?),
+            "--file" => file = Some(it.next().ok_or("--file needs a value")?),
+            "--out" => out = Some(it.next().ok_or("--out needs a value")?),
+            "--blksize" => config.blksize = Some(num("--blksize", it.next())?),
+            "--windowsize" => config.windowsize = Some(num("--windowsize", it.next())?),
+            "--tsize" => config.tsize = true,
+            "--count" => count = num("--count", it.next())?,
+            "--time-limit" => time_limit = Duration::from_secs(num("--time-limit", it.next())?),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    if count == 0 || (count > 1 && out.is_some()) {
+        return Err("--count must be ≥ 1, and 1 with --out".into());
+    }
+    Ok(Args {
+        server: server.ok_or(format!("--server is required\n{USAGE}"))?,
+        file: file.ok_or(format!("--file is required\n{USAGE}"))?,
+        out,
+        config,
+        count,
+        time_limit,
+    })
+}
+
+struct Job<'n> {
+    client: Client<'n, Sink>,
+    socket: UdpSocket,
+    done: Option<Result<Duration, String>>,
+}
+
+fn socket() -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_nonblocking(true)?;
+    // Room for a whole window of large blocks (the kernel caps at rmem_max).
+    let _ = s.set_recv_buffer_size(8 << 20);
+    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)).into())?;
+    Ok(UdpSocket::from_std(s.into()))
+}
+
+/// Sends what the client has to send and records how it ended.
+fn drive(job: &mut Job<'_>, now: Instant, buf: &mut [u8]) {
+    while let Some(t) = job.client.poll_transmit(now, buf) {
+        let _ = job
+            .socket
+            .send_to(&buf[..t.len], SocketAddr::V4(t.destination));
+    }
+    while let Some(ev) = job.client.poll_event() {
+        match ev {
+            Event::Completed { duration, .. } => job.done = Some(Ok(duration)),
+            Event::Failed { reason, .. } => job.done = Some(Err(format!("{reason:?}"))),
+            _ => {}
+        }
+    }
+}
+
+/// How each transfer ended (`None`: unfinished at the time limit), the
+/// bytes received, and the wall time.
+type Outcome = (Vec<Option<Result<Duration, String>>>, u64, Duration);
+
+fn run(args: &Args) -> io::Result<Outcome> {
+    let epoch = StdInstant::now();
+    let now = || Instant::from_micros(epoch.elapsed().as_micros() as u64);
+    let mut poll = Poll::new()?;
+    let mut jobs = Vec::with_capacity(args.count);
+    for i in 0..args.count {
+        let file = match &args.out {
+            Some(path) => Some(File::create(path)?),
+            None => None,
+        };
+        let sink = Sink { file, bytes: 0 };
+        let mut socket = socket()?;
+        poll.registry()
+            .register(&mut socket, Token(i), Interest::READABLE)?;
+        let client = Client::new(now(), args.server, args.file.as_bytes(), args.config, sink);
+        jobs.push(Job {
+            client,
+            socket,
+            done: None,
+        });
+    }
+    let mut buf = vec![0u8; 65536];
+    for job in &mut jobs {
+        drive(job, now(), &mut buf);
+    }
+    let mut events = Events::with_capacity(1024);
+    let mut pending = args.count;
+    let mut next_scan = StdInstant::now();
+    while pending > 0 && epoch.elapsed() < args.time_limit {
+        poll.poll(&mut events, Some(Duration::from_millis(10)))?;
+        for ev in events.iter() {
+            let job = &mut jobs[ev.token().0];
+            loop {
+                match job.socket.recv_from(&mut buf) {
+                    Ok((n, SocketAddr::V4(from))) => {
+                        let (data, rest) = buf.split_at_mut(n);
+                        job.client.handle(now(), from, data);
+                        drive(job, now(), rest);
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        // Timers: scanned every 10 ms (deadlines are ≥ 1 s).
+        if StdInstant::now() >= next_scan {
+            next_scan = StdInstant::now() + Duration::from_millis(10);
+            let t = now();
+            for job in &mut jobs {
+                if job.client.poll_timeout().is_some_and(|d| d <= t) {
+                    job.client.handle_timeout(t);
+                    drive(job, t, &mut buf);
+                }
+            }
+        }
+        // A completed transfer counts once its last block is in; the dally
+        // period (for a lost final ACK) does not hold the run up.
+        pending = jobs
+            .iter()
+            .filter(|j| j.done.is_none() && !j.client.is_finished())
+            .count();
+    }
+    let wall = epoch.elapsed();
+    let bytes = jobs.iter().map(|j| j.client.sink().bytes).sum();
+    Ok((jobs.into_iter().map(|j| j.done).collect(), bytes, wall))
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (results, bytes, wall) = match run(&args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tftp-get: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut times: Vec<f64> = Vec::new();
+    let mut failed = 0;
+    for r in &results {
+        match r {
+            Some(Ok(d)) => times.push(d.as_secs_f64()),
+            Some(Err(why)) => {
+                failed += 1;
+                eprintln!("tftp-get: transfer failed: {why}");
+            }
+            None => {
+                failed += 1;
+                eprintln!("tftp-get: transfer unfinished at the time limit");
+            }
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        times
+            .get(((times.len().saturating_sub(1)) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "ok={} failed={} bytes={} wall_s={:.4} mb_s={:.2} min_s={:.4} median_s={:.4} max_s={:.4}",
+        times.len(),
+        failed,
+        bytes,
+        wall.as_secs_f64(),
+        bytes as f64 / 1e6 / wall.as_secs_f64(),
+        pick(0.0),
+        pick(0.5),
+        pick(1.0),
+    );
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

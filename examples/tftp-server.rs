@@ -1,0 +1,127 @@
+//! A minimal TFTP server: serves one directory, read-only, from one event
+//! loop (RFC 1350 with the blksize, timeout, tsize and windowsize options).
+//!
+//! ```text
+//! cargo run --release --example tftp-server -- --root /srv/tftp [--bind 0.0.0.0] [--port 69]
+//!     [--max-transfers 1024] [--max-per-client 64] [--single-port] [--no-batch]
+//! ```
+//!
+//! Logs go to stderr; `RUST_LOG=preboot=debug` shows every request. Stop it
+//! with Ctrl-C or SIGTERM.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+use preboot::driver::tftp::{TftpServer, TftpServerConfig};
+
+const USAGE: &str = "usage: tftp-server --root DIR [--bind ADDR] [--port PORT] \
+[--max-transfers N] [--max-per-client N] [--single-port] [--no-batch]";
+
+struct Args {
+    root: PathBuf,
+    bind: IpAddr,
+    port: u16,
+    max_transfers: Option<usize>,
+    max_per_client: Option<usize>,
+    single_port: bool,
+    no_batch: bool,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut root = None;
+    let mut bind = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let mut port = 69;
+    let mut max_transfers = None;
+    let mut max_per_client = None;
+    let mut single_port = false;
+    let mut no_batch = false;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match flag.as_str() {
+            "--root" => root = Some(PathBuf::from(value("--root")?)),
+            "--bind" => {
+                bind = value("--bind")?
+                    .parse()
+                    .map_err(|e| format!("--bind: {e}"))?
+            }
+            "--port" => {
+                port = value("--port")?
+                    .parse()
+                    .map_err(|e| format!("--port: {e}"))?
+            }
+            "--max-transfers" => {
+                max_transfers = Some(
+                    value("--max-transfers")?
+                        .parse()
+                        .map_err(|e| format!("--max-transfers: {e}"))?,
+                )
+            }
+            "--max-per-client" => {
+                max_per_client = Some(
+                    value("--max-per-client")?
+                        .parse()
+                        .map_err(|e| format!("--max-per-client: {e}"))?,
+                )
+            }
+            "--single-port" => single_port = true,
+            "--no-batch" => no_batch = true,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(Args {
+        root: root.ok_or(format!("--root is required\n{USAGE}"))?,
+        bind,
+        port,
+        max_transfers,
+        max_per_client,
+        single_port,
+        no_batch,
+    })
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "preboot=info".into()),
+        )
+        .init();
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut config = TftpServerConfig::new(SocketAddr::new(args.bind, args.port), args.root);
+    config.single_port = args.single_port;
+    config.batch_sends = !args.no_batch;
+    if let Some(n) = args.max_transfers {
+        config.max_transfers = n;
+    }
+    if let Some(n) = args.max_per_client {
+        config.max_per_client = n;
+    }
+    let mut server = match TftpServer::bind(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tftp-server: cannot bind {}:{}: {e}", args.bind, args.port);
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("tftp-server: serving on {}", server.local_addr());
+    // Runs until the process is stopped.
+    let stop = AtomicBool::new(false);
+    match server.run(&stop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tftp-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
