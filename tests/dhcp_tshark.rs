@@ -108,6 +108,9 @@ fn answers() -> Vec<Vec<u8>> {
     proxy.menu.policy = MenuPolicy::OnKeyPress { timeout_secs: 5 };
     let mut full = proxy.clone();
     full.mode = preboot::dhcp::Mode::Full;
+    // Full-mode answers with the file in them (with a menu they carry
+    // option 43 instead, and the file comes from 4011).
+    full.menu.policy = MenuPolicy::Never;
     full.pools
         .push(Pool {
             subnet: Ipv4Addr::new(192, 168, 77, 0),

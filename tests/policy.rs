@@ -693,3 +693,105 @@ fn toml_errors_name_file_line_field() {
     let e = toml_store::load(Path::new("/nonexistent/policy.toml")).unwrap_err();
     assert!(e.message.contains("cannot read"));
 }
+
+/// §4.6, §6: task ids handed out are remembered up to a bound (4096): a
+/// workstation that never reports cannot grow the proxy without limit; the
+/// oldest id is forgotten (its report is `UnknownTask`, nothing applied),
+/// the newest is still accepted.
+#[test]
+fn outstanding_task_ids_are_bounded() {
+    let mut st = store();
+    st.workstations[0].image_next_boot = true;
+    let mut p = ImagingProxy::new(st);
+    let w1 = info(M1);
+    let mut ids = Vec::new();
+    for _ in 0..5000 {
+        let r = p.tasks(Instant::ZERO, &w1).unwrap();
+        ids.extend(r.tasks.iter().map(|t| t.id));
+    }
+    assert!(ids.len() >= 5000);
+    let rep = |task_id| TaskReport {
+        task_id,
+        outcome: Outcome::Success,
+        percent: None,
+        reason: None,
+    };
+    assert_eq!(
+        p.report(Instant::ZERO, &w1, &rep(ids[0])),
+        Err(preboot::wire::transaction::Status::UnknownTask)
+    );
+    assert_eq!(p.reports_applied(), 0);
+    let last = *ids.last().unwrap();
+    p.report(Instant::ZERO, &w1, &rep(last)).unwrap();
+    assert_eq!(p.reports_applied(), 1);
+    // The boundary: the 4096th newest is kept, the 4097th forgotten.
+    let n = ids.len();
+    assert!(p.report(Instant::ZERO, &w1, &rep(ids[n - 4096])).is_ok());
+    assert!(p.report(Instant::ZERO, &w1, &rep(ids[n - 4097])).is_err());
+}
+
+/// §4.4, §4.5, §5: a store the wire cannot carry (a task string over 255
+/// bytes, a menu label over 64, a menu file over 128) is answered with
+/// `ServerError` before anything changes — no task id handed out, no
+/// multicast join. (The `policy_evaluate` fuzz target checks the same
+/// oracle — "what the proxy answers, the wire can carry" — on arbitrary
+/// stores.)
+#[test]
+fn unencodable_store_fails_before_state_changes() {
+    let long = "x".repeat(256);
+    let w1 = info(M1);
+    // A multicast session with a too-long name.
+    let mut st = store();
+    st.multicast = vec![session(
+        &long,
+        true,
+        vec![WorkstationId::Mac(M1)],
+        None,
+        None,
+    )];
+    let mut p = ImagingProxy::new(st);
+    assert_eq!(
+        p.tasks(Instant::ZERO, &w1).err(),
+        Some(preboot::wire::transaction::Status::ServerError)
+    );
+    assert!(p.joined(0).is_empty(), "joined although refused");
+    // A too-long image name in the first matching rule.
+    let mut st = store();
+    st.policies[0].rules[0].image = long.clone();
+    let mut p = ImagingProxy::new(st.clone());
+    assert!(p.tasks(Instant::ZERO, &w1).is_err());
+    // Fix the store: the first task id handed out is still 1 (none was
+    // spent on the refused request).
+    st.policies[0].rules[0].image = "images/ok.img".into();
+    let mut p2 = ImagingProxy::new(st);
+    let id = p2.tasks(Instant::ZERO, &w1).unwrap().tasks[0].id;
+    assert_eq!(id, 1);
+    // A too-long environment file name.
+    let mut st = store();
+    st.server.environment = Some(EnvironmentSpec {
+        fetch: Fetch::Tftp,
+        kernel: long.clone(),
+        initrd: "i".into(),
+        loader: "l".into(),
+    });
+    assert!(ImagingProxy::new(st).tasks(Instant::ZERO, &w1).is_err());
+    // Menu limits.
+    let mut st = store();
+    st.server.menu_entries = vec![MenuEntrySpec {
+        kind: MenuEntry::AUTOMATIC,
+        label: "y".repeat(65),
+    }];
+    assert!(
+        ImagingProxy::new(st.clone())
+            .menu(Instant::ZERO, &w1)
+            .is_err()
+    );
+    st.server.menu_entries[0].label = "y".repeat(64);
+    assert!(
+        ImagingProxy::new(st.clone())
+            .menu(Instant::ZERO, &w1)
+            .is_ok()
+    );
+    st.server.menu_file = Some("f".repeat(129));
+    assert!(ImagingProxy::new(st).menu(Instant::ZERO, &w1).is_err());
+}

@@ -677,3 +677,106 @@ fn expiry_and_busy() {
     .unwrap();
     assert_eq!(status(&r), Status::UnknownSession);
 }
+
+/// §5, §6: "a refused request changes no server state" includes the reply
+/// cache — after every kind of refusal (wrong key, replay, tampered,
+/// truncated, oversized, wrong version) the last good request, sent again,
+/// gets the byte-identical cached reply and the policy runs no second
+/// time; refused Hellos (truncated, oversized, wrong version, unknown key)
+/// open no session.
+#[test]
+fn refusals_keep_the_reply_cache() {
+    let mut s = server();
+    let now = Instant::ZERO;
+    let mut c = establish(&mut s, now);
+    let inf = c.req(MessageType::WorkstationInfo, &RawPayload(info()));
+    assert_eq!(status(&exchange(&mut s, now, &inf).unwrap()), Status::Ok);
+    c.rid += 1;
+    let tasks = c.req(MessageType::TaskQuery, &Empty);
+    let first = exchange(&mut s, now, &tasks).unwrap();
+    assert_eq!(status(&first), Status::Ok);
+    let handed_out = TaskReply::parse(Frame::new_checked(&first[..]).unwrap().payload())
+        .unwrap()
+        .tasks
+        .len();
+    assert!(handed_out > 0, "the store hands out a task");
+    c.rid += 1;
+
+    let mut wrong_key = Raw {
+        key: b"another-key-of-16+bytes".to_vec(),
+        ..Raw::new()
+    };
+    wrong_key.sid = c.sid;
+    wrong_key.ns = c.ns;
+    wrong_key.rid = c.rid;
+    let mut tampered = c.req(MessageType::TaskQuery, &Empty);
+    tampered[10] ^= 0x40;
+    let mut v2 = c.req(MessageType::TaskQuery, &Empty);
+    v2[4] = 2;
+    let mut oversized = c.req(MessageType::TaskQuery, &Empty);
+    oversized.resize(MAX_FRAME_LEN + 1, 0);
+    let next = c.req(MessageType::TaskQuery, &Empty);
+    let cases: Vec<(&str, Vec<u8>, Status)> = vec![
+        (
+            "wrong key",
+            wrong_key.req(MessageType::TaskQuery, &Empty),
+            Status::AuthFailed,
+        ),
+        ("replayed", inf.clone(), Status::Replay),
+        ("tampered", tampered, Status::AuthFailed),
+        (
+            "truncated",
+            next[..next.len() - 5].to_vec(),
+            Status::BadFrame,
+        ),
+        ("oversized", oversized, Status::TooLarge),
+        ("wrong version", v2, Status::UnsupportedVersion),
+    ];
+    for (what, d, want) in cases {
+        let before = snap(&s);
+        let r = exchange(&mut s, now, &d).expect("answered");
+        assert_eq!(status_raw(&r).1, want, "{what}");
+        assert_eq!(snap(&s), before, "{what} changed state");
+        let again = exchange(&mut s, now, &tasks).unwrap();
+        assert_eq!(again, first, "{what}: the cached reply changed");
+        assert_eq!(
+            snap(&s),
+            before,
+            "{what}: the retransmission ran the policy"
+        );
+    }
+
+    // Refused Hellos open nothing.
+    let hello = Raw {
+        nc: [0x44; 16],
+        ..Raw::new()
+    }
+    .hello();
+    let mut hello_v2 = hello.clone();
+    hello_v2[4] = 9;
+    let mut hello_big = hello.clone();
+    hello_big.resize(MAX_FRAME_LEN + 100, 0);
+    let unknown = frame(
+        MessageType::Hello,
+        1,
+        0,
+        &Hello {
+            client_nonce: [5; 16],
+            key_id: b"not-the-site",
+        },
+        None,
+    );
+    for (d, want) in [
+        (hello[..hello.len() - 1].to_vec(), Status::BadFrame),
+        (hello[..HEADER_LEN - 1].to_vec(), Status::BadFrame),
+        (hello_big, Status::TooLarge),
+        (hello_v2, Status::UnsupportedVersion),
+        (unknown, Status::UnknownKey),
+    ] {
+        let before = snap(&s);
+        let r = exchange(&mut s, now, &d).expect("answered");
+        assert_eq!(status_raw(&r).1, want);
+        assert!(r.len() <= HEADER_LEN, "Hello refusals carry no MAC");
+        assert_eq!(snap(&s), before);
+    }
+}

@@ -1,12 +1,21 @@
 //! A counting global allocator proves that parsing a DHCP message, walking
 //! every option (typed, PXE sub-options, vendor class), building a
-//! `DhcpRepr` and emitting it allocate nothing.
+//! `DhcpRepr` and emitting it allocate nothing; and that building a proxy
+//! OFFER from typed options (PXE sub-options of option 43 encoded into a
+//! stack buffer, then the message) allocates nothing either.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use preboot::wire::dhcp::{DhcpOption, DhcpPacket, DhcpRepr};
-use preboot::wire::pxe::{PxeOption, VendorClass};
+use std::net::Ipv4Addr;
+
+use preboot::wire::dhcp::{
+    BOOTREPLY, DhcpHeader, DhcpOption, DhcpPacket, DhcpRepr, List, MessageType, OptionData,
+};
+use preboot::wire::pxe::{
+    BootMenuItem, BootServer, DiscoveryControl, Entries, MenuPrompt, PromptTimeout, PxeOption,
+    PxeOptions, VendorClass,
+};
 
 struct Counting;
 
@@ -83,6 +92,52 @@ fn walk(bytes: &[u8], out: &mut [u8]) -> usize {
     sum
 }
 
+/// Builds a proxyDHCP OFFER (PXE 2.1 §2.2.5: option 60 `PXEClient`,
+/// option 43 with discovery control, boot servers, menu and prompt) from
+/// typed options, the way a server answers a DISCOVER; returns its length.
+fn build_proxy_offer(request: &DhcpHeader<'_>, out: &mut [u8]) -> usize {
+    let server = [Ipv4Addr::new(192, 168, 77, 1)];
+    let servers = [BootServer {
+        server_type: 0x8000,
+        addrs: List::Items(&server),
+    }];
+    let items = [
+        BootMenuItem {
+            server_type: 0,
+            description: OptionData::new(b"Boot from local disk"),
+        },
+        BootMenuItem {
+            server_type: 0x8000,
+            description: OptionData::new(b"Install"),
+        },
+    ];
+    let pxe = [
+        PxeOption::DiscoveryControl(DiscoveryControl(
+            DiscoveryControl::DISABLE_BROADCAST | DiscoveryControl::DISABLE_MULTICAST,
+        )),
+        PxeOption::BootServers(Entries::Items(&servers)),
+        PxeOption::BootMenu(Entries::Items(&items)),
+        PxeOption::MenuPrompt(MenuPrompt {
+            timeout: PromptTimeout::Seconds(5),
+            prompt: OptionData::new(b"Press F8 for the boot menu"),
+        }),
+    ];
+    let mut o43 = [0u8; 255];
+    let n43 = PxeOptions::emit(&pxe, &mut o43).unwrap();
+    let header = DhcpHeader {
+        op: BOOTREPLY,
+        siaddr: Ipv4Addr::new(192, 168, 77, 1),
+        ..DhcpHeader::reply_to(request)
+    };
+    let opts = [
+        DhcpOption::MessageType(MessageType::Offer),
+        DhcpOption::ServerIdentifier(Ipv4Addr::new(192, 168, 77, 1)),
+        DhcpOption::VendorClassIdentifier(OptionData::new(b"PXEClient")),
+        DhcpOption::VendorSpecific(OptionData::new(&o43[..n43])),
+    ];
+    header.emit(&opts, out).unwrap()
+}
+
 #[test]
 fn parsing_walking_and_emitting_allocate_nothing() {
     let names = [
@@ -115,8 +170,19 @@ fn parsing_walking_and_emitting_allocate_nothing() {
         sum += walk(v, &mut out);
     }
     sum += walk(&long, &mut out);
+    // Building a proxy OFFER from typed options, answering the iPXE DISCOVER.
+    let discover = DhcpPacket::new_checked(&vectors[0][..]).unwrap();
+    let request = DhcpHeader::parse(&discover);
+    let n = build_proxy_offer(&request, &mut out);
+    sum += n;
     let after = allocs();
     assert!(sum > 0);
+    // The OFFER built is what it should be (so the build did its work).
+    let offer = DhcpPacket::new_checked(&out[..n]).unwrap();
+    assert_eq!(offer.xid(), request.xid);
+    assert_eq!(offer.message_type(), Some(MessageType::Offer));
+    let o43 = offer.option(43).unwrap();
+    assert_eq!(PxeOptions::new(o43).count(), 4);
     assert_eq!(
         after - before,
         0,

@@ -333,3 +333,119 @@ fn relay_agent_information() {
     ));
     assert_eq!(code::RELAY_AGENT_INFORMATION, 82);
 }
+
+/// Parses `b`, re-emits its `DhcpRepr`, re-parses, and checks that options
+/// and header agree and that the output is a fixed point (the fuzz oracle).
+fn assert_round_trip(b: &[u8]) -> usize {
+    let p = DhcpPacket::new_checked(b).unwrap();
+    let r = DhcpRepr::parse(&p).unwrap();
+    let mut out = vec![0u8; r.buffer_len().unwrap()];
+    let n = r.emit(&mut out).unwrap();
+    let p2 = DhcpPacket::new_checked(&out[..n]).unwrap();
+    let r2 = DhcpRepr::parse(&p2).unwrap();
+    assert_eq!(r2, r, "parse and emit agree");
+    let mut out2 = vec![0u8; n];
+    assert_eq!(r2.emit(&mut out2), Ok(n));
+    assert_eq!(out2, out, "fixed point");
+    p.overload() as usize
+}
+
+/// RFC 2132 §9.3 ("its length is 1") with RFC 3396 §7 (occurrences joined
+/// before processing): an option 52 whose joined payload is not one byte
+/// is malformed and not followed, whatever its first byte says; `file` and
+/// `sname` stay names. Regression (fuzz target `wire_dhcp_message`): a
+/// 0-byte option 52 followed by a 35-byte one was ignored on parse, but
+/// the re-emitted joined 35-byte option was followed, so the `file` name
+/// "\x01" came back as an extra `Malformed { code: 1, data: [] }`.
+#[test]
+fn malformed_overload_is_not_followed_and_round_trips() {
+    let mut ov = vec![52, 0, 52, 35, 3];
+    ov.extend_from_slice(&[0xAA; 34]);
+    ov.extend_from_slice(&[53, 1, 1, 255]);
+    let b = raw_message(&ov, &[1], b"srv");
+    let p = DhcpPacket::new_checked(&b[..]).unwrap();
+    assert_eq!(p.overload(), 0);
+    assert_eq!(p.file(), [1]);
+    assert_eq!(p.sname(), b"srv");
+    let typed: Vec<_> = p.options().collect();
+    assert_eq!(typed.len(), 2);
+    assert!(matches!(
+        typed[0],
+        DhcpOption::Malformed { code: 52, data } if data.len() == 35 && data.get(0) == Some(3)
+    ));
+    assert_eq!(assert_round_trip(&b), 0);
+
+    // One 35-byte option 52 alone: also malformed, also not followed.
+    let b = raw_message(&ov[2..], &[1], b"srv");
+    let p = DhcpPacket::new_checked(&b[..]).unwrap();
+    assert_eq!((p.overload(), p.file()), (0, &[1u8][..]));
+    assert_eq!(assert_round_trip(&b), 0);
+
+    // An empty option 52: malformed, not followed.
+    let b = raw_message(&[52, 0, 255], &[67, 1, b'x', 255], b"");
+    let p = DhcpPacket::new_checked(&b[..]).unwrap();
+    assert_eq!(p.overload(), 0);
+    assert_eq!(p.options().count(), 1);
+    assert_eq!(assert_round_trip(&b), 0);
+}
+
+/// RFC 3396 §7: option 52 split in two (0 + 1 bytes) joins to a valid
+/// one-byte value and is followed; the typed option agrees, and the round
+/// trip keeps the options found in `file`.
+#[test]
+fn split_overload_is_joined_and_followed() {
+    let b = raw_message(&[52, 0, 52, 1, 1, 255], &[67, 1, b'x', 255], b"srv");
+    let p = DhcpPacket::new_checked(&b[..]).unwrap();
+    assert_eq!(p.overload(), 1);
+    let typed: Vec<_> = p.options().collect();
+    assert_eq!(
+        typed,
+        [
+            DhcpOption::OptionOverload(1),
+            DhcpOption::BootFileName(OptionData::new(b"x")),
+        ]
+    );
+    assert_eq!(assert_round_trip(&b), 1);
+}
+
+/// RFC 2132 §9.3: the builder refuses an option 52 that claims `file` or
+/// `sname` for options while that field carries a name (the receiver would
+/// read the name as options); with the field empty it is fine.
+#[test]
+fn builder_refuses_overload_over_a_name() {
+    let opts = [DhcpOption::OptionOverload(1)];
+    let hdr = DhcpHeader {
+        file: b"pxelinux.0",
+        ..DhcpHeader::default()
+    };
+    let mut buf = [0u8; 576];
+    assert_eq!(
+        hdr.emit(&opts, &mut buf),
+        Err(EmitError::InvalidValue { code: 52 })
+    );
+    assert_eq!(buf, [0u8; 576], "untouched");
+    let hdr = DhcpHeader {
+        sname: b"srv",
+        ..DhcpHeader::default()
+    };
+    assert!(
+        hdr.emit(&[DhcpOption::OptionOverload(2)], &mut buf)
+            .is_err()
+    );
+    // `sname` named, only `file` overloaded: fine, and parses back.
+    let n = hdr.emit(&opts, &mut buf).unwrap();
+    let p = DhcpPacket::new_checked(&buf[..n]).unwrap();
+    assert_eq!(
+        (p.overload(), p.sname(), p.file()),
+        (1, &b"srv"[..], &b""[..])
+    );
+}
+
+/// Typed options are moved by value while walking a message: an
+/// `OptionData` (one slice, or an RFC 3396 fragment list) stays 32 bytes
+/// and a typed option at most 48.
+#[test]
+fn option_values_stay_small() {
+    assert!(size_of::<OptionData>() <= 32);
+    assert!(size_of::<DhcpOption>() <= 48);
+}

@@ -2,30 +2,46 @@
 //!
 //! A flood of DISCOVERs from one hardware address drains only that
 //! address's bucket, so other clients keep being answered. The table has a
-//! fixed number of slots (no allocation, bounded memory); a slot is chosen by
-//! hashing the MAC, and two MACs that share a slot share a bucket (with
-//! [`SLOTS`] slots, a flood from one MAC slows about 1/[`SLOTS`] of the
-//! others).
+//! fixed number of slots ([`SLOTS`]; bounded memory, O(1) per packet); a
+//! slot is chosen by hashing the MAC and remembers whose bucket it holds (a
+//! 64-bit hash of the MAC). A client that hashes to a slot held by another
+//! MAC takes the slot over when the holder's bucket is at least half full
+//! (an ordinary client between exchanges: forgetting it costs nothing), and
+//! shares the holder's bucket when it is not (a flooder keeps its slot, and
+//! only the clients that share it with it are slowed). So many distinct
+//! clients at a high total rate do not limit each other, while a flood from
+//! one MAC stays limited.
 
 use crate::Instant;
 
 use super::config::RateLimit;
 
-/// Number of buckets.
+/// Number of buckets: 4096 with an allocator (on the heap), 512 without.
+#[cfg(feature = "alloc")]
+pub const SLOTS: usize = 4096;
+/// Number of buckets: 4096 with an allocator (on the heap), 512 without.
+#[cfg(not(feature = "alloc"))]
 pub const SLOTS: usize = 512;
 
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
+    /// Hash of the MAC this bucket belongs to.
+    tag: u64,
     /// Tokens × 1000 (so fractional refills add up).
     milli_tokens: u64,
     last: Instant,
 }
 
+#[cfg(feature = "alloc")]
+type Slots = alloc::boxed::Box<[Option<Bucket>]>;
+#[cfg(not(feature = "alloc"))]
+type Slots = [Option<Bucket>; SLOTS];
+
 /// Token buckets keyed by client hardware address.
 #[derive(Clone, Debug)]
 pub struct RateLimiter {
     limit: RateLimit,
-    slots: [Option<Bucket>; SLOTS],
+    slots: Slots,
 }
 
 impl RateLimiter {
@@ -33,6 +49,9 @@ impl RateLimiter {
     pub fn new(limit: RateLimit) -> Self {
         RateLimiter {
             limit,
+            #[cfg(feature = "alloc")]
+            slots: alloc::vec![None; SLOTS].into_boxed_slice(),
+            #[cfg(not(feature = "alloc"))]
             slots: [None; SLOTS],
         }
     }
@@ -43,18 +62,27 @@ impl RateLimiter {
             return true;
         }
         let burst = u64::from(self.limit.burst.max(1)) * 1000;
-        let slot = &mut self.slots[slot_of(mac)];
-        let b = slot.get_or_insert(Bucket {
+        let per_second = u64::from(self.limit.per_second);
+        let tag = hash(mac);
+        let Some(slot) = self.slots.get_mut(slot_of(tag)) else {
+            return true;
+        };
+        let fresh = Bucket {
+            tag,
             milli_tokens: burst,
             last: now,
-        });
+        };
+        let b = slot.get_or_insert(fresh);
         let elapsed_us =
             u64::try_from(now.saturating_duration_since(b.last).as_micros()).unwrap_or(u64::MAX);
         // per_second tokens per 1e6 µs = per_second milli-tokens per 1000 µs.
-        let refill = elapsed_us.saturating_mul(u64::from(self.limit.per_second)) / 1000;
+        let refill = elapsed_us.saturating_mul(per_second) / 1000;
         if refill > 0 {
             b.milli_tokens = b.milli_tokens.saturating_add(refill).min(burst);
             b.last = now;
+        }
+        if b.tag != tag && b.milli_tokens * 2 >= burst {
+            *b = fresh;
         }
         if b.milli_tokens >= 1000 {
             b.milli_tokens -= 1000;
@@ -65,14 +93,19 @@ impl RateLimiter {
     }
 }
 
-fn slot_of(mac: &[u8]) -> usize {
+fn hash(mac: &[u8]) -> u64 {
     // FNV-1a, 64 bit.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in mac {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    (h % SLOTS as u64) as usize
+    h
+}
+
+fn slot_of(tag: u64) -> usize {
+    // High bits: FNV-1a mixes its last input bytes into them best.
+    ((tag >> 32) % SLOTS as u64) as usize
 }
 
 #[cfg(test)]
@@ -89,7 +122,7 @@ mod tests {
         let t = Instant::from_secs(100);
         let flood = [0x52, 0x54, 0, 0, 0, 1];
         let other = [0x52, 0x54, 0, 0, 0, 2];
-        assert_ne!(slot_of(&flood), slot_of(&other));
+        assert_ne!(slot_of(hash(&flood)), slot_of(hash(&other)));
         let allowed = (0..1000).filter(|_| r.allow(t, &flood)).count();
         assert_eq!(allowed, 20);
         assert!(r.allow(t, &other));
@@ -106,5 +139,52 @@ mod tests {
             burst: 0,
         });
         assert!((0..100).all(|_| r.allow(Instant::ZERO, &[1])));
+    }
+
+    fn mac(n: u32) -> [u8; 6] {
+        let b = n.to_be_bytes();
+        [0x00, 0x0c, b[0], b[1], b[2], b[3]]
+    }
+
+    #[test]
+    fn many_distinct_clients_at_a_high_rate_are_not_limited() {
+        // 100,000 clients, one DORA each (2 packets 1 ms apart), 40,000
+        // packets a second in total, with the default 10/s, burst 20.
+        let mut r = RateLimiter::new(RateLimit::default());
+        let mut refused = 0;
+        for n in 0..100_000u32 {
+            let t = Instant::from_micros(1_000_000 + u64::from(n) * 50);
+            for dt in [0, 1000] {
+                if !r.allow(t + Duration::from_micros(dt), &mac(n)) {
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(refused, 0);
+    }
+
+    #[test]
+    fn a_flooder_keeps_its_slot_against_clients_that_share_it() {
+        let limit = RateLimit {
+            per_second: 10,
+            burst: 20,
+        };
+        let mut r = RateLimiter::new(limit);
+        let flood = mac(0);
+        let sharing: std::vec::Vec<[u8; 6]> = (1..2_000_000u32)
+            .map(mac)
+            .filter(|m| slot_of(hash(m)) == slot_of(hash(&flood)))
+            .take(50)
+            .collect();
+        assert_eq!(sharing.len(), 50);
+        let t = Instant::from_secs(100);
+        let mut flood_allowed = 0;
+        for (i, other) in sharing.iter().enumerate() {
+            let now = t + Duration::from_micros(i as u64);
+            flood_allowed += (0..100).filter(|_| r.allow(now, &flood)).count();
+            // The sharing client does not reset the flooder's bucket.
+            r.allow(now, other);
+        }
+        assert!(flood_allowed <= 20, "flood got {flood_allowed} through");
     }
 }

@@ -86,16 +86,46 @@ pub(crate) fn parse(datagram: &[u8]) -> Option<Request> {
     if p.op() != BOOTREQUEST {
         return None;
     }
-    let msg_type = MsgType::from_code(p.option(code::MESSAGE_TYPE)?.get(0)?);
-    let ip = |c: u8| {
-        p.option(c)
+    // One pass over the options (RFC 3396 long options arrive joined).
+    let mut msg_type = None;
+    let mut requested_ip = None;
+    let mut server_id = None;
+    let mut client_id_data = None;
+    let mut vendor_data = None;
+    let mut arch93 = None;
+    let mut ipxe_encapsulated = false;
+    let mut user_class_data = None;
+    let mut uuid_data = None;
+    let mut relay_data = None;
+    let mut vendor_specific = None;
+    let ip = |d: crate::wire::dhcp::OptionData<'_>| {
+        Some(d)
             .filter(|d| d.len() == 4)
             .and_then(|d| d.array::<4>(0))
             .map(Ipv4Addr::from)
     };
+    for o in p.raw_options() {
+        match o.code {
+            code::MESSAGE_TYPE => msg_type = o.data.get(0),
+            code::REQUESTED_IP_ADDRESS => requested_ip = ip(o.data),
+            code::SERVER_IDENTIFIER => server_id = ip(o.data),
+            code::CLIENT_IDENTIFIER => client_id_data = Some(o.data),
+            code::VENDOR_CLASS_IDENTIFIER => vendor_data = Some(o.data),
+            code::CLIENT_SYSTEM_ARCHITECTURE => {
+                arch93 = o.data.array::<2>(0).map(u16::from_be_bytes);
+            }
+            code::IPXE_ENCAPSULATED => ipxe_encapsulated = true,
+            code::USER_CLASS => user_class_data = Some(o.data),
+            code::CLIENT_MACHINE_IDENTIFIER => uuid_data = Some(o.data),
+            code::RELAY_AGENT_INFORMATION => relay_data = Some(o.data),
+            code::VENDOR_SPECIFIC => vendor_specific = Some(o.data),
+            _ => {}
+        }
+    }
+    let msg_type = MsgType::from_code(msg_type?);
     let mut scratch = [0u8; 255];
     let mut client_id_buf = [0u8; 255];
-    let client_id = p.option(code::CLIENT_IDENTIFIER).and_then(|d| {
+    let client_id = client_id_data.and_then(|d| {
         let n = d.copy_to(&mut client_id_buf).ok()?;
         Some(&client_id_buf[..n])
     });
@@ -103,25 +133,20 @@ pub(crate) fn parse(datagram: &[u8]) -> Option<Request> {
     let chaddr = *p.chaddr_field();
     let client = ClientKey::new(client_id, p.htype(), &chaddr[..usize::from(hlen)]);
 
-    let vendor = p
-        .option(code::VENDOR_CLASS_IDENTIFIER)
+    let vendor = vendor_data
         .and_then(|d| d.copy_to(&mut scratch).ok())
         .map(|n| &scratch[..n]);
     let kind = ClientKind::from_vendor_class(vendor);
-    let arch93 = p
-        .option(code::CLIENT_SYSTEM_ARCHITECTURE)
-        .and_then(|d| d.array::<2>(0))
-        .map(u16::from_be_bytes);
     let arch = super::arch::classify(arch93, vendor);
 
     let mut user_class = [0u8; 255];
-    let is_ipxe = p.option(code::IPXE_ENCAPSULATED).is_some()
-        || p.option(code::USER_CLASS)
+    let is_ipxe = ipxe_encapsulated
+        || user_class_data
             .and_then(|d| d.copy_to(&mut user_class).ok())
             .is_some_and(|n| user_class[..n].windows(4).any(|w| w == b"iPXE"));
 
     let mut uuid = Vec::new();
-    if let Some(d) = p.option(code::CLIENT_MACHINE_IDENTIFIER) {
+    if let Some(d) = uuid_data {
         if d.len() <= 17 {
             let mut b = [0u8; 17];
             if let Ok(n) = d.copy_to(&mut b) {
@@ -130,13 +155,13 @@ pub(crate) fn parse(datagram: &[u8]) -> Option<Request> {
         }
     }
     let mut relay_info = Vec::new();
-    if let Some(d) = p.option(code::RELAY_AGENT_INFORMATION) {
+    if let Some(d) = relay_data {
         let mut b = [0u8; 255];
         if let Ok(n) = d.copy_to(&mut b) {
             let _ = relay_info.extend_from_slice(&b[..n]);
         }
     }
-    let boot_item = p.option(code::VENDOR_SPECIFIC).and_then(|d| {
+    let boot_item = vendor_specific.and_then(|d| {
         PxeOptions::new(d).find_map(|o| match o {
             PxeOption::BootItem(b) => Some((
                 b.item_type,
@@ -154,8 +179,8 @@ pub(crate) fn parse(datagram: &[u8]) -> Option<Request> {
         ciaddr: p.ciaddr(),
         giaddr: p.giaddr(),
         msg_type,
-        requested_ip: ip(code::REQUESTED_IP_ADDRESS),
-        server_id: ip(code::SERVER_IDENTIFIER),
+        requested_ip,
+        server_id,
         client,
         kind,
         arch,

@@ -247,10 +247,16 @@ impl Server {
         if config.server_id.is_unspecified() {
             return Err(Error::Config("server identifier 0.0.0.0"));
         }
+        let mut leases = LeaseTable::new();
+        if config.mode == Mode::Full {
+            for p in &config.pools {
+                leases.track_range(p.start, p.end);
+            }
+        }
         Ok(Server {
             rate: RateLimiter::new(config.rate_limit),
             config,
-            leases: LeaseTable::new(),
+            leases,
             cursors: [PoolCursor::default(); super::config::MAX_POOLS],
             pending: Deque::new(),
             events: Deque::new(),
@@ -633,8 +639,22 @@ impl Server {
         let req = p.req.clone();
         if let Some((arch, entry)) = self.boot_entry(&req) {
             p.siaddr = entry.server.unwrap_or(self.config.tftp_server);
-            p.file = Some(entry.file);
             p.arch = Some(arch);
+            // With a PXE menu (PXE 2.1 §2.4.5) the answer carries option 43
+            // as a proxy offer does, and no file: the client shows the
+            // menu, then asks the boot server (4011) for the item's file.
+            let menu = self.config.menu.policy != MenuPolicy::Never
+                && req.kind == ClientKind::Pxe
+                && arch != BootArch::Http;
+            if menu {
+                p.pxe_class = Some(ClientKind::Pxe);
+                p.pxe43 = Pxe43::Offer;
+                if !arch.is_uefi() {
+                    p.mtftp = entry.mtftp;
+                }
+            } else {
+                p.file = Some(entry.file);
+            }
             // HTTP boot needs option 60 "HTTPClient" in the answer (UEFI
             // 2.5 §24.7.2); PXE clients boot the file directly from a
             // DHCP-only offer.

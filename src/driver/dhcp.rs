@@ -28,10 +28,15 @@
 //! thread serves each socket; the engine sits behind a mutex.
 //!
 //! Leases (full mode with [`DhcpServerConfig::lease_file`]): the packet
-//! threads never touch the disk. They pass each batch of lease records,
-//! with the ACKs that grant them, to a writer thread, which appends the
-//! records, fsyncs once for everything queued (group commit), and only then
-//! sends the ACKs — a client never holds a lease that a `kill -9` could lose.
+//! threads never touch the disk. They queue each datagram's lease records,
+//! with the ACKs that grant them, for a writer thread (into buffers reused
+//! from one commit to the next: no allocation per packet), and go on
+//! answering other clients. The writer lets a group gather for
+//! [`DhcpServerConfig::lease_commit_window`], appends the records, fsyncs
+//! once for all of them (group commit), and only then sends the ACKs — a
+//! client never holds a lease that a `kill -9` could lose. If the disk falls
+//! [`MAX_HELD`] ACKs behind, further answers are dropped with their records
+//! (clients retry) instead of queueing without bound.
 //!
 //! Logging: one `tracing` line per step and client (`mac`, `arch`, `step`).
 
@@ -40,8 +45,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
 use std::string::String;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use std::vec::Vec;
 
@@ -52,6 +56,7 @@ use crate::dhcp::config::{BootEntry, BootFileName, Menu, MenuItem, ServerConfig,
 use crate::dhcp::server::{Event, IgnoreReason};
 use crate::dhcp::store::{LeaseRecord, LeaseStore};
 use crate::dhcp::{Server, ServerPort};
+use crate::driver::clients::ClientDirectory;
 
 mod lease_file;
 pub use lease_file::LeaseFile;
@@ -75,6 +80,24 @@ pub struct BootFileConfig {
     pub http_url: Option<String>,
     /// For clients that already run iPXE (file or script URL).
     pub ipxe: Option<String>,
+    /// Per-architecture TFTP server (`siaddr`) when not
+    /// [`DhcpServerConfig::tftp_server`].
+    pub servers: BootServers,
+}
+
+/// TFTP servers (`siaddr`) by client architecture; `None` = the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootServers {
+    /// x86 BIOS.
+    pub bios: Option<Ipv4Addr>,
+    /// UEFI x64.
+    pub uefi_x64: Option<Ipv4Addr>,
+    /// UEFI IA32.
+    pub uefi_ia32: Option<Ipv4Addr>,
+    /// UEFI ARM64.
+    pub uefi_arm64: Option<Ipv4Addr>,
+    /// iPXE clients.
+    pub ipxe: Option<Ipv4Addr>,
 }
 
 /// Everything the DHCP driver needs.
@@ -114,6 +137,14 @@ pub struct DhcpServerConfig {
     pub lease_file: Option<PathBuf>,
     /// Per-MAC rate limit.
     pub rate_limit: RateLimit,
+    /// Where to note which client is at which address (for the TFTP
+    /// server's log lines); `None` = nowhere.
+    pub clients: Option<ClientDirectory>,
+    /// Group commit window: once a lease record waits, the lease writer
+    /// gathers more for this long before one fsync covers them all (the
+    /// ACKs wait that much longer; fewer fsyncs cost less CPU). Zero =
+    /// fsync as soon as anything waits.
+    pub lease_commit_window: Duration,
 }
 
 impl DhcpServerConfig {
@@ -136,6 +167,8 @@ impl DhcpServerConfig {
             reservations: Vec::new(),
             lease_file: None,
             rate_limit: RateLimit::default(),
+            clients: None,
+            lease_commit_window: Duration::from_millis(4),
         }
     }
 
@@ -156,20 +189,25 @@ impl DhcpServerConfig {
                 std::format!("dhcp config: {what}"),
             )
         }
-        fn entry(f: &Option<String>) -> io::Result<Option<BootEntry>> {
+        fn entry(f: &Option<String>, server: Option<Ipv4Addr>) -> io::Result<Option<BootEntry>> {
             f.as_deref()
-                .map(|f| BootEntry::tftp(f).ok_or_else(|| invalid("boot file name over 127 bytes")))
+                .map(|f| {
+                    BootEntry::tftp(f)
+                        .map(|e| BootEntry { server, ..e })
+                        .ok_or_else(|| invalid("boot file name over 127 bytes"))
+                })
                 .transpose()
         }
         let mut c = ServerConfig::proxy(self.server_id);
         c.mode = self.mode;
         c.tftp_server = self.tftp_server.unwrap_or(self.server_id);
-        c.boot.bios = entry(&self.boot_files.bios)?;
-        c.boot.uefi_x64 = entry(&self.boot_files.uefi_x64)?;
-        c.boot.uefi_ia32 = entry(&self.boot_files.uefi_ia32)?;
-        c.boot.uefi_arm64 = entry(&self.boot_files.uefi_arm64)?;
-        c.boot.http_url = entry(&self.boot_files.http_url)?;
-        c.boot.ipxe = entry(&self.boot_files.ipxe)?;
+        let (f, s) = (&self.boot_files, &self.boot_files.servers);
+        c.boot.bios = entry(&f.bios, s.bios)?;
+        c.boot.uefi_x64 = entry(&f.uefi_x64, s.uefi_x64)?;
+        c.boot.uefi_ia32 = entry(&f.uefi_ia32, s.uefi_ia32)?;
+        c.boot.uefi_arm64 = entry(&f.uefi_arm64, s.uefi_arm64)?;
+        c.boot.http_url = entry(&f.http_url, None)?;
+        c.boot.ipxe = entry(&f.ipxe, s.ipxe)?;
         let mut menu = Menu {
             policy: self.menu,
             prompt: Text::try_from(self.menu_prompt.as_str())
@@ -216,10 +254,96 @@ impl StopHandle {
     }
 }
 
-/// A batch for the lease writer: records to persist, then datagrams to send.
-struct Batch {
+/// ACKs waiting until the lease records that they grant are durable,
+/// handed from the packet threads to the lease writer. The buffers keep
+/// their capacity from one group commit to the next, so the packet path
+/// does not allocate.
+#[derive(Debug, Default)]
+struct Held {
     records: Vec<LeaseRecord>,
-    sends: Vec<(ServerPort, SocketAddrV4, Vec<u8>)>,
+    /// The held datagrams, back to back.
+    bytes: Vec<u8>,
+    /// Per datagram: socket, destination, end offset in `bytes`.
+    sends: Vec<(ServerPort, SocketAddrV4, usize)>,
+    /// The writer sleeps on the condition variable (a packet thread must
+    /// wake it).
+    writer_waiting: bool,
+    /// No more batches: the writer commits what it has and ends.
+    closed: bool,
+    /// Over [`MAX_HELD`]: answers are being dropped (logged once per
+    /// episode).
+    overflowing: bool,
+}
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.sends.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.bytes.clear();
+        self.sends.clear();
+    }
+
+    /// Move everything from `from` to the end of `self`.
+    fn take_from(&mut self, from: &mut Held) {
+        self.records.extend_from_slice(&from.records);
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&from.bytes);
+        self.sends
+            .extend(from.sends.iter().map(|&(p, to, end)| (p, to, base + end)));
+        from.clear();
+    }
+}
+
+/// Most ACKs held for the writer; beyond, answers are dropped (with their
+/// records, so no client holds an unlogged lease) until the disk catches
+/// up, and clients retry.
+pub const MAX_HELD: usize = 65_536;
+
+/// The hand-over point between the packet threads and the lease writer.
+#[derive(Debug, Default)]
+struct Commit {
+    held: Mutex<Held>,
+    wake: Condvar,
+}
+
+impl Commit {
+    /// Queue a batch; wakes the writer if it sleeps.
+    fn push(&self, batch: &mut Held) -> io::Result<()> {
+        let Ok(mut h) = self.held.lock() else {
+            return Err(io::Error::other("dhcp lease writer lock poisoned"));
+        };
+        if h.closed {
+            return Err(io::Error::other("dhcp lease writer stopped"));
+        }
+        if h.sends.len() >= MAX_HELD {
+            if !h.overflowing {
+                h.overflowing = true;
+                tracing::warn!(
+                    held = h.sends.len(),
+                    "dhcp: lease log behind, answers dropped until it catches up"
+                );
+            }
+            batch.clear();
+            return Ok(());
+        }
+        h.overflowing = false;
+        h.take_from(batch);
+        if h.writer_waiting {
+            h.writer_waiting = false;
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        if let Ok(mut h) = self.held.lock() {
+            h.closed = true;
+            self.wake.notify_one();
+        }
+    }
 }
 
 /// The running DHCP server.
@@ -318,30 +442,40 @@ impl DhcpServer {
             client_port: config.client_port,
             broadcast: config.broadcast_address,
         };
-        let (tx, writer) = match store {
+        let window = config.lease_commit_window;
+        let (commit, writer) = match store {
             Some(store) => {
-                let (tx, rx) = mpsc::channel::<Batch>();
-                let s = sockets.try_clone()?;
+                let commit = Arc::new(Commit::default());
+                let (c, s) = (commit.clone(), sockets.try_clone()?);
                 let h = std::thread::Builder::new()
                     .name("dhcp-leases".into())
-                    .spawn(move || lease_writer(store, rx, s))?;
-                (Some(tx), Some(h))
+                    .spawn(move || lease_writer(store, &c, &s, window))?;
+                (Some(commit), Some(h))
             }
             None => (None, None),
         };
         let boot_thread = match boot {
             Some(b) => {
-                let (e, st, s, tx) = (
+                let (e, st, s, c, dir) = (
                     engine.clone(),
                     stop.clone(),
                     sockets.try_clone()?,
-                    tx.clone(),
+                    commit.clone(),
+                    config.clients.clone(),
                 );
                 Some(
                     std::thread::Builder::new()
                         .name("dhcp-4011".into())
                         .spawn(move || {
-                            serve(b, ServerPort::BootServer, &e, &st, &s, tx.as_ref())
+                            serve(
+                                b,
+                                ServerPort::BootServer,
+                                &e,
+                                &st,
+                                &s,
+                                c.as_deref(),
+                                dir.as_ref(),
+                            )
                         })?,
                 )
             }
@@ -353,13 +487,16 @@ impl DhcpServer {
             &engine,
             &stop,
             &sockets,
-            tx.as_ref(),
+            commit.as_deref(),
+            config.clients.as_ref(),
         );
         stop.store(true, Ordering::SeqCst);
         if let Some(h) = boot_thread {
             let _ = h.join();
         }
-        drop(tx);
+        if let Some(c) = &commit {
+            c.close();
+        }
         if let Some(h) = writer {
             let _ = h.join();
         }
@@ -410,10 +547,13 @@ fn serve(
     engine: &Mutex<Server>,
     stop: &AtomicBool,
     sockets: &Sockets,
-    writer: Option<&mpsc::Sender<Batch>>,
+    commit: Option<&Commit>,
+    clients: Option<&ClientDirectory>,
 ) -> io::Result<()> {
     let mut rx = [0u8; 1500];
     let mut tx = [0u8; 1500];
+    // Reused for every datagram: the records and held ACKs of one.
+    let mut batch = Held::default();
     while !stop.load(Ordering::Relaxed) {
         let (n, from) = match sock.recv_from(&mut rx) {
             Ok(v) => v,
@@ -430,10 +570,7 @@ fn serve(
             Err(e) => return Err(e),
         };
         let SocketAddr::V4(from) = from else { continue };
-        let mut batch = Batch {
-            records: Vec::new(),
-            sends: Vec::new(),
-        };
+        observe(port, from, &rx[..n], clients);
         let Ok(mut e) = engine.lock() else {
             return Err(io::Error::other("dhcp engine lock poisoned"));
         };
@@ -442,14 +579,20 @@ fn serve(
         while let Some(r) = e.poll_lease_update() {
             batch.records.push(r);
         }
+        // Events are queued by `handle`: log them before the answers leave,
+        // so that the log's order is the conversation's.
+        while let Some(ev) = e.poll_event() {
+            log_event(&ev);
+        }
         loop {
             match e.poll_transmit(t, &mut tx) {
                 Ok(Some(out)) => {
                     let bytes = &tx[..out.len];
-                    if out.after_sync && writer.is_some() {
+                    if out.after_sync && commit.is_some() {
+                        batch.bytes.extend_from_slice(bytes);
                         batch
                             .sends
-                            .push((out.source, out.destination, bytes.to_vec()));
+                            .push((out.source, out.destination, batch.bytes.len()));
                     } else {
                         sockets.send(out.source, out.destination, bytes);
                     }
@@ -461,49 +604,128 @@ fn serve(
                 }
             }
         }
-        while let Some(ev) = e.poll_event() {
-            log_event(&ev);
-        }
         drop(e);
-        if let Some(w) = writer {
-            if (!batch.records.is_empty() || !batch.sends.is_empty()) && w.send(batch).is_err() {
-                return Err(io::Error::other("dhcp lease writer stopped"));
-            }
+        match commit {
+            Some(c) if !batch.is_empty() => c.push(&mut batch)?,
+            _ => batch.clear(),
         }
     }
     Ok(())
 }
 
-/// Append, fsync once for everything queued, then send the held ACKs.
-fn lease_writer(mut store: LeaseFile, rx: mpsc::Receiver<Batch>, sockets: Sockets) {
-    while let Ok(first) = rx.recv() {
-        let mut batches = std::vec![first];
-        while let Ok(b) = rx.try_recv() {
-            batches.push(b);
+/// Group commit: take everything queued, append it, fsync once, then send
+/// the held ACKs; meanwhile the packet threads go on queueing.
+fn lease_writer(mut store: LeaseFile, commit: &Commit, sockets: &Sockets, window: Duration) {
+    let mut mine = Held::default();
+    loop {
+        {
+            let Ok(mut h) = commit.held.lock() else {
+                return;
+            };
+            while h.is_empty() && !h.closed {
+                h.writer_waiting = true;
+                h = match commit.wake.wait(h) {
+                    Ok(h) => h,
+                    Err(_) => return,
+                };
+            }
+            h.writer_waiting = false;
+            if h.is_empty() && h.closed {
+                return;
+            }
+            if !window.is_zero() && !h.closed {
+                // Let the group grow; packet threads queue meanwhile
+                // (writer_waiting is false: they need not wake us).
+                drop(h);
+                std::thread::sleep(window);
+                h = match commit.held.lock() {
+                    Ok(h) => h,
+                    Err(_) => return,
+                };
+            }
+            core::mem::swap(&mut mine.records, &mut h.records);
+            core::mem::swap(&mut mine.bytes, &mut h.bytes);
+            core::mem::swap(&mut mine.sends, &mut h.sends);
         }
         let mut ok = true;
-        for b in &batches {
-            for r in &b.records {
-                if let Err(e) = store.append(r) {
-                    tracing::error!(error = %e, "dhcp: lease log append failed");
-                    ok = false;
-                }
+        for r in &mine.records {
+            if let Err(e) = store.append(r) {
+                tracing::error!(error = %e, "dhcp: lease log append failed");
+                ok = false;
             }
         }
         if let Err(e) = store.sync() {
             tracing::error!(error = %e, "dhcp: lease log sync failed");
             ok = false;
         }
-        if !ok {
-            // Not durable: do not acknowledge; clients will retry.
-            continue;
-        }
-        for b in batches {
-            for (from, to, bytes) in b.sends {
-                sockets.send(from, to, &bytes);
+        // Not durable: do not acknowledge; clients will retry.
+        if ok {
+            let mut start = 0;
+            for &(from, to, end) in &mine.sends {
+                if let Some(bytes) = mine.bytes.get(start..end) {
+                    sockets.send(from, to, bytes);
+                }
+                start = end;
             }
         }
+        mine.clear();
     }
+}
+
+/// One line per client message: `mac`, `arch` (option 93, else the vendor
+/// class), `step` (`discover`, `request`, …) and `port` (67 or 4011); and
+/// the client's address, when the message shows it, into `clients`.
+fn observe(port: ServerPort, from: SocketAddrV4, bytes: &[u8], clients: Option<&ClientDirectory>) {
+    use crate::wire::dhcp::{BOOTREQUEST, DhcpPacket, MessageType};
+    if clients.is_none() && !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let Ok(p) = DhcpPacket::new_checked(bytes) else {
+        return;
+    };
+    if p.op() != BOOTREQUEST {
+        return;
+    }
+    let mac = crate::dhcp::HwAddr::new(p.chaddr());
+    let arch93 = p
+        .option(93)
+        .and_then(|d| Some(u16::from_be_bytes([d.get(0)?, d.get(1)?])));
+    let mut vc = [0u8; 64];
+    let class = p
+        .option(60)
+        .and_then(|d| d.copy_to(&mut vc).ok().and_then(|n| vc.get(..n)));
+    let arch = crate::dhcp::arch::classify(arch93, class);
+    let pxe = class.is_some_and(|c| c.starts_with(b"PXEClient") || c.starts_with(b"HTTPClient"));
+    if let Some(dir) = clients {
+        // The source is the client unless a relay forwarded it (giaddr).
+        let requested = p
+            .option(50)
+            .and_then(|d| Some(Ipv4Addr::new(d.get(0)?, d.get(1)?, d.get(2)?, d.get(3)?)));
+        let ip = [
+            Some(*from.ip()).filter(|_| p.giaddr().is_unspecified()),
+            Some(p.ciaddr()),
+            requested.filter(|_| p.message_type() == Some(MessageType::Request)),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|ip| !ip.is_unspecified());
+        if let Some(ip) = ip {
+            dir.record(ip, mac, arch);
+        }
+    }
+    let step = match p.message_type() {
+        Some(MessageType::Discover) => "discover",
+        Some(MessageType::Request) => "request",
+        Some(MessageType::Inform) => "inform",
+        Some(MessageType::Release) => "release",
+        Some(MessageType::Decline) => "decline",
+        _ => "other",
+    };
+    let on = match port {
+        ServerPort::Dhcp => 67,
+        ServerPort::BootServer => 4011,
+    };
+    tracing::info!(mac = %mac, arch = ?arch, pxe, %from, step, port = on, xid = p.xid(), "dhcp: received");
 }
 
 fn log_event(ev: &Event) {
@@ -645,5 +867,77 @@ pub fn run_client(config: DhcpClientConfig) -> io::Result<crate::dhcp::client::B
                 ) => {}
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::leases::ClientKey;
+    use crate::dhcp::store::RecordKind;
+
+    fn batch(n: u8, datagrams: &[&[u8]]) -> Held {
+        let mut b = Held::default();
+        b.records.push(LeaseRecord {
+            kind: RecordKind::Granted,
+            addr: Ipv4Addr::new(10, 0, 0, n),
+            client: ClientKey::new(None, 1, &[2, 0, 0, 0, 0, n]),
+            expires: Instant::from_secs(100),
+        });
+        for d in datagrams {
+            b.bytes.extend_from_slice(d);
+            b.sends.push((
+                ServerPort::Dhcp,
+                SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), 68),
+                b.bytes.len(),
+            ));
+        }
+        b
+    }
+
+    /// Batches from the packet threads join into one group with each
+    /// datagram's bytes intact (the writer sends exactly what the engine
+    /// wrote, after the group's fsync).
+    #[test]
+    fn held_batches_join_with_their_datagrams_intact() {
+        let mut group = Held::default();
+        let mut a = batch(1, &[b"ack-one", b"ack-two!"]);
+        let mut b = batch(2, &[b"ack-three"]);
+        group.take_from(&mut a);
+        group.take_from(&mut b);
+        assert!(a.is_empty() && b.is_empty() && a.bytes.is_empty());
+        assert_eq!(group.records.len(), 2);
+        let mut start = 0;
+        let mut got = Vec::new();
+        for &(_, to, end) in &group.sends {
+            got.push((to.ip().octets()[3], &group.bytes[start..end]));
+            start = end;
+        }
+        assert_eq!(
+            got,
+            [
+                (1, &b"ack-one"[..]),
+                (1, &b"ack-two!"[..]),
+                (2, &b"ack-three"[..])
+            ]
+        );
+    }
+
+    /// Over the bound the batch is dropped whole (records and answers), so
+    /// no client is told of a lease that is not logged.
+    #[test]
+    fn a_full_queue_drops_records_with_their_answers() {
+        let c = Commit::default();
+        {
+            let mut h = c.held.lock().unwrap();
+            h.sends = std::vec![(ServerPort::Dhcp, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 68), 0); MAX_HELD];
+        }
+        let mut b = batch(3, &[b"ack"]);
+        c.push(&mut b).unwrap();
+        assert!(b.is_empty());
+        let h = c.held.lock().unwrap();
+        assert!(h.records.is_empty());
+        assert_eq!(h.sends.len(), MAX_HELD);
+        assert!(h.overflowing);
     }
 }

@@ -1,4 +1,6 @@
 //! std drivers: the engines on real UDP sockets and files.
+pub mod boot_server;
+pub mod clients;
 pub mod dhcp;
 pub mod fs;
 pub mod tftp;

@@ -49,6 +49,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::clients::ClientDirectory;
 use super::fs::{JailedDir, JailedFile, Upload};
 use crate::Instant;
 use crate::fs::FsError;
@@ -94,6 +95,9 @@ pub struct TftpServerConfig {
     pub max_windowsize: u16,
     /// Block number after 65535.
     pub rollover: Rollover,
+    /// Who is at which address (filled by the DHCP driver): log lines then
+    /// carry the client's `mac` and `arch`.
+    pub clients: Option<ClientDirectory>,
     /// Send each window of DATA blocks in one system call (UDP GSO on
     /// Linux; elsewhere, or when the kernel refuses, block by block).
     pub batch_sends: bool,
@@ -118,6 +122,7 @@ impl TftpServerConfig {
             max_blksize: MAX_BLKSIZE,
             max_windowsize: 64,
             rollover: Rollover::ToZero,
+            clients: None,
             batch_sends: true,
         }
     }
@@ -600,9 +605,16 @@ impl TftpServer {
             return;
         };
         let (peer, file, write) = (conn.peer, conn.path.as_str(), conn.write);
+        let who = self
+            .config
+            .clients
+            .as_ref()
+            .and_then(|c| c.lookup(*peer.ip()));
+        let mac = who.map(|c| tracing::field::display(c.mac));
+        let arch = who.and_then(|c| c.arch).map(tracing::field::debug);
         match ev {
             Event::Started(n) => tracing::info!(
-                peer = %peer, file, write,
+                peer = %peer, mac, arch, file, write, step = if write { "wrq" } else { "rrq" },
                 blksize = n.blksize, windowsize = n.windowsize, tsize = n.tsize,
                 timeout_ms = n.timeout.as_millis() as u64, oack = n.oack,
                 "tftp: transfer started"
@@ -614,8 +626,8 @@ impl TftpServer {
                 self.stats.completed += 1;
                 self.stats.bytes += bytes;
                 tracing::info!(
-                    peer = %peer, file, write, bytes,
-                    duration_ms = duration.as_secs_f64() * 1e3,
+                    peer = %peer, mac, arch, file, write, bytes, step = "transfer-done",
+                    duration_ms = (duration.as_secs_f64() * 1e4).round() / 10.0,
                     "tftp: transfer completed"
                 );
             }
@@ -625,7 +637,7 @@ impl TftpServer {
             }
             Event::Failed { reason, bytes } => {
                 self.stats.failed += 1;
-                tracing::warn!(peer = %peer, file, write, bytes, reason = ?reason, "tftp: transfer failed");
+                tracing::warn!(peer = %peer, mac, arch, file, write, bytes, reason = ?reason, step = "transfer-failed", "tftp: transfer failed");
             }
         }
     }

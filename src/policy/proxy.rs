@@ -12,6 +12,7 @@ use crate::wire::transaction::messages::{
     WorkstationInfo,
 };
 use crate::wire::transaction::{MAX_PAYLOAD_LEN, Status};
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -81,7 +82,7 @@ struct JoinState {
 pub struct ImagingProxy<S: Store> {
     store: S,
     next_task_id: u32,
-    outstanding: Vec<Outstanding>,
+    outstanding: VecDeque<Outstanding>,
     joins: Vec<JoinState>,
     max_outstanding: usize,
     applied: u64,
@@ -104,7 +105,7 @@ impl<S: Store> ImagingProxy<S> {
         ImagingProxy {
             store,
             next_task_id: 1,
-            outstanding: Vec::new(),
+            outstanding: VecDeque::new(),
             joins: Vec::new(),
             max_outstanding: 4096,
             applied: 0,
@@ -295,6 +296,16 @@ impl<S: Store> Policy for ImagingProxy<S> {
         let ids = identities(info);
         let (setting, _) = self.menu_setting(&ids);
         let server = self.store.server_policy();
+        // §4.4 limits: a store breaking them cannot be answered.
+        if server.menu_file.as_ref().is_some_and(|f| f.len() > 128)
+            || server
+                .menu_entries
+                .iter()
+                .take(16)
+                .any(|e| e.label.len() > 64)
+        {
+            return Err(Status::ServerError);
+        }
         let mut entries = heapless::Vec::new();
         for e in server.menu_entries.iter().take(16) {
             let _ = entries.push(MenuEntry {
@@ -326,8 +337,30 @@ impl<S: Store> Policy for ImagingProxy<S> {
         let mut size = server.environment.as_ref().map_or(0, |e| {
             4 + 3 + e.kernel.len() + e.initrd.len() + e.loader.len()
         });
+        // Strings in tasks are `len:u8` (§4.5): a store holding a longer one
+        // cannot be answered. Fail before any state changes (no task id
+        // handed out, no multicast join).
+        let too_long = |s: &str| s.len() > 255;
+        if server
+            .environment
+            .as_ref()
+            .is_some_and(|e| too_long(&e.kernel) || too_long(&e.initrd) || too_long(&e.loader))
+        {
+            return Err(Status::ServerError);
+        }
         let mut fitting = Vec::new();
         for d in decisions.into_iter().take(8) {
+            let unencodable = match &d {
+                Decision::Restore { image, .. } => too_long(image),
+                Decision::Create { target } => too_long(target),
+                Decision::Join { session, .. } => {
+                    sessions.get(*session).is_none_or(|s| too_long(&s.name))
+                }
+                Decision::Maintenance => false,
+            };
+            if unencodable {
+                return Err(Status::ServerError);
+            }
             let n = 8 + match &d {
                 Decision::Restore {
                     image, partitions, ..
@@ -351,7 +384,7 @@ impl<S: Store> Policy for ImagingProxy<S> {
             }
             let id = self.next_task_id;
             self.next_task_id = self.next_task_id.wrapping_add(1).max(1);
-            self.outstanding.push(Outstanding {
+            self.outstanding.push_back(Outstanding {
                 id,
                 owner: ids.clone(),
                 decision: d,
@@ -367,7 +400,7 @@ impl<S: Store> Policy for ImagingProxy<S> {
         let sessions = self.store.multicast_sessions();
         let mut reply = TaskReply::default();
         let start = self.outstanding.len() - added;
-        for o in &self.outstanding[start..] {
+        for o in self.outstanding.range(start..) {
             let action = match &o.decision {
                 Decision::Restore {
                     image, partitions, ..
@@ -434,7 +467,9 @@ impl<S: Store> Policy for ImagingProxy<S> {
             Outcome::Success | Outcome::Failure => {}
             Outcome::Unknown(_) => return Err(Status::UnknownTask),
         }
-        let o = self.outstanding.remove(pos);
+        let Some(o) = self.outstanding.remove(pos) else {
+            return Err(Status::UnknownTask);
+        };
         self.applied += 1;
         if report.outcome == Outcome::Success {
             if let Some(id) = o.owner.iter().find_map(|i| {

@@ -42,6 +42,19 @@
 //! start_after_secs = 300
 //! ```
 //!
+//! The same file (or a separate, more tightly protected one) may hold the
+//! transaction keys (docs/transaction-protocol.md §3.1), read by
+//! [`load_keys`]; [`load`] accepts and ignores the section:
+//!
+//! ```toml
+//! [keys]
+//! site = { id = "site", secret = "the site secret, 16-64 bytes" }   # optional
+//! workstation = [
+//!   { mac = "52:54:00:12:34:56", secret = "lab-pc-07's own key" },
+//!   { uuid = "01234567-89ab-cdef-0123-456789abcdef", secret_hex = "00112233445566778899aabbccddeeff" },
+//! ]
+//! ```
+//!
 //! Condition keys: `all`, `any`, `not`, `ram_mb`, `disk_mb`, `cpu_count`
 //! (a number, or a string `"<op> <number>"` with `<`, `<=`, `=`, `==`,
 //! `!=`, `>=`, `>`), `cpu_model` (substring), `mac_prefix`, `ip_subnet`,
@@ -56,6 +69,7 @@ use super::model::{
     WorkstationObject, WorkstationPolicy,
 };
 use super::store::MemoryStore;
+use crate::transaction::WorkstationKeys;
 use crate::wire::transaction::messages::{Fetch, Hotkey, MenuEntry, MenuMode};
 use alloc::boxed::Box;
 use alloc::format;
@@ -95,6 +109,35 @@ pub fn load(path: &Path) -> Result<MemoryStore, ConfigError> {
     parse(path, &text)
 }
 
+/// Load the transaction keys (`[keys]`, docs/transaction-protocol.md
+/// §3.1) from the TOML file at `path`. A file without `[keys]` is an
+/// error: a server without keys could authenticate nobody.
+pub fn load_keys(path: &Path) -> Result<WorkstationKeys, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse_keys(path, &text)
+}
+
+/// Parse the `[keys]` section of TOML `text`; `file` names it in errors.
+/// Other sections are ignored (the policy loader checks them).
+pub fn parse_keys(file: &Path, text: &str) -> Result<WorkstationKeys, ConfigError> {
+    let cx = Cx { file, text };
+    let raw: RawKeyFile = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let field = cx.key_at(span.start);
+        cx.err(span, &field, e.message().trim())
+    })?;
+    let Some(keys) = raw.keys else {
+        return Err(cx.err(0..0, "keys", "no [keys] section"));
+    };
+    cx.keys(keys)
+}
+
 /// Parse policy TOML `text`; `file` names it in errors.
 pub fn parse(file: &Path, text: &str) -> Result<MemoryStore, ConfigError> {
     let cx = Cx { file, text };
@@ -106,13 +149,14 @@ pub fn parse(file: &Path, text: &str) -> Result<MemoryStore, ConfigError> {
     cx.convert(raw)
 }
 
-struct Cx<'t> {
-    file: &'t Path,
-    text: &'t str,
+/// Source positions for errors (shared with the boot server's TOML file).
+pub(crate) struct Cx<'t> {
+    pub(crate) file: &'t Path,
+    pub(crate) text: &'t str,
 }
 
 impl Cx<'_> {
-    fn line_col(&self, at: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, at: usize) -> (usize, usize) {
         let at = at.min(self.text.len());
         let before = self.text.get(..at).unwrap_or("");
         let line = before.matches('\n').count() + 1;
@@ -122,7 +166,7 @@ impl Cx<'_> {
 
     /// The key written on the line of `at` (text before `=`), or the
     /// table header.
-    fn key_at(&self, at: usize) -> String {
+    pub(crate) fn key_at(&self, at: usize) -> String {
         let at = at.min(self.text.len());
         let start = self
             .text
@@ -142,7 +186,12 @@ impl Cx<'_> {
         }
     }
 
-    fn err(&self, span: Range<usize>, field: &str, msg: impl core::fmt::Display) -> ConfigError {
+    pub(crate) fn err(
+        &self,
+        span: Range<usize>,
+        field: &str,
+        msg: impl core::fmt::Display,
+    ) -> ConfigError {
         let (line, column) = self.line_col(span.start);
         ConfigError {
             file: self.file.to_path_buf(),
@@ -153,7 +202,12 @@ impl Cx<'_> {
         }
     }
 
-    fn at<T>(&self, s: &Spanned<T>, field: &str, msg: impl core::fmt::Display) -> ConfigError {
+    pub(crate) fn at<T>(
+        &self,
+        s: &Spanned<T>,
+        field: &str,
+        msg: impl core::fmt::Display,
+    ) -> ConfigError {
         self.err(s.span(), field, msg)
     }
 }
@@ -169,6 +223,41 @@ struct Raw {
     workstation: Vec<RawWorkstation>,
     #[serde(default)]
     multicast: Vec<RawMulticast>,
+    /// Read by [`load_keys`]; checked there, not here.
+    #[serde(default)]
+    #[allow(dead_code)]
+    keys: Option<toml::Value>,
+}
+
+/// The file as [`load_keys`] sees it: only `[keys]`.
+#[derive(Deserialize)]
+struct RawKeyFile {
+    keys: Option<RawKeys>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    site: Option<Spanned<RawSiteKey>>,
+    #[serde(default)]
+    workstation: Vec<Spanned<RawWorkstationKey>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSiteKey {
+    id: Spanned<String>,
+    secret: Option<Spanned<String>>,
+    secret_hex: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkstationKey {
+    mac: Option<Spanned<String>>,
+    uuid: Option<Spanned<String>>,
+    secret: Option<Spanned<String>>,
+    secret_hex: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -534,6 +623,77 @@ impl Cx<'_> {
             });
         }
         Ok(store)
+    }
+
+    fn secret(
+        &self,
+        at: Range<usize>,
+        plain: &Option<Spanned<String>>,
+        hex: &Option<Spanned<String>>,
+        field: &str,
+    ) -> Result<Vec<u8>, ConfigError> {
+        let (bytes, span, name) = match (plain, hex) {
+            (Some(p), None) => (p.get_ref().as_bytes().to_vec(), p.span(), "secret"),
+            (None, Some(h)) => {
+                let t = h.get_ref();
+                let bytes = (t.len() % 2 == 0 && t.is_ascii())
+                    .then(|| {
+                        (0..t.len())
+                            .step_by(2)
+                            .map(|i| u8::from_str_radix(t.get(i..i + 2)?, 16).ok())
+                            .collect::<Option<Vec<u8>>>()
+                    })
+                    .flatten()
+                    .ok_or_else(|| {
+                        self.at(h, &format!("{field}.secret_hex"), "expected hex digits")
+                    })?;
+                (bytes, h.span(), "secret_hex")
+            }
+            _ => {
+                return Err(self.err(at, field, "needs exactly one of `secret` or `secret_hex`"));
+            }
+        };
+        if !(16..=64).contains(&bytes.len()) {
+            return Err(self.err(
+                span,
+                &format!("{field}.{name}"),
+                format!("a key is 16-64 bytes, this one is {}", bytes.len()),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn keys(&self, raw: RawKeys) -> Result<WorkstationKeys, ConfigError> {
+        let site = match &raw.site {
+            Some(s) => {
+                let r = s.get_ref();
+                let id = r.id.get_ref();
+                if id.is_empty() || id.len() > 64 {
+                    return Err(self.at(&r.id, "keys.site.id", "a key id is 1-64 bytes"));
+                }
+                let key = self.secret(s.span(), &r.secret, &r.secret_hex, "keys.site")?;
+                Some((id.as_bytes().to_vec(), key))
+            }
+            None => None,
+        };
+        let mut keys = WorkstationKeys::new(site.as_ref().map(|(i, k)| (&i[..], &k[..])));
+        for w in &raw.workstation {
+            let r = w.get_ref();
+            let field = "keys.workstation";
+            let id = match (&r.mac, &r.uuid) {
+                (Some(m), None) => self.mac(m, "keys.workstation.mac")?,
+                (None, Some(u)) => {
+                    WorkstationId::Uuid(parse_uuid(u.get_ref()).ok_or_else(|| {
+                        self.at(u, "keys.workstation.uuid", "expected 32 hex digits")
+                    })?)
+                }
+                _ => return Err(self.at(w, field, "needs exactly one of `mac` or `uuid`")),
+            };
+            let key = self.secret(w.span(), &r.secret, &r.secret_hex, field)?;
+            keys.insert(id, &key)
+                .map_err(|e| self.at(w, field, e.to_string()))?;
+        }
+        Ok(keys)
     }
 
     fn mac(&self, s: &Spanned<String>, field: &str) -> Result<WorkstationId, ConfigError> {

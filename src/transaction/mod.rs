@@ -12,12 +12,16 @@
 
 mod client;
 mod crypto;
+mod keys;
 mod policy;
 mod server;
 
 pub use client::{Client, ClientConfig, ClientError, ClientEvent};
+#[cfg(feature = "alloc")]
+pub use keys::{KeyError, WorkstationKeys};
+pub use keys::{KeyStore, SiteKeys};
 pub use policy::Policy;
-pub use server::{KeyStore, Server, ServerConfig, ServerEvent, SiteKeys};
+pub use server::{Server, ServerConfig, ServerEvent};
 
 use core::net::SocketAddrV4;
 

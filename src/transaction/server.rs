@@ -52,6 +52,7 @@
 //! ```
 
 use super::crypto::{self, HmacSha256, LABEL_CLIENT, LABEL_SERVER};
+use super::keys::KeyStore;
 use super::policy::Policy;
 use super::{Random, Transmit};
 use crate::Instant;
@@ -66,36 +67,6 @@ use crate::wire::transaction::{
 use core::net::SocketAddrV4;
 use core::time::Duration;
 use heapless::Deque;
-
-/// Where the server finds the key for a key id (§3).
-pub trait KeyStore {
-    /// The key (16–64 bytes) named by `key_id`, or `None` if unknown.
-    fn key(&self, key_id: &[u8]) -> Option<&[u8]>;
-}
-
-/// The simplest [`KeyStore`]: one site secret under one key id.
-#[derive(Clone, Debug)]
-pub struct SiteKeys {
-    key_id: heapless::Vec<u8, MAX_KEY_ID_LEN>,
-    key: heapless::Vec<u8, 64>,
-}
-
-impl SiteKeys {
-    /// `key` (truncated to 64 bytes) under `key_id` (truncated to 64 bytes).
-    pub fn new(key_id: &[u8], key: &[u8]) -> Self {
-        SiteKeys {
-            key_id: heapless::Vec::from_slice(&key_id[..key_id.len().min(MAX_KEY_ID_LEN)])
-                .unwrap_or_default(),
-            key: heapless::Vec::from_slice(&key[..key.len().min(64)]).unwrap_or_default(),
-        }
-    }
-}
-
-impl KeyStore for SiteKeys {
-    fn key(&self, key_id: &[u8]) -> Option<&[u8]> {
-        (key_id == &self.key_id[..]).then_some(&self.key[..])
-    }
-}
 
 /// Server limits and timers (§3, §6, §8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -574,7 +545,10 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
         let h = frame.header();
         let auth = Refusal::Authenticated;
         let Server {
-            sessions, policy, ..
+            sessions,
+            policy,
+            keys,
+            ..
         } = self;
         let s = &mut sessions[idx];
         let Session {
@@ -585,6 +559,7 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
             info_len,
             mac,
             expected_proof,
+            key_id,
             ..
         } = s;
         let rh = Header {
@@ -627,6 +602,11 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
             MessageType::WorkstationInfo => {
                 let payload = frame.payload();
                 let wi = WorkstationInfo::parse(payload).map_err(|_| auth(Status::BadPayload))?;
+                // §3.1: the session's key must be allowed to speak for
+                // this workstation.
+                if !keys.authorizes(key_id, &wi) {
+                    return Err(auth(Status::AuthFailed));
+                }
                 let ack = policy.register(now, &wi).map_err(auth)?;
                 write(&rh, &ack, mac, reply, reply_len)?;
                 info[..payload.len()].copy_from_slice(payload);

@@ -30,15 +30,45 @@ enum Inner<'a> {
     Slice(&'a [u8]),
     /// Every occurrence of `code` in `packet`, from the first one at
     /// (`area`, `pos`) on, concatenated; then bytes `skip..skip + len` of that.
+    ///
+    /// Offsets are `u32` and the area a 3-value enum so that an
+    /// `OptionData` takes 32 bytes (typed options are moved by value).
     Split {
         packet: &'a [u8],
         overload: u8,
         code: u8,
-        area: u8,
-        pos: usize,
-        skip: usize,
-        len: usize,
+        area: Area,
+        pos: u32,
+        skip: u32,
+        len: u32,
     },
+}
+
+/// An option area (RFC 3396 order).
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Area {
+    Options = 0,
+    File = 1,
+    Sname = 2,
+}
+
+impl Area {
+    #[inline]
+    fn from_index(a: u8) -> Area {
+        match a {
+            0 => Area::Options,
+            1 => Area::File,
+            _ => Area::Sname,
+        }
+    }
+}
+
+/// An offset inside a datagram as `u32` (datagrams are far shorter; a
+/// larger value saturates, which reads as "past the end").
+#[inline]
+fn offset(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 impl<'a> OptionData<'a> {
@@ -57,34 +87,37 @@ impl<'a> OptionData<'a> {
                 packet,
                 overload,
                 code,
-                area,
-                pos,
+                area: Area::from_index(area),
+                pos: offset(pos),
                 skip: 0,
-                len: usize::MAX,
+                len: u32::MAX,
             },
         };
         let total: usize = d.fragments().map(<[u8]>::len).sum();
         if let Inner::Split { len, .. } = &mut d.inner {
-            *len = total;
+            *len = offset(total);
         }
         d
     }
 
     /// Total number of payload bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         match self.inner {
             Inner::Slice(s) => s.len(),
-            Inner::Split { len, .. } => len,
+            Inner::Split { len, .. } => len as usize,
         }
     }
 
     /// Whether the payload is empty.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The payload as one slice, if it is stored in one piece (always the
     /// case for options of at most 255 bytes sent once).
+    #[inline]
     pub fn as_slice(&self) -> Option<&'a [u8]> {
         match self.inner {
             Inner::Slice(s) => Some(s),
@@ -99,7 +132,17 @@ impl<'a> OptionData<'a> {
         }
     }
 
+    /// The payload if it is stored as one slice (no fragment walk).
+    #[inline]
+    pub(crate) fn single(&self) -> Option<&'a [u8]> {
+        match self.inner {
+            Inner::Slice(s) => Some(s),
+            Inner::Split { .. } => None,
+        }
+    }
+
     /// The borrowed fragments, in RFC 3396 order (empty fragments skipped).
+    #[inline]
     pub fn fragments(&self) -> Fragments<'a> {
         match self.inner {
             Inner::Slice(s) => Fragments {
@@ -118,19 +161,31 @@ impl<'a> OptionData<'a> {
                     packet,
                     overload,
                     code,
-                    area,
-                    pos,
-                    end: area_bounds(area, overload, packet.len()).map_or(0, |b| b.1),
-                    skip,
-                    left: len,
+                    area: area as u8,
+                    pos: pos as usize,
+                    end: area_bounds(area as u8, overload, packet.len()).map_or(0, |b| b.1),
+                    skip: skip as usize,
+                    left: len as usize,
                 },
             },
         }
     }
 
     /// The payload bytes one by one.
+    #[inline]
     pub fn bytes(&self) -> impl Iterator<Item = u8> + 'a {
-        self.fragments().flat_map(|f| f.iter().copied())
+        match self.inner {
+            Inner::Slice(s) => Bytes {
+                current: s.iter(),
+                rest: Fragments {
+                    state: FragState::Slice(None),
+                },
+            },
+            Inner::Split { .. } => Bytes {
+                current: [].iter(),
+                rest: self.fragments(),
+            },
+        }
     }
 
     /// Copies the payload to the front of `out` and returns its length, or
@@ -163,6 +218,7 @@ impl<'a> OptionData<'a> {
     }
 
     /// Bytes `start..end` of the payload, or `None` if out of range.
+    #[inline]
     pub fn slice(&self, start: usize, end: usize) -> Option<Self> {
         if start > end || end > self.len() {
             return None;
@@ -183,14 +239,15 @@ impl<'a> OptionData<'a> {
                 code,
                 area,
                 pos,
-                skip: skip + start,
-                len: end - start,
+                skip: skip.saturating_add(offset(start)),
+                len: offset(end - start),
             },
         };
         Some(OptionData { inner })
     }
 
     /// The payload from `start` on (empty if `start` is past the end).
+    #[inline]
     pub fn tail(&self, start: usize) -> Self {
         let len = self.len();
         self.slice(start.min(len), len)
@@ -198,6 +255,7 @@ impl<'a> OptionData<'a> {
     }
 
     /// The byte at `index`.
+    #[inline]
     pub fn get(&self, index: usize) -> Option<u8> {
         match self.inner {
             Inner::Slice(s) => s.get(index).copied(),
@@ -206,6 +264,7 @@ impl<'a> OptionData<'a> {
     }
 
     /// `N` bytes from `offset`, or `None` if the payload is too short.
+    #[inline]
     pub fn array<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
         let mut out = [0u8; N];
         match self.inner {
@@ -219,6 +278,7 @@ impl<'a> OptionData<'a> {
     }
 
     /// Whether the payload equals `bytes`.
+    #[inline]
     pub fn eq_bytes(&self, bytes: &[u8]) -> bool {
         match self.inner {
             Inner::Slice(s) => s == bytes,
@@ -230,6 +290,7 @@ impl<'a> OptionData<'a> {
 
     /// The payload as UTF-8 text, if it is one fragment and valid UTF-8.
     /// Trailing NUL bytes (some servers terminate strings) are not included.
+    #[inline]
     pub fn as_str(&self) -> Option<&'a str> {
         let s = self.as_slice()?;
         let end = s.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
@@ -288,6 +349,36 @@ impl fmt::Debug for OptionData<'_> {
     }
 }
 
+/// The bytes of the fragments, one by one (a plain slice walk while in a
+/// fragment).
+struct Bytes<'a> {
+    current: core::slice::Iter<'a, u8>,
+    rest: Fragments<'a>,
+}
+
+impl Iterator for Bytes<'_> {
+    type Item = u8;
+
+    #[inline]
+    fn next(&mut self) -> Option<u8> {
+        loop {
+            if let Some(&b) = self.current.next() {
+                return Some(b);
+            }
+            self.current = self.rest.next()?.iter();
+        }
+    }
+
+    #[inline]
+    fn fold<B, F: FnMut(B, u8) -> B>(self, init: B, mut f: F) -> B {
+        let mut acc = self.current.copied().fold(init, &mut f);
+        for frag in self.rest {
+            acc = frag.iter().copied().fold(acc, &mut f);
+        }
+        acc
+    }
+}
+
 /// Iterator over the borrowed fragments of an [`OptionData`].
 #[derive(Clone)]
 pub struct Fragments<'a> {
@@ -312,6 +403,7 @@ enum FragState<'a> {
 impl<'a> Iterator for Fragments<'a> {
     type Item = &'a [u8];
 
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
         match &mut self.state {
             FragState::Slice(s) => s.take().filter(|s| !s.is_empty()),

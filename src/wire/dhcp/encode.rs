@@ -112,8 +112,8 @@ impl Sink for SplitSink<'_, '_> {
 /// into 255-byte pieces.
 #[inline]
 pub(crate) fn split_wire_len(len: usize) -> usize {
-    if len == 0 {
-        2
+    if len <= 255 {
+        len + 2
     } else {
         len + 2 * len.div_ceil(255)
     }
@@ -122,20 +122,28 @@ pub(crate) fn split_wire_len(len: usize) -> usize {
 // ---- implementations for plain types ----
 
 impl<'a> OptionValue<'a> for OptionData<'a> {
+    #[inline]
     fn decode(data: OptionData<'a>) -> Option<Self> {
         Some(data)
     }
     fn encoded_len(&self) -> usize {
         self.len()
     }
+    #[inline]
     fn encode<S: Sink>(&self, out: &mut S) {
-        for f in self.fragments() {
-            out.put(f);
+        match self.single() {
+            Some(s) => out.put(s),
+            None => {
+                for f in self.fragments() {
+                    out.put(f);
+                }
+            }
         }
     }
 }
 
 impl OptionValue<'_> for core::net::Ipv4Addr {
+    #[inline]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != 4 {
             return None;
@@ -151,6 +159,7 @@ impl OptionValue<'_> for core::net::Ipv4Addr {
 }
 
 impl OptionValue<'_> for u32 {
+    #[inline]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != 4 {
             return None;
@@ -166,6 +175,7 @@ impl OptionValue<'_> for u32 {
 }
 
 impl OptionValue<'_> for u16 {
+    #[inline]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != 2 {
             return None;
@@ -181,6 +191,7 @@ impl OptionValue<'_> for u16 {
 }
 
 impl OptionValue<'_> for u8 {
+    #[inline]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != 1 {
             return None;
@@ -196,6 +207,7 @@ impl OptionValue<'_> for u8 {
 }
 
 impl<const N: usize> OptionValue<'_> for [u8; N] {
+    #[inline]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != N {
             return None;

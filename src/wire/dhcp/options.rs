@@ -19,10 +19,19 @@
 //! - Option 52 is read from the options field only (RFC 2131 §4.1); its
 //!   value's two low bits select `file` (1) and `sname` (2); other bits are
 //!   ignored.
+//! - Option 52 is followed only when it is well-formed: its payload (all
+//!   its occurrences in the options field joined, RFC 3396 §7) is exactly
+//!   one byte (RFC 2132 §9.3: "its length is 1"). Any other length makes it
+//!   [`DhcpOption::Malformed`] and `file`/`sname` stay names. The typed
+//!   decoder applies the same length test, so parse and emit agree: a
+//!   message re-emitted from its typed options (the builder writes them all
+//!   into the options field) follows `file`/`sname` exactly when the
+//!   original did, and when it does those fields are empty in both.
 
 use super::data::OptionData;
-use super::layout::{RawStep, area_bounds, raw_step};
+use super::layout::{OPTIONS, area_bounds};
 use super::typed::DhcpOption;
+use super::typed::code::OPTION_OVERLOAD;
 
 /// A set of option codes (256 bits, no allocation).
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -35,6 +44,14 @@ impl CodeSet {
         let had = self.0[w] & (1 << b) != 0;
         self.0[w] |= 1 << b;
         !had
+    }
+    /// Inserts `code`; if it was already there, inserts it into `repeated`
+    /// too (branch-free).
+    #[inline]
+    fn insert_noting_repeat(&mut self, code: u8, repeated: &mut CodeSet) {
+        let (w, bit) = ((code >> 6) as usize, 1u64 << (code & 63));
+        repeated.0[w] |= self.0[w] & bit;
+        self.0[w] |= bit;
     }
     #[inline]
     pub(crate) fn contains(&self, code: u8) -> bool {
@@ -58,6 +75,7 @@ pub struct RawOption<'a> {
 
 impl<'a> RawOption<'a> {
     /// The typed option.
+    #[inline]
     pub fn decode(&self) -> DhcpOption<'a> {
         DhcpOption::decode(self.code, self.data)
     }
@@ -79,49 +97,119 @@ pub struct RawOptions<'a> {
     truncated: bool,
 }
 
+/// What one pass over a message's option areas finds: the overload in
+/// force, the codes that occur more than once, and whether an option ran
+/// past its area. [`DhcpPacket::new_checked`](super::DhcpPacket::new_checked)
+/// computes it once; every later option walk reuses it.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct Scan {
+    pub(crate) overload: u8,
+    pub(crate) dup: CodeSet,
+    pub(crate) truncated: bool,
+}
+
+impl Scan {
+    /// Scans the options of a whole DHCP message (`packet` starts with the
+    /// BOOTP header): option 52 (see the module docs) and repeated codes.
+    pub(crate) fn of(packet: &[u8]) -> Scan {
+        let mut seen = CodeSet::default();
+        let mut dup = CodeSet::default();
+        let mut truncated = false;
+        // The options field: one tight pass (the common case has nothing
+        // else to scan). Option 52's fragments are joined before its value
+        // is processed (RFC 3396 §7); it counts only if one byte long.
+        let opts = packet.get(OPTIONS..).unwrap_or(&[]);
+        let mut overload_len = 0usize;
+        let mut overload_value = 0u8;
+        let mut i = 0;
+        while i < opts.len() {
+            let code = opts[i];
+            if code == 0 {
+                i += 1;
+                continue;
+            }
+            if code == 255 {
+                break;
+            }
+            let Some(&len) = opts.get(i + 1) else {
+                truncated = true;
+                break;
+            };
+            let next = i + 2 + len as usize;
+            if next > opts.len() {
+                truncated = true;
+                break;
+            }
+            seen.insert_noting_repeat(code, &mut dup);
+            if code == OPTION_OVERLOAD {
+                overload_len += len as usize;
+                if len == 1 {
+                    overload_value = opts[i + 2];
+                }
+            }
+            i = next;
+        }
+        let overload = if overload_len == 1 {
+            overload_value & 3
+        } else {
+            0
+        };
+        // `file`, then `sname`, when option 52 says they carry options.
+        for area in 1..=2u8 {
+            let Some((mut pos, end)) = area_bounds(area, overload, packet.len()) else {
+                continue;
+            };
+            let bytes = packet.get(..end).unwrap_or(&[]);
+            while let Some(&code) = bytes.get(pos) {
+                if code == 0 {
+                    pos += 1;
+                    continue;
+                }
+                if code == 255 {
+                    break;
+                }
+                let start = pos + 2;
+                let Some(len) = bytes
+                    .get(pos + 1)
+                    .map(|&l| l as usize)
+                    .filter(|l| start + l <= bytes.len())
+                else {
+                    truncated = true;
+                    break;
+                };
+                seen.insert_noting_repeat(code, &mut dup);
+                pos = start + len;
+            }
+        }
+        Scan {
+            overload,
+            dup,
+            truncated,
+        }
+    }
+}
+
 impl<'a> RawOptions<'a> {
     /// Scans the options of a whole DHCP message (`packet` starts with the
     /// BOOTP header). One quick pass finds option 52 and repeated codes;
     /// iteration then yields each option once.
     pub(crate) fn new(packet: &'a [u8]) -> Self {
-        let mut seen = CodeSet::default();
-        let mut dup = CodeSet::default();
-        let mut overload = 0u8;
-        let mut truncated = false;
-        let mut area = 0u8;
-        while area <= 2 {
-            if let Some((mut pos, end)) = area_bounds(area, overload, packet.len()) {
-                loop {
-                    match raw_step(packet, pos, end) {
-                        RawStep::Pad => pos += 1,
-                        RawStep::End => break,
-                        RawStep::Truncated => {
-                            truncated = true;
-                            break;
-                        }
-                        RawStep::Option { code, start, len } => {
-                            if !seen.insert(code) {
-                                dup.insert(code);
-                            } else if code == 52 && area == 0 && len >= 1 {
-                                overload = packet[start] & 3;
-                            }
-                            pos = start + len;
-                        }
-                    }
-                }
-            }
-            area += 1;
-        }
-        let (pos, end) = area_bounds(0, overload, packet.len()).unwrap_or((0, 0));
+        Self::with_scan(packet, Scan::of(packet))
+    }
+
+    /// Iterates with the result of an earlier [`Scan::of`] of `packet`.
+    #[inline]
+    pub(crate) fn with_scan(packet: &'a [u8], scan: Scan) -> Self {
+        let (pos, end) = area_bounds(0, scan.overload, packet.len()).unwrap_or((0, 0));
         RawOptions {
             packet,
-            overload,
+            overload: scan.overload,
             area: 0,
             pos,
             end,
-            dup,
+            dup: scan.dup,
             done: CodeSet::default(),
-            truncated,
+            truncated: scan.truncated,
         }
     }
 
@@ -149,43 +237,71 @@ impl<'a> Iterator for RawOptions<'a> {
     #[inline]
     fn next(&mut self) -> Option<RawOption<'a>> {
         loop {
-            match raw_step(self.packet, self.pos, self.end) {
-                RawStep::Pad => self.pos += 1,
-                RawStep::Option { code, start, len } => {
-                    let at = self.pos;
-                    self.pos = start + len;
-                    if !self.dup.contains(code) {
-                        return Some(RawOption {
-                            code,
-                            data: OptionData::new(&self.packet[start..start + len]),
-                        });
-                    }
-                    if self.done.insert(code) {
-                        return Some(RawOption {
-                            code,
-                            data: OptionData::split(
-                                self.packet,
-                                self.overload,
-                                code,
-                                self.area,
-                                at,
-                            ),
-                        });
-                    }
+            // One pass over the current area, read as a slice: pad skipped,
+            // end option or a truncated option ends the area (as
+            // `raw_step` does, without its per-step re-checks).
+            let area = self.packet.get(..self.end).unwrap_or(&[]);
+            while let Some(&code) = area.get(self.pos) {
+                if code == 0 {
+                    self.pos += 1;
+                    continue;
                 }
-                RawStep::End | RawStep::Truncated => loop {
-                    self.area = self.area.saturating_add(1);
-                    if self.area > 2 {
-                        self.pos = 0;
-                        self.end = 0;
-                        return None;
-                    }
-                    if let Some((s, e)) = area_bounds(self.area, self.overload, self.packet.len()) {
-                        self.pos = s;
-                        self.end = e;
-                        break;
-                    }
-                },
+                if code == 255 {
+                    break;
+                }
+                let start = self.pos + 2;
+                let Some(data) = area
+                    .get(self.pos + 1)
+                    .and_then(|&len| area.get(start..start + len as usize))
+                else {
+                    break;
+                };
+                let at = self.pos;
+                self.pos = start + data.len();
+                if !self.dup.contains(code) {
+                    return Some(RawOption {
+                        code,
+                        data: OptionData::new(data),
+                    });
+                }
+                if let Some(o) = self.joined(code, at) {
+                    return Some(o);
+                }
+            }
+            if !self.next_area() {
+                return None;
+            }
+        }
+    }
+}
+
+impl<'a> RawOptions<'a> {
+    /// A repeated code at `at`: the joined option the first time, `None`
+    /// for its later fragments (kept out of the hot loop).
+    #[cold]
+    #[inline(never)]
+    fn joined(&mut self, code: u8, at: usize) -> Option<RawOption<'a>> {
+        self.done.insert(code).then(|| RawOption {
+            code,
+            data: OptionData::split(self.packet, self.overload, code, self.area, at),
+        })
+    }
+
+    /// Moves to the next area that carries options; `false` at the end.
+    #[cold]
+    #[inline(never)]
+    fn next_area(&mut self) -> bool {
+        loop {
+            self.area = self.area.saturating_add(1);
+            if self.area > 2 {
+                self.pos = 0;
+                self.end = 0;
+                return false;
+            }
+            if let Some((s, e)) = area_bounds(self.area, self.overload, self.packet.len()) {
+                self.pos = s;
+                self.end = e;
+                return true;
             }
         }
     }

@@ -5,7 +5,7 @@ use core::net::Ipv4Addr;
 use super::ParseError;
 use super::data::OptionData;
 use super::layout::*;
-use super::options::{Options, RawOptions};
+use super::options::{Options, RawOptions, Scan};
 use super::typed::{DhcpOption, code};
 use super::values::MessageType;
 
@@ -30,25 +30,44 @@ pub const HEADER_LEN: usize = OPTIONS;
 /// `hlen` above 16 is not an error: [`hlen`](Self::hlen) reports it as
 /// sent and [`chaddr`](Self::chaddr) is clamped to the 16 bytes of the
 /// field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// [`new_checked`](Self::new_checked) also scans the option areas once
+/// (option 52, repeated codes); [`options`](Self::options),
+/// [`file`](Self::file), [`sname`](Self::sname) and the other option
+/// accessors reuse that scan instead of walking the options again.
+/// Equality compares the bytes.
+#[derive(Debug, Clone, Copy)]
 pub struct DhcpPacket<T: AsRef<[u8]>> {
     buffer: T,
+    /// The option scan of `buffer`, once computed (by `new_checked`);
+    /// cleared by the setters that change an option area.
+    scan: Option<Scan>,
 }
+
+impl<T: AsRef<[u8]>> PartialEq for DhcpPacket<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.buffer.as_ref() == other.buffer.as_ref()
+    }
+}
+
+impl<T: AsRef<[u8]>> Eq for DhcpPacket<T> {}
 
 impl<T: AsRef<[u8]>> DhcpPacket<T> {
     /// Wraps a buffer without checking it; accessors may panic until
     /// [`check_len`](Self::check_len) succeeds.
     pub const fn new_unchecked(buffer: T) -> Self {
-        DhcpPacket { buffer }
+        DhcpPacket { buffer, scan: None }
     }
 
-    /// Wraps a received datagram: checks the length and the magic cookie.
+    /// Wraps a received datagram: checks the length and the magic cookie,
+    /// and scans the option areas once (see the type docs).
     pub fn new_checked(buffer: T) -> Result<Self, ParseError> {
-        let p = Self::new_unchecked(buffer);
+        let mut p = Self::new_unchecked(buffer);
         p.check_len()?;
         if p.buffer.as_ref()[COOKIE] != MAGIC_COOKIE {
             return Err(ParseError::BadMagicCookie);
         }
+        p.scan = Some(Scan::of(p.buffer.as_ref()));
         Ok(p)
     }
 
@@ -181,12 +200,19 @@ impl<T: AsRef<[u8]>> DhcpPacket<T> {
     /// The option-overload value (option 52): bit 0 `file`, bit 1 `sname`
     /// carry options; 0 if absent.
     pub fn overload(&self) -> u8 {
-        self.raw_options().overload()
+        match self.scan {
+            Some(s) => s.overload,
+            None => Scan::of(self.b()).overload,
+        }
     }
 
     /// The options, raw (code + concatenated payload), in order.
+    #[inline]
     pub fn raw_options(&self) -> RawOptions<'_> {
-        RawOptions::new(self.b())
+        match self.scan {
+            Some(s) => RawOptions::with_scan(self.b(), s),
+            None => RawOptions::new(self.b()),
+        }
     }
 
     /// The options, typed, in order (see [`RawOptions`] for order,
@@ -264,10 +290,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> DhcpPacket<T> {
     /// Sets `sname` (NUL-padded; longer than 64 bytes is truncated).
     pub fn set_sname(&mut self, v: &[u8]) {
         set_padded(&mut self.bm()[SNAME], v);
+        self.scan = None;
     }
     /// Sets `file` (NUL-padded; longer than 128 bytes is truncated).
     pub fn set_file(&mut self, v: &[u8]) {
         set_padded(&mut self.bm()[FILE], v);
+        self.scan = None;
     }
     /// Writes the magic cookie.
     pub fn set_magic_cookie(&mut self) {

@@ -8,6 +8,10 @@
 //! [`MIN_MESSAGE_LEN`] (300) bytes, the minimum BOOTP relays and old
 //! clients expect. The length is computed first: a short buffer is an
 //! error naming the needed size, and the buffer is left untouched.
+//! Every option goes into the options field; an option 52 that claims
+//! `file` or `sname` for options while that field carries a name is
+//! refused ([`EmitError::InvalidValue`]), since the receiver would read the
+//! name as options (RFC 2132 §9.3).
 //!
 //! Parse → emit reproduces the bytes of every message whose encoding is
 //! canonical: options in one piece each (or split exactly at 255 bytes),
@@ -157,6 +161,16 @@ impl<'a> DhcpHeader<'a> {
             o.check()?;
             if !seen.insert(o.code()) {
                 return Err(EmitError::DuplicateOption(o.code()));
+            }
+            // RFC 2132 §9.3: a field that option 52 says carries options
+            // cannot also carry a name (the receiver would read the name
+            // as options).
+            if let DhcpOption::OptionOverload(v) = o {
+                if (v & 1 != 0 && !self.file.is_empty()) || (v & 2 != 0 && !self.sname.is_empty()) {
+                    return Err(EmitError::InvalidValue {
+                        code: super::typed::code::OPTION_OVERLOAD,
+                    });
+                }
             }
             len += o.wire_len();
         }

@@ -62,6 +62,7 @@ macro_rules! dhcp_options {
 
         impl<'a> DhcpOption<'a> {
             /// The option code.
+            #[inline]
             pub fn code(&self) -> u8 {
                 match self {
                     $( Self::$variant(_) => $code, )*
@@ -87,6 +88,7 @@ macro_rules! dhcp_options {
             }
 
             /// Length of the payload (before any RFC 3396 split).
+            #[inline]
             pub fn payload_len(&self) -> usize {
                 match self {
                     $( Self::$variant(v) => v.encoded_len(), )*
@@ -233,6 +235,17 @@ impl<'a> DhcpOption<'a> {
     /// Writes into a sink whose room was checked (crate-internal).
     pub(crate) fn emit_into(&self, s: &mut SliceSink<'_>) -> Result<(), EmitError> {
         let len = self.payload_len();
+        if len <= 255 {
+            // One piece (the common case): header, then the payload
+            // straight into the buffer.
+            let end = s.pos + 2 + len;
+            s.put(&[self.code(), len as u8]);
+            self.write_payload(s);
+            if s.overflow || s.pos != end {
+                return Err(EmitError::Internal);
+            }
+            return Ok(());
+        }
         let mut w = SplitSink::new(s, self.code(), len);
         self.write_payload(&mut w);
         let ok = w.finished();

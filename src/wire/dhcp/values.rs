@@ -86,6 +86,7 @@ impl From<MessageType> for u8 {
 }
 
 impl OptionValue<'_> for MessageType {
+    #[inline]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         u8::decode(data).map(MessageType::from)
     }
@@ -232,6 +233,7 @@ impl<T: ListItem> fmt::Debug for List<'_, T> {
 }
 
 impl<'a, T: ListItem> OptionValue<'a> for List<'a, T> {
+    #[inline]
     fn decode(data: OptionData<'a>) -> Option<Self> {
         (data.len() % T::SIZE == 0).then_some(List::Data(data))
     }
@@ -276,6 +278,7 @@ pub enum ClientId<'a> {
 }
 
 impl<'a> OptionValue<'a> for ClientId<'a> {
+    #[inline]
     fn decode(data: OptionData<'a>) -> Option<Self> {
         let id_type = data.get(0)?;
         if data.len() < 2 {
@@ -383,6 +386,7 @@ impl<'a> UserClass<'a> {
 }
 
 impl<'a> OptionValue<'a> for UserClass<'a> {
+    #[inline]
     fn decode(data: OptionData<'a>) -> Option<Self> {
         (!data.is_empty()).then_some(UserClass(data))
     }
@@ -410,18 +414,55 @@ pub struct SubOption<'a> {
 #[derive(Clone)]
 pub struct SubOptions<'a> {
     data: OptionData<'a>,
+    /// `data` as one slice, when it is one fragment (the common case):
+    /// then the walk reads the slice directly.
+    slice: Option<&'a [u8]>,
     at: usize,
     pad_end: bool,
     malformed: bool,
 }
 
 impl<'a> SubOptions<'a> {
+    #[inline]
     pub(crate) fn new(data: OptionData<'a>, pad_end: bool) -> Self {
         SubOptions {
             data,
+            slice: data.as_slice(),
             at: 0,
             pad_end,
             malformed: false,
+        }
+    }
+
+    /// One step over a contiguous payload.
+    #[inline]
+    fn next_in(&mut self, s: &'a [u8]) -> Option<SubOption<'a>> {
+        loop {
+            let code = *s.get(self.at)?;
+            if self.pad_end {
+                if code == 0 {
+                    self.at += 1;
+                    continue;
+                }
+                if code == 255 {
+                    self.at = usize::MAX;
+                    return None;
+                }
+            }
+            let start = self.at + 2;
+            let Some(data) = s
+                .get(self.at + 1)
+                .and_then(|&len| s.get(start..start + len as usize))
+            else {
+                self.malformed = true;
+                self.at = usize::MAX;
+                return None;
+            };
+            self.at = start + data.len();
+            return Some(SubOption {
+                code,
+                data: OptionData::new(data),
+            });
         }
     }
 
@@ -440,7 +481,11 @@ impl<'a> SubOptions<'a> {
 
 impl<'a> Iterator for SubOptions<'a> {
     type Item = SubOption<'a>;
+    #[inline]
     fn next(&mut self) -> Option<SubOption<'a>> {
+        if let Some(s) = self.slice {
+            return self.next_in(s);
+        }
         loop {
             let code = self.data.get(self.at)?;
             if self.pad_end {
@@ -516,6 +561,7 @@ impl fmt::Debug for RelayAgentInfo<'_> {
 }
 
 impl<'a> OptionValue<'a> for RelayAgentInfo<'a> {
+    #[inline]
     fn decode(data: OptionData<'a>) -> Option<Self> {
         SubOptions::well_formed(data, false).then_some(RelayAgentInfo::Data(data))
     }

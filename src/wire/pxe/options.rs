@@ -26,6 +26,7 @@ use crate::wire::dhcp::{EmitError, Ipv4List, List, OptionData, SubOptions};
 pub struct MtftpPort(pub u16);
 
 impl OptionValue<'_> for MtftpPort {
+    #[inline]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != 2 {
             return None;
@@ -62,6 +63,7 @@ impl DiscoveryControl {
 }
 
 impl OptionValue<'_> for DiscoveryControl {
+    #[inline]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         u8::decode(data).map(DiscoveryControl)
     }
@@ -114,6 +116,7 @@ pub struct MenuPrompt<'a> {
 }
 
 impl<'a> OptionValue<'a> for MenuPrompt<'a> {
+    #[inline]
     fn decode(data: OptionData<'a>) -> Option<Self> {
         Some(MenuPrompt {
             timeout: PromptTimeout::from(data.get(0)?),
@@ -144,6 +147,7 @@ pub struct McastAddrsAlloc {
 }
 
 impl OptionValue<'_> for McastAddrsAlloc {
+    #[inline]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != 8 {
             return None;
@@ -181,6 +185,7 @@ pub struct BootItem {
 }
 
 impl OptionValue<'_> for BootItem {
+    #[inline]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != 4 {
             return None;
@@ -234,6 +239,7 @@ pub enum Entries<'a, E: Entry<'a>> {
 
 impl<'a, E: Entry<'a>> Entries<'a, E> {
     /// The entries in order.
+    #[inline]
     pub fn iter(&self) -> impl Iterator<Item = E> + 'a {
         let (data, items) = match *self {
             Entries::Data(d) => (Some(d), None),
@@ -263,6 +269,7 @@ impl<'a, E: Entry<'a>> core::fmt::Debug for Entries<'a, E> {
 }
 
 impl<'a, E: Entry<'a>> OptionValue<'a> for Entries<'a, E> {
+    #[inline]
     fn decode(data: OptionData<'a>) -> Option<Self> {
         let mut at = 0;
         while at < data.len() {
@@ -311,6 +318,7 @@ pub struct BootServer<'a> {
 }
 
 impl<'a> Entry<'a> for BootServer<'a> {
+    #[inline]
     fn read(data: &OptionData<'a>, at: usize) -> Option<(Self, usize)> {
         let t = data.array::<2>(at)?;
         let n = data.get(at + 2)? as usize;
@@ -353,6 +361,7 @@ pub struct BootMenuItem<'a> {
 }
 
 impl<'a> Entry<'a> for BootMenuItem<'a> {
+    #[inline]
     fn read(data: &OptionData<'a>, at: usize) -> Option<(Self, usize)> {
         let t = data.array::<2>(at)?;
         let n = data.get(at + 2)? as usize;
@@ -428,6 +437,7 @@ macro_rules! pxe_options {
 
         impl<'a> PxeOption<'a> {
             /// The sub-option code.
+            #[inline]
             pub fn code(&self) -> u8 {
                 match self {
                     $( Self::$variant(_) => $code, )*
@@ -441,6 +451,7 @@ macro_rules! pxe_options {
             }
 
             /// Decodes the payload of sub-option `code`.
+            #[inline]
             pub fn decode(code: u8, data: OptionData<'a>) -> Self {
                 match code {
                     $( $code => match <$ty as OptionValue>::decode(data) {
@@ -452,6 +463,7 @@ macro_rules! pxe_options {
             }
 
             /// Payload length.
+            #[inline]
             pub fn payload_len(&self) -> usize {
                 match self {
                     $( Self::$variant(v) => v.encoded_len(), )*
@@ -531,6 +543,7 @@ pub struct PxeOptions<'a> {
 
 impl<'a> PxeOptions<'a> {
     /// Walks the sub-options of `data` (the option 43 payload).
+    #[inline]
     pub fn new(data: OptionData<'a>) -> Self {
         PxeOptions {
             inner: SubOptions::new(data, true),
@@ -575,6 +588,7 @@ impl<'a> PxeOptions<'a> {
 
 impl<'a> Iterator for PxeOptions<'a> {
     type Item = PxeOption<'a>;
+    #[inline]
     fn next(&mut self) -> Option<PxeOption<'a>> {
         self.inner.next().map(|s| PxeOption::decode(s.code, s.data))
     }

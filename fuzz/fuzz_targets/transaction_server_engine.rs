@@ -1,0 +1,272 @@
+//! The transaction server engine (docs/transaction-protocol.md §3–§6)
+//! driven by arbitrary operation sequences: raw datagrams, client engines
+//! running real handshakes and requests (so valid, authenticated frames
+//! reach the deep states; under a site key and a per-workstation key,
+//! §3.1), replays, tampering and truncation of recorded frames, time steps
+//! and timeouts.
+//!
+//! Asserts: no panic; at most one reply per datagram, never larger than a
+//! frame; refusals are small (§5: ≤ 56 bytes, no larger than the request
+//! or a bare header); sessions stay within the configured maximum (so the
+//! one-entry-per-session reply cache is bounded); no task outcome is
+//! applied more often than tasks were handed out (§6).
+#![no_main]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use preboot::Instant;
+use preboot::policy::{ImagingProxy, ImagingRule, MemoryStore, Condition, WorkstationId, WorkstationObject};
+use preboot::transaction::{Client, ClientConfig, Policy, Server, ServerConfig, WorkstationKeys};
+use preboot::wire::transaction::messages::{
+    InfoAck, MenuReply, Outcome, TaskReply, TaskReport, WorkstationInfo,
+};
+use preboot::wire::transaction::{Frame, HEADER_LEN, MAC_LEN, MAX_FRAME_LEN, Status};
+
+const KEY: &[u8] = b"fuzz site secret, 32 bytes long!";
+const OTHER_KEY: &[u8] = b"another secret, also long enough";
+/// Workstation 02:00:00:00:00:01 has its own key (§3.1).
+const WS_KEY: &[u8] = b"workstation 1's own key, 32 B ok";
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    /// A new client engine (real handshake) on peer `peer`.
+    NewClient { peer: u8, nonce: [u8; 16], key: u8 },
+    /// Deliver what a client wants to send.
+    ClientSend { client: u8 },
+    /// Ask a client to start a request.
+    ClientRequest { client: u8, kind: u8, task: u8, outcome: u8 },
+    /// Arbitrary bytes from `peer`.
+    Raw { peer: u8, bytes: Vec<u8> },
+    /// A recorded datagram again, from its own or another peer.
+    Replay { index: u8, peer: Option<u8> },
+    /// A recorded datagram with one byte changed.
+    Tamper { index: u8, at: u16, xor: u8 },
+    /// A recorded datagram cut short, or extended.
+    Truncate { index: u8, len: u16 },
+    Extend { index: u8, extra: Vec<u8> },
+    /// Time passes.
+    Advance { ms: u16 },
+    /// Timers fire.
+    Timeouts,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    max_sessions: u8,
+    half_open_ms: u16,
+    idle_ms: u16,
+    drop_replies: u8,
+    ops: Vec<Op>,
+}
+
+/// Counts tasks handed out, to check reports are applied at most once each.
+struct Counting {
+    proxy: ImagingProxy<MemoryStore>,
+    handed_out: u64,
+}
+
+impl Policy for Counting {
+    fn register<'s>(&'s mut self, now: Instant, info: &WorkstationInfo<'_>) -> Result<InfoAck<'s>, Status> {
+        self.proxy.register(now, info)
+    }
+    fn menu<'s>(&'s mut self, now: Instant, info: &WorkstationInfo<'_>) -> Result<MenuReply<'s>, Status> {
+        self.proxy.menu(now, info)
+    }
+    fn tasks<'s>(&'s mut self, now: Instant, info: &WorkstationInfo<'_>) -> Result<TaskReply<'s>, Status> {
+        let r = self.proxy.tasks(now, info)?;
+        self.handed_out += r.tasks.len() as u64;
+        Ok(r)
+    }
+    fn report(&mut self, now: Instant, info: &WorkstationInfo<'_>, report: &TaskReport<'_>) -> Result<(), Status> {
+        self.proxy.report(now, info, report)
+    }
+}
+
+fn store() -> MemoryStore {
+    let mut s = MemoryStore::default();
+    let mut w = WorkstationObject::new(WorkstationId::Mac([2, 0, 0, 0, 0, 1]), "ws1");
+    w.image_next_boot = true;
+    w.image = Some("images/a.img".into());
+    w.maintenance = true;
+    s.workstations.push(w);
+    s.server.rules.push(ImagingRule {
+        name: "all".into(),
+        when: Condition::RamMb(preboot::policy::Cmp::Ge, 0),
+        image: "images/b.img".into(),
+        force: false,
+        partitions: vec![1],
+    });
+    s
+}
+
+fn info(peer: u8) -> WorkstationInfo<'static> {
+    let mut i = WorkstationInfo::default();
+    let _ = i.macs.push([2, 0, 0, 0, 0, peer % 3]);
+    i.ram_mb = Some(4096);
+    i
+}
+
+fn peer_addr(p: u8) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, p % 8), 40000 + u16::from(p % 4))
+}
+
+struct Cl {
+    peer: SocketAddrV4,
+    engine: Client,
+    tasks: Vec<u32>,
+}
+
+fuzz_target!(|input: Input| {
+    let server_addr = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 4012);
+    let config = ServerConfig {
+        max_sessions: usize::from(input.max_sessions % 8),
+        half_open_timeout: Duration::from_millis(u64::from(input.half_open_ms)),
+        idle_timeout: Duration::from_millis(u64::from(input.idle_ms)),
+    };
+    let mut counter = 0u64;
+    let random = move |buf: &mut [u8]| {
+        for b in buf {
+            counter = counter.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *b = (counter >> 56) as u8;
+        }
+    };
+    let policy = Counting { proxy: ImagingProxy::new(store()), handed_out: 0 };
+    let mut keys = WorkstationKeys::new(Some((b"site", KEY)));
+    keys.insert(WorkstationId::Mac([2, 0, 0, 0, 0, 1]), WS_KEY).expect("key");
+    let mut server = Server::new(config, keys, policy, random);
+    let max_sessions = config.max_sessions.max(1);
+    let mut now = Instant::ZERO;
+    let mut clients: Vec<Cl> = Vec::new();
+    let mut history: Vec<(SocketAddrV4, Vec<u8>)> = Vec::new();
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let mut drop_counter = 0u32;
+
+    for op in input.ops.into_iter().take(1000) {
+        let mut sent: Option<(SocketAddrV4, Vec<u8>)> = None;
+        match op {
+            Op::NewClient { peer, nonce, key } => {
+                if clients.len() < 8 {
+                    let (kid, k): (&[u8], &[u8]) = match key % 5 {
+                        0 => (b"site", KEY),
+                        1 => (b"site", OTHER_KEY),
+                        2 => (b"02:00:00:00:00:01", WS_KEY),
+                        3 => (b"02:00:00:00:00:01", KEY),
+                        _ => (b"nobody", KEY),
+                    };
+                    let cfg = ClientConfig::new(server_addr, kid, k).expect("valid client config");
+                    clients.push(Cl { peer: peer_addr(peer), engine: Client::new(cfg, nonce, now), tasks: Vec::new() });
+                }
+            }
+            Op::ClientSend { client } => {
+                if let Some(c) = clients.get_mut(usize::from(client) % 8) {
+                    c.engine.handle_timeout(now);
+                    if let Some(t) = c.engine.poll_transmit(now, &mut buf) {
+                        assert_eq!(t.destination, server_addr);
+                        sent = Some((c.peer, buf[..t.len].to_vec()));
+                    }
+                }
+            }
+            Op::ClientRequest { client, kind, task, outcome } => {
+                if let Some(c) = clients.get_mut(usize::from(client) % 8) {
+                    let _ = match kind % 4 {
+                        0 => c.engine.send_info(now, &info(c.peer.ip().octets()[3])),
+                        1 => c.engine.query_menu(now),
+                        2 => c.engine.query_tasks(now),
+                        _ => {
+                            let id = c.tasks.get(usize::from(task) % c.tasks.len().max(1)).copied().unwrap_or(u32::from(task));
+                            c.engine.report(now, &TaskReport { task_id: id, outcome: Outcome::from(outcome % 4), percent: None, reason: None })
+                        }
+                    };
+                }
+            }
+            Op::Raw { peer, bytes } => sent = Some((peer_addr(peer), bytes)),
+            Op::Replay { index, peer } => {
+                if let Some((p, d)) = history.get(usize::from(index) % history.len().max(1)) {
+                    sent = Some((peer.map_or(*p, peer_addr), d.clone()));
+                }
+            }
+            Op::Tamper { index, at, xor } => {
+                if let Some((p, d)) = history.get(usize::from(index) % history.len().max(1)) {
+                    let mut d = d.clone();
+                    if !d.is_empty() {
+                        let i = usize::from(at) % d.len();
+                        d[i] ^= xor.max(1);
+                    }
+                    sent = Some((*p, d));
+                }
+            }
+            Op::Truncate { index, len } => {
+                if let Some((p, d)) = history.get(usize::from(index) % history.len().max(1)) {
+                    let n = usize::from(len) % (d.len() + 1);
+                    sent = Some((*p, d[..n].to_vec()));
+                }
+            }
+            Op::Extend { index, extra } => {
+                if let Some((p, d)) = history.get(usize::from(index) % history.len().max(1)) {
+                    let mut d = d.clone();
+                    d.extend_from_slice(&extra);
+                    sent = Some((*p, d));
+                }
+            }
+            Op::Advance { ms } => now = now + Duration::from_millis(u64::from(ms)),
+            Op::Timeouts => {
+                server.handle_timeout(now);
+                for c in &mut clients {
+                    c.engine.handle_timeout(now);
+                }
+            }
+        }
+        if let Some((from, d)) = sent {
+            server.handle(now, from, &d);
+            let mut replies = 0;
+            while let Some(t) = server.poll_transmit(now, &mut buf) {
+                replies += 1;
+                assert!(replies <= 1, "more than one reply to one datagram");
+                assert!(t.len <= MAX_FRAME_LEN);
+                assert_eq!(t.destination, from, "replies go to the sender");
+                let reply = &buf[..t.len];
+                let f = Frame::new_checked(reply).expect("the server sends valid frames");
+                assert!(f.message_type().is_reply());
+                if f.status() != Status::Ok {
+                    // §5: refusals carry no payload and are small.
+                    assert!(f.payload().is_empty());
+                    assert!(t.len <= HEADER_LEN + MAC_LEN);
+                    assert!(t.len <= d.len().max(HEADER_LEN), "refusal amplifies: {} > {}", t.len, d.len());
+                }
+                drop_counter = drop_counter.wrapping_add(1);
+                if input.drop_replies != 0 && drop_counter % u32::from(input.drop_replies) == 0 {
+                    continue;
+                }
+                for c in clients.iter_mut().filter(|c| c.peer == from) {
+                    c.engine.handle(now, server_addr, reply);
+                    if let Some(tr) = c.engine.task_reply() {
+                        for t in &tr.tasks {
+                            if !c.tasks.contains(&t.id) && c.tasks.len() < 32 {
+                                c.tasks.push(t.id);
+                            }
+                        }
+                    }
+                    while c.engine.poll_event().is_some() {}
+                }
+            }
+            if history.len() < 64 && !d.is_empty() {
+                history.push((from, d));
+            }
+        }
+        assert!(server.session_count() <= max_sessions, "{} sessions > {}", server.session_count(), max_sessions);
+        assert!(server.established_count() <= server.session_count());
+        let p = server.policy();
+        assert!(p.proxy.reports_applied() <= p.handed_out, "a task outcome applied twice");
+        let mut events = 0;
+        while server.poll_event().is_some() {
+            events += 1;
+            assert!(events <= 65, "event queue unbounded");
+        }
+        if let Some(t) = server.poll_timeout() {
+            let _ = t;
+        }
+    }
+});

@@ -1,0 +1,1000 @@
+//! The boot server's TOML configuration: one file describes the DHCP /
+//! proxyDHCP server (PXE 2.1 §2.2, RFC 2131), the boot files per client
+//! architecture (RFC 4578 §2.1), the PXE boot menu (PXE 2.1 §2.4.5) and the
+//! TFTP server (RFC 1350 with RFC 2347–2349 and RFC 7440 options).
+//!
+//! `examples/preboot.toml` documents every key. In short:
+//!
+//! ```toml
+//! [server]
+//! mode = "proxy"                 # or "full"
+//! server_ip = "192.168.1.10"     # option 54 and siaddr
+//! # interface = "eth0"           # SO_BINDTODEVICE
+//! [ports]
+//! dhcp = 67
+//! boot = 4011
+//! tftp = 69
+//! [boot]
+//! bios = "bios/pxelinux.0"
+//! uefi_x64 = "efi64/bootx64.efi"
+//! [menu]
+//! show = "on-key-press"
+//! timeout_secs = 5
+//! [tftp]
+//! root = "/srv/tftp"
+//! ```
+//!
+//! Three stages, and nothing binds before all pass:
+//!
+//! 1. syntax and types (the `toml` parser; unknown keys are errors);
+//! 2. values and their relations ([`parse`]: addresses, lengths, pools
+//!    inside their subnets, reservations inside a pool's subnet, ports);
+//! 3. the file system ([`BootServerConfig::check_files`]: the TFTP root
+//!    exists, every boot file this host serves is in it, the lease file's
+//!    directory exists).
+//!
+//! Every error is a [`ConfigError`] naming the file, line, column and field.
+//! Relative paths are relative to the configuration file's directory.
+
+use std::format;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::prelude::rust_2024::*;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::dhcp::config::{
+    BOOT_FILE_LEN, CLIENT_ID_LEN, MAX_MENU_ITEMS, MAX_POOLS, MAX_RESERVATIONS, TEXT_LEN,
+};
+use crate::driver::dhcp::{
+    BootFileConfig, DhcpServerConfig, MenuPolicy, Mode, Pool, RateLimit, Reservation,
+    ReservationKey,
+};
+use crate::driver::tftp::TftpServerConfig;
+pub use crate::policy::toml_store::ConfigError;
+use crate::policy::toml_store::Cx;
+use crate::wire::tftp::MAX_BLKSIZE;
+
+/// A validated boot server configuration: what [`super::BootServer::bind`]
+/// needs.
+#[derive(Clone, Debug)]
+pub struct BootServerConfig {
+    /// The file it came from (named in errors).
+    pub source: PathBuf,
+    /// The DHCP / proxyDHCP / boot server (ports 67 and 4011).
+    pub dhcp: DhcpServerConfig,
+    /// The TFTP server; `None` when `tftp.enabled = false`.
+    pub tftp: Option<TftpServerConfig>,
+    /// Boot files this host serves over TFTP, checked by
+    /// [`BootServerConfig::check_files`].
+    pub boot_files: Vec<BootFileRef>,
+    /// Whether [`BootServerConfig::check_files`] looks for the boot files.
+    pub check_files: bool,
+    /// Things that work but look wrong (logged at start).
+    pub warnings: Vec<String>,
+    lease_dir: Option<(PathBuf, usize, usize)>,
+    root_at: (usize, usize),
+}
+
+/// A boot file named in the configuration, with where it was named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootFileRef {
+    /// The field (`boot.bios`, …).
+    pub field: String,
+    /// The name under the TFTP root.
+    pub name: String,
+    /// Line of the field (1-based).
+    pub line: usize,
+    /// Column of the value (1-based).
+    pub column: usize,
+}
+
+impl BootServerConfig {
+    /// Stage 3: the TFTP root exists and is a directory, every boot file
+    /// this host serves is a file inside it (when `boot.check_files`), and
+    /// the lease file's directory exists. Touches nothing.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let err = |line, column, field: &str, message: String| ConfigError {
+            file: self.source.clone(),
+            line,
+            column,
+            field: field.into(),
+            message,
+        };
+        if let Some((dir, line, column)) = &self.lease_dir {
+            if !dir.is_dir() {
+                return Err(err(
+                    *line,
+                    *column,
+                    "dhcp.lease_file",
+                    format!("directory {} does not exist", dir.display()),
+                ));
+            }
+        }
+        let Some(tftp) = &self.tftp else {
+            return Ok(());
+        };
+        let (line, column) = self.root_at;
+        let root = match tftp.root.canonicalize() {
+            Ok(r) if r.is_dir() => r,
+            Ok(_) => {
+                return Err(err(
+                    line,
+                    column,
+                    "tftp.root",
+                    format!("{} is not a directory", tftp.root.display()),
+                ));
+            }
+            Err(e) => {
+                return Err(err(
+                    line,
+                    column,
+                    "tftp.root",
+                    format!("{}: {e}", tftp.root.display()),
+                ));
+            }
+        };
+        if !self.check_files {
+            return Ok(());
+        }
+        for f in &self.boot_files {
+            let path = root.join(f.name.trim_start_matches('/'));
+            let inside = path
+                .canonicalize()
+                .map(|p| p.starts_with(&root) && p.is_file());
+            match inside {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(err(
+                        f.line,
+                        f.column,
+                        &f.field,
+                        format!(
+                            "boot file {} is not a regular file inside the TFTP root",
+                            path.display()
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    return Err(err(
+                        f.line,
+                        f.column,
+                        &f.field,
+                        format!("boot file {}: {e}", path.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Read and validate (stages 1 and 2) the configuration file at `path`.
+pub fn load(path: &Path) -> Result<BootServerConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Validate (stages 1 and 2) configuration `text`; `file` names it in
+/// errors and its directory anchors relative paths.
+pub fn parse(file: &Path, text: &str) -> Result<BootServerConfig, ConfigError> {
+    let cx = Cx { file, text };
+    let raw: Raw = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let field = cx.key_at(span.start);
+        cx.err(span, &field, e.message().trim())
+    })?;
+    Conv {
+        cx,
+        base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        warnings: Vec::new(),
+    }
+    .convert(raw)
+}
+
+type S<T> = Spanned<T>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    server: S<RawServer>,
+    #[serde(default)]
+    ports: RawPorts,
+    boot: S<RawBoot>,
+    #[serde(default)]
+    menu: RawMenu,
+    #[serde(default)]
+    dhcp: RawDhcp,
+    tftp: Option<S<RawTftp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    mode: Option<S<String>>,
+    server_ip: S<String>,
+    tftp_server: Option<S<String>>,
+    interface: Option<S<String>>,
+    listen: Option<S<String>>,
+    broadcast_address: Option<S<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPorts {
+    dhcp: Option<S<u16>>,
+    boot: Option<S<u16>>,
+    tftp: Option<S<u16>>,
+    client: Option<S<u16>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoot {
+    bios: Option<S<String>>,
+    uefi_x64: Option<S<String>>,
+    uefi_ia32: Option<S<String>>,
+    uefi_arm64: Option<S<String>>,
+    http_url: Option<S<String>>,
+    ipxe: Option<S<String>>,
+    check_files: Option<bool>,
+    #[serde(default)]
+    servers: RawServers,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServers {
+    bios: Option<S<String>>,
+    uefi_x64: Option<S<String>>,
+    uefi_ia32: Option<S<String>>,
+    uefi_arm64: Option<S<String>>,
+    ipxe: Option<S<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMenu {
+    show: Option<S<String>>,
+    prompt: Option<S<String>>,
+    timeout_secs: Option<S<i64>>,
+    #[serde(default)]
+    item: Vec<S<RawItem>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawItem {
+    #[serde(rename = "type")]
+    server_type: S<i64>,
+    label: S<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDhcp {
+    lease_file: Option<S<String>>,
+    rate_limit: Option<RawRate>,
+    #[serde(default)]
+    pool: Vec<S<RawPool>>,
+    #[serde(default)]
+    reservation: Vec<S<RawReservation>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    per_second: u32,
+    burst: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    subnet: S<String>,
+    mask: Option<S<String>>,
+    start: S<String>,
+    end: S<String>,
+    router: Option<S<String>>,
+    #[serde(default)]
+    dns: Vec<S<String>>,
+    lease_time_secs: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReservation {
+    mac: Option<S<String>>,
+    client_id: Option<S<String>>,
+    address: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTftp {
+    enabled: Option<bool>,
+    root: Option<S<String>>,
+    listen: Option<S<String>>,
+    max_transfers: Option<S<i64>>,
+    max_per_client: Option<S<i64>>,
+    max_blksize: Option<S<i64>>,
+    max_windowsize: Option<S<i64>>,
+    timeout_ms: Option<S<i64>>,
+    max_retries: Option<S<i64>>,
+    single_port: Option<bool>,
+    port_range: Option<S<[u16; 2]>>,
+    allow_write: Option<bool>,
+    allow_overwrite: Option<bool>,
+    max_write_size: Option<S<u64>>,
+}
+
+struct Conv<'t> {
+    cx: Cx<'t>,
+    base: PathBuf,
+    warnings: Vec<String>,
+}
+
+impl Conv<'_> {
+    fn ip(&self, s: &S<String>, field: &str) -> Result<Ipv4Addr, ConfigError> {
+        s.get_ref().parse().map_err(|_| {
+            self.cx
+                .at(s, field, "expected an IPv4 address like 192.168.1.10")
+        })
+    }
+
+    fn opt_ip(&self, s: &Option<S<String>>, field: &str) -> Result<Option<Ipv4Addr>, ConfigError> {
+        s.as_ref().map(|s| self.ip(s, field)).transpose()
+    }
+
+    fn int<T: TryFrom<i64>>(
+        &self,
+        s: &S<i64>,
+        field: &str,
+        ok: impl Fn(&T) -> bool,
+        range: &str,
+    ) -> Result<T, ConfigError> {
+        T::try_from(*s.get_ref())
+            .ok()
+            .filter(|v| ok(v))
+            .ok_or_else(|| self.cx.at(s, field, format!("expected {range}")))
+    }
+
+    fn path(&self, s: &str) -> PathBuf {
+        let p = Path::new(s);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn position<T>(&self, s: &S<T>) -> (usize, usize) {
+        self.cx.line_col(s.span().start)
+    }
+
+    fn convert(mut self, raw: Raw) -> Result<BootServerConfig, ConfigError> {
+        let srv = raw.server.get_ref();
+        let server_ip = self.ip(&srv.server_ip, "server.server_ip")?;
+        if server_ip.is_unspecified() || server_ip.is_broadcast() || server_ip.is_multicast() {
+            return Err(self.cx.at(
+                &srv.server_ip,
+                "server.server_ip",
+                "must be this host's unicast address on the clients' network",
+            ));
+        }
+        let mode = match srv.mode.as_ref().map(|m| m.get_ref().as_str()) {
+            None | Some("proxy") => Mode::Proxy,
+            Some("full") => Mode::Full,
+            Some(_) => {
+                let at = srv.mode.as_ref().unwrap_or(&srv.server_ip);
+                return Err(self
+                    .cx
+                    .at(at, "server.mode", "expected \"proxy\" or \"full\""));
+            }
+        };
+        let listen = self
+            .opt_ip(&srv.listen, "server.listen")?
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        if !listen.is_unspecified() && !listen.is_loopback() {
+            self.warnings.push(format!(
+                "server.listen = {listen}: a socket bound to a unicast address does not receive broadcast DISCOVERs; use 0.0.0.0 (with server.interface to pick the network)"
+            ));
+        }
+        let p = &raw.ports;
+        let port = |s: &Option<S<u16>>, d: u16| s.as_ref().map_or(d, |s| *s.get_ref());
+        let (dhcp_port, boot_port, tftp_port, client_port) = (
+            port(&p.dhcp, 67),
+            port(&p.boot, 4011),
+            port(&p.tftp, 69),
+            port(&p.client, 68),
+        );
+        // Two sockets on one port: the later bind would fail (or, with
+        // SO_REUSEADDR, take the other's datagrams).
+        let ports = [
+            ("ports.dhcp", dhcp_port, &p.dhcp),
+            ("ports.boot", boot_port, &p.boot),
+            ("ports.tftp", tftp_port, &p.tftp),
+        ];
+        for (i, (name, port, at)) in ports.iter().enumerate() {
+            for (other, other_port, other_at) in &ports[..i] {
+                if port != other_port || *port == 0 {
+                    continue;
+                }
+                let (field, span) = match (at, other_at) {
+                    (Some(s), _) => (*name, s),
+                    (None, Some(s)) => (*other, s),
+                    (None, None) => continue,
+                };
+                return Err(self.cx.at(
+                    span,
+                    field,
+                    format!("port {port} is used by both {other} and {name}"),
+                ));
+            }
+        }
+        if dhcp_port == 0 && p.dhcp.is_some() && listen.is_unspecified() {
+            self.warnings
+                .push("ports.dhcp = 0 picks a random port: no client will find it".into());
+        }
+        if let Some(c) = &p.client {
+            if *c.get_ref() == 0 {
+                return Err(self.cx.at(c, "ports.client", "expected 1-65535"));
+            }
+        }
+
+        let mut dhcp = DhcpServerConfig::proxy(server_ip);
+        dhcp.mode = mode;
+        dhcp.dhcp_addr = SocketAddrV4::new(listen, dhcp_port);
+        // ports.boot = 0: no boot server socket (4011 requests go unanswered).
+        dhcp.boot_addr = (boot_port != 0).then(|| SocketAddrV4::new(listen, boot_port));
+        dhcp.client_port = client_port;
+        dhcp.tftp_server = self.opt_ip(&srv.tftp_server, "server.tftp_server")?;
+        dhcp.broadcast_address = self
+            .opt_ip(&srv.broadcast_address, "server.broadcast_address")?
+            .unwrap_or(Ipv4Addr::BROADCAST);
+        if let Some(i) = &srv.interface {
+            let name = i.get_ref();
+            // IFNAMSIZ is 16 with the NUL.
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+                return Err(self.cx.at(i, "server.interface", "not an interface name"));
+            }
+            dhcp.interface = Some(name.clone());
+        }
+
+        // [tftp] first: boot files are checked against what it serves.
+        let tftp = self.tftp(raw.tftp.as_ref(), listen, tftp_port)?;
+        let (root_at, tftp) = match tftp {
+            Some((at, t)) => (at, Some(t)),
+            None => ((0, 0), None),
+        };
+        let (boot_files, files, check_files) = self.boot(&raw.boot, server_ip, tftp.is_some())?;
+        dhcp.boot_files = boot_files;
+        self.menu(&raw.menu, &mut dhcp)?;
+        let lease_dir = self.dhcp(&raw.dhcp, mode, server_ip, &mut dhcp)?;
+        if mode == Mode::Proxy && !raw.dhcp.pool.is_empty() {
+            self.warnings
+                .push("dhcp.pool is used in full mode only (server.mode = \"proxy\")".into());
+        }
+        Ok(BootServerConfig {
+            source: self.cx.file.to_path_buf(),
+            dhcp,
+            tftp,
+            boot_files: files,
+            check_files,
+            warnings: self.warnings,
+            lease_dir,
+            root_at,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn boot(
+        &self,
+        raw: &S<RawBoot>,
+        server_ip: Ipv4Addr,
+        tftp_here: bool,
+    ) -> Result<(BootFileConfig, Vec<BootFileRef>, bool), ConfigError> {
+        let b = raw.get_ref();
+        let mut out = BootFileConfig::default();
+        let mut files = Vec::new();
+        let servers = &b.servers;
+        let entries: [(&str, &Option<S<String>>, &Option<S<String>>); 5] = [
+            ("bios", &b.bios, &servers.bios),
+            ("uefi_x64", &b.uefi_x64, &servers.uefi_x64),
+            ("uefi_ia32", &b.uefi_ia32, &servers.uefi_ia32),
+            ("uefi_arm64", &b.uefi_arm64, &servers.uefi_arm64),
+            ("ipxe", &b.ipxe, &servers.ipxe),
+        ];
+        for (key, file, server) in entries {
+            let field = format!("boot.{key}");
+            let server = self.opt_ip(server, &format!("boot.servers.{key}"))?;
+            let Some(file) = file else {
+                continue;
+            };
+            let name = file.get_ref();
+            self.file_name(file, &field)?;
+            let url = name.contains("://");
+            // A file on another host ([boot.servers]) is not checked here.
+            if !url && tftp_here && server.is_none_or(|s| s == server_ip) {
+                let (line, column) = self.position(file);
+                files.push(BootFileRef {
+                    field: field.clone(),
+                    name: name.clone(),
+                    line,
+                    column,
+                });
+            }
+            let slot = match key {
+                "bios" => &mut out.bios,
+                "uefi_x64" => &mut out.uefi_x64,
+                "uefi_ia32" => &mut out.uefi_ia32,
+                "uefi_arm64" => &mut out.uefi_arm64,
+                _ => &mut out.ipxe,
+            };
+            *slot = Some(name.clone());
+            if let Some(s) = server {
+                let servers = &mut out.servers;
+                let slot = match key {
+                    "bios" => &mut servers.bios,
+                    "uefi_x64" => &mut servers.uefi_x64,
+                    "uefi_ia32" => &mut servers.uefi_ia32,
+                    "uefi_arm64" => &mut servers.uefi_arm64,
+                    _ => &mut servers.ipxe,
+                };
+                *slot = Some(s);
+            }
+        }
+        if let Some(u) = &b.http_url {
+            self.file_name(u, "boot.http_url")?;
+            let s = u.get_ref();
+            if !(s.starts_with("http://") || s.starts_with("https://")) {
+                return Err(self
+                    .cx
+                    .at(u, "boot.http_url", "expected an http:// or https:// URL"));
+            }
+            out.http_url = Some(s.clone());
+        }
+        let any = out.bios.is_some()
+            || out.uefi_x64.is_some()
+            || out.uefi_ia32.is_some()
+            || out.uefi_arm64.is_some()
+            || out.http_url.is_some();
+        if !any {
+            return Err(self.cx.at(
+                raw,
+                "boot",
+                "no boot file for any architecture: set at least one of bios, uefi_x64, uefi_ia32, uefi_arm64, http_url",
+            ));
+        }
+        Ok((out, files, b.check_files.unwrap_or(true)))
+    }
+
+    fn file_name(&self, s: &S<String>, field: &str) -> Result<(), ConfigError> {
+        let n = s.get_ref();
+        if n.is_empty() {
+            return Err(self.cx.at(s, field, "empty file name"));
+        }
+        if n.len() > BOOT_FILE_LEN {
+            return Err(self.cx.at(
+                s,
+                field,
+                format!(
+                    "{} bytes: the BOOTP file field holds at most {BOOT_FILE_LEN}",
+                    n.len()
+                ),
+            ));
+        }
+        if !n.contains("://") && (n.split('/').any(|c| c == "..") || n.contains(['\\', '\0'])) {
+            return Err(self.cx.at(
+                s,
+                field,
+                "a boot file is a path inside the TFTP root (no `..`, no backslash)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn text(&self, s: &S<String>, field: &str) -> Result<String, ConfigError> {
+        let t = s.get_ref();
+        if t.len() > TEXT_LEN {
+            return Err(self
+                .cx
+                .at(s, field, format!("{} bytes: at most {TEXT_LEN}", t.len())));
+        }
+        Ok(t.clone())
+    }
+
+    fn menu(&self, m: &RawMenu, dhcp: &mut DhcpServerConfig) -> Result<(), ConfigError> {
+        let timeout = match &m.timeout_secs {
+            Some(t) => {
+                self.int::<u8>(t, "menu.timeout_secs", |v| (1..=254).contains(v), "1-254")?
+            }
+            None => 5,
+        };
+        dhcp.menu = match m.show.as_ref().map(|s| (s, s.get_ref().as_str())) {
+            None | Some((_, "never")) => MenuPolicy::Never,
+            Some((_, "always")) => MenuPolicy::Always,
+            Some((_, "on-key-press")) => MenuPolicy::OnKeyPress {
+                timeout_secs: timeout,
+            },
+            Some((s, _)) => {
+                return Err(self.cx.at(
+                    s,
+                    "menu.show",
+                    "expected \"never\", \"always\" or \"on-key-press\"",
+                ));
+            }
+        };
+        if let Some(p) = &m.prompt {
+            dhcp.menu_prompt = self.text(p, "menu.prompt")?;
+        }
+        if m.item.len() > MAX_MENU_ITEMS {
+            return Err(self.cx.at(
+                &m.item[MAX_MENU_ITEMS],
+                "menu.item",
+                format!("at most {MAX_MENU_ITEMS} menu items"),
+            ));
+        }
+        for it in &m.item {
+            let i = it.get_ref();
+            let ty = self.int::<u16>(
+                &i.server_type,
+                "menu.item.type",
+                |_| true,
+                "a boot server type 0-65535",
+            )?;
+            dhcp.menu_items
+                .push((ty, self.text(&i.label, "menu.item.label")?));
+        }
+        Ok(())
+    }
+
+    fn dhcp(
+        &mut self,
+        d: &RawDhcp,
+        mode: Mode,
+        server_ip: Ipv4Addr,
+        dhcp: &mut DhcpServerConfig,
+    ) -> Result<Option<(PathBuf, usize, usize)>, ConfigError> {
+        if let Some(r) = &d.rate_limit {
+            dhcp.rate_limit = RateLimit {
+                per_second: r.per_second,
+                burst: r.burst,
+            };
+        }
+        if d.pool.len() > MAX_POOLS {
+            return Err(self.cx.at(
+                &d.pool[MAX_POOLS],
+                "dhcp.pool",
+                format!("at most {MAX_POOLS} pools"),
+            ));
+        }
+        for p in &d.pool {
+            let pool = self.pool(p)?;
+            dhcp.pools.push(pool);
+        }
+        if d.reservation.len() > MAX_RESERVATIONS {
+            return Err(self.cx.at(
+                &d.reservation[MAX_RESERVATIONS],
+                "dhcp.reservation",
+                format!("at most {MAX_RESERVATIONS} reservations"),
+            ));
+        }
+        for r in &d.reservation {
+            let res = self.reservation(r, &dhcp.pools)?;
+            if dhcp.reservations.iter().any(|o| o.key == res.key) {
+                return Err(self.cx.at(
+                    r,
+                    "dhcp.reservation",
+                    "a second reservation for the same client",
+                ));
+            }
+            if dhcp.reservations.iter().any(|o| o.address == res.address) {
+                return Err(self.cx.at(
+                    &r.get_ref().address,
+                    "dhcp.reservation.address",
+                    "address reserved twice",
+                ));
+            }
+            dhcp.reservations.push(res);
+        }
+        if mode == Mode::Full {
+            if dhcp.pools.is_empty() {
+                return Err(ConfigError {
+                    file: self.cx.file.to_path_buf(),
+                    line: 0,
+                    column: 0,
+                    field: "dhcp.pool".into(),
+                    message: "server.mode = \"full\" needs at least one [[dhcp.pool]]".into(),
+                });
+            }
+            if !dhcp.pools.iter().any(|p| p.subnet_contains(server_ip)) {
+                self.warnings.push(format!(
+                    "server.server_ip {server_ip} is in no pool's subnet: only relayed clients (giaddr) get addresses"
+                ));
+            }
+        }
+        let Some(lf) = &d.lease_file else {
+            return Ok(None);
+        };
+        if lf.get_ref().is_empty() {
+            return Err(self.cx.at(lf, "dhcp.lease_file", "empty path"));
+        }
+        let path = self.path(lf.get_ref());
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let (line, column) = self.position(lf);
+        dhcp.lease_file = Some(path);
+        Ok((mode == Mode::Full).then_some((dir, line, column)))
+    }
+
+    fn pool(&self, p: &S<RawPool>) -> Result<Pool, ConfigError> {
+        let r = p.get_ref();
+        let (net, prefix) = match (r.subnet.get_ref().split_once('/'), &r.mask) {
+            (Some((a, len)), None) => {
+                let ip = a.trim().parse::<Ipv4Addr>().ok();
+                let len = len.trim().parse::<u8>().ok().filter(|l| *l <= 32);
+                match (ip, len) {
+                    (Some(ip), Some(len)) => (ip, len),
+                    _ => {
+                        return Err(self.cx.at(
+                            &r.subnet,
+                            "dhcp.pool.subnet",
+                            "expected a subnet like 192.168.1.0/24",
+                        ));
+                    }
+                }
+            }
+            (None, Some(m)) => {
+                let ip = self.ip(&r.subnet, "dhcp.pool.subnet")?;
+                let mask = u32::from(self.ip(m, "dhcp.pool.mask")?);
+                if mask.leading_ones() + mask.trailing_zeros() != 32 {
+                    return Err(self.cx.at(m, "dhcp.pool.mask", "not a contiguous netmask"));
+                }
+                (ip, mask.leading_ones() as u8)
+            }
+            (Some(_), Some(m)) => {
+                return Err(self.cx.at(
+                    m,
+                    "dhcp.pool.mask",
+                    "give the prefix length in subnet or a mask, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(self.cx.at(
+                    &r.subnet,
+                    "dhcp.pool.subnet",
+                    "expected a subnet like 192.168.1.0/24 (or set mask)",
+                ));
+            }
+        };
+        if !(8..=30).contains(&prefix) {
+            return Err(self
+                .cx
+                .at(&r.subnet, "dhcp.pool.subnet", "prefix length must be 8-30"));
+        }
+        let mut pool = Pool {
+            subnet: net,
+            prefix_len: prefix,
+            start: self.ip(&r.start, "dhcp.pool.start")?,
+            end: self.ip(&r.end, "dhcp.pool.end")?,
+            router: self.opt_ip(&r.router, "dhcp.pool.router")?,
+            dns: Default::default(),
+            lease_time: Duration::from_secs(3600),
+        };
+        if u32::from(net) & !u32::from(pool.mask()) != 0 {
+            return Err(self.cx.at(
+                &r.subnet,
+                "dhcp.pool.subnet",
+                format!(
+                    "host bits set: the network address is {}",
+                    Ipv4Addr::from(u32::from(net) & u32::from(pool.mask()))
+                ),
+            ));
+        }
+        let usable =
+            |a: Ipv4Addr| pool.subnet_contains(a) && a != pool.subnet && a != pool.broadcast();
+        if !usable(pool.start) {
+            return Err(self.cx.at(
+                &r.start,
+                "dhcp.pool.start",
+                format!(
+                    "outside the subnet's host addresses ({}/{prefix})",
+                    pool.subnet
+                ),
+            ));
+        }
+        if !usable(pool.end) {
+            return Err(self.cx.at(
+                &r.end,
+                "dhcp.pool.end",
+                format!(
+                    "outside the subnet's host addresses ({}/{prefix})",
+                    pool.subnet
+                ),
+            ));
+        }
+        if u32::from(pool.end) < u32::from(pool.start) {
+            return Err(self.cx.at(&r.end, "dhcp.pool.end", "before start"));
+        }
+        if let (Some(router), Some(s)) = (pool.router, &r.router) {
+            if !usable(router) {
+                return Err(self.cx.at(s, "dhcp.pool.router", "outside the subnet"));
+            }
+        }
+        if r.dns.len() > 3 {
+            return Err(self
+                .cx
+                .at(&r.dns[3], "dhcp.pool.dns", "at most 3 DNS servers"));
+        }
+        for d in &r.dns {
+            let _ = pool.dns.push(self.ip(d, "dhcp.pool.dns")?);
+        }
+        if let Some(t) = &r.lease_time_secs {
+            let secs = self.int::<u32>(
+                t,
+                "dhcp.pool.lease_time_secs",
+                |v| *v >= 60,
+                "at least 60 seconds",
+            )?;
+            pool.lease_time = Duration::from_secs(u64::from(secs));
+        }
+        Ok(pool)
+    }
+
+    fn reservation(
+        &self,
+        r: &S<RawReservation>,
+        pools: &[Pool],
+    ) -> Result<Reservation, ConfigError> {
+        let x = r.get_ref();
+        let key = match (&x.mac, &x.client_id) {
+            (Some(m), None) => {
+                let bytes = crate::policy::toml_store::parse_hex_bytes(m.get_ref(), 6)
+                    .and_then(|b| <[u8; 6]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        self.cx.at(
+                            m,
+                            "dhcp.reservation.mac",
+                            "expected a MAC address like 52:54:00:12:34:56",
+                        )
+                    })?;
+                ReservationKey::Mac(bytes)
+            }
+            (None, Some(c)) => {
+                let bytes = crate::policy::toml_store::parse_hex_bytes(c.get_ref(), CLIENT_ID_LEN)
+                    .filter(|b| b.len() >= 2)
+                    .ok_or_else(|| {
+                        self.cx.at(
+                            c,
+                            "dhcp.reservation.client_id",
+                            format!(
+                                "expected 2-{CLIENT_ID_LEN} hex bytes like 01:52:54:00:12:34:56"
+                            ),
+                        )
+                    })?;
+                let mut v = heapless::Vec::new();
+                let _ = v.extend_from_slice(&bytes);
+                ReservationKey::ClientId(v)
+            }
+            _ => {
+                return Err(self.cx.at(
+                    r,
+                    "dhcp.reservation",
+                    "set exactly one of mac and client_id",
+                ));
+            }
+        };
+        let address = self.ip(&x.address, "dhcp.reservation.address")?;
+        if !pools
+            .iter()
+            .any(|p| p.subnet_contains(address) && address != p.subnet && address != p.broadcast())
+        {
+            return Err(self.cx.at(
+                &x.address,
+                "dhcp.reservation.address",
+                "in no pool's subnet",
+            ));
+        }
+        Ok(Reservation { key, address })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn tftp(
+        &self,
+        t: Option<&S<RawTftp>>,
+        listen: Ipv4Addr,
+        port: u16,
+    ) -> Result<Option<((usize, usize), TftpServerConfig)>, ConfigError> {
+        let Some(ts) = t else {
+            return Err(ConfigError {
+                file: self.cx.file.to_path_buf(),
+                line: 0,
+                column: 0,
+                field: "tftp".into(),
+                message: "missing [tftp] table (set root, or enabled = false)".into(),
+            });
+        };
+        let t = ts.get_ref();
+        if t.enabled == Some(false) {
+            return Ok(None);
+        }
+        let Some(root) = &t.root else {
+            return Err(self.cx.at(
+                ts,
+                "tftp.root",
+                "missing: the directory served (or enabled = false)",
+            ));
+        };
+        let listen = self.opt_ip(&t.listen, "tftp.listen")?.unwrap_or(listen);
+        let mut c = TftpServerConfig::new(
+            SocketAddr::V4(SocketAddrV4::new(listen, port)),
+            self.path(root.get_ref()),
+        );
+        if let Some(v) = &t.max_transfers {
+            c.max_transfers = self.int(
+                v,
+                "tftp.max_transfers",
+                |v| (1..=1 << 20).contains(v),
+                "1-1048576",
+            )?;
+        }
+        if let Some(v) = &t.max_per_client {
+            c.max_per_client = self.int(v, "tftp.max_per_client", |v| *v >= 1, "at least 1")?;
+        }
+        if let Some(v) = &t.max_blksize {
+            c.max_blksize = self.int(
+                v,
+                "tftp.max_blksize",
+                |v| (512..=MAX_BLKSIZE).contains(v),
+                "512-65464 (RFC 2348)",
+            )?;
+        }
+        if let Some(v) = &t.max_windowsize {
+            c.max_windowsize = self.int(
+                v,
+                "tftp.max_windowsize",
+                |v| (1..=65535).contains(v),
+                "1-65535 (RFC 7440)",
+            )?;
+        }
+        if let Some(v) = &t.timeout_ms {
+            let ms: u32 = self.int(
+                v,
+                "tftp.timeout_ms",
+                |v| (100..=255_000).contains(v),
+                "100-255000",
+            )?;
+            c.timeout = Duration::from_millis(u64::from(ms));
+        }
+        if let Some(v) = &t.max_retries {
+            c.max_retries = self.int(v, "tftp.max_retries", |v| *v >= 1, "1-255")?;
+        }
+        if let Some(r) = &t.port_range {
+            let [lo, hi] = *r.get_ref();
+            if lo == 0 || lo > hi {
+                return Err(self.cx.at(
+                    r,
+                    "tftp.port_range",
+                    "expected [first, last] with 0 < first <= last",
+                ));
+            }
+            c.port_range = Some(lo..=hi);
+        }
+        c.single_port = t.single_port.unwrap_or(false);
+        c.allow_write = t.allow_write.unwrap_or(false);
+        c.allow_overwrite = t.allow_overwrite.unwrap_or(false);
+        c.max_write_size = t.max_write_size.as_ref().map(|s| *s.get_ref());
+        Ok(Some((self.position(root), c)))
+    }
+}

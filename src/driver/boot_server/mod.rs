@@ -1,0 +1,325 @@
+//! The boot server: DHCP / proxyDHCP with the PXE boot server (ports 67 and
+//! 4011, [`crate::driver::dhcp`]) and TFTP (port 69,
+//! [`crate::driver::tftp`]) in one process, from one TOML file
+//! ([`config`]). This is what `examples/preboot-server.rs` runs.
+//!
+//! ```text
+//!  PXE client              this process
+//!   DISCOVER ───────────► :67   proxy OFFER (boot server, menu)   [step discover, proxy-offer]
+//!   REQUEST ────────────► :4011 ACK (file for the client's arch)  [step request, boot-ack]
+//!   RRQ file ───────────► :69   DATA… from a fresh port           [step rrq, transfer-done]
+//! ```
+//!
+//! Nothing serves before everything is ready: [`BootServer::bind`] checks
+//! the files ([`config::BootServerConfig::check_files`]), opens the lease
+//! log and binds every socket, and any failure drops what was opened.
+//! [`BootServer::run`] serves until a stop flag is set (a signal handler
+//! sets it) or one of the servers fails, then stops both.
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! use preboot::driver::boot_server::{BootServer, config};
+//!
+//! let config = config::load("/etc/preboot/preboot.toml".as_ref())?;
+//! let server = BootServer::bind(config)?;
+//! let stop = AtomicBool::new(false); // set it from a signal handler
+//! server.run(&stop)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod config;
+pub mod demo;
+
+use std::format;
+use std::io;
+use std::net::SocketAddr;
+use std::prelude::rust_2024::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use self::config::{BootServerConfig, ConfigError};
+use super::clients::ClientDirectory;
+use super::dhcp::{DhcpServer, Mode};
+use super::tftp::{TftpServer, TftpStats};
+
+/// What can stop the boot server from starting or running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootServerError {
+    /// The configuration is wrong (file, line, field and why).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A socket or the lease log could not be opened.
+    #[error("{what}: {source}")]
+    Bind {
+        /// What was being opened, with its address.
+        what: String,
+        /// Why not.
+        source: io::Error,
+    },
+    /// A server failed while running.
+    #[error("{what} failed: {source}")]
+    Run {
+        /// Which server.
+        what: &'static str,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// The boot server with every socket bound, ready to [`BootServer::run`].
+pub struct BootServer {
+    config: BootServerConfig,
+    dhcp: DhcpServer,
+    tftp: Option<TftpServer>,
+    dhcp_addr: SocketAddr,
+    boot_addr: Option<SocketAddr>,
+    tftp_addr: Option<SocketAddr>,
+}
+
+impl core::fmt::Debug for BootServer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BootServer")
+            .field("dhcp", &self.dhcp_addr)
+            .field("boot", &self.boot_addr)
+            .field("tftp", &self.tftp_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters after a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The TFTP server's counters (zero when TFTP is disabled).
+    pub tftp: TftpStats,
+}
+
+impl BootServer {
+    /// Check the files, open the lease log and bind every socket. Either
+    /// all of it succeeds or nothing stays open.
+    pub fn bind(config: BootServerConfig) -> Result<BootServer, BootServerError> {
+        config.check_files()?;
+        let d = &config.dhcp;
+        let on = d
+            .interface
+            .as_deref()
+            .map(|i| format!(" on {i}"))
+            .unwrap_or_default();
+        let what = match d.boot_addr {
+            Some(b) => format!("DHCP {} / boot server {b}{on}", d.dhcp_addr),
+            None => format!("DHCP {}{on}", d.dhcp_addr),
+        };
+        let bind_err = |what: String| move |source| BootServerError::Bind { what, source };
+        // One directory: TFTP lines name the client the DHCP side saw.
+        let clients = ClientDirectory::new();
+        let mut dc = d.clone();
+        dc.clients = Some(clients.clone());
+        let dhcp = DhcpServer::bind(dc).map_err(bind_err(what.clone()))?;
+        let dhcp_addr = dhcp.dhcp_local_addr().map_err(bind_err(what.clone()))?;
+        let boot_addr = dhcp.boot_local_addr().transpose().map_err(bind_err(what))?;
+        let tftp = match &config.tftp {
+            Some(t) => {
+                let mut tc = t.clone();
+                tc.clients = Some(clients);
+                let what = format!("TFTP {} (root {})", t.bind, t.root.display());
+                Some(TftpServer::bind(tc).map_err(bind_err(what))?)
+            }
+            None => None,
+        };
+        let tftp_addr = tftp.as_ref().map(TftpServer::local_addr);
+        Ok(BootServer {
+            config,
+            dhcp,
+            tftp,
+            dhcp_addr,
+            boot_addr,
+            tftp_addr,
+        })
+    }
+
+    /// The DHCP socket's address (the real port when the config said 0).
+    pub fn dhcp_addr(&self) -> SocketAddr {
+        self.dhcp_addr
+    }
+
+    /// The boot server (4011) socket's address.
+    pub fn boot_addr(&self) -> Option<SocketAddr> {
+        self.boot_addr
+    }
+
+    /// The TFTP socket's address.
+    pub fn tftp_addr(&self) -> Option<SocketAddr> {
+        self.tftp_addr
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BootServerConfig {
+        &self.config
+    }
+
+    /// What this server serves, one line each, for people: addresses,
+    /// mode, boot files per architecture, and a command that fetches the
+    /// first boot file.
+    pub fn describe(&self) -> Vec<String> {
+        let c = &self.config;
+        let d = &c.dhcp;
+        let mut out = Vec::new();
+        out.push(format!("config:      {}", c.source.display()));
+        out.push(format!(
+            "mode:        {} (server {}{})",
+            match d.mode {
+                Mode::Proxy => "proxyDHCP",
+                Mode::Full => "full DHCP",
+            },
+            d.server_id,
+            d.interface
+                .as_deref()
+                .map(|i| format!(", interface {i}"))
+                .unwrap_or_default()
+        ));
+        out.push(format!("dhcp:        udp {}", self.dhcp_addr));
+        if let Some(b) = self.boot_addr {
+            out.push(format!("boot server: udp {b}"));
+        }
+        if let (Some(t), Some(tc)) = (self.tftp_addr, &c.tftp) {
+            out.push(format!("tftp:        udp {t}, root {}", tc.root.display()));
+        }
+        for p in &d.pools {
+            out.push(format!(
+                "pool:        {}/{} {}-{}",
+                p.subnet, p.prefix_len, p.start, p.end
+            ));
+        }
+        let f = &d.boot_files;
+        for (arch, file) in [
+            ("bios", &f.bios),
+            ("uefi_x64", &f.uefi_x64),
+            ("uefi_ia32", &f.uefi_ia32),
+            ("uefi_arm64", &f.uefi_arm64),
+            ("http", &f.http_url),
+            ("ipxe", &f.ipxe),
+        ] {
+            if let Some(file) = file {
+                out.push(format!("boot {arch:<11} {file}"));
+            }
+        }
+        if let Some(cmd) = self.fetch_command() {
+            out.push(format!("try:         {cmd}"));
+            if let Some(sum) = self.fetch_sha256() {
+                out.push(format!("expect:      {sum}"));
+            }
+        }
+        out
+    }
+
+    /// A shell command fetching the first boot file this host serves from
+    /// its TFTP server with `curl`, piped into `sha256sum`.
+    pub fn fetch_command(&self) -> Option<String> {
+        let t = self.tftp_addr?;
+        let file = self.config.boot_files.first()?;
+        let host = match t.ip() {
+            ip if ip.is_unspecified() => self.config.dhcp.server_id.into(),
+            ip => ip,
+        };
+        Some(format!(
+            "curl -s tftp://{host}:{}/{} | sha256sum",
+            t.port(),
+            file.name.trim_start_matches('/')
+        ))
+    }
+
+    /// The SHA-256 (hex) of the file [`BootServer::fetch_command`] fetches,
+    /// as the TFTP root holds it now.
+    pub fn fetch_sha256(&self) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        let root = &self.config.tftp.as_ref()?.root;
+        let file = self.config.boot_files.first()?;
+        let bytes = std::fs::read(root.join(file.name.trim_start_matches('/'))).ok()?;
+        Some(
+            Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
+    }
+
+    /// Serve until `stop` is set or a server fails; then stop both servers
+    /// (within ~100 ms) and return the counters.
+    pub fn run(self, stop: &AtomicBool) -> Result<RunSummary, BootServerError> {
+        let BootServer {
+            dhcp, tftp, config, ..
+        } = self;
+        for w in &config.warnings {
+            tracing::warn!("config: {w}");
+        }
+        let dhcp_stop = dhcp.stop_handle();
+        let dhcp_thread = std::thread::Builder::new()
+            .name("preboot-dhcp".into())
+            .spawn(move || dhcp.run())
+            .map_err(|source| BootServerError::Run {
+                what: "DHCP server",
+                source,
+            })?;
+        let tftp_stop = Arc::new(AtomicBool::new(false));
+        let tftp_thread = match tftp {
+            Some(mut t) => {
+                let flag = tftp_stop.clone();
+                match std::thread::Builder::new()
+                    .name("preboot-tftp".into())
+                    .spawn(move || t.run(&flag).map(|()| t.stats()))
+                {
+                    Ok(h) => Some(h),
+                    Err(source) => {
+                        dhcp_stop.stop();
+                        let _ = dhcp_thread.join();
+                        return Err(BootServerError::Run {
+                            what: "TFTP server",
+                            source,
+                        });
+                    }
+                }
+            }
+            None => None,
+        };
+        tracing::info!("boot server running");
+        while !stop.load(Ordering::Relaxed)
+            && !dhcp_thread.is_finished()
+            && !tftp_thread.as_ref().is_some_and(|t| t.is_finished())
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if stop.load(Ordering::Relaxed) {
+            tracing::info!("shutting down");
+        } else {
+            tracing::error!("a server stopped on its own: shutting down");
+        }
+        dhcp_stop.stop();
+        tftp_stop.store(true, Ordering::Relaxed);
+        let dhcp_result = dhcp_thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("DHCP server thread panicked")));
+        let tftp_result = match tftp_thread {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("TFTP server thread panicked"))),
+            None => Ok(TftpStats::default()),
+        };
+        dhcp_result.map_err(|source| BootServerError::Run {
+            what: "DHCP server",
+            source,
+        })?;
+        let tftp = tftp_result.map_err(|source| BootServerError::Run {
+            what: "TFTP server",
+            source,
+        })?;
+        tracing::info!(
+            transfers = tftp.completed,
+            failed = tftp.failed,
+            refused = tftp.refused,
+            bytes = tftp.bytes,
+            "stopped"
+        );
+        Ok(RunSummary { tftp })
+    }
+}

@@ -1,0 +1,690 @@
+//! The boot server's TOML configuration: `examples/preboot.toml` and the
+//! embedded default parse into what they say; every kind of bad file
+//! (syntax, unknown key, bad value, broken relation, missing boot file) is
+//! an error naming the file, line and field; and a server that cannot
+//! start keeps nothing bound.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use preboot::driver::boot_server::config::{self, BootServerConfig};
+use preboot::driver::boot_server::demo::{DEFAULT_CONFIG, DEMO_FILES, DemoTree, demo_file};
+use preboot::driver::boot_server::{BootServer, BootServerError};
+use preboot::driver::dhcp::{MenuPolicy, Mode, ReservationKey};
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/preboot.toml")
+}
+
+fn example_text() -> String {
+    std::fs::read_to_string(example_path()).unwrap()
+}
+
+/// `examples/preboot.toml` says what its comments say (every section).
+#[test]
+fn example_file_parses_into_what_it_documents() {
+    let c = config::load(&example_path()).unwrap();
+    let d = &c.dhcp;
+    assert_eq!(d.mode, Mode::Proxy);
+    assert_eq!(d.server_id, Ipv4Addr::new(192, 168, 1, 10));
+    assert_eq!(d.tftp_server, None);
+    assert_eq!(d.interface, None);
+    assert_eq!(d.dhcp_addr, "0.0.0.0:67".parse().unwrap());
+    assert_eq!(d.boot_addr, Some("0.0.0.0:4011".parse().unwrap()));
+    assert_eq!(d.client_port, 68);
+    assert_eq!(d.broadcast_address, Ipv4Addr::BROADCAST);
+    let f = &d.boot_files;
+    assert_eq!(f.bios.as_deref(), Some("bios/pxelinux.0"));
+    assert_eq!(f.uefi_x64.as_deref(), Some("efi64/bootx64.efi"));
+    assert_eq!(f.uefi_ia32.as_deref(), Some("efi32/bootia32.efi"));
+    assert_eq!(f.uefi_arm64.as_deref(), Some("arm64/bootaa64.efi"));
+    assert_eq!(
+        f.http_url.as_deref(),
+        Some("http://192.168.1.10/boot/bootx64.efi")
+    );
+    assert_eq!(f.ipxe.as_deref(), Some("boot.ipxe"));
+    assert_eq!(d.menu, MenuPolicy::Never);
+    assert_eq!(d.menu_prompt, "Press F8 for boot menu");
+    assert_eq!(
+        d.menu_items,
+        vec![
+            (0x8000, "Network boot (preboot)".to_string()),
+            (0, "Boot from local disk".to_string())
+        ]
+    );
+    assert_eq!(d.rate_limit.per_second, 10);
+    assert_eq!(d.rate_limit.burst, 20);
+    assert_eq!(d.pools.len(), 1);
+    let p = &d.pools[0];
+    assert_eq!(
+        (p.subnet, p.prefix_len),
+        (Ipv4Addr::new(192, 168, 1, 0), 24)
+    );
+    assert_eq!(p.start, Ipv4Addr::new(192, 168, 1, 100));
+    assert_eq!(p.end, Ipv4Addr::new(192, 168, 1, 199));
+    assert_eq!(p.router, Some(Ipv4Addr::new(192, 168, 1, 1)));
+    assert_eq!(p.dns.len(), 2);
+    assert_eq!(p.lease_time, Duration::from_secs(3600));
+    assert_eq!(d.reservations.len(), 2);
+    assert_eq!(
+        d.reservations[0].key,
+        ReservationKey::Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56])
+    );
+    assert!(
+        matches!(&d.reservations[1].key, ReservationKey::ClientId(id) if id.as_slice() == [1, 0x52, 0x54, 0, 0x12, 0x34, 0x57])
+    );
+    // Relative to the file's directory.
+    assert_eq!(
+        d.lease_file.as_deref(),
+        Some(example_path().parent().unwrap().join("leases").as_path())
+    );
+    let t = c.tftp.as_ref().unwrap();
+    assert_eq!(t.root, Path::new("/srv/tftp"));
+    assert_eq!(t.bind, "0.0.0.0:69".parse::<SocketAddr>().unwrap());
+    assert_eq!((t.max_transfers, t.max_per_client), (1024, 64));
+    assert_eq!((t.max_blksize, t.max_windowsize), (65464, 64));
+    assert_eq!(t.timeout, Duration::from_millis(1000));
+    assert_eq!(t.max_retries, 5);
+    assert!(!t.single_port && !t.allow_write && !t.allow_overwrite);
+    assert_eq!(t.port_range, None);
+    // The five TFTP boot files are checked (the URL is not).
+    let names: Vec<&str> = c.boot_files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "bios/pxelinux.0",
+            "efi64/bootx64.efi",
+            "efi32/bootia32.efi",
+            "arm64/bootaa64.efi",
+            "boot.ipxe"
+        ]
+    );
+    // Pools in proxy mode are a warning, not an error.
+    assert!(c.warnings.iter().any(|w| w.contains("full mode only")));
+}
+
+/// The file-system stage against a tree holding every file it names.
+#[test]
+fn example_file_checks_against_a_real_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tftp");
+    for (name, size) in DEMO_FILES {
+        let p = root.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, demo_file(name, size)).unwrap();
+    }
+    std::fs::write(root.join("boot.ipxe"), "#!ipxe\n").unwrap();
+    let text = example_text().replace("root = \"/srv/tftp\"", "root = \"tftp\"");
+    let file = dir.path().join("preboot.toml");
+    let c = config::parse(&file, &text).unwrap();
+    c.check_files().unwrap();
+    // Remove one: the error names it, its line and field.
+    std::fs::remove_file(root.join("efi32/bootia32.efi")).unwrap();
+    let e = c.check_files().unwrap_err();
+    let line = line_of(&text, "uefi_ia32 = ");
+    assert_eq!((e.line, e.field.as_str()), (line, "boot.uefi_ia32"), "{e}");
+    assert!(e.message.contains("efi32/bootia32.efi"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}:{line}:", file.display()))
+    );
+}
+
+/// The embedded default: loopback, unprivileged ports, proxy, and the demo
+/// tree holds every file it names.
+#[test]
+fn embedded_default_is_a_loopback_demo_that_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = DemoTree::create(dir.path()).unwrap();
+    let c = config::load(tree.config_path()).unwrap();
+    c.check_files().unwrap();
+    let lo = Ipv4Addr::LOCALHOST;
+    assert_eq!(c.dhcp.mode, Mode::Proxy);
+    assert_eq!(c.dhcp.dhcp_addr, SocketAddrV4::new(lo, 6767));
+    assert_eq!(c.dhcp.boot_addr, Some(SocketAddrV4::new(lo, 14011)));
+    assert_eq!(c.dhcp.client_port, 6868);
+    assert_eq!(c.dhcp.broadcast_address, lo);
+    let t = c.tftp.as_ref().unwrap();
+    assert_eq!(t.bind, SocketAddr::from((lo, 6969)));
+    assert_eq!(t.root, tree.root());
+    for (name, size) in DEMO_FILES {
+        let bytes = std::fs::read(tree.root().join(name)).unwrap();
+        assert_eq!(bytes, demo_file(name, size));
+    }
+    assert!(tree.root().join("bios/pxelinux.cfg/default").is_file());
+    assert_eq!(
+        std::fs::read_to_string(tree.config_path()).unwrap(),
+        DEFAULT_CONFIG
+    );
+    let d = tree.dir().to_path_buf();
+    drop(tree);
+    assert!(!d.exists(), "the demo tree is removed when dropped");
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} not in text"))
+        + 1
+}
+
+const GOOD: &str = r#"[server]
+mode = "full"
+server_ip = "10.9.0.1"
+[boot]
+bios = "pxelinux.0"
+uefi_x64 = "bootx64.efi"
+[menu]
+show = "on-key-press"
+timeout_secs = 3
+[dhcp]
+[[dhcp.pool]]
+subnet = "10.9.0.0/24"
+start = "10.9.0.100"
+end = "10.9.0.199"
+[[dhcp.reservation]]
+mac = "52:54:00:00:00:01"
+address = "10.9.0.5"
+[tftp]
+root = "tftp"
+"#;
+
+/// The base for the bad cases is good.
+#[test]
+fn good_base_config() {
+    let c = config::parse(Path::new("/etc/preboot/preboot.toml"), GOOD).unwrap();
+    assert_eq!(c.dhcp.mode, Mode::Full);
+    assert_eq!(c.dhcp.menu, MenuPolicy::OnKeyPress { timeout_secs: 3 });
+    assert_eq!(c.dhcp.dhcp_addr, "0.0.0.0:67".parse().unwrap());
+    assert_eq!(
+        c.tftp.unwrap().root,
+        Path::new("/etc/preboot/tftp"),
+        "relative to the file"
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+/// Every bad file gives file:line:column: field: message, with the line
+/// and field of the fault.
+#[test]
+fn bad_configs_name_file_line_and_field() {
+    // (replace this, with this, line of the fault, field, words of the message)
+    let cases: &[(&str, &str, usize, &str, &str)] = &[
+        // syntax
+        ("mode = \"full\"", "mode = \"full", 2, "mode", ""),
+        ("[menu]", "[menu", 7, "[menu", ""),
+        // unknown keys, at any depth
+        (
+            "server_ip = \"10.9.0.1\"",
+            "server_ip = \"10.9.0.1\"\ncolour = \"red\"",
+            4,
+            "colour",
+            "unknown field",
+        ),
+        (
+            "end = \"10.9.0.199\"",
+            "end = \"10.9.0.199\"\nrouter_ip = \"10.9.0.1\"",
+            15,
+            "router_ip",
+            "unknown field",
+        ),
+        (
+            "[tftp]",
+            "[tftp]\nmax_blocksize = 1468",
+            19,
+            "max_blocksize",
+            "unknown field",
+        ),
+        // bad values
+        (
+            "server_ip = \"10.9.0.1\"",
+            "server_ip = \"10.9.0.300\"",
+            3,
+            "server.server_ip",
+            "IPv4",
+        ),
+        (
+            "server_ip = \"10.9.0.1\"",
+            "server_ip = \"0.0.0.0\"",
+            3,
+            "server.server_ip",
+            "unicast",
+        ),
+        (
+            "mode = \"full\"",
+            "mode = \"fast\"",
+            2,
+            "server.mode",
+            "proxy",
+        ),
+        ("mode = \"full\"", "mode = 1", 2, "mode", "invalid type"),
+        (
+            "show = \"on-key-press\"",
+            "show = \"sometimes\"",
+            8,
+            "menu.show",
+            "on-key-press",
+        ),
+        (
+            "timeout_secs = 3",
+            "timeout_secs = 0",
+            9,
+            "menu.timeout_secs",
+            "1-254",
+        ),
+        (
+            "[menu]",
+            "[menu]\nprompt = \"Press F8 or F12 or any other key you like to see the menu, really, now\"",
+            8,
+            "menu.prompt",
+            "at most 64",
+        ),
+        (
+            "bios = \"pxelinux.0\"",
+            &format!("bios = \"{}\"", "a".repeat(128)),
+            5,
+            "boot.bios",
+            "at most 127",
+        ),
+        (
+            "bios = \"pxelinux.0\"",
+            "bios = \"../etc/shadow\"",
+            5,
+            "boot.bios",
+            "inside the TFTP root",
+        ),
+        (
+            "uefi_x64 = \"bootx64.efi\"",
+            "uefi_x64 = \"bootx64.efi\"\nhttp_url = \"ftp://x/y\"",
+            7,
+            "boot.http_url",
+            "http",
+        ),
+        (
+            "[tftp]",
+            "[tftp]\nmax_blksize = 100",
+            19,
+            "tftp.max_blksize",
+            "512-65464",
+        ),
+        (
+            "[tftp]",
+            "[tftp]\nport_range = [60000, 50000]",
+            19,
+            "tftp.port_range",
+            "first <= last",
+        ),
+        (
+            "[dhcp]",
+            "[dhcp]\nrate_limit = { per_second = -1, burst = 2 }",
+            11,
+            "rate_limit",
+            "",
+        ),
+        (
+            "mac = \"52:54:00:00:00:01\"",
+            "mac = \"52:54:00:00:01\"",
+            16,
+            "dhcp.reservation.mac",
+            "MAC",
+        ),
+        (
+            "subnet = \"10.9.0.0/24\"",
+            "subnet = \"10.9.0.0/33\"",
+            12,
+            "dhcp.pool.subnet",
+            "192.168.1.0/24",
+        ),
+        (
+            "subnet = \"10.9.0.0/24\"",
+            "subnet = \"10.9.0.7/24\"",
+            12,
+            "dhcp.pool.subnet",
+            "10.9.0.0",
+        ),
+        // relations
+        (
+            "start = \"10.9.0.100\"",
+            "start = \"10.8.0.100\"",
+            13,
+            "dhcp.pool.start",
+            "outside",
+        ),
+        (
+            "end = \"10.9.0.199\"",
+            "end = \"10.9.0.255\"",
+            14,
+            "dhcp.pool.end",
+            "outside",
+        ),
+        (
+            "end = \"10.9.0.199\"",
+            "end = \"10.9.0.50\"",
+            14,
+            "dhcp.pool.end",
+            "before start",
+        ),
+        (
+            "address = \"10.9.0.5\"",
+            "address = \"10.7.0.5\"",
+            17,
+            "dhcp.reservation.address",
+            "no pool",
+        ),
+        (
+            "bios = \"pxelinux.0\"\nuefi_x64 = \"bootx64.efi\"",
+            "check_files = true",
+            4,
+            "boot",
+            "no boot file",
+        ),
+    ];
+    for (from, to, line, field, words) in cases {
+        assert!(GOOD.contains(from), "{from}");
+        let text = GOOD.replacen(from, to, 1);
+        let e = config::parse(Path::new("/etc/preboot/preboot.toml"), &text).expect_err(&text);
+        assert_eq!((e.line, e.field.as_str()), (*line, *field), "{text}\n→ {e}");
+        assert!(e.message.contains(words), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("/etc/preboot/preboot.toml:{line}:")),
+            "{e}"
+        );
+    }
+    // Ports used twice, given or by default.
+    for (ports, line, field) in [
+        ("[ports]\nboot = 67\n", 2, "ports.boot"),
+        ("[ports]\ntftp = 4011\n", 2, "ports.tftp"),
+        ("[ports]\ndhcp = 69\n", 2, "ports.dhcp"),
+    ] {
+        let e = config::parse(Path::new("p.toml"), &format!("{ports}{GOOD}")).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (line, field), "{e}");
+        assert!(e.message.contains("used by both"), "{e}");
+    }
+    // Relations that span the file.
+    let no_pool = GOOD.replace("[[dhcp.pool]]", "[dhcp.x]");
+    let e = config::parse(Path::new("p.toml"), &no_pool).unwrap_err();
+    assert_eq!(e.field, "[dhcp.x]", "{e}");
+    assert_eq!(e.line, 11, "{e}");
+    let no_pool: String = GOOD
+        .lines()
+        .filter(|l| {
+            ![
+                "[[dhcp.pool]]",
+                "subnet",
+                "start",
+                "end",
+                "[[dhcp.res",
+                "mac",
+                "address",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let e = config::parse(Path::new("p.toml"), &no_pool).unwrap_err();
+    assert_eq!(e.field, "dhcp.pool", "{e}");
+    assert!(e.message.contains("at least one"), "{e}");
+    let e = config::parse(
+        Path::new("p.toml"),
+        &GOOD.replace("[tftp]\nroot = \"tftp\"\n", ""),
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "tftp", "{e}");
+    let e = config::load(Path::new("/nonexistent/preboot.toml")).unwrap_err();
+    assert!(
+        e.to_string().starts_with("/nonexistent/preboot.toml:0:0"),
+        "{e}"
+    );
+}
+
+/// A free UDP port on loopback (bound, then released).
+fn free_port() -> u16 {
+    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn loopback_config(dir: &Path, dhcp: u16, boot: u16, tftp: u16, bios: &str) -> BootServerConfig {
+    let text = format!(
+        "[server]\nserver_ip = \"127.0.0.1\"\nlisten = \"127.0.0.1\"\nbroadcast_address = \"127.0.0.1\"\n\
+         [ports]\ndhcp = {dhcp}\nboot = {boot}\ntftp = {tftp}\nclient = 6868\n\
+         [boot]\nbios = \"{bios}\"\n[tftp]\nroot = \"tftp\"\n"
+    );
+    std::fs::create_dir_all(dir.join("tftp")).unwrap();
+    std::fs::write(dir.join("tftp/pxelinux.0"), b"pxe").unwrap();
+    config::parse(&dir.join("preboot.toml"), &text).unwrap()
+}
+
+/// A missing boot file stops the start before any socket exists: the ports
+/// stay free.
+#[test]
+fn missing_boot_file_binds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, b, t) = (free_port(), free_port(), free_port());
+    let c = loopback_config(dir.path(), d, b, t, "missing.0");
+    let e = BootServer::bind(c).unwrap_err();
+    let BootServerError::Config(e) = e else {
+        panic!("{e}")
+    };
+    assert_eq!((e.line, e.field.as_str()), (11, "boot.bios"), "{e}");
+    assert!(e.message.contains("missing.0"), "{e}");
+    for p in [d, b, t] {
+        UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).expect("port left free");
+    }
+}
+
+/// When the last socket cannot bind (TFTP's port is taken), the DHCP
+/// sockets opened before it are closed again: never half a server.
+#[test]
+fn failed_bind_leaves_nothing_half_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let t = taken.local_addr().unwrap().port();
+    let (d, b) = (free_port(), free_port());
+    let c = loopback_config(dir.path(), d, b, t, "pxelinux.0");
+    let e = BootServer::bind(c).unwrap_err();
+    assert!(
+        matches!(&e, BootServerError::Bind { what, .. } if what.starts_with("TFTP 127.0.0.1:")),
+        "{e}"
+    );
+    for p in [d, b] {
+        // Without SO_REUSEADDR: fails if the server still held the port.
+        UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).expect("DHCP port closed again");
+    }
+}
+
+/// The optional keys do what examples/preboot.toml says: per-architecture
+/// TFTP servers (files there are not checked here), the mask form of a
+/// subnet, client ids, no boot server socket, TFTP off, interface.
+#[test]
+fn optional_keys_take_effect() {
+    let text = r#"[server]
+mode = "full"
+server_ip = "10.9.0.1"
+tftp_server = "10.9.0.2"
+interface = "br0"
+listen = "0.0.0.0"
+broadcast_address = "10.9.0.255"
+[ports]
+dhcp = 1067
+boot = 0
+client = 1068
+[boot]
+bios = "pxelinux.0"
+uefi_arm64 = "arm64/bootaa64.efi"
+http_url = "https://10.9.0.1/boot.efi"
+ipxe = "http://10.9.0.1/boot.ipxe"
+[boot.servers]
+uefi_arm64 = "10.9.0.3"
+[menu]
+show = "always"
+[dhcp]
+rate_limit = { per_second = 0, burst = 1 }
+[[dhcp.pool]]
+subnet = "10.9.0.0"
+mask = "255.255.254.0"
+start = "10.9.1.1"
+end = "10.9.1.254"
+dns = ["10.9.0.1"]
+lease_time_secs = 120
+[[dhcp.reservation]]
+client_id = "01:52:54:00:00:00:09"
+address = "10.9.0.9"
+[tftp]
+enabled = false
+"#;
+    let c = config::parse(Path::new("/x/p.toml"), text).unwrap();
+    let d = &c.dhcp;
+    assert_eq!(d.tftp_server, Some(Ipv4Addr::new(10, 9, 0, 2)));
+    assert_eq!(d.interface.as_deref(), Some("br0"));
+    assert_eq!(d.broadcast_address, Ipv4Addr::new(10, 9, 0, 255));
+    assert_eq!(d.dhcp_addr, "0.0.0.0:1067".parse().unwrap());
+    assert_eq!(d.boot_addr, None, "ports.boot = 0: no 4011 socket");
+    assert_eq!(d.client_port, 1068);
+    assert_eq!(
+        d.boot_files.servers.uefi_arm64,
+        Some(Ipv4Addr::new(10, 9, 0, 3))
+    );
+    assert_eq!(d.boot_files.servers.bios, None);
+    assert_eq!(
+        d.boot_files.http_url.as_deref(),
+        Some("https://10.9.0.1/boot.efi")
+    );
+    assert_eq!(d.menu, MenuPolicy::Always);
+    assert_eq!(d.rate_limit.per_second, 0);
+    assert_eq!(d.pools[0].prefix_len, 23);
+    assert_eq!(d.pools[0].lease_time, Duration::from_secs(120));
+    assert!(matches!(&d.reservations[0].key, ReservationKey::ClientId(id) if id.len() == 7));
+    assert!(c.tftp.is_none(), "tftp.enabled = false");
+    assert!(c.boot_files.is_empty(), "no TFTP here: nothing to check");
+    c.check_files().unwrap();
+    // The engine answers an ARM64 client with the file's own server.
+    let engine = d.engine_config().unwrap();
+    let arm = engine.boot.uefi_arm64.unwrap();
+    assert_eq!(arm.server, Some(Ipv4Addr::new(10, 9, 0, 3)));
+    assert_eq!(engine.boot.bios.unwrap().server, None);
+    assert_eq!(engine.tftp_server, Ipv4Addr::new(10, 9, 0, 2));
+
+    // With TFTP here, files on another host are not looked for.
+    let here = text.replace(
+        "[tftp]\nenabled = false\n",
+        "[tftp]\nroot = \"/nonexistent-root\"\n",
+    );
+    let c = config::parse(Path::new("/x/p.toml"), &here).unwrap();
+    let names: Vec<&str> = c.boot_files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["pxelinux.0"], "not the ARM64 file, not URLs");
+    let e = c.check_files().unwrap_err();
+    assert_eq!(e.field, "tftp.root", "{e}");
+    // A bad interface name.
+    let e = config::parse(Path::new("/x/p.toml"), &text.replace("\"br0\"", "\"a/b\"")).unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (5, "server.interface"), "{e}");
+}
+
+/// Binding the DHCP socket to a unicast address would miss broadcasts:
+/// allowed (relay-only setups), but warned about; loopback is not.
+#[test]
+fn unicast_listen_address_is_warned_about() {
+    let c = config::parse(
+        Path::new("p.toml"),
+        &GOOD.replace(
+            "server_ip = \"10.9.0.1\"",
+            "server_ip = \"10.9.0.1\"\nlisten = \"10.9.0.1\"",
+        ),
+    )
+    .unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("server.listen = 10.9.0.1")),
+        "{:?}",
+        c.warnings
+    );
+    let c = config::load(&example_path()).unwrap();
+    assert!(!c.warnings.iter().any(|w| w.contains("server.listen")));
+}
+
+/// Every key the parser accepts, in every table, is documented in
+/// examples/preboot.toml. The parser lists the keys it accepts when it
+/// meets an unknown one; this asks each table.
+#[test]
+fn example_file_documents_every_key() {
+    let example = example_text();
+    let base = r#"[server]
+server_ip = "10.9.0.1"
+[ports]
+[boot]
+bios = "pxelinux.0"
+[boot.servers]
+[menu]
+[[menu.item]]
+type = 0
+label = "x"
+[dhcp]
+rate_limit = { per_second = 1, burst = 1 }
+[[dhcp.pool]]
+subnet = "10.9.0.0/24"
+start = "10.9.0.100"
+end = "10.9.0.199"
+[[dhcp.reservation]]
+mac = "52:54:00:00:00:01"
+address = "10.9.0.5"
+[tftp]
+root = "tftp"
+"#;
+    config::parse(Path::new("p.toml"), base).unwrap();
+    let mut seen = 0;
+    for (after, table) in [
+        ("", "top level"),
+        ("[server]\n", "server"),
+        ("[ports]\n", "ports"),
+        ("[boot]\n", "boot"),
+        ("[boot.servers]\n", "boot.servers"),
+        ("[menu]\n", "menu"),
+        ("[[menu.item]]\n", "menu.item"),
+        ("[dhcp]\n", "dhcp"),
+        ("burst = 1", "dhcp.rate_limit"),
+        ("[[dhcp.pool]]\n", "dhcp.pool"),
+        ("[[dhcp.reservation]]\n", "dhcp.reservation"),
+        ("[tftp]\n", "tftp"),
+    ] {
+        let text = if after.is_empty() {
+            format!("zzz_unknown = 1\n{base}")
+        } else if after == "burst = 1" {
+            base.replace(after, "burst = 1, zzz_unknown = 1")
+        } else {
+            base.replacen(after, &format!("{after}zzz_unknown = 1\n"), 1)
+        };
+        let e = config::parse(Path::new("p.toml"), &text).unwrap_err();
+        let keys: Vec<&str> = e
+            .message
+            .split(", expected")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{table}: {e}"))
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .collect();
+        assert!(!keys.is_empty(), "{table}: {e}");
+        for k in keys {
+            let documented = example.lines().any(|l| {
+                let l = l.trim_start_matches(['#', ' ']);
+                l.starts_with(&format!("{k} ="))
+                    || l.starts_with(&format!("[{k}]"))
+                    || l.starts_with(&format!("[[{k}]]"))
+                    || l.contains(&format!("[{table}.{k}]"))
+                    || l.contains(&format!("[[{table}.{k}]]"))
+                    || l.contains(&format!("{{ {k} ="))
+                    || l.contains(&format!(", {k} ="))
+                    || l.contains(&format!("{k} = \""))
+            });
+            assert!(documented, "{table}.{k} is not in examples/preboot.toml");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 50, "only {seen} keys");
+}

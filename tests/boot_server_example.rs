@@ -1,0 +1,431 @@
+//! The real `examples/preboot-server` program: `--help` documents every
+//! flag, `--check` and bad files exit 2 naming file, line and field, and
+//! with no arguments it serves the loopback demo — the printed `curl`
+//! command fetches exactly the file in the root, a PXE client (the
+//! library's DHCP client driver) is booted by it beside a full DHCP server,
+//! and SIGTERM stops it with exit 0.
+//!
+//! The binary is built with `cargo build --example preboot-server` (same
+//! profile and features as this test) when the test starts. The fetch needs
+//! `curl` with TFTP: without `PREBOOT_CI=1` a missing `curl` skips that
+//! part; with it, the test fails.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use preboot::dhcp::client::ClientConfig;
+use preboot::dhcp::config::Pool;
+use preboot::driver::boot_server::demo::{DEMO_FILES, demo_file};
+use preboot::driver::dhcp::{DhcpClientConfig, DhcpServer, DhcpServerConfig, run_client};
+use sha2::{Digest, Sha256};
+
+mod boot_server_support;
+use boot_server_support::{Server, example, skip, terminate};
+
+const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(example())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// `--help` names every flag the program accepts, and the README's flag
+/// table lists every one of them.
+#[test]
+fn help_documents_every_flag() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/preboot-server.rs"),
+    )
+    .unwrap();
+    // Every long flag the parser matches on.
+    let flags: Vec<&str> = source
+        .split('"')
+        .filter(|s| s.starts_with("--") && s.len() > 2 && !s.contains(' '))
+        .collect();
+    for f in [
+        "--config",
+        "--check",
+        "--log-level",
+        "--demo-dir",
+        "--print-default-config",
+        "--help",
+        "--version",
+    ] {
+        assert!(flags.contains(&f), "{f} not parsed");
+    }
+    for f in &flags {
+        assert!(help.contains(f), "--help lacks {f}");
+        assert!(readme.contains(&format!("`{f}")), "README lacks {f}");
+    }
+    let printed = run(&["--print-default-config"]);
+    assert!(printed.status.success());
+    assert_eq!(
+        String::from_utf8(printed.stdout).unwrap(),
+        preboot::driver::boot_server::demo::DEFAULT_CONFIG
+    );
+    let version = run(&["--version"]);
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let bad = run(&["--frobnicate"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--frobnicate"));
+}
+
+/// `--check`: 0 for a good file, 2 with file:line:field for a bad one;
+/// `examples/preboot.toml` points at /srv/tftp, which the check reports.
+#[test]
+fn check_flag_validates_and_binds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tftp")).unwrap();
+    std::fs::write(dir.path().join("tftp/pxelinux.0"), b"x").unwrap();
+    let good = dir.path().join("good.toml");
+    // Port 67: --check must not try to bind it (this test runs unprivileged
+    // too).
+    std::fs::write(
+        &good,
+        "[server]\nserver_ip = \"10.1.2.3\"\n[boot]\nbios = \"pxelinux.0\"\n[tftp]\nroot = \"tftp\"\n",
+    )
+    .unwrap();
+    let out = run(&["--config", good.to_str().unwrap(), "--check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nserver_ip = \"10.1.2.3\"\n[boot]\nbios = \"pxelinux.0\"\nuefi_x64 = \"nope.efi\"\n[tftp]\nroot = \"tftp\"\n",
+    )
+    .unwrap();
+    let out = run(&["--check", &format!("--config={}", bad.display())]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:5:12: boot.uefi_x64:", bad.display())),
+        "{err}"
+    );
+    assert!(err.contains("nope.efi"), "{err}");
+
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/preboot.toml");
+    let out = run(&["--config", example.to_str().unwrap(), "--check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("preboot.toml:") && err.contains(": tftp.root: /srv/tftp"),
+        "{err}"
+    );
+}
+
+/// A UDP fan-out standing in for the broadcast domain loopback lacks: what
+/// the client broadcasts reaches both the proxy and the DHCP server.
+fn fan_out(to: Vec<SocketAddrV4>, stop: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<()>) {
+    let sock = UdpSocket::bind((LO, 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                for t in &to {
+                    let _ = sock.send_to(&buf[..n], t);
+                }
+            }
+        }
+    });
+    (port, h)
+}
+
+/// The demo, end to end, as a user meets it.
+#[test]
+fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
+    let have_curl = Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("tftp"));
+    if !have_curl {
+        skip("curl with TFTP support is missing");
+        return;
+    }
+    let parent = tempfile::tempdir().unwrap();
+    let child = Command::new(example())
+        .args(["--demo-dir", parent.path().to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+
+    // Read the banner up to the fetch command.
+    let stdout = server.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("banner incomplete; got {banner:?}"));
+        banner.push(line.clone());
+        if line.trim().starts_with("stop:") {
+            break;
+        }
+    }
+    let command = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("try:"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_else(|| panic!("no fetch command printed; got {banner:?}"));
+    let root = banner
+        .iter()
+        .find_map(|l| l.split(", root ").nth(1))
+        .map(PathBuf::from)
+        .expect("the banner names the TFTP root");
+    assert!(root.starts_with(parent.path()), "{root:?}");
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("dhcp:") && l.contains("127.0.0.1:6767")),
+        "{banner:?}"
+    );
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("boot server:") && l.contains("127.0.0.1:14011")),
+        "{banner:?}"
+    );
+
+    // 1. The pasted command prints the SHA-256 of exactly the file served.
+    assert!(
+        command.starts_with("curl -s tftp://127.0.0.1:6969/"),
+        "{command}"
+    );
+    let out = Command::new("sh").args(["-c", &command]).output().unwrap();
+    assert!(out.status.success(), "{command}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let file = command
+        .split("6969/")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap();
+    let (_, size) = DEMO_FILES.iter().find(|(n, _)| *n == file).unwrap();
+    let want = hex(&Sha256::digest(demo_file(file, *size)));
+    assert_eq!(
+        hex(&Sha256::digest(std::fs::read(root.join(file)).unwrap())),
+        want
+    );
+    assert!(printed.starts_with(&want), "{printed} vs {want}");
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.trim() == format!("expect:      {want}")),
+        "{banner:?}"
+    );
+
+    // 2. A PXE client (UEFI x64) boots from it: a full DHCP server gives the
+    // address, the demo's proxy the boot file (DISCOVER → proxy OFFER →
+    // 4011 REQUEST → ACK), then the file comes by TFTP.
+    let mut full = DhcpServerConfig::full(
+        LO,
+        Pool {
+            subnet: Ipv4Addr::new(127, 0, 0, 0),
+            prefix_len: 8,
+            start: Ipv4Addr::new(127, 77, 0, 10),
+            end: Ipv4Addr::new(127, 77, 0, 20),
+            router: None,
+            dns: Default::default(),
+            lease_time: Duration::from_secs(600),
+        },
+    );
+    full.dhcp_addr = SocketAddrV4::new(LO, 0);
+    full.boot_addr = None;
+    full.broadcast_address = LO;
+    full.client_port = 6868;
+    let full = DhcpServer::bind(full).unwrap();
+    let full_port = full.dhcp_local_addr().unwrap().port();
+    let full_stop = full.stop_handle();
+    let full_thread = std::thread::spawn(move || full.run());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (fan_port, fan) = fan_out(
+        vec![
+            SocketAddrV4::new(LO, 6767),
+            SocketAddrV4::new(LO, full_port),
+        ],
+        stop.clone(),
+    );
+    let mut cc = DhcpClientConfig::new(
+        ClientConfig::new([0x52, 0x54, 0, 0xab, 0xcd, 0x01], 7, [7; 16]),
+        0x00c0_ffee,
+    );
+    cc.bind = SocketAddrV4::new(LO, 6868);
+    cc.server_port = fan_port;
+    cc.boot_port = 14011;
+    cc.broadcast_address = LO;
+    let info = run_client(cc);
+    stop.store(true, Ordering::Relaxed);
+    full_stop.stop();
+    fan.join().unwrap();
+    full_thread.join().unwrap().unwrap();
+    let info = info.expect("the PXE client boots");
+    assert_eq!(
+        info.boot_file.as_str(),
+        "efi64/bootx64.efi",
+        "UEFI x64 file"
+    );
+    assert_eq!(info.boot_server, Some(LO));
+    assert_eq!(info.tftp_server, LO);
+    assert_eq!(info.address, Ipv4Addr::new(127, 77, 0, 10));
+    let fetched = Command::new("curl")
+        .args([
+            "-s",
+            &format!("tftp://{}:6969/{}", info.tftp_server, info.boot_file),
+        ])
+        .output()
+        .unwrap();
+    let (_, uefi_size) = DEMO_FILES
+        .iter()
+        .find(|(n, _)| *n == info.boot_file.as_str())
+        .unwrap();
+    assert_eq!(
+        fetched.stdout,
+        demo_file(info.boot_file.as_str(), *uefi_size)
+    );
+
+    // 3. SIGTERM: clean exit 0, "shutting down", the demo tree removed.
+    let status = terminate(&mut server);
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut server.0.stderr.take().unwrap(), &mut log).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    // The client's steps, in order, with its MAC and architecture.
+    let mac = "52:54:00:ab:cd:01";
+    let mut at = 0;
+    for step in [
+        "step=\"discover\" port=67",
+        "step=\"proxy-offer\"",
+        "step=\"request\" port=4011",
+        "step=\"boot-ack\"",
+    ] {
+        let i = log[at..]
+            .lines()
+            .position(|l| l.contains(step) && l.contains(mac) && l.contains("UefiX64"))
+            .unwrap_or_else(|| panic!("no {step} line for {mac} after byte {at}:\n{log}"));
+        at += log[at..]
+            .lines()
+            .take(i + 1)
+            .map(|l| l.len() + 1)
+            .sum::<usize>();
+    }
+    assert!(log.contains("port=4011"), "{log}");
+    let (_, uefi_size) = DEMO_FILES
+        .iter()
+        .find(|(n, _)| *n == info.boot_file.as_str())
+        .unwrap();
+    for (file, size) in [(file, size), (info.boot_file.as_str(), uefi_size)] {
+        assert!(
+            log.lines().any(|l| l.contains("step=\"transfer-done\"")
+                && l.contains(&format!("file=\"{file}\""))
+                && l.contains(&format!("bytes={size}"))),
+            "no transfer-done for {file}:\n{log}"
+        );
+    }
+    // The TFTP lines of the booted client name it as its DHCP lines did.
+    assert!(
+        log.lines().any(|l| l.contains("step=\"transfer-done\"")
+            && l.contains(&format!("file=\"{}\"", info.boot_file))
+            && l.contains(&format!("mac={mac}"))
+            && l.contains("arch=UefiX64")),
+        "{log}"
+    );
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(!root.exists(), "demo tree removed at exit");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// SIGINT (Ctrl-C) stops it as cleanly as SIGTERM; `--log-level warn`
+/// hides the info lines. Ports 0: runs beside the demo test.
+#[test]
+fn sigint_stops_cleanly_at_any_log_level() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tftp")).unwrap();
+    std::fs::write(dir.path().join("tftp/pxelinux.0"), b"x").unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        "[server]\nserver_ip = \"127.0.0.1\"\nlisten = \"127.0.0.1\"\nbroadcast_address = \"127.0.0.1\"\n\
+         [ports]\ndhcp = 0\nboot = 0\ntftp = 0\nclient = 6868\n\
+         [boot]\nbios = \"pxelinux.0\"\n[tftp]\nroot = \"tftp\"\n",
+    )
+    .unwrap();
+    for (level, info_shown) in [("info", true), ("warn", false)] {
+        let child = Command::new(example())
+            .args(["--config", config.to_str().unwrap(), "--log-level", level])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut server = Server(child);
+        let mut stdout = BufReader::new(server.0.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("stop:") {
+            line.clear();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "banner ended early"
+            );
+        }
+        let pid = server.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = wait_bounded(&mut server.0);
+        assert_eq!(out.0.code(), Some(0), "{}", out.1);
+        assert_eq!(out.1.contains("shutting down"), info_shown, "{}", out.1);
+    }
+}
+
+/// Exit status and stderr, waiting at most 20 s.
+fn wait_bounded(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status, err)
+}

@@ -1,0 +1,373 @@
+//! The real `preboot-server` program on the standard ports (67, 4011, 69)
+//! with real broadcast, bound to a bridge (`server.interface = "br0"`)
+//! inside network namespaces this test creates (names carry the process
+//! id) and deletes; nothing is sent anywhere else.
+//!
+//! - full mode: a PXE client (the library's client driver, BIOS) gets an
+//!   address and `pxelinux.0` from it, then fetches the file with `curl`;
+//!   the lease is in the lease file; SIGTERM ends it with exit 0.
+//! - proxy mode beside busybox `udhcpd`: a UEFI x64 client gets its
+//!   address from udhcpd and `efi64/bootx64.efi` (and the menu prompt) from
+//!   the example's proxyDHCP and 4011 boot server, then fetches the file.
+//!
+//! Needs root, `ip`, `curl`, `udhcpd`. Without `PREBOOT_CI=1` it skips when
+//! those are missing; with it, it fails.
+
+mod boot_server_support;
+
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use boot_server_support::{Server, example, skip, terminate};
+use preboot::dhcp::client::ClientConfig;
+use preboot::driver::boot_server::demo::{DEMO_FILES, demo_file};
+use preboot::driver::dhcp::{DhcpClientConfig, run_client};
+
+const ROLE: &str = "PREBOOT_BSN_ROLE";
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn ready(tools: &[&str]) -> bool {
+    if std::env::var(ROLE).is_ok() {
+        return false;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        skip("not root");
+        return false;
+    }
+    for t in tools {
+        if !have(t) {
+            skip(&format!("{t} not installed"));
+            return false;
+        }
+    }
+    true
+}
+
+fn sh(cmd: &str) {
+    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Namespaces, deleted on drop however the test ends.
+struct Net(Vec<String>);
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+/// A hub namespace with bridge `br0` holding `hub_addr`, and one namespace
+/// per member with `eth0` on the bridge.
+fn topology(tag: &str, hub_addr: &str, members: &[(&str, Option<&str>)]) -> (Net, Vec<String>) {
+    let pid = std::process::id();
+    let hub = format!("pbs{tag}{pid}h");
+    let mut net = Net(vec![hub.clone()]);
+    sh(&format!("ip netns add {hub}"));
+    sh(&format!(
+        "ip -n {hub} link add br0 type bridge && ip -n {hub} link set br0 up && ip -n {hub} link set lo up && ip -n {hub} addr add {hub_addr} dev br0"
+    ));
+    let mut names = vec![hub.clone()];
+    for (i, (role, addr)) in members.iter().enumerate() {
+        let ns = format!("pbs{tag}{pid}{role}");
+        net.0.push(ns.clone());
+        sh(&format!("ip netns add {ns}"));
+        let (a, b) = (format!("pbs{tag}{pid}a{i}"), format!("pbs{tag}{pid}b{i}"));
+        sh(&format!("ip link add {a} type veth peer name {b}"));
+        sh(&format!(
+            "ip link set {a} netns {ns} && ip -n {ns} link set {a} name eth0 && ip -n {ns} link set eth0 up && ip -n {ns} link set lo up"
+        ));
+        sh(&format!(
+            "ip link set {b} netns {hub} && ip -n {hub} link set {b} master br0 && ip -n {hub} link set {b} up"
+        ));
+        if let Some(a) = addr {
+            sh(&format!("ip -n {ns} addr add {a} dev eth0"));
+        }
+        names.push(ns);
+    }
+    (net, names)
+}
+
+/// The client role, run inside its namespace by the tests below.
+#[test]
+fn netns_client() {
+    let Ok(arch) = std::env::var(ROLE) else {
+        return;
+    };
+    let arch: u16 = arch.parse().unwrap();
+    let mut cc = DhcpClientConfig::new(
+        ClientConfig::new([0x52, 0x54, 0, 0x5e, 0x77, arch as u8], arch, [3; 16]),
+        std::process::id(),
+    );
+    cc.interface = Some("eth0".into());
+    let info = run_client(cc).unwrap();
+    println!(
+        "RESULT address={} dhcp={} boot={:?} tftp={} file={} prompt={:?}",
+        info.address,
+        info.dhcp_server,
+        info.boot_server,
+        info.tftp_server,
+        info.boot_file,
+        info.prompt.map(|p| p.0)
+    );
+}
+
+fn client(ns: &str, arch: u16) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(std::env::current_exe().unwrap())
+        .args(["netns_client", "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE, arch.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.find("RESULT ").map(|i| l[i..].to_string()))
+        .unwrap_or_else(|| panic!("{stdout}"))
+}
+
+fn field(line: &str, k: &str) -> String {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+        .unwrap_or_else(|| panic!("{k} in {line}"))
+        .to_string()
+}
+
+/// A TFTP root with the demo's boot files, and the config next to it.
+fn tree(dir: &Path, config: &str) -> std::path::PathBuf {
+    for (name, size) in DEMO_FILES {
+        let p = dir.join("tftp").join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, demo_file(name, size)).unwrap();
+    }
+    let path = dir.join("preboot.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// Start the example in `ns`; returns once it printed its banner.
+fn start(ns: &str, config: &Path) -> Server {
+    let child: Child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(example())
+        .args(["--config", config.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `ip netns exec` execs the program: this PID is the server's.
+    let mut server = Server(child);
+    let stdout = server.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) if l.contains("stop:") => return server,
+            Ok(_) => {}
+            Err(_) => {
+                let _ = server.0.kill();
+                let mut err = String::new();
+                let _ =
+                    std::io::Read::read_to_string(&mut server.0.stderr.take().unwrap(), &mut err);
+                panic!("server did not start: {err}");
+            }
+        }
+    }
+}
+
+fn stop(mut server: Server) -> String {
+    let status = terminate(&mut server);
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut server.0.stderr.take().unwrap(), &mut log).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("shutting down"), "{log}");
+    log
+}
+
+/// Fetch `file` by TFTP from inside `ns`; exactly the bytes in the root.
+fn fetch_matches(ns: &str, server: &str, file: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "curl", "-s", "--max-time", "20"])
+        .arg(format!("tftp://{server}/{file}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl tftp://{server}/{file}");
+    let (_, size) = DEMO_FILES.iter().find(|(n, _)| *n == file).unwrap();
+    assert!(out.stdout == demo_file(file, *size), "{file}: other bytes");
+}
+
+#[test]
+fn full_mode_on_a_bridge_boots_a_bios_client() {
+    if !ready(&["ip", "curl"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = tree(
+        dir.path(),
+        r#"[server]
+mode = "full"
+server_ip = "10.77.0.1"
+interface = "br0"
+[boot]
+bios = "bios/pxelinux.0"
+uefi_x64 = "efi64/bootx64.efi"
+[dhcp]
+lease_file = "leases"
+[[dhcp.pool]]
+subnet = "10.77.0.0/24"
+start = "10.77.0.100"
+end = "10.77.0.199"
+router = "10.77.0.1"
+[tftp]
+root = "tftp"
+"#,
+    );
+    let (_net, ns) = topology("f", "10.77.0.1/24", &[("c", None)]);
+    let server = start(&ns[0], &config);
+    let line = client(&ns[1], 0);
+    assert_eq!(field(&line, "address"), "10.77.0.100", "{line}");
+    assert_eq!(field(&line, "dhcp"), "10.77.0.1");
+    assert_eq!(field(&line, "tftp"), "10.77.0.1");
+    assert_eq!(field(&line, "file"), "bios/pxelinux.0", "the BIOS file");
+    sh(&format!("ip -n {} addr add 10.77.0.100/24 dev eth0", ns[1]));
+    fetch_matches(&ns[1], "10.77.0.1", "bios/pxelinux.0");
+    let log = stop(server);
+    for step in [
+        "\"discover\"",
+        "\"offer\"",
+        "\"ack\"",
+        "\"rrq\"",
+        "\"transfer-done\"",
+    ] {
+        assert!(log.contains(&format!("step={step}")), "{step}:\n{log}");
+    }
+    assert!(
+        log.lines().any(|l| l.contains("step=\"transfer-done\"")
+            && l.contains("mac=52:54:00:5e:77:00")
+            && l.contains("arch=Bios")),
+        "the TFTP line names the client:\n{log}"
+    );
+    let leases = std::fs::read_to_string(dir.path().join("leases")).unwrap();
+    assert!(leases.contains(" 10.77.0.100 "), "{leases}");
+}
+
+#[test]
+fn proxy_mode_beside_udhcpd_boots_a_uefi_client() {
+    if !ready(&["ip", "curl", "udhcpd"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = tree(
+        dir.path(),
+        r#"[server]
+mode = "proxy"
+server_ip = "10.78.0.1"
+interface = "br0"
+[boot]
+bios = "bios/pxelinux.0"
+uefi_x64 = "efi64/bootx64.efi"
+[menu]
+show = "on-key-press"
+prompt = "Press F8 for the preboot menu"
+timeout_secs = 3
+[tftp]
+root = "tftp"
+"#,
+    );
+    // udhcpd (10.78.0.2) gives addresses; our proxy on the hub (10.78.0.1)
+    // the boot file. The client has a link address so that the boot
+    // server's unicast ACK reaches it (firmware would use the DHCP address).
+    let (_net, ns) = topology(
+        "p",
+        "10.78.0.1/24",
+        &[("d", Some("10.78.0.2/24")), ("c", Some("10.78.0.250/24"))],
+    );
+    let conf = dir.path().join("udhcpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "start 10.78.0.100\nend 10.78.0.150\ninterface eth0\nlease_file {}\npidfile {}\nopt subnet 255.255.255.0\nopt lease 3600\n",
+            dir.path().join("udhcpd.leases").display(),
+            dir.path().join("udhcpd.pid").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("udhcpd.leases"), "").unwrap();
+    let _udhcpd = Server(
+        Command::new("ip")
+            .args(["netns", "exec", &ns[1], "udhcpd", "-f", "-a", "100"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let server = start(&ns[0], &config);
+    let line = client(&ns[2], 7);
+    let addr: Ipv4Addr = field(&line, "address").parse().unwrap();
+    assert!((100..=150).contains(&addr.octets()[3]), "{line}");
+    assert_eq!(field(&line, "dhcp"), "10.78.0.2", "address from udhcpd");
+    assert_eq!(
+        field(&line, "boot"),
+        "Some(10.78.0.1)",
+        "file from our proxy"
+    );
+    assert_eq!(field(&line, "tftp"), "10.78.0.1");
+    assert_eq!(
+        field(&line, "file"),
+        "efi64/bootx64.efi",
+        "the UEFI x64 file"
+    );
+    assert_eq!(field(&line, "prompt"), "Some(3)", "the menu prompt");
+    fetch_matches(&ns[2], "10.78.0.1", "efi64/bootx64.efi");
+    let log = stop(server);
+    for step in [
+        "\"discover\"",
+        "\"proxy-offer\"",
+        "\"request\"",
+        "\"boot-ack\"",
+        "\"rrq\"",
+        "\"transfer-done\"",
+    ] {
+        assert!(log.contains(&format!("step={step}")), "{step}:\n{log}");
+    }
+    assert!(log.contains("port=4011"), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("step=\"transfer-done\"")
+            && l.contains("mac=52:54:00:5e:77:07")
+            && l.contains("arch=UefiX64")),
+        "the TFTP line names the client:\n{log}"
+    );
+}

@@ -1,0 +1,89 @@
+//! Shared by the boot server tests: the example binary, built on demand,
+//! and a guard that stops it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+
+/// `PREBOOT_CI=1`: missing prerequisites fail instead of skipping.
+pub fn ci() -> bool {
+    std::env::var("PREBOOT_CI").is_ok_and(|v| v == "1")
+}
+
+/// Skip (print why) unless under `PREBOOT_CI=1`, where it fails.
+pub fn skip(why: &str) {
+    assert!(!ci(), "PREBOOT_CI=1 but {why}");
+    eprintln!("skipped: {why}");
+}
+
+/// Build the example with this test's profile and features; its path.
+pub fn example() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            // target/<profile>/deps/<test> → target/<profile>
+            let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+            // Exactly this test's feature set, so that cargo finds the
+            // library already built (`--all-features` includes `default`).
+            let features: Vec<&str> = [
+                ("default", cfg!(feature = "default")),
+                ("std", cfg!(feature = "std")),
+                ("alloc", cfg!(feature = "alloc")),
+                ("smoltcp", cfg!(feature = "smoltcp")),
+            ]
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(f, _)| *f)
+            .collect();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(["build", "--quiet", "--example", "preboot-server"])
+                .args(["--no-default-features", "--features", &features.join(",")]);
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let out = cmd.output().expect("run cargo build");
+            assert!(
+                out.status.success(),
+                "cargo build --example preboot-server: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let bin = profile_dir.join("examples/preboot-server");
+            assert!(bin.is_file(), "{} missing", bin.display());
+            bin
+        })
+        .clone()
+}
+
+/// Stops (SIGKILL) and reaps the server however the test ends, by its PID
+/// only; a test that checks a clean exit sends SIGTERM first.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Send SIGTERM to the server and wait (bounded) for its exit status.
+pub fn terminate(server: &mut Server) -> std::process::ExitStatus {
+    let pid = server.0.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(s) = server.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "no exit 20 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,552 @@
+#!/usr/bin/env bash
+# One real-firmware network boot, checked end to end.
+#
+#   tests/firmware/boot.sh --firmware bios|uefi --mode full|proxy
+#       [--server ours|dnsmasq] [--server-bin PATH] [--menu never|always|keypress]
+#       [--fault none|truncate|wrong|wrong-arch] [--timeout SECONDS]
+#       [--accel tcg|kvm|auto] [--out DIR] [--keep]
+#
+# --accel auto (default) uses KVM only if a probe boot under KVM works.
+#
+# It creates its own network namespace (bridge br0 192.168.77.1/24 and a
+# tap device, nothing routed out), starts the boot server there on the
+# standard ports (67, 4011, 69) — our example `preboot-server` or dnsmasq
+# with the same boot tree — and, in proxy mode, busybox `udhcpd` in a second
+# namespace on the same bridge to give the address. It captures the bridge
+# with dumpcap (started before the guest, stopped after it), then boots
+# QEMU on the tap with -boot n and a hard timeout:
+#   bios: SeaBIOS + QEMU's iPXE option ROM on e1000, which loads Debian's
+#         pxelinux.0, then ldlinux.c32, pxelinux.cfg/default, vmlinuz and
+#         initrd.img;
+#   uefi: OVMF on q35 with virtio-net and no option ROM (EDK2's own PXE
+#         stack), which loads preboot-x64.efi, a unified kernel image of the
+#         same kernel and initrd.
+# The initrd's /init (busybox) prints `PREBOOT-FIRMWARE-OK <nonce>` to
+# ttyS0 and powers off; the nonce is random per run and built into the
+# initrd of that run.
+#
+# PASS needs all of:
+#   - the serial console shows the marker with this run's nonce;
+#   - the capture shows DISCOVER from the guest with option 60 PXEClient
+#     and option 93 = 0 (bios) or 7/9 (uefi), an OFFER from the boot
+#     server, REQUEST and ACK, and in proxy mode the REQUEST/ACK exchange
+#     on port 4011 with the boot server;
+#   - the boot file the boot server names is the one for the architecture;
+#   - every TFTP transfer that carried data completed (short last block
+#     acknowledged) with exactly the bytes of the file in the expected tree
+#     (sha256), and a "file not found" was only answered for files that are
+#     not in the tree;
+#   - with --menu always|keypress: the menu prompt text of this run is on
+#     the serial console.
+# Faults (to prove the checks can fail): truncate = the served vmlinuz (bios)
+# or preboot-x64.efi (uefi) is cut in half; wrong = one byte of it is
+# flipped; wrong-arch = the server is configured to give the other
+# architecture's boot file.
+#
+# Output: the run directory holds serial.log, capture.pcapng, server.log,
+# dhcp.tsv, tftp.tsv, timeline.txt and result. The last line printed is
+#   RESULT PASS <case> boot_s=<seconds to marker> net_s=<seconds from the
+#       first DISCOVER to the end of the last TFTP transfer>
+#       server_ms=<mean TFTP server turnaround, client ACK to next DATA,
+#       in milliseconds> accel=<tcg|kvm>
+# or
+#   RESULT FAIL <case> <reason>; <reason>; ...
+# Exit status: 0 PASS, 1 FAIL, 2 the harness itself could not run.
+set -uo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+
+firmware="" mode="" server="ours" server_bin="" menu="never" fault="none"
+timeout_s=240 accel="auto" out="" keep=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --firmware) firmware="$2"; shift 2 ;;
+    --mode) mode="$2"; shift 2 ;;
+    --server) server="$2"; shift 2 ;;
+    --server-bin) server_bin="$2"; shift 2 ;;
+    --menu) menu="$2"; shift 2 ;;
+    --fault) fault="$2"; shift 2 ;;
+    --timeout) timeout_s="$2"; shift 2 ;;
+    --accel) accel="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "boot.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+setup_fail() { echo "RESULT ERROR ${case_name:-?} $*"; exit 2; }
+
+[[ "$firmware" == bios || "$firmware" == uefi ]] || setup_fail "--firmware bios|uefi"
+[[ "$mode" == full || "$mode" == proxy ]] || setup_fail "--mode full|proxy"
+[[ "$server" == ours || "$server" == dnsmasq ]] || setup_fail "--server ours|dnsmasq"
+[[ "$menu" == never || "$menu" == always || "$menu" == keypress ]] || setup_fail "--menu never|always|keypress"
+case "$fault" in none|truncate|wrong|wrong-arch) ;; *) setup_fail "--fault none|truncate|wrong|wrong-arch" ;; esac
+case_name="$firmware-$mode-$server"
+[[ "$menu" != never ]] && case_name+="-menu-$menu"
+[[ "$fault" != none ]] && case_name+="-fault-$fault"
+
+[[ $EUID -eq 0 ]] || setup_fail "needs root (network namespaces, tap)"
+for t in ip qemu-system-x86_64 dumpcap tshark cpio gzip objcopy xxd sha256sum awk timeout; do
+  command -v "$t" >/dev/null || setup_fail "missing program $t"
+done
+if [[ "$mode" == proxy ]]; then
+  command -v udhcpd >/dev/null || setup_fail "missing program udhcpd"
+fi
+if [[ "$server" == dnsmasq ]]; then
+  command -v dnsmasq >/dev/null || setup_fail "missing program dnsmasq"
+else
+  [[ -n "$server_bin" ]] || server_bin="$repo/target/release/examples/preboot-server"
+  [[ -x "$server_bin" ]] || setup_fail "missing server binary $server_bin (cargo build --release --example preboot-server)"
+fi
+
+cache="$("$here/prepare.sh")" || setup_fail "prepare.sh failed"
+
+nonce="$(head -c 12 /dev/urandom | xxd -p)"
+marker="PREBOOT-FIRMWARE-OK $nonce"
+prompt="preboot menu $nonce"
+[[ -n "$out" ]] || out="$repo/target/firmware/runs/$case_name-$nonce"
+mkdir -p "$out" || setup_fail "cannot create $out"
+out="$(cd "$out" && pwd)"
+echo "boot.sh: case $case_name, nonce $nonce, run dir $out" >&2
+
+# ---------------------------------------------------------------- boot tree
+root="$out/root"      # what the server serves
+expect="$out/expected" # what the guest must receive
+rm -rf "$root" "$expect"
+mkdir -p "$expect/pxelinux.cfg" "$out/initrd/bin" "$out/initrd/dev" "$out/initrd/proc" ||
+  setup_fail "mkdir"
+cp "$cache/busybox" "$out/initrd/bin/busybox"
+ln -sf busybox "$out/initrd/bin/sh"
+cat >"$out/initrd/init" <<EOF
+#!/bin/sh
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+echo "$marker" >/dev/ttyS0
+/bin/busybox poweroff -f
+EOF
+chmod +x "$out/initrd/init"
+(cd "$out/initrd" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -9n) \
+  >"$expect/initrd.img" || setup_fail "initrd"
+cmdline="console=ttyS0 panic=-1"
+cp "$cache/pxelinux.0" "$cache/ldlinux.c32" "$cache/vmlinuz" "$expect/"
+cat >"$expect/pxelinux.cfg/default" <<EOF
+DEFAULT preboot
+PROMPT 0
+TIMEOUT 1
+LABEL preboot
+  KERNEL vmlinuz
+  INITRD initrd.img
+  APPEND $cmdline
+EOF
+# Unified kernel image: the systemd-boot stub with the kernel, the initrd
+# and the command line as PE sections (stub image ends below 0x20000).
+printf '%s' "$cmdline" >"$out/cmdline.txt"
+printf 'ID=preboot\nPRETTY_NAME="preboot firmware test"\n' >"$out/os-release"
+objcopy \
+  --add-section .osrel="$out/os-release" --change-section-vma .osrel=0x20000 \
+  --add-section .cmdline="$out/cmdline.txt" --change-section-vma .cmdline=0x30000 \
+  --add-section .linux="$cache/vmlinuz" --change-section-vma .linux=0x2000000 \
+  --add-section .initrd="$expect/initrd.img" --change-section-vma .initrd=0x3000000 \
+  "$cache/linuxx64.efi.stub" "$expect/preboot-x64.efi" || setup_fail "objcopy (unified kernel image)"
+cp -r "$expect" "$root"
+
+if [[ "$firmware" == bios ]]; then
+  bootfile=pxelinux.0 other_bootfile=preboot-x64.efi faulty=vmlinuz
+else
+  bootfile=preboot-x64.efi other_bootfile=pxelinux.0 faulty=preboot-x64.efi
+fi
+bios_file=pxelinux.0 uefi_file=preboot-x64.efi
+case "$fault" in
+  truncate)
+    size=$(stat -c %s "$root/$faulty")
+    truncate -s $((size / 2)) "$root/$faulty" ;;
+  wrong)
+    # Flip the bits of one byte in the middle of the file.
+    size=$(stat -c %s "$root/$faulty")
+    off=$((size / 2))
+    b=$(xxd -s "$off" -l 1 -p "$root/$faulty")
+    printf '%02x' $((0x$b ^ 0xff)) | xxd -r -p | dd of="$root/$faulty" bs=1 seek="$off" conv=notrunc status=none ;;
+  wrong-arch)
+    bios_file=preboot-x64.efi uefi_file=pxelinux.0 ;;
+esac
+
+# ------------------------------------------------------------------ network
+ns="pbfw$$"
+dns="pbfw$$d"
+net=192.168.77
+server_ip=$net.1
+udhcpd_ip=$net.2
+mac="52:54:00:7e:57:$(printf '%02x' $((RANDOM % 256)))"
+pids=()
+
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  ip netns del "$ns" 2>/dev/null
+  ip netns del "$dns" 2>/dev/null
+  if [[ $keep -eq 0 ]]; then rm -rf "$out/initrd" "$out/root"; fi
+}
+trap cleanup EXIT
+
+ip netns add "$ns" || setup_fail "ip netns add"
+ip -n "$ns" link set lo up
+ip -n "$ns" link add br0 type bridge stp_state 0 forward_delay 0 || setup_fail "bridge"
+ip -n "$ns" addr add "$server_ip/24" dev br0
+ip -n "$ns" link set br0 up
+ip -n "$ns" tuntap add dev tap0 mode tap || setup_fail "tap"
+ip -n "$ns" link set tap0 master br0
+ip -n "$ns" link set tap0 up
+if [[ "$mode" == proxy ]]; then
+  # The third-party DHCP server, in its own namespace, on the same bridge.
+  ip netns add "$dns" || setup_fail "ip netns add"
+  ip -n "$dns" link set lo up
+  ip -n "$ns" link add veth0 type veth peer name eth0 netns "$dns" || setup_fail "veth"
+  ip -n "$ns" link set veth0 master br0
+  ip -n "$ns" link set veth0 up
+  ip -n "$dns" addr add "$udhcpd_ip/24" dev eth0
+  ip -n "$dns" link set eth0 up
+fi
+
+# ------------------------------------------------------------------ capture
+ip netns exec "$ns" dumpcap -q -i br0 -w "$out/capture.pcapng" 2>"$out/dumpcap.log" &
+pids+=($!)
+cap_pid=$!
+for _ in $(seq 100); do
+  [[ -s "$out/capture.pcapng" ]] && break
+  sleep 0.1
+done
+[[ -s "$out/capture.pcapng" ]] || setup_fail "dumpcap did not start: $(cat "$out/dumpcap.log")"
+
+# ------------------------------------------------------------------ servers
+if [[ "$mode" == proxy ]]; then
+  cat >"$out/udhcpd.conf" <<EOF
+start $net.100
+end $net.150
+interface eth0
+lease_file $out/udhcpd.leases
+pidfile $out/udhcpd.pid
+opt subnet 255.255.255.0
+opt router $udhcpd_ip
+opt lease 3600
+EOF
+  : >"$out/udhcpd.leases"
+  ip netns exec "$dns" udhcpd -f "$out/udhcpd.conf" >"$out/udhcpd.log" 2>&1 &
+  pids+=($!)
+fi
+
+if [[ "$server" == dnsmasq ]]; then
+  args=(--keep-in-foreground --conf-file=/dev/null --port=0 --user=root --group=root
+    --pid-file= --log-facility=- --log-dhcp --interface=br0 --bind-interfaces
+    --dhcp-leasefile="$out/dnsmasq.leases" --enable-tftp --tftp-root="$root"
+    --dhcp-match=set:efi64,option:client-arch,7 --dhcp-match=set:efi64,option:client-arch,9)
+  if [[ "$mode" == full ]]; then
+    args+=(--dhcp-range=$net.100,$net.150,255.255.255.0,1h
+      --dhcp-boot=tag:!efi64,"$bios_file" --dhcp-boot=tag:efi64,"$uefi_file")
+  else
+    args+=(--dhcp-range=$net.0,proxy)
+  fi
+  if [[ "$mode" == proxy || "$menu" != never ]]; then
+    # dnsmasq's pxe-service drops a trailing ".0" from BIOS file names.
+    args+=(--pxe-service=x86PC,preboot,"${bios_file%.0}"
+      --pxe-service=X86-64_EFI,preboot,"${uefi_file%.0}")
+    [[ "$menu" != never ]] && args+=(--pxe-prompt="$prompt",3)
+  fi
+  ip netns exec "$ns" dnsmasq "${args[@]}" >"$out/server.log" 2>&1 &
+  pids+=($!)
+else
+  case "$menu" in keypress) show=on-key-press ;; *) show="$menu" ;; esac
+  cat >"$out/preboot.toml" <<EOF
+# written by tests/firmware/boot.sh
+[server]
+mode = "$mode"
+server_ip = "$server_ip"
+interface = "br0"
+
+[boot]
+bios = "$bios_file"
+uefi_x64 = "$uefi_file"
+
+[menu]
+show = "$show"
+prompt = "$prompt"
+timeout_secs = 3
+
+[tftp]
+root = "$root"
+EOF
+  if [[ "$mode" == full ]]; then
+    cat >>"$out/preboot.toml" <<EOF
+
+[[dhcp.pool]]
+subnet = "$net.0/24"
+start = "$net.100"
+end = "$net.150"
+router = "$server_ip"
+lease_time_secs = 3600
+EOF
+  fi
+  ip netns exec "$ns" "$server_bin" --config "$out/preboot.toml" >"$out/server.log" 2>&1 &
+  pids+=($!)
+fi
+srv_pid=$!
+# Wait until the boot server listens on 67 and 69.
+for _ in $(seq 100); do
+  if ip netns exec "$ns" ss -Hlun 2>/dev/null | awk '{print $4}' | grep -q ':69$' &&
+     ip netns exec "$ns" ss -Hlun 2>/dev/null | awk '{print $4}' | grep -q ':67$'; then
+    break
+  fi
+  kill -0 "$srv_pid" 2>/dev/null || setup_fail "server exited: $(tail -n 5 "$out/server.log")"
+  sleep 0.1
+done
+
+# ------------------------------------------------------------------- guest
+if [[ "$accel" == auto ]]; then
+  # /dev/kvm may exist without being able to run a guest (nested setups
+  # where the vCPU never runs): boot this run's kernel and initrd directly
+  # under KVM once, and use KVM only if the marker comes out. The answer is
+  # kept in the cache (delete $cache/ACCEL to ask again).
+  if [[ ! -s "$cache/ACCEL" ]]; then
+    accel=tcg
+    if [[ -w /dev/kvm ]]; then
+      timeout -s KILL 20 qemu-system-x86_64 -accel kvm -m 256 -nodefaults -no-user-config \
+        -display none -monitor none -serial "file:$out/kvm-probe.log" -no-reboot \
+        -kernel "$cache/vmlinuz" -initrd "$expect/initrd.img" -append "$cmdline" \
+        >/dev/null 2>&1
+      grep -aqF "$marker" "$out/kvm-probe.log" && accel=kvm
+    fi
+    echo "$accel" >"$cache/ACCEL"
+    echo "boot.sh: KVM probe: using $accel" >&2
+  fi
+  accel="$(cat "$cache/ACCEL")"
+fi
+qemu=(qemu-system-x86_64 -accel "$accel" -m 512 -nodefaults -no-user-config
+  -display none -vga none -monitor none -serial "file:$out/serial.log"
+  -no-reboot -boot n
+  -netdev tap,id=n0,ifname=tap0,script=no,downscript=no)
+if [[ "$firmware" == bios ]]; then
+  # graphics=off makes SeaBIOS copy the screen (iPXE, pxelinux) to serial.
+  qemu+=(-machine pc,graphics=off -device e1000,netdev=n0,mac="$mac")
+else
+  cp "$cache/OVMF_VARS.fd" "$out/OVMF_VARS.fd"
+  qemu+=(-machine q35,graphics=off
+    -drive if=pflash,format=raw,readonly=on,file="$cache/OVMF_CODE.fd"
+    -drive if=pflash,format=raw,file="$out/OVMF_VARS.fd"
+    -device virtio-net-pci,netdev=n0,mac="$mac",romfile=)
+fi
+: >"$out/serial.log"
+t0=$(date +%s.%N)
+ip netns exec "$ns" timeout -s KILL "$timeout_s" "${qemu[@]}" >"$out/qemu.log" 2>&1 &
+qemu_pid=$!
+pids+=($qemu_pid)
+boot_s=""
+gave_up=""
+# The firmware says the network boot failed: OVMF moves on to its next boot
+# option, SeaBIOS has no device left, the kernel stops.
+give_up_re='BdsDxe: failed to (load|start) Boot0001|No bootable device|System halted|Kernel panic'
+while kill -0 "$qemu_pid" 2>/dev/null; do
+  if [[ -z "$boot_s" ]] && grep -aqF "$marker" "$out/serial.log"; then
+    boot_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+  fi
+  if [[ -z "$boot_s" && -z "$gave_up" ]] && grep -aqE "$give_up_re" "$out/serial.log"; then
+    gave_up="$(grep -aoE "$give_up_re" "$out/serial.log" | head -n 1)"
+    sleep 2
+    kill "$qemu_pid" 2>/dev/null
+  fi
+  sleep 0.1
+done
+wait "$qemu_pid"
+qemu_rc=$?
+if [[ -z "$boot_s" ]] && grep -aqF "$marker" "$out/serial.log"; then
+  boot_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+fi
+# Let the last frames reach the capture, then stop it (dumpcap flushes on
+# SIGINT) and the servers.
+sleep 1
+kill -INT "$cap_pid" 2>/dev/null
+wait "$cap_pid" 2>/dev/null
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+
+# ---------------------------------------------------------------- analysis
+fails=()
+fail() { fails+=("$*"); }
+
+if [[ -n "$boot_s" ]]; then
+  :
+elif [[ -n "$gave_up" ]]; then
+  fail "no marker on the serial console: the firmware gave up (\"$gave_up\")"
+elif [[ $qemu_rc -eq 137 ]]; then
+  fail "no marker on the serial console within ${timeout_s}s (hard timeout)"
+else
+  fail "no marker on the serial console (qemu exited with status $qemu_rc)"
+fi
+if [[ "$menu" != never ]] && ! grep -aqF "$prompt" "$out/serial.log"; then
+  fail "menu prompt text not on the serial console"
+fi
+
+# DHCP, decoded by tshark (port 4011 as DHCP too).
+tshark -r "$out/capture.pcapng" -d udp.port==4011,dhcp -Y dhcp -T fields \
+  -E separator='|' -E occurrence=f \
+  -e frame.number -e eth.src -e ip.src -e udp.srcport -e ip.dst -e udp.dstport \
+  -e dhcp.option.dhcp -e dhcp.option.vendor_class_id \
+  -e dhcp.option.client_system_architecture -e dhcp.ip.your -e dhcp.file \
+  -e dhcp.option.bootfile_name -e dhcp.hw.mac_addr -e dhcp.id \
+  -e dhcp.option.vendor.pxeclient.discovery_control -e frame.time_epoch \
+  >"$out/dhcp.tsv" 2>"$out/tshark.log" || fail "tshark could not read the capture"
+
+if [[ "$firmware" == bios ]]; then arch_re='^0$'; else arch_re='^(7|9)$'; fi
+# Message types: 1 DISCOVER, 2 OFFER, 3 REQUEST, 5 ACK.
+dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
+  -v arch_re="$arch_re" -v want_file="$bootfile" '
+  { t = $7; src_mac = tolower($2); chaddr = tolower($13); xid = $14 }
+  # Only answers to the PXE requests count (after a failed PXE boot OVMF
+  # goes on to HTTP boot, with another vendor class).
+  src_mac == mac && $8 ~ /^PXEClient/ { pxe_xid[xid] = 1 }
+  src_mac != mac && !(xid in pxe_xid) { next }
+  # From the guest.
+  src_mac == mac && t == 1 {
+    disc++
+    if ($8 ~ /^PXEClient/ && $9 ~ arch_re) good_disc++
+    else bad_disc = bad_disc " option60=" $8 " option93=" $9
+  }
+  src_mac == mac && t == 3 && $6 == 67 { req67++ }
+  src_mac == mac && t == 3 && $6 == 4011 && $5 == srv { req4011++ }
+  # From the boot server to the guest.
+  $3 == srv && chaddr == mac && t == 2 && $4 == 67 {
+    offer++
+    if (mode == "full" && $10 != "0.0.0.0" && $10 != "") offer_addr++
+    if (mode == "proxy" && $8 ~ /^PXEClient/) offer_pxe++
+    # Discovery control bit 3 with a file: "boot this file, no discovery"
+    # (PXE 2.1 §2.4.5); iPXE then skips the 4011 request.
+    dc = tolower($15); low = index("0123456789abcdef", substr(dc, length(dc), 1)) - 1
+    if (mode == "proxy" && $11 != "" && dc ~ /^0x/ && low >= 8) direct_boot++
+    if ($11 != "") files[$11] = 1
+    if ($12 != "") files[$12] = 1
+  }
+  $3 == srv && chaddr == mac && t == 5 && $4 == 67 {
+    ack67++
+    if ($11 != "") files[$11] = 1
+    if ($12 != "") files[$12] = 1
+  }
+  $3 == srv && chaddr == mac && t == 5 && $4 == 4011 {
+    ack4011++
+    if ($11 != "") files[$11] = 1
+    if ($12 != "") files[$12] = 1
+  }
+  # From the third-party DHCP server (proxy mode).
+  $3 != srv && $3 != "0.0.0.0" && chaddr == mac && t == 5 && $4 == 67 { other_ack++ }
+  END {
+    if (!disc) print "FAIL no DHCPDISCOVER from the guest"
+    else if (!good_disc) print "FAIL DISCOVER without PXEClient option 60 / right option 93:" bad_disc
+    if (!offer) print "FAIL no OFFER from the boot server"
+    if (mode == "full" && offer && !offer_addr) print "FAIL the OFFER (full mode) carries no address"
+    if (mode == "proxy" && offer && !offer_pxe) print "FAIL the proxy OFFER carries no option 60 PXEClient"
+    if (!req67) print "FAIL no DHCPREQUEST from the guest"
+    if (mode == "full" && !ack67) print "FAIL no DHCPACK from the boot server"
+    if (mode == "proxy" && !other_ack) print "FAIL no DHCPACK from the third-party DHCP server"
+    if (mode == "proxy" && !req4011 && !direct_boot) print "FAIL no REQUEST to the boot server on port 4011"
+    if (mode == "proxy" && !ack4011 && (req4011 || !direct_boot)) print "FAIL no ACK from the boot server on port 4011"
+    if (mode == "proxy" && !req4011 && direct_boot) print "NOTE no 4011 exchange: the proxy OFFER said boot its file directly (discovery control bit 3)"
+    n = 0
+    for (f in files) {
+      n++
+      g = f; sub(/^\//, "", g)
+      if (g != want_file) print "FAIL boot file for the architecture: got " f ", want " want_file
+    }
+    if (!n) print "FAIL the boot server named no boot file"
+    print "DHCP discover=" disc " offer=" offer " request=" req67 " ack=" ack67+other_ack " request4011=" req4011+0 " ack4011=" ack4011+0
+  }' "$out/dhcp.tsv")"
+while IFS= read -r line; do
+  case "$line" in
+    FAIL\ *) fail "${line#FAIL }" ;;
+    DHCP\ *|NOTE\ *) echo "boot.sh: $line" >&2 ;;
+  esac
+done <<<"$dhcp_check"
+
+# TFTP, reassembled from the raw UDP payloads (not from our own parser):
+# a transfer is keyed by the client's address and port; DATA blocks are
+# kept once each (retransmissions must carry the same bytes); it is
+# complete when a block shorter than the block size was acknowledged
+# (tests/firmware/tftp.awk).
+tshark -r "$out/capture.pcapng" -Y "udp && !(udp.port == 67 || udp.port == 68 || udp.port == 4011)" \
+  -T fields -E separator='|' -e frame.number -e ip.src -e udp.srcport -e ip.dst -e udp.dstport \
+  -e udp.payload -e frame.time_epoch >"$out/udp.tsv" 2>>"$out/tshark.log" || fail "tshark could not read the capture"
+rm -rf "$out/received"
+mkdir -p "$out/received"
+awk -F'|' -v dir="$out/received" -v turn="$out/turnaround" -f "$here/tftp.awk" \
+  "$out/udp.tsv" >"$out/tftp.tsv"
+
+ntransfers=0
+while IFS='|' read -r t f client status file _ _; do
+  if [[ "$status" == nodata ]]; then
+    case "$file" in
+      "server ERROR 1")
+        [[ -f "$expect/$f" ]] && fail "TFTP: server said not found for $f, which is in the tree" ;;
+      "client ERROR 8") ;; # size probe aborted by the client after the OACK (OVMF)
+      *) fail "TFTP: request for $f got no data ($file)" ;;
+    esac
+    continue
+  fi
+  ntransfers=$((ntransfers + 1))
+  if [[ "$status" != complete ]]; then
+    fail "TFTP: transfer of $f to $client $status"
+    continue
+  fi
+  if [[ ! -f "$expect/$f" ]]; then
+    fail "TFTP: transferred $f, which is not in the tree"
+    continue
+  fi
+  got=$(sha256sum <"$file" | cut -d' ' -f1)
+  want=$(sha256sum <"$expect/$f" | cut -d' ' -f1)
+  if [[ "$got" != "$want" ]]; then
+    fail "TFTP: $f received $(stat -c %s "$file") bytes sha256 ${got:0:12}, the tree has $(stat -c %s "$expect/$f") bytes sha256 ${want:0:12}"
+  fi
+done <"$out/tftp.tsv"
+[[ $ntransfers -gt 0 ]] || fail "TFTP: no transfer carried data"
+
+# Timeline, in seconds from QEMU's start: every DHCP message of the guest's
+# PXE exchange and every TFTP request (start - end), for finding where a
+# boot spends its time.
+{
+  awk -F'|' -v t0="$t0" -v mac="$mac" '
+    BEGIN { split("DISCOVER OFFER REQUEST DECLINE ACK NAK RELEASE INFORM", n, " ") }
+    tolower($13) == mac {
+      printf "%7.2f  DHCP %-8s %s:%s -> %s:%s%s\n", $16 - t0, n[$7], $3, $4, $5, $6, ($11 != "" ? "  file " $11 : "")
+    }' "$out/dhcp.tsv"
+  awk -F'|' -v t0="$t0" '{
+      printf "%7.2f  TFTP %s %s (%s, until %.2f)\n", $6 - t0, $2, ($4 == "nodata" ? $5 : $4), $3, $7 - t0
+    }' "$out/tftp.tsv"
+  [[ -n "$boot_s" ]] && printf '%7.2f  marker on the serial console\n' "$boot_s"
+} | sort -s -n -k1,1 >"$out/timeline.txt"
+# The part of the boot the servers decide: from the guest's first DISCOVER
+# to the end of its last TFTP transfer (the rest is firmware and kernel).
+net_s=$(awk -F'|' -v mac="$mac" '
+  FNR == NR { if (tolower($2) == mac && $7 == 1 && (first == "" || $16 < first)) first = $16; next }
+  $4 == "complete" && $7 > last { last = $7 }
+  END { if (first != "" && last != "") printf "%.2f", last - first; else print "-" }' \
+  "$out/dhcp.tsv" "$out/tftp.tsv")
+server_ms=$(cat "$out/turnaround" 2>/dev/null || echo -)
+# The guest must have read the files that make this boot.
+if [[ "$firmware" == bios ]]; then need=(pxelinux.0 ldlinux.c32 pxelinux.cfg/default vmlinuz initrd.img)
+else need=(preboot-x64.efi); fi
+for f in "${need[@]}"; do
+  awk -F'|' -v f="$f" '$2 == f && $4 == "complete" {ok = 1} END {exit !ok}' "$out/tftp.tsv" ||
+    fail "TFTP: no complete transfer of $f"
+done
+echo "boot.sh: TFTP $(awk -F'|' '{print $2 "=" $4}' "$out/tftp.tsv" | tr '\n' ' ')" >&2
+
+# Keep what explains a failure; a passing run keeps only its logs.
+rm -f "$out/udp.tsv"
+if [[ $keep -eq 0 ]]; then
+  rm -rf "$out/received" "$out/expected" "$out/OVMF_VARS.fd"
+  [[ ${#fails[@]} -eq 0 ]] && rm -f "$out/capture.pcapng"
+fi
+if [[ ${#fails[@]} -eq 0 ]]; then
+  echo "PASS boot_s=$boot_s net_s=$net_s server_ms=$server_ms" >"$out/result"
+  echo "RESULT PASS $case_name boot_s=$boot_s net_s=$net_s server_ms=$server_ms accel=$accel"
+  exit 0
+fi
+msg="$(printf '%s; ' "${fails[@]}")"
+echo "FAIL ${msg%; }" >"$out/result"
+echo "RESULT FAIL $case_name ${msg%; }"
+exit 1
