@@ -2,14 +2,16 @@
 //! server's own OFFER/ACK carry option 43 (discovery control, boot servers,
 //! menu, prompt) and no file, so that the client shows the menu and then
 //! asks the boot server (4011) for the item's file — as in proxy mode.
-//! Without a menu, the file is in the answer and there is no option 43.
+//! Without a menu, the file is in the answer; a PXE client also gets
+//! option 60 "PXEClient" and option 43 with discovery control bit 3
+//! (PXE 2.1 §2.2.1 step 2, §2.4.5), a plain client neither.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use dhcproto::v4::{self, Decodable, Decoder, DhcpOption, OptionCode};
 use preboot::Instant;
-use preboot::dhcp::config::{BootEntry, MenuPolicy, Pool, ServerConfig};
+use preboot::dhcp::config::{BootEntry, MenuPolicy, MtftpParams, Pool, ServerConfig};
 use preboot::dhcp::{Mode, Server, ServerPort};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
@@ -32,18 +34,20 @@ fn full(menu: MenuPolicy) -> Server {
     c.boot.bios = BootEntry::tftp("pxelinux.0");
     c.boot.uefi_x64 = BootEntry::tftp("bootx64.efi");
     c.menu.policy = menu;
-    c.pools
-        .push(Pool {
-            subnet: Ipv4Addr::new(192, 168, 77, 0),
-            prefix_len: 24,
-            start: Ipv4Addr::new(192, 168, 77, 100),
-            end: Ipv4Addr::new(192, 168, 77, 150),
-            router: None,
-            dns: Default::default(),
-            lease_time: Duration::from_secs(600),
-        })
-        .unwrap();
+    c.pools.push(pool()).unwrap();
     Server::new(c).unwrap()
+}
+
+fn pool() -> Pool {
+    Pool {
+        subnet: Ipv4Addr::new(192, 168, 77, 0),
+        prefix_len: 24,
+        start: Ipv4Addr::new(192, 168, 77, 100),
+        end: Ipv4Addr::new(192, 168, 77, 150),
+        router: None,
+        dns: Default::default(),
+        lease_time: Duration::from_secs(600),
+    }
 }
 
 fn answer(s: &mut Server, port: ServerPort, from: SocketAddrV4, req: &[u8]) -> v4::Message {
@@ -128,18 +132,153 @@ fn full_mode_offer_carries_the_menu_and_no_file() {
     assert_eq!(file(&ack), b"pxelinux.0");
 }
 
+fn class(m: &v4::Message) -> Option<Vec<u8>> {
+    match m.opts().get(OptionCode::ClassIdentifier)? {
+        DhcpOption::ClassIdentifier(c) => Some(c.clone()),
+        other => panic!("option 60 decoded as {other:?}"),
+    }
+}
+
+/// Option 43 sub-option 6 (discovery control), if present.
+fn discovery_control(m: &v4::Message) -> Option<u8> {
+    let DhcpOption::VendorExtensions(v) = m.opts().get(OptionCode::VendorExtensions)? else {
+        panic!("option 43 not raw");
+    };
+    let mut i = 0;
+    while i + 2 < v.len() && v[i] != 255 {
+        if v[i] == 6 {
+            return Some(v[i + 2]);
+        }
+        i += 2 + usize::from(v[i + 1]);
+    }
+    None
+}
+
+/// PXE 2.1 §2.2.1 (step 2, Table 2-1) and §2.4.5: a DHCP server that
+/// provides the PXE service itself answers a PXE client with option 60
+/// "PXEClient" (so the client stops waiting for a proxyDHCP offer: iPXE
+/// leaves discovery at once, src/net/udp/dhcp.c `dhcp_discovery_rx`) and
+/// option 43 with discovery control bit 3 ("boot the file in this offer"),
+/// so EDK2 takes it as a PXE 1.0 offer and boots the file without a 4011
+/// step (PxeBcSelectBootPrompt). The file stays in the answer.
 #[test]
-fn full_mode_without_menu_gives_the_file_and_no_option_43() {
+fn full_mode_without_menu_answers_pxe_clients_as_their_pxe_server() {
     let mut s = full(MenuPolicy::Never);
+    for (discover, want) in [
+        ("ipxe-bios-discover", &b"pxelinux.0"[..]),
+        ("ovmf-uefi-discover", &b"bootx64.efi"[..]),
+    ] {
+        let m = answer(&mut s, ServerPort::Dhcp, from68(), &vector(discover));
+        assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Offer));
+        assert_ne!(m.yiaddr(), Ipv4Addr::UNSPECIFIED, "{discover}: an address");
+        assert_eq!(class(&m).as_deref(), Some(&b"PXEClient"[..]), "{discover}");
+        assert_eq!(
+            pxe43(&m).unwrap().0,
+            [6],
+            "{discover}: only discovery control"
+        );
+        assert_eq!(discovery_control(&m), Some(8), "{discover}: bit 3");
+        assert_eq!(file(&m), want, "{discover}");
+        assert_eq!(m.siaddr(), SERVER, "{discover}");
+    }
+    // The ACK says the same (EDK2 reads its boot information from the ACK).
+    for (request, want) in [
+        ("ipxe-bios-request", &b"pxelinux.0"[..]),
+        ("ovmf-uefi-request", &b"bootx64.efi"[..]),
+    ] {
+        let m = answer(&mut s, ServerPort::Dhcp, from68(), &vector(request));
+        assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack), "{request}");
+        assert_eq!(class(&m).as_deref(), Some(&b"PXEClient"[..]), "{request}");
+        assert_eq!(discovery_control(&m), Some(8), "{request}");
+        assert_eq!(file(&m), want, "{request}");
+    }
+}
+
+/// EDK2 drops offers with MTFTP sub-options 1–5 (PxeBcParseDhcp4Packet):
+/// in full mode too, only a BIOS client gets them.
+#[test]
+fn full_mode_mtftp_suboptions_only_for_bios() {
+    let mut c = ServerConfig::full(SERVER);
+    let mtftp = Some(MtftpParams {
+        ip: Ipv4Addr::new(239, 239, 239, 2),
+        client_port: 1760,
+        server_port: 1759,
+        timeout_secs: 2,
+        delay_secs: 4,
+    });
+    c.boot.bios = BootEntry::tftp("pxelinux.0");
+    c.boot.uefi_x64 = BootEntry::tftp("bootx64.efi");
+    c.boot.bios.as_mut().unwrap().mtftp = mtftp;
+    c.boot.uefi_x64.as_mut().unwrap().mtftp = mtftp;
+    c.pools.push(pool()).unwrap();
+    let mut s = Server::new(c).unwrap();
     let m = answer(
         &mut s,
         ServerPort::Dhcp,
         from68(),
         &vector("ipxe-bios-discover"),
     );
+    assert_eq!(pxe43(&m).unwrap().0, [1, 2, 3, 4, 5, 6]);
+    let m = answer(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ovmf-uefi-discover"),
+    );
+    assert_eq!(pxe43(&m).unwrap().0, [6], "no 1-5 for UEFI");
+    assert_eq!(file(&m), b"bootx64.efi");
+}
+
+/// A client without option 60 "PXEClient" (dhclient, udhcpc) is no PXE
+/// client: no option 60 and no option 43 in its answer, with or without a
+/// boot file for it (`boot_non_pxe`).
+#[test]
+fn full_mode_plain_client_gets_no_option_60() {
+    let mut plain = vector("ipxe-bios-discover");
+    let at = plain
+        .windows(9)
+        .position(|w| w == b"PXEClient")
+        .expect("vector has option 60");
+    plain[at..at + 9].copy_from_slice(b"XYZClient");
+    for boot_non_pxe in [false, true] {
+        let mut c = ServerConfig::full(SERVER);
+        c.boot.bios = BootEntry::tftp("pxelinux.0");
+        c.boot_non_pxe = boot_non_pxe;
+        c.pools.push(pool()).unwrap();
+        let mut s = Server::new(c).unwrap();
+        let m = answer(&mut s, ServerPort::Dhcp, from68(), &plain);
+        assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Offer));
+        assert_eq!(class(&m), None, "boot_non_pxe {boot_non_pxe}");
+        assert!(pxe43(&m).is_none(), "boot_non_pxe {boot_non_pxe}");
+        let want: &[u8] = if boot_non_pxe { b"pxelinux.0" } else { b"" };
+        assert_eq!(file(&m), want);
+    }
+    // Without option 60 at all (dhclient's DISCOVER).
+    let mut s = full(MenuPolicy::Always);
+    let m = answer(&mut s, ServerPort::Dhcp, from68(), &dhclient_discover());
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Offer));
+    assert_eq!(class(&m), None);
     assert!(pxe43(&m).is_none());
-    assert_eq!(file(&m), b"pxelinux.0");
+}
+
+fn dhclient_discover() -> Vec<u8> {
+    use dhcproto::Encodable;
+    let mut m = v4::Message::default();
+    m.set_opcode(v4::Opcode::BootRequest)
+        .set_xid(0x1234_5678)
+        .set_chaddr(&[0x02, 0, 0, 0, 0, 0x42]);
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+    m.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
+        OptionCode::SubnetMask,
+        OptionCode::Router,
+        OptionCode::DomainNameServer,
+    ]));
+    m.to_vec().unwrap()
+}
+
+#[test]
+fn full_mode_menu_policy_always_prompts_forever() {
     let mut s = full(MenuPolicy::Always);
     let m = answer(
         &mut s,

@@ -108,8 +108,10 @@ fn answers() -> Vec<Vec<u8>> {
     proxy.menu.policy = MenuPolicy::OnKeyPress { timeout_secs: 5 };
     let mut full = proxy.clone();
     full.mode = preboot::dhcp::Mode::Full;
-    // Full-mode answers with the file in them (with a menu they carry
-    // option 43 instead, and the file comes from 4011).
+    // Full-mode answers with the file in them, and to a PXE client option
+    // 60 "PXEClient" with option 43 (discovery control bit 3 and, BIOS
+    // only, MTFTP); with a menu they carry the menu instead of the file,
+    // which then comes from 4011.
     full.menu.policy = MenuPolicy::Never;
     full.pools
         .push(Pool {
@@ -233,6 +235,12 @@ fn tshark_decodes_every_answer_cleanly() {
     assert_eq!(rows[2][2], "pxelinux.0");
     assert_eq!(rows[3][2], "grubnetx64.efi");
     assert_eq!(rows[4][2], "pxelinux.0");
+    // Full mode to iPXE: OFFER and ACK say "PXEClient" (PXE 2.1 §2.2.1
+    // step 2), the NAK does not.
+    assert_eq!(rows[4][1], "PXEClient", "{out}");
+    assert_eq!(rows[5][1], "PXEClient", "{out}");
+    assert_eq!(rows[5][2], "pxelinux.0", "{out}");
+    assert!(rows[6][1].is_empty(), "{out}");
     for r in &rows[..6] {
         assert_eq!(r[3], "192.168.77.1", "siaddr: {out}");
     }

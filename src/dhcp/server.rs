@@ -640,24 +640,31 @@ impl Server {
         if let Some((arch, entry)) = self.boot_entry(&req) {
             p.siaddr = entry.server.unwrap_or(self.config.tftp_server);
             p.arch = Some(arch);
-            // With a PXE menu (PXE 2.1 §2.4.5) the answer carries option 43
-            // as a proxy offer does, and no file: the client shows the
-            // menu, then asks the boot server (4011) for the item's file.
-            let menu = self.config.menu.policy != MenuPolicy::Never
-                && req.kind == ClientKind::Pxe
-                && arch != BootArch::Http;
-            if menu {
+            // This server is the client's PXE server too, so a PXE client
+            // gets the "extended DHCPOFFER" of PXE 2.1 §2.2.1 (step 2,
+            // Table 2-1): option 60 "PXEClient" and the PXE options (43).
+            // Without option 60 the client takes the answer for plain DHCP
+            // and waits for a proxyDHCP offer (iPXE: ~3 s before its
+            // REQUEST). Option 43 carries discovery control (§2.4.5): with
+            // no menu, bit 3 "boot the file in this offer" — so EDK2 takes
+            // it as a PXE 1.0 offer and boots the file without a 4011 step,
+            // where 60 alone would make it a BINL offer that must ask 4011
+            // — and with a menu, the menu, the file then coming from the
+            // boot server (4011). MTFTP sub-options 1–5 never go to UEFI
+            // clients (EDK2 discards offers carrying them).
+            let pxe = req.kind == ClientKind::Pxe && arch != BootArch::Http;
+            if pxe {
                 p.pxe_class = Some(ClientKind::Pxe);
                 p.pxe43 = Pxe43::Offer;
                 if !arch.is_uefi() {
                     p.mtftp = entry.mtftp;
                 }
-            } else {
+            }
+            if !(pxe && self.config.menu.policy != MenuPolicy::Never) {
                 p.file = Some(entry.file);
             }
             // HTTP boot needs option 60 "HTTPClient" in the answer (UEFI
-            // 2.5 §24.7.2); PXE clients boot the file directly from a
-            // DHCP-only offer.
+            // 2.5 §24.7.2), and no PXE options.
             if arch == BootArch::Http {
                 p.pxe_class = Some(ClientKind::Http);
             }
