@@ -252,6 +252,7 @@ impl<'a> DhcpOption<'a> {
     }
 
     /// Writes into a sink whose room was checked (crate-internal).
+    #[inline]
     pub(crate) fn emit_into(&self, s: &mut SliceSink<'_>) -> Result<(), EmitError> {
         // One piece (the common case): the payload is written straight
         // after a two-byte header whose length byte is filled in from what
