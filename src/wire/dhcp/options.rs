@@ -92,6 +92,9 @@ pub struct RawOptions<'a> {
     end: usize,
     /// Codes that occur more than once (long options).
     dup: CodeSet,
+    /// Whether `dup` is not empty (never, in real client messages: the
+    /// walk then skips the per-option look-up).
+    any_dup: bool,
     /// Long-option codes already yielded.
     done: CodeSet,
     truncated: bool,
@@ -116,11 +119,8 @@ impl Scan {
         let mut dup = CodeSet::default();
         let mut truncated = false;
         // The options field: one tight pass (the common case has nothing
-        // else to scan). Option 52's fragments are joined before its value
-        // is processed (RFC 3396 §7); it counts only if one byte long.
+        // else to scan); option 52 is read after it (`overload_of`).
         let opts = packet.get(OPTIONS..).unwrap_or(&[]);
-        let mut overload_len = 0usize;
-        let mut overload_value = 0u8;
         let mut i = 0;
         while i < opts.len() {
             let code = opts[i];
@@ -141,16 +141,12 @@ impl Scan {
                 break;
             }
             seen.insert_noting_repeat(code, &mut dup);
-            if code == OPTION_OVERLOAD {
-                overload_len += len as usize;
-                if len == 1 {
-                    overload_value = opts[i + 2];
-                }
-            }
             i = next;
         }
-        let overload = if overload_len == 1 {
-            overload_value & 3
+        // Option 52 (rare) is read in a second, cold pass, so the loop
+        // above does nothing per option but the code sets.
+        let overload = if seen.contains(OPTION_OVERLOAD) {
+            overload_of(opts)
         } else {
             0
         };
@@ -189,6 +185,45 @@ impl Scan {
     }
 }
 
+/// The overload in force from the options field `opts` (option 52 present):
+/// its fragments joined (RFC 3396 §7), it counts only if one byte long
+/// (RFC 2132 §9.3); its two low bits.
+#[cold]
+#[inline(never)]
+fn overload_of(opts: &[u8]) -> u8 {
+    let mut overload_len = 0usize;
+    let mut overload_value = 0u8;
+    let mut i = 0;
+    while let Some(&code) = opts.get(i) {
+        if code == 0 {
+            i += 1;
+            continue;
+        }
+        if code == 255 {
+            break;
+        }
+        let start = i + 2;
+        let Some(data) = opts
+            .get(i + 1)
+            .and_then(|&len| opts.get(start..start + len as usize))
+        else {
+            break;
+        };
+        if code == OPTION_OVERLOAD {
+            overload_len += data.len();
+            if let [v] = data {
+                overload_value = *v;
+            }
+        }
+        i = start + data.len();
+    }
+    if overload_len == 1 {
+        overload_value & 3
+    } else {
+        0
+    }
+}
+
 impl<'a> RawOptions<'a> {
     /// Scans the options of a whole DHCP message (`packet` starts with the
     /// BOOTP header). One quick pass finds option 52 and repeated codes;
@@ -208,6 +243,7 @@ impl<'a> RawOptions<'a> {
             pos,
             end,
             dup: scan.dup,
+            any_dup: !scan.dup.is_empty(),
             done: CodeSet::default(),
             truncated: scan.truncated,
         }
@@ -258,7 +294,7 @@ impl<'a> Iterator for RawOptions<'a> {
                 };
                 let at = self.pos;
                 self.pos = start + data.len();
-                if !self.dup.contains(code) {
+                if !self.any_dup || !self.dup.contains(code) {
                     return Some(RawOption {
                         code,
                         data: OptionData::new(data),

@@ -158,7 +158,7 @@ impl<'a> DhcpHeader<'a> {
         let mut seen = CodeSet::default();
         let mut len = OPTIONS + 1;
         for o in options {
-            o.check()?;
+            let wire_len = o.checked_wire_len()?;
             if !seen.insert(o.code()) {
                 return Err(EmitError::DuplicateOption(o.code()));
             }
@@ -172,7 +172,7 @@ impl<'a> DhcpHeader<'a> {
                     });
                 }
             }
-            len += o.wire_len();
+            len += wire_len;
         }
         Ok(len.max(MIN_MESSAGE_LEN))
     }

@@ -110,6 +110,18 @@ macro_rules! dhcp_options {
                 }
             }
 
+            /// [`check_value`](Self::check_value) and
+            /// [`payload_len`](Self::payload_len) in one match (the
+            /// builders' sizing pass).
+            #[inline]
+            fn checked_payload_len(&self) -> Result<usize, EmitError> {
+                match self {
+                    $( Self::$variant(v) => v.check($code).map(|()| v.encoded_len()), )*
+                    Self::Malformed { data, .. } => Ok(data.len()),
+                    Self::Unknown { .. } => self.check_value().map(|()| self.payload_len()),
+                }
+            }
+
             fn write_payload<S: Sink>(&self, out: &mut S) {
                 match self {
                     $( Self::$variant(v) => v.encode(out), )*
@@ -218,6 +230,13 @@ impl<'a> DhcpOption<'a> {
         self.check_value()
     }
 
+    /// [`check`](Self::check), then [`wire_len`](Self::wire_len), in one
+    /// pass over the value (crate-internal: the builders' sizing pass).
+    #[inline]
+    pub(crate) fn checked_wire_len(&self) -> Result<usize, EmitError> {
+        self.checked_payload_len().map(split_wire_len)
+    }
+
     /// Writes the option (split into 255-byte pieces if needed) at the
     /// front of `buf`; returns the bytes written. `buf` is untouched on
     /// error.
@@ -233,19 +252,36 @@ impl<'a> DhcpOption<'a> {
     }
 
     /// Writes into a sink whose room was checked (crate-internal).
+    #[inline]
     pub(crate) fn emit_into(&self, s: &mut SliceSink<'_>) -> Result<(), EmitError> {
-        let len = self.payload_len();
-        if len <= 255 {
-            // One piece (the common case): header, then the payload
-            // straight into the buffer.
-            let end = s.pos + 2 + len;
-            s.put(&[self.code(), len as u8]);
-            self.write_payload(s);
-            if s.overflow || s.pos != end {
-                return Err(EmitError::Internal);
-            }
-            return Ok(());
+        // One piece (the common case): the payload is written straight
+        // after a two-byte header whose length byte is filled in from what
+        // was written, so the payload length is not computed again. A
+        // payload over 255 bytes is rewound and split (cold): its split
+        // form is longer, so the one-piece attempt stayed within the room
+        // the caller checked.
+        let at = s.pos;
+        s.put(&[self.code(), 0]);
+        self.write_payload(s);
+        if s.overflow {
+            return Err(EmitError::Internal);
         }
+        let len = s.pos - at - 2;
+        match (u8::try_from(len), s.buf.get_mut(at + 1)) {
+            (Ok(l), Some(b)) => {
+                *b = l;
+                Ok(())
+            }
+            _ => self.emit_split(s, at, len),
+        }
+    }
+
+    /// [`emit_into`](Self::emit_into) of a payload over 255 bytes: rewinds
+    /// to `at` and writes it in 255-byte pieces (RFC 3396 §6).
+    #[cold]
+    #[inline(never)]
+    fn emit_split(&self, s: &mut SliceSink<'_>, at: usize, len: usize) -> Result<(), EmitError> {
+        s.pos = at;
         let mut w = SplitSink::new(s, self.code(), len);
         self.write_payload(&mut w);
         let ok = w.finished();
