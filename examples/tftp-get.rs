@@ -30,6 +30,23 @@ use socket2::{Domain, Protocol, Socket, Type};
 const USAGE: &str = "usage: tftp-get --server ADDR:PORT --file NAME [--out FILE] \
 [--blksize N] [--windowsize N] [--tsize] [--count N] [--time-limit SECS]";
 
+const HELP: &str = "
+Download a file over TFTP with this crate's client engine, once or N times
+concurrently from one event loop.
+
+  --server ADDR:PORT    the TFTP server (required)
+  --file NAME           the file to read (required)
+  --out FILE            write the data there (only with --count 1); default: count it only
+  --blksize N           request blksize N (RFC 2348)
+  --windowsize N        request windowsize N (RFC 7440)
+  --tsize               request tsize (RFC 2349)
+  --count N             N concurrent downloads of the same file (default 1)
+  --time-limit SECS     give up after SECS (default 120)
+  -h, --help            this text
+
+Prints ok=, failed=, bytes=, wall_s=, mb_s= and per-transfer min/median/max
+seconds; exits non-zero if any transfer failed.";
+
 /// Received data: written to a file, or only counted.
 struct Sink {
     file: Option<File>,
@@ -81,7 +98,10 @@ fn parse() -> Result<Args, String> {
             "--tsize" => config.tsize = true,
             "--count" => count = num("--count", it.next())?,
             "--time-limit" => time_limit = Duration::from_secs(num("--time-limit", it.next())?),
-            "-h" | "--help" => return Err(USAGE.into()),
+            "-h" | "--help" => {
+                println!("{USAGE}\n{HELP}");
+                std::process::exit(0);
+            }
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }

@@ -19,6 +19,22 @@ use preboot::driver::tftp::{TftpServer, TftpServerConfig};
 const USAGE: &str = "usage: tftp-server --root DIR [--bind ADDR] [--port PORT] \
 [--max-transfers N] [--max-per-client N] [--single-port] [--no-batch]";
 
+const HELP: &str = "
+Serve one directory, read-only, over TFTP (RFC 1350; options blksize,
+timeout, tsize, windowsize).
+
+  --root DIR            directory to serve (required); nothing outside it is read
+  --bind ADDR           address to listen on (default 0.0.0.0)
+  --port PORT           port to listen on (default 69; needs privileges below 1024)
+  --max-transfers N     concurrent transfers at most (default: the driver's)
+  --max-per-client N    concurrent transfers per client address at most
+  --single-port         answer every transfer from the listening port (NAT)
+  --no-batch            send DATA block by block instead of one send per window
+  -h, --help            this text
+
+Logs go to stderr (RUST_LOG=preboot=debug for every request); Ctrl-C or
+SIGTERM stops it.";
+
 struct Args {
     root: PathBuf,
     bind: IpAddr,
@@ -68,7 +84,10 @@ fn parse() -> Result<Args, String> {
             }
             "--single-port" => single_port = true,
             "--no-batch" => no_batch = true,
-            "-h" | "--help" => return Err(USAGE.into()),
+            "-h" | "--help" => {
+                println!("{USAGE}\n{HELP}");
+                std::process::exit(0);
+            }
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
