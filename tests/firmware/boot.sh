@@ -7,6 +7,8 @@
 #       [--accel tcg|kvm|auto] [--out DIR] [--keep]
 #
 # --accel auto (default) uses KVM only if a probe boot under KVM works.
+# --menu always makes the firmware wait for a key, which this harness never
+# sends: use keypress (the prompt times out and the boot goes on).
 #
 # It creates its own network namespace (bridge br0 192.168.77.1/24 and a
 # tap device, nothing routed out), starts the boot server there on the
