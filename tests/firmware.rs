@@ -208,6 +208,21 @@ fn bios_proxy_menu_prompt_reaches_ipxe() {
     ]);
 }
 
+/// Menu policy "always" (prompt timeout 255, PXE 2.1 §2.4.5): iPXE shows
+/// our menu and waits; the harness types Enter on the serial console once
+/// our prompt is there, and the default item boots through 4011.
+#[test]
+fn bios_proxy_menu_always_waits_for_a_key() {
+    assert_pass(&["--firmware", "bios", "--mode", "proxy", "--menu", "always"]);
+}
+
+/// Menu policy "on key press" in full mode: our OFFER/ACK carry the menu
+/// (option 43), iPXE shows the prompt, then asks the boot server on 4011.
+#[test]
+fn bios_full_menu_prompt_reaches_ipxe() {
+    assert_pass(&["--firmware", "bios", "--mode", "full", "--menu", "keypress"]);
+}
+
 /// Full DHCP for EDK2's PXE (arch 7, RFC 4578 §2.1), TFTP with its tsize
 /// probe (RFC 2349) and windowsize (RFC 7440).
 #[test]

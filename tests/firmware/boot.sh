@@ -7,6 +7,9 @@
 #       [--accel tcg|kvm|auto] [--out DIR] [--keep]
 #
 # --accel auto (default) uses KVM only if a probe boot under KVM works.
+# --menu always makes the firmware wait for a key: the harness then types
+# Enter on the serial console (SeaBIOS passes it to iPXE) once the prompt
+# is shown, which boots the default item.
 #
 # It creates its own network namespace (bridge br0 192.168.77.1/24 and a
 # tap device, nothing routed out), starts the boot server there on the
@@ -320,8 +323,16 @@ if [[ "$accel" == auto ]]; then
   fi
   accel="$(cat "$cache/ACCEL")"
 fi
+serial=(-serial "file:$out/serial.log")
+if [[ "$menu" == always ]]; then
+  # A serial port the harness can also type into: QEMU reads serial.in and
+  # writes serial.out (named pipes); cat copies the output to serial.log.
+  rm -f "$out/serial.in" "$out/serial.out"
+  mkfifo "$out/serial.in" "$out/serial.out" || setup_fail "mkfifo"
+  serial=(-chardev "pipe,id=ser0,path=$out/serial" -serial chardev:ser0)
+fi
 qemu=(qemu-system-x86_64 -accel "$accel" -m 512 -nodefaults -no-user-config
-  -display none -vga none -monitor none -serial "file:$out/serial.log"
+  -display none -vga none -monitor none "${serial[@]}"
   -no-reboot -boot n
   -netdev tap,id=n0,ifname=tap0,script=no,downscript=no)
 if [[ "$firmware" == bios ]]; then
@@ -335,6 +346,11 @@ else
     -device virtio-net-pci,netdev=n0,mac="$mac",romfile=)
 fi
 : >"$out/serial.log"
+if [[ "$menu" == always ]]; then
+  cat "$out/serial.out" >>"$out/serial.log" &
+  pids+=($!)
+fi
+typed=0
 t0=$(date +%s.%N)
 ip netns exec "$ns" timeout -s KILL "$timeout_s" "${qemu[@]}" >"$out/qemu.log" 2>&1 &
 qemu_pid=$!
@@ -347,6 +363,12 @@ give_up_re='BdsDxe: failed to (load|start) Boot0001|No bootable device|System ha
 while kill -0 "$qemu_pid" 2>/dev/null; do
   if [[ -z "$boot_s" ]] && grep -aqF "$marker" "$out/serial.log"; then
     boot_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+  fi
+  if [[ "$menu" == always && $typed -eq 0 ]] && grep -aqF "$prompt" "$out/serial.log"; then
+    sleep 1
+    printf '\r' >"$out/serial.in"
+    typed=1
+    echo "boot.sh: typed Enter at the menu prompt" >&2
   fi
   if [[ -z "$boot_s" && -z "$gave_up" ]] && grep -aqE "$give_up_re" "$out/serial.log"; then
     gave_up="$(grep -aoE "$give_up_re" "$out/serial.log" | head -n 1)"
