@@ -186,8 +186,9 @@ fn bios_full_dhcp_boots() {
 }
 
 /// PXE 2.1 §2.2.2 proxyDHCP beside udhcpd, menu policy "never": the proxy
-/// OFFER carries the file with discovery control bit 3 (§2.4.5), which
-/// iPXE boots directly.
+/// OFFER names no file and has no discovery control bit 3 (§2.4.5), so
+/// iPXE asks on 4011 and boots the file of our 4011 ACK (§2.2.1); the
+/// harness requires that exchange.
 #[test]
 fn bios_proxy_boots() {
     assert_pass(&["--firmware", "bios", "--mode", "proxy"]);

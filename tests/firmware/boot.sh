@@ -438,10 +438,12 @@ dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
     offer++
     if (mode == "full" && $10 != "0.0.0.0" && $10 != "") offer_addr++
     if (mode == "proxy" && $8 ~ /^PXEClient/) offer_pxe++
-    # Discovery control bit 3 with a file: "boot this file, no discovery"
-    # (PXE 2.1 §2.4.5); iPXE then skips the 4011 request.
+    # The proxy OFFER names no file and has no discovery control bit 3
+    # ("boot the file in this offer", PXE 2.1 §2.4.5): the file comes from
+    # the 4011 ACK (§2.2.1), which every client must ask for.
     dc = tolower($15); low = index("0123456789abcdef", substr(dc, length(dc), 1)) - 1
-    if (mode == "proxy" && $11 != "" && dc ~ /^0x/ && low >= 8) direct_boot++
+    if (mode == "proxy" && ($11 != "" || $12 != "")) proxy_offer_file++
+    if (mode == "proxy" && dc ~ /^0x/ && low >= 8) proxy_offer_bit3++
     if ($11 != "") files[$11] = 1
     if ($12 != "") files[$12] = 1
   }
@@ -452,6 +454,8 @@ dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
   }
   $3 == srv && chaddr == mac && t == 5 && $4 == 4011 {
     ack4011++
+    g = ($11 != "") ? $11 : $12; sub(/^\//, "", g)
+    if (g == want_file) ack4011_file++
     if ($11 != "") files[$11] = 1
     if ($12 != "") files[$12] = 1
   }
@@ -466,9 +470,11 @@ dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
     if (!req67) print "FAIL no DHCPREQUEST from the guest"
     if (mode == "full" && !ack67) print "FAIL no DHCPACK from the boot server"
     if (mode == "proxy" && !other_ack) print "FAIL no DHCPACK from the third-party DHCP server"
-    if (mode == "proxy" && !req4011 && !direct_boot) print "FAIL no REQUEST to the boot server on port 4011"
-    if (mode == "proxy" && !ack4011 && (req4011 || !direct_boot)) print "FAIL no ACK from the boot server on port 4011"
-    if (mode == "proxy" && !req4011 && direct_boot) print "NOTE no 4011 exchange: the proxy OFFER said boot its file directly (discovery control bit 3)"
+    if (mode == "proxy" && proxy_offer_file) print "FAIL the proxy OFFER names a boot file (it must come from the 4011 ACK)"
+    if (mode == "proxy" && proxy_offer_bit3) print "FAIL the proxy OFFER sets discovery control bit 3 (boot the file in this offer)"
+    if (mode == "proxy" && !req4011) print "FAIL no REQUEST to the boot server on port 4011"
+    if (mode == "proxy" && !ack4011) print "FAIL no ACK from the boot server on port 4011"
+    if (mode == "proxy" && ack4011 && !ack4011_file) print "FAIL the 4011 ACK does not name the boot file " want_file
     n = 0
     for (f in files) {
       n++
