@@ -98,8 +98,14 @@ fn serves_dhcp_and_tftp_together_and_stops_on_the_flag() {
     let offer = proxy_offer(dhcp, &client);
     assert_eq!(offer[0], 2, "BOOTREPLY");
     assert!(
-        offer.windows(10).any(|w| w == b"pxelinux.0"),
-        "the offer names the BIOS file"
+        offer.windows(9).any(|w| w == b"PXEClient"),
+        "a proxy OFFER (option 60 PXEClient)"
+    );
+    // No file in the proxy OFFER: it comes from the 4011 ACK (PXE 2.1
+    // §2.2.1), not bound in this configuration.
+    assert!(
+        !offer.windows(10).any(|w| w == b"pxelinux.0"),
+        "the proxy OFFER names no file"
     );
     assert_eq!(tftp_get_small(tftp, "pxelinux.0"), b"tiny pxe loader");
     stop.store(true, Ordering::Relaxed);

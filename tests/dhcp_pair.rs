@@ -202,6 +202,34 @@ fn proxy_mode_without_loss() {
     assert_eq!(o.sent, 3, "DISCOVER, REQUEST, boot server REQUEST");
 }
 
+/// Menu policy "never": the proxy OFFER names no file (PXE 2.1 §2.2.1
+/// step 4, no discovery control bit 3 of §2.4.5), so the client engine
+/// must send the proxyDHCP REQUEST to 4011 and take the file from that
+/// ACK, for BIOS and UEFI alike.
+#[test]
+fn proxy_mode_menu_never_gets_the_file_from_4011() {
+    for (arch, file) in [(0, "pxelinux.0"), (7, "grubx64.efi")] {
+        let mut nodes = proxy_pair();
+        let mut proxy = ServerConfig::proxy(PROXY);
+        proxy.boot.bios = BootEntry::tftp("pxelinux.0");
+        proxy.boot.uefi_x64 = BootEntry::tftp("grubx64.efi");
+        proxy.menu.policy = MenuPolicy::Never;
+        nodes[1].server = Server::new(proxy).unwrap();
+        let c = Client::new(
+            Instant::ZERO,
+            ClientConfig::new([0x52, 0x54, 0, 0, 0, 3], arch, [3; 16]),
+            44,
+        );
+        let o = simulate(c, &mut nodes, 0, 1);
+        let b = bound(&o);
+        assert_eq!(b.boot_server, Some(PROXY), "arch {arch}: file from 4011");
+        assert_eq!(b.boot_file.as_str(), file);
+        assert_eq!(b.tftp_server, PROXY);
+        assert!(b.menu.is_empty());
+        assert_eq!(o.sent, 3, "DISCOVER, REQUEST, proxyDHCP REQUEST to 4011");
+    }
+}
+
 #[test]
 fn both_modes_converge_over_a_lossy_link() {
     for seed in 1..=40u64 {

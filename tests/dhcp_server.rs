@@ -152,9 +152,14 @@ fn proxy_offer_to_ipxe_bios() {
     ] {
         assert_eq!(opt(&m, c), opt(&dnsmasq, c), "{c:?}");
     }
-    // No menu: discovery control bit 3, the file right in the offer.
-    assert_eq!(subs(&opt43(&m).unwrap()), [(6, vec![0x08])]);
-    assert_eq!(fname(&m), b"pxelinux.0");
+    // No menu: no boot file, no option 67 and no option 43 (so no
+    // discovery control bit 3, PXE 2.1 §2.4.5) — like dnsmasq's proxy
+    // offer, the client must send the proxyDHCP REQUEST to 4011 for its
+    // file (PXE 2.1 §2.2.1 steps 4–6).
+    assert_eq!(opt43(&m), None);
+    assert_eq!(fname(&m), b"");
+    assert_eq!(fname(&dnsmasq), b"");
+    assert_eq!(opt(&m, OptionCode::BootfileName), None);
     assert!(matches!(
         events(&mut s)[..],
         [Event::ProxyOffered {
@@ -313,7 +318,8 @@ fn ipxe_gets_its_own_file_to_break_the_loop() {
         from68(),
         &vector("ipxe-bios-discover"),
     );
-    assert_eq!(fname(&m), b"http://192.168.77.1/boot.ipxe");
+    // The proxy OFFER names no file (PXE 2.1 §2.2.1): the 4011 ACK does.
+    assert_eq!(fname(&m), b"");
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
     let (_, m) = one(
         &mut s,

@@ -186,8 +186,9 @@ fn bios_full_dhcp_boots() {
 }
 
 /// PXE 2.1 §2.2.2 proxyDHCP beside udhcpd, menu policy "never": the proxy
-/// OFFER carries the file with discovery control bit 3 (§2.4.5), which
-/// iPXE boots directly.
+/// OFFER names no file and has no discovery control bit 3 (§2.4.5), so
+/// iPXE asks on 4011 and boots the file of our 4011 ACK (§2.2.1); the
+/// harness requires that exchange.
 #[test]
 fn bios_proxy_boots() {
     assert_pass(&["--firmware", "bios", "--mode", "proxy"]);
@@ -206,6 +207,21 @@ fn bios_proxy_menu_prompt_reaches_ipxe() {
         "--menu",
         "keypress",
     ]);
+}
+
+/// Menu policy "always" (prompt timeout 255, PXE 2.1 §2.4.5): iPXE shows
+/// our menu and waits; the harness types Enter on the serial console once
+/// our prompt is there, and the default item boots through 4011.
+#[test]
+fn bios_proxy_menu_always_waits_for_a_key() {
+    assert_pass(&["--firmware", "bios", "--mode", "proxy", "--menu", "always"]);
+}
+
+/// Menu policy "on key press" in full mode: our OFFER/ACK carry the menu
+/// (option 43), iPXE shows the prompt, then asks the boot server on 4011.
+#[test]
+fn bios_full_menu_prompt_reaches_ipxe() {
+    assert_pass(&["--firmware", "bios", "--mode", "full", "--menu", "keypress"]);
 }
 
 /// Full DHCP for EDK2's PXE (arch 7, RFC 4578 §2.1), TFTP with its tsize

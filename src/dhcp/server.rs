@@ -467,18 +467,23 @@ impl Server {
             ClientKind::Pxe
         });
         p.arch = Some(arch);
-        // UEFI firmware goes to 4011 for its file (a "BINL" offer, as EDK2
-        // calls it); BIOS PXE ROMs get discovery control from option 43 and,
-        // when no menu is shown, the file right in the offer.
+        // The proxy OFFER carries no boot file and no discovery control bit
+        // 3: the client gets its file from the proxyDHCP REQUEST on 4011
+        // (PXE 2.1 §2.2.1 steps 4–6: the proxy OFFER gives option 60
+        // "PXEClient" and the PXE options, the file comes in the ACK to
+        // the 4011 REQUEST). A file here lets iPXE boot without that
+        // exchange (it sends the ProxyDHCP REQUEST only for an offer with
+        // neither file nor menu), while EDK2 goes to 4011 in any case; so
+        // both take the same path, as with dnsmasq's proxy offers. Option 43
+        // only when the client needs it: the menu and prompt (§2.4.5) when
+        // a menu is configured, MTFTP sub-options 1–5 (BIOS only: EDK2
+        // discards offers carrying them).
         let menu = self.config.menu.policy != MenuPolicy::Never;
-        if !arch.is_uefi() || menu {
-            p.pxe43 = Pxe43::Offer;
-        }
         if !arch.is_uefi() {
             p.mtftp = entry.mtftp;
-            if !menu {
-                p.file = Some(entry.file);
-            }
+        }
+        if menu || p.mtftp.is_some() {
+            p.pxe43 = Pxe43::Offer;
         }
         if self.queue(p) {
             self.event(Event::ProxyOffered { chaddr, arch });

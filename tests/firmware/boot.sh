@@ -7,6 +7,9 @@
 #       [--accel tcg|kvm|auto] [--out DIR] [--keep]
 #
 # --accel auto (default) uses KVM only if a probe boot under KVM works.
+# --menu always makes the firmware wait for a key: the harness then types
+# Enter on the serial console (SeaBIOS passes it to iPXE) once the prompt
+# is shown, which boots the default item.
 #
 # It creates its own network namespace (bridge br0 192.168.77.1/24 and a
 # tap device, nothing routed out), starts the boot server there on the
@@ -320,8 +323,16 @@ if [[ "$accel" == auto ]]; then
   fi
   accel="$(cat "$cache/ACCEL")"
 fi
+serial=(-serial "file:$out/serial.log")
+if [[ "$menu" == always ]]; then
+  # A serial port the harness can also type into: QEMU reads serial.in and
+  # writes serial.out (named pipes); cat copies the output to serial.log.
+  rm -f "$out/serial.in" "$out/serial.out"
+  mkfifo "$out/serial.in" "$out/serial.out" || setup_fail "mkfifo"
+  serial=(-chardev "pipe,id=ser0,path=$out/serial" -serial chardev:ser0)
+fi
 qemu=(qemu-system-x86_64 -accel "$accel" -m 512 -nodefaults -no-user-config
-  -display none -vga none -monitor none -serial "file:$out/serial.log"
+  -display none -vga none -monitor none "${serial[@]}"
   -no-reboot -boot n
   -netdev tap,id=n0,ifname=tap0,script=no,downscript=no)
 if [[ "$firmware" == bios ]]; then
@@ -335,6 +346,11 @@ else
     -device virtio-net-pci,netdev=n0,mac="$mac",romfile=)
 fi
 : >"$out/serial.log"
+if [[ "$menu" == always ]]; then
+  cat "$out/serial.out" >>"$out/serial.log" &
+  pids+=($!)
+fi
+typed=0
 t0=$(date +%s.%N)
 ip netns exec "$ns" timeout -s KILL "$timeout_s" "${qemu[@]}" >"$out/qemu.log" 2>&1 &
 qemu_pid=$!
@@ -347,6 +363,12 @@ give_up_re='BdsDxe: failed to (load|start) Boot0001|No bootable device|System ha
 while kill -0 "$qemu_pid" 2>/dev/null; do
   if [[ -z "$boot_s" ]] && grep -aqF "$marker" "$out/serial.log"; then
     boot_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+  fi
+  if [[ "$menu" == always && $typed -eq 0 ]] && grep -aqF "$prompt" "$out/serial.log"; then
+    sleep 1
+    printf '\r' >"$out/serial.in"
+    typed=1
+    echo "boot.sh: typed Enter at the menu prompt" >&2
   fi
   if [[ -z "$boot_s" && -z "$gave_up" ]] && grep -aqE "$give_up_re" "$out/serial.log"; then
     gave_up="$(grep -aoE "$give_up_re" "$out/serial.log" | head -n 1)"
@@ -416,10 +438,12 @@ dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
     offer++
     if (mode == "full" && $10 != "0.0.0.0" && $10 != "") offer_addr++
     if (mode == "proxy" && $8 ~ /^PXEClient/) offer_pxe++
-    # Discovery control bit 3 with a file: "boot this file, no discovery"
-    # (PXE 2.1 §2.4.5); iPXE then skips the 4011 request.
+    # The proxy OFFER names no file and has no discovery control bit 3
+    # ("boot the file in this offer", PXE 2.1 §2.4.5): the file comes from
+    # the 4011 ACK (§2.2.1), which every client must ask for.
     dc = tolower($15); low = index("0123456789abcdef", substr(dc, length(dc), 1)) - 1
-    if (mode == "proxy" && $11 != "" && dc ~ /^0x/ && low >= 8) direct_boot++
+    if (mode == "proxy" && ($11 != "" || $12 != "")) proxy_offer_file++
+    if (mode == "proxy" && dc ~ /^0x/ && low >= 8) proxy_offer_bit3++
     if ($11 != "") files[$11] = 1
     if ($12 != "") files[$12] = 1
   }
@@ -430,6 +454,8 @@ dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
   }
   $3 == srv && chaddr == mac && t == 5 && $4 == 4011 {
     ack4011++
+    g = ($11 != "") ? $11 : $12; sub(/^\//, "", g)
+    if (g == want_file) ack4011_file++
     if ($11 != "") files[$11] = 1
     if ($12 != "") files[$12] = 1
   }
@@ -444,9 +470,11 @@ dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
     if (!req67) print "FAIL no DHCPREQUEST from the guest"
     if (mode == "full" && !ack67) print "FAIL no DHCPACK from the boot server"
     if (mode == "proxy" && !other_ack) print "FAIL no DHCPACK from the third-party DHCP server"
-    if (mode == "proxy" && !req4011 && !direct_boot) print "FAIL no REQUEST to the boot server on port 4011"
-    if (mode == "proxy" && !ack4011 && (req4011 || !direct_boot)) print "FAIL no ACK from the boot server on port 4011"
-    if (mode == "proxy" && !req4011 && direct_boot) print "NOTE no 4011 exchange: the proxy OFFER said boot its file directly (discovery control bit 3)"
+    if (mode == "proxy" && proxy_offer_file) print "FAIL the proxy OFFER names a boot file (it must come from the 4011 ACK)"
+    if (mode == "proxy" && proxy_offer_bit3) print "FAIL the proxy OFFER sets discovery control bit 3 (boot the file in this offer)"
+    if (mode == "proxy" && !req4011) print "FAIL no REQUEST to the boot server on port 4011"
+    if (mode == "proxy" && !ack4011) print "FAIL no ACK from the boot server on port 4011"
+    if (mode == "proxy" && ack4011 && !ack4011_file) print "FAIL the 4011 ACK does not name the boot file " want_file
     n = 0
     for (f in files) {
       n++
