@@ -688,3 +688,16 @@ root = "tftp"
     }
     assert!(seen >= 50, "only {seen} keys");
 }
+
+/// Proxy mode without the boot server socket could boot nobody: the proxy
+/// OFFER names no file, the 4011 ACK does (PXE 2.1 §2.2.1 steps 4-6).
+#[test]
+fn proxy_mode_without_boot_server_port_is_refused() {
+    let text = "[server]\nserver_ip = \"10.9.0.1\"\n[ports]\nboot = 0\n[boot]\nbios = \"pxelinux.0\"\ncheck_files = false\n";
+    let e = config::parse(Path::new("/etc/preboot/p.toml"), text).unwrap_err();
+    assert_eq!((e.line, e.field.as_str()), (4, "ports.boot"), "{e}");
+    assert!(
+        e.message.contains("proxy mode needs the boot server"),
+        "{e}"
+    );
+}

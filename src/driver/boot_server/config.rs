@@ -416,6 +416,17 @@ impl Conv<'_> {
             port(&p.tftp, 69),
             port(&p.client, 68),
         );
+        // A proxy OFFER names no boot file: PXE clients get it from the boot
+        // server on 4011 (PXE 2.1 §2.2.1 steps 4-6), so proxy mode without
+        // that socket could boot nobody.
+        if mode == Mode::Proxy && boot_port == 0 {
+            let msg =
+                "proxy mode needs the boot server port (clients fetch the boot file name there)";
+            return Err(match &p.boot {
+                Some(b) => self.cx.at(b, "ports.boot", msg),
+                None => self.cx.at(&srv.server_ip, "ports.boot", msg),
+            });
+        }
         // Two sockets on one port: the later bind would fail (or, with
         // SO_REUSEADDR, take the other's datagrams).
         let ports = [
