@@ -376,11 +376,20 @@ fn sigint_stops_cleanly_at_any_log_level() {
     std::fs::create_dir(dir.path().join("tftp")).unwrap();
     std::fs::write(dir.path().join("tftp/pxelinux.0"), b"x").unwrap();
     let config = dir.path().join("p.toml");
+    // Proxy mode needs a boot server port (0 would mean none): one that was
+    // free a moment ago.
+    let boot_port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     std::fs::write(
         &config,
-        "[server]\nserver_ip = \"127.0.0.1\"\nlisten = \"127.0.0.1\"\nbroadcast_address = \"127.0.0.1\"\n\
-         [ports]\ndhcp = 0\nboot = 0\ntftp = 0\nclient = 6868\n\
-         [boot]\nbios = \"pxelinux.0\"\n[tftp]\nroot = \"tftp\"\n",
+        format!(
+            "[server]\nserver_ip = \"127.0.0.1\"\nlisten = \"127.0.0.1\"\nbroadcast_address = \"127.0.0.1\"\n\
+             [ports]\ndhcp = 0\nboot = {boot_port}\ntftp = 0\nclient = 6868\n\
+             [boot]\nbios = \"pxelinux.0\"\n[tftp]\nroot = \"tftp\"\n"
+        ),
     )
     .unwrap();
     for (level, info_shown) in [("info", true), ("warn", false)] {
