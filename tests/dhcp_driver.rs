@@ -14,20 +14,10 @@ use dhcproto::v4::{self, Decodable, Decoder, DhcpOption, Encodable};
 use preboot::dhcp::config::Pool;
 use preboot::driver::dhcp::{DhcpServer, DhcpServerConfig, LeaseFile};
 
-const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
+mod dhcp_support;
+use dhcp_support::vector;
 
-fn vector(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/vectors/{name}.hex", env!("CARGO_MANIFEST_DIR"));
-    let hex: String = std::fs::read_to_string(path)
-        .unwrap()
-        .chars()
-        .filter(|c| c.is_ascii_hexdigit())
-        .collect();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
+const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 fn client_socket() -> UdpSocket {
     let s = UdpSocket::bind((LO, 0)).unwrap();

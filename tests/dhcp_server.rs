@@ -16,18 +16,8 @@ use preboot::dhcp::server::{Event, IgnoreReason};
 use preboot::dhcp::store::RecordKind;
 use preboot::dhcp::{BootArch, Server, ServerPort, Transmit};
 
-fn vector(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/vectors/{name}.hex", env!("CARGO_MANIFEST_DIR"));
-    let hex: String = std::fs::read_to_string(&path)
-        .unwrap()
-        .chars()
-        .filter(|c| c.is_ascii_hexdigit())
-        .collect();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
+mod dhcp_support;
+use dhcp_support::vector;
 
 fn decode(b: &[u8]) -> v4::Message {
     v4::Message::decode(&mut Decoder::new(b)).expect("dhcproto decodes our answer")

@@ -13,18 +13,8 @@ use preboot::Instant;
 use preboot::dhcp::config::{BootEntry, MenuPolicy, MtftpParams, Pool, ServerConfig};
 use preboot::dhcp::{Server, ServerPort};
 
-fn vector(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/vectors/{name}.hex", env!("CARGO_MANIFEST_DIR"));
-    let hex: String = std::fs::read_to_string(path)
-        .unwrap()
-        .chars()
-        .filter(|c| c.is_ascii_hexdigit())
-        .collect();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
+mod dhcp_support;
+use dhcp_support::vector;
 
 fn have(cmd: &str) -> bool {
     Command::new(cmd).arg("--version").output().is_ok()

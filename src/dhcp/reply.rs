@@ -37,11 +37,11 @@ fn message_type(kind: ReplyKind) -> MessageType {
 }
 
 /// Write the option 43 payload of a proxy OFFER (PXE 2.1 §2.4.5) from the
-/// menu policy: `Never` → in a full-mode answer discovery control bit 3
-/// (boot the file in this offer), in a proxy OFFER no discovery control
-/// (the file comes from the 4011 ACK, PXE 2.1 §2.2.1); `Always` / `OnKeyPress` → discovery control 3 (unicast to the
-/// listed boot servers), boot servers (8), menu (9) and prompt (10, timeout
-/// 255 / seconds). MTFTP sub-options 1–5 only for a BIOS client whose file
+/// menu policy: `Never` → discovery control bit 3 (boot the file in this
+/// offer) when the answer carries a file, else none (a proxy OFFER: the
+/// file comes from the 4011 ACK, PXE 2.1 §2.2.1); `Always` / `OnKeyPress`
+/// → discovery control 3 (unicast to the listed boot servers), boot
+/// servers (8), menu (9) and prompt (10, timeout 255 / seconds). MTFTP sub-options 1–5 only for a BIOS client whose file
 /// is multicast (EDK2 discards offers carrying them).
 fn proxy_offer_43(config: &ServerConfig, p: &Pending, out: &mut [u8]) -> Result<usize, EmitError> {
     let ids = [config.server_id];
@@ -65,7 +65,7 @@ fn proxy_offer_43(config: &ServerConfig, p: &Pending, out: &mut [u8]) -> Result<
         }
     };
     match timeout {
-        None if p.kind == ReplyKind::ProxyOffer => {}
+        None if p.file.is_none() => {}
         None => {
             let _ = opts.push(PxeOption::DiscoveryControl(DiscoveryControl(
                 DiscoveryControl::DIRECT_BOOT,
