@@ -117,33 +117,11 @@ impl Scan {
     pub(crate) fn of(packet: &[u8]) -> Scan {
         let mut seen = CodeSet::default();
         let mut dup = CodeSet::default();
-        let mut truncated = false;
         // The options field: one tight pass (the common case has nothing
         // else to scan); option 52 is read after it (`overload_of`).
         let opts = packet.get(OPTIONS..).unwrap_or(&[]);
-        let mut i = 0;
-        while i < opts.len() {
-            let code = opts[i];
-            if code == 0 {
-                i += 1;
-                continue;
-            }
-            if code == 255 {
-                break;
-            }
-            let Some(&len) = opts.get(i + 1) else {
-                truncated = true;
-                break;
-            };
-            let next = i + 2 + len as usize;
-            if next > opts.len() {
-                truncated = true;
-                break;
-            }
-            seen.insert_noting_repeat(code, &mut dup);
-            i = next;
-        }
-        // Option 52 (rare) is read in a second, cold pass, so the loop
+        let mut truncated = note_codes(opts, 0, &mut seen, &mut dup);
+        // Option 52 (rare) is read in a second, cold pass, so the walk
         // above does nothing per option but the code sets.
         let overload = if seen.contains(OPTION_OVERLOAD) {
             overload_of(opts)
@@ -152,29 +130,9 @@ impl Scan {
         };
         // `file`, then `sname`, when option 52 says they carry options.
         for area in 1..=2u8 {
-            let Some((mut pos, end)) = area_bounds(area, overload, packet.len()) else {
-                continue;
-            };
-            let bytes = packet.get(..end).unwrap_or(&[]);
-            while let Some(&code) = bytes.get(pos) {
-                if code == 0 {
-                    pos += 1;
-                    continue;
-                }
-                if code == 255 {
-                    break;
-                }
-                let start = pos + 2;
-                let Some(len) = bytes
-                    .get(pos + 1)
-                    .map(|&l| l as usize)
-                    .filter(|l| start + l <= bytes.len())
-                else {
-                    truncated = true;
-                    break;
-                };
-                seen.insert_noting_repeat(code, &mut dup);
-                pos = start + len;
+            if let Some((pos, end)) = area_bounds(area, overload, packet.len()) {
+                let bytes = packet.get(..end).unwrap_or(&[]);
+                truncated |= note_codes(bytes, pos, &mut seen, &mut dup);
             }
         }
         Scan {
@@ -183,6 +141,32 @@ impl Scan {
             truncated,
         }
     }
+}
+
+/// Walks one option area (`bytes` from `pos` to its end): pad skipped, end
+/// option stops; notes each code in `seen`, repeats in `dup`. Returns
+/// whether an option ran past the area.
+#[inline]
+fn note_codes(bytes: &[u8], mut pos: usize, seen: &mut CodeSet, dup: &mut CodeSet) -> bool {
+    while let Some(&code) = bytes.get(pos) {
+        if code == 0 {
+            pos += 1;
+            continue;
+        }
+        if code == 255 {
+            break;
+        }
+        let Some(&len) = bytes.get(pos + 1) else {
+            return true;
+        };
+        let next = pos + 2 + len as usize;
+        if next > bytes.len() {
+            return true;
+        }
+        seen.insert_noting_repeat(code, dup);
+        pos = next;
+    }
+    false
 }
 
 /// The overload in force from the options field `opts` (option 52 present):
