@@ -414,6 +414,14 @@ pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parse_hex_bytes(s, 6).and_then(|b| <[u8; 6]>::try_from(b).ok())
 }
 
+/// Parse a subnet `a.b.c.d/len` (len 0-32; host bits not checked).
+pub(crate) fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (net, len) = s.split_once('/')?;
+    let network = net.trim().parse().ok()?;
+    let prefix = len.trim().parse().ok().filter(|p| *p <= 32)?;
+    Some((network, prefix))
+}
+
 fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     let hex: String = s.chars().filter(|c| *c != '-').collect();
     if hex.len() != 32 || !hex.is_ascii() {
@@ -863,14 +871,7 @@ impl Cx<'_> {
             })?)
         } else if let Some(s) = &r.ip_subnet {
             let bad = || self.at(s, &format!("{field}.ip_subnet"), "expected a.b.c.d/len");
-            let (net, len) = s.get_ref().split_once('/').ok_or_else(bad)?;
-            let network: Ipv4Addr = net.trim().parse().map_err(|_| bad())?;
-            let prefix: u8 = len
-                .trim()
-                .parse()
-                .ok()
-                .filter(|p| *p <= 32)
-                .ok_or_else(bad)?;
+            let (network, prefix) = parse_cidr(s.get_ref()).ok_or_else(bad)?;
             Condition::IpSubnet { network, prefix }
         } else if let Some(a) = &r.arch {
             Condition::Arch(match a.get_ref() {

@@ -54,7 +54,7 @@ use crate::driver::dhcp::{
 };
 use crate::driver::tftp::TftpServerConfig;
 pub use crate::policy::toml_store::ConfigError;
-use crate::policy::toml_store::{Cx, parse_hex_bytes, parse_mac, read};
+use crate::policy::toml_store::{Cx, parse_cidr, parse_hex_bytes, parse_mac, read};
 use crate::wire::tftp::MAX_BLKSIZE;
 
 /// A validated boot server configuration: what [`super::BootServer::bind`]
@@ -741,20 +741,13 @@ impl Conv<'_> {
     fn pool(&self, p: &S<RawPool>) -> Result<Pool, ConfigError> {
         let r = p.get_ref();
         let (net, prefix) = match (r.subnet.get_ref().split_once('/'), &r.mask) {
-            (Some((a, len)), None) => {
-                let ip = a.trim().parse::<Ipv4Addr>().ok();
-                let len = len.trim().parse::<u8>().ok().filter(|l| *l <= 32);
-                match (ip, len) {
-                    (Some(ip), Some(len)) => (ip, len),
-                    _ => {
-                        return Err(self.cx.at(
-                            &r.subnet,
-                            "dhcp.pool.subnet",
-                            "expected a subnet like 192.168.1.0/24",
-                        ));
-                    }
-                }
-            }
+            (Some(_), None) => parse_cidr(r.subnet.get_ref()).ok_or_else(|| {
+                self.cx.at(
+                    &r.subnet,
+                    "dhcp.pool.subnet",
+                    "expected a subnet like 192.168.1.0/24",
+                )
+            })?,
             (None, Some(m)) => {
                 let ip = self.ip(&r.subnet, "dhcp.pool.subnet")?;
                 let mask = u32::from(self.ip(m, "dhcp.pool.mask")?);
