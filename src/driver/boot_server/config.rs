@@ -325,6 +325,12 @@ struct RawTftp {
     max_write_size: Option<S<u64>>,
 }
 
+/// `a` is in the pool's subnet and is neither its network nor its
+/// broadcast address.
+fn is_host_address(pool: &Pool, a: Ipv4Addr) -> bool {
+    pool.subnet_contains(a) && a != pool.subnet && a != pool.broadcast()
+}
+
 struct Conv<'t> {
     cx: Cx<'t>,
     base: PathBuf,
@@ -795,8 +801,7 @@ impl Conv<'_> {
                 ),
             ));
         }
-        let usable =
-            |a: Ipv4Addr| pool.subnet_contains(a) && a != pool.subnet && a != pool.broadcast();
+        let usable = |a| is_host_address(&pool, a);
         if !usable(pool.start) {
             return Err(self.cx.at(
                 &r.start,
@@ -887,10 +892,7 @@ impl Conv<'_> {
             }
         };
         let address = self.ip(&x.address, "dhcp.reservation.address")?;
-        if !pools
-            .iter()
-            .any(|p| p.subnet_contains(address) && address != p.subnet && address != p.broadcast())
-        {
+        if !pools.iter().any(|p| is_host_address(p, address)) {
             return Err(self.cx.at(
                 &x.address,
                 "dhcp.reservation.address",
