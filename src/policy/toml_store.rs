@@ -99,13 +99,7 @@ pub struct ConfigError {
 
 /// Load the policy store from the TOML file at `path`.
 pub fn load(path: &Path) -> Result<MemoryStore, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        field: String::new(),
-        message: format!("cannot read: {e}"),
-    })?;
+    let text = read(path)?;
     parse(path, &text)
 }
 
@@ -113,13 +107,7 @@ pub fn load(path: &Path) -> Result<MemoryStore, ConfigError> {
 /// §3.1) from the TOML file at `path`. A file without `[keys]` is an
 /// error: a server without keys could authenticate nobody.
 pub fn load_keys(path: &Path) -> Result<WorkstationKeys, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        field: String::new(),
-        message: format!("cannot read: {e}"),
-    })?;
+    let text = read(path)?;
     parse_keys(path, &text)
 }
 
@@ -127,11 +115,7 @@ pub fn load_keys(path: &Path) -> Result<WorkstationKeys, ConfigError> {
 /// Other sections are ignored (the policy loader checks them).
 pub fn parse_keys(file: &Path, text: &str) -> Result<WorkstationKeys, ConfigError> {
     let cx = Cx { file, text };
-    let raw: RawKeyFile = toml::from_str(text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        let field = cx.key_at(span.start);
-        cx.err(span, &field, e.message().trim())
-    })?;
+    let raw: RawKeyFile = cx.deserialize()?;
     let Some(keys) = raw.keys else {
         return Err(cx.err(0..0, "keys", "no [keys] section"));
     };
@@ -141,12 +125,20 @@ pub fn parse_keys(file: &Path, text: &str) -> Result<WorkstationKeys, ConfigErro
 /// Parse policy TOML `text`; `file` names it in errors.
 pub fn parse(file: &Path, text: &str) -> Result<MemoryStore, ConfigError> {
     let cx = Cx { file, text };
-    let raw: Raw = toml::from_str(text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        let field = cx.key_at(span.start);
-        cx.err(span, &field, e.message().trim())
-    })?;
+    let raw: Raw = cx.deserialize()?;
     cx.convert(raw)
+}
+
+/// Read the file at `path`; an unreadable file is an error at line 0
+/// (shared with the boot server's TOML file).
+pub(crate) fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+    })
 }
 
 /// Source positions for errors (shared with the boot server's TOML file).
@@ -156,6 +148,16 @@ pub(crate) struct Cx<'t> {
 }
 
 impl Cx<'_> {
+    /// Stage 1: deserialize the text; a syntax or type error names the key
+    /// on its line.
+    pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        toml::from_str(self.text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let field = self.key_at(span.start);
+            self.err(span, &field, e.message().trim())
+        })
+    }
+
     pub(crate) fn line_col(&self, at: usize) -> (usize, usize) {
         let at = at.min(self.text.len());
         let before = self.text.get(..at).unwrap_or("");
@@ -405,6 +407,19 @@ pub(crate) fn parse_hex_bytes(s: &str, max: usize) -> Option<Vec<u8>> {
             }
         })
         .collect()
+}
+
+/// Parse a MAC address `52:54:00:12:34:56` (or `-` separated).
+pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    parse_hex_bytes(s, 6).and_then(|b| <[u8; 6]>::try_from(b).ok())
+}
+
+/// Parse a subnet `a.b.c.d/len` (len 0-32; host bits not checked).
+pub(crate) fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (net, len) = s.split_once('/')?;
+    let network = net.trim().parse().ok()?;
+    let prefix = len.trim().parse().ok().filter(|p| *p <= 32)?;
+    Some((network, prefix))
 }
 
 fn parse_uuid(s: &str) -> Option<[u8; 16]> {
@@ -697,8 +712,7 @@ impl Cx<'_> {
     }
 
     fn mac(&self, s: &Spanned<String>, field: &str) -> Result<WorkstationId, ConfigError> {
-        parse_hex_bytes(s.get_ref(), 6)
-            .and_then(|b| <[u8; 6]>::try_from(b).ok())
+        parse_mac(s.get_ref())
             .map(WorkstationId::Mac)
             .ok_or_else(|| self.at(s, field, "expected a MAC address like 52:54:00:12:34:56"))
     }
@@ -857,14 +871,7 @@ impl Cx<'_> {
             })?)
         } else if let Some(s) = &r.ip_subnet {
             let bad = || self.at(s, &format!("{field}.ip_subnet"), "expected a.b.c.d/len");
-            let (net, len) = s.get_ref().split_once('/').ok_or_else(bad)?;
-            let network: Ipv4Addr = net.trim().parse().map_err(|_| bad())?;
-            let prefix: u8 = len
-                .trim()
-                .parse()
-                .ok()
-                .filter(|p| *p <= 32)
-                .ok_or_else(bad)?;
+            let (network, prefix) = parse_cidr(s.get_ref()).ok_or_else(bad)?;
             Condition::IpSubnet { network, prefix }
         } else if let Some(a) = &r.arch {
             Condition::Arch(match a.get_ref() {

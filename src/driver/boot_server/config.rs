@@ -54,7 +54,7 @@ use crate::driver::dhcp::{
 };
 use crate::driver::tftp::TftpServerConfig;
 pub use crate::policy::toml_store::ConfigError;
-use crate::policy::toml_store::Cx;
+use crate::policy::toml_store::{Cx, parse_cidr, parse_hex_bytes, parse_mac, read};
 use crate::wire::tftp::MAX_BLKSIZE;
 
 /// A validated boot server configuration: what [`super::BootServer::bind`]
@@ -173,25 +173,14 @@ impl BootServerConfig {
 
 /// Read and validate (stages 1 and 2) the configuration file at `path`.
 pub fn load(path: &Path) -> Result<BootServerConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        field: String::new(),
-        message: format!("cannot read: {e}"),
-    })?;
-    parse(path, &text)
+    parse(path, &read(path)?)
 }
 
 /// Validate (stages 1 and 2) configuration `text`; `file` names it in
 /// errors and its directory anchors relative paths.
 pub fn parse(file: &Path, text: &str) -> Result<BootServerConfig, ConfigError> {
     let cx = Cx { file, text };
-    let raw: Raw = toml::from_str(text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        let field = cx.key_at(span.start);
-        cx.err(span, &field, e.message().trim())
-    })?;
+    let raw: Raw = cx.deserialize()?;
     Conv {
         cx,
         base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -334,6 +323,12 @@ struct RawTftp {
     allow_write: Option<bool>,
     allow_overwrite: Option<bool>,
     max_write_size: Option<S<u64>>,
+}
+
+/// `a` is in the pool's subnet and is neither its network nor its
+/// broadcast address.
+fn is_host_address(pool: &Pool, a: Ipv4Addr) -> bool {
+    pool.subnet_contains(a) && a != pool.subnet && a != pool.broadcast()
 }
 
 struct Conv<'t> {
@@ -752,20 +747,13 @@ impl Conv<'_> {
     fn pool(&self, p: &S<RawPool>) -> Result<Pool, ConfigError> {
         let r = p.get_ref();
         let (net, prefix) = match (r.subnet.get_ref().split_once('/'), &r.mask) {
-            (Some((a, len)), None) => {
-                let ip = a.trim().parse::<Ipv4Addr>().ok();
-                let len = len.trim().parse::<u8>().ok().filter(|l| *l <= 32);
-                match (ip, len) {
-                    (Some(ip), Some(len)) => (ip, len),
-                    _ => {
-                        return Err(self.cx.at(
-                            &r.subnet,
-                            "dhcp.pool.subnet",
-                            "expected a subnet like 192.168.1.0/24",
-                        ));
-                    }
-                }
-            }
+            (Some(_), None) => parse_cidr(r.subnet.get_ref()).ok_or_else(|| {
+                self.cx.at(
+                    &r.subnet,
+                    "dhcp.pool.subnet",
+                    "expected a subnet like 192.168.1.0/24",
+                )
+            })?,
             (None, Some(m)) => {
                 let ip = self.ip(&r.subnet, "dhcp.pool.subnet")?;
                 let mask = u32::from(self.ip(m, "dhcp.pool.mask")?);
@@ -813,8 +801,7 @@ impl Conv<'_> {
                 ),
             ));
         }
-        let usable =
-            |a: Ipv4Addr| pool.subnet_contains(a) && a != pool.subnet && a != pool.broadcast();
+        let usable = |a| is_host_address(&pool, a);
         if !usable(pool.start) {
             return Err(self.cx.at(
                 &r.start,
@@ -871,19 +858,17 @@ impl Conv<'_> {
         let x = r.get_ref();
         let key = match (&x.mac, &x.client_id) {
             (Some(m), None) => {
-                let bytes = crate::policy::toml_store::parse_hex_bytes(m.get_ref(), 6)
-                    .and_then(|b| <[u8; 6]>::try_from(b).ok())
-                    .ok_or_else(|| {
-                        self.cx.at(
-                            m,
-                            "dhcp.reservation.mac",
-                            "expected a MAC address like 52:54:00:12:34:56",
-                        )
-                    })?;
+                let bytes = parse_mac(m.get_ref()).ok_or_else(|| {
+                    self.cx.at(
+                        m,
+                        "dhcp.reservation.mac",
+                        "expected a MAC address like 52:54:00:12:34:56",
+                    )
+                })?;
                 ReservationKey::Mac(bytes)
             }
             (None, Some(c)) => {
-                let bytes = crate::policy::toml_store::parse_hex_bytes(c.get_ref(), CLIENT_ID_LEN)
+                let bytes = parse_hex_bytes(c.get_ref(), CLIENT_ID_LEN)
                     .filter(|b| b.len() >= 2)
                     .ok_or_else(|| {
                         self.cx.at(
@@ -907,10 +892,7 @@ impl Conv<'_> {
             }
         };
         let address = self.ip(&x.address, "dhcp.reservation.address")?;
-        if !pools
-            .iter()
-            .any(|p| p.subnet_contains(address) && address != p.subnet && address != p.broadcast())
-        {
+        if !pools.iter().any(|p| is_host_address(p, address)) {
             return Err(self.cx.at(
                 &x.address,
                 "dhcp.reservation.address",
