@@ -17,6 +17,13 @@
 //! prints a table (median time per message, ours / theirs / ratio) read
 //! from criterion's estimates of this run; `cargo bench --bench dhcp --
 //! --table` prints the table of the last run without measuring again.
+//!
+//! `cargo bench --bench dhcp -- --repeat WORK MESSAGE N` runs one piece of
+//! work N times and nothing else, for instruction counts that do not
+//! depend on the machine's load (`valgrind --tool=callgrind` on the bench
+//! binary). WORK is one of `preboot`, `preboot-pxe`, `dhcproto-decode`,
+//! `dhcproto-borrowed`, `build`, `dhcproto-encode`; MESSAGE one of the
+//! short names above (`ipxe-discover`, `ovmf-discover`, `proxy-offer-43`).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -264,7 +271,62 @@ fn print_table() {
     }
 }
 
+/// `--repeat WORK MESSAGE N` (see the module docs): returns the checksum
+/// of the last run, or an error for an unknown WORK or MESSAGE.
+fn repeat(work: &str, message: &str, n: u64) -> Result<usize, String> {
+    let file = MESSAGES
+        .iter()
+        .find(|(short, _)| *short == message)
+        .map(|(_, file)| *file)
+        .ok_or_else(|| format!("unknown message {message}"))?;
+    let bytes = load(file);
+    let p = DhcpPacket::new_checked(&bytes[..]).map_err(|e| e.to_string())?;
+    let repr = DhcpRepr::parse(&p).map_err(|e| e.to_string())?;
+    let msg =
+        dhcproto::v4::Message::decode(&mut Decoder::new(&bytes)).map_err(|e| e.to_string())?;
+    let mut out = [0u8; 1500];
+    let mut vec = Vec::with_capacity(1500);
+    let mut run: Box<dyn FnMut() -> usize> = match work {
+        "preboot" => Box::new(|| ours_walk(black_box(&bytes))),
+        "preboot-pxe" => Box::new(|| ours_walk_pxe(black_box(&bytes))),
+        "dhcproto-decode" => Box::new(|| theirs_decode(black_box(&bytes))),
+        "dhcproto-borrowed" => Box::new(|| theirs_borrowed_walk(black_box(&bytes))),
+        "build" => Box::new(|| black_box(&repr).emit(black_box(&mut out)).unwrap_or(0)),
+        "dhcproto-encode" => Box::new(|| {
+            vec.clear();
+            black_box(&msg)
+                .encode(&mut Encoder::new(&mut vec))
+                .map_or(0, |()| vec.len())
+        }),
+        _ => return Err(format!("unknown work {work}")),
+    };
+    let mut sum = 0;
+    for _ in 0..n {
+        sum = run();
+    }
+    Ok(sum)
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--repeat") {
+        let (Some(work), Some(message), Some(n)) = (
+            args.get(i + 1),
+            args.get(i + 2),
+            args.get(i + 3).and_then(|n| n.parse().ok()),
+        ) else {
+            eprintln!("usage: dhcp --repeat WORK MESSAGE N");
+            std::process::exit(2);
+        };
+        match repeat(work, message, n) {
+            Ok(sum) => println!("{work} {message} x{n}: checksum {sum}"),
+            Err(e) => {
+                eprintln!("dhcp --repeat: {e}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     let table_only = std::env::args().any(|a| a == "--table");
     if !table_only {
         let mut c = Criterion::default().configure_from_args();

@@ -118,6 +118,33 @@ fn overload_reads_file_then_sname() {
     assert_eq!(p.options().count(), 1);
 }
 
+/// RFC 3396 §7 with RFC 2132 §9.3: a long option whose first fragment
+/// is in `file` (not in the options field) is yielded at its place in
+/// `file`, joined with its fragment in `sname`.
+#[test]
+fn long_option_starting_in_file_is_joined_with_sname() {
+    let opts = [53, 1, 2, 52, 1, 3, 255];
+    let file = [0, 67, 3, b'b', b'o', b'o', 255];
+    let sname = [0, 0, 67, 2, b't', b'!', 255];
+    let b = raw_message(&opts, &file, &sname);
+    let p = DhcpPacket::new_checked(&b[..]).unwrap();
+    assert!(p.raw_options().has_long_options());
+    let typed: Vec<_> = p.options().collect();
+    assert_eq!(
+        typed,
+        [
+            DhcpOption::MessageType(MessageType::Offer),
+            DhcpOption::OptionOverload(3),
+            DhcpOption::BootFileName(OptionData::new(b"boot!")),
+        ]
+    );
+    let raw: Vec<_> = p.raw_options().collect();
+    assert_eq!(
+        raw[2].data.fragments().collect::<Vec<_>>(),
+        [&b"boo"[..], &b"t!"[..]]
+    );
+}
+
 /// Only `file` (overload 1): `sname` stays a name.
 #[test]
 fn overload_file_only() {

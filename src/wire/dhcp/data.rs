@@ -21,46 +21,43 @@ use super::layout::{RawStep, area_bounds, raw_step};
 /// three fragments equals the same bytes given as one slice.
 #[derive(Clone, Copy)]
 pub struct OptionData<'a> {
-    inner: Inner<'a>,
+    /// One fragment: the payload itself. Split: the whole packet.
+    bytes: &'a [u8],
+    /// All zero for one fragment; else where in `bytes` the split payload
+    /// lies.
+    split: SplitAt,
 }
 
-#[derive(Clone, Copy)]
-enum Inner<'a> {
-    /// One contiguous slice.
-    Slice(&'a [u8]),
-    /// Every occurrence of `code` in `packet`, from the first one at
-    /// (`area`, `pos`) on, concatenated; then bytes `skip..skip + len` of that.
-    ///
-    /// Offsets are `u32` and the area a 3-value enum so that an
-    /// `OptionData` takes 32 bytes (typed options are moved by value).
-    Split {
-        packet: &'a [u8],
-        overload: u8,
-        code: u8,
-        area: Area,
-        pos: u32,
-        skip: u32,
-        len: u32,
-    },
+/// Where a split payload lies: every occurrence of `code` in the packet,
+/// from the first one at (`area`, `pos`) on, concatenated; then bytes
+/// `skip..skip + len` of that.
+///
+/// Four `u32` words, all zero for a one-fragment payload: an
+/// [`OptionData`] is moved by value on every option of a walk, and
+/// word-sized fields copy without the partial-store stalls that packed
+/// byte fields (an enum of a slice and a split descriptor) caused there.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct SplitAt {
+    pos: u32,
+    skip: u32,
+    len: u32,
+    /// `code | overload << 8 | area << 16`; 0 for one fragment (a split
+    /// payload's code is never 0).
+    meta: u32,
 }
 
-/// An option area (RFC 3396 order).
-#[derive(Clone, Copy)]
-#[repr(u8)]
-enum Area {
-    Options = 0,
-    File = 1,
-    Sname = 2,
-}
-
-impl Area {
+impl SplitAt {
     #[inline]
-    fn from_index(a: u8) -> Area {
-        match a {
-            0 => Area::Options,
-            1 => Area::File,
-            _ => Area::Sname,
-        }
+    fn code(&self) -> u8 {
+        self.meta as u8
+    }
+    #[inline]
+    fn overload(&self) -> u8 {
+        (self.meta >> 8) as u8
+    }
+    #[inline]
+    fn area(&self) -> u8 {
+        (self.meta >> 16) as u8
     }
 }
 
@@ -75,37 +72,50 @@ impl<'a> OptionData<'a> {
     /// A payload made of one slice.
     pub const fn new(bytes: &'a [u8]) -> Self {
         OptionData {
-            inner: Inner::Slice(bytes),
+            bytes,
+            split: SplitAt {
+                pos: 0,
+                skip: 0,
+                len: 0,
+                meta: 0,
+            },
         }
+    }
+
+    /// Whether the payload is split (several fragments in a packet).
+    #[inline]
+    fn is_split(&self) -> bool {
+        self.split.meta != 0
     }
 
     /// The concatenation of every `code` option in `packet` from the raw
     /// option header at `pos` of area `area` on.
     pub(crate) fn split(packet: &'a [u8], overload: u8, code: u8, area: u8, pos: usize) -> Self {
+        if code == 0 {
+            // Never asked for (pad is not an option); an empty payload.
+            return OptionData::new(&[]);
+        }
         let mut d = OptionData {
-            inner: Inner::Split {
-                packet,
-                overload,
-                code,
-                area: Area::from_index(area),
+            bytes: packet,
+            split: SplitAt {
                 pos: offset(pos),
                 skip: 0,
                 len: u32::MAX,
+                meta: u32::from(code) | u32::from(overload & 3) << 8 | u32::from(area.min(2)) << 16,
             },
         };
         let total: usize = d.fragments().map(<[u8]>::len).sum();
-        if let Inner::Split { len, .. } = &mut d.inner {
-            *len = offset(total);
-        }
+        d.split.len = offset(total);
         d
     }
 
     /// Total number of payload bytes.
     #[inline]
     pub fn len(&self) -> usize {
-        match self.inner {
-            Inner::Slice(s) => s.len(),
-            Inner::Split { len, .. } => len as usize,
+        if self.is_split() {
+            self.split.len as usize
+        } else {
+            self.bytes.len()
         }
     }
 
@@ -119,54 +129,42 @@ impl<'a> OptionData<'a> {
     /// case for options of at most 255 bytes sent once).
     #[inline]
     pub fn as_slice(&self) -> Option<&'a [u8]> {
-        match self.inner {
-            Inner::Slice(s) => Some(s),
-            Inner::Split { .. } => {
-                let mut it = self.fragments();
-                let first = it.next().unwrap_or(&[]);
-                match it.next() {
-                    None => Some(first),
-                    Some(_) => None,
-                }
-            }
+        if !self.is_split() {
+            return Some(self.bytes);
+        }
+        let mut it = self.fragments();
+        let first = it.next().unwrap_or(&[]);
+        match it.next() {
+            None => Some(first),
+            Some(_) => None,
         }
     }
 
     /// The payload if it is stored as one slice (no fragment walk).
     #[inline]
     pub(crate) fn single(&self) -> Option<&'a [u8]> {
-        match self.inner {
-            Inner::Slice(s) => Some(s),
-            Inner::Split { .. } => None,
-        }
+        (!self.is_split()).then_some(self.bytes)
     }
 
     /// The borrowed fragments, in RFC 3396 order (empty fragments skipped).
     #[inline]
     pub fn fragments(&self) -> Fragments<'a> {
-        match self.inner {
-            Inner::Slice(s) => Fragments {
-                state: FragState::Slice(Some(s)),
-            },
-            Inner::Split {
+        if !self.is_split() {
+            return Fragments {
+                state: FragState::Slice(Some(self.bytes)),
+            };
+        }
+        let (packet, at) = (self.bytes, self.split);
+        Fragments {
+            state: FragState::Split {
                 packet,
-                overload,
-                code,
-                area,
-                pos,
-                skip,
-                len,
-            } => Fragments {
-                state: FragState::Split {
-                    packet,
-                    overload,
-                    code,
-                    area: area as u8,
-                    pos: pos as usize,
-                    end: area_bounds(area as u8, overload, packet.len()).map_or(0, |b| b.1),
-                    skip: skip as usize,
-                    left: len as usize,
-                },
+                overload: at.overload(),
+                code: at.code(),
+                area: at.area(),
+                pos: at.pos as usize,
+                end: area_bounds(at.area(), at.overload(), packet.len()).map_or(0, |b| b.1),
+                skip: at.skip as usize,
+                left: at.len as usize,
             },
         }
     }
@@ -174,17 +172,18 @@ impl<'a> OptionData<'a> {
     /// The payload bytes one by one.
     #[inline]
     pub fn bytes(&self) -> impl Iterator<Item = u8> + 'a {
-        match self.inner {
-            Inner::Slice(s) => Bytes {
-                current: s.iter(),
+        if self.is_split() {
+            Bytes {
+                current: [].iter(),
+                rest: self.fragments(),
+            }
+        } else {
+            Bytes {
+                current: self.bytes.iter(),
                 rest: Fragments {
                     state: FragState::Slice(None),
                 },
-            },
-            Inner::Split { .. } => Bytes {
-                current: [].iter(),
-                rest: self.fragments(),
-            },
+            }
         }
     }
 
@@ -223,27 +222,16 @@ impl<'a> OptionData<'a> {
         if start > end || end > self.len() {
             return None;
         }
-        let inner = match self.inner {
-            Inner::Slice(s) => Inner::Slice(&s[start..end]),
-            Inner::Split {
-                packet,
-                overload,
-                code,
-                area,
-                pos,
-                skip,
-                ..
-            } => Inner::Split {
-                packet,
-                overload,
-                code,
-                area,
-                pos,
-                skip: skip.saturating_add(offset(start)),
-                len: offset(end - start),
-            },
-        };
-        Some(OptionData { inner })
+        if !self.is_split() {
+            return Some(OptionData::new(&self.bytes[start..end]));
+        }
+        let mut split = self.split;
+        split.skip = split.skip.saturating_add(offset(start));
+        split.len = offset(end - start);
+        Some(OptionData {
+            bytes: self.bytes,
+            split,
+        })
     }
 
     /// The payload from `start` on (empty if `start` is past the end).
@@ -257,9 +245,10 @@ impl<'a> OptionData<'a> {
     /// The byte at `index`.
     #[inline]
     pub fn get(&self, index: usize) -> Option<u8> {
-        match self.inner {
-            Inner::Slice(s) => s.get(index).copied(),
-            Inner::Split { .. } => self.bytes().nth(index),
+        if self.is_split() {
+            self.bytes().nth(index)
+        } else {
+            self.bytes.get(index).copied()
         }
     }
 
@@ -267,12 +256,11 @@ impl<'a> OptionData<'a> {
     #[inline]
     pub fn array<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
         let mut out = [0u8; N];
-        match self.inner {
-            Inner::Slice(s) => out.copy_from_slice(s.get(offset..offset.checked_add(N)?)?),
-            Inner::Split { .. } => {
-                let part = self.slice(offset, offset.checked_add(N)?)?;
-                part.copy_to(&mut out).ok()?;
-            }
+        if self.is_split() {
+            let part = self.slice(offset, offset.checked_add(N)?)?;
+            part.copy_to(&mut out).ok()?;
+        } else {
+            out.copy_from_slice(self.bytes.get(offset..offset.checked_add(N)?)?);
         }
         Some(out)
     }
@@ -280,11 +268,10 @@ impl<'a> OptionData<'a> {
     /// Whether the payload equals `bytes`.
     #[inline]
     pub fn eq_bytes(&self, bytes: &[u8]) -> bool {
-        match self.inner {
-            Inner::Slice(s) => s == bytes,
-            Inner::Split { .. } => {
-                self.len() == bytes.len() && self.bytes().eq(bytes.iter().copied())
-            }
+        if self.is_split() {
+            self.len() == bytes.len() && self.bytes().eq(bytes.iter().copied())
+        } else {
+            self.bytes == bytes
         }
     }
 

@@ -122,7 +122,7 @@ pub(crate) fn split_wire_len(len: usize) -> usize {
 // ---- implementations for plain types ----
 
 impl<'a> OptionValue<'a> for OptionData<'a> {
-    #[inline]
+    #[inline(always)]
     fn decode(data: OptionData<'a>) -> Option<Self> {
         Some(data)
     }
@@ -143,7 +143,7 @@ impl<'a> OptionValue<'a> for OptionData<'a> {
 }
 
 impl OptionValue<'_> for core::net::Ipv4Addr {
-    #[inline]
+    #[inline(always)]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != 4 {
             return None;
@@ -159,7 +159,7 @@ impl OptionValue<'_> for core::net::Ipv4Addr {
 }
 
 impl OptionValue<'_> for u32 {
-    #[inline]
+    #[inline(always)]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != 4 {
             return None;
@@ -175,7 +175,7 @@ impl OptionValue<'_> for u32 {
 }
 
 impl OptionValue<'_> for u16 {
-    #[inline]
+    #[inline(always)]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != 2 {
             return None;
@@ -191,7 +191,7 @@ impl OptionValue<'_> for u16 {
 }
 
 impl OptionValue<'_> for u8 {
-    #[inline]
+    #[inline(always)]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != 1 {
             return None;
@@ -207,7 +207,7 @@ impl OptionValue<'_> for u8 {
 }
 
 impl<const N: usize> OptionValue<'_> for [u8; N] {
-    #[inline]
+    #[inline(always)]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != N {
             return None;

@@ -57,9 +57,10 @@ impl CodeSet {
     pub(crate) fn contains(&self, code: u8) -> bool {
         self.0[(code >> 6) as usize] & (1 << (code & 63)) != 0
     }
+    /// Number of codes in the set.
     #[inline]
-    fn is_empty(&self) -> bool {
-        self.0 == [0; 4]
+    fn len(&self) -> u32 {
+        self.0.iter().map(|w| w.count_ones()).sum()
     }
 }
 
@@ -86,14 +87,19 @@ impl<'a> RawOption<'a> {
 #[derive(Clone)]
 pub struct RawOptions<'a> {
     packet: &'a [u8],
-    overload: u8,
-    area: u8,
+    /// The current area, cut once from `packet` (options field: from the
+    /// header to the end of the datagram; `file`; `sname`).
+    area: &'a [u8],
+    /// Position of the next option header inside `area`.
     pos: usize,
-    end: usize,
-    /// Codes that occur more than once (long options).
+    /// Which area `area` is (0 options, 1 `file`, 2 `sname`).
+    area_index: u8,
+    overload: u8,
+    /// Codes that occur more than once (long options); computed only when
+    /// the scan found a repeat, else empty.
     dup: CodeSet,
-    /// Whether `dup` is not empty (never, in real client messages: the
-    /// walk then skips the per-option look-up).
+    /// Whether some code occurs more than once (never, in real client
+    /// messages: the walk then does no per-option look-up).
     any_dup: bool,
     /// Long-option codes already yielded.
     done: CodeSet,
@@ -101,13 +107,15 @@ pub struct RawOptions<'a> {
 }
 
 /// What one pass over a message's option areas finds: the overload in
-/// force, the codes that occur more than once, and whether an option ran
-/// past its area. [`DhcpPacket::new_checked`](super::DhcpPacket::new_checked)
-/// computes it once; every later option walk reuses it.
+/// force, whether some code occurs more than once, and whether an option
+/// ran past its area. [`DhcpPacket::new_checked`](super::DhcpPacket::new_checked)
+/// computes it once; every later option walk reuses it. Three bytes: the
+/// view that carries it is moved by value, and the set of repeated codes
+/// (32 bytes) is rebuilt only for the rare message with long options.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub(crate) struct Scan {
     pub(crate) overload: u8,
-    pub(crate) dup: CodeSet,
+    pub(crate) any_dup: bool,
     pub(crate) truncated: bool,
 }
 
@@ -116,13 +124,12 @@ impl Scan {
     /// BOOTP header): option 52 (see the module docs) and repeated codes.
     pub(crate) fn of(packet: &[u8]) -> Scan {
         let mut seen = CodeSet::default();
-        let mut dup = CodeSet::default();
         // The options field: one tight pass (the common case has nothing
         // else to scan); option 52 is read after it (`overload_of`).
         let opts = packet.get(OPTIONS..).unwrap_or(&[]);
-        let mut truncated = note_codes(opts, 0, &mut seen, &mut dup);
+        let (mut count, mut truncated) = note_codes(opts, &mut seen);
         // Option 52 (rare) is read in a second, cold pass, so the walk
-        // above does nothing per option but the code sets.
+        // above does nothing per option but note its code.
         let overload = if seen.contains(OPTION_OVERLOAD) {
             overload_of(opts)
         } else {
@@ -131,24 +138,29 @@ impl Scan {
         // `file`, then `sname`, when option 52 says they carry options.
         for area in 1..=2u8 {
             if let Some((pos, end)) = area_bounds(area, overload, packet.len()) {
-                let bytes = packet.get(..end).unwrap_or(&[]);
-                truncated |= note_codes(bytes, pos, &mut seen, &mut dup);
+                let bytes = packet.get(pos..end).unwrap_or(&[]);
+                let (n, t) = note_codes(bytes, &mut seen);
+                count += n;
+                truncated |= t;
             }
         }
         Scan {
             overload,
-            dup,
+            // More options than distinct codes: some code repeats.
+            any_dup: count != seen.len(),
             truncated,
         }
     }
 }
 
-/// Walks one option area (`bytes` from `pos` to its end): pad skipped, end
-/// option stops; notes each code in `seen`, repeats in `dup`. Returns
-/// whether an option ran past the area.
+/// Walks one option area: pad skipped, end option stops; notes each code
+/// in `seen`. Returns how many options it found and whether an option ran
+/// past the area.
 #[inline]
-fn note_codes(bytes: &[u8], mut pos: usize, seen: &mut CodeSet, dup: &mut CodeSet) -> bool {
-    while let Some(&code) = bytes.get(pos) {
+fn note_codes(area: &[u8], seen: &mut CodeSet) -> (u32, bool) {
+    let mut pos = 0;
+    let mut count = 0;
+    while let Some(&code) = area.get(pos) {
         if code == 0 {
             pos += 1;
             continue;
@@ -156,17 +168,53 @@ fn note_codes(bytes: &[u8], mut pos: usize, seen: &mut CodeSet, dup: &mut CodeSe
         if code == 255 {
             break;
         }
-        let Some(&len) = bytes.get(pos + 1) else {
-            return true;
+        let Some(&len) = area.get(pos + 1) else {
+            return (count, true);
         };
         let next = pos + 2 + len as usize;
-        if next > bytes.len() {
-            return true;
+        if next > area.len() {
+            return (count, true);
         }
-        seen.insert_noting_repeat(code, dup);
+        seen.0[(code >> 6) as usize] |= 1 << (code & 63);
+        count += 1;
         pos = next;
     }
-    false
+    (count, false)
+}
+
+/// The codes that occur more than once in the areas in force (the cold
+/// path of a message with RFC 3396 long options).
+#[cold]
+#[inline(never)]
+fn repeated_codes(packet: &[u8], overload: u8) -> CodeSet {
+    let mut seen = CodeSet::default();
+    let mut dup = CodeSet::default();
+    for area in 0..=2u8 {
+        let Some((pos, end)) = area_bounds(area, overload, packet.len()) else {
+            continue;
+        };
+        let bytes = packet.get(pos..end).unwrap_or(&[]);
+        let mut i = 0;
+        while let Some(&code) = bytes.get(i) {
+            if code == 0 {
+                i += 1;
+                continue;
+            }
+            if code == 255 {
+                break;
+            }
+            let Some(&len) = bytes.get(i + 1) else {
+                break;
+            };
+            let next = i + 2 + len as usize;
+            if next > bytes.len() {
+                break;
+            }
+            seen.insert_noting_repeat(code, &mut dup);
+            i = next;
+        }
+    }
+    dup
 }
 
 /// The overload in force from the options field `opts` (option 52 present):
@@ -219,15 +267,18 @@ impl<'a> RawOptions<'a> {
     /// Iterates with the result of an earlier [`Scan::of`] of `packet`.
     #[inline]
     pub(crate) fn with_scan(packet: &'a [u8], scan: Scan) -> Self {
-        let (pos, end) = area_bounds(0, scan.overload, packet.len()).unwrap_or((0, 0));
         RawOptions {
             packet,
+            area: packet.get(OPTIONS..).unwrap_or(&[]),
+            pos: 0,
+            area_index: 0,
             overload: scan.overload,
-            area: 0,
-            pos,
-            end,
-            dup: scan.dup,
-            any_dup: !scan.dup.is_empty(),
+            dup: if scan.any_dup {
+                repeated_codes(packet, scan.overload)
+            } else {
+                CodeSet::default()
+            },
+            any_dup: scan.any_dup,
             done: CodeSet::default(),
             truncated: scan.truncated,
         }
@@ -247,7 +298,7 @@ impl<'a> RawOptions<'a> {
     /// Whether some option code occurs more than once (an RFC 3396 long
     /// option).
     pub fn has_long_options(&self) -> bool {
-        !self.dup.is_empty()
+        self.any_dup
     }
 }
 
@@ -257,10 +308,9 @@ impl<'a> Iterator for RawOptions<'a> {
     #[inline]
     fn next(&mut self) -> Option<RawOption<'a>> {
         loop {
-            // One pass over the current area, read as a slice: pad skipped,
-            // end option or a truncated option ends the area (as
-            // `raw_step` does, without its per-step re-checks).
-            let area = self.packet.get(..self.end).unwrap_or(&[]);
+            // One pass over the current area slice: pad skipped, the end
+            // option or a truncated option ends the area.
+            let area = self.area;
             while let Some(&code) = area.get(self.pos) {
                 if code == 0 {
                     self.pos += 1;
@@ -296,14 +346,17 @@ impl<'a> Iterator for RawOptions<'a> {
 }
 
 impl<'a> RawOptions<'a> {
-    /// A repeated code at `at`: the joined option the first time, `None`
-    /// for its later fragments (kept out of the hot loop).
+    /// A repeated code at `at` (inside the current area): the joined
+    /// option the first time, `None` for its later fragments (kept out of
+    /// the hot loop).
     #[cold]
     #[inline(never)]
     fn joined(&mut self, code: u8, at: usize) -> Option<RawOption<'a>> {
+        let base =
+            area_bounds(self.area_index, self.overload, self.packet.len()).map_or(0, |b| b.0);
         self.done.insert(code).then(|| RawOption {
             code,
-            data: OptionData::split(self.packet, self.overload, code, self.area, at),
+            data: OptionData::split(self.packet, self.overload, code, self.area_index, base + at),
         })
     }
 
@@ -312,15 +365,15 @@ impl<'a> RawOptions<'a> {
     #[inline(never)]
     fn next_area(&mut self) -> bool {
         loop {
-            self.area = self.area.saturating_add(1);
-            if self.area > 2 {
+            self.area_index = self.area_index.saturating_add(1);
+            if self.area_index > 2 {
+                self.area = &[];
                 self.pos = 0;
-                self.end = 0;
                 return false;
             }
-            if let Some((s, e)) = area_bounds(self.area, self.overload, self.packet.len()) {
-                self.pos = s;
-                self.end = e;
+            if let Some((s, e)) = area_bounds(self.area_index, self.overload, self.packet.len()) {
+                self.area = self.packet.get(s..e).unwrap_or(&[]);
+                self.pos = 0;
                 return true;
             }
         }

@@ -64,7 +64,8 @@ impl<T: AsRef<[u8]>> DhcpPacket<T> {
     pub fn new_checked(buffer: T) -> Result<Self, ParseError> {
         let mut p = Self::new_unchecked(buffer);
         p.check_len()?;
-        if p.buffer.as_ref()[COOKIE] != MAGIC_COOKIE {
+        // Compared as one word (a 4-byte slice comparison is a memcmp call).
+        if p.magic_cookie() != MAGIC_COOKIE {
             return Err(ParseError::BadMagicCookie);
         }
         p.scan = Some(Scan::of(p.buffer.as_ref()));

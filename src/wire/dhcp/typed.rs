@@ -42,6 +42,13 @@ macro_rules! dhcp_options {
         /// A typed DHCP option.
         #[derive(Clone, Copy, Debug, PartialEq)]
         #[non_exhaustive]
+        // A 4-byte tag: small payloads (u8, u16, addresses, NDI) then start
+        // at offset 4, so moving an option (every option of a walk is
+        // moved out of the iterator) no longer reads a word that spans the
+        // tag byte and a narrower payload store, which stalled store
+        // forwarding (`cargo bench --bench dhcp`: 86 -> 69 ns for the iPXE
+        // DISCOVER; a u64 tag measured slower).
+        #[repr(u32)]
         pub enum DhcpOption<'a> {
             $( $(#[$doc])* $variant($ty), )*
             /// A known code whose payload does not fit its type (kept as is).
@@ -76,7 +83,7 @@ macro_rules! dhcp_options {
             }
 
             /// Decodes the payload of option `code`.
-            #[inline]
+            #[inline(always)]
             pub fn decode(code: u8, data: OptionData<'a>) -> Self {
                 match code {
                     $( $code => match <$ty as OptionValue>::decode(data) {

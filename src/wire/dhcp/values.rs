@@ -86,7 +86,7 @@ impl From<MessageType> for u8 {
 }
 
 impl OptionValue<'_> for MessageType {
-    #[inline]
+    #[inline(always)]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         u8::decode(data).map(MessageType::from)
     }
@@ -233,7 +233,7 @@ impl<T: ListItem> fmt::Debug for List<'_, T> {
 }
 
 impl<'a, T: ListItem> OptionValue<'a> for List<'a, T> {
-    #[inline]
+    #[inline(always)]
     fn decode(data: OptionData<'a>) -> Option<Self> {
         (data.len() % T::SIZE == 0).then_some(List::Data(data))
     }
@@ -278,7 +278,7 @@ pub enum ClientId<'a> {
 }
 
 impl<'a> OptionValue<'a> for ClientId<'a> {
-    #[inline]
+    #[inline(always)]
     fn decode(data: OptionData<'a>) -> Option<Self> {
         let id_type = data.get(0)?;
         if data.len() < 2 {
@@ -386,7 +386,7 @@ impl<'a> UserClass<'a> {
 }
 
 impl<'a> OptionValue<'a> for UserClass<'a> {
-    #[inline]
+    #[inline(always)]
     fn decode(data: OptionData<'a>) -> Option<Self> {
         (!data.is_empty()).then_some(UserClass(data))
     }
@@ -561,7 +561,7 @@ impl fmt::Debug for RelayAgentInfo<'_> {
 }
 
 impl<'a> OptionValue<'a> for RelayAgentInfo<'a> {
-    #[inline]
+    #[inline(always)]
     fn decode(data: OptionData<'a>) -> Option<Self> {
         SubOptions::well_formed(data, false).then_some(RelayAgentInfo::Data(data))
     }

@@ -27,7 +27,7 @@ pub struct Ndi {
 }
 
 impl OptionValue<'_> for Ndi {
-    #[inline]
+    #[inline(always)]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != 3 {
             return None;
@@ -108,7 +108,7 @@ impl fmt::Display for UuidDisplay {
 }
 
 impl OptionValue<'_> for MachineId {
-    #[inline]
+    #[inline(always)]
     fn decode(data: OptionData<'_>) -> Option<Self> {
         if data.len() != 17 {
             return None;
