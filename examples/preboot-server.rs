@@ -163,8 +163,12 @@ fn main() -> ExitCode {
             }
         }
     };
+    // `BootServer::bind` checks the boot files before it binds anything;
+    // only `--check`, which binds nothing, checks them here.
     let config: BootServerConfig = match config::load(&path).and_then(|c| {
-        c.check_files()?;
+        if args.check {
+            c.check_files()?;
+        }
         Ok(c)
     }) {
         Ok(c) => c,

@@ -123,6 +123,28 @@ fn check_flag_validates_and_binds_nothing() {
     );
     assert!(err.contains("nope.efi"), "{err}");
 
+    // Without --check the same bad file is refused before anything binds:
+    // with the configured DHCP port already taken by this test, a server
+    // that bound first would fail with exit 1 ("in use"), not 2.
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let bad_bind = dir.path().join("bad-bind.toml");
+    std::fs::write(
+        &bad_bind,
+        format!(
+            "[server]\nserver_ip = \"127.0.0.1\"\nlisten = \"127.0.0.1\"\n[ports]\ndhcp = {port}\n[boot]\nbios = \"pxelinux.0\"\nuefi_x64 = \"nope.efi\"\n[tftp]\nroot = \"tftp\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run(&["--config", bad_bind.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}:8:12: boot.uefi_x64:", bad_bind.display())),
+        "{err}"
+    );
+    drop(held);
+
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/preboot.toml");
     let out = run(&["--config", example.to_str().unwrap(), "--check"]);
     assert_eq!(out.status.code(), Some(2));
