@@ -1,6 +1,6 @@
 //! Read-ahead in lock-step transfers: which hints the server engine gives
 //! (`Server::read_ahead`), and that a file taking them (`JailedFile`) still
-//! returns the file's exact bytes.
+//! returns the file's exact bytes, whatever hints came before.
 //!
 //! The rules checked, with the clause behind each:
 //! - RFC 1350 §2: without windows every DATA must be acknowledged before the
@@ -22,7 +22,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use preboot::Instant;
-use preboot::fs::{FsError, MemFile, ReadAt, VecSink};
+use preboot::driver::fs::{JailedDir, JailedFile, MAX_READ_AHEAD};
+use preboot::fs::{FsError, MemFile, ReadAt, ValidPath, VecSink};
 use preboot::tftp::server::{RequestOutcome, Server, ServerConfig, Slot, TransferHandle};
 use preboot::wire::tftp::Repr;
 
@@ -315,4 +316,195 @@ fn stale_handles_and_uploads_get_no_hint() {
     up.read_ahead(w);
     assert!(up.poll_transmit(w, Instant::ZERO, &mut buf).is_some());
     up.read_ahead(w);
+}
+
+// --- JailedFile: a hint never changes what read_at returns ---------------
+
+const BLK: usize = 65464;
+
+/// A file of `size` bytes in a fresh root, opened through the jail.
+fn jailed(size: usize) -> (tempfile::TempDir, Vec<u8>, JailedFile) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = content(size);
+    std::fs::write(dir.path().join("img"), &data).expect("write");
+    let file = JailedDir::new(dir.path())
+        .expect("root")
+        .open_file(&ValidPath::new(b"img").expect("path"))
+        .expect("open");
+    (dir, data, file)
+}
+
+/// What a read of `len` bytes at `offset` must return: the file's bytes.
+fn expect(data: &[u8], offset: u64, len: usize) -> &[u8] {
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(data.len());
+    &data[start..(start + len).min(data.len())]
+}
+
+fn read(f: &mut JailedFile, offset: u64, len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    let n = f.read_full_at(offset, &mut buf).expect("read");
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn jailed_file_hinted_block_reads_exact() {
+    // The engine's pattern (RFC 1350 §2 lock-step): hint block n+1, then
+    // read it; also the hinted block read again (a retransmission).
+    let size = 5 * BLK + 1234;
+    let (_dir, data, mut f) = jailed(size);
+    for n in 0..6u64 {
+        let off = n * BLK as u64;
+        f.read_ahead(off, BLK);
+        for _ in 0..2 {
+            let mut buf = vec![0u8; BLK];
+            // A single read_at, as the kept block should answer it whole.
+            let got = f.read_at(off, &mut buf).expect("read");
+            assert_eq!(&buf[..got], expect(&data, off, BLK), "block {n}");
+            assert_eq!(got, expect(&data, off, BLK).len());
+        }
+    }
+    // The last block is short: at its end, end of file.
+    let end = size as u64;
+    assert_eq!(f.read_at(end, &mut [0u8; 10]).expect("read"), 0);
+}
+
+#[test]
+fn jailed_file_partial_overlaps_and_other_offsets() {
+    let (_dir, data, mut f) = jailed(4 * BLK);
+    let kept = BLK as u64;
+    f.read_ahead(kept, BLK);
+    let cases: [(u64, usize); 10] = [
+        (kept, BLK),              // exactly the kept block
+        (kept + 10, 100),         // inside it
+        (kept + 10, BLK),         // starts inside, runs past its end
+        (kept - 10, BLK),         // starts before, ends inside
+        (kept - 10, BLK + 20),    // covers it and more
+        (kept + BLK as u64, BLK), // right after it
+        (kept + BLK as u64 - 1, 2),
+        (0, BLK), // before it
+        (3 * BLK as u64, BLK),
+        (kept, 0), // empty request
+    ];
+    for (off, len) in cases {
+        assert_eq!(
+            read(&mut f, off, len),
+            expect(&data, off, len),
+            "{off} +{len}"
+        );
+    }
+}
+
+#[test]
+fn jailed_file_hints_at_and_past_the_end() {
+    let size = 2 * BLK + 100;
+    let (_dir, data, mut f) = jailed(size);
+    let end = size as u64;
+    // A hint running past the end keeps the short tail: reads of it and
+    // past it are exact, end of file included.
+    f.read_ahead(2 * BLK as u64, BLK);
+    assert_eq!(
+        read(&mut f, 2 * BLK as u64, BLK),
+        expect(&data, 2 * BLK as u64, BLK)
+    );
+    assert_eq!(read(&mut f, end - 1, 10), expect(&data, end - 1, 10));
+    assert_eq!(read(&mut f, end, 10), b"");
+    assert_eq!(read(&mut f, end + 5, 10), b"");
+    // Hints wholly past the end, absurd offsets, empty and over-long hints:
+    // no panic, nothing changes.
+    for (off, len) in [
+        (end, BLK),
+        (end + 1, 512),
+        (1 << 40, BLK),
+        (u64::MAX, BLK),
+        (u64::MAX - 3, 8),
+        (0, 0),
+        (0, MAX_READ_AHEAD + 1),
+        (0, usize::MAX),
+    ] {
+        f.read_ahead(off, len);
+        for (o, l) in [(0, BLK), (BLK as u64 - 7, BLK), (end - 3, BLK), (end, 1)] {
+            assert_eq!(
+                read(&mut f, o, l),
+                expect(&data, o, l),
+                "hint {off}+{len}, read {o}+{l}"
+            );
+        }
+    }
+}
+
+#[test]
+fn jailed_file_random_hints_and_reads() {
+    // Any interleaving of hints and reads, at block boundaries and not.
+    let size = 3 * BLK + 777;
+    let (_dir, data, mut f) = jailed(size);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    for step in 0..3000 {
+        let aligned = rnd(2) == 0;
+        let off = if aligned {
+            rnd(5) * BLK as u64
+        } else {
+            rnd(size as u64 + 2000)
+        };
+        let len = match rnd(4) {
+            0 => BLK,
+            1 => rnd(512) as usize,
+            2 => rnd(MAX_READ_AHEAD as u64 + 100) as usize,
+            _ => 512,
+        };
+        if rnd(2) == 0 {
+            f.read_ahead(off, len);
+        } else {
+            let mut buf = vec![0u8; len];
+            let n = f.read_at(off, &mut buf).expect("read");
+            // read_at may stop short; what it gives must be the file's.
+            assert_eq!(&buf[..n], &expect(&data, off, len)[..n], "step {step}");
+            assert!(
+                n > 0 || expect(&data, off, len).is_empty(),
+                "step {step}: no progress"
+            );
+            assert_eq!(
+                read(&mut f, off, len),
+                expect(&data, off, len),
+                "step {step}"
+            );
+        }
+    }
+}
+
+#[test]
+fn jailed_file_rewritten_after_a_hint() {
+    // Defined behaviour: a read the kept block answers returns the file as
+    // it was when the block was read (the hint), the same as reading ahead
+    // without keeping anything would have; every other read sees the file
+    // as it is now.
+    use std::os::unix::fs::FileExt;
+    let (dir, old, mut f) = jailed(3 * 4096);
+    f.read_ahead(4096, 4096);
+    let new = vec![0xeeu8; 3 * 4096];
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("img"))
+        .expect("open for writing")
+        .write_all_at(&new, 0)
+        .expect("rewrite in place");
+    assert_eq!(read(&mut f, 4096, 4096), &old[4096..8192]);
+    assert_eq!(read(&mut f, 4096 + 10, 100), &old[4106..4206]);
+    assert_eq!(read(&mut f, 0, 4096), &new[..4096]);
+    assert_eq!(read(&mut f, 4096, 8192), &new[4096..]); // partly outside: fresh
+    // A repeated hint for the kept range keeps it; a hint elsewhere reads
+    // the file as it is now.
+    f.read_ahead(4096, 4096);
+    assert_eq!(read(&mut f, 4096, 4096), &old[4096..8192]);
+    f.read_ahead(8192, 4096);
+    assert_eq!(read(&mut f, 8192, 4096), &new[8192..]);
+    assert_eq!(read(&mut f, 4096, 4096), &new[4096..8192]);
 }
