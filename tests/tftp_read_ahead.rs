@@ -23,9 +23,14 @@ use std::time::Duration;
 
 use preboot::Instant;
 use preboot::driver::fs::{JailedDir, JailedFile, MAX_READ_AHEAD};
+use preboot::driver::tftp::{TftpServer, TftpServerConfig};
 use preboot::fs::{FsError, MemFile, ReadAt, ValidPath, VecSink};
 use preboot::tftp::server::{RequestOutcome, Server, ServerConfig, Slot, TransferHandle};
 use preboot::wire::tftp::Repr;
+use sha2::{Digest, Sha256};
+
+mod tftp_support;
+use tftp_support::{content, fetch};
 
 /// What the engine asked of the file, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,18 +62,6 @@ impl ReadAt for Recording {
 }
 
 type Srv = Server<Recording, VecSink, Vec<Slot<Recording, VecSink>>>;
-
-fn content(size: usize) -> Vec<u8> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 129), 2000);
 
@@ -507,4 +500,41 @@ fn jailed_file_rewritten_after_a_hint() {
     f.read_ahead(8192, 4096);
     assert_eq!(read(&mut f, 8192, 4096), &new[8192..]);
     assert_eq!(read(&mut f, 4096, 4096), &new[4096..8192]);
+}
+
+// --- the std driver on a real socket -------------------------------------
+
+#[test]
+fn std_driver_lock_step_at_max_blksize_arrives_sha256_equal() {
+    // RFC 2348: blksize 65464, the largest; RFC 1350 §2 lock-step
+    // (windowsize 1, RFC 7440 §3), where the driver reads ahead. One file
+    // ends with a short block, one is whole blocks and ends with an empty
+    // block (RFC 1350 §6), one is smaller than a block.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = [
+        ("tail", (4 << 20) + 1),
+        ("whole", 16 * BLK),
+        ("small", 1000),
+    ];
+    for (name, size) in files {
+        std::fs::write(dir.path().join(name), content(size)).expect("write");
+    }
+    let config = TftpServerConfig::new("127.0.0.1:0".parse().expect("addr"), dir.path().into());
+    let server = TftpServer::bind(config)
+        .expect("bind")
+        .spawn()
+        .expect("spawn");
+    for (name, size) in files {
+        for blksize in [65464u16, 1468] {
+            let (got, windowsize) = fetch(server.local_addr(), name, blksize, 1);
+            assert_eq!(windowsize, 1);
+            assert_eq!(got.len(), size, "{name} at {blksize}");
+            assert!(
+                Sha256::digest(&got) == Sha256::digest(content(size)),
+                "{name} at blksize {blksize}: SHA-256 differs"
+            );
+        }
+    }
+    let stats = server.stop().expect("stop");
+    assert_eq!(stats.failed, 0, "{stats:?}");
 }
