@@ -133,6 +133,20 @@ pub trait ReadAt {
     /// end of file. May return fewer bytes than asked.
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, FsError>;
 
+    /// A hint: the engine will probably ask for these bytes next; an
+    /// implementation may read them now, so that the read is done while
+    /// the network round trip is in flight.
+    ///
+    /// A hint is only a hint: it never changes what [`ReadAt::read_at`]
+    /// returns, except that bytes kept from a read-ahead are the file's
+    /// contents at the time they were read (as if the later `read_at` had
+    /// happened then). `len` may reach past the end of the file. The
+    /// default does nothing. The TFTP server gives it in lock-step
+    /// transfers only (see [`crate::tftp::server::Server::read_ahead`]).
+    fn read_ahead(&mut self, offset: u64, len: usize) {
+        let _ = (offset, len);
+    }
+
     /// Reads until `buf` is full or end of file; returns the count.
     fn read_full_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
         let mut done = 0;

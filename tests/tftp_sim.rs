@@ -4,7 +4,8 @@
 //!
 //! Checks issue 3's matrix: files of 0, 1, 511, 512, 513 bytes, 1 MiB and
 //! 40 MiB arrive byte-exact at 20 % loss with windowsize 1, 4 and 64
-//! (RFC 7440), including block-number rollover past 65535 at blksize 512.
+//! (RFC 7440), including block-number rollover past 65535 at blksize 512;
+//! in lock-step also with the file on disk reading ahead.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -12,7 +13,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use preboot::Instant;
-use preboot::fs::{FileSource, MemFile, MemFs, VecSink};
+use preboot::driver::fs::JailedDir;
+use preboot::fs::{FileSource, MemFs, VecSink};
 use preboot::tftp::client::{Client, ClientConfig};
 use preboot::tftp::server::{RequestOutcome, Server, ServerConfig, Slot, TransferHandle};
 use preboot::tftp::{Event, Rollover};
@@ -104,14 +106,19 @@ fn file_bytes(size: usize, seed: u64) -> Vec<u8> {
 
 fn run(case: Case, data: &[u8]) -> Outcome {
     let files = [("boot/file.bin", data)];
-    let mut fs = MemFs::new(&files);
+    run_with(case, &mut MemFs::new(&files))
+}
+
+/// The simulation with the server's files from `fs`, driven in the order
+/// the std driver uses: after sending, `read_ahead`.
+fn run_with<S: FileSource>(case: Case, fs: &mut S) -> Outcome {
     let config = ServerConfig {
         timeout: Duration::from_millis(50),
         max_retries: 40,
         rollover: case.rollover,
         ..ServerConfig::default()
     };
-    let slots: Vec<Slot<MemFile, VecSink>> = (0..4).map(|_| Slot::new()).collect();
+    let slots: Vec<Slot<S::File, VecSink>> = (0..4).map(|_| Slot::new()).collect();
     let mut server = Server::new(config, slots);
     let mut link = Link {
         rng: Rng(case.seed | 1),
@@ -164,6 +171,7 @@ fn run(case: Case, data: &[u8]) -> Outcome {
             while let Some(n) = server.poll_transmit(h, t, &mut buf) {
                 link.send(now, TID, CLIENT, &buf[..n]);
             }
+            server.read_ahead(h);
             while let Some(e) = server.poll_event(h) {
                 if matches!(e, Event::Completed { .. } | Event::Failed { .. }) {
                     server_end = Some(e);
@@ -229,6 +237,22 @@ fn run(case: Case, data: &[u8]) -> Outcome {
 fn check(case: Case) {
     let data = file_bytes(case.size, case.seed ^ 0xA5A5);
     let out = run(case, &data);
+    verify(case, &data, out);
+}
+
+/// The same, with the file read from disk through a `JailedFile`, which
+/// takes the lock-step read-ahead hints.
+fn check_jailed(case: Case) {
+    let data = file_bytes(case.size, case.seed ^ 0xA5A5);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("boot")).expect("mkdir");
+    std::fs::write(dir.path().join("boot/file.bin"), &data).expect("write");
+    let mut fs = JailedDir::new(dir.path()).expect("root");
+    let out = run_with(case, &mut fs);
+    verify(case, &data, out);
+}
+
+fn verify(case: Case, data: &[u8], out: Outcome) {
     assert!(
         out.received == data,
         "size {} window {:?}: received {} bytes, differs",
@@ -296,6 +320,27 @@ fn small_files_without_options_and_at_max_blksize() {
             rollover: Rollover::ToZero,
             seed: 200 + i as u64,
         });
+    }
+}
+
+// RFC 1350 §2 lock-step with the file read ahead (JailedFile): lost and
+// duplicated DATA and ACKs make blocks be re-sent after a hint for the next
+// one; every file still arrives exact, whole-block files (empty last block,
+// RFC 1350 §6) included.
+#[test]
+fn lock_step_read_ahead_from_disk_at_20_percent_loss() {
+    let sizes = [0, 1, 511, 512, 513, 3 * 65464, 3 * 65464 + 9, 1 << 20];
+    for (i, &size) in sizes.iter().enumerate() {
+        for (j, blksize) in [None, Some(512), Some(65464)].into_iter().enumerate() {
+            check_jailed(Case {
+                size,
+                blksize,
+                windowsize: Some(1),
+                loss: 20,
+                rollover: Rollover::ToZero,
+                seed: 300 + (i * 3 + j) as u64,
+            });
+        }
     }
 }
 

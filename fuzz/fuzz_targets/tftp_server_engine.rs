@@ -1,21 +1,53 @@
 //! The server engine driven by arbitrary operation sequences: requests,
-//! datagrams into transfers, time steps, timeouts. No panic, bounded
-//! output per poll, bounded state.
+//! datagrams into transfers, time steps, timeouts, read-ahead calls. No
+//! panic, bounded output per poll, bounded state, and read-ahead hints only
+//! where they belong (lock-step octet reads, one block inside the file).
 #![no_main]
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::rc::Rc;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use preboot::Instant;
-use preboot::fs::{FileSource, MemFile, MemFs, VecSink};
+use preboot::fs::{FileSource, FsError, MemFile, MemFs, ReadAt, VecSink};
 use preboot::tftp::server::{RequestOutcome, Server, ServerConfig, Slot, TransferHandle};
+use preboot::wire::tftp::Mode;
+
+type Hints = Rc<RefCell<Vec<(u64, usize)>>>;
+
+/// A [`MemFile`] that records the hints it is given.
+struct Hinted<'a> {
+    inner: MemFile<'a>,
+    hints: Hints,
+}
+
+impl ReadAt for Hinted<'_> {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
+        self.inner.read_at(offset, buf)
+    }
+    fn read_ahead(&mut self, offset: u64, len: usize) {
+        self.hints.borrow_mut().push((offset, len));
+    }
+}
+
+/// What a read transfer may be hinted: its file's hint log, size, mode.
+struct ReadInfo {
+    hints: Hints,
+    size: u64,
+    netascii: bool,
+}
 
 #[derive(Arbitrary, Debug)]
 enum Op {
     Request { client: u8, raw: Vec<u8> },
-    Rrq { client: u8, file: u8, blksize: u16, windowsize: u8, tsize: bool },
+    Rrq { client: u8, file: u8, blksize: u16, windowsize: u8, tsize: bool, netascii: bool },
     Wrq { client: u8, blksize: u16 },
     Raw { transfer: u8, raw: Vec<u8> },
     Ack { transfer: u8, block: u16 },
@@ -23,6 +55,7 @@ enum Op {
     Error { transfer: u8, code: u16 },
     Advance { ms: u16 },
     Timeouts,
+    ReadAhead { transfer: u8 },
     Drain,
 }
 
@@ -33,6 +66,27 @@ struct Input {
     max_per_client: u8,
     rollover_one: bool,
     ops: Vec<Op>,
+}
+
+type Srv<'a> = Server<Hinted<'a>, VecSink, Vec<Slot<Hinted<'a>, VecSink>>>;
+
+/// Calls `Server::read_ahead` and checks the hint it gave, if any: at most
+/// one, only for a lock-step octet read, exactly one block at a block
+/// boundary no further than the end of the file (RFC 1350 §2, §6).
+fn read_ahead_checked(server: &mut Srv<'_>, h: TransferHandle, info: Option<&ReadInfo>) {
+    let before = info.map_or(0, |i| i.hints.borrow().len());
+    server.read_ahead(h);
+    let Some(info) = info else { return };
+    let hints = info.hints.borrow();
+    assert!(hints.len() <= before + 1, "more than one hint per call");
+    if let Some(&(offset, len)) = hints.get(before) {
+        let neg = server.negotiated(h).expect("a live read transfer");
+        assert_eq!(neg.windowsize, 1, "hint with a window");
+        assert!(!info.netascii, "hint in netascii");
+        assert_eq!(len, usize::from(neg.blksize), "hint is not one block");
+        assert_eq!(offset % len as u64, 0, "hint off a block boundary");
+        assert!(offset <= info.size, "hint past the end of the file");
+    }
 }
 
 fuzz_target!(|input: Input| {
@@ -48,9 +102,9 @@ fuzz_target!(|input: Input| {
         timeout: Duration::from_millis(100),
         ..ServerConfig::default()
     };
-    let mut server: Server<MemFile, VecSink, Vec<Slot<MemFile, VecSink>>> =
-        Server::new(config, (0..6).map(|_| Slot::new()).collect());
+    let mut server: Srv<'_> = Server::new(config, (0..6).map(|_| Slot::new()).collect());
     let mut handles: Vec<TransferHandle> = Vec::new();
+    let mut reads: HashMap<TransferHandle, ReadInfo> = HashMap::new();
     let mut now = Instant::ZERO;
     let mut buf = vec![0u8; 65536 + 4];
     let peer = |c: u8| SocketAddrV4::new(Ipv4Addr::new(10, 0, c % 3, 1), 1000 + u16::from(c));
@@ -59,10 +113,10 @@ fuzz_target!(|input: Input| {
         let mut raw_req = Vec::new();
         let req: Option<(u8, &[u8])> = match &op {
             Op::Request { client, raw } => Some((*client, raw)),
-            Op::Rrq { client, file, blksize, windowsize, tsize } => {
+            Op::Rrq { client, file, blksize, windowsize, tsize, netascii } => {
                 raw_req.extend_from_slice(b"\x00\x01");
                 raw_req.extend_from_slice(["a", "/b/c", "d", "missing"][usize::from(*file) % 4].as_bytes());
-                raw_req.extend_from_slice(b"\x00octet\x00");
+                raw_req.extend_from_slice(if *netascii { b"\x00netascii\x00" } else { b"\x00octet\x00" });
                 raw_req.extend_from_slice(format!("blksize\x00{blksize}\x00windowsize\x00{windowsize}\x00").as_bytes());
                 if *tsize {
                     raw_req.extend_from_slice(b"tsize\x000\x00");
@@ -79,8 +133,11 @@ fuzz_target!(|input: Input| {
             match server.handle_request(now, peer(client), raw) {
                 RequestOutcome::Read(inc) => match fs.open(&inc.path) {
                     Ok(f) => {
-                        if let Ok(h) = server.accept_read(now, &inc, f) {
+                        let hints = Hints::default();
+                        let info = ReadInfo { hints: hints.clone(), size: f.size(), netascii: inc.mode == Mode::Netascii };
+                        if let Ok(h) = server.accept_read(now, &inc, Hinted { inner: f, hints }) {
                             handles.push(h);
+                            reads.insert(h, info);
                         }
                     }
                     Err(e) => server.refuse(&inc, e.error_code()),
@@ -127,6 +184,12 @@ fuzz_target!(|input: Input| {
                     server.handle_timeout(h, now);
                 }
             }
+            Op::ReadAhead { transfer } => {
+                // At any time, not only after sending: only ever a hint.
+                if let Some(h) = pick(&handles, transfer) {
+                    read_ahead_checked(&mut server, h, reads.get(&h));
+                }
+            }
             Op::Drain | Op::Request { .. } | Op::Rrq { .. } | Op::Wrq { .. } => {}
         }
         // Drain everything: output per call is bounded by the window.
@@ -141,6 +204,8 @@ fuzz_target!(|input: Input| {
                 sent += 1;
                 assert!(sent <= 256 + 2, "unbounded transmit");
             }
+            // The documented order: after sending, read ahead.
+            read_ahead_checked(&mut server, h, reads.get(&h));
             let mut ev = 0;
             while server.poll_event(h).is_some() {
                 ev += 1;
@@ -153,6 +218,9 @@ fuzz_target!(|input: Input| {
         handles.retain(|&h| {
             if server.is_finished(h) {
                 server.remove(h);
+                reads.remove(&h);
+                // A removed transfer takes no hint.
+                server.read_ahead(h);
                 false
             } else {
                 true

@@ -120,6 +120,7 @@ impl JailedDir {
         Ok(JailedFile {
             file,
             size: meta.len(),
+            ahead: ReadAhead::default(),
         })
     }
 
@@ -171,18 +172,62 @@ impl FileSource for JailedDir {
     }
 }
 
+/// Largest block a [`JailedFile`] keeps from a read-ahead hint (a TFTP
+/// block is at most 65464 bytes, RFC 2348).
+pub const MAX_READ_AHEAD: usize = 64 << 10;
+
 /// A file opened inside a [`JailedDir`].
+///
+/// It takes [`ReadAt::read_ahead`] hints: the hinted range (at most
+/// [`MAX_READ_AHEAD`] bytes) is read at once into one buffer, allocated at
+/// the first hint and reused for the file's life (the TFTP engine hints in
+/// lock-step transfers only, so windowed transfers never allocate it). A later [`ReadAt::read_at`] that lies inside the kept
+/// range is served from it; any other read goes to the file. Kept bytes are
+/// the file's contents when they were read (at the first hint that asked
+/// for them; a repeated hint for a kept range reads nothing), exactly what
+/// the later read would have returned had it happened then.
 #[derive(Debug)]
 pub struct JailedFile {
     file: File,
     size: u64,
+    ahead: ReadAhead,
 }
 
-impl ReadAt for JailedFile {
-    fn size(&self) -> u64 {
-        self.size
+/// The block kept from the last read-ahead hint.
+#[derive(Debug, Default)]
+struct ReadAhead {
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    offset: u64,
+    /// Bytes of `buf` that hold file data (0: nothing kept).
+    len: usize,
+    /// The read stopped at end of file after `len` bytes, so the kept
+    /// block also answers requests that reach past its end.
+    eof: bool,
+}
+
+impl ReadAhead {
+    /// Where a request for `len` bytes at `offset` starts inside the kept
+    /// block, if the block answers all of it: what a read would return is
+    /// then `buf[start..]`, cut to `len`. The one test for both
+    /// [`ReadAt::read_at`] (serve from the block) and
+    /// [`ReadAt::read_ahead`] (already kept: nothing to read).
+    fn covers(&self, offset: u64, len: usize) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let start = usize::try_from(offset.checked_sub(self.offset)?).ok()?;
+        if start > self.len {
+            return None;
+        }
+        let inside = start.checked_add(len).is_some_and(|end| end <= self.len);
+        (inside || self.eof).then_some(start)
     }
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
+}
+
+impl JailedFile {
+    /// One positioned read, retried on `EINTR`.
+    fn pread(&self, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
         loop {
             match self.file.read_at(buf, offset) {
                 Ok(n) => return Ok(n),
@@ -190,6 +235,62 @@ impl ReadAt for JailedFile {
                 Err(e) => return Err(io_to_fs(&e)),
             }
         }
+    }
+}
+
+impl ReadAt for JailedFile {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
+        let a = &self.ahead;
+        if let Some(start) = a.covers(offset, buf.len()) {
+            let kept = &a.buf[start..a.len];
+            let n = kept.len().min(buf.len());
+            buf[..n].copy_from_slice(&kept[..n]);
+            return Ok(n);
+        }
+        self.pread(offset, buf)
+    }
+
+    fn read_ahead(&mut self, offset: u64, len: usize) {
+        if len == 0 || len > MAX_READ_AHEAD || offset >= self.size {
+            // Nothing worth keeping (at or past the end as opened, where a
+            // read is cheap anyway) or more than one block.
+            return;
+        }
+        if self.ahead.covers(offset, len).is_some() {
+            // A repeated hint (a duplicate ACK, a retransmission): kept.
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.ahead.buf);
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        let mut done = 0;
+        let mut eof = false;
+        while done < len {
+            match self.pread(offset.saturating_add(done as u64), &mut buf[done..len]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => done += n,
+                // A hint must not fail: keep nothing; the read itself will
+                // meet (and report) the error.
+                Err(_) => {
+                    done = 0;
+                    break;
+                }
+            }
+        }
+        self.ahead = ReadAhead {
+            buf,
+            offset,
+            len: done,
+            eof: eof && done > 0,
+        };
     }
 }
 

@@ -17,6 +17,12 @@
 //! overflows them; a block lost anyway is recovered by the engine rolling
 //! back to the client's last in-order ACK.
 //!
+//! In lock-step (windowsize 1) each ACK is answered before the socket is
+//! read again, and right after a DATA leaves, the file is told which block
+//! the next ACK will ask for ([`crate::tftp::server::Server::read_ahead`]);
+//! a [`JailedFile`] reads it then, so the read overlaps the round trip
+//! instead of following each ACK.
+//!
 //! Files come from a [`JailedDir`]: read requests are accepted or refused
 //! automatically (missing file → ERROR 1 at once, hostile path → ERROR 2).
 //! Every transfer is logged with `tracing` (peer, file, options, bytes,
@@ -480,18 +486,33 @@ impl TftpServer {
     }
 
     fn on_transfer(&mut self, index: usize) {
-        let Some(conn) = self.conns.get(index).and_then(|c| c.as_ref()) else {
+        let Some(h) = self
+            .conns
+            .get(index)
+            .and_then(|c| c.as_ref())
+            .map(|c| c.handle)
+        else {
             return;
         };
-        let h = conn.handle;
+        let mut answered = false;
         loop {
-            let Some(sock) = self.conns[index].as_ref().and_then(|c| c.socket.as_ref()) else {
+            // `service` may have closed the transfer.
+            let Some(sock) = self.conns[index]
+                .as_ref()
+                .filter(|c| c.handle == h)
+                .and_then(|c| c.socket.as_ref())
+            else {
                 return;
             };
             match sock.recv(&mut self.rx) {
                 Ok(n) => {
                     let now = self.now();
                     self.engine.handle(h, now, &self.rx[..n]);
+                    // Answer before reading the socket again: in lock-step
+                    // the next DATA leaves without waiting for the recv
+                    // (usually EAGAIN) that ends the drain.
+                    self.service(h);
+                    answered = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -500,7 +521,9 @@ impl TftpServer {
                 Err(_) => break,
             }
         }
-        self.service(h);
+        if !answered {
+            self.service(h);
+        }
     }
 
     fn flush_listener(&mut self) {
@@ -509,8 +532,8 @@ impl TftpServer {
         }
     }
 
-    /// Sends what the transfer has to send, logs its events, re-arms its
-    /// timer, and closes it when finished.
+    /// Sends what the transfer has to send, lets its file read ahead, logs
+    /// its events, re-arms its timer, and closes it when finished.
     fn service(&mut self, h: TransferHandle) {
         let index = h.index();
         let now = self.now();
@@ -533,6 +556,9 @@ impl TftpServer {
                 tracing::trace!(error = %e, "tftp: send failed");
             }
         }
+        // In lock-step, the file reads the block the next ACK will ask for
+        // now, while this one and its ACK cross the network.
+        self.engine.read_ahead(h);
         self.flush_listener();
         while let Some(ev) = self.engine.poll_event(h) {
             self.log_event(index, ev);

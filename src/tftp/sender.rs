@@ -3,7 +3,9 @@
 //! State is a handful of counters: `base` (first block not yet
 //! acknowledged) and `next` (next block to send). Blocks are read from the
 //! file when sent, so re-sending after a timeout re-reads them: O(1) memory
-//! per transfer. An ACK for a block in `base..next` advances `base` and
+//! per transfer. In lock-step the file may be told which block comes next
+//! ([`crate::fs::ReadAt::read_ahead`]) so it can read it during the round
+//! trip; the block is still asked for with `read_at` when it is sent. An ACK for a block in `base..next` advances `base` and
 //! starts the next window right after it; an ACK for `base - 1` (a
 //! duplicate) or anything older is ignored — the sender re-sends only when
 //! its timer fires (RFC 1123 §4.2.3.1).
@@ -196,6 +198,25 @@ impl<F: ReadAt> ReadTransfer<F> {
             }
             Phase::Done => {}
         }
+    }
+
+    /// The byte range (offset, length) of the block this transfer will
+    /// read next, when it is worth reading ahead: lock-step (windowsize 1)
+    /// octet transfers only, and only while the last block has not been
+    /// sent. In lock-step that block is `next`, both while waiting for the
+    /// ACK of `base` (then `next` is `base + 1`) and before `base` is (re)sent
+    /// (then `next` is `base`). Larger windows already overlap reads with the
+    /// round trip; netascii positions depend on the encoding of the block
+    /// before.
+    pub(crate) fn next_block(&self) -> Option<(u64, usize)> {
+        let lock_step = self.neg.windowsize <= 1;
+        let running = matches!(self.phase, Phase::Oack | Phase::Data);
+        if !lock_step || !running || self.ascii.is_some() || self.last.is_some() {
+            return None;
+        }
+        let blksize = usize::from(self.neg.blksize);
+        let offset = (self.next - 1).checked_mul(blksize as u64)?;
+        Some((offset, blksize))
     }
 
     /// Writes the next datagram into `buf`.

@@ -20,6 +20,13 @@
 //!    [`Server::handle_timeout`] when it fires (a spurious call is harmless);
 //!    drain [`Server::poll_event`]. When [`Server::is_finished`], call
 //!    [`Server::remove`] and close the transfer's socket.
+//! 4. After sending what [`Server::poll_transmit`] gave for a transfer, call
+//!    [`Server::read_ahead`] for it. In lock-step (windowsize 1, RFC 1350
+//!    §2) it tells the file ([`crate::fs::ReadAt::read_ahead`]) which block
+//!    the next ACK will ask for, so a file that reads ahead does that read
+//!    while the DATA and its ACK cross the network instead of after the ACK
+//!    arrives. Calling it at any other time, or not at all, is harmless: it
+//!    only gives a hint.
 //!
 //! ```
 //! use core::net::{Ipv4Addr, SocketAddrV4};
@@ -40,6 +47,7 @@
 //! let h = server.accept_read(now, &incoming, file).unwrap();
 //! let n = server.poll_transmit(h, now, &mut buf).unwrap();
 //! assert_eq!(&buf[..n], b"\x00\x03\x00\x01hi"); // DATA block 1, the last
+//! server.read_ahead(h); // after sending; block 1 was the last: no hint
 //! server.handle(h, now, b"\x00\x04\x00\x01"); // ACK 1
 //! assert!(server.is_finished(h) || server.poll_event(h).is_some());
 //! ```
@@ -532,6 +540,27 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
         match &mut self.entry_mut(h)?.kind {
             Kind::Read(t) => t.poll_transmit(now, buf),
             Kind::Write(t) => t.poll_transmit(now, buf),
+        }
+    }
+
+    /// Tells the transfer's file which bytes it will probably be asked for
+    /// next ([`ReadAt::read_ahead`]); call it after sending what
+    /// [`Server::poll_transmit`] gave for this transfer.
+    ///
+    /// Hints only in lock-step (windowsize 1) octet read transfers, and only
+    /// while a next block exists: the block after the one just sent (or, if
+    /// none is in flight, the one about to be sent), `blksize` bytes at
+    /// `(block - 1) * blksize`. Never after the last (short) block has been
+    /// sent, never in netascii (the block's file offset depends on the
+    /// encoding of the one before), never with a window larger than 1 (the
+    /// window's blocks already overlap the round trip, RFC 7440 §4). Write
+    /// transfers and stale handles: nothing happens.
+    pub fn read_ahead(&mut self, h: TransferHandle) {
+        let Some(e) = self.entry_mut(h) else { return };
+        if let Kind::Read(t) = &mut e.kind {
+            if let Some((offset, len)) = t.next_block() {
+                t.file.read_ahead(offset, len);
+            }
         }
     }
 
