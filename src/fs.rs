@@ -141,8 +141,9 @@ pub trait ReadAt {
     /// returns, except that bytes kept from a read-ahead are the file's
     /// contents at the time they were read (as if the later `read_at` had
     /// happened then). `len` may reach past the end of the file. The
-    /// default does nothing. The TFTP server gives it in lock-step
-    /// transfers only (see [`crate::tftp::server::Server::read_ahead`]).
+    /// default does nothing. The TFTP server hints the next block in
+    /// lock-step and the next window with windowsize (see
+    /// [`crate::tftp::server::Server::read_ahead`]).
     fn read_ahead(&mut self, offset: u64, len: usize) {
         let _ = (offset, len);
     }

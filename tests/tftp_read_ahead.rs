@@ -1,4 +1,4 @@
-//! Read-ahead in lock-step transfers: which hints the server engine gives
+//! Read-ahead: which hints the server engine gives
 //! (`Server::read_ahead`), and that a file taking them (`JailedFile`) still
 //! returns the file's exact bytes, whatever hints came before.
 //!
@@ -10,9 +10,10 @@
 //!   sizes): a block shorter than `blksize` is the last; a file that is a
 //!   multiple of `blksize` ends with an empty block, which is still a next
 //!   block to hint. Nothing follows the last block: no hint after it.
-//! - RFC 7440 §4: with a window larger than 1 the sender sends the window's
-//!   blocks back to back, so their reads already overlap the round trip: no
-//!   hints.
+//! - RFC 7440 §4: with a window larger than 1 the sender sends a window's
+//!   blocks back to back and the ACK of its last block starts the next
+//!   window at the block after it: after a window ending at block n the hint
+//!   is `(n * blksize, windowsize * blksize)`.
 //! - RFC 1350 §1 netascii: a block's file offset depends on how the blocks
 //!   before it were encoded (LF becomes CR LF): no hints.
 
@@ -237,21 +238,23 @@ fn a_resent_block_hints_the_same_next_block_again() {
 }
 
 #[test]
-fn no_hints_with_a_window() {
-    // RFC 7440 §4: a window's blocks go back to back.
-    for w in ["2", "4", "64"] {
+fn hints_the_next_window() {
+    // RFC 7440 §4: after a window has left, the ACK of its last block
+    // starts the next window at the block after it; the hint is that whole
+    // window (windowsize * blksize bytes), and none once the last block has
+    // gone.
+    for w in [2u16, 4, 64] {
         let data = leak(content(100_000));
+        let ws = w.to_string();
         let (mut s, h, log) = open(
             data,
-            &rrq("octet", &[("blksize", "1024"), ("windowsize", w)]),
+            &rrq("octet", &[("blksize", "1024"), ("windowsize", &ws)]),
         );
-        assert_eq!(
-            s.negotiated(h).map(|n| n.windowsize.to_string()),
-            Some(w.to_string())
-        );
+        assert_eq!(s.negotiated(h).map(|n| n.windowsize), Some(w));
         let mut buf = vec![0u8; 4 + 1024];
         let mut now = Instant::ZERO;
         let mut acked = 0u16;
+        let mut expected = Vec::new();
         while !s.is_finished(h) {
             let mut last = acked;
             while let Some(n) = s.poll_transmit(h, now, &mut buf) {
@@ -260,11 +263,15 @@ fn no_hints_with_a_window() {
                 }
             }
             s.read_ahead(h);
+            // Blocks 1..=98; block 98 (672 bytes) is the last.
+            if last < 98 {
+                expected.push((u64::from(last) * 1024, usize::from(w) * 1024));
+            }
             s.handle(h, now, &[0, 4, (last >> 8) as u8, last as u8]);
             acked = last;
             now += Duration::from_millis(1);
         }
-        assert!(hints(&log).is_empty(), "windowsize {w}: {:?}", hints(&log));
+        assert_eq!(hints(&log), expected, "windowsize {w}");
         assert!(log.borrow().len() > 90, "the transfer ran");
     }
 }
@@ -405,8 +412,9 @@ fn jailed_file_hints_at_and_past_the_end() {
     assert_eq!(read(&mut f, end - 1, 10), expect(&data, end - 1, 10));
     assert_eq!(read(&mut f, end, 10), b"");
     assert_eq!(read(&mut f, end + 5, 10), b"");
-    // Hints wholly past the end, absurd offsets, empty and over-long hints:
-    // no panic, nothing changes.
+    // Hints wholly past the end, absurd offsets, empty hints and hints
+    // longer than what is kept (the first MAX_READ_AHEAD bytes are): no
+    // panic, every read returns the file's bytes.
     for (off, len) in [
         (end, BLK),
         (end + 1, 512),

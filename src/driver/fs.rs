@@ -172,16 +172,16 @@ impl FileSource for JailedDir {
     }
 }
 
-/// Largest block a [`JailedFile`] keeps from a read-ahead hint (a TFTP
-/// block is at most 65464 bytes, RFC 2348).
+/// Most bytes a [`JailedFile`] keeps from a read-ahead hint: one TFTP
+/// block of the largest size (65464 bytes, RFC 2348), or the first 64 KiB
+/// of a hinted window (a whole window of 16 blocks of 1468 bytes).
 pub const MAX_READ_AHEAD: usize = 64 << 10;
 
 /// A file opened inside a [`JailedDir`].
 ///
-/// It takes [`ReadAt::read_ahead`] hints: the hinted range (at most
+/// It takes [`ReadAt::read_ahead`] hints: the hinted range (its first
 /// [`MAX_READ_AHEAD`] bytes) is read at once into one buffer, allocated at
-/// the first hint and reused for the file's life (the TFTP engine hints in
-/// lock-step transfers only, so windowed transfers never allocate it). A later [`ReadAt::read_at`] that lies inside the kept
+/// the first hint and reused for the file's life. A later [`ReadAt::read_at`] that lies inside the kept
 /// range is served from it; any other read goes to the file. Kept bytes are
 /// the file's contents when they were read (at the first hint that asked
 /// for them; a repeated hint for a kept range reads nothing), exactly what
@@ -255,11 +255,14 @@ impl ReadAt for JailedFile {
     }
 
     fn read_ahead(&mut self, offset: u64, len: usize) {
-        if len == 0 || len > MAX_READ_AHEAD || offset >= self.size {
+        if len == 0 || offset >= self.size {
             // Nothing worth keeping (at or past the end as opened, where a
-            // read is cheap anyway) or more than one block.
+            // read is cheap anyway).
             return;
         }
+        // A window larger than the buffer: its first blocks are kept, the
+        // rest is read when asked for.
+        let len = len.min(MAX_READ_AHEAD);
         if self.ahead.covers(offset, len).is_some() {
             // A repeated hint (a duplicate ACK, a retransmission): kept.
             return;

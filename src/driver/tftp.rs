@@ -18,10 +18,11 @@
 //! back to the client's last in-order ACK.
 //!
 //! In lock-step (windowsize 1) each ACK is answered before the socket is
-//! read again, and right after a DATA leaves, the file is told which block
-//! the next ACK will ask for ([`crate::tftp::server::Server::read_ahead`]);
-//! a [`JailedFile`] reads it then, so the read overlaps the round trip
-//! instead of following each ACK.
+//! read again. Right after a DATA (or a window) leaves, the file is told
+//! which blocks the next ACK will ask for
+//! ([`crate::tftp::server::Server::read_ahead`]); a [`JailedFile`] reads
+//! them then (one pread for a whole window of up to 64 KiB), so the read
+//! overlaps the round trip instead of following each ACK.
 //!
 //! Files come from a [`JailedDir`]: read requests are accepted or refused
 //! automatically (missing file → ERROR 1 at once, hostile path → ERROR 2).
@@ -494,6 +495,10 @@ impl TftpServer {
         else {
             return;
         };
+        // Lock-step transfers answer each datagram at once; windowed ones
+        // read every queued ACK first and answer the newest (an answer per
+        // ACK would start a window for each of them).
+        let lock_step = self.engine.negotiated(h).is_none_or(|n| n.windowsize <= 1);
         let mut answered = false;
         loop {
             // `service` may have closed the transfer.
@@ -511,8 +516,10 @@ impl TftpServer {
                     // Answer before reading the socket again: in lock-step
                     // the next DATA leaves without waiting for the recv
                     // (usually EAGAIN) that ends the drain.
-                    self.service(h);
-                    answered = true;
+                    if lock_step {
+                        self.service(h);
+                        answered = true;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -556,8 +563,8 @@ impl TftpServer {
                 tracing::trace!(error = %e, "tftp: send failed");
             }
         }
-        // In lock-step, the file reads the block the next ACK will ask for
-        // now, while this one and its ACK cross the network.
+        // The file reads the blocks the next ACK will ask for now, while
+        // these and their ACK cross the network.
         self.engine.read_ahead(h);
         self.flush_listener();
         while let Some(ev) = self.engine.poll_event(h) {

@@ -5,7 +5,8 @@
 //! file when sent, so re-sending after a timeout re-reads them: O(1) memory
 //! per transfer. In lock-step the file may be told which block comes next
 //! ([`crate::fs::ReadAt::read_ahead`]) so it can read it during the round
-//! trip; the block is still asked for with `read_at` when it is sent. An ACK for a block in `base..next` advances `base` and
+//! trip; the block is still asked for with `read_at` when it is sent. With
+//! a window the hint covers the whole next window. An ACK for a block in `base..next` advances `base` and
 //! starts the next window right after it; an ACK for `base - 1` (a
 //! duplicate) or anything older is ignored — the sender re-sends only when
 //! its timer fires (RFC 1123 §4.2.3.1).
@@ -200,23 +201,25 @@ impl<F: ReadAt> ReadTransfer<F> {
         }
     }
 
-    /// The byte range (offset, length) of the block this transfer will
-    /// read next, when it is worth reading ahead: lock-step (windowsize 1)
-    /// octet transfers only, and only while the last block has not been
-    /// sent. In lock-step that block is `next`, both while waiting for the
-    /// ACK of `base` (then `next` is `base + 1`) and before `base` is (re)sent
-    /// (then `next` is `base`). Larger windows already overlap reads with the
-    /// round trip; netascii positions depend on the encoding of the block
+    /// The byte range (offset, length) this transfer will read next, when
+    /// it is worth reading ahead: octet transfers only, and only while the
+    /// last block has not been sent. That is the window that starts at
+    /// `next` (`windowsize` blocks): after a window has left, the client's
+    /// ACK of its last block starts the next one there (RFC 7440 §4); in
+    /// lock-step (windowsize 1, RFC 1350 §2) it is the one block after
+    /// `base`, or `base` itself before it is (re)sent. A rollback after a
+    /// loss reads from before `next`, outside the hint, as it would
+    /// without one. Netascii positions depend on the encoding of the block
     /// before.
     pub(crate) fn next_block(&self) -> Option<(u64, usize)> {
-        let lock_step = self.neg.windowsize <= 1;
         let running = matches!(self.phase, Phase::Oack | Phase::Data);
-        if !lock_step || !running || self.ascii.is_some() || self.last.is_some() {
+        if !running || self.ascii.is_some() || self.last.is_some() {
             return None;
         }
         let blksize = usize::from(self.neg.blksize);
         let offset = (self.next - 1).checked_mul(blksize as u64)?;
-        Some((offset, blksize))
+        let window = usize::from(self.neg.windowsize.max(1));
+        Some((offset, blksize.saturating_mul(window)))
     }
 
     /// Writes the next datagram into `buf`.

@@ -21,9 +21,10 @@
 //!    drain [`Server::poll_event`]. When [`Server::is_finished`], call
 //!    [`Server::remove`] and close the transfer's socket.
 //! 4. After sending what [`Server::poll_transmit`] gave for a transfer, call
-//!    [`Server::read_ahead`] for it. In lock-step (windowsize 1, RFC 1350
-//!    §2) it tells the file ([`crate::fs::ReadAt::read_ahead`]) which block
-//!    the next ACK will ask for, so a file that reads ahead does that read
+//!    [`Server::read_ahead`] for it. It tells the file
+//!    ([`crate::fs::ReadAt::read_ahead`]) which blocks the next ACK will ask
+//!    for (one block in lock-step, RFC 1350 §2; the next window with
+//!    windowsize, RFC 7440 §4), so a file that reads ahead does that read
 //!    while the DATA and its ACK cross the network instead of after the ACK
 //!    arrives. Calling it at any other time, or not at all, is harmless: it
 //!    only gives a hint.
@@ -547,14 +548,13 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
     /// next ([`ReadAt::read_ahead`]); call it after sending what
     /// [`Server::poll_transmit`] gave for this transfer.
     ///
-    /// Hints only in lock-step (windowsize 1) octet read transfers, and only
-    /// while a next block exists: the block after the one just sent (or, if
-    /// none is in flight, the one about to be sent), `blksize` bytes at
-    /// `(block - 1) * blksize`. Never after the last (short) block has been
-    /// sent, never in netascii (the block's file offset depends on the
-    /// encoding of the one before), never with a window larger than 1 (the
-    /// window's blocks already overlap the round trip, RFC 7440 §4). Write
-    /// transfers and stale handles: nothing happens.
+    /// Hints only in octet read transfers, and only while a next block
+    /// exists: the window after the one just sent (or, if none is in
+    /// flight, the one about to be sent), `windowsize * blksize` bytes at
+    /// `(block - 1) * blksize`; in lock-step that is one block. Never after
+    /// the last (short) block has been sent, never in netascii (the
+    /// block's file offset depends on the encoding of the one before).
+    /// Write transfers and stale handles: nothing happens.
     pub fn read_ahead(&mut self, h: TransferHandle) {
         let Some(e) = self.entry_mut(h) else { return };
         if let Kind::Read(t) = &mut e.kind {
