@@ -54,8 +54,8 @@ print(f"\nOne {big_mib} MiB transfer, medians of {reps} runs. MB/s = 10^6 B/s; C
       "tftp-hpa has no windowsize. raw UDP: benches/udp-window.rs, same datagrams and "
       "window, no TFTP (blocking sockets, one sendto per datagram).\n")
 print("| client CPU | blksize | window | ours MB/s | atftpd MB/s | tftp-hpa MB/s | raw UDP MB/s "
-      "| ours/atftpd | ours/hpa | ours/raw | CPU ours | CPU atftpd | CPU hpa | failed |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| ours/atftpd | ours/hpa | ours/raw | CPU ours | CPU atftpd | CPU hpa | CPU raw | failed |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for k in configs:
     if k[0] != "big.bin":
         continue
@@ -63,11 +63,35 @@ for k in configs:
     sp = [med("mb_s", k, s) for s in SERVERS]
     raw = med("mb_s", k, "raw-udp")
     cpu = [med("cpu_ms_mb", k, s) for s in SERVERS]
+    cpu_raw = med("cpu_ms_mb", k, "raw-udp")
     failed = sum(r["failed"] for s in SERVERS for r in runs.get(k + (s,), []))
     print(f"| {pin} | {blk} | {win} | {fmt(sp[0])} | {fmt(sp[1])} | {fmt(sp[2])} | {fmt(raw)} "
           f"| {paired('mb_s', k, 'ours', 'atftpd')} | {paired('mb_s', k, 'ours', 'tftp-hpa')} "
           f"| {paired('mb_s', k, 'ours', 'raw-udp')} "
-          f"| {fmt(cpu[0], 2)} | {fmt(cpu[1], 2)} | {fmt(cpu[2], 2)} | {failed} |")
+          f"| {fmt(cpu[0], 2)} | {fmt(cpu[1], 2)} | {fmt(cpu[2], 2)} | {fmt(cpu_raw, 2)} | {failed} |")
+
+print(f"\nServer CPU per MB against tftp-hpa's lock-step, medians of {reps} per-repetition "
+      "ratios. Lock-step: the client asks for windowsize 1. Raw UDP lock-step: a blocking "
+      "loop that only receives the ACK and sends the next datagram (no file, no TFTP): the "
+      "floor of any lock-step server here. Same request, window 16: the client asks every "
+      "server for windowsize 16; tftp-hpa does not grant it (no windowsize support) and runs "
+      "lock-step, so its side is its windowsize-1 run of the same repetition.\n")
+print("| client CPU | blksize | ours ÷ hpa, lock-step | raw UDP ÷ hpa, lock-step "
+      "| ours (window 16) ÷ hpa, same request |")
+print("|---|---:|---:|---:|---:|")
+for pin in ("cross", "same"):
+    for blk in sorted({k[2] for k in configs}):
+        k1 = ("big.bin", pin, blk, 1, 1)
+        k16 = ("big.bin", pin, blk, 16, 1)
+        if k1 + ("tftp-hpa",) not in runs:
+            continue
+        hpa = runs.get(k1 + ("tftp-hpa",), [])
+        w16 = runs.get(k16 + ("ours",), [])
+        rs = [a["cpu_ms_mb"] / b["cpu_ms_mb"] for a, b in zip(w16, hpa)
+              if a["cpu_ms_mb"] is not None and b["cpu_ms_mb"]]
+        same_req = "–" if not rs else f"{statistics.median(rs):.2f}×"
+        print(f"| {pin} | {blk} | {paired('cpu_ms_mb', k1, 'ours', 'tftp-hpa')} "
+              f"| {paired('cpu_ms_mb', k1, 'raw-udp', 'tftp-hpa')} | {same_req} |")
 
 print(f"\nConcurrent 4 MiB transfers (blksize 1468, windowsize 16; tftp-hpa lock-step), "
       f"client on CPU 1, medians of {reps} runs: aggregate MB/s, slowest client's time (s), "

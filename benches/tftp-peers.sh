@@ -126,7 +126,7 @@ declare -A PORT_OF=([ours]=$PORT_OURS [tftp-hpa]=$PORT_HPA [atftpd]=$PORT_ATFTPD
 # counts forked children, e.g. tftp-hpa's per-transfer processes, even after
 # they exit), else utime+stime+cutime+cstime from /proc/PID/stat.
 declare -A CG_OF=()
-for server in ours tftp-hpa atftpd ours-nobatch; do
+for server in ours tftp-hpa atftpd ours-nobatch raw-udp; do
     pid=${PID_OF[$server]}
     if [ -d /sys/fs/cgroup/cpuacct ]; then
         cg="/sys/fs/cgroup/cpuacct/tftp-peers-$$-$server"
@@ -153,10 +153,12 @@ cpu_us() { # SERVER
     fi
 }
 rss_kib() { # resident set of a server and its live children
-    local pid=$1 total=0 kids c
+    local pid=$1 total=0 kids c v
     kids="$(cat /proc/"$pid"/task/*/children 2>/dev/null || true)"
     for c in $pid $kids; do
-        total=$((total + $(awk '/^VmRSS/{print $2}' "/proc/$c/status" 2>/dev/null || echo 0)))
+        # A child that is exiting has no VmRSS line any more: count it as 0.
+        v=$(awk '/^VmRSS/{print $2}' "/proc/$c/status" 2>/dev/null || true)
+        total=$((total + ${v:-0}))
     done
     echo "$total"
 }
