@@ -199,6 +199,11 @@ pub struct TftpServer {
     stats: TftpStats,
 }
 
+/// Largest datagram (4-byte DATA header + block) for which a window's
+/// first datagram is sent on its own before the rest is batched (see
+/// `send_batched`): an Ethernet-MTU block (1468 + 4 = 1472).
+const LEAD_DATAGRAM_MAX: usize = 1472;
+
 fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
     match addr {
         SocketAddr::V4(a) => Ok(a),
@@ -590,9 +595,20 @@ impl TftpServer {
     fn send_batched(&mut self, h: TransferHandle, gso: batch::Gso, now: Instant) {
         let index = h.index();
         let seg = gso.segment;
+        // Datagrams of MTU size: the window's first one leaves alone, so the
+        // client wakes and starts on it while the kernel cuts the rest of
+        // the window out of one GSO send. Across vCPUs at 1468 / window 16
+        // that measured 268 -> 300 MB/s (raw UDP with the same window: 300);
+        // with 8 KiB blocks, or client and server on one CPU, the extra send
+        // cost more than it gained (8192 / 16 across: 1739 -> 1412 MB/s).
+        let mut limit = if seg <= LEAD_DATAGRAM_MAX {
+            1
+        } else {
+            gso.max_segments
+        };
         loop {
             let (mut len, mut count) = (0, 0);
-            while count < gso.max_segments {
+            while count < limit {
                 let Some(n) = self
                     .engine
                     .poll_transmit(h, now, &mut self.batch[len..len + seg])
@@ -609,6 +625,7 @@ impl TftpServer {
             if count == 0 {
                 return;
             }
+            limit = gso.max_segments;
             let Some(conn) = self.conns[index].as_mut() else {
                 return;
             };
