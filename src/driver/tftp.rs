@@ -199,10 +199,11 @@ pub struct TftpServer {
     stats: TftpStats,
 }
 
-/// Largest datagram (4-byte DATA header + block) for which a window's
-/// first datagram is sent on its own before the rest is batched (see
-/// `send_batched`): an Ethernet-MTU block (1468 + 4 = 1472).
-const LEAD_DATAGRAM_MAX: usize = 1472;
+/// Windows of at most this many blocks of at most [`MTU_DATAGRAM`] bytes
+/// are sent block by block (see `TftpServer::start`).
+const SMALL_WINDOW: u16 = 16;
+/// A DATA datagram of an Ethernet-MTU block (1468 + 4 bytes).
+const MTU_DATAGRAM: usize = 1472;
 
 fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
     match addr {
@@ -465,9 +466,20 @@ impl TftpServer {
             options = ?inc.options,
             "tftp: request accepted"
         );
-        // Batching pays only for windows of at least two full-size blocks.
+        // Batching pays only for windows of at least two full-size blocks,
+        // and not for windows of up to 16 MTU-sized blocks: there one send
+        // per block lets the client start on the first datagram while the
+        // rest leave, where one GSO send hands it the whole window at the
+        // end (benches/tftp-peers.sh, across vCPUs, 1468 / window 16: 413
+        // MB/s block by block vs 307 batched, raw UDP 350; with 64 blocks or
+        // 8 KiB blocks batching wins: 733 vs 481, 1230 vs 967).
+        let small_window = |n: &Negotiated| {
+            n.windowsize <= SMALL_WINDOW && DATA_HEADER_LEN + usize::from(n.blksize) <= MTU_DATAGRAM
+        };
         let gso = match (&socket, neg) {
-            (Some(s), Some(n)) if self.config.batch_sends && !write && n.windowsize > 1 => {
+            (Some(s), Some(n))
+                if self.config.batch_sends && !write && n.windowsize > 1 && !small_window(&n) =>
+            {
                 let segment = DATA_HEADER_LEN + usize::from(n.blksize);
                 // Smaller segments could not carry an ERROR or OACK.
                 (n.blksize >= 512)
@@ -595,20 +607,9 @@ impl TftpServer {
     fn send_batched(&mut self, h: TransferHandle, gso: batch::Gso, now: Instant) {
         let index = h.index();
         let seg = gso.segment;
-        // Datagrams of MTU size: the window's first one leaves alone, so the
-        // client wakes and starts on it while the kernel cuts the rest of
-        // the window out of one GSO send. Across vCPUs at 1468 / window 16
-        // that measured 268 -> 300 MB/s (raw UDP with the same window: 300);
-        // with 8 KiB blocks, or client and server on one CPU, the extra send
-        // cost more than it gained (8192 / 16 across: 1739 -> 1412 MB/s).
-        let mut limit = if seg <= LEAD_DATAGRAM_MAX {
-            1
-        } else {
-            gso.max_segments
-        };
         loop {
             let (mut len, mut count) = (0, 0);
-            while count < limit {
+            while count < gso.max_segments {
                 let Some(n) = self
                     .engine
                     .poll_transmit(h, now, &mut self.batch[len..len + seg])
@@ -625,7 +626,6 @@ impl TftpServer {
             if count == 0 {
                 return;
             }
-            limit = gso.max_segments;
             let Some(conn) = self.conns[index].as_mut() else {
                 return;
             };
