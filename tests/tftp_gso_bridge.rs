@@ -9,10 +9,10 @@
 //! tap port. `tests/tftp_gso_bridge/tap_client.py` is the guest on the tap:
 //! it checks every frame as a firmware without checksum offload would
 //! (within the 1500-byte MTU, valid UDP checksum, RFC 768), reads the file
-//! with blksize 1468 (RFC 2348, what OVMF asks) and windowsize 32 (the
-//! server sends windows of up to 16 such blocks block by block and larger
-//! ones as one GSO send), and writes what it received; the test compares it
-//! with the file.
+//! with blksize 1468 (RFC 2348, what OVMF asks) and windowsize 32 (a
+//! transfer alone on the server sends windows of up to 16 such blocks
+//! block by block, larger ones as one GSO send), and writes what it
+//! received; the test compares it with the file.
 //!
 //! Needs root, `ip` and `python3`. Without `PREBOOT_CI=1` it skips when
 //! those are missing; with it, it fails.
@@ -82,8 +82,8 @@ fn netns_tftp_server() {
     let _ = server.stop();
 }
 
-/// A 1 MiB file in blksize-1468, windowsize-32 windows (batched: windows
-/// of up to 16 such blocks go block by block) through bridge → tap:
+/// A 1 MiB file in blksize-1468, windowsize-32 windows (batched even for a
+/// transfer alone on the server) through bridge → tap:
 /// every datagram the guest sees is within the MTU with a valid checksum,
 /// and the file arrives whole.
 #[test]

@@ -173,6 +173,8 @@ struct Conn {
     armed: Option<Instant>,
     /// GSO in force on `socket` (windowed reads only).
     gso: Option<batch::Gso>,
+    /// Windows of at most [`SMALL_WINDOW`] MTU-sized blocks.
+    small_window: bool,
 }
 
 type Engine = Server<JailedFile, Upload, Vec<Slot<JailedFile, Upload>>>;
@@ -199,8 +201,9 @@ pub struct TftpServer {
     stats: TftpStats,
 }
 
-/// Windows of at most this many blocks of at most [`MTU_DATAGRAM`] bytes
-/// are sent block by block (see `TftpServer::start`).
+/// A transfer alone on the server with windows of at most this many
+/// blocks of at most [`MTU_DATAGRAM`] bytes sends them block by block (see
+/// `TftpServer::service`).
 const SMALL_WINDOW: u16 = 16;
 /// A DATA datagram of an Ethernet-MTU block (1468 + 4 bytes).
 const MTU_DATAGRAM: usize = 1472;
@@ -466,20 +469,9 @@ impl TftpServer {
             options = ?inc.options,
             "tftp: request accepted"
         );
-        // Batching pays only for windows of at least two full-size blocks,
-        // and not for windows of up to 16 MTU-sized blocks: there one send
-        // per block lets the client start on the first datagram while the
-        // rest leave, where one GSO send hands it the whole window at the
-        // end (benches/tftp-peers.sh, across vCPUs, 1468 / window 16: 413
-        // MB/s block by block vs 307 batched, raw UDP 350; with 64 blocks or
-        // 8 KiB blocks batching wins: 733 vs 481, 1230 vs 967).
-        let small_window = |n: &Negotiated| {
-            n.windowsize <= SMALL_WINDOW && DATA_HEADER_LEN + usize::from(n.blksize) <= MTU_DATAGRAM
-        };
+        // Batching pays only for windows of at least two full-size blocks.
         let gso = match (&socket, neg) {
-            (Some(s), Some(n))
-                if self.config.batch_sends && !write && n.windowsize > 1 && !small_window(&n) =>
-            {
+            (Some(s), Some(n)) if self.config.batch_sends && !write && n.windowsize > 1 => {
                 let segment = DATA_HEADER_LEN + usize::from(n.blksize);
                 // Smaller segments could not carry an ERROR or OACK.
                 (n.blksize >= 512)
@@ -491,6 +483,9 @@ impl TftpServer {
         if gso.is_some() && self.batch.is_empty() {
             self.batch = vec![0u8; batch::MAX_BATCH];
         }
+        let small_window = neg.is_some_and(|n| {
+            n.windowsize <= SMALL_WINDOW && DATA_HEADER_LEN + usize::from(n.blksize) <= MTU_DATAGRAM
+        });
         self.conns[h.index()] = Some(Conn {
             handle: h,
             socket,
@@ -499,6 +494,7 @@ impl TftpServer {
             write,
             armed: None,
             gso,
+            small_window,
         });
         self.service(h);
     }
@@ -561,7 +557,19 @@ impl TftpServer {
     fn service(&mut self, h: TransferHandle) {
         let index = h.index();
         let now = self.now();
-        if let Some(gso) = self.conns[index].as_ref().and_then(|c| c.gso) {
+        // A transfer alone on the server with small windows of MTU-sized
+        // blocks sends block by block: the client starts on each datagram
+        // as it arrives, where one GSO send hands it the whole window at its
+        // end; the server has CPU to spare. With other transfers running,
+        // batching's lower CPU per byte wins (benches/tftp-peers.sh, across
+        // vCPUs, 1468 / window 16, one transfer: 340 MB/s block by block vs
+        // 307 batched, raw UDP 283-350; 256 transfers: 576 vs 1290).
+        let alone = self.engine.active() <= 1;
+        if let Some(gso) = self.conns[index]
+            .as_ref()
+            .filter(|c| !(c.small_window && alone))
+            .and_then(|c| c.gso)
+        {
             self.send_batched(h, gso, now);
         }
         while let Some(n) = self.engine.poll_transmit(h, now, &mut self.buf) {
