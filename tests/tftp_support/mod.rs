@@ -10,7 +10,12 @@ use preboot::tftp::client::{Client, ClientConfig};
 
 /// `size` bytes of a fixed pseudo-random pattern.
 pub fn content(size: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    content_seeded(size, 0x9e37_79b9_7f4a_7c15)
+}
+
+/// `size` bytes of the xorshift pattern that starts from `seed`.
+pub fn content_seeded(size: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
     (0..size)
         .map(|_| {
             x ^= x << 13;
