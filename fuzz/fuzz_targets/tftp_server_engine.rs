@@ -1,7 +1,8 @@
 //! The server engine driven by arbitrary operation sequences: requests,
 //! datagrams into transfers, time steps, timeouts, read-ahead calls. No
 //! panic, bounded output per poll, bounded state, and read-ahead hints only
-//! where they belong (lock-step octet reads, one block inside the file).
+//! where they belong (octet reads; one block in lock-step, one window with
+//! windowsize; starting inside the file).
 #![no_main]
 
 use std::cell::RefCell;
@@ -71,8 +72,9 @@ struct Input {
 type Srv<'a> = Server<Hinted<'a>, VecSink, Vec<Slot<Hinted<'a>, VecSink>>>;
 
 /// Calls `Server::read_ahead` and checks the hint it gave, if any: at most
-/// one, only for a lock-step octet read, exactly one block at a block
-/// boundary no further than the end of the file (RFC 1350 §2, §6).
+/// one, only for an octet read, exactly one window (one block in
+/// lock-step) at a block boundary no further than the end of the file
+/// (RFC 1350 §2, §6; RFC 7440 §4).
 fn read_ahead_checked(server: &mut Srv<'_>, h: TransferHandle, info: Option<&ReadInfo>) {
     let before = info.map_or(0, |i| i.hints.borrow().len());
     server.read_ahead(h);
@@ -81,10 +83,15 @@ fn read_ahead_checked(server: &mut Srv<'_>, h: TransferHandle, info: Option<&Rea
     assert!(hints.len() <= before + 1, "more than one hint per call");
     if let Some(&(offset, len)) = hints.get(before) {
         let neg = server.negotiated(h).expect("a live read transfer");
-        assert_eq!(neg.windowsize, 1, "hint with a window");
         assert!(!info.netascii, "hint in netascii");
-        assert_eq!(len, usize::from(neg.blksize), "hint is not one block");
-        assert_eq!(offset % len as u64, 0, "hint off a block boundary");
+        let blksize = u64::from(neg.blksize);
+        // One block in lock-step, one window with windowsize (RFC 7440 §4).
+        assert_eq!(
+            len,
+            usize::from(neg.blksize) * usize::from(neg.windowsize.max(1)),
+            "hint is not one window"
+        );
+        assert_eq!(offset % blksize, 0, "hint off a block boundary");
         assert!(offset <= info.size, "hint past the end of the file");
     }
 }
