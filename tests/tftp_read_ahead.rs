@@ -349,6 +349,16 @@ fn read(f: &mut JailedFile, offset: u64, len: usize) -> Vec<u8> {
     buf
 }
 
+/// Reading `len` bytes at `offset` from `f` returns the file's bytes
+/// (`what` names the case in the failure message).
+fn assert_reads_exact(f: &mut JailedFile, data: &[u8], offset: u64, len: usize, what: &str) {
+    assert_eq!(
+        read(f, offset, len),
+        expect(data, offset, len),
+        "{what}: read {offset}+{len}"
+    );
+}
+
 #[test]
 fn jailed_file_hinted_block_reads_exact() {
     // The engine's pattern (RFC 1350 §2 lock-step): hint block n+1, then
@@ -389,11 +399,7 @@ fn jailed_file_partial_overlaps_and_other_offsets() {
         (kept, 0), // empty request
     ];
     for (off, len) in cases {
-        assert_eq!(
-            read(&mut f, off, len),
-            expect(&data, off, len),
-            "{off} +{len}"
-        );
+        assert_reads_exact(&mut f, &data, off, len, "around the kept block");
     }
 }
 
@@ -405,11 +411,8 @@ fn jailed_file_hints_at_and_past_the_end() {
     // A hint running past the end keeps the short tail: reads of it and
     // past it are exact, end of file included.
     f.read_ahead(2 * BLK as u64, BLK);
-    assert_eq!(
-        read(&mut f, 2 * BLK as u64, BLK),
-        expect(&data, 2 * BLK as u64, BLK)
-    );
-    assert_eq!(read(&mut f, end - 1, 10), expect(&data, end - 1, 10));
+    assert_reads_exact(&mut f, &data, 2 * BLK as u64, BLK, "kept tail");
+    assert_reads_exact(&mut f, &data, end - 1, 10, "kept tail");
     assert_eq!(read(&mut f, end, 10), b"");
     assert_eq!(read(&mut f, end + 5, 10), b"");
     // Hints wholly past the end, absurd offsets, empty hints and hints
@@ -427,11 +430,7 @@ fn jailed_file_hints_at_and_past_the_end() {
     ] {
         f.read_ahead(off, len);
         for (o, l) in [(0, BLK), (BLK as u64 - 7, BLK), (end - 3, BLK), (end, 1)] {
-            assert_eq!(
-                read(&mut f, o, l),
-                expect(&data, o, l),
-                "hint {off}+{len}, read {o}+{l}"
-            );
+            assert_reads_exact(&mut f, &data, o, l, &format!("hint {off}+{len}"));
         }
     }
 }
@@ -472,11 +471,7 @@ fn jailed_file_random_hints_and_reads() {
                 n > 0 || expect(&data, off, len).is_empty(),
                 "step {step}: no progress"
             );
-            assert_eq!(
-                read(&mut f, off, len),
-                expect(&data, off, len),
-                "step {step}"
-            );
+            assert_reads_exact(&mut f, &data, off, len, &format!("step {step}"));
         }
     }
 }

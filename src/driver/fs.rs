@@ -181,8 +181,9 @@ pub const MAX_READ_AHEAD: usize = 64 << 10;
 ///
 /// It takes [`ReadAt::read_ahead`] hints: the hinted range (its first
 /// [`MAX_READ_AHEAD`] bytes) is read at once into one buffer, allocated at
-/// the first hint and reused for the file's life. A later [`ReadAt::read_at`] that lies inside the kept
-/// range is served from it; any other read goes to the file. Kept bytes are
+/// the first hint and reused for the file's life. A later
+/// [`ReadAt::read_at`] that lies inside the kept range is served from it;
+/// any other read goes to the file. Kept bytes are
 /// the file's contents when they were read (at the first hint that asked
 /// for them; a repeated hint for a kept range reads nothing), exactly what
 /// the later read would have returned had it happened then.
@@ -267,32 +268,20 @@ impl ReadAt for JailedFile {
             // A repeated hint (a duplicate ACK, a retransmission): kept.
             return;
         }
-        let mut buf = std::mem::take(&mut self.ahead.buf);
+        // Nothing is kept while the buffer fills, so `read_full_at` reads
+        // the file itself. A hint must not fail: on an error nothing is
+        // kept, and the read itself will meet (and report) the error.
+        let mut buf = std::mem::take(&mut self.ahead).buf;
         if buf.len() < len {
             buf.resize(len, 0);
         }
-        let mut done = 0;
-        let mut eof = false;
-        while done < len {
-            match self.pread(offset.saturating_add(done as u64), &mut buf[done..len]) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => done += n,
-                // A hint must not fail: keep nothing; the read itself will
-                // meet (and report) the error.
-                Err(_) => {
-                    done = 0;
-                    break;
-                }
-            }
-        }
+        let done = self.read_full_at(offset, &mut buf[..len]).unwrap_or(0);
         self.ahead = ReadAhead {
             buf,
             offset,
             len: done,
-            eof: eof && done > 0,
+            // A short fill stopped at end of file.
+            eof: done > 0 && done < len,
         };
     }
 }

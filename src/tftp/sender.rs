@@ -3,11 +3,12 @@
 //! State is a handful of counters: `base` (first block not yet
 //! acknowledged) and `next` (next block to send). Blocks are read from the
 //! file when sent, so re-sending after a timeout re-reads them: O(1) memory
-//! per transfer. In lock-step the file may be told which block comes next
-//! ([`crate::fs::ReadAt::read_ahead`]) so it can read it during the round
-//! trip; the block is still asked for with `read_at` when it is sent. With
-//! a window the hint covers the whole next window. An ACK for a block in `base..next` advances `base` and
-//! starts the next window right after it; an ACK for `base - 1` (a
+//! per transfer. The file may be told which blocks come next (the next
+//! block in lock-step, the next window with windowsize:
+//! [`crate::fs::ReadAt::read_ahead`]) so it can read them during the round
+//! trip; each block is still asked for with `read_at` when it is sent. An
+//! ACK for a block in `base..next` advances `base` and starts the next
+//! window right after it; an ACK for `base - 1` (a
 //! duplicate) or anything older is ignored — the sender re-sends only when
 //! its timer fires (RFC 1123 §4.2.3.1).
 
@@ -211,7 +212,7 @@ impl<F: ReadAt> ReadTransfer<F> {
     /// loss reads from before `next`, outside the hint, as it would
     /// without one. Netascii positions depend on the encoding of the block
     /// before.
-    pub(crate) fn next_block(&self) -> Option<(u64, usize)> {
+    pub(crate) fn next_read(&self) -> Option<(u64, usize)> {
         let running = matches!(self.phase, Phase::Oack | Phase::Data);
         if !running || self.ascii.is_some() || self.last.is_some() {
             return None;

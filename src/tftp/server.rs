@@ -558,7 +558,7 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
     pub fn read_ahead(&mut self, h: TransferHandle) {
         let Some(e) = self.entry_mut(h) else { return };
         if let Kind::Read(t) = &mut e.kind {
-            if let Some((offset, len)) = t.next_block() {
+            if let Some((offset, len)) = t.next_read() {
                 t.file.read_ahead(offset, len);
             }
         }
