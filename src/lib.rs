@@ -16,6 +16,105 @@
 //! The core (wire + engines) is `#![no_std]` and builds for bare-metal
 //! targets with `--no-default-features`. Feature `alloc` enables heap-backed
 //! containers with configurable limits; `std` (default) adds the drivers.
+//!
+//! # Quick start
+//!
+//! Read a PXE client's DISCOVER (RFC 2131 with the PXE options of RFC 4578):
+//! the view borrows the datagram, typed accessors read the options a boot
+//! server needs. Here the DISCOVER is built with the same wire layer, as a
+//! UEFI x64 firmware sends it:
+//!
+//! ```
+//! use preboot::wire::dhcp::{DhcpHeader, DhcpOption, DhcpPacket, List, MessageType, OptionData};
+//! use preboot::wire::pxe::ClientArch;
+//!
+//! let mut datagram = [0u8; 576];
+//! let hdr = DhcpHeader { op: 1, htype: 1, hlen: 6, xid: 0x2a, ..DhcpHeader::default() };
+//! let n = hdr.emit(&[
+//!     DhcpOption::MessageType(MessageType::Discover),
+//!     DhcpOption::VendorClassIdentifier(OptionData::new(b"PXEClient:Arch:00007:UNDI:003000")),
+//!     DhcpOption::ClientSystemArchitecture(List::Items(&[ClientArch::EfiBc])),
+//! ], &mut datagram)?;
+//!
+//! let discover = DhcpPacket::new_checked(&datagram[..n])?;
+//! assert_eq!(discover.message_type(), Some(MessageType::Discover));
+//! assert_eq!(discover.client_arch(), Some(ClientArch::EfiBc)); // option 93
+//! assert_eq!(discover.pxe_vendor_class().and_then(|v| v.arch), Some(ClientArch::EfiBc));
+//! println!("{:?}", discover.vendor_class()); // Some(OptionData("PXEClient:Arch:00007:UNDI:003000"))
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Answer it with the proxyDHCP engine (PXE 2.1 §2.2.2): no socket, no
+//! clock — feed the datagram and the time in, drain the answer out. The
+//! proxy OFFER names the boot server; the client then asks it on port 4011
+//! for the file of its architecture:
+//!
+//! ```
+//! use std::net::{Ipv4Addr, SocketAddrV4};
+//! use preboot::Instant;
+//! use preboot::dhcp::{Server, ServerConfig, ServerPort, config::BootEntry};
+//! use preboot::wire::dhcp::{DhcpHeader, DhcpOption, DhcpPacket, List, MessageType, OptionData};
+//! use preboot::wire::pxe::ClientArch;
+//!
+//! let mut config = ServerConfig::proxy(Ipv4Addr::new(192, 168, 1, 10));
+//! config.boot.uefi_x64 = BootEntry::tftp("efi64/bootx64.efi");
+//! let mut server = Server::new(config)?;
+//!
+//! // A UEFI x64 client: DISCOVER on 67, then REQUEST on 4011.
+//! let client = |kind, buf: &mut [u8]| {
+//!     let hdr = DhcpHeader { op: 1, htype: 1, hlen: 6, xid: 7, ..DhcpHeader::default() };
+//!     hdr.emit(&[
+//!         DhcpOption::MessageType(kind),
+//!         DhcpOption::VendorClassIdentifier(OptionData::new(b"PXEClient:Arch:00007:UNDI:003000")),
+//!         DhcpOption::ClientSystemArchitecture(List::Items(&[ClientArch::EfiBc])),
+//!     ], buf)
+//! };
+//! let (mut request, mut answer) = ([0u8; 576], [0u8; 1500]);
+//! let from = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
+//! let now = Instant::from_millis(0);
+//!
+//! let n = client(MessageType::Discover, &mut request)?;
+//! server.handle(now, ServerPort::Dhcp, from, &request[..n]);
+//! let offer = server.poll_transmit(now, &mut answer)?.expect("a proxy OFFER");
+//! let p = DhcpPacket::new_checked(&answer[..offer.len])?;
+//! assert_eq!(p.message_type(), Some(MessageType::Offer));
+//! assert_eq!(p.yiaddr(), Ipv4Addr::UNSPECIFIED); // proxyDHCP gives no address
+//!
+//! let n = client(MessageType::Request, &mut request)?;
+//! let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 77), 68);
+//! server.handle(now, ServerPort::BootServer, from, &request[..n]);
+//! let ack = server.poll_transmit(now, &mut answer)?.expect("an ACK from 4011");
+//! let p = DhcpPacket::new_checked(&answer[..ack.len])?;
+//! assert_eq!(p.message_type(), Some(MessageType::Ack));
+//! assert_eq!(p.file(), b"efi64/bootx64.efi");
+//! assert_eq!(ack.destination, from);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Serve a directory over TFTP (RFC 1350 with blksize, tsize, timeout and
+//! windowsize) with the std driver: one event loop on its own thread, a
+//! fresh port per transfer, paths jailed to the root:
+//!
+//! ```
+//! use preboot::driver::tftp::{TftpServer, TftpServerConfig};
+//!
+//! let root = std::env::temp_dir().join(format!("preboot-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&root)?;
+//! std::fs::write(root.join("pxelinux.0"), b"boot me")?;
+//! let config = TftpServerConfig::new("127.0.0.1:0".parse()?, root.clone());
+//! let server = TftpServer::bind(config)?.spawn()?;
+//! println!("try: curl tftp://{}/pxelinux.0", server.local_addr());
+//! server.stop()?;
+//! std::fs::remove_dir_all(&root)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The first example needs neither `std` nor `alloc`: with
+//! `default-features = false` the same calls build for a bare-metal target
+//! (`examples/no-std-parse` is that crate, built for
+//! `thumbv7em-none-eabihf` by CI). The whole boot server is
+//! [`driver::boot_server`]; the `preboot-server` example runs it from a TOML
+//! file.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -39,3 +138,8 @@ pub mod transaction;
 pub mod driver;
 
 pub use time::Instant;
+
+// The README's Rust examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -412,3 +412,71 @@ fn machine_id_renderings() {
         "8b7c1d4e-e2e0-4c5a-9d3e-0000000000e2"
     );
 }
+
+/// The view's typed accessors read the same values as the typed walk
+/// (RFC 4578 §2.1–2.3 for 93/94/97, RFC 2132 §9.13 for 60), from the iPXE
+/// and OVMF DISCOVERs; an absent option is `None`.
+#[test]
+fn packet_typed_accessors_match_the_walk() {
+    let bytes = load("ipxe-bios-discover");
+    let p = DhcpPacket::new_checked(&bytes[..]).unwrap();
+    assert_eq!(p.message_type(), Some(MessageType::Discover));
+    assert_eq!(p.client_arch(), Some(ClientArch::X86Bios));
+    assert_eq!(p.client_archs().map(|l| l.len()), Some(1));
+    assert!(
+        p.vendor_class()
+            .unwrap()
+            .eq_bytes(b"PXEClient:Arch:00000:UNDI:002001")
+    );
+    assert_eq!(
+        p.pxe_vendor_class().map(|v| v.undi),
+        Some(Some(UndiVersion { major: 2, minor: 1 }))
+    );
+    assert_eq!(p.machine_id(), Some(MachineId::new(GUID)));
+    assert_eq!(p.client_ndi().map(|n| n.major), Some(2));
+    assert_eq!(p.max_message_size(), Some(1472));
+    assert!(p.user_class().unwrap().data().eq_bytes(b"iPXE"));
+    assert_eq!(
+        p.client_id(),
+        Some(ClientId::Rfc2132 {
+            id_type: 1,
+            id: OptionData::new(&CLIENT_MAC)
+        })
+    );
+    assert_eq!(p.requested_ip(), None);
+    assert_eq!(p.server_identifier(), None);
+    assert!(p.pxe_options().is_none());
+
+    let bytes = load("ovmf-uefi-discover");
+    let p = DhcpPacket::new_checked(&bytes[..]).unwrap();
+    assert_eq!(p.client_arch(), Some(ClientArch::EfiBc));
+    assert_eq!(
+        p.pxe_vendor_class().map(|v| v.to_string()).as_deref(),
+        Some("PXEClient:Arch:00007:UNDI:003000")
+    );
+
+    // A proxy OFFER carries PXE sub-options in 43.
+    let bytes = load("dnsmasq-proxy-offer-bios");
+    let p = DhcpPacket::new_checked(&bytes[..]).unwrap();
+    assert!(p.pxe_options().unwrap().count() > 0);
+    assert_eq!(p.server_identifier(), Some(Ipv4Addr::new(192, 168, 77, 1)));
+}
+
+/// `Debug` of an option payload shows text when it is printable ASCII, hex
+/// otherwise, so logs of a vendor class read as the client sent it.
+#[test]
+fn option_data_debug_shows_text_or_hex() {
+    assert_eq!(
+        format!("{:?}", OptionData::new(b"PXEClient:Arch:00000")),
+        r#"OptionData("PXEClient:Arch:00000")"#
+    );
+    assert_eq!(
+        format!("{:?}", OptionData::new(br#"a "quoted" \ b"#)),
+        r#"OptionData("a \"quoted\" \\ b")"#
+    );
+    assert_eq!(
+        format!("{:?}", OptionData::new(&[1, 0x52, 0x54, 0x00])),
+        "OptionData(01525400)"
+    );
+    assert_eq!(format!("{:?}", OptionData::new(b"")), "OptionData()");
+}

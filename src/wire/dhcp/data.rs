@@ -326,11 +326,25 @@ impl PartialEq<&[u8]> for OptionData<'_> {
     }
 }
 
+/// Text when the payload is printable ASCII (`OptionData("PXEClient")`),
+/// hex otherwise (`OptionData(01525400e2e001)`).
 impl fmt::Debug for OptionData<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = !self.is_empty() && self.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
         f.write_str("OptionData(")?;
-        for b in self.bytes() {
-            write!(f, "{b:02x}")?;
+        if text {
+            f.write_str("\"")?;
+            for b in self.bytes() {
+                match b {
+                    b'"' | b'\\' => write!(f, "\\{}", char::from(b))?,
+                    _ => write!(f, "{}", char::from(b))?,
+                }
+            }
+            f.write_str("\"")?;
+        } else {
+            for b in self.bytes() {
+                write!(f, "{b:02x}")?;
+            }
         }
         f.write_str(")")
     }

@@ -6,8 +6,9 @@ use super::ParseError;
 use super::data::OptionData;
 use super::layout::*;
 use super::options::{Options, RawOptions, Scan};
-use super::typed::{DhcpOption, code};
-use super::values::MessageType;
+use super::typed::{ClientArchList, DhcpOption, code};
+use super::values::{ClientId, MessageType, UserClass};
+use crate::wire::pxe::{ClientArch, MachineId, Ndi, PxeOptions, VendorClass};
 
 /// The broadcast bit of `flags` (RFC 2131 §2, figure 2).
 pub const FLAG_BROADCAST: u16 = 0x8000;
@@ -227,12 +228,82 @@ impl<T: AsRef<[u8]>> DhcpPacket<T> {
         self.raw_options().find(|o| o.code == code).map(|o| o.data)
     }
 
-    /// The DHCP message type (option 53), if present and well-formed.
-    pub fn message_type(&self) -> Option<MessageType> {
-        match DhcpOption::decode(code::MESSAGE_TYPE, self.option(code::MESSAGE_TYPE)?) {
-            DhcpOption::MessageType(m) => Some(m),
-            _ => None,
+    /// Option `code`, decoded to its type ([`DhcpOption::Malformed`] when
+    /// its payload does not have the type's shape), if present.
+    pub fn typed_option(&self, code: u8) -> Option<DhcpOption<'_>> {
+        Some(DhcpOption::decode(code, self.option(code)?))
+    }
+}
+
+/// Typed accessors for the options a boot server reads most: each is
+/// `None` when the option is absent or does not have its type's shape
+/// (it is then still in [`DhcpPacket::options`], as
+/// [`DhcpOption::Malformed`]).
+macro_rules! typed_accessors {
+    ($( $(#[$doc:meta])* $name:ident -> $ty:ty = $konst:ident / $variant:ident; )*) => {
+        impl<T: AsRef<[u8]>> DhcpPacket<T> {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> Option<$ty> {
+                    match self.typed_option(code::$konst)? {
+                        DhcpOption::$variant(v) => Some(v),
+                        _ => None,
+                    }
+                }
+            )*
         }
+    };
+}
+
+typed_accessors! {
+    /// The DHCP message type (option 53, RFC 2132 §9.6).
+    message_type -> MessageType = MESSAGE_TYPE / MessageType;
+    /// Every client architecture the client listed (option 93, RFC 4578
+    /// §2.1), in its order; [`client_arch`](Self::client_arch) is the first.
+    client_archs -> ClientArchList<'_> = CLIENT_SYSTEM_ARCHITECTURE / ClientSystemArchitecture;
+    /// The vendor class identifier (option 60, RFC 2132 §9.13) as sent; see
+    /// [`pxe_vendor_class`](Self::pxe_vendor_class) for its PXE parts.
+    vendor_class -> OptionData<'_> = VENDOR_CLASS_IDENTIFIER / VendorClassIdentifier;
+    /// The client identifier (option 61, RFC 2132 §9.14).
+    client_id -> ClientId<'_> = CLIENT_IDENTIFIER / ClientIdentifier;
+    /// The client's network interface identifier (option 94, RFC 4578 §2.2).
+    client_ndi -> Ndi = CLIENT_NETWORK_INTERFACE / ClientNetworkInterface;
+    /// The client machine identifier, the UUID/GUID (option 97, RFC 4578 §2.3).
+    machine_id -> MachineId = CLIENT_MACHINE_IDENTIFIER / ClientMachineIdentifier;
+    /// The address the client asks for (option 50, RFC 2132 §9.1).
+    requested_ip -> Ipv4Addr = REQUESTED_IP_ADDRESS / RequestedIpAddress;
+    /// The server the client chose (option 54, RFC 2132 §9.7).
+    server_identifier -> Ipv4Addr = SERVER_IDENTIFIER / ServerIdentifier;
+    /// The option codes the client asks for (option 55, RFC 2132 §9.8).
+    parameter_request_list -> OptionData<'_> = PARAMETER_REQUEST_LIST / ParameterRequestList;
+    /// The largest message the client accepts (option 57, RFC 2132 §9.10).
+    max_message_size -> u16 = MAXIMUM_MESSAGE_SIZE / MaximumMessageSize;
+    /// The user class (option 77, RFC 3004); iPXE sends `iPXE`.
+    user_class -> UserClass<'_> = USER_CLASS / UserClass;
+    /// The boot file name option (option 67, RFC 2132 §9.5); the `file`
+    /// header field is [`file`](Self::file).
+    boot_file_name -> OptionData<'_> = BOOTFILE_NAME / BootFileName;
+    /// The host name (option 12, RFC 2132 §3.14).
+    host_name -> OptionData<'_> = HOST_NAME / HostName;
+}
+
+impl<T: AsRef<[u8]>> DhcpPacket<T> {
+    /// The client's architecture: the first value of option 93 (RFC 4578
+    /// §2.1), the one firmware uses to choose its boot file.
+    pub fn client_arch(&self) -> Option<ClientArch> {
+        self.client_archs()?.first()
+    }
+
+    /// Option 60 read as a PXE 2.1 / UEFI HTTP boot vendor class
+    /// (`PXEClient:Arch:xxxxx:UNDI:yyyzzz`), if it is one.
+    pub fn pxe_vendor_class(&self) -> Option<VendorClass> {
+        VendorClass::from_option(&self.vendor_class()?).ok()
+    }
+
+    /// The PXE sub-options of option 43 (PXE 2.1 §2.4), if option 43 is
+    /// present. Meaningful when the vendor class is `PXEClient`.
+    pub fn pxe_options(&self) -> Option<PxeOptions<'_>> {
+        self.option(code::VENDOR_SPECIFIC).map(PxeOptions::new)
     }
 }
 
