@@ -1,5 +1,5 @@
 //! The imaging policy ("imaging proxy"): menu settings, imaging rules,
-//! multicast sessions (docs/transaction-protocol.md §4.3–§4.6; DESIGN.md
+//! multicast sessions (docs/transaction-protocol.md §4.3–§4.6; docs/design.md
 //! steps 8–17).
 //!
 //! Pure logic (no_std with `alloc`). The data lives behind the small

@@ -7,7 +7,7 @@ use crate::wire::transaction::messages::{
     InfoAck, MenuReply, TaskReply, TaskReport, WorkstationInfo,
 };
 
-/// What the transaction server asks the policy layer (DESIGN.md steps
+/// What the transaction server asks the policy layer (docs/design.md, steps
 /// 8–17). Errors are the protocol status the client receives (§5):
 /// `UnknownTask` or `ServerError`.
 ///
