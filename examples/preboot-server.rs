@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicBool;
 use preboot::driver::boot_server::config::{self, BootServerConfig};
 use preboot::driver::boot_server::demo::{DEFAULT_CONFIG, DemoTree};
 use preboot::driver::boot_server::{BootServer, BootServerError};
+use preboot::driver::privileges::{self, Switched};
 
 const HELP: &str = "\
 preboot-server: PXE boot server (DHCP/proxyDHCP on 67, boot server on 4011, TFTP on 69)
@@ -148,6 +149,12 @@ fn main() -> ExitCode {
         Some(p) => (None, p.clone()),
         None => {
             let parent = args.demo_dir.clone().unwrap_or_else(std::env::temp_dir);
+            // The demo binds unprivileged ports only: give up root before
+            // creating the tree, so the same account serves and removes it.
+            if let Err(e) = privileges::switch_user(privileges::DEFAULT_USER) {
+                eprintln!("preboot-server: {e}");
+                return ExitCode::from(1);
+            }
             match DemoTree::create(&parent) {
                 Ok(t) => {
                     let p = t.config_path().to_path_buf();
@@ -208,6 +215,20 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Root is needed to bind ports 67, 69 and 4011, not to serve them.
+    match server.drop_privileges() {
+        Ok(Switched::To { user, uid, gid }) => {
+            tracing::info!(user, uid, gid, "switched from root to an unprivileged user");
+        }
+        Ok(Switched::KeptRoot) => {
+            tracing::warn!("running as root (server.user = \"root\")");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("preboot-server: {e}");
+            return ExitCode::from(1);
+        }
+    }
     println!("preboot-server {} serving", env!("CARGO_PKG_VERSION"));
     for line in server.describe() {
         println!("  {line}");

@@ -3,5 +3,6 @@ pub mod boot_server;
 pub mod clients;
 pub mod dhcp;
 pub mod fs;
+pub mod privileges;
 pub mod tftp;
 pub mod transaction;

@@ -74,6 +74,13 @@ pub struct BootServerConfig {
     pub check_files: bool,
     /// Things that work but look wrong (logged at start).
     pub warnings: Vec<String>,
+    /// The account to switch to after binding when started as root
+    /// (`server.user`, default `nobody`; `root` stays root); see
+    /// [`super::BootServer::drop_privileges`].
+    pub user: String,
+    /// Whether the TFTP root may be `/` or a system directory
+    /// (`tftp.allow_system_root`, default false).
+    pub allow_system_root: bool,
     lease_dir: Option<(PathBuf, usize, usize)>,
     root_at: (usize, usize),
 }
@@ -92,8 +99,15 @@ pub struct BootFileRef {
 }
 
 impl BootServerConfig {
-    /// Stage 3: the TFTP root exists and is a directory, every boot file
-    /// this host serves is a file inside it (when `boot.check_files`), and
+    /// The directory the lease file lives in, if there is a lease file.
+    pub fn lease_dir(&self) -> Option<&Path> {
+        self.lease_dir.as_ref().map(|(d, _, _)| d.as_path())
+    }
+
+    /// Stage 3: the TFTP root exists, is a directory, is not a symbolic
+    /// link and is not `/` or a system directory (unless
+    /// `tftp.allow_system_root`); every boot file this host serves is a
+    /// file inside it with no other hard link (when `boot.check_files`);
     /// the lease file's directory exists. Touches nothing.
     pub fn check_files(&self) -> Result<(), ConfigError> {
         let err = |line, column, field: &str, message: String| ConfigError {
@@ -136,6 +150,33 @@ impl BootServerConfig {
                 ));
             }
         };
+        // Checked whatever boot.check_files says: these are about what the
+        // whole network can read, not about the boot files.
+        if std::fs::symlink_metadata(&tftp.root).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(err(
+                line,
+                column,
+                "tftp.root",
+                format!(
+                    "{} is a symbolic link to {}: name the directory itself (a link can be re-pointed without touching this file)",
+                    tftp.root.display(),
+                    root.display()
+                ),
+            ));
+        }
+        if !self.allow_system_root {
+            if let Some(why) = system_directory(&root) {
+                return Err(err(
+                    line,
+                    column,
+                    "tftp.root",
+                    format!(
+                        "{} is {why}: anyone on the network could read every file under it; serve a directory of boot files only (such as /srv/tftp), or set tftp.allow_system_root = true",
+                        root.display()
+                    ),
+                ));
+            }
+        }
         if !self.check_files {
             return Ok(());
         }
@@ -145,7 +186,23 @@ impl BootServerConfig {
                 .canonicalize()
                 .map(|p| p.starts_with(&root) && p.is_file());
             match inside {
-                Ok(true) => {}
+                Ok(true) => {
+                    // A second name outside the root would let whoever can
+                    // write there change what clients boot.
+                    use std::os::unix::fs::MetadataExt;
+                    let links = std::fs::metadata(&path).map_or(1, |m| m.nlink());
+                    if links > 1 {
+                        return Err(err(
+                            f.line,
+                            f.column,
+                            &f.field,
+                            format!(
+                                "boot file {} has {links} hard links: another name, possibly outside the TFTP root, can change what clients boot; copy the file instead of linking it",
+                                path.display()
+                            ),
+                        ));
+                    }
+                }
                 Ok(false) => {
                     return Err(err(
                         f.line,
@@ -169,6 +226,29 @@ impl BootServerConfig {
         }
         Ok(())
     }
+}
+
+/// Directories that must never be a TFTP root: `/` and the directories
+/// that hold the system, its secrets or its state, and anything under the
+/// ones that hold secrets or kernel interfaces. `None` for anything else
+/// (`/srv/tftp`, `/var/lib/tftpboot`, a directory of the user's).
+fn system_directory(root: &Path) -> Option<&'static str> {
+    const HOLDS_SYSTEM: &[&str] = &[
+        "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/opt", "/proc",
+        "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/log",
+        "/var/tmp",
+    ];
+    const SECRETS_BELOW: &[&str] = &["/boot", "/dev", "/etc", "/proc", "/root", "/run", "/sys"];
+    if root == Path::new("/") {
+        return Some("the whole file system");
+    }
+    if HOLDS_SYSTEM.iter().any(|d| root == Path::new(d)) {
+        return Some("a system directory");
+    }
+    if SECRETS_BELOW.iter().any(|d| root.starts_with(d)) {
+        return Some("inside a system directory");
+    }
+    None
 }
 
 /// Read and validate (stages 1 and 2) the configuration file at `path`.
@@ -214,6 +294,7 @@ struct RawServer {
     interface: Option<S<String>>,
     listen: Option<S<String>>,
     broadcast_address: Option<S<String>>,
+    user: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -323,6 +404,7 @@ struct RawTftp {
     allow_write: Option<bool>,
     allow_overwrite: Option<bool>,
     max_write_size: Option<S<u64>>,
+    allow_system_root: Option<bool>,
 }
 
 /// `a` is in the pool's subnet and is neither its network nor its
@@ -485,6 +567,26 @@ impl Conv<'_> {
         dhcp.boot_files = boot_files;
         self.menu(&raw.menu, &mut dhcp)?;
         let lease_dir = self.dhcp(&raw.dhcp, mode, server_ip, &mut dhcp)?;
+        let user = match &srv.user {
+            Some(u) => {
+                let name = u.get_ref();
+                let valid = !name.is_empty()
+                    && name.len() <= 32
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+                if !valid {
+                    return Err(self.cx.at(u, "server.user", "not an account name"));
+                }
+                name.clone()
+            }
+            None => super::super::privileges::DEFAULT_USER.into(),
+        };
+        let allow_system_root = raw
+            .tftp
+            .as_ref()
+            .and_then(|t| t.get_ref().allow_system_root)
+            .unwrap_or(false);
         if mode == Mode::Proxy && !raw.dhcp.pool.is_empty() {
             self.warnings
                 .push("dhcp.pool is used in full mode only (server.mode = \"proxy\")".into());
@@ -496,6 +598,8 @@ impl Conv<'_> {
             boot_files: files,
             check_files,
             warnings: self.warnings,
+            user,
+            allow_system_root,
             lease_dir,
             root_at,
         })

@@ -41,6 +41,7 @@ use std::time::Duration;
 use self::config::{BootServerConfig, ConfigError};
 use super::clients::ClientDirectory;
 use super::dhcp::{DhcpServer, Mode};
+use super::privileges::{self, Switched};
 use super::tftp::{TftpServer, TftpStats};
 
 /// What can stop the boot server from starting or running.
@@ -96,6 +97,32 @@ pub struct RunSummary {
 }
 
 impl BootServer {
+    /// When the process is root, switch to the configured unprivileged
+    /// account (`server.user`, default `nobody`; `root` keeps root), then
+    /// check that it can still read the TFTP root and write the lease
+    /// file's directory ([`crate::driver::privileges`]). Call it after
+    /// [`bind`](Self::bind) (the privileged ports are bound) and before
+    /// [`run`](Self::run) (no thread is running yet). The library never
+    /// calls it by itself: a process that embeds the server decides.
+    pub fn drop_privileges(&self) -> Result<Switched, BootServerError> {
+        let user = self.config.user.as_str();
+        let fail = |source: io::Error| BootServerError::Bind {
+            what: format!("server.user = {user:?}"),
+            source,
+        };
+        let switched = privileges::switch_user(user).map_err(fail)?;
+        if let Switched::To { .. } = switched {
+            if let Some(t) = &self.config.tftp {
+                privileges::check_readable_dir(&t.root, "tftp.root", user).map_err(fail)?;
+            }
+            if let Some(dir) = self.config.lease_dir() {
+                privileges::check_writable_dir(dir, "the directory of dhcp.lease_file", user)
+                    .map_err(fail)?;
+            }
+        }
+        Ok(switched)
+    }
+
     /// Check the files, open the lease log and bind every socket. Either
     /// all of it succeeds or nothing stays open.
     pub fn bind(config: BootServerConfig) -> Result<BootServer, BootServerError> {
