@@ -6,9 +6,9 @@
 //! and SIGTERM stops it with exit 0.
 //!
 //! The binary is built with `cargo build --example preboot-server` (same
-//! profile and features as this test) when the test starts. The fetch needs
-//! `curl` with TFTP: without `PREBOOT_CI=1` a missing `curl` skips that
-//! part; with it, the test fails.
+//! profile and features as this test) when the test starts. The demo test
+//! needs `curl` with TFTP: without it the test is listed as ignored (build.rs
+//! decides); with `PREBOOT_CI=1` it fails instead.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -26,7 +26,7 @@ use preboot::driver::dhcp::{DhcpClientConfig, DhcpServer, DhcpServerConfig, run_
 use sha2::{Digest, Sha256};
 
 mod boot_server_support;
-use boot_server_support::{Server, example, skip, terminate};
+use boot_server_support::{Server, example, terminate, unavailable};
 
 const LO: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
@@ -84,8 +84,9 @@ fn help_documents_every_flag() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--frobnicate"));
 }
 
-/// `--check`: 0 for a good file, 2 with file:line:field for a bad one;
-/// `examples/preboot.toml` points at /srv/tftp, which the check reports.
+/// `--check`: 0 for a good file, 2 with file:line:field for a bad one; a
+/// missing TFTP root is named (a root of the test's own, never the host's
+/// /srv/tftp); a missing file says only that it cannot be read.
 #[test]
 fn check_flag_validates_and_binds_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,14 +146,123 @@ fn check_flag_validates_and_binds_nothing() {
     );
     drop(held);
 
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/preboot.toml");
-    let out = run(&["--config", example.to_str().unwrap(), "--check"]);
+    // The shipped example, copied with its TFTP root pointed at a directory
+    // of this test's own that does not exist (whatever the host has in
+    // /srv/tftp): the check names the root.
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/preboot.toml"),
+    )
+    .unwrap();
+    assert!(example.contains("root = \"/srv/tftp\""));
+    let missing_root = dir.path().join("no-such-root");
+    let copy = dir.path().join("preboot.toml");
+    std::fs::write(
+        &copy,
+        example.replace(
+            "root = \"/srv/tftp\"",
+            &format!("root = \"{}\"", missing_root.display()),
+        ),
+    )
+    .unwrap();
+    let out = run(&["--config", copy.to_str().unwrap(), "--check"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("preboot.toml:") && err.contains(": tftp.root: /srv/tftp"),
+        err.contains(&format!(
+            "{}:{}:",
+            copy.display(),
+            line_of(&example, "root = \"/srv/tftp\"")
+        )) && err.contains(&format!(": tftp.root: {}", missing_root.display())),
         "{err}"
     );
+
+    // A missing configuration file: what and why, nothing else.
+    let out = run(&["--config", "/nonexistent.toml", "--check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "preboot-server: cannot read /nonexistent.toml: No such file or directory"
+    );
+}
+
+/// 1-based line of the first line of `text` holding `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+/// A tree holding every boot file examples/preboot.toml names.
+fn example_tree(root: &Path) {
+    for (name, size) in DEMO_FILES {
+        let p = root.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, demo_file(name, size)).unwrap();
+    }
+    std::fs::write(root.join("boot.ipxe"), "#!ipxe\n").unwrap();
+}
+
+/// The shipped examples/preboot.toml, once its TFTP root is set, passes
+/// `--check` in its own (proxy) mode with no warning at all.
+#[test]
+fn shipped_example_checks_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    example_tree(&dir.path().join("tftp"));
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/preboot.toml"),
+    )
+    .unwrap();
+    let copy = dir.path().join("preboot.toml");
+    std::fs::write(
+        &copy,
+        example.replace("root = \"/srv/tftp\"", "root = \"tftp\""),
+    )
+    .unwrap();
+    let out = run(&["--config", copy.to_str().unwrap(), "--check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "no warning expected: {err}");
+}
+
+/// Relative paths resolve against the configuration file's directory
+/// however the file is named: `preboot.toml` (a bare name, whose parent is
+/// the empty path), `./preboot.toml`, `../conf/preboot.toml` and an
+/// absolute path all check the same tree.
+#[test]
+fn config_named_any_way_resolves_paths_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    example_tree(&conf.join("tftp"));
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/preboot.toml"),
+    )
+    .unwrap();
+    // Full mode, so that the lease file's directory is checked too.
+    let text = shipped
+        .replace("root = \"/srv/tftp\"", "root = \"tftp\"")
+        .replacen("mode = \"proxy\"", "mode = \"full\"", 1)
+        .replace("# [[dhcp.pool]]", "[[dhcp.pool]]")
+        .replace("# subnet = ", "subnet = ")
+        .replace("# start = ", "start = ")
+        .replace("# end = ", "end = ");
+    std::fs::write(conf.join("preboot.toml"), text).unwrap();
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let absolute = conf.join("preboot.toml");
+    for (cwd, name) in [
+        (conf.as_path(), "preboot.toml"),
+        (conf.as_path(), "./preboot.toml"),
+        (other.as_path(), "../conf/preboot.toml"),
+        (other.as_path(), absolute.to_str().unwrap()),
+    ] {
+        let out = Command::new(example())
+            .args(["--config", name, "--check"])
+            .current_dir(cwd)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "--config {name}: {err}");
+        assert!(err.is_empty(), "--config {name}: {err}");
+    }
 }
 
 /// A UDP fan-out standing in for the broadcast domain loopback lacks: what
@@ -177,14 +287,17 @@ fn fan_out(to: Vec<SocketAddrV4>, stop: Arc<AtomicBool>) -> (u16, std::thread::J
 
 /// The demo, end to end, as a user meets it.
 #[test]
+#[cfg_attr(
+    preboot_skip_curl_tftp,
+    ignore = "needs curl with TFTP (Debian package curl)"
+)]
 fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
     let have_curl = Command::new("curl")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("tftp"));
     if !have_curl {
-        skip("curl with TFTP support is missing");
-        return;
+        unavailable("curl with TFTP support is missing");
     }
     let parent = tempfile::tempdir().unwrap();
     let child = Command::new(example())
