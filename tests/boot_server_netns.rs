@@ -279,7 +279,7 @@ root = "tftp"
     assert!(
         log.lines().any(|l| l.contains("step=\"transfer-done\"")
             && l.contains("mac=52:54:00:5e:77:00")
-            && l.contains("arch=Bios")),
+            && l.contains("arch=bios")),
         "the TFTP line names the client:\n{log}"
     );
     let leases = std::fs::read_to_string(dir.path().join("leases")).unwrap();
@@ -374,7 +374,7 @@ root = "tftp"
     assert!(
         log.lines().any(|l| l.contains("step=\"transfer-done\"")
             && l.contains("mac=52:54:00:5e:77:07")
-            && l.contains("arch=UefiX64")),
+            && l.contains("arch=uefi-x64")),
         "the TFTP line names the client:\n{log}"
     );
 }
