@@ -22,10 +22,10 @@ use std::process::Command;
 enum Need {
     /// The tests run as root (network namespaces, tap devices).
     Root,
-    /// A program on `PATH`.
-    Program(&'static str),
-    /// A file that a Debian package installs.
-    File(&'static str),
+    /// A program on `PATH`, and the Debian package that has it.
+    Program(&'static str, &'static str),
+    /// A file, and the Debian package that installs it.
+    File(&'static str, &'static str),
     /// `curl` built with the TFTP protocol.
     CurlTftp,
 }
@@ -36,57 +36,88 @@ use Need::{CurlTftp, File, Program, Root};
 /// prepare.sh), whatever the firmware.
 const FIRMWARE_COMMON: &[Need] = &[
     Root,
-    Program("ip"),
-    Program("qemu-system-x86_64"),
-    Program("dumpcap"),
-    Program("tshark"),
-    Program("cpio"),
-    Program("gzip"),
-    Program("xxd"),
-    Program("sha256sum"),
-    Program("awk"),
-    Program("timeout"),
-    Program("apt-get"),
-    Program("apt-cache"),
-    Program("dpkg"),
-    File("/bin/busybox"),
+    Program("ip", "iproute2"),
+    Program("qemu-system-x86_64", "qemu-system-x86"),
+    Program("dumpcap", "tshark"),
+    Program("tshark", "tshark"),
+    Program("cpio", "cpio"),
+    Program("gzip", "gzip"),
+    Program("xxd", "xxd"),
+    Program("sha256sum", "coreutils"),
+    Program("awk", "mawk"),
+    Program("timeout", "coreutils"),
+    Program("apt-get", "apt"),
+    Program("apt-cache", "apt"),
+    Program("dpkg", "dpkg"),
+    File("/bin/busybox", "busybox-static"),
 ];
 /// BIOS boots: SeaBIOS with QEMU's iPXE ROM, then pxelinux.
 const FIRMWARE_BIOS: &[Need] = &[
-    File("/usr/lib/PXELINUX/pxelinux.0"),
-    File("/usr/lib/syslinux/modules/bios/ldlinux.c32"),
-    File("/usr/lib/ipxe/qemu/efi-e1000.rom"),
+    File("/usr/lib/PXELINUX/pxelinux.0", "pxelinux"),
+    File(
+        "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+        "syslinux-common",
+    ),
+    File("/usr/lib/ipxe/qemu/efi-e1000.rom", "ipxe-qemu"),
 ];
 /// UEFI boots: OVMF, and a unified kernel image built with objcopy from
 /// systemd-boot's stub.
 const FIRMWARE_UEFI: &[Need] = &[
-    File("/usr/share/OVMF/OVMF_CODE_4M.fd"),
-    File("/usr/share/OVMF/OVMF_VARS_4M.fd"),
-    File("/usr/lib/systemd/boot/efi/linuxx64.efi.stub"),
-    Program("objcopy"),
+    File("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
+    File("/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf"),
+    File(
+        "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+        "systemd-boot-efi",
+    ),
+    Program("objcopy", "binutils"),
 ];
 /// proxyDHCP boots run busybox `udhcpd` beside our server.
-const PROXY: &[Need] = &[Program("udhcpd")];
+const PROXY: &[Need] = &[Program("udhcpd", "udhcpd")];
 
 /// The sets: cfg suffix and the lists of needs it joins.
 const SETS: &[(&str, &[&[Need]])] = &[
     ("curl_tftp", &[&[CurlTftp]]),
-    ("tftp_hpa", &[&[Program("tftp")]]),
-    ("atftp", &[&[Program("atftp")]]),
-    ("tshark", &[&[Program("tshark")]]),
-    ("python3", &[&[Program("python3")]]),
-    ("awk_xxd", &[&[Program("awk"), Program("xxd")]]),
-    ("netns_curl", &[&[Root, Program("ip"), CurlTftp]]),
+    ("tftp_hpa", &[&[Program("tftp", "tftp-hpa")]]),
+    ("atftp", &[&[Program("atftp", "atftp")]]),
+    ("tshark", &[&[Program("tshark", "tshark")]]),
+    ("python3", &[&[Program("python3", "python3")]]),
+    (
+        "awk_xxd",
+        &[&[Program("awk", "mawk"), Program("xxd", "xxd")]],
+    ),
+    (
+        "netns_curl",
+        &[&[Root, Program("ip", "iproute2"), CurlTftp]],
+    ),
     (
         "netns_curl_udhcpd",
-        &[&[Root, Program("ip"), CurlTftp, Program("udhcpd")]],
+        &[&[
+            Root,
+            Program("ip", "iproute2"),
+            CurlTftp,
+            Program("udhcpd", "udhcpd"),
+        ]],
     ),
-    ("netns_dhcp", &[&[Root, Program("ip"), Program("udhcpd")]]),
+    (
+        "netns_dhcp",
+        &[&[Root, Program("ip", "iproute2"), Program("udhcpd", "udhcpd")]],
+    ),
     (
         "netns_dhclient",
-        &[&[Root, Program("ip"), Program("dhclient")]],
+        &[&[
+            Root,
+            Program("ip", "iproute2"),
+            Program("dhclient", "isc-dhcp-client"),
+        ]],
     ),
-    ("netns_tap", &[&[Root, Program("ip"), Program("python3")]]),
+    (
+        "netns_tap",
+        &[&[
+            Root,
+            Program("ip", "iproute2"),
+            Program("python3", "python3"),
+        ]],
+    ),
     ("firmware_bios_full", &[FIRMWARE_COMMON, FIRMWARE_BIOS]),
     (
         "firmware_bios_proxy",
@@ -122,14 +153,45 @@ fn main() {
     }
     let ci = std::env::var("PREBOOT_CI").is_ok_and(|v| v == "1");
     let probe = Probe { path_dirs };
+    // What is missing, and the sets it makes ignored (said once, as a
+    // build warning, when this probe runs).
+    let mut missing: Vec<(String, Vec<&str>)> = Vec::new();
     for (name, lists) in SETS {
         println!("cargo::rustc-check-cfg=cfg(preboot_skip_{name})");
         if ci {
             continue;
         }
-        if lists.iter().flat_map(|l| l.iter()).any(|n| !probe.has(n)) {
+        let mut skip = false;
+        for need in lists.iter().flat_map(|l| l.iter()) {
+            if probe.has(need) {
+                continue;
+            }
+            skip = true;
+            let what = describe(need);
+            match missing.iter_mut().find(|(w, _)| *w == what) {
+                Some((_, sets)) => sets.push(name),
+                None => missing.push((what, vec![name])),
+            }
+        }
+        if skip {
             println!("cargo::rustc-cfg=preboot_skip_{name}");
         }
+    }
+    for (what, sets) in missing {
+        println!(
+            "cargo::warning=tests ignored here (missing {what}): {}",
+            sets.join(", ")
+        );
+    }
+}
+
+/// A missing need, in words.
+fn describe(need: &Need) -> String {
+    match need {
+        Root => "root".into(),
+        Program(p, package) => format!("program {p}, Debian package {package}"),
+        File(f, package) => format!("{f}, Debian package {package}"),
+        CurlTftp => "curl with TFTP, Debian package curl".into(),
     }
 }
 
@@ -142,8 +204,8 @@ impl Probe {
     fn has(&self, need: &Need) -> bool {
         match need {
             Root => is_root(),
-            Program(p) => self.has_program(p),
-            File(f) => Path::new(f).is_file(),
+            Program(p, _) => self.has_program(p),
+            File(f, _) => Path::new(f).is_file(),
             CurlTftp => curl_has_tftp(),
         }
     }
