@@ -131,6 +131,7 @@ fn dora(client: &UdpSocket, to: (Ipv4Addr, u16), mac: u8) -> Ipv4Addr {
 /// The child: serve full mode with the lease log named in the environment,
 /// write the bound port to a file, run until killed.
 #[test]
+#[ignore = "role: run in a child process by the restart tests"]
 fn child_server() {
     let Ok(dir) = std::env::var("PREBOOT_DHCP_CHILD") else {
         return; // only runs as a re-executed child
@@ -174,7 +175,8 @@ impl Drop for Guard {
 fn spawn_child(dir: &Path, client_port: u16) -> (Guard, u16) {
     let _ = std::fs::remove_file(dir.join("port"));
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_server", "--exact", "--nocapture", "--test-threads=1"])
+        .args(["child_server", "--exact", "--ignored", "--nocapture"])
+        .arg("--test-threads=1")
         .env("PREBOOT_DHCP_CHILD", dir)
         .env("PREBOOT_DHCP_CLIENT_PORT", client_port.to_string())
         .spawn()

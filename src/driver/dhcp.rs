@@ -554,6 +554,9 @@ fn serve(
     let mut tx = [0u8; 1500];
     // Reused for every datagram: the records and held ACKs of one.
     let mut batch = Held::default();
+    // Logged with each datagram: the port really bound (a configuration
+    // may move 67 and 4011).
+    let bound = sock.local_addr().map_or(0, |a| a.port());
     while !stop.load(Ordering::Relaxed) {
         let (n, from) = match sock.recv_from(&mut rx) {
             Ok(v) => v,
@@ -570,7 +573,7 @@ fn serve(
             Err(e) => return Err(e),
         };
         let SocketAddr::V4(from) = from else { continue };
-        observe(port, from, &rx[..n], clients);
+        observe(bound, from, &rx[..n], clients);
         let Ok(mut e) = engine.lock() else {
             return Err(io::Error::other("dhcp engine lock poisoned"));
         };
@@ -673,9 +676,11 @@ fn lease_writer(mut store: LeaseFile, commit: &Commit, sockets: &Sockets, window
 }
 
 /// One line per client message: `mac`, `arch` (option 93, else the vendor
-/// class), `step` (`discover`, `request`, …) and `port` (67 or 4011); and
-/// the client's address, when the message shows it, into `clients`.
-fn observe(port: ServerPort, from: SocketAddrV4, bytes: &[u8], clients: Option<&ClientDirectory>) {
+/// class; absent when neither says), `step` (`discover`, `request`, …) and
+/// `port` (the port the socket is bound to: 67 or 4011 unless configured
+/// otherwise); and the client's address, when the message shows it, into
+/// `clients`.
+fn observe(bound: u16, from: SocketAddrV4, bytes: &[u8], clients: Option<&ClientDirectory>) {
     use crate::wire::dhcp::{BOOTREQUEST, DhcpPacket, MessageType};
     if clients.is_none() && !tracing::enabled!(tracing::Level::INFO) {
         return;
@@ -721,20 +726,17 @@ fn observe(port: ServerPort, from: SocketAddrV4, bytes: &[u8], clients: Option<&
         Some(MessageType::Decline) => "decline",
         _ => "other",
     };
-    let on = match port {
-        ServerPort::Dhcp => 67,
-        ServerPort::BootServer => 4011,
-    };
-    tracing::info!(mac = %mac, arch = ?arch, pxe, %from, step, port = on, xid = p.xid(), "dhcp: received");
+    let arch = arch.map(tracing::field::display);
+    tracing::info!(mac = %mac, arch, pxe, %from, step, port = bound, xid = p.xid(), "dhcp: received");
 }
 
 fn log_event(ev: &Event) {
     match ev {
         Event::ProxyOffered { chaddr, arch } => {
-            tracing::info!(mac = %chaddr, arch = ?arch, step = "proxy-offer", "dhcp")
+            tracing::info!(mac = %chaddr, arch = %arch, step = "proxy-offer", "dhcp")
         }
         Event::BootAcked { chaddr, arch, item } => {
-            tracing::info!(mac = %chaddr, arch = ?arch, item = ?item, step = "boot-ack", "dhcp")
+            tracing::info!(mac = %chaddr, arch = %arch, item = ?item, step = "boot-ack", "dhcp")
         }
         Event::Offered { chaddr, yiaddr } => {
             tracing::info!(mac = %chaddr, %yiaddr, step = "offer", "dhcp")
@@ -754,11 +756,15 @@ fn log_event(ev: &Event) {
         }
         Event::NoBootFile { chaddr, arch } => tracing::warn!(
             mac = %chaddr,
-            arch = ?arch,
+            arch = arch.map(tracing::field::display),
             step = "no-boot-file",
             "dhcp: no boot file for this client architecture, no offer"
         ),
         Event::Ignored { chaddr, reason } => match reason {
+            // A datagram too short to hold chaddr names no client.
+            IgnoreReason::Malformed if chaddr.as_bytes().is_empty() => {
+                tracing::warn!(mac = %"unknown", reason = ?reason, step = "ignored", "dhcp")
+            }
             IgnoreReason::Malformed
             | IgnoreReason::RateLimited
             | IgnoreReason::PoolExhausted

@@ -183,10 +183,21 @@ pub fn parse(file: &Path, text: &str) -> Result<BootServerConfig, ConfigError> {
     let raw: Raw = cx.deserialize()?;
     Conv {
         cx,
-        base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        base: base_dir(file),
         warnings: Vec::new(),
     }
     .convert(raw)
+}
+
+/// The directory relative paths in `file` are resolved against: the file's
+/// own directory, whatever form its path has (`preboot.toml`, `./x.toml`,
+/// `../etc/x.toml`, `/etc/x.toml`). A bare name's parent is the empty path,
+/// which is the current directory.
+fn base_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 type S<T> = Spanned<T>;
@@ -454,6 +465,19 @@ impl Conv<'_> {
             if *c.get_ref() == 0 {
                 return Err(self.cx.at(c, "ports.client", "expected 1-65535"));
             }
+        }
+        // Answers go to the client port: on the server's own DHCP port they
+        // would come back to the server as requests (and a client could not
+        // bind it beside the server).
+        if client_port == dhcp_port {
+            let msg = format!(
+                "ports.client and ports.dhcp are both {client_port}: clients listen on another port than the server (68 and 67)"
+            );
+            return Err(match (&p.client, &p.dhcp) {
+                (Some(c), _) => self.cx.at(c, "ports.client", msg),
+                (None, Some(d)) => self.cx.at(d, "ports.dhcp", msg),
+                (None, None) => self.cx.at(&srv.server_ip, "ports.client", msg),
+            });
         }
 
         let mut dhcp = DhcpServerConfig::proxy(server_ip);
