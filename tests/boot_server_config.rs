@@ -701,3 +701,30 @@ fn proxy_mode_without_boot_server_port_is_refused() {
         "{e}"
     );
 }
+
+/// Issue 11 item 1: a menu whose labels do not fit in the 255 bytes of the
+/// PXE boot menu sub-option is refused at load (and so at --check), at the
+/// item that crosses the limit, with the byte count.
+#[test]
+fn a_menu_over_its_pxe_sub_option_is_refused() {
+    let mut text = GOOD.to_string();
+    for n in 0..8 {
+        text.push_str(&format!(
+            "[[menu.item]]\ntype = {}\nlabel = \"Boot item number {n:02} for lab PC\"\n",
+            0x8000 + n
+        ));
+    }
+    let e = config::parse(Path::new("/etc/preboot/p.toml"), &text).unwrap_err();
+    assert_eq!(e.field, "menu.item", "{e}");
+    // The span of the 8th [[menu.item]] table starts at its header.
+    assert_eq!(e.line, line_of(&text, "number 07") - 2, "{e}");
+    assert!(e.message.contains("264 bytes"), "{e}");
+    assert!(e.message.contains("at most 255"), "{e}");
+    // Seven of them fit (231 bytes).
+    let seven: String = text
+        .lines()
+        .take(text.lines().count() - 3)
+        .collect::<Vec<_>>()
+        .join("\n");
+    config::parse(Path::new("/etc/preboot/p.toml"), &seven).unwrap();
+}

@@ -768,3 +768,111 @@ fn pool_exhaustion_is_reported_not_looping() {
     let mut buf = [0u8; 1500];
     assert!(s.poll_transmit(later, &mut buf).unwrap().is_some());
 }
+
+/// Issue 11 item 1: a boot menu over the 255 bytes of its PXE sub-option
+/// (8 items of 30-byte labels: 8 × 33 = 264) cannot be encoded. The answer
+/// that carries it is dropped with an event, and never blocks the queue:
+/// more failed offers than the queue holds, then another client's 4011
+/// request is answered.
+#[test]
+fn an_answer_that_cannot_be_encoded_does_not_freeze_the_server() {
+    let mut c = proxy_config();
+    c.menu.policy = MenuPolicy::OnKeyPress { timeout_secs: 5 };
+    c.menu.items.clear();
+    for n in 0..8u16 {
+        c.menu
+            .items
+            .push(MenuItem {
+                server_type: 0x8000 + n,
+                description: Text::try_from(format!("Boot item number {n:02} for lab PC").as_str())
+                    .unwrap(),
+                file: None,
+            })
+            .unwrap();
+    }
+    assert_eq!(c.menu.boot_menu_len(), 8 * 33);
+    assert_eq!(
+        c.menu.check().map_err(|e| e.bytes),
+        Err(264),
+        "the check refuses it"
+    );
+    let mut s = Server::new(c).unwrap();
+    for _ in 0..6 {
+        assert!(
+            answer(
+                &mut s,
+                ServerPort::Dhcp,
+                from68(),
+                &vector("ipxe-bios-discover")
+            )
+            .is_empty()
+        );
+        let ev = events(&mut s);
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                Event::AnswerDropped {
+                    error: preboot::dhcp::Error::Encode,
+                    ..
+                }
+            )),
+            "{ev:?}"
+        );
+    }
+    // The 4011 ACK carries no menu: it goes out.
+    let (_, ack) = one(
+        &mut s,
+        ServerPort::BootServer,
+        from68(),
+        &vector("ipxe-bios-request-4011"),
+    );
+    assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
+    assert!(!events(&mut s).iter().any(|e| matches!(
+        e,
+        Event::Ignored {
+            reason: IgnoreReason::Busy,
+            ..
+        }
+    )));
+}
+
+/// A menu of exactly 255 bytes still goes out whole.
+#[test]
+fn a_menu_at_the_sub_option_limit_is_sent() {
+    let mut c = proxy_config();
+    c.menu.policy = MenuPolicy::Always;
+    c.menu.items.clear();
+    // 4 × (3 + 60) + (3 + 0) = 255.
+    for n in 0..4u16 {
+        c.menu
+            .items
+            .push(MenuItem {
+                server_type: 0x8000 + n,
+                description: Text::try_from("x".repeat(60).as_str()).unwrap(),
+                file: None,
+            })
+            .unwrap();
+    }
+    c.menu
+        .items
+        .push(MenuItem {
+            server_type: 0,
+            description: Text::new(),
+            file: None,
+        })
+        .unwrap();
+    assert_eq!(c.menu.boot_menu_len(), 255);
+    c.menu.check().unwrap();
+    let mut s = Server::new(c).unwrap();
+    let (_, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ipxe-bios-discover"),
+    );
+    let menu = subs(&opt43(&m).unwrap())
+        .into_iter()
+        .find(|s| s.0 == 9)
+        .unwrap();
+    assert_eq!(menu.1.len(), 255);
+}

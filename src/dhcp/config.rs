@@ -17,6 +17,10 @@ pub const BOOT_FILE_LEN: usize = 127;
 pub const TEXT_LEN: usize = 64;
 /// Most boot menu items.
 pub const MAX_MENU_ITEMS: usize = 8;
+/// Most bytes in one PXE vendor sub-option (PXE 2.1 §2.4.5: a one-byte
+/// length). RFC 3396 long options split option 43 itself, never a
+/// sub-option inside it.
+pub const SUBOPTION_MAX: usize = 255;
 /// Most address pools.
 pub const MAX_POOLS: usize = 8;
 /// Most static reservations.
@@ -144,6 +148,36 @@ pub struct Menu {
     pub prompt: Text,
     /// The items; the first is the default.
     pub items: Vec<MenuItem, MAX_MENU_ITEMS>,
+}
+
+/// A menu whose boot menu sub-option (9) would not fit in 255 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the boot menu (PXE option 43 sub-option 9) would be {bytes} bytes: a sub-option holds at most {SUBOPTION_MAX} (3 bytes per item plus its label); shorten the labels or use fewer items"
+)]
+pub struct MenuTooLong {
+    /// Bytes the sub-option would need.
+    pub bytes: usize,
+}
+
+impl Menu {
+    /// Bytes of the boot menu sub-option (9) this menu makes: per item a
+    /// 2-byte type, a 1-byte length and the description (PXE 2.1 §2.4.5).
+    /// The other sub-options beside it (8 boot servers: 7 bytes per item;
+    /// 10 prompt: 1 + [`TEXT_LEN`]) always fit by construction.
+    pub fn boot_menu_len(&self) -> usize {
+        self.items.iter().map(|i| 3 + i.description.len()).sum()
+    }
+
+    /// Whether the menu fits in its sub-option. A menu that does not would
+    /// make every answer carrying it fail to encode; configuration layers
+    /// refuse it at load.
+    pub fn check(&self) -> Result<(), MenuTooLong> {
+        match self.boot_menu_len() {
+            bytes if bytes > SUBOPTION_MAX => Err(MenuTooLong { bytes }),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for Menu {

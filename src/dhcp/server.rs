@@ -155,6 +155,15 @@ pub enum Event {
         /// Its architecture (`None`: it sent none).
         arch: Option<BootArch>,
     },
+    /// An answer that cannot be encoded (e.g. a boot menu over the 255
+    /// bytes of its PXE sub-option) was dropped; the answers behind it go
+    /// out as usual.
+    AnswerDropped {
+        /// Client.
+        chaddr: HwAddr,
+        /// Why it cannot be encoded.
+        error: Error,
+    },
     /// A message dropped without answer.
     Ignored {
         /// Client (all zero when malformed).
@@ -333,25 +342,36 @@ impl Server {
     /// Write the next answer into `buf`.
     ///
     /// A too-small buffer leaves the answer queued and `buf` untouched and
-    /// returns the error with the size needed.
+    /// returns the error with the size needed. An answer that cannot be
+    /// encoded at all is dropped with [`Event::AnswerDropped`] and the next
+    /// one is written instead: one bad answer never blocks the queue.
     pub fn poll_transmit(
         &mut self,
         _now: Instant,
         buf: &mut [u8],
     ) -> Result<Option<Transmit>, Error> {
-        let Some(p) = self.pending.front() else {
-            return Ok(None);
-        };
-        let len = super::reply::emit(&self.config, p, buf)?;
-        let t = Transmit {
-            destination: p.destination,
-            source: p.source,
-            broadcast: p.broadcast,
-            len,
-            after_sync: p.after_sync,
-        };
-        self.pending.pop_front();
-        Ok(Some(t))
+        while let Some(p) = self.pending.front() {
+            match super::reply::emit(&self.config, p, buf) {
+                Ok(len) => {
+                    let t = Transmit {
+                        destination: p.destination,
+                        source: p.source,
+                        broadcast: p.broadcast,
+                        len,
+                        after_sync: p.after_sync,
+                    };
+                    self.pending.pop_front();
+                    return Ok(Some(t));
+                }
+                Err(e @ Error::BufferTooSmall { .. }) => return Err(e),
+                Err(error) => {
+                    let chaddr = p.req.hw();
+                    self.pending.pop_front();
+                    self.event(Event::AnswerDropped { chaddr, error });
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The next lease record to persist (full mode).

@@ -227,6 +227,8 @@ impl DhcpServerConfig {
                     .map_err(|_| invalid("more than 8 menu items"))?;
             }
         }
+        menu.check()
+            .map_err(|e| invalid(&std::format!("menu: {e}")))?;
         c.menu = menu;
         for p in &self.pools {
             c.pools
@@ -584,10 +586,22 @@ fn serve(
         while let Some(ev) = e.poll_event() {
             log_event(&ev);
         }
+        // The engine drops an answer it cannot encode (with an event) and
+        // keeps one that needs a larger buffer: that one gets a buffer of
+        // the size it names, so nothing stays stuck at the head.
+        let mut big = Vec::new();
         loop {
-            match e.poll_transmit(t, &mut tx) {
-                Ok(Some(out)) => {
-                    let bytes = &tx[..out.len];
+            let polled = match e.poll_transmit(t, &mut tx) {
+                Err(crate::dhcp::Error::BufferTooSmall { needed }) => {
+                    big.resize(needed, 0);
+                    e.poll_transmit(t, &mut big)
+                        .map(|o| o.map(|o| (o, &big[..])))
+                }
+                other => other.map(|o| o.map(|o| (o, &tx[..]))),
+            };
+            match polled {
+                Ok(Some((out, buf))) => {
+                    let bytes = &buf[..out.len];
                     if out.after_sync && commit.is_some() {
                         batch.bytes.extend_from_slice(bytes);
                         batch
@@ -599,10 +613,13 @@ fn serve(
                 }
                 Ok(None) => break,
                 Err(err) => {
-                    tracing::warn!(error = %err, "dhcp: cannot write answer");
+                    tracing::error!(error = %err, "dhcp: cannot write answer");
                     break;
                 }
             }
+        }
+        while let Some(ev) = e.poll_event() {
+            log_event(&ev);
         }
         drop(e);
         match commit {
@@ -752,6 +769,12 @@ fn log_event(ev: &Event) {
         Event::Declined { chaddr, addr } => {
             tracing::warn!(mac = %chaddr, %addr, step = "decline", "dhcp")
         }
+        Event::AnswerDropped { chaddr, error } => tracing::error!(
+            mac = %chaddr,
+            error = %error,
+            step = "answer-dropped",
+            "dhcp: answer cannot be encoded, dropped"
+        ),
         Event::NoBootFile { chaddr, arch } => tracing::warn!(
             mac = %chaddr,
             arch = ?arch,

@@ -660,6 +660,27 @@ impl Conv<'_> {
             dhcp.menu_items
                 .push((ty, self.text(&i.label, "menu.item.label")?));
         }
+        // The labels share one PXE sub-option of 255 bytes: a menu over it
+        // would make every answer that carries it fail to encode.
+        // The error points at the item that crosses the limit and counts
+        // the whole menu.
+        let mut menu = crate::dhcp::config::Menu::default();
+        menu.items.clear();
+        let mut crossing = None;
+        for ((ty, label), raw) in dhcp.menu_items.iter().zip(&m.item) {
+            let _ = menu.items.push(crate::dhcp::config::MenuItem {
+                server_type: *ty,
+                description: crate::dhcp::config::Text::try_from(label.as_str())
+                    .unwrap_or_default(),
+                file: None,
+            });
+            if crossing.is_none() && menu.check().is_err() {
+                crossing = Some(raw);
+            }
+        }
+        if let (Err(e), Some(at)) = (menu.check(), crossing) {
+            return Err(self.cx.at(at, "menu.item", e.to_string()));
+        }
         Ok(())
     }
 
