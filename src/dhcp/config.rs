@@ -267,7 +267,8 @@ pub struct Reservation {
     pub address: Ipv4Addr,
 }
 
-/// Per-MAC rate limit: a token bucket per client hardware address.
+/// Per-client rate limit: a token bucket per client hardware address and
+/// one per client identifier (option 61); see [`super::rate`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
     /// Sustained packets per second per MAC.
@@ -307,7 +308,7 @@ pub struct ServerConfig {
     pub offer_hold: Duration,
     /// How long a declined address stays out of use (RFC 2131 §4.3.3).
     pub decline_probation: Duration,
-    /// Per-MAC rate limit.
+    /// Per-client rate limit (per hardware address and per client id).
     pub rate_limit: RateLimit,
     /// Also answer (proxy mode) or serve boot files to (full mode) clients
     /// that are not PXE clients? Full mode always gives addresses to anyone;

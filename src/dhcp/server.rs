@@ -19,8 +19,9 @@
 //! `None`; calling [`Server::handle_timeout`] is harmless.
 //!
 //! Per-client state is bounded: proxy mode keeps none at all, full mode one
-//! table entry per pool address, and a per-MAC token bucket
-//! ([`super::rate`]) stops one client's flood from starving the others.
+//! table entry per pool address, and per-client token buckets (on the
+//! hardware address and on the client identifier, [`super::rate`]) stop
+//! one client's flood from starving the others.
 //!
 //! Where answers go (RFC 2131 §4.1, PXE 2.1 §2.2.2): to `giaddr`:67 when
 //! relayed; to `ciaddr`:68 when the client has an address; else broadcast
@@ -72,7 +73,8 @@ pub enum IgnoreReason {
     NotForUs,
     /// Not a PXE or HTTP-boot client (proxy mode answers only those).
     NotPxe,
-    /// Over the per-MAC rate limit.
+    /// Over the per-client rate limit (per hardware address and per client
+    /// identifier).
     RateLimited,
     /// Boot server discovery for a boot item type or layer we do not serve.
     UnknownBootItem,
@@ -321,7 +323,7 @@ impl Server {
             });
             return;
         };
-        if !self.rate.allow(now, req.hw().as_bytes()) {
+        if !self.rate_allows(now, &req) {
             self.ignore(&req, IgnoreReason::RateLimited);
             return;
         }
@@ -393,6 +395,24 @@ impl Server {
     pub fn handle_timeout(&mut self, _now: Instant) {}
 
     // ---- helpers ----
+
+    /// A token from each bucket that names the client: its hardware
+    /// address and its client identifier (the lease's key, so random
+    /// `chaddr`s under one identifier stay limited). With `hlen` = 0
+    /// (InfiniBand, RFC 4390) only the identifier; with neither, one
+    /// bucket shared by all such clients.
+    fn rate_allows(&mut self, now: Instant, req: &Request) -> bool {
+        use super::rate::{KeyKind, key};
+        let hw = req.hw();
+        let by_hw = !hw.as_bytes().is_empty() || req.client_id_key.is_none();
+        (!by_hw
+            || self
+                .rate
+                .allow_key(now, key(KeyKind::HwAddr, hw.as_bytes())))
+            && req
+                .client_id_key
+                .is_none_or(|k| self.rate.allow_key(now, k))
+    }
 
     fn event(&mut self, e: Event) {
         if self.events.push_back(e).is_err() {

@@ -135,7 +135,7 @@ pub struct DhcpServerConfig {
     pub reservations: Vec<Reservation>,
     /// The lease log (full mode); `None` = leases live in memory only.
     pub lease_file: Option<PathBuf>,
-    /// Per-MAC rate limit.
+    /// Per-client rate limit (per hardware address and per client id).
     pub rate_limit: RateLimit,
     /// Where to note which client is at which address (for the TFTP
     /// server's log lines); `None` = nowhere.
