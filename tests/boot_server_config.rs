@@ -728,3 +728,42 @@ fn a_menu_over_its_pxe_sub_option_is_refused() {
         .join("\n");
     config::parse(Path::new("/etc/preboot/p.toml"), &seven).unwrap();
 }
+
+/// Issue 11 item 8: `lease_file` naming an existing file that is not a
+/// lease log fails `--check` (stage 3) and start, and the file is left as
+/// it was; a symbolic link fails too.
+#[test]
+fn a_lease_file_that_is_not_ours_fails_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("hosts");
+    std::fs::write(&victim, "127.0.0.1 localhost\n").unwrap();
+    let text = GOOD
+        .replace(
+            "[dhcp]",
+            &format!("[dhcp]\nlease_file = \"{}\"", victim.display()),
+        )
+        .replace("[tftp]\nroot = \"tftp\"", "[tftp]\nenabled = false");
+    let file = dir.path().join("p.toml");
+    let c = config::parse(&file, &text).unwrap();
+    let e = c.check_files().unwrap_err();
+    assert_eq!(e.field, "dhcp.lease_file", "{e}");
+    assert_eq!(e.line, line_of(&text, "lease_file"), "{e}");
+    assert!(
+        e.message.contains("not a lease log") || e.message.contains("first line"),
+        "{e}"
+    );
+    assert!(BootServer::bind(c).is_err());
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "127.0.0.1 localhost\n"
+    );
+    let link = dir.path().join("leases");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let c = config::parse(
+        &file,
+        &text.replace(&victim.display().to_string(), &link.display().to_string()),
+    )
+    .unwrap();
+    let e = c.check_files().unwrap_err();
+    assert!(e.message.contains("symbolic link"), "{e}");
+}

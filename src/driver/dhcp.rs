@@ -34,7 +34,9 @@
 //! answering other clients. The writer lets a group gather for
 //! [`DhcpServerConfig::lease_commit_window`], appends the records, fsyncs
 //! once for all of them (group commit), and only then sends the ACKs — a
-//! client never holds a lease that a `kill -9` could lose. If the disk falls
+//! client never holds a lease that a `kill -9` could lose; then, when the
+//! log holds over [`lease_file::COMPACT_FACTOR`] records per live lease,
+//! it compacts it (atomic replace). If the disk falls
 //! [`MAX_HELD`] ACKs behind, further answers are dropped with their records
 //! (clients retry) instead of queueing without bound.
 //!
@@ -58,7 +60,7 @@ use crate::dhcp::store::{LeaseRecord, LeaseStore};
 use crate::dhcp::{Server, ServerPort};
 use crate::driver::clients::ClientDirectory;
 
-mod lease_file;
+pub mod lease_file;
 pub use lease_file::LeaseFile;
 
 // Re-exported so that a configuration needs only this module.
@@ -683,6 +685,14 @@ fn lease_writer(mut store: LeaseFile, commit: &Commit, sockets: &Sockets, window
                     sockets.send(from, to, bytes);
                 }
                 start = end;
+            }
+            // Bounded size: rewrite the live leases once the log holds
+            // COMPACT_FACTOR records per lease (after the ACKs left: a
+            // compaction does not delay them).
+            match store.maybe_compact() {
+                Ok(true) => tracing::debug!(leases = store.live(), "dhcp: lease log compacted"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "dhcp: lease log compaction failed"),
             }
         }
         mine.clear();

@@ -93,8 +93,10 @@ pub struct BootFileRef {
 
 impl BootServerConfig {
     /// Stage 3: the TFTP root exists and is a directory, every boot file
-    /// this host serves is a file inside it (when `boot.check_files`), and
-    /// the lease file's directory exists. Touches nothing.
+    /// this host serves is a file inside it (when `boot.check_files`), the
+    /// lease file's directory exists and the lease file, if present, is a
+    /// lease log (not a link, empty or with its header line). Touches
+    /// nothing.
     pub fn check_files(&self) -> Result<(), ConfigError> {
         let err = |line, column, field: &str, message: String| ConfigError {
             file: self.source.clone(),
@@ -111,6 +113,12 @@ impl BootServerConfig {
                     "dhcp.lease_file",
                     format!("directory {} does not exist", dir.display()),
                 ));
+            }
+            // A file that is not a lease log would be truncated at start.
+            if let Some(path) = &self.dhcp.lease_file {
+                if let Err(e) = crate::driver::dhcp::LeaseFile::check(path) {
+                    return Err(err(*line, *column, "dhcp.lease_file", e.to_string()));
+                }
             }
         }
         let Some(tftp) = &self.tftp else {
