@@ -55,6 +55,7 @@ fn example_file_parses_into_what_it_documents() {
     );
     assert_eq!(d.rate_limit.per_second, 10);
     assert_eq!(d.rate_limit.burst, 20);
+    assert_eq!(d.max_declined_percent, 10);
     assert_eq!(d.pools.len(), 1);
     let p = &d.pools[0];
     assert_eq!(

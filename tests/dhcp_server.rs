@@ -943,3 +943,97 @@ fn random_chaddr_under_one_client_id_is_limited() {
         .count();
     assert_eq!(n, 20);
 }
+
+/// Issue 11 item 6: 60 clients that DISCOVER and then DECLINE their offer
+/// put at most 10 % of the pool (72 addresses: 7) on probation; the other
+/// declines are ignored with an event and their addresses stay in use, so
+/// a new client still gets an address. Once the probation time has passed
+/// the budget is back.
+#[test]
+fn declines_take_at_most_a_tenth_of_the_pool() {
+    let mut s = Server::new(full_config()).unwrap();
+    let mut ev = Vec::new();
+    for n in 0..60u8 {
+        let mac = [2, 0xde, 0xc1, 0, 0, n];
+        let d = build(|m| {
+            m.set_chaddr(&mac);
+            m.opts_mut()
+                .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+        });
+        let (_, offer) = one(&mut s, ServerPort::Dhcp, from68(), &d);
+        let dec = build(|m| {
+            m.set_chaddr(&mac);
+            m.opts_mut()
+                .insert(DhcpOption::MessageType(v4::MessageType::Decline));
+            m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+            m.opts_mut()
+                .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
+        });
+        assert!(answer(&mut s, ServerPort::Dhcp, from68(), &dec).is_empty());
+        ev.extend(events(&mut s));
+    }
+    let accepted = ev
+        .iter()
+        .filter(|e| matches!(e, Event::Declined { .. }))
+        .count();
+    let ignored: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::DeclineIgnored {
+                on_probation,
+                limit,
+                ..
+            } => Some((*on_probation, *limit)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accepted, 7);
+    assert_eq!(ignored.len(), 53);
+    assert!(ignored.iter().all(|&x| x == (7, 7)), "{ignored:?}");
+    let probation = s
+        .leases()
+        .iter()
+        .filter(|l| l.state == preboot::dhcp::leases::LeaseState::Probation)
+        .count();
+    assert_eq!(probation, 7);
+    // 72 addresses, 7 on probation: new clients get the other 65.
+    let mut got = std::collections::HashSet::new();
+    for n in 0..65u8 {
+        let d = build(|m| {
+            m.set_chaddr(&[2, 0x0e, 0x3e, 0, 0, n]);
+            m.opts_mut()
+                .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+        });
+        let (_, offer) = one(&mut s, ServerPort::Dhcp, from68(), &d);
+        assert!(got.insert(offer.yiaddr()));
+    }
+    // After the probation time (600 s, counted in slots of 600/7 s) the
+    // budget is back.
+    let later = T0 + Duration::from_secs(600 + 600 / 7 + 1);
+    let mac = [2, 0xde, 0xc1, 1, 0, 0];
+    let d = build(|m| {
+        m.set_chaddr(&mac);
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+    });
+    s.handle(later, ServerPort::Dhcp, from68(), &d);
+    let mut buf = [0u8; 1500];
+    let t = s.poll_transmit(later, &mut buf).unwrap().unwrap();
+    let offer = decode(&buf[..t.len]);
+    let dec = build(|m| {
+        m.set_chaddr(&mac);
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Decline));
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+        m.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
+    });
+    events(&mut s);
+    s.handle(later, ServerPort::Dhcp, from68(), &dec);
+    assert!(
+        events(&mut s)
+            .iter()
+            .any(|e| matches!(e, Event::Declined { .. })),
+        "the budget is back"
+    );
+}

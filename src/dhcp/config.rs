@@ -21,6 +21,8 @@ pub const MAX_MENU_ITEMS: usize = 8;
 /// length). RFC 3396 long options split option 43 itself, never a
 /// sub-option inside it.
 pub const SUBOPTION_MAX: usize = 255;
+/// Default [`ServerConfig::max_declined_percent`].
+pub const DEFAULT_MAX_DECLINED_PERCENT: u8 = 10;
 /// Most address pools.
 pub const MAX_POOLS: usize = 8;
 /// Most static reservations.
@@ -228,6 +230,11 @@ impl Pool {
         u32::from(addr) & m == u32::from(self.subnet) & m
     }
 
+    /// Addresses in the handed-out range.
+    pub fn size(&self) -> u32 {
+        (u32::from(self.end).saturating_sub(u32::from(self.start))).saturating_add(1)
+    }
+
     /// Whether `addr` is inside the handed-out range.
     pub fn range_contains(&self, addr: Ipv4Addr) -> bool {
         let a = u32::from(addr);
@@ -310,6 +317,16 @@ pub struct ServerConfig {
     pub decline_probation: Duration,
     /// Per-client rate limit (per hardware address and per client id).
     pub rate_limit: RateLimit,
+    /// Most addresses of one pool that DECLINEs may put on probation at a
+    /// time, in percent of the pool's range (at least one address when not
+    /// 0). Beyond it a DECLINE is ignored (with
+    /// [`Event::DeclineIgnored`](super::server::Event::DeclineIgnored)) and
+    /// the address stays in use, so hostile clients cannot empty the pool
+    /// by declining every address. Pools are chosen by relay (`giaddr`) or
+    /// by the server's own subnet, so this is a budget per relay or
+    /// interface. 0 = declines never take an address out of use; 100 = no
+    /// limit.
+    pub max_declined_percent: u8,
     /// Also answer (proxy mode) or serve boot files to (full mode) clients
     /// that are not PXE clients? Full mode always gives addresses to anyone;
     /// this only adds boot information for non-PXE clients.
@@ -330,6 +347,7 @@ impl ServerConfig {
             offer_hold: Duration::from_secs(30),
             decline_probation: Duration::from_secs(600),
             rate_limit: RateLimit::default(),
+            max_declined_percent: DEFAULT_MAX_DECLINED_PERCENT,
             boot_non_pxe: false,
         }
     }

@@ -150,6 +150,19 @@ pub enum Event {
         /// Address.
         addr: Ipv4Addr,
     },
+    /// A DECLINE ignored: the pool's probation budget
+    /// ([`ServerConfig::max_declined_percent`]) is spent. The client's
+    /// binding is dropped and the address stays in use for others.
+    DeclineIgnored {
+        /// Client.
+        chaddr: HwAddr,
+        /// The address it declined.
+        addr: Ipv4Addr,
+        /// Addresses of the pool declined within the probation time.
+        on_probation: u32,
+        /// The budget.
+        limit: u32,
+    },
     /// A PXE client whose architecture has no boot file: no offer.
     NoBootFile {
         /// Client.
@@ -220,6 +233,47 @@ pub(crate) enum Pxe43 {
     BootItem(u16, u16),
 }
 
+/// Time slots over which declines are counted per pool.
+const PROBATION_SLOTS: usize = 8;
+
+/// Addresses put on probation in one pool, counted in
+/// [`PROBATION_SLOTS`] slots of a seventh of the probation time each: the
+/// slots cover more than one probation time, so every address still on
+/// probation is counted (an address whose probation ended less than a
+/// slot ago may be counted too: the count errs on the safe side).
+#[derive(Clone, Copy, Debug, Default)]
+struct Probations {
+    /// (slot number, declines in it).
+    slots: [(u64, u32); PROBATION_SLOTS],
+}
+
+impl Probations {
+    fn slot(now: Instant, probation: Duration) -> u64 {
+        let len = u64::try_from(probation.as_micros() / (PROBATION_SLOTS as u128 - 1))
+            .unwrap_or(u64::MAX)
+            .max(1);
+        now.as_micros() / len
+    }
+
+    fn live(&self, now: Instant, probation: Duration) -> u32 {
+        let at = Self::slot(now, probation);
+        self.slots
+            .iter()
+            .filter(|(s, n)| *n > 0 && *s <= at && at - s < PROBATION_SLOTS as u64)
+            .map(|(_, n)| *n)
+            .fold(0u32, u32::saturating_add)
+    }
+
+    fn add(&mut self, now: Instant, probation: Duration) {
+        let at = Self::slot(now, probation);
+        let e = &mut self.slots[(at % PROBATION_SLOTS as u64) as usize];
+        if e.0 != at {
+            *e = (at, 0);
+        }
+        e.1 = e.1.saturating_add(1);
+    }
+}
+
 /// The server engine. See the [module docs](self) for how to drive it.
 #[derive(Debug)]
 pub struct Server {
@@ -227,6 +281,7 @@ pub struct Server {
     leases: LeaseTable,
     cursors: [PoolCursor; super::config::MAX_POOLS],
     rate: RateLimiter,
+    probations: [Probations; super::config::MAX_POOLS],
     pending: Deque<Pending, PENDING>,
     events: Deque<Event, EVENTS>,
     updates: Deque<LeaseRecord, UPDATES>,
@@ -269,6 +324,7 @@ impl Server {
             config,
             leases,
             cursors: [PoolCursor::default(); super::config::MAX_POOLS],
+            probations: [Probations::default(); super::config::MAX_POOLS],
             pending: Deque::new(),
             events: Deque::new(),
             updates: Deque::new(),
@@ -870,10 +926,55 @@ impl Server {
         {
             return self.ignore(&req, IgnoreReason::NotForUs);
         }
+        // Probation budget of the address's pool (one per relay/interface).
+        let probation = self.config.decline_probation;
+        let budget = self
+            .config
+            .pools
+            .iter()
+            .position(|p| p.range_contains(addr))
+            .or_else(|| {
+                self.config
+                    .pools
+                    .iter()
+                    .position(|p| p.subnet_contains(addr))
+            })
+            .and_then(|pi| {
+                let pool = &self.config.pools[pi];
+                let limit = match u64::from(self.config.max_declined_percent.min(100)) {
+                    0 => 0,
+                    pct => (u64::from(pool.size()) * pct / 100).max(1),
+                };
+                let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+                let on = self.probations.get_mut(pi)?;
+                Some((on, limit))
+            });
+        if let Some((on, limit)) = budget {
+            let on_probation = on.live(now, probation);
+            if on_probation >= limit {
+                // The address stays in use: drop the client's binding as a
+                // RELEASE would.
+                self.leases.remove(addr);
+                let _ = self.updates.push_back(LeaseRecord {
+                    kind: RecordKind::Released,
+                    addr,
+                    client: req.client,
+                    expires: now,
+                });
+                self.event(Event::DeclineIgnored {
+                    chaddr: req.hw(),
+                    addr,
+                    on_probation,
+                    limit,
+                });
+                return;
+            }
+            on.add(now, probation);
+        }
         let _ = self.leases.put(Lease {
             addr,
             client: req.client,
-            expires: now + self.config.decline_probation,
+            expires: now + probation,
             state: LeaseState::Probation,
         });
         let _ = self.updates.push_back(LeaseRecord {

@@ -142,6 +142,10 @@ pub struct DhcpServerConfig {
     /// Where to note which client is at which address (for the TFTP
     /// server's log lines); `None` = nowhere.
     pub clients: Option<ClientDirectory>,
+    /// Most addresses of a pool that DECLINEs may put on probation at a
+    /// time, in percent of the pool (see
+    /// [`ServerConfig::max_declined_percent`]).
+    pub max_declined_percent: u8,
     /// Group commit window: once a lease record waits, the lease writer
     /// gathers more for this long before one fsync covers them all (the
     /// ACKs wait that much longer; fewer fsyncs cost less CPU). Zero =
@@ -169,6 +173,7 @@ impl DhcpServerConfig {
             reservations: Vec::new(),
             lease_file: None,
             rate_limit: RateLimit::default(),
+            max_declined_percent: crate::dhcp::config::DEFAULT_MAX_DECLINED_PERCENT,
             clients: None,
             lease_commit_window: Duration::from_millis(4),
         }
@@ -243,6 +248,7 @@ impl DhcpServerConfig {
                 .map_err(|_| invalid("more than 64 reservations"))?;
         }
         c.rate_limit = self.rate_limit;
+        c.max_declined_percent = self.max_declined_percent;
         Ok(c)
     }
 }
@@ -784,6 +790,19 @@ fn log_event(ev: &Event) {
             error = %error,
             step = "answer-dropped",
             "dhcp: answer cannot be encoded, dropped"
+        ),
+        Event::DeclineIgnored {
+            chaddr,
+            addr,
+            on_probation,
+            limit,
+        } => tracing::warn!(
+            mac = %chaddr,
+            %addr,
+            on_probation,
+            limit,
+            step = "decline-ignored",
+            "dhcp: decline ignored, the pool's probation budget is spent (the address stays in use)"
         ),
         Event::NoBootFile { chaddr, arch } => tracing::warn!(
             mac = %chaddr,

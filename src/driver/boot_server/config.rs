@@ -280,6 +280,7 @@ struct RawItem {
 struct RawDhcp {
     lease_file: Option<S<String>>,
     rate_limit: Option<RawRate>,
+    max_declined_percent: Option<S<i64>>,
     #[serde(default)]
     pool: Vec<S<RawPool>>,
     #[serde(default)]
@@ -704,6 +705,10 @@ impl Conv<'_> {
                 per_second: r.per_second,
                 burst: r.burst,
             };
+        }
+        if let Some(p) = &d.max_declined_percent {
+            dhcp.max_declined_percent =
+                self.int(p, "dhcp.max_declined_percent", |v| *v <= 100, "0-100")?;
         }
         if d.pool.len() > MAX_POOLS {
             return Err(self.cx.at(
