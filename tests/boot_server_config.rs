@@ -768,3 +768,34 @@ fn a_lease_file_that_is_not_ours_fails_the_check() {
     let e = c.check_files().unwrap_err();
     assert!(e.message.contains("symbolic link"), "{e}");
 }
+
+/// Issue 11 item 2: `server.state_dir` must exist (--check), and a second
+/// boot server with the same state directory is refused at bind with a
+/// message naming the lock and the instance holding it, even on other
+/// ports (SO_REUSEPORT would let the same user share ports: they cannot
+/// tell).
+#[test]
+fn a_second_instance_with_the_same_state_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |d: u16, b: u16, t: u16, state: &str| {
+        format!(
+            "[server]\nserver_ip = \"127.0.0.1\"\nlisten = \"127.0.0.1\"\nbroadcast_address = \"127.0.0.1\"\nstate_dir = \"{state}\"\n\
+             [ports]\ndhcp = {d}\nboot = {b}\ntftp = {t}\nclient = 6868\n\
+             [boot]\nbios = \"pxelinux.0\"\n[tftp]\nroot = \"tftp\"\n"
+        )
+    };
+    std::fs::create_dir_all(dir.path().join("tftp")).unwrap();
+    std::fs::write(dir.path().join("tftp/pxelinux.0"), b"pxe").unwrap();
+    let file = dir.path().join("preboot.toml");
+    let missing = config::parse(&file, &text(0, 4011, 0, "nowhere")).unwrap();
+    let e = missing.check_files().unwrap_err();
+    assert_eq!(e.field, "server.state_dir", "{e}");
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    let one = config::parse(&file, &text(free_port(), free_port(), free_port(), "state")).unwrap();
+    let first = BootServer::bind(one).unwrap();
+    let two = config::parse(&file, &text(free_port(), free_port(), free_port(), "state")).unwrap();
+    let e = BootServer::bind(two).unwrap_err().to_string();
+    assert!(e.contains("another preboot instance"), "{e}");
+    assert!(e.contains("state/preboot.lock"), "{e}");
+    drop(first);
+}

@@ -258,3 +258,79 @@ fn std_client_against_std_full_server_over_loopback() {
     stop.stop();
     h.join().unwrap().unwrap();
 }
+
+/// Issue 11 item 2: another local socket cannot share the server's ports.
+/// With `SO_REUSEADDR` on the server's sockets, a process of any user
+/// could bind the same address and port with `SO_REUSEADDR` and receive
+/// the boot requests (4011 is not a privileged port). Now the bind fails,
+/// for 4011 in both modes and for 67 in full mode; the 4011 requests still
+/// reach the server.
+#[test]
+fn another_socket_cannot_take_the_server_ports() {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let hijack = |port: u16| {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        s.set_reuse_address(true).unwrap();
+        s.bind(&SocketAddr::from((LO, port)).into())
+    };
+    for full in [false, true] {
+        let client = client_socket();
+        let mut c = if full {
+            DhcpServerConfig::full(LO, pool())
+        } else {
+            DhcpServerConfig::proxy(Ipv4Addr::new(192, 168, 77, 1))
+        };
+        c.boot_files.bios = Some("pxelinux.0".into());
+        let server = DhcpServer::bind(loopback(c, &client)).unwrap();
+        let dhcp_port = port(server.dhcp_local_addr().unwrap());
+        let boot_port = port(server.boot_local_addr().unwrap().unwrap());
+        let e = hijack(boot_port).expect_err("4011 cannot be shared");
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        if full {
+            let e = hijack(dhcp_port).expect_err("67 in full mode cannot be shared");
+            assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        }
+        let stop = server.stop_handle();
+        let h = std::thread::spawn(move || server.run());
+        client
+            .send_to(&vector("ipxe-bios-request-4011"), (LO, boot_port))
+            .unwrap();
+        let (ack, _) = recv(&client);
+        assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
+        stop.stop();
+        h.join().unwrap().unwrap();
+    }
+}
+
+/// Issue 11 item 2: a second instance with the same lease log (or state
+/// directory) is refused with a message naming the lock and its holder,
+/// before it touches the log; once the first stops, it starts.
+#[test]
+fn a_second_instance_with_the_same_state_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client_socket();
+    let mut c = loopback(DhcpServerConfig::full(LO, pool()), &client);
+    c.boot_addr = None;
+    c.lease_file = Some(dir.path().join("leases"));
+    let first = DhcpServer::bind(c.clone()).unwrap();
+    let e = DhcpServer::bind(c.clone()).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+    let msg = e.to_string();
+    assert!(msg.contains("another preboot instance"), "{msg}");
+    assert!(msg.contains("leases.lock"), "{msg}");
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    // The same with an explicit state directory (and no lease log).
+    let mut s = loopback(DhcpServerConfig::full(LO, pool()), &client);
+    s.boot_addr = None;
+    s.state_dir = Some(dir.path().to_path_buf());
+    let held = DhcpServer::bind(s.clone()).unwrap();
+    let e = DhcpServer::bind(s.clone()).unwrap_err();
+    assert!(e.to_string().contains("preboot.lock"), "{e}");
+    drop(held);
+    DhcpServer::bind(s).unwrap();
+    drop(first);
+    DhcpServer::bind(c).unwrap();
+}

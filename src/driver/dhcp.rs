@@ -21,7 +21,13 @@
 //!
 //! Sockets: one bound to [`DhcpServerConfig::dhcp_addr`] (`0.0.0.0:67` by
 //! default, so broadcasts arrive) and one to [`DhcpServerConfig::boot_addr`]
-//! (`0.0.0.0:4011`), each with `SO_BROADCAST` and, when
+//! (`0.0.0.0:4011`). Neither lets another socket share its port
+//! (no `SO_REUSEADDR`), except port 67 in proxy mode, which must live beside
+//! the network's DHCP server; so no local user can bind `127.0.0.1:4011`
+//! and take the boot requests. A second instance with the same lease log
+//! or state directory is refused by an exclusive lock
+//! ([`DhcpServerConfig::lock_path`], [`InstanceLock`]). Each socket has
+//! `SO_BROADCAST` and, when
 //! [`DhcpServerConfig::interface`] is set, `SO_BINDTODEVICE`: broadcasts
 //! then leave through that interface and the kernel picks that interface's
 //! address as the source, which is the right one on a multi-homed host. A
@@ -60,7 +66,9 @@ use crate::dhcp::store::{LeaseRecord, LeaseStore};
 use crate::dhcp::{Server, ServerPort};
 use crate::driver::clients::ClientDirectory;
 
+mod instance_lock;
 pub mod lease_file;
+pub use instance_lock::InstanceLock;
 pub use lease_file::LeaseFile;
 
 // Re-exported so that a configuration needs only this module.
@@ -137,6 +145,14 @@ pub struct DhcpServerConfig {
     pub reservations: Vec<Reservation>,
     /// The lease log (full mode); `None` = leases live in memory only.
     pub lease_file: Option<PathBuf>,
+    /// The state directory: [`DhcpServer::bind`] takes an exclusive lock on
+    /// `preboot.lock` in it, so a second instance with the same directory
+    /// refuses to start. `None`: the lock is `<lease_file>.lock` (full mode
+    /// with a lease log), else one per address and port in the runtime
+    /// directory (`$RUNTIME_DIRECTORY`, else `$XDG_RUNTIME_DIR`), else none
+    /// (then only the ports, which are not shared, tell instances apart).
+    /// See [`DhcpServerConfig::lock_path`].
+    pub state_dir: Option<PathBuf>,
     /// Per-client rate limit (per hardware address and per client id).
     pub rate_limit: RateLimit,
     /// Where to note which client is at which address (for the TFTP
@@ -172,6 +188,7 @@ impl DhcpServerConfig {
             pools: Vec::new(),
             reservations: Vec::new(),
             lease_file: None,
+            state_dir: None,
             rate_limit: RateLimit::default(),
             max_declined_percent: crate::dhcp::config::DEFAULT_MAX_DECLINED_PERCENT,
             clients: None,
@@ -186,6 +203,34 @@ impl DhcpServerConfig {
             pools: std::vec![pool],
             ..DhcpServerConfig::proxy(server_id)
         }
+    }
+
+    /// The lock file [`DhcpServer::bind`] takes (see
+    /// [`DhcpServerConfig::state_dir`]).
+    pub fn lock_path(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.state_dir {
+            return Some(d.join("preboot.lock"));
+        }
+        if let (Some(f), Mode::Full) = (&self.lease_file, self.mode) {
+            let mut name = f.file_name()?.to_os_string();
+            name.push(".lock");
+            return Some(f.with_file_name(name));
+        }
+        let runtime = ["RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR"]
+            .iter()
+            .filter_map(std::env::var_os)
+            .map(PathBuf::from)
+            .find(|d| d.is_absolute() && d.is_dir())?;
+        let iface = self
+            .interface
+            .as_deref()
+            .map(|i| std::format!("-{i}"))
+            .unwrap_or_default();
+        Some(runtime.join(std::format!(
+            "preboot-{}-{}{iface}.lock",
+            self.dhcp_addr.ip(),
+            self.dhcp_addr.port()
+        )))
     }
 
     /// The engine configuration this describes.
@@ -365,6 +410,7 @@ pub struct DhcpServer {
     config: DhcpServerConfig,
     stop: Arc<AtomicBool>,
     store: Option<LeaseFile>,
+    lock: Option<InstanceLock>,
 }
 
 /// The driver's clock: engine time is microseconds since the Unix epoch, so
@@ -376,9 +422,15 @@ pub fn now() -> Instant {
     Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-fn udp_socket(addr: SocketAddrV4, interface: Option<&str>) -> io::Result<UdpSocket> {
+/// A UDP socket bound to `addr`. `reuse` sets `SO_REUSEADDR`, which lets
+/// any other socket that sets it too bind the same port (on Linux, for
+/// UDP, even a more specific address such as `127.0.0.1:4011` beside our
+/// `0.0.0.0:4011`, and then it gets the unicast requests): only the proxy
+/// server's port 67, which must live beside the network's DHCP server,
+/// sets it.
+fn udp_socket(addr: SocketAddrV4, interface: Option<&str>, reuse: bool) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
+    s.set_reuse_address(reuse)?;
     s.set_broadcast(true)?;
     if let Some(i) = interface {
         s.bind_device(Some(i.as_bytes()))?;
@@ -396,6 +448,18 @@ impl DhcpServer {
         let engine_config = config.engine_config()?;
         let mut engine = Server::new(engine_config)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // Before the lease log: a second instance must not compact it.
+        // Port 0 (tests, "pick one") names no instance: no runtime lock.
+        let lock = match config.lock_path() {
+            Some(p)
+                if config.state_dir.is_some()
+                    || config.lease_file.is_some()
+                    || config.dhcp_addr.port() != 0 =>
+            {
+                Some(InstanceLock::acquire(&p)?)
+            }
+            _ => None,
+        };
         let store = match (&config.lease_file, config.mode) {
             (Some(path), Mode::Full) => {
                 let (file, live) = LeaseFile::open(path)?;
@@ -408,8 +472,13 @@ impl DhcpServer {
             _ => None,
         };
         let iface = config.interface.as_deref();
-        let dhcp = udp_socket(config.dhcp_addr, iface)?;
-        let boot = config.boot_addr.map(|a| udp_socket(a, iface)).transpose()?;
+        // Port 67 is shared only in proxy mode (beside the network's DHCP
+        // server on the same host); 4011 and full mode's 67 never.
+        let dhcp = udp_socket(config.dhcp_addr, iface, config.mode == Mode::Proxy)?;
+        let boot = config
+            .boot_addr
+            .map(|a| udp_socket(a, iface, false))
+            .transpose()?;
         Ok(DhcpServer {
             engine: Arc::new(Mutex::new(engine)),
             dhcp,
@@ -417,6 +486,7 @@ impl DhcpServer {
             config,
             stop: Arc::new(AtomicBool::new(false)),
             store,
+            lock,
         })
     }
 
@@ -445,7 +515,10 @@ impl DhcpServer {
             config,
             stop,
             store,
+            lock,
         } = self;
+        // Held until the server stops.
+        let _lock = lock;
         let sockets = Sockets {
             dhcp: dhcp.try_clone()?,
             boot: boot.as_ref().map(UdpSocket::try_clone).transpose()?,
@@ -864,7 +937,8 @@ impl DhcpClientConfig {
 /// business (a boot tool's own stack, or `ip addr`).
 pub fn run_client(config: DhcpClientConfig) -> io::Result<crate::dhcp::client::BootInfo> {
     use crate::dhcp::client::Event as ClientEvent;
-    let sock = udp_socket(config.bind, config.interface.as_deref())?;
+    // Port 68 beside the host's own DHCP client.
+    let sock = udp_socket(config.bind, config.interface.as_deref(), true)?;
     let start = std::time::Instant::now();
     let clock = |s: std::time::Instant| {
         Instant::from_micros(u64::try_from(s.elapsed().as_micros()).unwrap_or(u64::MAX))

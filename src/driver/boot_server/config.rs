@@ -75,6 +75,7 @@ pub struct BootServerConfig {
     /// Things that work but look wrong (logged at start).
     pub warnings: Vec<String>,
     lease_dir: Option<(PathBuf, usize, usize)>,
+    state_dir: Option<(PathBuf, usize, usize)>,
     root_at: (usize, usize),
 }
 
@@ -105,6 +106,16 @@ impl BootServerConfig {
             field: field.into(),
             message,
         };
+        if let Some((dir, line, column)) = &self.state_dir {
+            if !dir.is_dir() {
+                return Err(err(
+                    *line,
+                    *column,
+                    "server.state_dir",
+                    format!("directory {} does not exist", dir.display()),
+                ));
+            }
+        }
         if let Some((dir, line, column)) = &self.lease_dir {
             if !dir.is_dir() {
                 return Err(err(
@@ -222,6 +233,7 @@ struct RawServer {
     interface: Option<S<String>>,
     listen: Option<S<String>>,
     broadcast_address: Option<S<String>>,
+    state_dir: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -484,6 +496,19 @@ impl Conv<'_> {
             dhcp.interface = Some(name.clone());
         }
 
+        let state_dir = match &srv.state_dir {
+            Some(d) if d.get_ref().is_empty() => {
+                return Err(self.cx.at(d, "server.state_dir", "empty path"));
+            }
+            Some(d) => {
+                let path = self.path(d.get_ref());
+                dhcp.state_dir = Some(path.clone());
+                let (line, column) = self.position(d);
+                Some((path, line, column))
+            }
+            None => None,
+        };
+
         // [tftp] first: boot files are checked against what it serves.
         let tftp = self.tftp(raw.tftp.as_ref(), listen, tftp_port)?;
         let (root_at, tftp) = match tftp {
@@ -506,6 +531,7 @@ impl Conv<'_> {
             check_files,
             warnings: self.warnings,
             lease_dir,
+            state_dir,
             root_at,
         })
     }
