@@ -334,3 +334,21 @@ fn a_second_instance_with_the_same_state_is_refused() {
     drop(first);
     DhcpServer::bind(c).unwrap();
 }
+
+/// Issue 11 item 1, driver depth: a menu over its 255-byte PXE sub-option
+/// is refused when the server is built, before any socket is bound.
+#[test]
+fn a_menu_that_cannot_be_sent_is_refused_at_bind() {
+    let client = client_socket();
+    let mut c = DhcpServerConfig::proxy(Ipv4Addr::new(192, 168, 77, 1));
+    c.boot_files.bios = Some("pxelinux.0".into());
+    c.menu = preboot::driver::dhcp::MenuPolicy::OnKeyPress { timeout_secs: 5 };
+    c.menu_items = (0..8u16)
+        .map(|n| (0x8000 + n, format!("Boot item number {n:02} for lab PC")))
+        .collect();
+    let e = DhcpServer::bind(loopback(c.clone(), &client)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("264 bytes"), "{e}");
+    c.menu_items.pop();
+    DhcpServer::bind(loopback(c, &client)).unwrap();
+}
