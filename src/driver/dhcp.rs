@@ -148,8 +148,9 @@ pub struct DhcpServerConfig {
     /// The state directory: [`DhcpServer::bind`] takes an exclusive lock on
     /// `preboot.lock` in it, so a second instance with the same directory
     /// refuses to start. `None`: the lock is `<lease_file>.lock` (full mode
-    /// with a lease log), else one per address and port in the runtime
-    /// directory (`$RUNTIME_DIRECTORY`, else `$XDG_RUNTIME_DIR`), else none
+    /// with a lease log), else one per address and port in the directory
+    /// systemd gives the service (`$STATE_DIRECTORY`, `$RUNTIME_DIRECTORY`)
+    /// or the user's runtime directory (`$XDG_RUNTIME_DIR`), else none
     /// (then only the ports, which are not shared, tell instances apart).
     /// See [`DhcpServerConfig::lock_path`].
     pub state_dir: Option<PathBuf>,
@@ -216,7 +217,7 @@ impl DhcpServerConfig {
             name.push(".lock");
             return Some(f.with_file_name(name));
         }
-        let runtime = ["RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR"]
+        let runtime = ["STATE_DIRECTORY", "RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR"]
             .iter()
             .filter_map(std::env::var_os)
             .map(PathBuf::from)
