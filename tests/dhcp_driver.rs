@@ -352,3 +352,67 @@ fn a_menu_that_cannot_be_sent_is_refused_at_bind() {
     c.menu_items.pop();
     DhcpServer::bind(loopback(c, &client)).unwrap();
 }
+
+/// The child of `an_unprivileged_user_cannot_take_port_4011`: as another
+/// user, bind the port named in the environment with `SO_REUSEADDR` and say
+/// whether it could, and what it received within 2 s.
+#[test]
+fn child_hijack() {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let Ok(port) = std::env::var("PREBOOT_HIJACK_PORT") else {
+        return; // only runs as a re-executed child
+    };
+    let port: u16 = port.parse().unwrap();
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+    s.set_reuse_address(true).unwrap();
+    match s.bind(&SocketAddr::from((LO, port)).into()) {
+        Err(e) => println!("hijack: refused ({e})"),
+        Ok(()) => {
+            let s: UdpSocket = s.into();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = [0u8; 1500];
+            match s.recv_from(&mut buf) {
+                Ok((n, _)) => println!("hijack: bound, received {n} bytes"),
+                Err(_) => println!("hijack: bound, received nothing"),
+            }
+        }
+    }
+}
+
+/// Issue 11 item 2, as the attack happens: while the server holds its
+/// boot server port, a process of another, unprivileged user (`nobody`,
+/// via `setpriv`; the test needs root to switch, else it says so and
+/// passes) binds it with `SO_REUSEADDR`. The bind is refused, and the
+/// client's 4011 request reaches the server.
+#[test]
+fn an_unprivileged_user_cannot_take_port_4011() {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to run a child as nobody");
+        return;
+    }
+    let client = client_socket();
+    let mut c = DhcpServerConfig::proxy(Ipv4Addr::new(192, 168, 77, 1));
+    c.boot_files.bios = Some("pxelinux.0".into());
+    let server = DhcpServer::bind(loopback(c, &client)).unwrap();
+    let boot_port = port(server.boot_local_addr().unwrap().unwrap());
+    let stop = server.stop_handle();
+    let h = std::thread::spawn(move || server.run());
+    let out = Command::new("/usr/bin/setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["child_hijack", "--exact", "--nocapture", "--test-threads=1"])
+        .env("PREBOOT_HIJACK_PORT", boot_port.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("hijack: refused"), "{text}");
+    client
+        .send_to(&vector("ipxe-bios-request-4011"), (LO, boot_port))
+        .unwrap();
+    let (ack, _) = recv(&client);
+    assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
+    stop.stop();
+    h.join().unwrap().unwrap();
+}
