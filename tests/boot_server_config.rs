@@ -57,6 +57,7 @@ fn example_file_parses_into_what_it_documents() {
     assert_eq!(d.rate_limit.burst, 20);
     // Proxy mode: the full-mode pools and reservations are commented out.
     assert!(d.pools.is_empty() && d.reservations.is_empty());
+    assert_eq!(d.max_declined_percent, 10);
     // Relative to the file's directory.
     assert_eq!(
         d.lease_file.as_deref(),
@@ -821,4 +822,101 @@ fn proxy_mode_without_boot_server_port_is_refused() {
         e.message.contains("proxy mode needs the boot server"),
         "{e}"
     );
+}
+
+/// Issue 11 item 1: a menu whose labels do not fit in the 255 bytes of the
+/// PXE boot menu sub-option is refused at load (and so at --check), at the
+/// item that crosses the limit, with the byte count.
+#[test]
+fn a_menu_over_its_pxe_sub_option_is_refused() {
+    let mut text = GOOD.to_string();
+    for n in 0..8 {
+        text.push_str(&format!(
+            "[[menu.item]]\ntype = {}\nlabel = \"Boot item number {n:02} for lab PC\"\n",
+            0x8000 + n
+        ));
+    }
+    let e = config::parse(Path::new("/etc/preboot/p.toml"), &text).unwrap_err();
+    assert_eq!(e.field, "menu.item", "{e}");
+    // The span of the 8th [[menu.item]] table starts at its header.
+    assert_eq!(e.line, line_of(&text, "number 07") - 2, "{e}");
+    assert!(e.message.contains("264 bytes"), "{e}");
+    assert!(e.message.contains("at most 255"), "{e}");
+    // Seven of them fit (231 bytes).
+    let seven: String = text
+        .lines()
+        .take(text.lines().count() - 3)
+        .collect::<Vec<_>>()
+        .join("\n");
+    config::parse(Path::new("/etc/preboot/p.toml"), &seven).unwrap();
+}
+
+/// Issue 11 item 8: `lease_file` naming an existing file that is not a
+/// lease log fails `--check` (stage 3) and start, and the file is left as
+/// it was; a symbolic link fails too.
+#[test]
+fn a_lease_file_that_is_not_ours_fails_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("hosts");
+    std::fs::write(&victim, "127.0.0.1 localhost\n").unwrap();
+    let text = GOOD
+        .replace(
+            "[dhcp]",
+            &format!("[dhcp]\nlease_file = \"{}\"", victim.display()),
+        )
+        .replace("[tftp]\nroot = \"tftp\"", "[tftp]\nenabled = false");
+    let file = dir.path().join("p.toml");
+    let c = config::parse(&file, &text).unwrap();
+    let e = c.check_files().unwrap_err();
+    assert_eq!(e.field, "dhcp.lease_file", "{e}");
+    assert_eq!(e.line, line_of(&text, "lease_file"), "{e}");
+    assert!(
+        e.message.contains("not a lease log") || e.message.contains("first line"),
+        "{e}"
+    );
+    assert!(BootServer::bind(c).is_err());
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "127.0.0.1 localhost\n"
+    );
+    let link = dir.path().join("leases");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let c = config::parse(
+        &file,
+        &text.replace(&victim.display().to_string(), &link.display().to_string()),
+    )
+    .unwrap();
+    let e = c.check_files().unwrap_err();
+    assert!(e.message.contains("symbolic link"), "{e}");
+}
+
+/// Issue 11 item 2: `server.state_dir` must exist (--check), and a second
+/// boot server with the same state directory is refused at bind with a
+/// message naming the lock and the instance holding it, even on other
+/// ports (SO_REUSEPORT would let the same user share ports: they cannot
+/// tell).
+#[test]
+fn a_second_instance_with_the_same_state_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |d: u16, b: u16, t: u16, state: &str| {
+        format!(
+            "[server]\nserver_ip = \"127.0.0.1\"\nlisten = \"127.0.0.1\"\nbroadcast_address = \"127.0.0.1\"\nstate_dir = \"{state}\"\n\
+             [ports]\ndhcp = {d}\nboot = {b}\ntftp = {t}\nclient = 6868\n\
+             [boot]\nbios = \"pxelinux.0\"\n[tftp]\nroot = \"tftp\"\n"
+        )
+    };
+    std::fs::create_dir_all(dir.path().join("tftp")).unwrap();
+    std::fs::write(dir.path().join("tftp/pxelinux.0"), b"pxe").unwrap();
+    let file = dir.path().join("preboot.toml");
+    let missing = config::parse(&file, &text(0, 4011, 0, "nowhere")).unwrap();
+    let e = missing.check_files().unwrap_err();
+    assert_eq!(e.field, "server.state_dir", "{e}");
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    let one = config::parse(&file, &text(free_port(), free_port(), free_port(), "state")).unwrap();
+    let first = BootServer::bind(one).unwrap();
+    let two = config::parse(&file, &text(free_port(), free_port(), free_port(), "state")).unwrap();
+    let e = BootServer::bind(two).unwrap_err().to_string();
+    assert!(e.contains("another preboot instance"), "{e}");
+    assert!(e.contains("state/preboot.lock"), "{e}");
+    drop(first);
 }

@@ -75,6 +75,7 @@ pub struct BootServerConfig {
     /// Things that work but look wrong (logged at start).
     pub warnings: Vec<String>,
     lease_dir: Option<(PathBuf, usize, usize)>,
+    state_dir: Option<(PathBuf, usize, usize)>,
     root_at: (usize, usize),
 }
 
@@ -93,8 +94,10 @@ pub struct BootFileRef {
 
 impl BootServerConfig {
     /// Stage 3: the TFTP root exists and is a directory, every boot file
-    /// this host serves is a file inside it (when `boot.check_files`), and
-    /// the lease file's directory exists. Touches nothing.
+    /// this host serves is a file inside it (when `boot.check_files`), the
+    /// lease file's directory exists and the lease file, if present, is a
+    /// lease log (not a link, empty or with its header line). Touches
+    /// nothing.
     pub fn check_files(&self) -> Result<(), ConfigError> {
         let err = |line, column, field: &str, message: String| ConfigError {
             file: self.source.clone(),
@@ -103,6 +106,16 @@ impl BootServerConfig {
             field: field.into(),
             message,
         };
+        if let Some((dir, line, column)) = &self.state_dir {
+            if !dir.is_dir() {
+                return Err(err(
+                    *line,
+                    *column,
+                    "server.state_dir",
+                    format!("directory {} does not exist", dir.display()),
+                ));
+            }
+        }
         if let Some((dir, line, column)) = &self.lease_dir {
             if !dir.is_dir() {
                 return Err(err(
@@ -111,6 +124,12 @@ impl BootServerConfig {
                     "dhcp.lease_file",
                     format!("directory {} does not exist", dir.display()),
                 ));
+            }
+            // A file that is not a lease log would be truncated at start.
+            if let Some(path) = &self.dhcp.lease_file {
+                if let Err(e) = crate::driver::dhcp::LeaseFile::check(path) {
+                    return Err(err(*line, *column, "dhcp.lease_file", e.to_string()));
+                }
             }
         }
         let Some(tftp) = &self.tftp else {
@@ -225,6 +244,7 @@ struct RawServer {
     interface: Option<S<String>>,
     listen: Option<S<String>>,
     broadcast_address: Option<S<String>>,
+    state_dir: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -283,6 +303,7 @@ struct RawItem {
 struct RawDhcp {
     lease_file: Option<S<String>>,
     rate_limit: Option<RawRate>,
+    max_declined_percent: Option<S<i64>>,
     #[serde(default)]
     pool: Vec<S<RawPool>>,
     #[serde(default)]
@@ -499,6 +520,19 @@ impl Conv<'_> {
             dhcp.interface = Some(name.clone());
         }
 
+        let state_dir = match &srv.state_dir {
+            Some(d) if d.get_ref().is_empty() => {
+                return Err(self.cx.at(d, "server.state_dir", "empty path"));
+            }
+            Some(d) => {
+                let path = self.path(d.get_ref());
+                dhcp.state_dir = Some(path.clone());
+                let (line, column) = self.position(d);
+                Some((path, line, column))
+            }
+            None => None,
+        };
+
         // [tftp] first: boot files are checked against what it serves.
         let tftp = self.tftp(raw.tftp.as_ref(), listen, tftp_port)?;
         let (root_at, tftp) = match tftp {
@@ -521,6 +555,7 @@ impl Conv<'_> {
             check_files,
             warnings: self.warnings,
             lease_dir,
+            state_dir,
             root_at,
         })
     }
@@ -684,6 +719,27 @@ impl Conv<'_> {
             dhcp.menu_items
                 .push((ty, self.text(&i.label, "menu.item.label")?));
         }
+        // The labels share one PXE sub-option of 255 bytes: a menu over it
+        // would make every answer that carries it fail to encode.
+        // The error points at the item that crosses the limit and counts
+        // the whole menu.
+        let mut menu = crate::dhcp::config::Menu::default();
+        menu.items.clear();
+        let mut crossing = None;
+        for ((ty, label), raw) in dhcp.menu_items.iter().zip(&m.item) {
+            let _ = menu.items.push(crate::dhcp::config::MenuItem {
+                server_type: *ty,
+                description: crate::dhcp::config::Text::try_from(label.as_str())
+                    .unwrap_or_default(),
+                file: None,
+            });
+            if crossing.is_none() && menu.check().is_err() {
+                crossing = Some(raw);
+            }
+        }
+        if let (Err(e), Some(at)) = (menu.check(), crossing) {
+            return Err(self.cx.at(at, "menu.item", e.to_string()));
+        }
         Ok(())
     }
 
@@ -699,6 +755,10 @@ impl Conv<'_> {
                 per_second: r.per_second,
                 burst: r.burst,
             };
+        }
+        if let Some(p) = &d.max_declined_percent {
+            dhcp.max_declined_percent =
+                self.int(p, "dhcp.max_declined_percent", |v| *v <= 100, "0-100")?;
         }
         if d.pool.len() > MAX_POOLS {
             return Err(self.cx.at(
