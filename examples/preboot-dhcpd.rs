@@ -4,7 +4,9 @@
 //! proxyDHCP (PXE 2.1 §2.2.2, the default: it sits beside the network's
 //! DHCP server and only names boot files) or a full RFC 2131 server with one
 //! address pool and a lease file. Logs go to stderr through `tracing`
-//! (`--log` or `RUST_LOG` sets the level); SIGINT or SIGTERM stop it cleanly
+//! (`--log` or `RUST_LOG` sets the level, `--log-format json` writes one
+//! JSON object per line; the set-up in `examples/common` is shared by every
+//! example); SIGINT or SIGTERM stop it cleanly
 //! (the lease writer finishes its last group commit first).
 //!
 //! ```text
@@ -20,6 +22,8 @@
 //! ```
 //!
 //! Run with `--help` for every flag.
+
+mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
@@ -62,6 +66,7 @@ PXE menu and limits:
 
 logging:
   --log LEVEL                  error|warn|info|debug|trace (default info, or RUST_LOG)
+  --log-format FORMAT          text (default; colours only on a terminal) or json
 ";
 
 fn main() -> ExitCode {
@@ -83,11 +88,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| {
             tracing_subscriber::EnvFilter::new(opts.log.as_deref().unwrap_or("info"))
         });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    common::init_logs_with(filter, opts.log_format);
     // SIGINT/SIGTERM go to one waiting thread (signal-hook's self-pipe), so
     // the server stops through its stop handle instead of dying mid-commit.
     let mut signals = match signal_hook::iterator::Signals::new([
@@ -137,6 +138,7 @@ fn main() -> ExitCode {
 struct Options {
     config: DhcpServerConfig,
     log: Option<String>,
+    log_format: common::LogFormat,
 }
 
 impl Options {
@@ -158,6 +160,7 @@ impl Options {
         let mut menu = MenuPolicy::Never;
         let mut rate_limit = RateLimit::default();
         let mut log = None;
+        let mut log_format = common::LogFormat::Text;
 
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -261,6 +264,7 @@ impl Options {
                     rate_limit = RateLimit { per_second, burst };
                 }
                 "--log" => log = Some(value()?),
+                "--log-format" => log_format = common::LogFormat::parse(&value()?)?,
                 other => return Err(format!("unknown flag {other}")),
             }
         }
@@ -302,7 +306,11 @@ impl Options {
         config.rate_limit = rate_limit;
         // Check the engine configuration now, for a clear message.
         config.engine_config().map_err(|e| e.to_string())?;
-        Ok(Options { config, log })
+        Ok(Options {
+            config,
+            log,
+            log_format,
+        })
     }
 }
 

@@ -7,6 +7,8 @@
 //! cargo run --release --example preboot-server -- --help
 //! ```
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -41,6 +43,8 @@ OPTIONS:
         --log-level LEVEL     error, warn, info (default), debug or trace.
                               RUST_LOG, when set, overrides it (per-module
                               filters like preboot=debug).
+        --log-format FORMAT   text (default; colours only on a terminal) or
+                              json (one object per line, for log shippers).
         --demo-dir DIR        Create the demo tree under DIR instead of the
                               system temporary directory (demo only).
         --print-default-config
@@ -61,6 +65,7 @@ struct Args {
     config: Option<PathBuf>,
     check: bool,
     log_level: String,
+    log_format: common::LogFormat,
     demo_dir: Option<PathBuf>,
 }
 
@@ -74,6 +79,7 @@ fn parse_args() -> Result<Parsed, String> {
         config: None,
         check: false,
         log_level: "info".into(),
+        log_format: common::LogFormat::Text,
         demo_dir: None,
     };
     let mut it = std::env::args_os().skip(1);
@@ -116,21 +122,12 @@ fn parse_args() -> Result<Parsed, String> {
                 }
                 args.log_level = l;
             }
+            "--log-format" => args.log_format = common::LogFormat::parse(&value("--log-format")?)?,
             "--demo-dir" => args.demo_dir = Some(value("--demo-dir")?.into()),
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
     Ok(Parsed::Run(args))
-}
-
-fn init_logs(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn main() -> ExitCode {
@@ -142,7 +139,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logs(&args.log_level);
+    common::init_logs(&args.log_level, args.log_format);
 
     // The demo tree lives as long as `_demo`; dropping it removes it.
     let (_demo, path) = match &args.config {

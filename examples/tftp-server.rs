@@ -6,8 +6,11 @@
 //!     [--max-transfers 1024] [--max-per-client 64] [--single-port] [--no-batch]
 //! ```
 //!
-//! Logs go to stderr; `RUST_LOG=preboot=debug` shows every request. Stop it
-//! with Ctrl-C or SIGTERM.
+//! Logs go to stderr (text, coloured only on a terminal, or one JSON object
+//! per line with `--log-format json`); `RUST_LOG=preboot=debug` shows every
+//! request. Stop it with Ctrl-C or SIGTERM.
+
+mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -17,7 +20,7 @@ use std::sync::atomic::AtomicBool;
 use preboot::driver::tftp::{TftpServer, TftpServerConfig};
 
 const USAGE: &str = "usage: tftp-server --root DIR [--bind ADDR] [--port PORT] \
-[--max-transfers N] [--max-per-client N] [--single-port] [--no-batch]";
+[--max-transfers N] [--max-per-client N] [--single-port] [--no-batch] [--log-format text|json]";
 
 const HELP: &str = "
 Serve one directory, read-only, over TFTP (RFC 1350; options blksize,
@@ -30,6 +33,7 @@ timeout, tsize, windowsize).
   --max-per-client N    concurrent transfers per client address at most
   --single-port         answer every transfer from the listening port (NAT)
   --no-batch            send DATA block by block instead of one send per window
+  --log-format FORMAT   text (default; colours only on a terminal) or json
   -h, --help            this text
 
 Logs go to stderr (RUST_LOG=preboot=debug for every request); Ctrl-C or
@@ -43,6 +47,7 @@ struct Args {
     max_per_client: Option<usize>,
     single_port: bool,
     no_batch: bool,
+    log_format: common::LogFormat,
 }
 
 fn parse() -> Result<Args, String> {
@@ -53,6 +58,7 @@ fn parse() -> Result<Args, String> {
     let mut max_per_client = None;
     let mut single_port = false;
     let mut no_batch = false;
+    let mut log_format = common::LogFormat::Text;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -84,6 +90,7 @@ fn parse() -> Result<Args, String> {
             }
             "--single-port" => single_port = true,
             "--no-batch" => no_batch = true,
+            "--log-format" => log_format = common::LogFormat::parse(&value("--log-format")?)?,
             "-h" | "--help" => {
                 println!("{USAGE}\n{HELP}");
                 std::process::exit(0);
@@ -99,17 +106,11 @@ fn parse() -> Result<Args, String> {
         max_per_client,
         single_port,
         no_batch,
+        log_format,
     })
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "preboot=info".into()),
-        )
-        .init();
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {
@@ -117,6 +118,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    common::init_logs("info", args.log_format);
     let mut config = TftpServerConfig::new(SocketAddr::new(args.bind, args.port), args.root);
     config.single_port = args.single_port;
     config.batch_sends = !args.no_batch;
@@ -133,7 +135,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("tftp-server: serving on {}", server.local_addr());
+    // A log line like every other, so that a JSON log stays JSON.
+    tracing::info!(addr = %server.local_addr(), "tftp-server: serving");
     // Runs until the process is stopped.
     let stop = AtomicBool::new(false);
     match server.run(&stop) {

@@ -55,25 +55,9 @@ fn example_file_parses_into_what_it_documents() {
     );
     assert_eq!(d.rate_limit.per_second, 10);
     assert_eq!(d.rate_limit.burst, 20);
-    assert_eq!(d.pools.len(), 1);
-    let p = &d.pools[0];
-    assert_eq!(
-        (p.subnet, p.prefix_len),
-        (Ipv4Addr::new(192, 168, 1, 0), 24)
-    );
-    assert_eq!(p.start, Ipv4Addr::new(192, 168, 1, 100));
-    assert_eq!(p.end, Ipv4Addr::new(192, 168, 1, 199));
-    assert_eq!(p.router, Some(Ipv4Addr::new(192, 168, 1, 1)));
-    assert_eq!(p.dns.len(), 2);
-    assert_eq!(p.lease_time, Duration::from_secs(3600));
-    assert_eq!(d.reservations.len(), 2);
-    assert_eq!(
-        d.reservations[0].key,
-        ReservationKey::Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56])
-    );
-    assert!(
-        matches!(&d.reservations[1].key, ReservationKey::ClientId(id) if id.as_slice() == [1, 0x52, 0x54, 0, 0x12, 0x34, 0x57])
-    );
+    // Proxy mode: the full-mode pools and reservations are commented out.
+    assert!(d.pools.is_empty() && d.reservations.is_empty());
+    assert_eq!(d.max_declined_percent, 10);
     // Relative to the file's directory.
     assert_eq!(
         d.lease_file.as_deref(),
@@ -100,8 +84,60 @@ fn example_file_parses_into_what_it_documents() {
             "boot.ipxe"
         ]
     );
-    // Pools in proxy mode are a warning, not an error.
-    assert!(c.warnings.iter().any(|w| w.contains("full mode only")));
+    // The shipped file is valid as shipped: no warning at all.
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // Its commented full-mode block, uncommented with mode = "full", is
+    // what it documents.
+    let c = config::parse(&example_path(), &example_full_mode()).unwrap();
+    let d = &c.dhcp;
+    assert_eq!(d.mode, Mode::Full);
+    assert_eq!(d.pools.len(), 1);
+    let p = &d.pools[0];
+    assert_eq!(
+        (p.subnet, p.prefix_len),
+        (Ipv4Addr::new(192, 168, 1, 0), 24)
+    );
+    assert_eq!(p.start, Ipv4Addr::new(192, 168, 1, 100));
+    assert_eq!(p.end, Ipv4Addr::new(192, 168, 1, 199));
+    assert_eq!(p.router, Some(Ipv4Addr::new(192, 168, 1, 1)));
+    assert_eq!(p.dns.len(), 2);
+    assert_eq!(p.lease_time, Duration::from_secs(3600));
+    assert_eq!(d.reservations.len(), 2);
+    assert_eq!(
+        d.reservations[0].key,
+        ReservationKey::Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56])
+    );
+    assert!(
+        matches!(&d.reservations[1].key, ReservationKey::ClientId(id) if id.as_slice() == [1, 0x52, 0x54, 0, 0x12, 0x34, 0x57])
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+/// examples/preboot.toml in full mode: `mode = "full"` and its commented
+/// pool and reservation lines uncommented, as its comment says.
+fn example_full_mode() -> String {
+    let keys = [
+        "[[dhcp.",
+        "subnet =",
+        "start =",
+        "end =",
+        "router =",
+        "dns =",
+        "lease_time_secs =",
+        "mac =",
+        "client_id =",
+        "address =",
+    ];
+    example_text()
+        .replacen("mode = \"proxy\"", "mode = \"full\"", 1)
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(u) if keys.iter().any(|k| u.starts_with(k)) => u,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The file-system stage against a tree holding every file it names.
@@ -212,29 +248,29 @@ fn bad_configs_name_file_line_and_field() {
     // (replace this, with this, line of the fault, field, words of the message)
     let cases: &[(&str, &str, usize, &str, &str)] = &[
         // syntax
-        ("mode = \"full\"", "mode = \"full", 2, "mode", ""),
-        ("[menu]", "[menu", 7, "[menu", ""),
+        ("mode = \"full\"", "mode = \"full", 2, "server.mode", ""),
+        ("[menu]", "[menu", 7, "menu", ""),
         // unknown keys, at any depth
         (
             "server_ip = \"10.9.0.1\"",
             "server_ip = \"10.9.0.1\"\ncolour = \"red\"",
             4,
-            "colour",
-            "unknown field",
+            "server.colour",
+            "unknown key `colour`; the keys allowed here are `mode`, `server_ip`",
         ),
         (
             "end = \"10.9.0.199\"",
             "end = \"10.9.0.199\"\nrouter_ip = \"10.9.0.1\"",
             15,
-            "router_ip",
-            "unknown field",
+            "dhcp.pool.router_ip",
+            "unknown key `router_ip`",
         ),
         (
             "[tftp]",
             "[tftp]\nmax_blocksize = 1468",
             19,
-            "max_blocksize",
-            "unknown field",
+            "tftp.max_blocksize",
+            "unknown key `max_blocksize`; the keys allowed here are `enabled`, `root`",
         ),
         // bad values
         (
@@ -258,7 +294,77 @@ fn bad_configs_name_file_line_and_field() {
             "server.mode",
             "proxy",
         ),
-        ("mode = \"full\"", "mode = 1", 2, "mode", "invalid type"),
+        (
+            "mode = \"full\"",
+            "mode = 1",
+            2,
+            "server.mode",
+            "expected a string (in quotes), found the whole number 1",
+        ),
+        // types, in words (serde says i64, u16, a sequence, …)
+        (
+            "[tftp]",
+            "[tftp]\ntimeout_ms = \"5\"",
+            19,
+            "tftp.timeout_ms",
+            "expected a whole number, found the string \"5\"",
+        ),
+        (
+            "[tftp]",
+            "[tftp]\nmax_blksz = 1468",
+            19,
+            "tftp.max_blksz",
+            "unknown key `max_blksz`",
+        ),
+        (
+            "[tftp]",
+            "[tftp]\nallow_write = \"yes\"",
+            19,
+            "tftp.allow_write",
+            "expected true or false, found the string \"yes\"",
+        ),
+        (
+            "[tftp]",
+            "[tftp]\nport_range = 50000",
+            19,
+            "tftp.port_range",
+            "expected an array of 2 values, found the whole number 50000",
+        ),
+        (
+            "end = \"10.9.0.199\"",
+            "end = \"10.9.0.199\"\ndns = \"10.9.0.1\"",
+            15,
+            "dhcp.pool.dns",
+            "expected an array [ ... ], found the string \"10.9.0.1\"",
+        ),
+        (
+            "[dhcp]",
+            "[dhcp]\nrate_limit = 5",
+            11,
+            "dhcp.rate_limit",
+            "expected a table, found the whole number 5",
+        ),
+        (
+            "[menu]",
+            "[ports]\ndhcp = 70000\n[menu]",
+            8,
+            "ports.dhcp",
+            "expected a whole number from 0 to 65535, found the whole number 70000",
+        ),
+        (
+            "server_ip = \"10.9.0.1\"\n",
+            "",
+            1,
+            "server.server_ip",
+            "missing key `server_ip`",
+        ),
+        (
+            "[menu]",
+            "[ports]\nclient = 67\n[menu]",
+            8,
+            "ports.client",
+            "ports.client and ports.dhcp are both 67",
+        ),
         (
             "show = \"on-key-press\"",
             "show = \"sometimes\"",
@@ -319,8 +425,8 @@ fn bad_configs_name_file_line_and_field() {
             "[dhcp]",
             "[dhcp]\nrate_limit = { per_second = -1, burst = 2 }",
             11,
-            "rate_limit",
-            "",
+            "dhcp.rate_limit.per_second",
+            "expected a whole number from 0 to 4294967295, found the whole number -1",
         ),
         (
             "mac = \"52:54:00:00:00:01\"",
@@ -391,6 +497,21 @@ fn bad_configs_name_file_line_and_field() {
                 .starts_with(&format!("/etc/preboot/preboot.toml:{line}:")),
             "{e}"
         );
+        // The parser's Rust wording never reaches the user.
+        for jargon in [
+            "i64",
+            "u16",
+            "u32",
+            "u64",
+            "struct ",
+            "sequence",
+            "map",
+            "invalid type",
+            "invalid value",
+            "field `",
+        ] {
+            assert!(!e.message.contains(jargon), "{jargon}: {e}");
+        }
     }
     // Ports used twice, given or by default.
     for (ports, line, field) in [
@@ -405,7 +526,7 @@ fn bad_configs_name_file_line_and_field() {
     // Relations that span the file.
     let no_pool = GOOD.replace("[[dhcp.pool]]", "[dhcp.x]");
     let e = config::parse(Path::new("p.toml"), &no_pool).unwrap_err();
-    assert_eq!(e.field, "[dhcp.x]", "{e}");
+    assert_eq!(e.field, "dhcp.x", "{e}");
     assert_eq!(e.line, 11, "{e}");
     let no_pool: String = GOOD
         .lines()
@@ -433,10 +554,11 @@ fn bad_configs_name_file_line_and_field() {
     )
     .unwrap_err();
     assert_eq!(e.field, "tftp", "{e}");
-    let e = config::load(Path::new("/nonexistent/preboot.toml")).unwrap_err();
-    assert!(
-        e.to_string().starts_with("/nonexistent/preboot.toml:0:0"),
-        "{e}"
+    // A missing file: what and why, nothing else.
+    let e = config::load(Path::new("/nonexistent.toml")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cannot read /nonexistent.toml: No such file or directory"
     );
 }
 
@@ -662,7 +784,7 @@ root = "tftp"
         let e = config::parse(Path::new("p.toml"), &text).unwrap_err();
         let keys: Vec<&str> = e
             .message
-            .split(", expected")
+            .split("allowed here are")
             .nth(1)
             .unwrap_or_else(|| panic!("{table}: {e}"))
             .split('`')
@@ -700,4 +822,101 @@ fn proxy_mode_without_boot_server_port_is_refused() {
         e.message.contains("proxy mode needs the boot server"),
         "{e}"
     );
+}
+
+/// Issue 11 item 1: a menu whose labels do not fit in the 255 bytes of the
+/// PXE boot menu sub-option is refused at load (and so at --check), at the
+/// item that crosses the limit, with the byte count.
+#[test]
+fn a_menu_over_its_pxe_sub_option_is_refused() {
+    let mut text = GOOD.to_string();
+    for n in 0..8 {
+        text.push_str(&format!(
+            "[[menu.item]]\ntype = {}\nlabel = \"Boot item number {n:02} for lab PC\"\n",
+            0x8000 + n
+        ));
+    }
+    let e = config::parse(Path::new("/etc/preboot/p.toml"), &text).unwrap_err();
+    assert_eq!(e.field, "menu.item", "{e}");
+    // The span of the 8th [[menu.item]] table starts at its header.
+    assert_eq!(e.line, line_of(&text, "number 07") - 2, "{e}");
+    assert!(e.message.contains("264 bytes"), "{e}");
+    assert!(e.message.contains("at most 255"), "{e}");
+    // Seven of them fit (231 bytes).
+    let seven: String = text
+        .lines()
+        .take(text.lines().count() - 3)
+        .collect::<Vec<_>>()
+        .join("\n");
+    config::parse(Path::new("/etc/preboot/p.toml"), &seven).unwrap();
+}
+
+/// Issue 11 item 8: `lease_file` naming an existing file that is not a
+/// lease log fails `--check` (stage 3) and start, and the file is left as
+/// it was; a symbolic link fails too.
+#[test]
+fn a_lease_file_that_is_not_ours_fails_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("hosts");
+    std::fs::write(&victim, "127.0.0.1 localhost\n").unwrap();
+    let text = GOOD
+        .replace(
+            "[dhcp]",
+            &format!("[dhcp]\nlease_file = \"{}\"", victim.display()),
+        )
+        .replace("[tftp]\nroot = \"tftp\"", "[tftp]\nenabled = false");
+    let file = dir.path().join("p.toml");
+    let c = config::parse(&file, &text).unwrap();
+    let e = c.check_files().unwrap_err();
+    assert_eq!(e.field, "dhcp.lease_file", "{e}");
+    assert_eq!(e.line, line_of(&text, "lease_file"), "{e}");
+    assert!(
+        e.message.contains("not a lease log") || e.message.contains("first line"),
+        "{e}"
+    );
+    assert!(BootServer::bind(c).is_err());
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "127.0.0.1 localhost\n"
+    );
+    let link = dir.path().join("leases");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let c = config::parse(
+        &file,
+        &text.replace(&victim.display().to_string(), &link.display().to_string()),
+    )
+    .unwrap();
+    let e = c.check_files().unwrap_err();
+    assert!(e.message.contains("symbolic link"), "{e}");
+}
+
+/// Issue 11 item 2: `server.state_dir` must exist (--check), and a second
+/// boot server with the same state directory is refused at bind with a
+/// message naming the lock and the instance holding it, even on other
+/// ports (SO_REUSEPORT would let the same user share ports: they cannot
+/// tell).
+#[test]
+fn a_second_instance_with_the_same_state_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |d: u16, b: u16, t: u16, state: &str| {
+        format!(
+            "[server]\nserver_ip = \"127.0.0.1\"\nlisten = \"127.0.0.1\"\nbroadcast_address = \"127.0.0.1\"\nstate_dir = \"{state}\"\n\
+             [ports]\ndhcp = {d}\nboot = {b}\ntftp = {t}\nclient = 6868\n\
+             [boot]\nbios = \"pxelinux.0\"\n[tftp]\nroot = \"tftp\"\n"
+        )
+    };
+    std::fs::create_dir_all(dir.path().join("tftp")).unwrap();
+    std::fs::write(dir.path().join("tftp/pxelinux.0"), b"pxe").unwrap();
+    let file = dir.path().join("preboot.toml");
+    let missing = config::parse(&file, &text(0, 4011, 0, "nowhere")).unwrap();
+    let e = missing.check_files().unwrap_err();
+    assert_eq!(e.field, "server.state_dir", "{e}");
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    let one = config::parse(&file, &text(free_port(), free_port(), free_port(), "state")).unwrap();
+    let first = BootServer::bind(one).unwrap();
+    let two = config::parse(&file, &text(free_port(), free_port(), free_port(), "state")).unwrap();
+    let e = BootServer::bind(two).unwrap_err().to_string();
+    assert!(e.contains("another preboot instance"), "{e}");
+    assert!(e.contains("state/preboot.lock"), "{e}");
+    drop(first);
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use boot_server_support::{Server, example, skip};
+use boot_server_support::{Server, example, unavailable};
 
 fn run(args: &[&str]) -> Output {
     Command::new(example())
@@ -141,29 +141,33 @@ fn start(dir: &Path, toml: &str) -> Server {
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut server = Server(child);
-    let mut out = server.0.stdout.take().unwrap();
-    let mut banner = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut byte = [0u8; 1];
-    while !String::from_utf8_lossy(&banner).contains("stop:") {
-        assert!(Instant::now() < deadline, "no banner in 20 s");
-        use std::io::Read;
-        match out.read(&mut byte) {
-            Ok(1) => banner.push(byte[0]),
-            _ => {
-                let status = server.0.wait().unwrap();
-                let mut err = String::new();
-                use std::io::Read as _;
-                let _ = server.0.stderr.take().unwrap().read_to_string(&mut err);
-                panic!("server exited ({status}) before serving: {err}");
+    let out = server.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
             }
         }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("stop:") => return server,
+            Ok(_) => {}
+            Err(e) => panic!(
+                "no banner from the server ({e}); exit status {:?}",
+                server.0.try_wait()
+            ),
+        }
     }
-    server
 }
 
 fn fetch(port: u16, name: &str) -> Option<Vec<u8>> {
@@ -181,14 +185,13 @@ fn world_readable(dir: &Path) {
 }
 
 #[test]
+#[cfg_attr(preboot_skip_root_curl, ignore = "needs root and curl with TFTP")]
 fn started_as_root_it_serves_as_nobody() {
     if !is_root() {
-        skip("not root: the switch from root cannot be tested");
-        return;
+        unavailable("not root: the switch from root cannot be tested");
     }
     if !have_curl_tftp() {
-        skip("curl with TFTP support is missing");
-        return;
+        unavailable("curl with TFTP support is missing");
     }
     let dir = tempfile::tempdir().unwrap();
     world_readable(dir.path());
@@ -225,12 +228,14 @@ fn started_as_root_it_serves_as_nobody() {
 }
 
 #[test]
+#[cfg_attr(preboot_skip_root, ignore = "needs root")]
 fn a_root_the_unprivileged_user_cannot_read_is_an_error_at_start() {
     if !is_root() {
-        skip("not root: the switch from root cannot be tested");
-        return;
+        unavailable("not root: the switch from root cannot be tested");
     }
-    let dir = tempfile::tempdir().unwrap(); // 0700: nobody cannot enter
+    let dir = tempfile::tempdir().unwrap();
+    // Only root may enter: the unprivileged account cannot reach the root.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let root = dir.path().join("tftp");
     std::fs::create_dir(&root).unwrap();
     std::fs::write(root.join("pxelinux.0"), b"x").unwrap();
@@ -245,9 +250,34 @@ fn a_root_the_unprivileged_user_cannot_read_is_an_error_at_start() {
         ),
     )
     .unwrap();
-    let out = run(&["--config", cfg.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    // It must exit by itself: bounded wait, then the guard kills it.
+    let child = Command::new(example())
+        .args(["--config", cfg.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = server.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "still running after 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    server
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains("tftp.root") && err.contains("cannot be read as user nobody"),
         "{err}"

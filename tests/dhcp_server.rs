@@ -768,3 +768,272 @@ fn pool_exhaustion_is_reported_not_looping() {
     let mut buf = [0u8; 1500];
     assert!(s.poll_transmit(later, &mut buf).unwrap().is_some());
 }
+
+/// Issue 11 item 1: a boot menu over the 255 bytes of its PXE sub-option
+/// (8 items of 30-byte labels: 8 × 33 = 264) cannot be encoded. The answer
+/// that carries it is dropped with an event, and never blocks the queue:
+/// more failed offers than the queue holds, then another client's 4011
+/// request is answered.
+#[test]
+fn an_answer_that_cannot_be_encoded_does_not_freeze_the_server() {
+    let mut c = proxy_config();
+    c.menu.policy = MenuPolicy::OnKeyPress { timeout_secs: 5 };
+    c.menu.items.clear();
+    for n in 0..8u16 {
+        c.menu
+            .items
+            .push(MenuItem {
+                server_type: 0x8000 + n,
+                description: Text::try_from(format!("Boot item number {n:02} for lab PC").as_str())
+                    .unwrap(),
+                file: None,
+            })
+            .unwrap();
+    }
+    assert_eq!(c.menu.boot_menu_len(), 8 * 33);
+    assert_eq!(
+        c.menu.check().map_err(|e| e.bytes),
+        Err(264),
+        "the check refuses it"
+    );
+    let mut s = Server::new(c).unwrap();
+    for _ in 0..6 {
+        assert!(
+            answer(
+                &mut s,
+                ServerPort::Dhcp,
+                from68(),
+                &vector("ipxe-bios-discover")
+            )
+            .is_empty()
+        );
+        let ev = events(&mut s);
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                Event::AnswerDropped {
+                    error: preboot::dhcp::Error::Encode,
+                    ..
+                }
+            )),
+            "{ev:?}"
+        );
+    }
+    // The 4011 ACK carries no menu: it goes out.
+    let (_, ack) = one(
+        &mut s,
+        ServerPort::BootServer,
+        from68(),
+        &vector("ipxe-bios-request-4011"),
+    );
+    assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
+    assert!(!events(&mut s).iter().any(|e| matches!(
+        e,
+        Event::Ignored {
+            reason: IgnoreReason::Busy,
+            ..
+        }
+    )));
+}
+
+/// A menu of exactly 255 bytes still goes out whole.
+#[test]
+fn a_menu_at_the_sub_option_limit_is_sent() {
+    let mut c = proxy_config();
+    c.menu.policy = MenuPolicy::Always;
+    c.menu.items.clear();
+    // 4 × (3 + 60) + (3 + 0) = 255.
+    for n in 0..4u16 {
+        c.menu
+            .items
+            .push(MenuItem {
+                server_type: 0x8000 + n,
+                description: Text::try_from("x".repeat(60).as_str()).unwrap(),
+                file: None,
+            })
+            .unwrap();
+    }
+    c.menu
+        .items
+        .push(MenuItem {
+            server_type: 0,
+            description: Text::new(),
+            file: None,
+        })
+        .unwrap();
+    assert_eq!(c.menu.boot_menu_len(), 255);
+    c.menu.check().unwrap();
+    let mut s = Server::new(c).unwrap();
+    let (_, m) = one(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ipxe-bios-discover"),
+    );
+    let menu = subs(&opt43(&m).unwrap())
+        .into_iter()
+        .find(|s| s.0 == 9)
+        .unwrap();
+    assert_eq!(menu.1.len(), 255);
+}
+
+fn with_client_id(chaddr: &[u8], id: &[u8], msg: v4::MessageType) -> Vec<u8> {
+    build(|m| {
+        m.set_chaddr(chaddr);
+        m.opts_mut().insert(DhcpOption::MessageType(msg));
+        m.opts_mut()
+            .insert(DhcpOption::ClientIdentifier(id.to_vec()));
+    })
+}
+
+/// Issue 11 item 10: clients with `hlen` = 0 (InfiniBand, RFC 4390) are
+/// told apart by their client identifier, so one flooding does not starve
+/// the others (they used to share the bucket of the empty `chaddr`).
+#[test]
+fn hlen_zero_clients_are_limited_by_client_id() {
+    let mut s = Server::new(full_config()).unwrap();
+    let flood = with_client_id(&[], b"\xffIB-flooder", v4::MessageType::Discover);
+    assert_eq!(decode(&flood).hlen(), 0);
+    let n = (0..200)
+        .filter(|_| !answer(&mut s, ServerPort::Dhcp, from68(), &flood).is_empty())
+        .count();
+    assert_eq!(n, 20, "the flooder gets its burst, then is limited");
+    let other = with_client_id(&[], b"\xffIB-honest", v4::MessageType::Discover);
+    let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &other);
+    assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Offer));
+}
+
+/// Issue 11 item 5: REQUESTs under one client identifier (the lease's key)
+/// with a fresh random `chaddr` each are limited like one client, so they
+/// cannot write a lease record each (38,350 fsynced lines in 8 s before).
+#[test]
+fn random_chaddr_under_one_client_id_is_limited() {
+    let mut s = Server::new(full_config()).unwrap();
+    let mut acks = 0;
+    let mut records = 0;
+    for n in 0..500u32 {
+        let b = n.to_be_bytes();
+        let mut req = with_client_id(
+            &[2, 0, b[0], b[1], b[2], b[3]],
+            b"\x01same",
+            v4::MessageType::Request,
+        );
+        let mut m = decode(&req);
+        m.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                192, 168, 77, 150,
+            )));
+        req = dhcproto::Encodable::to_vec(&m).unwrap();
+        acks += answer(&mut s, ServerPort::Dhcp, from68(), &req).len();
+        records += std::iter::from_fn(|| s.poll_lease_update()).count();
+    }
+    assert_eq!(acks, 20);
+    assert_eq!(records, 20);
+    // Random client identifiers under one chaddr are limited too.
+    let mut s = Server::new(full_config()).unwrap();
+    let n = (0..200u32)
+        .filter(|n| {
+            let req = with_client_id(
+                &[2, 0, 0, 0, 0, 7],
+                &n.to_be_bytes(),
+                v4::MessageType::Discover,
+            );
+            !answer(&mut s, ServerPort::Dhcp, from68(), &req).is_empty()
+        })
+        .count();
+    assert_eq!(n, 20);
+}
+
+/// Issue 11 item 6: 60 clients that DISCOVER and then DECLINE their offer
+/// put at most 10 % of the pool (72 addresses: 7) on probation; the other
+/// declines are ignored with an event and their addresses stay in use, so
+/// a new client still gets an address. Once the probation time has passed
+/// the budget is back.
+#[test]
+fn declines_take_at_most_a_tenth_of_the_pool() {
+    let mut s = Server::new(full_config()).unwrap();
+    let mut ev = Vec::new();
+    for n in 0..60u8 {
+        let mac = [2, 0xde, 0xc1, 0, 0, n];
+        let d = build(|m| {
+            m.set_chaddr(&mac);
+            m.opts_mut()
+                .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+        });
+        let (_, offer) = one(&mut s, ServerPort::Dhcp, from68(), &d);
+        let dec = build(|m| {
+            m.set_chaddr(&mac);
+            m.opts_mut()
+                .insert(DhcpOption::MessageType(v4::MessageType::Decline));
+            m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+            m.opts_mut()
+                .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
+        });
+        assert!(answer(&mut s, ServerPort::Dhcp, from68(), &dec).is_empty());
+        ev.extend(events(&mut s));
+    }
+    let accepted = ev
+        .iter()
+        .filter(|e| matches!(e, Event::Declined { .. }))
+        .count();
+    let ignored: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::DeclineIgnored {
+                on_probation,
+                limit,
+                ..
+            } => Some((*on_probation, *limit)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accepted, 7);
+    assert_eq!(ignored.len(), 53);
+    assert!(ignored.iter().all(|&x| x == (7, 7)), "{ignored:?}");
+    let probation = s
+        .leases()
+        .iter()
+        .filter(|l| l.state == preboot::dhcp::leases::LeaseState::Probation)
+        .count();
+    assert_eq!(probation, 7);
+    // 72 addresses, 7 on probation: new clients get the other 65.
+    let mut got = std::collections::HashSet::new();
+    for n in 0..65u8 {
+        let d = build(|m| {
+            m.set_chaddr(&[2, 0x0e, 0x3e, 0, 0, n]);
+            m.opts_mut()
+                .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+        });
+        let (_, offer) = one(&mut s, ServerPort::Dhcp, from68(), &d);
+        assert!(got.insert(offer.yiaddr()));
+    }
+    // After the probation time (600 s, counted in slots of 600/7 s) the
+    // budget is back.
+    let later = T0 + Duration::from_secs(600 + 600 / 7 + 1);
+    let mac = [2, 0xde, 0xc1, 1, 0, 0];
+    let d = build(|m| {
+        m.set_chaddr(&mac);
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+    });
+    s.handle(later, ServerPort::Dhcp, from68(), &d);
+    let mut buf = [0u8; 1500];
+    let t = s.poll_transmit(later, &mut buf).unwrap().unwrap();
+    let offer = decode(&buf[..t.len]);
+    let dec = build(|m| {
+        m.set_chaddr(&mac);
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Decline));
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+        m.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
+    });
+    events(&mut s);
+    s.handle(later, ServerPort::Dhcp, from68(), &dec);
+    assert!(
+        events(&mut s)
+            .iter()
+            .any(|e| matches!(e, Event::Declined { .. })),
+        "the budget is back"
+    );
+}

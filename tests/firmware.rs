@@ -20,11 +20,14 @@
 //! server serve a truncated or altered file, or the other architecture's
 //! file, and check that the harness fails for that reason.
 //!
-//! Needs root, QEMU, OVMF, iPXE ROMs, pxelinux, systemd-boot-efi, tshark,
-//! udhcpd, cpio and network access to the Debian archive once (the kernel
-//! is fetched with `apt-get download` into `target/firmware/cache`).
-//! Without `PREBOOT_CI=1` it skips when those are missing; with it, it
-//! fails. The boots run one at a time (they share two CPUs under TCG).
+//! Needs root, QEMU, tshark, busybox-static, cpio and network access to
+//! the Debian archive once (the kernel is fetched with `apt-get download`
+//! into `target/firmware/cache`); BIOS cases also pxelinux, syslinux-common
+//! and ipxe-qemu, UEFI cases ovmf, systemd-boot-efi and binutils, proxy
+//! cases udhcpd. A case whose prerequisites are missing is listed as
+//! *ignored* with the reason (build.rs decides, before compiling); with
+//! `PREBOOT_CI=1` nothing is ignored and a missing prerequisite fails. The
+//! boots run one at a time (they share two CPUs under TCG).
 
 mod boot_server_support;
 
@@ -32,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use boot_server_support::{example, skip};
+use boot_server_support::{example, unavailable};
 
 /// One boot at a time, across the tests of this binary.
 static BOOTS: Mutex<()> = Mutex::new(());
@@ -62,47 +65,71 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// What is missing to run a boot, if anything.
-fn missing() -> Option<String> {
+/// What is missing to run the boot of boot.sh `args`, if anything: each
+/// case needs only its own firmware's files, and the wrong-arch fault the
+/// other firmware's too (build.rs marks the cases ignored by the same
+/// lists).
+fn missing(args: &[&str]) -> Option<String> {
+    let (mode, both) = (arg(args, "--mode"), arg(args, "--fault") == "wrong-arch");
     if !is_root() {
         return Some("not root (network namespaces and tap need it)".into());
     }
-    for cmd in [
+    let mut cmds = vec![
         "ip",
         "qemu-system-x86_64",
         "dumpcap",
         "tshark",
-        "udhcpd",
         "cpio",
         "gzip",
-        "objcopy",
         "xxd",
+        "sha256sum",
+        "awk",
+        "timeout",
         "apt-get",
+        "apt-cache",
         "dpkg",
-    ] {
-        if !have(cmd) {
-            return Some(format!("{cmd} not installed"));
-        }
+    ];
+    let mut files = vec![("/bin/busybox", "busybox-static")];
+    if arg(args, "--firmware") == "bios" || both {
+        files.extend([
+            ("/usr/lib/PXELINUX/pxelinux.0", "pxelinux"),
+            (
+                "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+                "syslinux-common",
+            ),
+            ("/usr/lib/ipxe/qemu/efi-e1000.rom", "ipxe-qemu"),
+        ]);
     }
-    for (file, package) in [
-        ("/usr/lib/PXELINUX/pxelinux.0", "pxelinux"),
-        (
-            "/usr/lib/syslinux/modules/bios/ldlinux.c32",
-            "syslinux-common",
-        ),
-        (
-            "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
-            "systemd-boot-efi",
-        ),
-        ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
-        ("/usr/lib/ipxe/qemu/efi-e1000.rom", "ipxe-qemu"),
-        ("/bin/busybox", "busybox-static"),
-    ] {
-        if !Path::new(file).is_file() {
-            return Some(format!("{file} missing (Debian package {package})"));
-        }
+    if arg(args, "--firmware") == "uefi" || both {
+        cmds.push("objcopy");
+        files.extend([
+            ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
+            ("/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf"),
+            (
+                "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+                "systemd-boot-efi",
+            ),
+        ]);
     }
-    None
+    if mode == "proxy" {
+        cmds.push("udhcpd");
+    }
+    if let Some(cmd) = cmds.into_iter().find(|c| !have(c)) {
+        return Some(format!("{cmd} not installed"));
+    }
+    files
+        .into_iter()
+        .find(|(file, _)| !Path::new(file).is_file())
+        .map(|(file, package)| format!("{file} missing (Debian package {package})"))
+}
+
+/// The value of `--flag` in `args`.
+fn arg<'a>(args: &[&'a str], flag: &str) -> &'a str {
+    args.iter()
+        .position(|a| *a == flag)
+        .and_then(|i| args.get(i + 1))
+        .copied()
+        .unwrap_or("")
 }
 
 /// The harness's verdict on one boot.
@@ -116,12 +143,12 @@ struct Verdict {
     log: String,
 }
 
-/// Run one boot with our server; `None` when skipped.
-fn boot(args: &[&str], limit_secs: u32) -> Option<Verdict> {
+/// Run one boot with our server; fails when a prerequisite is missing
+/// (without one, the build marks the case ignored).
+fn boot(args: &[&str], limit_secs: u32) -> Verdict {
     let _one = BOOTS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(why) = missing() {
-        skip(&why);
-        return None;
+    if let Some(why) = missing(args) {
+        unavailable(&why);
     }
     let server: PathBuf = example();
     let limit = limit_secs.to_string();
@@ -141,17 +168,15 @@ fn boot(args: &[&str], limit_secs: u32) -> Option<Verdict> {
         .unwrap_or("")
         .to_string();
     eprintln!("{log}{result}");
-    Some(Verdict {
+    Verdict {
         code: out.status.code().unwrap_or(-1),
         result,
         log,
-    })
+    }
 }
 
 fn assert_pass(args: &[&str]) {
-    let Some(v) = boot(args, BOOT_LIMIT_SECS) else {
-        return;
-    };
+    let v = boot(args, BOOT_LIMIT_SECS);
     assert!(
         v.code == 0 && v.result.starts_with("RESULT PASS "),
         "boot {args:?} did not pass: {}\n{}",
@@ -162,9 +187,7 @@ fn assert_pass(args: &[&str]) {
 
 /// The harness must report FAIL (not a harness error), with `reason`.
 fn assert_fail(args: &[&str], reason: &str) {
-    let Some(v) = boot(args, FAULT_LIMIT_SECS) else {
-        return;
-    };
+    let v = boot(args, FAULT_LIMIT_SECS);
     assert!(
         v.code == 1 && v.result.starts_with("RESULT FAIL "),
         "boot {args:?} should FAIL: {}\n{}",
@@ -181,6 +204,10 @@ fn assert_fail(args: &[&str], reason: &str) {
 /// PXE 2.1 §2.2 full-DHCP boot of a BIOS client (iPXE ROM): OFFER/ACK with
 /// pxelinux.0, then pxelinux's own TFTP reads.
 #[test]
+#[cfg_attr(
+    preboot_skip_firmware_bios_full,
+    ignore = "needs root, QEMU, tshark, busybox-static, pxelinux, syslinux-common, ipxe-qemu"
+)]
 fn bios_full_dhcp_boots() {
     assert_pass(&["--firmware", "bios", "--mode", "full"]);
 }
@@ -190,6 +217,10 @@ fn bios_full_dhcp_boots() {
 /// iPXE asks on 4011 and boots the file of our 4011 ACK (§2.2.1); the
 /// harness requires that exchange.
 #[test]
+#[cfg_attr(
+    preboot_skip_firmware_bios_proxy,
+    ignore = "needs root, QEMU, tshark, busybox-static, pxelinux, syslinux-common, ipxe-qemu, udhcpd"
+)]
 fn bios_proxy_boots() {
     assert_pass(&["--firmware", "bios", "--mode", "proxy"]);
 }
@@ -198,6 +229,10 @@ fn bios_proxy_boots() {
 /// our prompt text on the console, waits its timeout, then boot server
 /// discovery on port 4011 gets the file.
 #[test]
+#[cfg_attr(
+    preboot_skip_firmware_bios_proxy,
+    ignore = "needs root, QEMU, tshark, busybox-static, pxelinux, syslinux-common, ipxe-qemu, udhcpd"
+)]
 fn bios_proxy_menu_prompt_reaches_ipxe() {
     assert_pass(&[
         "--firmware",
@@ -213,6 +248,10 @@ fn bios_proxy_menu_prompt_reaches_ipxe() {
 /// our menu and waits; the harness types Enter on the serial console once
 /// our prompt is there, and the default item boots through 4011.
 #[test]
+#[cfg_attr(
+    preboot_skip_firmware_bios_proxy,
+    ignore = "needs root, QEMU, tshark, busybox-static, pxelinux, syslinux-common, ipxe-qemu, udhcpd"
+)]
 fn bios_proxy_menu_always_waits_for_a_key() {
     assert_pass(&["--firmware", "bios", "--mode", "proxy", "--menu", "always"]);
 }
@@ -220,6 +259,10 @@ fn bios_proxy_menu_always_waits_for_a_key() {
 /// Menu policy "on key press" in full mode: our OFFER/ACK carry the menu
 /// (option 43), iPXE shows the prompt, then asks the boot server on 4011.
 #[test]
+#[cfg_attr(
+    preboot_skip_firmware_bios_full,
+    ignore = "needs root, QEMU, tshark, busybox-static, pxelinux, syslinux-common, ipxe-qemu"
+)]
 fn bios_full_menu_prompt_reaches_ipxe() {
     assert_pass(&["--firmware", "bios", "--mode", "full", "--menu", "keypress"]);
 }
@@ -227,6 +270,10 @@ fn bios_full_menu_prompt_reaches_ipxe() {
 /// Full DHCP for EDK2's PXE (arch 7, RFC 4578 §2.1), TFTP with its tsize
 /// probe (RFC 2349) and windowsize (RFC 7440).
 #[test]
+#[cfg_attr(
+    preboot_skip_firmware_uefi_full,
+    ignore = "needs root, QEMU, tshark, busybox-static, ovmf, systemd-boot-efi, binutils"
+)]
 fn uefi_full_dhcp_boots() {
     assert_pass(&["--firmware", "uefi", "--mode", "full"]);
 }
@@ -234,12 +281,20 @@ fn uefi_full_dhcp_boots() {
 /// proxyDHCP beside udhcpd for EDK2: the REQUEST from port 4011 to port
 /// 4011 gets the file (PXE 2.1 §2.2.2).
 #[test]
+#[cfg_attr(
+    preboot_skip_firmware_uefi_proxy,
+    ignore = "needs root, QEMU, tshark, busybox-static, ovmf, systemd-boot-efi, binutils, udhcpd"
+)]
 fn uefi_proxy_boots() {
     assert_pass(&["--firmware", "uefi", "--mode", "proxy"]);
 }
 
 /// The harness catches a served file cut short.
 #[test]
+#[cfg_attr(
+    preboot_skip_firmware_uefi_full,
+    ignore = "needs root, QEMU, tshark, busybox-static, ovmf, systemd-boot-efi, binutils"
+)]
 fn harness_fails_on_truncated_file() {
     assert_fail(
         &[
@@ -256,6 +311,10 @@ fn harness_fails_on_truncated_file() {
 
 /// The harness catches a served file with altered bytes.
 #[test]
+#[cfg_attr(
+    preboot_skip_firmware_uefi_full,
+    ignore = "needs root, QEMU, tshark, busybox-static, ovmf, systemd-boot-efi, binutils"
+)]
 fn harness_fails_on_wrong_file() {
     assert_fail(
         &["--firmware", "uefi", "--mode", "full", "--fault", "wrong"],
@@ -265,6 +324,10 @@ fn harness_fails_on_wrong_file() {
 
 /// The harness catches the other architecture's boot file.
 #[test]
+#[cfg_attr(
+    preboot_skip_firmware_wrong_arch,
+    ignore = "needs root, QEMU, tshark, busybox-static, ovmf, systemd-boot-efi, binutils, pxelinux, syslinux-common, ipxe-qemu, udhcpd"
+)]
 fn harness_fails_on_wrong_architecture_file() {
     assert_fail(
         &[
@@ -294,12 +357,11 @@ fn data(block: u16, bytes: &[u8]) -> Vec<u8> {
 
 /// Runs `tests/firmware/tftp.awk` over `frames` (source, destination,
 /// payload, as the capture shows them): its one output line and the bytes
-/// it reassembled. `None` when skipped.
-fn reassemble(case: &str, frames: &[(&str, &str, Vec<u8>)]) -> Option<(String, Vec<u8>)> {
+/// it reassembled.
+fn reassemble(case: &str, frames: &[(&str, &str, Vec<u8>)]) -> (String, Vec<u8>) {
     for cmd in ["awk", "xxd"] {
         if !have(cmd) {
-            skip(&format!("{cmd} not installed"));
-            return None;
+            unavailable(&format!("{cmd} not installed"));
         }
     }
     let dir = std::env::temp_dir().join(format!("preboot-tftp-awk-{case}-{}", std::process::id()));
@@ -336,7 +398,7 @@ fn reassemble(case: &str, frames: &[(&str, &str, Vec<u8>)]) -> Option<(String, V
     let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let got = std::fs::read(dir.join("received/1")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
-    Some((line, got))
+    (line, got)
 }
 
 /// The transfer the reassembly tests replay: RRQ with blksize 512
@@ -363,13 +425,12 @@ fn windowed_transfer(window: Vec<u8>, file: &[u8]) -> Vec<(&'static str, &'stati
 /// harness must cut it the same way: before it did, the proxy-mode UEFI boot
 /// failed with "transfer … incomplete" although the guest had every block.
 #[test]
+#[cfg_attr(preboot_skip_awk_xxd, ignore = "needs awk and xxd")]
 fn harness_reassembles_gso_windows() {
     let file: Vec<u8> = (0..1124u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut window = data(1, &file[..512]);
     window.extend(data(2, &file[512..1024]));
-    let Some((line, got)) = reassemble("gso", &windowed_transfer(window, &file)) else {
-        return;
-    };
+    let (line, got) = reassemble("gso", &windowed_transfer(window, &file));
     assert!(line.contains("|complete|"), "{line}");
     assert_eq!(got, file);
 }
@@ -377,13 +438,12 @@ fn harness_reassembles_gso_windows() {
 /// A frame longer than one datagram whose later piece is no DATA datagram
 /// is not a GSO window: the transfer is reported, not silently accepted.
 #[test]
+#[cfg_attr(preboot_skip_awk_xxd, ignore = "needs awk and xxd")]
 fn harness_rejects_malformed_gso_windows() {
     let file: Vec<u8> = (0..1124u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut window = data(1, &file[..512]);
     window.extend([0, 5, 0, 0, 0]);
     window.extend_from_slice(&file[..511]);
-    let Some((line, _)) = reassemble("malformed", &windowed_transfer(window, &file)) else {
-        return;
-    };
+    let (line, _) = reassemble("malformed", &windowed_transfer(window, &file));
     assert!(line.contains("|malformed-segmented-window"), "{line}");
 }

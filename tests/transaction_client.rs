@@ -353,3 +353,21 @@ fn refusals_surface_status() {
     assert!(ClientConfig::new(srv(), b"site", b"short").is_err());
     assert!(ClientConfig::new(srv(), b"", KEY).is_err());
 }
+
+/// A buffer too small for the request counts as a lost transmission: the
+/// request is not stuck at the head with no timer (it used to be: `None`
+/// from `poll_transmit` and `None` from `poll_timeout`, for ever); it is
+/// retransmitted into a good buffer on the next timeout, or fails.
+#[test]
+fn a_too_small_buffer_does_not_stall_the_request() {
+    let mut c = established();
+    let t0 = Instant::from_secs(10);
+    c.query_menu(t0).unwrap();
+    let mut small = [0xAAu8; 8];
+    assert!(c.poll_transmit(t0, &mut small).is_none());
+    assert!(small.iter().all(|&b| b == 0xAA), "buffer untouched");
+    let next = c.poll_timeout().expect("a retransmission is scheduled");
+    assert_eq!(next - t0, Duration::from_millis(500));
+    c.handle_timeout(next);
+    assert!(sent(&mut c, next).is_some());
+}

@@ -1,7 +1,14 @@
 //! Operation sequences into the DHCP server engine (proxy and full mode):
 //! datagrams on either port from any source, time jumps, lease restores.
-//! Checks: no panic, bounded queues, every answer is a well-formed DHCP
-//! message per the wire view.
+//! Menus of any size (some over the 255 bytes of their PXE sub-option) and
+//! any decline budget. Checks: no panic; `poll_transmit` never fails with
+//! a buffer of 1500 bytes and never blocks (an unencodable answer is
+//! dropped with an event, and only when the configuration's own
+//! `Menu::check` says the menu does not fit); at most one answer per
+//! datagram; every answer is a well-formed DHCP message per the wire view;
+//! never more leases than the configured pools have addresses. The bounds
+//! come from the configuration built here, not from the engine's
+//! constants.
 #![no_main]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -10,7 +17,8 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use preboot::Instant;
-use preboot::dhcp::config::{BootEntry, MenuPolicy, Pool, ServerConfig};
+use preboot::dhcp::config::{BootEntry, MenuItem, MenuPolicy, Pool, ServerConfig, Text};
+use preboot::dhcp::server::Event;
 use preboot::dhcp::{Server, ServerPort};
 use preboot::wire::dhcp::DhcpPacket;
 
@@ -37,7 +45,19 @@ fn unhex(h: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-fn config(full: bool, menu: u8) -> ServerConfig {
+/// The shape of the configuration: mode, menu policy, menu items and their
+/// label length, decline budget.
+#[derive(Arbitrary, Debug)]
+struct Shape {
+    full: bool,
+    menu: u8,
+    items: u8,
+    label_len: u8,
+    declined_percent: u8,
+}
+
+fn config(shape: &Shape) -> ServerConfig {
+    let (full, menu) = (shape.full, shape.menu);
     let id = Ipv4Addr::new(10, 0, 0, 1);
     let mut c = if full { ServerConfig::full(id) } else { ServerConfig::proxy(id) };
     c.boot.bios = BootEntry::tftp("pxelinux.0");
@@ -48,6 +68,18 @@ fn config(full: bool, menu: u8) -> ServerConfig {
         1 => MenuPolicy::Always,
         _ => MenuPolicy::OnKeyPress { timeout_secs: menu },
     };
+    if shape.items > 0 {
+        c.menu.items.clear();
+        let label = "m".repeat(usize::from(shape.label_len) % 65);
+        for n in 0..shape.items % 9 {
+            let _ = c.menu.items.push(MenuItem {
+                server_type: 0x8000 + u16::from(n),
+                description: Text::try_from(label.as_str()).unwrap_or_default(),
+                file: None,
+            });
+        }
+    }
+    c.max_declined_percent = shape.declined_percent;
     let _ = c.pools.push(Pool {
         subnet: Ipv4Addr::new(10, 0, 0, 0),
         prefix_len: 24,
@@ -60,9 +92,16 @@ fn config(full: bool, menu: u8) -> ServerConfig {
     c
 }
 
-fuzz_target!(|input: (bool, u8, Vec<Op>)| {
-    let (full, menu, ops) = input;
-    let Ok(mut s) = Server::new(config(full, menu)) else { return };
+fuzz_target!(|input: (Shape, Vec<Op>)| {
+    let (shape, ops) = input;
+    let config = config(&shape);
+    let menu_fits = config.menu.check().is_ok();
+    let addresses: usize = config
+        .pools
+        .iter()
+        .map(|p| p.size() as usize)
+        .sum();
+    let Ok(mut s) = Server::new(config) else { return };
     let seed = unhex(SEEDS[0]);
     let mut now = Instant::from_secs(1);
     let mut buf = [0u8; 1500];
@@ -82,14 +121,27 @@ fuzz_target!(|input: (bool, u8, Vec<Op>)| {
             Op::Advance(secs) => now += Duration::from_secs(u64::from(secs)),
         }
         let mut n = 0;
-        while let Ok(Some(t)) = s.poll_transmit(now, &mut buf) {
-            assert!(t.len <= buf.len());
-            assert!(DhcpPacket::new_checked(&buf[..t.len]).is_ok(), "we emitted a bad message");
-            n += 1;
-            assert!(n <= 4, "answer queue is bounded");
+        loop {
+            match s.poll_transmit(now, &mut buf) {
+                Ok(Some(t)) => {
+                    assert!(t.len <= buf.len());
+                    assert!(
+                        DhcpPacket::new_checked(&buf[..t.len]).is_ok(),
+                        "we emitted a bad message"
+                    );
+                    n += 1;
+                    assert!(n <= 1, "one answer per datagram at most");
+                }
+                Ok(None) => break,
+                Err(e) => panic!("poll_transmit failed with a 1500-byte buffer: {e}"),
+            }
         }
         while s.poll_lease_update().is_some() {}
-        while s.poll_event().is_some() {}
-        assert!(s.leases().len() <= 11, "never more leases than pool addresses");
+        while let Some(e) = s.poll_event() {
+            if let Event::AnswerDropped { .. } = e {
+                assert!(!menu_fits, "an answer was dropped although the menu fits");
+            }
+        }
+        assert!(s.leases().len() <= addresses, "never more leases than pool addresses");
     }
 });

@@ -26,6 +26,22 @@ pub enum BootArch {
     Other(u16),
 }
 
+/// Short lower-case names for logs: `bios`, `uefi-ia32`, `uefi-x64`,
+/// `uefi-arm32`, `uefi-arm64`, `http`, `arch-N` (IANA number N).
+impl core::fmt::Display for BootArch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BootArch::Bios => f.write_str("bios"),
+            BootArch::UefiIa32 => f.write_str("uefi-ia32"),
+            BootArch::UefiX64 => f.write_str("uefi-x64"),
+            BootArch::UefiArm32 => f.write_str("uefi-arm32"),
+            BootArch::UefiArm64 => f.write_str("uefi-arm64"),
+            BootArch::Http => f.write_str("http"),
+            BootArch::Other(n) => write!(f, "arch-{n}"),
+        }
+    }
+}
+
 impl BootArch {
     /// Classify an IANA processor architecture type (option 93).
     pub fn from_code(code: u16) -> Self {

@@ -115,6 +115,9 @@ pub enum FailReason {
     NoAck,
     /// An address, but no server named a boot file.
     NoBootFile,
+    /// The client's own message cannot be encoded (its configuration holds
+    /// a value out of range): retrying cannot help.
+    Encode,
 }
 
 /// What happened.
@@ -291,7 +294,17 @@ impl Client {
         };
         let secs =
             u16::try_from(now.saturating_duration_since(self.start).as_secs()).unwrap_or(u16::MAX);
-        let len = super::reply::emit_client(&self.config, self.xid, secs, out, buf)?;
+        let len = match super::reply::emit_client(&self.config, self.xid, secs, out, buf) {
+            Ok(len) => len,
+            // The caller's buffer: nothing changed, call again with more.
+            Err(e @ Error::BufferTooSmall { .. }) => return Err(e),
+            // Every retry would fail the same way: give up now rather than
+            // leave the message at the head for ever.
+            Err(e) => {
+                self.finish(Event::Failed(FailReason::Encode));
+                return Err(e);
+            }
+        };
         let (destination, broadcast) = match out {
             Outgoing::BootRequest { .. } => {
                 let b = self.boot_offer.as_ref();

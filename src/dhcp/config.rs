@@ -17,6 +17,12 @@ pub const BOOT_FILE_LEN: usize = 127;
 pub const TEXT_LEN: usize = 64;
 /// Most boot menu items.
 pub const MAX_MENU_ITEMS: usize = 8;
+/// Most bytes in one PXE vendor sub-option (PXE 2.1 §2.4.5: a one-byte
+/// length). RFC 3396 long options split option 43 itself, never a
+/// sub-option inside it.
+pub const SUBOPTION_MAX: usize = 255;
+/// Default [`ServerConfig::max_declined_percent`].
+pub const DEFAULT_MAX_DECLINED_PERCENT: u8 = 10;
 /// Most address pools.
 pub const MAX_POOLS: usize = 8;
 /// Most static reservations.
@@ -146,6 +152,36 @@ pub struct Menu {
     pub items: Vec<MenuItem, MAX_MENU_ITEMS>,
 }
 
+/// A menu whose boot menu sub-option (9) would not fit in 255 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the boot menu (PXE option 43 sub-option 9) would be {bytes} bytes: a sub-option holds at most {SUBOPTION_MAX} (3 bytes per item plus its label); shorten the labels or use fewer items"
+)]
+pub struct MenuTooLong {
+    /// Bytes the sub-option would need.
+    pub bytes: usize,
+}
+
+impl Menu {
+    /// Bytes of the boot menu sub-option (9) this menu makes: per item a
+    /// 2-byte type, a 1-byte length and the description (PXE 2.1 §2.4.5).
+    /// The other sub-options beside it (8 boot servers: 7 bytes per item;
+    /// 10 prompt: 1 + [`TEXT_LEN`]) always fit by construction.
+    pub fn boot_menu_len(&self) -> usize {
+        self.items.iter().map(|i| 3 + i.description.len()).sum()
+    }
+
+    /// Whether the menu fits in its sub-option. A menu that does not would
+    /// make every answer carrying it fail to encode; configuration layers
+    /// refuse it at load.
+    pub fn check(&self) -> Result<(), MenuTooLong> {
+        match self.boot_menu_len() {
+            bytes if bytes > SUBOPTION_MAX => Err(MenuTooLong { bytes }),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Default for Menu {
     fn default() -> Self {
         let mut items = Vec::new();
@@ -194,6 +230,11 @@ impl Pool {
         u32::from(addr) & m == u32::from(self.subnet) & m
     }
 
+    /// Addresses in the handed-out range.
+    pub fn size(&self) -> u32 {
+        (u32::from(self.end).saturating_sub(u32::from(self.start))).saturating_add(1)
+    }
+
     /// Whether `addr` is inside the handed-out range.
     pub fn range_contains(&self, addr: Ipv4Addr) -> bool {
         let a = u32::from(addr);
@@ -233,7 +274,8 @@ pub struct Reservation {
     pub address: Ipv4Addr,
 }
 
-/// Per-MAC rate limit: a token bucket per client hardware address.
+/// Per-client rate limit: a token bucket per client hardware address and
+/// one per client identifier (option 61); see [`super::rate`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
     /// Sustained packets per second per MAC.
@@ -273,8 +315,18 @@ pub struct ServerConfig {
     pub offer_hold: Duration,
     /// How long a declined address stays out of use (RFC 2131 §4.3.3).
     pub decline_probation: Duration,
-    /// Per-MAC rate limit.
+    /// Per-client rate limit (per hardware address and per client id).
     pub rate_limit: RateLimit,
+    /// Most addresses of one pool that DECLINEs may put on probation at a
+    /// time, in percent of the pool's range (at least one address when not
+    /// 0). Beyond it a DECLINE is ignored (with
+    /// [`Event::DeclineIgnored`](super::server::Event::DeclineIgnored)) and
+    /// the address stays in use, so hostile clients cannot empty the pool
+    /// by declining every address. Pools are chosen by relay (`giaddr`) or
+    /// by the server's own subnet, so this is a budget per relay or
+    /// interface. 0 = declines never take an address out of use; 100 = no
+    /// limit.
+    pub max_declined_percent: u8,
     /// Also answer (proxy mode) or serve boot files to (full mode) clients
     /// that are not PXE clients? Full mode always gives addresses to anyone;
     /// this only adds boot information for non-PXE clients.
@@ -295,6 +347,7 @@ impl ServerConfig {
             offer_hold: Duration::from_secs(30),
             decline_probation: Duration::from_secs(600),
             rate_limit: RateLimit::default(),
+            max_declined_percent: DEFAULT_MAX_DECLINED_PERCENT,
             boot_non_pxe: false,
         }
     }

@@ -1,12 +1,22 @@
-//! Per-MAC rate limiting: a fixed table of token buckets.
+//! Per-client rate limiting: a fixed table of token buckets.
+//!
+//! The server keys a bucket on each thing that names the client: its
+//! hardware address (`chaddr`, when `hlen` > 0) and its client identifier
+//! (option 61, when sent; RFC 4361 / RFC 4390 clients such as InfiniBand
+//! send `hlen` = 0 and only that). A message takes a token from each of
+//! its buckets, so neither random `chaddr`s under one client identifier
+//! (whose lease the log records at every REQUEST) nor random identifiers
+//! under one `chaddr` escape the limit, and clients with `hlen` = 0 do not
+//! share one bucket.
 //!
 //! A flood of DISCOVERs from one hardware address drains only that
 //! address's bucket, so other clients keep being answered. The table has a
 //! fixed number of slots ([`SLOTS`]; bounded memory, O(1) per packet); a
 //! slot is chosen by hashing the MAC and remembers whose bucket it holds (a
 //! 64-bit hash of the MAC). A client that hashes to a slot held by another
-//! MAC takes the slot over when the holder's bucket is at least half full
-//! (an ordinary client between exchanges: forgetting it costs nothing), and
+//! MAC takes the slot over, with the tokens in it, when the holder's bucket
+//! is at least half full (an ordinary client between exchanges: forgetting
+//! it costs nothing), and
 //! shares the holder's bucket when it is not (a flooder keeps its slot, and
 //! only the clients that share it with it are slowed). So many distinct
 //! clients at a high total rate do not limit each other, while a flood from
@@ -16,10 +26,12 @@ use crate::Instant;
 
 use super::config::RateLimit;
 
-/// Number of buckets: 4096 with an allocator (on the heap), 512 without.
+/// Number of buckets: 8192 with an allocator (on the heap, 256 KiB), 512
+/// without.
 #[cfg(feature = "alloc")]
-pub const SLOTS: usize = 4096;
-/// Number of buckets: 4096 with an allocator (on the heap), 512 without.
+pub const SLOTS: usize = 8192;
+/// Number of buckets: 8192 with an allocator (on the heap, 256 KiB), 512
+/// without.
 #[cfg(not(feature = "alloc"))]
 pub const SLOTS: usize = 512;
 
@@ -58,12 +70,18 @@ impl RateLimiter {
 
     /// Take one token for `mac` at `now`; `false` = over the limit, drop.
     pub fn allow(&mut self, now: Instant, mac: &[u8]) -> bool {
+        self.allow_key(now, hash(mac))
+    }
+
+    /// Take one token for the bucket of `key` (from [`key`]) at `now`;
+    /// `false` = over the limit, drop.
+    pub fn allow_key(&mut self, now: Instant, key: u64) -> bool {
         if self.limit.per_second == 0 {
             return true;
         }
         let burst = u64::from(self.limit.burst.max(1)) * 1000;
         let per_second = u64::from(self.limit.per_second);
-        let tag = hash(mac);
+        let tag = key;
         let Some(slot) = self.slots.get_mut(slot_of(tag)) else {
             return true;
         };
@@ -82,7 +100,10 @@ impl RateLimiter {
             b.last = now;
         }
         if b.tag != tag && b.milli_tokens * 2 >= burst {
-            *b = fresh;
+            // Take the slot over with the tokens it has (at least half a
+            // burst): a fresh bucket would let two keys that share a slot,
+            // both the attacker's, refill each other for ever.
+            b.tag = tag;
         }
         if b.milli_tokens >= 1000 {
             b.milli_tokens -= 1000;
@@ -93,19 +114,51 @@ impl RateLimiter {
     }
 }
 
-fn hash(mac: &[u8]) -> u64 {
+/// What a bucket is keyed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A hardware address (`chaddr[..hlen]`).
+    HwAddr,
+    /// A client identifier (option 61, whole).
+    ClientId,
+}
+
+/// The bucket key of `bytes` of this kind (kinds never share a key, so a
+/// crafted `chaddr` cannot drain a client identifier's bucket).
+pub fn key(kind: KeyKind, bytes: &[u8]) -> u64 {
+    let tag = match kind {
+        KeyKind::HwAddr => 0,
+        KeyKind::ClientId => 1,
+    };
+    fnv(fnv(OFFSET, &[tag]), bytes)
+}
+
+const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
     // FNV-1a, 64 bit.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in mac {
+    for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
 }
 
+fn hash(mac: &[u8]) -> u64 {
+    fnv(OFFSET, mac)
+}
+
 fn slot_of(tag: u64) -> usize {
-    // High bits: FNV-1a mixes its last input bytes into them best.
-    ((tag >> 32) % SLOTS as u64) as usize
+    // FNV-1a alone spreads similar keys badly (100,000 MACs that differ in
+    // their last 4 bytes fell into 16 of 4096 slots): finish with
+    // MurmurHash3's fmix64 so every bit of the key moves the slot.
+    let mut h = tag;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    (h % SLOTS as u64) as usize
 }
 
 #[cfg(test)]
@@ -130,6 +183,27 @@ mod tests {
         let t2 = t + Duration::from_millis(100);
         assert!(r.allow(t2, &flood));
         assert!(!r.allow(t2, &flood));
+    }
+
+    /// Two keys of one attacker that share a slot (a crafted `chaddr` and
+    /// the client identifier it floods under) share one bucket: taking the
+    /// slot over keeps its tokens, so they cannot refill each other.
+    #[test]
+    fn keys_sharing_a_slot_do_not_refill_each_other() {
+        let mut r = RateLimiter::new(RateLimit::default());
+        let id = key(KeyKind::ClientId, b"\x01victim");
+        let crafted: std::vec::Vec<u64> = (0..2_000_000u32)
+            .map(|n| key(KeyKind::HwAddr, &n.to_be_bytes()))
+            .filter(|k| slot_of(*k) == slot_of(id))
+            .take(100)
+            .collect();
+        assert_eq!(crafted.len(), 100);
+        let t = Instant::from_secs(100);
+        let allowed = crafted
+            .iter()
+            .filter(|&&hw| r.allow_key(t, hw) && r.allow_key(t, id))
+            .count();
+        assert!(allowed <= 10, "{allowed} got through");
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub(crate) struct Request {
     pub server_id: Option<Ipv4Addr>,
     /// Option 61 or htype+chaddr.
     pub client: ClientKey,
+    /// Rate-limit key of the whole option 61, when sent.
+    pub client_id_key: Option<u64>,
     /// Option 60 class.
     pub kind: ClientKind,
     /// Option 93 (first) or option 60's arch.
@@ -132,6 +134,9 @@ pub(crate) fn parse(datagram: &[u8]) -> Option<Request> {
     let hlen = p.hlen().min(16);
     let chaddr = *p.chaddr_field();
     let client = ClientKey::new(client_id, p.htype(), &chaddr[..usize::from(hlen)]);
+    let client_id_key = client_id
+        .filter(|id| !id.is_empty())
+        .map(|id| super::rate::key(super::rate::KeyKind::ClientId, id));
 
     let vendor = vendor_data
         .and_then(|d| d.copy_to(&mut scratch).ok())
@@ -182,6 +187,7 @@ pub(crate) fn parse(datagram: &[u8]) -> Option<Request> {
         requested_ip,
         server_id,
         client,
+        client_id_key,
         kind,
         arch,
         is_ipxe,

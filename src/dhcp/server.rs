@@ -19,8 +19,9 @@
 //! `None`; calling [`Server::handle_timeout`] is harmless.
 //!
 //! Per-client state is bounded: proxy mode keeps none at all, full mode one
-//! table entry per pool address, and a per-MAC token bucket
-//! ([`super::rate`]) stops one client's flood from starving the others.
+//! table entry per pool address, and per-client token buckets (on the
+//! hardware address and on the client identifier, [`super::rate`]) stop
+//! one client's flood from starving the others.
 //!
 //! Where answers go (RFC 2131 §4.1, PXE 2.1 §2.2.2): to `giaddr`:67 when
 //! relayed; to `ciaddr`:68 when the client has an address; else broadcast
@@ -72,7 +73,8 @@ pub enum IgnoreReason {
     NotForUs,
     /// Not a PXE or HTTP-boot client (proxy mode answers only those).
     NotPxe,
-    /// Over the per-MAC rate limit.
+    /// Over the per-client rate limit (per hardware address and per client
+    /// identifier).
     RateLimited,
     /// Boot server discovery for a boot item type or layer we do not serve.
     UnknownBootItem,
@@ -148,12 +150,34 @@ pub enum Event {
         /// Address.
         addr: Ipv4Addr,
     },
+    /// A DECLINE ignored: the pool's probation budget
+    /// ([`ServerConfig::max_declined_percent`]) is spent. The client's
+    /// binding is dropped and the address stays in use for others.
+    DeclineIgnored {
+        /// Client.
+        chaddr: HwAddr,
+        /// The address it declined.
+        addr: Ipv4Addr,
+        /// Addresses of the pool declined within the probation time.
+        on_probation: u32,
+        /// The budget.
+        limit: u32,
+    },
     /// A PXE client whose architecture has no boot file: no offer.
     NoBootFile {
         /// Client.
         chaddr: HwAddr,
         /// Its architecture (`None`: it sent none).
         arch: Option<BootArch>,
+    },
+    /// An answer that cannot be encoded (e.g. a boot menu over the 255
+    /// bytes of its PXE sub-option) was dropped; the answers behind it go
+    /// out as usual.
+    AnswerDropped {
+        /// Client.
+        chaddr: HwAddr,
+        /// Why it cannot be encoded.
+        error: Error,
     },
     /// A message dropped without answer.
     Ignored {
@@ -209,6 +233,47 @@ pub(crate) enum Pxe43 {
     BootItem(u16, u16),
 }
 
+/// Time slots over which declines are counted per pool.
+const PROBATION_SLOTS: usize = 8;
+
+/// Addresses put on probation in one pool, counted in
+/// [`PROBATION_SLOTS`] slots of a seventh of the probation time each: the
+/// slots cover more than one probation time, so every address still on
+/// probation is counted (an address whose probation ended less than a
+/// slot ago may be counted too: the count errs on the safe side).
+#[derive(Clone, Copy, Debug, Default)]
+struct Probations {
+    /// (slot number, declines in it).
+    slots: [(u64, u32); PROBATION_SLOTS],
+}
+
+impl Probations {
+    fn slot(now: Instant, probation: Duration) -> u64 {
+        let len = u64::try_from(probation.as_micros() / (PROBATION_SLOTS as u128 - 1))
+            .unwrap_or(u64::MAX)
+            .max(1);
+        now.as_micros() / len
+    }
+
+    fn live(&self, now: Instant, probation: Duration) -> u32 {
+        let at = Self::slot(now, probation);
+        self.slots
+            .iter()
+            .filter(|(s, n)| *n > 0 && *s <= at && at - s < PROBATION_SLOTS as u64)
+            .map(|(_, n)| *n)
+            .fold(0u32, u32::saturating_add)
+    }
+
+    fn add(&mut self, now: Instant, probation: Duration) {
+        let at = Self::slot(now, probation);
+        let e = &mut self.slots[(at % PROBATION_SLOTS as u64) as usize];
+        if e.0 != at {
+            *e = (at, 0);
+        }
+        e.1 = e.1.saturating_add(1);
+    }
+}
+
 /// The server engine. See the [module docs](self) for how to drive it.
 #[derive(Debug)]
 pub struct Server {
@@ -216,6 +281,7 @@ pub struct Server {
     leases: LeaseTable,
     cursors: [PoolCursor; super::config::MAX_POOLS],
     rate: RateLimiter,
+    probations: [Probations; super::config::MAX_POOLS],
     pending: Deque<Pending, PENDING>,
     events: Deque<Event, EVENTS>,
     updates: Deque<LeaseRecord, UPDATES>,
@@ -258,6 +324,7 @@ impl Server {
             config,
             leases,
             cursors: [PoolCursor::default(); super::config::MAX_POOLS],
+            probations: [Probations::default(); super::config::MAX_POOLS],
             pending: Deque::new(),
             events: Deque::new(),
             updates: Deque::new(),
@@ -312,7 +379,7 @@ impl Server {
             });
             return;
         };
-        if !self.rate.allow(now, req.hw().as_bytes()) {
+        if !self.rate_allows(now, &req) {
             self.ignore(&req, IgnoreReason::RateLimited);
             return;
         }
@@ -333,25 +400,36 @@ impl Server {
     /// Write the next answer into `buf`.
     ///
     /// A too-small buffer leaves the answer queued and `buf` untouched and
-    /// returns the error with the size needed.
+    /// returns the error with the size needed. An answer that cannot be
+    /// encoded at all is dropped with [`Event::AnswerDropped`] and the next
+    /// one is written instead: one bad answer never blocks the queue.
     pub fn poll_transmit(
         &mut self,
         _now: Instant,
         buf: &mut [u8],
     ) -> Result<Option<Transmit>, Error> {
-        let Some(p) = self.pending.front() else {
-            return Ok(None);
-        };
-        let len = super::reply::emit(&self.config, p, buf)?;
-        let t = Transmit {
-            destination: p.destination,
-            source: p.source,
-            broadcast: p.broadcast,
-            len,
-            after_sync: p.after_sync,
-        };
-        self.pending.pop_front();
-        Ok(Some(t))
+        while let Some(p) = self.pending.front() {
+            match super::reply::emit(&self.config, p, buf) {
+                Ok(len) => {
+                    let t = Transmit {
+                        destination: p.destination,
+                        source: p.source,
+                        broadcast: p.broadcast,
+                        len,
+                        after_sync: p.after_sync,
+                    };
+                    self.pending.pop_front();
+                    return Ok(Some(t));
+                }
+                Err(e @ Error::BufferTooSmall { .. }) => return Err(e),
+                Err(error) => {
+                    let chaddr = p.req.hw();
+                    self.pending.pop_front();
+                    self.event(Event::AnswerDropped { chaddr, error });
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The next lease record to persist (full mode).
@@ -373,6 +451,24 @@ impl Server {
     pub fn handle_timeout(&mut self, _now: Instant) {}
 
     // ---- helpers ----
+
+    /// A token from each bucket that names the client: its hardware
+    /// address and its client identifier (the lease's key, so random
+    /// `chaddr`s under one identifier stay limited). With `hlen` = 0
+    /// (InfiniBand, RFC 4390) only the identifier; with neither, one
+    /// bucket shared by all such clients.
+    fn rate_allows(&mut self, now: Instant, req: &Request) -> bool {
+        use super::rate::{KeyKind, key};
+        let hw = req.hw();
+        let by_hw = !hw.as_bytes().is_empty() || req.client_id_key.is_none();
+        (!by_hw
+            || self
+                .rate
+                .allow_key(now, key(KeyKind::HwAddr, hw.as_bytes())))
+            && req
+                .client_id_key
+                .is_none_or(|k| self.rate.allow_key(now, k))
+    }
 
     fn event(&mut self, e: Event) {
         if self.events.push_back(e).is_err() {
@@ -830,10 +926,55 @@ impl Server {
         {
             return self.ignore(&req, IgnoreReason::NotForUs);
         }
+        // Probation budget of the address's pool (one per relay/interface).
+        let probation = self.config.decline_probation;
+        let budget = self
+            .config
+            .pools
+            .iter()
+            .position(|p| p.range_contains(addr))
+            .or_else(|| {
+                self.config
+                    .pools
+                    .iter()
+                    .position(|p| p.subnet_contains(addr))
+            })
+            .and_then(|pi| {
+                let pool = &self.config.pools[pi];
+                let limit = match u64::from(self.config.max_declined_percent.min(100)) {
+                    0 => 0,
+                    pct => (u64::from(pool.size()) * pct / 100).max(1),
+                };
+                let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+                let on = self.probations.get_mut(pi)?;
+                Some((on, limit))
+            });
+        if let Some((on, limit)) = budget {
+            let on_probation = on.live(now, probation);
+            if on_probation >= limit {
+                // The address stays in use: drop the client's binding as a
+                // RELEASE would.
+                self.leases.remove(addr);
+                let _ = self.updates.push_back(LeaseRecord {
+                    kind: RecordKind::Released,
+                    addr,
+                    client: req.client,
+                    expires: now,
+                });
+                self.event(Event::DeclineIgnored {
+                    chaddr: req.hw(),
+                    addr,
+                    on_probation,
+                    limit,
+                });
+                return;
+            }
+            on.add(now, probation);
+        }
         let _ = self.leases.put(Lease {
             addr,
             client: req.client,
-            expires: now + self.config.decline_probation,
+            expires: now + probation,
             state: LeaseState::Probation,
         });
         let _ = self.updates.push_back(LeaseRecord {

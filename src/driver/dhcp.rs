@@ -21,7 +21,13 @@
 //!
 //! Sockets: one bound to [`DhcpServerConfig::dhcp_addr`] (`0.0.0.0:67` by
 //! default, so broadcasts arrive) and one to [`DhcpServerConfig::boot_addr`]
-//! (`0.0.0.0:4011`), each with `SO_BROADCAST` and, when
+//! (`0.0.0.0:4011`). Neither lets another socket share its port
+//! (no `SO_REUSEADDR`), except port 67 in proxy mode, which must live beside
+//! the network's DHCP server; so no local user can bind `127.0.0.1:4011`
+//! and take the boot requests. A second instance with the same lease log
+//! or state directory is refused by an exclusive lock
+//! ([`DhcpServerConfig::lock_path`], [`InstanceLock`]). Each socket has
+//! `SO_BROADCAST` and, when
 //! [`DhcpServerConfig::interface`] is set, `SO_BINDTODEVICE`: broadcasts
 //! then leave through that interface and the kernel picks that interface's
 //! address as the source, which is the right one on a multi-homed host. A
@@ -34,7 +40,9 @@
 //! answering other clients. The writer lets a group gather for
 //! [`DhcpServerConfig::lease_commit_window`], appends the records, fsyncs
 //! once for all of them (group commit), and only then sends the ACKs — a
-//! client never holds a lease that a `kill -9` could lose. If the disk falls
+//! client never holds a lease that a `kill -9` could lose; then, when the
+//! log holds over [`lease_file::COMPACT_FACTOR`] records per live lease,
+//! it compacts it (atomic replace). If the disk falls
 //! [`MAX_HELD`] ACKs behind, further answers are dropped with their records
 //! (clients retry) instead of queueing without bound.
 //!
@@ -58,7 +66,9 @@ use crate::dhcp::store::{LeaseRecord, LeaseStore};
 use crate::dhcp::{Server, ServerPort};
 use crate::driver::clients::ClientDirectory;
 
-mod lease_file;
+mod instance_lock;
+pub mod lease_file;
+pub use instance_lock::InstanceLock;
 pub use lease_file::LeaseFile;
 
 // Re-exported so that a configuration needs only this module.
@@ -135,11 +145,24 @@ pub struct DhcpServerConfig {
     pub reservations: Vec<Reservation>,
     /// The lease log (full mode); `None` = leases live in memory only.
     pub lease_file: Option<PathBuf>,
-    /// Per-MAC rate limit.
+    /// The state directory: [`DhcpServer::bind`] takes an exclusive lock on
+    /// `preboot.lock` in it, so a second instance with the same directory
+    /// refuses to start. `None`: the lock is `<lease_file>.lock` (full mode
+    /// with a lease log), else one per address and port in the directory
+    /// systemd gives the service (`$STATE_DIRECTORY`, `$RUNTIME_DIRECTORY`)
+    /// or the user's runtime directory (`$XDG_RUNTIME_DIR`), else none
+    /// (then only the ports, which are not shared, tell instances apart).
+    /// See [`DhcpServerConfig::lock_path`].
+    pub state_dir: Option<PathBuf>,
+    /// Per-client rate limit (per hardware address and per client id).
     pub rate_limit: RateLimit,
     /// Where to note which client is at which address (for the TFTP
     /// server's log lines); `None` = nowhere.
     pub clients: Option<ClientDirectory>,
+    /// Most addresses of a pool that DECLINEs may put on probation at a
+    /// time, in percent of the pool (see
+    /// [`ServerConfig::max_declined_percent`]).
+    pub max_declined_percent: u8,
     /// Group commit window: once a lease record waits, the lease writer
     /// gathers more for this long before one fsync covers them all (the
     /// ACKs wait that much longer; fewer fsyncs cost less CPU). Zero =
@@ -166,7 +189,9 @@ impl DhcpServerConfig {
             pools: Vec::new(),
             reservations: Vec::new(),
             lease_file: None,
+            state_dir: None,
             rate_limit: RateLimit::default(),
+            max_declined_percent: crate::dhcp::config::DEFAULT_MAX_DECLINED_PERCENT,
             clients: None,
             lease_commit_window: Duration::from_millis(4),
         }
@@ -179,6 +204,34 @@ impl DhcpServerConfig {
             pools: std::vec![pool],
             ..DhcpServerConfig::proxy(server_id)
         }
+    }
+
+    /// The lock file [`DhcpServer::bind`] takes (see
+    /// [`DhcpServerConfig::state_dir`]).
+    pub fn lock_path(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.state_dir {
+            return Some(d.join("preboot.lock"));
+        }
+        if let (Some(f), Mode::Full) = (&self.lease_file, self.mode) {
+            let mut name = f.file_name()?.to_os_string();
+            name.push(".lock");
+            return Some(f.with_file_name(name));
+        }
+        let runtime = ["STATE_DIRECTORY", "RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR"]
+            .iter()
+            .filter_map(std::env::var_os)
+            .map(PathBuf::from)
+            .find(|d| d.is_absolute() && d.is_dir())?;
+        let iface = self
+            .interface
+            .as_deref()
+            .map(|i| std::format!("-{i}"))
+            .unwrap_or_default();
+        Some(runtime.join(std::format!(
+            "preboot-{}-{}{iface}.lock",
+            self.dhcp_addr.ip(),
+            self.dhcp_addr.port()
+        )))
     }
 
     /// The engine configuration this describes.
@@ -227,6 +280,8 @@ impl DhcpServerConfig {
                     .map_err(|_| invalid("more than 8 menu items"))?;
             }
         }
+        menu.check()
+            .map_err(|e| invalid(&std::format!("menu: {e}")))?;
         c.menu = menu;
         for p in &self.pools {
             c.pools
@@ -239,6 +294,7 @@ impl DhcpServerConfig {
                 .map_err(|_| invalid("more than 64 reservations"))?;
         }
         c.rate_limit = self.rate_limit;
+        c.max_declined_percent = self.max_declined_percent;
         Ok(c)
     }
 }
@@ -355,6 +411,7 @@ pub struct DhcpServer {
     config: DhcpServerConfig,
     stop: Arc<AtomicBool>,
     store: Option<LeaseFile>,
+    lock: Option<InstanceLock>,
 }
 
 /// The driver's clock: engine time is microseconds since the Unix epoch, so
@@ -366,9 +423,15 @@ pub fn now() -> Instant {
     Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-fn udp_socket(addr: SocketAddrV4, interface: Option<&str>) -> io::Result<UdpSocket> {
+/// A UDP socket bound to `addr`. `reuse` sets `SO_REUSEADDR`, which lets
+/// any other socket that sets it too bind the same port (on Linux, for
+/// UDP, even a more specific address such as `127.0.0.1:4011` beside our
+/// `0.0.0.0:4011`, and then it gets the unicast requests): only the proxy
+/// server's port 67, which must live beside the network's DHCP server,
+/// sets it.
+fn udp_socket(addr: SocketAddrV4, interface: Option<&str>, reuse: bool) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
+    s.set_reuse_address(reuse)?;
     s.set_broadcast(true)?;
     if let Some(i) = interface {
         s.bind_device(Some(i.as_bytes()))?;
@@ -386,6 +449,18 @@ impl DhcpServer {
         let engine_config = config.engine_config()?;
         let mut engine = Server::new(engine_config)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // Before the lease log: a second instance must not compact it.
+        // Port 0 (tests, "pick one") names no instance: no runtime lock.
+        let lock = match config.lock_path() {
+            Some(p)
+                if config.state_dir.is_some()
+                    || config.lease_file.is_some()
+                    || config.dhcp_addr.port() != 0 =>
+            {
+                Some(InstanceLock::acquire(&p)?)
+            }
+            _ => None,
+        };
         let store = match (&config.lease_file, config.mode) {
             (Some(path), Mode::Full) => {
                 let (file, live) = LeaseFile::open(path)?;
@@ -398,8 +473,13 @@ impl DhcpServer {
             _ => None,
         };
         let iface = config.interface.as_deref();
-        let dhcp = udp_socket(config.dhcp_addr, iface)?;
-        let boot = config.boot_addr.map(|a| udp_socket(a, iface)).transpose()?;
+        // Port 67 is shared only in proxy mode (beside the network's DHCP
+        // server on the same host); 4011 and full mode's 67 never.
+        let dhcp = udp_socket(config.dhcp_addr, iface, config.mode == Mode::Proxy)?;
+        let boot = config
+            .boot_addr
+            .map(|a| udp_socket(a, iface, false))
+            .transpose()?;
         Ok(DhcpServer {
             engine: Arc::new(Mutex::new(engine)),
             dhcp,
@@ -407,6 +487,7 @@ impl DhcpServer {
             config,
             stop: Arc::new(AtomicBool::new(false)),
             store,
+            lock,
         })
     }
 
@@ -435,7 +516,10 @@ impl DhcpServer {
             config,
             stop,
             store,
+            lock,
         } = self;
+        // Held until the server stops.
+        let _lock = lock;
         let sockets = Sockets {
             dhcp: dhcp.try_clone()?,
             boot: boot.as_ref().map(UdpSocket::try_clone).transpose()?,
@@ -554,6 +638,9 @@ fn serve(
     let mut tx = [0u8; 1500];
     // Reused for every datagram: the records and held ACKs of one.
     let mut batch = Held::default();
+    // Logged with each datagram: the port really bound (a configuration
+    // may move 67 and 4011).
+    let bound = sock.local_addr().map_or(0, |a| a.port());
     while !stop.load(Ordering::Relaxed) {
         let (n, from) = match sock.recv_from(&mut rx) {
             Ok(v) => v,
@@ -570,7 +657,7 @@ fn serve(
             Err(e) => return Err(e),
         };
         let SocketAddr::V4(from) = from else { continue };
-        observe(port, from, &rx[..n], clients);
+        observe(bound, from, &rx[..n], clients);
         let Ok(mut e) = engine.lock() else {
             return Err(io::Error::other("dhcp engine lock poisoned"));
         };
@@ -584,10 +671,22 @@ fn serve(
         while let Some(ev) = e.poll_event() {
             log_event(&ev);
         }
+        // The engine drops an answer it cannot encode (with an event) and
+        // keeps one that needs a larger buffer: that one gets a buffer of
+        // the size it names, so nothing stays stuck at the head.
+        let mut big = Vec::new();
         loop {
-            match e.poll_transmit(t, &mut tx) {
-                Ok(Some(out)) => {
-                    let bytes = &tx[..out.len];
+            let polled = match e.poll_transmit(t, &mut tx) {
+                Err(crate::dhcp::Error::BufferTooSmall { needed }) => {
+                    big.resize(needed, 0);
+                    e.poll_transmit(t, &mut big)
+                        .map(|o| o.map(|o| (o, &big[..])))
+                }
+                other => other.map(|o| o.map(|o| (o, &tx[..]))),
+            };
+            match polled {
+                Ok(Some((out, buf))) => {
+                    let bytes = &buf[..out.len];
                     if out.after_sync && commit.is_some() {
                         batch.bytes.extend_from_slice(bytes);
                         batch
@@ -599,10 +698,13 @@ fn serve(
                 }
                 Ok(None) => break,
                 Err(err) => {
-                    tracing::warn!(error = %err, "dhcp: cannot write answer");
+                    tracing::error!(error = %err, "dhcp: cannot write answer");
                     break;
                 }
             }
+        }
+        while let Some(ev) = e.poll_event() {
+            log_event(&ev);
         }
         drop(e);
         match commit {
@@ -667,15 +769,25 @@ fn lease_writer(mut store: LeaseFile, commit: &Commit, sockets: &Sockets, window
                 }
                 start = end;
             }
+            // Bounded size: rewrite the live leases once the log holds
+            // COMPACT_FACTOR records per lease (after the ACKs left: a
+            // compaction does not delay them).
+            match store.maybe_compact() {
+                Ok(true) => tracing::debug!(leases = store.live(), "dhcp: lease log compacted"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "dhcp: lease log compaction failed"),
+            }
         }
         mine.clear();
     }
 }
 
 /// One line per client message: `mac`, `arch` (option 93, else the vendor
-/// class), `step` (`discover`, `request`, …) and `port` (67 or 4011); and
-/// the client's address, when the message shows it, into `clients`.
-fn observe(port: ServerPort, from: SocketAddrV4, bytes: &[u8], clients: Option<&ClientDirectory>) {
+/// class; absent when neither says), `step` (`discover`, `request`, …) and
+/// `port` (the port the socket is bound to: 67 or 4011 unless configured
+/// otherwise); and the client's address, when the message shows it, into
+/// `clients`.
+fn observe(bound: u16, from: SocketAddrV4, bytes: &[u8], clients: Option<&ClientDirectory>) {
     use crate::wire::dhcp::{BOOTREQUEST, DhcpPacket, MessageType};
     if clients.is_none() && !tracing::enabled!(tracing::Level::INFO) {
         return;
@@ -721,20 +833,17 @@ fn observe(port: ServerPort, from: SocketAddrV4, bytes: &[u8], clients: Option<&
         Some(MessageType::Decline) => "decline",
         _ => "other",
     };
-    let on = match port {
-        ServerPort::Dhcp => 67,
-        ServerPort::BootServer => 4011,
-    };
-    tracing::info!(mac = %mac, arch = ?arch, pxe, %from, step, port = on, xid = p.xid(), "dhcp: received");
+    let arch = arch.map(tracing::field::display);
+    tracing::info!(mac = %mac, arch, pxe, %from, step, port = bound, xid = p.xid(), "dhcp: received");
 }
 
 fn log_event(ev: &Event) {
     match ev {
         Event::ProxyOffered { chaddr, arch } => {
-            tracing::info!(mac = %chaddr, arch = ?arch, step = "proxy-offer", "dhcp")
+            tracing::info!(mac = %chaddr, arch = %arch, step = "proxy-offer", "dhcp")
         }
         Event::BootAcked { chaddr, arch, item } => {
-            tracing::info!(mac = %chaddr, arch = ?arch, item = ?item, step = "boot-ack", "dhcp")
+            tracing::info!(mac = %chaddr, arch = %arch, item = ?item, step = "boot-ack", "dhcp")
         }
         Event::Offered { chaddr, yiaddr } => {
             tracing::info!(mac = %chaddr, %yiaddr, step = "offer", "dhcp")
@@ -752,13 +861,36 @@ fn log_event(ev: &Event) {
         Event::Declined { chaddr, addr } => {
             tracing::warn!(mac = %chaddr, %addr, step = "decline", "dhcp")
         }
+        Event::AnswerDropped { chaddr, error } => tracing::error!(
+            mac = %chaddr,
+            error = %error,
+            step = "answer-dropped",
+            "dhcp: answer cannot be encoded, dropped"
+        ),
+        Event::DeclineIgnored {
+            chaddr,
+            addr,
+            on_probation,
+            limit,
+        } => tracing::warn!(
+            mac = %chaddr,
+            %addr,
+            on_probation,
+            limit,
+            step = "decline-ignored",
+            "dhcp: decline ignored, the pool's probation budget is spent (the address stays in use)"
+        ),
         Event::NoBootFile { chaddr, arch } => tracing::warn!(
             mac = %chaddr,
-            arch = ?arch,
+            arch = arch.map(tracing::field::display),
             step = "no-boot-file",
             "dhcp: no boot file for this client architecture, no offer"
         ),
         Event::Ignored { chaddr, reason } => match reason {
+            // A datagram too short to hold chaddr names no client.
+            IgnoreReason::Malformed if chaddr.as_bytes().is_empty() => {
+                tracing::warn!(mac = %"unknown", reason = ?reason, step = "ignored", "dhcp")
+            }
             IgnoreReason::Malformed
             | IgnoreReason::RateLimited
             | IgnoreReason::PoolExhausted
@@ -812,7 +944,8 @@ impl DhcpClientConfig {
 /// business (a boot tool's own stack, or `ip addr`).
 pub fn run_client(config: DhcpClientConfig) -> io::Result<crate::dhcp::client::BootInfo> {
     use crate::dhcp::client::Event as ClientEvent;
-    let sock = udp_socket(config.bind, config.interface.as_deref())?;
+    // Port 68 beside the host's own DHCP client.
+    let sock = udp_socket(config.bind, config.interface.as_deref(), true)?;
     let start = std::time::Instant::now();
     let clock = |s: std::time::Instant| {
         Instant::from_micros(u64::try_from(s.elapsed().as_micros()).unwrap_or(u64::MAX))

@@ -199,6 +199,56 @@ pub struct TftpServer {
     rx: Vec<u8>,
     next_port: u32,
     stats: TftpStats,
+    refusal_log: RefusalLog,
+}
+
+/// Lines about refused requests are rate-limited: at most
+/// [`RefusalLog::PER_SECOND`] a second, then one line saying how many were
+/// not logged (written with the next refusal after the second). A client
+/// probing names (pxelinux) or a flood cannot fill the log; the state is a
+/// start time and two counters.
+struct RefusalLog {
+    window: std::time::Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl RefusalLog {
+    const PER_SECOND: u32 = 20;
+
+    fn new() -> Self {
+        RefusalLog {
+            window: std::time::Instant::now(),
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether this refusal may be logged now.
+    fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if now.duration_since(self.window) >= std::time::Duration::from_secs(1) {
+            if self.suppressed > 0 {
+                tracing::info!(
+                    suppressed = self.suppressed,
+                    per_second = Self::PER_SECOND,
+                    "tftp: refused requests not logged (rate limit)"
+                );
+            }
+            *self = RefusalLog {
+                window: now,
+                logged: 0,
+                suppressed: 0,
+            };
+        }
+        if self.logged < Self::PER_SECOND {
+            self.logged += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
 }
 
 /// A transfer alone on the server with windows of at most this many
@@ -263,6 +313,7 @@ impl TftpServer {
             rx: vec![0u8; 65536],
             next_port: 0,
             stats: TftpStats::default(),
+            refusal_log: RefusalLog::new(),
         })
     }
 
@@ -367,11 +418,15 @@ impl TftpServer {
                 Err(e) => {
                     self.engine.refuse(&inc, e.error_code());
                     self.stats.refused += 1;
-                    if e == FsError::NotFound {
-                        // pxelinux probes many names: routine, not a warning.
-                        tracing::debug!(peer = %from, file = inc.path.as_str(), "tftp: file not found");
-                    } else {
-                        tracing::warn!(peer = %from, file = inc.path.as_str(), error = %e, "tftp: read refused");
+                    if self.refusal_log.allow() {
+                        if e == FsError::NotFound {
+                            // pxelinux probes many names: routine, not a
+                            // warning, but an operator looking for a
+                            // misnamed boot file must see it.
+                            tracing::info!(peer = %from, file = inc.path.as_str(), "tftp: file not found");
+                        } else {
+                            tracing::warn!(peer = %from, file = inc.path.as_str(), error = %e, "tftp: read refused");
+                        }
                     }
                 }
             },
@@ -397,7 +452,9 @@ impl TftpServer {
 
     fn refused(&mut self, inc: &Incoming<'_>, why: &str) {
         self.stats.refused += 1;
-        tracing::warn!(peer = %inc.peer, file = inc.path.as_str(), why, "tftp: request refused");
+        if self.refusal_log.allow() {
+            tracing::warn!(peer = %inc.peer, file = inc.path.as_str(), why, "tftp: request refused");
+        }
     }
 
     fn bind_transfer_socket(&mut self, neg: Option<Negotiated>) -> io::Result<std::net::UdpSocket> {
@@ -669,7 +726,7 @@ impl TftpServer {
             .as_ref()
             .and_then(|c| c.lookup(*peer.ip()));
         let mac = who.map(|c| tracing::field::display(c.mac));
-        let arch = who.and_then(|c| c.arch).map(tracing::field::debug);
+        let arch = who.and_then(|c| c.arch).map(tracing::field::display);
         match ev {
             Event::Started(n) => tracing::info!(
                 peer = %peer, mac, arch, file, write, step = if write { "wrq" } else { "rrq" },

@@ -382,16 +382,22 @@ impl Client {
     }
 
     /// The next datagram to send (the request, or its retransmission).
+    ///
+    /// A `buf` shorter than the datagram (give it [`MAX_FRAME_LEN`] bytes)
+    /// counts as a transmission lost on the way: nothing is written, and
+    /// the retransmission timer runs as if it had been sent, so the request
+    /// ends in a reply or [`ClientEvent::Failed`] instead of waiting at the
+    /// head for ever.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let p = self.pending.as_mut()?;
         if !p.send_now {
             return None;
         }
-        let dst = buf.get_mut(..p.len)?;
-        dst.copy_from_slice(&p.bytes[..p.len]);
         p.send_now = false;
         p.transmissions += 1;
         p.next = now + p.rto;
+        let dst = buf.get_mut(..p.len)?;
+        dst.copy_from_slice(&p.bytes[..p.len]);
         Some(Transmit {
             destination: self.config.server,
             len: p.len,

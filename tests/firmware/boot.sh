@@ -91,7 +91,7 @@ case_name="$firmware-$mode-$server"
 [[ "$fault" != none ]] && case_name+="-fault-$fault"
 
 [[ $EUID -eq 0 ]] || setup_fail "needs root (network namespaces, tap)"
-for t in ip qemu-system-x86_64 dumpcap tshark cpio gzip objcopy xxd sha256sum awk timeout; do
+for t in ip qemu-system-x86_64 dumpcap tshark cpio gzip xxd sha256sum awk timeout; do
   command -v "$t" >/dev/null || setup_fail "missing program $t"
 done
 if [[ "$mode" == proxy ]]; then
@@ -105,6 +105,22 @@ else
 fi
 
 cache="$("$here/prepare.sh")" || setup_fail "prepare.sh failed"
+# Each firmware needs only its own files (prepare.sh copies what is
+# installed); the wrong-arch fault also serves the other firmware's file.
+need_cached() { [[ -f "$cache/$1" ]] || setup_fail "missing $1 (install Debian package $2)"; }
+need_bios() {
+  need_cached pxelinux.0 pxelinux
+  need_cached ldlinux.c32 syslinux-common
+  [[ -f /usr/lib/ipxe/qemu/efi-e1000.rom ]] || setup_fail "missing /usr/lib/ipxe/qemu/efi-e1000.rom (install Debian package ipxe-qemu)"
+}
+need_uefi() {
+  command -v objcopy >/dev/null || setup_fail "missing program objcopy (install Debian package binutils)"
+  need_cached linuxx64.efi.stub systemd-boot-efi
+  need_cached OVMF_CODE.fd ovmf
+  need_cached OVMF_VARS.fd ovmf
+}
+if [[ "$firmware" == bios ]]; then need_bios; else need_uefi; fi
+if [[ "$fault" == wrong-arch ]]; then need_bios; need_uefi; fi
 
 nonce="$(head -c 12 /dev/urandom | xxd -p)"
 marker="PREBOOT-FIRMWARE-OK $nonce"
@@ -132,7 +148,12 @@ chmod +x "$out/initrd/init"
 (cd "$out/initrd" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -9n) \
   >"$expect/initrd.img" || setup_fail "initrd"
 cmdline="console=ttyS0 panic=-1"
-cp "$cache/pxelinux.0" "$cache/ldlinux.c32" "$cache/vmlinuz" "$expect/"
+cp "$cache/vmlinuz" "$expect/"
+# The BIOS files are in every tree their package is installed for (the
+# UEFI wrong-arch fault serves pxelinux.0).
+if [[ -f "$cache/pxelinux.0" && -f "$cache/ldlinux.c32" ]]; then
+  cp "$cache/pxelinux.0" "$cache/ldlinux.c32" "$expect/"
+fi
 cat >"$expect/pxelinux.cfg/default" <<EOF
 DEFAULT preboot
 PROMPT 0
@@ -144,9 +165,11 @@ LABEL preboot
 EOF
 # Unified kernel image: the systemd-boot stub with the kernel, the initrd
 # and the command line as PE sections (stub image ends below 0x20000).
+# Built whenever the stub is installed (the BIOS wrong-arch fault would
+# serve it); a BIOS boot without systemd-boot-efi goes without it.
 printf '%s' "$cmdline" >"$out/cmdline.txt"
 printf 'ID=preboot\nPRETTY_NAME="preboot firmware test"\n' >"$out/os-release"
-objcopy \
+[[ ! -f "$cache/linuxx64.efi.stub" ]] || objcopy \
   --add-section .osrel="$out/os-release" --change-section-vma .osrel=0x20000 \
   --add-section .cmdline="$out/cmdline.txt" --change-section-vma .cmdline=0x30000 \
   --add-section .linux="$cache/vmlinuz" --change-section-vma .linux=0x2000000 \

@@ -13,7 +13,11 @@
 #   busybox         package busybox-static (the initrd's only program)
 #   linuxx64.efi.stub package systemd-boot-efi (the UEFI unified-image stub)
 #   OVMF_CODE.fd, OVMF_VARS.fd  package ovmf
-#   (checked only) efi-e1000.rom of ipxe-qemu, the ROM QEMU loads for e1000
+# busybox and the kernel are needed by every boot; the firmware-specific
+# files (pxelinux and ldlinux for BIOS, the stub and OVMF for UEFI) are
+# copied when their package is installed, and boot.sh checks that the files
+# of its firmware are there: a BIOS boot does not need systemd-boot-efi.
+# Only the kernel download is done once; the copies are refreshed each run.
 # The per-run files (initrd with the run's nonce, pxelinux.cfg/default, the
 # unified kernel image) are built by boot.sh from these.
 set -euo pipefail
@@ -23,33 +27,24 @@ cache="${1:-$repo/target/firmware/cache}"
 mkdir -p "$cache"
 cache="$(cd "$cache" && pwd)"
 
-if [[ -f "$cache/READY" ]]; then
-  echo "$cache"
-  exit 0
-fi
-
 die() { echo "prepare.sh: $*" >&2; exit 1; }
 
 need_file() { [[ -f "$1" ]] || die "missing $1 (install Debian package $2)"; }
 
-need_file /usr/lib/PXELINUX/pxelinux.0 pxelinux
-need_file /usr/lib/syslinux/modules/bios/ldlinux.c32 syslinux-common
 need_file /bin/busybox busybox-static
-need_file /usr/lib/systemd/boot/efi/linuxx64.efi.stub systemd-boot-efi
-need_file /usr/share/OVMF/OVMF_CODE_4M.fd ovmf
-need_file /usr/share/OVMF/OVMF_VARS_4M.fd ovmf
-need_file /usr/lib/ipxe/qemu/efi-e1000.rom ipxe-qemu
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' ||
   die "/bin/busybox must be static (install busybox-static)"
 
 # Copy, then rename: a boot running meanwhile keeps reading whole files.
 put() { cp "$1" "$cache/$2.tmp$$" && mv -f "$cache/$2.tmp$$" "$cache/$2"; }
-put /usr/lib/PXELINUX/pxelinux.0 pxelinux.0
-put /usr/lib/syslinux/modules/bios/ldlinux.c32 ldlinux.c32
+# Copy if installed (boot.sh requires the files of its firmware).
+put_if() { if [[ -f "$1" ]]; then put "$1" "$2"; else rm -f "$cache/$2"; fi; }
 put /bin/busybox busybox
-put /usr/lib/systemd/boot/efi/linuxx64.efi.stub linuxx64.efi.stub
-put /usr/share/OVMF/OVMF_CODE_4M.fd OVMF_CODE.fd
-put /usr/share/OVMF/OVMF_VARS_4M.fd OVMF_VARS.fd
+put_if /usr/lib/PXELINUX/pxelinux.0 pxelinux.0
+put_if /usr/lib/syslinux/modules/bios/ldlinux.c32 ldlinux.c32
+put_if /usr/lib/systemd/boot/efi/linuxx64.efi.stub linuxx64.efi.stub
+put_if /usr/share/OVMF/OVMF_CODE_4M.fd OVMF_CODE.fd
+put_if /usr/share/OVMF/OVMF_VARS_4M.fd OVMF_VARS.fd
 
 if [[ ! -f "$cache/vmlinuz" ]]; then
   # The current Debian kernel for amd64: the package the meta-package
@@ -67,5 +62,4 @@ if [[ ! -f "$cache/vmlinuz" ]]; then
   mv "$cache/vmlinuz.tmp" "$cache/vmlinuz"
 fi
 
-touch "$cache/READY"
 echo "$cache"

@@ -82,6 +82,7 @@ pub struct BootServerConfig {
     /// (`tftp.allow_system_root`, default false).
     pub allow_system_root: bool,
     lease_dir: Option<(PathBuf, usize, usize)>,
+    state_dir: Option<(PathBuf, usize, usize)>,
     root_at: (usize, usize),
 }
 
@@ -108,7 +109,9 @@ impl BootServerConfig {
     /// link and is not `/` or a system directory (unless
     /// `tftp.allow_system_root`); every boot file this host serves is a
     /// file inside it with no other hard link (when `boot.check_files`);
-    /// the lease file's directory exists. Touches nothing.
+    /// the lease file's directory exists and the lease file, if present,
+    /// is a lease log (not a link, empty or with its header line). Touches
+    /// nothing.
     pub fn check_files(&self) -> Result<(), ConfigError> {
         let err = |line, column, field: &str, message: String| ConfigError {
             file: self.source.clone(),
@@ -117,6 +120,16 @@ impl BootServerConfig {
             field: field.into(),
             message,
         };
+        if let Some((dir, line, column)) = &self.state_dir {
+            if !dir.is_dir() {
+                return Err(err(
+                    *line,
+                    *column,
+                    "server.state_dir",
+                    format!("directory {} does not exist", dir.display()),
+                ));
+            }
+        }
         if let Some((dir, line, column)) = &self.lease_dir {
             if !dir.is_dir() {
                 return Err(err(
@@ -125,6 +138,12 @@ impl BootServerConfig {
                     "dhcp.lease_file",
                     format!("directory {} does not exist", dir.display()),
                 ));
+            }
+            // A file that is not a lease log would be truncated at start.
+            if let Some(path) = &self.dhcp.lease_file {
+                if let Err(e) = crate::driver::dhcp::LeaseFile::check(path) {
+                    return Err(err(*line, *column, "dhcp.lease_file", e.to_string()));
+                }
             }
         }
         let Some(tftp) = &self.tftp else {
@@ -263,10 +282,21 @@ pub fn parse(file: &Path, text: &str) -> Result<BootServerConfig, ConfigError> {
     let raw: Raw = cx.deserialize()?;
     Conv {
         cx,
-        base: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        base: base_dir(file),
         warnings: Vec::new(),
     }
     .convert(raw)
+}
+
+/// The directory relative paths in `file` are resolved against: the file's
+/// own directory, whatever form its path has (`preboot.toml`, `./x.toml`,
+/// `../etc/x.toml`, `/etc/x.toml`). A bare name's parent is the empty path,
+/// which is the current directory.
+fn base_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 type S<T> = Spanned<T>;
@@ -295,6 +325,7 @@ struct RawServer {
     listen: Option<S<String>>,
     broadcast_address: Option<S<String>>,
     user: Option<S<String>>,
+    state_dir: Option<S<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -353,6 +384,7 @@ struct RawItem {
 struct RawDhcp {
     lease_file: Option<S<String>>,
     rate_limit: Option<RawRate>,
+    max_declined_percent: Option<S<i64>>,
     #[serde(default)]
     pool: Vec<S<RawPool>>,
     #[serde(default)]
@@ -537,6 +569,19 @@ impl Conv<'_> {
                 return Err(self.cx.at(c, "ports.client", "expected 1-65535"));
             }
         }
+        // Answers go to the client port: on the server's own DHCP port they
+        // would come back to the server as requests (and a client could not
+        // bind it beside the server).
+        if client_port == dhcp_port {
+            let msg = format!(
+                "ports.client and ports.dhcp are both {client_port}: clients listen on another port than the server (68 and 67)"
+            );
+            return Err(match (&p.client, &p.dhcp) {
+                (Some(c), _) => self.cx.at(c, "ports.client", msg),
+                (None, Some(d)) => self.cx.at(d, "ports.dhcp", msg),
+                (None, None) => self.cx.at(&srv.server_ip, "ports.client", msg),
+            });
+        }
 
         let mut dhcp = DhcpServerConfig::proxy(server_ip);
         dhcp.mode = mode;
@@ -556,6 +601,19 @@ impl Conv<'_> {
             }
             dhcp.interface = Some(name.clone());
         }
+
+        let state_dir = match &srv.state_dir {
+            Some(d) if d.get_ref().is_empty() => {
+                return Err(self.cx.at(d, "server.state_dir", "empty path"));
+            }
+            Some(d) => {
+                let path = self.path(d.get_ref());
+                dhcp.state_dir = Some(path.clone());
+                let (line, column) = self.position(d);
+                Some((path, line, column))
+            }
+            None => None,
+        };
 
         // [tftp] first: boot files are checked against what it serves.
         let tftp = self.tftp(raw.tftp.as_ref(), listen, tftp_port)?;
@@ -601,6 +659,7 @@ impl Conv<'_> {
             user,
             allow_system_root,
             lease_dir,
+            state_dir,
             root_at,
         })
     }
@@ -764,6 +823,27 @@ impl Conv<'_> {
             dhcp.menu_items
                 .push((ty, self.text(&i.label, "menu.item.label")?));
         }
+        // The labels share one PXE sub-option of 255 bytes: a menu over it
+        // would make every answer that carries it fail to encode.
+        // The error points at the item that crosses the limit and counts
+        // the whole menu.
+        let mut menu = crate::dhcp::config::Menu::default();
+        menu.items.clear();
+        let mut crossing = None;
+        for ((ty, label), raw) in dhcp.menu_items.iter().zip(&m.item) {
+            let _ = menu.items.push(crate::dhcp::config::MenuItem {
+                server_type: *ty,
+                description: crate::dhcp::config::Text::try_from(label.as_str())
+                    .unwrap_or_default(),
+                file: None,
+            });
+            if crossing.is_none() && menu.check().is_err() {
+                crossing = Some(raw);
+            }
+        }
+        if let (Err(e), Some(at)) = (menu.check(), crossing) {
+            return Err(self.cx.at(at, "menu.item", e.to_string()));
+        }
         Ok(())
     }
 
@@ -779,6 +859,10 @@ impl Conv<'_> {
                 per_second: r.per_second,
                 burst: r.burst,
             };
+        }
+        if let Some(p) = &d.max_declined_percent {
+            dhcp.max_declined_percent =
+                self.int(p, "dhcp.max_declined_percent", |v| *v <= 100, "0-100")?;
         }
         if d.pool.len() > MAX_POOLS {
             return Err(self.cx.at(
