@@ -304,8 +304,7 @@ fn demo_serves_a_pxe_client_and_stops_on_sigterm() {
     // (as `nobody`): the parent must let any user create in it, as /tmp does.
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o1777))
-            .unwrap();
+        std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     }
     let child = Command::new(example())
         .args(["--demo-dir", parent.path().to_str().unwrap()])

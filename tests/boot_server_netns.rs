@@ -236,7 +236,7 @@ fn full_mode_on_a_bridge_boots_a_bios_client() {
     if !ready(&["ip", "curl"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = state_dir();
     let config = tree(
         dir.path(),
         r#"[server]
@@ -295,7 +295,7 @@ fn proxy_mode_beside_udhcpd_boots_a_uefi_client() {
     if !ready(&["ip", "curl", "udhcpd"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = state_dir();
     let config = tree(
         dir.path(),
         r#"[server]
@@ -377,4 +377,14 @@ root = "tftp"
             && l.contains("arch=uefi-x64")),
         "the TFTP line names the client:\n{log}"
     );
+}
+
+/// The server's directory (configuration, TFTP tree, leases). Started as
+/// root, the server switches to `nobody` once its ports are bound, so the
+/// directory belongs to that account, as `/var/lib/preboot` would.
+fn state_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let nobody = 65534;
+    std::os::unix::fs::chown(dir.path(), Some(nobody), Some(nobody)).unwrap();
+    dir
 }
