@@ -30,6 +30,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use preboot::dhcp::BootArch;
 use preboot::driver::dhcp::{DhcpServer, DhcpServerConfig, MenuPolicy, Mode, Pool, RateLimit};
 
 const USAGE: &str = "\
@@ -224,11 +225,21 @@ impl Options {
                         .ok_or_else(|| format!("--commit-window-ms {v}: expected 0..=1000"))?;
                     commit_window = Some(Duration::from_millis(ms));
                 }
-                "--bios" => boot.bios = Some(value()?),
-                "--uefi-x64" => boot.uefi_x64 = Some(value()?),
-                "--uefi-ia32" => boot.uefi_ia32 = Some(value()?),
-                "--uefi-arm64" => boot.uefi_arm64 = Some(value()?),
-                "--http-url" => boot.http_url = Some(value()?),
+                "--bios" => {
+                    boot.files.insert(BootArch::Bios, value()?);
+                }
+                "--uefi-x64" => {
+                    boot.files.insert(BootArch::UefiX64, value()?);
+                }
+                "--uefi-ia32" => {
+                    boot.files.insert(BootArch::UefiIa32, value()?);
+                }
+                "--uefi-arm64" => {
+                    boot.files.insert(BootArch::UefiArm64, value()?);
+                }
+                "--http-url" => {
+                    boot.files.insert(BootArch::Http, value()?);
+                }
                 "--ipxe" => boot.ipxe = Some(value()?),
                 "--menu" => {
                     let v = value()?;

@@ -52,12 +52,12 @@
 //! ```
 //! use std::net::{Ipv4Addr, SocketAddrV4};
 //! use preboot::Instant;
-//! use preboot::dhcp::{Server, ServerConfig, ServerPort, config::BootEntry};
+//! use preboot::dhcp::{BootArch, Server, ServerConfig, ServerPort, config::BootEntry};
 //! use preboot::wire::dhcp::{DhcpHeader, DhcpOption, DhcpPacket, List, MessageType, OptionData};
 //! use preboot::wire::pxe::ClientArch;
 //!
 //! let mut config = ServerConfig::proxy(Ipv4Addr::new(192, 168, 1, 10));
-//! config.boot.uefi_x64 = BootEntry::tftp("efi64/bootx64.efi");
+//! config.boot.set(BootArch::UefiX64, BootEntry::tftp("efi64/bootx64.efi"));
 //! let mut server = Server::new(config)?;
 //!
 //! // A UEFI x64 client: DISCOVER on 67, then REQUEST on 4011.

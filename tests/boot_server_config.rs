@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use preboot::dhcp::BootArch;
 use preboot::driver::boot_server::config::{self, BootServerConfig};
 use preboot::driver::boot_server::demo::{DEFAULT_CONFIG, DEMO_FILES, DemoTree, demo_file};
 use preboot::driver::boot_server::{BootServer, BootServerError};
@@ -35,12 +36,13 @@ fn example_file_parses_into_what_it_documents() {
     assert_eq!(d.client_port, 68);
     assert_eq!(d.broadcast_address, Ipv4Addr::BROADCAST);
     let f = &d.boot_files;
-    assert_eq!(f.bios.as_deref(), Some("bios/pxelinux.0"));
-    assert_eq!(f.uefi_x64.as_deref(), Some("efi64/bootx64.efi"));
-    assert_eq!(f.uefi_ia32.as_deref(), Some("efi32/bootia32.efi"));
-    assert_eq!(f.uefi_arm64.as_deref(), Some("arm64/bootaa64.efi"));
+    let file = |a| f.files.get(&a).map(String::as_str);
+    assert_eq!(file(BootArch::Bios), Some("bios/pxelinux.0"));
+    assert_eq!(file(BootArch::UefiX64), Some("efi64/bootx64.efi"));
+    assert_eq!(file(BootArch::UefiIa32), Some("efi32/bootia32.efi"));
+    assert_eq!(file(BootArch::UefiArm64), Some("arm64/bootaa64.efi"));
     assert_eq!(
-        f.http_url.as_deref(),
+        file(BootArch::Http),
         Some("http://192.168.1.10/boot/bootx64.efi")
     );
     assert_eq!(f.ipxe.as_deref(), Some("boot.ipxe"));
@@ -72,14 +74,15 @@ fn example_file_parses_into_what_it_documents() {
     assert_eq!(t.max_retries, 5);
     assert!(!t.single_port && !t.allow_write && !t.allow_overwrite);
     assert_eq!(t.port_range, None);
-    // The five TFTP boot files are checked (the URL is not).
+    // The five TFTP boot files are checked (the URL is not), in the order
+    // of the architecture table.
     let names: Vec<&str> = c.boot_files.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(
         names,
         [
             "bios/pxelinux.0",
-            "efi64/bootx64.efi",
             "efi32/bootia32.efi",
+            "efi64/bootx64.efi",
             "arm64/bootaa64.efi",
             "boot.ipxe"
         ]
@@ -408,6 +411,41 @@ fn bad_configs_name_file_line_and_field() {
             "http",
         ),
         (
+            "uefi_x64 = \"bootx64.efi\"",
+            "uefi_x64 = \"bootx64.efi\"\nhttp_arm64 = \"bootaa64.efi\"",
+            7,
+            "boot.http_arm64",
+            "expected an http:// or https:// URL",
+        ),
+        (
+            "uefi_x64 = \"bootx64.efi\"",
+            "uefi_x64 = \"bootx64.efi\"\nuefi_riscv64 = \"../riscv.efi\"",
+            7,
+            "boot.uefi_riscv64",
+            "inside the TFTP root",
+        ),
+        (
+            "uefi_x64 = \"bootx64.efi\"",
+            "uefi_x64 = \"bootx64.efi\"\nuefi_arm = \"bootarm.efi\"",
+            7,
+            "boot.uefi_arm",
+            "unknown key `uefi_arm`; the keys allowed here are `bios`",
+        ),
+        (
+            "uefi_x64 = \"bootx64.efi\"",
+            "uefi_x64 = \"bootx64.efi\"\n[boot.servers]\nhttp_x64 = \"10.9.0.2\"",
+            8,
+            "boot.servers.http_x64",
+            "unknown key `http_x64`",
+        ),
+        (
+            "uefi_x64 = \"bootx64.efi\"",
+            "uefi_x64 = \"bootx64.efi\"\n[boot.servers]\nuboot_arm64 = \"10.9.0\"",
+            8,
+            "boot.servers.uboot_arm64",
+            "IPv4",
+        ),
+        (
             "[tftp]",
             "[tftp]\nmax_blksize = 100",
             19,
@@ -669,12 +707,12 @@ enabled = false
     assert_eq!(d.boot_addr, None, "ports.boot = 0: no 4011 socket");
     assert_eq!(d.client_port, 1068);
     assert_eq!(
-        d.boot_files.servers.uefi_arm64,
+        d.boot_files.servers.get(&BootArch::UefiArm64).copied(),
         Some(Ipv4Addr::new(10, 9, 0, 3))
     );
-    assert_eq!(d.boot_files.servers.bios, None);
+    assert_eq!(d.boot_files.servers.get(&BootArch::Bios), None);
     assert_eq!(
-        d.boot_files.http_url.as_deref(),
+        d.boot_files.files.get(&BootArch::Http).map(String::as_str),
         Some("https://10.9.0.1/boot.efi")
     );
     assert_eq!(d.menu, MenuPolicy::Always);
@@ -687,9 +725,9 @@ enabled = false
     c.check_files().unwrap();
     // The engine answers an ARM64 client with the file's own server.
     let engine = d.engine_config().unwrap();
-    let arm = engine.boot.uefi_arm64.unwrap();
+    let arm = engine.boot.get(BootArch::UefiArm64).unwrap();
     assert_eq!(arm.server, Some(Ipv4Addr::new(10, 9, 0, 3)));
-    assert_eq!(engine.boot.bios.unwrap().server, None);
+    assert_eq!(engine.boot.get(BootArch::Bios).unwrap().server, None);
     assert_eq!(engine.tftp_server, Ipv4Addr::new(10, 9, 0, 2));
 
     // With TFTP here, files on another host are not looked for.

@@ -11,6 +11,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use dhcproto::v4::{self, Decodable, Decoder, DhcpOption, Encodable};
+use preboot::dhcp::BootArch;
 use preboot::dhcp::config::Pool;
 use preboot::driver::dhcp::{DhcpServer, DhcpServerConfig, LeaseFile};
 
@@ -50,7 +51,9 @@ fn port(a: SocketAddr) -> u16 {
 fn proxy_over_loopback_answers_ipxe_on_both_ports() {
     let client = client_socket();
     let mut c = DhcpServerConfig::proxy(Ipv4Addr::new(192, 168, 77, 1));
-    c.boot_files.bios = Some("pxelinux.0".into());
+    c.boot_files
+        .files
+        .insert(BootArch::Bios, "pxelinux.0".into());
     let server = DhcpServer::bind(loopback(c, &client)).unwrap();
     let dhcp_port = port(server.dhcp_local_addr().unwrap());
     let boot_port = port(server.boot_local_addr().unwrap().unwrap());
@@ -243,7 +246,9 @@ fn std_client_against_std_full_server_over_loopback() {
     c.boot_addr = None;
     c.broadcast_address = LO;
     c.client_port = client_port;
-    c.boot_files.uefi_x64 = Some("grubx64.efi".into());
+    c.boot_files
+        .files
+        .insert(BootArch::UefiX64, "grubx64.efi".into());
     let server = DhcpServer::bind(c).unwrap();
     let server_port = port(server.dhcp_local_addr().unwrap());
     let stop = server.stop_handle();
@@ -282,7 +287,9 @@ fn another_socket_cannot_take_the_server_ports() {
         } else {
             DhcpServerConfig::proxy(Ipv4Addr::new(192, 168, 77, 1))
         };
-        c.boot_files.bios = Some("pxelinux.0".into());
+        c.boot_files
+            .files
+            .insert(BootArch::Bios, "pxelinux.0".into());
         let server = DhcpServer::bind(loopback(c, &client)).unwrap();
         let dhcp_port = port(server.dhcp_local_addr().unwrap());
         let boot_port = port(server.boot_local_addr().unwrap().unwrap());
@@ -343,7 +350,9 @@ fn a_second_instance_with_the_same_state_is_refused() {
 fn a_menu_that_cannot_be_sent_is_refused_at_bind() {
     let client = client_socket();
     let mut c = DhcpServerConfig::proxy(Ipv4Addr::new(192, 168, 77, 1));
-    c.boot_files.bios = Some("pxelinux.0".into());
+    c.boot_files
+        .files
+        .insert(BootArch::Bios, "pxelinux.0".into());
     c.menu = preboot::driver::dhcp::MenuPolicy::OnKeyPress { timeout_secs: 5 };
     c.menu_items = (0..8u16)
         .map(|n| (0x8000 + n, format!("Boot item number {n:02} for lab PC")))
@@ -396,7 +405,9 @@ fn an_unprivileged_user_cannot_take_port_4011() {
     }
     let client = client_socket();
     let mut c = DhcpServerConfig::proxy(Ipv4Addr::new(192, 168, 77, 1));
-    c.boot_files.bios = Some("pxelinux.0".into());
+    c.boot_files
+        .files
+        .insert(BootArch::Bios, "pxelinux.0".into());
     let server = DhcpServer::bind(loopback(c, &client)).unwrap();
     let boot_port = port(server.boot_local_addr().unwrap().unwrap());
     let stop = server.stop_handle();

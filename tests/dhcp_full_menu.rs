@@ -12,7 +12,7 @@ use std::time::Duration;
 use dhcproto::v4::{self, Decodable, Decoder, DhcpOption, OptionCode};
 use preboot::Instant;
 use preboot::dhcp::config::{BootEntry, MenuPolicy, MtftpParams, Pool, ServerConfig};
-use preboot::dhcp::{Mode, Server, ServerPort};
+use preboot::dhcp::{BootArch, Mode, Server, ServerPort};
 
 mod dhcp_support;
 use dhcp_support::vector;
@@ -21,8 +21,9 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
 
 fn full(menu: MenuPolicy) -> Server {
     let mut c = ServerConfig::full(SERVER);
-    c.boot.bios = BootEntry::tftp("pxelinux.0");
-    c.boot.uefi_x64 = BootEntry::tftp("bootx64.efi");
+    c.boot.set(BootArch::Bios, BootEntry::tftp("pxelinux.0"));
+    c.boot
+        .set(BootArch::UefiX64, BootEntry::tftp("bootx64.efi"));
     c.menu.policy = menu;
     c.pools.push(pool()).unwrap();
     Server::new(c).unwrap()
@@ -196,10 +197,11 @@ fn full_mode_mtftp_suboptions_only_for_bios() {
         timeout_secs: 2,
         delay_secs: 4,
     });
-    c.boot.bios = BootEntry::tftp("pxelinux.0");
-    c.boot.uefi_x64 = BootEntry::tftp("bootx64.efi");
-    c.boot.bios.as_mut().unwrap().mtftp = mtftp;
-    c.boot.uefi_x64.as_mut().unwrap().mtftp = mtftp;
+    c.boot.set(BootArch::Bios, BootEntry::tftp("pxelinux.0"));
+    c.boot
+        .set(BootArch::UefiX64, BootEntry::tftp("bootx64.efi"));
+    c.boot.get_mut(BootArch::Bios).unwrap().mtftp = mtftp;
+    c.boot.get_mut(BootArch::UefiX64).unwrap().mtftp = mtftp;
     c.pools.push(pool()).unwrap();
     let mut s = Server::new(c).unwrap();
     let m = answer(
@@ -232,7 +234,7 @@ fn full_mode_plain_client_gets_no_option_60() {
     plain[at..at + 9].copy_from_slice(b"XYZClient");
     for boot_non_pxe in [false, true] {
         let mut c = ServerConfig::full(SERVER);
-        c.boot.bios = BootEntry::tftp("pxelinux.0");
+        c.boot.set(BootArch::Bios, BootEntry::tftp("pxelinux.0"));
         c.boot_non_pxe = boot_non_pxe;
         c.pools.push(pool()).unwrap();
         let mut s = Server::new(c).unwrap();

@@ -19,6 +19,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use preboot::dhcp::BootArch;
 use preboot::dhcp::client::ClientConfig;
 use preboot::dhcp::config::Pool;
 use preboot::driver::dhcp::{
@@ -153,8 +154,12 @@ fn netns_child() {
         "proxy" => {
             let mut c = DhcpServerConfig::proxy(Ipv4Addr::new(192, 168, 77, 1));
             c.interface = Some("eth0".into());
-            c.boot_files.bios = Some("pxelinux.0".into());
-            c.boot_files.uefi_x64 = Some("grubx64.efi".into());
+            c.boot_files
+                .files
+                .insert(BootArch::Bios, "pxelinux.0".into());
+            c.boot_files
+                .files
+                .insert(BootArch::UefiX64, "grubx64.efi".into());
             c.menu = MenuPolicy::OnKeyPress { timeout_secs: 2 };
             let s = DhcpServer::bind(c).unwrap();
             std::fs::write(dir.join("proxy.ready"), "").unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use preboot::Instant;
 use preboot::dhcp::client::{BootInfo, ClientConfig, Event};
 use preboot::dhcp::config::{BootEntry, MenuPolicy, Pool, ServerConfig};
-use preboot::dhcp::{Client, Mode, Server, ServerPort};
+use preboot::dhcp::{BootArch, Client, Mode, Server, ServerPort};
 
 const PROXY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const DHCP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -134,8 +134,9 @@ fn bound(o: &Outcome) -> &BootInfo {
 
 fn full_server() -> Server {
     let mut c = ServerConfig::full(DHCP);
-    c.boot.bios = BootEntry::tftp("pxelinux.0");
-    c.boot.uefi_x64 = BootEntry::tftp("grubx64.efi");
+    c.boot.set(BootArch::Bios, BootEntry::tftp("pxelinux.0"));
+    c.boot
+        .set(BootArch::UefiX64, BootEntry::tftp("grubx64.efi"));
     c.pools.push(pool()).unwrap();
     Server::new(c).unwrap()
 }
@@ -145,8 +146,12 @@ fn proxy_pair() -> Vec<Node> {
     let mut site = ServerConfig::full(DHCP);
     site.pools.push(pool()).unwrap();
     let mut proxy = ServerConfig::proxy(PROXY);
-    proxy.boot.bios = BootEntry::tftp("pxelinux.0");
-    proxy.boot.uefi_x64 = BootEntry::tftp("grubx64.efi");
+    proxy
+        .boot
+        .set(BootArch::Bios, BootEntry::tftp("pxelinux.0"));
+    proxy
+        .boot
+        .set(BootArch::UefiX64, BootEntry::tftp("grubx64.efi"));
     proxy.menu.policy = MenuPolicy::OnKeyPress { timeout_secs: 3 };
     vec![
         Node {
@@ -211,8 +216,12 @@ fn proxy_mode_menu_never_gets_the_file_from_4011() {
     for (arch, file) in [(0, "pxelinux.0"), (7, "grubx64.efi")] {
         let mut nodes = proxy_pair();
         let mut proxy = ServerConfig::proxy(PROXY);
-        proxy.boot.bios = BootEntry::tftp("pxelinux.0");
-        proxy.boot.uefi_x64 = BootEntry::tftp("grubx64.efi");
+        proxy
+            .boot
+            .set(BootArch::Bios, BootEntry::tftp("pxelinux.0"));
+        proxy
+            .boot
+            .set(BootArch::UefiX64, BootEntry::tftp("grubx64.efi"));
         proxy.menu.policy = MenuPolicy::Never;
         nodes[1].server = Server::new(proxy).unwrap();
         let c = Client::new(

@@ -28,8 +28,9 @@ const T0: Instant = Instant::from_secs(1_000);
 
 fn proxy_config() -> ServerConfig {
     let mut c = ServerConfig::proxy(SERVER);
-    c.boot.bios = BootEntry::tftp("pxelinux.0");
-    c.boot.uefi_x64 = BootEntry::tftp("grubnetx64.efi");
+    c.boot.set(BootArch::Bios, BootEntry::tftp("pxelinux.0"));
+    c.boot
+        .set(BootArch::UefiX64, BootEntry::tftp("grubnetx64.efi"));
     c
 }
 
@@ -265,7 +266,7 @@ fn unknown_boot_item_gets_silence() {
 #[test]
 fn arch_without_boot_file_gets_no_offer() {
     let mut c = proxy_config();
-    c.boot.uefi_x64 = None;
+    c.boot.set(BootArch::UefiX64, None);
     let mut s = Server::new(c).unwrap();
     assert!(
         answer(
@@ -339,8 +340,8 @@ fn mtftp_suboptions_never_reach_uefi() {
         timeout_secs: 2,
         delay_secs: 4,
     });
-    c.boot.bios.as_mut().unwrap().mtftp = mtftp;
-    c.boot.uefi_x64.as_mut().unwrap().mtftp = mtftp;
+    c.boot.get_mut(BootArch::Bios).unwrap().mtftp = mtftp;
+    c.boot.get_mut(BootArch::UefiX64).unwrap().mtftp = mtftp;
     c.menu.policy = MenuPolicy::Always;
     let mut s = Server::new(c).unwrap();
     let (_, m) = one(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use preboot::Instant;
 use preboot::dhcp::config::{BootEntry, MenuPolicy, MtftpParams, Pool, ServerConfig};
-use preboot::dhcp::{Server, ServerPort};
+use preboot::dhcp::{BootArch, Server, ServerPort};
 
 mod dhcp_support;
 use dhcp_support::vector;
@@ -86,15 +86,19 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
 fn answers() -> Vec<Vec<u8>> {
     let t = Instant::from_secs(10);
     let mut proxy = ServerConfig::proxy(SERVER);
-    proxy.boot.bios = BootEntry::tftp("pxelinux.0");
-    proxy.boot.bios.as_mut().unwrap().mtftp = Some(MtftpParams {
+    proxy
+        .boot
+        .set(BootArch::Bios, BootEntry::tftp("pxelinux.0"));
+    proxy.boot.get_mut(BootArch::Bios).unwrap().mtftp = Some(MtftpParams {
         ip: Ipv4Addr::new(239, 239, 239, 2),
         client_port: 1760,
         server_port: 1759,
         timeout_secs: 2,
         delay_secs: 4,
     });
-    proxy.boot.uefi_x64 = BootEntry::tftp("grubnetx64.efi");
+    proxy
+        .boot
+        .set(BootArch::UefiX64, BootEntry::tftp("grubnetx64.efi"));
     proxy.menu.policy = MenuPolicy::OnKeyPress { timeout_secs: 5 };
     let mut full = proxy.clone();
     full.mode = preboot::dhcp::Mode::Full;

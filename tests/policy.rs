@@ -587,7 +587,10 @@ fn toml_store_loads() {
     assert_eq!(s.server.menu_entries.len(), 2);
     assert_eq!(
         s.server.rules[0].when,
-        Condition::All(vec![Condition::RamMb(Cmp::Ge, 8192), Condition::Arch(7)])
+        Condition::All(vec![
+            Condition::RamMb(Cmp::Ge, 8192),
+            Condition::BootArch(preboot::dhcp::BootArch::UefiX64)
+        ])
     );
     assert_eq!(s.policies[0].rules[0].partitions, vec![1, 2]);
     assert!(matches!(&s.policies[0].rules[0].when, Condition::Any(v) if v.len() == 3));

@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use preboot::Instant;
 use preboot::dhcp::client::ClientConfig;
 use preboot::dhcp::config::{BootEntry, Pool, ServerConfig};
-use preboot::dhcp::{Client, Server, ServerPort};
+use preboot::dhcp::{BootArch, Client, Server, ServerPort};
 use preboot::wire::dhcp::DhcpPacket;
 
 #[derive(Arbitrary, Debug)]
@@ -30,8 +30,8 @@ fuzz_target!(|input: (u16, u32, Vec<Op>)| {
     let (arch, xid, ops) = input;
     let id = Ipv4Addr::new(10, 0, 0, 1);
     let mut sc = ServerConfig::full(id);
-    sc.boot.bios = BootEntry::tftp("pxelinux.0");
-    sc.boot.uefi_x64 = BootEntry::tftp("x64.efi");
+    sc.boot.set(BootArch::Bios, BootEntry::tftp("pxelinux.0"));
+    sc.boot.set(BootArch::UefiX64, BootEntry::tftp("x64.efi"));
     let _ = sc.pools.push(Pool {
         subnet: Ipv4Addr::new(10, 0, 0, 0),
         prefix_len: 24,

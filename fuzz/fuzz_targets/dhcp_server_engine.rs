@@ -19,7 +19,7 @@ use libfuzzer_sys::fuzz_target;
 use preboot::Instant;
 use preboot::dhcp::config::{BootEntry, MenuItem, MenuPolicy, Pool, ServerConfig, Text};
 use preboot::dhcp::server::Event;
-use preboot::dhcp::{Server, ServerPort};
+use preboot::dhcp::{BootArch, Server, ServerPort};
 use preboot::wire::dhcp::DhcpPacket;
 
 #[derive(Arbitrary, Debug)]
@@ -60,8 +60,15 @@ fn config(shape: &Shape) -> ServerConfig {
     let (full, menu) = (shape.full, shape.menu);
     let id = Ipv4Addr::new(10, 0, 0, 1);
     let mut c = if full { ServerConfig::full(id) } else { ServerConfig::proxy(id) };
-    c.boot.bios = BootEntry::tftp("pxelinux.0");
-    c.boot.uefi_x64 = BootEntry::tftp("x64.efi");
+    c.boot.set(BootArch::Bios, BootEntry::tftp("pxelinux.0"));
+    c.boot.set(BootArch::UefiX64, BootEntry::tftp("x64.efi"));
+    // Every kind of row of the architecture table: UEFI, U-Boot, an HTTP
+    // architecture with its own URL, and the any-architecture URL.
+    c.boot.set(BootArch::UefiArm32, BootEntry::tftp("arm.efi"));
+    c.boot.set(BootArch::UefiRiscV64, BootEntry::tftp("riscv64.efi"));
+    c.boot.set(BootArch::UbootArm64, BootEntry::tftp("arm64.scr"));
+    c.boot.set(BootArch::HttpArm64, BootEntry::tftp("http://10.0.0.1/aa64.efi"));
+    c.boot.set(BootArch::Http, BootEntry::tftp("http://10.0.0.1/any.efi"));
     c.boot.ipxe = BootEntry::tftp("boot.ipxe");
     c.menu.policy = match menu % 3 {
         0 => MenuPolicy::Never,

@@ -2,77 +2,160 @@
 //!
 //! The architecture comes from option 93 (RFC 4578 §2.1, first entry), or,
 //! when the client sent none, from the `Arch:xxxxx` field of its vendor
-//! class (option 60, PXE 2.1 §2.3.1). HTTP-boot clients (vendor class
-//! `HTTPClient`, UEFI 2.5 §24.7) get the URL whatever their processor.
+//! class (option 60, PXE 2.1 §2.3.1), and is classified by the one
+//! architecture table (see [`crate::wire::pxe::ClientArch`]) into a
+//! [`BootArch`]: one boot file slot per class. HTTP-boot clients (vendor
+//! class `HTTPClient`, UEFI 2.5 §24.7) get the URL of their architecture
+//! (`http_x64`, `http_arm64`, …) or else the any-architecture `http_url`.
 
 use super::config::{BootEntry, BootFiles};
+use crate::wire::pxe::client_architectures;
 
-/// The boot-relevant class of a client architecture.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BootArch {
-    /// x86 BIOS (0).
-    Bios,
-    /// UEFI IA32 (6).
-    UefiIa32,
-    /// UEFI x64 (7, 9).
-    UefiX64,
-    /// UEFI ARM 32-bit (10).
-    UefiArm32,
-    /// UEFI ARM64 (11).
-    UefiArm64,
-    /// UEFI HTTP boot (15, 16, 18, 19, … or vendor class `HTTPClient`).
-    Http,
-    /// Anything else, with its IANA number.
-    Other(u16),
+/// Generates [`BootArch`] from the rows of the architecture table
+/// ([`crate::wire::pxe::ClientArch`]'s module: one row per boot class).
+macro_rules! boot_arch {
+    ($( $class:ident $key:literal $log:literal $uefi:literal $http:literal $mtftp:literal
+        [ $( $value:literal => $variant:ident $name:literal ),* ], )*) => {
+        /// The boot class of a client architecture: which boot file it gets.
+        /// One per row of the architecture table (IANA "Processor
+        /// Architecture Types"; 7 and 9 are both [`BootArch::UefiX64`]),
+        /// plus [`BootArch::Http`] for HTTP-boot clients of no known HTTP
+        /// architecture, plus [`BootArch::Other`] for unregistered numbers.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum BootArch {
+            $(
+                #[doc = concat!("Configuration key `", $key, "`, log name `", $log, "`",
+                    $( "; IANA ", stringify!($value), " (", $name, ")", )* ".")]
+                $class,
+            )*
+            /// Anything else, with its IANA number (no boot file).
+            Other(u16),
+        }
+
+        impl BootArch {
+            /// Every boot class with a boot file slot, in table order
+            /// (`BootArch::ALL[i].slot() == Some(i)`).
+            pub const ALL: &'static [BootArch] = &[ $( BootArch::$class, )* ];
+            /// Number of boot file slots.
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// Classify an IANA processor architecture type (option 93).
+            pub fn from_code(code: u16) -> Self {
+                match code {
+                    $( $( $value => BootArch::$class, )* )*
+                    other => BootArch::Other(other),
+                }
+            }
+
+            /// The configuration key (`bios`, `uefi_x64`, `http_arm64`,
+            /// `http_url`…); `None` for [`BootArch::Other`].
+            pub fn key(self) -> Option<&'static str> {
+                match self {
+                    $( BootArch::$class => Some($key), )*
+                    BootArch::Other(_) => None,
+                }
+            }
+
+            /// The boot class a configuration key names.
+            pub fn from_key(key: &str) -> Option<Self> {
+                match key {
+                    $( $key => Some(BootArch::$class), )*
+                    _ => None,
+                }
+            }
+
+            /// The boot class a log name (`uefi-x64`, …) or a
+            /// configuration key names.
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name {
+                    $( $log => Some(BootArch::$class), )*
+                    key => Self::from_key(key),
+                }
+            }
+
+            /// Index of its boot file slot; `None` for [`BootArch::Other`].
+            pub fn slot(self) -> Option<usize> {
+                let mut i = 0usize;
+                $(
+                    if self == BootArch::$class {
+                        return Some(i);
+                    }
+                    i += 1;
+                )*
+                let _ = i;
+                None
+            }
+
+            /// Whether the client runs UEFI firmware.
+            pub fn is_uefi(self) -> bool {
+                match self {
+                    $( BootArch::$class => $uefi, )*
+                    BootArch::Other(_) => false,
+                }
+            }
+
+            /// Whether the client boots over HTTP: its boot file is a URL
+            /// and the answer carries vendor class `HTTPClient` (UEFI 2.5
+            /// §24.7).
+            pub fn is_http(self) -> bool {
+                match self {
+                    $( BootArch::$class => $http, )*
+                    BootArch::Other(_) => false,
+                }
+            }
+
+            /// Whether PXE MTFTP sub-options (option 43, 1–5) may be sent
+            /// to it: BIOS only (EDK2 discards offers that carry them).
+            pub fn mtftp(self) -> bool {
+                match self {
+                    $( BootArch::$class => $mtftp, )*
+                    BootArch::Other(_) => false,
+                }
+            }
+
+            fn log_name(self) -> Option<&'static str> {
+                match self {
+                    $( BootArch::$class => Some($log), )*
+                    BootArch::Other(_) => None,
+                }
+            }
+        }
+    };
 }
 
-/// Short lower-case names for logs: `bios`, `uefi-ia32`, `uefi-x64`,
-/// `uefi-arm32`, `uefi-arm64`, `http`, `arch-N` (IANA number N).
+client_architectures!(boot_arch);
+
+/// Short lower-case names for logs, from the architecture table: `bios`,
+/// `uefi-ia32`, `uefi-x64`, `uefi-arm32`, `uefi-arm64`, `uefi-riscv64`,
+/// `http-x64`, `uboot-arm64`, …, `http` (an HTTP-boot client of no known
+/// HTTP architecture), `arch-N` (unregistered IANA number N).
 impl core::fmt::Display for BootArch {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            BootArch::Bios => f.write_str("bios"),
-            BootArch::UefiIa32 => f.write_str("uefi-ia32"),
-            BootArch::UefiX64 => f.write_str("uefi-x64"),
-            BootArch::UefiArm32 => f.write_str("uefi-arm32"),
-            BootArch::UefiArm64 => f.write_str("uefi-arm64"),
-            BootArch::Http => f.write_str("http"),
-            BootArch::Other(n) => write!(f, "arch-{n}"),
+        if let BootArch::Other(n) = self {
+            return write!(f, "arch-{n}");
         }
+        f.write_str(self.log_name().unwrap_or_default())
+    }
+}
+
+impl From<crate::wire::pxe::ClientArch> for BootArch {
+    fn from(a: crate::wire::pxe::ClientArch) -> Self {
+        BootArch::from_code(u16::from(a))
     }
 }
 
 impl BootArch {
-    /// Classify an IANA processor architecture type (option 93).
-    pub fn from_code(code: u16) -> Self {
-        match code {
-            0 => BootArch::Bios,
-            6 => BootArch::UefiIa32,
-            7 | 9 => BootArch::UefiX64,
-            10 => BootArch::UefiArm32,
-            11 => BootArch::UefiArm64,
-            15 | 16 | 18 | 19 | 20 | 21 => BootArch::Http,
-            other => BootArch::Other(other),
-        }
-    }
-
-    /// Whether the client runs UEFI firmware (and so must never see MTFTP
-    /// sub-options 1–5: EDK2 discards such offers).
-    pub fn is_uefi(self) -> bool {
-        !matches!(self, BootArch::Bios | BootArch::Other(_))
-    }
-
-    /// The entry this architecture boots, if configured.
+    /// The entry this architecture boots, if configured: its own slot, or
+    /// for an HTTP-boot architecture without one, the any-architecture URL
+    /// ([`BootArch::Http`], key `http_url`).
     pub fn entry(self, files: &BootFiles) -> Option<&BootEntry> {
-        match self {
-            BootArch::Bios => files.bios.as_ref(),
-            BootArch::UefiIa32 => files.uefi_ia32.as_ref(),
-            BootArch::UefiX64 => files.uefi_x64.as_ref(),
-            BootArch::UefiArm32 => files.uefi_arm32.as_ref(),
-            BootArch::UefiArm64 => files.uefi_arm64.as_ref(),
-            BootArch::Http => files.http_url.as_ref(),
-            BootArch::Other(_) => None,
-        }
+        files.get(self).or_else(|| {
+            if self.is_http() {
+                files.get(BootArch::Http)
+            } else {
+                None
+            }
+        })
     }
 }
 
@@ -122,14 +205,17 @@ pub fn arch_from_vendor_class(vc: &[u8]) -> Option<u16> {
 }
 
 /// The architecture of a client, from option 93's first entry or else the
-/// vendor class; HTTP-boot vendor classes always classify as [`BootArch::Http`].
+/// vendor class. An HTTP-boot vendor class (`HTTPClient`) always classifies
+/// as an HTTP architecture: its own when the number is one, else
+/// [`BootArch::Http`].
 pub fn classify(option93_first: Option<u16>, vendor_class: Option<&[u8]>) -> Option<BootArch> {
-    if ClientKind::from_vendor_class(vendor_class) == ClientKind::Http {
-        return Some(BootArch::Http);
-    }
-    option93_first
+    let arch = option93_first
         .or_else(|| vendor_class.and_then(arch_from_vendor_class))
-        .map(BootArch::from_code)
+        .map(BootArch::from_code);
+    if ClientKind::from_vendor_class(vendor_class) == ClientKind::Http {
+        return Some(arch.filter(|a| a.is_http()).unwrap_or(BootArch::Http));
+    }
+    arch
 }
 
 #[cfg(test)]
@@ -155,9 +241,85 @@ mod tests {
         assert_eq!(classify(None, Some(vc)), Some(BootArch::Bios));
         assert_eq!(
             classify(Some(16), Some(b"HTTPClient:Arch:00016")),
+            Some(BootArch::HttpX64)
+        );
+        assert_eq!(
+            classify(Some(7), Some(b"HTTPClient:Arch:00007")),
             Some(BootArch::Http)
         );
+        assert_eq!(classify(None, Some(b"HTTPClient")), Some(BootArch::Http));
         assert_eq!(classify(None, None), None);
+    }
+
+    #[test]
+    fn table_covers_the_registry() {
+        use crate::wire::pxe::ClientArch;
+        // Every IANA value has a boot class with a key and a slot.
+        for &a in ClientArch::ALL {
+            let b = BootArch::from(a);
+            assert!(b.slot().is_some(), "{a:?}");
+            assert_eq!(b.is_http(), a.is_http(), "{a:?}");
+            assert_eq!(b.is_uefi(), a.is_uefi(), "{a:?}");
+        }
+        assert_eq!(BootArch::from_code(999), BootArch::Other(999));
+        assert_eq!(BootArch::Other(999).slot(), None);
+        // Slots follow the table, keys and log names are unique and map back.
+        for (i, &b) in BootArch::ALL.iter().enumerate() {
+            assert_eq!(b.slot(), Some(i));
+            let key = b.key().unwrap();
+            assert_eq!(BootArch::from_key(key), Some(b));
+            assert_eq!(BootArch::from_name(key), Some(b));
+            let log = std::format!("{b}");
+            assert_eq!(BootArch::from_name(&log), Some(b));
+            for &c in &BootArch::ALL[i + 1..] {
+                assert_ne!(c.key(), b.key());
+                assert_ne!(std::format!("{c}"), log);
+            }
+        }
+        // Only BIOS may get MTFTP sub-options.
+        let mtftp: std::vec::Vec<_> = BootArch::ALL.iter().filter(|b| b.mtftp()).collect();
+        assert_eq!(mtftp, [&BootArch::Bios]);
+    }
+
+    #[test]
+    fn log_names_stay() {
+        let names = [
+            (BootArch::Bios, "bios"),
+            (BootArch::UefiIa32, "uefi-ia32"),
+            (BootArch::UefiX64, "uefi-x64"),
+            (BootArch::UefiArm32, "uefi-arm32"),
+            (BootArch::UefiArm64, "uefi-arm64"),
+            (BootArch::Http, "http"),
+            (BootArch::Other(77), "arch-77"),
+        ];
+        for (b, n) in names {
+            assert_eq!(std::format!("{b}"), n);
+        }
+    }
+
+    #[test]
+    fn arm32_uboot_is_not_http() {
+        assert_eq!(BootArch::from_code(21), BootArch::UbootArm32);
+        assert!(!BootArch::from_code(21).is_http());
+        assert_eq!(BootArch::from_code(25), BootArch::UefiRiscV32);
+        assert_eq!(BootArch::from_code(27), BootArch::UefiRiscV64);
+        assert_eq!(BootArch::from_code(9), BootArch::UefiX64);
+    }
+
+    #[test]
+    fn http_falls_back_to_http_url() {
+        let mut f = BootFiles::default();
+        f.set(BootArch::Http, BootEntry::tftp("http://s/any.efi"));
+        assert_eq!(
+            BootArch::HttpArm64.entry(&f).unwrap().file.as_str(),
+            "http://s/any.efi"
+        );
+        f.set(BootArch::HttpArm64, BootEntry::tftp("http://s/aa64.efi"));
+        assert_eq!(
+            BootArch::HttpArm64.entry(&f).unwrap().file.as_str(),
+            "http://s/aa64.efi"
+        );
+        assert!(BootArch::UefiArm64.entry(&f).is_none());
     }
 
     #[test]

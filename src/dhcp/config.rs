@@ -10,6 +10,8 @@ use core::time::Duration;
 
 use heapless::{String, Vec};
 
+use super::BootArch;
+
 /// Longest boot file name or URL: the BOOTP `file` field is 128 bytes.
 pub const BOOT_FILE_LEN: usize = 127;
 /// Longest menu item description or prompt text (PXE 2.1 §2.4.5 limits a
@@ -90,26 +92,66 @@ impl BootEntry {
 }
 
 /// Boot files by client architecture (RFC 4578 §2.1 option 93, IANA
-/// "Processor Architecture Types"). An architecture without an entry gets
-/// no offer at all, never a wrong file.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// "Processor Architecture Types"): one slot per [`BootArch`] of the
+/// architecture table. An architecture without an entry gets no offer at
+/// all, never a wrong file; an HTTP-boot architecture without its own URL
+/// gets [`BootArch::Http`]'s (`http_url`).
+///
+/// ```
+/// use preboot::dhcp::BootArch;
+/// use preboot::dhcp::config::{BootEntry, BootFiles};
+/// let mut files = BootFiles::default();
+/// files.set(BootArch::UefiRiscV64, BootEntry::tftp("riscv64/bootriscv64.efi"));
+/// assert_eq!(BootArch::from_code(27).entry(&files).unwrap().file.as_str(), "riscv64/bootriscv64.efi");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootFiles {
-    /// x86 BIOS (arch 0).
-    pub bios: Option<BootEntry>,
-    /// UEFI IA32 (arch 6).
-    pub uefi_ia32: Option<BootEntry>,
-    /// UEFI x64 (arch 7 and 9).
-    pub uefi_x64: Option<BootEntry>,
-    /// UEFI ARM 32-bit (arch 10).
-    pub uefi_arm32: Option<BootEntry>,
-    /// UEFI ARM64 (arch 11).
-    pub uefi_arm64: Option<BootEntry>,
-    /// UEFI HTTP boot, any architecture (arch 15, 16, 18, 19, …; vendor class
-    /// `HTTPClient`): the URL is sent as the boot file.
-    pub http_url: Option<BootEntry>,
+    files: [Option<BootEntry>; BootArch::COUNT],
     /// Given instead of the architecture's file to a client that is already
     /// iPXE (option 77 `iPXE` or option 175 present), so the chainload ends.
     pub ipxe: Option<BootEntry>,
+}
+
+impl Default for BootFiles {
+    fn default() -> Self {
+        BootFiles {
+            files: core::array::from_fn(|_| None),
+            ipxe: None,
+        }
+    }
+}
+
+impl BootFiles {
+    /// The architecture's own entry (no `http_url` fallback: see
+    /// [`BootArch::entry`]).
+    pub fn get(&self, arch: BootArch) -> Option<&BootEntry> {
+        self.files.get(arch.slot()?)?.as_ref()
+    }
+
+    /// The architecture's own entry, to change it in place.
+    pub fn get_mut(&mut self, arch: BootArch) -> Option<&mut BootEntry> {
+        self.files.get_mut(arch.slot()?)?.as_mut()
+    }
+
+    /// Set (or with `None` clear) the architecture's entry. Returns `false`
+    /// (and changes nothing) for [`BootArch::Other`], which has no slot.
+    pub fn set(&mut self, arch: BootArch, entry: Option<BootEntry>) -> bool {
+        match arch.slot().and_then(|i| self.files.get_mut(i)) {
+            Some(slot) => {
+                *slot = entry;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The configured architectures and their entries, in table order.
+    pub fn iter(&self) -> impl Iterator<Item = (BootArch, &BootEntry)> {
+        BootArch::ALL
+            .iter()
+            .zip(&self.files)
+            .filter_map(|(a, e)| Some((*a, e.as_ref()?)))
+    }
 }
 
 /// When the PXE boot menu is shown (option 43 sub-options 9 and 10).

@@ -48,8 +48,8 @@ fn proxy_offer_43(config: &ServerConfig, p: &Pending, out: &mut [u8]) -> Result<
     let mut servers: Vec<BootServer<'_>, { super::config::MAX_MENU_ITEMS }> = Vec::new();
     let mut items: Vec<BootMenuItem<'_>, { super::config::MAX_MENU_ITEMS }> = Vec::new();
     let mut opts: Vec<PxeOption<'_>, 12> = Vec::new();
-    let uefi = p.arch.is_some_and(super::BootArch::is_uefi);
-    if let Some(m) = p.mtftp.filter(|_| !uefi) {
+    let mtftp_ok = p.arch.is_some_and(super::BootArch::mtftp);
+    if let Some(m) = p.mtftp.filter(|_| mtftp_ok) {
         let _ = opts.push(PxeOption::MtftpIp(m.ip));
         let _ = opts.push(PxeOption::MtftpClientPort(MtftpPort(m.client_port)));
         let _ = opts.push(PxeOption::MtftpServerPort(MtftpPort(m.server_port)));

@@ -557,7 +557,7 @@ impl Server {
         let chaddr = req.hw();
         let mut p = self.base(req, ReplyKind::ProxyOffer);
         p.siaddr = entry.server.unwrap_or(self.config.tftp_server);
-        p.pxe_class = Some(if arch == BootArch::Http {
+        p.pxe_class = Some(if arch.is_http() {
             ClientKind::Http
         } else {
             ClientKind::Pxe
@@ -575,7 +575,7 @@ impl Server {
         // a menu is configured, MTFTP sub-options 1–5 (BIOS only: EDK2
         // discards offers carrying them).
         let menu = self.config.menu.policy != MenuPolicy::Never;
-        if !arch.is_uefi() {
+        if arch.mtftp() {
             p.mtftp = entry.mtftp;
         }
         if menu || p.mtftp.is_some() {
@@ -640,7 +640,7 @@ impl Server {
         p.siaddr = entry.server.unwrap_or(self.config.tftp_server);
         p.file = Some(entry.file);
         p.arch = Some(arch);
-        p.pxe_class = Some(if arch == BootArch::Http {
+        p.pxe_class = Some(if arch.is_http() {
             ClientKind::Http
         } else {
             ClientKind::Pxe
@@ -753,11 +753,11 @@ impl Server {
             // — and with a menu, the menu, the file then coming from the
             // boot server (4011). MTFTP sub-options 1–5 never go to UEFI
             // clients (EDK2 discards offers carrying them).
-            let pxe = req.kind == ClientKind::Pxe && arch != BootArch::Http;
+            let pxe = req.kind == ClientKind::Pxe && !arch.is_http();
             if pxe {
                 p.pxe_class = Some(ClientKind::Pxe);
                 p.pxe43 = Pxe43::Offer;
-                if !arch.is_uefi() {
+                if arch.mtftp() {
                     p.mtftp = entry.mtftp;
                 }
             }
@@ -766,7 +766,7 @@ impl Server {
             }
             // HTTP boot needs option 60 "HTTPClient" in the answer (UEFI
             // 2.5 §24.7.2), and no PXE options.
-            if arch == BootArch::Http {
+            if arch.is_http() {
                 p.pxe_class = Some(ClientKind::Http);
             }
         }

@@ -3,12 +3,13 @@
 //!
 //! ```no_run
 //! use std::net::Ipv4Addr;
+//! use preboot::dhcp::BootArch;
 //! use preboot::driver::dhcp::{DhcpServer, DhcpServerConfig};
 //!
 //! let mut config = DhcpServerConfig::proxy(Ipv4Addr::new(192, 168, 77, 1));
 //! config.interface = Some("br0".into());
-//! config.boot_files.bios = Some("pxelinux.0".into());
-//! config.boot_files.uefi_x64 = Some("grubnetx64.efi".into());
+//! config.boot_files.files.insert(BootArch::Bios, "pxelinux.0".into());
+//! config.boot_files.files.insert(BootArch::UefiX64, "grubnetx64.efi".into());
 //! let server = DhcpServer::bind(config)?;
 //! let stop = server.stop_handle();
 //! std::thread::spawn(move || {
@@ -48,6 +49,7 @@
 //!
 //! Logging: one `tracing` line per step and client (`mac`, `arch`, `step`).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
@@ -63,7 +65,7 @@ use crate::Instant;
 use crate::dhcp::config::{BootEntry, BootFileName, Menu, MenuItem, ServerConfig, Text};
 use crate::dhcp::server::{Event, IgnoreReason};
 use crate::dhcp::store::{LeaseRecord, LeaseStore};
-use crate::dhcp::{Server, ServerPort};
+use crate::dhcp::{BootArch, Server, ServerPort};
 use crate::driver::clients::ClientDirectory;
 
 mod instance_lock;
@@ -75,39 +77,29 @@ pub use lease_file::LeaseFile;
 pub use crate::dhcp::Mode;
 pub use crate::dhcp::config::{MenuPolicy, Pool, RateLimit, Reservation, ReservationKey};
 
-/// Boot files by client architecture, as names (or URLs for HTTP boot).
+/// Boot files by client architecture, as names (or URLs for HTTP boot),
+/// keyed by the boot classes of the architecture table ([`BootArch`]).
+///
+/// ```
+/// use preboot::dhcp::BootArch;
+/// use preboot::driver::dhcp::BootFileConfig;
+/// let mut f = BootFileConfig::default();
+/// f.files.insert(BootArch::UefiArm32, "arm/bootarm.efi".into());
+/// f.files.insert(BootArch::Http, "http://10.0.0.1/bootx64.efi".into());
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BootFileConfig {
-    /// x86 BIOS.
-    pub bios: Option<String>,
-    /// UEFI x64.
-    pub uefi_x64: Option<String>,
-    /// UEFI IA32.
-    pub uefi_ia32: Option<String>,
-    /// UEFI ARM64.
-    pub uefi_arm64: Option<String>,
-    /// UEFI HTTP boot: the URL.
-    pub http_url: Option<String>,
+    /// The file (or, for an HTTP-boot class, the URL) of each architecture;
+    /// [`BootArch::Http`] (`http_url`) is the URL of HTTP-boot clients
+    /// without one of their own. [`BootArch::Other`] is never used.
+    pub files: BTreeMap<BootArch, String>,
     /// For clients that already run iPXE (file or script URL).
     pub ipxe: Option<String>,
     /// Per-architecture TFTP server (`siaddr`) when not
     /// [`DhcpServerConfig::tftp_server`].
-    pub servers: BootServers,
-}
-
-/// TFTP servers (`siaddr`) by client architecture; `None` = the default.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BootServers {
-    /// x86 BIOS.
-    pub bios: Option<Ipv4Addr>,
-    /// UEFI x64.
-    pub uefi_x64: Option<Ipv4Addr>,
-    /// UEFI IA32.
-    pub uefi_ia32: Option<Ipv4Addr>,
-    /// UEFI ARM64.
-    pub uefi_arm64: Option<Ipv4Addr>,
-    /// iPXE clients.
-    pub ipxe: Option<Ipv4Addr>,
+    pub servers: BTreeMap<BootArch, Ipv4Addr>,
+    /// TFTP server of the iPXE file.
+    pub ipxe_server: Option<Ipv4Addr>,
 }
 
 /// Everything the DHCP driver needs.
@@ -242,8 +234,8 @@ impl DhcpServerConfig {
                 std::format!("dhcp config: {what}"),
             )
         }
-        fn entry(f: &Option<String>, server: Option<Ipv4Addr>) -> io::Result<Option<BootEntry>> {
-            f.as_deref()
+        fn entry(f: Option<&String>, server: Option<Ipv4Addr>) -> io::Result<Option<BootEntry>> {
+            f.map(String::as_str)
                 .map(|f| {
                     BootEntry::tftp(f)
                         .map(|e| BootEntry { server, ..e })
@@ -254,13 +246,14 @@ impl DhcpServerConfig {
         let mut c = ServerConfig::proxy(self.server_id);
         c.mode = self.mode;
         c.tftp_server = self.tftp_server.unwrap_or(self.server_id);
-        let (f, s) = (&self.boot_files, &self.boot_files.servers);
-        c.boot.bios = entry(&f.bios, s.bios)?;
-        c.boot.uefi_x64 = entry(&f.uefi_x64, s.uefi_x64)?;
-        c.boot.uefi_ia32 = entry(&f.uefi_ia32, s.uefi_ia32)?;
-        c.boot.uefi_arm64 = entry(&f.uefi_arm64, s.uefi_arm64)?;
-        c.boot.http_url = entry(&f.http_url, None)?;
-        c.boot.ipxe = entry(&f.ipxe, s.ipxe)?;
+        let f = &self.boot_files;
+        for (&arch, file) in &f.files {
+            let server = f.servers.get(&arch).copied();
+            if !c.boot.set(arch, entry(Some(file), server)?) {
+                return Err(invalid(&std::format!("no boot file slot for {arch}")));
+            }
+        }
+        c.boot.ipxe = entry(f.ipxe.as_ref(), f.ipxe_server)?;
         let mut menu = Menu {
             policy: self.menu,
             prompt: Text::try_from(self.menu_prompt.as_str())

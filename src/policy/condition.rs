@@ -1,6 +1,7 @@
 //! Rule conditions: comparisons on hardware, addresses and identity,
 //! combined with AND/OR/NOT. Numbers compare as numbers.
 
+use crate::dhcp::BootArch;
 use crate::wire::image_safe::PendingFlags;
 use crate::wire::transaction::messages::{PciId, WorkstationInfo};
 use alloc::boxed::Box;
@@ -84,8 +85,12 @@ pub enum Condition {
         /// Prefix length 0–32.
         prefix: u8,
     },
-    /// Client architecture (RFC 4578).
+    /// Client architecture (RFC 4578): this exact IANA number.
     Arch(u16),
+    /// Client architecture by boot class of the architecture table (a
+    /// `[boot]` key such as `uefi_x64`, which 7 and 9 both are;
+    /// [`BootArch::Http`] holds for every HTTP-boot architecture).
+    BootArch(BootArch),
     /// A PCI device is present (device `None` = any device of the vendor).
     Pci {
         /// Vendor id.
@@ -150,6 +155,10 @@ impl Condition {
                 u32::from(ip.address) & mask == u32::from(*network) & mask
             }),
             Condition::Arch(a) => i.arch == Some(*a),
+            Condition::BootArch(b) => i
+                .arch
+                .map(BootArch::from_code)
+                .is_some_and(|a| a == *b || (*b == BootArch::Http && a.is_http())),
             Condition::Pci { vendor, device } => i
                 .pci
                 .iter()

@@ -58,8 +58,11 @@
 //! Condition keys: `all`, `any`, `not`, `ram_mb`, `disk_mb`, `cpu_count`
 //! (a number, or a string `"<op> <number>"` with `<`, `<=`, `=`, `==`,
 //! `!=`, `>=`, `>`), `cpu_model` (substring), `mac_prefix`, `ip_subnet`,
-//! `arch` (number or `bios`, `efi-ia32`, `efi-x64`, `efi-bc`, `efi-arm32`,
-//! `efi-arm64`, `efi-x64-http`, `efi-arm64-http`), `pci` (`"vvvv"` or
+//! `arch` (an IANA number, matched exactly, or a boot class by the names of
+//! the architecture table: the `[boot]` keys `bios`, `uefi_x64` (7 and 9),
+//! `uefi_arm32`, `uefi_riscv64`, `uboot_arm64`, `http_x64`, `http_url` (any
+//! HTTP-boot client), … or their log names `uefi-x64`, …; the older
+//! `efi-x64`, `efi-bc`, `efi-arm64-http`, … still work), `pci` (`"vvvv"` or
 //! `"vvvv:dddd"`), `base_image` (string, or `""` for "no base image").
 //! Exactly one key per condition table.
 
@@ -69,6 +72,7 @@ use super::model::{
     WorkstationObject, WorkstationPolicy,
 };
 use super::store::MemoryStore;
+use crate::dhcp::BootArch;
 use crate::transaction::WorkstationKeys;
 use crate::wire::transaction::messages::{Fetch, Hotkey, MenuEntry, MenuMode};
 use alloc::boxed::Box;
@@ -606,18 +610,22 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-fn arch_by_name(s: &str) -> Option<u16> {
-    Some(match s {
-        "bios" | "x86-bios" => 0,
-        "efi-ia32" => 6,
-        "efi-x64" => 7,
-        "efi-bc" => 9,
-        "efi-arm32" => 10,
-        "efi-arm64" => 11,
-        "efi-x64-http" => 16,
-        "efi-arm64-http" => 19,
+/// An architecture condition by name: a `[boot]` key or log name of the
+/// architecture table (`uefi_x64`, `uefi-x64`, `uboot_arm64`, …), or one of
+/// the names this loader accepted before the table (`x86-bios`, `efi-ia32`,
+/// `efi-x64`, `efi-bc`, `efi-arm32`, `efi-arm64`, `efi-x64-http`,
+/// `efi-arm64-http`).
+fn arch_by_name(s: &str) -> Option<BootArch> {
+    BootArch::from_name(s).or(Some(match s {
+        "x86-bios" => BootArch::Bios,
+        "efi-ia32" => BootArch::UefiIa32,
+        "efi-x64" | "efi-bc" => BootArch::UefiX64,
+        "efi-arm32" => BootArch::UefiArm32,
+        "efi-arm64" => BootArch::UefiArm64,
+        "efi-x64-http" => BootArch::HttpX64,
+        "efi-arm64-http" => BootArch::HttpArm64,
         _ => return None,
-    })
+    }))
 }
 
 fn fetch_by_name(s: &str) -> Option<Fetch> {
@@ -1046,12 +1054,16 @@ impl Cx<'_> {
             let (network, prefix) = parse_cidr(s.get_ref()).ok_or_else(bad)?;
             Condition::IpSubnet { network, prefix }
         } else if let Some(a) = &r.arch {
-            Condition::Arch(match a.get_ref() {
-                RawArch::Int(n) => *n,
-                RawArch::Name(n) => arch_by_name(n).ok_or_else(|| {
-                    self.at(a, &format!("{field}.arch"), "unknown architecture name")
-                })?,
-            })
+            match a.get_ref() {
+                RawArch::Int(n) => Condition::Arch(*n),
+                RawArch::Name(n) => Condition::BootArch(arch_by_name(n).ok_or_else(|| {
+                    self.at(
+                        a,
+                        &format!("{field}.arch"),
+                        "unknown architecture name (expected a key of [boot] such as uefi_x64, or an IANA number)",
+                    )
+                })?),
+            }
         } else if let Some(p) = &r.pci {
             let bad = || {
                 self.at(

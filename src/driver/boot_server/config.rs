@@ -45,6 +45,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::dhcp::BootArch;
 use crate::dhcp::config::{
     BOOT_FILE_LEN, CLIENT_ID_LEN, MAX_MENU_ITEMS, MAX_POOLS, MAX_RESERVATIONS, TEXT_LEN,
 };
@@ -337,28 +338,144 @@ struct RawPorts {
     client: Option<S<u16>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[boot]`: one key per boot class of the architecture table
+/// ([`BootArch::key`]), plus `ipxe`, `check_files` and `[boot.servers]`.
+/// Deserialized by hand because its keys come from the table.
+#[derive(Default)]
 struct RawBoot {
-    bios: Option<S<String>>,
-    uefi_x64: Option<S<String>>,
-    uefi_ia32: Option<S<String>>,
-    uefi_arm64: Option<S<String>>,
-    http_url: Option<S<String>>,
+    files: Vec<(BootArch, S<String>)>,
     ipxe: Option<S<String>>,
     check_files: Option<bool>,
-    #[serde(default)]
     servers: RawServers,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+/// `[boot.servers]`: the keys of `[boot]` that name a TFTP file (not the
+/// HTTP-boot URLs), plus `ipxe`.
+#[derive(Default)]
 struct RawServers {
-    bios: Option<S<String>>,
-    uefi_x64: Option<S<String>>,
-    uefi_ia32: Option<S<String>>,
-    uefi_arm64: Option<S<String>>,
+    archs: Vec<(BootArch, S<String>)>,
     ipxe: Option<S<String>>,
+}
+
+/// A key of `[boot]` or `[boot.servers]`.
+enum BootKey {
+    Arch(BootArch),
+    Ipxe,
+    CheckFiles,
+    Servers,
+}
+
+/// The keys allowed in `[boot]` (`servers == false`) or `[boot.servers]`.
+fn boot_keys(servers: bool) -> impl Iterator<Item = &'static str> {
+    BootArch::ALL
+        .iter()
+        .filter(move |a| !(servers && a.is_http()))
+        .filter_map(|a| a.key())
+        .chain(["ipxe"])
+        .chain(
+            if servers {
+                &[][..]
+            } else {
+                &["check_files", "servers"][..]
+            }
+            .iter()
+            .copied(),
+        )
+}
+
+impl BootKey {
+    fn parse<E: serde::de::Error>(v: &str, servers: bool) -> Result<Self, E> {
+        if boot_keys(servers).any(|k| k == v) {
+            return Ok(match v {
+                "ipxe" => BootKey::Ipxe,
+                "check_files" => BootKey::CheckFiles,
+                "servers" => BootKey::Servers,
+                _ => match BootArch::from_key(v) {
+                    Some(a) => BootKey::Arch(a),
+                    None => return Err(E::custom("unreachable")),
+                },
+            });
+        }
+        // serde's wording, so that the message lists the allowed keys.
+        let list: Vec<String> = boot_keys(servers).map(|k| format!("`{k}`")).collect();
+        Err(E::custom(format!(
+            "unknown field `{v}`, expected one of {}",
+            list.join(", ")
+        )))
+    }
+}
+
+/// A key of `[boot]` (`SERVERS == false`) or `[boot.servers]`.
+struct Key<const SERVERS: bool>(BootKey);
+
+impl<'de, const SERVERS: bool> Deserialize<'de> for Key<SERVERS> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<const SERVERS: bool>;
+        impl<const SERVERS: bool> serde::de::Visitor<'_> for V<SERVERS> {
+            type Value = Key<SERVERS>;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<SERVERS>, E> {
+                BootKey::parse(v, SERVERS).map(Key)
+            }
+        }
+        d.deserialize_identifier(V::<SERVERS>)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawBoot {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawBoot;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a table of boot files")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<RawBoot, A::Error> {
+                let mut out = RawBoot::default();
+                while let Some(Key::<false>(k)) = m.next_key()? {
+                    match k {
+                        BootKey::Arch(a) => out.files.push((a, m.next_value()?)),
+                        BootKey::Ipxe => out.ipxe = Some(m.next_value()?),
+                        BootKey::CheckFiles => out.check_files = Some(m.next_value()?),
+                        BootKey::Servers => out.servers = m.next_value()?,
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawServers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawServers;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a table of TFTP server addresses")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<RawServers, A::Error> {
+                let mut out = RawServers::default();
+                while let Some(Key::<true>(k)) = m.next_key()? {
+                    match k {
+                        BootKey::Arch(a) => out.archs.push((a, m.next_value()?)),
+                        _ => out.ipxe = Some(m.next_value()?),
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -674,22 +791,43 @@ impl Conv<'_> {
         let b = raw.get_ref();
         let mut out = BootFileConfig::default();
         let mut files = Vec::new();
-        let servers = &b.servers;
-        let entries: [(&str, &Option<S<String>>, &Option<S<String>>); 5] = [
-            ("bios", &b.bios, &servers.bios),
-            ("uefi_x64", &b.uefi_x64, &servers.uefi_x64),
-            ("uefi_ia32", &b.uefi_ia32, &servers.uefi_ia32),
-            ("uefi_arm64", &b.uefi_arm64, &servers.uefi_arm64),
-            ("ipxe", &b.ipxe, &servers.ipxe),
-        ];
-        for (key, file, server) in entries {
+        let server_of = |key: Option<BootArch>| {
+            b.servers
+                .archs
+                .iter()
+                .find(|(a, _)| Some(*a) == key)
+                .map(|(_, s)| s)
+                .or(if key.is_none() {
+                    b.servers.ipxe.as_ref()
+                } else {
+                    None
+                })
+        };
+        // The architectures' files (in table order), then iPXE's.
+        let mut entries: Vec<(Option<BootArch>, &S<String>)> = BootArch::ALL
+            .iter()
+            .filter_map(|&a| Some((Some(a), &b.files.iter().find(|(f, _)| *f == a)?.1)))
+            .collect();
+        entries.extend(b.ipxe.as_ref().map(|f| (None, f)));
+        for (arch, file) in entries {
+            let key = arch.and_then(BootArch::key).unwrap_or("ipxe");
             let field = format!("boot.{key}");
-            let server = self.opt_ip(server, &format!("boot.servers.{key}"))?;
-            let Some(file) = file else {
-                continue;
-            };
-            let name = file.get_ref();
             self.file_name(file, &field)?;
+            let name = file.get_ref();
+            if arch.is_some_and(BootArch::is_http) {
+                if !(name.starts_with("http://") || name.starts_with("https://")) {
+                    return Err(self
+                        .cx
+                        .at(file, &field, "expected an http:// or https:// URL"));
+                }
+                if let Some(a) = arch {
+                    out.files.insert(a, name.clone());
+                }
+                continue;
+            }
+            let server = server_of(arch)
+                .map(|s| self.ip(s, &format!("boot.servers.{key}")))
+                .transpose()?;
             let url = name.contains("://");
             // A file on another host ([boot.servers]) is not checked here.
             if !url && tftp_here && server.is_none_or(|s| s == server_ip) {
@@ -701,46 +839,33 @@ impl Conv<'_> {
                     column,
                 });
             }
-            let slot = match key {
-                "bios" => &mut out.bios,
-                "uefi_x64" => &mut out.uefi_x64,
-                "uefi_ia32" => &mut out.uefi_ia32,
-                "uefi_arm64" => &mut out.uefi_arm64,
-                _ => &mut out.ipxe,
-            };
-            *slot = Some(name.clone());
-            if let Some(s) = server {
-                let servers = &mut out.servers;
-                let slot = match key {
-                    "bios" => &mut servers.bios,
-                    "uefi_x64" => &mut servers.uefi_x64,
-                    "uefi_ia32" => &mut servers.uefi_ia32,
-                    "uefi_arm64" => &mut servers.uefi_arm64,
-                    _ => &mut servers.ipxe,
-                };
-                *slot = Some(s);
+            match arch {
+                Some(a) => {
+                    out.files.insert(a, name.clone());
+                    if let Some(s) = server {
+                        out.servers.insert(a, s);
+                    }
+                }
+                None => {
+                    out.ipxe = Some(name.clone());
+                    out.ipxe_server = server;
+                }
             }
         }
-        if let Some(u) = &b.http_url {
-            self.file_name(u, "boot.http_url")?;
-            let s = u.get_ref();
-            if !(s.starts_with("http://") || s.starts_with("https://")) {
-                return Err(self
-                    .cx
-                    .at(u, "boot.http_url", "expected an http:// or https:// URL"));
+        // A server for an architecture without a file is still checked.
+        for (a, s) in &b.servers.archs {
+            if !out.files.contains_key(a) {
+                self.ip(s, &format!("boot.servers.{}", a.key().unwrap_or_default()))?;
             }
-            out.http_url = Some(s.clone());
         }
-        let any = out.bios.is_some()
-            || out.uefi_x64.is_some()
-            || out.uefi_ia32.is_some()
-            || out.uefi_arm64.is_some()
-            || out.http_url.is_some();
-        if !any {
+        if let (None, Some(s)) = (&b.ipxe, &b.servers.ipxe) {
+            self.ip(s, "boot.servers.ipxe")?;
+        }
+        if out.files.is_empty() {
             return Err(self.cx.at(
                 raw,
                 "boot",
-                "no boot file for any architecture: set at least one of bios, uefi_x64, uefi_ia32, uefi_arm64, http_url",
+                "no boot file for any architecture: set at least one of bios, uefi_x64, uefi_ia32, uefi_arm64, http_url, … (the keys of [boot] in examples/preboot.toml)",
             ));
         }
         Ok((out, files, b.check_files.unwrap_or(true)))

@@ -219,17 +219,12 @@ impl BootServer {
             ));
         }
         let f = &d.boot_files;
-        for (arch, file) in [
-            ("bios", &f.bios),
-            ("uefi_x64", &f.uefi_x64),
-            ("uefi_ia32", &f.uefi_ia32),
-            ("uefi_arm64", &f.uefi_arm64),
-            ("http", &f.http_url),
-            ("ipxe", &f.ipxe),
-        ] {
-            if let Some(file) = file {
-                out.push(format!("boot {arch:<11} {file}"));
-            }
+        let archs = f
+            .files
+            .iter()
+            .map(|(a, file)| (a.key().unwrap_or_default(), file));
+        for (key, file) in archs.chain(f.ipxe.iter().map(|file| ("ipxe", file))) {
+            out.push(format!("boot {key:<11} {file}"));
         }
         if let Some(cmd) = self.fetch_command() {
             out.push(format!("try:         {cmd}"));

@@ -36,6 +36,7 @@ mod identity;
 mod options;
 
 pub use arch::ClientArch;
+pub(crate) use arch::client_architectures;
 pub use identity::{ClientKind, MachineId, Ndi, UndiVersion, UuidDisplay, VendorClass};
 pub use options::{
     BootItem, BootMenu, BootMenuItem, BootServer, BootServers, CredentialTypes, DiscoveryControl,
