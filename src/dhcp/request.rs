@@ -8,36 +8,7 @@ use heapless::Vec;
 use super::HwAddr;
 use super::arch::{BootArch, ClientKind};
 use super::leases::ClientKey;
-
-/// DHCP message types (RFC 2132 §9.6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum MsgType {
-    Discover,
-    Offer,
-    Request,
-    Decline,
-    Ack,
-    Nak,
-    Release,
-    Inform,
-    Other(u8),
-}
-
-impl MsgType {
-    pub(crate) fn from_code(c: u8) -> Self {
-        match c {
-            1 => MsgType::Discover,
-            2 => MsgType::Offer,
-            3 => MsgType::Request,
-            4 => MsgType::Decline,
-            5 => MsgType::Ack,
-            6 => MsgType::Nak,
-            7 => MsgType::Release,
-            8 => MsgType::Inform,
-            o => MsgType::Other(o),
-        }
-    }
-}
+use crate::wire::dhcp::MessageType;
 
 /// The fields of a client message the server uses.
 #[derive(Clone, Debug)]
@@ -49,7 +20,7 @@ pub(crate) struct Request {
     pub flags: u16,
     pub ciaddr: Ipv4Addr,
     pub giaddr: Ipv4Addr,
-    pub msg_type: MsgType,
+    pub msg_type: MessageType,
     /// Option 50.
     pub requested_ip: Option<Ipv4Addr>,
     /// Option 54.
@@ -124,7 +95,7 @@ pub(crate) fn parse(datagram: &[u8]) -> Option<Request> {
             _ => {}
         }
     }
-    let msg_type = MsgType::from_code(msg_type?);
+    let msg_type = MessageType::from(msg_type?);
     let mut scratch = [0u8; 255];
     let mut client_id_buf = [0u8; 255];
     let client_id = client_id_data.and_then(|d| {

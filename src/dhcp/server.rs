@@ -44,9 +44,10 @@ use super::config::{
 };
 use super::leases::{ClientKey, Lease, LeaseState, LeaseTable, PoolCursor};
 use super::rate::RateLimiter;
-use super::request::{MsgType, Request};
+use super::request::Request;
 use super::store::{LeaseRecord, RecordKind};
 use super::{Error, HwAddr, ServerPort, Transmit};
+use crate::wire::dhcp::MessageType;
 
 /// The DHCP client port.
 pub const CLIENT_PORT: u16 = 68;
@@ -384,15 +385,15 @@ impl Server {
             return;
         }
         match (port, self.config.mode, req.msg_type) {
-            (ServerPort::BootServer, _, MsgType::Request | MsgType::Inform) => {
+            (ServerPort::BootServer, _, MessageType::Request | MessageType::Inform) => {
                 self.boot_request(req, from)
             }
-            (ServerPort::Dhcp, Mode::Proxy, MsgType::Discover) => self.proxy_discover(req),
-            (ServerPort::Dhcp, Mode::Full, MsgType::Discover) => self.discover(now, req),
-            (ServerPort::Dhcp, Mode::Full, MsgType::Request) => self.request(now, req),
-            (ServerPort::Dhcp, Mode::Full, MsgType::Decline) => self.decline(now, req),
-            (ServerPort::Dhcp, Mode::Full, MsgType::Release) => self.release(now, req),
-            (ServerPort::Dhcp, Mode::Full, MsgType::Inform) => self.inform(req, from),
+            (ServerPort::Dhcp, Mode::Proxy, MessageType::Discover) => self.proxy_discover(req),
+            (ServerPort::Dhcp, Mode::Full, MessageType::Discover) => self.discover(now, req),
+            (ServerPort::Dhcp, Mode::Full, MessageType::Request) => self.request(now, req),
+            (ServerPort::Dhcp, Mode::Full, MessageType::Decline) => self.decline(now, req),
+            (ServerPort::Dhcp, Mode::Full, MessageType::Release) => self.release(now, req),
+            (ServerPort::Dhcp, Mode::Full, MessageType::Inform) => self.inform(req, from),
             _ => self.ignore(&req, IgnoreReason::NotForUs),
         }
     }
