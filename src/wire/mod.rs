@@ -7,6 +7,7 @@
 
 pub mod dhcp;
 pub mod image_safe;
+mod option_table;
 pub mod pxe;
 pub mod tftp;
 pub mod transaction;

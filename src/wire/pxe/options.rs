@@ -19,6 +19,7 @@ use core::net::Ipv4Addr;
 
 use crate::wire::dhcp::encode::{OptionValue, Sink, SliceSink};
 use crate::wire::dhcp::{EmitError, Ipv4List, List, OptionData, SubOptions};
+use crate::wire::option_table::option_table;
 
 /// A UDP port carried little-endian (PXE sub-options 2 and 3; see the
 /// module docs).
@@ -397,111 +398,16 @@ pub type BootMenu<'a> = Entries<'a, BootMenuItem<'a>>;
 /// PXE_CREDENTIAL_TYPES (sub-option 12): 4-byte credential types.
 pub type CredentialTypes<'a> = List<'a, u32>;
 
-macro_rules! pxe_options {
-    ($(
-        $(#[$doc:meta])*
-        $code:literal $konst:ident => $variant:ident($ty:ty),
-    )*) => {
-        /// PXE sub-option codes (PXE 2.1 table 2-1).
-        pub mod code {
-            /// Pad (0).
-            pub const PAD: u8 = 0;
-            /// PXE_END (255).
-            pub const END: u8 = 255;
-            $(
-                #[doc = concat!("Code of [`PxeOption::", stringify!($variant), "`](super::PxeOption::", stringify!($variant), ").")]
-                pub const $konst: u8 = $code;
-            )*
-        }
-
-        /// A typed PXE sub-option of option 43.
-        #[derive(Clone, Copy, Debug, PartialEq)]
-        #[non_exhaustive]
-        pub enum PxeOption<'a> {
-            $( $(#[$doc])* $variant($ty), )*
-            /// A known code whose payload does not fit its type (kept).
-            Malformed {
-                /// Sub-option code.
-                code: u8,
-                /// Payload as received.
-                data: OptionData<'a>,
-            },
-            /// A code this table does not type (kept).
-            Unknown {
-                /// Sub-option code.
-                code: u8,
-                /// Payload.
-                data: OptionData<'a>,
-            },
-        }
-
-        impl<'a> PxeOption<'a> {
-            /// The sub-option code.
-            #[inline]
-            pub fn code(&self) -> u8 {
-                match self {
-                    $( Self::$variant(_) => $code, )*
-                    Self::Malformed { code, .. } | Self::Unknown { code, .. } => *code,
-                }
-            }
-
-            /// Whether `code` has a typed variant.
-            pub fn is_known(code: u8) -> bool {
-                matches!(code, $($code)|*)
-            }
-
-            /// Decodes the payload of sub-option `code`.
-            #[inline]
-            pub fn decode(code: u8, data: OptionData<'a>) -> Self {
-                match code {
-                    $( $code => match <$ty as OptionValue>::decode(data) {
-                        Some(v) => Self::$variant(v),
-                        None => Self::Malformed { code, data },
-                    }, )*
-                    _ => Self::Unknown { code, data },
-                }
-            }
-
-            /// Payload length.
-            #[inline]
-            pub fn payload_len(&self) -> usize {
-                match self {
-                    $( Self::$variant(v) => v.encoded_len(), )*
-                    Self::Malformed { data, .. } | Self::Unknown { data, .. } => data.len(),
-                }
-            }
-
-            /// Checks that the sub-option can be emitted: payload at most
-            /// 255 bytes, code not 0/255, typed codes not given as `Unknown`.
-            pub fn check(&self) -> Result<(), EmitError> {
-                let code = self.code();
-                if self.payload_len() > 255 {
-                    return Err(EmitError::InvalidValue { code });
-                }
-                match self {
-                    $( Self::$variant(v) => v.check($code), )*
-                    Self::Malformed { .. } => Ok(()),
-                    Self::Unknown { code, .. } => {
-                        if *code == code::PAD || *code == code::END || Self::is_known(*code) {
-                            Err(EmitError::InvalidCode(*code))
-                        } else {
-                            Ok(())
-                        }
-                    }
-                }
-            }
-
-            fn write_payload<S: Sink>(&self, out: &mut S) {
-                match self {
-                    $( Self::$variant(v) => v.encode(out), )*
-                    Self::Malformed { data, .. } | Self::Unknown { data, .. } => data.encode(out),
-                }
-            }
-        }
-    };
-}
-
-pxe_options! {
+option_table! {
+    /// PXE sub-option codes (PXE 2.1 table 2-1).
+    mod code {
+        pad: "Pad (0).",
+        end: "PXE_END (255).",
+    }
+    /// A typed PXE sub-option of option 43.
+    enum PxeOption { what: "sub-option" }
+    #[inline]
+    fn decode;
     /// PXE_MTFTP_IP (1): multicast group of MTFTP transfers.
     1 MTFTP_IP => MtftpIp(Ipv4Addr),
     /// PXE_MTFTP_CPORT (2): client UDP port of MTFTP (little-endian!).
@@ -529,6 +435,18 @@ pxe_options! {
     12 CREDENTIAL_TYPES => CredentialTypes(CredentialTypes<'a>),
     /// PXE_BOOT_ITEM (71).
     71 BOOT_ITEM => BootItem(BootItem),
+}
+
+impl PxeOption<'_> {
+    /// Checks that the sub-option can be emitted: payload at most 255
+    /// bytes (a sub-option is never split), code not 0/255, typed codes not
+    /// given as `Unknown`.
+    pub fn check(&self) -> Result<(), EmitError> {
+        if self.payload_len() > 255 {
+            return Err(EmitError::InvalidValue { code: self.code() });
+        }
+        self.check_value()
+    }
 }
 
 impl Eq for PxeOption<'_> {}
