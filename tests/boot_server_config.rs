@@ -958,3 +958,40 @@ fn a_second_instance_with_the_same_state_dir_is_refused() {
     assert!(e.contains("state/preboot.lock"), "{e}");
     drop(first);
 }
+
+/// Every architecture of the table has a `[boot]` key; one configuration
+/// holds at most 16 architectures' files (a bounded map in the engine).
+#[test]
+fn boot_keys_come_from_the_architecture_table() {
+    let keys: Vec<&str> = BootArch::ALL.iter().filter_map(|a| a.key()).collect();
+    let lines = |n: usize| -> String {
+        keys[..n]
+            .iter()
+            .map(|k| {
+                let url = BootArch::from_key(k).unwrap().is_http();
+                let file = if url {
+                    format!("http://10.9.0.1/{k}")
+                } else {
+                    format!("{k}.efi")
+                };
+                format!("{k} = \"{file}\"\n")
+            })
+            .collect()
+    };
+    let text = |n| {
+        GOOD.replace(
+            "bios = \"pxelinux.0\"\nuefi_x64 = \"bootx64.efi\"\n",
+            &lines(n),
+        )
+    };
+    let c = config::parse(Path::new("p.toml"), &text(16)).unwrap();
+    assert_eq!(c.dhcp.boot_files.files.len(), 16);
+    let engine = c.dhcp.engine_config().unwrap();
+    for k in &keys[..16] {
+        let a = BootArch::from_key(k).unwrap();
+        assert!(engine.boot.get(a).unwrap().file.contains(k), "{k}");
+    }
+    let e = config::parse(Path::new("p.toml"), &text(17)).unwrap_err();
+    assert_eq!(e.field, "boot", "{e}");
+    assert!(e.message.contains("at most 16"), "{e}");
+}

@@ -33,10 +33,10 @@ macro_rules! boot_arch {
         }
 
         impl BootArch {
-            /// Every boot class with a boot file slot, in table order
+            /// Every boot class that can have a boot file, in table order
             /// (`BootArch::ALL[i].slot() == Some(i)`).
             pub const ALL: &'static [BootArch] = &[ $( BootArch::$class, )* ];
-            /// Number of boot file slots.
+            /// Number of boot classes in the table.
             pub const COUNT: usize = Self::ALL.len();
 
             /// Classify an IANA processor architecture type (option 93).
@@ -73,7 +73,8 @@ macro_rules! boot_arch {
                 }
             }
 
-            /// Index of its boot file slot; `None` for [`BootArch::Other`].
+            /// Its index in the table ([`BootArch::ALL`]); `None` for
+            /// [`BootArch::Other`].
             pub fn slot(self) -> Option<usize> {
                 let mut i = 0usize;
                 $(
@@ -320,6 +321,28 @@ mod tests {
             "http://s/aa64.efi"
         );
         assert!(BootArch::UefiArm64.entry(&f).is_none());
+    }
+
+    #[test]
+    fn boot_files_are_a_bounded_map_in_table_order() {
+        use super::super::config::MAX_BOOT_FILES;
+        let mut f = BootFiles::default();
+        assert!(!f.set(BootArch::Other(99), BootEntry::tftp("x")));
+        // In reverse: kept in table order all the same.
+        for &a in BootArch::ALL[..MAX_BOOT_FILES].iter().rev() {
+            assert!(f.set(a, BootEntry::tftp(a.key().unwrap())));
+        }
+        let order: std::vec::Vec<_> = f.iter().map(|(a, _)| a).collect();
+        assert_eq!(order, BootArch::ALL[..MAX_BOOT_FILES]);
+        // Full: a new one is refused, a replacement and a removal are not.
+        let next = BootArch::ALL[MAX_BOOT_FILES];
+        assert!(!f.set(next, BootEntry::tftp("n")));
+        assert!(f.get(next).is_none());
+        assert!(f.set(BootArch::Bios, BootEntry::tftp("again")));
+        assert_eq!(f.get(BootArch::Bios).unwrap().file.as_str(), "again");
+        assert!(f.set(BootArch::Bios, None));
+        assert!(f.get(BootArch::Bios).is_none());
+        assert!(f.set(next, BootEntry::tftp("n")));
     }
 
     #[test]

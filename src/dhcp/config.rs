@@ -91,11 +91,17 @@ impl BootEntry {
     }
 }
 
+/// Most architectures with a boot file of their own in one configuration
+/// (the table has 43 boot classes; a server configures a few).
+pub const MAX_BOOT_FILES: usize = 16;
+
 /// Boot files by client architecture (RFC 4578 §2.1 option 93, IANA
-/// "Processor Architecture Types"): one slot per [`BootArch`] of the
-/// architecture table. An architecture without an entry gets no offer at
-/// all, never a wrong file; an HTTP-boot architecture without its own URL
-/// gets [`BootArch::Http`]'s (`http_url`).
+/// "Processor Architecture Types"), keyed by the [`BootArch`] of the
+/// architecture table: a small map of at most [`MAX_BOOT_FILES`] entries,
+/// kept in table order (so that a configuration of a few files stays
+/// small without an allocator). An architecture without an entry gets no
+/// offer at all, never a wrong file; an HTTP-boot architecture without its
+/// own URL gets [`BootArch::Http`]'s (`http_url`).
 ///
 /// ```
 /// use preboot::dhcp::BootArch;
@@ -104,53 +110,56 @@ impl BootEntry {
 /// files.set(BootArch::UefiRiscV64, BootEntry::tftp("riscv64/bootriscv64.efi"));
 /// assert_eq!(BootArch::from_code(27).entry(&files).unwrap().file.as_str(), "riscv64/bootriscv64.efi");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BootFiles {
-    files: [Option<BootEntry>; BootArch::COUNT],
+    files: Vec<(BootArch, BootEntry), MAX_BOOT_FILES>,
     /// Given instead of the architecture's file to a client that is already
     /// iPXE (option 77 `iPXE` or option 175 present), so the chainload ends.
     pub ipxe: Option<BootEntry>,
-}
-
-impl Default for BootFiles {
-    fn default() -> Self {
-        BootFiles {
-            files: core::array::from_fn(|_| None),
-            ipxe: None,
-        }
-    }
 }
 
 impl BootFiles {
     /// The architecture's own entry (no `http_url` fallback: see
     /// [`BootArch::entry`]).
     pub fn get(&self, arch: BootArch) -> Option<&BootEntry> {
-        self.files.get(arch.slot()?)?.as_ref()
+        self.files.iter().find(|(a, _)| *a == arch).map(|(_, e)| e)
     }
 
     /// The architecture's own entry, to change it in place.
     pub fn get_mut(&mut self, arch: BootArch) -> Option<&mut BootEntry> {
-        self.files.get_mut(arch.slot()?)?.as_mut()
+        self.files
+            .iter_mut()
+            .find(|(a, _)| *a == arch)
+            .map(|(_, e)| e)
     }
 
     /// Set (or with `None` clear) the architecture's entry. Returns `false`
-    /// (and changes nothing) for [`BootArch::Other`], which has no slot.
+    /// (and changes nothing) for [`BootArch::Other`], which boots nothing,
+    /// and for a new architecture beyond [`MAX_BOOT_FILES`].
     pub fn set(&mut self, arch: BootArch, entry: Option<BootEntry>) -> bool {
-        match arch.slot().and_then(|i| self.files.get_mut(i)) {
-            Some(slot) => {
-                *slot = entry;
-                true
-            }
-            None => false,
+        if arch.slot().is_none() {
+            return false;
         }
+        let at = self.files.iter().position(|(a, _)| *a == arch);
+        match (at, entry) {
+            (Some(i), Some(e)) => self.files[i].1 = e,
+            (Some(i), None) => {
+                self.files.remove(i);
+            }
+            (None, Some(e)) => {
+                if self.files.push((arch, e)).is_err() {
+                    return false;
+                }
+                self.files.sort_unstable_by_key(|(a, _)| *a);
+            }
+            (None, None) => {}
+        }
+        true
     }
 
     /// The configured architectures and their entries, in table order.
     pub fn iter(&self) -> impl Iterator<Item = (BootArch, &BootEntry)> {
-        BootArch::ALL
-            .iter()
-            .zip(&self.files)
-            .filter_map(|(a, e)| Some((*a, e.as_ref()?)))
+        self.files.iter().map(|(a, e)| (*a, e))
     }
 }
 

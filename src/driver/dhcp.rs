@@ -62,7 +62,9 @@ use std::vec::Vec;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::Instant;
-use crate::dhcp::config::{BootEntry, BootFileName, Menu, MenuItem, ServerConfig, Text};
+use crate::dhcp::config::{
+    BootEntry, BootFileName, MAX_BOOT_FILES, Menu, MenuItem, ServerConfig, Text,
+};
 use crate::dhcp::server::{Event, IgnoreReason};
 use crate::dhcp::store::{LeaseRecord, LeaseStore};
 use crate::dhcp::{BootArch, Server, ServerPort};
@@ -250,7 +252,9 @@ impl DhcpServerConfig {
         for (&arch, file) in &f.files {
             let server = f.servers.get(&arch).copied();
             if !c.boot.set(arch, entry(Some(file), server)?) {
-                return Err(invalid(&std::format!("no boot file slot for {arch}")));
+                return Err(invalid(&std::format!(
+                    "boot file for {arch}: not an architecture of the table, or more than {MAX_BOOT_FILES} architectures"
+                )));
             }
         }
         c.boot.ipxe = entry(f.ipxe.as_ref(), f.ipxe_server)?;

@@ -47,7 +47,8 @@ use toml::Spanned;
 
 use crate::dhcp::BootArch;
 use crate::dhcp::config::{
-    BOOT_FILE_LEN, CLIENT_ID_LEN, MAX_MENU_ITEMS, MAX_POOLS, MAX_RESERVATIONS, TEXT_LEN,
+    BOOT_FILE_LEN, CLIENT_ID_LEN, MAX_BOOT_FILES, MAX_MENU_ITEMS, MAX_POOLS, MAX_RESERVATIONS,
+    TEXT_LEN,
 };
 use crate::driver::dhcp::{
     BootFileConfig, DhcpServerConfig, MenuPolicy, Mode, Pool, RateLimit, Reservation,
@@ -860,6 +861,16 @@ impl Conv<'_> {
         }
         if let (None, Some(s)) = (&b.ipxe, &b.servers.ipxe) {
             self.ip(s, "boot.servers.ipxe")?;
+        }
+        if out.files.len() > MAX_BOOT_FILES {
+            return Err(self.cx.at(
+                raw,
+                "boot",
+                format!(
+                    "boot files for {} architectures: at most {MAX_BOOT_FILES}",
+                    out.files.len()
+                ),
+            ));
         }
         if out.files.is_empty() {
             return Err(self.cx.at(
