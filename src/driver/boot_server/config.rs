@@ -36,6 +36,7 @@
 //! Every error is a [`ConfigError`] naming the file, line, column and field.
 //! Relative paths are relative to the configuration file's directory.
 
+use std::collections::BTreeMap;
 use std::format;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -344,7 +345,7 @@ struct RawPorts {
 /// Deserialized by hand because its keys come from the table.
 #[derive(Default)]
 struct RawBoot {
-    files: Vec<(BootArch, S<String>)>,
+    files: BTreeMap<BootArch, S<String>>,
     ipxe: Option<S<String>>,
     check_files: Option<bool>,
     servers: RawServers,
@@ -354,7 +355,7 @@ struct RawBoot {
 /// HTTP-boot URLs), plus `ipxe`.
 #[derive(Default)]
 struct RawServers {
-    archs: Vec<(BootArch, S<String>)>,
+    archs: BTreeMap<BootArch, S<String>>,
     ipxe: Option<S<String>>,
 }
 
@@ -440,7 +441,7 @@ impl<'de> Deserialize<'de> for RawBoot {
                 let mut out = RawBoot::default();
                 while let Some(Key::<false>(k)) = m.next_key()? {
                     match k {
-                        BootKey::Arch(a) => out.files.push((a, m.next_value()?)),
+                        BootKey::Arch(a) => _ = out.files.insert(a, m.next_value()?),
                         BootKey::Ipxe => out.ipxe = Some(m.next_value()?),
                         BootKey::CheckFiles => out.check_files = Some(m.next_value()?),
                         BootKey::Servers => out.servers = m.next_value()?,
@@ -468,7 +469,7 @@ impl<'de> Deserialize<'de> for RawServers {
                 let mut out = RawServers::default();
                 while let Some(Key::<true>(k)) = m.next_key()? {
                     match k {
-                        BootKey::Arch(a) => out.archs.push((a, m.next_value()?)),
+                        BootKey::Arch(a) => _ = out.archs.insert(a, m.next_value()?),
                         _ => out.ipxe = Some(m.next_value()?),
                     }
                 }
@@ -792,25 +793,14 @@ impl Conv<'_> {
         let b = raw.get_ref();
         let mut out = BootFileConfig::default();
         let mut files = Vec::new();
-        let server_of = |key: Option<BootArch>| {
-            b.servers
-                .archs
-                .iter()
-                .find(|(a, _)| Some(*a) == key)
-                .map(|(_, s)| s)
-                .or(if key.is_none() {
-                    b.servers.ipxe.as_ref()
-                } else {
-                    None
-                })
+        // The server of an architecture's file (`None`: iPXE's).
+        let server_of = |arch: Option<BootArch>| match arch {
+            Some(a) => b.servers.archs.get(&a),
+            None => b.servers.ipxe.as_ref(),
         };
         // The architectures' files (in table order), then iPXE's.
-        let mut entries: Vec<(Option<BootArch>, &S<String>)> = BootArch::ALL
-            .iter()
-            .filter_map(|&a| Some((Some(a), &b.files.iter().find(|(f, _)| *f == a)?.1)))
-            .collect();
-        entries.extend(b.ipxe.as_ref().map(|f| (None, f)));
-        for (arch, file) in entries {
+        let archs = b.files.iter().map(|(a, f)| (Some(*a), f));
+        for (arch, file) in archs.chain(b.ipxe.iter().map(|f| (None, f))) {
             let key = arch.and_then(BootArch::key).unwrap_or("ipxe");
             let field = format!("boot.{key}");
             self.file_name(file, &field)?;
