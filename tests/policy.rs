@@ -119,6 +119,10 @@ fn condition_table() {
         ),
         (Arch(7), true),
         (Arch(0), false),
+        // By boot class of the architecture table: 7 is UEFI x64.
+        (BootArch(preboot::dhcp::BootArch::UefiX64), true),
+        (BootArch(preboot::dhcp::BootArch::Bios), false),
+        (BootArch(preboot::dhcp::BootArch::Http), false),
         (
             Pci {
                 vendor: 0x8086,
@@ -800,4 +804,43 @@ fn unencodable_store_fails_before_state_changes() {
     );
     st.server.menu_file = Some("f".repeat(129));
     assert!(ImagingProxy::new(st).menu(Instant::ZERO, &w1).is_err());
+}
+
+/// `arch` conditions name boot classes by the architecture table's names
+/// (the `[boot]` keys and the log names), older names still work, numbers
+/// stay exact, and an unknown name is an error at its line.
+#[test]
+fn toml_arch_names_come_from_the_table() {
+    use preboot::dhcp::BootArch as B;
+    for (name, want) in [
+        ("uefi_x64", Condition::BootArch(B::UefiX64)),
+        ("uefi-x64", Condition::BootArch(B::UefiX64)),
+        ("efi-x64", Condition::BootArch(B::UefiX64)),
+        ("efi-bc", Condition::BootArch(B::UefiX64)),
+        ("uefi_arm32", Condition::BootArch(B::UefiArm32)),
+        ("uefi_riscv64", Condition::BootArch(B::UefiRiscV64)),
+        ("uboot-arm64", Condition::BootArch(B::UbootArm64)),
+        ("http_url", Condition::BootArch(B::Http)),
+        ("efi-arm64-http", Condition::BootArch(B::HttpArm64)),
+    ] {
+        let text = GOOD.replace(
+            "{ arch = \"efi-x64\" }",
+            &format!("{{ arch = \"{name}\" }}"),
+        );
+        let s = toml_store::parse(Path::new("policy.toml"), &text).unwrap();
+        assert_eq!(
+            s.server.rules[0].when,
+            Condition::All(vec![Condition::RamMb(Cmp::Ge, 8192), want]),
+            "{name}"
+        );
+    }
+    let text = GOOD.replace("{ arch = \"efi-x64\" }", "{ arch = 27 }");
+    let s = toml_store::parse(Path::new("policy.toml"), &text).unwrap();
+    assert_eq!(
+        s.server.rules[0].when,
+        Condition::All(vec![Condition::RamMb(Cmp::Ge, 8192), Condition::Arch(27)])
+    );
+    let text = GOOD.replace("{ arch = \"efi-x64\" }", "{ arch = \"riscv\" }");
+    let e = toml_store::parse(Path::new("policy.toml"), &text).unwrap_err();
+    assert!(e.message.contains("unknown architecture name"), "{e}");
 }

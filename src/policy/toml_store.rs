@@ -616,7 +616,10 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
 /// `efi-x64`, `efi-bc`, `efi-arm32`, `efi-arm64`, `efi-x64-http`,
 /// `efi-arm64-http`).
 fn arch_by_name(s: &str) -> Option<BootArch> {
-    BootArch::from_name(s).or(Some(match s {
+    if let Some(b) = BootArch::from_name(s) {
+        return Some(b);
+    }
+    Some(match s {
         "x86-bios" => BootArch::Bios,
         "efi-ia32" => BootArch::UefiIa32,
         "efi-x64" | "efi-bc" => BootArch::UefiX64,
@@ -625,7 +628,7 @@ fn arch_by_name(s: &str) -> Option<BootArch> {
         "efi-x64-http" => BootArch::HttpX64,
         "efi-arm64-http" => BootArch::HttpArm64,
         _ => return None,
-    }))
+    })
 }
 
 fn fetch_by_name(s: &str) -> Option<Fetch> {
