@@ -13,7 +13,11 @@
 //! - single-port mode (the spoofer knows port and block numbers): at most
 //!   one datagram sent per datagram received, each ≤ blksize + 4 bytes.
 //!
-//! Run with `--nocapture` to see the figures.
+//! The issue's own figures are on the wire (its 784x for a spray of ACK 0
+//! over a port range is this file's 1000-port spray before the fix).
+//! `single_port_driver_five_spoofed_datagrams` replays its single-port
+//! attack on the std server over loopback. Run with `--nocapture` to see
+//! the figures.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -316,4 +320,64 @@ fn single_port_one_datagram_per_datagram() {
     let t = Attack::new(single_port()).run(&rrq(BIG), Spoofer::Blind);
     t.report("single port, blind");
     assert!(t.tx_datagrams <= t.rx_datagrams, "{t:?}");
+}
+
+/// The attack of issue 11 on the std server in single-port mode, on
+/// loopback: 5 datagrams (a request for blksize 65464 and windowsize 64,
+/// then ACKs 0, 64, 128, 192 as a blind spoofer would predict them) drew
+/// 41.9 MB. The "victim" socket sends them; another thread counts what
+/// arrives there for 3.5 s, which covers the first timeouts.
+#[test]
+fn single_port_driver_five_spoofed_datagrams() {
+    use preboot::driver::tftp::{TftpServer, TftpServerConfig};
+    use std::net::{SocketAddr, UdpSocket};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pxelinux.0"), &image()[..32 << 20]).unwrap();
+    let mut config = TftpServerConfig::new(
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+        dir.path().into(),
+    );
+    config.single_port = true;
+    let server = TftpServer::bind(config).unwrap().spawn().unwrap();
+    let victim = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let counter = victim.try_clone().unwrap();
+    counter
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let count = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let (mut datagrams, mut bytes) = (0u64, 0u64);
+        let end = std::time::Instant::now() + Duration::from_millis(3500);
+        while std::time::Instant::now() < end {
+            if let Ok(n) = counter.recv(&mut buf) {
+                datagrams += 1;
+                bytes += n as u64;
+            }
+        }
+        (datagrams, bytes)
+    });
+    let to = server.local_addr();
+    let mut sent = Vec::new();
+    sent.push(rrq(BIG));
+    for block in [0u16, 64, 128, 192] {
+        sent.push(vec![0, 4, (block >> 8) as u8, block as u8]);
+    }
+    for d in &sent {
+        victim.send_to(d, to).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (datagrams, bytes) = count.join().unwrap();
+    server.stop().unwrap();
+    let t = Tally {
+        rx_datagrams: sent.len() as u64,
+        rx_bytes: sent.iter().map(|d| d.len() as u64).sum(),
+        tx_datagrams: datagrams,
+        tx_bytes: bytes,
+    };
+    t.report("std server, single port, 5 spoofed datagrams");
+    // The OACK (no windowsize granted), one DATA for ACK 0, and at the
+    // first timeout one re-send paid by the later ACKs: one datagram per
+    // datagram, each at most blksize + 4 bytes.
+    assert!(t.tx_datagrams <= t.rx_datagrams, "{t:?}");
+    assert!(t.tx_bytes <= t.rx_datagrams * (65464 + 4), "{t:?}");
 }
