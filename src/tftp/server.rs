@@ -29,6 +29,19 @@
 //!    arrives. Calling it at any other time, or not at all, is harmless: it
 //!    only gives a hint.
 //!
+//! # Spoofed requests (anti-amplification)
+//!
+//! A read transfer sends at most one datagram per datagram received from
+//! its peer (the request, repeats of it fed to
+//! [`Server::handle_request`], datagrams fed to [`Server::handle`]) until
+//! the peer acknowledges what was sent on the transfer's own port; the
+//! window then flows, a timeout re-sends one block, and timeouts back off.
+//! A driver without a port per transfer (single-port mode) sets
+//! [`ServerConfig::validate_by_port`] to false: no transfer is then ever
+//! validated and `windowsize` is not granted. Limits in
+//! [`ServerConfig::max_timeout`] and [`ServerConfig::port_space`]; the
+//! rules in `sender.rs`.
+//!
 //! ```
 //! use core::net::{Ipv4Addr, SocketAddrV4};
 //! use preboot::Instant;
