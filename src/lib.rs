@@ -143,6 +143,7 @@ pub mod fs;
 pub mod policy;
 pub mod tftp;
 pub mod transaction;
+pub mod workstation;
 
 #[cfg(feature = "std")]
 pub mod driver;
