@@ -34,6 +34,10 @@ pub enum FsError {
     /// The size limit was exceeded or the disk is full.
     #[error("size limit exceeded or disk full")]
     TooLarge,
+    /// The process or the system has no file descriptor left (EMFILE,
+    /// ENFILE): a capacity limit, not a fault of the file.
+    #[error("too many open files")]
+    TooManyOpenFiles,
     /// Any other I/O failure.
     #[error("I/O error")]
     Io,
@@ -47,7 +51,7 @@ impl FsError {
             FsError::AccessDenied => ErrorCode::AccessViolation,
             FsError::AlreadyExists => ErrorCode::FileExists,
             FsError::TooLarge => ErrorCode::DiskFull,
-            FsError::Io => ErrorCode::NotDefined,
+            FsError::TooManyOpenFiles | FsError::Io => ErrorCode::NotDefined,
         }
     }
 }

@@ -71,6 +71,7 @@ fn example_file_parses_into_what_it_documents() {
     assert_eq!((t.max_transfers, t.max_per_client), (1024, 64));
     assert_eq!((t.max_blksize, t.max_windowsize), (65464, 64));
     assert_eq!(t.timeout, Duration::from_millis(1000));
+    assert_eq!(t.max_timeout, Duration::from_secs(5));
     assert_eq!(t.max_retries, 5);
     assert!(!t.single_port && !t.allow_write && !t.allow_overwrite);
     assert_eq!(t.port_range, None);
@@ -451,6 +452,20 @@ fn bad_configs_name_file_line_and_field() {
             19,
             "tftp.max_blksize",
             "512-65464",
+        ),
+        (
+            "[tftp]",
+            "[tftp]\nmax_transfers = 1048576",
+            19,
+            "tftp.max_transfers",
+            "1-65536",
+        ),
+        (
+            "[tftp]",
+            "[tftp]\nmax_timeout_secs = 0",
+            19,
+            "tftp.max_timeout_secs",
+            "1-255",
         ),
         (
             "[tftp]",

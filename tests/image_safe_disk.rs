@@ -3,7 +3,7 @@
 //! a clear reason.
 
 use core::net::Ipv4Addr;
-use preboot::driver::transaction::{ImageSafeDiskError, read_image_safe, write_image_safe};
+use preboot::driver::image_safe_disk::{ImageSafeDiskError, read_image_safe, write_image_safe};
 use preboot::wire::image_safe::{
     ImageSafe, ImageSafeError, NoRecord, PendingFlags, SLOT_A_OFFSET, SLOT_B_OFFSET, Slot,
 };

@@ -4,11 +4,13 @@
 
 use core::net::Ipv4Addr;
 use preboot::Instant;
+#[cfg(feature = "std")] // the TOML store is std-only
 use preboot::policy::toml_store;
 use preboot::policy::*;
 use preboot::transaction::Policy;
 use preboot::wire::image_safe::PendingFlags;
 use preboot::wire::transaction::messages::*;
+#[cfg(feature = "std")] // the TOML store is std-only
 use std::path::Path;
 use std::time::Duration;
 
@@ -533,6 +535,7 @@ fn reports_apply_once() {
     assert!(r.is_ok());
 }
 
+#[cfg(feature = "std")] // the TOML store is std-only
 const GOOD: &str = r#"
 [server]
 image_server = "10.0.0.5"
@@ -579,6 +582,7 @@ start_after_secs = 300
 "#;
 
 /// The documented TOML format loads into the expected store.
+#[cfg(feature = "std")] // the TOML store is std-only
 #[test]
 fn toml_store_loads() {
     let s = toml_store::parse(Path::new("policy.toml"), GOOD).unwrap();
@@ -615,6 +619,7 @@ fn toml_store_loads() {
 }
 
 /// Errors name the file, the line and the field.
+#[cfg(feature = "std")] // the TOML store is std-only
 #[test]
 fn toml_errors_name_file_line_field() {
     let cases: &[(&str, usize, &str, &str)] = &[
@@ -809,6 +814,7 @@ fn unencodable_store_fails_before_state_changes() {
 /// `arch` conditions name boot classes by the architecture table's names
 /// (the `[boot]` keys and the log names), older names still work, numbers
 /// stay exact, and an unknown name is an error at its line.
+#[cfg(feature = "std")] // the TOML store is std-only
 #[test]
 fn toml_arch_names_come_from_the_table() {
     use preboot::dhcp::BootArch as B;

@@ -160,11 +160,22 @@ fn sorcerers_apprentice_duplicate_ack_never_resends() {
     // A spurious early timeout call is harmless.
     s.handle_timeout(h, t(4));
     assert!(drain(&mut s, h, t(4)).is_empty());
-    // The timer fires: roll back to block 3.
+    // The timer fires: only the first unacknowledged block goes again, not
+    // the window (issue 11).
     let deadline = s.poll_timeout(h).unwrap();
     assert_eq!(deadline, t(2) + Duration::from_secs(1));
     s.handle_timeout(h, deadline);
-    assert_eq!(blocks(&drain(&mut s, h, deadline)), vec![3, 4, 5, 6]);
+    assert_eq!(blocks(&drain(&mut s, h, deadline)), vec![3]);
+    // Consecutive timeouts back off: 2 s, then 4 s.
+    let second = s.poll_timeout(h).unwrap();
+    assert_eq!(second, deadline + Duration::from_secs(2));
+    s.handle_timeout(h, second);
+    assert_eq!(blocks(&drain(&mut s, h, second)), vec![3]);
+    assert_eq!(s.poll_timeout(h), Some(second + Duration::from_secs(4)));
+    // An ACK of a block sent before the timeouts still counts, and opens
+    // the window again (block 10, 392 bytes, is the last).
+    s.handle(h, second, b"\x00\x04\x00\x06");
+    assert_eq!(blocks(&drain(&mut s, h, second)), vec![7, 8, 9, 10]);
 }
 
 #[test]
@@ -173,14 +184,25 @@ fn retries_are_bounded_and_failure_is_reported() {
         max_retries: 2,
         ..ServerConfig::default()
     });
-    let h = open(&mut s, t(0), peer(2001), b"\x00\x01pxelinux.0\x00octet\x00");
+    let rrq = b"\x00\x01pxelinux.0\x00octet\x00";
+    let h = open(&mut s, t(0), peer(2001), rrq);
     assert_eq!(blocks(&drain(&mut s, h, t(0))), vec![1]);
-    let mut now;
-    for _ in 0..2 {
-        now = s.poll_timeout(h).unwrap();
-        s.handle_timeout(h, now);
-        assert_eq!(blocks(&drain(&mut s, h, now)), vec![1]);
-    }
+    // Nothing acknowledged yet (issue 11): the timer re-sends only what a
+    // datagram from the client paid for, on the server's own 1 s schedule.
+    let mut now = s.poll_timeout(h).unwrap();
+    assert_eq!(now, t(1000));
+    s.handle_timeout(h, now);
+    assert!(drain(&mut s, h, now).is_empty());
+    // The client repeats its request: one re-send.
+    assert_eq!(
+        s.handle_request(now, peer(2001), rrq),
+        RequestOutcome::Ignored
+    );
+    assert_eq!(blocks(&drain(&mut s, h, now)), vec![1]);
+    now = s.poll_timeout(h).unwrap();
+    assert_eq!(now, t(2000));
+    s.handle_timeout(h, now);
+    assert!(drain(&mut s, h, now).is_empty());
     now = s.poll_timeout(h).unwrap();
     s.handle_timeout(h, now);
     assert!(drain(&mut s, h, now).is_empty());

@@ -232,6 +232,13 @@ fn a_resent_block_hints_the_same_next_block_again() {
     s.read_ahead(h);
     let late = t0 + Duration::from_secs(2);
     s.handle_timeout(h, late);
+    // Nothing acknowledged yet: the timer alone re-sends nothing (issue 11
+    // item 3); the client's repeated request pays for the re-send.
+    assert!(s.poll_transmit(h, late, &mut buf).is_none());
+    assert_eq!(
+        s.handle_request(late, PEER, &rrq("octet", &[])),
+        RequestOutcome::Ignored
+    );
     assert!(s.poll_transmit(h, late, &mut buf).is_some());
     s.read_ahead(h);
     assert_eq!(hints(&log), [(512, 512), (512, 512)]);

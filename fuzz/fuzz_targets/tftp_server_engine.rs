@@ -1,8 +1,12 @@
 //! The server engine driven by arbitrary operation sequences: requests,
 //! datagrams into transfers, time steps, timeouts, read-ahead calls. No
-//! panic, bounded output per poll, bounded state, and read-ahead hints only
+//! panic, bounded output per poll, bounded state, read-ahead hints only
 //! where they belong (octet reads; one block in lock-step, one window with
-//! windowsize; starting inside the file).
+//! windowsize; starting inside the file), timers that lie in the future
+//! once they have run, and the anti-amplification rule: a read transfer
+//! whose peer is not validated sends at most one datagram per datagram it
+//! received (its request, repeats of it, datagrams to its port), plus one
+//! ERROR.
 #![no_main]
 
 use std::cell::RefCell;
@@ -112,6 +116,9 @@ fuzz_target!(|input: Input| {
     let mut server: Srv<'_> = Server::new(config, (0..6).map(|_| Slot::new()).collect());
     let mut handles: Vec<TransferHandle> = Vec::new();
     let mut reads: HashMap<TransferHandle, ReadInfo> = HashMap::new();
+    // Per read transfer: datagrams received from its peer, datagrams sent
+    // while the peer was unvalidated.
+    let mut amp: HashMap<TransferHandle, (u64, u64)> = HashMap::new();
     let mut now = Instant::ZERO;
     let mut buf = vec![0u8; 65536 + 4];
     let peer = |c: u8| SocketAddrV4::new(Ipv4Addr::new(10, 0, c % 3, 1), 1000 + u16::from(c));
@@ -137,6 +144,13 @@ fuzz_target!(|input: Input| {
             _ => None,
         };
         if let Some((client, raw)) = req {
+            // A repeat of a live transfer's request is a datagram from its
+            // peer.
+            for (&h, a) in amp.iter_mut() {
+                if server.peer(h) == Some(peer(client)) && !server.is_finished(h) {
+                    a.0 += 1;
+                }
+            }
             match server.handle_request(now, peer(client), raw) {
                 RequestOutcome::Read(inc) => match fs.open(&inc.path) {
                     Ok(f) => {
@@ -145,6 +159,7 @@ fuzz_target!(|input: Input| {
                         if let Ok(h) = server.accept_read(now, &inc, Hinted { inner: f, hints }) {
                             handles.push(h);
                             reads.insert(h, info);
+                            amp.insert(h, (1, 0));
                         }
                     }
                     Err(e) => server.refuse(&inc, e.error_code()),
@@ -158,6 +173,11 @@ fuzz_target!(|input: Input| {
                 _ => {}
             }
             continue;
+        }
+        if let Op::Raw { transfer, .. } | Op::Ack { transfer, .. } | Op::Data { transfer, .. } | Op::Error { transfer, .. } = &op {
+            if let Some(a) = pick(&handles, *transfer).and_then(|h| amp.get_mut(&h)) {
+                a.0 += 1;
+            }
         }
         match op {
             Op::Raw { transfer, raw } => {
@@ -189,6 +209,11 @@ fuzz_target!(|input: Input| {
             Op::Timeouts => {
                 for &h in &handles {
                     server.handle_timeout(h, now);
+                    // A timer that has run is re-armed in the future (or
+                    // gone): a driver never spins on it.
+                    if let Some(t) = server.poll_timeout(h) {
+                        assert!(t > now, "deadline {t:?} not after {now:?} once handled");
+                    }
                 }
             }
             Op::ReadAhead { transfer } => {
@@ -207,9 +232,17 @@ fuzz_target!(|input: Input| {
         }
         for &h in &handles {
             let mut sent = 0;
+            let unvalidated = !server.validated(h);
             while server.poll_transmit(h, now, &mut buf).is_some() {
                 sent += 1;
                 assert!(sent <= 256 + 2, "unbounded transmit");
+            }
+            if let Some(a) = amp.get_mut(&h) {
+                if unvalidated {
+                    a.1 += sent;
+                    // One datagram per datagram received, and one ERROR.
+                    assert!(a.1 <= a.0 + 1, "amplification: {} sent for {} received", a.1, a.0);
+                }
             }
             // The documented order: after sending, read ahead.
             read_ahead_checked(&mut server, h, reads.get(&h));
@@ -218,14 +251,12 @@ fuzz_target!(|input: Input| {
                 ev += 1;
                 assert!(ev <= 3, "unbounded events");
             }
-            if let Some(t) = server.poll_timeout(h) {
-                assert!(t >= now || t <= now, "comparable");
-            }
         }
         handles.retain(|&h| {
             if server.is_finished(h) {
                 server.remove(h);
                 reads.remove(&h);
+                amp.remove(&h);
                 // A removed transfer takes no hint.
                 server.read_ahead(h);
                 false

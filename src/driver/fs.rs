@@ -38,6 +38,7 @@ fn io_to_fs(e: &io::Error) -> FsError {
         _ => match e.raw_os_error() {
             // ELOOP (O_NOFOLLOW on a symlink), ENOTDIR: not a plain path.
             Some(libc::ELOOP) | Some(libc::ENOTDIR) => FsError::AccessDenied,
+            Some(libc::EMFILE) | Some(libc::ENFILE) => FsError::TooManyOpenFiles,
             _ => FsError::Io,
         },
     }

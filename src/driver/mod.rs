@@ -3,6 +3,7 @@ pub mod boot_server;
 pub mod clients;
 pub mod dhcp;
 pub mod fs;
+pub mod image_safe_disk;
 pub mod privileges;
 pub mod tftp;
 pub mod transaction;

@@ -71,6 +71,15 @@ const WAKER: Token = Token(usize::MAX - 1);
 /// Longest a poll waits, so a stop flag without a waker is seen promptly.
 const MAX_WAIT: Duration = Duration::from_millis(100);
 
+/// The largest [`TftpServerConfig::max_transfers`]: a transfer with its
+/// own port needs one of the 65535 UDP ports, and every slot is allocated
+/// at start (about 0.5 KiB each, 32 MiB at this maximum).
+pub const MAX_TRANSFERS: usize = 65536;
+
+/// File descriptors kept aside from the transfers' for the rest of the
+/// process (listening sockets, the poll instance, the lease file, logs).
+const RESERVED_FDS: u64 = 64;
+
 /// Settings of the std TFTP server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TftpServerConfig {
@@ -94,6 +103,9 @@ pub struct TftpServerConfig {
     pub max_per_client: usize,
     /// Retransmission timeout when the client asks for none.
     pub timeout: Duration,
+    /// Largest RFC 2349 `timeout` granted; a client asking for more gets
+    /// none in the OACK and [`TftpServerConfig::timeout`] is used.
+    pub max_timeout: Duration,
     /// Retransmissions before a transfer gives up.
     pub max_retries: u8,
     /// Largest `blksize` granted.
@@ -111,8 +123,9 @@ pub struct TftpServerConfig {
 }
 
 impl TftpServerConfig {
-    /// Defaults: no uploads, 1024 transfers, 64 per client, 1 s timeout,
-    /// 5 retries, blksize up to 65464, windowsize up to 64.
+    /// Defaults: no uploads, 1024 transfers, 64 per client, 1 s timeout
+    /// (clients may ask for up to 5 s), 5 retries, blksize up to 65464,
+    /// windowsize up to 64.
     pub fn new(bind: SocketAddr, root: PathBuf) -> Self {
         TftpServerConfig {
             bind,
@@ -125,6 +138,7 @@ impl TftpServerConfig {
             max_transfers: 1024,
             max_per_client: 64,
             timeout: Duration::from_secs(1),
+            max_timeout: Duration::from_secs(5),
             max_retries: 5,
             max_blksize: MAX_BLKSIZE,
             max_windowsize: 64,
@@ -145,8 +159,83 @@ impl TftpServerConfig {
             max_per_client: self.max_per_client,
             allow_write: self.allow_write,
             max_write_size: self.max_write_size,
+            max_timeout: self.max_timeout,
+            // A transfer's own port is the secret that validates its peer;
+            // one shared port is no secret.
+            validate_by_port: !self.single_port,
+            port_space: self.port_space(),
+            hash_key: {
+                use std::hash::BuildHasher;
+                std::collections::hash_map::RandomState::new().hash_one(0x7466_7470u64)
+            },
         }
     }
+
+    /// How many ports a spoofer must try to find a transfer's: the port
+    /// range, or the kernel's ephemeral range.
+    fn port_space(&self) -> u32 {
+        if let Some(r) = &self.port_range {
+            return u32::from(*r.end()).saturating_sub(u32::from(*r.start())) + 1;
+        }
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| {
+                let mut it = s.split_whitespace().map(|v| v.parse::<u32>().ok());
+                let (lo, hi) = (it.next()??, it.next()??);
+                hi.checked_sub(lo).map(|d| d + 1)
+            })
+            .unwrap_or(ServerConfig::default().port_space)
+    }
+
+    /// File descriptors the transfers can hold: per transfer its file, and
+    /// its socket unless in single-port mode.
+    fn fds_needed(&self) -> u64 {
+        let per = if self.single_port { 1 } else { 2 };
+        self.max_transfers as u64 * per + RESERVED_FDS
+    }
+}
+
+/// Makes sure the process may open the descriptors `config` needs: raises
+/// the soft `RLIMIT_NOFILE` to the hard limit if needed, and refuses, with
+/// the numbers, when even that is too low. Without this, transfers past
+/// the limit would fail one by one with EMFILE.
+#[cfg(target_os = "linux")]
+fn check_fd_limit(config: &TftpServerConfig) -> io::Result<()> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let need = config.fds_needed();
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    if soft >= need {
+        return Ok(());
+    }
+    if hard >= need && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        tracing::info!(
+            from = soft,
+            to = hard,
+            need,
+            "tftp: raised the open-file limit (RLIMIT_NOFILE)"
+        );
+        return Ok(());
+    }
+    let per = if config.single_port {
+        "its file"
+    } else {
+        "a socket and its file"
+    };
+    Err(io::Error::other(format!(
+        "max_transfers = {} needs {need} file descriptors ({per} per transfer, {RESERVED_FDS} kept for the rest) but RLIMIT_NOFILE allows {soft} (hard limit {hard}): raise the limit (ulimit -n, systemd LimitNOFILE=) or lower max_transfers",
+        config.max_transfers
+    )))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn check_fd_limit(_config: &TftpServerConfig) -> io::Result<()> {
+    Ok(())
+}
+
+/// True for "no descriptor left" (EMFILE in the process, ENFILE in the
+/// system), which the logs name as such.
+fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
 /// Counters since the server started.
@@ -282,8 +371,20 @@ fn udp_socket(addr: SocketAddrV4, buffer: usize) -> io::Result<std::net::UdpSock
 }
 
 impl TftpServer {
-    /// Opens the root and binds the listening socket.
+    /// Opens the root and binds the listening socket. Refuses a
+    /// `max_transfers` above [`MAX_TRANSFERS`] or one the open-file limit
+    /// cannot hold (after raising the soft limit to the hard one).
     pub fn bind(config: TftpServerConfig) -> io::Result<TftpServer> {
+        if config.max_transfers > MAX_TRANSFERS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "max_transfers = {} is above the maximum {MAX_TRANSFERS}",
+                    config.max_transfers
+                ),
+            ));
+        }
+        check_fd_limit(&config)?;
         let dir = JailedDir::new(&config.root)?
             .with_uploads(config.allow_overwrite, config.max_write_size);
         let bind = v4(config.bind)?;
@@ -294,7 +395,7 @@ impl TftpServer {
         let mut listener = listener;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let slots = config.max_transfers.clamp(1, 1 << 20);
+        let slots = config.max_transfers.clamp(1, MAX_TRANSFERS);
         let engine = Server::new(config.engine(), (0..slots).map(|_| Slot::new()).collect());
         Ok(TftpServer {
             engine,
@@ -424,6 +525,8 @@ impl TftpServer {
                             // warning, but an operator looking for a
                             // misnamed boot file must see it.
                             tracing::info!(peer = %from, file = inc.path.as_str(), "tftp: file not found");
+                        } else if e == FsError::TooManyOpenFiles {
+                            tracing::error!(peer = %from, file = inc.path.as_str(), active = self.engine.active(), "tftp: read refused: too many open files (EMFILE/ENFILE): raise RLIMIT_NOFILE or lower max_transfers");
                         } else {
                             tracing::warn!(peer = %from, file = inc.path.as_str(), error = %e, "tftp: read refused");
                         }
@@ -514,7 +617,11 @@ impl TftpServer {
                     self.engine
                         .refuse(inc, crate::wire::tftp::ErrorCode::NotDefined);
                     self.stats.refused += 1;
-                    tracing::error!(peer = %inc.peer, file = inc.path.as_str(), error = %e, "tftp: no transfer socket");
+                    if out_of_fds(&e) {
+                        tracing::error!(peer = %inc.peer, file = inc.path.as_str(), active = self.engine.active(), error = %e, "tftp: no transfer socket: too many open files (EMFILE/ENFILE): raise RLIMIT_NOFILE or lower max_transfers");
+                    } else {
+                        tracing::error!(peer = %inc.peer, file = inc.path.as_str(), error = %e, "tftp: no transfer socket");
+                    }
                     return;
                 }
             }

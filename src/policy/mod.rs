@@ -42,6 +42,8 @@ mod store;
 pub mod toml_store;
 
 #[cfg(feature = "alloc")]
+pub use crate::workstation::identities;
+#[cfg(feature = "alloc")]
 pub use condition::{Cmp, Condition, Facts};
 #[cfg(feature = "alloc")]
 pub use model::{
@@ -49,6 +51,6 @@ pub use model::{
     WorkstationId, WorkstationObject, WorkstationPolicy,
 };
 #[cfg(feature = "alloc")]
-pub use proxy::{Decision, ImagingProxy, MenuSource, identities};
+pub use proxy::{Decision, ImagingProxy, MenuSource};
 #[cfg(feature = "alloc")]
 pub use store::{MemoryStore, Store};

@@ -5,38 +5,9 @@ use super::condition::Condition;
 use crate::wire::transaction::messages::{Fetch, Hotkey, MenuMode};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 use core::net::Ipv4Addr;
 
-/// How a workstation object is identified.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum WorkstationId {
-    /// By a MAC address.
-    Mac([u8; 6]),
-    /// By the machine UUID.
-    Uuid([u8; 16]),
-}
-
-impl fmt::Display for WorkstationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WorkstationId::Mac(m) => write!(
-                f,
-                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                m[0], m[1], m[2], m[3], m[4], m[5]
-            ),
-            WorkstationId::Uuid(u) => {
-                for (i, b) in u.iter().enumerate() {
-                    if matches!(i, 4 | 6 | 8 | 10) {
-                        f.write_str("-")?;
-                    }
-                    write!(f, "{b:02x}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
+pub use crate::workstation::WorkstationId;
 
 /// A menu setting (§4.4): mode plus hotkey and wait for *on key press*.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

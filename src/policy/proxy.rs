@@ -12,6 +12,7 @@ use crate::wire::transaction::messages::{
     WorkstationInfo,
 };
 use crate::wire::transaction::{MAX_PAYLOAD_LEN, Status};
+use crate::workstation::identities;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -87,15 +88,6 @@ pub struct ImagingProxy<S: Store> {
     max_outstanding: usize,
     applied: u64,
     tasks_built: usize,
-}
-
-/// The identities a workstation presents: its MACs and its UUID.
-pub fn identities(info: &WorkstationInfo<'_>) -> Vec<WorkstationId> {
-    info.macs
-        .iter()
-        .map(|m| WorkstationId::Mac(*m))
-        .chain(info.uuid.map(WorkstationId::Uuid))
-        .collect()
 }
 
 impl<S: Store> ImagingProxy<S> {

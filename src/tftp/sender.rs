@@ -11,6 +11,32 @@
 //! window right after it; an ACK for `base - 1` (a
 //! duplicate) or anything older is ignored — the sender re-sends only when
 //! its timer fires (RFC 1123 §4.2.3.1).
+//!
+//! # Anti-amplification
+//!
+//! A request's source address can be spoofed, so the sender treats its
+//! peer as unproven until it shows it receives our datagrams (in the
+//! spirit of QUIC before address validation, RFC 9000 §8.1):
+//!
+//! - *Unvalidated*, the sender sends at most one datagram per datagram
+//!   received from the peer (`credit`, at most one owed): the request pays
+//!   for the first OACK or DATA; a timer that fires re-sends only with a
+//!   credit left by a datagram that arrived since (the client's own
+//!   retransmission of its request or ACK), so a timeout alone never sends.
+//! - *Validated* by an ACK that acknowledges something we sent and arrived
+//!   on the transfer's own port (only a receiver of our datagrams knows
+//!   it; the server says so with `validate_by_port`), the negotiated
+//!   window flows. The window is not grown from one block: firmware
+//!   receivers (EDK2's, and the OVMF-like guest of `tests/tftp_gso_bridge`)
+//!   acknowledge at multiples of `windowsize` only, so a window cut short
+//!   stalls them for a whole timeout. The server bounds the window at
+//!   negotiation instead ([`crate::tftp::server::ServerConfig::port_space`]).
+//! - A timeout re-sends only the first unacknowledged block, not the
+//!   window; the next ACK opens the window again. Consecutive timeouts back
+//!   off exponentially (1, 2, 4, 8, 8, … times the timeout). A transfer
+//!   whose peer never acknowledged anything (half-open) is timed on the
+//!   server's own timeout, without back-off, whatever `timeout` the client
+//!   asked for.
 
 use super::{EventQueue, FailReason, Negotiated, Rollover};
 use crate::Instant;
@@ -45,6 +71,9 @@ pub(crate) struct ReadTransfer<F> {
     ascii: Option<AsciiPos>,
     base: u64,
     next: u64,
+    /// One past the highest block ever sent: after a timeout rolls `next`
+    /// back, an ACK of a block sent before still counts.
+    high: u64,
     last: Option<(u64, usize)>,
     phase: Phase,
     oack_due: bool,
@@ -52,8 +81,34 @@ pub(crate) struct ReadTransfer<F> {
     deadline: Option<Instant>,
     retries: u8,
     start: Instant,
+    /// The peer proved it receives our datagrams (see the module docs).
+    validated: bool,
+    /// An ACK on the transfer's port validates the peer.
+    validate_by_port: bool,
+    /// The peer acknowledged something (the transfer is not half-open).
+    acked: bool,
+    /// Datagrams that may still be sent while unvalidated.
+    credit: u8,
+    /// A timeout fired since the last ACK: one block at a time.
+    resending: bool,
+    /// The server's own timeout (half-open transfers).
+    server_timeout: core::time::Duration,
     pub(crate) events: EventQueue,
 }
+
+/// The server's settings a read transfer runs by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SendConfig {
+    pub(crate) rollover: Rollover,
+    pub(crate) max_retries: u8,
+    /// See [`crate::tftp::server::ServerConfig::validate_by_port`].
+    pub(crate) validate_by_port: bool,
+    /// The server's own timeout (half-open transfers).
+    pub(crate) server_timeout: core::time::Duration,
+}
+
+/// Back-off doubles the timeout up to this many times.
+const MAX_BACKOFF_SHIFT: u8 = 3;
 
 impl<F: ReadAt> ReadTransfer<F> {
     pub(crate) fn new(
@@ -61,22 +116,22 @@ impl<F: ReadAt> ReadTransfer<F> {
         file: F,
         neg: Negotiated,
         oack: Option<OptionSet>,
-        rollover: Rollover,
-        max_retries: u8,
         netascii: bool,
+        config: SendConfig,
     ) -> Self {
         let mut t = ReadTransfer {
             file,
             neg,
             oack,
-            rollover,
-            max_retries,
+            rollover: config.rollover,
+            max_retries: config.max_retries,
             ascii: netascii.then_some(AsciiPos {
                 base: (0, NetasciiEncoder::new()),
                 after: None,
             }),
             base: 1,
             next: 1,
+            high: 1,
             last: None,
             phase: Phase::Data,
             oack_due: false,
@@ -84,6 +139,13 @@ impl<F: ReadAt> ReadTransfer<F> {
             deadline: None,
             retries: 0,
             start: now,
+            validated: false,
+            validate_by_port: config.validate_by_port,
+            acked: false,
+            // The request pays for the first answer.
+            credit: 1,
+            resending: false,
+            server_timeout: config.server_timeout,
             events: EventQueue::default(),
         };
         if t.oack.is_some() {
@@ -107,6 +169,49 @@ impl<F: ReadAt> ReadTransfer<F> {
         }
     }
 
+    /// True once the peer proved it receives our datagrams.
+    pub(crate) fn validated(&self) -> bool {
+        self.validated
+    }
+
+    /// A datagram arrived from the peer: it pays for one datagram while
+    /// the peer is unvalidated. Credits do not accumulate beyond one.
+    pub(crate) fn on_datagram(&mut self) {
+        self.credit = 1;
+    }
+
+    /// The retransmission timeout after `retries` consecutive timeouts.
+    fn rto(&self) -> core::time::Duration {
+        if !self.acked {
+            // Half-open: the server's schedule, not the client's.
+            return self.server_timeout;
+        }
+        let shift = self.retries.min(MAX_BACKOFF_SHIFT);
+        self.neg.timeout.saturating_mul(1u32 << shift)
+    }
+
+    /// Blocks the sender may have in flight past `base`.
+    fn window(&self) -> u64 {
+        if self.resending {
+            1
+        } else {
+            u64::from(self.neg.windowsize.max(1))
+        }
+    }
+
+    /// May a datagram go now? Unvalidated: one per datagram received;
+    /// validated: as the window allows.
+    fn may_send(&self) -> bool {
+        self.validated || self.credit > 0
+    }
+
+    /// Accounts for a datagram sent (after [`Self::may_send`]).
+    fn spend(&mut self) {
+        if !self.validated {
+            self.credit = self.credit.saturating_sub(1);
+        }
+    }
+
     fn fail(&mut self, reason: FailReason, send: Option<ErrorCode>) {
         if self.phase == Phase::Done {
             return;
@@ -125,6 +230,12 @@ impl<F: ReadAt> ReadTransfer<F> {
                     self.phase = Phase::Data;
                     self.retries = 0;
                     self.deadline = None;
+                    self.acked = true;
+                    self.validated |= self.validate_by_port;
+                    if self.validated {
+                        // The window is paid by validation, not by credit.
+                        self.credit = 0;
+                    }
                     self.events.started(self.neg);
                 }
             }
@@ -133,7 +244,13 @@ impl<F: ReadAt> ReadTransfer<F> {
                 let Some(abs) = self.rollover.abs_at_or_after(lo, block) else {
                     return;
                 };
-                if abs == lo || abs >= self.next {
+                // Netascii positions are known only up to `next`.
+                let sent = if self.ascii.is_some() {
+                    self.next
+                } else {
+                    self.high
+                };
+                if abs == lo || abs >= sent {
                     // Duplicate, old, or not yet sent: never re-send on it.
                     return;
                 }
@@ -143,6 +260,12 @@ impl<F: ReadAt> ReadTransfer<F> {
                         a.base = after;
                     }
                 }
+                self.acked = true;
+                self.validated |= self.validate_by_port;
+                if self.validated {
+                    self.credit = 0;
+                }
+                self.resending = false;
                 self.base = abs + 1;
                 self.next = self.base;
                 self.retries = 0;
@@ -189,6 +312,10 @@ impl<F: ReadAt> ReadTransfer<F> {
             self.fail(FailReason::TimedOut, None);
             return;
         }
+        // Re-armed now: if nothing may be sent (no credit), the timer still
+        // counts the retries that end a silent transfer.
+        self.deadline = Some(now + self.rto());
+        self.resending = true;
         match self.phase {
             Phase::Oack => self.oack_due = true,
             Phase::Data => {
@@ -240,18 +367,26 @@ impl<F: ReadAt> ReadTransfer<F> {
                     return None;
                 }
                 let set = self.oack?;
+                if !self.may_send() {
+                    return None;
+                }
+                self.spend();
                 let n = Repr::Oack {
                     options: Options::Set(set),
                 }
                 .emit(buf)
                 .ok()?;
                 self.oack_due = false;
-                self.deadline = Some(now + self.neg.timeout);
+                self.deadline = Some(now + self.rto());
                 Some(n)
             }
             Phase::Data => {
-                let window_end = self.base + u64::from(self.neg.windowsize.max(1));
+                let window_end = self.base + self.window();
                 if self.next >= window_end || self.last.is_some_and(|(l, _)| self.next > l) {
+                    return None;
+                }
+                if !self.may_send() {
+                    // Nothing more until the peer sends again.
                     return None;
                 }
                 let blksize = usize::from(self.neg.blksize);
@@ -279,12 +414,14 @@ impl<F: ReadAt> ReadTransfer<F> {
                         return self.poll_transmit(now, buf);
                     }
                 };
+                self.spend();
                 emit_data_header(self.rollover.wire(self.next), buf).ok()?;
                 if n < blksize {
                     self.last = Some((self.next, n));
                 }
                 self.next += 1;
-                self.deadline = Some(now + self.neg.timeout);
+                self.high = self.high.max(self.next);
+                self.deadline = Some(now + self.rto());
                 Some(DATA_HEADER_LEN + n)
             }
         }

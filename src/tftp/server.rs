@@ -29,6 +29,19 @@
 //!    arrives. Calling it at any other time, or not at all, is harmless: it
 //!    only gives a hint.
 //!
+//! # Spoofed requests (anti-amplification)
+//!
+//! A read transfer sends at most one datagram per datagram received from
+//! its peer (the request, repeats of it fed to
+//! [`Server::handle_request`], datagrams fed to [`Server::handle`]) until
+//! the peer acknowledges what was sent on the transfer's own port; the
+//! window then flows, a timeout re-sends one block, and timeouts back off.
+//! A driver without a port per transfer (single-port mode) sets
+//! [`ServerConfig::validate_by_port`] to false: no transfer is then ever
+//! validated and `windowsize` is not granted. Limits in
+//! [`ServerConfig::max_timeout`] and [`ServerConfig::port_space`]; the
+//! rules in `sender.rs`.
+//!
 //! ```
 //! use core::net::{Ipv4Addr, SocketAddrV4};
 //! use preboot::Instant;
@@ -57,7 +70,7 @@ use core::net::SocketAddrV4;
 use core::time::Duration;
 
 use super::receiver::{Receiver, RxOutcome, RxState};
-use super::sender::ReadTransfer;
+use super::sender::{ReadTransfer, SendConfig};
 use super::{Event, EventQueue, FailReason, Negotiated, Rollover};
 use crate::Instant;
 use crate::fs::{PathError, ReadAt, ValidPath, WriteAt};
@@ -85,6 +98,35 @@ pub struct ServerConfig {
     /// Largest upload announced with `tsize` (the sink enforces the limit
     /// on the data itself).
     pub max_write_size: Option<u64>,
+    /// Largest RFC 2349 `timeout` granted. A client asking for more gets
+    /// no `timeout` in the OACK (RFC 2349 lets a server only echo or omit
+    /// it) and the transfer runs on [`ServerConfig::timeout`]; a silent
+    /// client cannot hold a slot for 6 × 255 s.
+    pub max_timeout: Duration,
+    /// True when each transfer has its own port (RFC 1350 §4), so an ACK
+    /// fed to [`Server::handle`] that acknowledges what we sent proves the
+    /// peer receives our datagrams (a blind spoofer cannot know the port)
+    /// and the window may open. False in single-port mode, where the port
+    /// and block numbers are known to a spoofer: every transfer then
+    /// stays under the unvalidated rule — one datagram sent per datagram
+    /// received, no `windowsize` granted — so a spoofed datagram of `n`
+    /// bytes draws at most one datagram of `blksize + 4` bytes.
+    pub validate_by_port: bool,
+    /// With `validate_by_port`: how many ports a blind spoofer must try to
+    /// reach a transfer's port (the size of the driver's port range; the
+    /// default is Linux's default ephemeral range, 32768-60999). The
+    /// granted `windowsize` is bounded so that what one such spray
+    /// (`port_space` ACKs, 32 bytes each on the wire) can draw — a window
+    /// and the single-block re-sends of `max_retries` timeouts, each block
+    /// `blksize` + 32 bytes on the wire — is at most 30 times the spray:
+    /// `windowsize + max_retries ≤ 960 × port_space / (blksize + 32)`.
+    /// No bound in practice with the default (408 blocks at blksize
+    /// 65464); with a port range of 1000 ports, 9 at blksize 65464 and 635
+    /// at 1468. 0: not bounded.
+    pub port_space: u32,
+    /// Key of the hash that finds a client's transfers in O(1); a driver
+    /// sets it at random so that clients cannot choose colliding addresses.
+    pub hash_key: u64,
 }
 
 impl Default for ServerConfig {
@@ -99,9 +141,23 @@ impl Default for ServerConfig {
             max_per_client: 16,
             allow_write: false,
             max_write_size: None,
+            max_timeout: Duration::from_secs(5),
+            validate_by_port: true,
+            port_space: 28232,
+            hash_key: 0x243f_6a88_85a3_08d3,
         }
     }
 }
+
+/// No slot (end of a free list or of a hash chain).
+const NONE: u32 = u32::MAX;
+
+/// Bytes a blind spoofer may draw per byte it sends, at most (the RFC 1350
+/// answer to a short RRQ, one 516-byte DATA, is about 27 times larger).
+const MAX_AMPLIFICATION: u64 = 30;
+/// IPv4 and UDP headers: what a datagram costs on the wire beyond its
+/// payload.
+const HEADERS: u64 = 28;
 
 /// Identifies one transfer inside a [`Server`]. Stale handles (of removed
 /// transfers) are detected and ignored.
@@ -195,6 +251,10 @@ enum Kind<F, W> {
 pub struct Slot<F, W> {
     generation: u32,
     entry: Option<Entry<F, W>>,
+    /// Next free slot (when free) or next slot in the same hash chain.
+    link: u32,
+    /// First slot of the hash chain of bucket number = this slot's index.
+    head: u32,
 }
 
 impl<F, W> Slot<F, W> {
@@ -203,6 +263,8 @@ impl<F, W> Slot<F, W> {
         Slot {
             generation: 0,
             entry: None,
+            link: NONE,
+            head: NONE,
         }
     }
 }
@@ -225,20 +287,109 @@ pub struct Server<F, W, S> {
     config: ServerConfig,
     slots: S,
     active: usize,
+    /// First free slot: finding one is O(1).
+    free: u32,
     refusals: [Option<(SocketAddrV4, ErrorCode)>; LISTENER_QUEUE],
     _marker: core::marker::PhantomData<(F, W)>,
 }
 
 impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server<F, W, S> {
-    /// A server with these settings and transfer slots.
-    pub fn new(config: ServerConfig, slots: S) -> Self {
-        Server {
+    /// A server with these settings and transfer slots (at most
+    /// `u32::MAX - 1` are used). Finding a free slot and a client's
+    /// transfers takes O(1) (a free list and a hash on the client address
+    /// threaded through the slots), however many slots there are.
+    pub fn new(config: ServerConfig, mut slots: S) -> Self {
+        let all = slots.as_mut();
+        let n = all.len().min(NONE as usize);
+        let mut free = NONE;
+        for i in (0..n).rev() {
+            all[i].head = NONE;
+            if all[i].entry.is_none() {
+                all[i].link = free;
+                free = i as u32;
+            }
+        }
+        let mut server = Server {
             config,
             slots,
             active: 0,
+            free,
             refusals: [None; LISTENER_QUEUE],
             _marker: core::marker::PhantomData,
+        };
+        // Slots handed over in use (not made by `Slot::new`) are indexed.
+        for i in 0..n {
+            if let Some(peer) = server.slots.as_ref()[i].entry.as_ref().map(|e| e.peer) {
+                server.link(i as u32, peer);
+                server.active += 1;
+            }
         }
+        server
+    }
+
+    /// The number of hash buckets (one per usable slot).
+    fn buckets(&self) -> usize {
+        self.slots.as_ref().len().min(NONE as usize)
+    }
+
+    /// The bucket of a client address (keyed: see [`ServerConfig::hash_key`]).
+    fn bucket(&self, ip: core::net::Ipv4Addr) -> usize {
+        // splitmix64's finaliser over the keyed address.
+        let mut z = u64::from(u32::from(ip)) ^ self.config.hash_key;
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        (z % self.buckets().max(1) as u64) as usize
+    }
+
+    /// Threads slot `index` into the hash chain of `peer`'s address.
+    fn link(&mut self, index: u32, peer: SocketAddrV4) {
+        let b = self.bucket(*peer.ip());
+        let slots = self.slots.as_mut();
+        slots[index as usize].link = slots[b].head;
+        slots[b].head = index;
+    }
+
+    /// Takes slot `index` out of the hash chain of `peer`'s address.
+    fn unlink(&mut self, index: u32, peer: SocketAddrV4) {
+        let b = self.bucket(*peer.ip());
+        let slots = self.slots.as_mut();
+        let next = slots[index as usize].link;
+        if slots[b].head == index {
+            slots[b].head = next;
+            return;
+        }
+        let mut at = slots[b].head;
+        while at != NONE {
+            let link = slots[at as usize].link;
+            if link == index {
+                slots[at as usize].link = next;
+                return;
+            }
+            at = link;
+        }
+    }
+
+    /// The slots in use by clients hashed like `ip` (all of `ip`'s).
+    fn chain(&self, ip: core::net::Ipv4Addr) -> impl Iterator<Item = (u32, &Entry<F, W>)> + '_ {
+        let slots = self.slots.as_ref();
+        let mut at = if slots.is_empty() {
+            NONE
+        } else {
+            slots[self.bucket(ip)].head
+        };
+        core::iter::from_fn(move || {
+            while at != NONE {
+                let i = at;
+                let slot = &slots[i as usize];
+                at = slot.link;
+                if let Some(e) = slot.entry.as_ref() {
+                    return Some((i, e));
+                }
+            }
+            None
+        })
     }
 
     /// The settings.
@@ -287,12 +438,20 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
                 return self.refused(from, ErrorCode::IllegalOperation, RefuseReason::Malformed);
             }
         };
-        if self.slots.as_ref().iter().any(|s| {
-            s.entry
-                .as_ref()
-                .is_some_and(|e| e.peer == from && !entry_done(e))
-        }) {
-            // A retransmitted request: the transfer already answers it.
+        let repeat = self
+            .chain(*from.ip())
+            .find(|(_, e)| e.peer == from && !entry_done(e))
+            .map(|(i, _)| i);
+        if let Some(i) = repeat {
+            // A retransmitted request: the transfer already answers it. The
+            // datagram pays for one re-send to a peer not yet validated.
+            if let Some(Entry {
+                kind: Kind::Read(t),
+                ..
+            }) = self.slots.as_mut()[i as usize].entry.as_mut()
+            {
+                t.on_datagram();
+            }
             return RequestOutcome::Ignored;
         }
         let path = match ValidPath::new(req.filename) {
@@ -341,19 +500,17 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
             return Err(RefuseReason::Busy);
         }
         let per_client = self
-            .slots
-            .as_ref()
-            .iter()
-            .filter(|s| s.entry.as_ref().is_some_and(|e| e.peer.ip() == from.ip()))
+            .chain(*from.ip())
+            .filter(|(_, e)| e.peer.ip() == from.ip())
+            .take(self.config.max_per_client)
             .count();
         if per_client >= self.config.max_per_client {
             return Err(RefuseReason::ClientBusy);
         }
-        self.slots
-            .as_ref()
-            .iter()
-            .position(|s| s.entry.is_none())
-            .ok_or(RefuseReason::Busy)
+        if self.free == NONE {
+            return Err(RefuseReason::Busy);
+        }
+        Ok(self.free as usize)
     }
 
     fn negotiate(
@@ -373,8 +530,12 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
             neg.blksize = b;
         }
         if let Some(t) = req.timeout {
-            grant.timeout = Some(t);
-            neg.timeout = Duration::from_secs(u64::from(t));
+            let asked = Duration::from_secs(u64::from(t));
+            // Above the cap: omitted from the OACK, our own timeout runs.
+            if asked <= self.config.max_timeout {
+                grant.timeout = Some(t);
+                neg.timeout = asked;
+            }
         }
         if let Some(ts) = req.tsize {
             match incoming.direction {
@@ -391,15 +552,34 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
             }
         }
         if let Some(w) = req.windowsize {
-            if incoming.mode == Mode::Octet && self.config.max_windowsize > 1 {
+            // Without validation a window could never be sent (one datagram
+            // per datagram received): not granted.
+            let windows = self.config.max_windowsize > 1 && self.config.validate_by_port;
+            if incoming.mode == Mode::Octet && windows {
                 // Keep ACK numbers unambiguous across a wrap.
-                let w = w.min(self.config.max_windowsize).min(32768);
+                let w = w
+                    .min(self.config.max_windowsize)
+                    .min(32768)
+                    .min(self.spray_window(neg.blksize));
                 grant.windowsize = Some(w);
                 neg.windowsize = w;
             }
         }
         neg.oack = !grant.is_empty();
         (neg, neg.oack.then_some(grant))
+    }
+
+    /// The largest window a port-spraying spoofer may open (see
+    /// [`ServerConfig::port_space`]).
+    fn spray_window(&self, blksize: u16) -> u16 {
+        if self.config.port_space == 0 {
+            return u16::MAX;
+        }
+        let spray = MAX_AMPLIFICATION * (4 + HEADERS) * u64::from(self.config.port_space);
+        let blocks = spray / (u64::from(blksize) + 4 + HEADERS);
+        blocks
+            .saturating_sub(u64::from(self.config.max_retries))
+            .clamp(1, u64::from(u16::MAX)) as u16
     }
 
     fn insert(
@@ -415,12 +595,15 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
             }
         };
         let slot = &mut self.slots.as_mut()[index];
+        self.free = slot.link;
         slot.generation = slot.generation.wrapping_add(1);
         slot.entry = Some(Entry { peer, kind });
+        let generation = slot.generation;
+        self.link(index as u32, peer);
         self.active += 1;
         Ok(TransferHandle {
             index: index as u32,
-            generation: slot.generation,
+            generation,
         })
     }
 
@@ -439,9 +622,13 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
             file,
             neg,
             oack,
-            self.config.rollover,
-            self.config.max_retries,
             incoming.mode == Mode::Netascii,
+            SendConfig {
+                rollover: self.config.rollover,
+                max_retries: self.config.max_retries,
+                validate_by_port: self.config.validate_by_port,
+                server_timeout: self.config.timeout,
+            },
         );
         self.insert(incoming.peer, Kind::Read(t))
     }
@@ -521,6 +708,11 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
         let Ok(repr) = Repr::parse_bytes(datagram) else {
             return;
         };
+        if let Kind::Read(t) = &mut e.kind {
+            // From the peer (or a spoofer): pays for one datagram while the
+            // peer is unvalidated.
+            t.on_datagram();
+        }
         match (&mut e.kind, repr) {
             (Kind::Read(t), Repr::Ack { block }) => t.on_ack(now, block),
             (Kind::Read(t), Repr::Error { code, .. }) => t.on_error(code),
@@ -595,13 +787,33 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
         self.entry(h).is_none_or(entry_done)
     }
 
+    /// True once the transfer's peer proved it receives our datagrams
+    /// (see [`ServerConfig::validate_by_port`]); write transfers, whose
+    /// answers are no larger than what they answer, count as validated.
+    pub fn validated(&self, h: TransferHandle) -> bool {
+        self.entry(h).is_some_and(|e| match &e.kind {
+            Kind::Read(t) => t.validated(),
+            Kind::Write(_) => true,
+        })
+    }
+
     /// Frees the transfer's slot (dropping its file or sink).
     pub fn remove(&mut self, h: TransferHandle) {
-        if let Some(slot) = self.slots.as_mut().get_mut(h.index as usize) {
-            if slot.generation == h.generation && slot.entry.take().is_some() {
-                self.active -= 1;
-            }
+        let index = h.index;
+        let Some(slot) = self.slots.as_mut().get_mut(index as usize) else {
+            return;
+        };
+        if slot.generation != h.generation {
+            return;
         }
+        let Some(entry) = slot.entry.take() else {
+            return;
+        };
+        self.unlink(index, entry.peer);
+        let free = self.free;
+        self.slots.as_mut()[index as usize].link = free;
+        self.free = index;
+        self.active -= 1;
     }
 
     /// Handles of all transfers (for simple drivers that poll everything).

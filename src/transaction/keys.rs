@@ -64,8 +64,8 @@ pub use per_workstation::{KeyError, WorkstationKeys};
 #[cfg(feature = "alloc")]
 mod per_workstation {
     use super::{KeyStore, SiteKeys};
-    use crate::policy::{WorkstationId, identities};
     use crate::wire::transaction::messages::WorkstationInfo;
+    use crate::workstation::{WorkstationId, identities};
     use alloc::string::{String, ToString};
     use alloc::vec::Vec;
 

@@ -55,7 +55,7 @@ use crate::driver::dhcp::{
     BootFileConfig, DhcpServerConfig, MenuPolicy, Mode, Pool, RateLimit, Reservation,
     ReservationKey,
 };
-use crate::driver::tftp::TftpServerConfig;
+use crate::driver::tftp::{MAX_TRANSFERS, TftpServerConfig};
 pub use crate::policy::toml_store::ConfigError;
 use crate::policy::toml_store::{Cx, parse_cidr, parse_hex_bytes, parse_mac, read};
 use crate::wire::tftp::MAX_BLKSIZE;
@@ -549,6 +549,7 @@ struct RawTftp {
     max_blksize: Option<S<i64>>,
     max_windowsize: Option<S<i64>>,
     timeout_ms: Option<S<i64>>,
+    max_timeout_secs: Option<S<i64>>,
     max_retries: Option<S<i64>>,
     single_port: Option<bool>,
     port_range: Option<S<[u16; 2]>>,
@@ -1252,8 +1253,8 @@ impl Conv<'_> {
             c.max_transfers = self.int(
                 v,
                 "tftp.max_transfers",
-                |v| (1..=1 << 20).contains(v),
-                "1-1048576",
+                |v: &usize| (1..=MAX_TRANSFERS).contains(v),
+                "1-65536",
             )?;
         }
         if let Some(v) = &t.max_per_client {
@@ -1283,6 +1284,15 @@ impl Conv<'_> {
                 "100-255000",
             )?;
             c.timeout = Duration::from_millis(u64::from(ms));
+        }
+        if let Some(v) = &t.max_timeout_secs {
+            let secs: u8 = self.int(
+                v,
+                "tftp.max_timeout_secs",
+                |v| (1..=255).contains(v),
+                "1-255",
+            )?;
+            c.max_timeout = Duration::from_secs(u64::from(secs));
         }
         if let Some(v) = &t.max_retries {
             c.max_retries = self.int(v, "tftp.max_retries", |v| *v >= 1, "1-255")?;
