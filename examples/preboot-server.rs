@@ -79,9 +79,15 @@ fn main() -> ExitCode {
             let parent = args.demo_dir.clone().unwrap_or_else(std::env::temp_dir);
             // The demo binds unprivileged ports only: give up root before
             // creating the tree, so the same account serves and removes it.
-            if let Err(e) = privileges::switch_user(privileges::DEFAULT_USER) {
-                eprintln!("preboot-server: {e}");
-                return ExitCode::from(1);
+            match privileges::switch_user(privileges::DEFAULT_USER) {
+                Ok(Switched::To { user, uid, gid }) => {
+                    tracing::info!(user, uid, gid, "switched from root to an unprivileged user");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("preboot-server: {e}");
+                    return ExitCode::from(1);
+                }
             }
             match DemoTree::create(&parent) {
                 Ok(t) => {

@@ -956,12 +956,7 @@ impl Server {
                 // The address stays in use: drop the client's binding as a
                 // RELEASE would.
                 self.leases.remove(addr);
-                let _ = self.updates.push_back(LeaseRecord {
-                    kind: RecordKind::Released,
-                    addr,
-                    client: req.client,
-                    expires: now,
-                });
+                self.record_released(now, addr, req.client);
                 self.event(Event::DeclineIgnored {
                     chaddr: req.hw(),
                     addr,
@@ -978,15 +973,20 @@ impl Server {
             expires: now + probation,
             state: LeaseState::Probation,
         });
-        let _ = self.updates.push_back(LeaseRecord {
-            kind: RecordKind::Released,
-            addr,
-            client: req.client,
-            expires: now,
-        });
+        self.record_released(now, addr, req.client);
         self.event(Event::Declined {
             chaddr: req.hw(),
             addr,
+        });
+    }
+
+    /// Queue the lease record that ends `client`'s binding of `addr`.
+    fn record_released(&mut self, now: Instant, addr: Ipv4Addr, client: ClientKey) {
+        let _ = self.updates.push_back(LeaseRecord {
+            kind: RecordKind::Released,
+            addr,
+            client,
+            expires: now,
         });
     }
 
@@ -1000,12 +1000,7 @@ impl Server {
             return self.ignore(&req, IgnoreReason::NotForUs);
         }
         self.leases.remove(addr);
-        let _ = self.updates.push_back(LeaseRecord {
-            kind: RecordKind::Released,
-            addr,
-            client: req.client,
-            expires: now,
-        });
+        self.record_released(now, addr, req.client);
         self.event(Event::Released {
             chaddr: req.hw(),
             addr,
