@@ -5,7 +5,7 @@
 use core::net::Ipv4Addr;
 use preboot::Instant;
 #[cfg(feature = "std")] // the TOML store is std-only
-use preboot::policy::toml_store;
+use preboot::driver::policy_store as toml_store;
 use preboot::policy::*;
 use preboot::transaction::Policy;
 use preboot::wire::image_safe::PendingFlags;

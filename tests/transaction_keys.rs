@@ -6,7 +6,7 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
 #[cfg(feature = "std")] // the TOML store is std-only
-use preboot::policy::toml_store;
+use preboot::driver::policy_store as toml_store;
 use preboot::policy::{ImagingProxy, MemoryStore, WorkstationId, WorkstationObject};
 use preboot::transaction::{
     Client, ClientConfig, ClientEvent, KeyStore, Policy, Server, ServerConfig, WorkstationKeys,

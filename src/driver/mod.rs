@@ -1,9 +1,11 @@
 //! std drivers: the engines on real UDP sockets and files.
 pub mod boot_server;
 pub mod clients;
+pub mod config_file;
 pub mod dhcp;
 pub mod fs;
 pub mod image_safe_disk;
+pub mod policy_store;
 pub mod privileges;
 pub mod tftp;
 pub mod transaction;

@@ -3,9 +3,9 @@
 //! steps 8–17).
 //!
 //! Pure logic (no_std with `alloc`). The data lives behind the small
-//! [`Store`] trait ([`MemoryStore`] in memory; with `std`,
-//! [`TomlStore`](toml_store::load) loads it from a TOML file with errors that
-//! name the file, line and field). [`ImagingProxy`] evaluates it and is
+//! [`Store`] trait ([`MemoryStore`] in memory; the std driver
+//! `driver::policy_store` loads it from a TOML file with errors that name
+//! the file, line and field). [`ImagingProxy`] evaluates it and is
 //! what the transaction server calls through
 //! [`transaction::Policy`](crate::transaction::Policy).
 //!
@@ -38,8 +38,6 @@ mod model;
 mod proxy;
 #[cfg(feature = "alloc")]
 mod store;
-#[cfg(feature = "std")]
-pub mod toml_store;
 
 #[cfg(feature = "alloc")]
 pub use crate::workstation::identities;

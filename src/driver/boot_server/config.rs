@@ -51,13 +51,13 @@ use crate::dhcp::config::{
     BOOT_FILE_LEN, CLIENT_ID_LEN, MAX_BOOT_FILES, MAX_MENU_ITEMS, MAX_POOLS, MAX_RESERVATIONS,
     TEXT_LEN,
 };
+pub use crate::driver::config_file::ConfigError;
+use crate::driver::config_file::{Cx, parse_cidr, parse_hex_bytes, parse_mac, read};
 use crate::driver::dhcp::{
     BootFileConfig, DhcpServerConfig, MenuPolicy, Mode, Pool, RateLimit, Reservation,
     ReservationKey,
 };
 use crate::driver::tftp::{MAX_TRANSFERS, TftpServerConfig};
-pub use crate::policy::toml_store::ConfigError;
-use crate::policy::toml_store::{Cx, parse_cidr, parse_hex_bytes, parse_mac, read};
 use crate::wire::tftp::MAX_BLKSIZE;
 
 /// A validated boot server configuration: what [`super::BootServer::bind`]
