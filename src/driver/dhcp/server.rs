@@ -1,0 +1,468 @@
+//! The packet path: the engine on the DHCP (67) and boot server (4011)
+//! sockets, a thread per socket, and the log line per client step.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::vec::Vec;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::Instant;
+use crate::dhcp::server::{Event, IgnoreReason};
+use crate::dhcp::{Server, ServerPort};
+use crate::driver::clients::ClientDirectory;
+
+use super::lease_writer::{Commit, Held, lease_writer};
+use super::{DhcpServerConfig, InstanceLock, LeaseFile, Mode};
+
+/// Stops a running [`DhcpServer`] (within ~100 ms).
+#[derive(Clone, Debug)]
+pub struct StopHandle(Arc<AtomicBool>);
+
+impl StopHandle {
+    /// Ask the server to stop.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The running DHCP server.
+#[derive(Debug)]
+pub struct DhcpServer {
+    engine: Arc<Mutex<Server>>,
+    dhcp: UdpSocket,
+    boot: Option<UdpSocket>,
+    config: DhcpServerConfig,
+    stop: Arc<AtomicBool>,
+    store: Option<LeaseFile>,
+    lock: Option<InstanceLock>,
+}
+
+/// The driver's clock: engine time is microseconds since the Unix epoch, so
+/// lease expiry times in the log are wall-clock times.
+pub fn now() -> Instant {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A UDP socket bound to `addr`. `reuse` sets `SO_REUSEADDR`, which lets
+/// any other socket that sets it too bind the same port (on Linux, for
+/// UDP, even a more specific address such as `127.0.0.1:4011` beside our
+/// `0.0.0.0:4011`, and then it gets the unicast requests): only the proxy
+/// server's port 67, which must live beside the network's DHCP server,
+/// sets it.
+pub(super) fn udp_socket(
+    addr: SocketAddrV4,
+    interface: Option<&str>,
+    reuse: bool,
+) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(reuse)?;
+    s.set_broadcast(true)?;
+    if let Some(i) = interface {
+        s.bind_device(Some(i.as_bytes()))?;
+    }
+    // Room for bursts of DISCOVERs while the engine is busy.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    s.bind(&SocketAddr::V4(addr).into())?;
+    s.set_read_timeout(Some(Duration::from_millis(100)))?;
+    Ok(s.into())
+}
+
+impl DhcpServer {
+    /// Open the sockets (and the lease log, restoring its leases).
+    pub fn bind(config: DhcpServerConfig) -> io::Result<DhcpServer> {
+        let engine_config = config.engine_config()?;
+        let mut engine = Server::new(engine_config)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // Before the lease log: a second instance must not compact it.
+        // Port 0 (tests, "pick one") names no instance: no runtime lock.
+        let lock = match config.lock_path() {
+            Some(p)
+                if config.state_dir.is_some()
+                    || config.lease_file.is_some()
+                    || config.dhcp_addr.port() != 0 =>
+            {
+                Some(InstanceLock::acquire(&p)?)
+            }
+            _ => None,
+        };
+        let store = match (&config.lease_file, config.mode) {
+            (Some(path), Mode::Full) => {
+                let (file, live) = LeaseFile::open(path)?;
+                for r in &live {
+                    engine.restore(r);
+                }
+                tracing::info!(leases = live.len(), file = %path.display(), "dhcp: leases restored");
+                Some(file)
+            }
+            _ => None,
+        };
+        let iface = config.interface.as_deref();
+        // Port 67 is shared only in proxy mode (beside the network's DHCP
+        // server on the same host); 4011 and full mode's 67 never.
+        let dhcp = udp_socket(config.dhcp_addr, iface, config.mode == Mode::Proxy)?;
+        let boot = config
+            .boot_addr
+            .map(|a| udp_socket(a, iface, false))
+            .transpose()?;
+        Ok(DhcpServer {
+            engine: Arc::new(Mutex::new(engine)),
+            dhcp,
+            boot,
+            config,
+            stop: Arc::new(AtomicBool::new(false)),
+            store,
+            lock,
+        })
+    }
+
+    /// The address the DHCP socket is bound to (port 0 in the config picks
+    /// a free port).
+    pub fn dhcp_local_addr(&self) -> io::Result<SocketAddr> {
+        self.dhcp.local_addr()
+    }
+
+    /// The address the boot server socket is bound to.
+    pub fn boot_local_addr(&self) -> Option<io::Result<SocketAddr>> {
+        self.boot.as_ref().map(UdpSocket::local_addr)
+    }
+
+    /// A handle that stops [`DhcpServer::run`].
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop.clone())
+    }
+
+    /// Serve until stopped.
+    pub fn run(self) -> io::Result<()> {
+        let DhcpServer {
+            engine,
+            dhcp,
+            boot,
+            config,
+            stop,
+            store,
+            lock,
+        } = self;
+        // Held until the server stops.
+        let _lock = lock;
+        let sockets = Sockets {
+            dhcp: dhcp.try_clone()?,
+            boot: boot.as_ref().map(UdpSocket::try_clone).transpose()?,
+            client_port: config.client_port,
+            broadcast: config.broadcast_address,
+        };
+        let window = config.lease_commit_window;
+        let (commit, writer) = match store {
+            Some(store) => {
+                let commit = Arc::new(Commit::default());
+                let (c, s) = (commit.clone(), sockets.try_clone()?);
+                let h = std::thread::Builder::new()
+                    .name("dhcp-leases".into())
+                    .spawn(move || lease_writer(store, &c, &s, window))?;
+                (Some(commit), Some(h))
+            }
+            None => (None, None),
+        };
+        let boot_thread = match boot {
+            Some(b) => {
+                let (e, st, s, c, dir) = (
+                    engine.clone(),
+                    stop.clone(),
+                    sockets.try_clone()?,
+                    commit.clone(),
+                    config.clients.clone(),
+                );
+                Some(
+                    std::thread::Builder::new()
+                        .name("dhcp-4011".into())
+                        .spawn(move || {
+                            serve(
+                                b,
+                                ServerPort::BootServer,
+                                &e,
+                                &st,
+                                &s,
+                                c.as_deref(),
+                                dir.as_ref(),
+                            )
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let r = serve(
+            dhcp,
+            ServerPort::Dhcp,
+            &engine,
+            &stop,
+            &sockets,
+            commit.as_deref(),
+            config.clients.as_ref(),
+        );
+        stop.store(true, Ordering::SeqCst);
+        if let Some(h) = boot_thread {
+            let _ = h.join();
+        }
+        if let Some(c) = &commit {
+            c.close();
+        }
+        if let Some(h) = writer {
+            let _ = h.join();
+        }
+        r
+    }
+}
+
+pub(super) struct Sockets {
+    dhcp: UdpSocket,
+    boot: Option<UdpSocket>,
+    client_port: u16,
+    broadcast: Ipv4Addr,
+}
+
+impl Sockets {
+    fn try_clone(&self) -> io::Result<Sockets> {
+        Ok(Sockets {
+            dhcp: self.dhcp.try_clone()?,
+            boot: self.boot.as_ref().map(UdpSocket::try_clone).transpose()?,
+            client_port: self.client_port,
+            broadcast: self.broadcast,
+        })
+    }
+
+    pub(super) fn send(&self, from: ServerPort, to: SocketAddrV4, bytes: &[u8]) {
+        // The engine speaks standard ports; tests move the client port and
+        // the broadcast address.
+        let mut to = to;
+        if to.port() == crate::dhcp::server::CLIENT_PORT {
+            to.set_port(self.client_port);
+        }
+        if *to.ip() == Ipv4Addr::BROADCAST {
+            to.set_ip(self.broadcast);
+        }
+        let sock = match from {
+            ServerPort::BootServer => self.boot.as_ref().unwrap_or(&self.dhcp),
+            ServerPort::Dhcp => &self.dhcp,
+        };
+        if let Err(e) = sock.send_to(bytes, to) {
+            tracing::warn!(%to, error = %e, "dhcp: send failed");
+        }
+    }
+}
+
+fn serve(
+    sock: UdpSocket,
+    port: ServerPort,
+    engine: &Mutex<Server>,
+    stop: &AtomicBool,
+    sockets: &Sockets,
+    commit: Option<&Commit>,
+    clients: Option<&ClientDirectory>,
+) -> io::Result<()> {
+    let mut rx = [0u8; 1500];
+    let mut tx = [0u8; 1500];
+    // Reused for every datagram: the records and held ACKs of one.
+    let mut batch = Held::default();
+    // Logged with each datagram: the port really bound (a configuration
+    // may move 67 and 4011).
+    let bound = sock.local_addr().map_or(0, |a| a.port());
+    while !stop.load(Ordering::Relaxed) {
+        let (n, from) = match sock.recv_from(&mut rx) {
+            Ok(v) => v,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let SocketAddr::V4(from) = from else { continue };
+        observe(bound, from, &rx[..n], clients);
+        let Ok(mut e) = engine.lock() else {
+            return Err(io::Error::other("dhcp engine lock poisoned"));
+        };
+        let t = now();
+        e.handle(t, port, from, &rx[..n]);
+        while let Some(r) = e.poll_lease_update() {
+            batch.records.push(r);
+        }
+        // Events are queued by `handle`: log them before the answers leave,
+        // so that the log's order is the conversation's.
+        while let Some(ev) = e.poll_event() {
+            log_event(&ev);
+        }
+        // The engine drops an answer it cannot encode (with an event) and
+        // keeps one that needs a larger buffer: that one gets a buffer of
+        // the size it names, so nothing stays stuck at the head.
+        let mut big = Vec::new();
+        loop {
+            let polled = match e.poll_transmit(t, &mut tx) {
+                Err(crate::dhcp::Error::BufferTooSmall { needed }) => {
+                    big.resize(needed, 0);
+                    e.poll_transmit(t, &mut big)
+                        .map(|o| o.map(|o| (o, &big[..])))
+                }
+                other => other.map(|o| o.map(|o| (o, &tx[..]))),
+            };
+            match polled {
+                Ok(Some((out, buf))) => {
+                    let bytes = &buf[..out.len];
+                    if out.after_sync && commit.is_some() {
+                        batch.bytes.extend_from_slice(bytes);
+                        batch
+                            .sends
+                            .push((out.source, out.destination, batch.bytes.len()));
+                    } else {
+                        sockets.send(out.source, out.destination, bytes);
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::error!(error = %err, "dhcp: cannot write answer");
+                    break;
+                }
+            }
+        }
+        while let Some(ev) = e.poll_event() {
+            log_event(&ev);
+        }
+        drop(e);
+        match commit {
+            Some(c) if !batch.is_empty() => c.push(&mut batch)?,
+            _ => batch.clear(),
+        }
+    }
+    Ok(())
+}
+
+/// One line per client message: `mac`, `arch` (option 93, else the vendor
+/// class; absent when neither says), `step` (`discover`, `request`, …) and
+/// `port` (the port the socket is bound to: 67 or 4011 unless configured
+/// otherwise); and the client's address, when the message shows it, into
+/// `clients`.
+fn observe(bound: u16, from: SocketAddrV4, bytes: &[u8], clients: Option<&ClientDirectory>) {
+    use crate::wire::dhcp::{BOOTREQUEST, DhcpPacket, MessageType};
+    if clients.is_none() && !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let Ok(p) = DhcpPacket::new_checked(bytes) else {
+        return;
+    };
+    if p.op() != BOOTREQUEST {
+        return;
+    }
+    let mac = crate::dhcp::HwAddr::new(p.chaddr());
+    let arch93 = p
+        .option(93)
+        .and_then(|d| Some(u16::from_be_bytes([d.get(0)?, d.get(1)?])));
+    let mut vc = [0u8; 64];
+    let class = p
+        .option(60)
+        .and_then(|d| d.copy_to(&mut vc).ok().and_then(|n| vc.get(..n)));
+    let arch = crate::dhcp::arch::classify(arch93, class);
+    let pxe = class.is_some_and(|c| c.starts_with(b"PXEClient") || c.starts_with(b"HTTPClient"));
+    if let Some(dir) = clients {
+        // The source is the client unless a relay forwarded it (giaddr).
+        let requested = p
+            .option(50)
+            .and_then(|d| Some(Ipv4Addr::new(d.get(0)?, d.get(1)?, d.get(2)?, d.get(3)?)));
+        let ip = [
+            Some(*from.ip()).filter(|_| p.giaddr().is_unspecified()),
+            Some(p.ciaddr()),
+            requested.filter(|_| p.message_type() == Some(MessageType::Request)),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|ip| !ip.is_unspecified());
+        if let Some(ip) = ip {
+            dir.record(ip, mac, arch);
+        }
+    }
+    let step = match p.message_type() {
+        Some(MessageType::Discover) => "discover",
+        Some(MessageType::Request) => "request",
+        Some(MessageType::Inform) => "inform",
+        Some(MessageType::Release) => "release",
+        Some(MessageType::Decline) => "decline",
+        _ => "other",
+    };
+    let arch = arch.map(tracing::field::display);
+    tracing::info!(mac = %mac, arch, pxe, %from, step, port = bound, xid = p.xid(), "dhcp: received");
+}
+
+fn log_event(ev: &Event) {
+    match ev {
+        Event::ProxyOffered { chaddr, arch } => {
+            tracing::info!(mac = %chaddr, arch = %arch, step = "proxy-offer", "dhcp")
+        }
+        Event::BootAcked { chaddr, arch, item } => {
+            tracing::info!(mac = %chaddr, arch = %arch, item = ?item, step = "boot-ack", "dhcp")
+        }
+        Event::Offered { chaddr, yiaddr } => {
+            tracing::info!(mac = %chaddr, %yiaddr, step = "offer", "dhcp")
+        }
+        Event::Acked { chaddr, yiaddr } => {
+            tracing::info!(mac = %chaddr, %yiaddr, step = "ack", "dhcp")
+        }
+        Event::Informed { chaddr } => tracing::info!(mac = %chaddr, step = "inform", "dhcp"),
+        Event::Nak { chaddr, requested } => {
+            tracing::info!(mac = %chaddr, %requested, step = "nak", "dhcp")
+        }
+        Event::Released { chaddr, addr } => {
+            tracing::info!(mac = %chaddr, %addr, step = "release", "dhcp")
+        }
+        Event::Declined { chaddr, addr } => {
+            tracing::warn!(mac = %chaddr, %addr, step = "decline", "dhcp")
+        }
+        Event::AnswerDropped { chaddr, error } => tracing::error!(
+            mac = %chaddr,
+            error = %error,
+            step = "answer-dropped",
+            "dhcp: answer cannot be encoded, dropped"
+        ),
+        Event::DeclineIgnored {
+            chaddr,
+            addr,
+            on_probation,
+            limit,
+        } => tracing::warn!(
+            mac = %chaddr,
+            %addr,
+            on_probation,
+            limit,
+            step = "decline-ignored",
+            "dhcp: decline ignored, the pool's probation budget is spent (the address stays in use)"
+        ),
+        Event::NoBootFile { chaddr, arch } => tracing::warn!(
+            mac = %chaddr,
+            arch = arch.map(tracing::field::display),
+            step = "no-boot-file",
+            "dhcp: no boot file for this client architecture, no offer"
+        ),
+        Event::Ignored { chaddr, reason } => match reason {
+            // A datagram too short to hold chaddr names no client.
+            IgnoreReason::Malformed if chaddr.as_bytes().is_empty() => {
+                tracing::warn!(mac = %"unknown", reason = ?reason, step = "ignored", "dhcp")
+            }
+            IgnoreReason::Malformed
+            | IgnoreReason::RateLimited
+            | IgnoreReason::PoolExhausted
+            | IgnoreReason::Busy
+            | IgnoreReason::StoreBusy => {
+                tracing::warn!(mac = %chaddr, reason = ?reason, step = "ignored", "dhcp")
+            }
+            _ => tracing::debug!(mac = %chaddr, reason = ?reason, step = "ignored", "dhcp"),
+        },
+    }
+}
