@@ -15,6 +15,7 @@ use preboot::dhcp::config::{
 use preboot::dhcp::server::{Event, IgnoreReason};
 use preboot::dhcp::store::RecordKind;
 use preboot::dhcp::{BootArch, Server, ServerPort, Transmit};
+use preboot::wire::dhcp::MessageType;
 
 mod dhcp_support;
 use dhcp_support::vector;
@@ -153,10 +154,18 @@ fn proxy_offer_to_ipxe_bios() {
     assert_eq!(opt(&m, OptionCode::BootfileName), None);
     assert!(matches!(
         events(&mut s)[..],
-        [Event::ProxyOffered {
-            arch: BootArch::Bios,
-            ..
-        }]
+        [
+            Event::Received {
+                arch: Some(BootArch::Bios),
+                pxe: true,
+                message: MessageType::Discover,
+                ..
+            },
+            Event::ProxyOffered {
+                arch: BootArch::Bios,
+                ..
+            }
+        ]
     ));
 }
 
@@ -279,10 +288,13 @@ fn arch_without_boot_file_gets_no_offer() {
     );
     assert!(matches!(
         events(&mut s)[..],
-        [Event::NoBootFile {
-            arch: Some(BootArch::UefiX64),
-            ..
-        }]
+        [
+            Event::Received { .. },
+            Event::NoBootFile {
+                arch: Some(BootArch::UefiX64),
+                ..
+            }
+        ]
     ));
     // …and no ACK on 4011 either.
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 145), 4011);
@@ -1039,5 +1051,68 @@ fn declines_take_at_most_a_tenth_of_the_pool() {
             .iter()
             .any(|e| matches!(e, Event::Declined { .. })),
         "the budget is back"
+    );
+}
+
+/// Each message that passes the rate limit is reported once, with what the
+/// driver logs and what the client directory records, from the engine's
+/// one parse: the client's address is the unicast source (the 4011 REQUEST,
+/// PXE 2.1 §2.2.3), else the address a REQUEST asks for (RFC 2131 §4.3.2
+/// option 50), never 0.0.0.0.
+#[test]
+fn received_event_carries_the_client_and_its_address() {
+    let mut s = Server::new(proxy_config()).unwrap();
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
+    answer(
+        &mut s,
+        ServerPort::BootServer,
+        from,
+        &vector("ipxe-bios-request-4011"),
+    );
+    let first = events(&mut s).into_iter().next();
+    assert!(
+        matches!(
+            first,
+            Some(Event::Received {
+                arch: Some(BootArch::Bios),
+                pxe: true,
+                message: MessageType::Request,
+                client_ip: Some(ip),
+                ..
+            }) if ip == *from.ip()
+        ),
+        "{first:?}"
+    );
+
+    let req = vector("ipxe-bios-request");
+    let requested = preboot::wire::dhcp::DhcpPacket::new_checked(&req[..])
+        .unwrap()
+        .requested_ip()
+        .expect("the vector asks for an address");
+    answer(&mut s, ServerPort::Dhcp, from68(), &req);
+    let first = events(&mut s).into_iter().next();
+    assert!(
+        matches!(first, Some(Event::Received { client_ip: Some(ip), .. }) if ip == requested),
+        "{first:?}"
+    );
+
+    // A DISCOVER from 0.0.0.0 shows no address.
+    answer(
+        &mut s,
+        ServerPort::Dhcp,
+        from68(),
+        &vector("ipxe-bios-discover"),
+    );
+    let first = events(&mut s).into_iter().next();
+    assert!(
+        matches!(
+            first,
+            Some(Event::Received {
+                client_ip: None,
+                message: MessageType::Discover,
+                ..
+            })
+        ),
+        "{first:?}"
     );
 }

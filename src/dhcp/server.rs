@@ -95,6 +95,25 @@ pub enum IgnoreReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
+    /// A client message passed the rate limit and is being answered (or
+    /// ignored, with an [`Event::Ignored`] after it): what a log line and a
+    /// directory of clients need, read by the engine's one parse.
+    Received {
+        /// Client.
+        chaddr: HwAddr,
+        /// Its architecture (option 93, else the vendor class), if known.
+        arch: Option<BootArch>,
+        /// A PXE or HTTP-boot client (vendor class `PXEClient`/`HTTPClient`).
+        pxe: bool,
+        /// The DHCP message type.
+        message: MessageType,
+        /// Transaction id.
+        xid: u32,
+        /// The client's own address, when the message shows it: the source
+        /// (unless a relay forwarded it), else `ciaddr`, else the address a
+        /// REQUEST asks for.
+        client_ip: Option<Ipv4Addr>,
+    },
     /// A proxy OFFER (proxy mode) on port 67.
     ProxyOffered {
         /// Client.
@@ -384,6 +403,23 @@ impl Server {
             self.ignore(&req, IgnoreReason::RateLimited);
             return;
         }
+        let client_ip = [
+            Some(*from.ip()).filter(|_| req.giaddr.is_unspecified()),
+            Some(req.ciaddr),
+            req.requested_ip
+                .filter(|_| req.msg_type == MessageType::Request),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|ip| !ip.is_unspecified());
+        self.event(Event::Received {
+            chaddr: req.hw(),
+            arch: req.arch,
+            pxe: req.kind != ClientKind::Plain,
+            message: req.msg_type,
+            xid: req.xid,
+            client_ip,
+        });
         match (port, self.config.mode, req.msg_type) {
             (ServerPort::BootServer, _, MessageType::Request | MessageType::Inform) => {
                 self.boot_request(req, from)

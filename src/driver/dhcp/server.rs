@@ -288,7 +288,6 @@ fn serve(
             Err(e) => return Err(e),
         };
         let SocketAddr::V4(from) = from else { continue };
-        observe(bound, from, &rx[..n], clients);
         let Ok(mut e) = engine.lock() else {
             return Err(io::Error::other("dhcp engine lock poisoned"));
         };
@@ -300,7 +299,7 @@ fn serve(
         // Events are queued by `handle`: log them before the answers leave,
         // so that the log's order is the conversation's.
         while let Some(ev) = e.poll_event() {
-            log_event(&ev);
+            log_event(&ev, bound, from, clients);
         }
         // The engine drops an answer it cannot encode (with an event) and
         // keeps one that needs a larger buffer: that one gets a buffer of
@@ -335,7 +334,7 @@ fn serve(
             }
         }
         while let Some(ev) = e.poll_event() {
-            log_event(&ev);
+            log_event(&ev, bound, from, clients);
         }
         drop(e);
         match commit {
@@ -346,63 +345,37 @@ fn serve(
     Ok(())
 }
 
-/// One line per client message: `mac`, `arch` (option 93, else the vendor
-/// class; absent when neither says), `step` (`discover`, `request`, …) and
-/// `port` (the port the socket is bound to: 67 or 4011 unless configured
-/// otherwise); and the client's address, when the message shows it, into
-/// `clients`.
-fn observe(bound: u16, from: SocketAddrV4, bytes: &[u8], clients: Option<&ClientDirectory>) {
-    use crate::wire::dhcp::{BOOTREQUEST, DhcpPacket, MessageType};
-    if clients.is_none() && !tracing::enabled!(tracing::Level::INFO) {
-        return;
-    }
-    let Ok(p) = DhcpPacket::new_checked(bytes) else {
-        return;
-    };
-    if p.op() != BOOTREQUEST {
-        return;
-    }
-    let mac = crate::dhcp::HwAddr::new(p.chaddr());
-    let arch93 = p
-        .option(93)
-        .and_then(|d| Some(u16::from_be_bytes([d.get(0)?, d.get(1)?])));
-    let mut vc = [0u8; 64];
-    let class = p
-        .option(60)
-        .and_then(|d| d.copy_to(&mut vc).ok().and_then(|n| vc.get(..n)));
-    let arch = crate::dhcp::arch::classify(arch93, class);
-    let pxe = class.is_some_and(|c| c.starts_with(b"PXEClient") || c.starts_with(b"HTTPClient"));
-    if let Some(dir) = clients {
-        // The source is the client unless a relay forwarded it (giaddr).
-        let requested = p
-            .option(50)
-            .and_then(|d| Some(Ipv4Addr::new(d.get(0)?, d.get(1)?, d.get(2)?, d.get(3)?)));
-        let ip = [
-            Some(*from.ip()).filter(|_| p.giaddr().is_unspecified()),
-            Some(p.ciaddr()),
-            requested.filter(|_| p.message_type() == Some(MessageType::Request)),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|ip| !ip.is_unspecified());
-        if let Some(ip) = ip {
-            dir.record(ip, mac, arch);
-        }
-    }
-    let step = match p.message_type() {
-        Some(MessageType::Discover) => "discover",
-        Some(MessageType::Request) => "request",
-        Some(MessageType::Inform) => "inform",
-        Some(MessageType::Release) => "release",
-        Some(MessageType::Decline) => "decline",
-        _ => "other",
-    };
-    let arch = arch.map(tracing::field::display);
-    tracing::info!(mac = %mac, arch, pxe, %from, step, port = bound, xid = p.xid(), "dhcp: received");
-}
-
-fn log_event(ev: &Event) {
+/// Log an engine event. [`Event::Received`] is one line per client
+/// message: `mac`, `arch` (option 93, else the vendor class; absent when
+/// neither says), `step` (`discover`, `request`, …) and `port` (the port
+/// the socket is bound to: 67 or 4011 unless configured otherwise); it also
+/// puts the client's address, when the message shows it, into `clients`,
+/// so that TFTP lines can name the client.
+fn log_event(ev: &Event, bound: u16, from: SocketAddrV4, clients: Option<&ClientDirectory>) {
+    use crate::wire::dhcp::MessageType;
     match ev {
+        Event::Received {
+            chaddr,
+            arch,
+            pxe,
+            message,
+            xid,
+            client_ip,
+        } => {
+            if let (Some(dir), Some(ip)) = (clients, client_ip) {
+                dir.record(*ip, *chaddr, *arch);
+            }
+            let step = match message {
+                MessageType::Discover => "discover",
+                MessageType::Request => "request",
+                MessageType::Inform => "inform",
+                MessageType::Release => "release",
+                MessageType::Decline => "decline",
+                _ => "other",
+            };
+            let arch = arch.map(tracing::field::display);
+            tracing::info!(mac = %chaddr, arch, pxe, %from, step, port = bound, xid, "dhcp: received");
+        }
         Event::ProxyOffered { chaddr, arch } => {
             tracing::info!(mac = %chaddr, arch = %arch, step = "proxy-offer", "dhcp")
         }
