@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use preboot::dhcp::BootArch;
 use preboot::driver::boot_server::config::{self, BootServerConfig};
-use preboot::driver::boot_server::demo::{DEFAULT_CONFIG, DEMO_FILES, DemoTree, demo_file};
+#[path = "../examples/preboot-server/demo.rs"]
+mod demo;
+use demo::{DEFAULT_CONFIG, DEMO_FILES, DemoTree, demo_file};
 use preboot::driver::boot_server::{BootServer, BootServerError};
 use preboot::driver::dhcp::{MenuPolicy, Mode, ReservationKey};
 

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use preboot::dhcp::client::ClientConfig;
 use preboot::dhcp::config::Pool;
-use preboot::driver::boot_server::demo::{DEMO_FILES, demo_file};
+#[path = "../examples/preboot-server/demo.rs"]
+mod demo;
+use demo::{DEMO_FILES, demo_file};
 use preboot::driver::dhcp::{DhcpClientConfig, DhcpServer, DhcpServerConfig, run_client};
 use sha2::{Digest, Sha256};
 
@@ -83,7 +85,7 @@ fn help_documents_every_flag() {
     assert!(printed.status.success());
     assert_eq!(
         String::from_utf8(printed.stdout).unwrap(),
-        preboot::driver::boot_server::demo::DEFAULT_CONFIG
+        demo::DEFAULT_CONFIG
     );
     let version = run(&["--version"]);
     assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));

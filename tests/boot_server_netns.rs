@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use boot_server_support::{Server, example, terminate, unavailable};
 use preboot::dhcp::client::ClientConfig;
-use preboot::driver::boot_server::demo::{DEMO_FILES, demo_file};
+#[path = "../examples/preboot-server/demo.rs"]
+mod demo;
+use demo::{DEMO_FILES, demo_file};
 use preboot::driver::dhcp::{DhcpClientConfig, run_client};
 
 const ROLE: &str = "PREBOOT_BSN_ROLE";

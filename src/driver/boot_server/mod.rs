@@ -28,7 +28,6 @@
 //! ```
 
 pub mod config;
-pub mod demo;
 
 use std::format;
 use std::io;
@@ -186,8 +185,7 @@ impl BootServer {
     }
 
     /// What this server serves, one line each, for people: addresses,
-    /// mode, boot files per architecture, and a command that fetches the
-    /// first boot file.
+    /// mode, pools and boot files per architecture.
     pub fn describe(&self) -> Vec<String> {
         let c = &self.config;
         let d = &c.dhcp;
@@ -226,44 +224,7 @@ impl BootServer {
         for (key, file) in archs.chain(f.ipxe.iter().map(|file| ("ipxe", file))) {
             out.push(format!("boot {key:<11} {file}"));
         }
-        if let Some(cmd) = self.fetch_command() {
-            out.push(format!("try:         {cmd}"));
-            if let Some(sum) = self.fetch_sha256() {
-                out.push(format!("expect:      {sum}"));
-            }
-        }
         out
-    }
-
-    /// A shell command fetching the first boot file this host serves from
-    /// its TFTP server with `curl`, piped into `sha256sum`.
-    pub fn fetch_command(&self) -> Option<String> {
-        let t = self.tftp_addr?;
-        let file = self.config.boot_files.first()?;
-        let host = match t.ip() {
-            ip if ip.is_unspecified() => self.config.dhcp.server_id.into(),
-            ip => ip,
-        };
-        Some(format!(
-            "curl -s tftp://{host}:{}/{} | sha256sum",
-            t.port(),
-            file.name.trim_start_matches('/')
-        ))
-    }
-
-    /// The SHA-256 (hex) of the file [`BootServer::fetch_command`] fetches,
-    /// as the TFTP root holds it now.
-    pub fn fetch_sha256(&self) -> Option<String> {
-        use sha2::{Digest, Sha256};
-        let root = &self.config.tftp.as_ref()?.root;
-        let file = self.config.boot_files.first()?;
-        let bytes = std::fs::read(root.join(file.name.trim_start_matches('/'))).ok()?;
-        Some(
-            Sha256::digest(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-        )
     }
 
     /// Serve until `stop` is set or a server fails; then stop both servers

@@ -7,7 +7,9 @@
 //! cargo run --release --example preboot-server -- --help
 //! ```
 
+#[path = "../common/mod.rs"]
 mod common;
+mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,9 +19,10 @@ use std::sync::atomic::AtomicBool;
 use clap::Parser;
 
 use preboot::driver::boot_server::config::{self, BootServerConfig};
-use preboot::driver::boot_server::demo::{DEFAULT_CONFIG, DemoTree};
 use preboot::driver::boot_server::{BootServer, BootServerError};
 use preboot::driver::privileges::{self, Switched};
+
+use demo::{DEFAULT_CONFIG, DemoTree};
 
 /// PXE boot server: DHCP/proxyDHCP on 67, boot server on 4011, TFTP on 69.
 ///
@@ -167,6 +170,12 @@ fn main() -> ExitCode {
     for line in server.describe() {
         println!("  {line}");
     }
+    if let Some((cmd, sum)) = fetch_command(&server) {
+        println!("  try:         {cmd}");
+        if let Some(sum) = sum {
+            println!("  expect:      {sum}");
+        }
+    }
     println!("  stop:        Ctrl-C or kill -TERM {}", std::process::id());
     match server.run(&stop) {
         Ok(_) => ExitCode::SUCCESS,
@@ -175,4 +184,31 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A shell command fetching the first boot file the server serves over
+/// TFTP with `curl`, piped into `sha256sum`, and the digest it should print
+/// (the file as the TFTP root holds it now).
+fn fetch_command(server: &BootServer) -> Option<(String, Option<String>)> {
+    use sha2::{Digest, Sha256};
+    let t = server.tftp_addr()?;
+    let config = server.config();
+    let file = config.boot_files.first()?;
+    let host = match t.ip() {
+        ip if ip.is_unspecified() => config.dhcp.server_id.into(),
+        ip => ip,
+    };
+    let name = file.name.trim_start_matches('/');
+    let cmd = format!("curl -s tftp://{host}:{}/{name} | sha256sum", t.port());
+    let sum = config
+        .tftp
+        .as_ref()
+        .and_then(|tftp| std::fs::read(tftp.root.join(name)).ok())
+        .map(|bytes| {
+            Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        });
+    Some((cmd, sum))
 }

@@ -6,19 +6,14 @@
 //! headers (a PE `MZ` stub for the EFI files), not programs: enough to
 //! watch a PXE conversation and fetch files, not to boot a machine.
 //!
-//! ```no_run
-//! use preboot::driver::boot_server::{BootServer, demo::DemoTree};
-//! let tree = DemoTree::create(&std::env::temp_dir())?;
-//! let config = preboot::driver::boot_server::config::load(tree.config_path())?;
-//! let server = BootServer::bind(config)?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! Part of the `preboot-server` example; the tests that check the demo
+//! include this file (`#[path]`) to know what it serves.
 
-use std::format;
+#![allow(dead_code)] // each includer uses a part
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::prelude::rust_2024::*;
 
 /// The embedded default configuration (loopback, unprivileged ports).
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
