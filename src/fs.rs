@@ -287,15 +287,21 @@ pub struct VecSink {
     pub finished: bool,
 }
 
+/// The end offset of a write of `len` bytes at `offset`, or
+/// [`FsError::TooLarge`] past `limit` (or past `u64`): the size check every
+/// [`WriteAt`] makes before it writes.
+pub fn write_end(offset: u64, len: usize, limit: Option<u64>) -> Result<u64, FsError> {
+    let end = offset.checked_add(len as u64).ok_or(FsError::TooLarge)?;
+    if limit.is_some_and(|l| end > l) {
+        return Err(FsError::TooLarge);
+    }
+    Ok(end)
+}
+
 #[cfg(feature = "alloc")]
 impl WriteAt for VecSink {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), FsError> {
-        let end = offset
-            .checked_add(data.len() as u64)
-            .ok_or(FsError::TooLarge)?;
-        if self.limit.is_some_and(|l| end > l) {
-            return Err(FsError::TooLarge);
-        }
+        let end = write_end(offset, data.len(), self.limit)?;
         let start = usize::try_from(offset).map_err(|_| FsError::TooLarge)?;
         let end = usize::try_from(end).map_err(|_| FsError::TooLarge)?;
         if self.data.len() < end {

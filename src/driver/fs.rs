@@ -308,12 +308,7 @@ impl Upload {
 
 impl WriteAt for Upload {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), FsError> {
-        let end = offset
-            .checked_add(data.len() as u64)
-            .ok_or(FsError::TooLarge)?;
-        if self.limit.is_some_and(|l| end > l) {
-            return Err(FsError::TooLarge);
-        }
+        crate::fs::write_end(offset, data.len(), self.limit)?;
         self.file
             .write_all_at(data, offset)
             .map_err(|e| io_to_fs(&e))
