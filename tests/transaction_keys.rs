@@ -3,6 +3,9 @@
 //! the site secret once a workstation has its own key, is refused with the
 //! right status and nothing changes. Also the `[keys]` TOML section.
 
+use preboot::engine::Datagram;
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
 #[cfg(feature = "std")] // the TOML store is std-only
@@ -111,12 +114,26 @@ fn me() -> SocketAddrV4 {
 fn pump(c: &mut Client, s: &mut Srv, now: Instant) -> Vec<ClientEvent> {
     let mut buf = [0u8; MAX_FRAME_LEN];
     for _ in 0..8 {
-        let Some(t) = c.poll_transmit(now, &mut buf) else {
+        let Some(t) = c.poll_transmit(now, &mut buf).unwrap() else {
             break;
         };
-        s.handle(now, me(), &buf[..t.len]);
-        while let Some(r) = s.poll_transmit(now, &mut buf) {
-            c.handle(now, srv_addr(), &buf[..r.len]);
+        s.handle(
+            now,
+            Datagram {
+                local: ANY,
+                remote: me(),
+                payload: &buf[..t.len],
+            },
+        );
+        while let Some(r) = s.poll_transmit(now, &mut buf).unwrap() {
+            c.handle(
+                now,
+                Datagram {
+                    local: ANY,
+                    remote: srv_addr(),
+                    payload: &buf[..r.len],
+                },
+            );
         }
     }
     std::iter::from_fn(|| c.poll_event()).collect()

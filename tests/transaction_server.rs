@@ -3,6 +3,9 @@
 //! engine (straight from docs/transaction-protocol.md). Each test cites the
 //! section it checks.
 
+use preboot::engine::Datagram;
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 use core::net::{Ipv4Addr, SocketAddrV4};
 use hmac::{Hmac, KeyInit, Mac};
 use preboot::Instant;
@@ -167,12 +170,19 @@ fn frame<P: Payload>(t: MessageType, rid: u32, sid: u64, p: &P, sk: Option<[u8; 
 }
 
 fn exchange(s: &mut Srv, now: Instant, d: &[u8]) -> Option<Vec<u8>> {
-    s.handle(now, peer(), d);
+    s.handle(
+        now,
+        Datagram {
+            local: ANY,
+            remote: peer(),
+            payload: d,
+        },
+    );
     let mut buf = [0u8; MAX_FRAME_LEN];
-    let t = s.poll_transmit(now, &mut buf)?;
-    assert_eq!(t.destination, peer());
+    let t = s.poll_transmit(now, &mut buf).unwrap()?;
+    assert_eq!(t.remote, peer());
     assert!(
-        s.poll_transmit(now, &mut buf).is_none(),
+        s.poll_transmit(now, &mut buf).unwrap().is_none(),
         "one reply per request"
     );
     Some(buf[..t.len].to_vec())

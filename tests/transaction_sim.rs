@@ -3,6 +3,9 @@
 //! conversation completes or fails cleanly, and the server never performs
 //! a task twice.
 
+use preboot::engine::Datagram;
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
 use preboot::policy::{ImagingProxy, MemoryStore, MulticastSession, ServerPolicy, WorkstationId};
@@ -219,7 +222,7 @@ fn simulate(seed: u64, n: usize, loss: u64, dup: u64) -> (Counting, usize, usize
                     // mark as waiting by leaving step as is; is_busy() guards re-sending
                 }
             }
-            while let Some(t) = w.client.poll_transmit(now, &mut buf) {
+            while let Some(t) = w.client.poll_transmit(now, &mut buf).unwrap() {
                 let copies = if rng.chance(loss) {
                     0
                 } else if rng.chance(dup) {
@@ -240,8 +243,8 @@ fn simulate(seed: u64, n: usize, loss: u64, dup: u64) -> (Counting, usize, usize
             }
         }
         // 2. server replies
-        while let Some(t) = server.poll_transmit(now, &mut buf) {
-            let ws_i = ws.iter().position(|w| w.addr == t.destination).unwrap();
+        while let Some(t) = server.poll_transmit(now, &mut buf).unwrap() {
+            let ws_i = ws.iter().position(|w| w.addr == t.remote).unwrap();
             let copies = if rng.chance(loss) {
                 0
             } else if rng.chance(dup) {
@@ -279,9 +282,23 @@ fn simulate(seed: u64, n: usize, loss: u64, dup: u64) -> (Counting, usize, usize
             if link[i].at <= now {
                 let p = link.remove(i).unwrap();
                 if p.to_server {
-                    server.handle(now, p.from, &p.data);
+                    server.handle(
+                        now,
+                        Datagram {
+                            local: ANY,
+                            remote: p.from,
+                            payload: &p.data,
+                        },
+                    );
                 } else {
-                    ws[p.ws].client.handle(now, p.from, &p.data);
+                    ws[p.ws].client.handle(
+                        now,
+                        Datagram {
+                            local: ANY,
+                            remote: p.from,
+                            payload: &p.data,
+                        },
+                    );
                 }
             } else {
                 i += 1;
