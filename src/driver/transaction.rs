@@ -39,7 +39,6 @@ impl Random for Urandom {
 pub struct UdpTransactionServer<P: Policy, K: KeyStore, R: Random> {
     socket: UdpSocket,
     engine: Server<P, K, R>,
-    epoch: std::time::Instant,
     /// The bound address, the `local` of every datagram.
     local: SocketAddrV4,
 }
@@ -55,7 +54,6 @@ impl<P: Policy, K: KeyStore, R: Random> UdpTransactionServer<P, K, R> {
         Ok(UdpTransactionServer {
             socket,
             engine,
-            epoch: std::time::Instant::now(),
             local,
         })
     }
@@ -70,8 +68,9 @@ impl<P: Policy, K: KeyStore, R: Random> UdpTransactionServer<P, K, R> {
         &self.engine
     }
 
+    /// The drivers' one monotonic clock.
     fn now(&self) -> crate::Instant {
-        crate::Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+        super::clock::now()
     }
 
     /// Wait up to `max_wait` for one datagram, feed it, send the replies,

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::string::String;
 use std::time::Duration;
 
-use crate::Instant;
+use crate::driver::clock;
 use crate::engine::Datagram;
 
 use super::server::udp_socket;
@@ -57,15 +57,11 @@ pub fn run_client(config: DhcpClientConfig) -> io::Result<crate::dhcp::client::B
         SocketAddr::V4(a) => a,
         SocketAddr::V6(_) => return Err(io::Error::other("dhcp client: socket not IPv4")),
     };
-    let start = std::time::Instant::now();
-    let clock = |s: std::time::Instant| {
-        Instant::from_micros(u64::try_from(s.elapsed().as_micros()).unwrap_or(u64::MAX))
-    };
-    let mut client = crate::dhcp::Client::new(clock(start), config.client.clone(), config.xid);
+    let mut client = crate::dhcp::Client::new(clock::now(), config.client.clone(), config.xid);
     let mut buf = [0u8; crate::dhcp::Client::MAX_DATAGRAM];
     let mut rx = [0u8; 1500];
     loop {
-        let now = clock(start);
+        let now = clock::now();
         client.handle_timeout(now);
         while let Some(t) = client
             .poll_transmit(now, &mut buf)
@@ -95,13 +91,13 @@ pub fn run_client(config: DhcpClientConfig) -> io::Result<crate::dhcp::client::B
         }
         let wait = client
             .poll_timeout()
-            .map(|d| d.saturating_duration_since(clock(start)))
+            .map(|d| d.saturating_duration_since(clock::now()))
             .unwrap_or(Duration::from_millis(10))
             .clamp(Duration::from_millis(1), Duration::from_millis(500));
         sock.set_read_timeout(Some(wait))?;
         match sock.recv_from(&mut rx) {
             Ok((n, SocketAddr::V4(from))) => client.handle(
-                clock(start),
+                clock::now(),
                 Datagram {
                     local,
                     remote: from,

@@ -5,7 +5,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -41,13 +41,11 @@ pub struct DhcpServer {
     lock: Option<InstanceLock>,
 }
 
-/// The driver's clock: engine time is microseconds since the Unix epoch, so
-/// lease expiry times in the log are wall-clock times.
+/// The driver's clock: [`crate::driver::clock::now`], monotonic, the one
+/// every driver feeds its engines (lease expiry times reach the lease log as
+/// wall-clock times through [`crate::driver::clock::to_unix_micros`]).
 pub fn now() -> Instant {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    crate::driver::clock::now()
 }
 
 /// The IPv4 address a socket is bound to (the `local` of its datagrams).
