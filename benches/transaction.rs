@@ -20,13 +20,11 @@
 //!
 //! Run: `cargo bench --bench transaction`.
 
-use preboot::engine::Datagram;
-/// The receiving socket's address (these engines do not look at it).
-const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 use core::net::{Ipv4Addr, SocketAddrV4};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use preboot::Instant;
 use preboot::driver::transaction::UdpTransactionServer;
+use preboot::engine::Datagram;
 use preboot::policy::{
     Condition, EnvironmentSpec, ImagingProxy, ImagingRule, MemoryStore, ServerPolicy,
     WorkstationId, WorkstationObject,
@@ -42,6 +40,9 @@ use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const KEY: &[u8] = b"benchmark site secret, 32 bytes!";
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];

@@ -7,12 +7,6 @@
 //! (PXE 2.1 §2.2.1 step 2, §2.4.5), a plain client neither.
 
 use preboot::engine::Datagram;
-/// The DHCP socket (its bound address).
-const DHCP: std::net::SocketAddrV4 =
-    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
-/// The boot server socket (its bound address).
-const BOOT: std::net::SocketAddrV4 =
-    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -23,6 +17,13 @@ use preboot::dhcp::{BootArch, Mode, Server};
 
 mod dhcp_support;
 use dhcp_support::vector;
+
+/// The DHCP socket (its bound address).
+const DHCP: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
+/// The boot server socket (its bound address).
+const BOOT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
 

@@ -5,6 +5,14 @@
 //! PXE 2.1 §2.2.2).
 
 use preboot::engine::Datagram;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use preboot::Instant;
+use preboot::dhcp::client::{BootInfo, ClientConfig, Event};
+use preboot::dhcp::config::{BootEntry, MenuPolicy, Pool, ServerConfig};
+use preboot::dhcp::{BootArch, Client, Mode, Server};
+
 /// The DHCP socket (its bound address).
 const DHCP_SOCK: std::net::SocketAddrV4 =
     std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
@@ -14,13 +22,6 @@ const BOOT: std::net::SocketAddrV4 =
 /// The client socket (its bound address).
 const CLIENT: std::net::SocketAddrV4 =
     std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 68);
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::Duration;
-
-use preboot::Instant;
-use preboot::dhcp::client::{BootInfo, ClientConfig, Event};
-use preboot::dhcp::config::{BootEntry, MenuPolicy, Pool, ServerConfig};
-use preboot::dhcp::{BootArch, Client, Mode, Server};
 
 const PROXY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const DHCP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);

@@ -4,12 +4,6 @@
 //! `dhcproto`, an independent parser.
 
 use preboot::engine::{Datagram, Transmit};
-/// The DHCP socket (its bound address).
-const DHCP: std::net::SocketAddrV4 =
-    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
-/// The boot server socket (its bound address).
-const BOOT: std::net::SocketAddrV4 =
-    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -26,6 +20,13 @@ use preboot::wire::dhcp::MessageType;
 
 mod dhcp_support;
 use dhcp_support::vector;
+
+/// The DHCP socket (its bound address).
+const DHCP: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
+/// The boot server socket (its bound address).
+const BOOT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
 
 fn decode(b: &[u8]) -> v4::Message {
     v4::Message::decode(&mut Decoder::new(b)).expect("dhcproto decodes our answer")
@@ -233,6 +234,31 @@ fn ipxe_request_on_4011_gets_file_and_boot_item() {
         assert_eq!(opt(&m, c), opt(&dnsmasq, c), "{c:?}");
     }
     assert_eq!(opt43(&m).unwrap(), [71, 4, 0x80, 0, 0, 0, 255]);
+}
+
+/// The engine tells the boot server from DHCP by the port the datagram
+/// arrived on (`Datagram::local`) against `ServerConfig::boot_port`: a
+/// driver that binds the boot server elsewhere says so, and the answer
+/// leaves from the socket the request came in on.
+#[test]
+fn the_boot_server_port_is_the_configured_one() {
+    let req = vector("ipxe-bios-request-4011");
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
+    let moved = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 1), 14011);
+    let mut c = proxy_config();
+    c.boot_port = 14011;
+    let mut s = Server::new(c).unwrap();
+    // On 4011, now an ordinary DHCP port: a proxy does not answer REQUESTs.
+    assert!(answer(&mut s, BOOT, from, &req).is_empty());
+    let (t, m) = one(&mut s, moved, from, &req);
+    assert_eq!(t.local, Some(moved));
+    assert_eq!(t.remote, from);
+    assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack));
+    // boot_port 0: no boot server socket, every port is DHCP.
+    let mut c = proxy_config();
+    c.boot_port = 0;
+    let mut s = Server::new(c).unwrap();
+    assert!(answer(&mut s, BOOT, from, &req).is_empty());
 }
 
 #[test]

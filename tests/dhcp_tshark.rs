@@ -5,12 +5,6 @@
 //! with the fields the clients need.
 
 use preboot::engine::Datagram;
-/// The DHCP socket (its bound address).
-const DHCP: std::net::SocketAddrV4 =
-    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
-/// The boot server socket (its bound address).
-const BOOT: std::net::SocketAddrV4 =
-    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
@@ -22,6 +16,13 @@ use preboot::dhcp::{BootArch, Server};
 
 mod dhcp_support;
 use dhcp_support::vector;
+
+/// The DHCP socket (its bound address).
+const DHCP: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
+/// The boot server socket (its bound address).
+const BOOT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
 
 fn have(cmd: &str) -> bool {
     Command::new(cmd).arg("--version").output().is_ok()

@@ -1,17 +1,18 @@
 //! Scripted conversations with the client engine (docs/transaction-protocol.md
 //! §3 handshake checks, §6 retransmission schedule and reply matching).
 
-use preboot::engine::Datagram;
-/// The receiving socket's address (these engines do not look at it).
-const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 use core::net::{Ipv4Addr, SocketAddrV4};
 use hmac::{Hmac, KeyInit, Mac};
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::transaction::{Client, ClientConfig, ClientError, ClientEvent};
 use preboot::wire::transaction::messages::*;
 use preboot::wire::transaction::*;
 use sha2::Sha256;
 use std::time::Duration;
+
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const KEY: &[u8] = b"client-test-site-secret";
 const SID: u64 = 0xABCD_EF01_2345_6789;

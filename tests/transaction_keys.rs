@@ -3,13 +3,11 @@
 //! the site secret once a workstation has its own key, is refused with the
 //! right status and nothing changes. Also the `[keys]` TOML section.
 
-use preboot::engine::Datagram;
-/// The receiving socket's address (these engines do not look at it).
-const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
 #[cfg(feature = "std")] // the TOML store is std-only
 use preboot::driver::policy_store as toml_store;
+use preboot::engine::Datagram;
 use preboot::policy::{ImagingProxy, MemoryStore, WorkstationId, WorkstationObject};
 use preboot::transaction::{
     Client, ClientConfig, ClientEvent, KeyStore, Policy, Server, ServerConfig, WorkstationKeys,
@@ -18,6 +16,9 @@ use preboot::wire::transaction::messages::*;
 use preboot::wire::transaction::{MAX_FRAME_LEN, MessageType, Status};
 #[cfg(feature = "std")] // the TOML store is std-only
 use std::path::Path;
+
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const SITE: &[u8] = b"the site secret, shared by all";
 const KEY_A: &[u8] = b"workstation A's very own key";

@@ -3,12 +3,10 @@
 //! engine (straight from docs/transaction-protocol.md). Each test cites the
 //! section it checks.
 
-use preboot::engine::Datagram;
-/// The receiving socket's address (these engines do not look at it).
-const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 use core::net::{Ipv4Addr, SocketAddrV4};
 use hmac::{Hmac, KeyInit, Mac};
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::policy::{
     Condition, ImagingProxy, ImagingRule, MemoryStore, MenuSetting, ServerPolicy, WorkstationId,
     WorkstationObject,
@@ -18,6 +16,9 @@ use preboot::wire::transaction::messages::*;
 use preboot::wire::transaction::*;
 use sha2::Sha256;
 use std::time::Duration;
+
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const KEY: &[u8] = b"0123456789abcdef-site-secret";
 const MAC_A: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
@@ -789,4 +790,35 @@ fn refusals_keep_the_reply_cache() {
         assert!(r.len() <= HEADER_LEN, "Hello refusals carry no MAC");
         assert_eq!(snap(&s), before);
     }
+}
+
+/// The engine contract's buffer rule: a reply that does not fit the
+/// caller's buffer stays queued, the buffer untouched, and the error names
+/// the size needed; a buffer of that size then gets it.
+#[test]
+fn a_too_small_buffer_keeps_the_reply_queued() {
+    let mut s = server();
+    let c = Raw::new();
+    let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, DEFAULT_PORT);
+    s.handle(
+        Instant::ZERO,
+        Datagram {
+            local,
+            remote: peer(),
+            payload: &c.hello(),
+        },
+    );
+    let mut small = [0xAAu8; 16];
+    let err = s.poll_transmit(Instant::ZERO, &mut small).unwrap_err();
+    assert!(err.needed > small.len() && err.needed <= MAX_FRAME_LEN);
+    assert!(small.iter().all(|&b| b == 0xAA), "buffer untouched");
+    let mut buf = vec![0u8; err.needed];
+    let t = s.poll_transmit(Instant::ZERO, &mut buf).unwrap().unwrap();
+    assert_eq!(
+        (t.len, t.remote, t.local),
+        (err.needed, peer(), Some(local))
+    );
+    let f = Frame::new_checked(&buf[..t.len]).unwrap();
+    assert_eq!(f.message_type(), MessageType::Challenge);
+    assert_eq!(s.poll_transmit(Instant::ZERO, &mut buf).unwrap(), None);
 }

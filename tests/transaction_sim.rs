@@ -3,11 +3,9 @@
 //! conversation completes or fails cleanly, and the server never performs
 //! a task twice.
 
-use preboot::engine::Datagram;
-/// The receiving socket's address (these engines do not look at it).
-const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::policy::{ImagingProxy, MemoryStore, MulticastSession, ServerPolicy, WorkstationId};
 use preboot::transaction::{
     Client, ClientConfig, ClientEvent, Policy, Random, Server, ServerConfig, SiteKeys,
@@ -17,6 +15,9 @@ use preboot::wire::transaction::Status;
 use preboot::wire::transaction::messages::*;
 use std::collections::VecDeque;
 use std::time::Duration;
+
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const KEY: &[u8] = b"simulation-site-secret";
 

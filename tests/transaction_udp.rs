@@ -1,12 +1,10 @@
 //! The std UDP driver on loopback, driven by the client engine over a real
 //! socket (docs/transaction-protocol.md §1: UDP, one request, one reply).
 
-use preboot::engine::Datagram;
-/// The receiving socket's address (these engines do not look at it).
-const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
 use preboot::driver::transaction::{UdpTransactionServer, Urandom};
+use preboot::engine::Datagram;
 use preboot::policy::{
     ImagingProxy, MemoryStore, MenuSetting, ServerPolicy, WorkstationId, WorkstationObject,
 };
@@ -19,6 +17,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const KEY: &[u8] = b"loopback-site-secret";
 const MAC: [u8; 6] = [0x52, 0x54, 0, 0xAB, 0xCD, 0xEF];

@@ -8,11 +8,9 @@
 //! it the test is listed as ignored, build.rs decides) so the committed
 //! vectors cannot drift from their generator.
 
-use preboot::engine::Datagram;
-/// The receiving socket's address (these engines do not look at it).
-const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::policy::{
     Condition, EnvironmentSpec, ImagingProxy, ImagingRule, MemoryStore, MenuEntrySpec, MenuSetting,
     ServerPolicy, WorkstationId, WorkstationObject,
@@ -24,6 +22,9 @@ use preboot::wire::image_safe::{ImageSafe, PendingFlags};
 use preboot::wire::transaction::messages::*;
 use preboot::wire::transaction::{Frame, MAX_FRAME_LEN, MessageType, Status};
 use std::collections::HashMap;
+
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const VECTORS: &str = include_str!("vectors/transaction/conversation.txt");
 const KEY: &[u8] = b"preboot test vector site secret!";

@@ -5,15 +5,6 @@
 #![no_main]
 
 use preboot::engine::Datagram;
-/// The DHCP socket.
-const DHCP: std::net::SocketAddrV4 =
-    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
-/// The boot server socket.
-const BOOT: std::net::SocketAddrV4 =
-    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
-/// The client socket.
-const CLIENT: std::net::SocketAddrV4 =
-    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 68);
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -24,6 +15,16 @@ use preboot::dhcp::client::ClientConfig;
 use preboot::dhcp::config::{BootEntry, Pool, ServerConfig};
 use preboot::dhcp::{BootArch, Client, Server};
 use preboot::wire::dhcp::DhcpPacket;
+
+/// The DHCP socket.
+const DHCP: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
+/// The boot server socket.
+const BOOT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
+/// The client socket.
+const CLIENT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 68);
 
 #[derive(Arbitrary, Debug)]
 enum Op {

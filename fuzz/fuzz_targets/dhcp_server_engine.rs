@@ -12,12 +12,6 @@
 #![no_main]
 
 use preboot::engine::Datagram;
-/// The DHCP socket.
-const DHCP: std::net::SocketAddrV4 =
-    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
-/// The boot server socket.
-const BOOT: std::net::SocketAddrV4 =
-    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -28,6 +22,13 @@ use preboot::dhcp::config::{BootEntry, MenuItem, MenuPolicy, Pool, ServerConfig,
 use preboot::dhcp::server::Event;
 use preboot::dhcp::{BootArch, Server};
 use preboot::wire::dhcp::DhcpPacket;
+
+/// The DHCP socket.
+const DHCP: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
+/// The boot server socket.
+const BOOT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
 
 #[derive(Arbitrary, Debug)]
 enum Op {

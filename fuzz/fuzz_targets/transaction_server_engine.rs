@@ -13,9 +13,6 @@
 #![no_main]
 
 use preboot::engine::Datagram;
-/// The receiving socket (these engines do not look at it).
-const ANY: std::net::SocketAddrV4 =
-    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -28,6 +25,10 @@ use preboot::wire::transaction::messages::{
     InfoAck, MenuReply, Outcome, TaskReply, TaskReport, WorkstationInfo,
 };
 use preboot::wire::transaction::{Frame, HEADER_LEN, MAC_LEN, MAX_FRAME_LEN, Status};
+
+/// The receiving socket (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const KEY: &[u8] = b"fuzz site secret, 32 bytes long!";
 const OTHER_KEY: &[u8] = b"another secret, also long enough";
