@@ -20,8 +20,9 @@
 //!
 //! `now` is the crate's [`Instant`]: microseconds since an epoch the
 //! driver chooses, from **one monotonic clock** for every engine of a
-//! process (the std drivers count from process start with
-//! `std::time::Instant`). An engine never reads a wall clock; where wall
+//! process (the std drivers' `driver::clock::now`: `std::time::Instant`,
+//! with the Unix epoch as read at process start as its epoch; a simulation
+//! starts at [`Instant::ZERO`]). An engine never reads a clock; where wall
 //! time must be stored (the DHCP lease log), the driver converts at that
 //! edge.
 //!
