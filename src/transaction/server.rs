@@ -281,8 +281,8 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
             .count()
     }
 
-    /// Replies dropped because the transmit queue was full or the buffer
-    /// passed to `poll_transmit` was too small.
+    /// Replies dropped because the transmit queue was full (a too-small
+    /// `poll_transmit` buffer drops nothing: the reply stays queued).
     pub fn transmits_dropped(&self) -> u64 {
         self.transmits_dropped
     }
