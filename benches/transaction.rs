@@ -24,6 +24,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use preboot::Instant;
 use preboot::driver::transaction::UdpTransactionServer;
+use preboot::engine::Datagram;
 use preboot::policy::{
     Condition, EnvironmentSpec, ImagingProxy, ImagingRule, MemoryStore, ServerPolicy,
     WorkstationId, WorkstationObject,
@@ -39,6 +40,9 @@ use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const KEY: &[u8] = b"benchmark site secret, 32 bytes!";
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
@@ -129,10 +133,24 @@ const ME: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 1, 2, 3), 49152);
 
 /// Client request → server → reply → client, in memory.
 fn round_trip(c: &mut Client, s: &mut Srv, now: Instant, buf: &mut [u8; MAX_FRAME_LEN]) {
-    let t = c.poll_transmit(now, buf).expect("request");
-    s.handle(now, ME, &buf[..t.len]);
-    let r = s.poll_transmit(now, buf).expect("reply");
-    c.handle(now, SRV, &buf[..r.len]);
+    let t = c.poll_transmit(now, buf).unwrap().expect("request");
+    s.handle(
+        now,
+        Datagram {
+            local: ANY,
+            remote: ME,
+            payload: &buf[..t.len],
+        },
+    );
+    let r = s.poll_transmit(now, buf).unwrap().expect("reply");
+    c.handle(
+        now,
+        Datagram {
+            local: ANY,
+            remote: SRV,
+            payload: &buf[..r.len],
+        },
+    );
 }
 
 fn establish(s: &mut Srv, nonce: u64, now: Instant, buf: &mut [u8; MAX_FRAME_LEN]) -> Client {
@@ -244,16 +262,41 @@ fn engine(cr: &mut Criterion) {
                         s if s % 2 == 1 => c.query_menu(Instant::ZERO).expect("menu"),
                         _ => c.query_tasks(Instant::ZERO).expect("tasks"),
                     }
-                    let t = c.poll_transmit(Instant::ZERO, &mut buf).expect("request");
+                    let t = c
+                        .poll_transmit(Instant::ZERO, &mut buf)
+                        .unwrap()
+                        .expect("request");
                     let req = buf[..t.len].to_vec();
-                    generator.handle(Instant::ZERO, ME, &req);
+                    generator.handle(
+                        Instant::ZERO,
+                        Datagram {
+                            local: ANY,
+                            remote: ME,
+                            payload: &req,
+                        },
+                    );
                     let r = generator
                         .poll_transmit(Instant::ZERO, &mut buf)
+                        .unwrap()
                         .expect("reply");
-                    c.handle(Instant::ZERO, SRV, &buf[..r.len]);
+                    c.handle(
+                        Instant::ZERO,
+                        Datagram {
+                            local: ANY,
+                            remote: SRV,
+                            payload: &buf[..r.len],
+                        },
+                    );
                     while c.poll_event().is_some() {}
                     if step < 3 {
-                        fresh.handle(Instant::ZERO, ME, &req);
+                        fresh.handle(
+                            Instant::ZERO,
+                            Datagram {
+                                local: ANY,
+                                remote: ME,
+                                payload: &req,
+                            },
+                        );
                         let _ = fresh.poll_transmit(Instant::ZERO, &mut buf);
                     } else {
                         frames.push(req);
@@ -265,8 +308,18 @@ fn engine(cr: &mut Criterion) {
                 let mut buf = [0u8; MAX_FRAME_LEN];
                 let mut bytes = 0;
                 for f in &frames {
-                    s.handle(Instant::ZERO, ME, f);
-                    let r = s.poll_transmit(Instant::ZERO, &mut buf).expect("reply");
+                    s.handle(
+                        Instant::ZERO,
+                        Datagram {
+                            local: ANY,
+                            remote: ME,
+                            payload: f,
+                        },
+                    );
+                    let r = s
+                        .poll_transmit(Instant::ZERO, &mut buf)
+                        .unwrap()
+                        .expect("reply");
                     bytes += r.len;
                 }
                 black_box(bytes);
@@ -311,12 +364,19 @@ fn udp_loopback(cr: &mut Criterion) {
     // One request/reply over the socket; retransmits on loss (bounded).
     let mut trip = |c: &mut Client| {
         for _ in 0..6 {
-            let Some(t) = c.poll_transmit(now(), &mut buf) else {
+            let Some(t) = c.poll_transmit(now(), &mut buf).unwrap() else {
                 break;
             };
             sock.send_to(&buf[..t.len], addr).expect("send");
             if let Ok((n, std::net::SocketAddr::V4(from))) = sock.recv_from(&mut buf) {
-                c.handle(now(), from, &buf[..n]);
+                c.handle(
+                    now(),
+                    Datagram {
+                        local: ANY,
+                        remote: from,
+                        payload: &buf[..n],
+                    },
+                );
             }
             if !c.is_busy() {
                 return;
@@ -362,10 +422,17 @@ fn udp_loopback(cr: &mut Criterion) {
                 if step == 2 {
                     c.send_info(now(), &info(&rec[..n])).expect("info");
                 }
-                let t = c.poll_transmit(now(), &mut buf).expect("request");
+                let t = c.poll_transmit(now(), &mut buf).unwrap().expect("request");
                 sock.send_to(&buf[..t.len], addr).expect("send");
                 if let Ok((len, std::net::SocketAddr::V4(from))) = sock.recv_from(&mut buf) {
-                    c.handle(now(), from, &buf[..len]);
+                    c.handle(
+                        now(),
+                        Datagram {
+                            local: ANY,
+                            remote: from,
+                            payload: &buf[..len],
+                        },
+                    );
                 }
             }
             while c.poll_event().is_some() {}
@@ -384,7 +451,7 @@ fn udp_loopback(cr: &mut Criterion) {
                             } else {
                                 c.query_tasks(now()).expect("tasks");
                             }
-                            let t = c.poll_transmit(now(), &mut buf).expect("request");
+                            let t = c.poll_transmit(now(), &mut buf).unwrap().expect("request");
                             sock.send_to(&buf[..t.len], addr).expect("send");
                         }
                         for (sock, c) in many.iter_mut() {
@@ -394,7 +461,14 @@ fn udp_loopback(cr: &mut Criterion) {
                             if let Ok((len, std::net::SocketAddr::V4(from))) =
                                 sock.recv_from(&mut buf)
                             {
-                                c.handle(now(), from, &buf[..len]);
+                                c.handle(
+                                    now(),
+                                    Datagram {
+                                        local: ANY,
+                                        remote: from,
+                                        payload: &buf[..len],
+                                    },
+                                );
                             }
                             while let Some(e) = c.poll_event() {
                                 black_box(e);

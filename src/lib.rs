@@ -9,7 +9,8 @@
 //!   plain state machines that own no socket, no clock and no file. The
 //!   caller feeds datagrams and time in (`handle`, `handle_timeout`) and
 //!   drains datagrams, deadlines and events out (`poll_transmit`,
-//!   `poll_timeout`, `poll_event`).
+//!   `poll_timeout`, `poll_event`): one contract, written once in
+//!   [`engine`] with how to drive an engine.
 //! - Drivers ([`driver`], feature `std`): the engines on real UDP sockets
 //!   and files.
 //!
@@ -45,14 +46,16 @@
 //! ```
 //!
 //! Answer it with the proxyDHCP engine (PXE 2.1 §2.2.2): no socket, no
-//! clock — feed the datagram and the time in, drain the answer out. The
+//! clock — feed the datagram and the time in, drain the answer out (every
+//! engine is driven the same way: see [`engine`]). The
 //! proxy OFFER names the boot server; the client then asks it on port 4011
 //! for the file of its architecture:
 //!
 //! ```
 //! use std::net::{Ipv4Addr, SocketAddrV4};
 //! use preboot::Instant;
-//! use preboot::dhcp::{BootArch, Server, ServerConfig, ServerPort, config::BootEntry};
+//! use preboot::dhcp::{BootArch, Server, ServerConfig, config::BootEntry};
+//! use preboot::engine::Datagram;
 //! use preboot::wire::dhcp::{DhcpHeader, DhcpOption, DhcpPacket, List, MessageType, OptionData};
 //! use preboot::wire::pxe::ClientArch;
 //!
@@ -69,12 +72,15 @@
 //!         DhcpOption::ClientSystemArchitecture(List::Items(&[ClientArch::EfiBc])),
 //!     ], buf)
 //! };
-//! let (mut request, mut answer) = ([0u8; 576], [0u8; 1500]);
+//! let (mut request, mut answer) = ([0u8; 576], [0u8; Server::MAX_DATAGRAM]);
+//! // The server's sockets, as bound: the datagram's `local` says which.
+//! let port67 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67);
+//! let port4011 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 4011);
 //! let from = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
 //! let now = Instant::from_millis(0);
 //!
 //! let n = client(MessageType::Discover, &mut request)?;
-//! server.handle(now, ServerPort::Dhcp, from, &request[..n]);
+//! server.handle(now, Datagram { local: port67, remote: from, payload: &request[..n] });
 //! let offer = server.poll_transmit(now, &mut answer)?.expect("a proxy OFFER");
 //! let p = DhcpPacket::new_checked(&answer[..offer.len])?;
 //! assert_eq!(p.message_type(), Some(MessageType::Offer));
@@ -82,12 +88,13 @@
 //!
 //! let n = client(MessageType::Request, &mut request)?;
 //! let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 77), 68);
-//! server.handle(now, ServerPort::BootServer, from, &request[..n]);
+//! server.handle(now, Datagram { local: port4011, remote: from, payload: &request[..n] });
 //! let ack = server.poll_transmit(now, &mut answer)?.expect("an ACK from 4011");
 //! let p = DhcpPacket::new_checked(&answer[..ack.len])?;
 //! assert_eq!(p.message_type(), Some(MessageType::Ack));
 //! assert_eq!(p.file(), b"efi64/bootx64.efi");
-//! assert_eq!(ack.destination, from);
+//! assert_eq!(ack.remote, from);
+//! assert_eq!(ack.local, Some(port4011)); // sent from the 4011 socket
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 // The driver exists only with `std`: without it this example (and its
@@ -139,6 +146,7 @@ pub mod time;
 pub mod wire;
 
 pub mod dhcp;
+pub mod engine;
 pub mod fs;
 pub mod policy;
 pub mod tftp;

@@ -6,16 +6,24 @@
 //! option 60 "PXEClient" and option 43 with discovery control bit 3
 //! (PXE 2.1 §2.2.1 step 2, §2.4.5), a plain client neither.
 
+use preboot::engine::Datagram;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use dhcproto::v4::{self, Decodable, Decoder, DhcpOption, OptionCode};
 use preboot::Instant;
 use preboot::dhcp::config::{BootEntry, MenuPolicy, MtftpParams, Pool, ServerConfig};
-use preboot::dhcp::{BootArch, Mode, Server, ServerPort};
+use preboot::dhcp::{BootArch, Mode, Server};
 
 mod dhcp_support;
 use dhcp_support::vector;
+
+/// The DHCP socket (its bound address).
+const DHCP: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
+/// The boot server socket (its bound address).
+const BOOT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
 
@@ -41,9 +49,16 @@ fn pool() -> Pool {
     }
 }
 
-fn answer(s: &mut Server, port: ServerPort, from: SocketAddrV4, req: &[u8]) -> v4::Message {
+fn answer(s: &mut Server, port: SocketAddrV4, from: SocketAddrV4, req: &[u8]) -> v4::Message {
     let t0 = Instant::from_secs(1000);
-    s.handle(t0, port, from, req);
+    s.handle(
+        t0,
+        Datagram {
+            local: port,
+            remote: from,
+            payload: req,
+        },
+    );
     let mut buf = [0u8; 1500];
     let t = s.poll_transmit(t0, &mut buf).unwrap().expect("an answer");
     v4::Message::decode(&mut Decoder::new(&buf[..t.len])).unwrap()
@@ -82,12 +97,7 @@ fn from68() -> SocketAddrV4 {
 #[test]
 fn full_mode_offer_carries_the_menu_and_no_file() {
     let mut s = full(MenuPolicy::OnKeyPress { timeout_secs: 3 });
-    let m = answer(
-        &mut s,
-        ServerPort::Dhcp,
-        from68(),
-        &vector("ipxe-bios-discover"),
-    );
+    let m = answer(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Offer));
     assert_eq!(m.yiaddr(), Ipv4Addr::new(192, 168, 77, 100), "an address");
     let (codes, prompt) = pxe43(&m).expect("option 43 with a menu");
@@ -103,19 +113,14 @@ fn full_mode_offer_carries_the_menu_and_no_file() {
     );
 
     // UEFI: the same, never MTFTP sub-options 1-5.
-    let m = answer(
-        &mut s,
-        ServerPort::Dhcp,
-        from68(),
-        &vector("ovmf-uefi-discover"),
-    );
+    let m = answer(&mut s, DHCP, from68(), &vector("ovmf-uefi-discover"));
     assert_eq!(pxe43(&m).unwrap().0, [6, 8, 9, 10]);
     assert!(file(&m).is_empty());
 
     // The boot server on 4011 then names the BIOS file.
     let ack = answer(
         &mut s,
-        ServerPort::BootServer,
+        BOOT,
         SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 100), 68),
         &vector("ipxe-bios-request-4011"),
     );
@@ -159,7 +164,7 @@ fn full_mode_without_menu_answers_pxe_clients_as_their_pxe_server() {
         ("ipxe-bios-discover", &b"pxelinux.0"[..]),
         ("ovmf-uefi-discover", &b"bootx64.efi"[..]),
     ] {
-        let m = answer(&mut s, ServerPort::Dhcp, from68(), &vector(discover));
+        let m = answer(&mut s, DHCP, from68(), &vector(discover));
         assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Offer));
         assert_ne!(m.yiaddr(), Ipv4Addr::UNSPECIFIED, "{discover}: an address");
         assert_eq!(class(&m).as_deref(), Some(&b"PXEClient"[..]), "{discover}");
@@ -177,7 +182,7 @@ fn full_mode_without_menu_answers_pxe_clients_as_their_pxe_server() {
         ("ipxe-bios-request", &b"pxelinux.0"[..]),
         ("ovmf-uefi-request", &b"bootx64.efi"[..]),
     ] {
-        let m = answer(&mut s, ServerPort::Dhcp, from68(), &vector(request));
+        let m = answer(&mut s, DHCP, from68(), &vector(request));
         assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack), "{request}");
         assert_eq!(class(&m).as_deref(), Some(&b"PXEClient"[..]), "{request}");
         assert_eq!(discovery_control(&m), Some(8), "{request}");
@@ -204,19 +209,9 @@ fn full_mode_mtftp_suboptions_only_for_bios() {
     c.boot.get_mut(BootArch::UefiX64).unwrap().mtftp = mtftp;
     c.pools.push(pool()).unwrap();
     let mut s = Server::new(c).unwrap();
-    let m = answer(
-        &mut s,
-        ServerPort::Dhcp,
-        from68(),
-        &vector("ipxe-bios-discover"),
-    );
+    let m = answer(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
     assert_eq!(pxe43(&m).unwrap().0, [1, 2, 3, 4, 5, 6]);
-    let m = answer(
-        &mut s,
-        ServerPort::Dhcp,
-        from68(),
-        &vector("ovmf-uefi-discover"),
-    );
+    let m = answer(&mut s, DHCP, from68(), &vector("ovmf-uefi-discover"));
     assert_eq!(pxe43(&m).unwrap().0, [6], "no 1-5 for UEFI");
     assert_eq!(file(&m), b"bootx64.efi");
 }
@@ -238,7 +233,7 @@ fn full_mode_plain_client_gets_no_option_60() {
         c.boot_non_pxe = boot_non_pxe;
         c.pools.push(pool()).unwrap();
         let mut s = Server::new(c).unwrap();
-        let m = answer(&mut s, ServerPort::Dhcp, from68(), &plain);
+        let m = answer(&mut s, DHCP, from68(), &plain);
         assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Offer));
         assert_eq!(class(&m), None, "boot_non_pxe {boot_non_pxe}");
         assert!(pxe43(&m).is_none(), "boot_non_pxe {boot_non_pxe}");
@@ -247,7 +242,7 @@ fn full_mode_plain_client_gets_no_option_60() {
     }
     // Without option 60 at all (dhclient's DISCOVER).
     let mut s = full(MenuPolicy::Always);
-    let m = answer(&mut s, ServerPort::Dhcp, from68(), &dhclient_discover());
+    let m = answer(&mut s, DHCP, from68(), &dhclient_discover());
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Offer));
     assert_eq!(class(&m), None);
     assert!(pxe43(&m).is_none());
@@ -272,12 +267,7 @@ fn dhclient_discover() -> Vec<u8> {
 #[test]
 fn full_mode_menu_policy_always_prompts_forever() {
     let mut s = full(MenuPolicy::Always);
-    let m = answer(
-        &mut s,
-        ServerPort::Dhcp,
-        from68(),
-        &vector("ipxe-bios-discover"),
-    );
+    let m = answer(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
     assert_eq!(pxe43(&m).unwrap().1[0], 255, "always: prompt timeout 255");
     let _ = Mode::Full;
 }

@@ -4,13 +4,24 @@
 //! proxy mode (another DHCP server gives the address, our proxy the file,
 //! PXE 2.1 §2.2.2).
 
+use preboot::engine::Datagram;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use preboot::Instant;
 use preboot::dhcp::client::{BootInfo, ClientConfig, Event};
 use preboot::dhcp::config::{BootEntry, MenuPolicy, Pool, ServerConfig};
-use preboot::dhcp::{BootArch, Client, Mode, Server, ServerPort};
+use preboot::dhcp::{BootArch, Client, Mode, Server};
+
+/// The DHCP socket (its bound address).
+const DHCP_SOCK: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
+/// The boot server socket (its bound address).
+const BOOT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
+/// The client socket (its bound address).
+const CLIENT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 68);
 
 const PROXY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const DHCP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -61,9 +72,9 @@ fn simulate(mut client: Client, nodes: &mut [Node], loss: u64, seed: u64) -> Out
             sent += 1;
             let from = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
             for n in nodes.iter_mut() {
-                let port = match t.destination.port() {
-                    67 if t.broadcast => ServerPort::Dhcp,
-                    4011 if *t.destination.ip() == n.ip => ServerPort::BootServer,
+                let port = match t.remote.port() {
+                    67 if t.broadcast => DHCP_SOCK,
+                    4011 if *t.remote.ip() == n.ip => BOOT,
                     _ => continue,
                 };
                 if rng.chance(loss) {
@@ -71,12 +82,19 @@ fn simulate(mut client: Client, nodes: &mut [Node], loss: u64, seed: u64) -> Out
                     continue;
                 }
                 // Once bound, the client speaks from its address.
-                let from = if port == ServerPort::BootServer {
+                let from = if port == BOOT {
                     SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 68)
                 } else {
                     from
                 };
-                n.server.handle(now, port, from, &buf[..t.len]);
+                n.server.handle(
+                    now,
+                    Datagram {
+                        local: port,
+                        remote: from,
+                        payload: &buf[..t.len],
+                    },
+                );
             }
         }
         for n in nodes.iter_mut() {
@@ -85,7 +103,14 @@ fn simulate(mut client: Client, nodes: &mut [Node], loss: u64, seed: u64) -> Out
                     dropped += 1;
                     continue;
                 }
-                client.handle(now, SocketAddrV4::new(n.ip, 67), &sbuf[..t.len]);
+                client.handle(
+                    now,
+                    Datagram {
+                        local: CLIENT,
+                        remote: SocketAddrV4::new(n.ip, 67),
+                        payload: &sbuf[..t.len],
+                    },
+                );
             }
             while n.server.poll_lease_update().is_some() {}
             while n.server.poll_event().is_some() {}

@@ -3,6 +3,7 @@
 //! those clients booted from as the reference. Answers are decoded with
 //! `dhcproto`, an independent parser.
 
+use preboot::engine::{Datagram, Transmit};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -14,11 +15,18 @@ use preboot::dhcp::config::{
 };
 use preboot::dhcp::server::{Event, IgnoreReason};
 use preboot::dhcp::store::RecordKind;
-use preboot::dhcp::{BootArch, Server, ServerPort, Transmit};
+use preboot::dhcp::{BootArch, Server};
 use preboot::wire::dhcp::MessageType;
 
 mod dhcp_support;
 use dhcp_support::vector;
+
+/// The DHCP socket (its bound address).
+const DHCP: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
+/// The boot server socket (its bound address).
+const BOOT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
 
 fn decode(b: &[u8]) -> v4::Message {
     v4::Message::decode(&mut Decoder::new(b)).expect("dhcproto decodes our answer")
@@ -55,11 +63,18 @@ fn full_config() -> ServerConfig {
 /// Feed one datagram, return every answer.
 fn answer(
     s: &mut Server,
-    port: ServerPort,
+    port: SocketAddrV4,
     from: SocketAddrV4,
     req: &[u8],
 ) -> Vec<(Transmit, Vec<u8>)> {
-    s.handle(T0, port, from, req);
+    s.handle(
+        T0,
+        Datagram {
+            local: port,
+            remote: from,
+            payload: req,
+        },
+    );
     let mut out = Vec::new();
     let mut buf = [0u8; 1500];
     while let Some(t) = s.poll_transmit(T0, &mut buf).unwrap() {
@@ -70,7 +85,7 @@ fn answer(
 
 fn one(
     s: &mut Server,
-    port: ServerPort,
+    port: SocketAddrV4,
     from: SocketAddrV4,
     req: &[u8],
 ) -> (Transmit, v4::Message) {
@@ -122,11 +137,11 @@ fn proxy_offer_to_ipxe_bios() {
     // PXE 2.1 §2.2.2: proxy OFFER, yiaddr 0, 54, 60 "PXEClient", 97 echoed.
     let req = vector("ipxe-bios-discover");
     let mut s = Server::new(proxy_config()).unwrap();
-    let (t, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
+    let (t, m) = one(&mut s, DHCP, from68(), &req);
     // RFC 2131 §4.1: no address yet → broadcast to 68.
-    assert_eq!(t.destination, SocketAddrV4::new(Ipv4Addr::BROADCAST, 68));
+    assert_eq!(t.remote, SocketAddrV4::new(Ipv4Addr::BROADCAST, 68));
     assert!(t.broadcast);
-    assert_eq!(t.source, ServerPort::Dhcp);
+    assert_eq!(t.local, Some(DHCP));
     let q = decode(&req);
     assert_eq!(m.opcode(), v4::Opcode::BootReply);
     assert_eq!(m.xid(), q.xid());
@@ -173,7 +188,7 @@ fn proxy_offer_to_ipxe_bios() {
 fn proxy_offer_to_ovmf_uefi() {
     let req = vector("ovmf-uefi-discover");
     let mut s = Server::new(proxy_config()).unwrap();
-    let (t, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
+    let (t, m) = one(&mut s, DHCP, from68(), &req);
     assert!(t.broadcast);
     let q = decode(&req);
     assert_eq!(m.flags(), q.flags(), "broadcast flag kept (RFC 2131 §4.1)");
@@ -201,10 +216,10 @@ fn ipxe_request_on_4011_gets_file_and_boot_item() {
     let req = vector("ipxe-bios-request-4011");
     let mut s = Server::new(proxy_config()).unwrap();
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
-    let (t, m) = one(&mut s, ServerPort::BootServer, from, &req);
-    assert_eq!(t.destination, from);
+    let (t, m) = one(&mut s, BOOT, from, &req);
+    assert_eq!(t.remote, from);
     assert!(!t.broadcast);
-    assert_eq!(t.source, ServerPort::BootServer);
+    assert_eq!(t.local, Some(BOOT));
     let dnsmasq = decode(&vector("dnsmasq-proxy-ack-4011-bios"));
     assert_eq!(m.xid(), dnsmasq.xid());
     assert_eq!(fname(&m), fname(&dnsmasq));
@@ -221,13 +236,38 @@ fn ipxe_request_on_4011_gets_file_and_boot_item() {
     assert_eq!(opt43(&m).unwrap(), [71, 4, 0x80, 0, 0, 0, 255]);
 }
 
+/// The engine tells the boot server from DHCP by the port the datagram
+/// arrived on (`Datagram::local`) against `ServerConfig::boot_port`: a
+/// driver that binds the boot server elsewhere says so, and the answer
+/// leaves from the socket the request came in on.
+#[test]
+fn the_boot_server_port_is_the_configured_one() {
+    let req = vector("ipxe-bios-request-4011");
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
+    let moved = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 1), 14011);
+    let mut c = proxy_config();
+    c.boot_port = 14011;
+    let mut s = Server::new(c).unwrap();
+    // On 4011, now an ordinary DHCP port: a proxy does not answer REQUESTs.
+    assert!(answer(&mut s, BOOT, from, &req).is_empty());
+    let (t, m) = one(&mut s, moved, from, &req);
+    assert_eq!(t.local, Some(moved));
+    assert_eq!(t.remote, from);
+    assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack));
+    // boot_port 0: no boot server socket, every port is DHCP.
+    let mut c = proxy_config();
+    c.boot_port = 0;
+    let mut s = Server::new(c).unwrap();
+    assert!(answer(&mut s, BOOT, from, &req).is_empty());
+}
+
 #[test]
 fn ovmf_request_on_4011_goes_back_to_port_4011() {
     let req = vector("ovmf-uefi-request-4011");
     let mut s = Server::new(proxy_config()).unwrap();
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 145), 4011);
-    let (t, m) = one(&mut s, ServerPort::BootServer, from, &req);
-    assert_eq!(t.destination, from);
+    let (t, m) = one(&mut s, BOOT, from, &req);
+    assert_eq!(t.remote, from);
     let dnsmasq = decode(&vector("dnsmasq-proxy-ack-4011-uefi"));
     assert_eq!(m.xid(), dnsmasq.xid());
     assert_eq!(m.ciaddr(), dnsmasq.ciaddr());
@@ -257,7 +297,7 @@ fn unknown_boot_item_gets_silence() {
     );
     let mut s = Server::new(proxy_config()).unwrap();
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
-    assert!(answer(&mut s, ServerPort::BootServer, from, &req).is_empty());
+    assert!(answer(&mut s, BOOT, from, &req).is_empty());
     assert!(events(&mut s).contains(&Event::Ignored {
         chaddr: preboot::dhcp::HwAddr::new(&[0x52, 0x54, 0, 0xe2, 0xe0, 0x01]),
         reason: IgnoreReason::UnknownBootItem
@@ -269,7 +309,7 @@ fn unknown_boot_item_gets_silence() {
         &[71, 4, 0x80, 0x00, 0, 0],
         &[71, 4, 0x80, 0x00, 0, 1],
     );
-    assert!(answer(&mut s, ServerPort::BootServer, from, &req).is_empty());
+    assert!(answer(&mut s, BOOT, from, &req).is_empty());
 }
 
 #[test]
@@ -277,15 +317,7 @@ fn arch_without_boot_file_gets_no_offer() {
     let mut c = proxy_config();
     c.boot.set(BootArch::UefiX64, None);
     let mut s = Server::new(c).unwrap();
-    assert!(
-        answer(
-            &mut s,
-            ServerPort::Dhcp,
-            from68(),
-            &vector("ovmf-uefi-discover")
-        )
-        .is_empty()
-    );
+    assert!(answer(&mut s, DHCP, from68(), &vector("ovmf-uefi-discover")).is_empty());
     assert!(matches!(
         events(&mut s)[..],
         [
@@ -298,15 +330,7 @@ fn arch_without_boot_file_gets_no_offer() {
     ));
     // …and no ACK on 4011 either.
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 145), 4011);
-    assert!(
-        answer(
-            &mut s,
-            ServerPort::BootServer,
-            from,
-            &vector("ovmf-uefi-request-4011")
-        )
-        .is_empty()
-    );
+    assert!(answer(&mut s, BOOT, from, &vector("ovmf-uefi-request-4011")).is_empty());
 }
 
 #[test]
@@ -315,30 +339,15 @@ fn ipxe_gets_its_own_file_to_break_the_loop() {
     c.boot.ipxe = BootEntry::tftp("http://192.168.77.1/boot.ipxe");
     let mut s = Server::new(c).unwrap();
     // iPXE (option 77 "iPXE", option 175).
-    let (_, m) = one(
-        &mut s,
-        ServerPort::Dhcp,
-        from68(),
-        &vector("ipxe-bios-discover"),
-    );
+    let (_, m) = one(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
     // The proxy OFFER names no file (PXE 2.1 §2.2.1): the 4011 ACK does.
     assert_eq!(fname(&m), b"");
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
-    let (_, m) = one(
-        &mut s,
-        ServerPort::BootServer,
-        from,
-        &vector("ipxe-bios-request-4011"),
-    );
+    let (_, m) = one(&mut s, BOOT, from, &vector("ipxe-bios-request-4011"));
     assert_eq!(fname(&m), b"http://192.168.77.1/boot.ipxe");
     // OVMF's firmware PXE is not iPXE.
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 145), 4011);
-    let (_, m) = one(
-        &mut s,
-        ServerPort::BootServer,
-        from,
-        &vector("ovmf-uefi-request-4011"),
-    );
+    let (_, m) = one(&mut s, BOOT, from, &vector("ovmf-uefi-request-4011"));
     assert_eq!(fname(&m), b"grubnetx64.efi");
 }
 
@@ -356,22 +365,12 @@ fn mtftp_suboptions_never_reach_uefi() {
     c.boot.get_mut(BootArch::UefiX64).unwrap().mtftp = mtftp;
     c.menu.policy = MenuPolicy::Always;
     let mut s = Server::new(c).unwrap();
-    let (_, m) = one(
-        &mut s,
-        ServerPort::Dhcp,
-        from68(),
-        &vector("ipxe-bios-discover"),
-    );
+    let (_, m) = one(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
     let codes: Vec<u8> = subs(&opt43(&m).unwrap()).iter().map(|s| s.0).collect();
     assert_eq!(codes, [1, 2, 3, 4, 5, 6, 8, 9, 10]);
     // PXE 2.1 / Intel reference: the MTFTP ports are little-endian.
     assert_eq!(subs(&opt43(&m).unwrap())[1].1, 1760u16.to_le_bytes());
-    let (_, m) = one(
-        &mut s,
-        ServerPort::Dhcp,
-        from68(),
-        &vector("ovmf-uefi-discover"),
-    );
+    let (_, m) = one(&mut s, DHCP, from68(), &vector("ovmf-uefi-discover"));
     let codes: Vec<u8> = subs(&opt43(&m).unwrap()).iter().map(|s| s.0).collect();
     assert_eq!(codes, [6, 8, 9, 10], "EDK2 drops offers with 1-5");
 }
@@ -399,12 +398,7 @@ fn menu_policy_builds_suboptions_like_dnsmasq() {
             })
             .unwrap();
         let mut s = Server::new(c).unwrap();
-        let (_, m) = one(
-            &mut s,
-            ServerPort::Dhcp,
-            from68(),
-            &vector("ipxe-bios-discover"),
-        );
+        let (_, m) = one(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
         let ours = subs(&opt43(&m).unwrap());
         let get = |v: &Vec<(u8, Vec<u8>)>, c: u8| v.iter().find(|s| s.0 == c).cloned();
         for code in [6, 8, 9] {
@@ -419,18 +413,10 @@ fn menu_policy_builds_suboptions_like_dnsmasq() {
 #[test]
 fn proxy_ignores_requests_on_67_and_non_pxe_clients() {
     let mut s = Server::new(proxy_config()).unwrap();
-    assert!(
-        answer(
-            &mut s,
-            ServerPort::Dhcp,
-            from68(),
-            &vector("ipxe-bios-request")
-        )
-        .is_empty()
-    );
+    assert!(answer(&mut s, DHCP, from68(), &vector("ipxe-bios-request")).is_empty());
     let mut plain = vector("ipxe-bios-discover");
     patch(&mut plain, b"PXEClient", b"XYZClient");
-    assert!(answer(&mut s, ServerPort::Dhcp, from68(), &plain).is_empty());
+    assert!(answer(&mut s, DHCP, from68(), &plain).is_empty());
     assert!(events(&mut s).iter().any(|e| matches!(
         e,
         Event::Ignored {
@@ -444,10 +430,10 @@ fn proxy_ignores_requests_on_67_and_non_pxe_clients() {
 fn garbage_is_ignored() {
     let mut s = Server::new(proxy_config()).unwrap();
     for bad in [&[][..], &[1, 2, 3], &vector("ipxe-bios-discover")[..240]] {
-        assert!(answer(&mut s, ServerPort::Dhcp, from68(), bad).is_empty());
+        assert!(answer(&mut s, DHCP, from68(), bad).is_empty());
     }
     // A BOOTREPLY (someone else's offer) is not a request.
-    assert!(answer(&mut s, ServerPort::Dhcp, from68(), &vector("udhcpd-offer")).is_empty());
+    assert!(answer(&mut s, DHCP, from68(), &vector("udhcpd-offer")).is_empty());
 }
 
 #[test]
@@ -456,10 +442,10 @@ fn flood_from_one_mac_does_not_starve_others() {
     let ipxe = vector("ipxe-bios-discover");
     let ovmf = vector("ovmf-uefi-discover");
     let n = (0..500)
-        .filter(|_| !answer(&mut s, ServerPort::Dhcp, from68(), &ipxe).is_empty())
+        .filter(|_| !answer(&mut s, DHCP, from68(), &ipxe).is_empty())
         .count();
     assert_eq!(n, 20, "burst of 20, then limited");
-    assert_eq!(answer(&mut s, ServerPort::Dhcp, from68(), &ovmf).len(), 1);
+    assert_eq!(answer(&mut s, DHCP, from68(), &ovmf).len(), 1);
 }
 
 #[test]
@@ -467,13 +453,15 @@ fn small_buffer_names_the_size_and_keeps_the_answer() {
     let mut s = Server::new(proxy_config()).unwrap();
     s.handle(
         T0,
-        ServerPort::Dhcp,
-        from68(),
-        &vector("ovmf-uefi-discover"),
+        Datagram {
+            local: DHCP,
+            remote: from68(),
+            payload: &vector("ovmf-uefi-discover"),
+        },
     );
     let mut small = [0xAAu8; 100];
     match s.poll_transmit(T0, &mut small) {
-        Err(preboot::dhcp::Error::BufferTooSmall { needed }) => assert_eq!(needed, 300),
+        Err(preboot::engine::BufferTooSmall { needed }) => assert_eq!(needed, 300),
         other => panic!("{other:?}"),
     }
     assert!(small.iter().all(|&b| b == 0xAA));
@@ -486,12 +474,7 @@ fn small_buffer_names_the_size_and_keeps_the_answer() {
 #[test]
 fn full_mode_dora_with_ipxe_matches_dnsmasq() {
     let mut s = Server::new(full_config()).unwrap();
-    let (t, offer) = one(
-        &mut s,
-        ServerPort::Dhcp,
-        from68(),
-        &vector("ipxe-bios-discover"),
-    );
+    let (t, offer) = one(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
     assert!(t.broadcast);
     assert!(!t.after_sync);
     let dnsmasq = decode(&vector("dnsmasq-full-offer"));
@@ -511,12 +494,7 @@ fn full_mode_dora_with_ipxe_matches_dnsmasq() {
         assert_eq!(opt(&offer, c), opt(&dnsmasq, c), "{c:?}");
     }
     // The iPXE REQUEST names 192.168.77.1 and 192.168.77.129.
-    let (t, ack) = one(
-        &mut s,
-        ServerPort::Dhcp,
-        from68(),
-        &vector("ipxe-bios-request"),
-    );
+    let (t, ack) = one(&mut s, DHCP, from68(), &vector("ipxe-bios-request"));
     assert!(
         t.after_sync,
         "an ACK that grants a lease waits for the store"
@@ -536,11 +514,11 @@ fn full_mode_request_for_wrong_address_gets_nak() {
     let mut s = Server::new(full_config()).unwrap();
     let mut req = vector("ovmf-uefi-request");
     // Requested 192.168.77.135 with no offer: free and in range → ACK.
-    let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
+    let (_, m) = one(&mut s, DHCP, from68(), &req);
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack));
     // Another subnet → NAK, broadcast (RFC 2131 §4.3.2).
     patch(&mut req, &[50, 4, 192, 168, 77, 135], &[50, 4, 10, 9, 9, 9]);
-    let (t, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
+    let (t, m) = one(&mut s, DHCP, from68(), &req);
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Nak));
     assert!(t.broadcast);
     assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
@@ -592,11 +570,11 @@ fn full_mode_relay_reservation_release_decline_inform() {
     let from_relay = SocketAddrV4::new(relay, 67);
     let (t, m) = one(
         &mut s,
-        ServerPort::Dhcp,
+        DHCP,
         from_relay,
         &relayed(v4::MessageType::Discover, [2, 0, 0, 0, 0, 0x42]),
     );
-    assert_eq!(t.destination, SocketAddrV4::new(relay, 67));
+    assert_eq!(t.remote, SocketAddrV4::new(relay, 67));
     assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 1, 0, 10));
     let sent = decode(&relayed(v4::MessageType::Discover, [2, 0, 0, 0, 0, 0x42]));
     assert_eq!(
@@ -606,7 +584,7 @@ fn full_mode_relay_reservation_release_decline_inform() {
     // The reserved client gets its address; nobody else does.
     let (_, m) = one(
         &mut s,
-        ServerPort::Dhcp,
+        DHCP,
         from_relay,
         &relayed(v4::MessageType::Discover, [2, 0, 0, 0, 0, 0x43]),
     );
@@ -614,9 +592,11 @@ fn full_mode_relay_reservation_release_decline_inform() {
     for n in 0..10u8 {
         s.handle(
             T0,
-            ServerPort::Dhcp,
-            from_relay,
-            &relayed(v4::MessageType::Discover, [2, 0, 0, 1, 0, n]),
+            Datagram {
+                local: DHCP,
+                remote: from_relay,
+                payload: &relayed(v4::MessageType::Discover, [2, 0, 0, 1, 0, n]),
+            },
         );
     }
     let mut buf = [0u8; 1500];
@@ -635,7 +615,7 @@ fn full_mode_relay_reservation_release_decline_inform() {
                 192, 168, 77, 129,
             )));
     });
-    let (t, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
+    let (t, m) = one(&mut s, DHCP, from68(), &req);
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack));
     assert!(t.after_sync);
     let _ = s.poll_lease_update();
@@ -645,7 +625,7 @@ fn full_mode_relay_reservation_release_decline_inform() {
             .insert(DhcpOption::MessageType(v4::MessageType::Release));
         m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
     });
-    assert!(answer(&mut s, ServerPort::Dhcp, from68(), &rel).is_empty());
+    assert!(answer(&mut s, DHCP, from68(), &rel).is_empty());
     assert_eq!(s.poll_lease_update().unwrap().kind, RecordKind::Released);
     assert!(
         s.leases()
@@ -654,7 +634,7 @@ fn full_mode_relay_reservation_release_decline_inform() {
     );
     // Re-acquire, then DECLINE: the address goes on probation and the next
     // client does not get it.
-    let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &req);
+    let (_, m) = one(&mut s, DHCP, from68(), &req);
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack));
     let dec = build(|m| {
         m.opts_mut()
@@ -665,13 +645,13 @@ fn full_mode_relay_reservation_release_decline_inform() {
                 192, 168, 77, 129,
             )));
     });
-    assert!(answer(&mut s, ServerPort::Dhcp, from68(), &dec).is_empty());
+    assert!(answer(&mut s, DHCP, from68(), &dec).is_empty());
     let other = build(|m| {
         m.set_chaddr(&[2, 0, 0, 0, 0, 0x99]);
         m.opts_mut()
             .insert(DhcpOption::MessageType(v4::MessageType::Discover));
     });
-    let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &other);
+    let (_, m) = one(&mut s, DHCP, from68(), &other);
     assert_ne!(m.yiaddr(), Ipv4Addr::new(192, 168, 77, 129));
     // INFORM: unicast to ciaddr, no lease time, no yiaddr (RFC 2131 §4.3.5).
     let inf = build(|m| {
@@ -681,12 +661,12 @@ fn full_mode_relay_reservation_release_decline_inform() {
     });
     let (t, m) = one(
         &mut s,
-        ServerPort::Dhcp,
+        DHCP,
         SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 50), 68),
         &inf,
     );
     assert_eq!(
-        t.destination,
+        t.remote,
         SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 50), 68)
     );
     assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
@@ -701,7 +681,7 @@ fn full_mode_renew_and_client_choosing_another_server() {
         m.opts_mut()
             .insert(DhcpOption::MessageType(v4::MessageType::Discover));
     });
-    let (_, offer) = one(&mut s, ServerPort::Dhcp, from68(), &disc);
+    let (_, offer) = one(&mut s, DHCP, from68(), &disc);
     let addr = offer.yiaddr();
     // The client picks another server: our hold is dropped.
     let other = build(|m| {
@@ -714,7 +694,7 @@ fn full_mode_renew_and_client_choosing_another_server() {
                 192, 168, 77, 140,
             )));
     });
-    assert!(answer(&mut s, ServerPort::Dhcp, from68(), &other).is_empty());
+    assert!(answer(&mut s, DHCP, from68(), &other).is_empty());
     assert!(s.leases().by_addr(addr).is_none());
     // RENEWING: ciaddr set, unicast answer to ciaddr.
     let renew = build(|m| {
@@ -722,14 +702,9 @@ fn full_mode_renew_and_client_choosing_another_server() {
         m.opts_mut()
             .insert(DhcpOption::MessageType(v4::MessageType::Request));
     });
-    let (t, m) = one(
-        &mut s,
-        ServerPort::Dhcp,
-        SocketAddrV4::new(addr, 68),
-        &renew,
-    );
+    let (t, m) = one(&mut s, DHCP, SocketAddrV4::new(addr, 68), &renew);
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Ack));
-    assert_eq!(t.destination, SocketAddrV4::new(addr, 68));
+    assert_eq!(t.remote, SocketAddrV4::new(addr, 68));
     assert_eq!(m.ciaddr(), addr);
     // Someone else renewing that address: NAK.
     let thief = build(|m| {
@@ -737,12 +712,7 @@ fn full_mode_renew_and_client_choosing_another_server() {
         m.opts_mut()
             .insert(DhcpOption::MessageType(v4::MessageType::Request));
     });
-    let (_, m) = one(
-        &mut s,
-        ServerPort::Dhcp,
-        SocketAddrV4::new(addr, 68),
-        &thief,
-    );
+    let (_, m) = one(&mut s, DHCP, SocketAddrV4::new(addr, 68), &thief);
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Nak));
 }
 
@@ -760,7 +730,7 @@ fn pool_exhaustion_is_reported_not_looping() {
             m.opts_mut()
                 .insert(DhcpOption::MessageType(v4::MessageType::Discover));
         });
-        got += answer(&mut s, ServerPort::Dhcp, from68(), &d).len();
+        got += answer(&mut s, DHCP, from68(), &d).len();
     }
     assert_eq!(got, 2);
     assert!(events(&mut s).iter().any(|e| matches!(
@@ -777,7 +747,14 @@ fn pool_exhaustion_is_reported_not_looping() {
         m.opts_mut()
             .insert(DhcpOption::MessageType(v4::MessageType::Discover));
     });
-    s.handle(later, ServerPort::Dhcp, from68(), &d);
+    s.handle(
+        later,
+        Datagram {
+            local: DHCP,
+            remote: from68(),
+            payload: &d,
+        },
+    );
     let mut buf = [0u8; 1500];
     assert!(s.poll_transmit(later, &mut buf).unwrap().is_some());
 }
@@ -811,15 +788,7 @@ fn an_answer_that_cannot_be_encoded_does_not_freeze_the_server() {
     );
     let mut s = Server::new(c).unwrap();
     for _ in 0..6 {
-        assert!(
-            answer(
-                &mut s,
-                ServerPort::Dhcp,
-                from68(),
-                &vector("ipxe-bios-discover")
-            )
-            .is_empty()
-        );
+        assert!(answer(&mut s, DHCP, from68(), &vector("ipxe-bios-discover")).is_empty());
         let ev = events(&mut s);
         assert!(
             ev.iter().any(|e| matches!(
@@ -833,12 +802,7 @@ fn an_answer_that_cannot_be_encoded_does_not_freeze_the_server() {
         );
     }
     // The 4011 ACK carries no menu: it goes out.
-    let (_, ack) = one(
-        &mut s,
-        ServerPort::BootServer,
-        from68(),
-        &vector("ipxe-bios-request-4011"),
-    );
+    let (_, ack) = one(&mut s, BOOT, from68(), &vector("ipxe-bios-request-4011"));
     assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
     assert!(!events(&mut s).iter().any(|e| matches!(
         e,
@@ -877,12 +841,7 @@ fn a_menu_at_the_sub_option_limit_is_sent() {
     assert_eq!(c.menu.boot_menu_len(), 255);
     c.menu.check().unwrap();
     let mut s = Server::new(c).unwrap();
-    let (_, m) = one(
-        &mut s,
-        ServerPort::Dhcp,
-        from68(),
-        &vector("ipxe-bios-discover"),
-    );
+    let (_, m) = one(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
     let menu = subs(&opt43(&m).unwrap())
         .into_iter()
         .find(|s| s.0 == 9)
@@ -908,11 +867,11 @@ fn hlen_zero_clients_are_limited_by_client_id() {
     let flood = with_client_id(&[], b"\xffIB-flooder", v4::MessageType::Discover);
     assert_eq!(decode(&flood).hlen(), 0);
     let n = (0..200)
-        .filter(|_| !answer(&mut s, ServerPort::Dhcp, from68(), &flood).is_empty())
+        .filter(|_| !answer(&mut s, DHCP, from68(), &flood).is_empty())
         .count();
     assert_eq!(n, 20, "the flooder gets its burst, then is limited");
     let other = with_client_id(&[], b"\xffIB-honest", v4::MessageType::Discover);
-    let (_, m) = one(&mut s, ServerPort::Dhcp, from68(), &other);
+    let (_, m) = one(&mut s, DHCP, from68(), &other);
     assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Offer));
 }
 
@@ -937,7 +896,7 @@ fn random_chaddr_under_one_client_id_is_limited() {
                 192, 168, 77, 150,
             )));
         req = dhcproto::Encodable::to_vec(&m).unwrap();
-        acks += answer(&mut s, ServerPort::Dhcp, from68(), &req).len();
+        acks += answer(&mut s, DHCP, from68(), &req).len();
         records += std::iter::from_fn(|| s.poll_lease_update()).count();
     }
     assert_eq!(acks, 20);
@@ -951,7 +910,7 @@ fn random_chaddr_under_one_client_id_is_limited() {
                 &n.to_be_bytes(),
                 v4::MessageType::Discover,
             );
-            !answer(&mut s, ServerPort::Dhcp, from68(), &req).is_empty()
+            !answer(&mut s, DHCP, from68(), &req).is_empty()
         })
         .count();
     assert_eq!(n, 20);
@@ -976,7 +935,7 @@ fn declines_take_at_most_a_tenth_of_the_pool() {
             m.opts_mut()
                 .insert(DhcpOption::MessageType(v4::MessageType::Discover));
         });
-        let (_, offer) = one(&mut s, ServerPort::Dhcp, from68(), &d);
+        let (_, offer) = one(&mut s, DHCP, from68(), &d);
         let dec = build(|m| {
             m.set_chaddr(&mac);
             m.opts_mut()
@@ -985,7 +944,7 @@ fn declines_take_at_most_a_tenth_of_the_pool() {
             m.opts_mut()
                 .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
         });
-        assert!(answer(&mut s, ServerPort::Dhcp, from68(), &dec).is_empty());
+        assert!(answer(&mut s, DHCP, from68(), &dec).is_empty());
         ev.extend(events(&mut s));
     }
     let accepted = ev
@@ -1020,7 +979,7 @@ fn declines_take_at_most_a_tenth_of_the_pool() {
             m.opts_mut()
                 .insert(DhcpOption::MessageType(v4::MessageType::Discover));
         });
-        let (_, offer) = one(&mut s, ServerPort::Dhcp, from68(), &d);
+        let (_, offer) = one(&mut s, DHCP, from68(), &d);
         assert!(got.insert(offer.yiaddr()));
     }
     // After the probation time (600 s, counted in slots of 600/7 s) the
@@ -1032,7 +991,14 @@ fn declines_take_at_most_a_tenth_of_the_pool() {
         m.opts_mut()
             .insert(DhcpOption::MessageType(v4::MessageType::Discover));
     });
-    s.handle(later, ServerPort::Dhcp, from68(), &d);
+    s.handle(
+        later,
+        Datagram {
+            local: DHCP,
+            remote: from68(),
+            payload: &d,
+        },
+    );
     let mut buf = [0u8; 1500];
     let t = s.poll_transmit(later, &mut buf).unwrap().unwrap();
     let offer = decode(&buf[..t.len]);
@@ -1045,7 +1011,14 @@ fn declines_take_at_most_a_tenth_of_the_pool() {
             .insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
     });
     events(&mut s);
-    s.handle(later, ServerPort::Dhcp, from68(), &dec);
+    s.handle(
+        later,
+        Datagram {
+            local: DHCP,
+            remote: from68(),
+            payload: &dec,
+        },
+    );
     assert!(
         events(&mut s)
             .iter()
@@ -1063,12 +1036,7 @@ fn declines_take_at_most_a_tenth_of_the_pool() {
 fn received_event_carries_the_client_and_its_address() {
     let mut s = Server::new(proxy_config()).unwrap();
     let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
-    answer(
-        &mut s,
-        ServerPort::BootServer,
-        from,
-        &vector("ipxe-bios-request-4011"),
-    );
+    answer(&mut s, BOOT, from, &vector("ipxe-bios-request-4011"));
     let first = events(&mut s).into_iter().next();
     assert!(
         matches!(
@@ -1089,7 +1057,7 @@ fn received_event_carries_the_client_and_its_address() {
         .unwrap()
         .requested_ip()
         .expect("the vector asks for an address");
-    answer(&mut s, ServerPort::Dhcp, from68(), &req);
+    answer(&mut s, DHCP, from68(), &req);
     let first = events(&mut s).into_iter().next();
     assert!(
         matches!(first, Some(Event::Received { client_ip: Some(ip), .. }) if ip == requested),
@@ -1097,12 +1065,7 @@ fn received_event_carries_the_client_and_its_address() {
     );
 
     // A DISCOVER from 0.0.0.0 shows no address.
-    answer(
-        &mut s,
-        ServerPort::Dhcp,
-        from68(),
-        &vector("ipxe-bios-discover"),
-    );
+    answer(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
     let first = events(&mut s).into_iter().next();
     assert!(
         matches!(

@@ -4,6 +4,7 @@
 //! decode every one as DHCP with no malformed or error-level expert info,
 //! with the fields the clients need.
 
+use preboot::engine::Datagram;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
@@ -11,10 +12,17 @@ use std::time::Duration;
 
 use preboot::Instant;
 use preboot::dhcp::config::{BootEntry, MenuPolicy, MtftpParams, Pool, ServerConfig};
-use preboot::dhcp::{BootArch, Server, ServerPort};
+use preboot::dhcp::{BootArch, Server};
 
 mod dhcp_support;
 use dhcp_support::vector;
+
+/// The DHCP socket (its bound address).
+const DHCP: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
+/// The boot server socket (its bound address).
+const BOOT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
 
 fn have(cmd: &str) -> bool {
     Command::new(cmd).arg("--version").output().is_ok()
@@ -124,45 +132,45 @@ fn answers() -> Vec<Vec<u8>> {
     let mut frames = Vec::new();
     let mut buf = [0u8; 1500];
     let mut run = |s: &mut Server, port, from: SocketAddrV4, req: &[u8]| {
-        s.handle(t, port, from, req);
+        s.handle(
+            t,
+            Datagram {
+                local: port,
+                remote: from,
+                payload: req,
+            },
+        );
         let mut n = 0;
         while let Some(tx) = s.poll_transmit(t, &mut buf).unwrap() {
-            let src = SocketAddrV4::new(
-                SERVER,
-                if tx.source == ServerPort::BootServer {
-                    4011
-                } else {
-                    67
-                },
-            );
-            frames.push(frame(src, tx.destination, &buf[..tx.len]));
+            let src = SocketAddrV4::new(SERVER, if tx.local == Some(BOOT) { 4011 } else { 67 });
+            frames.push(frame(src, tx.remote, &buf[..tx.len]));
             n += 1;
         }
         assert_eq!(n, 1, "one answer");
     };
-    run(&mut p, ServerPort::Dhcp, c68, &vector("ipxe-bios-discover"));
-    run(&mut p, ServerPort::Dhcp, c68, &vector("ovmf-uefi-discover"));
+    run(&mut p, DHCP, c68, &vector("ipxe-bios-discover"));
+    run(&mut p, DHCP, c68, &vector("ovmf-uefi-discover"));
     run(
         &mut p,
-        ServerPort::BootServer,
+        BOOT,
         SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68),
         &vector("ipxe-bios-request-4011"),
     );
     run(
         &mut p,
-        ServerPort::BootServer,
+        BOOT,
         SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 145), 4011),
         &vector("ovmf-uefi-request-4011"),
     );
-    run(&mut f, ServerPort::Dhcp, c68, &vector("ipxe-bios-discover"));
-    run(&mut f, ServerPort::Dhcp, c68, &vector("ipxe-bios-request"));
+    run(&mut f, DHCP, c68, &vector("ipxe-bios-discover"));
+    run(&mut f, DHCP, c68, &vector("ipxe-bios-request"));
     let mut wrong = vector("ovmf-uefi-request");
     let i = wrong
         .windows(6)
         .position(|w| w == [50, 4, 192, 168, 77, 135])
         .unwrap();
     wrong[i + 2..i + 6].copy_from_slice(&[10, 0, 0, 1]);
-    run(&mut f, ServerPort::Dhcp, c68, &wrong);
+    run(&mut f, DHCP, c68, &wrong);
     frames
 }
 

@@ -4,11 +4,15 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use hmac::{Hmac, KeyInit, Mac};
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::transaction::{Client, ClientConfig, ClientError, ClientEvent};
 use preboot::wire::transaction::messages::*;
 use preboot::wire::transaction::*;
 use sha2::Sha256;
 use std::time::Duration;
+
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const KEY: &[u8] = b"client-test-site-secret";
 const SID: u64 = 0xABCD_EF01_2345_6789;
@@ -75,8 +79,8 @@ fn challenge(key: &[u8]) -> Vec<u8> {
 
 fn sent(c: &mut Client, now: Instant) -> Option<Vec<u8>> {
     let mut buf = [0u8; MAX_FRAME_LEN];
-    c.poll_transmit(now, &mut buf).map(|t| {
-        assert_eq!(t.destination, srv());
+    c.poll_transmit(now, &mut buf).unwrap().map(|t| {
+        assert_eq!(t.remote, srv());
         buf[..t.len].to_vec()
     })
 }
@@ -92,19 +96,29 @@ fn new_client() -> Client {
 fn established() -> Client {
     let mut c = new_client();
     sent(&mut c, Instant::ZERO).unwrap();
-    c.handle(Instant::ZERO, srv(), &challenge(KEY));
+    c.handle(
+        Instant::ZERO,
+        Datagram {
+            local: ANY,
+            remote: srv(),
+            payload: &challenge(KEY),
+        },
+    );
     sent(&mut c, Instant::ZERO).unwrap();
     c.handle(
         Instant::ZERO,
-        srv(),
-        &frame(
-            MessageType::ProofAck,
-            Status::Ok,
-            2,
-            SID,
-            &Empty,
-            Some(sk(KEY)),
-        ),
+        Datagram {
+            local: ANY,
+            remote: srv(),
+            payload: &frame(
+                MessageType::ProofAck,
+                Status::Ok,
+                2,
+                SID,
+                &Empty,
+                Some(sk(KEY)),
+            ),
+        },
     );
     assert_eq!(
         c.poll_event(),
@@ -131,7 +145,14 @@ fn handshake_messages() {
             key_id: b"site"
         }
     );
-    c.handle(Instant::ZERO, srv(), &challenge(KEY));
+    c.handle(
+        Instant::ZERO,
+        Datagram {
+            local: ANY,
+            remote: srv(),
+            payload: &challenge(KEY),
+        },
+    );
     let proof = sent(&mut c, Instant::ZERO).unwrap();
     let f = Frame::new_checked(&proof[..]).unwrap();
     assert_eq!(
@@ -151,28 +172,34 @@ fn handshake_messages() {
     // A ProofAck with a wrong MAC is ignored (§2.4).
     c.handle(
         Instant::ZERO,
-        srv(),
-        &frame(
-            MessageType::ProofAck,
-            Status::Ok,
-            2,
-            SID,
-            &Empty,
-            Some([0; 32]),
-        ),
+        Datagram {
+            local: ANY,
+            remote: srv(),
+            payload: &frame(
+                MessageType::ProofAck,
+                Status::Ok,
+                2,
+                SID,
+                &Empty,
+                Some([0; 32]),
+            ),
+        },
     );
     assert!(!c.is_established());
     c.handle(
         Instant::ZERO,
-        srv(),
-        &frame(
-            MessageType::ProofAck,
-            Status::Ok,
-            2,
-            SID,
-            &Empty,
-            Some(sk(KEY)),
-        ),
+        Datagram {
+            local: ANY,
+            remote: srv(),
+            payload: &frame(
+                MessageType::ProofAck,
+                Status::Ok,
+                2,
+                SID,
+                &Empty,
+                Some(sk(KEY)),
+            ),
+        },
     );
     assert!(c.is_established());
 }
@@ -183,7 +210,14 @@ fn handshake_messages() {
 fn impostor_server_is_rejected() {
     let mut c = new_client();
     sent(&mut c, Instant::ZERO).unwrap();
-    c.handle(Instant::ZERO, srv(), &challenge(b"some-other-key-entirely"));
+    c.handle(
+        Instant::ZERO,
+        Datagram {
+            local: ANY,
+            remote: srv(),
+            payload: &challenge(b"some-other-key-entirely"),
+        },
+    );
     assert_eq!(c.poll_event(), Some(ClientEvent::ServerNotAuthentic));
     assert!(sent(&mut c, Instant::ZERO).is_none());
     assert_eq!(
@@ -277,7 +311,14 @@ fn reply_matching() {
         ),
         frame(MessageType::MenuReply, Status::Ok, 3, SID, &menu, None),
     ] {
-        c.handle(Instant::ZERO, srv(), &bad);
+        c.handle(
+            Instant::ZERO,
+            Datagram {
+                local: ANY,
+                remote: srv(),
+                payload: &bad,
+            },
+        );
         assert!(c.is_busy());
     }
     let good = frame(
@@ -290,11 +331,21 @@ fn reply_matching() {
     );
     c.handle(
         Instant::ZERO,
-        SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 66), DEFAULT_PORT),
-        &good,
+        Datagram {
+            local: ANY,
+            remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 66), DEFAULT_PORT),
+            payload: &good,
+        },
     );
     assert!(c.is_busy());
-    c.handle(Instant::ZERO, srv(), &good);
+    c.handle(
+        Instant::ZERO,
+        Datagram {
+            local: ANY,
+            remote: srv(),
+            payload: &good,
+        },
+    );
     assert!(!c.is_busy());
     assert_eq!(
         c.poll_event(),
@@ -304,7 +355,14 @@ fn reply_matching() {
     );
     assert_eq!(c.menu_reply().unwrap(), menu);
     // A late duplicate changes nothing.
-    c.handle(Instant::ZERO, srv(), &good);
+    c.handle(
+        Instant::ZERO,
+        Datagram {
+            local: ANY,
+            remote: srv(),
+            payload: &good,
+        },
+    );
     assert_eq!(c.poll_event(), None);
     assert!(c.task_reply().is_none());
 }
@@ -317,15 +375,18 @@ fn refusals_surface_status() {
     sent(&mut c, Instant::ZERO).unwrap();
     c.handle(
         Instant::ZERO,
-        srv(),
-        &frame(
-            MessageType::TaskReply,
-            Status::OutOfOrder,
-            3,
-            SID,
-            &Empty,
-            Some(sk(KEY)),
-        ),
+        Datagram {
+            local: ANY,
+            remote: srv(),
+            payload: &frame(
+                MessageType::TaskReply,
+                Status::OutOfOrder,
+                3,
+                SID,
+                &Empty,
+                Some(sk(KEY)),
+            ),
+        },
     );
     assert_eq!(
         c.poll_event(),
@@ -339,8 +400,11 @@ fn refusals_surface_status() {
     sent(&mut c, Instant::ZERO).unwrap();
     c.handle(
         Instant::ZERO,
-        srv(),
-        &frame(MessageType::Challenge, Status::Busy, 1, 0, &Empty, None),
+        Datagram {
+            local: ANY,
+            remote: srv(),
+            payload: &frame(MessageType::Challenge, Status::Busy, 1, 0, &Empty, None),
+        },
     );
     assert_eq!(
         c.poll_event(),
@@ -354,20 +418,23 @@ fn refusals_surface_status() {
     assert!(ClientConfig::new(srv(), b"", KEY).is_err());
 }
 
-/// A buffer too small for the request counts as a lost transmission: the
-/// request is not stuck at the head with no timer (it used to be: `None`
-/// from `poll_transmit` and `None` from `poll_timeout`, for ever); it is
-/// retransmitted into a good buffer on the next timeout, or fails.
+/// A buffer too small for the request is an error naming the size needed
+/// (the engine contract's buffer rule): the buffer is untouched and the
+/// request stays due, so the next call with a big enough buffer sends it
+/// at once, and only then does the retransmission timer run.
 #[test]
-fn a_too_small_buffer_does_not_stall_the_request() {
+fn a_too_small_buffer_keeps_the_request_queued() {
     let mut c = established();
     let t0 = Instant::from_secs(10);
     c.query_menu(t0).unwrap();
     let mut small = [0xAAu8; 8];
-    assert!(c.poll_transmit(t0, &mut small).is_none());
+    let err = c.poll_transmit(t0, &mut small).unwrap_err();
+    assert!(err.needed > small.len());
+    assert!(err.needed <= Client::MAX_DATAGRAM);
     assert!(small.iter().all(|&b| b == 0xAA), "buffer untouched");
+    assert_eq!(c.poll_timeout(), None, "not sent yet: no timer");
+    let bytes = sent(&mut c, t0).expect("still queued");
+    assert_eq!(bytes.len(), err.needed);
     let next = c.poll_timeout().expect("a retransmission is scheduled");
     assert_eq!(next - t0, Duration::from_millis(500));
-    c.handle_timeout(next);
-    assert!(sent(&mut c, next).is_some());
 }

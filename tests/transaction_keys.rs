@@ -7,6 +7,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
 #[cfg(feature = "std")] // the TOML store is std-only
 use preboot::driver::policy_store as toml_store;
+use preboot::engine::Datagram;
 use preboot::policy::{ImagingProxy, MemoryStore, WorkstationId, WorkstationObject};
 use preboot::transaction::{
     Client, ClientConfig, ClientEvent, KeyStore, Policy, Server, ServerConfig, WorkstationKeys,
@@ -15,6 +16,9 @@ use preboot::wire::transaction::messages::*;
 use preboot::wire::transaction::{MAX_FRAME_LEN, MessageType, Status};
 #[cfg(feature = "std")] // the TOML store is std-only
 use std::path::Path;
+
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const SITE: &[u8] = b"the site secret, shared by all";
 const KEY_A: &[u8] = b"workstation A's very own key";
@@ -111,12 +115,26 @@ fn me() -> SocketAddrV4 {
 fn pump(c: &mut Client, s: &mut Srv, now: Instant) -> Vec<ClientEvent> {
     let mut buf = [0u8; MAX_FRAME_LEN];
     for _ in 0..8 {
-        let Some(t) = c.poll_transmit(now, &mut buf) else {
+        let Some(t) = c.poll_transmit(now, &mut buf).unwrap() else {
             break;
         };
-        s.handle(now, me(), &buf[..t.len]);
-        while let Some(r) = s.poll_transmit(now, &mut buf) {
-            c.handle(now, srv_addr(), &buf[..r.len]);
+        s.handle(
+            now,
+            Datagram {
+                local: ANY,
+                remote: me(),
+                payload: &buf[..t.len],
+            },
+        );
+        while let Some(r) = s.poll_transmit(now, &mut buf).unwrap() {
+            c.handle(
+                now,
+                Datagram {
+                    local: ANY,
+                    remote: srv_addr(),
+                    payload: &buf[..r.len],
+                },
+            );
         }
     }
     std::iter::from_fn(|| c.poll_event()).collect()

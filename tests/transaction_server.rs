@@ -6,6 +6,7 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use hmac::{Hmac, KeyInit, Mac};
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::policy::{
     Condition, ImagingProxy, ImagingRule, MemoryStore, MenuSetting, ServerPolicy, WorkstationId,
     WorkstationObject,
@@ -15,6 +16,9 @@ use preboot::wire::transaction::messages::*;
 use preboot::wire::transaction::*;
 use sha2::Sha256;
 use std::time::Duration;
+
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const KEY: &[u8] = b"0123456789abcdef-site-secret";
 const MAC_A: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
@@ -167,12 +171,19 @@ fn frame<P: Payload>(t: MessageType, rid: u32, sid: u64, p: &P, sk: Option<[u8; 
 }
 
 fn exchange(s: &mut Srv, now: Instant, d: &[u8]) -> Option<Vec<u8>> {
-    s.handle(now, peer(), d);
+    s.handle(
+        now,
+        Datagram {
+            local: ANY,
+            remote: peer(),
+            payload: d,
+        },
+    );
     let mut buf = [0u8; MAX_FRAME_LEN];
-    let t = s.poll_transmit(now, &mut buf)?;
-    assert_eq!(t.destination, peer());
+    let t = s.poll_transmit(now, &mut buf).unwrap()?;
+    assert_eq!(t.remote, peer());
     assert!(
-        s.poll_transmit(now, &mut buf).is_none(),
+        s.poll_transmit(now, &mut buf).unwrap().is_none(),
         "one reply per request"
     );
     Some(buf[..t.len].to_vec())
@@ -779,4 +790,35 @@ fn refusals_keep_the_reply_cache() {
         assert!(r.len() <= HEADER_LEN, "Hello refusals carry no MAC");
         assert_eq!(snap(&s), before);
     }
+}
+
+/// The engine contract's buffer rule: a reply that does not fit the
+/// caller's buffer stays queued, the buffer untouched, and the error names
+/// the size needed; a buffer of that size then gets it.
+#[test]
+fn a_too_small_buffer_keeps_the_reply_queued() {
+    let mut s = server();
+    let c = Raw::new();
+    let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, DEFAULT_PORT);
+    s.handle(
+        Instant::ZERO,
+        Datagram {
+            local,
+            remote: peer(),
+            payload: &c.hello(),
+        },
+    );
+    let mut small = [0xAAu8; 16];
+    let err = s.poll_transmit(Instant::ZERO, &mut small).unwrap_err();
+    assert!(err.needed > small.len() && err.needed <= MAX_FRAME_LEN);
+    assert!(small.iter().all(|&b| b == 0xAA), "buffer untouched");
+    let mut buf = vec![0u8; err.needed];
+    let t = s.poll_transmit(Instant::ZERO, &mut buf).unwrap().unwrap();
+    assert_eq!(
+        (t.len, t.remote, t.local),
+        (err.needed, peer(), Some(local))
+    );
+    let f = Frame::new_checked(&buf[..t.len]).unwrap();
+    assert_eq!(f.message_type(), MessageType::Challenge);
+    assert_eq!(s.poll_transmit(Instant::ZERO, &mut buf).unwrap(), None);
 }

@@ -5,6 +5,7 @@
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::policy::{ImagingProxy, MemoryStore, MulticastSession, ServerPolicy, WorkstationId};
 use preboot::transaction::{
     Client, ClientConfig, ClientEvent, Policy, Random, Server, ServerConfig, SiteKeys,
@@ -14,6 +15,9 @@ use preboot::wire::transaction::Status;
 use preboot::wire::transaction::messages::*;
 use std::collections::VecDeque;
 use std::time::Duration;
+
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const KEY: &[u8] = b"simulation-site-secret";
 
@@ -219,7 +223,7 @@ fn simulate(seed: u64, n: usize, loss: u64, dup: u64) -> (Counting, usize, usize
                     // mark as waiting by leaving step as is; is_busy() guards re-sending
                 }
             }
-            while let Some(t) = w.client.poll_transmit(now, &mut buf) {
+            while let Some(t) = w.client.poll_transmit(now, &mut buf).unwrap() {
                 let copies = if rng.chance(loss) {
                     0
                 } else if rng.chance(dup) {
@@ -240,8 +244,8 @@ fn simulate(seed: u64, n: usize, loss: u64, dup: u64) -> (Counting, usize, usize
             }
         }
         // 2. server replies
-        while let Some(t) = server.poll_transmit(now, &mut buf) {
-            let ws_i = ws.iter().position(|w| w.addr == t.destination).unwrap();
+        while let Some(t) = server.poll_transmit(now, &mut buf).unwrap() {
+            let ws_i = ws.iter().position(|w| w.addr == t.remote).unwrap();
             let copies = if rng.chance(loss) {
                 0
             } else if rng.chance(dup) {
@@ -279,9 +283,23 @@ fn simulate(seed: u64, n: usize, loss: u64, dup: u64) -> (Counting, usize, usize
             if link[i].at <= now {
                 let p = link.remove(i).unwrap();
                 if p.to_server {
-                    server.handle(now, p.from, &p.data);
+                    server.handle(
+                        now,
+                        Datagram {
+                            local: ANY,
+                            remote: p.from,
+                            payload: &p.data,
+                        },
+                    );
                 } else {
-                    ws[p.ws].client.handle(now, p.from, &p.data);
+                    ws[p.ws].client.handle(
+                        now,
+                        Datagram {
+                            local: ANY,
+                            remote: p.from,
+                            payload: &p.data,
+                        },
+                    );
                 }
             } else {
                 i += 1;

@@ -4,6 +4,7 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
 use preboot::driver::transaction::{UdpTransactionServer, Urandom};
+use preboot::engine::Datagram;
 use preboot::policy::{
     ImagingProxy, MemoryStore, MenuSetting, ServerPolicy, WorkstationId, WorkstationObject,
 };
@@ -17,6 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
+
 const KEY: &[u8] = b"loopback-site-secret";
 const MAC: [u8; 6] = [0x52, 0x54, 0, 0xAB, 0xCD, 0xEF];
 
@@ -25,8 +29,8 @@ fn client_step(client: &mut Client, sock: &UdpSocket, epoch: std::time::Instant)
     let deadline = epoch.elapsed() + Duration::from_secs(20);
     loop {
         let now = Instant::from_micros(epoch.elapsed().as_micros() as u64);
-        while let Some(t) = client.poll_transmit(now, &mut buf) {
-            sock.send_to(&buf[..t.len], t.destination).unwrap();
+        while let Some(t) = client.poll_transmit(now, &mut buf).unwrap() {
+            sock.send_to(&buf[..t.len], t.remote).unwrap();
         }
         if let Some(e) = client.poll_event() {
             return e;
@@ -37,7 +41,14 @@ fn client_step(client: &mut Client, sock: &UdpSocket, epoch: std::time::Instant)
         let mut rbuf = [0u8; 2048];
         if let Ok((n, SocketAddr::V4(from))) = sock.recv_from(&mut rbuf) {
             let now = Instant::from_micros(epoch.elapsed().as_micros() as u64);
-            client.handle(now, from, &rbuf[..n]);
+            client.handle(
+                now,
+                Datagram {
+                    local: ANY,
+                    remote: from,
+                    payload: &rbuf[..n],
+                },
+            );
         }
         let now = Instant::from_micros(epoch.elapsed().as_micros() as u64);
         client.handle_timeout(now);

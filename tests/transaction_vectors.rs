@@ -10,6 +10,7 @@
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::policy::{
     Condition, EnvironmentSpec, ImagingProxy, ImagingRule, MemoryStore, MenuEntrySpec, MenuSetting,
     ServerPolicy, WorkstationId, WorkstationObject,
@@ -21,6 +22,9 @@ use preboot::wire::image_safe::{ImageSafe, PendingFlags};
 use preboot::wire::transaction::messages::*;
 use preboot::wire::transaction::{Frame, MAX_FRAME_LEN, MessageType, Status};
 use std::collections::HashMap;
+
+/// The receiving socket's address (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const VECTORS: &str = include_str!("vectors/transaction/conversation.txt");
 const KEY: &[u8] = b"preboot test vector site secret!";
@@ -207,14 +211,34 @@ fn conversation_matches_independent_implementation() {
 
     // One request/reply step: the client sends `req`, the server answers `rep`.
     let mut step = |client: &mut Client, req: &str, rep: &str| {
-        let t = client.poll_transmit(now, &mut buf).expect("client sends");
+        let t = client
+            .poll_transmit(now, &mut buf)
+            .unwrap()
+            .expect("client sends");
         assert_eq!(hex(&buf[..t.len]), hex(&v[req]), "{req}");
         // The independent frame parses with our parser, too.
         Frame::new_checked(&v[req][..]).unwrap();
-        server.handle(now, me, &v[req]);
-        let r = server.poll_transmit(now, &mut buf).expect("server answers");
+        server.handle(
+            now,
+            Datagram {
+                local: ANY,
+                remote: me,
+                payload: &v[req],
+            },
+        );
+        let r = server
+            .poll_transmit(now, &mut buf)
+            .unwrap()
+            .expect("server answers");
         assert_eq!(hex(&buf[..r.len]), hex(&v[rep]), "{rep}");
-        client.handle(now, srv, &v[rep]);
+        client.handle(
+            now,
+            Datagram {
+                local: ANY,
+                remote: srv,
+                payload: &v[rep],
+            },
+        );
     };
 
     step(&mut client, "hello", "challenge");
@@ -273,8 +297,15 @@ fn conversation_matches_independent_implementation() {
     while client.poll_event().is_some() {}
 
     // §2.4, §5: gen.py's tampered frame is refused with its AuthFailed reply.
-    server.handle(now, me, &v["tampered_menu_query"]);
-    let r = server.poll_transmit(now, &mut buf).unwrap();
+    server.handle(
+        now,
+        Datagram {
+            local: ANY,
+            remote: me,
+            payload: &v["tampered_menu_query"],
+        },
+    );
+    let r = server.poll_transmit(now, &mut buf).unwrap().unwrap();
     assert_eq!(hex(&buf[..r.len]), hex(&v["auth_failed"]));
     let f = Frame::new_checked(&v["auth_failed"][..]).unwrap();
     assert_eq!(f.status(), Status::AuthFailed);
@@ -308,12 +339,32 @@ fn per_workstation_key_matches_independent_implementation() {
     );
     let mut buf = [0u8; MAX_FRAME_LEN];
     let mut step = |client: &mut Client, req: &str, rep: &str| {
-        let t = client.poll_transmit(now, &mut buf).expect("client sends");
+        let t = client
+            .poll_transmit(now, &mut buf)
+            .unwrap()
+            .expect("client sends");
         assert_eq!(hex(&buf[..t.len]), hex(&v[req]), "{req}");
-        server.handle(now, me, &v[req]);
-        let r = server.poll_transmit(now, &mut buf).expect("server answers");
+        server.handle(
+            now,
+            Datagram {
+                local: ANY,
+                remote: me,
+                payload: &v[req],
+            },
+        );
+        let r = server
+            .poll_transmit(now, &mut buf)
+            .unwrap()
+            .expect("server answers");
         assert_eq!(hex(&buf[..r.len]), hex(&v[rep]), "{rep}");
-        client.handle(now, srv, &v[rep]);
+        client.handle(
+            now,
+            Datagram {
+                local: ANY,
+                remote: srv,
+                payload: &v[rep],
+            },
+        );
     };
     step(&mut client, "ws_hello", "ws_challenge");
     step(&mut client, "ws_proof", "ws_proof_ack");

@@ -4,6 +4,7 @@
 //! retransmissions), every datagram it sends is well formed.
 #![no_main]
 
+use preboot::engine::Datagram;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -12,8 +13,18 @@ use libfuzzer_sys::fuzz_target;
 use preboot::Instant;
 use preboot::dhcp::client::ClientConfig;
 use preboot::dhcp::config::{BootEntry, Pool, ServerConfig};
-use preboot::dhcp::{BootArch, Client, Server, ServerPort};
+use preboot::dhcp::{BootArch, Client, Server};
 use preboot::wire::dhcp::DhcpPacket;
+
+/// The DHCP socket.
+const DHCP: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
+/// The boot server socket.
+const BOOT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
+/// The client socket.
+const CLIENT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 68);
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -52,25 +63,25 @@ fuzz_target!(|input: (u16, u32, Vec<Op>)| {
     for op in ops.into_iter().take(64) {
         if let Ok(Some(t)) = c.poll_transmit(now, &mut buf) {
             assert!(DhcpPacket::new_checked(&buf[..t.len]).is_ok());
-            last = Some((t.destination.port(), buf[..t.len].to_vec()));
+            last = Some((t.remote.port(), buf[..t.len].to_vec()));
         }
         match op {
-            Op::Raw(d) => c.handle(now, from, &d),
+            Op::Raw(d) => c.handle(now, Datagram { local: CLIENT, remote: from, payload: &d }),
             Op::Exchange { at, value, mutate } => {
                 if let Some((to, d)) = last.take() {
                     let port = if to == 4011 {
-                        ServerPort::BootServer
+                        BOOT
                     } else {
-                        ServerPort::Dhcp
+                        DHCP
                     };
-                    server.handle(now, port, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), &d);
+                    server.handle(now, Datagram { local: port, remote: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), payload: &d });
                     while let Ok(Some(t)) = server.poll_transmit(now, &mut sbuf) {
                         let mut a = sbuf[..t.len].to_vec();
                         if mutate && !a.is_empty() {
                             let i = usize::from(at) % a.len();
                             a[i] = value;
                         }
-                        c.handle(now, from, &a);
+                        c.handle(now, Datagram { local: CLIENT, remote: from, payload: &a });
                     }
                     while server.poll_lease_update().is_some() {}
                     while server.poll_event().is_some() {}

@@ -11,6 +11,7 @@
 //! constants.
 #![no_main]
 
+use preboot::engine::Datagram;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -19,8 +20,15 @@ use libfuzzer_sys::fuzz_target;
 use preboot::Instant;
 use preboot::dhcp::config::{BootEntry, MenuItem, MenuPolicy, Pool, ServerConfig, Text};
 use preboot::dhcp::server::Event;
-use preboot::dhcp::{BootArch, Server, ServerPort};
+use preboot::dhcp::{BootArch, Server};
 use preboot::wire::dhcp::DhcpPacket;
+
+/// The DHCP socket.
+const DHCP: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 67);
+/// The boot server socket.
+const BOOT: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 4011);
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -115,15 +123,15 @@ fuzz_target!(|input: (Shape, Vec<Op>)| {
     for op in ops.into_iter().take(64) {
         match op {
             Op::Handle { boot_port, from, port, data } => {
-                let p = if boot_port { ServerPort::BootServer } else { ServerPort::Dhcp };
-                s.handle(now, p, SocketAddrV4::new(from.into(), port), &data);
+                let p = if boot_port { BOOT } else { DHCP };
+                s.handle(now, Datagram { local: p, remote: SocketAddrV4::new(from.into(), port), payload: &data });
             }
             Op::Mutated { at, value, boot_port } => {
                 let mut d = seed.clone();
                 let i = usize::from(at) % d.len();
                 d[i] = value;
-                let p = if boot_port { ServerPort::BootServer } else { ServerPort::Dhcp };
-                s.handle(now, p, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 50), 68), &d);
+                let p = if boot_port { BOOT } else { DHCP };
+                s.handle(now, Datagram { local: p, remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 50), 68), payload: &d });
             }
             Op::Advance(secs) => now += Duration::from_secs(u64::from(secs)),
         }

@@ -12,6 +12,7 @@
 //! applied more often than tasks were handed out (§6).
 #![no_main]
 
+use preboot::engine::Datagram;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -24,6 +25,10 @@ use preboot::wire::transaction::messages::{
     InfoAck, MenuReply, Outcome, TaskReply, TaskReport, WorkstationInfo,
 };
 use preboot::wire::transaction::{Frame, HEADER_LEN, MAC_LEN, MAX_FRAME_LEN, Status};
+
+/// The receiving socket (these engines do not look at it).
+const ANY: std::net::SocketAddrV4 =
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
 const KEY: &[u8] = b"fuzz site secret, 32 bytes long!";
 const OTHER_KEY: &[u8] = b"another secret, also long enough";
@@ -163,8 +168,8 @@ fuzz_target!(|input: Input| {
             Op::ClientSend { client } => {
                 if let Some(c) = clients.get_mut(usize::from(client) % 8) {
                     c.engine.handle_timeout(now);
-                    if let Some(t) = c.engine.poll_transmit(now, &mut buf) {
-                        assert_eq!(t.destination, server_addr);
+                    if let Some(t) = c.engine.poll_transmit(now, &mut buf).unwrap() {
+                        assert_eq!(t.remote, server_addr);
                         sent = Some((c.peer, buf[..t.len].to_vec()));
                     }
                 }
@@ -220,13 +225,13 @@ fuzz_target!(|input: Input| {
             }
         }
         if let Some((from, d)) = sent {
-            server.handle(now, from, &d);
+            server.handle(now, Datagram { local: ANY, remote: from, payload: &d });
             let mut replies = 0;
-            while let Some(t) = server.poll_transmit(now, &mut buf) {
+            while let Some(t) = server.poll_transmit(now, &mut buf).unwrap() {
                 replies += 1;
                 assert!(replies <= 1, "more than one reply to one datagram");
                 assert!(t.len <= MAX_FRAME_LEN);
-                assert_eq!(t.destination, from, "replies go to the sender");
+                assert_eq!(t.remote, from, "replies go to the sender");
                 let reply = &buf[..t.len];
                 let f = Frame::new_checked(reply).expect("the server sends valid frames");
                 assert!(f.message_type().is_reply());
@@ -241,7 +246,7 @@ fuzz_target!(|input: Input| {
                     continue;
                 }
                 for c in clients.iter_mut().filter(|c| c.peer == from) {
-                    c.engine.handle(now, server_addr, reply);
+                    c.engine.handle(now, Datagram { local: ANY, remote: server_addr, payload: reply });
                     if let Some(tr) = c.engine.task_reply() {
                         for t in &tr.tasks {
                             if !c.tasks.contains(&t.id) && c.tasks.len() < 32 {

@@ -18,9 +18,10 @@
 //!
 //! # How to drive it
 //!
-//! Create it with [`Client::new`] (the transaction id comes from the
-//! caller's randomness), then loop: send what [`Client::poll_transmit`]
-//! writes (from port 68, to its destination), feed answers to
+//! The [engine contract](crate::engine). Create it with [`Client::new`]
+//! (the transaction id comes from the caller's randomness), then loop:
+//! send what [`Client::poll_transmit`] writes (from port 68, its only
+//! socket: `local` is `None`; to its `remote`), feed answers to
 //! [`Client::handle`], call [`Client::handle_timeout`] at
 //! [`Client::poll_timeout`], and read [`Client::poll_event`] until
 //! [`Event::Bound`] or [`Event::Failed`].
@@ -32,9 +33,10 @@ use heapless::{String, Vec};
 
 use crate::Instant;
 
+use super::Error;
 use super::config::{BOOT_FILE_LEN, MAX_MENU_ITEMS, MtftpParams, TEXT_LEN};
 use super::server::{BOOT_SERVER_PORT, SERVER_PORT};
-use super::{Error, ServerPort, Transmit};
+use crate::engine::{BufferTooSmall, Datagram, Transmit};
 
 /// What the client says about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,6 +220,10 @@ pub struct Client {
 }
 
 impl Client {
+    /// The largest datagram the client writes ([`super::MAX_DATAGRAM`]):
+    /// give [`Client::poll_transmit`] a buffer of at least this size.
+    pub const MAX_DATAGRAM: usize = super::MAX_DATAGRAM;
+
     /// A client about to send its first DISCOVER with transaction id `xid`
     /// (from the caller's randomness).
     pub fn new(now: Instant, config: ClientConfig, xid: u32) -> Self {
@@ -280,12 +286,16 @@ impl Client {
         }
     }
 
-    /// Write the next datagram into `buf`.
+    /// Write the next datagram into `buf` (give it
+    /// [`Client::MAX_DATAGRAM`] bytes). A too-small buffer leaves it due and
+    /// `buf` untouched, with the size needed in the error. A message that
+    /// cannot be encoded ends the run with
+    /// [`Event::Failed`]`(`[`FailReason::Encode`]`)`.
     pub fn poll_transmit(
         &mut self,
         now: Instant,
         buf: &mut [u8],
-    ) -> Result<Option<Transmit>, Error> {
+    ) -> Result<Option<Transmit>, BufferTooSmall> {
         if !self.send_now {
             return Ok(None);
         }
@@ -297,12 +307,12 @@ impl Client {
         let len = match super::reply::emit_client(&self.config, self.xid, secs, out, buf) {
             Ok(len) => len,
             // The caller's buffer: nothing changed, call again with more.
-            Err(e @ Error::BufferTooSmall { .. }) => return Err(e),
-            // Every retry would fail the same way: give up now rather than
-            // leave the message at the head for ever.
-            Err(e) => {
+            Err(Error::BufferTooSmall { needed }) => return Err(BufferTooSmall { needed }),
+            // Every retry would fail the same way: give up now (with the
+            // event) rather than leave the message at the head for ever.
+            Err(_) => {
                 self.finish(Event::Failed(FailReason::Encode));
-                return Err(e);
+                return Ok(None);
             }
         };
         let (destination, broadcast) = match out {
@@ -324,10 +334,10 @@ impl Client {
             .unwrap_or(Duration::from_secs(4));
         self.deadline = Some(now + t);
         Ok(Some(Transmit {
-            destination,
-            source: ServerPort::Dhcp,
-            broadcast,
+            local: None,
+            remote: destination,
             len,
+            broadcast,
             after_sync: false,
         }))
     }
@@ -426,8 +436,8 @@ impl Client {
 
     /// Feed one datagram received on the client port (68) or as the answer
     /// to the boot server REQUEST.
-    pub fn handle(&mut self, now: Instant, _from: SocketAddrV4, datagram: &[u8]) {
-        let Some(a) = super::reply::parse_answer(datagram, &self.config.mac) else {
+    pub fn handle(&mut self, now: Instant, datagram: Datagram<'_>) {
+        let Some(a) = super::reply::parse_answer(datagram.payload, &self.config.mac) else {
             return;
         };
         if a.xid != self.xid {

@@ -382,6 +382,12 @@ pub struct ServerConfig {
     /// that are not PXE clients? Full mode always gives addresses to anyone;
     /// this only adds boot information for non-PXE clients.
     pub boot_non_pxe: bool,
+    /// The local port of the boot server socket (default 4011): a
+    /// datagram whose `local` port is this one is a boot server request,
+    /// any other a DHCP one (67). 0: no boot server socket. A driver that
+    /// binds the boot server to another port (or lets the system pick one)
+    /// sets the port it got.
+    pub boot_port: u16,
 }
 
 impl ServerConfig {
@@ -400,6 +406,7 @@ impl ServerConfig {
             rate_limit: RateLimit::default(),
             max_declined_percent: DEFAULT_MAX_DECLINED_PERCENT,
             boot_non_pxe: false,
+            boot_port: super::server::BOOT_SERVER_PORT,
         }
     }
 

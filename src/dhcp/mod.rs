@@ -12,10 +12,12 @@
 //!   55/57/60/93/94/97, offer window, REQUEST, proxyDHCP REQUEST to 4011,
 //!   retransmission with backoff).
 //!
-//! Both engines own no socket, clock, file or randomness: the caller feeds
-//! datagrams and time in with `handle` and `handle_timeout`, and drains
-//! datagrams ([`Transmit`]), deadlines and events out with `poll_transmit`,
-//! `poll_timeout` and `poll_event`.
+//! Both engines own no socket, clock, file or randomness and follow the
+//! [engine contract](crate::engine): the caller feeds datagrams
+//! ([`Datagram`](crate::engine::Datagram)) and time in with `handle` and
+//! `handle_timeout`, and drains datagrams
+//! ([`Transmit`](crate::engine::Transmit)), deadlines and events out with
+//! `poll_transmit`, `poll_timeout` and `poll_event`.
 //!
 //! ```text
 //!  PXE client                proxyDHCP (67)      boot server (4011)
@@ -25,8 +27,6 @@
 //!   REQUEST (unicast, 43/71 boot item) ─────────────────────►
 //!   ◄────────────────────────────── ACK (file, siaddr, 60, 43/71)
 //! ```
-
-use core::net::SocketAddrV4;
 
 pub mod arch;
 pub mod client;
@@ -43,33 +43,13 @@ pub use client::Client;
 pub use config::{Mode, ServerConfig};
 pub use server::Server;
 
-/// Which of the server's sockets a datagram arrived on or leaves from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ServerPort {
-    /// The DHCP server port (67).
-    Dhcp,
-    /// The PXE boot server port (4011), for proxyDHCP REQUESTs and boot
-    /// server discovery.
-    BootServer,
-}
-
-/// A datagram the engine wants sent; its bytes are in the caller's buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where to send it. Limited broadcast (`255.255.255.255`) when
-    /// [`Transmit::broadcast`] is set.
-    pub destination: SocketAddrV4,
-    /// Which server socket sends it (server engine; the client engine always
-    /// says [`ServerPort::Dhcp`] and sends from its client port).
-    pub source: ServerPort,
-    /// The destination is the limited broadcast address.
-    pub broadcast: bool,
-    /// Bytes written into the buffer.
-    pub len: usize,
-    /// Send only after the lease store synced every record polled so far
-    /// (an ACK that grants a lease).
-    pub after_sync: bool,
-}
+/// The largest datagram either DHCP engine writes: the fixed header and
+/// magic cookie (240 bytes), option 43 (at most 600 bytes, split into three
+/// RFC 3396 fragments: 606), at most 15 other options of at most 255 bytes
+/// (257 each with code and length) and the end option. Drivers give
+/// `poll_transmit` a buffer of at least this size (the
+/// [engine contract](crate::engine)'s buffer rule).
+pub const MAX_DATAGRAM: usize = 240 + 606 + 15 * 257 + 1;
 
 /// A client hardware address (`chaddr` as long as `hlen` says, at most 16
 /// bytes), displayed as `52:54:00:e2:e0:01`.

@@ -6,12 +6,17 @@
 //!
 //! # How to drive it
 //!
+//! The [engine contract](crate::engine):
+//!
 //! 1. For every datagram received on port 67 or 4011, call
-//!    [`Server::handle`] with the time, the socket it came in on and its
-//!    source address.
+//!    [`Server::handle`] with the time and the [`Datagram`]: its `local`
+//!    (the receiving socket's bound address) tells the boot server port
+//!    ([`ServerConfig::boot_port`], 4011) from the DHCP port (any other).
 //! 2. Drain [`Server::poll_lease_update`] into the lease store (full mode),
-//!    then [`Server::poll_transmit`] into the sockets: a transmit with
-//!    [`Transmit::after_sync`] goes out only after the store synced.
+//!    then [`Server::poll_transmit`] (a buffer of [`Server::MAX_DATAGRAM`]
+//!    bytes) into the sockets: each [`Transmit`] leaves from the socket
+//!    whose address is its `local` (the one the request came in on); one
+//!    with [`Transmit::after_sync`] goes out only after the store synced.
 //! 3. Drain [`Server::poll_event`] for logs and metrics.
 //!
 //! The server has no timers (leases expire lazily: an expired address is
@@ -46,7 +51,8 @@ use super::leases::{ClientKey, Lease, LeaseState, LeaseTable, PoolCursor};
 use super::rate::RateLimiter;
 use super::request::Request;
 use super::store::{LeaseRecord, RecordKind};
-use super::{Error, HwAddr, ServerPort, Transmit};
+use super::{Error, HwAddr};
+use crate::engine::{BufferTooSmall, Datagram, Transmit};
 use crate::wire::dhcp::MessageType;
 
 /// The DHCP client port.
@@ -239,7 +245,8 @@ pub(crate) struct Pending {
     pub mtftp: Option<super::config::MtftpParams>,
     pub destination: SocketAddrV4,
     pub broadcast: bool,
-    pub source: ServerPort,
+    /// The socket that sends it: the `local` of the request.
+    pub local: SocketAddrV4,
     pub after_sync: bool,
 }
 
@@ -306,9 +313,15 @@ pub struct Server {
     events: Deque<Event, EVENTS>,
     updates: Deque<LeaseRecord, UPDATES>,
     events_dropped: u64,
+    /// The `local` of the datagram being handled.
+    local: SocketAddrV4,
 }
 
 impl Server {
+    /// The largest datagram the server writes ([`super::MAX_DATAGRAM`]):
+    /// give [`Server::poll_transmit`] a buffer of at least this size.
+    pub const MAX_DATAGRAM: usize = super::MAX_DATAGRAM;
+
     /// A server with this configuration; checks that it can work.
     pub fn new(config: ServerConfig) -> Result<Self, Error> {
         if config.mode == Mode::Full {
@@ -349,6 +362,7 @@ impl Server {
             events: Deque::new(),
             updates: Deque::new(),
             events_dropped: 0,
+            local: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT),
         })
     }
 
@@ -390,9 +404,13 @@ impl Server {
         }
     }
 
-    /// Feed one datagram received on `port` from `from`.
-    pub fn handle(&mut self, now: Instant, port: ServerPort, from: SocketAddrV4, datagram: &[u8]) {
-        let Some(req) = super::request::parse(datagram) else {
+    /// Feed one received datagram. Its `local` port picks the service:
+    /// [`ServerConfig::boot_port`] is the boot server, any other DHCP.
+    pub fn handle(&mut self, now: Instant, datagram: Datagram<'_>) {
+        let from = datagram.remote;
+        self.local = datagram.local;
+        let boot = datagram.local.port() == self.config.boot_port && self.config.boot_port != 0;
+        let Some(req) = super::request::parse(datagram.payload) else {
             self.event(Event::Ignored {
                 chaddr: HwAddr::new(&[]),
                 reason: IgnoreReason::Malformed,
@@ -420,21 +438,20 @@ impl Server {
             xid: req.xid,
             client_ip,
         });
-        match (port, self.config.mode, req.msg_type) {
-            (ServerPort::BootServer, _, MessageType::Request | MessageType::Inform) => {
-                self.boot_request(req, from)
-            }
-            (ServerPort::Dhcp, Mode::Proxy, MessageType::Discover) => self.proxy_discover(req),
-            (ServerPort::Dhcp, Mode::Full, MessageType::Discover) => self.discover(now, req),
-            (ServerPort::Dhcp, Mode::Full, MessageType::Request) => self.request(now, req),
-            (ServerPort::Dhcp, Mode::Full, MessageType::Decline) => self.decline(now, req),
-            (ServerPort::Dhcp, Mode::Full, MessageType::Release) => self.release(now, req),
-            (ServerPort::Dhcp, Mode::Full, MessageType::Inform) => self.inform(req, from),
+        match (boot, self.config.mode, req.msg_type) {
+            (true, _, MessageType::Request | MessageType::Inform) => self.boot_request(req, from),
+            (false, Mode::Proxy, MessageType::Discover) => self.proxy_discover(req),
+            (false, Mode::Full, MessageType::Discover) => self.discover(now, req),
+            (false, Mode::Full, MessageType::Request) => self.request(now, req),
+            (false, Mode::Full, MessageType::Decline) => self.decline(now, req),
+            (false, Mode::Full, MessageType::Release) => self.release(now, req),
+            (false, Mode::Full, MessageType::Inform) => self.inform(req, from),
             _ => self.ignore(&req, IgnoreReason::NotForUs),
         }
     }
 
-    /// Write the next answer into `buf`.
+    /// Write the next answer into `buf` (give it [`Server::MAX_DATAGRAM`]
+    /// bytes).
     ///
     /// A too-small buffer leaves the answer queued and `buf` untouched and
     /// returns the error with the size needed. An answer that cannot be
@@ -444,21 +461,21 @@ impl Server {
         &mut self,
         _now: Instant,
         buf: &mut [u8],
-    ) -> Result<Option<Transmit>, Error> {
+    ) -> Result<Option<Transmit>, BufferTooSmall> {
         while let Some(p) = self.pending.front() {
             match super::reply::emit(&self.config, p, buf) {
                 Ok(len) => {
                     let t = Transmit {
-                        destination: p.destination,
-                        source: p.source,
-                        broadcast: p.broadcast,
+                        local: Some(p.local),
+                        remote: p.destination,
                         len,
+                        broadcast: p.broadcast,
                         after_sync: p.after_sync,
                     };
                     self.pending.pop_front();
                     return Ok(Some(t));
                 }
-                Err(e @ Error::BufferTooSmall { .. }) => return Err(e),
+                Err(Error::BufferTooSmall { needed }) => return Err(BufferTooSmall { needed }),
                 Err(error) => {
                     let chaddr = p.req.hw();
                     self.pending.pop_front();
@@ -576,7 +593,7 @@ impl Server {
             mtftp: None,
             destination,
             broadcast,
-            source: ServerPort::Dhcp,
+            local: self.local,
             after_sync: false,
         }
     }
@@ -664,7 +681,6 @@ impl Server {
         let chaddr = req.hw();
         let boot_item = req.boot_item;
         let mut p = self.base(req, ReplyKind::BootAck);
-        p.source = ServerPort::BootServer;
         // Back to the source address and port of the request; a client
         // without an address yet gets a broadcast to that port.
         if from.ip().is_unspecified() {

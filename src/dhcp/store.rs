@@ -4,7 +4,7 @@
 //! The engine never writes itself. Every change to a granted lease comes out
 //! of [`Server::poll_lease_update`](super::server::Server::poll_lease_update)
 //! as a [`LeaseRecord`]; the driver hands them to a [`LeaseStore`]. The ACK
-//! that grants a lease is marked [`Transmit::after_sync`](super::Transmit):
+//! that grants a lease is marked [`Transmit::after_sync`](crate::engine::Transmit::after_sync):
 //! a driver that must survive `kill -9` sends it only once the store has
 //! synced the record, so no client ever holds a lease the store could lose.
 //! On start the driver replays the stored records into

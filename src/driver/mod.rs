@@ -1,6 +1,7 @@
 //! std drivers: the engines on real UDP sockets and files.
 pub mod boot_server;
 pub mod clients;
+pub mod clock;
 pub mod config_file;
 pub mod dhcp;
 pub mod fs;

@@ -2,11 +2,12 @@
 //! random source. The image-safe data on disk is
 //! [`super::image_safe_disk`].
 
+use crate::engine::Datagram;
 use crate::transaction::{KeyStore, Policy, Random, Server, ServerEvent};
 use crate::wire::transaction::MAX_FRAME_LEN;
 use std::fs::File;
 use std::io::{self, Read};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 use std::vec::Vec;
 
@@ -38,17 +39,22 @@ impl Random for Urandom {
 pub struct UdpTransactionServer<P: Policy, K: KeyStore, R: Random> {
     socket: UdpSocket,
     engine: Server<P, K, R>,
-    epoch: std::time::Instant,
+    /// The bound address, the `local` of every datagram.
+    local: SocketAddrV4,
 }
 
 impl<P: Policy, K: KeyStore, R: Random> UdpTransactionServer<P, K, R> {
     /// Bind `addr` (e.g. `0.0.0.0:4012`, the default port) and serve `engine`.
     pub fn bind(addr: SocketAddr, engine: Server<P, K, R>) -> io::Result<Self> {
         let socket = UdpSocket::bind(addr)?;
+        let local = match socket.local_addr()? {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(a) => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, a.port()),
+        };
         Ok(UdpTransactionServer {
             socket,
             engine,
-            epoch: std::time::Instant::now(),
+            local,
         })
     }
 
@@ -62,8 +68,9 @@ impl<P: Policy, K: KeyStore, R: Random> UdpTransactionServer<P, K, R> {
         &self.engine
     }
 
+    /// The drivers' one monotonic clock.
     fn now(&self) -> crate::Instant {
-        crate::Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+        super::clock::now()
     }
 
     /// Wait up to `max_wait` for one datagram, feed it, send the replies,
@@ -85,7 +92,14 @@ impl<P: Policy, K: KeyStore, R: Random> UdpTransactionServer<P, K, R> {
         match self.socket.recv_from(&mut buf) {
             Ok((n, SocketAddr::V4(from))) => {
                 let now = self.now();
-                self.engine.handle(now, from, &buf[..n]);
+                self.engine.handle(
+                    now,
+                    Datagram {
+                        local: self.local,
+                        remote: from,
+                        payload: &buf[..n],
+                    },
+                );
             }
             Ok(_) => {}
             Err(e)
@@ -97,10 +111,12 @@ impl<P: Policy, K: KeyStore, R: Random> UdpTransactionServer<P, K, R> {
         }
         let now = self.now();
         self.engine.handle_timeout(now);
+        // `Server::MAX_DATAGRAM` bytes: every reply fits, `poll_transmit` never
+        // reports a too-small buffer.
         let mut out = [0u8; MAX_FRAME_LEN];
-        while let Some(t) = self.engine.poll_transmit(now, &mut out) {
+        while let Ok(Some(t)) = self.engine.poll_transmit(now, &mut out) {
             // A send error to one client must not stop the server.
-            let _ = self.socket.send_to(&out[..t.len], t.destination);
+            let _ = self.socket.send_to(&out[..t.len], t.remote);
         }
         let mut events = Vec::new();
         while let Some(e) = self.engine.poll_event() {

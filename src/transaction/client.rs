@@ -5,8 +5,9 @@
 //! # How to drive it
 //!
 //! 1. [`Client::new`] queues the `Hello` (pass a fresh random nonce).
-//! 2. Drain [`Client::poll_transmit`] and send to the server.
-//! 3. Feed replies to [`Client::handle`]; the client answers the
+//! 2. Drain [`Client::poll_transmit`] and send to the server (the
+//!    [engine contract](crate::engine); one socket, so `local` is `None`).
+//! 3. Feed replies to [`Client::handle`] as a [`Datagram`]; the client answers the
 //!    `Challenge` by itself once the server proof verifies.
 //! 4. When [`ClientEvent::Established`] arrives, send requests with
 //!    [`Client::send_info`], [`Client::query_menu`], [`Client::query_tasks`],
@@ -16,9 +17,9 @@
 //!    [`Client::task_reply`], [`Client::info_ack`].
 //! 5. Call [`Client::handle_timeout`] at [`Client::poll_timeout`].
 
-use super::Transmit;
 use super::crypto::{self, HmacSha256, LABEL_CLIENT, LABEL_SERVER};
 use crate::Instant;
+use crate::engine::{BufferTooSmall, Datagram, Transmit};
 use crate::wire::transaction::messages::{
     Challenge, Empty, Hello, InfoAck, MAX_KEY_ID_LEN, MenuReply, NONCE_LEN, Proof, TaskReply,
     TaskReport, WorkstationInfo,
@@ -150,6 +151,10 @@ pub struct Client {
 }
 
 impl Client {
+    /// The largest datagram the client sends ([`MAX_FRAME_LEN`]): give
+    /// `poll_transmit` a buffer of at least this size.
+    pub const MAX_DATAGRAM: usize = MAX_FRAME_LEN;
+
     /// A client that starts the handshake with the `client_nonce` (16 bytes
     /// from a cryptographic random source) at `now`.
     pub fn new(config: ClientConfig, client_nonce: [u8; NONCE_LEN], now: Instant) -> Self {
@@ -297,8 +302,10 @@ impl Client {
     /// Feed one received datagram. Anything that is not the reply to the
     /// outstanding request (wrong source, type, request id, session, or
     /// MAC) is ignored.
-    pub fn handle(&mut self, now: Instant, from: SocketAddrV4, datagram: &[u8]) {
-        if from != self.config.server {
+    pub fn handle(&mut self, now: Instant, datagram: Datagram<'_>) {
+        let datagram_from = datagram.remote;
+        let datagram = datagram.payload;
+        if datagram_from != self.config.server {
             return;
         }
         let Ok(frame) = Frame::new_checked(datagram) else {
@@ -383,25 +390,34 @@ impl Client {
 
     /// The next datagram to send (the request, or its retransmission).
     ///
-    /// A `buf` shorter than the datagram (give it [`MAX_FRAME_LEN`] bytes)
-    /// counts as a transmission lost on the way: nothing is written, and
-    /// the retransmission timer runs as if it had been sent, so the request
-    /// ends in a reply or [`ClientEvent::Failed`] instead of waiting at the
-    /// head for ever.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        let p = self.pending.as_mut()?;
+    /// A `buf` shorter than the datagram (give it [`Client::MAX_DATAGRAM`]
+    /// bytes) is left untouched and the request stays due, with the size
+    /// needed in the error.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, BufferTooSmall> {
+        let Some(p) = self.pending.as_mut() else {
+            return Ok(None);
+        };
         if !p.send_now {
-            return None;
+            return Ok(None);
         }
+        let Some(dst) = buf.get_mut(..p.len) else {
+            return Err(BufferTooSmall { needed: p.len });
+        };
+        dst.copy_from_slice(&p.bytes[..p.len]);
         p.send_now = false;
         p.transmissions += 1;
         p.next = now + p.rto;
-        let dst = buf.get_mut(..p.len)?;
-        dst.copy_from_slice(&p.bytes[..p.len]);
-        Some(Transmit {
-            destination: self.config.server,
+        Ok(Some(Transmit {
+            local: None,
+            remote: self.config.server,
             len: p.len,
-        })
+            broadcast: false,
+            after_sync: false,
+        }))
     }
 
     /// When [`Client::handle_timeout`] should next be called.

@@ -8,7 +8,10 @@
 //!
 //! Neither owns a socket, a clock or a random source: time is an argument
 //! of every call, randomness comes from a [`Random`] (server) or is passed
-//! as a nonce (client).
+//! as a nonce (client). Both follow the [engine contract](crate::engine):
+//! `handle(now, Datagram)`, `poll_transmit(now, buf)` into a buffer of at
+//! least [`MAX_FRAME_LEN`](crate::wire::transaction::MAX_FRAME_LEN) bytes
+//! (their `MAX_DATAGRAM`), `poll_timeout`, `handle_timeout`, `poll_event`.
 
 mod client;
 mod crypto;
@@ -22,17 +25,6 @@ pub use keys::{KeyError, WorkstationKeys};
 pub use keys::{KeyStore, SiteKeys};
 pub use policy::Policy;
 pub use server::{Server, ServerConfig, ServerEvent};
-
-use core::net::SocketAddrV4;
-
-/// A datagram to send, written by `poll_transmit` into the caller's buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where to send it.
-    pub destination: SocketAddrV4,
-    /// Bytes written at the start of the buffer.
-    pub len: usize,
-}
 
 /// A cryptographic random source, supplied by the driver (the engines never
 /// take randomness themselves). The std driver reads `/dev/urandom`.

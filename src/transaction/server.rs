@@ -3,11 +3,14 @@
 //!
 //! # How to drive it
 //!
+//! The [engine contract](crate::engine):
+//!
 //! 1. For every datagram received on the server socket call
-//!    [`Server::handle`]`(now, from, datagram)`.
-//! 2. Then drain [`Server::poll_transmit`]`(now, buf)` until `None` and send
-//!    each datagram to its `destination` (`buf` should hold
-//!    [`MAX_FRAME_LEN`] bytes).
+//!    [`Server::handle`]`(now, Datagram { local, remote, payload })`.
+//! 2. Then drain [`Server::poll_transmit`]`(now, buf)` until `Ok(None)` and
+//!    send each datagram to its `remote` (`buf` should hold
+//!    [`Server::MAX_DATAGRAM`] bytes; a smaller one gets
+//!    [`BufferTooSmall`] and the reply stays queued).
 //! 3. Sleep until [`Server::poll_timeout`] (or the next datagram) and call
 //!    [`Server::handle_timeout`]`(now)` (a spurious call is harmless).
 //! 4. Drain [`Server::poll_event`] for logs and metrics.
@@ -24,6 +27,7 @@
 ```
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::policy::{ImagingProxy, MemoryStore};
 use preboot::transaction::{Client, ClientConfig, ClientEvent, Random, Server, ServerConfig, SiteKeys};
 use preboot::wire::transaction::MAX_FRAME_LEN;
@@ -48,21 +52,22 @@ let mut client = Client::new(ClientConfig::new(srv, b"site", key).unwrap(), [9; 
 let mut buf = [0u8; MAX_FRAME_LEN];
 // Hello → Challenge → Proof → ProofAck
 for _ in 0..2 {
-    let t = client.poll_transmit(now, &mut buf).unwrap();
-    server.handle(now, me, &buf[..t.len]);
-    let r = server.poll_transmit(now, &mut buf).unwrap();
-    client.handle(now, srv, &buf[..r.len]);
+    let t = client.poll_transmit(now, &mut buf).unwrap().unwrap();
+    server.handle(now, Datagram { local: srv, remote: me, payload: &buf[..t.len] });
+    let r = server.poll_transmit(now, &mut buf).unwrap().unwrap();
+    client.handle(now, Datagram { local: me, remote: srv, payload: &buf[..r.len] });
 }
 assert!(client.is_established());
 ```
 "#
 )]
 
+use super::Random;
 use super::crypto::{self, HmacSha256, LABEL_CLIENT, LABEL_SERVER};
 use super::keys::KeyStore;
 use super::policy::Policy;
-use super::{Random, Transmit};
 use crate::Instant;
+use crate::engine::{BufferTooSmall, Datagram, Transmit};
 use crate::wire::transaction::messages::Outcome;
 use crate::wire::transaction::messages::{
     Challenge, Empty, Hello, MAX_KEY_ID_LEN, NONCE_LEN, Proof, TaskReport, WorkstationInfo,
@@ -211,7 +216,10 @@ pub struct Server<P: Policy, K: KeyStore, R: Random> {
     keys: K,
     random: R,
     sessions: Sessions,
-    queue: Deque<Outgoing, 16>,
+    /// Replies, each with the local address of the socket that sends it.
+    queue: Deque<(SocketAddrV4, Outgoing), 16>,
+    /// The `local` of the datagram being handled.
+    local: SocketAddrV4,
     events: Deque<ServerEvent, 64>,
     events_dropped: u32,
     transmits_dropped: u64,
@@ -225,6 +233,10 @@ enum Refusal {
 }
 
 impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
+    /// The largest datagram the server sends ([`MAX_FRAME_LEN`]): give
+    /// `poll_transmit` a buffer of at least this size.
+    pub const MAX_DATAGRAM: usize = MAX_FRAME_LEN;
+
     /// A server with no sessions.
     pub fn new(config: ServerConfig, keys: K, policy: P, random: R) -> Self {
         Server {
@@ -234,6 +246,7 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
             random,
             sessions: Sessions::new(),
             queue: Deque::new(),
+            local: SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0),
             events: Deque::new(),
             events_dropped: 0,
             transmits_dropped: 0,
@@ -268,8 +281,8 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
             .count()
     }
 
-    /// Replies dropped because the transmit queue was full or the buffer
-    /// passed to `poll_transmit` was too small.
+    /// Replies dropped because the transmit queue was full (a too-small
+    /// `poll_transmit` buffer drops nothing: the reply stays queued).
     pub fn transmits_dropped(&self) -> u64 {
         self.transmits_dropped
     }
@@ -283,7 +296,7 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
     }
 
     fn enqueue(&mut self, o: Outgoing) {
-        if self.queue.push_back(o).is_err() {
+        if self.queue.push_back((self.local, o)).is_err() {
             self.transmits_dropped += 1;
         }
     }
@@ -293,7 +306,9 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
     }
 
     /// Feed one received datagram (§2–§6).
-    pub fn handle(&mut self, now: Instant, from: SocketAddrV4, datagram: &[u8]) {
+    pub fn handle(&mut self, now: Instant, datagram: Datagram<'_>) {
+        self.local = datagram.local;
+        let (from, datagram) = (datagram.remote, datagram.payload);
         let frame = match Frame::new_checked(datagram) {
             Ok(f) => f,
             Err(e) => {
@@ -657,27 +672,43 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
     }
 
     /// The next datagram to send, written into `buf` (give it
-    /// [`MAX_FRAME_LEN`] bytes).
-    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        while let Some(o) = self.queue.pop_front() {
+    /// [`Server::MAX_DATAGRAM`] bytes). A smaller `buf` that cannot hold
+    /// the reply leaves it queued and `buf` untouched, with the size needed
+    /// in the error. A cached reply whose session has expired meanwhile is
+    /// dropped.
+    pub fn poll_transmit(
+        &mut self,
+        _now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, BufferTooSmall> {
+        while let Some((local, o)) = self.queue.front() {
             let bytes: &[u8] = match &o.body {
                 Body::Inline { len, bytes } => &bytes[..*len],
                 Body::Cached(sid) => match self.sessions.iter().find(|s| s.id == *sid) {
                     Some(s) => &s.reply[..s.reply_len],
-                    None => continue,
+                    None => {
+                        self.queue.pop_front();
+                        continue;
+                    }
                 },
             };
             let Some(dst) = buf.get_mut(..bytes.len()) else {
-                self.transmits_dropped += 1;
-                continue;
+                return Err(BufferTooSmall {
+                    needed: bytes.len(),
+                });
             };
             dst.copy_from_slice(bytes);
-            return Some(Transmit {
-                destination: o.to,
+            let t = Transmit {
+                local: Some(*local),
+                remote: o.to,
                 len: bytes.len(),
-            });
+                broadcast: false,
+                after_sync: false,
+            };
+            self.queue.pop_front();
+            return Ok(Some(t));
         }
-        None
+        Ok(None)
     }
 
     /// When [`Server::handle_timeout`] should next be called.

@@ -5,7 +5,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::string::String;
 use std::time::Duration;
 
-use crate::Instant;
+use crate::driver::clock;
+use crate::engine::Datagram;
 
 use super::server::udp_socket;
 
@@ -52,21 +53,21 @@ pub fn run_client(config: DhcpClientConfig) -> io::Result<crate::dhcp::client::B
     use crate::dhcp::client::Event as ClientEvent;
     // Port 68 beside the host's own DHCP client.
     let sock = udp_socket(config.bind, config.interface.as_deref(), true)?;
-    let start = std::time::Instant::now();
-    let clock = |s: std::time::Instant| {
-        Instant::from_micros(u64::try_from(s.elapsed().as_micros()).unwrap_or(u64::MAX))
+    let local = match sock.local_addr()? {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(_) => return Err(io::Error::other("dhcp client: socket not IPv4")),
     };
-    let mut client = crate::dhcp::Client::new(clock(start), config.client.clone(), config.xid);
-    let mut buf = [0u8; 1500];
+    let mut client = crate::dhcp::Client::new(clock::now(), config.client.clone(), config.xid);
+    let mut buf = [0u8; crate::dhcp::Client::MAX_DATAGRAM];
     let mut rx = [0u8; 1500];
     loop {
-        let now = clock(start);
+        let now = clock::now();
         client.handle_timeout(now);
         while let Some(t) = client
             .poll_transmit(now, &mut buf)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
         {
-            let mut to = t.destination;
+            let mut to = t.remote;
             match to.port() {
                 crate::dhcp::server::SERVER_PORT => to.set_port(config.server_port),
                 crate::dhcp::server::BOOT_SERVER_PORT => to.set_port(config.boot_port),
@@ -90,12 +91,19 @@ pub fn run_client(config: DhcpClientConfig) -> io::Result<crate::dhcp::client::B
         }
         let wait = client
             .poll_timeout()
-            .map(|d| d.saturating_duration_since(clock(start)))
+            .map(|d| d.saturating_duration_since(clock::now()))
             .unwrap_or(Duration::from_millis(10))
             .clamp(Duration::from_millis(1), Duration::from_millis(500));
         sock.set_read_timeout(Some(wait))?;
         match sock.recv_from(&mut rx) {
-            Ok((n, SocketAddr::V4(from))) => client.handle(clock(start), from, &rx[..n]),
+            Ok((n, SocketAddr::V4(from))) => client.handle(
+                clock::now(),
+                Datagram {
+                    local,
+                    remote: from,
+                    payload: &rx[..n],
+                },
+            ),
             Ok(_) => {}
             Err(e)
                 if matches!(

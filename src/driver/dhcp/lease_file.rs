@@ -10,6 +10,10 @@
 //! R <address> 0 <client key, hex>
 //! ```
 //!
+//! Expiry is wall-clock time on disk, engine time ([`crate::driver::clock`],
+//! monotonic) in memory: records are converted where they are written and
+//! read, so a restarted server reads the leases of the previous one.
+//!
 //! A `kill -9` can only tear the last line, which was never synced and so
 //! never acknowledged to a client; loading skips any line that does not
 //! parse. Compaction writes only the live leases into `<file>.tmp`
@@ -33,7 +37,6 @@ use std::path::{Path, PathBuf};
 use std::string::String;
 use std::vec::Vec;
 
-use crate::Instant;
 use crate::dhcp::leases::ClientKey;
 use crate::dhcp::store::{LeaseRecord, LeaseStore, RecordKind};
 
@@ -260,7 +263,7 @@ fn write_record(w: &mut impl Write, r: &LeaseRecord) -> io::Result<()> {
         let _ = write!(hex, "{b:02x}");
     }
     let expires = match r.kind {
-        RecordKind::Granted => r.expires.as_micros(),
+        RecordKind::Granted => crate::driver::clock::to_unix_micros(r.expires),
         RecordKind::Released => 0,
     };
     writeln!(w, "{kind} {} {expires} {hex}", r.addr)
@@ -288,7 +291,7 @@ fn parse_line(line: &str) -> Option<LeaseRecord> {
         kind,
         addr,
         client: ClientKey::from_bytes(&key[..hex.len() / 2])?,
-        expires: Instant::from_micros(expires),
+        expires: crate::driver::clock::from_unix_micros(expires),
     })
 }
 
@@ -335,6 +338,7 @@ impl LeaseStore for LeaseFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Instant;
     use std::string::ToString;
 
     fn rec(kind: RecordKind, last: u8, mac: u8) -> LeaseRecord {

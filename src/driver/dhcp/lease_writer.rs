@@ -8,7 +8,6 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 use std::vec::Vec;
 
-use crate::dhcp::ServerPort;
 use crate::dhcp::store::{LeaseRecord, LeaseStore};
 
 use super::LeaseFile;
@@ -23,8 +22,9 @@ pub(super) struct Held {
     pub(super) records: Vec<LeaseRecord>,
     /// The held datagrams, back to back.
     pub(super) bytes: Vec<u8>,
-    /// Per datagram: socket, destination, end offset in `bytes`.
-    pub(super) sends: Vec<(ServerPort, SocketAddrV4, usize)>,
+    /// Per datagram: the sending socket's address (the `local` of its
+    /// `Transmit`), destination, end offset in `bytes`.
+    pub(super) sends: Vec<(Option<SocketAddrV4>, SocketAddrV4, usize)>,
     /// The writer sleeps on the condition variable (a packet thread must
     /// wake it).
     writer_waiting: bool,
@@ -197,7 +197,7 @@ mod tests {
         for d in datagrams {
             b.bytes.extend_from_slice(d);
             b.sends.push((
-                ServerPort::Dhcp,
+                None,
                 SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, n), 68),
                 b.bytes.len(),
             ));
@@ -240,7 +240,7 @@ mod tests {
         let c = Commit::default();
         {
             let mut h = c.held.lock().unwrap();
-            h.sends = std::vec![(ServerPort::Dhcp, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 68), 0); MAX_HELD];
+            h.sends = std::vec![(None, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 68), 0); MAX_HELD];
         }
         let mut b = batch(3, &[b"ack"]);
         c.push(&mut b).unwrap();

@@ -252,6 +252,8 @@ impl DhcpServerConfig {
         }
         let mut c = ServerConfig::proxy(self.server_id);
         c.mode = self.mode;
+        // The port configured; the driver sets the one really bound.
+        c.boot_port = self.boot_addr.map_or(0, |a| a.port());
         c.tftp_server = self.tftp_server.unwrap_or(self.server_id);
         let f = &self.boot_files;
         for (&arch, file) in &f.files {

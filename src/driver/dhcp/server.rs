@@ -5,15 +5,15 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use std::vec::Vec;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::Instant;
+use crate::dhcp::Server;
 use crate::dhcp::server::{Event, IgnoreReason};
-use crate::dhcp::{Server, ServerPort};
 use crate::driver::clients::ClientDirectory;
+use crate::engine::{BufferTooSmall, Datagram};
 
 use super::lease_writer::{Commit, Held, lease_writer};
 use super::{DhcpServerConfig, InstanceLock, LeaseFile, Mode};
@@ -41,13 +41,19 @@ pub struct DhcpServer {
     lock: Option<InstanceLock>,
 }
 
-/// The driver's clock: engine time is microseconds since the Unix epoch, so
-/// lease expiry times in the log are wall-clock times.
+/// The driver's clock: [`crate::driver::clock::now`], monotonic, the one
+/// every driver feeds its engines (lease expiry times reach the lease log as
+/// wall-clock times through [`crate::driver::clock::to_unix_micros`]).
 pub fn now() -> Instant {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Instant::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    crate::driver::clock::now()
+}
+
+/// The IPv4 address a socket is bound to (the `local` of its datagrams).
+fn local_v4(sock: &UdpSocket) -> io::Result<SocketAddrV4> {
+    match sock.local_addr()? {
+        SocketAddr::V4(a) => Ok(a),
+        SocketAddr::V6(_) => Err(io::Error::other("dhcp: socket not IPv4")),
+    }
 }
 
 /// A UDP socket bound to `addr`. `reuse` sets `SO_REUSEADDR`, which lets
@@ -77,8 +83,10 @@ pub(super) fn udp_socket(
 impl DhcpServer {
     /// Open the sockets (and the lease log, restoring its leases).
     pub fn bind(config: DhcpServerConfig) -> io::Result<DhcpServer> {
-        let engine_config = config.engine_config()?;
-        let mut engine = Server::new(engine_config)
+        let mut engine_config = config.engine_config()?;
+        // A configuration that cannot work is reported before anything is
+        // opened.
+        Server::new(engine_config.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         // Before the lease log: a second instance must not compact it.
         // Port 0 (tests, "pick one") names no instance: no runtime lock.
@@ -92,6 +100,22 @@ impl DhcpServer {
             }
             _ => None,
         };
+        let iface = config.interface.as_deref();
+        // Port 67 is shared only in proxy mode (beside the network's DHCP
+        // server on the same host); 4011 and full mode's 67 never.
+        let dhcp = udp_socket(config.dhcp_addr, iface, config.mode == Mode::Proxy)?;
+        let boot = config
+            .boot_addr
+            .map(|a| udp_socket(a, iface, false))
+            .transpose()?;
+        // The engine tells 4011 from 67 by the port a datagram arrived on:
+        // the one really bound (port 0 in the config picks one).
+        engine_config.boot_port = match &boot {
+            Some(b) => local_v4(b)?.port(),
+            None => 0,
+        };
+        let mut engine = Server::new(engine_config)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let store = match (&config.lease_file, config.mode) {
             (Some(path), Mode::Full) => {
                 let (file, live) = LeaseFile::open(path)?;
@@ -103,14 +127,6 @@ impl DhcpServer {
             }
             _ => None,
         };
-        let iface = config.interface.as_deref();
-        // Port 67 is shared only in proxy mode (beside the network's DHCP
-        // server on the same host); 4011 and full mode's 67 never.
-        let dhcp = udp_socket(config.dhcp_addr, iface, config.mode == Mode::Proxy)?;
-        let boot = config
-            .boot_addr
-            .map(|a| udp_socket(a, iface, false))
-            .transpose()?;
         Ok(DhcpServer {
             engine: Arc::new(Mutex::new(engine)),
             dhcp,
@@ -154,6 +170,11 @@ impl DhcpServer {
         let sockets = Sockets {
             dhcp: dhcp.try_clone()?,
             boot: boot.as_ref().map(UdpSocket::try_clone).transpose()?,
+            boot_port: boot
+                .as_ref()
+                .map(local_v4)
+                .transpose()?
+                .map_or(0, |a| a.port()),
             client_port: config.client_port,
             broadcast: config.broadcast_address,
         };
@@ -181,24 +202,13 @@ impl DhcpServer {
                 Some(
                     std::thread::Builder::new()
                         .name("dhcp-4011".into())
-                        .spawn(move || {
-                            serve(
-                                b,
-                                ServerPort::BootServer,
-                                &e,
-                                &st,
-                                &s,
-                                c.as_deref(),
-                                dir.as_ref(),
-                            )
-                        })?,
+                        .spawn(move || serve(b, &e, &st, &s, c.as_deref(), dir.as_ref()))?,
                 )
             }
             None => None,
         };
         let r = serve(
             dhcp,
-            ServerPort::Dhcp,
             &engine,
             &stop,
             &sockets,
@@ -222,6 +232,8 @@ impl DhcpServer {
 pub(super) struct Sockets {
     dhcp: UdpSocket,
     boot: Option<UdpSocket>,
+    /// The port `boot` is bound to.
+    boot_port: u16,
     client_port: u16,
     broadcast: Ipv4Addr,
 }
@@ -231,12 +243,16 @@ impl Sockets {
         Ok(Sockets {
             dhcp: self.dhcp.try_clone()?,
             boot: self.boot.as_ref().map(UdpSocket::try_clone).transpose()?,
+            boot_port: self.boot_port,
             client_port: self.client_port,
             broadcast: self.broadcast,
         })
     }
 
-    pub(super) fn send(&self, from: ServerPort, to: SocketAddrV4, bytes: &[u8]) {
+    /// Send `bytes` from the socket bound to `from` (the `local` of a
+    /// [`Transmit`](crate::engine::Transmit): the boot server socket when
+    /// its port is that one's, else the DHCP socket).
+    pub(super) fn send(&self, from: Option<SocketAddrV4>, to: SocketAddrV4, bytes: &[u8]) {
         // The engine speaks standard ports; tests move the client port and
         // the broadcast address.
         let mut to = to;
@@ -246,9 +262,9 @@ impl Sockets {
         if *to.ip() == Ipv4Addr::BROADCAST {
             to.set_ip(self.broadcast);
         }
-        let sock = match from {
-            ServerPort::BootServer => self.boot.as_ref().unwrap_or(&self.dhcp),
-            ServerPort::Dhcp => &self.dhcp,
+        let sock = match &self.boot {
+            Some(boot) if from.is_some_and(|f| f.port() == self.boot_port) => boot,
+            _ => &self.dhcp,
         };
         if let Err(e) = sock.send_to(bytes, to) {
             tracing::warn!(%to, error = %e, "dhcp: send failed");
@@ -258,7 +274,6 @@ impl Sockets {
 
 fn serve(
     sock: UdpSocket,
-    port: ServerPort,
     engine: &Mutex<Server>,
     stop: &AtomicBool,
     sockets: &Sockets,
@@ -266,12 +281,14 @@ fn serve(
     clients: Option<&ClientDirectory>,
 ) -> io::Result<()> {
     let mut rx = [0u8; 1500];
-    let mut tx = [0u8; 1500];
+    // The engine's largest answer always fits (the engine contract).
+    let mut tx = [0u8; Server::MAX_DATAGRAM];
     // Reused for every datagram: the records and held ACKs of one.
     let mut batch = Held::default();
-    // Logged with each datagram: the port really bound (a configuration
-    // may move 67 and 4011).
-    let bound = sock.local_addr().map_or(0, |a| a.port());
+    // The `local` of every datagram; its port is logged with each (a
+    // configuration may move 67 and 4011).
+    let local = local_v4(&sock)?;
+    let bound = local.port();
     while !stop.load(Ordering::Relaxed) {
         let (n, from) = match sock.recv_from(&mut rx) {
             Ok(v) => v,
@@ -292,7 +309,14 @@ fn serve(
             return Err(io::Error::other("dhcp engine lock poisoned"));
         };
         let t = now();
-        e.handle(t, port, from, &rx[..n]);
+        e.handle(
+            t,
+            Datagram {
+                local,
+                remote: from,
+                payload: &rx[..n],
+            },
+        );
         while let Some(r) = e.poll_lease_update() {
             batch.records.push(r);
         }
@@ -301,34 +325,24 @@ fn serve(
         while let Some(ev) = e.poll_event() {
             log_event(&ev, bound, from, clients);
         }
-        // The engine drops an answer it cannot encode (with an event) and
-        // keeps one that needs a larger buffer: that one gets a buffer of
-        // the size it names, so nothing stays stuck at the head.
-        let mut big = Vec::new();
+        // The engine drops an answer it cannot encode (with an event), and
+        // `tx` holds its largest answer: nothing stays stuck at the head.
         loop {
-            let polled = match e.poll_transmit(t, &mut tx) {
-                Err(crate::dhcp::Error::BufferTooSmall { needed }) => {
-                    big.resize(needed, 0);
-                    e.poll_transmit(t, &mut big)
-                        .map(|o| o.map(|o| (o, &big[..])))
-                }
-                other => other.map(|o| o.map(|o| (o, &tx[..]))),
-            };
-            match polled {
-                Ok(Some((out, buf))) => {
-                    let bytes = &buf[..out.len];
+            match e.poll_transmit(t, &mut tx) {
+                Ok(Some(out)) => {
+                    let bytes = &tx[..out.len];
                     if out.after_sync && commit.is_some() {
                         batch.bytes.extend_from_slice(bytes);
-                        batch
-                            .sends
-                            .push((out.source, out.destination, batch.bytes.len()));
+                        batch.sends.push((out.local, out.remote, batch.bytes.len()));
                     } else {
-                        sockets.send(out.source, out.destination, bytes);
+                        sockets.send(out.local, out.remote, bytes);
                     }
                 }
                 Ok(None) => break,
-                Err(err) => {
-                    tracing::error!(error = %err, "dhcp: cannot write answer");
+                Err(BufferTooSmall { needed }) => {
+                    // Cannot happen (`tx` is `MAX_DATAGRAM` bytes); say so
+                    // rather than spin.
+                    tracing::error!(needed, "dhcp: answer over MAX_DATAGRAM, not sent");
                     break;
                 }
             }
