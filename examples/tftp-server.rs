@@ -1,9 +1,10 @@
 //! A minimal TFTP server: serves one directory, read-only, from one event
-//! loop (RFC 1350 with the blksize, timeout, tsize and windowsize options).
+//! loop per core (RFC 1350 with the blksize, timeout, tsize and windowsize
+//! options).
 //!
 //! ```text
 //! cargo run --release --example tftp-server -- --root /srv/tftp [--bind 0.0.0.0] [--port 69]
-//!     [--max-transfers 1024] [--max-per-client 64] [--single-port] [--no-batch]
+//!     [--max-transfers 1024] [--max-per-client 64] [--loops N] [--single-port] [--no-batch]
 //! ```
 //!
 //! Logs go to stderr (text, coloured only on a terminal, or one JSON object
@@ -20,7 +21,7 @@ use std::sync::atomic::AtomicBool;
 use preboot::driver::tftp::{TftpServer, TftpServerConfig};
 
 const USAGE: &str = "usage: tftp-server --root DIR [--bind ADDR] [--port PORT] \
-[--max-transfers N] [--max-per-client N] [--single-port] [--no-batch] [--log-format text|json]";
+[--max-transfers N] [--max-per-client N] [--loops N] [--single-port] [--no-batch] [--log-format text|json]";
 
 const HELP: &str = "
 Serve one directory, read-only, over TFTP (RFC 1350; options blksize,
@@ -31,6 +32,8 @@ timeout, tsize, windowsize).
   --port PORT           port to listen on (default 69; needs privileges below 1024)
   --max-transfers N     concurrent transfers at most (default: the driver's)
   --max-per-client N    concurrent transfers per client address at most
+  --loops N             event loops (threads), 1-1024 (default: one per CPU
+                        this process may run on)
   --single-port         answer every transfer from the listening port (NAT)
   --no-batch            send DATA block by block instead of one send per window
   --log-format FORMAT   text (default; colours only on a terminal) or json
@@ -45,6 +48,7 @@ struct Args {
     port: u16,
     max_transfers: Option<usize>,
     max_per_client: Option<usize>,
+    loops: Option<usize>,
     single_port: bool,
     no_batch: bool,
     log_format: common::LogFormat,
@@ -56,6 +60,7 @@ fn parse() -> Result<Args, String> {
     let mut port = 69;
     let mut max_transfers = None;
     let mut max_per_client = None;
+    let mut loops = None;
     let mut single_port = false;
     let mut no_batch = false;
     let mut log_format = common::LogFormat::Text;
@@ -88,6 +93,13 @@ fn parse() -> Result<Args, String> {
                         .map_err(|e| format!("--max-per-client: {e}"))?,
                 )
             }
+            "--loops" => {
+                loops = Some(
+                    value("--loops")?
+                        .parse()
+                        .map_err(|e| format!("--loops: {e}"))?,
+                )
+            }
             "--single-port" => single_port = true,
             "--no-batch" => no_batch = true,
             "--log-format" => log_format = common::LogFormat::parse(&value("--log-format")?)?,
@@ -104,6 +116,7 @@ fn parse() -> Result<Args, String> {
         port,
         max_transfers,
         max_per_client,
+        loops,
         single_port,
         no_batch,
         log_format,
@@ -128,6 +141,9 @@ fn main() -> ExitCode {
     if let Some(n) = args.max_per_client {
         config.max_per_client = n;
     }
+    if let Some(n) = args.loops {
+        config.loops = n;
+    }
     let mut server = match TftpServer::bind(config) {
         Ok(s) => s,
         Err(e) => {
@@ -136,7 +152,7 @@ fn main() -> ExitCode {
         }
     };
     // A log line like every other, so that a JSON log stays JSON.
-    tracing::info!(addr = %server.local_addr(), "tftp-server: serving");
+    tracing::info!(loops = server.loops(), addr = %server.local_addr(), "tftp-server: serving");
     // Runs until the process is stopped.
     let stop = AtomicBool::new(false);
     match server.run(&stop) {

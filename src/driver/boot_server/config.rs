@@ -52,7 +52,7 @@ use crate::driver::dhcp::{
     BootFileConfig, DhcpServerConfig, MenuPolicy, Mode, Pool, RateLimit, Reservation,
     ReservationKey,
 };
-use crate::driver::tftp::{MAX_TRANSFERS, TftpServerConfig};
+use crate::driver::tftp::{MAX_LOOPS, MAX_TRANSFERS, TftpServerConfig};
 pub use crate::policy::toml_store::ConfigError;
 use crate::policy::toml_store::{Cx, parse_cidr, parse_hex_bytes, parse_mac, read};
 use crate::wire::tftp::MAX_BLKSIZE;
@@ -438,6 +438,7 @@ struct RawTftp {
     allow_overwrite: Option<bool>,
     max_write_size: Option<S<u64>>,
     allow_system_root: Option<bool>,
+    loops: Option<S<i64>>,
 }
 
 /// `a` is in the pool's subnet and is neither its network nor its
@@ -1133,6 +1134,14 @@ impl Conv<'_> {
         }
         if let Some(v) = &t.max_per_client {
             c.max_per_client = self.int(v, "tftp.max_per_client", |v| *v >= 1, "at least 1")?;
+        }
+        if let Some(v) = &t.loops {
+            c.loops = self.int(
+                v,
+                "tftp.loops",
+                |v: &usize| (1..=MAX_LOOPS).contains(v),
+                "1-1024",
+            )?;
         }
         if let Some(v) = &t.max_blksize {
             c.max_blksize = self.int(
