@@ -4,10 +4,10 @@
 //! proxyDHCP (PXE 2.1 §2.2.2, the default: it sits beside the network's
 //! DHCP server and only names boot files) or a full RFC 2131 server with one
 //! address pool and a lease file. Logs go to stderr through `tracing`
-//! (`--log` or `RUST_LOG` sets the level, `--log-format json` writes one
-//! JSON object per line; the set-up in `examples/common` is shared by every
-//! example); SIGINT or SIGTERM stop it cleanly
-//! (the lease writer finishes its last group commit first).
+//! (`--log-level` sets the level, `RUST_LOG` overrides it; `--log-format
+//! json` writes one JSON object per line; the flags and the set-up in
+//! `examples/common` are shared by every example); SIGINT or SIGTERM stop it
+//! cleanly (the lease writer finishes its last group commit first).
 //!
 //! ```text
 //! # proxyDHCP beside an existing DHCP server
@@ -30,65 +30,126 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use preboot::driver::dhcp::{DhcpServer, DhcpServerConfig, MenuPolicy, Mode, Pool, RateLimit};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
-const USAGE: &str = "\
-usage: preboot-dhcpd [flags]
+use preboot::driver::dhcp::{DhcpServer, DhcpServerConfig, MenuPolicy, Pool, RateLimit};
 
-mode (proxyDHCP unless --full):
-  --proxy                      proxyDHCP: answer PXE clients only, no addresses
-  --full                       full DHCP server (needs --subnet and --pool)
+/// The DHCP side of a PXE boot server: proxyDHCP (PXE 2.1 §2.2.2; only
+/// names boot files, beside the network's DHCP server) or a full DHCP server
+/// with one address pool (RFC 2131).
+#[derive(Parser, Debug)]
+#[command(
+    name = "preboot-dhcpd",
+    version,
+    after_help = AFTER_HELP,
+    // The older spelling of --log-level, still taken (benches/dhcp-peers.sh).
+    mut_arg("log_level", |a| a.visible_alias("log"))
+)]
+struct Args {
+    /// proxyDHCP: answer PXE clients only, give no addresses (the default).
+    #[arg(long, overrides_with = "full", help_heading = "Mode")]
+    proxy: bool,
+    /// Full DHCP server (needs --subnet and --pool).
+    #[arg(long, overrides_with = "proxy", requires_all = ["subnet", "pool"], help_heading = "Mode")]
+    full: bool,
 
-network:
-  --server-id IP               this server's address on the clients' network (required)
-  --bind IP[:PORT]             DHCP socket (default 0.0.0.0:67)
-  --boot-bind IP[:PORT]|none   boot server socket (default 0.0.0.0:4011)
-  --interface NAME             bind both sockets to this interface (SO_BINDTODEVICE)
-  --tftp-server IP             siaddr (default: --server-id)
+    /// This server's address on the clients' network.
+    #[arg(long, value_name = "IP", help_heading = "Network")]
+    server_id: Ipv4Addr,
+    /// DHCP socket.
+    #[arg(long, value_name = "IP[:PORT]", default_value = "0.0.0.0:67",
+          value_parser = |s: &str| sock(s, 67), help_heading = "Network")]
+    bind: SocketAddrV4,
+    /// Boot server socket, or none.
+    #[arg(long, value_name = "IP[:PORT]|none", default_value = "0.0.0.0:4011",
+          value_parser = boot_bind, help_heading = "Network")]
+    boot_bind: BootBind,
+    /// Bind both sockets to this interface (SO_BINDTODEVICE).
+    #[arg(long, value_name = "NAME", help_heading = "Network")]
+    interface: Option<String>,
+    /// siaddr, the TFTP server [default: --server-id].
+    #[arg(long, value_name = "IP", help_heading = "Network")]
+    tftp_server: Option<Ipv4Addr>,
 
-full mode:
-  --subnet NET/PREFIX          the clients' subnet, e.g. 192.168.77.0/24
-  --pool START-END             dynamic range, e.g. 192.168.77.100-192.168.77.200
-  --router IP                  option 3
-  --dns IP                     option 6 (repeatable, up to 3)
-  --lease-time SECONDS         default 3600
-  --lease-file PATH            lease log (fsync'd before each ACK); none = memory only
-  --commit-window-ms MS        group commit window of the lease log (default 4)
+    /// The clients' subnet, e.g. 192.168.77.0/24.
+    #[arg(long, value_name = "NET/PREFIX", value_parser = subnet, help_heading = "Full mode")]
+    subnet: Option<Subnet>,
+    /// Dynamic range, e.g. 192.168.77.100-192.168.77.200.
+    #[arg(long, value_name = "START-END", value_parser = range, requires = "full",
+          help_heading = "Full mode")]
+    pool: Option<Range>,
+    /// Option 3.
+    #[arg(long, value_name = "IP", help_heading = "Full mode")]
+    router: Option<Ipv4Addr>,
+    /// Option 6 (repeatable, up to 3).
+    #[arg(long, value_name = "IP", help_heading = "Full mode")]
+    dns: Vec<Ipv4Addr>,
+    /// Lease time.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Full mode")]
+    lease_time: u64,
+    /// Lease log, fsync'd before each ACK [default: none, memory only].
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "full",
+        help_heading = "Full mode"
+    )]
+    lease_file: Option<PathBuf>,
+    /// Group commit window of the lease log [default: the driver's, 4].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=1000),
+          help_heading = "Full mode")]
+    commit_window_ms: Option<u64>,
 
-boot files by client architecture (option 93):
-  --bios FILE  --uefi-x64 FILE  --uefi-ia32 FILE  --uefi-arm64 FILE
-  --http-url URL               UEFI HTTP boot
-  --ipxe FILE|URL              for clients already running iPXE
+    /// BIOS clients.
+    #[arg(long, value_name = "FILE", help_heading = BOOT_FILES)]
+    bios: Option<String>,
+    /// UEFI x64 clients.
+    #[arg(long, value_name = "FILE", help_heading = BOOT_FILES)]
+    uefi_x64: Option<String>,
+    /// UEFI IA32 clients.
+    #[arg(long, value_name = "FILE", help_heading = BOOT_FILES)]
+    uefi_ia32: Option<String>,
+    /// UEFI ARM64 clients.
+    #[arg(long, value_name = "FILE", help_heading = BOOT_FILES)]
+    uefi_arm64: Option<String>,
+    /// UEFI HTTP boot.
+    #[arg(long, value_name = "URL", help_heading = BOOT_FILES)]
+    http_url: Option<String>,
+    /// Clients already running iPXE.
+    #[arg(long, value_name = "FILE|URL", help_heading = BOOT_FILES)]
+    ipxe: Option<String>,
 
-PXE menu and limits:
-  --menu never|always|key:SECONDS   boot menu policy (default never)
-  --rate-limit PER_SECOND[/BURST]   per-MAC limit (default 10/20; 0 = off)
+    /// Boot menu policy: never, always or key:SECONDS.
+    #[arg(long, value_name = "POLICY", default_value = "never", value_parser = menu,
+          help_heading = "PXE menu and limits")]
+    menu: MenuPolicy,
+    /// Per-MAC limit, PER_SECOND[/BURST] (BURST defaults to twice the rate;
+    /// 0 = off) [default: the driver's, 10/20].
+    #[arg(long, value_name = "RATE", value_parser = rate_limit,
+          help_heading = "PXE menu and limits")]
+    rate_limit: Option<RateLimit>,
 
-logging:
-  --log LEVEL                  error|warn|info|debug|trace (default info, or RUST_LOG)
-  --log-format FORMAT          text (default; colours only on a terminal) or json
-";
+    #[command(flatten, next_help_heading = "Logging")]
+    log: common::LogArgs,
+}
+
+const BOOT_FILES: &str = "Boot files by client architecture (option 93)";
+
+const AFTER_HELP: &str = "\
+SIGINT or SIGTERM stop it cleanly (the lease writer finishes its last group
+commit first). Exit status: 0 stopped cleanly, 1 runtime error (bind, I/O),
+2 usage error.";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        print!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let opts = match Options::parse(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("preboot-dhcpd: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    // Usage errors exit 2, --help and --version 0.
+    let args = Args::parse();
+    args.log.init();
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => e.exit(),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .ok()
-        .filter(|_| opts.log.is_none())
-        .unwrap_or_else(|| {
-            tracing_subscriber::EnvFilter::new(opts.log.as_deref().unwrap_or("info"))
-        });
-    common::init_logs_with(filter, opts.log_format);
     // SIGINT/SIGTERM go to one waiting thread (signal-hook's self-pipe), so
     // the server stops through its stop handle instead of dying mid-commit.
     let mut signals = match signal_hook::iterator::Signals::new([
@@ -101,7 +162,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = opts.config;
     let mode = config.mode;
     let server = match DhcpServer::bind(config) {
         Ok(s) => s,
@@ -135,183 +195,123 @@ fn main() -> ExitCode {
     }
 }
 
-struct Options {
-    config: DhcpServerConfig,
-    log: Option<String>,
-    log_format: common::LogFormat,
+/// `--boot-bind`: an address, or none.
+#[derive(Clone, Copy, Debug)]
+struct BootBind(Option<SocketAddrV4>);
+
+/// `--subnet`: network and prefix length.
+#[derive(Clone, Copy, Debug)]
+struct Subnet(Ipv4Addr, u8);
+
+/// `--pool`: first and last address.
+#[derive(Clone, Copy, Debug)]
+struct Range(Ipv4Addr, Ipv4Addr);
+
+impl Args {
+    /// The server configuration; a usage error (exit 2) for what clap's
+    /// attributes cannot say.
+    fn config(&self) -> Result<DhcpServerConfig, clap::Error> {
+        let usage = |kind, msg: String| Args::command().error(kind, msg);
+        let mut config = if self.full {
+            // clap requires both with --full.
+            let (Some(Subnet(subnet, prefix_len)), Some(Range(start, end))) =
+                (self.subnet, self.pool)
+            else {
+                return Err(usage(
+                    ErrorKind::MissingRequiredArgument,
+                    "--full needs --subnet and --pool".into(),
+                ));
+            };
+            if self.dns.len() > 3 {
+                return Err(usage(ErrorKind::TooManyValues, "at most 3 --dns".into()));
+            }
+            let pool = Pool {
+                subnet,
+                prefix_len,
+                start,
+                end,
+                router: self.router,
+                dns: self.dns.iter().copied().collect(),
+                lease_time: Duration::from_secs(self.lease_time),
+            };
+            DhcpServerConfig::full(self.server_id, pool)
+        } else {
+            DhcpServerConfig::proxy(self.server_id)
+        };
+        config.dhcp_addr = self.bind;
+        config.boot_addr = self.boot_bind.0;
+        config.interface = self.interface.clone();
+        config.tftp_server = self.tftp_server;
+        config.boot_files = preboot::driver::dhcp::BootFileConfig {
+            bios: self.bios.clone(),
+            uefi_x64: self.uefi_x64.clone(),
+            uefi_ia32: self.uefi_ia32.clone(),
+            uefi_arm64: self.uefi_arm64.clone(),
+            http_url: self.http_url.clone(),
+            ipxe: self.ipxe.clone(),
+            ..Default::default()
+        };
+        config.menu = self.menu;
+        config.lease_file = self.lease_file.clone();
+        if let Some(ms) = self.commit_window_ms {
+            config.lease_commit_window = Duration::from_millis(ms);
+        }
+        if let Some(r) = self.rate_limit {
+            config.rate_limit = r;
+        }
+        // Check the engine configuration now, for a clear message.
+        config
+            .engine_config()
+            .map_err(|e| usage(ErrorKind::ValueValidation, e.to_string()))?;
+        Ok(config)
+    }
 }
 
-impl Options {
-    fn parse(args: &[String]) -> Result<Options, String> {
-        let mut mode = Mode::Proxy;
-        let mut server_id: Option<Ipv4Addr> = None;
-        let mut bind = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67);
-        let mut boot_bind = Some(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 4011));
-        let mut interface = None;
-        let mut tftp_server = None;
-        let mut subnet: Option<(Ipv4Addr, u8)> = None;
-        let mut range: Option<(Ipv4Addr, Ipv4Addr)> = None;
-        let mut router = None;
-        let mut dns: Vec<Ipv4Addr> = Vec::new();
-        let mut lease_time = Duration::from_secs(3600);
-        let mut lease_file = None;
-        let mut commit_window = None;
-        let mut boot = preboot::driver::dhcp::BootFileConfig::default();
-        let mut menu = MenuPolicy::Never;
-        let mut rate_limit = RateLimit::default();
-        let mut log = None;
-        let mut log_format = common::LogFormat::Text;
-
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let mut value = || {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{flag} needs a value"))
-            };
-            match flag.as_str() {
-                "--proxy" => mode = Mode::Proxy,
-                "--full" => mode = Mode::Full,
-                "--server-id" => server_id = Some(ip(&value()?)?),
-                "--bind" => bind = sock(&value()?, 67)?,
-                "--boot-bind" => {
-                    let v = value()?;
-                    boot_bind = if v == "none" {
-                        None
-                    } else {
-                        Some(sock(&v, 4011)?)
-                    };
-                }
-                "--interface" => interface = Some(value()?),
-                "--tftp-server" => tftp_server = Some(ip(&value()?)?),
-                "--subnet" => {
-                    let v = value()?;
-                    let (net, len) = v
-                        .split_once('/')
-                        .ok_or_else(|| format!("--subnet {v}: expected NET/PREFIX"))?;
-                    let len: u8 = len
-                        .parse()
-                        .ok()
-                        .filter(|l| *l <= 32)
-                        .ok_or_else(|| format!("--subnet {v}: bad prefix length"))?;
-                    subnet = Some((ip(net)?, len));
-                }
-                "--pool" => {
-                    let v = value()?;
-                    let (s, e) = v
-                        .split_once('-')
-                        .ok_or_else(|| format!("--pool {v}: expected START-END"))?;
-                    range = Some((ip(s)?, ip(e)?));
-                }
-                "--router" => router = Some(ip(&value()?)?),
-                "--dns" => dns.push(ip(&value()?)?),
-                "--lease-time" => {
-                    let v = value()?;
-                    let s: u64 = v
-                        .parse()
-                        .ok()
-                        .filter(|s| *s > 0)
-                        .ok_or_else(|| format!("--lease-time {v}: expected seconds > 0"))?;
-                    lease_time = Duration::from_secs(s);
-                }
-                "--lease-file" => lease_file = Some(PathBuf::from(value()?)),
-                "--commit-window-ms" => {
-                    let v = value()?;
-                    let ms: u64 = v
-                        .parse()
-                        .ok()
-                        .filter(|ms| *ms <= 1000)
-                        .ok_or_else(|| format!("--commit-window-ms {v}: expected 0..=1000"))?;
-                    commit_window = Some(Duration::from_millis(ms));
-                }
-                "--bios" => boot.bios = Some(value()?),
-                "--uefi-x64" => boot.uefi_x64 = Some(value()?),
-                "--uefi-ia32" => boot.uefi_ia32 = Some(value()?),
-                "--uefi-arm64" => boot.uefi_arm64 = Some(value()?),
-                "--http-url" => boot.http_url = Some(value()?),
-                "--ipxe" => boot.ipxe = Some(value()?),
-                "--menu" => {
-                    let v = value()?;
-                    menu = match v.as_str() {
-                        "never" => MenuPolicy::Never,
-                        "always" => MenuPolicy::Always,
-                        other => {
-                            let secs = other
-                                .strip_prefix("key:")
-                                .and_then(|s| s.parse::<u8>().ok())
-                                .ok_or_else(|| {
-                                    format!("--menu {v}: expected never, always or key:SECONDS")
-                                })?;
-                            MenuPolicy::OnKeyPress { timeout_secs: secs }
-                        }
-                    };
-                }
-                "--rate-limit" => {
-                    let v = value()?;
-                    let (rate, burst) = match v.split_once('/') {
-                        Some((r, b)) => (r, Some(b)),
-                        None => (v.as_str(), None),
-                    };
-                    let per_second: u32 = rate
-                        .parse()
-                        .map_err(|_| format!("--rate-limit {v}: expected PER_SECOND[/BURST]"))?;
-                    let burst: u32 = match burst {
-                        Some(b) => b
-                            .parse()
-                            .map_err(|_| format!("--rate-limit {v}: bad burst"))?,
-                        None => per_second.saturating_mul(2),
-                    };
-                    rate_limit = RateLimit { per_second, burst };
-                }
-                "--log" => log = Some(value()?),
-                "--log-format" => log_format = common::LogFormat::parse(&value()?)?,
-                other => return Err(format!("unknown flag {other}")),
-            }
-        }
-
-        let server_id = server_id.ok_or("--server-id is required")?;
-        let mut config = match mode {
-            Mode::Proxy => DhcpServerConfig::proxy(server_id),
-            Mode::Full => {
-                let (net, prefix_len) = subnet.ok_or("full mode needs --subnet")?;
-                let (start, end) = range.ok_or("full mode needs --pool")?;
-                if dns.len() > 3 {
-                    return Err("at most 3 --dns".into());
-                }
-                let pool = Pool {
-                    subnet: net,
-                    prefix_len,
-                    start,
-                    end,
-                    router,
-                    dns: dns.iter().copied().collect(),
-                    lease_time,
-                };
-                DhcpServerConfig::full(server_id, pool)
-            }
-        };
-        if mode == Mode::Proxy && (lease_file.is_some() || range.is_some()) {
-            return Err("--pool and --lease-file need --full".into());
-        }
-        config.dhcp_addr = bind;
-        config.boot_addr = boot_bind;
-        config.interface = interface;
-        config.tftp_server = tftp_server;
-        config.boot_files = boot;
-        config.menu = menu;
-        config.lease_file = lease_file;
-        if let Some(w) = commit_window {
-            config.lease_commit_window = w;
-        }
-        config.rate_limit = rate_limit;
-        // Check the engine configuration now, for a clear message.
-        config.engine_config().map_err(|e| e.to_string())?;
-        Ok(Options {
-            config,
-            log,
-            log_format,
-        })
+fn boot_bind(s: &str) -> Result<BootBind, String> {
+    if s == "none" {
+        return Ok(BootBind(None));
     }
+    sock(s, 4011).map(|a| BootBind(Some(a)))
+}
+
+fn subnet(s: &str) -> Result<Subnet, String> {
+    let (net, len) = s.split_once('/').ok_or("expected NET/PREFIX")?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| *l <= 32)
+        .ok_or("bad prefix length")?;
+    Ok(Subnet(ip(net)?, len))
+}
+
+fn range(s: &str) -> Result<Range, String> {
+    let (start, end) = s.split_once('-').ok_or("expected START-END")?;
+    Ok(Range(ip(start)?, ip(end)?))
+}
+
+fn menu(s: &str) -> Result<MenuPolicy, String> {
+    match s {
+        "never" => Ok(MenuPolicy::Never),
+        "always" => Ok(MenuPolicy::Always),
+        other => other
+            .strip_prefix("key:")
+            .and_then(|s| s.parse::<u8>().ok())
+            .map(|timeout_secs| MenuPolicy::OnKeyPress { timeout_secs })
+            .ok_or_else(|| "expected never, always or key:SECONDS (0-255)".into()),
+    }
+}
+
+fn rate_limit(s: &str) -> Result<RateLimit, String> {
+    let (rate, burst) = match s.split_once('/') {
+        Some((r, b)) => (r, Some(b)),
+        None => (s, None),
+    };
+    let per_second: u32 = rate.parse().map_err(|_| "expected PER_SECOND[/BURST]")?;
+    let burst: u32 = match burst {
+        Some(b) => b.parse().map_err(|_| "bad burst")?,
+        None => per_second.saturating_mul(2),
+    };
+    Ok(RateLimit { per_second, burst })
 }
 
 fn ip(s: &str) -> Result<Ipv4Addr, String> {

@@ -1,6 +1,6 @@
 //! The preboot boot server: DHCP/proxyDHCP, the PXE boot server (4011) and
 //! TFTP in one process. The logic lives in `preboot::driver::boot_server`;
-//! this file parses flags, sets up logs and signals, and prints.
+//! this file declares the flags (clap), sets up logs and signals, and prints.
 //!
 //! ```sh
 //! cargo run --release --example preboot-server            # demo on loopback, no root
@@ -14,132 +14,63 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use clap::Parser;
+
 use preboot::driver::boot_server::config::{self, BootServerConfig};
 use preboot::driver::boot_server::demo::{DEFAULT_CONFIG, DemoTree};
 use preboot::driver::boot_server::{BootServer, BootServerError};
 use preboot::driver::privileges::{self, Switched};
 
-const HELP: &str = "\
-preboot-server: PXE boot server (DHCP/proxyDHCP on 67, boot server on 4011, TFTP on 69)
-
-USAGE:
-    preboot-server [OPTIONS]
-
-With no --config it runs a demo that needs no root: proxy mode on
-127.0.0.1 with DHCP on udp 6767, the boot server on udp 14011, TFTP on
-udp 6969 and answers sent to port 6868, serving a small boot tree (a boot
-file per architecture and a menu file) created in a new temporary
-directory and removed at exit. It prints what it serves and a command to
-fetch a file.
-
-OPTIONS:
-    -c, --config FILE         Serve what FILE describes (TOML; every key is
-                              documented in examples/preboot.toml). Standard
-                              ports need CAP_NET_BIND_SERVICE, an interface
-                              binding CAP_NET_RAW (or root).
-        --check               Validate the configuration (syntax, values,
-                              boot files in the TFTP root, lease directory)
-                              and exit: 0 if valid, 2 if not. Binds nothing.
-        --log-level LEVEL     error, warn, info (default), debug or trace.
-                              RUST_LOG, when set, overrides it (per-module
-                              filters like preboot=debug).
-        --log-format FORMAT   text (default; colours only on a terminal) or
-                              json (one object per line, for log shippers).
-        --demo-dir DIR        Create the demo tree under DIR instead of the
-                              system temporary directory (demo only).
-        --print-default-config
-                              Print the embedded demo configuration and exit.
-    -h, --help                Print this help and exit.
-    -V, --version             Print the version and exit.
-
-SIGNALS:
-    SIGINT (Ctrl-C) and SIGTERM stop it cleanly (exit 0); a second signal
-    during shutdown exits at once (status 1).
-
-EXIT STATUS:
-    0 stopped cleanly or valid config, 1 runtime error (bind, I/O),
-    2 bad configuration or usage.
-";
-
+/// PXE boot server: DHCP/proxyDHCP on 67, boot server on 4011, TFTP on 69.
+///
+/// With no --config it runs a demo that needs no root: proxy mode on
+/// 127.0.0.1 with DHCP on udp 6767, the boot server on udp 14011, TFTP on
+/// udp 6969 and answers sent to port 6868, serving a small boot tree (a boot
+/// file per architecture and a menu file) created in a new temporary
+/// directory and removed at exit. It prints what it serves and a command to
+/// fetch a file.
+#[derive(Parser, Debug)]
+#[command(name = "preboot-server", version, after_help = AFTER_HELP)]
 struct Args {
+    /// Serve what FILE describes (TOML; every key is documented in
+    /// examples/preboot.toml). Standard ports need CAP_NET_BIND_SERVICE, an
+    /// interface binding CAP_NET_RAW (or root).
+    #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Validate the configuration (syntax, values, boot files in the TFTP
+    /// root, lease directory) and exit: 0 if valid, 2 if not. Binds
+    /// nothing.
+    #[arg(long)]
     check: bool,
-    log_level: String,
-    log_format: common::LogFormat,
+    #[command(flatten)]
+    log: common::LogArgs,
+    /// Create the demo tree under DIR instead of the system temporary
+    /// directory (demo only).
+    #[arg(long, value_name = "DIR")]
     demo_dir: Option<PathBuf>,
+    /// Print the embedded demo configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
 }
 
-enum Parsed {
-    Run(Args),
-    Exit(ExitCode),
-}
+const AFTER_HELP: &str = "\
+Signals:
+  SIGINT (Ctrl-C) and SIGTERM stop it cleanly (exit 0); a second signal
+  during shutdown exits at once (status 1).
 
-fn parse_args() -> Result<Parsed, String> {
-    let mut args = Args {
-        config: None,
-        check: false,
-        log_level: "info".into(),
-        log_format: common::LogFormat::Text,
-        demo_dir: None,
-    };
-    let mut it = std::env::args_os().skip(1);
-    while let Some(a) = it.next() {
-        let a = a.into_string().map_err(|a| format!("not UTF-8: {a:?}"))?;
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (a.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<String, String> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => it
-                    .next()
-                    .and_then(|v| v.into_string().ok())
-                    .ok_or_else(|| format!("{name} needs a value")),
-            }
-        };
-        match flag.as_str() {
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return Ok(Parsed::Exit(ExitCode::SUCCESS));
-            }
-            "-V" | "--version" => {
-                println!("preboot-server {}", env!("CARGO_PKG_VERSION"));
-                return Ok(Parsed::Exit(ExitCode::SUCCESS));
-            }
-            "--print-default-config" => {
-                print!("{DEFAULT_CONFIG}");
-                return Ok(Parsed::Exit(ExitCode::SUCCESS));
-            }
-            "-c" | "--config" => args.config = Some(value("--config")?.into()),
-            "--check" => args.check = true,
-            "--log-level" => {
-                let l = value("--log-level")?;
-                if !["error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
-                    return Err(format!(
-                        "--log-level: expected error, warn, info, debug or trace, not {l:?}"
-                    ));
-                }
-                args.log_level = l;
-            }
-            "--log-format" => args.log_format = common::LogFormat::parse(&value("--log-format")?)?,
-            "--demo-dir" => args.demo_dir = Some(value("--demo-dir")?.into()),
-            other => return Err(format!("unknown argument {other:?} (see --help)")),
-        }
-    }
-    Ok(Parsed::Run(args))
-}
+Exit status:
+  0 stopped cleanly or valid config, 1 runtime error (bind, I/O),
+  2 bad configuration or usage.";
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Parsed::Run(a)) => a,
-        Ok(Parsed::Exit(code)) => return code,
-        Err(e) => {
-            eprintln!("preboot-server: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    common::init_logs(&args.log_level, args.log_format);
+    // Usage errors exit 2, --help and --version 0 (clap's convention, and
+    // the README's).
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{DEFAULT_CONFIG}");
+        return ExitCode::SUCCESS;
+    }
+    args.log.init();
 
     // The demo tree lives as long as `_demo`; dropping it removes it.
     let (_demo, path) = match &args.config {

@@ -19,6 +19,9 @@ use std::os::unix::fs::FileExt;
 use std::process::ExitCode;
 use std::time::{Duration, Instant as StdInstant};
 
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use preboot::Instant;
@@ -26,26 +29,6 @@ use preboot::fs::{FsError, WriteAt};
 use preboot::tftp::Event;
 use preboot::tftp::client::{Client, ClientConfig};
 use socket2::{Domain, Protocol, Socket, Type};
-
-const USAGE: &str = "usage: tftp-get --server ADDR:PORT --file NAME [--out FILE] \
-[--blksize N] [--windowsize N] [--tsize] [--count N] [--time-limit SECS]";
-
-const HELP: &str = "
-Download a file over TFTP with this crate's client engine, once or N times
-concurrently from one event loop.
-
-  --server ADDR:PORT    the TFTP server (required)
-  --file NAME           the file to read (required)
-  --out FILE            write the data there (only with --count 1); default: count it only
-  --blksize N           request blksize N (RFC 2348)
-  --windowsize N        request windowsize N (RFC 7440)
-  --tsize               request tsize (RFC 2349)
-  --count N             N concurrent downloads of the same file (default 1)
-  --time-limit SECS     give up after SECS (default 120)
-  -h, --help            this text
-
-Prints ok=, failed=, bytes=, wall_s=, mb_s= and per-transfer min/median/max
-seconds; exits non-zero if any transfer failed.";
 
 /// Received data: written to a file, or only counted.
 struct Sink {
@@ -63,7 +46,45 @@ impl WriteAt for Sink {
     }
 }
 
+/// Download a file over TFTP with this crate's client engine, once or N
+/// times concurrently from one event loop.
+#[derive(Parser, Debug)]
+#[command(name = "tftp-get", version, after_help = AFTER_HELP)]
 struct Args {
+    /// The TFTP server.
+    #[arg(long, value_name = "ADDR:PORT")]
+    server: SocketAddrV4,
+    /// The file to read.
+    #[arg(long, value_name = "NAME")]
+    file: String,
+    /// Write the data there (only with --count 1) [default: count it only].
+    #[arg(long, value_name = "FILE")]
+    out: Option<String>,
+    /// Request blksize N (RFC 2348).
+    #[arg(long, value_name = "N")]
+    blksize: Option<u16>,
+    /// Request windowsize N (RFC 7440).
+    #[arg(long, value_name = "N")]
+    windowsize: Option<u16>,
+    /// Request tsize (RFC 2349).
+    #[arg(long)]
+    tsize: bool,
+    /// N concurrent downloads of the same file.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    count: u32,
+    /// Give up after SECS.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    time_limit: u64,
+}
+
+const AFTER_HELP: &str = "\
+Prints ok=, failed=, bytes=, wall_s=, mb_s= and per-transfer min/median/max
+seconds. Exit status: 0 if every transfer completed, 1 if any failed, 2 on a
+usage error.";
+
+/// What to run, from the arguments.
+struct Run {
     server: SocketAddrV4,
     file: String,
     out: Option<String>,
@@ -72,50 +93,29 @@ struct Args {
     time_limit: Duration,
 }
 
-fn parse() -> Result<Args, String> {
-    let mut server = None;
-    let mut file = None;
-    let mut out = None;
-    let mut config = ClientConfig::default();
-    let mut count = 1usize;
-    let mut time_limit = Duration::from_secs(120);
-    let mut it = std::env::args().skip(1);
-    fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String>
-    where
-        T::Err: std::fmt::Display,
-    {
-        v.ok_or(format!("{flag} needs a value"))?
-            .parse()
-            .map_err(|e| format!("{flag}: {e}"))
-    }
-    while let Some(flag) = it.next() {
-        match flag.as_str() {
-            "--server" => server = Some(num::<SocketAddrV4>("--server", it.next())?),
-            "--file" => file = Some(it.next().ok_or("--file needs a value")?),
-            "--out" => out = Some(it.next().ok_or("--out needs a value")?),
-            "--blksize" => config.blksize = Some(num("--blksize", it.next())?),
-            "--windowsize" => config.windowsize = Some(num("--windowsize", it.next())?),
-            "--tsize" => config.tsize = true,
-            "--count" => count = num("--count", it.next())?,
-            "--time-limit" => time_limit = Duration::from_secs(num("--time-limit", it.next())?),
-            "-h" | "--help" => {
-                println!("{USAGE}\n{HELP}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+impl Run {
+    /// Usage errors exit 2, --help and --version 0.
+    fn from_args() -> Run {
+        let args = Args::parse();
+        if args.count > 1 && args.out.is_some() {
+            Args::command()
+                .error(ErrorKind::ArgumentConflict, "--out needs --count 1")
+                .exit();
+        }
+        Run {
+            server: args.server,
+            file: args.file,
+            out: args.out,
+            config: ClientConfig {
+                blksize: args.blksize,
+                windowsize: args.windowsize,
+                tsize: args.tsize,
+                ..ClientConfig::default()
+            },
+            count: args.count as usize,
+            time_limit: Duration::from_secs(args.time_limit),
         }
     }
-    if count == 0 || (count > 1 && out.is_some()) {
-        return Err("--count must be ≥ 1, and 1 with --out".into());
-    }
-    Ok(Args {
-        server: server.ok_or(format!("--server is required\n{USAGE}"))?,
-        file: file.ok_or(format!("--file is required\n{USAGE}"))?,
-        out,
-        config,
-        count,
-        time_limit,
-    })
 }
 
 struct Job<'n> {
@@ -153,7 +153,7 @@ fn drive(job: &mut Job<'_>, now: Instant, buf: &mut [u8]) {
 /// bytes received, and the wall time.
 type Outcome = (Vec<Option<Result<Duration, String>>>, u64, Duration);
 
-fn run(args: &Args) -> io::Result<Outcome> {
+fn run(args: &Run) -> io::Result<Outcome> {
     let epoch = StdInstant::now();
     let now = || Instant::from_micros(epoch.elapsed().as_micros() as u64);
     let mut poll = Poll::new()?;
@@ -223,13 +223,7 @@ fn run(args: &Args) -> io::Result<Outcome> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Run::from_args();
     let (results, bytes, wall) = match run(&args) {
         Ok(r) => r,
         Err(e) => {

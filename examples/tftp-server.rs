@@ -18,120 +18,54 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
+use clap::Parser;
+
 use preboot::driver::tftp::{TftpServer, TftpServerConfig};
 
-const USAGE: &str = "usage: tftp-server --root DIR [--bind ADDR] [--port PORT] \
-[--max-transfers N] [--max-per-client N] [--loops N] [--single-port] [--no-batch] [--log-format text|json]";
-
-const HELP: &str = "
-Serve one directory, read-only, over TFTP (RFC 1350; options blksize,
-timeout, tsize, windowsize).
-
-  --root DIR            directory to serve (required); nothing outside it is read
-  --bind ADDR           address to listen on (default 0.0.0.0)
-  --port PORT           port to listen on (default 69; needs privileges below 1024)
-  --max-transfers N     concurrent transfers at most (default: the driver's)
-  --max-per-client N    concurrent transfers per client address at most
-  --loops N             event loops (threads), 1-1024 (default: one per CPU
-                        this process may run on)
-  --single-port         answer every transfer from the listening port (NAT)
-  --no-batch            send DATA block by block instead of one send per window
-  --log-format FORMAT   text (default; colours only on a terminal) or json
-  -h, --help            this text
-
-Logs go to stderr (RUST_LOG=preboot=debug for every request); Ctrl-C or
-SIGTERM stops it.";
-
+/// Serve one directory, read-only, over TFTP (RFC 1350; options blksize,
+/// timeout, tsize, windowsize).
+#[derive(Parser, Debug)]
+#[command(name = "tftp-server", version, after_help = AFTER_HELP)]
 struct Args {
+    /// Directory to serve; nothing outside it is read.
+    #[arg(long, value_name = "DIR")]
     root: PathBuf,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     bind: IpAddr,
+    /// Port to listen on (needs privileges below 1024; 0 picks a free one).
+    #[arg(long, default_value_t = 69)]
     port: u16,
+    /// Concurrent transfers at most [default: the driver's].
+    #[arg(long, value_name = "N")]
     max_transfers: Option<usize>,
+    /// Concurrent transfers per client address at most [default: the
+    /// driver's].
+    #[arg(long, value_name = "N")]
     max_per_client: Option<usize>,
+    /// Event loops (threads), 1-1024 [default: one per CPU this process
+    /// may run on].
+    #[arg(long, value_name = "N")]
     loops: Option<usize>,
+    /// Answer every transfer from the listening port (NAT).
+    #[arg(long)]
     single_port: bool,
+    /// Send DATA block by block instead of one send per window.
+    #[arg(long)]
     no_batch: bool,
-    log_format: common::LogFormat,
+    #[command(flatten)]
+    log: common::LogArgs,
 }
 
-fn parse() -> Result<Args, String> {
-    let mut root = None;
-    let mut bind = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-    let mut port = 69;
-    let mut max_transfers = None;
-    let mut max_per_client = None;
-    let mut loops = None;
-    let mut single_port = false;
-    let mut no_batch = false;
-    let mut log_format = common::LogFormat::Text;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match flag.as_str() {
-            "--root" => root = Some(PathBuf::from(value("--root")?)),
-            "--bind" => {
-                bind = value("--bind")?
-                    .parse()
-                    .map_err(|e| format!("--bind: {e}"))?
-            }
-            "--port" => {
-                port = value("--port")?
-                    .parse()
-                    .map_err(|e| format!("--port: {e}"))?
-            }
-            "--max-transfers" => {
-                max_transfers = Some(
-                    value("--max-transfers")?
-                        .parse()
-                        .map_err(|e| format!("--max-transfers: {e}"))?,
-                )
-            }
-            "--max-per-client" => {
-                max_per_client = Some(
-                    value("--max-per-client")?
-                        .parse()
-                        .map_err(|e| format!("--max-per-client: {e}"))?,
-                )
-            }
-            "--loops" => {
-                loops = Some(
-                    value("--loops")?
-                        .parse()
-                        .map_err(|e| format!("--loops: {e}"))?,
-                )
-            }
-            "--single-port" => single_port = true,
-            "--no-batch" => no_batch = true,
-            "--log-format" => log_format = common::LogFormat::parse(&value("--log-format")?)?,
-            "-h" | "--help" => {
-                println!("{USAGE}\n{HELP}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    Ok(Args {
-        root: root.ok_or(format!("--root is required\n{USAGE}"))?,
-        bind,
-        port,
-        max_transfers,
-        max_per_client,
-        loops,
-        single_port,
-        no_batch,
-        log_format,
-    })
-}
+const AFTER_HELP: &str = "\
+Logs go to stderr (RUST_LOG=preboot=debug for every request); Ctrl-C or
+SIGTERM stops it. Exit status: 1 if it cannot bind or fails, 2 on a usage
+error.";
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    common::init_logs("info", args.log_format);
+    // Usage errors exit 2, --help and --version 0.
+    let args = Args::parse();
+    args.log.init();
     let mut config = TftpServerConfig::new(SocketAddr::new(args.bind, args.port), args.root);
     config.single_port = args.single_port;
     config.batch_sends = !args.no_batch;

@@ -90,24 +90,30 @@
 //! assert_eq!(ack.destination, from);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-//!
-//! Serve a directory over TFTP (RFC 1350 with blksize, tsize, timeout and
-//! windowsize) with the std driver: one event loop per core, each on its
-//! own thread, a fresh port per transfer, paths jailed to the root:
-//!
-//! ```
-//! use preboot::driver::tftp::{TftpServer, TftpServerConfig};
-//!
-//! let root = std::env::temp_dir().join(format!("preboot-doc-{}", std::process::id()));
-//! std::fs::create_dir_all(&root)?;
-//! std::fs::write(root.join("pxelinux.0"), b"boot me")?;
-//! let config = TftpServerConfig::new("127.0.0.1:0".parse()?, root.clone());
-//! let server = TftpServer::bind(config)?.spawn()?;
-//! println!("try: curl tftp://{}/pxelinux.0", server.local_addr());
-//! server.stop()?;
-//! std::fs::remove_dir_all(&root)?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+// The driver exists only with `std`: without it this example (and its
+// doctest) is left out.
+#![cfg_attr(
+    feature = "std",
+    doc = r#"
+Serve a directory over TFTP (RFC 1350 with blksize, tsize, timeout and
+windowsize) with the std driver: one event loop per core, each on its
+own thread, a fresh port per transfer, paths jailed to the root:
+
+```
+use preboot::driver::tftp::{TftpServer, TftpServerConfig};
+
+let root = std::env::temp_dir().join(format!("preboot-doc-{}", std::process::id()));
+std::fs::create_dir_all(&root)?;
+std::fs::write(root.join("pxelinux.0"), b"boot me")?;
+let config = TftpServerConfig::new("127.0.0.1:0".parse()?, root.clone());
+let server = TftpServer::bind(config)?.spawn()?;
+println!("try: curl tftp://{}/pxelinux.0", server.local_addr());
+server.stop()?;
+std::fs::remove_dir_all(&root)?;
+# Ok::<(), Box<dyn std::error::Error>>(())
+```
+"#
+)]
 //!
 //! The first example needs neither `std` nor `alloc`: with
 //! `default-features = false` the same calls build for a bare-metal target
@@ -122,7 +128,11 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
-#[cfg(feature = "std")]
+// Unit tests use std for their scaffolding (collections, formatting) in
+// every feature set, so that `cargo test --no-default-features` runs the
+// no-alloc code paths; the library itself sees std only with `std` (the
+// bare-metal builds in CI check it never needs more).
+#[cfg(any(feature = "std", test))]
 extern crate std;
 
 pub mod time;

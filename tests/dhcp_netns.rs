@@ -25,16 +25,10 @@ use preboot::driver::dhcp::{
     DhcpClientConfig, DhcpServer, DhcpServerConfig, LeaseFile, MenuPolicy, run_client,
 };
 
-fn ci() -> bool {
-    std::env::var("PREBOOT_CI").is_ok_and(|v| v == "1")
-}
-
-/// A prerequisite is missing although the build did not mark the test
-/// ignored (forced with `--include-ignored`, or `PREBOOT_CI=1`): fail.
-fn skip(why: &str) -> bool {
-    assert!(!ci(), "PREBOOT_CI=1 but {why}");
-    panic!("{why}: this test cannot run here (without it, the build lists it as ignored)");
-}
+// `unavailable`: a prerequisite is missing although the build did not mark
+// the test ignored (forced, or `PREBOOT_CI=1`): fail, saying which.
+mod boot_server_support;
+use boot_server_support::unavailable;
 
 fn have(cmd: &str) -> bool {
     Command::new("sh")
@@ -208,11 +202,11 @@ fn root_tools(tools: &[&str]) -> bool {
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0"))
     {
-        return !skip("not root");
+        unavailable("not root");
     }
     for t in tools {
         if !have(t) {
-            return !skip(&format!("{t} not installed"));
+            unavailable(&format!("{t} not installed"));
         }
     }
     true

@@ -949,6 +949,9 @@ fn random_chaddr_under_one_client_id_is_limited() {
 /// declines are ignored with an event and their addresses stay in use, so
 /// a new client still gets an address. Once the probation time has passed
 /// the budget is back.
+// 125 clients on a 72-address pool: more leases than the table holds
+// without alloc (NO_ALLOC_CAPACITY, 64).
+#[cfg(feature = "alloc")]
 #[test]
 fn declines_take_at_most_a_tenth_of_the_pool() {
     let mut s = Server::new(full_config()).unwrap();

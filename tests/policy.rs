@@ -4,11 +4,13 @@
 
 use core::net::Ipv4Addr;
 use preboot::Instant;
+#[cfg(feature = "std")] // the TOML store is std-only
 use preboot::policy::toml_store;
 use preboot::policy::*;
 use preboot::transaction::Policy;
 use preboot::wire::image_safe::PendingFlags;
 use preboot::wire::transaction::messages::*;
+#[cfg(feature = "std")] // the TOML store is std-only
 use std::path::Path;
 use std::time::Duration;
 
@@ -529,6 +531,7 @@ fn reports_apply_once() {
     assert!(r.is_ok());
 }
 
+#[cfg(feature = "std")] // the TOML store is std-only
 const GOOD: &str = r#"
 [server]
 image_server = "10.0.0.5"
@@ -575,6 +578,7 @@ start_after_secs = 300
 "#;
 
 /// The documented TOML format loads into the expected store.
+#[cfg(feature = "std")] // the TOML store is std-only
 #[test]
 fn toml_store_loads() {
     let s = toml_store::parse(Path::new("policy.toml"), GOOD).unwrap();
@@ -608,6 +612,7 @@ fn toml_store_loads() {
 }
 
 /// Errors name the file, the line and the field.
+#[cfg(feature = "std")] // the TOML store is std-only
 #[test]
 fn toml_errors_name_file_line_field() {
     let cases: &[(&str, usize, &str, &str)] = &[

@@ -11,9 +11,8 @@ use std::process::{Command, Output};
 use preboot::driver::tftp::{TftpServer, TftpServerConfig, TftpServerHandle};
 use sha2::{Digest, Sha256};
 
-fn ci() -> bool {
-    std::env::var("PREBOOT_CI").is_ok_and(|v| v == "1")
-}
+mod boot_server_support;
+use boot_server_support::ci;
 
 fn have(prog: &str) -> bool {
     let found = Command::new("sh")

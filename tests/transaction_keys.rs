@@ -5,12 +5,15 @@
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
-use preboot::policy::{ImagingProxy, MemoryStore, WorkstationId, WorkstationObject, toml_store};
+#[cfg(feature = "std")] // the TOML store is std-only
+use preboot::policy::toml_store;
+use preboot::policy::{ImagingProxy, MemoryStore, WorkstationId, WorkstationObject};
 use preboot::transaction::{
     Client, ClientConfig, ClientEvent, KeyStore, Policy, Server, ServerConfig, WorkstationKeys,
 };
 use preboot::wire::transaction::messages::*;
 use preboot::wire::transaction::{MAX_FRAME_LEN, MessageType, Status};
+#[cfg(feature = "std")] // the TOML store is std-only
 use std::path::Path;
 
 const SITE: &[u8] = b"the site secret, shared by all";
@@ -328,6 +331,7 @@ fn insert_checks() {
     );
 }
 
+#[cfg(feature = "std")] // the TOML store is std-only
 const KEYS_TOML: &str = r#"
 [server]
 image_server = "10.0.0.5"
@@ -341,6 +345,7 @@ workstation = [
 "#;
 
 /// The `[keys]` section loads (and the policy loader accepts the file).
+#[cfg(feature = "std")] // the TOML store is std-only
 #[test]
 fn keys_from_toml() {
     let k = toml_store::parse_keys(Path::new("keys.toml"), KEYS_TOML).unwrap();
@@ -356,6 +361,7 @@ fn keys_from_toml() {
 }
 
 /// `[keys]` errors name the file, line and field.
+#[cfg(feature = "std")] // the TOML store is std-only
 #[test]
 fn keys_toml_errors() {
     let cases: &[(&str, usize, &str, &str)] = &[

@@ -512,7 +512,13 @@ mod tests {
     /// free, over a random sequence of grants, releases and expiries.
     #[test]
     fn tracked_and_untracked_cursors_give_free_addresses() {
-        let (s, e) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 1, 44));
+        // 298 addresses (.7 excluded), or 59 without alloc, where the table
+        // holds NO_ALLOC_CAPACITY entries; `min_live`: all but 8 of them.
+        #[cfg(feature = "alloc")]
+        let (e, min_live) = (Ipv4Addr::new(10, 0, 1, 44), 290);
+        #[cfg(not(feature = "alloc"))]
+        let (e, min_live) = (Ipv4Addr::new(10, 0, 0, 60), 51);
+        let s = Ipv4Addr::new(10, 0, 0, 1);
         let mut tracked = LeaseTable::new();
         tracked.track_range(s, e);
         let mut plain = LeaseTable::new();
@@ -537,7 +543,7 @@ mod tests {
                         } else {
                             // Nothing free: every address is held and live.
                             let live = t.iter().filter(|l| l.expires > now).count();
-                            assert!(live >= 290, "step {step}: {live} live");
+                            assert!(live >= min_live, "step {step}: {live} live");
                         }
                     }
                 }

@@ -16,40 +16,47 @@
 //! time is passed to every call and nonces/session ids come from the
 //! [`Random`] given at construction.
 //!
-//! ```
-//! use core::net::{Ipv4Addr, SocketAddrV4};
-//! use preboot::Instant;
-//! use preboot::policy::{ImagingProxy, MemoryStore};
-//! use preboot::transaction::{Client, ClientConfig, ClientEvent, Random, Server, ServerConfig, SiteKeys};
-//! use preboot::wire::transaction::MAX_FRAME_LEN;
-//!
-//! struct Counter(u8);
-//! impl Random for Counter {
-//!     fn fill(&mut self, buf: &mut [u8]) {
-//!         for b in buf { self.0 = self.0.wrapping_add(1); *b = self.0; }
-//!     }
-//! }
-//! let key = b"a site secret of 16+ bytes";
-//! let mut server = Server::new(
-//!     ServerConfig::default(),
-//!     SiteKeys::new(b"site", key),
-//!     ImagingProxy::new(MemoryStore::default()),
-//!     Counter(0),
-//! );
-//! let srv = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4012);
-//! let me = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50000);
-//! let now = Instant::ZERO;
-//! let mut client = Client::new(ClientConfig::new(srv, b"site", key).unwrap(), [9; 16], now);
-//! let mut buf = [0u8; MAX_FRAME_LEN];
-//! // Hello → Challenge → Proof → ProofAck
-//! for _ in 0..2 {
-//!     let t = client.poll_transmit(now, &mut buf).unwrap();
-//!     server.handle(now, me, &buf[..t.len]);
-//!     let r = server.poll_transmit(now, &mut buf).unwrap();
-//!     client.handle(now, srv, &buf[..r.len]);
-//! }
-//! assert!(client.is_established());
-//! ```
+// The example's policy (`ImagingProxy` over a `MemoryStore`) needs alloc;
+// the engine does not.
+#![cfg_attr(
+    feature = "alloc",
+    doc = r#"
+```
+use core::net::{Ipv4Addr, SocketAddrV4};
+use preboot::Instant;
+use preboot::policy::{ImagingProxy, MemoryStore};
+use preboot::transaction::{Client, ClientConfig, ClientEvent, Random, Server, ServerConfig, SiteKeys};
+use preboot::wire::transaction::MAX_FRAME_LEN;
+
+struct Counter(u8);
+impl Random for Counter {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf { self.0 = self.0.wrapping_add(1); *b = self.0; }
+    }
+}
+let key = b"a site secret of 16+ bytes";
+let mut server = Server::new(
+    ServerConfig::default(),
+    SiteKeys::new(b"site", key),
+    ImagingProxy::new(MemoryStore::default()),
+    Counter(0),
+);
+let srv = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4012);
+let me = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50000);
+let now = Instant::ZERO;
+let mut client = Client::new(ClientConfig::new(srv, b"site", key).unwrap(), [9; 16], now);
+let mut buf = [0u8; MAX_FRAME_LEN];
+// Hello → Challenge → Proof → ProofAck
+for _ in 0..2 {
+    let t = client.poll_transmit(now, &mut buf).unwrap();
+    server.handle(now, me, &buf[..t.len]);
+    let r = server.poll_transmit(now, &mut buf).unwrap();
+    client.handle(now, srv, &buf[..r.len]);
+}
+assert!(client.is_established());
+```
+"#
+)]
 
 use super::crypto::{self, HmacSha256, LABEL_CLIENT, LABEL_SERVER};
 use super::keys::KeyStore;

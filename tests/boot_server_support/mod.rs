@@ -1,5 +1,6 @@
 //! Shared by the boot server tests: the example binary, built on demand,
-//! and a guard that stops it.
+//! and a guard that stops it. Also the one reading of `PREBOOT_CI` for
+//! every test (`ci()`, `unavailable()`; build.rs reads it the same way).
 #![allow(dead_code)]
 
 use std::path::PathBuf;
