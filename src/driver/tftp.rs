@@ -466,7 +466,7 @@ struct Loop {
     refusal_log: RefusalLog,
 }
 
-/// Lines about refused requests are rate-limited: at most
+/// Lines about refused requests are rate-limited, per loop: at most
 /// [`RefusalLog::PER_SECOND`] a second, then one line saying how many were
 /// not logged (written with the next refusal after the second). A client
 /// probing names (pxelinux) or a flood cannot fill the log; the state is a
@@ -515,9 +515,9 @@ impl RefusalLog {
     }
 }
 
-/// A transfer alone on the server with windows of at most this many
+/// A transfer alone on its loop with windows of at most this many
 /// blocks of at most [`MTU_DATAGRAM`] bytes sends them block by block (see
-/// `TftpServer::service`).
+/// `Loop::service`).
 const SMALL_WINDOW: u16 = 16;
 /// A DATA datagram of an Ethernet-MTU block (1468 + 4 bytes).
 const MTU_DATAGRAM: usize = 1472;
@@ -1052,10 +1052,10 @@ impl Loop {
     fn service(&mut self, h: TransferHandle) {
         let index = h.index();
         let now = self.now();
-        // A transfer alone on the server with small windows of MTU-sized
+        // A transfer alone on its loop with small windows of MTU-sized
         // blocks sends block by block: the client starts on each datagram
         // as it arrives, where one GSO send hands it the whole window at its
-        // end; the server has CPU to spare. With other transfers running,
+        // end; the loop's core has CPU to spare. With other transfers running,
         // batching's lower CPU per byte wins (benches/tftp-peers.sh, across
         // vCPUs, 1468 / window 16, one transfer: 340 MB/s block by block vs
         // 307 batched, raw UDP 283-350; 256 transfers: 576 vs 1290).
