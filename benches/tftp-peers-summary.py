@@ -7,6 +7,7 @@ from collections import defaultdict
 
 path, big_mib, reps = sys.argv[1], sys.argv[2], sys.argv[3]
 storm_count = sys.argv[4] if len(sys.argv) > 4 else "256"
+storm_mib = sys.argv[5] if len(sys.argv) > 5 else "4"
 runs = defaultdict(list)
 for raw in open(path):
     f = raw.rstrip("\n").split("\t")
@@ -54,7 +55,7 @@ configs = sorted({k[:5] for k in runs})
 storms = [k for k in configs if k[0] == "storm"]
 if storms:
     print(f"\nLock-step boot storm: {storm_count} concurrent `curl` processes, each fetching the "
-          f"4 MiB file (blksize 1468, no windowsize: lock-step), medians of {reps} runs: aggregate "
+          f"{storm_mib} MiB file (blksize 1468, no windowsize: lock-step), medians of {reps} runs: aggregate "
           "MB/s (bytes / time from the first launch to the last exit), slowest client's time (s), "
           "failures over all runs, server CPU ms per MB. own: server on CPU 0, clients on CPU 1; "
           "shared: nothing pinned (ours runs one event loop per CPU). Ratios: medians of the "

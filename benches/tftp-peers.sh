@@ -4,7 +4,7 @@
 # (examples/tftp-get, on the crate's client engine).
 #
 #   bash benches/tftp-peers.sh [--quick] [--reps N] [--out DIR] [--before BIN]
-#                              [--storm-only] [--storm-count N]
+#                              [--storm-only] [--storm-count N] [--storm-mib N]
 #
 # Single transfers of a 64 MiB file at blksize 512/1468/8192/65464 and
 # windowsize 1/16/64 (tftp-hpa has no windowsize: it runs at windowsize 1
@@ -20,7 +20,7 @@
 # (process plus children) during the concurrent runs.
 #
 # The lock-step boot storm (issue 12): --storm-count (256) separate `curl`
-# processes fetch the 4 MiB file at once, blksize 1468, no windowsize
+# processes fetch a file of --storm-mib (4) MiB at once, blksize 1468, no windowsize
 # (lock-step), through benches/tftp-storm.py: aggregate MB/s and the slowest
 # client's time, in two placements: "own" (server on CPU 0, the curls on
 # CPU 1) and "shared" (neither pinned: the server shares every core with
@@ -45,6 +45,7 @@ OUT=""
 BEFORE=""
 STORM_ONLY=0
 STORM_COUNT=256
+STORM_MIB=4
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; REPS=1 ;;
@@ -53,7 +54,8 @@ while [ $# -gt 0 ]; do
         --before) BEFORE="$(realpath "$2")"; shift ;;
         --storm-only) STORM_ONLY=1 ;;
         --storm-count) STORM_COUNT="$2"; shift ;;
-        *) echo "usage: $0 [--quick] [--reps N] [--out DIR] [--before BIN] [--storm-only] [--storm-count N]" >&2; exit 2 ;;
+        --storm-mib) STORM_MIB="$2"; shift ;;
+        *) echo "usage: $0 [--quick] [--reps N] [--out DIR] [--before BIN] [--storm-only] [--storm-count N] [--storm-mib N]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -112,6 +114,7 @@ BIG_MIB=64
 [ "$QUICK" = 1 ] && BIG_MIB=16
 head -c $((BIG_MIB << 20)) /dev/urandom > "$ROOT/big.bin"
 head -c $((4 << 20)) "$ROOT/big.bin" > "$ROOT/small.bin"
+head -c $((STORM_MIB << 20)) /dev/urandom > "$ROOT/storm.bin"
 chmod 644 "$ROOT"/*.bin
 
 # --- servers (CPU 0, loopback) ----------------------------------------------
@@ -239,7 +242,7 @@ storm() {
     [ "$placement" = own ] && cpu=(--cpu 1)
     c0=$(cpu_us "$key")
     line=$(timeout 400 python3 "$HERE/benches/tftp-storm.py" --server "127.0.0.1:${PORT_OF[$key]}" \
-        --file small.bin --size "$(stat -c %s "$ROOT/small.bin")" --count "$STORM_COUNT" \
+        --file storm.bin --size "$(stat -c %s "$ROOT/storm.bin")" --count "$STORM_COUNT" \
         --blksize 1468 --max-time 300 "${cpu[@]}" 2>>"$WORK/client.log" || true)
     c1=$(cpu_us "$key")
     [ -n "$line" ] || line="ok=0 failed=$STORM_COUNT bytes=0 wall_s=nan mb_s=0 min_s=nan median_s=nan max_s=nan"
@@ -290,4 +293,4 @@ for rep in $(seq 1 "$REPS"); do
 done
 
 echo "raw results: $RESULTS" >&2
-python3 "$HERE/benches/tftp-peers-summary.py" "$RESULTS" "$BIG_MIB" "$REPS" "$STORM_COUNT"
+python3 "$HERE/benches/tftp-peers-summary.py" "$RESULTS" "$BIG_MIB" "$REPS" "$STORM_COUNT" "$STORM_MIB"
