@@ -30,6 +30,13 @@
 //! reached another loop anyway would be ignored there (not a request) and
 //! the transfer would recover by its timeout.
 //!
+//! `SO_REUSEPORT` lets only sockets of the same owner (the user that
+//! created them: root when the boot server binds port 69 before dropping
+//! privileges) join the group: once the server runs, another process of
+//! that user could bind the port too and take a share of the requests.
+//! Before that, [`TftpServer::bind`] refuses a port someone already holds,
+//! as with one loop (which sets no `SO_REUSEPORT`).
+//!
 //! The limits hold for the whole server, not per loop:
 //! [`TftpServerConfig::max_transfers`] is one atomic counter shared by the
 //! loops, and [`TftpServerConfig::max_per_client`] a table of per-address
