@@ -6,6 +6,8 @@ import sys
 from collections import defaultdict
 
 path, big_mib, reps = sys.argv[1], sys.argv[2], sys.argv[3]
+storm_count = sys.argv[4] if len(sys.argv) > 4 else "256"
+storm_mib = sys.argv[5] if len(sys.argv) > 5 else "4"
 runs = defaultdict(list)
 for raw in open(path):
     f = raw.rstrip("\n").split("\t")
@@ -49,6 +51,55 @@ def paired(key, k, a, b):
 
 
 configs = sorted({k[:5] for k in runs})
+
+storms = [k for k in configs if k[0] == "storm"]
+if storms:
+    print(f"\nLock-step boot storm: {storm_count} concurrent `curl` processes, each fetching the "
+          f"{storm_mib} MiB file (blksize 1468, no windowsize: lock-step), medians of {reps} runs: aggregate "
+          "MB/s (bytes / time from the first launch to the last exit), slowest client's time (s), "
+          "failures over all runs, server CPU ms per MB. own: server on CPU 0, clients on CPU 1; "
+          "shared: nothing pinned (ours runs one event loop per CPU). Ratios: medians of the "
+          "per-repetition ratios against the best peer of that repetition (by MB/s; for the "
+          "slowest client, the lowest).\n")
+    print("| placement | ours MB/s | atftpd MB/s | tftp-hpa MB/s | ours/best peer | slowest ours "
+          "| slowest atftpd | slowest hpa | ours/best peer slowest | failed ours/atftpd/hpa "
+          "| CPU ours | CPU atftpd | CPU hpa |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    for k in storms:
+        sp = [med("mb_s", k, s) for s in SERVERS]
+        slow = [med("max_s", k, s) for s in SERVERS]
+        cpu = [med("cpu_ms_mb", k, s) for s in SERVERS]
+        fails = "/".join(str(sum(r["failed"] for r in runs.get(k + (s,), []))) for s in SERVERS)
+        ours, a, h = (runs.get(k + (s,), []) for s in SERVERS)
+        agg = [o["mb_s"] / max(x["mb_s"], y["mb_s"]) for o, x, y in zip(ours, a, h)
+               if max(x["mb_s"], y["mb_s"]) > 0]
+        sl = [o["max_s"] / min(x["max_s"], y["max_s"]) for o, x, y in zip(ours, a, h)
+              if min(x["max_s"], y["max_s"]) > 0]
+        r = lambda xs: "–" if not xs else f"{statistics.median(xs):.2f}×"
+        print(f"| {k[1]} | {fmt(sp[0])} | {fmt(sp[1])} | {fmt(sp[2])} | {r(agg)} "
+              f"| {fmt(slow[0], 2)} | {fmt(slow[1], 2)} | {fmt(slow[2], 2)} | {r(sl)} | {fails} "
+              f"| {fmt(cpu[0], 2)} | {fmt(cpu[1], 2)} | {fmt(cpu[2], 2)} |")
+
+before = [k for k in configs if runs.get(k + ("before",)) and runs.get(k + ("ours",))]
+if before:
+    print(f"\nBefore/after: ours = this tree's examples/tftp-server, before = the --before "
+          f"binary, same runs, medians of {reps}; after/before = median of the per-repetition "
+          "ratios (MB/s, and the slowest client's time for concurrent runs; below 1 is better "
+          "for the slowest).\n")
+    print("| file | placement/client CPU | blksize | window | transfers | after MB/s | before MB/s "
+          "| after/before MB/s | after slowest | before slowest | after/before slowest "
+          "| CPU after | CPU before | failed after/before |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for k in before:
+        fails = "/".join(str(sum(r["failed"] for r in runs.get(k + (s,), []))) for s in ("ours", "before"))
+        print(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {k[4]} | {fmt(med('mb_s', k, 'ours'))} "
+              f"| {fmt(med('mb_s', k, 'before'))} | {paired('mb_s', k, 'ours', 'before')} "
+              f"| {fmt(med('max_s', k, 'ours'), 2)} | {fmt(med('max_s', k, 'before'), 2)} "
+              f"| {paired('max_s', k, 'ours', 'before')} | {fmt(med('cpu_ms_mb', k, 'ours'), 2)} "
+              f"| {fmt(med('cpu_ms_mb', k, 'before'), 2)} | {fails} |")
+
+if not any(k[0] == "big.bin" for k in configs):
+    sys.exit(0)
 print(f"\nOne {big_mib} MiB transfer, medians of {reps} runs. MB/s = 10^6 B/s; CPU = "
       "server CPU ms per MB; ratios are medians of the per-repetition ratios. Server on CPU 0; client on CPU 1 (cross) or CPU 0 (same). "
       "tftp-hpa has no windowsize. raw UDP: benches/udp-window.rs, same datagrams and "

@@ -3,7 +3,8 @@
 # tftp-hpa (in.tftpd) and atftpd, all fetched by the same client
 # (examples/tftp-get, on the crate's client engine).
 #
-#   bash benches/tftp-peers.sh [--quick] [--reps N] [--out DIR]
+#   bash benches/tftp-peers.sh [--quick] [--reps N] [--out DIR] [--before BIN]
+#                              [--storm-only] [--storm-count N] [--storm-mib N]
 #
 # Single transfers of a 64 MiB file at blksize 512/1468/8192/65464 and
 # windowsize 1/16/64 (tftp-hpa has no windowsize: it runs at windowsize 1
@@ -18,6 +19,18 @@
 # /proc/PID/stat, deltas around each transfer) and the server's peak RSS
 # (process plus children) during the concurrent runs.
 #
+# The lock-step boot storm (issue 12): --storm-count (256) separate `curl`
+# processes fetch a file of --storm-mib (4) MiB at once, blksize 1468, no windowsize
+# (lock-step), through benches/tftp-storm.py: aggregate MB/s and the slowest
+# client's time, in two placements: "own" (server on CPU 0, the curls on
+# CPU 1) and "shared" (neither pinned: the server shares every core with
+# the clients; ours then runs one event loop per core, pinned to CPU 0 it
+# runs one). --storm-only runs only the storm.
+#
+# --before BIN adds a second build of our examples/tftp-server (e.g. main's,
+# before a change) as the server "before", measured in the same runs as
+# "ours" (the build of this tree), with a before/after table.
+#
 # Needs root only to unpack the peers (apt-get download + dpkg -x into a
 # private directory: no package is installed, no daemon is left on :69;
 # their shared libraries libwrap0 and libpcre2-8-0 are installed with apt
@@ -29,15 +42,24 @@ set -euo pipefail
 QUICK=0
 REPS=3
 OUT=""
+BEFORE=""
+STORM_ONLY=0
+STORM_COUNT=256
+STORM_MIB=4
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; REPS=1 ;;
         --reps) REPS="$2"; shift ;;
         --out) OUT="$2"; shift ;;
-        *) echo "usage: $0 [--quick] [--reps N] [--out DIR]" >&2; exit 2 ;;
+        --before) BEFORE="$(realpath "$2")"; shift ;;
+        --storm-only) STORM_ONLY=1 ;;
+        --storm-count) STORM_COUNT="$2"; shift ;;
+        --storm-mib) STORM_MIB="$2"; shift ;;
+        *) echo "usage: $0 [--quick] [--reps N] [--out DIR] [--before BIN] [--storm-only] [--storm-count N] [--storm-mib N]" >&2; exit 2 ;;
     esac
     shift
 done
+[ -z "$BEFORE" ] || [ -x "$BEFORE" ] || { echo "--before: $BEFORE is not an executable" >&2; exit 2; }
 
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="$(mktemp -d /tmp/tftp-peers.XXXXXX)"
@@ -92,6 +114,7 @@ BIG_MIB=64
 [ "$QUICK" = 1 ] && BIG_MIB=16
 head -c $((BIG_MIB << 20)) /dev/urandom > "$ROOT/big.bin"
 head -c $((4 << 20)) "$ROOT/big.bin" > "$ROOT/small.bin"
+head -c $((STORM_MIB << 20)) /dev/urandom > "$ROOT/storm.bin"
 chmod 644 "$ROOT"/*.bin
 
 # --- servers (CPU 0, loopback) ----------------------------------------------
@@ -114,24 +137,46 @@ RUST_LOG=warn taskset -c 0 "$BIN/tftp-server" --root "$ROOT" --bind 127.0.0.1 \
 PID_NOBATCH=$!; PIDS+=("$PID_NOBATCH")
 taskset -c 0 "$RAW" serve $PORT_RAW &
 PID_RAW=$!; PIDS+=("$PID_RAW")
-sleep 1
-for p in $PID_OURS $PID_HPA $PID_ATFTPD $PID_RAW $PID_NOBATCH; do
-    kill -0 "$p" 2>/dev/null || { echo "a server did not start (pid $p); logs in $WORK" >&2; exit 1; }
-done
 
 declare -A PID_OF=([ours]=$PID_OURS [tftp-hpa]=$PID_HPA [atftpd]=$PID_ATFTPD [raw-udp]=$PID_RAW [ours-nobatch]=$PID_NOBATCH)
 declare -A PORT_OF=([ours]=$PORT_OURS [tftp-hpa]=$PORT_HPA [atftpd]=$PORT_ATFTPD [raw-udp]=$PORT_RAW [ours-nobatch]=$PORT_NOBATCH)
+
+# The "shared" storm placement: the same servers again, not pinned (keys
+# SERVER@shared). Ours then runs its default, one event loop per CPU.
+PORT_SHARED=16911
+start_ours() { # KEY PORT BINARY [TASKSET...]
+    local key=$1 port=$2 bin=$3; shift 3
+    RUST_LOG=warn "$@" "$bin" --root "$ROOT" --bind 127.0.0.1 \
+        --port "$port" --max-transfers 1024 --max-per-client 1024 2>"$WORK/$key.log" &
+    PID_OF[$key]=$!; PORT_OF[$key]=$port; PIDS+=("$!")
+}
+start_ours ours@shared $PORT_SHARED "$BIN/tftp-server"
+"$HPA" -L -a 127.0.0.1:$((PORT_SHARED + 1)) -u nobody -B 65464 -s "$ROOT" 2>"$WORK/hpa-shared.log" &
+PID_OF[tftp-hpa@shared]=$!; PORT_OF[tftp-hpa@shared]=$((PORT_SHARED + 1)); PIDS+=("$!")
+"$ATFTPD" --daemon --no-fork --port $((PORT_SHARED + 2)) --bind-address 127.0.0.1 \
+    --maxthread 1024 --user nobody --group nogroup --logfile /dev/null "$ROOT" 2>"$WORK/atftpd-shared.log" &
+PID_OF[atftpd@shared]=$!; PORT_OF[atftpd@shared]=$((PORT_SHARED + 2)); PIDS+=("$!")
+SERVERS_RUN=(ours atftpd tftp-hpa)
+if [ -n "$BEFORE" ]; then
+    start_ours before 16906 "$BEFORE" taskset -c 0
+    start_ours before@shared $((PORT_SHARED + 3)) "$BEFORE"
+    SERVERS_RUN+=(before)
+fi
+sleep 1
+for p in "${PID_OF[@]}"; do
+    kill -0 "$p" 2>/dev/null || { echo "a server did not start (pid $p); logs in $WORK" >&2; exit 1; }
+done
 
 # Server CPU time in µs: from a cgroup of its own when one can be made (it
 # counts forked children, e.g. tftp-hpa's per-transfer processes, even after
 # they exit), else utime+stime+cutime+cstime from /proc/PID/stat.
 declare -A CG_OF=()
-for server in ours tftp-hpa atftpd ours-nobatch raw-udp; do
+for server in "${!PID_OF[@]}"; do
     pid=${PID_OF[$server]}
     if [ -d /sys/fs/cgroup/cpuacct ]; then
-        cg="/sys/fs/cgroup/cpuacct/tftp-peers-$$-$server"
+        cg="/sys/fs/cgroup/cpuacct/tftp-peers-$$-${server/@/-}"
     elif [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-        cg="/sys/fs/cgroup/tftp-peers-$$-$server"
+        cg="/sys/fs/cgroup/tftp-peers-$$-${server/@/-}"
     else
         continue
     fi
@@ -190,6 +235,22 @@ run() {
     echo "  $server pin=$pin blksize=$blk window=$win count=$count cpu_us=$(( c1 - c0 )) $line" >&2
 }
 
+# storm SERVER PLACEMENT: the lock-step boot storm, appended to $RESULTS
+storm() {
+    local server=$1 placement=$2 key=$1 cpu=() c0 c1 line
+    [ "$placement" = shared ] && key="$server@shared"
+    [ "$placement" = own ] && cpu=(--cpu 1)
+    c0=$(cpu_us "$key")
+    line=$(timeout 400 python3 "$HERE/benches/tftp-storm.py" --server "127.0.0.1:${PORT_OF[$key]}" \
+        --file storm.bin --size "$(stat -c %s "$ROOT/storm.bin")" --count "$STORM_COUNT" \
+        --blksize 1468 --max-time 300 "${cpu[@]}" 2>>"$WORK/client.log" || true)
+    c1=$(cpu_us "$key")
+    [ -n "$line" ] || line="ok=0 failed=$STORM_COUNT bytes=0 wall_s=nan mb_s=0 min_s=nan median_s=nan max_s=nan"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' storm "$server" "$placement" 1468 1 "$STORM_COUNT" \
+        "$(( c1 - c0 ))" 0 "$line" >> "$RESULTS"
+    echo "  storm $server placement=$placement count=$STORM_COUNT cpu_us=$(( c1 - c0 )) $line" >&2
+}
+
 if [ "$QUICK" = 1 ]; then
     BLKS=(1468 65464); WINS=(1 16); COUNTS=(1 16); PINS=(cross same)
 else
@@ -201,7 +262,16 @@ fi
 for rep in $(seq 1 "$REPS"); do
     echo "repetition $rep/$REPS" >&2
     order=(ours atftpd tftp-hpa raw-udp ours-nobatch)
-    [ $((rep % 2)) = 0 ] && order=(ours-nobatch raw-udp tftp-hpa atftpd ours)
+    [ -n "$BEFORE" ] && order+=(before)
+    [ $((rep % 2)) = 0 ] && order=($(printf '%s\n' "${order[@]}" | tac))
+    storm_order=(${SERVERS_RUN[@]})
+    [ $((rep % 2)) = 0 ] && storm_order=($(printf '%s\n' "${SERVERS_RUN[@]}" | tac))
+    for placement in own shared; do
+        for server in "${storm_order[@]}"; do
+            storm "$server" "$placement"
+        done
+    done
+    [ "$STORM_ONLY" = 1 ] && continue
     for pin in "${PINS[@]}"; do
         for blk in "${BLKS[@]}"; do
             for win in "${WINS[@]}"; do
@@ -223,4 +293,4 @@ for rep in $(seq 1 "$REPS"); do
 done
 
 echo "raw results: $RESULTS" >&2
-python3 "$HERE/benches/tftp-peers-summary.py" "$RESULTS" "$BIG_MIB" "$REPS"
+python3 "$HERE/benches/tftp-peers-summary.py" "$RESULTS" "$BIG_MIB" "$REPS" "$STORM_COUNT" "$STORM_MIB"

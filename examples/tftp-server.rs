@@ -1,9 +1,10 @@
 //! A minimal TFTP server: serves one directory, read-only, from one event
-//! loop (RFC 1350 with the blksize, timeout, tsize and windowsize options).
+//! loop per core (RFC 1350 with the blksize, timeout, tsize and windowsize
+//! options).
 //!
 //! ```text
 //! cargo run --release --example tftp-server -- --root /srv/tftp [--bind 0.0.0.0] [--port 69]
-//!     [--max-transfers 1024] [--max-per-client 64] [--single-port] [--no-batch]
+//!     [--max-transfers 1024] [--max-per-client 64] [--loops N] [--single-port] [--no-batch]
 //! ```
 //!
 //! Logs go to stderr (text, coloured only on a terminal, or one JSON object
@@ -42,6 +43,10 @@ struct Args {
     /// driver's].
     #[arg(long, value_name = "N")]
     max_per_client: Option<usize>,
+    /// Event loops (threads), 1-1024 [default: one per CPU this process
+    /// may run on].
+    #[arg(long, value_name = "N")]
+    loops: Option<usize>,
     /// Answer every transfer from the listening port (NAT).
     #[arg(long)]
     single_port: bool,
@@ -70,6 +75,9 @@ fn main() -> ExitCode {
     if let Some(n) = args.max_per_client {
         config.max_per_client = n;
     }
+    if let Some(n) = args.loops {
+        config.loops = n;
+    }
     let mut server = match TftpServer::bind(config) {
         Ok(s) => s,
         Err(e) => {
@@ -78,7 +86,7 @@ fn main() -> ExitCode {
         }
     };
     // A log line like every other, so that a JSON log stays JSON.
-    tracing::info!(addr = %server.local_addr(), "tftp-server: serving");
+    tracing::info!(loops = server.loops(), addr = %server.local_addr(), "tftp-server: serving");
     // Runs until the process is stopped.
     let stop = AtomicBool::new(false);
     match server.run(&stop) {

@@ -103,8 +103,8 @@
     feature = "std",
     doc = r#"
 Serve a directory over TFTP (RFC 1350 with blksize, tsize, timeout and
-windowsize) with the std driver: one event loop on its own thread, a
-fresh port per transfer, paths jailed to the root:
+windowsize) with the std driver: one event loop per core, each on its
+own thread, a fresh port per transfer, paths jailed to the root:
 
 ```
 use preboot::driver::tftp::{TftpServer, TftpServerConfig};

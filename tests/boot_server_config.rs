@@ -245,6 +245,18 @@ fn good_base_config() {
         "relative to the file"
     );
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // TFTP event loops: one per CPU unless set.
+    let c = config::parse(Path::new("p.toml"), GOOD).unwrap();
+    assert_eq!(
+        c.tftp.unwrap().loops,
+        preboot::driver::tftp::default_loops()
+    );
+    let c = config::parse(
+        Path::new("p.toml"),
+        &GOOD.replace("[tftp]\n", "[tftp]\nloops = 3\n"),
+    )
+    .unwrap();
+    assert_eq!(c.tftp.unwrap().loops, 3);
 }
 
 /// Every bad file gives file:line:column: field: message, with the line
@@ -462,6 +474,7 @@ fn bad_configs_name_file_line_and_field() {
             "tftp.max_transfers",
             "1-65536",
         ),
+        ("[tftp]", "[tftp]\nloops = 0", 19, "tftp.loops", "1-1024"),
         (
             "[tftp]",
             "[tftp]\nmax_timeout_secs = 0",

@@ -294,11 +294,20 @@ fn atftp_upload_when_enabled_never_overwrites() {
         text(&o)
     );
     assert!(!fx.dir.path().join("boot/big.bin").exists());
-    let leftovers: Vec<_> = std::fs::read_dir(fx.dir.path().join("boot"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-        .collect();
+    // The server removes the partial upload when it closes the transfer,
+    // just after its ERROR left: atftp may have exited a moment before.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let leftovers = loop {
+        let leftovers: Vec<_> = std::fs::read_dir(fx.dir.path().join("boot"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        if leftovers.is_empty() || std::time::Instant::now() > deadline {
+            break leftovers;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 

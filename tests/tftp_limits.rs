@@ -285,11 +285,18 @@ fn open_file_limit_too_low_is_refused_with_the_numbers() {
     if std::env::var_os("PREBOOT_FD_CHILD").is_some() {
         // 1024 transfers need 2 x 1024 + 64 descriptors; the hard limit
         // is 512.
-        let c = loopback_config(dir.path());
+        let mut c = loopback_config(dir.path());
+        c.loops = 1;
         let e = TftpServer::bind(c).err().expect("refused");
         let msg = e.to_string();
         assert!(msg.contains("2112") && msg.contains("512"), "{msg}");
         println!("refused: {msg}");
+        // Each event loop after the first adds its listening socket, poll
+        // instance and waker.
+        let mut c = loopback_config(dir.path());
+        c.loops = 4;
+        let msg = TftpServer::bind(c).err().expect("refused").to_string();
+        assert!(msg.contains("2121") && msg.contains("4 loops"), "{msg}");
         // Single-port mode needs one descriptor per transfer: 200 fit.
         let mut c = loopback_config(dir.path());
         c.single_port = true;

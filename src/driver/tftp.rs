@@ -1,5 +1,6 @@
-//! The TFTP server on std UDP sockets: one `mio` event loop on one thread
-//! serves thousands of concurrent transfers.
+//! The TFTP server on std UDP sockets: one `mio` event loop per core
+//! ([`TftpServerConfig::loops`]), each on its own thread with its own
+//! engine, serves thousands of concurrent transfers.
 //!
 //! Each accepted transfer gets a fresh UDP socket (a new source port, the
 //! server's transfer identifier, RFC 1350 §4), connected to the client, so
@@ -8,6 +9,45 @@
 //! [`TftpServerConfig::single_port`] every transfer is answered from the
 //! listening socket and demultiplexed by client address (for NAT and
 //! firewalls that only allow port 69).
+//!
+//! # Loops
+//!
+//! Every loop has a listening socket of its own, all bound to the same
+//! address with `SO_REUSEPORT`: the kernel spreads the requests over them
+//! by a hash of the client's address and port, the server's address and
+//! port (the 4-tuple). A loop runs the transfers it accepted until they
+//! end: their sockets, timers, files and engine state never leave it; no
+//! engine is shared between threads and nothing is locked per datagram.
+//!
+//! In single-port mode a transfer's ACKs come to the listening port, so
+//! they must reach the loop that owns the transfer. They do: for a UDP
+//! `SO_REUSEPORT` group without a BPF program, Linux picks the socket by
+//! that 4-tuple hash modulo the group's size (`udp_ehashfn`,
+//! `reuseport_select_sock`), so datagrams from one client address and port
+//! always reach the same socket while the group is unchanged — and the
+//! group is fixed for the server's life (all sockets bound at
+//! [`TftpServer::bind`], closed together at the end). A datagram that
+//! reached another loop anyway would be ignored there (not a request) and
+//! the transfer would recover by its timeout.
+//!
+//! `SO_REUSEPORT` lets only sockets of the same owner (the user that
+//! created them: root when the boot server binds port 69 before dropping
+//! privileges) join the group: once the server runs, another process of
+//! that user could bind the port too and take a share of the requests.
+//! Before that, [`TftpServer::bind`] refuses a port someone already holds,
+//! as with one loop (which sets no `SO_REUSEPORT`).
+//!
+//! The limits hold for the whole server, not per loop:
+//! [`TftpServerConfig::max_transfers`] is one atomic counter shared by the
+//! loops, and [`TftpServerConfig::max_per_client`] a table of per-address
+//! counts (sharded, each shard behind a lock taken when a transfer is
+//! accepted and when it ends, never per datagram). Each loop's engine has
+//! room for about twice its share of `max_transfers` (at most all of it):
+//! the kernel's hash spreads transfers evenly enough that a loop full
+//! before the server is only a theoretical case (it then refuses with
+//! ERROR 0, as when the server is full). Counters ([`TftpStats`]) are kept
+//! per loop and summed ([`TftpServerHandle::stop_loops`] gives them one by
+//! one).
 //!
 //! A window of DATA blocks (RFC 7440) leaves in one system call: on Linux
 //! the transfer socket gets UDP generic segmentation offload for the
@@ -42,12 +82,12 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::prelude::rust_2024::*;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use std::vec;
@@ -79,6 +119,8 @@ pub const MAX_TRANSFERS: usize = 65536;
 /// File descriptors kept aside from the transfers' for the rest of the
 /// process (listening sockets, the poll instance, the lease file, logs).
 const RESERVED_FDS: u64 = 64;
+/// File descriptors of one event loop: listening socket, epoll, waker.
+const LOOP_FDS: u64 = 3;
 
 /// Settings of the std TFTP server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +162,22 @@ pub struct TftpServerConfig {
     /// Send each window of DATA blocks in one system call (UDP GSO on
     /// Linux; elsewhere, or when the kernel refuses, block by block).
     pub batch_sends: bool,
+    /// Event loops (1 to [`MAX_LOOPS`]), each a thread with its own
+    /// listening socket, poll instance and engine; transfers stay on the
+    /// loop that accepted them (see the module docs). Default: one per CPU
+    /// this process may run on ([`default_loops`]). With 1 the server is a
+    /// single loop on a single socket, without `SO_REUSEPORT`.
+    pub loops: usize,
+}
+
+/// The largest [`TftpServerConfig::loops`].
+pub const MAX_LOOPS: usize = 1024;
+
+/// One loop per CPU this process may run on
+/// ([`std::thread::available_parallelism`], which follows the CPU affinity
+/// mask and cgroup quota), 1 if that is unknown.
+pub fn default_loops() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl TftpServerConfig {
@@ -145,17 +203,21 @@ impl TftpServerConfig {
             rollover: Rollover::ToZero,
             clients: None,
             batch_sends: true,
+            loops: default_loops(),
         }
     }
 
-    fn engine(&self) -> ServerConfig {
+    /// The engine settings of one loop with room for `slots` transfers.
+    fn engine(&self, slots: usize) -> ServerConfig {
         ServerConfig {
             timeout: self.timeout,
             max_retries: self.max_retries,
             max_blksize: self.max_blksize.clamp(8, MAX_BLKSIZE),
             max_windowsize: self.max_windowsize.max(1),
             rollover: self.rollover,
-            max_transfers: self.max_transfers,
+            // The server-wide limits are checked by the driver (`Shared`);
+            // a loop's share can never pass them first.
+            max_transfers: slots,
             max_per_client: self.max_per_client,
             allow_write: self.allow_write,
             max_write_size: self.max_write_size,
@@ -187,11 +249,24 @@ impl TftpServerConfig {
             .unwrap_or(ServerConfig::default().port_space)
     }
 
-    /// File descriptors the transfers can hold: per transfer its file, and
-    /// its socket unless in single-port mode.
+    /// File descriptors the server can hold: per transfer its file, and
+    /// its socket unless in single-port mode; beyond the first loop (whose
+    /// are in [`RESERVED_FDS`]), per loop its listening socket, poll
+    /// instance and waker.
     fn fds_needed(&self) -> u64 {
         let per = if self.single_port { 1 } else { 2 };
-        self.max_transfers as u64 * per + RESERVED_FDS
+        self.max_transfers as u64 * per
+            + RESERVED_FDS
+            + LOOP_FDS * self.loops.saturating_sub(1) as u64
+    }
+
+    /// Transfer slots of one loop: about twice its share of
+    /// `max_transfers` (the kernel's hash is not an exact split), at most
+    /// all of it, so memory does not grow with the number of loops.
+    fn slots_per_loop(&self) -> usize {
+        let total = self.max_transfers.clamp(1, MAX_TRANSFERS);
+        let loops = self.loops.max(1);
+        total.min(2 * total.div_ceil(loops) + 64)
     }
 }
 
@@ -221,8 +296,12 @@ fn check_fd_limit(config: &TftpServerConfig) -> io::Result<()> {
     } else {
         "a socket and its file"
     };
+    let loops = match config.loops {
+        0 | 1 => String::new(),
+        n => format!(", {LOOP_FDS} per event loop after the first ({n} loops)"),
+    };
     Err(io::Error::other(format!(
-        "max_transfers = {} needs {need} file descriptors ({per} per transfer, {RESERVED_FDS} kept for the rest) but RLIMIT_NOFILE allows {soft} (hard limit {hard}): raise the limit (ulimit -n, systemd LimitNOFILE=) or lower max_transfers",
+        "max_transfers = {} needs {need} file descriptors ({per} per transfer{loops}, {RESERVED_FDS} kept for the rest) but RLIMIT_NOFILE allows {soft} (hard limit {hard}): raise the limit (ulimit -n, systemd LimitNOFILE=) or lower max_transfers",
         config.max_transfers
     )))
 }
@@ -253,6 +332,25 @@ pub struct TftpStats {
     pub bytes: u64,
 }
 
+impl core::ops::Add for TftpStats {
+    type Output = TftpStats;
+    fn add(self, o: TftpStats) -> TftpStats {
+        TftpStats {
+            completed: self.completed + o.completed,
+            failed: self.failed + o.failed,
+            declined: self.declined + o.declined,
+            refused: self.refused + o.refused,
+            bytes: self.bytes + o.bytes,
+        }
+    }
+}
+
+impl core::iter::Sum for TftpStats {
+    fn sum<I: Iterator<Item = TftpStats>>(iter: I) -> TftpStats {
+        iter.fold(TftpStats::default(), |a, b| a + b)
+    }
+}
+
 struct Conn {
     handle: TransferHandle,
     socket: Option<UdpSocket>,
@@ -268,12 +366,96 @@ struct Conn {
 
 type Engine = Server<JailedFile, Upload, Vec<Slot<JailedFile, Upload>>>;
 
-/// The std TFTP server. [`TftpServer::run`] is the blocking event loop;
-/// [`TftpServer::spawn`] runs it on a thread.
+/// The std TFTP server: [`TftpServerConfig::loops`] event loops bound
+/// to one address. [`TftpServer::run`] runs them until stopped (the first
+/// on the calling thread); [`TftpServer::spawn`] runs each on a thread.
 pub struct TftpServer {
+    loops: Vec<Loop>,
+    local: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+/// What the loops share: the server-wide limits and the means to stop
+/// them all. Touched when a transfer is accepted or ends, never per
+/// datagram; no engine is in it.
+struct Shared {
+    max_transfers: usize,
+    max_per_client: usize,
+    /// Transfers in progress on all loops.
+    active: AtomicUsize,
+    /// Transfers in progress per client address, over all loops; sharded
+    /// by address so that loops accepting at once rarely meet.
+    per_client: Vec<Mutex<HashMap<Ipv4Addr, usize>>>,
+    /// Set when a loop fails: the others stop too.
+    failed: AtomicBool,
+    wakers: Vec<Arc<Waker>>,
+}
+
+/// Shards of [`Shared::per_client`].
+const CLIENT_SHARDS: usize = 16;
+
+/// Why [`Shared::acquire`] refused a transfer.
+#[derive(Debug, Clone, Copy)]
+enum Full {
+    Server,
+    Client,
+}
+
+impl Shared {
+    fn shard(&self, ip: Ipv4Addr) -> &Mutex<HashMap<Ipv4Addr, usize>> {
+        let h = u32::from(ip).wrapping_mul(0x9e37_79b1);
+        &self.per_client[(h >> 16) as usize % self.per_client.len()]
+    }
+
+    /// Counts a transfer for `ip` if both limits allow it; undo with
+    /// [`Shared::release`].
+    fn acquire(&self, ip: Ipv4Addr) -> Result<(), Full> {
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_transfers).then_some(n + 1)
+            })
+            .map_err(|_| Full::Server)?;
+        let mut map = self.shard(ip).lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.max_per_client {
+            if *n == 0 {
+                map.remove(&ip);
+            }
+            drop(map);
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            return Err(Full::Client);
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// Uncounts a transfer counted by [`Shared::acquire`].
+    fn release(&self, ip: Ipv4Addr) {
+        let mut map = self.shard(ip).lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
+        drop(map);
+        self.active.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn stop_all(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+    }
+}
+
+/// One event loop: its listening socket, its engine and the transfers it
+/// accepted. Lives on one thread.
+struct Loop {
+    shared: Arc<Shared>,
     config: TftpServerConfig,
     poll: Poll,
-    waker: Arc<Waker>,
     listener: UdpSocket,
     local: SocketAddr,
     dir: JailedDir,
@@ -291,7 +473,7 @@ pub struct TftpServer {
     refusal_log: RefusalLog,
 }
 
-/// Lines about refused requests are rate-limited: at most
+/// Lines about refused requests are rate-limited, per loop: at most
 /// [`RefusalLog::PER_SECOND`] a second, then one line saying how many were
 /// not logged (written with the next refusal after the second). A client
 /// probing names (pxelinux) or a flood cannot fill the log; the state is a
@@ -340,9 +522,9 @@ impl RefusalLog {
     }
 }
 
-/// A transfer alone on the server with windows of at most this many
+/// A transfer alone on its loop with windows of at most this many
 /// blocks of at most [`MTU_DATAGRAM`] bytes sends them block by block (see
-/// `TftpServer::service`).
+/// `Loop::service`).
 const SMALL_WINDOW: u16 = 16;
 /// A DATA datagram of an Ethernet-MTU block (1468 + 4 bytes).
 const MTU_DATAGRAM: usize = 1472;
@@ -370,10 +552,31 @@ fn udp_socket(addr: SocketAddrV4, buffer: usize) -> io::Result<std::net::UdpSock
     Ok(s.into())
 }
 
+/// Binds `addr` for the listening socket of one of `loops` loops: with
+/// more than one, every socket of the group sets `SO_REUSEPORT` before
+/// binding.
+fn listening_socket(addr: SocketAddrV4, loops: usize) -> io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_nonblocking(true)?;
+    let _ = s.set_send_buffer_size(4 << 20);
+    let _ = s.set_recv_buffer_size(4 << 20);
+    if loops > 1 {
+        s.set_reuse_port(true)?;
+    }
+    s.bind(&SocketAddr::V4(addr).into())?;
+    Ok(s.into())
+}
+
 impl TftpServer {
-    /// Opens the root and binds the listening socket. Refuses a
-    /// `max_transfers` above [`MAX_TRANSFERS`] or one the open-file limit
-    /// cannot hold (after raising the soft limit to the hard one).
+    /// Opens the root and binds the listening sockets, one per loop.
+    /// Refuses `loops` outside 1..=[`MAX_LOOPS`], a `max_transfers` above
+    /// [`MAX_TRANSFERS`] or one the open-file limit cannot hold (after
+    /// raising the soft limit to the hard one).
+    ///
+    /// With several loops the address is first bound alone, without
+    /// `SO_REUSEPORT`, and released: a port already in use (by another
+    /// server, even one with `SO_REUSEPORT`) is refused as with one loop,
+    /// and port 0 picks a free port for the whole group.
     pub fn bind(config: TftpServerConfig) -> io::Result<TftpServer> {
         if config.max_transfers > MAX_TRANSFERS {
             return Err(io::Error::new(
@@ -384,37 +587,79 @@ impl TftpServer {
                 ),
             ));
         }
+        if !(1..=MAX_LOOPS).contains(&config.loops) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("loops = {} is not in 1-{MAX_LOOPS}", config.loops),
+            ));
+        }
         check_fd_limit(&config)?;
         let dir = JailedDir::new(&config.root)?
             .with_uploads(config.allow_overwrite, config.max_write_size);
-        let bind = v4(config.bind)?;
-        let listener = UdpSocket::from_std(udp_socket(bind, 4 << 20)?);
-        let local = listener.local_addr()?;
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let mut listener = listener;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let slots = config.max_transfers.clamp(1, MAX_TRANSFERS);
-        let engine = Server::new(config.engine(), (0..slots).map(|_| Slot::new()).collect());
+        let mut bind = v4(config.bind)?;
+        let n = config.loops;
+        if n > 1 {
+            // Alone first: AddrInUse if taken; the port for port 0.
+            let probe = listening_socket(bind, 1)?;
+            bind = v4(probe.local_addr()?)?;
+        }
+        let mut sockets = Vec::with_capacity(n);
+        for _ in 0..n {
+            sockets.push(listening_socket(bind, n)?);
+        }
+        let local = sockets[0].local_addr()?;
+        let mut polls = Vec::with_capacity(n);
+        let mut wakers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let poll = Poll::new()?;
+            wakers.push(Arc::new(Waker::new(poll.registry(), WAKER)?));
+            polls.push(poll);
+        }
+        let shared = Arc::new(Shared {
+            max_transfers: config.max_transfers,
+            max_per_client: config.max_per_client,
+            active: AtomicUsize::new(0),
+            per_client: (0..CLIENT_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            failed: AtomicBool::new(false),
+            wakers,
+        });
+        let slots = config.slots_per_loop();
+        let epoch = std::time::Instant::now();
+        let mut loops = Vec::with_capacity(n);
+        for (socket, poll) in sockets.into_iter().zip(polls) {
+            let mut listener = UdpSocket::from_std(socket);
+            poll.registry()
+                .register(&mut listener, LISTENER, Interest::READABLE)?;
+            let engine = Server::new(
+                config.engine(slots),
+                (0..slots).map(|_| Slot::new()).collect(),
+            );
+            loops.push(Loop {
+                shared: shared.clone(),
+                engine,
+                conns: (0..slots).map(|_| None).collect(),
+                config: config.clone(),
+                poll,
+                listener,
+                local,
+                dir: dir.clone(),
+                by_peer: HashMap::new(),
+                timers: BinaryHeap::new(),
+                epoch,
+                buf: vec![0u8; 4 + usize::from(MAX_BLKSIZE)],
+                batch: Vec::new(),
+                rx: vec![0u8; 65536],
+                next_port: 0,
+                stats: TftpStats::default(),
+                refusal_log: RefusalLog::new(),
+            });
+        }
         Ok(TftpServer {
-            engine,
-            conns: (0..slots).map(|_| None).collect(),
-            config,
-            poll,
-            waker,
-            listener,
+            loops,
             local,
-            dir,
-            by_peer: HashMap::new(),
-            timers: BinaryHeap::new(),
-            epoch: std::time::Instant::now(),
-            buf: vec![0u8; 4 + usize::from(MAX_BLKSIZE)],
-            batch: Vec::new(),
-            rx: vec![0u8; 65536],
-            next_port: 0,
-            stats: TftpStats::default(),
-            refusal_log: RefusalLog::new(),
+            shared,
         })
     }
 
@@ -423,25 +668,104 @@ impl TftpServer {
         self.local
     }
 
-    /// Counters so far.
+    /// The number of event loops.
+    pub fn loops(&self) -> usize {
+        self.loops.len()
+    }
+
+    /// Counters so far, summed over the loops.
     pub fn stats(&self) -> TftpStats {
-        self.stats
+        self.loop_stats().into_iter().sum()
+    }
+
+    /// Counters so far, one per loop.
+    pub fn loop_stats(&self) -> Vec<TftpStats> {
+        self.loops.iter().map(|l| l.stats).collect()
     }
 
     /// Transfers in progress.
     pub fn active_transfers(&self) -> usize {
-        self.engine.active()
+        self.shared.active.load(Ordering::Acquire)
     }
 
+    /// Runs the event loops until `stop` is set (checked at least every
+    /// 100 ms): the first on the calling thread, the others on threads of
+    /// their own, all joined before it returns. Returns an error only if
+    /// polling itself fails (a failing loop stops the others).
+    pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let (first, rest) = self
+            .loops
+            .split_first_mut()
+            .expect("bind makes at least one loop");
+        let shared = &self.shared;
+        std::thread::scope(|scope| {
+            let mut threads = Vec::with_capacity(rest.len());
+            for (i, l) in rest.iter_mut().enumerate() {
+                let t = std::thread::Builder::new()
+                    .name(format!("preboot-tftp-{}", i + 1))
+                    .spawn_scoped(scope, move || l.run(stop));
+                match t {
+                    Ok(t) => threads.push(t),
+                    Err(e) => {
+                        shared.stop_all();
+                        return Err(e);
+                    }
+                }
+            }
+            let mut result = first.run(stop);
+            for t in threads {
+                let r = t
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("TFTP loop thread panicked")));
+                result = result.and(r);
+            }
+            result
+        })
+    }
+
+    /// Runs each event loop on a thread of its own (`preboot-tftp-N`).
+    pub fn spawn(self) -> io::Result<TftpServerHandle> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut handle = TftpServerHandle {
+            local: self.local,
+            stop,
+            shared: self.shared.clone(),
+            threads: Vec::with_capacity(self.loops.len()),
+        };
+        for (i, mut l) in self.loops.into_iter().enumerate() {
+            let flag = handle.stop.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("preboot-tftp-{i}"))
+                .spawn(move || l.run(&flag).map(|()| l.stats));
+            match t {
+                Ok(t) => handle.threads.push(t),
+                Err(e) => {
+                    let _ = handle.stop_loops();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(handle)
+    }
+}
+
+impl Loop {
     fn now(&self) -> Instant {
         Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
     }
 
-    /// Runs the event loop until `stop` is set (checked at least every
-    /// 100 ms). Returns an error only if polling itself fails.
-    pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+    /// Runs this loop until `stop` is set or another loop failed.
+    fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let result = self.serve(stop);
+        if result.is_err() {
+            self.shared.stop_all();
+        }
+        result
+    }
+
+    fn serve(&mut self, stop: &AtomicBool) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) && !self.shared.failed.load(Ordering::Relaxed) {
             let now = self.now();
             let wait = self
                 .timers
@@ -464,23 +788,6 @@ impl TftpServer {
             self.fire_timers();
         }
         Ok(())
-    }
-
-    /// Runs the event loop on a new thread.
-    pub fn spawn(mut self) -> io::Result<TftpServerHandle> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let waker = self.waker.clone();
-        let local = self.local;
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("preboot-tftp".into())
-            .spawn(move || self.run(&flag).map(|()| self.stats))?;
-        Ok(TftpServerHandle {
-            local,
-            stop,
-            waker,
-            thread,
-        })
     }
 
     fn on_listener(&mut self) {
@@ -511,12 +818,18 @@ impl TftpServer {
         let datagram = std::mem::take(&mut self.rx);
         let outcome = self.engine.handle_request(now, from, &datagram[..n]);
         match outcome {
+            RequestOutcome::Read(inc) if !self.acquire(&inc) => {}
+            RequestOutcome::Write(inc) if !self.acquire(&inc) => {}
             RequestOutcome::Read(inc) => match self.dir.open_file(&inc.path) {
                 Ok(file) => match self.engine.accept_read(now, &inc, file) {
                     Ok(h) => self.start(h, &inc, false),
-                    Err(_) => self.refused(&inc, "limit reached"),
+                    Err(_) => {
+                        self.shared.release(*inc.peer.ip());
+                        self.refused(&inc, "limit reached (this loop's slots)");
+                    }
                 },
                 Err(e) => {
+                    self.shared.release(*inc.peer.ip());
                     self.engine.refuse(&inc, e.error_code());
                     self.stats.refused += 1;
                     if self.refusal_log.allow() {
@@ -536,9 +849,13 @@ impl TftpServer {
             RequestOutcome::Write(inc) => match self.dir.create(&inc.path) {
                 Ok(up) => match self.engine.accept_write(now, &inc, up) {
                     Ok(h) => self.start(h, &inc, true),
-                    Err(_) => self.refused(&inc, "limit reached"),
+                    Err(_) => {
+                        self.shared.release(*inc.peer.ip());
+                        self.refused(&inc, "limit reached (this loop's slots)");
+                    }
                 },
                 Err(e) => {
+                    self.shared.release(*inc.peer.ip());
                     self.engine.refuse(&inc, e.error_code());
                     self.stats.refused += 1;
                     tracing::warn!(peer = %from, file = inc.path.as_str(), error = %e, "tftp: write refused");
@@ -551,6 +868,26 @@ impl TftpServer {
             RequestOutcome::Ignored => {}
         }
         self.rx = datagram;
+    }
+
+    /// Counts a transfer for `inc`'s client against the server-wide
+    /// limits, or refuses it (ERROR 0) and returns false.
+    fn acquire(&mut self, inc: &Incoming<'_>) -> bool {
+        match self.shared.acquire(*inc.peer.ip()) {
+            Ok(()) => true,
+            Err(full) => {
+                self.engine
+                    .refuse(inc, crate::wire::tftp::ErrorCode::NotDefined);
+                self.refused(
+                    inc,
+                    match full {
+                        Full::Server => "limit reached (max_transfers)",
+                        Full::Client => "limit reached (max_per_client)",
+                    },
+                );
+                false
+            }
+        }
     }
 
     fn refused(&mut self, inc: &Incoming<'_>, why: &str) {
@@ -614,6 +951,7 @@ impl TftpServer {
                 Ok(s) => Some(s),
                 Err(e) => {
                     self.engine.remove(h);
+                    self.shared.release(*inc.peer.ip());
                     self.engine
                         .refuse(inc, crate::wire::tftp::ErrorCode::NotDefined);
                     self.stats.refused += 1;
@@ -721,10 +1059,10 @@ impl TftpServer {
     fn service(&mut self, h: TransferHandle) {
         let index = h.index();
         let now = self.now();
-        // A transfer alone on the server with small windows of MTU-sized
+        // A transfer alone on its loop with small windows of MTU-sized
         // blocks sends block by block: the client starts on each datagram
         // as it arrives, where one GSO send hands it the whole window at its
-        // end; the server has CPU to spare. With other transfers running,
+        // end; the loop's core has CPU to spare. With other transfers running,
         // batching's lower CPU per byte wins (benches/tftp-peers.sh, across
         // vCPUs, 1468 / window 16, one transfer: 340 MB/s block by block vs
         // 307 batched, raw UDP 283-350; 256 transfers: 576 vs 1290).
@@ -868,6 +1206,7 @@ impl TftpServer {
         let index = h.index();
         self.engine.remove(h);
         if let Some(mut conn) = self.conns[index].take() {
+            self.shared.release(*conn.peer.ip());
             if let Some(s) = conn.socket.as_mut() {
                 let _ = self.poll.registry().deregister(s);
             }
@@ -909,12 +1248,12 @@ impl TftpServer {
     }
 }
 
-/// A server running on its own thread.
+/// A server whose loops run on threads of their own.
 pub struct TftpServerHandle {
     local: SocketAddr,
     stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-    thread: JoinHandle<io::Result<TftpStats>>,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<io::Result<TftpStats>>>,
 }
 
 impl TftpServerHandle {
@@ -923,17 +1262,60 @@ impl TftpServerHandle {
         self.local
     }
 
-    /// Asks the loop to stop without waiting.
-    pub fn signal_stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.waker.wake();
+    /// The number of event loops.
+    pub fn loops(&self) -> usize {
+        self.threads.len()
     }
 
-    /// Stops the loop and waits for the thread; returns the final counters.
+    /// Transfers in progress, over all loops.
+    pub fn active_transfers(&self) -> usize {
+        self.shared.active.load(Ordering::Acquire)
+    }
+
+    /// Asks every loop to stop without waiting.
+    pub fn signal_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in &self.shared.wakers {
+            let _ = w.wake();
+        }
+    }
+
+    /// Stops the loops and waits for their threads; returns the final
+    /// counters, summed over the loops.
     pub fn stop(self) -> io::Result<TftpStats> {
+        Ok(self.stop_loops()?.into_iter().sum())
+    }
+
+    /// Stops the loops and waits for their threads; returns each loop's
+    /// final counters (in loop order), or the first loop's error.
+    pub fn stop_loops(mut self) -> io::Result<Vec<TftpStats>> {
         self.signal_stop();
-        self.thread
-            .join()
-            .map_err(|_| io::Error::other("TFTP server thread panicked"))?
+        let mut out = Vec::with_capacity(self.threads.len());
+        let mut error = None;
+        for t in self.threads.drain(..) {
+            match t.join() {
+                Ok(Ok(s)) => out.push(s),
+                Ok(Err(e)) => {
+                    error.get_or_insert(e);
+                }
+                Err(_) => {
+                    error.get_or_insert(io::Error::other("TFTP server thread panicked"));
+                }
+            }
+        }
+        match error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
+impl Drop for TftpServerHandle {
+    /// A handle dropped without [`TftpServerHandle::stop`] stops the loops
+    /// (without waiting for them).
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.signal_stop();
+        }
     }
 }

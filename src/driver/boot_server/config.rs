@@ -57,7 +57,7 @@ use crate::driver::dhcp::{
     BootFileConfig, DhcpServerConfig, MenuPolicy, Mode, Pool, RateLimit, Reservation,
     ReservationKey,
 };
-use crate::driver::tftp::{MAX_TRANSFERS, TftpServerConfig};
+use crate::driver::tftp::{MAX_LOOPS, MAX_TRANSFERS, TftpServerConfig};
 use crate::wire::tftp::MAX_BLKSIZE;
 
 /// A validated boot server configuration: what [`super::BootServer::bind`]
@@ -557,6 +557,7 @@ struct RawTftp {
     allow_overwrite: Option<bool>,
     max_write_size: Option<S<u64>>,
     allow_system_root: Option<bool>,
+    loops: Option<S<i64>>,
 }
 
 /// `a` is in the pool's subnet and is neither its network nor its
@@ -1259,6 +1260,14 @@ impl Conv<'_> {
         }
         if let Some(v) = &t.max_per_client {
             c.max_per_client = self.int(v, "tftp.max_per_client", |v| *v >= 1, "at least 1")?;
+        }
+        if let Some(v) = &t.loops {
+            c.loops = self.int(
+                v,
+                "tftp.loops",
+                |v: &usize| (1..=MAX_LOOPS).contains(v),
+                "1-1024",
+            )?;
         }
         if let Some(v) = &t.max_blksize {
             c.max_blksize = self.int(

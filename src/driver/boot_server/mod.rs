@@ -208,7 +208,11 @@ impl BootServer {
             out.push(format!("boot server: udp {b}"));
         }
         if let (Some(t), Some(tc)) = (self.tftp_addr, &c.tftp) {
-            out.push(format!("tftp:        udp {t}, root {}", tc.root.display()));
+            out.push(format!(
+                "tftp:        udp {t} ({} event loops), root {}",
+                tc.loops,
+                tc.root.display()
+            ));
         }
         for p in &d.pools {
             out.push(format!(
@@ -249,7 +253,7 @@ impl BootServer {
             Some(mut t) => {
                 let flag = tftp_stop.clone();
                 match std::thread::Builder::new()
-                    .name("preboot-tftp".into())
+                    .name("preboot-tftp-0".into())
                     .spawn(move || t.run(&flag).map(|()| t.stats()))
                 {
                     Ok(h) => Some(h),
