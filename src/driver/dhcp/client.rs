@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::driver::clock;
 use crate::engine::Datagram;
 
-use super::server::udp_socket;
+use super::server::{no_datagram_yet, udp_socket};
 
 /// Where and how [`run_client`] talks.
 #[derive(Clone, Debug)]
@@ -105,13 +105,7 @@ pub fn run_client(config: DhcpClientConfig) -> io::Result<crate::dhcp::client::B
                 },
             ),
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if no_datagram_yet(&e) => {}
             Err(e) => return Err(e),
         }
     }

@@ -292,16 +292,7 @@ fn serve(
     while !stop.load(Ordering::Relaxed) {
         let (n, from) = match sock.recv_from(&mut rx) {
             Ok(v) => v,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if no_datagram_yet(&e) => continue,
             Err(e) => return Err(e),
         };
         let SocketAddr::V4(from) = from else { continue };
@@ -452,4 +443,12 @@ fn log_event(ev: &Event, bound: u16, from: SocketAddrV4, clients: Option<&Client
             _ => tracing::debug!(mac = %chaddr, reason = ?reason, step = "ignored", "dhcp"),
         },
     }
+}
+
+/// A receive that timed out or was interrupted: nothing arrived, try again.
+pub(super) fn no_datagram_yet(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
