@@ -301,11 +301,7 @@ fn another_socket_cannot_take_the_server_ports() {
         }
         let stop = server.stop_handle();
         let h = std::thread::spawn(move || server.run());
-        client
-            .send_to(&vector("ipxe-bios-request-4011"), (LO, boot_port))
-            .unwrap();
-        let (ack, _) = recv(&client);
-        assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
+        expect_boot_ack(&client, boot_port);
         stop.stop();
         h.join().unwrap().unwrap();
     }
@@ -421,11 +417,7 @@ fn an_unprivileged_user_cannot_take_port_4011() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("hijack: refused"), "{text}");
-    client
-        .send_to(&vector("ipxe-bios-request-4011"), (LO, boot_port))
-        .unwrap();
-    let (ack, _) = recv(&client);
-    assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
+    expect_boot_ack(&client, boot_port);
     stop.stop();
     h.join().unwrap().unwrap();
 }
@@ -505,4 +497,14 @@ fn a_request_flood_under_one_client_id_keeps_the_log_small() {
         let (_f, live) = LeaseFile::open(&dir.path().join("leases")).unwrap();
         assert_eq!(live.len(), 1);
     }
+}
+
+/// The iPXE 4011 REQUEST sent to the boot server port is answered with an
+/// ACK (PXE 2.1 §2.2.3): the server still serves.
+fn expect_boot_ack(client: &UdpSocket, boot_port: u16) {
+    client
+        .send_to(&vector("ipxe-bios-request-4011"), (LO, boot_port))
+        .unwrap();
+    let (ack, _) = recv(client);
+    assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
 }

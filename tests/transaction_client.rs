@@ -105,21 +105,7 @@ fn established() -> Client {
         },
     );
     sent(&mut c, Instant::ZERO).unwrap();
-    c.handle(
-        Instant::ZERO,
-        Datagram {
-            local: ANY,
-            remote: srv(),
-            payload: &frame(
-                MessageType::ProofAck,
-                Status::Ok,
-                2,
-                SID,
-                &Empty,
-                Some(sk(KEY)),
-            ),
-        },
-    );
+    proof_ack(&mut c);
     assert_eq!(
         c.poll_event(),
         Some(ClientEvent::Established { session_id: SID })
@@ -186,21 +172,7 @@ fn handshake_messages() {
         },
     );
     assert!(!c.is_established());
-    c.handle(
-        Instant::ZERO,
-        Datagram {
-            local: ANY,
-            remote: srv(),
-            payload: &frame(
-                MessageType::ProofAck,
-                Status::Ok,
-                2,
-                SID,
-                &Empty,
-                Some(sk(KEY)),
-            ),
-        },
-    );
+    proof_ack(&mut c);
     assert!(c.is_established());
 }
 
@@ -437,4 +409,24 @@ fn a_too_small_buffer_keeps_the_request_queued() {
     assert_eq!(bytes.len(), err.needed);
     let next = c.poll_timeout().expect("a retransmission is scheduled");
     assert_eq!(next - t0, Duration::from_millis(500));
+}
+
+/// The server's authenticated `ProofAck` for session [`SID`] (§4.2),
+/// delivered to `c`.
+fn proof_ack(c: &mut Client) {
+    c.handle(
+        Instant::ZERO,
+        Datagram {
+            local: ANY,
+            remote: srv(),
+            payload: &frame(
+                MessageType::ProofAck,
+                Status::Ok,
+                2,
+                SID,
+                &Empty,
+                Some(sk(KEY)),
+            ),
+        },
+    );
 }
