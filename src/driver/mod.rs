@@ -4,6 +4,7 @@ pub mod clients;
 pub mod clock;
 pub mod config_file;
 pub mod dhcp;
+pub mod event_loop;
 pub mod fs;
 pub mod image_safe_disk;
 pub mod policy_store;
