@@ -302,7 +302,7 @@ impl LoopGroup {
                 match t {
                     Ok(t) => threads.push(t),
                     Err(e) => {
-                        Self::wake_all(failed, &wakers);
+                        Self::wake_all(failed, wakers);
                         return Err(e);
                     }
                 }
