@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::fs::{FsError, MemFile, SliceSink, WriteAt};
 use preboot::tftp::client::{Client, ClientConfig};
-use preboot::tftp::server::{RequestOutcome, Server, ServerConfig, Slot};
+use preboot::tftp::server::{Server, ServerConfig, Slot};
 
 const FILE_SIZE: usize = 16 << 20;
 
@@ -46,26 +47,45 @@ fn transfer(file: &[u8], out: &mut [u8], blksize: u16, windowsize: u16) -> u64 {
     };
     let mut client = Client::new(now, server_addr, b"boot.img", config, SliceSink::new(out));
     let mut to_client = vec![0u8; 4 + usize::from(blksize).max(512)];
-    let mut to_server = [0u8; 600];
-    let Some(rrq) = client.poll_transmit(now, &mut to_server) else {
+    let mut to_server = [0u8; 1024];
+    let Ok(Some(rrq)) = client.poll_transmit(now, &mut to_server) else {
         return 0;
     };
-    let h = match server.handle_request(now, client_addr, &to_server[..rrq.len]) {
-        RequestOutcome::Read(inc) => match server.accept_read(now, &inc, MemFile::new(file)) {
-            Ok(h) => h,
-            Err(_) => return 0,
-        },
-        _ => return 0,
+    let request = Datagram {
+        local: server_addr,
+        remote: client_addr,
+        payload: &to_server[..rrq.len],
     };
+    let Some(inc) = server.handle(now, request) else {
+        return 0;
+    };
+    if server
+        .accept_read(now, &inc, MemFile::new(file), tid)
+        .is_err()
+    {
+        return 0;
+    }
     // Bounded: at most one round per block, plus the option exchange.
     let rounds = file.len() / usize::from(blksize) + 8;
     for _ in 0..rounds {
-        while let Some(n) = server.poll_transmit(h, now, &mut to_client) {
-            client.handle(now, tid, &to_client[..n]);
+        while let Ok(Some(t)) = server.poll_transmit(now, &mut to_client) {
+            let dg = Datagram {
+                local: client_addr,
+                remote: tid,
+                payload: &to_client[..t.len],
+            };
+            client.handle(now, dg);
         }
+        server.read_ahead();
+        while server.poll_event().is_some() {}
         let mut acked = false;
-        while let Some(t) = client.poll_transmit(now, &mut to_server) {
-            server.handle(h, now, &to_server[..t.len]);
+        while let Ok(Some(t)) = client.poll_transmit(now, &mut to_server) {
+            let dg = Datagram {
+                local: tid,
+                remote: client_addr,
+                payload: &to_server[..t.len],
+            };
+            server.handle(now, dg);
             acked = true;
         }
         if !acked {

@@ -25,6 +25,7 @@ use clap::{CommandFactory, Parser};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::fs::{FsError, WriteAt};
 use preboot::tftp::Event;
 use preboot::tftp::client::{Client, ClientConfig};
@@ -121,6 +122,8 @@ impl Run {
 struct Job<'n> {
     client: Client<'n, Sink>,
     socket: UdpSocket,
+    /// The socket's own address (every datagram's `local`).
+    local: SocketAddrV4,
     done: Option<Result<Duration, String>>,
 }
 
@@ -135,10 +138,8 @@ fn socket() -> io::Result<UdpSocket> {
 
 /// Sends what the client has to send and records how it ended.
 fn drive(job: &mut Job<'_>, now: Instant, buf: &mut [u8]) {
-    while let Some(t) = job.client.poll_transmit(now, buf) {
-        let _ = job
-            .socket
-            .send_to(&buf[..t.len], SocketAddr::V4(t.destination));
+    while let Ok(Some(t)) = job.client.poll_transmit(now, buf) {
+        let _ = job.socket.send_to(&buf[..t.len], SocketAddr::V4(t.remote));
     }
     while let Some(ev) = job.client.poll_event() {
         match ev {
@@ -168,9 +169,13 @@ fn run(args: &Run) -> io::Result<Outcome> {
         poll.registry()
             .register(&mut socket, Token(i), Interest::READABLE)?;
         let client = Client::new(now(), args.server, args.file.as_bytes(), args.config, sink);
+        let SocketAddr::V4(local) = socket.local_addr()? else {
+            return Err(io::Error::other("not an IPv4 socket"));
+        };
         jobs.push(Job {
             client,
             socket,
+            local,
             done: None,
         });
     }
@@ -189,7 +194,14 @@ fn run(args: &Run) -> io::Result<Outcome> {
                 match job.socket.recv_from(&mut buf) {
                     Ok((n, SocketAddr::V4(from))) => {
                         let (data, rest) = buf.split_at_mut(n);
-                        job.client.handle(now(), from, data);
+                        job.client.handle(
+                            now(),
+                            Datagram {
+                                local: job.local,
+                                remote: from,
+                                payload: data,
+                            },
+                        );
                         drive(job, now(), rest);
                     }
                     Ok(_) => {}

@@ -2,9 +2,12 @@
 //!
 //! An engine ([`dhcp::Server`](crate::dhcp::Server),
 //! [`dhcp::Client`](crate::dhcp::Client),
+//! [`tftp::server::Server`](crate::tftp::server::Server),
+//! [`tftp::client::Client`](crate::tftp::client::Client),
 //! [`transaction::Server`](crate::transaction::Server),
-//! [`transaction::Client`](crate::transaction::Client); the TFTP engines
-//! join next) owns no socket, no clock, no file and no randomness. It has
+//! [`transaction::Client`](crate::transaction::Client)) owns no socket, no
+//! clock and no randomness (files it reads and writes through the
+//! [`fs`](crate::fs) traits its driver gives it). It has
 //! the same five verbs, with the same arguments in the same order
 //! (quinn-proto's shape), so that one loop can host any set of them:
 //!
@@ -40,7 +43,14 @@
 //! - An item that cannot be encoded at all is **dropped** with an error
 //!   event, and the next one is written instead.
 //!
-//! So nothing ever blocks the queue. `poll_transmit` returns a `Result`
+//! So nothing ever blocks the queue.
+//!
+//! The TFTP server adds one step of its own between `handle` and
+//! `poll_transmit`, as quinn-proto's endpoint does for new connections: a
+//! valid request comes back from `handle` for the application to accept
+//! (with the file and the transfer's socket) or refuse. The std drivers
+//! host engines on [`driver::event_loop`](crate::driver::event_loop)
+//! (one loop per core). `poll_transmit` returns a `Result`
 //! (not a bare `Option`) for every engine, even those whose items always fit
 //! `MAX_DATAGRAM`, because a too-small buffer must be reported, not
 //! silently dropped, and one signature lets one loop host them all.

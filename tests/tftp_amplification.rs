@@ -23,13 +23,17 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::fs::{FileSource, MemFile, MemFs, VecSink};
-use preboot::tftp::server::{RequestOutcome, Server, ServerConfig, Slot, TransferHandle};
+use preboot::tftp::server::{Server, ServerConfig, ServerEvent, Slot, TransferHandle};
 use preboot::wire::tftp::Repr;
 
 type Srv = Server<MemFile<'static>, VecSink, Vec<Slot<MemFile<'static>, VecSink>>>;
 
 const VICTIM: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 9, 8, 7), 4444);
+/// The server's listening endpoint, and the port it gives the transfer.
+const LISTEN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 69);
+const PORT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000);
 /// UDP + IPv4 headers, for the on-the-wire figures.
 const HEADERS: u64 = 28;
 /// Linux's default ephemeral port range, 32768-60999.
@@ -132,35 +136,41 @@ impl Attack {
         self.tally.received(1, rrq.len() as u64);
         let files: &'static [(&str, &[u8])] = Box::leak(Box::new([("pxelinux.0", image())]));
         let mut fs = MemFs::new(files);
-        match self.server.handle_request(self.now, VICTIM, rrq) {
-            RequestOutcome::Read(inc) => {
-                let file = fs.open(&inc.path).expect("file");
-                self.h = Some(
-                    self.server
-                        .accept_read(self.now, &inc, file)
-                        .expect("accepted"),
-                );
-            }
-            RequestOutcome::Ignored => {}
-            other => panic!("{other:?}"),
+        let dg = Datagram {
+            local: LISTEN,
+            remote: VICTIM,
+            payload: rrq,
+        };
+        if let Some(inc) = self.server.handle(self.now, dg) {
+            let file = fs.open(&inc.path).expect("file");
+            self.h = Some(
+                self.server
+                    .accept_read(self.now, &inc, file, PORT)
+                    .expect("accepted"),
+            );
+        }
+        while let Some(ev) = self.server.poll_event() {
+            assert!(!matches!(ev, ServerEvent::Refused { .. }), "{ev:?}");
         }
     }
 
     /// A datagram that reached the transfer's port.
     fn reach_transfer(&mut self, datagram: &[u8]) {
         if let Some(h) = self.h {
-            self.server.handle(h, self.now, datagram);
+            let local = self.server.local(h).expect("live transfer");
+            let dg = Datagram {
+                local,
+                remote: VICTIM,
+                payload: datagram,
+            };
+            assert!(self.server.handle(self.now, dg).is_none());
         }
     }
 
     fn drain(&mut self) {
-        while let Some((to, n)) = self.server.poll_listener_transmit(&mut self.buf) {
-            assert_eq!(to, VICTIM);
-            self.tally.tx_datagrams += 1;
-            self.tally.tx_bytes += n as u64;
-        }
-        let Some(h) = self.h else { return };
-        while let Some(n) = self.server.poll_transmit(h, self.now, &mut self.buf) {
+        while let Some(t) = self.server.poll_transmit(self.now, &mut self.buf).unwrap() {
+            assert_eq!(t.remote, VICTIM);
+            let n = t.len;
             self.tally.tx_datagrams += 1;
             self.tally.tx_bytes += n as u64;
             if let Ok(Repr::Data { block, .. }) = Repr::parse_bytes(&self.buf[..n]) {
@@ -168,10 +178,11 @@ impl Attack {
             }
             self.fresh = true;
         }
-        while self.server.poll_event(h).is_some() {}
-        if self.server.is_finished(h) {
-            self.server.remove(h);
-            self.h = None;
+        self.server.read_ahead();
+        while let Some(ev) = self.server.poll_event() {
+            if matches!(ev, ServerEvent::Closed { .. }) {
+                self.h = None;
+            }
         }
     }
 
@@ -193,10 +204,12 @@ impl Attack {
                         self.request(rrq);
                         // ACK 0 to the listening port: ignored there.
                         self.tally.received(1, 4);
-                        let out = self
-                            .server
-                            .handle_request(self.now, VICTIM, b"\x00\x04\x00\x00");
-                        assert_eq!(out, RequestOutcome::Ignored);
+                        let ack0 = Datagram {
+                            local: LISTEN,
+                            remote: VICTIM,
+                            payload: b"\x00\x04\x00\x00",
+                        };
+                        assert_eq!(self.server.handle(self.now, ack0), None);
                         next_blind = self.now + Duration::from_millis(300);
                     }
                 }
@@ -211,7 +224,7 @@ impl Attack {
                 }
             }
             self.drain();
-            let timer = self.h.and_then(|h| self.server.poll_timeout(h));
+            let timer = self.server.poll_timeout();
             let mut next = timer.unwrap_or(end);
             if matches!(spoofer, Spoofer::Blind) {
                 next = next.min(next_blind);
@@ -222,9 +235,7 @@ impl Attack {
                 }
             }
             self.now = self.now.max(next);
-            if let Some(h) = self.h {
-                self.server.handle_timeout(h, self.now);
-            }
+            self.server.handle_timeout(self.now);
             self.drain();
         }
         self.tally

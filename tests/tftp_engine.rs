@@ -5,9 +5,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::fs::{FileSource, MemFile, MemFs, VecSink};
 use preboot::tftp::server::{
-    RefuseReason, RequestOutcome, Server, ServerConfig, Slot, TransferHandle,
+    Direction, Incoming, RefuseReason, Server, ServerConfig, ServerEvent, Slot, TransferHandle,
 };
 use preboot::tftp::{Event, FailReason};
 use preboot::wire::tftp::{ErrorCode, Options, Repr};
@@ -57,25 +58,98 @@ fn vector(name: &str) -> Vec<u8> {
     .unwrap())
 }
 
+/// The listening endpoint, and the one the transfers speak from (their
+/// clients tell them apart).
+const LISTEN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 1), 69);
+const PORT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 1), 40000);
+
+/// What a datagram to the listening port came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome<'a> {
+    Read(Incoming<'a>),
+    Write(Incoming<'a>),
+    Refused {
+        code: ErrorCode,
+        reason: RefuseReason,
+    },
+    Ignored,
+}
+
+/// Feeds `datagram` from `from` to the listening port.
+fn request<'a>(s: &mut Srv, now: Instant, from: SocketAddrV4, datagram: &'a [u8]) -> Outcome<'a> {
+    let dg = Datagram {
+        local: LISTEN,
+        remote: from,
+        payload: datagram,
+    };
+    match s.handle(now, dg) {
+        Some(inc) if inc.direction == Direction::Read => Outcome::Read(inc),
+        Some(inc) => Outcome::Write(inc),
+        // Refusals are the engine's first events; transfers' events
+        // polled on the way are dropped.
+        None => loop {
+            match s.poll_event() {
+                Some(ServerEvent::Refused {
+                    peer, code, reason, ..
+                }) => {
+                    assert_eq!(peer, from);
+                    break Outcome::Refused { code, reason };
+                }
+                Some(_) => continue,
+                None => break Outcome::Ignored,
+            }
+        },
+    }
+}
+
 /// Sends a request, accepts it from FILES; returns the handle.
 fn open(s: &mut Srv, now: Instant, from: SocketAddrV4, rrq: &[u8]) -> TransferHandle {
     let mut fs = MemFs::new(&FILES);
-    match s.handle_request(now, from, rrq) {
-        RequestOutcome::Read(inc) => {
+    match request(s, now, from, rrq) {
+        Outcome::Read(inc) => {
             let f = fs.open(&inc.path).expect("file");
-            s.accept_read(now, &inc, f).expect("accepted")
+            s.accept_read(now, &inc, f, PORT).expect("accepted")
         }
         other => panic!("{other:?}"),
     }
 }
 
+/// Feeds `datagram` from `h`'s client to `h`'s port.
+fn feed(s: &mut Srv, h: TransferHandle, now: Instant, datagram: &[u8]) {
+    let dg = Datagram {
+        local: PORT,
+        remote: s.peer(h).expect("live transfer"),
+        payload: datagram,
+    };
+    assert!(s.handle(now, dg).is_none());
+}
+
+/// What the engine sends now to `h`'s client (datagrams of other
+/// transfers are dropped).
 fn drain(s: &mut Srv, h: TransferHandle, now: Instant) -> Vec<Vec<u8>> {
+    let peer = s.peer(h);
     let mut buf = vec![0u8; 70000];
     let mut out = Vec::new();
-    while let Some(n) = s.poll_transmit(h, now, &mut buf) {
-        out.push(buf[..n].to_vec());
+    while let Some(t) = s.poll_transmit(now, &mut buf).unwrap() {
+        if Some(t.remote) == peer {
+            assert_eq!(t.local, Some(PORT));
+            out.push(buf[..t.len].to_vec());
+        }
     }
+    s.read_ahead();
     out
+}
+
+/// The length of the next datagram the engine sends.
+fn next_len(s: &mut Srv, now: Instant, buf: &mut [u8]) -> Option<usize> {
+    s.poll_transmit(now, buf).unwrap().map(|t| t.len)
+}
+
+/// The next datagram sent from the listening port: (to, length).
+fn listener_tx(s: &mut Srv, buf: &mut [u8]) -> Option<(SocketAddrV4, usize)> {
+    let t = s.poll_transmit(Instant::ZERO, buf).unwrap()?;
+    assert_eq!(t.local, Some(LISTEN));
+    Some((t.remote, t.len))
 }
 
 fn blocks(dgrams: &[Vec<u8>]) -> Vec<u16> {
@@ -88,8 +162,16 @@ fn blocks(dgrams: &[Vec<u8>]) -> Vec<u16> {
         .collect()
 }
 
+/// `h`'s events (the engine's others are dropped).
 fn events(s: &mut Srv, h: TransferHandle) -> Vec<Event> {
-    std::iter::from_fn(|| s.poll_event(h)).collect()
+    std::iter::from_fn(|| s.poll_event())
+        .filter_map(|e| match e {
+            ServerEvent::Transfer {
+                transfer, event, ..
+            } if transfer == h => Some(event),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -110,7 +192,7 @@ fn ovmf_probe_then_error_8_then_second_rrq() {
         }
         other => panic!("{other:?}"),
     }
-    s.handle(h, t(1), &vector("tftp-error8-ovmf-abort.hex"));
+    feed(&mut s, h, t(1), &vector("tftp-error8-ovmf-abort.hex"));
     assert!(s.is_finished(h), "no lingering state");
     assert_eq!(
         events(&mut s, h),
@@ -120,9 +202,8 @@ fn ovmf_probe_then_error_8_then_second_rrq() {
         }]
     );
     assert!(!FailReason::Declined.is_error());
-    assert_eq!(s.poll_timeout(h), None);
-    s.remove(h);
-    assert_eq!(s.active(), 0);
+    assert_eq!(s.poll_timeout(), None);
+    assert_eq!(s.active(), 0, "its slot is free once its events are read");
     // The second RRQ, from the same port, is a new transfer.
     let h2 = open(&mut s, t(2), ovmf, &vector("tftp-rrq-ovmf.hex"));
     let out = drain(&mut s, h2, t(2));
@@ -130,7 +211,7 @@ fn ovmf_probe_then_error_8_then_second_rrq() {
         Repr::parse_bytes(&out[0]).unwrap(),
         Repr::Oack { .. }
     ));
-    s.handle(h2, t(3), b"\x00\x04\x00\x00");
+    feed(&mut s, h2, t(3), b"\x00\x04\x00\x00");
     assert_eq!(blocks(&drain(&mut s, h2, t(3))), vec![1, 2, 3, 4]);
 }
 
@@ -146,35 +227,35 @@ fn sorcerers_apprentice_duplicate_ack_never_resends() {
         b"\x00\x01e2e-uki.efi\x00octet\x00blksize\x00512\x00windowsize\x004\x00",
     );
     drain(&mut s, h, t(0)); // OACK
-    s.handle(h, t(1), b"\x00\x04\x00\x00");
+    feed(&mut s, h, t(1), b"\x00\x04\x00\x00");
     assert_eq!(blocks(&drain(&mut s, h, t(1))), vec![1, 2, 3, 4]);
     // Block 3 was lost: the client ACKs 2 (last in order) — a new ACK.
-    s.handle(h, t(2), b"\x00\x04\x00\x02");
+    feed(&mut s, h, t(2), b"\x00\x04\x00\x02");
     assert_eq!(blocks(&drain(&mut s, h, t(2))), vec![3, 4, 5, 6]);
     // The same ACK again (duplicated by the network): nothing is sent.
-    s.handle(h, t(3), b"\x00\x04\x00\x02");
+    feed(&mut s, h, t(3), b"\x00\x04\x00\x02");
     assert!(drain(&mut s, h, t(3)).is_empty());
     // An old ACK: nothing either.
-    s.handle(h, t(3), b"\x00\x04\x00\x01");
+    feed(&mut s, h, t(3), b"\x00\x04\x00\x01");
     assert!(drain(&mut s, h, t(3)).is_empty());
     // A spurious early timeout call is harmless.
-    s.handle_timeout(h, t(4));
+    s.handle_timeout(t(4));
     assert!(drain(&mut s, h, t(4)).is_empty());
     // The timer fires: only the first unacknowledged block goes again, not
     // the window (issue 11).
-    let deadline = s.poll_timeout(h).unwrap();
+    let deadline = s.poll_timeout().unwrap();
     assert_eq!(deadline, t(2) + Duration::from_secs(1));
-    s.handle_timeout(h, deadline);
+    s.handle_timeout(deadline);
     assert_eq!(blocks(&drain(&mut s, h, deadline)), vec![3]);
     // Consecutive timeouts back off: 2 s, then 4 s.
-    let second = s.poll_timeout(h).unwrap();
+    let second = s.poll_timeout().unwrap();
     assert_eq!(second, deadline + Duration::from_secs(2));
-    s.handle_timeout(h, second);
+    s.handle_timeout(second);
     assert_eq!(blocks(&drain(&mut s, h, second)), vec![3]);
-    assert_eq!(s.poll_timeout(h), Some(second + Duration::from_secs(4)));
+    assert_eq!(s.poll_timeout(), Some(second + Duration::from_secs(4)));
     // An ACK of a block sent before the timeouts still counts, and opens
     // the window again (block 10, 392 bytes, is the last).
-    s.handle(h, second, b"\x00\x04\x00\x06");
+    feed(&mut s, h, second, b"\x00\x04\x00\x06");
     assert_eq!(blocks(&drain(&mut s, h, second)), vec![7, 8, 9, 10]);
 }
 
@@ -189,22 +270,19 @@ fn retries_are_bounded_and_failure_is_reported() {
     assert_eq!(blocks(&drain(&mut s, h, t(0))), vec![1]);
     // Nothing acknowledged yet (issue 11): the timer re-sends only what a
     // datagram from the client paid for, on the server's own 1 s schedule.
-    let mut now = s.poll_timeout(h).unwrap();
+    let mut now = s.poll_timeout().unwrap();
     assert_eq!(now, t(1000));
-    s.handle_timeout(h, now);
+    s.handle_timeout(now);
     assert!(drain(&mut s, h, now).is_empty());
     // The client repeats its request: one re-send.
-    assert_eq!(
-        s.handle_request(now, peer(2001), rrq),
-        RequestOutcome::Ignored
-    );
+    assert_eq!(request(&mut s, now, peer(2001), rrq), Outcome::Ignored);
     assert_eq!(blocks(&drain(&mut s, h, now)), vec![1]);
-    now = s.poll_timeout(h).unwrap();
+    now = s.poll_timeout().unwrap();
     assert_eq!(now, t(2000));
-    s.handle_timeout(h, now);
+    s.handle_timeout(now);
     assert!(drain(&mut s, h, now).is_empty());
-    now = s.poll_timeout(h).unwrap();
-    s.handle_timeout(h, now);
+    now = s.poll_timeout().unwrap();
+    s.handle_timeout(now);
     assert!(drain(&mut s, h, now).is_empty());
     assert!(s.is_finished(h));
     assert!(events(&mut s, h).contains(&Event::Failed {
@@ -224,7 +302,7 @@ fn ipxe_blksize_1432_tsize_0() {
     };
     assert_eq!(options.to_set().blksize, Some(1432));
     assert_eq!(options.to_set().tsize, Some(5000));
-    s.handle(h, t(1), b"\x00\x04\x00\x00");
+    feed(&mut s, h, t(1), b"\x00\x04\x00\x00");
     let mut got = Vec::new();
     let mut now = 1;
     loop {
@@ -235,7 +313,7 @@ fn ipxe_blksize_1432_tsize_0() {
         };
         got.extend_from_slice(data);
         now += 1;
-        s.handle(h, t(now), &[0, 4, (block >> 8) as u8, block as u8]);
+        feed(&mut s, h, t(now), &[0, 4, (block >> 8) as u8, block as u8]);
         if data.len() < 1432 {
             break;
         }
@@ -264,13 +342,13 @@ fn grub_leading_slash_and_missing_files_get_error_1_at_once() {
     // refuses with ERROR 1 and it goes out immediately.
     let mut fs = MemFs::new(&FILES);
     let rrq = vector("tftp-rrq-pxelinux-cfg.hex");
-    let RequestOutcome::Read(inc) = s.handle_request(t(0), peer(2004), &rrq) else {
+    let Outcome::Read(inc) = request(&mut s, t(0), peer(2004), &rrq) else {
         panic!()
     };
     let e = fs.open(&inc.path).unwrap_err();
     s.refuse(&inc, e.error_code());
     let mut buf = [0u8; 600];
-    let (to, n) = s.poll_listener_transmit(&mut buf).unwrap();
+    let (to, n) = listener_tx(&mut s, &mut buf).unwrap();
     assert_eq!(to, peer(2004));
     assert!(matches!(
         Repr::parse_bytes(&buf[..n]).unwrap(),
@@ -305,12 +383,12 @@ fn hostile_paths_writes_and_limits_are_refused_with_errors() {
         (b"\x00\x01f\x00mail\x00", ErrorCode::IllegalOperation),
         (b"\x00\x01f\x00bogus\x00", ErrorCode::IllegalOperation),
     ] {
-        let out = s.handle_request(t(0), peer(3000), rrq);
+        let out = request(&mut s, t(0), peer(3000), rrq);
         assert!(
-            matches!(out, RequestOutcome::Refused { code: c, .. } if c == code),
+            matches!(out, Outcome::Refused { code: c, .. } if c == code),
             "{out:?}"
         );
-        let (_, n) = s.poll_listener_transmit(&mut buf).unwrap();
+        let (_, n) = listener_tx(&mut s, &mut buf).unwrap();
         assert!(
             matches!(Repr::parse_bytes(&buf[..n]).unwrap(), Repr::Error { code: c, .. } if c == code)
         );
@@ -319,26 +397,26 @@ fn hostile_paths_writes_and_limits_are_refused_with_errors() {
     // others keep being served.
     let a = open(&mut s, t(0), peer(4001), b"\x00\x01empty\x00octet\x00");
     let _b = open(&mut s, t(0), peer(4002), b"\x00\x01empty\x00octet\x00");
-    let out = s.handle_request(t(0), peer(4003), b"\x00\x01empty\x00octet\x00");
+    let out = request(&mut s, t(0), peer(4003), b"\x00\x01empty\x00octet\x00");
     assert!(
         matches!(
             out,
-            RequestOutcome::Refused {
+            Outcome::Refused {
                 reason: RefuseReason::ClientBusy,
                 ..
             }
         ),
         "{out:?}"
     );
-    s.poll_listener_transmit(&mut buf).unwrap();
+    listener_tx(&mut s, &mut buf).unwrap();
     let other = SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 9), 1);
     let _c = open(&mut s, t(0), other, b"\x00\x01empty\x00octet\x00");
     let other2 = SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 10), 1);
-    let out = s.handle_request(t(0), other2, b"\x00\x01empty\x00octet\x00");
+    let out = request(&mut s, t(0), other2, b"\x00\x01empty\x00octet\x00");
     assert!(
         matches!(
             out,
-            RequestOutcome::Refused {
+            Outcome::Refused {
                 reason: RefuseReason::Busy,
                 ..
             }
@@ -347,8 +425,8 @@ fn hostile_paths_writes_and_limits_are_refused_with_errors() {
     );
     // A repeated RRQ from a client already being served is ignored.
     assert_eq!(
-        s.handle_request(t(0), peer(4001), b"\x00\x01empty\x00octet\x00"),
-        RequestOutcome::Ignored
+        request(&mut s, t(0), peer(4001), b"\x00\x01empty\x00octet\x00"),
+        Outcome::Ignored
     );
     // The served transfers still work: empty file = one empty DATA block.
     let out = drain(&mut s, a, t(0));
@@ -362,42 +440,46 @@ fn write_request_with_options_uploads_through_sink() {
         max_write_size: Some(10_000),
         ..ServerConfig::default()
     });
-    let big = s.handle_request(
+    let big = request(
+        &mut s,
         t(0),
         peer(5000),
         b"\x00\x02up\x00octet\x00tsize\x0020000\x00",
     );
     assert!(matches!(
         big,
-        RequestOutcome::Refused {
+        Outcome::Refused {
             code: ErrorCode::DiskFull,
             ..
         }
     ));
     let mut buf = vec![0u8; 2000];
-    s.poll_listener_transmit(&mut buf).unwrap();
-    let RequestOutcome::Write(inc) = s.handle_request(
+    listener_tx(&mut s, &mut buf).unwrap();
+    let Outcome::Write(inc) = request(
+        &mut s,
         t(0),
         peer(5001),
         b"\x00\x02up\x00octet\x00blksize\x001000\x00tsize\x001500\x00",
     ) else {
         panic!()
     };
-    let h = s.accept_write(t(0), &inc, VecSink::default()).unwrap();
-    let n = s.poll_transmit(h, t(0), &mut buf).unwrap();
+    let h = s
+        .accept_write(t(0), &inc, VecSink::default(), PORT)
+        .unwrap();
+    let n = next_len(&mut s, t(0), &mut buf).unwrap();
     let Repr::Oack { options } = Repr::parse_bytes(&buf[..n]).unwrap() else {
         panic!()
     };
     assert_eq!(options.to_set().blksize, Some(1000));
     let mut pkt = vec![0, 3, 0, 1];
     pkt.extend_from_slice(&DATA[..1000]);
-    s.handle(h, t(1), &pkt);
-    assert_eq!(s.poll_transmit(h, t(1), &mut buf), Some(4));
+    feed(&mut s, h, t(1), &pkt);
+    assert_eq!(next_len(&mut s, t(1), &mut buf), Some(4));
     assert_eq!(&buf[..4], b"\x00\x04\x00\x01");
     let mut pkt = vec![0, 3, 0, 2];
     pkt.extend_from_slice(&DATA[1000..1500]);
-    s.handle(h, t(2), &pkt);
-    let n = s.poll_transmit(h, t(2), &mut buf).unwrap();
+    feed(&mut s, h, t(2), &pkt);
+    let n = next_len(&mut s, t(2), &mut buf).unwrap();
     assert_eq!(&buf[..n], b"\x00\x04\x00\x02");
     let ev = events(&mut s, h);
     assert!(
@@ -405,11 +487,11 @@ fn write_request_with_options_uploads_through_sink() {
         "{ev:?}"
     );
     // Dallying: a repeated last block is ACKed again.
-    s.handle(h, t(3), &pkt);
-    let n = s.poll_transmit(h, t(3), &mut buf).unwrap();
+    feed(&mut s, h, t(3), &pkt);
+    let n = next_len(&mut s, t(3), &mut buf).unwrap();
     assert_eq!(&buf[..n], b"\x00\x04\x00\x02");
-    let end = s.poll_timeout(h).unwrap();
-    s.handle_timeout(h, end);
+    let end = s.poll_timeout().unwrap();
+    s.handle_timeout(end);
     assert!(s.is_finished(h));
 }
 

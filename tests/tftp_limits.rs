@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use preboot::Instant;
 use preboot::driver::tftp::{MAX_TRANSFERS, TftpServer, TftpServerConfig};
+use preboot::engine::Datagram;
 use preboot::fs::{FileSource, MemFile, MemFs, VecSink};
 use preboot::tftp::server::{
-    RefuseReason, RequestOutcome, Server, ServerConfig, Slot, TransferHandle,
+    RefuseReason, Server, ServerConfig, ServerEvent, Slot, TransferHandle,
 };
 use preboot::tftp::{Event, FailReason};
 use preboot::wire::tftp::Repr;
@@ -38,22 +39,48 @@ fn rrq(options: &str) -> Vec<u8> {
     v
 }
 
-fn open(s: &mut Srv, now: Instant, from: SocketAddrV4, rrq: &[u8]) -> Option<TransferHandle> {
-    let mut fs = MemFs::new(&FILES);
-    match s.handle_request(now, from, rrq) {
-        RequestOutcome::Read(inc) => {
-            let f = fs.open(&inc.path).expect("file");
-            s.accept_read(now, &inc, f).ok()
-        }
-        _ => None,
+/// The listening endpoint, and the one every transfer speaks from (its
+/// clients tell them apart).
+const LISTEN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 255, 0, 1), 69);
+const PORT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 255, 0, 1), 40000);
+
+fn dg(local: SocketAddrV4, remote: SocketAddrV4, payload: &[u8]) -> Datagram<'_> {
+    Datagram {
+        local,
+        remote,
+        payload,
     }
 }
 
+fn open(s: &mut Srv, now: Instant, from: SocketAddrV4, rrq: &[u8]) -> Option<TransferHandle> {
+    let mut fs = MemFs::new(&FILES);
+    let inc = s.handle(now, dg(LISTEN, from, rrq))?;
+    let f = fs.open(&inc.path).expect("file");
+    s.accept_read(now, &inc, f, PORT).ok()
+}
+
+/// The next datagram the engine sends, which must be `h`'s.
 fn first(s: &mut Srv, h: TransferHandle, now: Instant) -> Repr<'static> {
     let mut buf = vec![0u8; 70000];
-    let n = s.poll_transmit(h, now, &mut buf).expect("a datagram");
-    let bytes: &'static [u8] = Box::leak(buf[..n].to_vec().into_boxed_slice());
+    let t = s.poll_transmit(now, &mut buf).unwrap().expect("a datagram");
+    assert_eq!(Some(t.remote), s.peer(h));
+    let bytes: &'static [u8] = Box::leak(buf[..t.len].to_vec().into_boxed_slice());
     Repr::parse_bytes(bytes).expect("parses")
+}
+
+/// Ends `h` the way a client does (ERROR to its port) and drains the
+/// engine's events until its slot is free.
+fn end(s: &mut Srv, h: TransferHandle, now: Instant) {
+    let peer = s.peer(h).expect("live");
+    assert!(
+        s.handle(now, dg(PORT, peer, b"\x00\x05\x00\x00bye\x00"))
+            .is_none()
+    );
+    let mut closed = false;
+    while let Some(ev) = s.poll_event() {
+        closed |= matches!(ev, ServerEvent::Closed { transfer, .. } if transfer == h);
+    }
+    assert!(closed);
 }
 
 #[test]
@@ -117,24 +144,29 @@ fn silent_clients_asking_timeout_255_free_every_slot_in_6_seconds() {
     // The server's own schedule: 1 s, no back-off while half-open,
     // max_retries (5) re-arms, then the end.
     let mut now = t(0);
+    let mut buf = vec![0u8; 70000];
+    let mut timed_out = 0;
     for _ in 0..100 {
-        let next = handles.iter().filter_map(|&h| s.poll_timeout(h)).min();
-        let Some(next) = next else { break };
+        let Some(next) = s.poll_timeout() else { break };
         now = next;
-        for &h in &handles {
-            s.handle_timeout(h, now);
+        s.handle_timeout(now);
+        while s.poll_transmit(now, &mut buf).unwrap().is_some() {}
+        while let Some(ev) = s.poll_event() {
+            if let ServerEvent::Transfer { event, .. } = ev {
+                if event
+                    == (Event::Failed {
+                        reason: FailReason::TimedOut,
+                        bytes: 0,
+                    })
+                {
+                    timed_out += 1;
+                }
+            }
         }
     }
     assert_eq!(now, t(6000), "reaped after (max_retries + 1) x 1 s");
-    for &h in &handles {
-        assert!(s.is_finished(h));
-        let events: Vec<Event> = std::iter::from_fn(|| s.poll_event(h)).collect();
-        assert!(events.contains(&Event::Failed {
-            reason: FailReason::TimedOut,
-            bytes: 0
-        }));
-        s.remove(h);
-    }
+    assert_eq!(timed_out, 64);
+    assert!(handles.iter().all(|&h| s.is_finished(h)));
     assert_eq!(s.active(), 0);
     assert!(open(&mut s, now, peer(100), &rrq("")).is_some());
 }
@@ -144,11 +176,27 @@ fn an_acknowledged_transfer_runs_on_its_granted_timeout_with_back_off() {
     let mut s = server(ServerConfig::default(), 4);
     let h = open(&mut s, t(0), peer(9), &rrq("timeout\x005\x00")).unwrap();
     let _ = first(&mut s, h, t(0)); // OACK
-    s.handle(h, t(10), b"\x00\x04\x00\x00");
+    assert!(
+        s.handle(t(10), dg(PORT, peer(9), b"\x00\x04\x00\x00"))
+            .is_none()
+    );
     let _ = first(&mut s, h, t(10)); // DATA 1
-    assert_eq!(s.poll_timeout(h), Some(t(5010)));
-    s.handle_timeout(h, t(5010));
-    assert_eq!(s.poll_timeout(h), Some(t(15010)), "backed off to 10 s");
+    // The heap may hold an earlier deadline than the transfer's (found
+    // when it fires); past it the engine's own deadline shows.
+    let mut buf = vec![0u8; 70000];
+    let mut at = s.poll_timeout().expect("armed");
+    while at < t(5010) {
+        s.handle_timeout(at);
+        assert!(
+            s.poll_transmit(at, &mut buf).unwrap().is_none(),
+            "nothing due before 5 s"
+        );
+        at = s.poll_timeout().expect("armed");
+    }
+    assert_eq!(at, t(5010));
+    s.handle_timeout(t(5010));
+    let _ = first(&mut s, h, t(5010)); // DATA 1 again
+    assert_eq!(s.poll_timeout(), Some(t(15010)), "backed off to 10 s");
 }
 
 /// A tiny deterministic generator for the slot model below.
@@ -183,31 +231,35 @@ fn free_list_and_per_client_index_match_a_model() {
                 let from = SocketAddrV4::new(ip, 2000 + (rng.next() % 50) as u16);
                 let per_ip = live.iter().filter(|(_, p)| p.ip() == from.ip()).count();
                 let repeat = live.iter().any(|(_, p)| *p == from);
-                match s.handle_request(now, from, &rrq("")) {
-                    RequestOutcome::Ignored => assert!(repeat, "step {step}"),
-                    RequestOutcome::Refused { reason, .. } => {
-                        assert!(!repeat);
-                        match reason {
-                            RefuseReason::ClientBusy => assert_eq!(per_ip, 20),
-                            RefuseReason::Busy => assert_eq!(live.len(), 97),
-                            other => panic!("{other:?}"),
+                let request = rrq("");
+                match s.handle(now, dg(LISTEN, from, &request)) {
+                    None => match s.poll_event() {
+                        None => assert!(repeat, "step {step}"),
+                        Some(ServerEvent::Refused { reason, .. }) => {
+                            assert!(!repeat);
+                            match reason {
+                                RefuseReason::ClientBusy => assert_eq!(per_ip, 20),
+                                RefuseReason::Busy => assert_eq!(live.len(), 97),
+                                other => panic!("{other:?}"),
+                            }
                         }
-                    }
-                    RequestOutcome::Read(inc) => {
+                        Some(other) => panic!("{other:?}"),
+                    },
+                    Some(inc) => {
                         assert!(!repeat && per_ip < 20 && live.len() < 97, "step {step}");
                         let mut fs = MemFs::new(&FILES);
                         let f = fs.open(&inc.path).unwrap();
-                        let h = s.accept_read(now, &inc, f).expect("a free slot");
+                        let h = s.accept_read(now, &inc, f, PORT).expect("a free slot");
                         assert!(live.iter().all(|(o, _)| o.index() != h.index()));
                         live.push((h, from));
+                        while s.poll_event().is_some() {}
                     }
-                    other => panic!("{other:?}"),
                 }
             } else {
                 let i = (rng.next() % live.len() as u64) as usize;
                 let (h, _) = live.swap_remove(i);
-                s.remove(h);
-                s.remove(h); // stale: harmless
+                end(&mut s, h, now);
+                assert!(s.is_finished(h), "stale handle");
             }
             assert_eq!(s.active(), live.len());
         }
@@ -232,13 +284,14 @@ fn a_request_costs_the_same_with_65536_slots_full() {
     let request = rrq("");
     let start = std::time::Instant::now();
     for i in 0..2000u32 {
-        let out = s.handle_request(t(1), peer(1_000_000 + i), &request);
+        let out = s.handle(t(1), dg(LISTEN, peer(1_000_000 + i), &request));
+        assert!(out.is_none());
         assert!(matches!(
-            out,
-            RequestOutcome::Refused {
+            s.poll_event(),
+            Some(ServerEvent::Refused {
                 reason: RefuseReason::Busy,
                 ..
-            }
+            })
         ));
     }
     let per = start.elapsed() / 2000;
@@ -259,7 +312,7 @@ fn max_transfers_above_the_maximum_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = loopback_config(dir.path());
     c.max_transfers = 1 << 20;
-    let e = TftpServer::bind(c).err().expect("refused");
+    let e = TftpServer::bind(c).expect_err("refused");
     assert!(e.to_string().contains("65536"), "{e}");
 }
 
@@ -287,7 +340,7 @@ fn open_file_limit_too_low_is_refused_with_the_numbers() {
         // is 512.
         let mut c = loopback_config(dir.path());
         c.loops = 1;
-        let e = TftpServer::bind(c).err().expect("refused");
+        let e = TftpServer::bind(c).expect_err("refused");
         let msg = e.to_string();
         assert!(msg.contains("2112") && msg.contains("512"), "{msg}");
         println!("refused: {msg}");
@@ -295,7 +348,7 @@ fn open_file_limit_too_low_is_refused_with_the_numbers() {
         // instance and waker.
         let mut c = loopback_config(dir.path());
         c.loops = 4;
-        let msg = TftpServer::bind(c).err().expect("refused").to_string();
+        let msg = TftpServer::bind(c).expect_err("refused").to_string();
         assert!(msg.contains("2121") && msg.contains("4 loops"), "{msg}");
         // Single-port mode needs one descriptor per transfer: 200 fit.
         let mut c = loopback_config(dir.path());

@@ -113,7 +113,7 @@ fn one_loop_serves_as_before() {
     // One socket without SO_REUSEPORT: the port is exclusive.
     let mut again = config(dir.path(), 1);
     again.bind = addr;
-    let e = TftpServer::bind(again).err().expect("port in use");
+    let e = TftpServer::bind(again).expect_err("port in use");
     assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
     let server = server.spawn().unwrap();
     download_all(addr, 8, &data, 1);
@@ -131,7 +131,7 @@ fn a_second_server_cannot_join_the_loops_port() {
     for loops in [1, 2] {
         let mut again = config(dir.path(), loops);
         again.bind = server.local_addr();
-        let e = TftpServer::bind(again).err().expect("port in use");
+        let e = TftpServer::bind(again).expect_err("port in use");
         assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
     }
 }
@@ -139,9 +139,7 @@ fn a_second_server_cannot_join_the_loops_port() {
 #[test]
 fn zero_loops_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let e = TftpServer::bind(config(dir.path(), 0))
-        .err()
-        .expect("refused");
+    let e = TftpServer::bind(config(dir.path(), 0)).expect_err("refused");
     assert!(e.to_string().contains("loops = 0"), "{e}");
 }
 

@@ -25,8 +25,9 @@ use std::time::Duration;
 use preboot::Instant;
 use preboot::driver::fs::{JailedDir, JailedFile, MAX_READ_AHEAD};
 use preboot::driver::tftp::{TftpServer, TftpServerConfig};
+use preboot::engine::Datagram;
 use preboot::fs::{FsError, MemFile, ReadAt, ValidPath, VecSink};
-use preboot::tftp::server::{RequestOutcome, Server, ServerConfig, Slot, TransferHandle};
+use preboot::tftp::server::{Server, ServerConfig, ServerEvent, Slot, TransferHandle};
 use preboot::wire::tftp::Repr;
 use sha2::{Digest, Sha256};
 
@@ -65,6 +66,42 @@ impl ReadAt for Recording {
 type Srv = Server<Recording, VecSink, Vec<Slot<Recording, VecSink>>>;
 
 const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 129), 2000);
+/// The listening endpoint, and the transfer's own.
+const LISTEN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 1), 69);
+const PORT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 1), 40000);
+
+/// `payload` from the client to `local`.
+fn from_peer(local: SocketAddrV4, payload: &[u8]) -> Datagram<'_> {
+    Datagram {
+        local,
+        remote: PEER,
+        payload,
+    }
+}
+
+/// The client's ACK of `block`, to the transfer's port.
+fn ack<F: ReadAt, W: preboot::fs::WriteAt>(
+    s: &mut Server<F, W, Vec<Slot<F, W>>>,
+    now: Instant,
+    block: u16,
+) {
+    let [a, b] = block.to_be_bytes();
+    assert!(s.handle(now, from_peer(PORT, &[0, 4, a, b])).is_none());
+}
+
+/// Everything the engine has to send now, as the lengths sent, drained
+/// the way the std driver does (until `poll_transmit` has nothing).
+fn drain<F: ReadAt, W: preboot::fs::WriteAt>(
+    s: &mut Server<F, W, Vec<Slot<F, W>>>,
+    now: Instant,
+    buf: &mut [u8],
+) -> Vec<usize> {
+    let mut sent = Vec::new();
+    while let Some(t) = s.poll_transmit(now, buf).expect("buffer large enough") {
+        sent.push(t.len);
+    }
+    sent
+}
 
 fn rrq(mode: &str, options: &[(&str, &str)]) -> Vec<u8> {
     let mut v = b"\x00\x01file\x00".to_vec();
@@ -86,14 +123,16 @@ fn open(data: &'static [u8], request: &[u8]) -> (Srv, TransferHandle, Rc<RefCell
         (0..2).map(|_| Slot::new()).collect(),
     );
     let log = Rc::new(RefCell::new(Vec::new()));
-    let RequestOutcome::Read(inc) = s.handle_request(Instant::ZERO, PEER, request) else {
+    let Some(inc) = s.handle(Instant::ZERO, from_peer(LISTEN, request)) else {
         panic!("not a read request")
     };
     let file = Recording {
         inner: MemFile::new(data),
         log: log.clone(),
     };
-    let h = s.accept_read(Instant::ZERO, &inc, file).expect("accepted");
+    let h = s
+        .accept_read(Instant::ZERO, &inc, file, PORT)
+        .expect("accepted");
     (s, h, log)
 }
 
@@ -106,8 +145,8 @@ fn run(s: &mut Srv, h: TransferHandle) -> Vec<u8> {
     let mut now = Instant::ZERO;
     for _round in 0..100_000 {
         let mut ack = None;
-        while let Some(n) = s.poll_transmit(h, now, &mut buf) {
-            match Repr::parse_bytes(&buf[..n]).expect("valid datagram") {
+        while let Some(t) = s.poll_transmit(now, &mut buf).expect("buffer") {
+            match Repr::parse_bytes(&buf[..t.len]).expect("valid datagram") {
                 Repr::Oack { .. } => ack = Some(0),
                 Repr::Data { block, data } => {
                     received.extend_from_slice(data);
@@ -116,12 +155,12 @@ fn run(s: &mut Srv, h: TransferHandle) -> Vec<u8> {
                 other => panic!("{other:?}"),
             }
         }
-        s.read_ahead(h);
+        s.read_ahead();
         if s.is_finished(h) {
             return received;
         }
         let block = ack.expect("something sent each round");
-        s.handle(h, now, &[0, 4, (block >> 8) as u8, block as u8]);
+        self::ack(s, now, block);
         now += Duration::from_millis(1);
     }
     panic!("transfer did not end");
@@ -201,22 +240,22 @@ fn no_hint_after_the_last_block_even_when_it_is_resent() {
     let (mut s, h, log) = open(data, &rrq("octet", &[]));
     let mut buf = vec![0u8; 600];
     let t0 = Instant::ZERO;
-    s.read_ahead(h); // before anything is sent: block 1 is next
-    assert!(s.poll_transmit(h, t0, &mut buf).is_some());
-    s.read_ahead(h);
-    s.handle(h, t0, &[0, 4, 0, 1]);
-    assert_eq!(s.poll_transmit(h, t0, &mut buf), Some(4 + 488));
-    s.read_ahead(h);
+    s.read_ahead(); // before anything is sent: no transfer has sent, no hint
+    assert_eq!(drain(&mut s, t0, &mut buf), [4 + 512]);
+    s.read_ahead(); // block 2 is next
+    ack(&mut s, t0, 1);
+    assert_eq!(drain(&mut s, t0, &mut buf), [4 + 488]);
+    s.read_ahead();
     let late = t0 + Duration::from_secs(2);
-    s.handle_timeout(h, late);
-    assert_eq!(s.poll_transmit(h, late, &mut buf), Some(4 + 488));
-    s.read_ahead(h);
-    s.read_ahead(h);
-    assert_eq!(hints(&log), [(0, 512), (512, 512)]);
-    s.handle(h, late, &[0, 4, 0, 2]);
+    s.handle_timeout(late);
+    assert_eq!(drain(&mut s, late, &mut buf), [4 + 488]);
+    s.read_ahead();
+    s.read_ahead();
+    assert_eq!(hints(&log), [(512, 512)]);
+    ack(&mut s, late, 2);
     assert!(s.is_finished(h));
-    s.read_ahead(h);
-    assert_eq!(hints(&log).len(), 2);
+    s.read_ahead();
+    assert_eq!(hints(&log).len(), 1);
 }
 
 #[test]
@@ -225,22 +264,20 @@ fn a_resent_block_hints_the_same_next_block_again() {
     // still the next; the hint repeats (the file decides whether to read
     // again).
     let data = leak(content(2000));
-    let (mut s, h, log) = open(data, &rrq("octet", &[]));
+    let (mut s, _h, log) = open(data, &rrq("octet", &[]));
     let mut buf = vec![0u8; 600];
     let t0 = Instant::ZERO;
-    assert!(s.poll_transmit(h, t0, &mut buf).is_some());
-    s.read_ahead(h);
+    assert_eq!(drain(&mut s, t0, &mut buf).len(), 1);
+    s.read_ahead();
     let late = t0 + Duration::from_secs(2);
-    s.handle_timeout(h, late);
+    s.handle_timeout(late);
     // Nothing acknowledged yet: the timer alone re-sends nothing (issue 11
     // item 3); the client's repeated request pays for the re-send.
-    assert!(s.poll_transmit(h, late, &mut buf).is_none());
-    assert_eq!(
-        s.handle_request(late, PEER, &rrq("octet", &[])),
-        RequestOutcome::Ignored
-    );
-    assert!(s.poll_transmit(h, late, &mut buf).is_some());
-    s.read_ahead(h);
+    assert!(drain(&mut s, late, &mut buf).is_empty());
+    let again = rrq("octet", &[]);
+    assert_eq!(s.handle(late, from_peer(LISTEN, &again)), None);
+    assert_eq!(drain(&mut s, late, &mut buf).len(), 1);
+    s.read_ahead();
     assert_eq!(hints(&log), [(512, 512), (512, 512)]);
 }
 
@@ -264,17 +301,17 @@ fn hints_the_next_window() {
         let mut expected = Vec::new();
         while !s.is_finished(h) {
             let mut last = acked;
-            while let Some(n) = s.poll_transmit(h, now, &mut buf) {
-                if let Ok(Repr::Data { block, .. }) = Repr::parse_bytes(&buf[..n]) {
+            while let Some(t) = s.poll_transmit(now, &mut buf).expect("buffer") {
+                if let Ok(Repr::Data { block, .. }) = Repr::parse_bytes(&buf[..t.len]) {
                     last = block;
                 }
             }
-            s.read_ahead(h);
+            s.read_ahead();
             // Blocks 1..=98; block 98 (672 bytes) is the last.
             if last < 98 {
                 expected.push((u64::from(last) * 1024, usize::from(w) * 1024));
             }
-            s.handle(h, now, &[0, 4, (last >> 8) as u8, last as u8]);
+            ack(&mut s, now, last);
             acked = last;
             now += Duration::from_millis(1);
         }
@@ -298,11 +335,17 @@ fn stale_handles_and_uploads_get_no_hint() {
     let data = leak(content(100));
     let (mut s, h, log) = open(data, &rrq("octet", &[]));
     let mut buf = vec![0u8; 600];
-    assert!(s.poll_transmit(h, Instant::ZERO, &mut buf).is_some());
-    s.handle(h, Instant::ZERO, &[0, 4, 0, 1]);
+    let t0 = Instant::ZERO;
+    assert_eq!(drain(&mut s, t0, &mut buf).len(), 1);
+    ack(&mut s, t0, 1);
     assert!(s.is_finished(h));
-    s.remove(h);
-    s.read_ahead(h);
+    while let Some(ev) = s.poll_event() {
+        if let ServerEvent::Closed { transfer, .. } = ev {
+            assert_eq!(transfer, h);
+        }
+    }
+    assert_eq!(s.active(), 0);
+    s.read_ahead();
     assert!(hints(&log).is_empty());
 
     let mut up: Server<Recording, VecSink, Vec<Slot<Recording, VecSink>>> = Server::new(
@@ -312,17 +355,14 @@ fn stale_handles_and_uploads_get_no_hint() {
         },
         vec![Slot::new()],
     );
-    let RequestOutcome::Write(inc) =
-        up.handle_request(Instant::ZERO, PEER, b"\x00\x02up\x00octet\x00")
-    else {
+    let Some(inc) = up.handle(t0, from_peer(LISTEN, b"\x00\x02up\x00octet\x00")) else {
         panic!("write request")
     };
-    let w = up
-        .accept_write(Instant::ZERO, &inc, VecSink::default())
+    up.accept_write(t0, &inc, VecSink::default(), PORT)
         .expect("accepted");
-    up.read_ahead(w);
-    assert!(up.poll_transmit(w, Instant::ZERO, &mut buf).is_some());
-    up.read_ahead(w);
+    up.read_ahead();
+    assert_eq!(drain(&mut up, t0, &mut buf).len(), 1);
+    up.read_ahead();
 }
 
 // --- JailedFile: a hint never changes what read_at returns ---------------

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use preboot::Instant;
 use preboot::driver::fs::JailedDir;
+use preboot::engine::Datagram;
 use preboot::fs::{FileSource, MemFs, VecSink};
 use preboot::tftp::client::{Client, ClientConfig};
-use preboot::tftp::server::{RequestOutcome, Server, ServerConfig, Slot, TransferHandle};
+use preboot::tftp::server::{Server, ServerConfig, ServerEvent, Slot, TransferHandle};
 use preboot::tftp::{Event, Rollover};
 
 struct Rng(u64);
@@ -151,35 +152,27 @@ fn run_with<S: FileSource>(case: Case, fs: &mut S) -> Outcome {
     let mut server_end = None;
     for _step in 0..50_000_000u64 {
         let t = Instant::from_micros(now);
-        while let Some(tx) = client.poll_transmit(t, &mut buf) {
-            let to = if tx.destination == LISTEN {
-                LISTEN
-            } else {
-                TID
-            };
+        while let Some(tx) = client.poll_transmit(t, &mut buf).unwrap() {
+            let to = if tx.remote == LISTEN { LISTEN } else { TID };
             link.send(now, CLIENT, to, &buf[..tx.len]);
         }
-        while let Some((to, n)) = server.poll_listener_transmit(&mut buf) {
-            link.send(
-                now,
-                LISTEN,
-                SocketAddrV4::new(*to.ip(), to.port()),
-                &buf[..n],
-            );
+        while let Some(tx) = server.poll_transmit(t, &mut buf).unwrap() {
+            let from = tx.local.expect("a server datagram names its socket");
+            link.send(now, from, tx.remote, &buf[..tx.len]);
         }
-        if let Some(h) = handle {
-            while let Some(n) = server.poll_transmit(h, t, &mut buf) {
-                link.send(now, TID, CLIENT, &buf[..n]);
-            }
-            server.read_ahead(h);
-            while let Some(e) = server.poll_event(h) {
-                if matches!(e, Event::Completed { .. } | Event::Failed { .. }) {
-                    server_end = Some(e);
+        server.read_ahead();
+        while let Some(e) = server.poll_event() {
+            match e {
+                ServerEvent::Transfer { event, .. } => {
+                    if matches!(event, Event::Completed { .. } | Event::Failed { .. }) {
+                        server_end = Some(event);
+                    }
                 }
-            }
-            if server.is_finished(h) {
-                server.remove(h);
-                handle = None;
+                ServerEvent::Closed { transfer, .. } => {
+                    assert_eq!(Some(transfer), handle);
+                    handle = None;
+                }
+                other => panic!("unexpected {other:?}"),
             }
         }
         while let Some(e) = client.poll_event() {
@@ -196,7 +189,7 @@ fn run_with<S: FileSource>(case: Case, fs: &mut S) -> Outcome {
         if let Some(d) = client.poll_timeout() {
             next = next.min(d.as_micros());
         }
-        if let Some(d) = handle.and_then(|h| server.poll_timeout(h)) {
+        if let Some(d) = server.poll_timeout() {
             next = next.min(d.as_micros());
         }
         assert_ne!(next, u64::MAX, "simulation stalled");
@@ -205,32 +198,31 @@ fn run_with<S: FileSource>(case: Case, fs: &mut S) -> Outcome {
         while link.queue.peek().is_some_and(|Reverse(p)| p.at <= now) {
             let Reverse(p) = link.queue.pop().unwrap();
             if p.to == CLIENT {
-                client.handle(t, p.from, &p.data);
-            } else if p.to == LISTEN {
-                match server.handle_request(t, p.from, &p.data) {
-                    RequestOutcome::Read(inc) => {
-                        let file = fs.open(&inc.path).expect("file exists");
-                        if handle.is_none() {
-                            handle = server.accept_read(t, &inc, file).ok();
-                        }
-                    }
-                    RequestOutcome::Ignored => {}
-                    other => panic!("unexpected {other:?}"),
+                client.handle(t, dg(CLIENT, p.from, &p.data));
+            } else if let Some(inc) = server.handle(t, dg(p.to, p.from, &p.data)) {
+                assert_eq!(p.to, LISTEN, "requests come to the listening port");
+                let file = fs.open(&inc.path).expect("file exists");
+                if handle.is_none() {
+                    handle = server.accept_read(t, &inc, file, TID).ok();
                 }
-            } else if let Some(h) = handle {
-                server.handle(h, t, &p.data);
             }
         }
         client.handle_timeout(t);
-        if let Some(h) = handle {
-            server.handle_timeout(h, t);
-        }
+        server.handle_timeout(t);
     }
     Outcome {
         received: client.into_sink().data,
         client_events,
         server_end,
         datagrams: link.sent,
+    }
+}
+
+fn dg<'a>(local: SocketAddrV4, remote: SocketAddrV4, payload: &'a [u8]) -> Datagram<'a> {
+    Datagram {
+        local,
+        remote,
+        payload,
     }
 }
 

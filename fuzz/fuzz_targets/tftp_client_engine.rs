@@ -8,6 +8,7 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::fs::VecSink;
 use preboot::tftp::client::{Client, ClientConfig};
 use preboot::wire::tftp::Mode;
@@ -46,29 +47,31 @@ fuzz_target!(|input: Input| {
     let sink = VecSink { limit: Some(1 << 20), ..VecSink::default() };
     let mut c = Client::new(Instant::ZERO, server, b"boot.efi", config, sink);
     let mut now = Instant::ZERO;
+    let local = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 2000);
+    let dg = |remote, payload| Datagram { local, remote, payload };
     let mut buf = vec![0u8; 70000];
     for op in input.ops.into_iter().take(3000) {
         match op {
-            Op::Raw { stranger: s, raw } => c.handle(now, if s { stranger } else { tid }, &raw),
+            Op::Raw { stranger: s, raw } => c.handle(now, dg(if s { stranger } else { tid }, &raw)),
             Op::Oack { blksize, windowsize, tsize } => {
                 let o = format!("\x00\x06blksize\x00{blksize}\x00windowsize\x00{windowsize}\x00tsize\x00{tsize}\x00");
-                c.handle(now, tid, o.as_bytes());
+                c.handle(now, dg(tid, o.as_bytes()));
             }
             Op::Data { block, len, fill } => {
                 let mut d = vec![fill; 4 + usize::from(len) % 66000];
                 d[..2].copy_from_slice(&[0, 3]);
                 d[2..4].copy_from_slice(&block.to_be_bytes());
-                c.handle(now, tid, &d);
+                c.handle(now, dg(tid, &d));
             }
             Op::Error { code } => {
                 let [a, b] = code.to_be_bytes();
-                c.handle(now, tid, &[0, 5, a, b, 0]);
+                c.handle(now, dg(tid, &[0, 5, a, b, 0]));
             }
             Op::Advance { ms } => now += Duration::from_millis(u64::from(ms)),
             Op::Timeout => c.handle_timeout(now),
         }
         let mut sent = 0;
-        while c.poll_transmit(now, &mut buf).is_some() {
+        while let Ok(Some(_)) = c.poll_transmit(now, &mut buf) {
             sent += 1;
             assert!(sent <= 3, "unbounded transmit");
         }

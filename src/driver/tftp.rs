@@ -79,37 +79,32 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::prelude::rust_2024::*;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 use std::vec;
 
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::clients::ClientDirectory;
+use super::clock;
+use super::event_loop::{self, EventLoop, LoopGroup, Registrar, RunningLoops, Service};
 use super::fs::{JailedDir, JailedFile, Upload};
 use crate::Instant;
-use crate::fs::FsError;
-use crate::tftp::server::{Incoming, RequestOutcome, Server, ServerConfig, Slot, TransferHandle};
+use crate::engine::{BufferTooSmall, Datagram};
+use crate::fs::{FsError, ReadAt};
+use crate::tftp::server::{Direction, Incoming, Server, ServerConfig, ServerEvent, Slot};
 use crate::tftp::{Event, Negotiated, Rollover};
-use crate::wire::tftp::{DATA_HEADER_LEN, MAX_BLKSIZE};
+use crate::wire::tftp::{DATA_HEADER_LEN, ErrorCode, MAX_BLKSIZE};
 
 mod batch;
-
-const LISTENER: Token = Token(usize::MAX);
-const WAKER: Token = Token(usize::MAX - 1);
-/// Longest a poll waits, so a stop flag without a waker is seen promptly.
-const MAX_WAIT: Duration = Duration::from_millis(100);
 
 /// The largest [`TftpServerConfig::max_transfers`]: a transfer with its
 /// own port needs one of the 65535 UDP ports, and every slot is allocated
@@ -351,33 +346,76 @@ impl core::iter::Sum for TftpStats {
     }
 }
 
+/// One transfer's socket and what the logs say about it.
 struct Conn {
-    handle: TransferHandle,
+    /// Its own socket, connected to the client (`None` in single-port
+    /// mode: it speaks from the listening socket).
     socket: Option<UdpSocket>,
+    /// The endpoint it speaks from (the engine's `local` for it).
+    local: SocketAddrV4,
     peer: SocketAddrV4,
     path: String,
     write: bool,
-    armed: Option<Instant>,
     /// GSO in force on `socket` (windowed reads only).
     gso: Option<batch::Gso>,
     /// Windows of at most [`SMALL_WINDOW`] MTU-sized blocks.
     small_window: bool,
+    /// Lock-step (windowsize 1): each ACK is answered at once.
+    lock_step: bool,
 }
 
 type Engine = Server<JailedFile, Upload, Vec<Slot<JailedFile, Upload>>>;
 
-/// The std TFTP server: [`TftpServerConfig::loops`] event loops bound
-/// to one address. [`TftpServer::run`] runs them until stopped (the first
-/// on the calling thread); [`TftpServer::spawn`] runs each on a thread.
+/// The std TFTP server: [`TftpServerConfig::loops`] event loops
+/// ([`crate::driver::event_loop`]) bound to one address, each hosting the
+/// TFTP service of its own listening socket. [`TftpServer::run`] runs them
+/// until stopped (the first on the calling thread); [`TftpServer::spawn`]
+/// runs each on a thread. Other services (the boot server's DHCP) may join
+/// a loop: [`TftpServer::event_loops_mut`].
 pub struct TftpServer {
-    loops: Vec<Loop>,
+    group: LoopGroup,
     local: SocketAddr,
     shared: Arc<Shared>,
 }
 
-/// What the loops share: the server-wide limits and the means to stop
-/// them all. Touched when a transfer is accepted or ends, never per
-/// datagram; no engine is in it.
+impl core::fmt::Debug for TftpServer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TftpServer")
+            .field("local", &self.local)
+            .field("loops", &self.group.len())
+            .finish()
+    }
+}
+
+/// Counters of one loop, read by other threads at any time.
+#[derive(Debug, Default)]
+struct LoopCounters {
+    completed: AtomicU64,
+    failed: AtomicU64,
+    declined: AtomicU64,
+    refused: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl LoopCounters {
+    fn snapshot(&self) -> TftpStats {
+        TftpStats {
+            completed: self.completed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            declined: self.declined.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+/// What the loops share: the server-wide limits and the counters.
+/// Touched when a transfer is accepted or ends, never per datagram; no
+/// engine is in it.
 struct Shared {
     max_transfers: usize,
     max_per_client: usize,
@@ -386,9 +424,8 @@ struct Shared {
     /// Transfers in progress per client address, over all loops; sharded
     /// by address so that loops accepting at once rarely meet.
     per_client: Vec<Mutex<HashMap<Ipv4Addr, usize>>>,
-    /// Set when a loop fails: the others stop too.
-    failed: AtomicBool,
-    wakers: Vec<Arc<Waker>>,
+    /// One per loop.
+    counters: Vec<LoopCounters>,
 }
 
 /// Shards of [`Shared::per_client`].
@@ -441,35 +478,37 @@ impl Shared {
         drop(map);
         self.active.fetch_sub(1, Ordering::AcqRel);
     }
-
-    fn stop_all(&self) {
-        self.failed.store(true, Ordering::Relaxed);
-        for w in &self.wakers {
-            let _ = w.wake();
-        }
-    }
 }
 
-/// One event loop: its listening socket, its engine and the transfers it
-/// accepted. Lives on one thread.
-struct Loop {
+/// The listening socket's token; transfers use their slot number.
+const LISTENER: usize = event_loop::MAX_TOKEN;
+/// No transfer (in [`TftpLoop::by_port`]).
+const NO_CONN: u32 = u32::MAX;
+
+/// One loop's TFTP service: its listening socket, its engine and the
+/// transfers it accepted. Lives on one thread.
+struct TftpLoop {
     shared: Arc<Shared>,
+    /// This loop's number (its counters).
+    number: usize,
     config: TftpServerConfig,
-    poll: Poll,
+    registrar: Option<Registrar>,
     listener: UdpSocket,
-    local: SocketAddr,
+    /// The listening socket's address (the `local` of requests).
+    listen: SocketAddrV4,
     dir: JailedDir,
     engine: Engine,
     conns: Vec<Option<Conn>>,
-    by_peer: HashMap<SocketAddrV4, TransferHandle>,
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
-    epoch: std::time::Instant,
+    free_conns: Vec<usize>,
+    /// Transfer socket port → its conn (a port per transfer).
+    by_port: Vec<u32>,
+    /// Client → its conn (single-port mode).
+    by_peer: HashMap<SocketAddrV4, usize>,
     buf: Vec<u8>,
     /// A window of blocks laid end to end for one batched send.
     batch: Vec<u8>,
     rx: Vec<u8>,
     next_port: u32,
-    stats: TftpStats,
     refusal_log: RefusalLog,
 }
 
@@ -524,7 +563,7 @@ impl RefusalLog {
 
 /// A transfer alone on its loop with windows of at most this many
 /// blocks of at most [`MTU_DATAGRAM`] bytes sends them block by block (see
-/// `Loop::service`).
+/// `TftpLoop::flush`).
 const SMALL_WINDOW: u16 = 16;
 /// A DATA datagram of an Ethernet-MTU block (1468 + 4 bytes).
 const MTU_DATAGRAM: usize = 1472;
@@ -608,13 +647,7 @@ impl TftpServer {
             sockets.push(listening_socket(bind, n)?);
         }
         let local = sockets[0].local_addr()?;
-        let mut polls = Vec::with_capacity(n);
-        let mut wakers = Vec::with_capacity(n);
-        for _ in 0..n {
-            let poll = Poll::new()?;
-            wakers.push(Arc::new(Waker::new(poll.registry(), WAKER)?));
-            polls.push(poll);
-        }
+        let listen = v4(local)?;
         let shared = Arc::new(Shared {
             max_transfers: config.max_transfers,
             max_per_client: config.max_per_client,
@@ -622,42 +655,40 @@ impl TftpServer {
             per_client: (0..CLIENT_SHARDS)
                 .map(|_| Mutex::new(HashMap::new()))
                 .collect(),
-            failed: AtomicBool::new(false),
-            wakers,
+            counters: (0..n).map(|_| LoopCounters::default()).collect(),
         });
         let slots = config.slots_per_loop();
-        let epoch = std::time::Instant::now();
         let mut loops = Vec::with_capacity(n);
-        for (socket, poll) in sockets.into_iter().zip(polls) {
-            let mut listener = UdpSocket::from_std(socket);
-            poll.registry()
-                .register(&mut listener, LISTENER, Interest::READABLE)?;
+        for (number, socket) in sockets.into_iter().enumerate() {
             let engine = Server::new(
                 config.engine(slots),
                 (0..slots).map(|_| Slot::new()).collect(),
             );
-            loops.push(Loop {
+            let service = TftpLoop {
                 shared: shared.clone(),
+                number,
                 engine,
-                conns: (0..slots).map(|_| None).collect(),
+                conns: Vec::new(),
+                free_conns: Vec::new(),
+                by_port: Vec::new(),
                 config: config.clone(),
-                poll,
-                listener,
-                local,
+                registrar: None,
+                listener: UdpSocket::from_std(socket),
+                listen,
                 dir: dir.clone(),
                 by_peer: HashMap::new(),
-                timers: BinaryHeap::new(),
-                epoch,
-                buf: vec![0u8; 4 + usize::from(MAX_BLKSIZE)],
+                buf: vec![0u8; Engine::MAX_DATAGRAM],
                 batch: Vec::new(),
                 rx: vec![0u8; 65536],
                 next_port: 0,
-                stats: TftpStats::default(),
                 refusal_log: RefusalLog::new(),
-            });
+            };
+            let mut l = EventLoop::new(&format!("preboot-tftp-{number}"))?;
+            l.add(Box::new(service))?;
+            loops.push(l);
         }
         Ok(TftpServer {
-            loops,
+            group: LoopGroup::new(loops),
             local,
             shared,
         })
@@ -670,7 +701,14 @@ impl TftpServer {
 
     /// The number of event loops.
     pub fn loops(&self) -> usize {
-        self.loops.len()
+        self.group.len()
+    }
+
+    /// The event loops, one per [`TftpServerConfig::loops`], each hosting
+    /// its TFTP service: other services may be added before the server
+    /// runs (the boot server puts DHCP on the first).
+    pub fn event_loops_mut(&mut self) -> &mut [EventLoop] {
+        self.group.loops_mut()
     }
 
     /// Counters so far, summed over the loops.
@@ -680,7 +718,11 @@ impl TftpServer {
 
     /// Counters so far, one per loop.
     pub fn loop_stats(&self) -> Vec<TftpStats> {
-        self.loops.iter().map(|l| l.stats).collect()
+        self.shared
+            .counters
+            .iter()
+            .map(LoopCounters::snapshot)
+            .collect()
     }
 
     /// Transfers in progress.
@@ -693,101 +735,30 @@ impl TftpServer {
     /// their own, all joined before it returns. Returns an error only if
     /// polling itself fails (a failing loop stops the others).
     pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
-        let (first, rest) = self
-            .loops
-            .split_first_mut()
-            .expect("bind makes at least one loop");
-        let shared = &self.shared;
-        std::thread::scope(|scope| {
-            let mut threads = Vec::with_capacity(rest.len());
-            for (i, l) in rest.iter_mut().enumerate() {
-                let t = std::thread::Builder::new()
-                    .name(format!("preboot-tftp-{}", i + 1))
-                    .spawn_scoped(scope, move || l.run(stop));
-                match t {
-                    Ok(t) => threads.push(t),
-                    Err(e) => {
-                        shared.stop_all();
-                        return Err(e);
-                    }
-                }
-            }
-            let mut result = first.run(stop);
-            for t in threads {
-                let r = t
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("TFTP loop thread panicked")));
-                result = result.and(r);
-            }
-            result
-        })
+        self.group.run(stop)
     }
 
     /// Runs each event loop on a thread of its own (`preboot-tftp-N`).
     pub fn spawn(self) -> io::Result<TftpServerHandle> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut handle = TftpServerHandle {
+        let loops = self.group.len();
+        Ok(TftpServerHandle {
             local: self.local,
-            stop,
-            shared: self.shared.clone(),
-            threads: Vec::with_capacity(self.loops.len()),
-        };
-        for (i, mut l) in self.loops.into_iter().enumerate() {
-            let flag = handle.stop.clone();
-            let t = std::thread::Builder::new()
-                .name(format!("preboot-tftp-{i}"))
-                .spawn(move || l.run(&flag).map(|()| l.stats));
-            match t {
-                Ok(t) => handle.threads.push(t),
-                Err(e) => {
-                    let _ = handle.stop_loops();
-                    return Err(e);
-                }
-            }
-        }
-        Ok(handle)
+            shared: self.shared,
+            loops,
+            running: Some(self.group.spawn()?),
+        })
     }
 }
 
-impl Loop {
-    fn now(&self) -> Instant {
-        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+impl TftpLoop {
+    fn registrar(&self) -> io::Result<&Registrar> {
+        self.registrar
+            .as_ref()
+            .ok_or_else(|| io::Error::other("TFTP service not started"))
     }
 
-    /// Runs this loop until `stop` is set or another loop failed.
-    fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
-        let result = self.serve(stop);
-        if result.is_err() {
-            self.shared.stop_all();
-        }
-        result
-    }
-
-    fn serve(&mut self, stop: &AtomicBool) -> io::Result<()> {
-        let mut events = Events::with_capacity(1024);
-        while !stop.load(Ordering::Relaxed) && !self.shared.failed.load(Ordering::Relaxed) {
-            let now = self.now();
-            let wait = self
-                .timers
-                .peek()
-                .map(|Reverse((t, _))| t.saturating_duration_since(now))
-                .unwrap_or(MAX_WAIT)
-                .min(MAX_WAIT);
-            match self.poll.poll(&mut events, Some(wait)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            for ev in events.iter() {
-                match ev.token() {
-                    LISTENER => self.on_listener(),
-                    WAKER => {}
-                    Token(i) => self.on_transfer(i),
-                }
-            }
-            self.fire_timers();
-        }
-        Ok(())
+    fn counters(&self) -> &LoopCounters {
+        &self.shared.counters[self.number]
     }
 
     fn on_listener(&mut self) {
@@ -800,108 +771,120 @@ impl Loop {
                 Err(_) => continue,
             };
             let Ok(from) = v4(from) else { continue };
-            if self.config.single_port {
-                if let Some(&h) = self.by_peer.get(&from) {
-                    let now = self.now();
-                    self.engine.handle(h, now, &self.rx[..n]);
-                    self.service(h);
-                    continue;
-                }
+            let now = clock::now();
+            let rx = std::mem::take(&mut self.rx);
+            let dg = Datagram {
+                local: self.listen,
+                remote: from,
+                payload: &rx[..n],
+            };
+            if let Some(inc) = self.engine.handle(now, dg) {
+                self.on_request(now, &inc);
             }
-            self.on_request(from, n);
+            self.rx = rx;
+            self.flush(clock::now());
         }
-        self.flush_listener();
     }
 
-    fn on_request(&mut self, from: SocketAddrV4, n: usize) {
-        let now = self.now();
-        let datagram = std::mem::take(&mut self.rx);
-        let outcome = self.engine.handle_request(now, from, &datagram[..n]);
-        match outcome {
-            RequestOutcome::Read(inc) if !self.acquire(&inc) => {}
-            RequestOutcome::Write(inc) if !self.acquire(&inc) => {}
-            RequestOutcome::Read(inc) => match self.dir.open_file(&inc.path) {
-                Ok(file) => match self.engine.accept_read(now, &inc, file) {
-                    Ok(h) => self.start(h, &inc, false),
-                    Err(_) => {
-                        self.shared.release(*inc.peer.ip());
-                        self.refused(&inc, "limit reached (this loop's slots)");
-                    }
+    fn on_request(&mut self, now: Instant, inc: &Incoming<'_>) {
+        let ip = *inc.peer.ip();
+        if let Err(full) = self.shared.acquire(ip) {
+            self.engine.refuse(inc, ErrorCode::NotDefined);
+            self.refused(
+                inc,
+                match full {
+                    Full::Server => "limit reached (max_transfers)",
+                    Full::Client => "limit reached (max_per_client)",
                 },
-                Err(e) => {
-                    self.shared.release(*inc.peer.ip());
-                    self.engine.refuse(&inc, e.error_code());
-                    self.stats.refused += 1;
-                    if self.refusal_log.allow() {
-                        if e == FsError::NotFound {
-                            // pxelinux probes many names: routine, not a
-                            // warning, but an operator looking for a
-                            // misnamed boot file must see it.
-                            tracing::info!(peer = %from, file = inc.path.as_str(), "tftp: file not found");
-                        } else if e == FsError::TooManyOpenFiles {
-                            tracing::error!(peer = %from, file = inc.path.as_str(), active = self.engine.active(), "tftp: read refused: too many open files (EMFILE/ENFILE): raise RLIMIT_NOFILE or lower max_transfers");
-                        } else {
-                            tracing::warn!(peer = %from, file = inc.path.as_str(), error = %e, "tftp: read refused");
-                        }
-                    }
-                }
-            },
-            RequestOutcome::Write(inc) => match self.dir.create(&inc.path) {
-                Ok(up) => match self.engine.accept_write(now, &inc, up) {
-                    Ok(h) => self.start(h, &inc, true),
-                    Err(_) => {
-                        self.shared.release(*inc.peer.ip());
-                        self.refused(&inc, "limit reached (this loop's slots)");
-                    }
-                },
-                Err(e) => {
-                    self.shared.release(*inc.peer.ip());
-                    self.engine.refuse(&inc, e.error_code());
-                    self.stats.refused += 1;
-                    tracing::warn!(peer = %from, file = inc.path.as_str(), error = %e, "tftp: write refused");
-                }
-            },
-            RequestOutcome::Refused { peer, code, reason } => {
-                self.stats.refused += 1;
-                tracing::warn!(peer = %peer, code = u16::from(code), reason = ?reason, "tftp: request refused");
-            }
-            RequestOutcome::Ignored => {}
+            );
+            return;
         }
-        self.rx = datagram;
+        let write = inc.direction == Direction::Write;
+        let opened = if write {
+            self.dir.create(&inc.path).map(Opened::Upload)
+        } else {
+            self.dir.open_file(&inc.path).map(Opened::File)
+        };
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                self.shared.release(ip);
+                self.engine.refuse(inc, e.error_code());
+                bump(&self.counters().refused, 1);
+                self.log_open_error(inc, e);
+                return;
+            }
+        };
+        let size = match &opened {
+            Opened::File(f) => Some(f.size()),
+            Opened::Upload(_) => None,
+        };
+        let neg = self.engine.would_negotiate(inc, size);
+        let conn = match self.open_conn(inc, neg, write) {
+            Ok(c) => c,
+            Err(e) => {
+                self.shared.release(ip);
+                self.engine.refuse(inc, ErrorCode::NotDefined);
+                bump(&self.counters().refused, 1);
+                if out_of_fds(&e) {
+                    tracing::error!(peer = %inc.peer, file = inc.path.as_str(), active = self.engine.active(), error = %e, "tftp: no transfer socket: too many open files (EMFILE/ENFILE): raise RLIMIT_NOFILE or lower max_transfers");
+                } else {
+                    tracing::error!(peer = %inc.peer, file = inc.path.as_str(), error = %e, "tftp: no transfer socket");
+                }
+                return;
+            }
+        };
+        let local = self.conns[conn].as_ref().map_or(self.listen, |c| c.local);
+        let accepted = match opened {
+            Opened::File(f) => self.engine.accept_read(now, inc, f, local),
+            Opened::Upload(u) => self.engine.accept_write(now, inc, u, local),
+        };
+        if accepted.is_err() {
+            // The engine queued ERROR 0.
+            self.close_conn(conn);
+            self.shared.release(ip);
+            self.refused(inc, "limit reached (this loop's slots)");
+            return;
+        }
+        tracing::debug!(
+            peer = %inc.peer,
+            file = inc.path.as_str(),
+            write,
+            options = ?inc.options,
+            "tftp: request accepted"
+        );
     }
 
-    /// Counts a transfer for `inc`'s client against the server-wide
-    /// limits, or refuses it (ERROR 0) and returns false.
-    fn acquire(&mut self, inc: &Incoming<'_>) -> bool {
-        match self.shared.acquire(*inc.peer.ip()) {
-            Ok(()) => true,
-            Err(full) => {
-                self.engine
-                    .refuse(inc, crate::wire::tftp::ErrorCode::NotDefined);
-                self.refused(
-                    inc,
-                    match full {
-                        Full::Server => "limit reached (max_transfers)",
-                        Full::Client => "limit reached (max_per_client)",
-                    },
-                );
-                false
-            }
+    fn log_open_error(&mut self, inc: &Incoming<'_>, e: FsError) {
+        let (peer, file) = (inc.peer, inc.path.as_str());
+        if inc.direction == Direction::Write {
+            tracing::warn!(peer = %peer, file, error = %e, "tftp: write refused");
+            return;
+        }
+        if !self.refusal_log.allow() {
+            return;
+        }
+        if e == FsError::NotFound {
+            // pxelinux probes many names: routine, not a warning, but an
+            // operator looking for a misnamed boot file must see it.
+            tracing::info!(peer = %peer, file, "tftp: file not found");
+        } else if e == FsError::TooManyOpenFiles {
+            tracing::error!(peer = %peer, file, active = self.engine.active(), "tftp: read refused: too many open files (EMFILE/ENFILE): raise RLIMIT_NOFILE or lower max_transfers");
+        } else {
+            tracing::warn!(peer = %peer, file, error = %e, "tftp: read refused");
         }
     }
 
     fn refused(&mut self, inc: &Incoming<'_>, why: &str) {
-        self.stats.refused += 1;
+        bump(&self.counters().refused, 1);
         if self.refusal_log.allow() {
             tracing::warn!(peer = %inc.peer, file = inc.path.as_str(), why, "tftp: request refused");
         }
     }
 
-    fn bind_transfer_socket(&mut self, neg: Option<Negotiated>) -> io::Result<std::net::UdpSocket> {
-        let ip = *v4(self.local)?.ip();
-        let window = neg.map_or(1, |n| {
-            usize::from(n.windowsize) * (usize::from(n.blksize) + 64)
-        });
+    fn bind_transfer_socket(&mut self, neg: Negotiated) -> io::Result<std::net::UdpSocket> {
+        let ip = *self.listen.ip();
+        let window = usize::from(neg.windowsize) * (usize::from(neg.blksize) + 64);
         let buffer = (2 * window).clamp(256 << 10, 8 << 20);
         match &self.config.port_range {
             None => udp_socket(SocketAddrV4::new(ip, 0), buffer),
@@ -933,50 +916,43 @@ impl Loop {
         }
     }
 
-    fn start(&mut self, h: TransferHandle, inc: &Incoming<'_>, write: bool) {
-        let neg = self.engine.negotiated(h);
+    /// A conn for a transfer about to be accepted: its own socket,
+    /// connected and registered (or, in single-port mode, none).
+    fn open_conn(&mut self, inc: &Incoming<'_>, neg: Negotiated, write: bool) -> io::Result<usize> {
+        let index = match self.free_conns.pop() {
+            Some(i) => i,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
         let socket = if self.config.single_port {
-            self.by_peer.insert(inc.peer, h);
             None
         } else {
-            let sock = self.bind_transfer_socket(neg).and_then(|s| {
+            let made = self.bind_transfer_socket(neg).and_then(|s| {
                 s.connect(inc.peer)?;
                 let mut s = UdpSocket::from_std(s);
-                self.poll
-                    .registry()
-                    .register(&mut s, Token(h.index()), Interest::READABLE)?;
+                self.registrar()?.register(&mut s, index)?;
                 Ok(s)
             });
-            match sock {
+            match made {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    self.engine.remove(h);
-                    self.shared.release(*inc.peer.ip());
-                    self.engine
-                        .refuse(inc, crate::wire::tftp::ErrorCode::NotDefined);
-                    self.stats.refused += 1;
-                    if out_of_fds(&e) {
-                        tracing::error!(peer = %inc.peer, file = inc.path.as_str(), active = self.engine.active(), error = %e, "tftp: no transfer socket: too many open files (EMFILE/ENFILE): raise RLIMIT_NOFILE or lower max_transfers");
-                    } else {
-                        tracing::error!(peer = %inc.peer, file = inc.path.as_str(), error = %e, "tftp: no transfer socket");
-                    }
-                    return;
+                    self.free_conns.push(index);
+                    return Err(e);
                 }
             }
         };
-        tracing::debug!(
-            peer = %inc.peer,
-            file = inc.path.as_str(),
-            write,
-            options = ?inc.options,
-            "tftp: request accepted"
-        );
+        let local = match &socket {
+            Some(s) => v4(s.local_addr()?)?,
+            None => self.listen,
+        };
         // Batching pays only for windows of at least two full-size blocks.
-        let gso = match (&socket, neg) {
-            (Some(s), Some(n)) if self.config.batch_sends && !write && n.windowsize > 1 => {
-                let segment = DATA_HEADER_LEN + usize::from(n.blksize);
+        let gso = match &socket {
+            Some(s) if self.config.batch_sends && !write && neg.windowsize > 1 => {
+                let segment = DATA_HEADER_LEN + usize::from(neg.blksize);
                 // Smaller segments could not carry an ERROR or OACK.
-                (n.blksize >= 512)
+                (neg.blksize >= 512)
                     .then(|| batch::enable(s, segment))
                     .flatten()
             }
@@ -985,54 +961,98 @@ impl Loop {
         if gso.is_some() && self.batch.is_empty() {
             self.batch = vec![0u8; batch::MAX_BATCH];
         }
-        let small_window = neg.is_some_and(|n| {
-            n.windowsize <= SMALL_WINDOW && DATA_HEADER_LEN + usize::from(n.blksize) <= MTU_DATAGRAM
-        });
-        self.conns[h.index()] = Some(Conn {
-            handle: h,
+        if socket.is_some() {
+            if self.by_port.is_empty() {
+                self.by_port = vec![NO_CONN; 1 << 16];
+            }
+            self.by_port[usize::from(local.port())] = index as u32;
+        } else {
+            self.by_peer.insert(inc.peer, index);
+        }
+        self.conns[index] = Some(Conn {
             socket,
+            local,
             peer: inc.peer,
             path: inc.path.as_str().to_owned(),
             write,
-            armed: None,
             gso,
-            small_window,
+            small_window: neg.windowsize <= SMALL_WINDOW
+                && DATA_HEADER_LEN + usize::from(neg.blksize) <= MTU_DATAGRAM,
+            lock_step: neg.windowsize <= 1,
         });
-        self.service(h);
+        Ok(index)
+    }
+
+    /// The conn that speaks from `local` to `peer`.
+    fn conn_of(&self, local: SocketAddrV4, peer: SocketAddrV4) -> Option<usize> {
+        if local == self.listen {
+            return self.by_peer.get(&peer).copied();
+        }
+        let i = *self.by_port.get(usize::from(local.port()))?;
+        (i != NO_CONN).then_some(i as usize)
+    }
+
+    fn close_conn(&mut self, index: usize) {
+        let Some(mut conn) = self.conns.get_mut(index).and_then(Option::take) else {
+            return;
+        };
+        match conn.socket.as_mut() {
+            Some(s) => {
+                if let Ok(r) = self.registrar() {
+                    let _ = r.deregister(s);
+                }
+                if let Some(slot) = self.by_port.get_mut(usize::from(conn.local.port())) {
+                    if *slot == index as u32 {
+                        *slot = NO_CONN;
+                    }
+                }
+            }
+            None => {
+                if self.by_peer.get(&conn.peer) == Some(&index) {
+                    self.by_peer.remove(&conn.peer);
+                }
+            }
+        }
+        self.free_conns.push(index);
     }
 
     fn on_transfer(&mut self, index: usize) {
-        let Some(h) = self
+        let Some((local, peer, lock_step)) = self
             .conns
             .get(index)
             .and_then(|c| c.as_ref())
-            .map(|c| c.handle)
+            .map(|c| (c.local, c.peer, c.lock_step))
         else {
             return;
         };
         // Lock-step transfers answer each datagram at once; windowed ones
         // read every queued ACK first and answer the newest (an answer per
         // ACK would start a window for each of them).
-        let lock_step = self.engine.negotiated(h).is_none_or(|n| n.windowsize <= 1);
         let mut answered = false;
         loop {
-            // `service` may have closed the transfer.
+            // `flush` may have closed the transfer.
             let Some(sock) = self.conns[index]
                 .as_ref()
-                .filter(|c| c.handle == h)
+                .filter(|c| c.local == local && c.peer == peer)
                 .and_then(|c| c.socket.as_ref())
             else {
                 return;
             };
             match sock.recv(&mut self.rx) {
                 Ok(n) => {
-                    let now = self.now();
-                    self.engine.handle(h, now, &self.rx[..n]);
+                    let now = clock::now();
+                    let dg = Datagram {
+                        local,
+                        remote: peer,
+                        payload: &self.rx[..n],
+                    };
+                    // Not a request: nothing comes back.
+                    let _ = self.engine.handle(now, dg);
                     // Answer before reading the socket again: in lock-step
                     // the next DATA leaves without waiting for the recv
                     // (usually EAGAIN) that ends the drain.
                     if lock_step {
-                        self.service(h);
+                        self.flush(now);
                         answered = true;
                     }
                 }
@@ -1044,21 +1064,34 @@ impl Loop {
             }
         }
         if !answered {
-            self.service(h);
+            self.flush(clock::now());
         }
     }
 
-    fn flush_listener(&mut self) {
-        while let Some((to, n)) = self.engine.poll_listener_transmit(&mut self.buf) {
-            let _ = self.listener.send_to(&self.buf[..n], SocketAddr::V4(to));
+    /// Sends one datagram from the socket of `local`.
+    fn send_one(&self, local: SocketAddrV4, remote: SocketAddrV4, bytes: &[u8]) {
+        let res = match self
+            .conn_of(local, remote)
+            .and_then(|i| self.conns[i].as_ref())
+        {
+            Some(Conn {
+                socket: Some(s), ..
+            }) => s.send(bytes),
+            _ if local == self.listen => self.listener.send_to(bytes, SocketAddr::V4(remote)),
+            // Its transfer just closed: nothing to send it from.
+            _ => return,
+        };
+        if let Err(e) = res {
+            // A full send buffer drops the datagram: the sender's timeout
+            // and window rollback recover, as for loss.
+            tracing::trace!(error = %e, "tftp: send failed");
         }
     }
 
-    /// Sends what the transfer has to send, lets its file read ahead, logs
-    /// its events, re-arms its timer, and closes it when finished.
-    fn service(&mut self, h: TransferHandle) {
-        let index = h.index();
-        let now = self.now();
+    /// Sends what the engine has to send (a window in one GSO send where
+    /// the transfer batches), gives the files their read-ahead hints, and
+    /// handles the engine's events.
+    fn flush(&mut self, now: Instant) {
         // A transfer alone on its loop with small windows of MTU-sized
         // blocks sends block by block: the client starts on each datagram
         // as it arrives, where one GSO send hands it the whole window at its
@@ -1067,100 +1100,136 @@ impl Loop {
         // vCPUs, 1468 / window 16, one transfer: 340 MB/s block by block vs
         // 307 batched, raw UDP 283-350; 256 transfers: 576 vs 1290).
         let alone = self.engine.active() <= 1;
-        if let Some(gso) = self.conns[index]
-            .as_ref()
-            .filter(|c| !(c.small_window && alone))
-            .and_then(|c| c.gso)
-        {
-            self.send_batched(h, gso, now);
-        }
-        while let Some(n) = self.engine.poll_transmit(h, now, &mut self.buf) {
-            let Some(conn) = self.conns[index].as_ref() else {
-                break;
-            };
-            let res = match &conn.socket {
-                Some(s) => s.send(&self.buf[..n]),
-                None => self
-                    .listener
-                    .send_to(&self.buf[..n], SocketAddr::V4(conn.peer)),
-            };
-            if let Err(e) = res {
-                // A full send buffer drops the datagram: the sender's
-                // timeout and window rollback recover, as for loss.
-                tracing::trace!(error = %e, "tftp: send failed");
-            }
-        }
-        // The file reads the blocks the next ACK will ask for now, while
-        // these and their ACK cross the network.
-        self.engine.read_ahead(h);
-        self.flush_listener();
-        while let Some(ev) = self.engine.poll_event(h) {
-            self.log_event(index, ev);
-        }
-        if self.engine.is_finished(h) {
-            self.close(h);
-            return;
-        }
-        if let (Some(deadline), Some(conn)) =
-            (self.engine.poll_timeout(h), self.conns[index].as_mut())
-        {
-            if conn.armed.is_none_or(|a| deadline < a) {
-                conn.armed = Some(deadline);
-                self.timers.push(Reverse((deadline, index)));
-            }
-        }
-    }
-
-    /// Sends the transfer's datagrams a batch (up to a window) at a time.
-    /// If the kernel refuses GSO, turns it off for this transfer, sends the
-    /// batch block by block and leaves the rest to the per-datagram path.
-    fn send_batched(&mut self, h: TransferHandle, gso: batch::Gso, now: Instant) {
-        let index = h.index();
-        let seg = gso.segment;
+        let mut pending: Option<Pending> = None;
         loop {
-            let (mut len, mut count) = (0, 0);
-            while count < gso.max_segments {
-                let Some(n) = self
-                    .engine
-                    .poll_transmit(h, now, &mut self.batch[len..len + seg])
-                else {
-                    break;
-                };
-                len += n;
-                count += 1;
-                if n != seg {
-                    // A shorter datagram (last block, ERROR) ends a batch.
+            let polled = match &pending {
+                Some(p) if p.count < p.gso.max_segments => {
+                    let end = p.len + p.gso.segment;
+                    self.engine.poll_transmit(now, &mut self.batch[p.len..end])
+                }
+                Some(_) => {
+                    self.send_batch(pending.take());
+                    continue;
+                }
+                None => self.engine.poll_transmit(now, &mut self.buf),
+            };
+            let t = match polled {
+                Ok(Some(t)) => t,
+                Ok(None) => break,
+                Err(_) if pending.is_some() => {
+                    // Another transfer's larger block: send the batch and
+                    // poll it into the full buffer.
+                    self.send_batch(pending.take());
+                    continue;
+                }
+                Err(BufferTooSmall { needed }) => {
+                    // Cannot happen (`buf` holds MAX_DATAGRAM); say so
+                    // rather than spin.
+                    tracing::error!(needed, "tftp: datagram over MAX_DATAGRAM, not sent");
                     break;
                 }
-            }
-            if count == 0 {
-                return;
-            }
-            let Some(conn) = self.conns[index].as_mut() else {
-                return;
             };
-            let Some(sock) = conn.socket.as_ref() else {
-                return;
-            };
-            match sock.send(&self.batch[..len]) {
-                Ok(_) => {}
-                Err(e) if batch::refused(&e) => {
-                    tracing::debug!(peer = %conn.peer, error = %e, "tftp: no UDP GSO, sending block by block");
-                    batch::disable(sock);
-                    conn.gso = None;
-                    for datagram in self.batch[..len].chunks(seg) {
-                        let _ = sock.send(datagram);
+            let Some(local) = t.local else { continue };
+            if let Some(p) = pending.as_mut() {
+                if p.local == local {
+                    p.len += t.len;
+                    p.count += 1;
+                    if t.len != p.gso.segment {
+                        // A shorter datagram (last block, ERROR) ends a batch.
+                        self.send_batch(pending.take());
                     }
-                    return;
+                    continue;
                 }
-                // A full send buffer drops the batch: the engine's timeout
-                // and rollback recover, as for loss.
-                Err(e) => tracing::trace!(error = %e, "tftp: batched send failed"),
+                // Another transfer's datagram, written after the batch.
+                let (start, p) = (p.len, pending.take());
+                self.send_batch(p);
+                let bytes = &self.batch[start..start + t.len];
+                self.send_one(local, t.remote, bytes);
+                continue;
+            }
+            let batching = self
+                .conn_of(local, t.remote)
+                .and_then(|i| self.conns[i].as_ref().map(|c| (i, c)))
+                .and_then(|(i, c)| {
+                    let gso = c.gso.filter(|_| !(c.small_window && alone))?;
+                    (t.len == gso.segment).then_some((i, gso))
+                });
+            match batching {
+                Some((conn, gso)) => {
+                    self.batch[..t.len].copy_from_slice(&self.buf[..t.len]);
+                    pending = Some(Pending {
+                        conn,
+                        local,
+                        gso,
+                        len: t.len,
+                        count: 1,
+                    });
+                }
+                None => self.send_one(local, t.remote, &self.buf[..t.len]),
+            }
+        }
+        self.send_batch(pending);
+        // The files read the blocks the next ACKs will ask for now, while
+        // these and their ACKs cross the network.
+        self.engine.read_ahead();
+        while let Some(ev) = self.engine.poll_event() {
+            self.on_event(ev);
+        }
+    }
+
+    /// Sends a batch of one transfer's blocks in one system call. If the
+    /// kernel refuses GSO, turns it off for the transfer and sends the
+    /// batch block by block.
+    fn send_batch(&mut self, p: Option<Pending>) {
+        let Some(p) = p else { return };
+        let Some(conn) = self.conns[p.conn].as_mut() else {
+            return;
+        };
+        let Some(sock) = conn.socket.as_ref() else {
+            return;
+        };
+        let bytes = &self.batch[..p.len];
+        match sock.send(bytes) {
+            Ok(_) => {}
+            Err(e) if batch::refused(&e) => {
+                tracing::debug!(peer = %conn.peer, error = %e, "tftp: no UDP GSO, sending block by block");
+                batch::disable(sock);
+                conn.gso = None;
+                for datagram in bytes.chunks(p.gso.segment) {
+                    let _ = sock.send(datagram);
+                }
+            }
+            // A full send buffer drops the batch: the engine's timeout and
+            // rollback recover, as for loss.
+            Err(e) => tracing::trace!(error = %e, "tftp: batched send failed"),
+        }
+    }
+
+    fn on_event(&mut self, ev: ServerEvent) {
+        match ev {
+            ServerEvent::Transfer {
+                local, peer, event, ..
+            } => {
+                if let Some(i) = self.conn_of(local, peer) {
+                    self.log_event(i, event);
+                }
+            }
+            ServerEvent::Closed { local, peer, .. } => {
+                if let Some(i) = self.conn_of(local, peer) {
+                    self.close_conn(i);
+                }
+                self.shared.release(*peer.ip());
+            }
+            ServerEvent::Refused {
+                peer, code, reason, ..
+            } => {
+                bump(&self.counters().refused, 1);
+                tracing::warn!(peer = %peer, code = u16::from(code), reason = ?reason, "tftp: request refused");
             }
         }
     }
 
-    fn log_event(&mut self, index: usize, ev: Event) {
+    fn log_event(&self, index: usize, ev: Event) {
         let Some(conn) = self.conns[index].as_ref() else {
             return;
         };
@@ -1172,6 +1241,7 @@ impl Loop {
             .and_then(|c| c.lookup(*peer.ip()));
         let mac = who.map(|c| tracing::field::display(c.mac));
         let arch = who.and_then(|c| c.arch).map(tracing::field::display);
+        let counters = self.counters();
         match ev {
             Event::Started(n) => tracing::info!(
                 peer = %peer, mac, arch, file, write, step = if write { "wrq" } else { "rrq" },
@@ -1183,8 +1253,8 @@ impl Loop {
                 tracing::trace!(peer = %peer, file, bytes, "tftp: progress")
             }
             Event::Completed { bytes, duration } => {
-                self.stats.completed += 1;
-                self.stats.bytes += bytes;
+                bump(&counters.completed, 1);
+                bump(&counters.bytes, bytes);
                 tracing::info!(
                     peer = %peer, mac, arch, file, write, bytes, step = "transfer-done",
                     duration_ms = (duration.as_secs_f64() * 1e4).round() / 10.0,
@@ -1192,68 +1262,66 @@ impl Loop {
                 );
             }
             Event::Failed { reason, bytes } if !reason.is_error() => {
-                self.stats.declined += 1;
+                bump(&counters.declined, 1);
                 tracing::debug!(peer = %peer, file, bytes, reason = ?reason, "tftp: options probe ended by client");
             }
             Event::Failed { reason, bytes } => {
-                self.stats.failed += 1;
+                bump(&counters.failed, 1);
                 tracing::warn!(peer = %peer, mac, arch, file, write, bytes, reason = ?reason, step = "transfer-failed", "tftp: transfer failed");
-            }
-        }
-    }
-
-    fn close(&mut self, h: TransferHandle) {
-        let index = h.index();
-        self.engine.remove(h);
-        if let Some(mut conn) = self.conns[index].take() {
-            self.shared.release(*conn.peer.ip());
-            if let Some(s) = conn.socket.as_mut() {
-                let _ = self.poll.registry().deregister(s);
-            }
-            if self.by_peer.get(&conn.peer) == Some(&h) {
-                self.by_peer.remove(&conn.peer);
-            }
-        }
-    }
-
-    fn fire_timers(&mut self) {
-        let now = self.now();
-        while let Some(&Reverse((t, index))) = self.timers.peek() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(conn) = self.conns[index].as_mut() else {
-                continue;
-            };
-            if conn.armed != Some(t) {
-                continue;
-            }
-            conn.armed = None;
-            let h = conn.handle;
-            match self.engine.poll_timeout(h) {
-                Some(d) if d <= now => {
-                    self.engine.handle_timeout(h, now);
-                    self.service(h);
-                }
-                Some(d) => {
-                    if let Some(conn) = self.conns[index].as_mut() {
-                        conn.armed = Some(d);
-                    }
-                    self.timers.push(Reverse((d, index)));
-                }
-                None => self.service(h),
             }
         }
     }
 }
 
-/// A server whose loops run on threads of their own.
+/// A file opened for a read request or a sink for a write request.
+enum Opened {
+    File(JailedFile),
+    Upload(Upload),
+}
+
+/// Blocks of one transfer laid end to end in [`TftpLoop::batch`].
+struct Pending {
+    conn: usize,
+    local: SocketAddrV4,
+    gso: batch::Gso,
+    len: usize,
+    count: usize,
+}
+
+impl Service for TftpLoop {
+    fn start(&mut self, registrar: Registrar) -> io::Result<()> {
+        registrar.register(&mut self.listener, LISTENER)?;
+        self.registrar = Some(registrar);
+        Ok(())
+    }
+
+    fn ready(&mut self, token: usize) -> io::Result<()> {
+        if token == LISTENER {
+            self.on_listener();
+        } else {
+            self.on_transfer(token);
+        }
+        Ok(())
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.engine.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> io::Result<()> {
+        self.engine.handle_timeout(now);
+        self.flush(now);
+        Ok(())
+    }
+}
+
+/// A server whose loops run on threads of their own. Dropped, it stops
+/// them and waits for them (at most [`event_loop::MAX_WAIT`]).
 pub struct TftpServerHandle {
     local: SocketAddr,
-    stop: Arc<AtomicBool>,
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<io::Result<TftpStats>>>,
+    loops: usize,
+    running: Option<RunningLoops>,
 }
 
 impl TftpServerHandle {
@@ -1264,7 +1332,7 @@ impl TftpServerHandle {
 
     /// The number of event loops.
     pub fn loops(&self) -> usize {
-        self.threads.len()
+        self.loops
     }
 
     /// Transfers in progress, over all loops.
@@ -1272,11 +1340,19 @@ impl TftpServerHandle {
         self.shared.active.load(Ordering::Acquire)
     }
 
+    /// Counters so far, summed over the loops.
+    pub fn stats(&self) -> TftpStats {
+        self.shared
+            .counters
+            .iter()
+            .map(LoopCounters::snapshot)
+            .sum()
+    }
+
     /// Asks every loop to stop without waiting.
     pub fn signal_stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for w in &self.shared.wakers {
-            let _ = w.wake();
+        if let Some(r) = &self.running {
+            r.signal_stop();
         }
     }
 
@@ -1289,33 +1365,14 @@ impl TftpServerHandle {
     /// Stops the loops and waits for their threads; returns each loop's
     /// final counters (in loop order), or the first loop's error.
     pub fn stop_loops(mut self) -> io::Result<Vec<TftpStats>> {
-        self.signal_stop();
-        let mut out = Vec::with_capacity(self.threads.len());
-        let mut error = None;
-        for t in self.threads.drain(..) {
-            match t.join() {
-                Ok(Ok(s)) => out.push(s),
-                Ok(Err(e)) => {
-                    error.get_or_insert(e);
-                }
-                Err(_) => {
-                    error.get_or_insert(io::Error::other("TFTP server thread panicked"));
-                }
-            }
+        if let Some(r) = self.running.take() {
+            r.stop()?;
         }
-        match error {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
-    }
-}
-
-impl Drop for TftpServerHandle {
-    /// A handle dropped without [`TftpServerHandle::stop`] stops the loops
-    /// (without waiting for them).
-    fn drop(&mut self) {
-        if !self.threads.is_empty() {
-            self.signal_stop();
-        }
+        Ok(self
+            .shared
+            .counters
+            .iter()
+            .map(LoopCounters::snapshot)
+            .collect())
     }
 }

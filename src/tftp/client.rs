@@ -10,30 +10,33 @@
 //!
 //! # How to drive it
 //!
-//! Call [`Client::poll_transmit`] until `None` and send each datagram to
-//! [`Transmit::destination`]; feed every datagram received on the client's
-//! socket to [`Client::handle`]; call [`Client::handle_timeout`] at
-//! [`Client::poll_timeout`]; read [`Client::poll_event`]. Done when
-//! [`Client::is_finished`] (after the dally period that lets a lost final
-//! ACK be repeated).
+//! The [engine contract](crate::engine): drain [`Client::poll_transmit`]
+//! and send each datagram to [`Transmit::remote`] from the client's one
+//! socket; feed every datagram received on it to [`Client::handle`]; call
+//! [`Client::handle_timeout`] at [`Client::poll_timeout`]; read
+//! [`Client::poll_event`]. Done when [`Client::is_finished`] (after the
+//! dally period that lets a lost final ACK be repeated).
 //!
 //! ```
 //! use core::net::{Ipv4Addr, SocketAddrV4};
 //! use preboot::Instant;
+//! use preboot::engine::Datagram;
 //! use preboot::fs::SliceSink;
 //! use preboot::tftp::client::{Client, ClientConfig};
 //!
 //! let server = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 69);
+//! let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 2000);
 //! let mut store = [0u8; 16];
 //! let mut c = Client::new(Instant::ZERO, server, b"hello.txt", ClientConfig::default(), SliceSink::new(&mut store));
-//! let mut buf = [0u8; 600];
-//! let t = c.poll_transmit(Instant::ZERO, &mut buf).unwrap();
-//! assert_eq!(&buf[..t.len], b"\x00\x01hello.txt\x00octet\x00");
+//! let mut buf = [0u8; Client::<SliceSink>::MAX_DATAGRAM];
+//! let t = c.poll_transmit(Instant::ZERO, &mut buf)?.unwrap();
+//! assert_eq!((&buf[..t.len], t.remote), (&b"\x00\x01hello.txt\x00octet\x00"[..], server));
 //! // The server answers from its transfer port with the whole file.
 //! let tid = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 40000);
-//! c.handle(Instant::ZERO, tid, b"\x00\x03\x00\x01hi");
-//! let t = c.poll_transmit(Instant::ZERO, &mut buf).unwrap();
-//! assert_eq!((&buf[..t.len], t.destination), (&b"\x00\x04\x00\x01"[..], tid));
+//! c.handle(Instant::ZERO, Datagram { local, remote: tid, payload: b"\x00\x03\x00\x01hi" });
+//! let t = c.poll_transmit(Instant::ZERO, &mut buf)?.unwrap();
+//! assert_eq!((&buf[..t.len], t.remote), (&b"\x00\x04\x00\x01"[..], tid));
+//! # Ok::<(), preboot::engine::BufferTooSmall>(())
 //! ```
 
 use core::net::SocketAddrV4;
@@ -42,6 +45,7 @@ use core::time::Duration;
 use super::receiver::{Receiver, RxOutcome, RxState};
 use super::{Event, EventQueue, FailReason, Negotiated, Rollover};
 use crate::Instant;
+use crate::engine::{BufferTooSmall, Datagram, Transmit};
 use crate::fs::WriteAt;
 use crate::wire::tftp::{DEFAULT_BLKSIZE, ErrorCode, Mode, OptionSet, Options, Repr, Request};
 
@@ -81,14 +85,8 @@ impl Default for ClientConfig {
     }
 }
 
-/// A datagram to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where to send it.
-    pub destination: SocketAddrV4,
-    /// Bytes written at the start of the caller's buffer.
-    pub len: usize,
-}
+/// See [`Client::MAX_DATAGRAM`].
+const MAX_DATAGRAM: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -254,8 +252,14 @@ impl<'n, W: WriteAt> Client<'n, W> {
         Some(neg)
     }
 
-    /// Feeds a datagram received from `from`.
-    pub fn handle(&mut self, now: Instant, from: SocketAddrV4, datagram: &[u8]) {
+    /// The largest datagram this client sends: an RRQ (a longer name
+    /// cannot be requested; the client fails at once). ACKs and ERRORs are
+    /// smaller.
+    pub const MAX_DATAGRAM: usize = MAX_DATAGRAM;
+
+    /// Feeds a datagram received on the client's socket.
+    pub fn handle(&mut self, now: Instant, datagram: Datagram<'_>) {
+        let (from, datagram) = (datagram.remote, datagram.payload);
         if self.phase == Phase::Ended {
             return;
         }
@@ -367,45 +371,60 @@ impl<'n, W: WriteAt> Client<'n, W> {
         }
     }
 
-    /// The next datagram to send, written into `buf`.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        if let Some((to, code)) = self.error_due.take() {
-            let len = Repr::Error {
+    /// The next datagram to send, written into `buf`; one that does not
+    /// fit stays queued ([`BufferTooSmall`], the
+    /// [engine contract](crate::engine)).
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Result<Option<Transmit>, BufferTooSmall> {
+        let send = |remote: SocketAddrV4, len: usize| Transmit {
+            local: None,
+            remote,
+            len,
+            broadcast: false,
+            after_sync: false,
+        };
+        if let Some((to, code)) = self.error_due {
+            let repr = Repr::Error {
                 code,
                 message: code.default_message().as_bytes(),
-            }
-            .emit(buf)
-            .ok()?;
-            return Some(Transmit {
-                destination: to,
-                len,
-            });
+            };
+            let len = emit(&repr, buf)?;
+            self.error_due = None;
+            return Ok(len.map(|len| send(to, len)));
         }
         match self.phase {
             Phase::Requesting if self.rrq_due => {
-                let len = Repr::Rrq(Request {
+                let repr = Repr::Rrq(Request {
                     filename: self.filename,
                     mode: self.config.mode,
                     options: Options::Set(self.requested()),
-                })
-                .emit(buf)
-                .ok()?;
+                });
+                let len = emit(&repr, buf)?;
                 self.rrq_due = false;
                 self.deadline = Some(now + self.config.timeout);
-                Some(Transmit {
-                    destination: self.server,
-                    len,
-                })
+                match len {
+                    Some(len) => Ok(Some(send(self.server, len))),
+                    // A name no request can carry: nothing will ever answer.
+                    None => {
+                        self.fail(FailReason::Protocol(ErrorCode::NotDefined), None);
+                        Ok(None)
+                    }
+                }
             }
             Phase::Receiving => {
-                let block = self.rx.poll_ack(now)?;
-                let len = Repr::Ack { block }.emit(buf).ok()?;
-                Some(Transmit {
-                    destination: self.tid?,
-                    len,
-                })
+                let Some(tid) = self.tid else { return Ok(None) };
+                if buf.len() < 4 {
+                    return Err(BufferTooSmall { needed: 4 });
+                }
+                let Some(block) = self.rx.poll_ack(now) else {
+                    return Ok(None);
+                };
+                Ok(Repr::Ack { block }.emit(buf).ok().map(|len| send(tid, len)))
             }
-            _ => None,
+            _ => Ok(None),
         }
     }
 
@@ -413,4 +432,17 @@ impl<'n, W: WriteAt> Client<'n, W> {
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop()
     }
+}
+
+/// Emits `repr` into `buf`: `Ok(None)` if it cannot be encoded at all,
+/// [`BufferTooSmall`] (nothing written) if only `buf` is too short.
+fn emit(repr: &Repr<'_>, buf: &mut [u8]) -> Result<Option<usize>, BufferTooSmall> {
+    let needed = repr.buffer_len();
+    if needed > buf.len() {
+        if needed <= MAX_DATAGRAM {
+            return Err(BufferTooSmall { needed });
+        }
+        return Ok(None);
+    }
+    Ok(repr.emit(buf).ok())
 }

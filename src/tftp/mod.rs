@@ -25,6 +25,7 @@ use crate::wire::tftp::ErrorCode;
 
 mod block;
 pub mod client;
+mod deadlines;
 mod receiver;
 mod sender;
 pub mod server;
@@ -131,6 +132,9 @@ impl EventQueue {
         if self.end.is_none() {
             self.end = Some(e);
         }
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.started.is_none() && self.progress.is_none() && self.end.is_none()
     }
     pub(crate) fn pop(&mut self) -> Option<Event> {
         if let Some(n) = self.started.take() {

@@ -2,41 +2,40 @@
 //!
 //! # How to drive it
 //!
-//! 1. A datagram arrives on the listening port (69): call
-//!    [`Server::handle_request`]. It validates the request (path, mode,
-//!    limits) and returns [`RequestOutcome::Read`] / [`RequestOutcome::Write`]
-//!    for the application to decide, or [`RequestOutcome::Refused`] when the
-//!    engine already queued an ERROR.
-//! 2. The application opens the file ([`crate::fs::FileSource`]) and calls
-//!    [`Server::accept_read`] (or [`Server::accept_write`] with a sink), or
-//!    [`Server::refuse`] with an error code (e.g. ERROR 1 for a missing
-//!    file). Accepting returns a [`TransferHandle`]; the driver gives the
-//!    transfer a fresh socket (new source port, RFC 1350 §4) or, in
-//!    single-port mode, routes by peer address.
-//! 3. Drain [`Server::poll_listener_transmit`] (refusals, sent from the
-//!    listening port) and, per transfer, [`Server::poll_transmit`] until it
-//!    returns `None`; feed that transfer's datagrams to [`Server::handle`];
-//!    arm a timer at [`Server::poll_timeout`] and call
-//!    [`Server::handle_timeout`] when it fires (a spurious call is harmless);
-//!    drain [`Server::poll_event`]. When [`Server::is_finished`], call
-//!    [`Server::remove`] and close the transfer's socket.
-//! 4. After sending what [`Server::poll_transmit`] gave for a transfer, call
-//!    [`Server::read_ahead`] for it. It tells the file
-//!    ([`crate::fs::ReadAt::read_ahead`]) which blocks the next ACK will ask
-//!    for (one block in lock-step, RFC 1350 §2; the next window with
-//!    windowsize, RFC 7440 §4), so a file that reads ahead does that read
-//!    while the DATA and its ACK cross the network instead of after the ACK
-//!    arrives. Calling it at any other time, or not at all, is harmless: it
-//!    only gives a hint.
+//! It follows the [engine contract](crate::engine), with one step of its
+//! own, the application's decision on each request (as quinn-proto's
+//! endpoint hands out incoming connections):
+//!
+//! 1. Feed every datagram to [`Server::handle`] with the endpoint it
+//!    arrived on: the listening socket's for requests, the transfer's
+//!    socket's for a transfer's ACKs and DATA. A valid new request comes
+//!    back as an [`Incoming`]; invalid ones are refused by the engine.
+//! 2. For an [`Incoming`], open the file ([`crate::fs::FileSource`]) and
+//!    call [`Server::accept_read`] (or [`Server::accept_write`] with a
+//!    sink) with the endpoint the transfer will speak from — a fresh
+//!    socket's (a new port, RFC 1350 §4), or the listening one in
+//!    single-port mode — or [`Server::refuse`] with an error code (ERROR 1
+//!    for a missing file).
+//! 3. Drain [`Server::poll_transmit`] and send each datagram from the
+//!    socket bound to [`Transmit::local`]; then call
+//!    [`Server::read_ahead`]. It tells the files of the transfers that
+//!    just sent ([`crate::fs::ReadAt::read_ahead`]) which blocks the next
+//!    ACK will ask for (one block in lock-step, RFC 1350 §2; the next
+//!    window with windowsize, RFC 7440 §4), so a file that reads ahead
+//!    does that read while the DATA and its ACK cross the network.
+//! 4. Call [`Server::handle_timeout`] at [`Server::poll_timeout`] (the
+//!    earliest deadline of all transfers).
+//! 5. Drain [`Server::poll_event`]: what happened, for logs; a
+//!    [`ServerEvent::Closed`] says a transfer's slot is free and its socket
+//!    may be closed.
 //!
 //! # Spoofed requests (anti-amplification)
 //!
 //! A read transfer sends at most one datagram per datagram received from
-//! its peer (the request, repeats of it fed to
-//! [`Server::handle_request`], datagrams fed to [`Server::handle`]) until
-//! the peer acknowledges what was sent on the transfer's own port; the
-//! window then flows, a timeout re-sends one block, and timeouts back off.
-//! A driver without a port per transfer (single-port mode) sets
+//! its peer (the request, repeats of it, datagrams fed to the transfer)
+//! until the peer acknowledges what was sent on the transfer's own port;
+//! the window then flows, a timeout re-sends one block, and timeouts back
+//! off. A driver without a port per transfer (single-port mode) sets
 //! [`ServerConfig::validate_by_port`] to false: no transfer is then ever
 //! validated and `windowsize` is not granted. Limits in
 //! [`ServerConfig::max_timeout`] and [`ServerConfig::port_space`]; the
@@ -45,36 +44,47 @@
 //! ```
 //! use core::net::{Ipv4Addr, SocketAddrV4};
 //! use preboot::Instant;
+//! use preboot::engine::Datagram;
 //! use preboot::fs::{FileSource, MemFile, MemFs, SliceSink};
-//! use preboot::tftp::server::{RequestOutcome, Server, ServerConfig, Slot};
+//! use preboot::tftp::server::{Server, ServerConfig, ServerEvent, Slot};
 //!
 //! let mut fs = MemFs::new(&[("hello.txt", b"hi")]);
 //! let slots: [Slot<MemFile, SliceSink>; 4] = core::array::from_fn(|_| Slot::new());
 //! let mut server = Server::new(ServerConfig::default(), slots);
+//! let listener = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 69);
+//! let port = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000); // the transfer's socket
 //! let client = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 2000);
 //! let now = Instant::ZERO;
 //! let mut buf = [0u8; 600];
 //!
-//! let rrq = b"\x00\x01/hello.txt\x00octet\x00";
-//! let RequestOutcome::Read(incoming) = server.handle_request(now, client, rrq) else { panic!() };
+//! let rrq = Datagram { local: listener, remote: client, payload: b"\x00\x01/hello.txt\x00octet\x00" };
+//! let incoming = server.handle(now, rrq).expect("a valid read request");
 //! let file = fs.open(&incoming.path).unwrap();
-//! let h = server.accept_read(now, &incoming, file).unwrap();
-//! let n = server.poll_transmit(h, now, &mut buf).unwrap();
-//! assert_eq!(&buf[..n], b"\x00\x03\x00\x01hi"); // DATA block 1, the last
-//! server.read_ahead(h); // after sending; block 1 was the last: no hint
-//! server.handle(h, now, b"\x00\x04\x00\x01"); // ACK 1
-//! assert!(server.is_finished(h) || server.poll_event(h).is_some());
+//! server.accept_read(now, &incoming, file, port).unwrap();
+//! let t = server.poll_transmit(now, &mut buf)?.expect("DATA 1");
+//! assert_eq!((&buf[..t.len], t.local, t.remote), (&b"\x00\x03\x00\x01hi"[..], Some(port), client));
+//! server.read_ahead(); // after sending; block 1 was the last: no hint
+//! server.handle(now, Datagram { local: port, remote: client, payload: b"\x00\x04\x00\x01" }); // ACK 1
+//! assert!(server.poll_transmit(now, &mut buf)?.is_none());
+//! let mut closed = false;
+//! while let Some(ev) = server.poll_event() {
+//!     closed |= matches!(ev, ServerEvent::Closed { .. });
+//! }
+//! assert!(closed && server.active() == 0);
+//! # Ok::<(), preboot::engine::BufferTooSmall>(())
 //! ```
 
 use core::net::SocketAddrV4;
 use core::time::Duration;
 
+use super::deadlines;
 use super::receiver::{Receiver, RxOutcome, RxState};
 use super::sender::{ReadTransfer, SendConfig};
 use super::{Event, EventQueue, FailReason, Negotiated, Rollover};
 use crate::Instant;
+use crate::engine::{BufferTooSmall, Datagram, Transmit};
 use crate::fs::{PathError, ReadAt, ValidPath, WriteAt};
-use crate::wire::tftp::{ErrorCode, MAX_BLKSIZE, Mode, OptionSet, Options, Repr};
+use crate::wire::tftp::{DATA_HEADER_LEN, ErrorCode, MAX_BLKSIZE, Mode, OptionSet, Options, Repr};
 
 /// Server settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +198,8 @@ pub enum Direction {
 pub struct Incoming<'a> {
     /// The client's address and port (its transfer identifier).
     pub peer: SocketAddrV4,
+    /// The endpoint the request arrived on (the listening socket's).
+    pub local: SocketAddrV4,
     /// Read or write.
     pub direction: Direction,
     /// The validated path (leading `/` stripped).
@@ -221,30 +233,16 @@ pub enum RefuseReason {
     Application,
 }
 
-/// What [`Server::handle_request`] made of a datagram on the listening port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestOutcome<'a> {
-    /// A read request to accept or refuse.
-    Read(Incoming<'a>),
-    /// A write request to accept or refuse.
-    Write(Incoming<'a>),
-    /// Refused; an ERROR to `peer` is queued on the listener.
-    Refused {
-        /// The client.
-        peer: SocketAddrV4,
-        /// The code sent.
-        code: ErrorCode,
-        /// Why.
-        reason: RefuseReason,
-    },
-    /// Not a request, or a repeat of a request already being served.
-    Ignored,
-}
-
 enum Kind<F, W> {
     Read(ReadTransfer<F>),
     Write(WriteTransfer<W>),
 }
+
+/// The work lists a slot can be on (bits of [`Slot::queued`]).
+const READY: usize = 0;
+const HINT: usize = 1;
+const EVENTS: usize = 2;
+const LISTS: usize = 3;
 
 /// One slot of transfer storage; give [`Server::new`] an array or a `Vec`
 /// of them (its length caps concurrent transfers).
@@ -255,6 +253,17 @@ pub struct Slot<F, W> {
     link: u32,
     /// First slot of the hash chain of bucket number = this slot's index.
     head: u32,
+    /// Next slot on each work list.
+    next: [u32; LISTS],
+    /// Which work lists the slot is on (bit per list).
+    queued: u8,
+    /// The timer heap's cell at position = this slot's index.
+    heap: u32,
+    /// This slot's position in the timer heap.
+    heap_pos: u32,
+    /// The deadline the heap orders this slot by (never later than the
+    /// transfer's own).
+    deadline: Instant,
 }
 
 impl<F, W> Slot<F, W> {
@@ -265,6 +274,11 @@ impl<F, W> Slot<F, W> {
             entry: None,
             link: NONE,
             head: NONE,
+            next: [NONE; LISTS],
+            queued: 0,
+            heap: NONE,
+            heap_pos: deadlines::ABSENT,
+            deadline: Instant::ZERO,
         }
     }
 }
@@ -275,12 +289,117 @@ impl<F, W> Default for Slot<F, W> {
     }
 }
 
+impl<F, W> deadlines::Cells for [Slot<F, W>] {
+    fn at(&self, k: u32) -> u32 {
+        self[k as usize].heap
+    }
+    fn set_at(&mut self, k: u32, slot: u32) {
+        self[k as usize].heap = slot;
+    }
+    fn pos(&self, slot: u32) -> u32 {
+        self[slot as usize].heap_pos
+    }
+    fn set_pos(&mut self, slot: u32, k: u32) {
+        self[slot as usize].heap_pos = k;
+    }
+    fn key(&self, slot: u32) -> Instant {
+        self[slot as usize].deadline
+    }
+    fn set_key(&mut self, slot: u32, at: Instant) {
+        self[slot as usize].deadline = at;
+    }
+}
+
 struct Entry<F, W> {
     peer: SocketAddrV4,
+    /// The transfer's own endpoint (its port, RFC 1350 §4; the listening
+    /// one in single-port mode).
+    local: SocketAddrV4,
+    /// Sent something since its file was last given a read-ahead hint.
+    sent: bool,
     kind: Kind<F, W>,
 }
 
+impl<F: ReadAt, W: WriteAt> Entry<F, W> {
+    fn deadline(&self) -> Option<Instant> {
+        match &self.kind {
+            Kind::Read(t) => t.poll_timeout(),
+            Kind::Write(t) => t.rx.deadline,
+        }
+    }
+
+    fn blksize(&self) -> u16 {
+        match &self.kind {
+            Kind::Read(t) => t.neg.blksize,
+            Kind::Write(t) => t.neg.blksize,
+        }
+    }
+
+    fn pop_event(&mut self) -> Option<Event> {
+        match &mut self.kind {
+            Kind::Read(t) => t.events.pop(),
+            Kind::Write(t) => t.events.pop(),
+        }
+    }
+
+    fn has_events(&self) -> bool {
+        match &self.kind {
+            Kind::Read(t) => !t.events.is_empty(),
+            Kind::Write(t) => !t.events.is_empty(),
+        }
+    }
+}
+
+/// What happened, for logs and metrics ([`Server::poll_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// Something happened in a transfer.
+    Transfer {
+        /// Which transfer.
+        transfer: TransferHandle,
+        /// Its client.
+        peer: SocketAddrV4,
+        /// Its own endpoint.
+        local: SocketAddrV4,
+        /// What happened.
+        event: Event,
+    },
+    /// The transfer ended and its last event was polled: its slot is free
+    /// and its handle stale. A driver with a socket per transfer closes
+    /// the one bound to `local`.
+    Closed {
+        /// Which transfer.
+        transfer: TransferHandle,
+        /// Its client.
+        peer: SocketAddrV4,
+        /// Its own endpoint.
+        local: SocketAddrV4,
+    },
+    /// The engine refused a request by itself; the ERROR is queued.
+    Refused {
+        /// The client.
+        peer: SocketAddrV4,
+        /// The endpoint the request arrived on.
+        local: SocketAddrV4,
+        /// The code sent.
+        code: ErrorCode,
+        /// Why.
+        reason: RefuseReason,
+    },
+}
+
+/// A head and a tail of one work list threaded through the slots.
+#[derive(Debug, Clone, Copy)]
+struct WorkList {
+    head: u32,
+    tail: u32,
+}
+
 const LISTENER_QUEUE: usize = 16;
+
+/// An ERROR queued for a request: (sent from, to, code).
+type Refusal = (SocketAddrV4, SocketAddrV4, ErrorCode);
 
 /// The server engine; see the module docs for how to drive it.
 pub struct Server<F, W, S> {
@@ -289,47 +408,52 @@ pub struct Server<F, W, S> {
     active: usize,
     /// First free slot: finding one is O(1).
     free: u32,
-    refusals: [Option<(SocketAddrV4, ErrorCode)>; LISTENER_QUEUE],
+    lists: [WorkList; LISTS],
+    timers: deadlines::Heap,
+    refusals: [Option<Refusal>; LISTENER_QUEUE],
+    refused: [Option<ServerEvent>; LISTENER_QUEUE],
     _marker: core::marker::PhantomData<(F, W)>,
 }
 
 impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server<F, W, S> {
+    /// The largest datagram the engine sends: a DATA block of the largest
+    /// `blksize` (RFC 2348). A transfer needs `4 + max(blksize, 512)`
+    /// bytes of buffer (the 512 for its OACK and ERRORs).
+    pub const MAX_DATAGRAM: usize = DATA_HEADER_LEN + MAX_BLKSIZE as usize;
+
     /// A server with these settings and transfer slots (at most
     /// `u32::MAX - 1` are used). Finding a free slot and a client's
     /// transfers takes O(1) (a free list and a hash on the client address
-    /// threaded through the slots), however many slots there are.
+    /// threaded through the slots), however many slots there are; the
+    /// earliest deadline is found in O(1) too (a heap in the slots).
     pub fn new(config: ServerConfig, mut slots: S) -> Self {
         let all = slots.as_mut();
-        let n = all.len().min(NONE as usize);
+        let n = all.len().min(NONE as usize - 1);
         let mut free = NONE;
         for i in (0..n).rev() {
-            all[i].head = NONE;
-            if all[i].entry.is_none() {
-                all[i].link = free;
-                free = i as u32;
-            }
+            all[i] = Slot::new();
+            all[i].link = free;
+            free = i as u32;
         }
-        let mut server = Server {
+        Server {
             config,
             slots,
             active: 0,
             free,
+            lists: [WorkList {
+                head: NONE,
+                tail: NONE,
+            }; LISTS],
+            timers: deadlines::Heap::default(),
             refusals: [None; LISTENER_QUEUE],
+            refused: [None; LISTENER_QUEUE],
             _marker: core::marker::PhantomData,
-        };
-        // Slots handed over in use (not made by `Slot::new`) are indexed.
-        for i in 0..n {
-            if let Some(peer) = server.slots.as_ref()[i].entry.as_ref().map(|e| e.peer) {
-                server.link(i as u32, peer);
-                server.active += 1;
-            }
         }
-        server
     }
 
     /// The number of hash buckets (one per usable slot).
     fn buckets(&self) -> usize {
-        self.slots.as_ref().len().min(NONE as usize)
+        self.slots.as_ref().len().min(NONE as usize - 1)
     }
 
     /// The bucket of a client address (keyed: see [`ServerConfig::hash_key`]).
@@ -392,6 +516,56 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
         })
     }
 
+    /// Appends slot `i` to work list `list` (once).
+    fn push(&mut self, list: usize, i: u32) {
+        let bit = 1u8 << list;
+        let slots = self.slots.as_mut();
+        if slots[i as usize].queued & bit != 0 {
+            return;
+        }
+        slots[i as usize].queued |= bit;
+        slots[i as usize].next[list] = NONE;
+        let l = &mut self.lists[list];
+        if l.tail == NONE {
+            l.head = i;
+        } else {
+            slots[l.tail as usize].next[list] = i;
+        }
+        l.tail = i;
+    }
+
+    /// Takes the first slot off work list `list`.
+    fn pop(&mut self, list: usize) -> Option<u32> {
+        let i = self.lists[list].head;
+        if i == NONE {
+            return None;
+        }
+        let slot = &mut self.slots.as_mut()[i as usize];
+        slot.queued &= !(1u8 << list);
+        let next = slot.next[list];
+        let l = &mut self.lists[list];
+        l.head = next;
+        if next == NONE {
+            l.tail = NONE;
+        }
+        Some(i)
+    }
+
+    /// After slot `i`'s transfer changed: its deadline moves in the
+    /// heap; its events or its end are to be polled.
+    fn touch(&mut self, i: u32) {
+        let Some(e) = self.slots.as_ref()[i as usize].entry.as_ref() else {
+            return;
+        };
+        let done = entry_done(e);
+        let report = done || e.has_events();
+        let deadline = if done { None } else { e.deadline() };
+        self.timers.set(self.slots.as_mut(), i, deadline);
+        if report {
+            self.push(EVENTS, i);
+        }
+    }
+
     /// The settings.
     pub fn config(&self) -> &ServerConfig {
         &self.config
@@ -402,40 +576,90 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
         self.active
     }
 
-    fn queue_refusal(&mut self, peer: SocketAddrV4, code: ErrorCode) {
+    fn queue_refusal(&mut self, local: SocketAddrV4, peer: SocketAddrV4, code: ErrorCode) {
         // Bounded: when full the request goes unanswered and the client
         // retries.
         if let Some(slot) = self.refusals.iter_mut().find(|s| s.is_none()) {
-            *slot = Some((peer, code));
+            *slot = Some((local, peer, code));
         }
     }
 
     fn refused<'a>(
         &mut self,
-        peer: SocketAddrV4,
+        dg: &Datagram<'_>,
         code: ErrorCode,
         reason: RefuseReason,
-    ) -> RequestOutcome<'a> {
-        self.queue_refusal(peer, code);
-        RequestOutcome::Refused { peer, code, reason }
+    ) -> Option<Incoming<'a>> {
+        self.queue_refusal(dg.local, dg.remote, code);
+        if let Some(slot) = self.refused.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(ServerEvent::Refused {
+                peer: dg.remote,
+                local: dg.local,
+                code,
+                reason,
+            });
+        }
+        None
     }
 
-    /// Feeds a datagram that arrived on the listening port.
-    pub fn handle_request<'a>(
-        &mut self,
-        now: Instant,
-        from: SocketAddrV4,
-        datagram: &'a [u8],
-    ) -> RequestOutcome<'a> {
-        let (direction, req) = match Repr::parse_bytes(datagram) {
+    /// Feeds one received datagram ([engine contract](crate::engine)).
+    ///
+    /// A datagram from a transfer's client to that transfer's endpoint
+    /// (`local`) goes to the transfer. Anything else is taken as a request
+    /// that arrived at `local` (the listening port): a new, valid read or
+    /// write request is returned for the application to
+    /// [accept](Server::accept_read) or [refuse](Server::refuse); an
+    /// invalid one is refused here (an ERROR is queued, and a
+    /// [`ServerEvent::Refused`] says why); a repeat of a request being
+    /// served, and datagrams that are not requests, are ignored.
+    pub fn handle<'a>(&mut self, now: Instant, dg: Datagram<'a>) -> Option<Incoming<'a>> {
+        let found = self
+            .chain(*dg.remote.ip())
+            .find(|(_, e)| e.peer == dg.remote && e.local == dg.local)
+            .map(|(i, _)| i);
+        match found {
+            Some(i) => {
+                self.feed(i, now, dg.payload);
+                None
+            }
+            None => self.request(now, dg),
+        }
+    }
+
+    fn feed(&mut self, i: u32, now: Instant, datagram: &[u8]) {
+        let Some(e) = self.slots.as_mut()[i as usize].entry.as_mut() else {
+            return;
+        };
+        let Ok(repr) = Repr::parse_bytes(datagram) else {
+            return;
+        };
+        if let Kind::Read(t) = &mut e.kind {
+            // From the peer (or a spoofer): pays for one datagram while the
+            // peer is unvalidated.
+            t.on_datagram();
+        }
+        match (&mut e.kind, repr) {
+            (Kind::Read(t), Repr::Ack { block }) => t.on_ack(now, block),
+            (Kind::Read(t), Repr::Error { code, .. }) => t.on_error(code),
+            (Kind::Write(t), Repr::Data { block, data }) => t.on_data(now, block, data),
+            (Kind::Write(t), Repr::Error { code, .. }) => t.on_error(code),
+            _ => {}
+        }
+        self.push(READY, i);
+        self.touch(i);
+    }
+
+    fn request<'a>(&mut self, now: Instant, dg: Datagram<'a>) -> Option<Incoming<'a>> {
+        let from = dg.remote;
+        let (direction, req) = match Repr::parse_bytes(dg.payload) {
             Ok(Repr::Rrq(r)) => (Direction::Read, r),
             Ok(Repr::Wrq(r)) => (Direction::Write, r),
             // ERRORs are never answered (RFC 1350 §7); stray DATA/ACK/OACK
             // (a client answering a refusal sent from this port) neither:
             // answering could start an error ping-pong.
-            Ok(_) => return RequestOutcome::Ignored,
+            Ok(_) => return None,
             Err(_) => {
-                return self.refused(from, ErrorCode::IllegalOperation, RefuseReason::Malformed);
+                return self.refused(&dg, ErrorCode::IllegalOperation, RefuseReason::Malformed);
             }
         };
         let repeat = self
@@ -444,55 +668,50 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
             .map(|(i, _)| i);
         if let Some(i) = repeat {
             // A retransmitted request: the transfer already answers it. The
-            // datagram pays for one re-send to a peer not yet validated.
+            // datagram pays for one re-send to a peer not yet validated,
+            // which may leave now.
             if let Some(Entry {
                 kind: Kind::Read(t),
                 ..
             }) = self.slots.as_mut()[i as usize].entry.as_mut()
             {
                 t.on_datagram();
+                self.push(READY, i);
             }
-            return RequestOutcome::Ignored;
+            return None;
         }
         let path = match ValidPath::new(req.filename) {
             Ok(p) => p,
             Err(e) => {
-                return self.refused(from, ErrorCode::AccessViolation, RefuseReason::Path(e));
+                return self.refused(&dg, ErrorCode::AccessViolation, RefuseReason::Path(e));
             }
         };
         if req.mode == Mode::Mail {
-            return self.refused(from, ErrorCode::IllegalOperation, RefuseReason::Mode);
+            return self.refused(&dg, ErrorCode::IllegalOperation, RefuseReason::Mode);
         }
         let options = req.options.to_set();
         if direction == Direction::Write {
             if !self.config.allow_write {
-                return self.refused(
-                    from,
-                    ErrorCode::AccessViolation,
-                    RefuseReason::WriteDisabled,
-                );
+                return self.refused(&dg, ErrorCode::AccessViolation, RefuseReason::WriteDisabled);
             }
             if let (Some(limit), Some(size)) = (self.config.max_write_size, options.tsize) {
                 if size > limit {
-                    return self.refused(from, ErrorCode::DiskFull, RefuseReason::TooLarge);
+                    return self.refused(&dg, ErrorCode::DiskFull, RefuseReason::TooLarge);
                 }
             }
         }
         if let Err(reason) = self.check_limits(from) {
-            return self.refused(from, ErrorCode::NotDefined, reason);
+            return self.refused(&dg, ErrorCode::NotDefined, reason);
         }
-        let incoming = Incoming {
+        Some(Incoming {
             peer: from,
+            local: dg.local,
             direction,
             path,
             mode: req.mode,
             options,
             received: now,
-        };
-        match direction {
-            Direction::Read => RequestOutcome::Read(incoming),
-            Direction::Write => RequestOutcome::Write(incoming),
-        }
+        })
     }
 
     fn check_limits(&self, from: SocketAddrV4) -> Result<usize, RefuseReason> {
@@ -584,36 +803,49 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
 
     fn insert(
         &mut self,
-        peer: SocketAddrV4,
+        incoming: &Incoming<'_>,
+        local: SocketAddrV4,
         kind: Kind<F, W>,
     ) -> Result<TransferHandle, ErrorCode> {
+        let peer = incoming.peer;
         let index = match self.check_limits(peer) {
             Ok(i) => i,
             Err(_) => {
-                self.queue_refusal(peer, ErrorCode::NotDefined);
+                self.queue_refusal(incoming.local, peer, ErrorCode::NotDefined);
                 return Err(ErrorCode::NotDefined);
             }
         };
         let slot = &mut self.slots.as_mut()[index];
         self.free = slot.link;
         slot.generation = slot.generation.wrapping_add(1);
-        slot.entry = Some(Entry { peer, kind });
+        slot.entry = Some(Entry {
+            peer,
+            local,
+            sent: false,
+            kind,
+        });
         let generation = slot.generation;
         self.link(index as u32, peer);
         self.active += 1;
+        self.push(READY, index as u32);
+        self.touch(index as u32);
         Ok(TransferHandle {
             index: index as u32,
             generation,
         })
     }
 
-    /// Accepts a read request with the opened `file`. Fails (and queues an
-    /// ERROR) only if the limits were reached since the request arrived.
+    /// Accepts a read request with the opened `file`; the transfer speaks
+    /// from `local` (the address of the socket the driver gave it — a new
+    /// port, RFC 1350 §4 — or the listening one in single-port mode).
+    /// Fails (and queues an ERROR) only if the limits were reached since
+    /// the request arrived.
     pub fn accept_read(
         &mut self,
         now: Instant,
         incoming: &Incoming<'_>,
         file: F,
+        local: SocketAddrV4,
     ) -> Result<TransferHandle, ErrorCode> {
         let (neg, oack) = self.negotiate(incoming, Some(file.size()));
         let start = incoming.received.min(now);
@@ -630,15 +862,17 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
                 server_timeout: self.config.timeout,
             },
         );
-        self.insert(incoming.peer, Kind::Read(t))
+        self.insert(incoming, local, Kind::Read(t))
     }
 
-    /// Accepts a write request into `sink`.
+    /// Accepts a write request into `sink`, speaking from `local` (see
+    /// [`Server::accept_read`]).
     pub fn accept_write(
         &mut self,
         now: Instant,
         incoming: &Incoming<'_>,
         sink: W,
+        local: SocketAddrV4,
     ) -> Result<TransferHandle, ErrorCode> {
         let (neg, oack) = self.negotiate(incoming, None);
         let t = WriteTransfer::new(
@@ -649,28 +883,20 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
             &self.config,
             incoming.mode == Mode::Netascii,
         );
-        self.insert(incoming.peer, Kind::Write(t))
+        self.insert(incoming, local, Kind::Write(t))
     }
 
-    /// Refuses a request: queues ERROR `code` to the client.
+    /// Refuses a request: queues ERROR `code` to the client, sent from
+    /// where the request arrived.
     pub fn refuse(&mut self, incoming: &Incoming<'_>, code: ErrorCode) {
-        self.queue_refusal(incoming.peer, code);
+        self.queue_refusal(incoming.local, incoming.peer, code);
     }
 
-    /// Next refusal to send from the listening port: `(client, length)`.
-    pub fn poll_listener_transmit(&mut self, buf: &mut [u8]) -> Option<(SocketAddrV4, usize)> {
-        for slot in self.refusals.iter_mut() {
-            if let Some((peer, code)) = slot.take() {
-                let n = Repr::Error {
-                    code,
-                    message: code.default_message().as_bytes(),
-                }
-                .emit(buf)
-                .ok()?;
-                return Some((peer, n));
-            }
-        }
-        None
+    /// The options a request would be granted, before it is accepted (a
+    /// driver sizes the transfer's socket buffers by them); `size` is the
+    /// file's for a read.
+    pub fn would_negotiate(&self, incoming: &Incoming<'_>, size: Option<u64>) -> Negotiated {
+        self.negotiate(incoming, size).0
     }
 
     fn entry(&self, h: TransferHandle) -> Option<&Entry<F, W>> {
@@ -681,17 +907,14 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
         slot.entry.as_ref()
     }
 
-    fn entry_mut(&mut self, h: TransferHandle) -> Option<&mut Entry<F, W>> {
-        let slot = self.slots.as_mut().get_mut(h.index as usize)?;
-        if slot.generation != h.generation {
-            return None;
-        }
-        slot.entry.as_mut()
-    }
-
     /// The client of a transfer.
     pub fn peer(&self, h: TransferHandle) -> Option<SocketAddrV4> {
         self.entry(h).map(|e| e.peer)
+    }
+
+    /// The endpoint a transfer speaks from.
+    pub fn local(&self, h: TransferHandle) -> Option<SocketAddrV4> {
+        self.entry(h).map(|e| e.local)
     }
 
     /// The options in force for a transfer.
@@ -702,87 +925,194 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
         })
     }
 
-    /// Feeds a datagram the transfer's client sent to the transfer's port.
-    pub fn handle(&mut self, h: TransferHandle, now: Instant, datagram: &[u8]) {
-        let Some(e) = self.entry_mut(h) else { return };
-        let Ok(repr) = Repr::parse_bytes(datagram) else {
-            return;
-        };
-        if let Kind::Read(t) = &mut e.kind {
-            // From the peer (or a spoofer): pays for one datagram while the
-            // peer is unvalidated.
-            t.on_datagram();
-        }
-        match (&mut e.kind, repr) {
-            (Kind::Read(t), Repr::Ack { block }) => t.on_ack(now, block),
-            (Kind::Read(t), Repr::Error { code, .. }) => t.on_error(code),
-            (Kind::Write(t), Repr::Data { block, data }) => t.on_data(now, block, data),
-            (Kind::Write(t), Repr::Error { code, .. }) => t.on_error(code),
-            _ => {}
-        }
-    }
-
-    /// Writes the transfer's next datagram (to its peer) into `buf`, which
-    /// must hold `4 + max_blksize` bytes.
+    /// Writes the next datagram to send into `buf` ([engine
+    /// contract](crate::engine)): refusals first (from the port the request
+    /// came to), then the transfers with something to send, each drained
+    /// before the next (so a window's blocks come one after another, from
+    /// one `local`, ready to be sent as one batch). A transfer needs
+    /// `4 + max(blksize, 512)` bytes; with less, [`BufferTooSmall`] and
+    /// nothing is lost. After sending what it gave, call
+    /// [`Server::read_ahead`].
     pub fn poll_transmit(
         &mut self,
-        h: TransferHandle,
         now: Instant,
         buf: &mut [u8],
-    ) -> Option<usize> {
-        match &mut self.entry_mut(h)?.kind {
-            Kind::Read(t) => t.poll_transmit(now, buf),
-            Kind::Write(t) => t.poll_transmit(now, buf),
+    ) -> Result<Option<Transmit>, BufferTooSmall> {
+        if let Some(t) = self.poll_refusal(buf)? {
+            return Ok(Some(t));
         }
-    }
-
-    /// Tells the transfer's file which bytes it will probably be asked for
-    /// next ([`ReadAt::read_ahead`]); call it after sending what
-    /// [`Server::poll_transmit`] gave for this transfer.
-    ///
-    /// Hints only in octet read transfers, and only while a next block
-    /// exists: the window after the one just sent (or, if none is in
-    /// flight, the one about to be sent), `windowsize * blksize` bytes at
-    /// `(block - 1) * blksize`; in lock-step that is one block. Never after
-    /// the last (short) block has been sent, never in netascii (the
-    /// block's file offset depends on the encoding of the one before).
-    /// Write transfers and stale handles: nothing happens.
-    pub fn read_ahead(&mut self, h: TransferHandle) {
-        let Some(e) = self.entry_mut(h) else { return };
-        if let Kind::Read(t) = &mut e.kind {
-            if let Some((offset, len)) = t.next_read() {
-                t.file.read_ahead(offset, len);
+        loop {
+            let i = self.lists[READY].head;
+            if i == NONE {
+                return Ok(None);
+            }
+            let Some(e) = self.slots.as_mut()[i as usize].entry.as_mut() else {
+                self.pop(READY);
+                continue;
+            };
+            let needed = DATA_HEADER_LEN + usize::from(e.blksize().max(512));
+            if buf.len() < needed {
+                return Err(BufferTooSmall { needed });
+            }
+            let sent = match &mut e.kind {
+                Kind::Read(t) => t.poll_transmit(now, buf),
+                Kind::Write(t) => t.poll_transmit(now, buf),
+            };
+            match sent {
+                Some(len) => {
+                    e.sent = true;
+                    let (local, remote) = (e.local, e.peer);
+                    self.touch(i);
+                    return Ok(Some(Transmit {
+                        local: Some(local),
+                        remote,
+                        len,
+                        broadcast: false,
+                        after_sync: false,
+                    }));
+                }
+                None => {
+                    let hint = core::mem::take(&mut e.sent);
+                    self.pop(READY);
+                    if hint {
+                        self.push(HINT, i);
+                    }
+                    self.touch(i);
+                }
             }
         }
     }
 
-    /// When the transfer's timer fires.
-    pub fn poll_timeout(&self, h: TransferHandle) -> Option<Instant> {
-        match &self.entry(h)?.kind {
-            Kind::Read(t) => t.poll_timeout(),
-            Kind::Write(t) => t.rx.deadline,
+    fn poll_refusal(&mut self, buf: &mut [u8]) -> Result<Option<Transmit>, BufferTooSmall> {
+        for slot in self.refusals.iter_mut() {
+            let Some((local, peer, code)) = *slot else {
+                continue;
+            };
+            let repr = Repr::Error {
+                code,
+                message: code.default_message().as_bytes(),
+            };
+            let needed = repr.buffer_len();
+            if buf.len() < needed {
+                return Err(BufferTooSmall { needed });
+            }
+            *slot = None;
+            if let Ok(len) = repr.emit(buf) {
+                return Ok(Some(Transmit {
+                    local: Some(local),
+                    remote: peer,
+                    len,
+                    broadcast: false,
+                    after_sync: false,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Tells the files of the transfers that just sent which bytes they
+    /// will probably be asked for next ([`ReadAt::read_ahead`]); call it
+    /// after sending what [`Server::poll_transmit`] gave.
+    ///
+    /// Hints only in octet read transfers, and only while a next block
+    /// exists: the window after the one just sent, `windowsize * blksize`
+    /// bytes at `(block - 1) * blksize`; in lock-step that is one block.
+    /// Never after the last (short) block has been sent, never in netascii
+    /// (the block's file offset depends on the encoding of the one
+    /// before). Calling it at any other time, or not at all, is harmless:
+    /// it only gives hints.
+    pub fn read_ahead(&mut self) {
+        while let Some(i) = self.pop(HINT) {
+            if let Some(Entry {
+                kind: Kind::Read(t),
+                ..
+            }) = self.slots.as_mut()[i as usize].entry.as_mut()
+            {
+                if let Some((offset, len)) = t.next_read() {
+                    t.file.read_ahead(offset, len);
+                }
+            }
         }
     }
 
-    /// Lets the transfer's timer act (retransmit or give up).
-    pub fn handle_timeout(&mut self, h: TransferHandle, now: Instant) {
-        let Some(e) = self.entry_mut(h) else { return };
-        match &mut e.kind {
-            Kind::Read(t) => t.handle_timeout(now),
-            Kind::Write(t) => t.handle_timeout(now),
+    /// When [`Server::handle_timeout`] is next due: the earliest
+    /// deadline of all transfers.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek(self.slots.as_ref()).map(|(t, _)| t)
+    }
+
+    /// Lets the transfers whose timers are due act (retransmit or give
+    /// up); a spurious call is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        // Each transfer fires at most once per call (a timer re-arms in
+        // the future; the bound only guards that).
+        for _ in 0..self.buckets() {
+            let Some((at, i)) = self.timers.peek(self.slots.as_ref()) else {
+                return;
+            };
+            if at > now {
+                return;
+            }
+            if let Some(e) = self.slots.as_mut()[i as usize].entry.as_mut() {
+                match &mut e.kind {
+                    Kind::Read(t) => t.handle_timeout(now),
+                    Kind::Write(t) => t.handle_timeout(now),
+                }
+            }
+            self.push(READY, i);
+            self.touch(i);
+            if self.timers.peek(self.slots.as_ref()) == Some((at, i)) {
+                // Did not move: leave it to the next call.
+                self.timers.set(self.slots.as_mut(), i, None);
+            }
         }
     }
 
-    /// The transfer's next event.
-    pub fn poll_event(&mut self, h: TransferHandle) -> Option<Event> {
-        match &mut self.entry_mut(h)?.kind {
-            Kind::Read(t) => t.events.pop(),
-            Kind::Write(t) => t.events.pop(),
+    /// The next event ([engine contract](crate::engine)). A transfer's
+    /// last event is followed by [`ServerEvent::Closed`], which frees its
+    /// slot: drain this, or ended transfers keep their slots.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        if let Some(ev) = self.refused.iter_mut().find_map(Option::take) {
+            return Some(ev);
+        }
+        loop {
+            let i = self.lists[EVENTS].head;
+            if i == NONE {
+                return None;
+            }
+            let generation = self.slots.as_ref()[i as usize].generation;
+            let Some(e) = self.slots.as_mut()[i as usize].entry.as_mut() else {
+                self.pop(EVENTS);
+                continue;
+            };
+            let transfer = TransferHandle {
+                index: i,
+                generation,
+            };
+            let (peer, local) = (e.peer, e.local);
+            if let Some(event) = e.pop_event() {
+                return Some(ServerEvent::Transfer {
+                    transfer,
+                    peer,
+                    local,
+                    event,
+                });
+            }
+            let done = entry_done(e);
+            self.pop(EVENTS);
+            if done {
+                self.free_slot(i);
+                return Some(ServerEvent::Closed {
+                    transfer,
+                    peer,
+                    local,
+                });
+            }
         }
     }
 
     /// True when the transfer has nothing left to send or wait for (its
-    /// final event may still be pending); stale handles count as finished.
+    /// final events may still be pending); stale handles count as finished.
     pub fn is_finished(&self, h: TransferHandle) -> bool {
         self.entry(h).is_none_or(entry_done)
     }
@@ -797,18 +1127,14 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
         })
     }
 
-    /// Frees the transfer's slot (dropping its file or sink).
-    pub fn remove(&mut self, h: TransferHandle) {
-        let index = h.index;
-        let Some(slot) = self.slots.as_mut().get_mut(index as usize) else {
+    /// Frees slot `index` (dropping its file or sink). Work lists may
+    /// still name it: they skip empty slots, and a slot reused meanwhile
+    /// is only looked at once more than needed.
+    fn free_slot(&mut self, index: u32) {
+        let Some(entry) = self.slots.as_mut()[index as usize].entry.take() else {
             return;
         };
-        if slot.generation != h.generation {
-            return;
-        }
-        let Some(entry) = slot.entry.take() else {
-            return;
-        };
+        self.timers.set(self.slots.as_mut(), index, None);
         self.unlink(index, entry.peer);
         let free = self.free;
         self.slots.as_mut()[index as usize].link = free;
@@ -816,7 +1142,7 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
         self.active -= 1;
     }
 
-    /// Handles of all transfers (for simple drivers that poll everything).
+    /// Handles of all transfers.
     pub fn handles(&self) -> impl Iterator<Item = TransferHandle> + '_ {
         self.slots
             .as_ref()

@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant as StdInstant};
 
 use preboot::Instant;
+use preboot::engine::Datagram;
 use preboot::fs::VecSink;
 use preboot::tftp::client::{Client, ClientConfig};
 
@@ -42,25 +43,35 @@ pub fn fetch(server: SocketAddr, name: &str, blksize: u16, windowsize: u16) -> (
     };
     let epoch = StdInstant::now();
     let now = || Instant::from_micros(epoch.elapsed().as_micros() as u64);
+    let SocketAddr::V4(local) = sock.local_addr().unwrap() else {
+        panic!("IPv4 socket")
+    };
     let mut client = Client::new(now(), server, name.as_bytes(), config, VecSink::default());
     let mut buf = vec![0u8; 65536];
     let mut out = vec![0u8; 600];
     while !client.is_finished() && epoch.elapsed() < Duration::from_secs(30) {
-        while let Some(t) = client.poll_transmit(now(), &mut out) {
-            sock.send_to(&out[..t.len], t.destination).unwrap();
+        while let Some(t) = client.poll_transmit(now(), &mut out).unwrap() {
+            sock.send_to(&out[..t.len], t.remote).unwrap();
         }
         if client.sink().finished {
             break;
         }
         match sock.recv_from(&mut buf) {
-            Ok((n, SocketAddr::V4(from))) => client.handle(now(), from, &buf[..n]),
+            Ok((n, SocketAddr::V4(from))) => client.handle(
+                now(),
+                Datagram {
+                    local,
+                    remote: from,
+                    payload: &buf[..n],
+                },
+            ),
             Ok(_) => {}
             Err(_) => client.handle_timeout(now()),
         }
     }
     // Send the final ACK.
-    while let Some(t) = client.poll_transmit(now(), &mut out) {
-        sock.send_to(&out[..t.len], t.destination).unwrap();
+    while let Some(t) = client.poll_transmit(now(), &mut out).unwrap() {
+        sock.send_to(&out[..t.len], t.remote).unwrap();
     }
     let windowsize = client.negotiated().windowsize;
     let sink = client.into_sink();
