@@ -508,3 +508,131 @@ fn expect_boot_ack(client: &UdpSocket, boot_port: u16) {
     let (ack, _) = recv(client);
     assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
 }
+
+/// A second engine for `one_event_loop_serves_dhcp_beside_another_service`:
+/// answers every datagram with the name of the thread that read it.
+struct Echo {
+    socket: preboot::driver::event_loop::mio::net::UdpSocket,
+}
+
+impl preboot::driver::event_loop::Service for Echo {
+    fn start(&mut self, registrar: preboot::driver::event_loop::Registrar) -> std::io::Result<()> {
+        registrar.register(&mut self.socket, 0)
+    }
+    fn ready(&mut self, _token: usize) -> std::io::Result<()> {
+        let mut buf = [0u8; 64];
+        while let Ok((_, from)) = self.socket.recv_from(&mut buf) {
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            self.socket.send_to(name.as_bytes(), from)?;
+        }
+        Ok(())
+    }
+    fn poll_timeout(&self) -> Option<preboot::Instant> {
+        None
+    }
+    fn handle_timeout(&mut self, _now: preboot::Instant) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Log lines of one thread, kept in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// Issue 12: the DHCP server is one service of an event loop among others.
+/// One loop thread, `one-loop`, hosts the DHCP service (full mode with a
+/// lease log, ports 67 and 4011) and a second engine (an echo): a DORA, a
+/// 4011 REQUEST and an echo are all answered, the DHCP log lines are
+/// written on that thread (the subscriber is that thread's alone), and the
+/// echo says it ran there too — no thread per protocol, no lock around the
+/// engine. Stopping the loop drops the service, whose lease writer commits
+/// and is joined: the granted lease is in the log.
+#[test]
+fn one_event_loop_serves_dhcp_beside_another_service() {
+    use preboot::driver::event_loop::{EventLoop, LoopGroup, mio};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let client = client_socket();
+    let mut c = loopback(DhcpServerConfig::full(LO, pool()), &client);
+    c.lease_file = Some(dir.path().join("leases"));
+    c.boot_files
+        .files
+        .insert(BootArch::Bios, "pxelinux.0".into());
+    let dhcp = DhcpServer::bind(c).unwrap().into_service().unwrap();
+    let dhcp_port = dhcp.dhcp_local_addr().port();
+    let boot_port = dhcp.boot_local_addr().unwrap().port();
+    let echo = Echo {
+        socket: mio::net::UdpSocket::bind((LO, 0).into()).unwrap(),
+    };
+    let echo_addr = echo.socket.local_addr().unwrap();
+
+    let mut event_loop = EventLoop::new("one-loop").unwrap();
+    event_loop.add(Box::new(dhcp)).unwrap();
+    event_loop.add(Box::new(echo)).unwrap();
+    let mut group = LoopGroup::new(vec![event_loop]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let log = Captured::default();
+    let (s, l) = (stop.clone(), log.clone());
+    let h = std::thread::Builder::new()
+        .name("one-loop".into())
+        .spawn(move || {
+            let sub = tracing_subscriber::fmt()
+                .with_writer(l)
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::with_default(sub, || {
+                let r = group.run(&s);
+                drop(group);
+                r
+            })
+        })
+        .unwrap();
+
+    // Both engines at once: an echo request between the DHCP messages.
+    let echo_client = client_socket();
+    echo_client.send_to(b"ping", echo_addr).unwrap();
+    let granted = dora(&client, (LO, dhcp_port), 0x31);
+    expect_boot_ack(&client, boot_port);
+    let mut buf = [0u8; 64];
+    let (n, from) = echo_client
+        .recv_from(&mut buf)
+        .expect("the echo within 3 s");
+    assert_eq!(from, echo_addr);
+    assert_eq!(&buf[..n], b"one-loop", "the echo ran on the loop thread");
+
+    stop.store(true, Ordering::SeqCst);
+    h.join().unwrap().unwrap();
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    for port in [dhcp_port, boot_port] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("dhcp: received") && l.contains(&format!("port={port}"))),
+            "no DHCP line for port {port} on the loop thread:\n{text}"
+        );
+    }
+    assert!(text.contains("step=\"ack\""), "{text}");
+    let (_f, live) = LeaseFile::open(&dir.path().join("leases")).unwrap();
+    assert!(
+        live.iter().any(|r| r.addr == granted),
+        "{granted} not logged"
+    );
+}

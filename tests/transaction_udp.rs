@@ -160,3 +160,55 @@ fn client_engine_against_udp_server_on_loopback() {
             .any(|e| matches!(e, ServerEvent::TaskReported { .. }))
     );
 }
+
+/// The same server as a `TransactionService` on an event loop (the way the
+/// boot server hosts it): a client establishes a session and gets its info
+/// acknowledged; stopping the loop stops it.
+#[test]
+fn transaction_service_on_an_event_loop() {
+    use preboot::driver::event_loop::{EventLoop, LoopGroup};
+    use preboot::driver::transaction::TransactionService;
+    let mut w = WorkstationObject::new(WorkstationId::Mac(MAC), "loop-pc");
+    w.menu = Some(MenuSetting::never());
+    let store = MemoryStore {
+        server: ServerPolicy::default(),
+        workstations: vec![w],
+        ..MemoryStore::default()
+    };
+    let engine = Server::new(
+        ServerConfig::default(),
+        SiteKeys::new(b"site", KEY),
+        ImagingProxy::new(store),
+        Urandom::open().unwrap(),
+    );
+    let service = TransactionService::bind("127.0.0.1:0".parse().unwrap(), engine).unwrap();
+    let SocketAddr::V4(server_addr) = service.local_addr().unwrap() else {
+        panic!("v4")
+    };
+    let mut event_loop = EventLoop::new("transaction-test").unwrap();
+    event_loop.add(Box::new(service)).unwrap();
+    let running = LoopGroup::new(vec![event_loop]).spawn().unwrap();
+
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let epoch = std::time::Instant::now();
+    let mut client = Client::new(
+        ClientConfig::new(server_addr, b"site", KEY).unwrap(),
+        [7; 16],
+        Instant::ZERO,
+    );
+    assert!(matches!(
+        client_step(&mut client, &sock, epoch),
+        ClientEvent::Established { .. }
+    ));
+    let mut wi = WorkstationInfo::default();
+    wi.macs.push(MAC).unwrap();
+    client.send_info(Instant::ZERO, &wi).unwrap();
+    assert_eq!(
+        client_step(&mut client, &sock, epoch),
+        ClientEvent::Reply {
+            message_type: MessageType::InfoAck
+        }
+    );
+    assert_eq!(client.info_ack().unwrap().name, Some("loop-pc"));
+    running.stop().unwrap();
+}

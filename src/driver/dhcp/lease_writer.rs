@@ -1,5 +1,5 @@
-//! The lease writer: group commit of the lease records the packet threads
-//! queue, then the ACKs that grant them (see the module docs of
+//! The lease writer: group commit of the lease records the packet path
+//! queues, then the ACKs that grant them (see the module docs of
 //! [`super`]).
 
 use std::io;
@@ -14,7 +14,7 @@ use super::LeaseFile;
 use super::server::Sockets;
 
 /// ACKs waiting until the lease records that they grant are durable,
-/// handed from the packet threads to the lease writer. The buffers keep
+/// handed from the packet path to the lease writer. The buffers keep
 /// their capacity from one group commit to the next, so the packet path
 /// does not allocate.
 #[derive(Debug, Default)]
@@ -25,7 +25,7 @@ pub(super) struct Held {
     /// Per datagram: the sending socket's address (the `local` of its
     /// `Transmit`), destination, end offset in `bytes`.
     pub(super) sends: Vec<(Option<SocketAddrV4>, SocketAddrV4, usize)>,
-    /// The writer sleeps on the condition variable (a packet thread must
+    /// The writer sleeps on the condition variable (the packet path must
     /// wake it).
     writer_waiting: bool,
     /// No more batches: the writer commits what it has and ends.
@@ -62,7 +62,7 @@ impl Held {
 /// up, and clients retry.
 pub const MAX_HELD: usize = 65_536;
 
-/// The hand-over point between the packet threads and the lease writer.
+/// The hand-over point between the packet path and the lease writer.
 #[derive(Debug, Default)]
 pub(super) struct Commit {
     held: Mutex<Held>,
@@ -107,7 +107,7 @@ impl Commit {
 }
 
 /// Group commit: take everything queued, append it, fsync once, then send
-/// the held ACKs; meanwhile the packet threads go on queueing.
+/// the held ACKs; meanwhile the packet path goes on queueing.
 pub(super) fn lease_writer(
     mut store: LeaseFile,
     commit: &Commit,
@@ -132,7 +132,7 @@ pub(super) fn lease_writer(
                 return;
             }
             if !window.is_zero() && !h.closed {
-                // Let the group grow; packet threads queue meanwhile
+                // Let the group grow; the packet path queues meanwhile
                 // (writer_waiting is false: they need not wake us).
                 drop(h);
                 std::thread::sleep(window);
@@ -205,7 +205,7 @@ mod tests {
         b
     }
 
-    /// Batches from the packet threads join into one group with each
+    /// Batches from the packet path join into one group with each
     /// datagram's bytes intact (the writer sends exactly what the engine
     /// wrote, after the group's fsync).
     #[test]

@@ -32,14 +32,20 @@
 //! `SO_BROADCAST` and, when
 //! [`DhcpServerConfig::interface`] is set, `SO_BINDTODEVICE`: broadcasts
 //! then leave through that interface and the kernel picks that interface's
-//! address as the source, which is the right one on a multi-homed host. A
-//! thread serves each socket; the engine sits behind a mutex.
+//! address as the source, which is the right one on a multi-homed host.
+//! Both sockets are served by one [`DhcpService`] on an event loop
+//! ([`crate::driver::event_loop`]): the engine has no lock, since only the
+//! loop's thread calls it, and no thread serves one protocol;
+//! [`DhcpServer::run`] is that service alone on a loop of its own, and
+//! [`DhcpServer::into_service`] puts it on a loop beside others (the boot
+//! server's first loop, beside TFTP).
 //!
 //! Leases (full mode with [`DhcpServerConfig::lease_file`]): the packet
-//! threads never touch the disk. They queue each datagram's lease records,
+//! path never touches the disk. It queues each datagram's lease records,
 //! with the ACKs that grant them, for a writer thread (into buffers reused
-//! from one commit to the next: no allocation per packet), and go on
-//! answering other clients. The writer lets a group gather for
+//! from one commit to the next: no allocation per packet), and goes on
+//! answering other clients (the writer is background I/O, not a protocol
+//! thread: it serves no socket). The writer lets a group gather for
 //! [`DhcpServerConfig::lease_commit_window`], appends the records, fsyncs
 //! once for all of them (group commit), and only then sends the ACKs — a
 //! client never holds a lease that a `kill -9` could lose; then, when the
@@ -51,7 +57,8 @@
 //! Logging: one `tracing` line per step and client (`mac`, `arch`, `step`).
 //!
 //! Files: this one holds the configuration and its translation into the
-//! engine's; `server` the sockets and packet threads, `lease_writer` the
+//! engine's; `server` the sockets, `service` the packet path on the event
+//! loop and the log lines, `lease_writer` the
 //! group commit, `lease_file` the log itself, `instance_lock` the lock,
 //! `client` the PXE client on a socket.
 
@@ -74,11 +81,13 @@ mod instance_lock;
 pub mod lease_file;
 mod lease_writer;
 mod server;
+mod service;
 pub use client::{DhcpClientConfig, run_client};
 pub use instance_lock::InstanceLock;
 pub use lease_file::LeaseFile;
 pub use lease_writer::MAX_HELD;
 pub use server::{DhcpServer, StopHandle, now};
+pub use service::DhcpService;
 
 // Re-exported so that a configuration needs only this module.
 pub use crate::dhcp::Mode;

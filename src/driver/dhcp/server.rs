@@ -1,42 +1,54 @@
-//! The packet path: the engine on the DHCP (67) and boot server (4011)
-//! sockets, a thread per socket, and the log line per client step.
+//! The DHCP server as the caller builds it: the sockets for DHCP (67) and
+//! the boot server (4011), bound with the lease log restored, then served
+//! by a [`DhcpService`] on an event loop.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::prelude::rust_2024::*;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::Instant;
 use crate::dhcp::Server;
-use crate::dhcp::server::{Event, IgnoreReason};
-use crate::driver::clients::ClientDirectory;
-use crate::engine::{BufferTooSmall, Datagram};
+use crate::driver::event_loop::mio::Waker;
+use crate::driver::event_loop::{EventLoop, LoopGroup};
 
-use super::lease_writer::{Commit, Held, lease_writer};
+use super::service::DhcpService;
 use super::{DhcpServerConfig, InstanceLock, LeaseFile, Mode};
 
-/// Stops a running [`DhcpServer`] (within ~100 ms).
-#[derive(Clone, Debug)]
-pub struct StopHandle(Arc<AtomicBool>);
+/// Stops a running [`DhcpServer`]: usable from any thread; the loop wakes
+/// at once (at the latest within [`MAX_WAIT`](crate::driver::event_loop::MAX_WAIT)).
+#[derive(Clone, Debug, Default)]
+pub struct StopHandle(Arc<StopState>);
+
+#[derive(Debug, Default)]
+struct StopState {
+    stop: AtomicBool,
+    /// The running loop's waker, once [`DhcpServer::run`] made it.
+    waker: OnceLock<Arc<Waker>>,
+}
 
 impl StopHandle {
     /// Ask the server to stop.
     pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.stop.store(true, Ordering::SeqCst);
+        if let Some(w) = self.0.waker.get() {
+            let _ = w.wake();
+        }
     }
 }
 
-/// The running DHCP server.
+/// The DHCP server, bound and not yet serving.
 #[derive(Debug)]
 pub struct DhcpServer {
-    engine: Arc<Mutex<Server>>,
+    engine: Server,
     dhcp: UdpSocket,
     boot: Option<UdpSocket>,
     config: DhcpServerConfig,
-    stop: Arc<AtomicBool>,
+    stop: StopHandle,
     store: Option<LeaseFile>,
     lock: Option<InstanceLock>,
 }
@@ -49,7 +61,7 @@ pub fn now() -> Instant {
 }
 
 /// The IPv4 address a socket is bound to (the `local` of its datagrams).
-fn local_v4(sock: &UdpSocket) -> io::Result<SocketAddrV4> {
+pub(super) fn local_v4(sock: &UdpSocket) -> io::Result<SocketAddrV4> {
     match sock.local_addr()? {
         SocketAddr::V4(a) => Ok(a),
         SocketAddr::V6(_) => Err(io::Error::other("dhcp: socket not IPv4")),
@@ -128,11 +140,11 @@ impl DhcpServer {
             _ => None,
         };
         Ok(DhcpServer {
-            engine: Arc::new(Mutex::new(engine)),
+            engine,
             dhcp,
             boot,
             config,
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: StopHandle::default(),
             store,
             lock,
         })
@@ -151,110 +163,64 @@ impl DhcpServer {
 
     /// A handle that stops [`DhcpServer::run`].
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle(self.stop.clone())
+        self.stop.clone()
     }
 
-    /// Serve until stopped.
-    pub fn run(self) -> io::Result<()> {
+    /// The server as a [`Service`](crate::driver::event_loop::Service) for
+    /// an [`EventLoop`] that hosts it among others (the boot server puts it
+    /// on its first loop). The lease writer thread starts now; it flushes
+    /// and ends when the service is dropped. The instance lock moves into
+    /// the service. The [`StopHandle`] does not apply: the loop's owner
+    /// stops it.
+    pub fn into_service(self) -> io::Result<DhcpService> {
         let DhcpServer {
             engine,
             dhcp,
             boot,
             config,
-            stop,
+            stop: _,
             store,
             lock,
         } = self;
-        // Held until the server stops.
-        let _lock = lock;
-        let sockets = Sockets {
-            dhcp: dhcp.try_clone()?,
-            boot: boot.as_ref().map(UdpSocket::try_clone).transpose()?,
-            boot_port: boot
-                .as_ref()
-                .map(local_v4)
-                .transpose()?
-                .map_or(0, |a| a.port()),
-            client_port: config.client_port,
-            broadcast: config.broadcast_address,
-        };
-        let window = config.lease_commit_window;
-        let (commit, writer) = match store {
-            Some(store) => {
-                let commit = Arc::new(Commit::default());
-                let (c, s) = (commit.clone(), sockets.try_clone()?);
-                let h = std::thread::Builder::new()
-                    .name("dhcp-leases".into())
-                    .spawn(move || lease_writer(store, &c, &s, window))?;
-                (Some(commit), Some(h))
-            }
-            None => (None, None),
-        };
-        let boot_thread = match boot {
-            Some(b) => {
-                let (e, st, s, c, dir) = (
-                    engine.clone(),
-                    stop.clone(),
-                    sockets.try_clone()?,
-                    commit.clone(),
-                    config.clients.clone(),
-                );
-                Some(
-                    std::thread::Builder::new()
-                        .name("dhcp-4011".into())
-                        .spawn(move || serve(b, &e, &st, &s, c.as_deref(), dir.as_ref()))?,
-                )
-            }
-            None => None,
-        };
-        let r = serve(
-            dhcp,
-            &engine,
-            &stop,
-            &sockets,
-            commit.as_deref(),
-            config.clients.as_ref(),
-        );
-        stop.store(true, Ordering::SeqCst);
-        if let Some(h) = boot_thread {
-            let _ = h.join();
-        }
-        if let Some(c) = &commit {
-            c.close();
-        }
-        if let Some(h) = writer {
-            let _ = h.join();
-        }
+        DhcpService::new(engine, dhcp, boot, &config, store, lock)
+    }
+
+    /// Serve on the calling thread, on an event loop of its own
+    /// (`preboot-dhcp`), until the [`StopHandle`] is used. A lease log
+    /// gets everything queued written and synced before this returns.
+    pub fn run(self) -> io::Result<()> {
+        let stop = self.stop.clone();
+        let mut event_loop = EventLoop::new("preboot-dhcp")?;
+        let _ = stop.0.waker.set(event_loop.waker());
+        event_loop.add(Box::new(self.into_service()?))?;
+        let mut group = LoopGroup::new(std::vec![event_loop]);
+        let r = group.run(&stop.0.stop);
+        // Dropping the service closes the lease writer and joins it.
+        drop(group);
         r
     }
 }
 
-pub(super) struct Sockets {
-    dhcp: UdpSocket,
-    boot: Option<UdpSocket>,
-    /// The port `boot` is bound to.
-    boot_port: u16,
-    client_port: u16,
-    broadcast: Ipv4Addr,
+/// Where the engine's transmits go: the engine speaks standard ports;
+/// tests move the client port and the broadcast address.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Route {
+    /// The port the boot server socket is bound to (0: none).
+    pub(super) boot_port: u16,
+    pub(super) client_port: u16,
+    pub(super) broadcast: Ipv4Addr,
 }
 
-impl Sockets {
-    fn try_clone(&self) -> io::Result<Sockets> {
-        Ok(Sockets {
-            dhcp: self.dhcp.try_clone()?,
-            boot: self.boot.as_ref().map(UdpSocket::try_clone).transpose()?,
-            boot_port: self.boot_port,
-            client_port: self.client_port,
-            broadcast: self.broadcast,
-        })
-    }
-
-    /// Send `bytes` from the socket bound to `from` (the `local` of a
-    /// [`Transmit`](crate::engine::Transmit): the boot server socket when
-    /// its port is that one's, else the DHCP socket).
-    pub(super) fn send(&self, from: Option<SocketAddrV4>, to: SocketAddrV4, bytes: &[u8]) {
-        // The engine speaks standard ports; tests move the client port and
-        // the broadcast address.
+impl Route {
+    /// The destination of a transmit from `from` (its
+    /// [`Transmit::local`](crate::engine::Transmit::local)) to `to`, and
+    /// whether it leaves from the boot server socket (its port is
+    /// `from`'s) rather than the DHCP socket.
+    pub(super) fn route(
+        &self,
+        from: Option<SocketAddrV4>,
+        to: SocketAddrV4,
+    ) -> (bool, SocketAddrV4) {
         let mut to = to;
         if to.port() == crate::dhcp::server::CLIENT_PORT {
             to.set_port(self.client_port);
@@ -262,186 +228,45 @@ impl Sockets {
         if *to.ip() == Ipv4Addr::BROADCAST {
             to.set_ip(self.broadcast);
         }
+        let boot = self.boot_port != 0 && from.is_some_and(|f| f.port() == self.boot_port);
+        (boot, to)
+    }
+}
+
+/// The lease writer's handles on the service's sockets (the same sockets:
+/// non-blocking, as the loop needs them).
+#[derive(Debug)]
+pub(super) struct Sockets {
+    pub(super) dhcp: UdpSocket,
+    pub(super) boot: Option<UdpSocket>,
+    pub(super) route: Route,
+}
+
+impl Sockets {
+    /// Send `bytes` as the engine asked (see [`Route::route`]). The
+    /// sockets are non-blocking: a full send buffer is waited out (briefly;
+    /// this runs on the lease writer's thread, off the packet path).
+    pub(super) fn send(&self, from: Option<SocketAddrV4>, to: SocketAddrV4, bytes: &[u8]) {
+        let (boot, to) = self.route.route(from, to);
         let sock = match &self.boot {
-            Some(boot) if from.is_some_and(|f| f.port() == self.boot_port) => boot,
+            Some(b) if boot => b,
             _ => &self.dhcp,
         };
-        if let Err(e) = sock.send_to(bytes, to) {
-            tracing::warn!(%to, error = %e, "dhcp: send failed");
-        }
-    }
-}
-
-fn serve(
-    sock: UdpSocket,
-    engine: &Mutex<Server>,
-    stop: &AtomicBool,
-    sockets: &Sockets,
-    commit: Option<&Commit>,
-    clients: Option<&ClientDirectory>,
-) -> io::Result<()> {
-    let mut rx = [0u8; 1500];
-    // The engine's largest answer always fits (the engine contract).
-    let mut tx = [0u8; Server::MAX_DATAGRAM];
-    // Reused for every datagram: the records and held ACKs of one.
-    let mut batch = Held::default();
-    // The `local` of every datagram; its port is logged with each (a
-    // configuration may move 67 and 4011).
-    let local = local_v4(&sock)?;
-    let bound = local.port();
-    while !stop.load(Ordering::Relaxed) {
-        let (n, from) = match sock.recv_from(&mut rx) {
-            Ok(v) => v,
-            Err(e) if no_datagram_yet(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        let SocketAddr::V4(from) = from else { continue };
-        let Ok(mut e) = engine.lock() else {
-            return Err(io::Error::other("dhcp engine lock poisoned"));
-        };
-        let t = now();
-        e.handle(
-            t,
-            Datagram {
-                local,
-                remote: from,
-                payload: &rx[..n],
-            },
-        );
-        while let Some(r) = e.poll_lease_update() {
-            batch.records.push(r);
-        }
-        // Events are queued by `handle`: log them before the answers leave,
-        // so that the log's order is the conversation's.
-        while let Some(ev) = e.poll_event() {
-            log_event(&ev, bound, from, clients);
-        }
-        // The engine drops an answer it cannot encode (with an event), and
-        // `tx` holds its largest answer: nothing stays stuck at the head.
+        let mut tries = 0;
         loop {
-            match e.poll_transmit(t, &mut tx) {
-                Ok(Some(out)) => {
-                    let bytes = &tx[..out.len];
-                    if out.after_sync && commit.is_some() {
-                        batch.bytes.extend_from_slice(bytes);
-                        batch.sends.push((out.local, out.remote, batch.bytes.len()));
-                    } else {
-                        sockets.send(out.local, out.remote, bytes);
-                    }
+            match sock.send_to(bytes, to) {
+                Ok(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(1));
                 }
-                Ok(None) => break,
-                Err(BufferTooSmall { needed }) => {
-                    // Cannot happen (`tx` is `MAX_DATAGRAM` bytes); say so
-                    // rather than spin.
-                    tracing::error!(needed, "dhcp: answer over MAX_DATAGRAM, not sent");
-                    break;
+                Err(e) => {
+                    tracing::warn!(%to, error = %e, "dhcp: send failed");
+                    return;
                 }
             }
         }
-        while let Some(ev) = e.poll_event() {
-            log_event(&ev, bound, from, clients);
-        }
-        drop(e);
-        match commit {
-            Some(c) if !batch.is_empty() => c.push(&mut batch)?,
-            _ => batch.clear(),
-        }
-    }
-    Ok(())
-}
-
-/// Log an engine event. [`Event::Received`] is one line per client
-/// message: `mac`, `arch` (option 93, else the vendor class; absent when
-/// neither says), `step` (`discover`, `request`, …) and `port` (the port
-/// the socket is bound to: 67 or 4011 unless configured otherwise); it also
-/// puts the client's address, when the message shows it, into `clients`,
-/// so that TFTP lines can name the client.
-fn log_event(ev: &Event, bound: u16, from: SocketAddrV4, clients: Option<&ClientDirectory>) {
-    use crate::wire::dhcp::MessageType;
-    match ev {
-        Event::Received {
-            chaddr,
-            arch,
-            pxe,
-            message,
-            xid,
-            client_ip,
-        } => {
-            if let (Some(dir), Some(ip)) = (clients, client_ip) {
-                dir.record(*ip, *chaddr, *arch);
-            }
-            let step = match message {
-                MessageType::Discover => "discover",
-                MessageType::Request => "request",
-                MessageType::Inform => "inform",
-                MessageType::Release => "release",
-                MessageType::Decline => "decline",
-                _ => "other",
-            };
-            let arch = arch.map(tracing::field::display);
-            tracing::info!(mac = %chaddr, arch, pxe, %from, step, port = bound, xid, "dhcp: received");
-        }
-        Event::ProxyOffered { chaddr, arch } => {
-            tracing::info!(mac = %chaddr, arch = %arch, step = "proxy-offer", "dhcp")
-        }
-        Event::BootAcked { chaddr, arch, item } => {
-            tracing::info!(mac = %chaddr, arch = %arch, item = ?item, step = "boot-ack", "dhcp")
-        }
-        Event::Offered { chaddr, yiaddr } => {
-            tracing::info!(mac = %chaddr, %yiaddr, step = "offer", "dhcp")
-        }
-        Event::Acked { chaddr, yiaddr } => {
-            tracing::info!(mac = %chaddr, %yiaddr, step = "ack", "dhcp")
-        }
-        Event::Informed { chaddr } => tracing::info!(mac = %chaddr, step = "inform", "dhcp"),
-        Event::Nak { chaddr, requested } => {
-            tracing::info!(mac = %chaddr, %requested, step = "nak", "dhcp")
-        }
-        Event::Released { chaddr, addr } => {
-            tracing::info!(mac = %chaddr, %addr, step = "release", "dhcp")
-        }
-        Event::Declined { chaddr, addr } => {
-            tracing::warn!(mac = %chaddr, %addr, step = "decline", "dhcp")
-        }
-        Event::AnswerDropped { chaddr, error } => tracing::error!(
-            mac = %chaddr,
-            error = %error,
-            step = "answer-dropped",
-            "dhcp: answer cannot be encoded, dropped"
-        ),
-        Event::DeclineIgnored {
-            chaddr,
-            addr,
-            on_probation,
-            limit,
-        } => tracing::warn!(
-            mac = %chaddr,
-            %addr,
-            on_probation,
-            limit,
-            step = "decline-ignored",
-            "dhcp: decline ignored, the pool's probation budget is spent (the address stays in use)"
-        ),
-        Event::NoBootFile { chaddr, arch } => tracing::warn!(
-            mac = %chaddr,
-            arch = arch.map(tracing::field::display),
-            step = "no-boot-file",
-            "dhcp: no boot file for this client architecture, no offer"
-        ),
-        Event::Ignored { chaddr, reason } => match reason {
-            // A datagram too short to hold chaddr names no client.
-            IgnoreReason::Malformed if chaddr.as_bytes().is_empty() => {
-                tracing::warn!(mac = %"unknown", reason = ?reason, step = "ignored", "dhcp")
-            }
-            IgnoreReason::Malformed
-            | IgnoreReason::RateLimited
-            | IgnoreReason::PoolExhausted
-            | IgnoreReason::Busy
-            | IgnoreReason::StoreBusy => {
-                tracing::warn!(mac = %chaddr, reason = ?reason, step = "ignored", "dhcp")
-            }
-            _ => tracing::debug!(mac = %chaddr, reason = ?reason, step = "ignored", "dhcp"),
-        },
     }
 }
 
