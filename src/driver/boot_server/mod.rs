@@ -14,7 +14,8 @@
 //! the files ([`config::BootServerConfig::check_files`]), opens the lease
 //! log and binds every socket, and any failure drops what was opened.
 //! [`BootServer::run`] serves until a stop flag is set (a signal handler
-//! sets it) or one of the servers fails, then stops both.
+//! sets it) or a service fails, then stops them all. DHCP, 4011 and TFTP
+//! share the event loops, one per core ([`BootServer::run`]).
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -33,13 +34,12 @@ use std::format;
 use std::io;
 use std::net::SocketAddr;
 use std::prelude::rust_2024::*;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use self::config::{BootServerConfig, ConfigError};
 use super::clients::ClientDirectory;
 use super::dhcp::{DhcpServer, Mode};
+use super::event_loop::{EventLoop, LoopGroup};
 use super::privileges::{self, Switched};
 use super::tftp::{TftpServer, TftpStats};
 
@@ -89,10 +89,12 @@ impl core::fmt::Debug for BootServer {
 }
 
 /// Counters after a run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunSummary {
     /// The TFTP server's counters (zero when TFTP is disabled).
     pub tftp: TftpStats,
+    /// The same, per event loop (empty when TFTP is disabled).
+    pub tftp_loops: Vec<TftpStats>,
 }
 
 impl BootServer {
@@ -231,8 +233,14 @@ impl BootServer {
         out
     }
 
-    /// Serve until `stop` is set or a server fails; then stop both servers
+    /// Serve until `stop` is set or a service fails; then stop every loop
     /// (within ~100 ms) and return the counters.
+    ///
+    /// One event loop per [`tftp.loops`](super::tftp::TftpServerConfig::loops)
+    /// ([`crate::driver::event_loop`]): each hosts a TFTP listener and the
+    /// transfers it accepted; the first also hosts DHCP (67 and 4011),
+    /// whose engine it alone owns. The first loop runs on the calling
+    /// thread. Without TFTP, DHCP runs on one loop.
     pub fn run(self, stop: &AtomicBool) -> Result<RunSummary, BootServerError> {
         let BootServer {
             dhcp, tftp, config, ..
@@ -240,66 +248,31 @@ impl BootServer {
         for w in &config.warnings {
             tracing::warn!("config: {w}");
         }
-        let dhcp_stop = dhcp.stop_handle();
-        let dhcp_thread = std::thread::Builder::new()
-            .name("preboot-dhcp".into())
-            .spawn(move || dhcp.run())
-            .map_err(|source| BootServerError::Run {
-                what: "DHCP server",
-                source,
-            })?;
-        let tftp_stop = Arc::new(AtomicBool::new(false));
-        let tftp_thread = match tftp {
+        let run_err = |what| move |source| BootServerError::Run { what, source };
+        let dhcp = dhcp.into_service().map_err(run_err("DHCP server"))?;
+        let (result, stats) = match tftp {
             Some(mut t) => {
-                let flag = tftp_stop.clone();
-                match std::thread::Builder::new()
-                    .name("preboot-tftp-0".into())
-                    .spawn(move || t.run(&flag).map(|()| t.stats()))
-                {
-                    Ok(h) => Some(h),
-                    Err(source) => {
-                        dhcp_stop.stop();
-                        let _ = dhcp_thread.join();
-                        return Err(BootServerError::Run {
-                            what: "TFTP server",
-                            source,
-                        });
-                    }
-                }
+                t.event_loops_mut()[0]
+                    .add(Box::new(dhcp))
+                    .map_err(run_err("DHCP server"))?;
+                tracing::info!(loops = t.loops(), "boot server running");
+                let result = t.run(stop);
+                (result, t.loop_stats())
             }
-            None => None,
+            None => {
+                let mut l = EventLoop::new("preboot-dhcp").map_err(run_err("DHCP server"))?;
+                l.add(Box::new(dhcp)).map_err(run_err("DHCP server"))?;
+                tracing::info!(loops = 1, "boot server running");
+                (LoopGroup::new(vec![l]).run(stop), Vec::new())
+            }
         };
-        tracing::info!("boot server running");
-        while !stop.load(Ordering::Relaxed)
-            && !dhcp_thread.is_finished()
-            && !tftp_thread.as_ref().is_some_and(|t| t.is_finished())
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) || result.is_ok() {
             tracing::info!("shutting down");
         } else {
-            tracing::error!("a server stopped on its own: shutting down");
+            tracing::error!("a service failed: shutting down");
         }
-        dhcp_stop.stop();
-        tftp_stop.store(true, Ordering::Relaxed);
-        let dhcp_result = dhcp_thread
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("DHCP server thread panicked")));
-        let tftp_result = match tftp_thread {
-            Some(h) => h
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("TFTP server thread panicked"))),
-            None => Ok(TftpStats::default()),
-        };
-        dhcp_result.map_err(|source| BootServerError::Run {
-            what: "DHCP server",
-            source,
-        })?;
-        let tftp = tftp_result.map_err(|source| BootServerError::Run {
-            what: "TFTP server",
-            source,
-        })?;
+        result.map_err(run_err("boot server"))?;
+        let tftp: TftpStats = stats.iter().copied().sum();
         tracing::info!(
             transfers = tftp.completed,
             failed = tftp.failed,
@@ -307,6 +280,9 @@ impl BootServer {
             bytes = tftp.bytes,
             "stopped"
         );
-        Ok(RunSummary { tftp })
+        Ok(RunSummary {
+            tftp,
+            tftp_loops: stats,
+        })
     }
 }
