@@ -10,6 +10,7 @@ use preboot::fs::VecSink;
 use preboot::tftp::client::{Client, ClientConfig};
 
 /// `size` bytes of a fixed pseudo-random pattern.
+#[allow(dead_code)] // not every test that includes this module uses it
 pub fn content(size: usize) -> Vec<u8> {
     content_seeded(size, 0x9e37_79b9_7f4a_7c15)
 }
