@@ -42,7 +42,7 @@
 use core::net::SocketAddrV4;
 use core::time::Duration;
 
-use super::receiver::{Receiver, RxOutcome, RxState};
+use super::receiver::{Receiver, RxState};
 use super::{Event, EventQueue, FailReason, Negotiated, Rollover};
 use crate::Instant;
 use crate::engine::{BufferTooSmall, Datagram, Transmit};
@@ -320,21 +320,13 @@ impl<'n, W: WriteAt> Client<'n, W> {
     }
 
     fn on_data(&mut self, now: Instant, block: u16, data: &[u8]) {
-        match self.rx.on_data(now, block, data, &mut self.sink) {
-            RxOutcome::Accepted { last: true } => {
-                self.events.end(Event::Completed {
-                    bytes: self.rx.bytes,
-                    duration: now - self.start,
-                });
-                // Dally in `Receiving`/`Dally` until the receiver is done.
-            }
-            RxOutcome::Accepted { last: false } => self.events.progress(self.rx.bytes),
-            RxOutcome::Ignored => {}
-            RxOutcome::Oversized => self.fail(
-                FailReason::Protocol(ErrorCode::IllegalOperation),
-                Some(ErrorCode::IllegalOperation),
-            ),
-            RxOutcome::Sink(e) => self.fail(FailReason::File(e.error_code()), Some(e.error_code())),
+        // After the last block the client dallies until the receiver is
+        // done.
+        let outcome = self.rx.on_data(now, block, data, &mut self.sink);
+        if let Some((reason, send)) =
+            outcome.record(self.rx.bytes, self.start, now, &mut self.events)
+        {
+            self.fail(reason, send);
         }
     }
 
@@ -387,10 +379,7 @@ impl<'n, W: WriteAt> Client<'n, W> {
             after_sync: false,
         };
         if let Some((to, code)) = self.error_due {
-            let repr = Repr::Error {
-                code,
-                message: code.default_message().as_bytes(),
-            };
+            let repr = Repr::error(code);
             let len = emit(&repr, buf)?;
             self.error_due = None;
             return Ok(len.map(|len| send(to, len)));

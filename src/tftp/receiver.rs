@@ -5,10 +5,10 @@
 
 use core::time::Duration;
 
-use super::Rollover;
+use super::{Event, EventQueue, FailReason, Rollover};
 use crate::Instant;
 use crate::fs::{FsError, WriteAt};
-use crate::wire::tftp::NetasciiDecoder;
+use crate::wire::tftp::{ErrorCode, NetasciiDecoder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RxState {
@@ -27,6 +27,40 @@ pub(crate) enum RxOutcome {
     Oversized,
     /// The sink refused the data.
     Sink(FsError),
+}
+
+impl RxOutcome {
+    /// Records what a DATA block meant for a transfer that started at
+    /// `start` and has `bytes` so far (its last block: completed; another:
+    /// progress); a block that ends it badly comes back as the failure
+    /// and the ERROR to send (RFC 1350 §7: oversized → 4, sink → its code).
+    pub(crate) fn record(
+        self,
+        bytes: u64,
+        start: Instant,
+        now: Instant,
+        events: &mut EventQueue,
+    ) -> Option<(FailReason, Option<ErrorCode>)> {
+        match self {
+            RxOutcome::Accepted { last: true } => {
+                events.end(Event::Completed {
+                    bytes,
+                    duration: now - start,
+                });
+                None
+            }
+            RxOutcome::Accepted { last: false } => {
+                events.progress(bytes);
+                None
+            }
+            RxOutcome::Ignored => None,
+            RxOutcome::Oversized => Some((
+                FailReason::Protocol(ErrorCode::IllegalOperation),
+                Some(ErrorCode::IllegalOperation),
+            )),
+            RxOutcome::Sink(e) => Some((FailReason::File(e.error_code()), Some(e.error_code()))),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

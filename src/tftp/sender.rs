@@ -353,12 +353,7 @@ impl<F: ReadAt> ReadTransfer<F> {
     /// Writes the next datagram into `buf`.
     pub(crate) fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         if let Some(code) = self.error_due.take() {
-            return Repr::Error {
-                code,
-                message: code.default_message().as_bytes(),
-            }
-            .emit(buf)
-            .ok();
+            return Repr::error(code).emit(buf).ok();
         }
         match self.phase {
             Phase::Done => None,

@@ -78,7 +78,7 @@ use core::net::SocketAddrV4;
 use core::time::Duration;
 
 use super::deadlines;
-use super::receiver::{Receiver, RxOutcome, RxState};
+use super::receiver::{Receiver, RxState};
 use super::sender::{ReadTransfer, SendConfig};
 use super::{Event, EventQueue, FailReason, Negotiated, Rollover};
 use crate::Instant;
@@ -988,10 +988,7 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
             let Some((local, peer, code)) = *slot else {
                 continue;
             };
-            let repr = Repr::Error {
-                code,
-                message: code.default_message().as_bytes(),
-            };
+            let repr = Repr::error(code);
             let needed = repr.buffer_len();
             if buf.len() < needed {
                 return Err(BufferTooSmall { needed });
@@ -1231,18 +1228,11 @@ impl<W: WriteAt> WriteTransfer<W> {
         if self.failed {
             return;
         }
-        match self.rx.on_data(now, block, data, &mut self.sink) {
-            RxOutcome::Accepted { last: true } => self.events.end(Event::Completed {
-                bytes: self.rx.bytes,
-                duration: now - self.start,
-            }),
-            RxOutcome::Accepted { last: false } => self.events.progress(self.rx.bytes),
-            RxOutcome::Ignored => {}
-            RxOutcome::Oversized => self.fail(
-                FailReason::Protocol(ErrorCode::IllegalOperation),
-                Some(ErrorCode::IllegalOperation),
-            ),
-            RxOutcome::Sink(e) => self.fail(FailReason::File(e.error_code()), Some(e.error_code())),
+        let outcome = self.rx.on_data(now, block, data, &mut self.sink);
+        if let Some((reason, send)) =
+            outcome.record(self.rx.bytes, self.start, now, &mut self.events)
+        {
+            self.fail(reason, send);
         }
     }
 
@@ -1260,12 +1250,7 @@ impl<W: WriteAt> WriteTransfer<W> {
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         if let Some(code) = self.error_due.take() {
-            return Repr::Error {
-                code,
-                message: code.default_message().as_bytes(),
-            }
-            .emit(buf)
-            .ok();
+            return Repr::error(code).emit(buf).ok();
         }
         let block = self.rx.poll_ack(now)?;
         let repr = match (self.rx.next, self.oack) {

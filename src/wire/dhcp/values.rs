@@ -434,20 +434,30 @@ impl<'a> SubOptions<'a> {
         }
     }
 
+    /// Pad (0) and end (255) where they count: `Some(true)` steps over a
+    /// pad, `None` ends the walk, `Some(false)` is a sub-option's code.
+    #[inline]
+    fn skip(&mut self, code: u8) -> Option<bool> {
+        match code {
+            0 if self.pad_end => {
+                self.at += 1;
+                Some(true)
+            }
+            255 if self.pad_end => {
+                self.at = usize::MAX;
+                None
+            }
+            _ => Some(false),
+        }
+    }
+
     /// One step over a contiguous payload.
     #[inline]
     fn next_in(&mut self, s: &'a [u8]) -> Option<SubOption<'a>> {
         loop {
             let code = *s.get(self.at)?;
-            if self.pad_end {
-                if code == 0 {
-                    self.at += 1;
-                    continue;
-                }
-                if code == 255 {
-                    self.at = usize::MAX;
-                    return None;
-                }
+            if self.skip(code)? {
+                continue;
             }
             let start = self.at + 2;
             let Some(data) = s
@@ -488,15 +498,8 @@ impl<'a> Iterator for SubOptions<'a> {
         }
         loop {
             let code = self.data.get(self.at)?;
-            if self.pad_end {
-                if code == 0 {
-                    self.at += 1;
-                    continue;
-                }
-                if code == 255 {
-                    self.at = usize::MAX;
-                    return None;
-                }
+            if self.skip(code)? {
+                continue;
             }
             let Some(len) = self.data.get(self.at + 1) else {
                 self.malformed = true;

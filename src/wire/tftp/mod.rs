@@ -430,6 +430,14 @@ impl<'a> Repr<'a> {
         })
     }
 
+    /// ERROR `code` with the code's standard text (RFC 1350 §5).
+    pub fn error(code: ErrorCode) -> Repr<'static> {
+        Repr::Error {
+            code,
+            message: code.default_message().as_bytes(),
+        }
+    }
+
     /// Bytes [`Repr::emit`] writes.
     pub fn buffer_len(&self) -> usize {
         match self {
