@@ -89,6 +89,20 @@ const WAKER: Token = Token(usize::MAX);
 /// Largest token a service may use.
 pub const MAX_TOKEN: usize = (1 << TOKEN_BITS) - 2;
 
+/// A receive error that ends nothing: a signal, or an ICMP error that an
+/// earlier send caused (port or host unreachable, reported on the next
+/// receive). A service reads on after it.
+pub fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
+}
+
 /// One engine (or a few that share sockets) with its sockets, hosted by an
 /// [`EventLoop`]. Called only from the loop's thread.
 pub trait Service: Send {

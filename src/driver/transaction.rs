@@ -16,7 +16,7 @@ use std::vec::Vec;
 
 use super::event_loop::mio::net::UdpSocket as MioUdpSocket;
 use super::event_loop::mio::{Events, Interest, Poll, Token};
-use super::event_loop::{Registrar, Service};
+use super::event_loop::{self, Registrar, Service};
 
 /// Random bytes from `/dev/urandom`.
 #[derive(Debug)]
@@ -130,7 +130,7 @@ impl<P: Policy, K: KeyStore, R: Random> TransactionService<P, K, R> {
             let (n, from) = match self.socket.recv_from(&mut self.rx) {
                 Ok(v) => v,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if not_fatal(&e) => continue,
+                Err(e) if event_loop::transient(&e) => continue,
                 Err(e) => return Err(e),
             };
             let SocketAddr::V4(from) = from else { continue };
@@ -219,19 +219,6 @@ fn log_event(ev: &ServerEvent) {
         }
         _ => tracing::info!(event = ?ev, "transaction"),
     }
-}
-
-/// A receive error that ends nothing: a signal, or an ICMP error that an
-/// earlier reply caused (port or host unreachable).
-fn not_fatal(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::Interrupted
-            | io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkUnreachable
-    )
 }
 
 /// A [`TransactionService`] on a poll of its own, driven by the caller one

@@ -13,7 +13,7 @@ use crate::dhcp::Server;
 use crate::dhcp::server::{Event, IgnoreReason};
 use crate::driver::clients::ClientDirectory;
 use crate::driver::event_loop::mio::net::UdpSocket as MioUdpSocket;
-use crate::driver::event_loop::{Registrar, Service};
+use crate::driver::event_loop::{self, Registrar, Service};
 use crate::engine::{BufferTooSmall, Datagram};
 
 use super::lease_writer::{Commit, Held, lease_writer};
@@ -229,7 +229,7 @@ impl Service for DhcpService {
             let (n, from) = match sock.recv_from(&mut self.rx) {
                 Ok(v) => v,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if not_fatal(&e) => continue,
+                Err(e) if event_loop::transient(&e) => continue,
                 Err(e) => return Err(e),
             };
             let SocketAddr::V4(from) = from else { continue };
@@ -259,19 +259,6 @@ impl Drop for DhcpService {
             let _ = h.join();
         }
     }
-}
-
-/// A receive error that ends nothing: a signal, or an ICMP error that an
-/// earlier send to a client caused (port or host unreachable).
-fn not_fatal(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::Interrupted
-            | io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkUnreachable
-    )
 }
 
 /// Log an engine event. [`Event::Received`] is one line per client
