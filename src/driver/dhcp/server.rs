@@ -172,6 +172,23 @@ impl DhcpServer {
     /// and ends when the service is dropped. The instance lock moves into
     /// the service. The [`StopHandle`] does not apply: the loop's owner
     /// stops it.
+    ///
+    /// ```
+    /// use std::net::{Ipv4Addr, SocketAddrV4};
+    /// use preboot::driver::dhcp::{DhcpServer, DhcpServerConfig};
+    /// use preboot::driver::event_loop::{EventLoop, LoopGroup};
+    ///
+    /// let mut config = DhcpServerConfig::proxy(Ipv4Addr::new(192, 168, 77, 1));
+    /// config.dhcp_addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+    /// config.boot_addr = Some(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
+    /// let dhcp = DhcpServer::bind(config)?.into_service()?;
+    /// let mut event_loop = EventLoop::new("preboot-0")?;
+    /// event_loop.add(Box::new(dhcp))?;
+    /// // … and the loop's other services (TFTP) …
+    /// let running = LoopGroup::new(vec![event_loop]).spawn()?;
+    /// running.stop()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn into_service(self) -> io::Result<DhcpService> {
         let DhcpServer {
             engine,
