@@ -3,7 +3,7 @@
 //! [`super::image_safe_disk`].
 
 use crate::engine::Datagram;
-use crate::transaction::{KeyStore, Policy, Random, Server, ServerEvent};
+use crate::transaction::{KeyStore, NoRandomness, Policy, Random, Server, ServerEvent};
 use crate::wire::transaction::MAX_FRAME_LEN;
 use std::fs::File;
 use std::io::{self, Read};
@@ -32,6 +32,10 @@ impl Random for Urandom {
             // Never hand out predictable nonces: a failing kernel RNG is fatal.
             panic!("/dev/urandom read failed");
         }
+    }
+
+    fn try_fill(&mut self, buf: &mut [u8]) -> Result<(), NoRandomness> {
+        self.file.read_exact(buf).map_err(|_| NoRandomness)
     }
 }
 
