@@ -361,3 +361,29 @@ fn wrong_pinned_key_fails() {
     assert!(!c.is_established());
     assert_eq!(s.session_count(), 0);
 }
+
+/// §3.5: half-open sessions promoted into a full table are dropped, never
+/// an established one.
+#[test]
+fn promotion_never_exceeds_the_table() {
+    let mut s = lab_server(ServerConfig {
+        max_sessions: 1,
+        ..ServerConfig::default()
+    });
+    let mut a = establish(&mut s, 1, 1, addr(1), t0());
+    let mut b = establish(&mut s, 2, 2, addr(2), t0());
+    assert_eq!(s.half_open_count(), 2);
+    request(&mut a, &mut s, addr(1), t0(), |c, now| {
+        c.send_info(now, &info(&[MAC_A], None)).unwrap()
+    });
+    let ev = request(&mut b, &mut s, addr(2), t0(), |c, now| {
+        c.send_info(now, &info(&[MAC_B], None)).unwrap()
+    });
+    assert!(ev.is_empty(), "the bare UnknownSession is ignored: {ev:?}");
+    assert_eq!(s.established_count(), 1);
+    assert_eq!(s.half_open_count(), 0);
+    let ev = request(&mut a, &mut s, addr(1), t0(), |c, now| {
+        c.query_menu(now).unwrap()
+    });
+    assert!(matches!(ev[..], [ClientEvent::Reply { .. }]));
+}

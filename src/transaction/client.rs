@@ -113,6 +113,9 @@ pub enum ClientError {
     /// [`Client::restart`] was called while a handshake is running.
     #[error("a handshake is running")]
     HandshakeRunning,
+    /// The session used every request id (§6): start a new handshake.
+    #[error("the session has no request ids left")]
+    SessionExhausted,
 }
 
 /// What happened.
@@ -355,6 +358,10 @@ impl Client {
         let chunk = (self.out_len - self.out_pos).min(MAX_PAYLOAD_LEN);
         let more = self.out_pos + chunk < self.out_len;
         let rid = self.next_request_id;
+        // §2.4, §6: a request id is a nonce; it never wraps.
+        if rid == u32::MAX {
+            return Err(ClientError::SessionExhausted);
+        }
         let h = Header {
             message_type: self.out_type,
             status: Status::Ok,
@@ -367,7 +374,7 @@ impl Client {
         let len = emit_frame(&h, &part, true, &mut bytes).map_err(ClientError::Encode)?;
         crypto::seal_frame(tx, &mut bytes, len);
         self.out_pos += chunk;
-        self.next_request_id = rid.wrapping_add(1).max(3);
+        self.next_request_id = rid + 1;
         let t = self.out_type;
         self.set_pending(now, t, rid, &bytes[..len]);
         Ok(())

@@ -794,6 +794,14 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
             return self.drop_it(from, DropReason::BadTag);
         };
         if self.sessions[idx].phase == Phase::HalfOpen {
+            // §3.5: a full established table (half-open sessions promoted
+            // meanwhile) takes no more; the client starts again.
+            if self.established_count() >= self.max_sessions() {
+                let id = self.sessions[idx].id;
+                self.sessions.swap_remove(idx);
+                self.event(ServerEvent::SessionReplaced { session_id: id });
+                return self.refuse(from, &h, Status::UnknownSession);
+            }
             self.establish(idx);
         }
         let Some(idx) = self.sessions.iter().position(|s| s.id == h.session_id) else {
