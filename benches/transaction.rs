@@ -286,72 +286,82 @@ fn engine(cr: &mut Criterion) {
     // first time, and does exactly the same work.
     let mut g = cr.benchmark_group("engine");
     g.throughput(Throughput::Elements(u64::from(CLIENTS)));
-    g.bench_function("server_only/handshake_x64", |b| {
-        b.iter_batched(
-            || {
-                let mut buf = [0u8; MAX_FRAME_LEN];
-                let (mut generator, fresh) = (server(false), server(false));
-                let mut frames = Vec::with_capacity(2 * usize::from(CLIENTS));
-                for i in 0..CLIENTS {
-                    let from = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, i), 49152);
-                    let mut c = new_client(SRV, i, u64::from(i) + 1, Instant::ZERO);
-                    for _ in 0..2 {
-                        let t = c
-                            .poll_transmit(Instant::ZERO, &mut buf)
-                            .unwrap()
-                            .expect("request");
-                        let req = buf[..t.len].to_vec();
-                        generator.handle(
+    // warm: the bound keys' static-static DH computed at load
+    // (`Server::prepare_key`), as on a server that has run for a while;
+    // cold: every key's first handshake since the server started.
+    for (label, warm) in [("handshake_x64_warm", true), ("handshake_x64_cold", false)] {
+        g.bench_function(format!("server_only/{label}"), |b| {
+            b.iter_batched(
+                || {
+                    let mut buf = [0u8; MAX_FRAME_LEN];
+                    let (mut generator, mut fresh) = (server(false), server(false));
+                    if warm {
+                        for i in 0..CLIENTS {
+                            fresh.prepare_key(&key(i).public());
+                        }
+                    }
+                    let mut frames = Vec::with_capacity(2 * usize::from(CLIENTS));
+                    for i in 0..CLIENTS {
+                        let from = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, i), 49152);
+                        let mut c = new_client(SRV, i, u64::from(i) + 1, Instant::ZERO);
+                        for _ in 0..2 {
+                            let t = c
+                                .poll_transmit(Instant::ZERO, &mut buf)
+                                .unwrap()
+                                .expect("request");
+                            let req = buf[..t.len].to_vec();
+                            generator.handle(
+                                Instant::ZERO,
+                                Datagram {
+                                    local: ANY,
+                                    remote: from,
+                                    payload: &req,
+                                },
+                            );
+                            let r = generator
+                                .poll_transmit(Instant::ZERO, &mut buf)
+                                .unwrap()
+                                .expect("reply");
+                            c.handle(
+                                Instant::ZERO,
+                                Datagram {
+                                    local: ANY,
+                                    remote: SRV,
+                                    payload: &buf[..r.len],
+                                },
+                            );
+                            frames.push((from, req));
+                        }
+                        assert!(c.is_established());
+                    }
+                    (fresh, frames)
+                },
+                |(mut s, frames)| {
+                    let mut buf = [0u8; MAX_FRAME_LEN];
+                    let mut bytes = 0;
+                    for (from, f) in &frames {
+                        s.handle(
                             Instant::ZERO,
                             Datagram {
                                 local: ANY,
-                                remote: from,
-                                payload: &req,
+                                remote: *from,
+                                payload: f,
                             },
                         );
-                        let r = generator
+                        let r = s
                             .poll_transmit(Instant::ZERO, &mut buf)
                             .unwrap()
                             .expect("reply");
-                        c.handle(
-                            Instant::ZERO,
-                            Datagram {
-                                local: ANY,
-                                remote: SRV,
-                                payload: &buf[..r.len],
-                            },
-                        );
-                        frames.push((from, req));
+                        bytes += r.len;
                     }
-                    assert!(c.is_established());
-                }
-                (fresh, frames)
-            },
-            |(mut s, frames)| {
-                let mut buf = [0u8; MAX_FRAME_LEN];
-                let mut bytes = 0;
-                for (from, f) in &frames {
-                    s.handle(
-                        Instant::ZERO,
-                        Datagram {
-                            local: ANY,
-                            remote: *from,
-                            payload: f,
-                        },
-                    );
-                    let r = s
-                        .poll_transmit(Instant::ZERO, &mut buf)
-                        .unwrap()
-                        .expect("reply");
-                    bytes += r.len;
-                }
-                debug_assert_eq!(s.half_open_count(), usize::from(CLIENTS));
-                black_box(bytes);
-                s
-            },
-            BatchSize::LargeInput,
-        );
-    });
+                    debug_assert_eq!(s.half_open_count(), usize::from(CLIENTS));
+                    black_box(bytes);
+                    s
+                },
+                BatchSize::LargeInput,
+            );
+        });
+    }
     g.finish();
 
     // Server alone, exchanges: two identical servers (same seed, same

@@ -171,13 +171,15 @@ pub(crate) struct Responder {
 
 /// Read the Noise part of `Init`; the init payload (ciphertext ‖ tag, in
 /// `payload`) is decrypted in place, its length in clear returned.
-/// `None` if anything fails to decrypt.
+/// `None` if anything fails to decrypt. `ss` gives `DH(S, s_pub)` for the
+/// client's static key (computed, or from a cache).
 pub(crate) fn read_init(
     mut sym: Symmetric,
     server_private: &[u8; 32],
     e_pub: &[u8; 32],
     enc_static: &[u8; KEY_LEN + TAG_LEN],
     payload: &mut [u8],
+    ss: impl FnOnce(&[u8; 32]) -> Option<[u8; 32]>,
 ) -> Option<(Responder, usize)> {
     sym.mix_hash(e_pub);
     sym.mix_key(&dh(server_private, e_pub)?);
@@ -188,7 +190,7 @@ pub(crate) fn read_init(
     }
     let mut client_static = [0u8; 32];
     client_static.copy_from_slice(sp);
-    sym.mix_key(&dh(server_private, &client_static)?);
+    sym.mix_key(&ss(&client_static)?);
     let split = payload.len().checked_sub(TAG_LEN)?;
     let (p, t) = payload.split_at_mut(split);
     if !sym.decrypt_and_hash(p, t) {
@@ -245,7 +247,8 @@ mod tests {
         let (e_pub, enc_s, init) =
             write_init(sym.clone(), &server_pub, &[9; 32], &[5; 32], &mut payload).unwrap();
         let mut p2 = payload;
-        let (resp, n) = read_init(sym, &server, &e_pub, &enc_s, &mut p2).unwrap();
+        let (resp, n) =
+            read_init(sym, &server, &e_pub, &enc_s, &mut p2, |k| dh(&server, k)).unwrap();
         assert_eq!(&p2[..n], &[1, 0, 1, 2]);
         assert_eq!(resp.client_static, crypto::public_key(&[9; 32]));
         let (accept, ks) = write_accept(&resp, &[3; 32], [0; 9]).unwrap();
@@ -257,7 +260,7 @@ mod tests {
 
         let other = Symmetric::new(b"hellO", b"cookie", b"header", &server_pub);
         let mut p3 = payload;
-        assert!(read_init(other, &server, &e_pub, &enc_s, &mut p3).is_none());
+        assert!(read_init(other, &server, &e_pub, &enc_s, &mut p3, |k| dh(&server, k)).is_none());
         assert_ne!(init.sym.handshake_hash(), [0; 32]);
     }
 }

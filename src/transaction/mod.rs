@@ -22,6 +22,7 @@
 mod client;
 mod cookie;
 mod crypto;
+mod dh_cache;
 mod handshake;
 mod keys;
 mod policy;

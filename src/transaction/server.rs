@@ -26,6 +26,7 @@
 use super::Random;
 use super::cookie::CookieSecrets;
 use super::crypto::{self, Aead};
+use super::dh_cache::DhCache;
 use super::handshake::{self, Symmetric};
 use super::keys::{KeyStore, StaticKey};
 use super::policy::Policy;
@@ -267,6 +268,7 @@ pub struct Server<P: Policy, K: KeyStore, R: Random> {
     keys: K,
     random: R,
     cookies: CookieSecrets,
+    ss_cache: DhCache,
     sessions: Sessions,
     pending: heapless::Vec<PendingKey, MAX_PENDING>,
     /// Replies, each with the local address of the socket that sends it.
@@ -337,6 +339,7 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
             keys,
             random,
             cookies: CookieSecrets::new(config.cookie_rotation),
+            ss_cache: DhCache::default(),
             sessions: Sessions::new(),
             pending: heapless::Vec::new(),
             queue: Deque::new(),
@@ -375,6 +378,18 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
     /// The key store, mutable (an administrator bound a pending key).
     pub fn keys_mut(&mut self) -> &mut K {
         &mut self.keys
+    }
+
+    /// Compute the static-static DH of a bound workstation key ahead of its
+    /// first handshake (§3.3 `ss`; e.g. for every key when the key store is
+    /// loaded or reloaded), so a boot storm costs three X25519 operations
+    /// per handshake instead of four. Handshakes fill the same cache.
+    pub fn prepare_key(&mut self, public: &[u8; 32]) {
+        if self.ss_cache.get(public).is_none() {
+            if let Some(ss) = crypto::dh(self.key.private(), public) {
+                self.ss_cache.insert(*public, ss);
+            }
+        }
     }
 
     /// Keys that completed a handshake but are bound to no object (§3.4),
@@ -552,12 +567,20 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
             return;
         };
         dst.copy_from_slice(init.encrypted_payload);
+        let (private, cache) = (self.key.private(), &self.ss_cache);
+        let mut fresh_ss = None;
         let Some((resp, n)) = handshake::read_init(
             sym,
-            self.key.private(),
+            private,
             &init.ephemeral,
             &init.encrypted_static,
             dst,
+            |k| {
+                cache.get(k).or_else(|| {
+                    fresh_ss = crypto::dh(private, k);
+                    fresh_ss
+                })
+            },
         ) else {
             return self.drop_it(from, DropReason::HandshakeFailed);
         };
@@ -566,6 +589,9 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
         }
         // §3.4: which object does this key speak for?
         let who = self.keys.object_of_key(&resp.client_static);
+        if let (Some(_), Some(ss)) = (who, fresh_ss) {
+            self.ss_cache.insert(resp.client_static, ss);
+        }
         self.expire(now);
         let status = if who.is_none() && !self.keys.auto_enrol() {
             self.record_pending(now, resp.client_static, from);
