@@ -24,6 +24,11 @@
 //!   thread): one client, so this is round-trip latency bound;
 //!   `exchange_x16_clients` has 16 clients in flight at once.
 //!
+//! - `primitives/x25519`: one X25519 operation (x25519-dalek), measured in
+//!   the same run: a handshake costs the server three of them (four for a
+//!   key's first handshake) and one base-point multiplication, so this
+//!   bounds `handshake_x64` on the machine at hand.
+//!
 //! Run: `cargo bench --bench transaction`.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -611,5 +616,17 @@ fn udp_loopback(cr: &mut Criterion) {
     let _ = thread.join();
 }
 
-criterion_group!(benches, engine, udp_loopback);
+/// One X25519 Diffie-Hellman, the unit a handshake is made of (§3.3).
+fn primitives(cr: &mut Criterion) {
+    let mut g = cr.benchmark_group("primitives");
+    g.throughput(Throughput::Elements(1));
+    let s = x25519_dalek::StaticSecret::from([7u8; 32]);
+    let p = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([9u8; 32]));
+    g.bench_function("x25519", |b| {
+        b.iter(|| black_box(s.diffie_hellman(black_box(&p)).to_bytes()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, primitives, engine, udp_loopback);
 criterion_main!(benches);
