@@ -6,6 +6,7 @@ pub mod config_file;
 pub mod dhcp;
 pub mod fs;
 pub mod image_safe_disk;
+pub mod key_record_disk;
 pub mod policy_store;
 pub mod privileges;
 pub mod tftp;
