@@ -54,7 +54,7 @@ fn check_str(s: &str, max: usize, field: u8) -> Result<(), EmitError> {
     }
 }
 
-/// A payload-less message (`MenuQuery`, `TaskQuery`, `ProofAck`,
+/// A payload-less message (`MenuQuery`, `TaskQuery`, a part acknowledged,
 /// `ReportAck`, and error replies, §4–§5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Empty;
