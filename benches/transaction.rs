@@ -1,15 +1,21 @@
-//! Transaction protocol throughput (docs/transaction-protocol.md): how many
-//! authenticated menu + task exchanges the server engine sustains on one
-//! core.
+//! Transaction protocol throughput (docs/transaction-protocol.md version
+//! 2): how many handshakes and sealed menu + task exchanges the server
+//! engine sustains on one core.
 //!
+//! - `engine/server_only/handshake_x64`: the server engine alone, answering
+//!   64 clients' pre-built `Hello` and `Init` frames: cookie, Noise `IK`
+//!   responder (three X25519 and one base-point multiplication), key
+//!   lookup, `Accept` (client cost excluded; throughput counts handshakes).
 //! - `engine/exchange`: one established session; per iteration the client
 //!   engine sends `MenuQuery`, the server engine answers `MenuReply`, then
-//!   `TaskQuery` → `TaskReply` (two authenticated round trips, both engines
-//!   in memory, both on this core). Two policies: nothing to do (boot the
-//!   local disk, the common case) and a restore task handed out every time
-//!   (then also reported, a third round trip).
+//!   `TaskQuery` → `TaskReply` (two sealed round trips, ChaCha20-Poly1305
+//!   both ways, both engines in memory, both on this core). Policies:
+//!   nothing to do (boot the local disk, the common case), a restore task
+//!   every time (then also reported, a third round trip), and the same
+//!   live task asked for again and again (never reported).
 //! - `engine/handshake_and_exchange`: a new client per iteration: `Hello`,
-//!   `Challenge`, `Proof`, `ProofAck`, `WorkstationInfo`, then the exchange.
+//!   `Cookie`, `Init`, `Accept`, `WorkstationInfo`, then the exchange
+//!   (both engines).
 //! - `engine/server_only/boot_local_x256`: the server engine alone,
 //!   answering 256 exchanges' pre-built `MenuQuery`/`TaskQuery` frames
 //!   (client cost excluded; throughput counts exchanges).
@@ -17,6 +23,11 @@
 //!   on 127.0.0.1 (server thread, client engine on a socket in the bench
 //!   thread): one client, so this is round-trip latency bound;
 //!   `exchange_x16_clients` has 16 clients in flight at once.
+//!
+//! - `primitives/x25519`: one X25519 operation (x25519-dalek), measured in
+//!   the same run: a handshake costs the server three of them (four for a
+//!   key's first handshake) and one base-point multiplication, so this
+//!   bounds `handshake_x64` on the machine at hand.
 //!
 //! Run: `cargo bench --bench transaction`.
 
@@ -30,7 +41,8 @@ use preboot::policy::{
     WorkstationId, WorkstationObject,
 };
 use preboot::transaction::{
-    Client, ClientConfig, ClientEvent, Random, Server, ServerConfig, SiteKeys,
+    Client, ClientConfig, ClientEvent, HandshakeSeed, Random, Server, ServerConfig, StaticKey,
+    WorkstationKeys,
 };
 use preboot::wire::image_safe::ImageSafe;
 use preboot::wire::transaction::MAX_FRAME_LEN;
@@ -44,8 +56,45 @@ use std::time::Duration;
 /// The receiving socket's address (these engines do not look at it).
 const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
-const KEY: &[u8] = b"benchmark site secret, 32 bytes!";
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+/// Workstations with a key bound (client keys 0..CLIENTS, MACs `mac(i)`).
+const CLIENTS: u8 = 64;
+
+fn key(tag: u8) -> StaticKey {
+    StaticKey::from_bytes(core::array::from_fn(|i| {
+        tag ^ (i as u8).wrapping_mul(29) ^ 0x11
+    }))
+    .expect("key")
+}
+
+fn server_key() -> StaticKey {
+    key(0xee)
+}
+
+fn mac(i: u8) -> [u8; 6] {
+    let mut m = MAC;
+    m[5] = m[5].wrapping_add(i);
+    m
+}
+
+fn seed(n: u64) -> HandshakeSeed {
+    let mut r = XorShift(n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut s = HandshakeSeed {
+        nonce: [0; 16],
+        ephemeral: [0; 32],
+    };
+    r.fill(&mut s.nonce);
+    r.fill(&mut s.ephemeral);
+    s
+}
+
+fn new_client(server: SocketAddrV4, i: u8, n: u64, now: Instant) -> Client {
+    Client::new(
+        ClientConfig::new(server, server_key().public(), key(i)),
+        seed(n),
+        now,
+    )
+}
 const BASE: &str = "images/win11-base.img";
 
 struct XorShift(u64);
@@ -93,12 +142,18 @@ fn store(work: bool) -> MemoryStore {
     }
 }
 
-type Srv = Server<ImagingProxy<MemoryStore>, SiteKeys, XorShift>;
+type Srv = Server<ImagingProxy<MemoryStore>, WorkstationKeys, XorShift>;
 
 fn server(work: bool) -> Srv {
+    let mut keys = WorkstationKeys::new(false);
+    for i in 0..CLIENTS {
+        keys.insert(WorkstationId::Mac(mac(i)), key(i).public())
+            .expect("distinct keys");
+    }
     Server::new(
         ServerConfig::default(),
-        SiteKeys::new(b"site", KEY),
+        server_key(),
+        keys,
         ImagingProxy::new(store(work)),
         XorShift(0x9E37_79B9_7F4A_7C15),
     )
@@ -112,9 +167,9 @@ fn record(buf: &mut [u8; 1024]) -> usize {
     rec.emit(buf).expect("small record")
 }
 
-fn info(image_safe: &[u8]) -> WorkstationInfo<'_> {
+fn info(image_safe: &[u8], m: [u8; 6]) -> WorkstationInfo<'_> {
     let mut i = WorkstationInfo::default();
-    let _ = i.macs.push(MAC);
+    let _ = i.macs.push(m);
     i.arch = Some(7);
     i.cpu_model = Some("Intel(R) Core(TM) i7-8700");
     i.cpu_count = Some(12);
@@ -154,18 +209,12 @@ fn round_trip(c: &mut Client, s: &mut Srv, now: Instant, buf: &mut [u8; MAX_FRAM
 }
 
 fn establish(s: &mut Srv, nonce: u64, now: Instant, buf: &mut [u8; MAX_FRAME_LEN]) -> Client {
-    let mut n = [0u8; 16];
-    n[..8].copy_from_slice(&nonce.to_be_bytes());
-    let mut c = Client::new(
-        ClientConfig::new(SRV, b"site", KEY).expect("config"),
-        n,
-        now,
-    );
-    round_trip(&mut c, s, now, buf); // Hello → Challenge
-    round_trip(&mut c, s, now, buf); // Proof → ProofAck
+    let mut c = new_client(SRV, 0, nonce, now);
+    round_trip(&mut c, s, now, buf); // Hello → Cookie
+    round_trip(&mut c, s, now, buf); // Init → Accept
     let mut rec = [0u8; 1024];
     let n = record(&mut rec);
-    c.send_info(now, &info(&rec[..n])).expect("info");
+    c.send_info(now, &info(&rec[..n], MAC)).expect("info");
     round_trip(&mut c, s, now, buf);
     while c.poll_event().is_some() {}
     assert!(c.is_established());
@@ -190,12 +239,12 @@ fn engine(cr: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     // boot_local: nothing to do. restore_task_and_report: a restore task
     // every time, then reported done (a third round trip).
-    // restore_task_unreported: a task every time, never reported — the
-    // proxy's table of outstanding task ids stays full (4096).
+    // restore_task_live: the same live task every time, never reported
+    // (its id is kept, §4.5).
     for (label, work, report) in [
         ("boot_local", false, false),
         ("restore_task_and_report", true, true),
-        ("restore_task_unreported", true, false),
+        ("restore_task_live", true, false),
     ] {
         g.bench_function(format!("exchange/{label}"), |b| {
             let mut buf = [0u8; MAX_FRAME_LEN];
@@ -236,9 +285,93 @@ fn engine(cr: &mut Criterion) {
     });
     g.finish();
 
-    // Server alone: two identical servers (same seed, same frames) — one
-    // answers the client to generate 256 exchanges' requests, the other
-    // (the measured one) sees them for the first time.
+    // Server alone, handshakes: two identical servers (same seed, same
+    // frames in the same order) — one answers 64 clients to generate their
+    // Hello and Init frames, the other (the measured one) sees them for the
+    // first time, and does exactly the same work.
+    let mut g = cr.benchmark_group("engine");
+    g.throughput(Throughput::Elements(u64::from(CLIENTS)));
+    // warm: the bound keys' static-static DH computed at load
+    // (`Server::prepare_key`), as on a server that has run for a while;
+    // cold: every key's first handshake since the server started.
+    for (label, warm) in [("handshake_x64_warm", true), ("handshake_x64_cold", false)] {
+        g.bench_function(format!("server_only/{label}"), |b| {
+            b.iter_batched(
+                || {
+                    let mut buf = [0u8; MAX_FRAME_LEN];
+                    let (mut generator, mut fresh) = (server(false), server(false));
+                    if warm {
+                        for i in 0..CLIENTS {
+                            fresh.prepare_key(&key(i).public());
+                        }
+                    }
+                    let mut frames = Vec::with_capacity(2 * usize::from(CLIENTS));
+                    for i in 0..CLIENTS {
+                        let from = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, i), 49152);
+                        let mut c = new_client(SRV, i, u64::from(i) + 1, Instant::ZERO);
+                        for _ in 0..2 {
+                            let t = c
+                                .poll_transmit(Instant::ZERO, &mut buf)
+                                .unwrap()
+                                .expect("request");
+                            let req = buf[..t.len].to_vec();
+                            generator.handle(
+                                Instant::ZERO,
+                                Datagram {
+                                    local: ANY,
+                                    remote: from,
+                                    payload: &req,
+                                },
+                            );
+                            let r = generator
+                                .poll_transmit(Instant::ZERO, &mut buf)
+                                .unwrap()
+                                .expect("reply");
+                            c.handle(
+                                Instant::ZERO,
+                                Datagram {
+                                    local: ANY,
+                                    remote: SRV,
+                                    payload: &buf[..r.len],
+                                },
+                            );
+                            frames.push((from, req));
+                        }
+                        assert!(c.is_established());
+                    }
+                    (fresh, frames)
+                },
+                |(mut s, frames)| {
+                    let mut buf = [0u8; MAX_FRAME_LEN];
+                    let mut bytes = 0;
+                    for (from, f) in &frames {
+                        s.handle(
+                            Instant::ZERO,
+                            Datagram {
+                                local: ANY,
+                                remote: *from,
+                                payload: f,
+                            },
+                        );
+                        let r = s
+                            .poll_transmit(Instant::ZERO, &mut buf)
+                            .unwrap()
+                            .expect("reply");
+                        bytes += r.len;
+                    }
+                    debug_assert_eq!(s.half_open_count(), usize::from(CLIENTS));
+                    black_box(bytes);
+                    s
+                },
+                BatchSize::LargeInput,
+            );
+        });
+    }
+    g.finish();
+
+    // Server alone, exchanges: two identical servers (same seed, same
+    // frames) — one answers the client to generate 256 exchanges'
+    // requests, the other (the measured one) sees them for the first time.
     let mut g = cr.benchmark_group("engine");
     g.throughput(Throughput::Elements(256));
     g.bench_function("server_only/boot_local_x256", |b| {
@@ -247,14 +380,10 @@ fn engine(cr: &mut Criterion) {
                 let mut buf = [0u8; MAX_FRAME_LEN];
                 let (mut generator, mut fresh) = (server(false), server(false));
                 let mut frames = Vec::with_capacity(515);
-                let mut c = Client::new(
-                    ClientConfig::new(SRV, b"site", KEY).expect("config"),
-                    [3; 16],
-                    Instant::ZERO,
-                );
+                let mut c = new_client(SRV, 0, 3, Instant::ZERO);
                 let mut rec = [0u8; 1024];
                 let n = record(&mut rec);
-                let inf = info(&rec[..n]);
+                let inf = info(&rec[..n], MAC);
                 for step in 0..(3 + 512) {
                     match step {
                         0 | 1 => {}
@@ -356,11 +485,7 @@ fn udp_loopback(cr: &mut Criterion) {
     let epoch = std::time::Instant::now();
     let now = || Instant::from_micros(epoch.elapsed().as_micros() as u64);
     let mut buf = [0u8; MAX_FRAME_LEN];
-    let mut c = Client::new(
-        ClientConfig::new(addr, b"site", KEY).expect("config"),
-        [5; 16],
-        now(),
-    );
+    let mut c = new_client(addr, 0, 5, now());
     // One request/reply over the socket; retransmits on loss (bounded).
     let mut trip = |c: &mut Client| {
         for _ in 0..6 {
@@ -388,7 +513,7 @@ fn udp_loopback(cr: &mut Criterion) {
     trip(&mut c);
     let mut rec = [0u8; 1024];
     let n = record(&mut rec);
-    c.send_info(now(), &info(&rec[..n])).expect("info");
+    c.send_info(now(), &info(&rec[..n], MAC)).expect("info");
     trip(&mut c);
     while c.poll_event().is_some() {}
     if c.is_established() {
@@ -413,14 +538,12 @@ fn udp_loopback(cr: &mut Criterion) {
             let sock = UdpSocket::bind("127.0.0.1:0").expect("client socket");
             sock.set_read_timeout(Some(Duration::from_secs(2)))
                 .expect("timeout");
-            let mut c = Client::new(
-                ClientConfig::new(addr, b"site", KEY).expect("config"),
-                [0x80 | i; 16],
-                now(),
-            );
+            // Client 0 is the other loop's; each has its own key and MAC.
+            let mut c = new_client(addr, i + 1, 0x80 | u64::from(i), now());
             for step in 0..3 {
                 if step == 2 {
-                    c.send_info(now(), &info(&rec[..n])).expect("info");
+                    c.send_info(now(), &info(&rec[..n], mac(i + 1)))
+                        .expect("info");
                 }
                 let t = c.poll_transmit(now(), &mut buf).unwrap().expect("request");
                 sock.send_to(&buf[..t.len], addr).expect("send");
@@ -493,5 +616,17 @@ fn udp_loopback(cr: &mut Criterion) {
     let _ = thread.join();
 }
 
-criterion_group!(benches, engine, udp_loopback);
+/// One X25519 Diffie-Hellman, the unit a handshake is made of (§3.3).
+fn primitives(cr: &mut Criterion) {
+    let mut g = cr.benchmark_group("primitives");
+    g.throughput(Throughput::Elements(1));
+    let s = x25519_dalek::StaticSecret::from([7u8; 32]);
+    let p = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([9u8; 32]));
+    g.bench_function("x25519", |b| {
+        b.iter(|| black_box(s.diffie_hellman(black_box(&p)).to_bytes()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, primitives, engine, udp_loopback);
 criterion_main!(benches);

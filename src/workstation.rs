@@ -1,5 +1,6 @@
 //! A workstation's identity: the hardware addresses and the machine UUID
-//! it presents in `WorkstationInfo` (docs/transaction-protocol.md §3.1).
+//! it presents in `WorkstationInfo` (docs/transaction-protocol.md §3.4:
+//! version 2 checks them against the object the session's key is bound to).
 //!
 //! Shared by the transaction engines (which key belongs to whom) and the
 //! policy layer (which workstation object applies), below both, so neither

@@ -8,6 +8,12 @@ use preboot::Instant;
 use preboot::driver::policy_store as toml_store;
 use preboot::policy::*;
 use preboot::transaction::Policy;
+
+/// The object a session's key is bound to (§3.4): in these tests, the
+/// first MAC of the information.
+fn who(i: &WorkstationInfo<'_>) -> WorkstationId {
+    WorkstationId::Mac(i.macs[0])
+}
 use preboot::wire::image_safe::PendingFlags;
 use preboot::wire::transaction::messages::*;
 #[cfg(feature = "std")] // the TOML store is std-only
@@ -455,7 +461,7 @@ fn multicast_table() {
     let mut p = p;
     let t0 = Instant::from_secs(100);
     let w1 = info(M1);
-    let reply = p.tasks(t0, &w1).unwrap();
+    let reply = p.tasks(t0, &who(&w1), &w1).unwrap();
     match &reply.tasks[0].action {
         TaskAction::JoinMulticast {
             session,
@@ -472,16 +478,16 @@ fn multicast_table() {
         other => panic!("{other:?}"),
     }
     drop(reply);
-    p.tasks(t0, &w1).unwrap();
+    p.tasks(t0, &who(&w1), &w1).unwrap();
     assert_eq!(p.joined(1).len(), 1, "the same workstation joins once");
     assert!(!p.session_ready(t0, 1));
     assert!(
         p.session_ready(t0 + Duration::from_secs(120), 1),
         "M seconds after the last join"
     );
-    p.tasks(t0, &info(M2)).unwrap();
+    p.tasks(t0, &who(&info(M2)), &info(M2)).unwrap();
     assert!(p.session_ready(t0, 1), "N members");
-    let r = p.tasks(t0, &info(M3)).unwrap();
+    let r = p.tasks(t0, &who(&info(M3)), &info(M3)).unwrap();
     assert!(matches!(
         r.tasks[0].action,
         TaskAction::CreateImage {
@@ -499,7 +505,7 @@ fn reports_apply_once() {
     st.workstations[0].image_next_boot = true;
     let mut p = ImagingProxy::new(st);
     let w1 = info(M1);
-    let id = p.tasks(Instant::ZERO, &w1).unwrap().tasks[0].id;
+    let id = p.tasks(Instant::ZERO, &who(&w1), &w1).unwrap().tasks[0].id;
     let rep = |outcome| TaskReport {
         task_id: id,
         outcome,
@@ -507,13 +513,18 @@ fn reports_apply_once() {
         reason: None,
     };
     assert_eq!(
-        p.report(Instant::ZERO, &info(M2), &rep(Outcome::Success)),
+        p.report(
+            Instant::ZERO,
+            &who(&info(M2)),
+            &info(M2),
+            &rep(Outcome::Success)
+        ),
         Err(preboot::wire::transaction::Status::UnknownTask)
     );
-    p.report(Instant::ZERO, &w1, &rep(Outcome::Progress))
+    p.report(Instant::ZERO, &who(&w1), &w1, &rep(Outcome::Progress))
         .unwrap();
     assert_eq!(p.reports_applied(), 0);
-    p.report(Instant::ZERO, &w1, &rep(Outcome::Success))
+    p.report(Instant::ZERO, &who(&w1), &w1, &rep(Outcome::Success))
         .unwrap();
     assert_eq!(p.reports_applied(), 1);
     assert!(!p.store().workstations[0].image_next_boot);
@@ -522,16 +533,24 @@ fn reports_apply_once() {
         Some("images/lab-efi.img")
     );
     assert!(
-        p.report(Instant::ZERO, &w1, &rep(Outcome::Success))
+        p.report(Instant::ZERO, &who(&w1), &w1, &rep(Outcome::Success))
             .is_err()
     );
     assert_eq!(p.reports_applied(), 1);
     // Nothing to do → empty list and no environment.
-    let r = p.tasks(Instant::ZERO, &{
-        let mut w = info(M1);
-        w.image_safe = None;
-        w
-    });
+    let r = p.tasks(
+        Instant::ZERO,
+        &who(&{
+            let mut w = info(M1);
+            w.image_safe = None;
+            w
+        }),
+        &{
+            let mut w = info(M1);
+            w.image_safe = None;
+            w
+        },
+    );
     assert!(r.is_ok());
 }
 
@@ -709,40 +728,57 @@ fn toml_errors_name_file_line_field() {
     );
 }
 
-/// §4.6, §6: task ids handed out are remembered up to a bound (4096): a
-/// workstation that never reports cannot grow the proxy without limit; the
-/// oldest id is forgotten (its report is `UnknownTask`, nothing applied),
-/// the newest is still accepted.
+/// §4.5: task ids are per workstation object and stable: 5,000 queries
+/// from one workstation keep its same live ids (nothing grows), and another
+/// workstation's live task keeps its id and is still reported.
 #[test]
-fn outstanding_task_ids_are_bounded() {
+fn live_task_ids_are_per_workstation_and_stable() {
     let mut st = store();
     st.workstations[0].image_next_boot = true;
+    st.workstations[1].image_next_boot = true;
     let mut p = ImagingProxy::new(st);
-    let w1 = info(M1);
-    let mut ids = Vec::new();
+    let (w1, w2) = (info(M1), info(M2));
+    let other: Vec<u32> = p
+        .tasks(Instant::ZERO, &who(&w2), &w2)
+        .unwrap()
+        .tasks
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert!(!other.is_empty());
+    let first: Vec<u32> = p
+        .tasks(Instant::ZERO, &who(&w1), &w1)
+        .unwrap()
+        .tasks
+        .iter()
+        .map(|t| t.id)
+        .collect();
     for _ in 0..5000 {
-        let r = p.tasks(Instant::ZERO, &w1).unwrap();
-        ids.extend(r.tasks.iter().map(|t| t.id));
+        let ids: Vec<u32> = p
+            .tasks(Instant::ZERO, &who(&w1), &w1)
+            .unwrap()
+            .tasks
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, first);
     }
-    assert!(ids.len() >= 5000);
+    assert_eq!(p.live_tasks(&who(&w1)), first);
+    assert_eq!(p.live_tasks(&who(&w2)), other);
     let rep = |task_id| TaskReport {
         task_id,
         outcome: Outcome::Success,
         percent: None,
         reason: None,
     };
+    // M1 cannot report M2's task; M2 can.
     assert_eq!(
-        p.report(Instant::ZERO, &w1, &rep(ids[0])),
+        p.report(Instant::ZERO, &who(&w1), &w1, &rep(other[0])),
         Err(preboot::wire::transaction::Status::UnknownTask)
     );
-    assert_eq!(p.reports_applied(), 0);
-    let last = *ids.last().unwrap();
-    p.report(Instant::ZERO, &w1, &rep(last)).unwrap();
+    p.report(Instant::ZERO, &who(&w2), &w2, &rep(other[0]))
+        .unwrap();
     assert_eq!(p.reports_applied(), 1);
-    // The boundary: the 4096th newest is kept, the 4097th forgotten.
-    let n = ids.len();
-    assert!(p.report(Instant::ZERO, &w1, &rep(ids[n - 4096])).is_ok());
-    assert!(p.report(Instant::ZERO, &w1, &rep(ids[n - 4097])).is_err());
 }
 
 /// §4.4, §4.5, §5: a store the wire cannot carry (a task string over 255
@@ -766,7 +802,7 @@ fn unencodable_store_fails_before_state_changes() {
     )];
     let mut p = ImagingProxy::new(st);
     assert_eq!(
-        p.tasks(Instant::ZERO, &w1).err(),
+        p.tasks(Instant::ZERO, &who(&w1), &w1).err(),
         Some(preboot::wire::transaction::Status::ServerError)
     );
     assert!(p.joined(0).is_empty(), "joined although refused");
@@ -774,12 +810,12 @@ fn unencodable_store_fails_before_state_changes() {
     let mut st = store();
     st.policies[0].rules[0].image = long.clone();
     let mut p = ImagingProxy::new(st.clone());
-    assert!(p.tasks(Instant::ZERO, &w1).is_err());
+    assert!(p.tasks(Instant::ZERO, &who(&w1), &w1).is_err());
     // Fix the store: the first task id handed out is still 1 (none was
     // spent on the refused request).
     st.policies[0].rules[0].image = "images/ok.img".into();
     let mut p2 = ImagingProxy::new(st);
-    let id = p2.tasks(Instant::ZERO, &w1).unwrap().tasks[0].id;
+    let id = p2.tasks(Instant::ZERO, &who(&w1), &w1).unwrap().tasks[0].id;
     assert_eq!(id, 1);
     // A too-long environment file name.
     let mut st = store();
@@ -789,7 +825,11 @@ fn unencodable_store_fails_before_state_changes() {
         initrd: "i".into(),
         loader: "l".into(),
     });
-    assert!(ImagingProxy::new(st).tasks(Instant::ZERO, &w1).is_err());
+    assert!(
+        ImagingProxy::new(st)
+            .tasks(Instant::ZERO, &who(&w1), &w1)
+            .is_err()
+    );
     // Menu limits.
     let mut st = store();
     st.server.menu_entries = vec![MenuEntrySpec {
@@ -798,17 +838,21 @@ fn unencodable_store_fails_before_state_changes() {
     }];
     assert!(
         ImagingProxy::new(st.clone())
-            .menu(Instant::ZERO, &w1)
+            .menu(Instant::ZERO, &who(&w1), &w1)
             .is_err()
     );
     st.server.menu_entries[0].label = "y".repeat(64);
     assert!(
         ImagingProxy::new(st.clone())
-            .menu(Instant::ZERO, &w1)
+            .menu(Instant::ZERO, &who(&w1), &w1)
             .is_ok()
     );
     st.server.menu_file = Some("f".repeat(129));
-    assert!(ImagingProxy::new(st).menu(Instant::ZERO, &w1).is_err());
+    assert!(
+        ImagingProxy::new(st)
+            .menu(Instant::ZERO, &who(&w1), &w1)
+            .is_err()
+    );
 }
 
 /// `arch` conditions name boot classes by the architecture table's names

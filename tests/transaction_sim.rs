@@ -1,14 +1,15 @@
 //! Client/server pair simulation over an in-memory link with seeded loss,
-//! duplication and reordering (docs/transaction-protocol.md §6): every
-//! conversation completes or fails cleanly, and the server never performs
-//! a task twice.
+//! duplication and reordering (docs/transaction-protocol.md §6; version 2
+//! with auto-enrolment, §3.4): every conversation completes or fails
+//! cleanly, and the server never performs a task twice.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
 use preboot::engine::Datagram;
 use preboot::policy::{ImagingProxy, MemoryStore, MulticastSession, ServerPolicy, WorkstationId};
 use preboot::transaction::{
-    Client, ClientConfig, ClientEvent, Policy, Random, Server, ServerConfig, SiteKeys,
+    Client, ClientConfig, ClientEvent, HandshakeSeed, Policy, Random, Server, ServerConfig,
+    StaticKey, WorkstationKeys,
 };
 use preboot::wire::transaction::MAX_FRAME_LEN;
 use preboot::wire::transaction::Status;
@@ -19,7 +20,9 @@ use std::time::Duration;
 /// The receiving socket's address (these engines do not look at it).
 const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
-const KEY: &[u8] = b"simulation-site-secret";
+fn key(tag: u8) -> StaticKey {
+    StaticKey::from_bytes(core::array::from_fn(|i| tag ^ (i as u8).wrapping_mul(13))).unwrap()
+}
 
 struct XorShift(u64);
 impl XorShift {
@@ -49,36 +52,43 @@ struct Counting {
 }
 
 impl Policy for Counting {
+    fn object_of(&self, id: &WorkstationId) -> Option<WorkstationId> {
+        self.inner.object_of(id)
+    }
     fn register<'s>(
         &'s mut self,
         now: Instant,
+        w: &WorkstationId,
         i: &WorkstationInfo<'_>,
     ) -> Result<InfoAck<'s>, Status> {
-        self.inner.register(now, i)
+        self.inner.register(now, w, i)
     }
     fn menu<'s>(
         &'s mut self,
         now: Instant,
+        w: &WorkstationId,
         i: &WorkstationInfo<'_>,
     ) -> Result<MenuReply<'s>, Status> {
-        self.inner.menu(now, i)
+        self.inner.menu(now, w, i)
     }
     fn tasks<'s>(
         &'s mut self,
         now: Instant,
+        w: &WorkstationId,
         i: &WorkstationInfo<'_>,
     ) -> Result<TaskReply<'s>, Status> {
         self.tasks_calls += 1;
-        self.inner.tasks(now, i)
+        self.inner.tasks(now, w, i)
     }
     fn report(
         &mut self,
         now: Instant,
+        w: &WorkstationId,
         i: &WorkstationInfo<'_>,
         r: &TaskReport<'_>,
     ) -> Result<(), Status> {
         self.report_calls += 1;
-        self.inner.report(now, i, r)
+        self.inner.report(now, w, i, r)
     }
 }
 
@@ -133,9 +143,12 @@ struct Packet {
 fn simulate(seed: u64, n: usize, loss: u64, dup: u64) -> (Counting, usize, usize) {
     let mut rng = XorShift(seed | 1);
     let server_addr = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 4012);
+    let server_key = key(0xa5);
+    let server_public = server_key.public();
     let mut server = Server::new(
         ServerConfig::default(),
-        SiteKeys::new(b"site", KEY),
+        server_key,
+        WorkstationKeys::new(true),
         Counting {
             inner: ImagingProxy::new(store()),
             tasks_calls: 0,
@@ -146,12 +159,16 @@ fn simulate(seed: u64, n: usize, loss: u64, dup: u64) -> (Counting, usize, usize
     let mut now = Instant::ZERO;
     let mut ws: Vec<Workstation> = (0..n)
         .map(|i| {
-            let mut nonce = [0u8; 16];
-            rng.fill(&mut nonce);
+            let mut seed = HandshakeSeed {
+                nonce: [0; 16],
+                ephemeral: [0; 32],
+            };
+            rng.fill(&mut seed.nonce);
+            rng.fill(&mut seed.ephemeral);
             Workstation {
                 client: Client::new(
-                    ClientConfig::new(server_addr, b"site", KEY).unwrap(),
-                    nonce,
+                    ClientConfig::new(server_addr, server_public, key(i as u8 + 1)),
+                    seed,
                     now,
                 ),
                 addr: SocketAddrV4::new(Ipv4Addr::new(10, 0, 1, i as u8 + 1), 40000),
@@ -191,7 +208,8 @@ fn simulate(seed: u64, n: usize, loss: u64, dup: u64) -> (Counting, usize, usize
                     },
                     ClientEvent::Failed { .. }
                     | ClientEvent::Refused { .. }
-                    | ClientEvent::ServerNotAuthentic => w.failed = true,
+                    | ClientEvent::HandshakeRefused { .. } => w.failed = true,
+                    ClientEvent::Advisory { .. } | ClientEvent::RestartDue => {}
                 }
             }
             if !w.client.is_busy() && !w.failed {

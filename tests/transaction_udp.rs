@@ -1,5 +1,6 @@
 //! The std UDP driver on loopback, driven by the client engine over a real
-//! socket (docs/transaction-protocol.md §1: UDP, one request, one reply).
+//! socket (docs/transaction-protocol.md §1: UDP, one request, one reply;
+//! §11.2: the workstation's key provisioned from `/dev/urandom`).
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
@@ -8,8 +9,10 @@ use preboot::engine::Datagram;
 use preboot::policy::{
     ImagingProxy, MemoryStore, MenuSetting, ServerPolicy, WorkstationId, WorkstationObject,
 };
+use preboot::transaction::provision::{KeySlot, SlotError, next_handshake, provision};
 use preboot::transaction::{
-    Client, ClientConfig, ClientEvent, Server, ServerConfig, ServerEvent, SiteKeys,
+    Client, ClientConfig, ClientEvent, Server, ServerConfig, ServerEvent, StaticKey,
+    WorkstationKeys,
 };
 use preboot::wire::transaction::messages::*;
 use preboot::wire::transaction::{MAX_FRAME_LEN, MessageType};
@@ -21,7 +24,18 @@ use std::time::Duration;
 /// The receiving socket's address (these engines do not look at it).
 const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
-const KEY: &[u8] = b"loopback-site-secret";
+/// The key area in memory (the disk in a real preboot client).
+struct Mem([u8; 1024]);
+impl KeySlot for Mem {
+    fn read(&mut self, a: &mut [u8; 1024]) -> Result<(), SlotError> {
+        a.copy_from_slice(&self.0);
+        Ok(())
+    }
+    fn write(&mut self, r: &[u8]) -> Result<(), SlotError> {
+        self.0[..r.len()].copy_from_slice(r);
+        Ok(())
+    }
+}
 const MAC: [u8; 6] = [0x52, 0x54, 0, 0xAB, 0xCD, 0xEF];
 
 fn client_step(client: &mut Client, sock: &UdpSocket, epoch: std::time::Instant) -> ClientEvent {
@@ -65,9 +79,18 @@ fn client_engine_against_udp_server_on_loopback() {
         workstations: vec![w],
         ..MemoryStore::default()
     };
+    let mut rng = Urandom::open().unwrap();
+    let server_key = StaticKey::generate(&mut rng).unwrap();
+    let server_public = server_key.public();
+    let mut disk = Mem([0; 1024]);
+    let mut record = provision(&mut disk, &mut rng).unwrap();
+    let mut keys = WorkstationKeys::new(false);
+    keys.insert(WorkstationId::Mac(MAC), record.key.public())
+        .unwrap();
     let engine = Server::new(
         ServerConfig::default(),
-        SiteKeys::new(b"site", KEY),
+        server_key,
+        keys,
         ImagingProxy::new(store),
         Urandom::open().unwrap(),
     );
@@ -89,13 +112,10 @@ fn client_engine_against_udp_server_on_loopback() {
 
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let epoch = std::time::Instant::now();
-    let mut nonce = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce))
-        .unwrap();
+    let seed = next_handshake(&mut disk, &mut record, &mut rng).unwrap();
     let mut client = Client::new(
-        ClientConfig::new(server_addr, b"site", KEY).unwrap(),
-        nonce,
+        ClientConfig::new(server_addr, server_public, record.key.clone()),
+        seed,
         Instant::ZERO,
     );
     assert!(matches!(
@@ -175,9 +195,18 @@ fn transaction_service_on_an_event_loop() {
         workstations: vec![w],
         ..MemoryStore::default()
     };
+    let mut rng = Urandom::open().unwrap();
+    let server_key = StaticKey::generate(&mut rng).unwrap();
+    let server_public = server_key.public();
+    let mut disk = Mem([0; 1024]);
+    let mut record = provision(&mut disk, &mut rng).unwrap();
+    let mut keys = WorkstationKeys::new(false);
+    keys.insert(WorkstationId::Mac(MAC), record.key.public())
+        .unwrap();
     let engine = Server::new(
         ServerConfig::default(),
-        SiteKeys::new(b"site", KEY),
+        server_key,
+        keys,
         ImagingProxy::new(store),
         Urandom::open().unwrap(),
     );
@@ -191,9 +220,10 @@ fn transaction_service_on_an_event_loop() {
 
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let epoch = std::time::Instant::now();
+    let seed = next_handshake(&mut disk, &mut record, &mut rng).unwrap();
     let mut client = Client::new(
-        ClientConfig::new(server_addr, b"site", KEY).unwrap(),
-        [7; 16],
+        ClientConfig::new(server_addr, server_public, record.key.clone()),
+        seed,
         Instant::ZERO,
     );
     assert!(matches!(

@@ -167,6 +167,7 @@ proptest! {
                 },
             }).collect(),
             environment: env.as_ref().map(|(f, k, i, l)| Environment { fetch: (*f).into(), kernel: k, initrd: i, loader: l }),
+            tokens: tasks.iter().take(8).map(|(id, ..)| TaskToken { task_id: *id, token: [id.to_le_bytes()[0]; 32] }).collect(),
         };
         let bytes = emit(&t);
         let back = TaskReply::parse(&bytes).unwrap();
@@ -182,16 +183,22 @@ proptest! {
         prop_assert_eq!(TaskReport::parse(&bytes).unwrap(), t);
     }
 
-    /// §4.1–§4.3 fixed layouts and InfoAck.
+    /// §3.2, §3.3 fixed layouts and §4.3 InfoAck.
     #[test]
-    fn handshake_round_trip(nc in any::<[u8; 16]>(), kid in vec(any::<u8>(), 1..=64), ns in any::<[u8; 16]>(), pr in any::<[u8; 32]>(), reg in any::<bool>(), name in proptest::option::of(s(64))) {
-        let h = Hello { client_nonce: nc, key_id: &kid };
+    fn handshake_round_trip(nc in any::<[u8; 16]>(), ck in any::<[u8; 32]>(), e in any::<[u8; 32]>(), es in vec(any::<u8>(), 48), ep in vec(any::<u8>(), 16..64), acc in vec(any::<u8>(), 25), reg in any::<bool>(), name in proptest::option::of(s(64))) {
+        let h = Hello { nonce: nc };
         let hb = emit(&h);
+        prop_assert_eq!(hb.len(), 48);
         prop_assert_eq!(Hello::parse(&hb).unwrap(), h);
-        let c = Challenge { server_nonce: ns, server_proof: pr };
-        prop_assert_eq!(Challenge::parse(&emit(&c)).unwrap(), c);
-        let p = Proof { client_proof: pr };
-        prop_assert_eq!(Proof::parse(&emit(&p)).unwrap(), p);
+        let c = Cookie { cookie: ck };
+        prop_assert_eq!(Cookie::parse(&emit(&c)).unwrap(), c);
+        let i = Init { nonce: nc, cookie: ck, ephemeral: e, encrypted_static: es.clone().try_into().unwrap(), encrypted_payload: &ep };
+        let ib = emit(&i);
+        prop_assert_eq!(Init::parse(&ib).unwrap(), i);
+        let a = Accept { ephemeral: e, encrypted_payload: acc.clone().try_into().unwrap() };
+        prop_assert_eq!(Accept::parse(&emit(&a)).unwrap(), a);
+        let ip = InitPayload { highest_version: nc[0] };
+        prop_assert_eq!(InitPayload::parse(&emit(&ip)).unwrap(), ip);
         let a = InfoAck { registered: reg, name: name.as_deref() };
         let ab = emit(&a);
         prop_assert_eq!(InfoAck::parse(&ab).unwrap(), a);
@@ -199,19 +206,19 @@ proptest! {
 
     /// §2: frame round trip for any header and payload size.
     #[test]
-    fn frame_round_trip(t in any::<u8>(), st in any::<u8>(), rid in any::<u32>(), sid in any::<u64>(), n in 0usize..=MAX_PAYLOAD_LEN, mac in any::<bool>()) {
+    fn frame_round_trip(t in any::<u8>(), st in any::<u8>(), fl in any::<u8>(), rid in any::<u32>(), sid in any::<u64>(), n in 0usize..=MAX_PAYLOAD_LEN, sealed in any::<bool>()) {
         struct Blob(usize);
         impl Payload for Blob {
             fn buffer_len(&self) -> usize { self.0 }
             fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> { out.fill(0xA5); Ok(()) }
         }
-        let h = Header { message_type: t.into(), status: st.into(), request_id: rid, session_id: sid };
+        let h = Header { message_type: t.into(), status: st.into(), flags: fl, request_id: rid, session_id: sid };
         let mut buf = vec![0u8; MAX_FRAME_LEN];
-        let len = emit_frame(&h, &Blob(n), mac, &mut buf).unwrap();
+        let len = emit_frame(&h, &Blob(n), sealed, &mut buf).unwrap();
         let f = Frame::new_checked(&buf[..len]).unwrap();
         prop_assert_eq!(f.header(), h);
         prop_assert_eq!(f.payload().len(), n);
-        prop_assert_eq!(f.mac().is_some(), mac);
+        prop_assert_eq!(f.tag().is_some(), sealed);
     }
 
     /// No parser panics on arbitrary bytes (the fuzz targets go further).
@@ -224,6 +231,9 @@ proptest! {
         let _ = TaskReport::parse(&b);
         let _ = InfoAck::parse(&b);
         let _ = Hello::parse(&b);
+        let _ = Init::parse(&b);
+        let _ = Accept::parse(&b);
+        let _ = InitPayload::parse(&b);
         let _ = ImageSafe::parse(&b);
     }
 
@@ -296,12 +306,15 @@ fn tlv_rules() {
         TaskReport::parse(&[1, 0, 4, 0, 0, 0, 1, 2, 0, 1, 1, 3, 0, 1, 101]),
         Err(ParseError::BadField { field: 3 })
     );
-    // Hello key id of 0 or 65 bytes (§4.1, §8).
-    let mut h = vec![0u8; 17];
+    // Hello: exactly 48 bytes, padding zero (§3.2).
+    let mut h = vec![0u8; 48];
+    assert!(Hello::parse(&h).is_ok());
+    h[47] = 1;
     assert!(Hello::parse(&h).is_err());
-    h[16] = 65;
-    h.extend_from_slice(&[b'k'; 65]);
-    assert!(Hello::parse(&h).is_err());
+    assert!(Hello::parse(&h[..47]).is_err());
+    // Init: the encrypted payload carries at least its tag (§3.3).
+    assert!(Init::parse(&[0u8; 143]).is_err());
+    assert!(Init::parse(&[0u8; 144]).is_ok());
 }
 
 /// §8: a payload over the limit is refused by the builder.
@@ -322,6 +335,7 @@ fn oversized_payload_is_refused() {
     let h = Header {
         message_type: MessageType::WorkstationInfo,
         status: Status::Ok,
+        flags: 0,
         request_id: 1,
         session_id: 1,
     };

@@ -335,14 +335,20 @@ fuzz_target!(|input: Input| {
         }
     }
 
-    // The trait methods: replies fit a frame; reports apply at most once.
+    // The trait methods, for the object a session key would be bound to
+    // (docs/transaction-protocol.md §3.4: the object, else the first
+    // identity): replies fit a frame; reports apply at most once.
+    let Some(who) = obj.map(|o| o.id).or_else(|| ids.first().copied()) else {
+        return;
+    };
+    let decisions = proxy.decide_tasks(&[who], &facts);
     let now = Instant::from_secs(1);
     let mut frame = [0u8; MAX_FRAME_LEN];
-    let h = |t| Header { message_type: t, status: Status::Ok, request_id: 1, session_id: 1 };
-    let ack = proxy.register(now, &info).expect("register never fails");
+    let h = |t| Header { message_type: t, status: Status::Ok, flags: 0, request_id: 1, session_id: 1 };
+    let ack = proxy.register(now, &who, &info).expect("register never fails");
     assert_eq!(ack.registered, obj.is_some());
     emit_frame(&h(MessageType::InfoAck), &ack, true, &mut frame).expect("InfoAck fits a frame");
-    let menu_ok = match proxy.menu(now, &info) {
+    let menu_ok = match proxy.menu(now, &who, &info) {
         Ok(m) => {
             assert_eq!(m.mode, setting.mode);
             // What the proxy answers, the wire can carry.
@@ -361,7 +367,7 @@ fuzz_target!(|input: Input| {
             && store.server.menu_entries.iter().take(16).all(|e| e.label.len() <= 64)
     );
     let joined_before: Vec<usize> = (0..store.multicast.len()).map(|i| proxy.joined(i).len()).collect();
-    let ids_handed: Vec<u32> = match proxy.tasks(now, &info) {
+    let ids_handed: Vec<u32> = match proxy.tasks(now, &who, &info) {
         Err(e) => {
             // Refused: nothing handed out, nobody joined (§5).
             assert_eq!(e, Status::ServerError);
@@ -391,7 +397,7 @@ fuzz_target!(|input: Input| {
         let id = ids_handed.get(usize::from(*pick) % ids_handed.len().max(1)).copied().unwrap_or(u32::from(*pick));
         let outcome = Outcome::from(outcome % 4);
         let before = proxy.reports_applied();
-        let r = proxy.report(now, &info, &TaskReport { task_id: id, outcome, percent: None, reason: None });
+        let r = proxy.report(now, &who, &info, &TaskReport { task_id: id, outcome, percent: None, reason: None });
         let after = proxy.reports_applied();
         if r.is_err() || outcome == Outcome::Progress {
             assert_eq!(before, after, "a refused or progress report changed state");

@@ -1,13 +1,13 @@
-//! The transaction server engine (docs/transaction-protocol.md §3–§6)
-//! driven by arbitrary operation sequences: raw datagrams, client engines
-//! running real handshakes and requests (so valid, authenticated frames
-//! reach the deep states; under a site key and a per-workstation key,
-//! §3.1), replays, tampering and truncation of recorded frames, time steps
-//! and timeouts.
+//! The transaction server engine (docs/transaction-protocol.md §3–§6,
+//! version 2) driven by arbitrary operation sequences: raw datagrams,
+//! client engines running real handshakes and requests (so valid, sealed
+//! frames reach the deep states; with a bound key, an unknown key, a wrong
+//! pinned server key, and auto-enrolment on or off, §3.4), replays,
+//! tampering and truncation of recorded frames, time steps and timeouts.
 //!
-//! Asserts: no panic; at most one reply per datagram, never larger than a
-//! frame; refusals are small (§5: ≤ 56 bytes, no larger than the request
-//! or a bare header); sessions stay within the configured maximum (so the
+//! Asserts: no panic; at most one reply per datagram, to its sender, never
+//! larger than a frame; refusals are no larger than the request (§5, §7.5);
+//! sessions stay within the configured maxima (§3.5, so the
 //! one-entry-per-session reply cache is bounded); no task outcome is
 //! applied more often than tasks were handed out (§6).
 #![no_main]
@@ -20,25 +20,29 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use preboot::Instant;
 use preboot::policy::{ImagingProxy, ImagingRule, MemoryStore, Condition, WorkstationId, WorkstationObject};
-use preboot::transaction::{Client, ClientConfig, Policy, Server, ServerConfig, WorkstationKeys};
+use preboot::transaction::{
+    Client, ClientConfig, HandshakeSeed, Policy, Server, ServerConfig, StaticKey, WorkstationKeys,
+};
 use preboot::wire::transaction::messages::{
     InfoAck, MenuReply, Outcome, TaskReply, TaskReport, WorkstationInfo,
 };
-use preboot::wire::transaction::{Frame, HEADER_LEN, MAC_LEN, MAX_FRAME_LEN, Status};
+use preboot::wire::transaction::{Frame, MAX_FRAME_LEN, Status};
 
 /// The receiving socket (these engines do not look at it).
 const ANY: std::net::SocketAddrV4 =
     std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
-const KEY: &[u8] = b"fuzz site secret, 32 bytes long!";
-const OTHER_KEY: &[u8] = b"another secret, also long enough";
-/// Workstation 02:00:00:00:00:01 has its own key (§3.1).
-const WS_KEY: &[u8] = b"workstation 1's own key, 32 B ok";
+fn key(tag: u8) -> StaticKey {
+    StaticKey::from_bytes(core::array::from_fn(|i| tag ^ (i as u8).wrapping_mul(41) ^ 0x5a))
+        .expect("key")
+}
+/// The server's key is key(0); workstation 02:00:00:00:00:01's is key(1)
+/// (§3.4); key(2) and key(3) are unknown.
 
 #[derive(Arbitrary, Debug)]
 enum Op {
     /// A new client engine (real handshake) on peer `peer`.
-    NewClient { peer: u8, nonce: [u8; 16], key: u8 },
+    NewClient { peer: u8, nonce: [u8; 16], ephemeral: [u8; 32], key: u8 },
     /// Deliver what a client wants to send.
     ClientSend { client: u8 },
     /// Ask a client to start a request.
@@ -61,6 +65,8 @@ enum Op {
 #[derive(Arbitrary, Debug)]
 struct Input {
     max_sessions: u8,
+    max_half_open: u8,
+    auto_enrol: bool,
     half_open_ms: u16,
     idle_ms: u16,
     drop_replies: u8,
@@ -74,19 +80,22 @@ struct Counting {
 }
 
 impl Policy for Counting {
-    fn register<'s>(&'s mut self, now: Instant, info: &WorkstationInfo<'_>) -> Result<InfoAck<'s>, Status> {
-        self.proxy.register(now, info)
+    fn object_of(&self, id: &WorkstationId) -> Option<WorkstationId> {
+        self.proxy.object_of(id)
     }
-    fn menu<'s>(&'s mut self, now: Instant, info: &WorkstationInfo<'_>) -> Result<MenuReply<'s>, Status> {
-        self.proxy.menu(now, info)
+    fn register<'s>(&'s mut self, now: Instant, who: &WorkstationId, info: &WorkstationInfo<'_>) -> Result<InfoAck<'s>, Status> {
+        self.proxy.register(now, who, info)
     }
-    fn tasks<'s>(&'s mut self, now: Instant, info: &WorkstationInfo<'_>) -> Result<TaskReply<'s>, Status> {
-        let r = self.proxy.tasks(now, info)?;
+    fn menu<'s>(&'s mut self, now: Instant, who: &WorkstationId, info: &WorkstationInfo<'_>) -> Result<MenuReply<'s>, Status> {
+        self.proxy.menu(now, who, info)
+    }
+    fn tasks<'s>(&'s mut self, now: Instant, who: &WorkstationId, info: &WorkstationInfo<'_>) -> Result<TaskReply<'s>, Status> {
+        let r = self.proxy.tasks(now, who, info)?;
         self.handed_out += r.tasks.len() as u64;
         Ok(r)
     }
-    fn report(&mut self, now: Instant, info: &WorkstationInfo<'_>, report: &TaskReport<'_>) -> Result<(), Status> {
-        self.proxy.report(now, info, report)
+    fn report(&mut self, now: Instant, who: &WorkstationId, info: &WorkstationInfo<'_>, report: &TaskReport<'_>) -> Result<(), Status> {
+        self.proxy.report(now, who, info, report)
     }
 }
 
@@ -128,8 +137,10 @@ fuzz_target!(|input: Input| {
     let server_addr = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 4012);
     let config = ServerConfig {
         max_sessions: usize::from(input.max_sessions % 8),
+        max_half_open: usize::from(input.max_half_open % 8),
         half_open_timeout: Duration::from_millis(u64::from(input.half_open_ms)),
         idle_timeout: Duration::from_millis(u64::from(input.idle_ms)),
+        ..ServerConfig::default()
     };
     let mut counter = 0u64;
     let random = move |buf: &mut [u8]| {
@@ -139,10 +150,10 @@ fuzz_target!(|input: Input| {
         }
     };
     let policy = Counting { proxy: ImagingProxy::new(store()), handed_out: 0 };
-    let mut keys = WorkstationKeys::new(Some((b"site", KEY)));
-    keys.insert(WorkstationId::Mac([2, 0, 0, 0, 0, 1]), WS_KEY).expect("key");
-    let mut server = Server::new(config, keys, policy, random);
-    let max_sessions = config.max_sessions.max(1);
+    let mut keys = WorkstationKeys::new(input.auto_enrol);
+    keys.insert(WorkstationId::Mac([2, 0, 0, 0, 0, 1]), key(1).public()).expect("key");
+    let mut server = Server::new(config, key(0), keys, policy, random);
+    let max_sessions = config.max_sessions.max(1) + config.max_half_open.max(1);
     let mut now = Instant::ZERO;
     let mut clients: Vec<Cl> = Vec::new();
     let mut history: Vec<(SocketAddrV4, Vec<u8>)> = Vec::new();
@@ -152,17 +163,13 @@ fuzz_target!(|input: Input| {
     for op in input.ops.into_iter().take(1000) {
         let mut sent: Option<(SocketAddrV4, Vec<u8>)> = None;
         match op {
-            Op::NewClient { peer, nonce, key } => {
+            Op::NewClient { peer, nonce, ephemeral, key: k } => {
                 if clients.len() < 8 {
-                    let (kid, k): (&[u8], &[u8]) = match key % 5 {
-                        0 => (b"site", KEY),
-                        1 => (b"site", OTHER_KEY),
-                        2 => (b"02:00:00:00:00:01", WS_KEY),
-                        3 => (b"02:00:00:00:00:01", KEY),
-                        _ => (b"nobody", KEY),
-                    };
-                    let cfg = ClientConfig::new(server_addr, kid, k).expect("valid client config");
-                    clients.push(Cl { peer: peer_addr(peer), engine: Client::new(cfg, nonce, now), tasks: Vec::new() });
+                    // Pinned server key: the right one, or (k % 5 == 4) a wrong one.
+                    let pinned = if k % 5 == 4 { key(9).public() } else { key(0).public() };
+                    let cfg = ClientConfig::new(server_addr, pinned, key(k % 4));
+                    let seed = HandshakeSeed { nonce, ephemeral };
+                    clients.push(Cl { peer: peer_addr(peer), engine: Client::new(cfg, seed, now), tasks: Vec::new() });
                 }
             }
             Op::ClientSend { client } => {
@@ -236,10 +243,8 @@ fuzz_target!(|input: Input| {
                 let f = Frame::new_checked(reply).expect("the server sends valid frames");
                 assert!(f.message_type().is_reply());
                 if f.status() != Status::Ok {
-                    // §5: refusals carry no payload and are small.
-                    assert!(f.payload().is_empty());
-                    assert!(t.len <= HEADER_LEN + MAC_LEN);
-                    assert!(t.len <= d.len().max(HEADER_LEN), "refusal amplifies: {} > {}", t.len, d.len());
+                    // §5, §7.5: refusals are never larger than the request.
+                    assert!(t.len <= d.len(), "refusal amplifies: {} > {}", t.len, d.len());
                 }
                 drop_counter = drop_counter.wrapping_add(1);
                 if input.drop_replies != 0 && drop_counter % u32::from(input.drop_replies) == 0 {

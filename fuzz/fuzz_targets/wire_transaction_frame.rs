@@ -1,14 +1,15 @@
-//! Transaction-protocol frames (docs/transaction-protocol.md §2) and every
-//! message payload (§4) on arbitrary bytes: no panic, and whenever a parse
+//! Transaction-protocol frames (docs/transaction-protocol.md §2, version 2)
+//! and every message payload (§3.2, §3.3, §4) on arbitrary bytes: no panic, and whenever a parse
 //! succeeds the builder reproduces the frame (round-trip oracle).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use preboot::wire::transaction::messages::{
-    Challenge, Empty, Hello, InfoAck, MenuReply, Proof, TaskReply, TaskReport, WorkstationInfo,
+    Accept, Cookie, Empty, Hello, InfoAck, Init, InitPayload, MenuReply, TaskReply, TaskReport,
+    WorkstationInfo,
 };
 use preboot::wire::transaction::{
-    EmitError, Frame, HEADER_LEN, MAC_LEN, MAX_FRAME_LEN, ParseError, Payload, emit_frame,
+    EmitError, Frame, HEADER_LEN, MAX_FRAME_LEN, ParseError, Payload, TAG_LEN, emit_frame,
 };
 
 /// Payload bytes written as they are.
@@ -46,32 +47,31 @@ fuzz_target!(|data: &[u8]| {
         Ok(frame) => {
             // §2.2: a checked frame satisfies every length rule.
             assert!(data.len() >= HEADER_LEN && data.len() <= MAX_FRAME_LEN);
-            let mac = frame.mac();
+            let tag = frame.tag();
             assert_eq!(
-                HEADER_LEN + frame.payload().len() + mac.map_or(0, <[u8]>::len),
+                HEADER_LEN + frame.payload().len() + tag.map_or(0, <[u8]>::len),
                 data.len()
             );
-            // Round trip: the builder writes the same bytes, flags (ignored
-            // by receivers, §2.1) as 0.
+            // Round trip: the builder writes the same bytes (flags
+            // included, §2.1), the tag filled by the caller.
             let mut out = [0u8; MAX_FRAME_LEN];
-            let n = emit_frame(&frame.header(), &Raw(frame.payload()), mac.is_some(), &mut out)
+            let n = emit_frame(&frame.header(), &Raw(frame.payload()), tag.is_some(), &mut out)
                 .expect("a parsed frame must re-emit");
-            if let Some(m) = mac {
-                assert_eq!(m.len(), MAC_LEN);
-                out[n - MAC_LEN..n].copy_from_slice(m);
+            if let Some(t) = tag {
+                assert_eq!(t.len(), TAG_LEN);
+                out[n - TAG_LEN..n].copy_from_slice(t);
             }
-            let mut want = data.to_vec();
-            want[7] = 0;
-            assert_eq!(&out[..n], &want[..]);
+            assert_eq!(&out[..n], data);
             let again = Frame::new_checked(&out[..n]).expect("re-emitted frame parses");
             assert_eq!(again.header(), frame.header());
-            assert_eq!(again.authenticated_bytes().len(), HEADER_LEN + frame.payload().len());
+            assert_eq!(again.header_bytes(), &data[..HEADER_LEN]);
         }
         Err(e) => {
-            // Every refusal maps to its status (or silence, §2.1).
+            // Every refusal maps to its status (or silence below the
+            // minimum frame, §2.2 rule 1).
             let silent = e.status().is_none();
             assert_eq!(silent, e == ParseError::NotThisProtocol);
-            if data.len() >= 6 && data[..4] == *b"PBTX" {
+            if data.len() >= HEADER_LEN && data[..4] == *b"PBTX" {
                 assert!(!silent);
             }
         }
@@ -81,8 +81,10 @@ fuzz_target!(|data: &[u8]| {
     for bytes in [data, &payload[..]] {
         let _ = Empty::parse(bytes);
         round_trip!(Hello, bytes);
-        round_trip!(Challenge, bytes);
-        round_trip!(Proof, bytes);
+        round_trip!(Cookie, bytes);
+        round_trip!(Init, bytes);
+        round_trip!(InitPayload, bytes);
+        round_trip!(Accept, bytes);
         round_trip!(WorkstationInfo, bytes);
         round_trip!(InfoAck, bytes);
         round_trip!(MenuReply, bytes);

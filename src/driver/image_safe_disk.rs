@@ -67,7 +67,9 @@ pub fn read_image_safe(path: &Path) -> io::Result<DiskSlots> {
     })
 }
 
-fn check_gap(f: &File, len: u64) -> Result<(), ImageSafeDiskError> {
+/// Is the 1 MiB gap free of partitions (§10.1)? Also guards the key record
+/// (docs/transaction-protocol.md §11.1, `super::key_record_disk`).
+pub(crate) fn check_gap(f: &File, len: u64) -> Result<(), ImageSafeDiskError> {
     if len < 1 << 20 {
         return Err(ImageSafeDiskError::TooSmall(len));
     }

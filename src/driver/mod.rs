@@ -7,6 +7,7 @@ pub mod dhcp;
 pub mod event_loop;
 pub mod fs;
 pub mod image_safe_disk;
+pub mod key_record_disk;
 pub mod policy_store;
 pub mod privileges;
 pub mod tftp;

@@ -44,15 +44,17 @@
 //! ```
 //!
 //! The same file (or a separate, more tightly protected one) may hold the
-//! transaction keys (docs/transaction-protocol.md §3.1), read by
-//! [`load_keys`]; [`load`] accepts and ignores the section:
+//! transaction keys (docs/transaction-protocol.md §12), read by
+//! [`load_keys`]; [`load`] accepts and ignores the section. Every key is
+//! exactly 32 bytes, as 64 hex digits or base64 — never a passphrase:
 //!
 //! ```toml
 //! [keys]
-//! site = { id = "site", secret = "the site secret, 16-64 bytes" }   # optional
+//! server_private = "<32 random bytes: head -c 32 /dev/urandom | base64>"
+//! auto_enrol = false                       # §3.4, default false
 //! workstation = [
-//!   { mac = "52:54:00:12:34:56", secret = "lab-pc-07's own key" },
-//!   { uuid = "01234567-89ab-cdef-0123-456789abcdef", secret_hex = "00112233445566778899aabbccddeeff" },
+//!   { mac = "52:54:00:12:34:56", public = "<the workstation's public key, hex or base64>" },
+//!   { uuid = "01234567-89ab-cdef-0123-456789abcdef", public = "<hex or base64>" },
 //! ]
 //! ```
 //!
@@ -74,10 +76,9 @@ use crate::policy::{
     Cmp, Condition, EnvironmentSpec, ImagingRule, MemoryStore, MenuEntrySpec, MenuSetting,
     MulticastSession, WorkstationId, WorkstationObject, WorkstationPolicy,
 };
-use crate::transaction::WorkstationKeys;
+use crate::transaction::{StaticKey, WorkstationKeys, parse_key};
 use crate::wire::transaction::messages::{Fetch, Hotkey, MenuEntry, MenuMode};
 use core::net::Ipv4Addr;
-use core::ops::Range;
 use serde::Deserialize;
 use std::boxed::Box;
 use std::format;
@@ -92,17 +93,27 @@ pub fn load(path: &Path) -> Result<MemoryStore, ConfigError> {
     parse(path, &text)
 }
 
+/// The transaction server's keys (docs/transaction-protocol.md §12): its
+/// own static key and the workstation keys bound to objects.
+#[derive(Debug)]
+pub struct ServerKeys {
+    /// The server's static key (clients pin its public half).
+    pub server: StaticKey,
+    /// Workstation public keys, by object, with the auto-enrol option.
+    pub workstations: WorkstationKeys,
+}
+
 /// Load the transaction keys (`[keys]`, docs/transaction-protocol.md
-/// §3.1) from the TOML file at `path`. A file without `[keys]` is an
-/// error: a server without keys could authenticate nobody.
-pub fn load_keys(path: &Path) -> Result<WorkstationKeys, ConfigError> {
+/// §12) from the TOML file at `path`. A file without `[keys]` or without
+/// `server_private` is an error: a server without a key can prove nothing.
+pub fn load_keys(path: &Path) -> Result<ServerKeys, ConfigError> {
     let text = read(path)?;
     parse_keys(path, &text)
 }
 
 /// Parse the `[keys]` section of TOML `text`; `file` names it in errors.
 /// Other sections are ignored (the policy loader checks them).
-pub fn parse_keys(file: &Path, text: &str) -> Result<WorkstationKeys, ConfigError> {
+pub fn parse_keys(file: &Path, text: &str) -> Result<ServerKeys, ConfigError> {
     let cx = Cx { file, text };
     let raw: RawKeyFile = cx.deserialize()?;
     let Some(keys) = raw.keys else {
@@ -144,17 +155,13 @@ struct RawKeyFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKeys {
-    site: Option<Spanned<RawSiteKey>>,
+    server_private: Option<Spanned<String>>,
+    #[serde(default)]
+    auto_enrol: bool,
+    /// Version 1's site secret: refused with a message (§3.1).
+    site: Option<Spanned<toml::Value>>,
     #[serde(default)]
     workstation: Vec<Spanned<RawWorkstationKey>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSiteKey {
-    id: Spanned<String>,
-    secret: Option<Spanned<String>>,
-    secret_hex: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -162,8 +169,7 @@ struct RawSiteKey {
 struct RawWorkstationKey {
     mac: Option<Spanned<String>>,
     uuid: Option<Spanned<String>>,
-    secret: Option<Spanned<String>>,
-    secret_hex: Option<Spanned<String>>,
+    public: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -520,58 +526,29 @@ impl Cx<'_> {
         Ok(store)
     }
 
-    fn secret(
-        &self,
-        at: Range<usize>,
-        plain: &Option<Spanned<String>>,
-        hex: &Option<Spanned<String>>,
-        field: &str,
-    ) -> Result<Vec<u8>, ConfigError> {
-        let (bytes, span, name) = match (plain, hex) {
-            (Some(p), None) => (p.get_ref().as_bytes().to_vec(), p.span(), "secret"),
-            (None, Some(h)) => {
-                let t = h.get_ref();
-                let bytes = (t.len() % 2 == 0 && t.is_ascii())
-                    .then(|| {
-                        (0..t.len())
-                            .step_by(2)
-                            .map(|i| u8::from_str_radix(t.get(i..i + 2)?, 16).ok())
-                            .collect::<Option<Vec<u8>>>()
-                    })
-                    .flatten()
-                    .ok_or_else(|| {
-                        self.at(h, &format!("{field}.secret_hex"), "expected hex digits")
-                    })?;
-                (bytes, h.span(), "secret_hex")
-            }
-            _ => {
-                return Err(self.err(at, field, "needs exactly one of `secret` or `secret_hex`"));
-            }
-        };
-        if !(16..=64).contains(&bytes.len()) {
-            return Err(self.err(
-                span,
-                &format!("{field}.{name}"),
-                format!("a key is 16-64 bytes, this one is {}", bytes.len()),
-            ));
-        }
-        Ok(bytes)
+    /// A key: exactly 32 bytes, hex or base64 (§12).
+    fn key32(&self, v: &Spanned<String>, field: &str) -> Result<[u8; 32], ConfigError> {
+        parse_key(v.get_ref()).map_err(|e| self.at(v, field, e.to_string()))
     }
 
-    fn keys(&self, raw: RawKeys) -> Result<WorkstationKeys, ConfigError> {
-        let site = match &raw.site {
-            Some(s) => {
-                let r = s.get_ref();
-                let id = r.id.get_ref();
-                if id.is_empty() || id.len() > 64 {
-                    return Err(self.at(&r.id, "keys.site.id", "a key id is 1-64 bytes"));
-                }
-                let key = self.secret(s.span(), &r.secret, &r.secret_hex, "keys.site")?;
-                Some((id.as_bytes().to_vec(), key))
-            }
-            None => None,
+    fn keys(&self, raw: RawKeys) -> Result<ServerKeys, ConfigError> {
+        if let Some(site) = &raw.site {
+            return Err(self.at(
+                site,
+                "keys.site",
+                "protocol version 2 has no site-wide secret: give each workstation its own key (`workstation = [{ mac = …, public = … }]`) or set `auto_enrol = true`",
+            ));
+        }
+        let Some(sp) = &raw.server_private else {
+            return Err(self.err(
+                0..0,
+                "keys.server_private",
+                "missing: the server's own key (32 random bytes, hex or base64)",
+            ));
         };
-        let mut keys = WorkstationKeys::new(site.as_ref().map(|(i, k)| (&i[..], &k[..])));
+        let server = StaticKey::from_bytes(self.key32(sp, "keys.server_private")?)
+            .map_err(|e| self.at(sp, "keys.server_private", e.to_string()))?;
+        let mut keys = WorkstationKeys::new(raw.auto_enrol);
         for w in &raw.workstation {
             let r = w.get_ref();
             let field = "keys.workstation";
@@ -584,11 +561,14 @@ impl Cx<'_> {
                 }
                 _ => return Err(self.at(w, field, "needs exactly one of `mac` or `uuid`")),
             };
-            let key = self.secret(w.span(), &r.secret, &r.secret_hex, field)?;
-            keys.insert(id, &key)
+            let public = self.key32(&r.public, "keys.workstation.public")?;
+            keys.insert(id, public)
                 .map_err(|e| self.at(w, field, e.to_string()))?;
         }
-        Ok(keys)
+        Ok(ServerKeys {
+            server,
+            workstations: keys,
+        })
     }
 
     fn mac(&self, s: &Spanned<String>, field: &str) -> Result<WorkstationId, ConfigError> {

@@ -6,7 +6,7 @@
 
 use crate::Instant;
 use crate::engine::{BufferTooSmall, Datagram};
-use crate::transaction::{KeyStore, Policy, Random, Server, ServerEvent};
+use crate::transaction::{KeyStore, NoRandomness, Policy, Random, Server, ServerEvent};
 use std::boxed::Box;
 use std::fs::File;
 use std::io::{self, Read};
@@ -39,6 +39,10 @@ impl Random for Urandom {
             // Never hand out predictable nonces: a failing kernel RNG is fatal.
             panic!("/dev/urandom read failed");
         }
+    }
+
+    fn try_fill(&mut self, buf: &mut [u8]) -> Result<(), NoRandomness> {
+        self.file.read_exact(buf).map_err(|_| NoRandomness)
     }
 }
 

@@ -1,5 +1,9 @@
 //! The imaging proxy: evaluates the store for one workstation and keeps
-//! the runtime state (task ids handed out, multicast joins).
+//! the runtime state (each object's live tasks, multicast joins).
+//!
+//! Task ids are per workstation object (docs/transaction-protocol.md §4.5):
+//! a repeated `TaskQuery` gets the same live tasks with the same ids, and
+//! nothing one workstation sends can evict another's.
 
 use super::condition::Facts;
 use super::model::{ImagingRule, MenuSetting, WorkstationId, WorkstationObject};
@@ -12,8 +16,7 @@ use crate::wire::transaction::messages::{
     WorkstationInfo,
 };
 use crate::wire::transaction::{MAX_PAYLOAD_LEN, Status};
-use crate::workstation::identities;
-use alloc::collections::VecDeque;
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -65,12 +68,15 @@ pub enum Decision {
     Maintenance,
 }
 
+/// A task handed out and not yet reported done or failed (§4.5).
 #[derive(Clone, Debug)]
-struct Outstanding {
+struct Live {
     id: u32,
-    owner: Vec<WorkstationId>,
     decision: Decision,
 }
+
+/// Live tasks per object: at most one reply's worth (§8).
+const MAX_LIVE_PER_WORKSTATION: usize = 8;
 
 #[derive(Clone, Debug, Default)]
 struct JoinState {
@@ -83,23 +89,20 @@ struct JoinState {
 pub struct ImagingProxy<S: Store> {
     store: S,
     next_task_id: u32,
-    outstanding: VecDeque<Outstanding>,
+    live: BTreeMap<WorkstationId, Vec<Live>>,
     joins: Vec<JoinState>,
-    max_outstanding: usize,
     applied: u64,
     tasks_built: usize,
 }
 
 impl<S: Store> ImagingProxy<S> {
-    /// A proxy over `store`; at most 4096 task ids outstanding (the oldest
-    /// is forgotten beyond that).
+    /// A proxy over `store`, no live tasks.
     pub fn new(store: S) -> Self {
         ImagingProxy {
             store,
             next_task_id: 1,
-            outstanding: VecDeque::new(),
+            live: BTreeMap::new(),
             joins: Vec::new(),
-            max_outstanding: 4096,
             applied: 0,
             tasks_built: 0,
         }
@@ -108,6 +111,14 @@ impl<S: Store> ImagingProxy<S> {
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The live task ids of workstation `who`, in order (§4.5).
+    pub fn live_tasks(&self, who: &WorkstationId) -> Vec<u32> {
+        self.live
+            .get(who)
+            .map(|l| l.iter().map(|t| t.id).collect())
+            .unwrap_or_default()
     }
 
     /// How many task outcomes (success/failure) have been applied.
@@ -267,13 +278,19 @@ fn image_safe_of<'a>(info: &WorkstationInfo<'a>) -> Option<ImageSafe<'a>> {
 }
 
 impl<S: Store> Policy for ImagingProxy<S> {
+    fn object_of(&self, id: &WorkstationId) -> Option<WorkstationId> {
+        self.store
+            .find_workstation(core::slice::from_ref(id))
+            .map(|w| w.id)
+    }
+
     fn register<'s>(
         &'s mut self,
         _now: Instant,
-        info: &WorkstationInfo<'_>,
+        who: &WorkstationId,
+        _info: &WorkstationInfo<'_>,
     ) -> Result<InfoAck<'s>, Status> {
-        let ids = identities(info);
-        let obj = self.store.find_workstation(&ids);
+        let obj = self.store.find_workstation(core::slice::from_ref(who));
         Ok(InfoAck {
             registered: obj.is_some(),
             name: obj.map(|o| o.name.as_str()).filter(|n| n.len() <= 64),
@@ -283,10 +300,10 @@ impl<S: Store> Policy for ImagingProxy<S> {
     fn menu<'s>(
         &'s mut self,
         _now: Instant,
-        info: &WorkstationInfo<'_>,
+        who: &WorkstationId,
+        _info: &WorkstationInfo<'_>,
     ) -> Result<MenuReply<'s>, Status> {
-        let ids = identities(info);
-        let (setting, _) = self.menu_setting(&ids);
+        let (setting, _) = self.menu_setting(core::slice::from_ref(who));
         let server = self.store.server_policy();
         // §4.4 limits: a store breaking them cannot be answered.
         if server.menu_file.as_ref().is_some_and(|f| f.len() > 128)
@@ -318,9 +335,10 @@ impl<S: Store> Policy for ImagingProxy<S> {
     fn tasks<'s>(
         &'s mut self,
         now: Instant,
+        who: &WorkstationId,
         info: &WorkstationInfo<'_>,
     ) -> Result<TaskReply<'s>, Status> {
-        let ids = identities(info);
+        let ids = [*who];
         let is = image_safe_of(info);
         let decisions = self.decide_tasks(&ids, &facts_of(info, &is));
         // Keep only what fits one reply (§8), before any state changes.
@@ -369,30 +387,34 @@ impl<S: Store> Policy for ImagingProxy<S> {
             size += n;
             fitting.push(d);
         }
-        let first = self.outstanding.len();
-        for d in fitting {
-            if let Decision::Join { session, .. } = d {
-                self.join(now, session, &ids);
-            }
-            let id = self.next_task_id;
-            self.next_task_id = self.next_task_id.wrapping_add(1).max(1);
-            self.outstanding.push_back(Outstanding {
-                id,
-                owner: ids.clone(),
-                decision: d,
-            });
-        }
-        let added = self.outstanding.len() - first;
-        if self.outstanding.len() > self.max_outstanding {
-            let drop = self.outstanding.len() - self.max_outstanding;
-            self.outstanding.drain(..drop);
+        // §4.5: a task still decided keeps its id; a new one gets a new id
+        // (and only then joins a multicast session); a live task no longer
+        // decided is dropped. Only this object's list changes.
+        let previous = self.live.remove(who).unwrap_or_default();
+        let mut live = Vec::new();
+        for d in fitting.into_iter().take(MAX_LIVE_PER_WORKSTATION) {
+            let id = match previous.iter().find(|l| l.decision == d) {
+                Some(l) => l.id,
+                None => {
+                    if let Decision::Join { session, .. } = d {
+                        self.join(now, session, &ids);
+                    }
+                    let id = self.next_task_id;
+                    self.next_task_id = self.next_task_id.wrapping_add(1).max(1);
+                    id
+                }
+            };
+            live.push(Live { id, decision: d });
         }
         self.tasks_built += 1;
+        if !live.is_empty() {
+            self.live.insert(*who, live);
+        }
+        let live: &[Live] = self.live.get(who).map_or(&[], |l| &l[..]);
         let server = self.store.server_policy();
         let sessions = self.store.multicast_sessions();
         let mut reply = TaskReply::default();
-        let start = self.outstanding.len() - added;
-        for o in self.outstanding.range(start..) {
+        for o in live {
             let action = match &o.decision {
                 Decision::Restore {
                     image, partitions, ..
@@ -431,7 +453,7 @@ impl<S: Store> Policy for ImagingProxy<S> {
             };
             let _ = reply.tasks.push(Task { id: o.id, action });
         }
-        if !reply.tasks.is_empty() {
+        if !live.is_empty() {
             reply.environment = server.environment.as_ref().map(|e| Environment {
                 fetch: e.fetch,
                 kernel: &e.kernel,
@@ -445,40 +467,35 @@ impl<S: Store> Policy for ImagingProxy<S> {
     fn report(
         &mut self,
         _now: Instant,
-        info: &WorkstationInfo<'_>,
+        who: &WorkstationId,
+        _info: &WorkstationInfo<'_>,
         report: &TaskReport<'_>,
     ) -> Result<(), Status> {
-        let ids = identities(info);
-        let pos = self
-            .outstanding
+        let list = self.live.get_mut(who).ok_or(Status::UnknownTask)?;
+        let pos = list
             .iter()
-            .position(|o| o.id == report.task_id && o.owner.iter().any(|i| ids.contains(i)))
+            .position(|l| l.id == report.task_id)
             .ok_or(Status::UnknownTask)?;
         match report.outcome {
             Outcome::Progress => return Ok(()),
             Outcome::Success | Outcome::Failure => {}
             Outcome::Unknown(_) => return Err(Status::UnknownTask),
         }
-        let Some(o) = self.outstanding.remove(pos) else {
-            return Err(Status::UnknownTask);
-        };
+        let done = list.remove(pos);
+        if list.is_empty() {
+            self.live.remove(who);
+        }
         self.applied += 1;
         if report.outcome == Outcome::Success {
-            if let Some(id) = o.owner.iter().find_map(|i| {
-                self.store
-                    .find_workstation(core::slice::from_ref(i))
-                    .map(|w| w.id)
-            }) {
-                if let Some(w) = self.store.workstation_mut(&id) {
-                    match o.decision {
-                        Decision::Restore { image, .. } => {
-                            w.last_image = Some(image);
-                            w.image_next_boot = false;
-                        }
-                        Decision::Create { .. } => w.create_image = None,
-                        Decision::Maintenance => w.maintenance = false,
-                        Decision::Join { .. } => w.image_next_boot = false,
+            if let Some(w) = self.store.workstation_mut(who) {
+                match done.decision {
+                    Decision::Restore { image, .. } => {
+                        w.last_image = Some(image);
+                        w.image_next_boot = false;
                     }
+                    Decision::Create { .. } => w.create_image = None,
+                    Decision::Maintenance => w.maintenance = false,
+                    Decision::Join { .. } => w.image_next_boot = false,
                 }
             }
         }

@@ -1,217 +1,432 @@
-//! Where the transaction server finds keys (docs/transaction-protocol.md
-//! §3, §3.1): the [`KeyStore`] trait, a single site secret ([`SiteKeys`]),
-//! and per-workstation keys with an optional site secret for the others
-//! ([`WorkstationKeys`], feature `alloc`).
+//! Keys of docs/transaction-protocol.md §3.1, §3.4 and §12: a static
+//! X25519 key pair ([`StaticKey`], the server's or a workstation's), the
+//! hedged ephemeral key of §3.1, key text (exactly 32 bytes, hex or
+//! base64, §12), and the server's key store ([`KeyStore`]): which
+//! workstation object a client's public key is bound to.
 //!
-//! A key store answers two questions: which key does a key id name (for
-//! the handshake), and may a session authenticated under that key id speak
-//! for the workstation its `WorkstationInfo` describes (§3.1)? The second
-//! question is what makes per-workstation keys worth having: a workstation
-//! that holds only its own key cannot pose as another one, and once a
-//! workstation has its own key the shared site secret no longer speaks
-//! for it.
+//! A key store answers: which object does this public key speak for
+//! (§3.4), and which key (if any) does an object have? The server never
+//! takes the object from what a `WorkstationInfo` claims.
 
-use crate::wire::transaction::messages::{MAX_KEY_ID_LEN, WorkstationInfo};
+use super::Random;
+use super::crypto::{self, hash};
+use crate::workstation::WorkstationId;
+use zeroize::Zeroize;
 
-/// Where the server finds the key for a key id (§3), and which
-/// workstations a key may speak for (§3.1).
-pub trait KeyStore {
-    /// The key (16–64 bytes) named by `key_id`, or `None` if unknown.
-    fn key(&self, key_id: &[u8]) -> Option<&[u8]>;
+/// Why a key cannot be made, read or added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The platform gave no random bytes (§11.2).
+    #[error("no random source: cannot create this workstation's key")]
+    NoRandomness,
+    /// The bytes are one value repeated: not a random key (§12).
+    #[error("the key is one byte value repeated, not 32 random bytes")]
+    Degenerate,
+    /// Key text is not 32 bytes in hex or base64 (§12).
+    #[error(
+        "a key is exactly 32 bytes, written as 64 hex digits or base64 (this is {len} characters); passphrases are not accepted"
+    )]
+    BadText {
+        /// Characters given.
+        len: usize,
+    },
+    /// The object already has a key, or the key is bound already (§12).
+    #[error("workstation {0} or its key is already in the key store")]
+    Duplicate(WorkstationId),
+    /// The key store is full.
+    #[error("the key store is full")]
+    Full,
+}
 
-    /// May a session authenticated with `key_id` send this
-    /// `WorkstationInfo`? Checked by the server before the policy sees the
-    /// information; `false` refuses it with `AuthFailed` and changes
-    /// nothing. The default allows every workstation (a site secret).
-    fn authorizes(&self, key_id: &[u8], info: &WorkstationInfo<'_>) -> bool {
-        let _ = (key_id, info);
-        true
+/// A static X25519 key pair (§3.1): the server's, or a workstation's.
+/// The private half is wiped when dropped and never printed.
+#[derive(Clone)]
+pub struct StaticKey {
+    private: [u8; 32],
+    public: [u8; 32],
+}
+
+impl Drop for StaticKey {
+    fn drop(&mut self) {
+        self.private.zeroize();
     }
 }
 
-/// The simplest [`KeyStore`]: one site secret under one key id.
-#[derive(Clone, Debug)]
-pub struct SiteKeys {
-    key_id: heapless::Vec<u8, MAX_KEY_ID_LEN>,
-    key: heapless::Vec<u8, 64>,
+impl core::fmt::Debug for StaticKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StaticKey")
+            .field("public", &Hex(&self.public))
+            .finish_non_exhaustive()
+    }
 }
 
-impl SiteKeys {
-    /// `key` (truncated to 64 bytes) under `key_id` (truncated to 64 bytes).
-    pub fn new(key_id: &[u8], key: &[u8]) -> Self {
-        SiteKeys {
-            key_id: heapless::Vec::from_slice(&key_id[..key_id.len().min(MAX_KEY_ID_LEN)])
-                .unwrap_or_default(),
-            key: heapless::Vec::from_slice(&key[..key.len().min(64)]).unwrap_or_default(),
+fn degenerate(b: &[u8]) -> bool {
+    b.iter().all(|&x| Some(&x) == b.first())
+}
+
+impl StaticKey {
+    /// A key from its 32 private bytes; one byte value repeated is refused.
+    pub fn from_bytes(private: [u8; 32]) -> Result<Self, KeyError> {
+        if degenerate(&private) {
+            return Err(KeyError::Degenerate);
+        }
+        Ok(StaticKey {
+            public: crypto::public_key(&private),
+            private,
+        })
+    }
+
+    /// A new key from `random` (§11.2): no random bytes, or a repeated
+    /// byte value, is [`KeyError::NoRandomness`].
+    pub fn generate<R: Random + ?Sized>(random: &mut R) -> Result<Self, KeyError> {
+        let mut b = [0u8; 32];
+        random
+            .try_fill(&mut b)
+            .map_err(|_| KeyError::NoRandomness)?;
+        if degenerate(&b) {
+            return Err(KeyError::NoRandomness);
+        }
+        let k = Self::from_bytes(b).map_err(|_| KeyError::NoRandomness);
+        b.zeroize();
+        k
+    }
+
+    /// The public key: what identifies a workstation, what a client pins.
+    pub fn public(&self) -> [u8; 32] {
+        self.public
+    }
+
+    /// The private key (for the handshake and the key record).
+    pub(crate) fn private(&self) -> &[u8; 32] {
+        &self.private
+    }
+
+    /// The private bytes, e.g. to write the key record (§11.1).
+    pub fn to_private_bytes(&self) -> [u8; 32] {
+        self.private
+    }
+
+    /// The client's hedged ephemeral private key (§3.1):
+    /// `HASH("PBTX2 ephemeral" ‖ fresh ‖ s ‖ counter)`.
+    pub fn hedged_ephemeral(&self, fresh: &[u8; 32], counter: u64) -> [u8; 32] {
+        hash(&[
+            b"PBTX2 ephemeral",
+            fresh,
+            &self.private,
+            &counter.to_be_bytes(),
+        ])
+    }
+}
+
+/// Hex display of a key.
+pub struct Hex<'a>(pub &'a [u8; 32]);
+
+impl core::fmt::Debug for Hex<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(self, f)
+    }
+}
+
+impl core::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn b64_val(c: u8) -> Option<u32> {
+    Some(match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => return None,
+    } as u32)
+}
+
+/// Read a key written as text (§12): exactly 32 bytes, as 64 hex digits
+/// or as base64 (43 characters, or 44 with one `=`). Anything else — a
+/// passphrase above all — is refused.
+pub fn parse_key(text: &str) -> Result<[u8; 32], KeyError> {
+    let t = text.trim().as_bytes();
+    let bad = KeyError::BadText { len: t.len() };
+    let mut out = [0u8; 32];
+    if t.len() == 64 && t.iter().all(|c| hex_val(*c).is_some()) {
+        for (i, pair) in t.chunks(2).enumerate() {
+            let (Some(h), Some(l)) = (hex_val(pair[0]), hex_val(pair[1])) else {
+                return Err(bad);
+            };
+            out[i] = h << 4 | l;
+        }
+        return Ok(out);
+    }
+    let body = match t {
+        [rest @ .., b'='] if t.len() == 44 => rest,
+        _ if t.len() == 43 => t,
+        _ => return Err(bad),
+    };
+    // 43 characters: 258 bits, the last 2 must be zero (canonical).
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    let mut n = 0;
+    for &c in body {
+        acc = acc << 6 | b64_val(c).ok_or(bad)?;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            if n == 32 {
+                return Err(bad);
+            }
+            out[n] = (acc >> bits) as u8;
+            n += 1;
+            acc &= (1 << bits) - 1;
+        }
+    }
+    if n != 32 || acc != 0 {
+        return Err(bad);
+    }
+    Ok(out)
+}
+
+/// Where the server finds which workstation object a client's static
+/// public key is bound to (§3.4).
+pub trait KeyStore {
+    /// The object this key is bound to, if any.
+    fn object_of_key(&self, public: &[u8; 32]) -> Option<WorkstationId>;
+    /// The key bound to object `id`, if any.
+    fn key_of_object(&self, id: &WorkstationId) -> Option<[u8; 32]>;
+    /// Is auto-enrolment on (§3.4)? Off unless a store says otherwise.
+    fn auto_enrol(&self) -> bool {
+        false
+    }
+    /// Bind `public` to `id` (auto-enrolment, §3.4); `false` if refused.
+    fn enrol(&mut self, public: &[u8; 32], id: WorkstationId) -> bool {
+        let _ = (public, id);
+        false
+    }
+}
+
+/// A fixed-capacity key store (no heap): up to `N` bindings.
+#[derive(Clone, Debug, Default)]
+pub struct KeyList<const N: usize> {
+    entries: heapless::Vec<(WorkstationId, [u8; 32]), N>,
+    auto_enrol: bool,
+}
+
+impl<const N: usize> KeyList<N> {
+    /// An empty store; `auto_enrol` as in §3.4.
+    pub fn new(auto_enrol: bool) -> Self {
+        KeyList {
+            entries: heapless::Vec::new(),
+            auto_enrol,
         }
     }
 
-    /// The key id.
-    pub fn key_id(&self) -> &[u8] {
-        &self.key_id
+    /// Bind `public` to `id` (one key per object, one object per key).
+    pub fn insert(&mut self, id: WorkstationId, public: [u8; 32]) -> Result<(), KeyError> {
+        if self.entries.iter().any(|(i, k)| *i == id || *k == public) {
+            return Err(KeyError::Duplicate(id));
+        }
+        self.entries.push((id, public)).map_err(|_| KeyError::Full)
+    }
+
+    /// Bindings held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// No binding.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
-impl KeyStore for SiteKeys {
-    fn key(&self, key_id: &[u8]) -> Option<&[u8]> {
-        (key_id == &self.key_id[..]).then_some(&self.key[..])
+impl<const N: usize> KeyStore for KeyList<N> {
+    fn object_of_key(&self, public: &[u8; 32]) -> Option<WorkstationId> {
+        self.entries
+            .iter()
+            .find(|(_, k)| crypto::ct_eq(k, public))
+            .map(|(i, _)| *i)
+    }
+    fn key_of_object(&self, id: &WorkstationId) -> Option<[u8; 32]> {
+        self.entries.iter().find(|(i, _)| i == id).map(|(_, k)| *k)
+    }
+    fn auto_enrol(&self) -> bool {
+        self.auto_enrol
+    }
+    fn enrol(&mut self, public: &[u8; 32], id: WorkstationId) -> bool {
+        self.auto_enrol && self.insert(id, *public).is_ok()
     }
 }
 
 #[cfg(feature = "alloc")]
-pub use per_workstation::{KeyError, WorkstationKeys};
+pub use per_workstation::WorkstationKeys;
 
 #[cfg(feature = "alloc")]
 mod per_workstation {
-    use super::{KeyStore, SiteKeys};
-    use crate::wire::transaction::messages::WorkstationInfo;
-    use crate::workstation::{WorkstationId, identities};
-    use alloc::string::{String, ToString};
-    use alloc::vec::Vec;
+    use super::{KeyError, KeyStore};
+    use crate::workstation::WorkstationId;
+    use alloc::collections::BTreeMap;
 
-    /// Why a key cannot be added.
-    #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-    #[non_exhaustive]
-    pub enum KeyError {
-        /// Keys are 16–64 bytes (§8).
-        #[error("key for {0} must be 16-64 bytes")]
-        BadLength(String),
-        /// The workstation already has a key.
-        #[error("workstation {0} already has a key")]
-        Duplicate(WorkstationId),
-        /// A workstation's key id collides with the site key id.
-        #[error("key id {0} is also the site key id")]
-        SiteKeyIdClash(String),
-    }
-
-    struct Entry {
-        id: WorkstationId,
-        key_id: String,
-        key: Vec<u8>,
-    }
-
-    /// Per-workstation keys (§3.1), with an optional site secret for the
-    /// workstations that have none.
-    ///
-    /// A workstation's key id is its identity written as in the policy
-    /// file: the MAC address `52:54:00:12:34:56` (lower-case hex, colons)
-    /// or the UUID `00112233-4455-6677-8899-aabbccddeeff`
-    /// ([`WorkstationId`]'s `Display`). The server allows a session's
-    /// `WorkstationInfo` only if
-    ///
-    /// - under a workstation key: every identity in it that has a key of
-    ///   its own is that workstation, and that workstation is among them;
-    /// - under the site key: no identity in it has a key of its own.
+    /// The server's key store on the heap: workstation public keys bound to
+    /// objects (§3.4, §12), with the auto-enrolment option.
     ///
     /// ```
     /// use preboot::policy::WorkstationId;
-    /// use preboot::transaction::{KeyStore, WorkstationKeys};
+    /// use preboot::transaction::{KeyStore, StaticKey, WorkstationKeys};
     ///
-    /// let mut keys = WorkstationKeys::new(Some((b"site", b"the site secret, 16+ bytes")));
-    /// let ws = WorkstationId::Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
-    /// keys.insert(ws, b"lab-pc-07's own key!").unwrap();
-    /// assert_eq!(WorkstationKeys::key_id_of(&ws), "52:54:00:12:34:56");
-    /// assert_eq!(keys.key(b"52:54:00:12:34:56"), Some(&b"lab-pc-07's own key!"[..]));
-    /// assert!(keys.key(b"site").is_some());
+    /// let ws_key = StaticKey::from_bytes([0x42; 31].iter().copied().chain([7]).collect::<Vec<_>>().try_into().unwrap()).unwrap();
+    /// let lab_pc = WorkstationId::Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+    /// let mut keys = WorkstationKeys::new(false);
+    /// keys.insert(lab_pc, ws_key.public()).unwrap();
+    /// assert_eq!(keys.object_of_key(&ws_key.public()), Some(lab_pc));
+    /// assert!(keys.insert(lab_pc, [9; 32]).is_err()); // one key per object
     /// ```
-    #[derive(Default)]
+    #[derive(Clone, Debug, Default)]
     pub struct WorkstationKeys {
-        site: Option<SiteKeys>,
-        entries: Vec<Entry>,
-    }
-
-    impl core::fmt::Debug for WorkstationKeys {
-        // Never print keys.
-        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-            f.debug_struct("WorkstationKeys")
-                .field(
-                    "site_key_id",
-                    &self
-                        .site
-                        .as_ref()
-                        .map(|s| String::from_utf8_lossy(s.key_id())),
-                )
-                .field("workstations", &self.entries.len())
-                .finish()
-        }
+        by_key: BTreeMap<[u8; 32], WorkstationId>,
+        by_object: BTreeMap<WorkstationId, [u8; 32]>,
+        auto_enrol: bool,
     }
 
     impl WorkstationKeys {
-        /// A store with the site secret `(key id, key)` (or none: then only
-        /// workstations with their own key can authenticate).
-        pub fn new(site: Option<(&[u8], &[u8])>) -> Self {
+        /// An empty store; `auto_enrol` as in §3.4.
+        pub fn new(auto_enrol: bool) -> Self {
             WorkstationKeys {
-                site: site.map(|(id, k)| SiteKeys::new(id, k)),
-                entries: Vec::new(),
+                auto_enrol,
+                ..Default::default()
             }
         }
 
-        /// The key id a workstation uses for its own key.
-        pub fn key_id_of(id: &WorkstationId) -> String {
-            id.to_string()
-        }
-
-        /// Give workstation `id` its own key (16–64 bytes).
-        pub fn insert(&mut self, id: WorkstationId, key: &[u8]) -> Result<(), KeyError> {
-            let key_id = Self::key_id_of(&id);
-            if !(16..=64).contains(&key.len()) {
-                return Err(KeyError::BadLength(key_id));
-            }
-            if self.entries.iter().any(|e| e.id == id) {
+        /// Bind `public` to object `id`.
+        pub fn insert(&mut self, id: WorkstationId, public: [u8; 32]) -> Result<(), KeyError> {
+            if self.by_object.contains_key(&id) || self.by_key.contains_key(&public) {
                 return Err(KeyError::Duplicate(id));
             }
-            if self
-                .site
-                .as_ref()
-                .is_some_and(|s| s.key_id() == key_id.as_bytes())
-            {
-                return Err(KeyError::SiteKeyIdClash(key_id));
-            }
-            self.entries.push(Entry {
-                id,
-                key_id,
-                key: key.to_vec(),
-            });
+            self.by_key.insert(public, id);
+            self.by_object.insert(id, public);
             Ok(())
         }
 
-        /// Workstations with a key of their own.
+        /// Bindings held.
         pub fn len(&self) -> usize {
-            self.entries.len()
+            self.by_key.len()
         }
 
-        /// No workstation has a key of its own.
+        /// No binding.
         pub fn is_empty(&self) -> bool {
-            self.entries.is_empty()
+            self.by_key.is_empty()
         }
 
-        /// Does workstation `id` have a key of its own?
-        pub fn has_own_key(&self, id: &WorkstationId) -> bool {
-            self.entries.iter().any(|e| e.id == *id)
-        }
-
-        fn entry(&self, key_id: &[u8]) -> Option<&Entry> {
-            self.entries.iter().find(|e| e.key_id.as_bytes() == key_id)
+        /// Every binding, by object.
+        pub fn iter(&self) -> impl Iterator<Item = (&WorkstationId, &[u8; 32])> {
+            self.by_object.iter()
         }
     }
 
     impl KeyStore for WorkstationKeys {
-        fn key(&self, key_id: &[u8]) -> Option<&[u8]> {
-            if let Some(e) = self.entry(key_id) {
-                return Some(&e.key);
-            }
-            self.site.as_ref().and_then(|s| s.key(key_id))
+        fn object_of_key(&self, public: &[u8; 32]) -> Option<WorkstationId> {
+            self.by_key.get(public).copied()
         }
+        fn key_of_object(&self, id: &WorkstationId) -> Option<[u8; 32]> {
+            self.by_object.get(id).copied()
+        }
+        fn auto_enrol(&self) -> bool {
+            self.auto_enrol
+        }
+        fn enrol(&mut self, public: &[u8; 32], id: WorkstationId) -> bool {
+            self.auto_enrol && self.insert(id, *public).is_ok()
+        }
+    }
+}
 
-        fn authorizes(&self, key_id: &[u8], info: &WorkstationInfo<'_>) -> bool {
-            let ids = identities(info);
-            let keyed = ids.iter().filter(|i| self.has_own_key(i));
-            match self.entry(key_id) {
-                Some(e) => ids.contains(&e.id) && keyed.clone().all(|i| *i == e.id),
-                None => {
-                    self.site.as_ref().is_some_and(|s| s.key_id() == key_id) && keyed.count() == 0
-                }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// §12: 64 hex digits or base64 of exactly 32 bytes; nothing else.
+    #[test]
+    fn key_text_is_exactly_32_bytes() {
+        let hex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+        let want: [u8; 32] = core::array::from_fn(|i| i as u8);
+        assert_eq!(parse_key(hex), Ok(want));
+        assert_eq!(
+            parse_key("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+            Ok(want)
+        );
+        assert_eq!(
+            parse_key("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"),
+            Ok(want)
+        );
+        for bad in [
+            "correct horse battery staple",
+            "the site secret, 16-64 bytes",
+            &hex[..62],
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9=",
+            "",
+        ] {
+            assert!(parse_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// §11.2: no randomness, or a stuck source, makes no key.
+    #[test]
+    fn no_randomness_no_key() {
+        struct Broken;
+        impl Random for Broken {
+            fn fill(&mut self, _: &mut [u8]) {}
+            fn try_fill(&mut self, _: &mut [u8]) -> Result<(), super::super::NoRandomness> {
+                Err(super::super::NoRandomness)
             }
         }
+        assert_eq!(
+            StaticKey::generate(&mut Broken).unwrap_err(),
+            KeyError::NoRandomness
+        );
+        let mut stuck = |b: &mut [u8]| b.fill(0);
+        assert_eq!(
+            StaticKey::generate(&mut stuck).unwrap_err(),
+            KeyError::NoRandomness
+        );
+        let mut n = 0u8;
+        let mut ok = |b: &mut [u8]| {
+            for x in b {
+                n = n.wrapping_add(37);
+                *x = n;
+            }
+        };
+        assert!(StaticKey::generate(&mut ok).is_ok());
+    }
+
+    /// §3.1: the hedged ephemeral differs when only the counter differs.
+    #[test]
+    fn hedged_ephemeral_uses_counter() {
+        let k = StaticKey::from_bytes(
+            [3; 31]
+                .iter()
+                .copied()
+                .chain([4])
+                .collect::<heapless::Vec<u8, 32>>()
+                .into_array()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_ne!(
+            k.hedged_ephemeral(&[1; 32], 1),
+            k.hedged_ephemeral(&[1; 32], 2)
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! The transaction server engine (sans-IO): docs/transaction-protocol.md
-//! §3 (handshake), §4 (messages), §5 (statuses), §6 (reply cache).
+//! §3.2 (stateless cookie), §3.3 (Noise `IK`, responder), §3.4 (the key
+//! decides the workstation object), §3.5 (bounded sessions), §4
+//! (messages, parts), §5 (statuses), §6 (replay window, reply cache).
 //!
 //! # How to drive it
 //!
@@ -13,106 +15,100 @@
 //!    [`BufferTooSmall`] and the reply stays queued).
 //! 3. Sleep until [`Server::poll_timeout`] (or the next datagram) and call
 //!    [`Server::handle_timeout`]`(now)` (a spurious call is harmless).
-//! 4. Drain [`Server::poll_event`] for logs and metrics.
+//! 4. Drain [`Server::poll_event`] for logs and metrics; bind the keys of
+//!    [`ServerEvent::KeyPending`] (or [`Server::pending_keys`]) in the key
+//!    store as an administrator decides.
 //!
 //! The server owns no socket, no clock and no random source of its own:
-//! time is passed to every call and nonces/session ids come from the
-//! [`Random`] given at construction.
-//!
-// The example's policy (`ImagingProxy` over a `MemoryStore`) needs alloc;
-// the engine does not.
-#![cfg_attr(
-    feature = "alloc",
-    doc = r#"
-```
-use core::net::{Ipv4Addr, SocketAddrV4};
-use preboot::Instant;
-use preboot::engine::Datagram;
-use preboot::policy::{ImagingProxy, MemoryStore};
-use preboot::transaction::{Client, ClientConfig, ClientEvent, Random, Server, ServerConfig, SiteKeys};
-use preboot::wire::transaction::MAX_FRAME_LEN;
-
-struct Counter(u8);
-impl Random for Counter {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf { self.0 = self.0.wrapping_add(1); *b = self.0; }
-    }
-}
-let key = b"a site secret of 16+ bytes";
-let mut server = Server::new(
-    ServerConfig::default(),
-    SiteKeys::new(b"site", key),
-    ImagingProxy::new(MemoryStore::default()),
-    Counter(0),
-);
-let srv = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4012);
-let me = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50000);
-let now = Instant::ZERO;
-let mut client = Client::new(ClientConfig::new(srv, b"site", key).unwrap(), [9; 16], now);
-let mut buf = [0u8; MAX_FRAME_LEN];
-// Hello → Challenge → Proof → ProofAck
-for _ in 0..2 {
-    let t = client.poll_transmit(now, &mut buf).unwrap().unwrap();
-    server.handle(now, Datagram { local: srv, remote: me, payload: &buf[..t.len] });
-    let r = server.poll_transmit(now, &mut buf).unwrap().unwrap();
-    client.handle(now, Datagram { local: me, remote: srv, payload: &buf[..r.len] });
-}
-assert!(client.is_established());
-```
-"#
-)]
+//! time is passed to every call; cookie secrets, ephemeral keys and
+//! session ids come from the [`Random`] given at construction.
 
 use super::Random;
-use super::crypto::{self, HmacSha256, LABEL_CLIENT, LABEL_SERVER};
-use super::keys::KeyStore;
+use super::cookie::CookieSecrets;
+use super::crypto::{self, Aead};
+use super::dh_cache::DhCache;
+use super::handshake::{self, Symmetric};
+use super::keys::{KeyStore, StaticKey};
 use super::policy::Policy;
 use crate::Instant;
 use crate::engine::{BufferTooSmall, Datagram, Transmit};
-use crate::wire::transaction::messages::Outcome;
 use crate::wire::transaction::messages::{
-    Challenge, Empty, Hello, MAX_KEY_ID_LEN, NONCE_LEN, Proof, TaskReport, WorkstationInfo,
+    ACCEPT_PLAIN_LEN, Cookie, Empty, Hello, Init, InitPayload, Outcome, TaskReport, WorkstationInfo,
 };
 use crate::wire::transaction::{
-    Frame, HEADER_LEN, Header, MAC_LEN, MAX_FRAME_LEN, MAX_PAYLOAD_LEN, MessageType, ParseError,
-    Payload, Status, emit_frame,
+    FLAG_MORE, Frame, HEADER_LEN, Header, MAX_FRAME_LEN, MAX_MESSAGE_LEN, MessageType, Payload,
+    Status, TAG_LEN, emit_frame,
 };
+use crate::workstation::WorkstationId;
 use core::net::SocketAddrV4;
 use core::time::Duration;
 use heapless::Deque;
 
-/// Server limits and timers (§3, §6, §8).
+/// Server limits and timers (§3.2, §3.5, §8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
-    /// Most sessions (half-open and established) at once; each keeps one
-    /// cached reply. Capped at 16 without `alloc`.
+    /// Most established sessions; capped at 16 without `alloc`.
     pub max_sessions: usize,
+    /// Most half-open sessions; capped at 8 without `alloc`.
+    pub max_half_open: usize,
+    /// Most half-open sessions per source IPv4 address.
+    pub max_half_open_per_address: usize,
+    /// Most established sessions per key.
+    pub max_sessions_per_key: usize,
     /// Half-open session lifetime.
     pub half_open_timeout: Duration,
     /// Established session idle lifetime.
     pub idle_timeout: Duration,
+    /// How often the cookie secret is replaced.
+    pub cookie_rotation: Duration,
+    /// How many times a cached reply is sent again (§6).
+    pub max_resends: u8,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_sessions: 1024,
+            max_half_open: 256,
+            max_half_open_per_address: 4,
+            max_sessions_per_key: 2,
             half_open_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            cookie_rotation: Duration::from_secs(120),
+            max_resends: 3,
         }
     }
+}
+
+/// Why a datagram got no answer at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// An `Init` whose cookie does not verify for its source (§3.2).
+    BadCookie,
+    /// A handshake that did not decrypt or had a zero DH (§3.3).
+    HandshakeFailed,
+    /// A sealed frame whose tag does not verify (§2.4).
+    BadTag,
+    /// A sealed frame from another address than the session's (§3.5).
+    WrongAddress,
+    /// A request id older than the last one, or the last one with other
+    /// bytes (§6).
+    Replay,
+    /// A retransmission beyond the answered limit (§6).
+    ResendLimit,
 }
 
 /// What happened, for logs and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServerEvent {
-    /// A `Hello` opened a half-open session.
+    /// A handshake completed: a half-open session (§3.5).
     SessionOpened {
         /// Session id.
         session_id: u64,
         /// Client address.
         peer: SocketAddrV4,
     },
-    /// A valid `Proof` established the session.
+    /// The first sealed request verified: the session is established.
     SessionEstablished {
         /// Session id.
         session_id: u64,
@@ -124,6 +120,12 @@ pub enum ServerEvent {
         /// Session id.
         session_id: u64,
     },
+    /// A half-open session gave way to a newer one, or a key's oldest
+    /// established session to its newest (§3.5).
+    SessionReplaced {
+        /// Session id.
+        session_id: u64,
+    },
     /// A retransmitted request was answered from the reply cache.
     Retransmission {
         /// Session id.
@@ -131,7 +133,7 @@ pub enum ServerEvent {
         /// Request id.
         request_id: u32,
     },
-    /// A request was refused with `status`; nothing changed.
+    /// A request was refused with `status`.
     Refused {
         /// Client address.
         peer: SocketAddrV4,
@@ -139,6 +141,28 @@ pub enum ServerEvent {
         message_type: MessageType,
         /// Status sent back.
         status: Status,
+    },
+    /// A datagram was dropped without an answer.
+    Dropped {
+        /// Sender.
+        peer: SocketAddrV4,
+        /// Why.
+        reason: DropReason,
+    },
+    /// A client with an unknown key completed a handshake; its key is
+    /// recorded as pending (§3.4).
+    KeyPending {
+        /// The client's static public key.
+        key: [u8; 32],
+        /// Client address.
+        peer: SocketAddrV4,
+    },
+    /// Auto-enrolment bound a key to an object (§3.4).
+    KeyEnrolled {
+        /// The client's static public key.
+        key: [u8; 32],
+        /// The object.
+        workstation: WorkstationId,
     },
     /// A task report was applied.
     TaskReported {
@@ -156,6 +180,21 @@ pub enum ServerEvent {
     },
 }
 
+/// A key seen in a handshake but not bound to any object (§3.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingKey {
+    /// The client's static public key.
+    pub key: [u8; 32],
+    /// The address it last came from.
+    pub peer: SocketAddrV4,
+    /// First seen.
+    pub first_seen: Instant,
+    /// Last seen.
+    pub last_seen: Instant,
+}
+
+const MAX_PENDING: usize = 64;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     HalfOpen,
@@ -165,41 +204,52 @@ enum Phase {
 struct Session {
     id: u64,
     phase: Phase,
+    peer: SocketAddrV4,
+    created: Instant,
     expires: Instant,
-    client_nonce: [u8; NONCE_LEN],
-    key_id: heapless::Vec<u8, MAX_KEY_ID_LEN>,
-    hello_peer: SocketAddrV4,
-    expected_proof: [u8; 32],
-    mac: HmacSha256,
+    client_static: [u8; 32],
+    client_ephemeral: [u8; 32],
+    /// The object the key speaks for; `None` only while auto-enrolment
+    /// waits for the first `WorkstationInfo` (§3.4).
+    who: Option<WorkstationId>,
+    rx: Aead,
+    tx: Aead,
     // reply cache (§6)
     last_request_id: u32,
-    fingerprint: [u8; 32],
+    fingerprint: [u8; TAG_LEN],
+    resends: u8,
     reply_len: usize,
     reply: [u8; MAX_FRAME_LEN],
-    // latest WorkstationInfo payload (§4.3)
+    // latest accepted WorkstationInfo plaintext (§4.3)
     info_len: usize,
-    info: [u8; MAX_PAYLOAD_LEN],
+    info: [u8; MAX_MESSAGE_LEN],
+    // message in parts (§4.7)
+    parts_type: MessageType,
+    parts_len: usize,
+    parts: [u8; MAX_MESSAGE_LEN],
 }
 
 #[cfg(feature = "alloc")]
-type Sessions = alloc::vec::Vec<Session>;
+type Sessions = alloc::vec::Vec<alloc::boxed::Box<Session>>;
 #[cfg(not(feature = "alloc"))]
-type Sessions = heapless::Vec<Session, 16>;
+type Sessions = heapless::Vec<Session, 24>;
 
 #[cfg(feature = "alloc")]
 const SESSION_CAP: usize = usize::MAX;
 #[cfg(not(feature = "alloc"))]
 const SESSION_CAP: usize = 16;
+#[cfg(feature = "alloc")]
+const HALF_OPEN_CAP: usize = usize::MAX;
+#[cfg(not(feature = "alloc"))]
+const HALF_OPEN_CAP: usize = 8;
 
-const ERROR_REPLY_MAX: usize = HEADER_LEN + MAC_LEN;
+/// Bare headers, `Cookie` and `Accept` are built inline.
+const INLINE_MAX: usize = 96;
 
 #[derive(Clone, Copy)]
 enum Body {
     Cached(u64),
-    Inline {
-        len: usize,
-        bytes: [u8; ERROR_REPLY_MAX],
-    },
+    Inline { len: usize, bytes: [u8; INLINE_MAX] },
 }
 
 #[derive(Clone, Copy)]
@@ -209,13 +259,18 @@ struct Outgoing {
 }
 
 /// The transaction server engine. `P` is the policy layer, `K` the key
-/// store, `R` the random source for nonces and session ids.
+/// store, `R` the random source for cookie secrets, ephemeral keys and
+/// session ids.
 pub struct Server<P: Policy, K: KeyStore, R: Random> {
     config: ServerConfig,
+    key: StaticKey,
     policy: P,
     keys: K,
     random: R,
+    cookies: CookieSecrets,
+    ss_cache: DhCache,
     sessions: Sessions,
+    pending: heapless::Vec<PendingKey, MAX_PENDING>,
     /// Replies, each with the local address of the socket that sends it.
     queue: Deque<(SocketAddrV4, Outgoing), 16>,
     /// The `local` of the datagram being handled.
@@ -225,11 +280,48 @@ pub struct Server<P: Policy, K: KeyStore, R: Random> {
     transmits_dropped: u64,
 }
 
-enum Refusal {
-    /// Answer without MAC.
-    Plain(Status),
-    /// Answer with the session's MAC.
-    Authenticated(Status),
+fn bare(to: SocketAddrV4, req: &Header, status: Status) -> Option<Outgoing> {
+    let h = Header {
+        message_type: req.message_type.reply(),
+        status,
+        flags: 0,
+        request_id: req.request_id,
+        session_id: req.session_id,
+    };
+    let mut bytes = [0u8; INLINE_MAX];
+    let len = emit_frame(&h, &Empty, false, &mut bytes).ok()?;
+    Some(Outgoing {
+        to,
+        body: Body::Inline { len, bytes },
+    })
+}
+
+/// The `Hello` frame as the client sent it, rebuilt from an `Init` (§3.3).
+fn hello_frame(flags: u8, nonce: [u8; 16]) -> Option<[u8; 72]> {
+    let h = Header {
+        message_type: MessageType::Hello,
+        status: Status::Ok,
+        flags,
+        request_id: 1,
+        session_id: 0,
+    };
+    let mut b = [0u8; 72];
+    emit_frame(&h, &Hello { nonce }, false, &mut b).ok()?;
+    Some(b)
+}
+
+/// The `Cookie` frame as the server sends it (§3.2).
+fn cookie_frame(cookie: [u8; 32]) -> Option<[u8; 56]> {
+    let h = Header {
+        message_type: MessageType::Cookie,
+        status: Status::Ok,
+        flags: 0,
+        request_id: 1,
+        session_id: 0,
+    };
+    let mut b = [0u8; 56];
+    emit_frame(&h, &Cookie { cookie }, false, &mut b).ok()?;
+    Some(b)
 }
 
 impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
@@ -237,20 +329,30 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
     /// `poll_transmit` a buffer of at least this size.
     pub const MAX_DATAGRAM: usize = MAX_FRAME_LEN;
 
-    /// A server with no sessions.
-    pub fn new(config: ServerConfig, keys: K, policy: P, random: R) -> Self {
+    /// A server with the static key `key` (whose public half the clients
+    /// pin), no sessions, and a fresh cookie secret.
+    pub fn new(config: ServerConfig, key: StaticKey, keys: K, policy: P, random: R) -> Self {
         Server {
             config,
+            key,
             policy,
             keys,
             random,
+            cookies: CookieSecrets::new(config.cookie_rotation),
+            ss_cache: DhCache::default(),
             sessions: Sessions::new(),
+            pending: heapless::Vec::new(),
             queue: Deque::new(),
             local: SocketAddrV4::new(core::net::Ipv4Addr::UNSPECIFIED, 0),
             events: Deque::new(),
             events_dropped: 0,
             transmits_dropped: 0,
         }
+    }
+
+    /// The server's public key: the one the preboot client pins (§3.1).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.public()
     }
 
     /// The policy layer.
@@ -268,6 +370,34 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
         self.policy
     }
 
+    /// The key store.
+    pub fn keys(&self) -> &K {
+        &self.keys
+    }
+
+    /// The key store, mutable (an administrator bound a pending key).
+    pub fn keys_mut(&mut self) -> &mut K {
+        &mut self.keys
+    }
+
+    /// Compute the static-static DH of a bound workstation key ahead of its
+    /// first handshake (§3.3 `ss`; e.g. for every key when the key store is
+    /// loaded or reloaded), so a boot storm costs three X25519 operations
+    /// per handshake instead of four. Handshakes fill the same cache.
+    pub fn prepare_key(&mut self, public: &[u8; 32]) {
+        if self.ss_cache.get(public).is_none() {
+            if let Some(ss) = crypto::dh(self.key.private(), public) {
+                self.ss_cache.insert(*public, ss);
+            }
+        }
+    }
+
+    /// Keys that completed a handshake but are bound to no object (§3.4),
+    /// at most 64, least recently seen forgotten first.
+    pub fn pending_keys(&self) -> &[PendingKey] {
+        &self.pending
+    }
+
     /// Sessions currently held (half-open and established).
     pub fn session_count(&self) -> usize {
         self.sessions.len()
@@ -275,10 +405,16 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
 
     /// Established sessions.
     pub fn established_count(&self) -> usize {
-        self.sessions
-            .iter()
-            .filter(|s| s.phase == Phase::Established)
-            .count()
+        self.count(|s| s.phase == Phase::Established)
+    }
+
+    /// Half-open sessions.
+    pub fn half_open_count(&self) -> usize {
+        self.count(|s| s.phase == Phase::HalfOpen)
+    }
+
+    fn count(&self, f: impl Fn(&Session) -> bool) -> usize {
+        self.sessions.iter().filter(|s| f(s)).count()
     }
 
     /// Replies dropped because the transmit queue was full (a too-small
@@ -295,93 +431,316 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
         let _ = self.events.push_back(e);
     }
 
-    fn enqueue(&mut self, o: Outgoing) {
+    fn enqueue(&mut self, o: Option<Outgoing>) {
+        let Some(o) = o else { return };
         if self.queue.push_back((self.local, o)).is_err() {
             self.transmits_dropped += 1;
         }
+    }
+
+    fn refuse(&mut self, to: SocketAddrV4, req: &Header, status: Status) {
+        self.enqueue(bare(to, req, status));
+        self.event(ServerEvent::Refused {
+            peer: to,
+            message_type: req.message_type,
+            status,
+        });
+    }
+
+    fn drop_it(&mut self, peer: SocketAddrV4, reason: DropReason) {
+        self.event(ServerEvent::Dropped { peer, reason });
+    }
+
+    fn random_bytes<const N: usize>(&mut self) -> [u8; N] {
+        let mut b = [0u8; N];
+        self.random.fill(&mut b);
+        b
+    }
+
+    /// Feed one received datagram (§2–§6).
+    pub fn handle(&mut self, now: Instant, datagram: Datagram<'_>) {
+        self.local = datagram.local;
+        let random = &mut self.random;
+        self.cookies.rotate_if_due(now, |b| random.fill(b));
+        let (from, bytes) = (datagram.remote, datagram.payload);
+        let frame = match Frame::new_checked(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                // §2.2: below the minimum frame or not PBTX → nothing.
+                let Some(status) = e.status() else { return };
+                let f = Frame::new_unchecked(bytes);
+                let h = Header {
+                    message_type: f.message_type(),
+                    status,
+                    flags: 0,
+                    request_id: f.request_id(),
+                    session_id: f.session_id(),
+                };
+                if !h.message_type.is_reply() {
+                    self.refuse(from, &h, status);
+                }
+                return;
+            }
+        };
+        let h = frame.header();
+        if h.message_type.is_reply() {
+            return; // never answer replies (no loops)
+        }
+        if h.status != Status::Ok || h.request_id == 0 {
+            return self.refuse(from, &h, Status::BadFrame);
+        }
+        match h.message_type {
+            MessageType::Hello => self.handle_hello(from, &frame),
+            MessageType::Init => self.handle_init(now, from, &frame),
+            _ => self.handle_sealed(now, from, &frame),
+        }
+    }
+
+    /// §3.2: a `Cookie` computed from the `Hello`; no state.
+    fn handle_hello(&mut self, from: SocketAddrV4, frame: &Frame<&[u8]>) {
+        let h = frame.header();
+        if h.session_id != 0 || h.request_id != 1 || frame.is_sealed() {
+            return self.refuse(from, &h, Status::BadFrame);
+        }
+        if Hello::parse(frame.payload()).is_err() {
+            return self.refuse(from, &h, Status::BadPayload);
+        }
+        let cookie = self.cookies.make(from, frame.as_bytes());
+        let Some(bytes) = cookie_frame(cookie) else {
+            return;
+        };
+        let mut inline = [0u8; INLINE_MAX];
+        inline[..56].copy_from_slice(&bytes);
+        self.enqueue(Some(Outgoing {
+            to: from,
+            body: Body::Inline {
+                len: 56,
+                bytes: inline,
+            },
+        }));
+    }
+
+    /// §3.3–§3.5: cookie, handshake, key resolution, session.
+    fn handle_init(&mut self, now: Instant, from: SocketAddrV4, frame: &Frame<&[u8]>) {
+        let h = frame.header();
+        if h.session_id != 0 || h.request_id != 2 || frame.is_sealed() {
+            return self.refuse(from, &h, Status::BadFrame);
+        }
+        let Ok(init) = Init::parse(frame.payload()) else {
+            return self.refuse(from, &h, Status::BadPayload);
+        };
+        // §6: a retransmitted Init gets the same Accept, only to its source.
+        if let Some(i) = self
+            .sessions
+            .iter()
+            .position(|s| s.client_ephemeral == init.ephemeral && s.expires > now)
+        {
+            let s = &mut self.sessions[i];
+            if s.peer != from || s.phase != Phase::HalfOpen {
+                return self.drop_it(from, DropReason::Replay);
+            }
+            if s.resends >= self.config.max_resends {
+                return self.drop_it(from, DropReason::ResendLimit);
+            }
+            s.resends += 1;
+            let sid = s.id;
+            self.enqueue(Some(Outgoing {
+                to: from,
+                body: Body::Cached(sid),
+            }));
+            return self.event(ServerEvent::Retransmission {
+                session_id: sid,
+                request_id: h.request_id,
+            });
+        }
+        let (Some(hello), Some(cookie)) =
+            (hello_frame(h.flags, init.nonce), cookie_frame(init.cookie))
+        else {
+            return;
+        };
+        if !self.cookies.verify(from, &hello, &init.cookie) {
+            return self.drop_it(from, DropReason::BadCookie);
+        }
+        let sym = Symmetric::new(&hello, &cookie, frame.header_bytes(), &self.key.public());
+        let mut plain = [0u8; MAX_FRAME_LEN];
+        let Some(dst) = plain.get_mut(..init.encrypted_payload.len()) else {
+            return;
+        };
+        dst.copy_from_slice(init.encrypted_payload);
+        let (private, cache) = (self.key.private(), &self.ss_cache);
+        let mut fresh_ss = None;
+        let Some((resp, n)) = handshake::read_init(
+            sym,
+            private,
+            &init.ephemeral,
+            &init.encrypted_static,
+            dst,
+            |k| {
+                cache.get(k).or_else(|| {
+                    fresh_ss = crypto::dh(private, k);
+                    fresh_ss
+                })
+            },
+        ) else {
+            return self.drop_it(from, DropReason::HandshakeFailed);
+        };
+        if InitPayload::parse(&dst[..n]).is_err() {
+            return self.drop_it(from, DropReason::HandshakeFailed);
+        }
+        // §3.4: which object does this key speak for?
+        let who = self.keys.object_of_key(&resp.client_static);
+        if let (Some(_), Some(ss)) = (who, fresh_ss) {
+            self.ss_cache.insert(resp.client_static, ss);
+        }
+        self.expire(now);
+        let status = if who.is_none() && !self.keys.auto_enrol() {
+            self.record_pending(now, resp.client_static, from);
+            Status::Pending
+        } else if self.established_count() >= self.max_sessions() {
+            Status::Busy
+        } else {
+            Status::Ok
+        };
+        let sid = if status == Status::Ok {
+            self.new_session_id()
+        } else {
+            0
+        };
+        let mut plain9 = [0u8; ACCEPT_PLAIN_LEN];
+        plain9[0] = status.into();
+        plain9[1..].copy_from_slice(&sid.to_be_bytes());
+        let ephemeral: [u8; 32] = self.random_bytes();
+        let Some((accept, keys)) = handshake::write_accept(&resp, &ephemeral, plain9) else {
+            return self.drop_it(from, DropReason::HandshakeFailed);
+        };
+        let rh = Header {
+            message_type: MessageType::Accept,
+            status,
+            flags: 0,
+            request_id: h.request_id,
+            session_id: sid,
+        };
+        let mut bytes = [0u8; INLINE_MAX];
+        let Ok(len) = emit_frame(&rh, &accept, false, &mut bytes) else {
+            return;
+        };
+        if status != Status::Ok || sid == 0 {
+            self.enqueue(Some(Outgoing {
+                to: from,
+                body: Body::Inline { len, bytes },
+            }));
+            return self.event(ServerEvent::Refused {
+                peer: from,
+                message_type: MessageType::Init,
+                status,
+            });
+        }
+        self.make_room_for_half_open(from);
+        let mut session = Session {
+            id: sid,
+            phase: Phase::HalfOpen,
+            peer: from,
+            created: now,
+            expires: now + self.config.half_open_timeout,
+            client_static: resp.client_static,
+            client_ephemeral: init.ephemeral,
+            who,
+            rx: Aead::new(&keys.client_to_server),
+            tx: Aead::new(&keys.server_to_client),
+            last_request_id: h.request_id,
+            fingerprint: [0; TAG_LEN],
+            resends: 0,
+            reply_len: len,
+            reply: [0; MAX_FRAME_LEN],
+            info_len: 0,
+            info: [0; MAX_MESSAGE_LEN],
+            parts_type: MessageType::Unknown(0),
+            parts_len: 0,
+            parts: [0; MAX_MESSAGE_LEN],
+        };
+        session.reply[..len].copy_from_slice(&bytes[..len]);
+        #[cfg(feature = "alloc")]
+        self.sessions.push(alloc::boxed::Box::new(session));
+        #[cfg(not(feature = "alloc"))]
+        if self.sessions.push(session).is_err() {
+            return;
+        }
+        self.enqueue(Some(Outgoing {
+            to: from,
+            body: Body::Cached(sid),
+        }));
+        self.event(ServerEvent::SessionOpened {
+            session_id: sid,
+            peer: from,
+        });
     }
 
     fn max_sessions(&self) -> usize {
         self.config.max_sessions.clamp(1, SESSION_CAP)
     }
 
-    /// Feed one received datagram (§2–§6).
-    pub fn handle(&mut self, now: Instant, datagram: Datagram<'_>) {
-        self.local = datagram.local;
-        let (from, datagram) = (datagram.remote, datagram.payload);
-        let frame = match Frame::new_checked(datagram) {
-            Ok(f) => f,
-            Err(e) => {
-                if let Some(status) = e.status() {
-                    self.refuse_raw(from, datagram, e, status);
-                }
-                return;
+    fn new_session_id(&mut self) -> u64 {
+        for _ in 0..8 {
+            let sid = u64::from_be_bytes(self.random_bytes());
+            if sid != 0 && !self.sessions.iter().any(|s| s.id == sid) {
+                return sid;
             }
-        };
-        let h = frame.header();
-        if h.message_type.is_reply() || h.status != Status::Ok || h.request_id == 0 {
-            // Never answer replies (no loops); a request must carry status 0
-            // and a non-zero request id.
-            if !h.message_type.is_reply() {
-                self.refuse(from, &h, Refusal::Plain(Status::BadFrame), None);
-            }
-            return;
         }
-        if h.message_type == MessageType::Hello {
-            self.handle_hello(now, from, &frame);
+        0
+    }
+
+    fn record_pending(&mut self, now: Instant, key: [u8; 32], peer: SocketAddrV4) {
+        if let Some(p) = self.pending.iter_mut().find(|p| p.key == key) {
+            p.last_seen = now;
+            p.peer = peer;
         } else {
-            self.handle_session(now, from, &frame);
-        }
-    }
-
-    fn refuse_raw(&mut self, from: SocketAddrV4, d: &[u8], e: ParseError, status: Status) {
-        // Echo what the header prefix lets us read.
-        let f = Frame::new_unchecked(d);
-        let h = Header {
-            message_type: f.message_type(),
-            status,
-            request_id: f.request_id(),
-            session_id: f.session_id(),
-        };
-        if h.message_type.is_reply() {
-            return;
-        }
-        let _ = e;
-        self.refuse(from, &h, Refusal::Plain(status), None);
-    }
-
-    /// Queue an error reply; nothing else changes.
-    fn refuse(&mut self, to: SocketAddrV4, req: &Header, r: Refusal, session: Option<usize>) {
-        let (status, mac) = match r {
-            Refusal::Plain(s) => (s, None),
-            Refusal::Authenticated(s) => (
-                s,
-                session
-                    .and_then(|i| self.sessions.get(i))
-                    .map(|s| s.mac.clone()),
-            ),
-        };
-        let h = Header {
-            message_type: req.message_type.reply(),
-            status,
-            request_id: req.request_id,
-            session_id: req.session_id,
-        };
-        let mut bytes = [0u8; ERROR_REPLY_MAX];
-        if let Ok(len) = emit_frame(&h, &Empty, mac.is_some(), &mut bytes) {
-            if let Some(m) = &mac {
-                crypto::seal(m, &mut bytes, len);
+            if self.pending.is_full() {
+                if let Some(i) = (0..self.pending.len()).min_by_key(|&i| self.pending[i].last_seen)
+                {
+                    self.pending.swap_remove(i);
+                }
             }
-            self.enqueue(Outgoing {
-                to,
-                body: Body::Inline { len, bytes },
+            let _ = self.pending.push(PendingKey {
+                key,
+                peer,
+                first_seen: now,
+                last_seen: now,
             });
         }
-        self.event(ServerEvent::Refused {
-            peer: to,
-            message_type: req.message_type,
-            status,
-        });
+        self.event(ServerEvent::KeyPending { key, peer });
+    }
+
+    /// §3.5: evict the oldest half-open session of this address, else the
+    /// oldest overall, when a limit is reached. Established ones are never
+    /// touched.
+    fn make_room_for_half_open(&mut self, from: SocketAddrV4) {
+        let oldest = |sessions: &Sessions, same_ip: bool| {
+            sessions
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    s.phase == Phase::HalfOpen && (!same_ip || s.peer.ip() == from.ip())
+                })
+                .min_by_key(|(_, s)| s.created)
+                .map(|(i, _)| i)
+        };
+        let per_ip = self
+            .sessions
+            .iter()
+            .filter(|s| s.phase == Phase::HalfOpen && s.peer.ip() == from.ip())
+            .count();
+        let victim = if per_ip >= self.config.max_half_open_per_address.max(1) {
+            oldest(&self.sessions, true)
+        } else if self.half_open_count() >= self.config.max_half_open.clamp(1, HALF_OPEN_CAP) {
+            oldest(&self.sessions, false)
+        } else {
+            None
+        };
+        if let Some(i) = victim {
+            let id = self.sessions[i].id;
+            self.sessions.swap_remove(i);
+            self.event(ServerEvent::SessionReplaced { session_id: id });
+        }
     }
 
     fn expire(&mut self, now: Instant) {
@@ -397,284 +756,293 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
         }
     }
 
-    fn handle_hello<T: AsRef<[u8]>>(&mut self, now: Instant, from: SocketAddrV4, frame: &Frame<T>) {
-        let h = frame.header();
-        if h.session_id != 0 || frame.mac().is_some() {
-            return self.refuse(from, &h, Refusal::Plain(Status::BadFrame), None);
-        }
-        let hello = match Hello::parse(frame.payload()) {
-            Ok(x) => x,
-            Err(_) => return self.refuse(from, &h, Refusal::Plain(Status::BadPayload), None),
-        };
-        // §6: a retransmitted Hello gets the same Challenge.
-        if let Some(s) = self.sessions.iter().find(|s| {
-            s.phase == Phase::HalfOpen
-                && s.hello_peer == from
-                && s.last_request_id == h.request_id
-                && s.client_nonce == hello.client_nonce
-                && &s.key_id[..] == hello.key_id
-                && s.expires > now
-        }) {
-            let (sid, rid) = (s.id, h.request_id);
-            self.enqueue(Outgoing {
-                to: from,
-                body: Body::Cached(sid),
-            });
-            self.event(ServerEvent::Retransmission {
-                session_id: sid,
-                request_id: rid,
-            });
-            return;
-        }
-        let Some(key) = self.keys.key(hello.key_id) else {
-            return self.refuse(from, &h, Refusal::Plain(Status::UnknownKey), None);
-        };
-        let mut key_buf = [0u8; 64];
-        let key_len = key.len().min(64);
-        key_buf[..key_len].copy_from_slice(&key[..key_len]);
-        let key = &key_buf[..key_len];
-        self.expire(now);
-        if self.sessions.len() >= self.max_sessions() {
-            return self.refuse(from, &h, Refusal::Plain(Status::Busy), None);
-        }
-        let mut rnd = [0u8; NONCE_LEN + 8];
-        let mut sid = 0;
-        for _ in 0..8 {
-            self.random.fill(&mut rnd);
-            let mut s = [0u8; 8];
-            s.copy_from_slice(&rnd[NONCE_LEN..]);
-            sid = u64::from_be_bytes(s);
-            if sid != 0 && !self.sessions.iter().any(|x| x.id == sid) {
-                break;
-            }
-            sid = 0;
-        }
-        if sid == 0 {
-            return self.refuse(from, &h, Refusal::Plain(Status::ServerError), None);
-        }
-        let mut ns = [0u8; NONCE_LEN];
-        ns.copy_from_slice(&rnd[..NONCE_LEN]);
-        let nc = hello.client_nonce;
-        let challenge = Challenge {
-            server_nonce: ns,
-            server_proof: crypto::proof(key, LABEL_SERVER, &nc, &ns, sid, hello.key_id),
-        };
-        let mut session = Session {
-            id: sid,
-            phase: Phase::HalfOpen,
-            expires: now + self.config.half_open_timeout,
-            client_nonce: nc,
-            key_id: heapless::Vec::from_slice(hello.key_id).unwrap_or_default(),
-            hello_peer: from,
-            expected_proof: crypto::proof(key, LABEL_CLIENT, &nc, &ns, sid, hello.key_id),
-            mac: crypto::session_mac(key, &nc, &ns, sid),
-            last_request_id: h.request_id,
-            fingerprint: [0; 32],
-            reply_len: 0,
-            reply: [0; MAX_FRAME_LEN],
-            info_len: 0,
-            info: [0; MAX_PAYLOAD_LEN],
-        };
-        let rh = Header {
-            message_type: MessageType::Challenge,
-            status: Status::Ok,
-            request_id: h.request_id,
-            session_id: sid,
-        };
-        match emit_frame(&rh, &challenge, false, &mut session.reply) {
-            Ok(n) => session.reply_len = n,
-            Err(_) => return self.refuse(from, &h, Refusal::Plain(Status::ServerError), None),
-        }
-        #[cfg(feature = "alloc")]
-        self.sessions.push(session);
-        #[cfg(not(feature = "alloc"))]
-        if self.sessions.push(session).is_err() {
-            return self.refuse(from, &h, Refusal::Plain(Status::Busy), None);
-        }
-        self.enqueue(Outgoing {
-            to: from,
-            body: Body::Cached(sid),
-        });
-        self.event(ServerEvent::SessionOpened {
-            session_id: sid,
-            peer: from,
-        });
-    }
-
-    fn handle_session<T: AsRef<[u8]>>(
-        &mut self,
-        now: Instant,
-        from: SocketAddrV4,
-        frame: &Frame<T>,
-    ) {
+    /// §2.4, §6: a sealed request of a session.
+    fn handle_sealed(&mut self, now: Instant, from: SocketAddrV4, frame: &Frame<&[u8]>) {
         let h = frame.header();
         let Some(idx) = self
             .sessions
             .iter()
             .position(|s| s.id == h.session_id && h.session_id != 0 && s.expires > now)
         else {
-            return self.refuse(from, &h, Refusal::Plain(Status::UnknownSession), None);
+            return self.refuse(from, &h, Status::UnknownSession);
         };
-        let s = &self.sessions[idx];
-        if !crypto::verify(&s.mac, frame) {
-            return self.refuse(from, &h, Refusal::Plain(Status::AuthFailed), None);
+        let Some(tag) = frame.tag() else {
+            return self.drop_it(from, DropReason::BadTag);
+        };
+        let mut fp = [0u8; TAG_LEN];
+        fp.copy_from_slice(tag);
+        let max_resends = self.config.max_resends;
+        let s = &mut self.sessions[idx];
+        if s.peer != from {
+            return self.drop_it(from, DropReason::WrongAddress);
         }
-        let mut fp = [0u8; 32];
-        fp.copy_from_slice(frame.mac().unwrap_or(&[0; 32]));
-        if h.request_id == s.last_request_id {
-            // §6: the cached request again → the cached reply, nothing else.
-            if s.fingerprint == fp && s.reply_len > 0 {
-                let sid = s.id;
-                self.enqueue(Outgoing {
-                    to: from,
-                    body: Body::Cached(sid),
-                });
-                return self.event(ServerEvent::Retransmission {
-                    session_id: sid,
-                    request_id: h.request_id,
-                });
+        if h.request_id == s.last_request_id && s.phase == Phase::Established {
+            // §6: the cached request again → the cached reply, a few times.
+            if s.fingerprint != fp {
+                return self.drop_it(from, DropReason::Replay);
             }
-            return self.refuse(from, &h, Refusal::Plain(Status::Replay), None);
+            if s.resends >= max_resends {
+                return self.drop_it(from, DropReason::ResendLimit);
+            }
+            s.resends += 1;
+            let sid = s.id;
+            self.enqueue(Some(Outgoing {
+                to: from,
+                body: Body::Cached(sid),
+            }));
+            return self.event(ServerEvent::Retransmission {
+                session_id: sid,
+                request_id: h.request_id,
+            });
         }
         if h.request_id <= s.last_request_id {
-            return self.refuse(from, &h, Refusal::Plain(Status::Replay), None);
+            return self.drop_it(from, DropReason::Replay);
         }
-        let outcome = self.dispatch(now, idx, frame);
-        match outcome {
-            Ok(()) => {
+        // Decrypt after the parts already kept (§4.7).
+        let start = if s.parts_len > 0 && s.parts_type == h.message_type {
+            s.parts_len
+        } else {
+            0
+        };
+        let Some(n) = frame
+            .payload()
+            .len()
+            .checked_add(start)
+            .filter(|&end| end <= MAX_MESSAGE_LEN)
+            .and_then(|_| crypto::open_frame(&s.rx, frame, &mut s.parts[start..]))
+        else {
+            // Too long for the parts buffer, or a bad tag.
+            if frame.payload().len() + start > MAX_MESSAGE_LEN && self.verify_only(idx, frame) {
                 let s = &mut self.sessions[idx];
-                s.last_request_id = h.request_id;
-                s.fingerprint = fp;
-                s.expires = now + self.config.idle_timeout;
-                let sid = s.id;
-                self.enqueue(Outgoing {
-                    to: from,
-                    body: Body::Cached(sid),
-                });
+                s.parts_len = 0;
+                return self.answer(now, idx, &h, fp, Err(Status::TooLarge));
             }
-            Err(r) => self.refuse(from, &h, r, Some(idx)),
+            return self.drop_it(from, DropReason::BadTag);
+        };
+        if self.sessions[idx].phase == Phase::HalfOpen {
+            // §3.5: a full established table (half-open sessions promoted
+            // meanwhile) takes no more; the client starts again.
+            if self.established_count() >= self.max_sessions() {
+                let id = self.sessions[idx].id;
+                self.sessions.swap_remove(idx);
+                self.event(ServerEvent::SessionReplaced { session_id: id });
+                return self.refuse(from, &h, Status::UnknownSession);
+            }
+            self.establish(idx);
         }
+        let Some(idx) = self.sessions.iter().position(|s| s.id == h.session_id) else {
+            return;
+        };
+        let s = &mut self.sessions[idx];
+        if s.parts_len > 0 && start == 0 {
+            // A part of another type than the parts before: refuse them all.
+            s.parts_len = 0;
+            return self.answer(now, idx, &h, fp, Err(Status::TooLarge));
+        }
+        let total = start + n;
+        if h.flags & FLAG_MORE != 0 {
+            s.parts_len = total;
+            s.parts_type = h.message_type;
+            return self.answer(now, idx, &h, fp, Ok(true));
+        }
+        s.parts_len = 0;
+        let outcome = self.dispatch(now, idx, &h, total);
+        self.answer(now, idx, &h, fp, outcome.map(|()| false))
     }
 
-    /// Run one new, authenticated request. On `Ok` the reply is in the
-    /// session's reply buffer; on `Err` nothing has changed.
-    fn dispatch<T: AsRef<[u8]>>(
+    fn verify_only(&mut self, idx: usize, frame: &Frame<&[u8]>) -> bool {
+        let mut tmp = [0u8; MAX_FRAME_LEN];
+        crypto::open_frame(&self.sessions[idx].rx, frame, &mut tmp).is_some()
+    }
+
+    /// §3.5: key confirmation makes a half-open session established; the
+    /// key's oldest established session gives way beyond its limit.
+    fn establish(&mut self, idx: usize) {
+        let (sid, peer, key) = {
+            let s = &mut self.sessions[idx];
+            s.phase = Phase::Established;
+            (s.id, s.peer, s.client_static)
+        };
+        let limit = self.config.max_sessions_per_key.max(1);
+        loop {
+            let same_key = self
+                .sessions
+                .iter()
+                .filter(|s| s.phase == Phase::Established && s.client_static == key)
+                .count();
+            if same_key <= limit {
+                break;
+            }
+            let Some(i) = self
+                .sessions
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    s.phase == Phase::Established && s.client_static == key && s.id != sid
+                })
+                .min_by_key(|(_, s)| s.created)
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            let id = self.sessions[i].id;
+            self.sessions.swap_remove(i);
+            self.event(ServerEvent::SessionReplaced { session_id: id });
+        }
+        self.event(ServerEvent::SessionEstablished {
+            session_id: sid,
+            peer,
+        });
+    }
+
+    /// Seal and cache the reply to request `h` (every authenticated request
+    /// id gets exactly one, §2.4), and queue it. `Ok(true)`: a part
+    /// acknowledged; `Ok(false)`: the reply is already in the cache.
+    fn answer(
         &mut self,
         now: Instant,
         idx: usize,
-        frame: &Frame<T>,
-    ) -> Result<(), Refusal> {
-        let h = frame.header();
-        let auth = Refusal::Authenticated;
+        h: &Header,
+        fp: [u8; TAG_LEN],
+        outcome: Result<bool, Status>,
+    ) {
+        let idle = self.config.idle_timeout;
+        let s = &mut self.sessions[idx];
+        let rh = |status, flags| Header {
+            message_type: h.message_type.reply(),
+            status,
+            flags,
+            request_id: h.request_id,
+            session_id: h.session_id,
+        };
+        let refused = match outcome {
+            Ok(false) => None,
+            Ok(true) => {
+                s.reply_len = write_sealed(&s.tx, &rh(Status::Ok, FLAG_MORE), &Empty, &mut s.reply);
+                None
+            }
+            Err(status) => {
+                s.reply_len = write_sealed(&s.tx, &rh(status, 0), &Empty, &mut s.reply);
+                Some(status)
+            }
+        };
+        s.last_request_id = h.request_id;
+        s.fingerprint = fp;
+        s.resends = 0;
+        s.expires = now + idle;
+        let (sid, peer) = (s.id, s.peer);
+        if s.reply_len == 0 {
+            return;
+        }
+        self.enqueue(Some(Outgoing {
+            to: peer,
+            body: Body::Cached(sid),
+        }));
+        if let Some(status) = refused {
+            self.event(ServerEvent::Refused {
+                peer,
+                message_type: h.message_type,
+                status,
+            });
+        }
+    }
+
+    /// Run one new, authenticated request whose plaintext is
+    /// `parts[..len]`. On `Ok` the sealed reply is in the session's reply
+    /// buffer.
+    fn dispatch(&mut self, now: Instant, idx: usize, h: &Header, len: usize) -> Result<(), Status> {
         let Server {
             sessions,
             policy,
             keys,
             ..
         } = self;
-        let s = &mut sessions[idx];
+        let s: &mut Session = &mut sessions[idx];
+        let rh = Header {
+            message_type: h.message_type.reply(),
+            status: Status::Ok,
+            flags: 0,
+            request_id: h.request_id,
+            session_id: h.session_id,
+        };
         let Session {
-            phase,
             reply,
             reply_len,
             info,
             info_len,
-            mac,
-            expected_proof,
-            key_id,
+            parts,
+            tx,
+            who,
+            client_static,
             ..
-        } = s;
-        let rh = Header {
-            message_type: h.message_type.reply(),
-            status: Status::Ok,
-            request_id: h.request_id,
-            session_id: h.session_id,
-        };
-        fn write<Q: Payload + ?Sized>(
-            rh: &Header,
-            p: &Q,
-            mac: &HmacSha256,
-            reply: &mut [u8; MAX_FRAME_LEN],
-            reply_len: &mut usize,
-        ) -> Result<(), Refusal> {
-            let mut tmp = [0u8; MAX_FRAME_LEN];
-            let n = emit_frame(rh, p, true, &mut tmp)
-                .map_err(|_| Refusal::Authenticated(Status::ServerError))?;
-            crypto::seal(mac, &mut tmp, n);
-            reply[..n].copy_from_slice(&tmp[..n]);
-            *reply_len = n;
-            Ok(())
-        }
+        } = &mut *s;
+        let plain = &parts[..len];
+        let mut enrolled = None;
+        let mut reported = None;
         match h.message_type {
-            MessageType::Proof => {
-                if *phase != Phase::HalfOpen {
-                    return Err(auth(Status::OutOfOrder));
-                }
-                let p = Proof::parse(frame.payload()).map_err(|_| auth(Status::BadPayload))?;
-                if !crypto::ct_eq(&p.client_proof, expected_proof) {
-                    return Err(Refusal::Plain(Status::AuthFailed));
-                }
-                write(&rh, &Empty, mac, reply, reply_len)?;
-                *phase = Phase::Established;
-                let (session_id, peer) = (s.id, s.hello_peer);
-                self.event(ServerEvent::SessionEstablished { session_id, peer });
-                Ok(())
-            }
-            _ if *phase != Phase::Established => Err(Refusal::Plain(Status::OutOfOrder)),
             MessageType::WorkstationInfo => {
-                let payload = frame.payload();
-                let wi = WorkstationInfo::parse(payload).map_err(|_| auth(Status::BadPayload))?;
-                // §3.1: the session's key must be allowed to speak for
-                // this workstation.
-                if !keys.authorizes(key_id, &wi) {
-                    return Err(auth(Status::AuthFailed));
+                let wi = WorkstationInfo::parse(plain).map_err(|_| Status::BadPayload)?;
+                let bound = check_identities(&*policy, &*keys, *who, client_static, &wi)?;
+                if who.is_none() {
+                    if !keys.enrol(client_static, bound) {
+                        return Err(Status::IdentityRefused);
+                    }
+                    *who = Some(bound);
+                    enrolled = Some(bound);
                 }
-                let ack = policy.register(now, &wi).map_err(auth)?;
-                write(&rh, &ack, mac, reply, reply_len)?;
-                info[..payload.len()].copy_from_slice(payload);
-                *info_len = payload.len();
-                Ok(())
+                let ack = policy.register(now, &bound, &wi)?;
+                *reply_len = write_sealed(tx, &rh, &ack, reply);
+                info[..len].copy_from_slice(plain);
+                *info_len = len;
             }
             MessageType::MenuQuery | MessageType::TaskQuery | MessageType::TaskReport => {
-                if *info_len == 0 {
-                    return Err(auth(Status::OutOfOrder));
-                }
-                let wi = WorkstationInfo::parse(&info[..*info_len])
-                    .map_err(|_| auth(Status::ServerError))?;
+                let (Some(bound), true) = (*who, *info_len > 0) else {
+                    return Err(Status::OutOfOrder);
+                };
+                let wi =
+                    WorkstationInfo::parse(&info[..*info_len]).map_err(|_| Status::ServerError)?;
                 match h.message_type {
                     MessageType::MenuQuery => {
-                        Empty::parse(frame.payload()).map_err(|_| auth(Status::BadPayload))?;
-                        let m = policy.menu(now, &wi).map_err(auth)?;
-                        write(&rh, &m, mac, reply, reply_len)
+                        Empty::parse(plain).map_err(|_| Status::BadPayload)?;
+                        let m = policy.menu(now, &bound, &wi)?;
+                        *reply_len = write_sealed(tx, &rh, &m, reply);
                     }
                     MessageType::TaskQuery => {
-                        Empty::parse(frame.payload()).map_err(|_| auth(Status::BadPayload))?;
-                        let t = policy.tasks(now, &wi).map_err(auth)?;
-                        write(&rh, &t, mac, reply, reply_len)
+                        Empty::parse(plain).map_err(|_| Status::BadPayload)?;
+                        let t = policy.tasks(now, &bound, &wi)?;
+                        *reply_len = write_sealed(tx, &rh, &t, reply);
                     }
                     _ => {
-                        let r = TaskReport::parse(frame.payload())
-                            .map_err(|_| auth(Status::BadPayload))?;
-                        policy.report(now, &wi, &r).map_err(auth)?;
-                        write(&rh, &Empty, mac, reply, reply_len)?;
-                        let session_id = s.id;
-                        self.event(ServerEvent::TaskReported {
-                            session_id,
-                            task_id: r.task_id,
-                            outcome: r.outcome,
-                        });
-                        Ok(())
+                        let r = TaskReport::parse(plain).map_err(|_| Status::BadPayload)?;
+                        policy.report(now, &bound, &wi, &r)?;
+                        *reply_len = write_sealed(tx, &rh, &Empty, reply);
+                        reported = Some((r.task_id, r.outcome));
                     }
                 }
             }
-            _ => Err(auth(Status::UnknownType)),
+            _ => return Err(Status::UnknownType),
         }
+        if *reply_len == 0 {
+            return Err(Status::ServerError);
+        }
+        let (sid, key) = (s.id, s.client_static);
+        if let Some(workstation) = enrolled {
+            self.event(ServerEvent::KeyEnrolled { key, workstation });
+        }
+        if let Some((task_id, outcome)) = reported {
+            self.event(ServerEvent::TaskReported {
+                session_id: sid,
+                task_id,
+                outcome,
+            });
+        }
+        Ok(())
     }
 
     /// The next datagram to send, written into `buf` (give it
     /// [`Server::MAX_DATAGRAM`] bytes). A smaller `buf` that cannot hold
     /// the reply leaves it queued and `buf` untouched, with the size needed
-    /// in the error. A cached reply whose session has expired meanwhile is
+    /// in the error. A cached reply whose session has gone meanwhile is
     /// dropped.
     pub fn poll_transmit(
         &mut self,
@@ -731,3 +1099,65 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
         self.events.pop_front()
     }
 }
+
+/// Write a sealed reply into `out`; its length, or 0 if it cannot be
+/// encoded.
+fn write_sealed<Q: Payload + ?Sized>(
+    tx: &Aead,
+    h: &Header,
+    p: &Q,
+    out: &mut [u8; MAX_FRAME_LEN],
+) -> usize {
+    let mut tmp = [0u8; MAX_FRAME_LEN];
+    let Ok(n) = emit_frame(h, p, true, &mut tmp) else {
+        return 0;
+    };
+    crypto::seal_frame(tx, &mut tmp, n);
+    out[..n].copy_from_slice(&tmp[..n]);
+    n
+}
+
+/// §3.4: which object may this `WorkstationInfo` be for? With a bound key,
+/// the key's object; under auto-enrolment, the first identity naming an
+/// object, else the first MAC. Refused if any identity has another key or
+/// names another object.
+fn check_identities<P: Policy, K: KeyStore>(
+    policy: &P,
+    keys: &K,
+    who: Option<WorkstationId>,
+    key: &[u8; 32],
+    info: &WorkstationInfo<'_>,
+) -> Result<WorkstationId, Status> {
+    let ids = info
+        .macs
+        .iter()
+        .map(|m| WorkstationId::Mac(*m))
+        .chain(info.uuid.map(WorkstationId::Uuid));
+    let bound = match who {
+        Some(w) => w,
+        None => ids
+            .clone()
+            .find_map(|i| policy.object_of(&i))
+            .or_else(|| info.macs.first().map(|m| WorkstationId::Mac(*m)))
+            .ok_or(Status::BadPayload)?,
+    };
+    let object = policy.object_of(&bound).unwrap_or(bound);
+    for id in ids {
+        if keys
+            .key_of_object(&id)
+            .is_some_and(|k| !crypto::ct_eq(&k, key))
+        {
+            return Err(Status::IdentityRefused);
+        }
+        if policy.object_of(&id).is_some_and(|o| o != object) {
+            return Err(Status::IdentityRefused);
+        }
+    }
+    if who.is_none() && keys.key_of_object(&bound).is_some() {
+        return Err(Status::IdentityRefused);
+    }
+    Ok(bound)
+}
+
+// The largest inline reply, `Accept` (24 + 57 bytes, §4), fits.
+const _: () = assert!(HEADER_LEN + 57 <= INLINE_MAX);

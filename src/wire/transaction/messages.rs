@@ -1,5 +1,6 @@
-//! Message payloads (docs/transaction-protocol.md §4): one representation
-//! per message, each with `parse(payload)` and [`Payload`] for emitting.
+//! Message payloads (docs/transaction-protocol.md §3.2, §3.3, §4): one
+//! representation per message, each with `parse(payload)` and [`Payload`]
+//! for emitting. Payloads of sealed frames are the plaintexts (§2.4).
 //! Lists use fixed-capacity `heapless` vectors sized by the limits of §8;
 //! strings borrow from the packet. Parsing accepts TLVs in any order and
 //! skips unknown ones; emitting writes the canonical ascending order.
@@ -9,10 +10,18 @@ use super::{EmitError, ParseError, Payload};
 use core::net::Ipv4Addr;
 use heapless::Vec;
 
-/// Nonce size (§3).
+/// Size of the `Hello` nonce `Nh` (§3.2).
 pub const NONCE_LEN: usize = 16;
-/// Longest key id (§8).
-pub const MAX_KEY_ID_LEN: usize = 64;
+/// Size of an X25519 key (§3.1).
+pub const KEY_LEN: usize = 32;
+/// Size of the cookie (§3.2).
+pub const COOKIE_LEN: usize = 32;
+/// Size of the `Hello` payload: `Nh` and 32 zero bytes (§3.2).
+pub const HELLO_PAYLOAD_LEN: usize = NONCE_LEN + 32;
+/// Size of the accept payload in clear: status and session id (§3.3).
+pub const ACCEPT_PLAIN_LEN: usize = 9;
+/// AEAD tag size (§2.4).
+const TAG: usize = 16;
 
 fn once<T>(slot: &mut Option<T>, v: T, field: u8) -> Result<(), ParseError> {
     if slot.is_some() {
@@ -45,7 +54,7 @@ fn check_str(s: &str, max: usize, field: u8) -> Result<(), EmitError> {
     }
 }
 
-/// A payload-less message (`MenuQuery`, `TaskQuery`, `ProofAck`,
+/// A payload-less message (`MenuQuery`, `TaskQuery`, a part acknowledged,
 /// `ReportAck`, and error replies, §4–§5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Empty;
@@ -70,103 +79,173 @@ impl Payload for Empty {
     }
 }
 
-/// `Hello` (§4.1): client nonce and key id. Fixed layout.
+/// `Hello` (§3.2): the nonce `Nh`, padded with 32 zero bytes so that the
+/// `Hello` is larger than the `Cookie` that answers it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Hello<'a> {
-    /// Client nonce `Nc`.
-    pub client_nonce: [u8; NONCE_LEN],
-    /// Key id (1–64 bytes).
-    pub key_id: &'a [u8],
+pub struct Hello {
+    /// `Nh`.
+    pub nonce: [u8; NONCE_LEN],
 }
 
-impl<'a> Hello<'a> {
-    /// Parse a `Hello` payload.
-    pub fn parse(payload: &'a [u8]) -> Result<Self, ParseError> {
+impl Hello {
+    /// Parse a `Hello` payload; the padding must be zero.
+    pub fn parse(payload: &[u8]) -> Result<Self, ParseError> {
         let mut r = Reader::new(payload, 0);
-        let client_nonce = r.array()?;
-        let n = usize::from(r.u8()?);
-        if n == 0 || n > MAX_KEY_ID_LEN {
+        let nonce = r.array()?;
+        let pad: [u8; 32] = r.array()?;
+        r.finish()?;
+        if pad != [0; 32] {
             return Err(ParseError::BadField { field: 0 });
         }
-        let key_id = r.bytes(n)?;
-        r.finish()?;
-        Ok(Hello {
-            client_nonce,
-            key_id,
+        Ok(Hello { nonce })
+    }
+}
+
+impl Payload for Hello {
+    fn buffer_len(&self) -> usize {
+        HELLO_PAYLOAD_LEN
+    }
+    fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
+        let mut w = Writer::new(out);
+        w.put(&self.nonce)?;
+        w.put(&[0; 32])
+    }
+}
+
+/// `Cookie` (§3.2): the server's stateless cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cookie {
+    /// `HMAC(Ck, "PBTX2 cookie" ‖ address ‖ port ‖ hello)`.
+    pub cookie: [u8; COOKIE_LEN],
+}
+
+impl Cookie {
+    /// Parse a `Cookie` payload.
+    pub fn parse(payload: &[u8]) -> Result<Self, ParseError> {
+        Ok(Cookie {
+            cookie: fixed(payload, 0)?,
         })
     }
 }
 
-impl Payload for Hello<'_> {
+impl Payload for Cookie {
     fn buffer_len(&self) -> usize {
-        NONCE_LEN + 1 + self.key_id.len()
+        COOKIE_LEN
     }
     fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
-        if self.key_id.is_empty() || self.key_id.len() > MAX_KEY_ID_LEN {
-            return Err(EmitError::FieldTooLong { field: 0 });
-        }
-        let mut w = Writer::new(out);
-        w.put(&self.client_nonce)?;
-        w.u8(self.key_id.len() as u8)?;
-        w.put(self.key_id)
+        Writer::new(out).put(&self.cookie)
     }
 }
 
-/// `Challenge` (§4.1): server nonce and server proof.
+/// `Init` (§3.3): the `Hello` nonce and cookie, then Noise IK message 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Challenge {
-    /// Server nonce `Ns`.
-    pub server_nonce: [u8; NONCE_LEN],
-    /// `H(K, "PBTX1 server" ‖ Nc ‖ Ns ‖ sid ‖ kid)`.
-    pub server_proof: [u8; 32],
+pub struct Init<'a> {
+    /// `Nh` of the `Hello`.
+    pub nonce: [u8; NONCE_LEN],
+    /// The cookie of the `Cookie`.
+    pub cookie: [u8; COOKIE_LEN],
+    /// The client's ephemeral public key `e_pub`.
+    pub ephemeral: [u8; KEY_LEN],
+    /// `ENC(s_pub)`: the client's static public key, encrypted, with tag.
+    pub encrypted_static: [u8; KEY_LEN + TAG],
+    /// `ENC(init payload)`, with tag (at least 16 bytes).
+    pub encrypted_payload: &'a [u8],
 }
 
-impl Challenge {
-    /// Parse a `Challenge` payload.
+impl<'a> Init<'a> {
+    /// Parse an `Init` payload.
+    pub fn parse(payload: &'a [u8]) -> Result<Self, ParseError> {
+        let mut r = Reader::new(payload, 0);
+        let init = Init {
+            nonce: r.array()?,
+            cookie: r.array()?,
+            ephemeral: r.array()?,
+            encrypted_static: r.array()?,
+            encrypted_payload: r.rest(),
+        };
+        if init.encrypted_payload.len() < TAG {
+            return Err(ParseError::BadField { field: 0 });
+        }
+        Ok(init)
+    }
+}
+
+impl Payload for Init<'_> {
+    fn buffer_len(&self) -> usize {
+        NONCE_LEN + COOKIE_LEN + KEY_LEN + KEY_LEN + TAG + self.encrypted_payload.len()
+    }
+    fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
+        let mut w = Writer::new(out);
+        w.put(&self.nonce)?;
+        w.put(&self.cookie)?;
+        w.put(&self.ephemeral)?;
+        w.put(&self.encrypted_static)?;
+        w.put(self.encrypted_payload)
+    }
+}
+
+/// The init payload in clear (§3.3): TLVs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InitPayload {
+    /// TLV 1: the highest protocol version the client speaks.
+    pub highest_version: u8,
+}
+
+impl InitPayload {
+    /// Parse the decrypted init payload.
+    pub fn parse(payload: &[u8]) -> Result<Self, ParseError> {
+        let mut v = None;
+        for tlv in TlvIter::new(payload) {
+            let tlv = tlv?;
+            if tlv.kind == 1 {
+                once(&mut v, fixed::<1>(tlv.value, 1)?[0], 1)?;
+            }
+        }
+        Ok(InitPayload {
+            highest_version: v.ok_or(ParseError::Missing { field: 1 })?,
+        })
+    }
+}
+
+impl Payload for InitPayload {
+    fn buffer_len(&self) -> usize {
+        4
+    }
+    fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
+        Writer::new(out).tlv(1, &[self.highest_version])
+    }
+}
+
+/// `Accept` (§3.3): Noise IK message 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accept {
+    /// The server's ephemeral public key `re_pub`.
+    pub ephemeral: [u8; KEY_LEN],
+    /// `ENC(accept payload)`, with tag.
+    pub encrypted_payload: [u8; ACCEPT_PLAIN_LEN + TAG],
+}
+
+impl Accept {
+    /// Parse an `Accept` payload.
     pub fn parse(payload: &[u8]) -> Result<Self, ParseError> {
         let mut r = Reader::new(payload, 0);
-        let c = Challenge {
-            server_nonce: r.array()?,
-            server_proof: r.array()?,
+        let a = Accept {
+            ephemeral: r.array()?,
+            encrypted_payload: r.array()?,
         };
         r.finish()?;
-        Ok(c)
+        Ok(a)
     }
 }
 
-impl Payload for Challenge {
+impl Payload for Accept {
     fn buffer_len(&self) -> usize {
-        NONCE_LEN + 32
+        KEY_LEN + ACCEPT_PLAIN_LEN + TAG
     }
     fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
         let mut w = Writer::new(out);
-        w.put(&self.server_nonce)?;
-        w.put(&self.server_proof)
-    }
-}
-
-/// `Proof` (§4.2): the client proof.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Proof {
-    /// `H(K, "PBTX1 client" ‖ Nc ‖ Ns ‖ sid ‖ kid)`.
-    pub client_proof: [u8; 32],
-}
-
-impl Proof {
-    /// Parse a `Proof` payload.
-    pub fn parse(payload: &[u8]) -> Result<Self, ParseError> {
-        Ok(Proof {
-            client_proof: fixed(payload, 0)?,
-        })
-    }
-}
-
-impl Payload for Proof {
-    fn buffer_len(&self) -> usize {
-        32
-    }
-    fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
-        Writer::new(out).put(&self.client_proof)
+        w.put(&self.ephemeral)?;
+        w.put(&self.encrypted_payload)
     }
 }
 
@@ -820,6 +899,15 @@ pub struct Environment<'a> {
     pub loader: &'a str,
 }
 
+/// A per-task credential for an image store (§4.5 TLV 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskToken {
+    /// The task it belongs to.
+    pub task_id: u32,
+    /// 32 random bytes.
+    pub token: [u8; 32],
+}
+
 /// `TaskReply` (§4.5).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TaskReply<'a> {
@@ -827,6 +915,8 @@ pub struct TaskReply<'a> {
     pub tasks: Vec<Task<'a>, 8>,
     /// The imaging environment to load.
     pub environment: Option<Environment<'a>>,
+    /// TLV 3: per-task tokens.
+    pub tokens: Vec<TaskToken, 8>,
 }
 
 impl<'a> TaskReply<'a> {
@@ -848,6 +938,15 @@ impl<'a> TaskReply<'a> {
                     r.finish()?;
                     once(&mut t.environment, env, 2)?
                 }
+                3 => {
+                    let mut r = Reader::new(tlv.value, 3);
+                    let tok = TaskToken {
+                        task_id: r.u32()?,
+                        token: r.array()?,
+                    };
+                    r.finish()?;
+                    push(&mut t.tokens, tok, 3)?
+                }
                 _ => {}
             }
         }
@@ -861,6 +960,7 @@ impl Payload for TaskReply<'_> {
             + self.environment.map_or(0, |e| {
                 4 + str8_len(e.kernel) + str8_len(e.initrd) + str8_len(e.loader)
             })
+            + self.tokens.len() * 39
     }
     fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
         let mut w = Writer::new(out);
@@ -874,6 +974,11 @@ impl Payload for TaskReply<'_> {
             w.str8(e.kernel, 2)?;
             w.str8(e.initrd, 2)?;
             w.str8(e.loader, 2)?;
+        }
+        for t in &self.tokens {
+            w.tlv_header(3, 36)?;
+            w.u32(t.task_id)?;
+            w.put(&t.token)?;
         }
         Ok(())
     }

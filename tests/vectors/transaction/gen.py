@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Test vectors for the preboot transaction protocol, version 1.
+"""Test vectors for the preboot transaction protocol, version 2.
 
 An independent implementation written only from docs/transaction-protocol.md
-(section numbers cited below) with Python's standard library (hmac, hashlib,
-struct; the CRC-32 of the image-safe record is computed by hand). It builds
-one complete conversation from fixed nonces and keys and prints every frame
-as hex. tests/transaction_vectors.rs checks that preboot's client and server
-engines produce exactly these bytes and accept them.
+(section numbers cited below): Python's standard library (hashlib, hmac,
+struct; the CRC-32 of the image-safe record by hand) plus the `cryptography`
+package for X25519 and ChaCha20-Poly1305 (Debian: python3-cryptography).
+From fixed keys, nonces, ephemeral randomness, cookie secret and session id
+it builds complete conversations and prints every frame as hex.
+tests/transaction_vectors.rs checks that preboot's client and server engines
+produce exactly these bytes and accept them.
 
 Usage: python3 tests/vectors/transaction/gen.py > tests/vectors/transaction/conversation.txt
 """
@@ -15,43 +17,85 @@ import hashlib
 import hmac
 import struct
 
-# --- fixed inputs -----------------------------------------------------------
-KEY = b"preboot test vector site secret!"          # site secret K (32 bytes)
-KEY_ID = b"site"                                   # key id kid
-NC = bytes(range(0x00, 0x10))                      # client nonce
-NS = bytes(range(0xA0, 0xB0))                      # server nonce
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+# --- fixed inputs -------------------------------------------------------------
+SERVER_PRIV = bytes(range(0x40, 0x60))             # S  (§3.1)
+WS_PRIV = bytes(range(0x80, 0xA0))                 # s, the workstation's key
+STRANGER_PRIV = bytes(range(0xC0, 0xE0))           # an unbound key (§3.4)
+NH = bytes(range(0x00, 0x10))                      # Hello nonce (§3.2)
+FRESH = bytes(range(0x10, 0x30))                   # r, client randomness (§3.1)
+COUNTER = 1                                        # boot counter (§11)
+COOKIE_SECRET = bytes(range(0xA0, 0xC0))           # Ck (§3.2)
+SERVER_EPH = bytes(range(0x60, 0x80))              # re
 SID = 0x0123456789ABCDEF                           # session id
+CLIENT_IP, CLIENT_PORT = "10.1.2.3", 49152
 
 MAC = bytes([0x52, 0x54, 0x00, 0x12, 0x34, 0x56])
+OTHER_MAC = bytes([0x52, 0x54, 0x00, 0x12, 0x34, 0x57])   # another object's
 UUID = bytes.fromhex("00112233445566778899aabbccddeeff")
 
-# --- §2 framing --------------------------------------------------------------
-HELLO, PROOF, INFO, MENU_Q, TASK_Q, REPORT = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+# --- primitives (§3 notation) ---------------------------------------------------
+def HASH(*parts):
+    return hashlib.sha256(b"".join(parts)).digest()
 
 
-def H(key, *parts):
+def HMAC(key, *parts):
     return hmac.new(key, b"".join(parts), hashlib.sha256).digest()
 
 
-def frame(mtype, status, rid, sid, payload, mac_key=None):
-    """§2: 24-byte header, payload, optional 32-byte MAC over header ‖ payload
-    (§2.4), with the mac length field already 32 in the MAC'd header."""
-    mac_len = 32 if mac_key is not None else 0
-    header = b"PBTX" + struct.pack(">BBBBIQHH", 1, mtype, status, 0, rid, sid,
-                                   len(payload), mac_len)
-    body = header + payload
-    if mac_key is not None:
-        body += H(mac_key, body)
-    return body
+def HKDF(ck, ikm):
+    t = HMAC(ck, ikm)
+    o1 = HMAC(t, b"\x01")
+    return o1, HMAC(t, o1, b"\x02")
+
+
+def public(priv):
+    return X25519PrivateKey.from_private_bytes(priv).public_key().public_bytes(
+        Encoding.Raw, PublicFormat.Raw)
+
+
+def DH(priv, pub):
+    out = X25519PrivateKey.from_private_bytes(priv).exchange(X25519PublicKey.from_public_bytes(pub))
+    assert out != bytes(32)
+    return out
+
+
+def nonce(n):
+    """§2.4: 32 zero bits, then n as 64-bit little-endian."""
+    return bytes(4) + struct.pack("<Q", n)
+
+
+def ENC(k, n, ad, p):
+    return ChaCha20Poly1305(k).encrypt(nonce(n), p, ad)
+
+
+# --- §2 framing -------------------------------------------------------------------
+HELLO, INIT, INFO, MENU_Q, TASK_Q, REPORT = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+MORE = 0x01
+
+
+def header(mtype, status, flags, rid, sid, plen, tag_len):
+    return b"PBTX" + struct.pack(">BBBBIQHH", 2, mtype, status, flags, rid, sid, plen, tag_len)
+
+
+def plain(mtype, status, rid, sid, payload, flags=0):
+    return header(mtype, status, flags, rid, sid, len(payload), 0) + payload
+
+
+def sealed(mtype, status, rid, sid, payload, key, flags=0):
+    """§2.4: header (tag length 16) ‖ ChaCha20-Poly1305(key, rid, AD = header)."""
+    h = header(mtype, status, flags, rid, sid, len(payload), 16)
+    return h + ENC(key, rid, h, payload)
 
 
 def tlv(t, value):
-    """§2.3: type u8, length u16 BE, value."""
     return struct.pack(">BH", t, len(value)) + value
 
 
 def str8(s):
-    """§2.3: a string inside a composite value: len u8 ‖ UTF-8."""
     b = s.encode()
     return bytes([len(b)]) + b
 
@@ -60,7 +104,73 @@ def ip(a):
     return bytes(int(x) for x in a.split("."))
 
 
-# --- §10.2 image-safe record --------------------------------------------------
+# --- §3.3 Noise IK -----------------------------------------------------------------
+class Symmetric:
+    def __init__(self, prologue, server_pub):
+        self.h = b"Noise_IK_25519_ChaChaPoly_SHA256"
+        assert len(self.h) == 32
+        self.ck = self.h
+        self.k = None
+        self.n = 0
+        self.mix_hash(prologue)
+        self.mix_hash(server_pub)
+
+    def mix_hash(self, d):
+        self.h = HASH(self.h, d)
+
+    def mix_key(self, ikm):
+        self.ck, self.k = HKDF(self.ck, ikm)
+        self.n = 0
+
+    def encrypt_and_hash(self, p):
+        c = ENC(self.k, self.n, self.h, p)
+        self.n += 1
+        self.mix_hash(c)
+        return c
+
+    def split(self):
+        return HKDF(self.ck, b"")
+
+
+def handshake(ws_priv, eph, server_eph, status, sid):
+    """§3.2–§3.3 from both sides' secrets; returns the four frames and keys."""
+    hello = plain(HELLO, 0, 1, 0, NH + bytes(32))
+    cookie = HMAC(COOKIE_SECRET, b"PBTX2 cookie", ip(CLIENT_IP),
+                  struct.pack(">H", CLIENT_PORT), hello)
+    cookie_frame = plain(HELLO | 0x80, 0, 1, 0, cookie)
+    init_payload = tlv(1, bytes([2]))                       # HighestVersion
+    init_len = 16 + 32 + 32 + 48 + len(init_payload) + 16
+    init_header = header(INIT, 0, 0, 2, 0, init_len, 0)
+    server_pub = public(SERVER_PRIV)
+    sym = Symmetric(b"PBTX2" + hello + cookie_frame + init_header, server_pub)
+    e_pub = public(eph)
+    sym.mix_hash(e_pub)                                     # e
+    sym.mix_key(DH(eph, server_pub))                        # es
+    enc_s = sym.encrypt_and_hash(public(ws_priv))           # s
+    sym.mix_key(DH(ws_priv, server_pub))                    # ss
+    enc_p = sym.encrypt_and_hash(init_payload)
+    init = init_header + NH + cookie + e_pub + enc_s + enc_p
+    assert len(init) == 24 + init_len
+    # The responder's side, with the other private keys (same results).
+    re_pub = public(server_eph)
+    sym.mix_hash(re_pub)                                    # e
+    ee = DH(server_eph, e_pub)
+    assert ee == DH(eph, re_pub)
+    sym.mix_key(ee)                                         # ee
+    se = DH(server_eph, public(ws_priv))
+    assert se == DH(ws_priv, re_pub)
+    sym.mix_key(se)                                         # se
+    enc_a = sym.encrypt_and_hash(bytes([status]) + struct.pack(">Q", sid))
+    accept = plain(INIT | 0x80, status, 2, sid, re_pub + enc_a)
+    kc, ks = sym.split()
+    return [("hello", hello), ("cookie", cookie_frame), ("init", init), ("accept", accept)], kc, ks
+
+
+# --- §3.1 the client's hedged ephemeral key -----------------------------------------
+EPH = HASH(b"PBTX2 ephemeral", FRESH, WS_PRIV, struct.pack(">Q", COUNTER))
+
+
+# --- §10.2 image-safe record ---------------------------------------------------------
 def crc32(data):
     """IEEE 802.3: reflected, polynomial 0xEDB88320, init/final XOR 0xFFFFFFFF."""
     c = 0xFFFFFFFF
@@ -72,62 +182,58 @@ def crc32(data):
 
 
 def image_safe(generation, fields):
-    def f(t, v):
-        return bytes([t, len(v)]) + v
-    body = b"".join(f(t, v) for t, v in fields)
+    body = b"".join(bytes([t, len(v)]) + v for t, v in fields)
     length = 12 + len(body) + 4
     rec = b"PBIS" + struct.pack(">BBHI", 1, 0, length, generation) + body
     return rec + struct.pack(">I", crc32(rec))
 
 
+ADD_ONS = [f"images/add-on-{i}-office-and-lab-software-bundle-2026-edition.img" for i in range(8)]
 RECORD = image_safe(3, [
-    (1, b"images/win11-base.img"),       # BaseImage
-    (2, b"images/office.img"),           # AddOnImage
-    (3, b"lab-pc-07"),                   # WorkstationName
-    (4, b"cn=lab-pc-07,ou=lab"),         # DirectoryId
-    (5, bytes([1])),                     # NetMode static
-    (6, ip("10.1.2.3")),                 # Address
-    (7, ip("255.255.0.0")),              # Netmask
-    (8, ip("10.1.0.1")),                 # Gateway
-    (9, ip("10.1.0.53")),                # DnsServer
-    (10, struct.pack(">I", 1)),          # PendingFlags: image on next boot
+    (1, b"images/win11-base.img"),                 # BaseImage
+    *[(2, a.encode()) for a in ADD_ONS],           # AddOnImage ×8
+    (3, b"lab-pc-07"),                             # WorkstationName
+    (4, b"cn=lab-pc-07,ou=lab"),                   # DirectoryId
+    (5, bytes([1])),                               # NetMode static
+    (6, ip("10.1.2.3")),                           # Address
+    (7, ip("255.255.0.0")),                        # Netmask
+    (8, ip("10.1.0.1")),                           # Gateway
+    (9, ip("10.1.0.53")),                          # DnsServer
+    (10, struct.pack(">I", 1)),                    # PendingFlags: image on next boot
 ])
 
-# --- §3 handshake -------------------------------------------------------------
-sid8 = struct.pack(">Q", SID)
-server_proof = H(KEY, b"PBTX1 server", NC, NS, sid8, KEY_ID)
-client_proof = H(KEY, b"PBTX1 client", NC, NS, sid8, KEY_ID)
-SK = H(KEY, b"PBTX1 session", NC, NS, sid8)
-
-out = []
-out.append(("hello", frame(HELLO, 0, 1, 0, NC + bytes([len(KEY_ID)]) + KEY_ID)))
-out.append(("challenge", frame(HELLO | 0x80, 0, 1, SID, NS + server_proof)))
-out.append(("proof", frame(PROOF, 0, 2, SID, client_proof, SK)))
-out.append(("proof_ack", frame(PROOF | 0x80, 0, 2, SID, b"", SK)))
-
-# --- §4.3 WorkstationInfo / InfoAck (TLVs in ascending type order) ---------
+# --- §4.3 WorkstationInfo: a full inventory, longer than one frame ------------------
 info = b"".join([
-    tlv(1, MAC),                                         # MacAddress
-    tlv(2, UUID),                                        # MachineUuid
-    tlv(3, struct.pack(">H", 7)),                        # ClientArch EFI x64
-    tlv(4, b"Intel(R) Xeon(R) E-2234"),                  # CpuModel
-    tlv(5, struct.pack(">H", 4)),                        # CpuCount
-    tlv(6, struct.pack(">I", 16384)),                    # RamMb
-    tlv(7, struct.pack(">I", 512000)),                   # DiskMb, disk 0
-    tlv(7, struct.pack(">I", 1024)),                     # DiskMb, disk 1
-    tlv(8, MAC + struct.pack(">HH", 0x8086, 0x15B8)),    # Nic
-    tlv(9, struct.pack(">HH", 0x8086, 0x15B8)),          # PciDevice
-    tlv(9, struct.pack(">HH", 0x10DE, 0x1EB8)),          # PciDevice
-    tlv(10, RECORD),                                     # ImageSafe
+    tlv(1, MAC),                                               # MacAddress
+    tlv(2, UUID),                                              # MachineUuid
+    tlv(3, struct.pack(">H", 7)),                              # ClientArch EFI x64
+    tlv(4, b"Intel(R) Xeon(R) E-2234"),                        # CpuModel
+    tlv(5, struct.pack(">H", 4)),                              # CpuCount
+    tlv(6, struct.pack(">I", 16384)),                          # RamMb
+    *[tlv(7, struct.pack(">I", d)) for d in [512000] + [2000 + i for i in range(15)]],  # DiskMb ×16
+    tlv(8, MAC + struct.pack(">HH", 0x8086, 0x15B8)),          # Nic
+    *[tlv(8, bytes([2, 0, 0, 0, 1, i]) + struct.pack(">HH", 0x1AF4, 0x1000)) for i in range(15)],
+    tlv(9, struct.pack(">HH", 0x8086, 0x15B8)),                # PciDevice
+    tlv(9, struct.pack(">HH", 0x10DE, 0x1EB8)),
+    *[tlv(9, struct.pack(">HH", 0x1AF4, 0x1040 + i)) for i in range(62)],
+    tlv(10, RECORD),                                           # ImageSafe
     tlv(11, bytes([1]) + ip("10.1.2.3") + ip("255.255.0.0") + ip("10.1.0.1")),  # IpConfig
-    tlv(12, ip("10.1.0.53")),                            # DnsServer
+    tlv(12, ip("10.1.0.53")),                                  # DnsServer
 ])
-out.append(("workstation_info", frame(INFO, 0, 3, SID, info, SK)))
-info_ack = tlv(1, bytes([1])) + tlv(2, b"lab-pc-07")
-out.append(("info_ack", frame(INFO | 0x80, 0, 3, SID, info_ack, SK)))
+MAX_PLAIN = 1472 - 24 - 16                                     # §4.7
+assert MAX_PLAIN < len(info) <= 2 * MAX_PLAIN, len(info)
 
-# --- §4.4 MenuQuery / MenuReply ----------------------------------------------
-out.append(("menu_query", frame(MENU_Q, 0, 4, SID, b"", SK)))
+out, KC, KS = handshake(WS_PRIV, EPH, SERVER_EPH, 0, SID)
+
+# §4.7: two parts; the first acknowledged with an empty reply, flag more.
+out.append(("info_part1", sealed(INFO, 0, 3, SID, info[:MAX_PLAIN], KC, MORE)))
+out.append(("info_part1_ack", sealed(INFO | 0x80, 0, 3, SID, b"", KS, MORE)))
+out.append(("info_part2", sealed(INFO, 0, 4, SID, info[MAX_PLAIN:], KC)))
+info_ack = tlv(1, bytes([1])) + tlv(2, b"lab-pc-07")
+out.append(("info_ack", sealed(INFO | 0x80, 0, 4, SID, info_ack, KS)))
+
+# --- §4.4 MenuQuery / MenuReply ---------------------------------------------------------
+out.append(("menu_query", sealed(MENU_Q, 0, 5, SID, b"", KC)))
 menu = b"".join([
     tlv(1, bytes([2])),                       # MenuMode on key press
     tlv(2, bytes([0x01 | 0x02, ord("m")])),   # Hotkey Ctrl+Alt+m
@@ -138,62 +244,42 @@ menu = b"".join([
     tlv(6, bytes([2]) + b"Maintenance"),
     tlv(6, bytes([5]) + b"Boot the local disk"),
 ])
-out.append(("menu_reply", frame(MENU_Q | 0x80, 0, 4, SID, menu, SK)))
+out.append(("menu_reply", sealed(MENU_Q | 0x80, 0, 5, SID, menu, KS)))
 
-# --- §4.5 TaskQuery / TaskReply ------------------------------------------------
-out.append(("task_query", frame(TASK_Q, 0, 5, SID, b"", SK)))
+# --- §4.5 TaskQuery / TaskReply: ids 1-3 of this object ---------------------------------
+out.append(("task_query", sealed(TASK_Q, 0, 6, SID, b"", KC)))
 tasks = b"".join([
-    # task 1: RestoreImage from 10.0.0.5, partitions 1 and 2
     tlv(1, struct.pack(">IB", 1, 1) + ip("10.0.0.5") + str8("images/win11-base.img") + bytes([2, 1, 2])),
-    # task 2: CreateImage to 10.0.0.5
     tlv(1, struct.pack(">IB", 2, 2) + ip("10.0.0.5") + str8("uploads/lab-pc-07.img")),
-    # task 3: Maintenance
     tlv(1, struct.pack(">IB", 3, 4) + str8("requested by the workstation object")),
-    # Environment: TFTP, kernel, initrd, loader
     tlv(2, bytes([0]) + str8("imaging/linux") + str8("imaging/initrd.img") + str8("imaging/loader.efi")),
 ])
-out.append(("task_reply", frame(TASK_Q | 0x80, 0, 5, SID, tasks, SK)))
+out.append(("task_reply", sealed(TASK_Q | 0x80, 0, 6, SID, tasks, KS)))
 
-# --- §4.6 TaskReport / ReportAck --------------------------------------------
+# --- §4.6 TaskReport / ReportAck -------------------------------------------------------
 report = tlv(1, struct.pack(">I", 1)) + tlv(2, bytes([1])) + tlv(3, bytes([100]))
-out.append(("task_report", frame(REPORT, 0, 6, SID, report, SK)))
-out.append(("report_ack", frame(REPORT | 0x80, 0, 6, SID, b"", SK)))
+out.append(("task_report", sealed(REPORT, 0, 7, SID, report, KC)))
+out.append(("report_ack", sealed(REPORT | 0x80, 0, 7, SID, b"", KS)))
 
-# --- refusals (§5): a tampered MenuQuery, and a retransmitted TaskReport ---
-tampered = bytearray(frame(MENU_Q, 0, 7, SID, b"", SK))
-tampered[-1] ^= 0x01
-out.append(("tampered_menu_query", bytes(tampered)))
-out.append(("auth_failed", frame(MENU_Q | 0x80, 7, 7, SID, b"")))
+# --- §3.4 another object's MAC: IdentityRefused (7), sealed ------------------------------
+out.append(("other_info", sealed(INFO, 0, 8, SID, tlv(1, OTHER_MAC), KC)))
+out.append(("identity_refused", sealed(INFO | 0x80, 7, 8, SID, b"", KS)))
 
-# --- §3.1 a per-workstation key: key id = the MAC in canonical text ---------
-WS_KEY = b"lab-pc-07's own key, not the site's"
-WS_KID = ":".join(f"{b:02x}" for b in MAC).encode()    # b"52:54:00:12:34:56"
-NC2 = bytes([0x11] * 16)
-NS2 = bytes([0x22] * 16)
-SID2 = 0x1122334455667788
-sid8 = struct.pack(">Q", SID2)
-SK2 = H(WS_KEY, b"PBTX1 session", NC2, NS2, sid8)
-out.append(("ws_hello", frame(HELLO, 0, 1, 0, NC2 + bytes([len(WS_KID)]) + WS_KID)))
-out.append(("ws_challenge", frame(HELLO | 0x80, 0, 1, SID2,
-                                  NS2 + H(WS_KEY, b"PBTX1 server", NC2, NS2, sid8, WS_KID))))
-out.append(("ws_proof", frame(PROOF, 0, 2, SID2,
-                              H(WS_KEY, b"PBTX1 client", NC2, NS2, sid8, WS_KID), SK2)))
-out.append(("ws_proof_ack", frame(PROOF | 0x80, 0, 2, SID2, b"", SK2)))
-# The workstation's own MAC: accepted.
-out.append(("ws_info", frame(INFO, 0, 3, SID2, tlv(1, MAC), SK2)))
-out.append(("ws_info_ack", frame(INFO | 0x80, 0, 3, SID2, info_ack, SK2)))
-# Another workstation's MAC under this key: AuthFailed, MAC'd (§3.1).
-other = tlv(1, bytes([0x52, 0x54, 0x00, 0x12, 0x34, 0x57]))
-out.append(("ws_other_info", frame(INFO, 0, 4, SID2, other, SK2)))
-out.append(("ws_other_auth_failed", frame(INFO | 0x80, 7, 4, SID2, b"", SK2)))
+# --- §3.4 an unbound key: Accept with Pending (6), session id 0 --------------------------
+STRANGER_EPH = HASH(b"PBTX2 ephemeral", FRESH, STRANGER_PRIV, struct.pack(">Q", COUNTER))
+pending, _, _ = handshake(STRANGER_PRIV, STRANGER_EPH, SERVER_EPH, 6, 0)
+out += [("pending_" + name, b) for name, b in pending]
 
-print("# preboot transaction protocol v1 test vectors, generated by gen.py")
+print("# preboot transaction protocol v2 test vectors, generated by gen.py")
 print("# (independent implementation of docs/transaction-protocol.md).")
-print(f"# key = {KEY.hex()}  key id = {KEY_ID.decode()}")
-print(f"# Nc = {NC.hex()}  Ns = {NS.hex()}  sid = {SID:016x}")
-print(f"# session key SK = {SK.hex()}")
-print(f"# per-workstation (ws_*): key = {WS_KEY.hex()}  key id = {WS_KID.decode()}")
-print(f"# Nc = {NC2.hex()}  Ns = {NS2.hex()}  sid = {SID2:016x}")
+print(f"# server private = {SERVER_PRIV.hex()}  public = {public(SERVER_PRIV).hex()}")
+print(f"# workstation private = {WS_PRIV.hex()}  public = {public(WS_PRIV).hex()}")
+print(f"# stranger private = {STRANGER_PRIV.hex()}")
+print(f"# Nh = {NH.hex()}  r = {FRESH.hex()}  counter = {COUNTER}")
+print(f"# ephemeral = {EPH.hex()}")
+print(f"# cookie secret = {COOKIE_SECRET.hex()}  server ephemeral = {SERVER_EPH.hex()}  sid = {SID:016x}")
+print(f"# client = {CLIENT_IP}:{CLIENT_PORT}")
+print(f"# Kc = {KC.hex()}  Ks = {KS.hex()}")
 print(f"# image-safe record = {RECORD.hex()}")
 for name, b in out:
     print(f"{name} {b.hex()}")
