@@ -53,6 +53,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::rc::Rc;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
@@ -122,8 +123,16 @@ enum Route {
 
 #[derive(Arbitrary, Debug)]
 enum Payload {
-    Ack(u16),
-    Data { block: u16, len: u16 },
+    /// ACK of this block, or (`None`) of the last block the transfer
+    /// sent (0 after an OACK): what a client following along sends.
+    Ack(Option<u16>),
+    /// DATA of this block, or (`None`) of the one after the transfer's
+    /// last ACK; `len` bytes, at most `blksize` unless `oversize`.
+    Data {
+        block: Option<u16>,
+        len: u16,
+        oversize: bool,
+    },
     Error(u16),
     Raw(Vec<u8>),
     /// A (repeated) read request, to the listening port unless routed
@@ -153,15 +162,37 @@ enum Op {
         netascii: bool,
         decide: u8,
     },
-    RawRequest { client: u8, to: Dest, raw: Vec<u8>, decide: u8 },
+    RawRequest {
+        client: u8,
+        to: Dest,
+        raw: Vec<u8>,
+        decide: u8,
+    },
     /// Two read requests handled before either is accepted.
-    Two { a: u8, b: u8, file: u8, decide: u8 },
-    Feed { transfer: u8, route: Route, payload: Payload, decide: u8 },
-    Advance { ms: u16 },
+    Two {
+        a: u8,
+        b: u8,
+        file: u8,
+        decide: u8,
+    },
+    Feed {
+        transfer: u8,
+        route: Route,
+        payload: Payload,
+        decide: u8,
+    },
+    Advance {
+        ms: u16,
+    },
     Timeouts,
     /// Jump to the earliest deadline and handle it (what a loop does).
     Deadline,
     ReadAhead,
+    /// Move to `1 + us` µs before the earliest deadline and call
+    /// `handle_timeout` there: nothing may fire yet.
+    JustBefore {
+        us: u16,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -214,6 +245,9 @@ struct Live {
     ended: bool,
     /// A short DATA block (the last) went out.
     last_sent: bool,
+    /// The block number of the last DATA (read) or ACK (write) sent; 0
+    /// after an OACK.
+    last_block: Option<u16>,
     sent_this_drain: u64,
     events_this_drain: u64,
 }
@@ -248,10 +282,23 @@ fn client(c: u8) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(10, 0, c % 3, 1), 1000 + u16::from(c))
 }
 
-fn rrq(file: u8, blksize: Option<u16>, windowsize: Option<u16>, timeout: Option<u8>, tsize: bool, netascii: bool) -> Vec<u8> {
+fn rrq(
+    file: u8,
+    blksize: Option<u16>,
+    windowsize: Option<u16>,
+    timeout: Option<u8>,
+    tsize: bool,
+    netascii: bool,
+) -> Vec<u8> {
     let mut v = b"\x00\x01".to_vec();
-    v.extend_from_slice(["a", "/b/c", "d", "missing", "../etc/passwd"][usize::from(file) % 5].as_bytes());
-    v.extend_from_slice(if netascii { b"\x00netascii\x00" } else { b"\x00octet\x00" });
+    v.extend_from_slice(
+        ["a", "/b/c", "d", "missing", "../etc/passwd"][usize::from(file) % 5].as_bytes(),
+    );
+    v.extend_from_slice(if netascii {
+        b"\x00netascii\x00"
+    } else {
+        b"\x00octet\x00"
+    });
     if let Some(b) = blksize {
         v.extend_from_slice(format!("blksize\x00{b}\x00").as_bytes());
     }
@@ -267,11 +314,13 @@ fn rrq(file: u8, blksize: Option<u16>, windowsize: Option<u16>, timeout: Option<
     v
 }
 
-impl<'a> Harness<'a> {
+impl Harness<'_> {
     fn dest(&self, d: Dest) -> SocketAddrV4 {
         match d {
             Dest::Listener => LISTEN,
-            Dest::Port(k) => SocketAddrV4::new(SERVER_IP, 40000 + u16::from(k) % (self.next_port + 2)),
+            Dest::Port(k) => {
+                SocketAddrV4::new(SERVER_IP, 40000 + u16::from(k) % (self.next_port + 2))
+            }
         }
     }
 
@@ -289,8 +338,16 @@ impl<'a> Harness<'a> {
 
     /// Feeds one datagram, keeping the model's books; returns the request
     /// it made, if any.
-    fn feed<'p>(&mut self, local: SocketAddrV4, remote: SocketAddrV4, payload: &'p [u8]) -> Option<Incoming<'p>> {
-        let routed = self.live.values().position(|l| l.local == local && l.peer == remote);
+    fn feed<'p>(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        payload: &'p [u8],
+    ) -> Option<Incoming<'p>> {
+        let routed = self
+            .live
+            .values()
+            .position(|l| l.local == local && l.peer == remote);
         match routed {
             Some(i) => self.live.values_mut().nth(i).unwrap().received += 1,
             None => {
@@ -312,11 +369,31 @@ impl<'a> Harness<'a> {
             .iter()
             .any(|(&h, l)| l.peer == remote && !self.server.is_finished(h));
         let limits = self.at_total_limit() || self.at_client_limit(remote.ip());
-        let inc = self.server.handle(self.now, Datagram { local, remote, payload })?;
-        assert!(routed.is_none(), "a datagram to a transfer came back as a request");
-        assert_eq!((inc.local, inc.peer), (local, remote), "Incoming names another datagram");
-        assert!(!running, "a repeat of a running transfer's request came back as new");
+        let inc = self.server.handle(
+            self.now,
+            Datagram {
+                local,
+                remote,
+                payload,
+            },
+        )?;
+        assert!(
+            routed.is_none(),
+            "a datagram to a transfer came back as a request"
+        );
+        assert_eq!(
+            (inc.local, inc.peer),
+            (local, remote),
+            "Incoming names another datagram"
+        );
+        assert!(
+            !running,
+            "a repeat of a running transfer's request came back as new"
+        );
         assert!(!limits, "a request handed out at the limits");
+        // Handed out, so not refused by the engine as well.
+        self.refusal_credits.pop();
+        self.refused_credits.pop();
         Some(inc)
     }
 
@@ -353,14 +430,29 @@ impl<'a> Harness<'a> {
                     }
                 };
                 let size = f.size();
-                let fail_from = (decide & 0x80 != 0).then(|| u64::from(decide & 0x70) * 97 % (size + 1));
+                let fail_from =
+                    (decide & 0x80 != 0).then(|| u64::from(decide & 0x70) * 97 % (size + 1));
                 let hints = Hints::default();
-                let info = ReadInfo { hints: hints.clone(), size, netascii: inc.mode == Mode::Netascii };
-                let file = Hinted { inner: f, hints, fail_from };
-                (self.server.accept_read(self.now, inc, file, local), Some(info))
+                let info = ReadInfo {
+                    hints: hints.clone(),
+                    size,
+                    netascii: inc.mode == Mode::Netascii,
+                };
+                let file = Hinted {
+                    inner: f,
+                    hints,
+                    fail_from,
+                };
+                (
+                    self.server.accept_read(self.now, inc, file, local),
+                    Some(info),
+                )
             }
             Direction::Write => {
-                let sink = VecSink { limit: Some(u64::from(decide) * 1000), ..VecSink::default() };
+                let sink = VecSink {
+                    limit: Some(u64::from(decide) * 1000),
+                    ..VecSink::default()
+                };
                 (self.server.accept_write(self.now, inc, sink, local), None)
             }
         };
@@ -372,7 +464,10 @@ impl<'a> Harness<'a> {
                 return;
             }
         };
-        assert!(!self.live.contains_key(&h), "a live handle handed out again");
+        assert!(
+            !self.live.contains_key(&h),
+            "a live handle handed out again"
+        );
         assert_eq!(self.server.peer(h), Some(inc.peer));
         assert_eq!(self.server.local(h), Some(local));
         // Negotiation: never more than asked, nor than configured.
@@ -380,15 +475,27 @@ impl<'a> Harness<'a> {
         match asked.blksize {
             Some(b) => {
                 assert!(neg.blksize <= b, "blksize {} granted for {b}", neg.blksize);
-                assert!(neg.blksize <= self.config.max_blksize.max(8), "blksize over the configured maximum");
+                assert!(
+                    neg.blksize <= self.config.max_blksize.max(8),
+                    "blksize over the configured maximum"
+                );
             }
             None => assert_eq!(neg.blksize, RFC_BLKSIZE, "blksize not asked for"),
         }
         assert!(neg.windowsize >= 1);
-        assert!(neg.windowsize <= asked.windowsize.unwrap_or(1), "windowsize beyond the request");
-        assert!(neg.windowsize <= self.config.max_windowsize.max(1), "windowsize beyond the configured maximum");
+        assert!(
+            neg.windowsize <= asked.windowsize.unwrap_or(1),
+            "windowsize beyond the request"
+        );
+        assert!(
+            neg.windowsize <= self.config.max_windowsize.max(1),
+            "windowsize beyond the configured maximum"
+        );
         if inc.mode == Mode::Netascii || !self.config.validate_by_port {
-            assert_eq!(neg.windowsize, 1, "window without per-port validation or in netascii");
+            assert_eq!(
+                neg.windowsize, 1,
+                "window without per-port validation or in netascii"
+            );
         }
         let granted_timeout = asked
             .timeout
@@ -413,6 +520,7 @@ impl<'a> Harness<'a> {
                 sent_unvalidated: 0,
                 ended: false,
                 last_sent: false,
+                last_block: None,
                 sent_this_drain: 0,
                 events_this_drain: 0,
             },
@@ -438,13 +546,22 @@ impl<'a> Harness<'a> {
             let Some(info) = &l.read else { continue };
             let hints = info.hints.borrow();
             assert!(hints.len() <= before + 1, "more than one hint per call");
-            let Some(&(offset, len)) = hints.get(before) else { continue };
-            assert!(self.transmits_since_read_ahead > 0, "a hint though nothing was sent");
+            let Some(&(offset, len)) = hints.get(before) else {
+                continue;
+            };
+            assert!(
+                self.transmits_since_read_ahead > 0,
+                "a hint though nothing was sent"
+            );
             assert!(!info.netascii, "hint in netascii");
             assert!(!l.last_sent, "hint after the last block");
             let neg = self.server.negotiated(h).expect("a live read transfer");
             let blksize = u64::from(neg.blksize);
-            assert_eq!(len as u64, blksize * u64::from(neg.windowsize.max(1)), "hint is not one window");
+            assert_eq!(
+                len as u64,
+                blksize * u64::from(neg.windowsize.max(1)),
+                "hint is not one window"
+            );
             assert_eq!(offset % blksize, 0, "hint off a block boundary");
             assert!(offset <= info.size, "hint past the end of the file");
         }
@@ -453,8 +570,12 @@ impl<'a> Harness<'a> {
 
     /// Drains `poll_transmit`, starting with a buffer of `first` bytes.
     fn drain_transmits(&mut self, first: usize, expect_none: bool) {
-        let finished: BTreeSet<TransferHandle> =
-            self.live.keys().copied().filter(|&h| self.server.is_finished(h)).collect();
+        let finished: BTreeSet<TransferHandle> = self
+            .live
+            .keys()
+            .copied()
+            .filter(|&h| self.server.is_finished(h))
+            .collect();
         for l in self.live.values_mut() {
             l.sent_this_drain = 0;
         }
@@ -469,32 +590,54 @@ impl<'a> Harness<'a> {
                 Ok(Some(t)) => t,
                 Ok(None) => break,
                 Err(BufferTooSmall { needed }) => {
-                    assert!(needed > len, "BufferTooSmall({needed}) for a buffer of {len}");
+                    assert!(
+                        needed > len,
+                        "BufferTooSmall({needed}) for a buffer of {len}"
+                    );
                     assert!(needed <= RFC_MAX_DATAGRAM, "{needed} bytes needed");
-                    assert!(self.buf[..len].iter().all(|&b| b == 0xee), "BufferTooSmall wrote to the buffer");
+                    assert!(
+                        self.buf[..len].iter().all(|&b| b == 0xee),
+                        "BufferTooSmall wrote to the buffer"
+                    );
                     len = needed;
                     continue;
                 }
             };
-            assert!(!expect_none, "sent {t:?} after a timeout call before any deadline");
+            assert!(
+                !expect_none,
+                "sent {t:?} after a timeout call before any deadline"
+            );
             n += 1;
             self.transmits_since_read_ahead += 1;
             assert!(t.len <= len && !t.broadcast && !t.after_sync, "{t:?}");
             let local = t.local.expect("a server transmit names its socket");
-            let packet = Repr::parse_bytes(&self.buf[..t.len])
-                .unwrap_or_else(|e| panic!("malformed datagram sent ({e:?}): {:?}", &self.buf[..t.len]));
+            let packet = Repr::parse_bytes(&self.buf[..t.len]).unwrap_or_else(|e| {
+                panic!("malformed datagram sent ({e:?}): {:?}", &self.buf[..t.len])
+            });
             let is_error = matches!(packet, Repr::Error { .. });
-            if !refusals_done && is_error {
-                if let Some(i) = self.refusal_credits.iter().position(|&c| c == (local, t.remote)) {
-                    self.refusal_credits.swap_remove(i);
-                    continue;
-                }
+            let refusal = (!refusals_done && is_error)
+                .then(|| {
+                    self.refusal_credits
+                        .iter()
+                        .position(|&c| c == (local, t.remote))
+                })
+                .flatten();
+            if let Some(i) = refusal {
+                self.refusal_credits.swap_remove(i);
+                continue;
             }
             refusals_done = true;
-            let Some((&h, l)) = self.live.iter_mut().find(|(_, l)| l.local == local && l.peer == t.remote) else {
+            let Some((&h, l)) = self
+                .live
+                .iter_mut()
+                .find(|(_, l)| l.local == local && l.peer == t.remote)
+            else {
                 panic!("{t:?} ({packet:?}) is neither a refusal nor a live transfer's");
             };
-            assert!(!finished.contains(&h), "a finished transfer sent {packet:?}");
+            assert!(
+                !finished.contains(&h),
+                "a finished transfer sent {packet:?}"
+            );
             let neg = self.server.negotiated(h).expect("a live transfer");
             l.sent_this_drain += 1;
             assert!(
@@ -504,12 +647,17 @@ impl<'a> Harness<'a> {
                 neg.windowsize
             );
             match (&l.read, packet) {
-                (Some(_), Repr::Data { data, .. }) => {
-                    assert!(data.len() <= usize::from(neg.blksize), "DATA longer than blksize");
+                (Some(_), Repr::Data { block, data }) => {
+                    assert!(
+                        data.len() <= usize::from(neg.blksize),
+                        "DATA longer than blksize"
+                    );
                     l.last_sent |= data.len() < usize::from(neg.blksize);
+                    l.last_block = Some(block);
                 }
-                (Some(_), Repr::Oack { .. } | Repr::Error { .. }) => {}
-                (None, Repr::Ack { .. } | Repr::Oack { .. } | Repr::Error { .. }) => {}
+                (None, Repr::Ack { block }) => l.last_block = Some(block),
+                (_, Repr::Oack { .. }) => l.last_block = Some(0),
+                (_, Repr::Error { .. }) => {}
                 (_, p) => panic!("transfer sent {p:?}"),
             }
             if l.read.is_some() && !self.server.validated(h) {
@@ -535,11 +683,19 @@ impl<'a> Harness<'a> {
         let bound = 4 * self.live.len() + self.refused_credits.len();
         let mut n = 0;
         while let Some(ev) = self.server.poll_event() {
-            assert!(!expect_none, "event {ev:?} after a timeout call before any deadline");
+            assert!(
+                !expect_none,
+                "event {ev:?} after a timeout call before any deadline"
+            );
             n += 1;
             assert!(n <= bound, "unbounded events");
             match ev {
-                ServerEvent::Refused { peer, local, reason, .. } => {
+                ServerEvent::Refused {
+                    peer,
+                    local,
+                    reason,
+                    ..
+                } => {
                     let i = self
                         .refused_credits
                         .iter()
@@ -552,12 +708,24 @@ impl<'a> Harness<'a> {
                                     _ => true,
                                 }
                         })
-                        .unwrap_or_else(|| panic!("{ev:?} for no such datagram (or not at the limits)"));
-                    self.refused_credits.swap_remove(i);
+                        .unwrap_or_else(|| {
+                            panic!("{ev:?} for no such datagram (or not at the limits)")
+                        });
+                    // In arrival order: the earliest datagram that may
+                    // have drawn this refusal.
+                    self.refused_credits.remove(i);
                 }
-                ServerEvent::Transfer { transfer, peer, local, event } => {
+                ServerEvent::Transfer {
+                    transfer,
+                    peer,
+                    local,
+                    event,
+                } => {
                     let neg = self.server.negotiated(transfer);
-                    let l = self.live.get_mut(&transfer).unwrap_or_else(|| panic!("{ev:?} of no live transfer"));
+                    let l = self
+                        .live
+                        .get_mut(&transfer)
+                        .unwrap_or_else(|| panic!("{ev:?} of no live transfer"));
                     assert_eq!((l.peer, l.local), (peer, local), "{ev:?}");
                     assert!(!l.ended, "{ev:?} after the transfer ended");
                     l.events_this_drain += 1;
@@ -580,12 +748,26 @@ impl<'a> Harness<'a> {
                         _ => {}
                     }
                 }
-                ServerEvent::Closed { transfer, peer, local } => {
-                    let l = self.live.remove(&transfer).unwrap_or_else(|| panic!("{ev:?} of no live transfer"));
+                ServerEvent::Closed {
+                    transfer,
+                    peer,
+                    local,
+                } => {
+                    let l = self
+                        .live
+                        .remove(&transfer)
+                        .unwrap_or_else(|| panic!("{ev:?} of no live transfer"));
                     assert_eq!((l.peer, l.local), (peer, local), "{ev:?}");
                     assert!(l.ended, "Closed without Completed or Failed");
-                    assert!(self.server.is_finished(transfer), "stale handle not finished");
-                    assert_eq!(self.server.peer(transfer), None, "a closed transfer's handle is not stale");
+                    assert!(
+                        self.server.is_finished(transfer),
+                        "stale handle not finished"
+                    );
+                    assert_eq!(
+                        self.server.peer(transfer),
+                        None,
+                        "a closed transfer's handle is not stale"
+                    );
                     assert_eq!(self.server.local(transfer), None);
                     assert_eq!(self.server.negotiated(transfer), None);
                     assert!(!self.server.validated(transfer));
@@ -595,7 +777,11 @@ impl<'a> Harness<'a> {
                 }
                 _ => {}
             }
-            assert_eq!(self.server.active(), self.live.len(), "active() after {ev:?}");
+            assert_eq!(
+                self.server.active(),
+                self.live.len(),
+                "active() after {ev:?}"
+            );
         }
         // Nothing polled: nothing can be pending any more.
         self.refused_credits.clear();
@@ -605,14 +791,24 @@ impl<'a> Harness<'a> {
         assert_eq!(self.server.active(), self.live.len(), "active()");
         assert!(self.live.len() <= SLOTS.min(self.config.max_transfers));
         let handles: BTreeSet<TransferHandle> = self.server.handles().collect();
-        assert!(handles.iter().eq(self.live.keys()), "handles() is not the live transfers");
+        assert!(
+            handles.iter().eq(self.live.keys()),
+            "handles() is not the live transfers"
+        );
         for (&h, l) in &self.live {
             assert_eq!(self.server.peer(h), Some(l.peer));
             assert_eq!(self.server.local(h), Some(l.local));
-            assert!(self.per_ip(l.peer.ip()) <= self.config.max_per_client, "per-client limit");
+            assert!(
+                self.per_ip(l.peer.ip()) <= self.config.max_per_client,
+                "per-client limit"
+            );
         }
         if self.live.is_empty() {
-            assert_eq!(self.server.poll_timeout(), None, "a deadline without transfers");
+            assert_eq!(
+                self.server.poll_timeout(),
+                None,
+                "a deadline without transfers"
+            );
         }
     }
 
@@ -621,26 +817,78 @@ impl<'a> Harness<'a> {
         let due = self.server.poll_timeout().is_some_and(|t| t <= self.now);
         self.server.handle_timeout(self.now);
         if let Some(t) = self.server.poll_timeout() {
-            assert!(t > self.now, "deadline {t:?} not after {:?} once handled", self.now);
+            assert!(
+                t > self.now,
+                "deadline {t:?} not after {:?} once handled",
+                self.now
+            );
         }
         !due
+    }
+
+    /// The driver's half of a step: transmits, read-ahead, events; then
+    /// the model and the engine must agree.
+    fn step_end(&mut self, flags: u8, nothing_due: bool, timed: bool) {
+        // A timeout call before any deadline, in a quiet engine: nothing.
+        let expect_none = nothing_due && self.quiet;
+        if flags & 4 != 0 {
+            self.drain_events(expect_none);
+        }
+        let first = match (flags >> 3) & 7 {
+            5 => 0,
+            6 => 100,
+            7 => 600,
+            _ => RFC_MAX_DATAGRAM,
+        };
+        self.drain_transmits(first, expect_none);
+        if flags & 1 == 0 {
+            self.read_ahead();
+        }
+        if timed {
+            // What the timers released has gone: the next deadline is
+            // later (a driver never spins on it).
+            if let Some(t) = self.server.poll_timeout() {
+                assert!(
+                    t > self.now,
+                    "deadline {t:?} not after {:?} once handled and drained",
+                    self.now
+                );
+            }
+        }
+        self.quiet = flags & 2 == 0;
+        if self.quiet {
+            self.drain_events(expect_none);
+            for &h in self.live.keys() {
+                assert!(
+                    !self.server.is_finished(h),
+                    "an ended transfer was not closed"
+                );
+            }
+        }
+        self.check_state();
     }
 }
 
 fuzz_target!(|input: Input| {
-    let blobs: Vec<Vec<u8>> = input
-        .sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| (0..usize::from(s) * 3).map(|j| [b'x', b'\n', b'\r', b'y'][(i + j * 7) % 4]).collect())
-        .collect();
-    let files: Vec<(&str, &[u8])> = vec![("a", &blobs[0]), ("b/c", &blobs[1]), ("d", &blobs[2])];
+    // Contents with CR and LF, so netascii has something to encode.
+    static CONTENT: OnceLock<Vec<u8>> = OnceLock::new();
+    let content = CONTENT.get_or_init(|| (0..3 * 65536).map(|j| b"x\n\ryz"[j * 7 % 5]).collect());
+    let [a, b, d] = input.sizes.map(usize::from);
+    let files: Vec<(&str, &[u8])> = vec![
+        ("a", &content[..a]),
+        ("b/c", &content[1..1 + b * 3]),
+        ("d", &content[2..2 + d % 1024]),
+    ];
     let config = ServerConfig {
         timeout: Duration::from_millis(1 + u64::from(input.timeout_ms % 3000)),
         max_retries: input.max_retries % 8,
         max_blksize: 8 + input.max_blksize % (65464 - 7),
         max_windowsize: u16::from(input.windowsize).max(1),
-        rollover: if input.rollover_one { Rollover::ToOne } else { Rollover::ToZero },
+        rollover: if input.rollover_one {
+            Rollover::ToOne
+        } else {
+            Rollover::ToZero
+        },
         max_transfers: match input.max_transfers % 8 {
             0 => usize::MAX,
             n => usize::from(n),
@@ -670,14 +918,36 @@ fuzz_target!(|input: Input| {
         let mut nothing_due = false;
         let mut timed = false;
         match step.op {
-            Op::Rrq { client: c, to, file, blksize, windowsize, timeout, tsize, netascii, decide } => {
+            Op::Rrq {
+                client: c,
+                to,
+                file,
+                blksize,
+                windowsize,
+                timeout,
+                tsize,
+                netascii,
+                decide,
+            } => {
                 let raw = rrq(file, blksize, windowsize, timeout, tsize, netascii);
                 let to = h.dest(to);
                 h.request(to, client(c), &raw, decide);
             }
-            Op::Wrq { client: c, to, blksize, windowsize, tsize, netascii, decide } => {
+            Op::Wrq {
+                client: c,
+                to,
+                blksize,
+                windowsize,
+                tsize,
+                netascii,
+                decide,
+            } => {
                 let mut raw = b"\x00\x02up".to_vec();
-                raw.extend_from_slice(if netascii { b"\x00netascii\x00" } else { b"\x00octet\x00" });
+                raw.extend_from_slice(if netascii {
+                    b"\x00netascii\x00"
+                } else {
+                    b"\x00octet\x00"
+                });
                 if let Some(b) = blksize {
                     raw.extend_from_slice(format!("blksize\x00{b}\x00").as_bytes());
                 }
@@ -690,7 +960,12 @@ fuzz_target!(|input: Input| {
                 let to = h.dest(to);
                 h.request(to, client(c), &raw, decide);
             }
-            Op::RawRequest { client: c, to, raw, decide } => {
+            Op::RawRequest {
+                client: c,
+                to,
+                raw,
+                decide,
+            } => {
                 let to = h.dest(to);
                 h.request(to, client(c), &raw, decide);
             }
@@ -698,15 +973,32 @@ fuzz_target!(|input: Input| {
                 let ra = rrq(file, None, None, None, false, false);
                 let rb = rrq(file.wrapping_add(1), Some(1024), Some(4), None, true, false);
                 let ia = h.feed(LISTEN, client(a), &ra);
-                let ib = if client(a) != client(b) { h.feed(LISTEN, client(b), &rb) } else { None };
+                let ib = if client(a) != client(b) {
+                    h.feed(LISTEN, client(b), &rb)
+                } else {
+                    None
+                };
                 for inc in [ia, ib].iter().flatten() {
                     h.decide(inc, decide | 2);
                 }
             }
-            Op::Feed { transfer, route, payload, decide } => {
-                let picked = h.live.values().nth(usize::from(transfer) % h.live.len().max(1));
-                // No transfer: a stray ACK from a client to the listening port.
-                let (peer, own) = picked.map_or((client(transfer), LISTEN), |l| (l.peer, l.local));
+            Op::Feed {
+                transfer,
+                route,
+                payload,
+                decide,
+            } => {
+                let picked = h
+                    .live
+                    .iter()
+                    .nth(usize::from(transfer) % h.live.len().max(1));
+                // No transfer: from a client to the listening port.
+                let (peer, own) =
+                    picked.map_or((client(transfer), LISTEN), |(_, l)| (l.peer, l.local));
+                let last_block = picked.and_then(|(_, l)| l.last_block).unwrap_or(0);
+                let blksize = picked
+                    .and_then(|(&t, _)| h.server.negotiated(t))
+                    .map_or(RFC_BLKSIZE, |n| n.blksize);
                 let rerequest = matches!(payload, Payload::Rerequest);
                 let (local, remote) = match route {
                     Route::Own if rerequest => (LISTEN, peer),
@@ -716,11 +1008,22 @@ fuzz_target!(|input: Input| {
                 };
                 let bytes = match payload {
                     Payload::Ack(block) => {
+                        let block = block.unwrap_or(last_block);
                         let [a, b] = block.to_be_bytes();
                         vec![0, 4, a, b]
                     }
-                    Payload::Data { block, len } => {
-                        let mut d = vec![0x41u8; 4 + usize::from(len) % 70000];
+                    Payload::Data {
+                        block,
+                        len,
+                        oversize,
+                    } => {
+                        let block = block.unwrap_or(last_block.wrapping_add(1));
+                        let len = if oversize {
+                            usize::from(len) % 70000
+                        } else {
+                            usize::from(len) % (usize::from(blksize) + 1)
+                        };
+                        let mut d = vec![0x41u8; 4 + len];
                         d[..2].copy_from_slice(&[0, 3]);
                         d[2..4].copy_from_slice(&block.to_be_bytes());
                         d
@@ -741,52 +1044,24 @@ fuzz_target!(|input: Input| {
             }
             Op::Deadline => {
                 if let Some(t) = h.server.poll_timeout() {
-                    if t > h.now {
-                        h.now = t;
-                    }
+                    h.now = h.now.max(t);
                 }
                 nothing_due = h.timeouts();
                 timed = true;
             }
             Op::ReadAhead => h.read_ahead(),
+            Op::JustBefore { us } => {
+                if let Some(t) = h.server.poll_timeout() {
+                    let gap = Duration::from_micros(1 + u64::from(us));
+                    let wait = t.saturating_duration_since(h.now);
+                    if wait > gap {
+                        h.now += wait - gap;
+                    }
+                }
+                nothing_due = h.timeouts();
+                timed = true;
+            }
         }
         h.step_end(step.flags, nothing_due, timed);
     }
 });
-
-impl Harness<'_> {
-    /// The driver's half of a step: transmits, read-ahead, events; then
-    /// the model and the engine must agree.
-    fn step_end(&mut self, flags: u8, nothing_due: bool, timed: bool) {
-        // A timeout call before any deadline, in a quiet engine: nothing.
-        let expect_none = nothing_due && self.quiet;
-        if flags & 4 != 0 {
-            self.drain_events(expect_none);
-        }
-        let first = match (flags >> 3) & 7 {
-            5 => 0,
-            6 => 100,
-            7 => 600,
-            _ => RFC_MAX_DATAGRAM,
-        };
-        self.drain_transmits(first, expect_none);
-        if flags & 1 == 0 {
-            self.read_ahead();
-        }
-        if timed {
-            // What the timers released has gone: the next deadline is
-            // later (a driver never spins on it).
-            if let Some(t) = self.server.poll_timeout() {
-                assert!(t > self.now, "deadline {t:?} not after {:?} once handled and drained", self.now);
-            }
-        }
-        self.quiet = flags & 2 == 0;
-        if self.quiet {
-            self.drain_events(expect_none);
-            for &h in self.live.keys() {
-                assert!(!self.server.is_finished(h), "an ended transfer was not closed");
-            }
-        }
-        self.check_state();
-    }
-}
