@@ -1234,6 +1234,11 @@ impl TftpLoop {
             return;
         };
         let (peer, file, write) = (conn.peer, conn.path.as_str(), conn.write);
+        if let Event::Progress { bytes } = ev {
+            // One per ACK: nothing else to look up for a trace line.
+            tracing::trace!(peer = %peer, file, bytes, "tftp: progress");
+            return;
+        }
         let who = self
             .config
             .clients
@@ -1249,9 +1254,7 @@ impl TftpLoop {
                 timeout_ms = n.timeout.as_millis() as u64, oack = n.oack,
                 "tftp: transfer started"
             ),
-            Event::Progress { bytes } => {
-                tracing::trace!(peer = %peer, file, bytes, "tftp: progress")
-            }
+            Event::Progress { .. } => {}
             Event::Completed { bytes, duration } => {
                 bump(&counters.completed, 1);
                 bump(&counters.bytes, bytes);

@@ -412,6 +412,9 @@ pub struct Server<F, W, S> {
     timers: deadlines::Heap,
     refusals: [Option<Refusal>; LISTENER_QUEUE],
     refused: [Option<ServerEvent>; LISTENER_QUEUE],
+    /// Entries in `refusals` and `refused` (the hot paths skip both when
+    /// nothing was refused).
+    pending_refusals: u8,
     _marker: core::marker::PhantomData<(F, W)>,
 }
 
@@ -447,6 +450,7 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
             timers: deadlines::Heap::default(),
             refusals: [None; LISTENER_QUEUE],
             refused: [None; LISTENER_QUEUE],
+            pending_refusals: 0,
             _marker: core::marker::PhantomData,
         }
     }
@@ -581,6 +585,7 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
         // retries.
         if let Some(slot) = self.refusals.iter_mut().find(|s| s.is_none()) {
             *slot = Some((local, peer, code));
+            self.pending_refusals += 1;
         }
     }
 
@@ -592,6 +597,7 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
     ) -> Option<Incoming<'a>> {
         self.queue_refusal(dg.local, dg.remote, code);
         if let Some(slot) = self.refused.iter_mut().find(|s| s.is_none()) {
+            self.pending_refusals += 1;
             *slot = Some(ServerEvent::Refused {
                 peer: dg.remote,
                 local: dg.local,
@@ -984,6 +990,9 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
     }
 
     fn poll_refusal(&mut self, buf: &mut [u8]) -> Result<Option<Transmit>, BufferTooSmall> {
+        if self.pending_refusals == 0 {
+            return Ok(None);
+        }
         for slot in self.refusals.iter_mut() {
             let Some((local, peer, code)) = *slot else {
                 continue;
@@ -994,6 +1003,7 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
                 return Err(BufferTooSmall { needed });
             }
             *slot = None;
+            self.pending_refusals -= 1;
             if let Ok(len) = repr.emit(buf) {
                 return Ok(Some(Transmit {
                     local: Some(local),
@@ -1069,8 +1079,11 @@ impl<F: ReadAt, W: WriteAt, S: AsRef<[Slot<F, W>]> + AsMut<[Slot<F, W>]>> Server
     /// last event is followed by [`ServerEvent::Closed`], which frees its
     /// slot: drain this, or ended transfers keep their slots.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        if let Some(ev) = self.refused.iter_mut().find_map(Option::take) {
-            return Some(ev);
+        if self.pending_refusals > 0 {
+            if let Some(ev) = self.refused.iter_mut().find_map(Option::take) {
+                self.pending_refusals -= 1;
+                return Some(ev);
+            }
         }
         loop {
             let i = self.lists[EVENTS].head;

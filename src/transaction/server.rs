@@ -447,6 +447,25 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
         });
     }
 
+    /// §6: a repeated request gets session `i`'s cached reply again, to
+    /// the address that sent the original, at most `max_resends` times.
+    fn resend_cached(&mut self, i: usize, from: SocketAddrV4, request_id: u32) {
+        let s = &mut self.sessions[i];
+        if s.resends >= self.config.max_resends {
+            return self.drop_it(from, DropReason::ResendLimit);
+        }
+        s.resends += 1;
+        let sid = s.id;
+        self.enqueue(Some(Outgoing {
+            to: from,
+            body: Body::Cached(sid),
+        }));
+        self.event(ServerEvent::Retransmission {
+            session_id: sid,
+            request_id,
+        });
+    }
+
     fn drop_it(&mut self, peer: SocketAddrV4, reason: DropReason) {
         self.event(ServerEvent::Dropped { peer, reason });
     }
@@ -539,19 +558,7 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
             if s.peer != from || s.phase != Phase::HalfOpen {
                 return self.drop_it(from, DropReason::Replay);
             }
-            if s.resends >= self.config.max_resends {
-                return self.drop_it(from, DropReason::ResendLimit);
-            }
-            s.resends += 1;
-            let sid = s.id;
-            self.enqueue(Some(Outgoing {
-                to: from,
-                body: Body::Cached(sid),
-            }));
-            return self.event(ServerEvent::Retransmission {
-                session_id: sid,
-                request_id: h.request_id,
-            });
+            return self.resend_cached(i, from, h.request_id);
         }
         let (Some(hello), Some(cookie)) =
             (hello_frame(h.flags, init.nonce), cookie_frame(init.cookie))
@@ -771,7 +778,6 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
         };
         let mut fp = [0u8; TAG_LEN];
         fp.copy_from_slice(tag);
-        let max_resends = self.config.max_resends;
         let s = &mut self.sessions[idx];
         if s.peer != from {
             return self.drop_it(from, DropReason::WrongAddress);
@@ -781,19 +787,7 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
             if s.fingerprint != fp {
                 return self.drop_it(from, DropReason::Replay);
             }
-            if s.resends >= max_resends {
-                return self.drop_it(from, DropReason::ResendLimit);
-            }
-            s.resends += 1;
-            let sid = s.id;
-            self.enqueue(Some(Outgoing {
-                to: from,
-                body: Body::Cached(sid),
-            }));
-            return self.event(ServerEvent::Retransmission {
-                session_id: sid,
-                request_id: h.request_id,
-            });
+            return self.resend_cached(idx, from, h.request_id);
         }
         if h.request_id <= s.last_request_id {
             return self.drop_it(from, DropReason::Replay);
