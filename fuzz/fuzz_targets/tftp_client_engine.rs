@@ -48,24 +48,23 @@ fuzz_target!(|input: Input| {
     let mut c = Client::new(Instant::ZERO, server, b"boot.efi", config, sink);
     let mut now = Instant::ZERO;
     let local = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 2000);
-    let dg = |remote, payload| Datagram { local, remote, payload };
     let mut buf = vec![0u8; 70000];
     for op in input.ops.into_iter().take(3000) {
         match op {
-            Op::Raw { stranger: s, raw } => c.handle(now, dg(if s { stranger } else { tid }, &raw)),
+            Op::Raw { stranger: s, raw } => c.handle(now, dg(local, if s { stranger } else { tid }, &raw)),
             Op::Oack { blksize, windowsize, tsize } => {
                 let o = format!("\x00\x06blksize\x00{blksize}\x00windowsize\x00{windowsize}\x00tsize\x00{tsize}\x00");
-                c.handle(now, dg(tid, o.as_bytes()));
+                c.handle(now, dg(local, tid, o.as_bytes()));
             }
             Op::Data { block, len, fill } => {
                 let mut d = vec![fill; 4 + usize::from(len) % 66000];
                 d[..2].copy_from_slice(&[0, 3]);
                 d[2..4].copy_from_slice(&block.to_be_bytes());
-                c.handle(now, dg(tid, &d));
+                c.handle(now, dg(local, tid, &d));
             }
             Op::Error { code } => {
                 let [a, b] = code.to_be_bytes();
-                c.handle(now, dg(tid, &[0, 5, a, b, 0]));
+                c.handle(now, dg(local, tid, &[0, 5, a, b, 0]));
             }
             Op::Advance { ms } => now += Duration::from_millis(u64::from(ms)),
             Op::Timeout => c.handle_timeout(now),
@@ -83,3 +82,8 @@ fuzz_target!(|input: Input| {
         assert!(c.sink().data.len() <= 1 << 20);
     }
 });
+
+/// One datagram from `remote` to the client's socket at `local`.
+fn dg(local: SocketAddrV4, remote: SocketAddrV4, payload: &[u8]) -> Datagram<'_> {
+    Datagram { local, remote, payload }
+}
