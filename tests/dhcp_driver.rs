@@ -629,7 +629,10 @@ fn one_event_loop_serves_dhcp_beside_another_service() {
             "no DHCP line for port {port} on the loop thread:\n{text}"
         );
     }
-    assert!(text.contains("step=\"ack\""), "{text}");
+    // (No assertion on the "ack" line: tracing caches a callsite's
+    // interest process-wide, and a test thread without this subscriber can
+    // register that callsite first, so a thread-scoped subscriber may miss
+    // it. The lease log below proves the grant.)
     let (_f, live) = LeaseFile::open(&dir.path().join("leases")).unwrap();
     assert!(
         live.iter().any(|r| r.addr == granted),
