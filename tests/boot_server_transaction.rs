@@ -242,7 +242,12 @@ struct Flow {
 
 /// Handshake → WorkstationInfo → MenuQuery → TaskQuery → a successful
 /// TaskReport for every task.
-fn boot(server: SocketAddrV4, pinned: [u8; 32], key: &StaticKey, mac: [u8; 6]) -> Result<Flow, String> {
+fn boot(
+    server: SocketAddrV4,
+    pinned: [u8; 32],
+    key: &StaticKey,
+    mac: [u8; 6],
+) -> Result<Flow, String> {
     let mut c = Conn::connect(server, pinned, key)?;
     let mut info = WorkstationInfo::default();
     info.macs.push(mac).unwrap();
@@ -321,13 +326,15 @@ fn registered_workstation_gets_its_pending_task_and_its_report_is_recorded() {
         "{d:?}"
     );
     assert!(
-        d.iter().any(|l| l.starts_with("server key:  ")
-            && l.contains(&Hex(&server.public_key).to_string())),
+        d.iter()
+            .any(|l| l.starts_with("server key:  ")
+                && l.contains(&Hex(&server.public_key).to_string())),
         "{d:?}"
     );
     assert!(
-        d.iter()
-            .any(|l| l.starts_with("policy: ") && l.contains("1 workstations") && l.contains("auto-enrol on")),
+        d.iter().any(|l| l.starts_with("policy: ")
+            && l.contains("1 workstations")
+            && l.contains("auto-enrol on")),
         "{d:?}"
     );
 
@@ -469,7 +476,13 @@ fn store_file_bindings_and_a_server_key_kept_in_the_state_directory() {
         "{:?}",
         server.describe
     );
-    let flow = boot(server.addr, server.public_key, &bound, [0x52, 0x54, 0, 0, 0, 7]).unwrap();
+    let flow = boot(
+        server.addr,
+        server.public_key,
+        &bound,
+        [0x52, 0x54, 0, 0, 0, 7],
+    )
+    .unwrap();
     assert!(flow.registered);
     assert_eq!(flow.name.as_deref(), Some("bound-pc"));
     assert_eq!(flow.menu, MenuMode::Never);
@@ -550,13 +563,12 @@ fn transaction_config_errors_name_file_line_and_field() {
         let e = config::parse(Path::new("/etc/preboot/preboot.toml"), &text)
             .err()
             .unwrap_or_else(|| panic!("accepted:\n{text}"));
-        assert_eq!(
-            (e.line, e.field.as_str()),
-            (*line, *field),
-            "{text}\n→ {e}"
-        );
+        assert_eq!((e.line, e.field.as_str()), (*line, *field), "{text}\n→ {e}");
         assert!(e.message.contains(words), "{text}\n→ {e}");
-        assert!(e.to_string().starts_with("/etc/preboot/preboot.toml:"), "{e}");
+        assert!(
+            e.to_string().starts_with("/etc/preboot/preboot.toml:"),
+            "{e}"
+        );
     }
 
     // The store file's own errors name it, its line and its field.
@@ -577,9 +589,8 @@ fn transaction_config_errors_name_file_line_and_field() {
         format!("[keys]\nserver_private = \"{key}\"\n"),
     )
     .unwrap();
-    let text = format!(
-        "{BASE}store_file = \"policy.toml\"\n[transaction.keys]\nauto_enrol = true\n"
-    );
+    let text =
+        format!("{BASE}store_file = \"policy.toml\"\n[transaction.keys]\nauto_enrol = true\n");
     let e = config::parse(&dir.path().join("p.toml"), &text).unwrap_err();
     assert_eq!((e.line, e.field.as_str()), (9, "transaction.keys"), "{e}");
     assert!(e.message.contains("given twice"), "{e}");
@@ -611,7 +622,9 @@ fn embedded_default_has_the_demo_policy() {
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     let t = c.transaction.as_ref().expect("a transaction server");
     assert_eq!(t.bind, "127.0.0.1:14012".parse().unwrap());
-    assert!(preboot::transaction::KeyStore::auto_enrol(&t.workstation_keys));
+    assert!(preboot::transaction::KeyStore::auto_enrol(
+        &t.workstation_keys
+    ));
     assert_eq!(t.store.workstations.len(), 1);
     let w = &t.store.workstations[0];
     assert!(w.image_next_boot && w.image.as_deref() == Some("images/lab.img"));

@@ -197,9 +197,7 @@ fn main() -> ExitCode {
         println!(
             "  demo policy: workstation 52:54:00:00:00:01 (demo-pc-01) has a pending restore task;"
         );
-        println!(
-            "               any other workstation gets the server policy (menu on Alt+M);"
-        );
+        println!("               any other workstation gets the server policy (menu on Alt+M);");
         println!(
             "               auto-enrol is on: every new workstation key is bound on first use"
         );

@@ -145,14 +145,14 @@ pub struct KeyTable {
 /// `server_private` may be left out.
 pub fn load_with_keys(path: &Path) -> Result<(MemoryStore, Option<KeyTable>), ConfigError> {
     let text = read(path)?;
-    let cx = Cx { file: path, text: &text };
+    let cx = Cx {
+        file: path,
+        text: &text,
+    };
     let raw: Raw = cx.deserialize()?;
     let store = cx.convert(raw)?;
     let keys: RawKeyFile = cx.deserialize()?;
-    let keys = keys
-        .keys
-        .map(|k| cx.key_table(&k, "keys"))
-        .transpose()?;
+    let keys = keys.keys.map(|k| cx.key_table(&k, "keys")).transpose()?;
     Ok((store, keys))
 }
 

@@ -126,9 +126,7 @@ fn read_key_file(path: &Path) -> io::Result<Option<StaticKey>> {
         )
     };
     let bytes = parse_key(&text).map_err(|e| bad(&e))?;
-    StaticKey::from_bytes(bytes)
-        .map(Some)
-        .map_err(|e| bad(&e))
+    StaticKey::from_bytes(bytes).map(Some).map_err(|e| bad(&e))
 }
 
 /// Counters of a [`TransactionService`], shared with whoever asked for

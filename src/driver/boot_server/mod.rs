@@ -448,10 +448,12 @@ fn bind_transaction(t: &TransactionConfig) -> Result<BoundTransaction, BootServe
             source,
         }
     })?;
-    let addr = service.local_addr().map_err(|source| BootServerError::Bind {
-        what: format!("transaction server {}", t.bind),
-        source,
-    })?;
+    let addr = service
+        .local_addr()
+        .map_err(|source| BootServerError::Bind {
+            what: format!("transaction server {}", t.bind),
+            source,
+        })?;
     let counters = service.counters();
     Ok(BoundTransaction {
         service,
