@@ -260,6 +260,7 @@ fn boot(
     c.reply(MessageType::MenuReply)?;
     let m = c.client.menu_reply().unwrap();
     let (menu, hotkey, wait_ms, menu_entries) = (m.mode, m.hotkey, m.wait_ms, m.entries.len());
+    drop(m);
     c.client.query_tasks(c.now()).unwrap();
     c.reply(MessageType::TaskReply)?;
     let t = c.client.task_reply().unwrap();
@@ -281,6 +282,7 @@ fn boot(
         .environment
         .as_ref()
         .map(|e| (e.kernel.to_string(), e.initrd.to_string()));
+    drop(t);
     for (id, _) in &tasks {
         let report = TaskReport {
             task_id: *id,
