@@ -635,3 +635,24 @@ fn embedded_default_has_the_demo_policy() {
         Some(MenuMode::OnKeyPress)
     );
 }
+
+/// All or nothing: a transaction port that is taken fails the start,
+/// naming the transaction server, and leaves no other socket bound.
+#[test]
+fn a_taken_transaction_port_fails_the_start_and_keeps_nothing_bound() {
+    let taken = UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+    let dhcp_port = free_port();
+    let text = format!(
+        "[server]\nserver_ip = \"127.0.0.1\"\nlisten = \"127.0.0.1\"\n\
+         [ports]\ndhcp = {dhcp_port}\nboot = {}\ntransaction = {}\n\
+         [boot]\nbios = \"pxelinux.0\"\n[tftp]\nenabled = false\n\
+         [transaction]\n[transaction.keys]\nauto_enrol = true\nserver_private = \"{}\"\n",
+        free_port(),
+        taken.local_addr().unwrap().port(),
+        Hex(&new_key().to_private_bytes()),
+    );
+    let c = config::parse(Path::new("p.toml"), &text).unwrap();
+    let err = BootServer::bind(c).unwrap_err().to_string();
+    assert!(err.contains("transaction server"), "{err}");
+    UdpSocket::bind(("127.0.0.1", dhcp_port)).expect("the DHCP socket was closed again");
+}
