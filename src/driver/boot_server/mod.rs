@@ -358,6 +358,15 @@ impl BootServer {
                 public_key = %Hex(&t.public_key),
                 "transaction server (protocol v2)"
             );
+            if config
+                .transaction
+                .as_ref()
+                .is_some_and(|c| c.workstation_keys.auto_enrol())
+            {
+                tracing::warn!(
+                    "transaction: auto-enrolment is on: a key nobody bound is bound to the identity it first claims (trust on first use, protocol §3.4); use it only where that is acceptable"
+                );
+            }
             first.push(("transaction server", Box::new(t.service)));
             t.counters
         });
