@@ -35,7 +35,7 @@ use preboot::wire::transaction::{MAX_FRAME_LEN, MessageType};
 
 #[path = "../examples/preboot-server/demo.rs"]
 mod demo;
-use demo::{DEFAULT_CONFIG, DemoTree};
+use demo::{DEFAULT_CONFIG, DEMO_IMAGING, DemoTree, demo_file};
 
 /// The demo's registered workstation (a pending restore task).
 const REGISTERED: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x01];
@@ -351,6 +351,13 @@ fn registered_workstation_gets_its_pending_task_and_its_report_is_recorded() {
         flow.environment,
         Some(("imaging/linux".to_string(), "imaging/initrd".to_string()))
     );
+    // The demo tree holds the environment it names.
+    for (name, size) in DEMO_IMAGING {
+        assert_eq!(
+            std::fs::read(tree.root().join(name)).unwrap(),
+            demo_file(name, size)
+        );
+    }
     let live = server.counters.snapshot();
     assert_eq!(live.sessions_established, 1);
     assert_eq!(live.keys_enrolled, 1, "bound on first use");
