@@ -36,7 +36,10 @@
 //!
 //! 1. syntax and types (the `toml` parser; unknown keys are errors);
 //! 2. values and their relations ([`parse`]: addresses, lengths, pools
-//!    inside their subnets, reservations inside a pool's subnet, ports);
+//!    inside their subnets, reservations inside a pool's subnet, ports; the
+//!    policy store file and the server key file `[transaction]` names are
+//!    read here, as parts of the configuration, with their own
+//!    file:line:column errors);
 //! 3. the file system ([`BootServerConfig::check_files`]: the TFTP root
 //!    exists, every boot file this host serves is in it, the lease file's
 //!    directory exists).
