@@ -825,6 +825,9 @@ mac = "52:54:00:00:00:01"
 address = "10.9.0.5"
 [tftp]
 root = "tftp"
+[transaction]
+[transaction.keys]
+server_private = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 "#;
     config::parse(Path::new("p.toml"), base).unwrap();
     let mut seen = 0;
@@ -841,6 +844,8 @@ root = "tftp"
         ("[[dhcp.pool]]\n", "dhcp.pool"),
         ("[[dhcp.reservation]]\n", "dhcp.reservation"),
         ("[tftp]\n", "tftp"),
+        ("[transaction]\n", "transaction"),
+        ("[transaction.keys]\n", "transaction.keys"),
     ] {
         let text = if after.is_empty() {
             format!("zzz_unknown = 1\n{base}")

@@ -1,5 +1,6 @@
 //! The demo boot tree: the embedded default configuration and a small TFTP
-//! root with a boot file per architecture and a menu file, created in a new
+//! root with a boot file per architecture, a menu file and a placeholder
+//! imaging environment (kernel and initrd), created in a new
 //! directory so that the boot server runs on a fresh machine without root.
 //!
 //! The boot files are placeholders with the right names and plausible
@@ -24,6 +25,14 @@ pub const DEMO_FILES: [(&str, usize); 4] = [
     ("efi64/bootx64.efi", 65_536 + 311),
     ("efi32/bootia32.efi", 49_152 + 77),
     ("arm64/bootaa64.efi", 57_344 + 5),
+];
+
+/// The demo imaging environment (the transaction server's demo policy
+/// names it in its task replies): placeholders, path under the TFTP root
+/// and size in bytes.
+pub const DEMO_IMAGING: [(&str, usize); 2] = [
+    ("imaging/linux", 96 * 1024 + 17),
+    ("imaging/initrd", 160 * 1024 + 3),
 ];
 
 const PXELINUX_MENU: &str = "\
@@ -65,6 +74,7 @@ pub struct DemoTree {
 impl DemoTree {
     /// Create `preboot-demo-<pid>[-n]` under `parent` with `preboot.toml`
     /// (the [`DEFAULT_CONFIG`]) and `tftp/` (the [`DEMO_FILES`], the
+    /// [`DEMO_IMAGING`] environment, the
     /// pxelinux menu `bios/pxelinux.cfg/default` and `boot.ipxe`).
     pub fn create(parent: &Path) -> io::Result<DemoTree> {
         let mut dir = parent.join(format!("preboot-demo-{}", std::process::id()));
@@ -85,7 +95,7 @@ impl DemoTree {
             dir,
         };
         let root = tree.root();
-        for (name, size) in DEMO_FILES {
+        for (name, size) in DEMO_FILES.into_iter().chain(DEMO_IMAGING) {
             let path = root.join(name);
             if let Some(p) = path.parent() {
                 fs::create_dir_all(p)?;

@@ -1,5 +1,5 @@
-//! The preboot boot server: DHCP/proxyDHCP, the PXE boot server (4011) and
-//! TFTP in one process. The logic lives in `preboot::driver::boot_server`;
+//! The preboot boot server: DHCP/proxyDHCP, the PXE boot server (4011),
+//! TFTP and the transaction server (4012) in one process. The logic lives in `preboot::driver::boot_server`;
 //! this file declares the flags (clap), sets up logs and signals, and prints.
 //!
 //! ```sh
@@ -21,17 +21,20 @@ use clap::Parser;
 use preboot::driver::boot_server::config::{self, BootServerConfig};
 use preboot::driver::boot_server::{BootServer, BootServerError};
 use preboot::driver::privileges::{self, Switched};
+use preboot::transaction::Hex;
 
 use demo::{DEFAULT_CONFIG, DemoTree};
 
-/// PXE boot server: DHCP/proxyDHCP on 67, boot server on 4011, TFTP on 69.
+/// PXE boot server: DHCP/proxyDHCP on 67, boot server on 4011, TFTP on 69,
+/// transaction server on 4012.
 ///
 /// With no --config it runs a demo that needs no root: proxy mode on
 /// 127.0.0.1 with DHCP on udp 6767, the boot server on udp 14011, TFTP on
-/// udp 6969 and answers sent to port 6868, serving a small boot tree (a boot
-/// file per architecture and a menu file) created in a new temporary
-/// directory and removed at exit. It prints what it serves and a command to
-/// fetch a file.
+/// udp 6969, the transaction server on udp 14012 (with a demo policy) and
+/// answers sent to port 6868, serving a small boot tree (a boot file per
+/// architecture and a menu file) created in a new temporary directory and
+/// removed at exit. It prints what it serves, a command to fetch a file and
+/// how a preboot client reaches the transaction server.
 #[derive(Parser, Debug)]
 #[command(name = "preboot-server", version, after_help = AFTER_HELP)]
 struct Args {
@@ -175,6 +178,29 @@ fn main() -> ExitCode {
         if let Some(sum) = sum {
             println!("  expect:      {sum}");
         }
+    }
+    if let Some((addr, key)) = server
+        .transaction_addr()
+        .zip(server.transaction_public_key())
+    {
+        let host = match addr.ip() {
+            ip if ip.is_unspecified() => server.config().dhcp.server_id.into(),
+            ip => ip,
+        };
+        println!(
+            "  client:      a preboot client (protocol v2) sends to udp {host}:{} and pins server key {}",
+            addr.port(),
+            Hex(&key)
+        );
+    }
+    if _demo.is_some() && server.transaction_addr().is_some() {
+        println!(
+            "  demo policy: workstation 52:54:00:00:00:01 (demo-pc-01) has a pending restore task;"
+        );
+        println!("               any other workstation gets the server policy (menu on Alt+M);");
+        println!(
+            "               auto-enrol is on: every new workstation key is bound on first use"
+        );
     }
     println!("  stop:        Ctrl-C or kill -TERM {}", std::process::id());
     match server.run(&stop) {

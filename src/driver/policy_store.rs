@@ -129,9 +129,38 @@ pub fn parse(file: &Path, text: &str) -> Result<MemoryStore, ConfigError> {
     cx.convert(raw)
 }
 
+/// A `[keys]` table (docs/transaction-protocol.md §12) where the server's
+/// own key may be left out: the boot server can take it from a key file of
+/// its own or make one ([`load_with_keys`]).
+#[derive(Clone, Debug)]
+pub struct KeyTable {
+    /// `server_private`, if given.
+    pub server: Option<StaticKey>,
+    /// Workstation public keys, by object, with the auto-enrol option.
+    pub workstations: WorkstationKeys,
+}
+
+/// Load the policy store at `path` and its `[keys]` table, if it has one
+/// (§12: the keys may live in the policy file). Unlike [`load_keys`],
+/// `server_private` may be left out.
+pub fn load_with_keys(path: &Path) -> Result<(MemoryStore, Option<KeyTable>), ConfigError> {
+    let text = read(path)?;
+    let cx = Cx {
+        file: path,
+        text: &text,
+    };
+    let raw: Raw = cx.deserialize()?;
+    let store = cx.convert(raw)?;
+    let keys: RawKeyFile = cx.deserialize()?;
+    let keys = keys.keys.map(|k| cx.key_table(&k, "keys")).transpose()?;
+    Ok((store, keys))
+}
+
+/// A policy store file's tables; the boot server's configuration holds the
+/// same tables inline (`[transaction.store]`).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct Raw {
+pub(crate) struct Raw {
     #[serde(default)]
     server: RawServer,
     #[serde(default)]
@@ -142,8 +171,7 @@ struct Raw {
     multicast: Vec<RawMulticast>,
     /// Read by [`load_keys`]; checked there, not here.
     #[serde(default)]
-    #[allow(dead_code)]
-    keys: Option<toml::Value>,
+    pub(crate) keys: Option<Spanned<toml::Value>>,
 }
 
 /// The file as [`load_keys`] sees it: only `[keys]`.
@@ -152,9 +180,10 @@ struct RawKeyFile {
     keys: Option<RawKeys>,
 }
 
+/// A `[keys]` table as written (§12).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawKeys {
+pub(crate) struct RawKeys {
     server_private: Option<Spanned<String>>,
     #[serde(default)]
     auto_enrol: bool,
@@ -343,7 +372,8 @@ fn fetch_by_name(s: &str) -> Option<Fetch> {
 }
 
 impl Cx<'_> {
-    fn convert(&self, raw: Raw) -> Result<MemoryStore, ConfigError> {
+    /// Stage 2 of a policy store: its tables, as read, into a store.
+    pub(crate) fn convert(&self, raw: Raw) -> Result<MemoryStore, ConfigError> {
         let mut store = MemoryStore::default();
         let s = raw.server;
         let server = &mut store.server;
@@ -532,40 +562,61 @@ impl Cx<'_> {
     }
 
     fn keys(&self, raw: RawKeys) -> Result<ServerKeys, ConfigError> {
-        if let Some(site) = &raw.site {
-            return Err(self.at(
-                site,
-                "keys.site",
-                "protocol version 2 has no site-wide secret: give each workstation its own key (`workstation = [{ mac = …, public = … }]`) or set `auto_enrol = true`",
-            ));
-        }
-        let Some(sp) = &raw.server_private else {
+        if raw.site.is_none() && raw.server_private.is_none() {
             return Err(self.err(
                 0..0,
                 "keys.server_private",
                 "missing: the server's own key (32 random bytes, hex or base64)",
             ));
+        }
+        let table = self.key_table(&raw, "keys")?;
+        let Some(server) = table.server else {
+            return Err(self.err(0..0, "keys.server_private", "missing"));
         };
-        let server = StaticKey::from_bytes(self.key32(sp, "keys.server_private")?)
-            .map_err(|e| self.at(sp, "keys.server_private", e.to_string()))?;
+        Ok(ServerKeys {
+            server,
+            workstations: table.workstations,
+        })
+    }
+
+    /// A `[keys]` table (§12) whose fields are named `<table>.…` in errors;
+    /// `server_private` may be absent.
+    pub(crate) fn key_table(&self, raw: &RawKeys, table: &str) -> Result<KeyTable, ConfigError> {
+        if let Some(site) = &raw.site {
+            return Err(self.at(
+                site,
+                &format!("{table}.site"),
+                "protocol version 2 has no site-wide secret: give each workstation its own key (`workstation = [{ mac = …, public = … }]`) or set `auto_enrol = true`",
+            ));
+        }
+        let server = match &raw.server_private {
+            Some(sp) => {
+                let field = format!("{table}.server_private");
+                Some(
+                    StaticKey::from_bytes(self.key32(sp, &field)?)
+                        .map_err(|e| self.at(sp, &field, e.to_string()))?,
+                )
+            }
+            None => None,
+        };
         let mut keys = WorkstationKeys::new(raw.auto_enrol);
+        let field = format!("{table}.workstation");
         for w in &raw.workstation {
             let r = w.get_ref();
-            let field = "keys.workstation";
             let id = match (&r.mac, &r.uuid) {
-                (Some(m), None) => self.mac(m, "keys.workstation.mac")?,
+                (Some(m), None) => self.mac(m, &format!("{field}.mac"))?,
                 (None, Some(u)) => {
                     WorkstationId::Uuid(parse_uuid(u.get_ref()).ok_or_else(|| {
-                        self.at(u, "keys.workstation.uuid", "expected 32 hex digits")
+                        self.at(u, &format!("{field}.uuid"), "expected 32 hex digits")
                     })?)
                 }
-                _ => return Err(self.at(w, field, "needs exactly one of `mac` or `uuid`")),
+                _ => return Err(self.at(w, &field, "needs exactly one of `mac` or `uuid`")),
             };
-            let public = self.key32(&r.public, "keys.workstation.public")?;
+            let public = self.key32(&r.public, &format!("{field}.public"))?;
             keys.insert(id, public)
-                .map_err(|e| self.at(w, field, e.to_string()))?;
+                .map_err(|e| self.at(w, &field, e.to_string()))?;
         }
-        Ok(ServerKeys {
+        Ok(KeyTable {
             server,
             workstations: keys,
         })

@@ -1,16 +1,24 @@
 //! The transaction server on a std UDP socket, with a `/dev/urandom`
 //! random source: a [`TransactionService`] for an event loop, and
 //! [`UdpTransactionServer`], the same service on a poll of its own for a
-//! caller that drives it step by step. The image-safe data on disk is
-//! [`super::image_safe_disk`].
+//! caller that drives it step by step; [`server_key_file`], the server's
+//! static key kept in a file (made on first start). The image-safe data on
+//! disk is [`super::image_safe_disk`].
 
 use crate::Instant;
 use crate::engine::{BufferTooSmall, Datagram};
-use crate::transaction::{KeyStore, NoRandomness, Policy, Random, Server, ServerEvent};
+use crate::transaction::{
+    DropReason, Hex, KeyStore, NoRandomness, Policy, Random, Server, ServerEvent, StaticKey,
+    parse_key,
+};
 use std::boxed::Box;
+use std::format;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use std::vec::Vec;
 
@@ -46,6 +54,143 @@ impl Random for Urandom {
     }
 }
 
+/// The server's static key kept in the file at `path` (64 hex digits, or
+/// base64, and a newline: docs/transaction-protocol.md §12): read it, or,
+/// when there is no such file, make a key from `random` and write it there
+/// first. Returns the key and whether it was made now.
+///
+/// A new key is written to a temporary file of mode 0600 in the same
+/// directory, synced, and only then given its name (a hard link, which
+/// fails if another process made the key meanwhile: that key is read
+/// instead). A crash never leaves half a key under the name, and a key is
+/// never replaced: a file that holds no valid key is an error naming it.
+pub fn server_key_file<R: Random + ?Sized>(
+    path: &Path,
+    random: &mut R,
+) -> io::Result<(StaticKey, bool)> {
+    if let Some(key) = read_key_file(path)? {
+        return Ok((key, false));
+    }
+    let key = StaticKey::generate(random)
+        .map_err(|e| io::Error::other(format!("making a server key: {e}")))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut private = key.to_private_bytes();
+        let r = writeln!(f, "{}", Hex(&private));
+        zeroize::Zeroize::zeroize(&mut private);
+        r?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok((key, true))
+        }
+        // Another process made it first: use that one.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match read_key_file(path)? {
+            Some(k) => Ok((k, false)),
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// The key in the file at `path`; `None` when there is no such file.
+fn read_key_file(path: &Path) -> io::Result<Option<StaticKey>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let bad = |e: &dyn core::fmt::Display| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: {e} (it is not replaced: remove it to make a new key, which every client must then pin)",
+                path.display()
+            ),
+        )
+    };
+    let bytes = parse_key(&text).map_err(|e| bad(&e))?;
+    StaticKey::from_bytes(bytes).map(Some).map_err(|e| bad(&e))
+}
+
+/// Counters of a [`TransactionService`], shared with whoever asked for
+/// them ([`TransactionService::counters`]); read with
+/// [`TransactionCounters::snapshot`].
+#[derive(Debug, Default)]
+pub struct TransactionCounters {
+    established: AtomicU64,
+    handshakes_failed: AtomicU64,
+    keys_pending: AtomicU64,
+    keys_enrolled: AtomicU64,
+    tasks_reported: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// What a transaction server did (since it started).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransactionStats {
+    /// Sessions established (a handshake and a first sealed request).
+    pub sessions_established: u64,
+    /// Handshakes dropped because they did not decrypt: a client pinning
+    /// another server key, or not a client at all.
+    pub handshakes_failed: u64,
+    /// Handshakes from unknown keys answered `Pending` (§3.4).
+    pub keys_pending: u64,
+    /// Keys bound by auto-enrolment (§3.4).
+    pub keys_enrolled: u64,
+    /// Task reports applied.
+    pub tasks_reported: u64,
+    /// Requests refused with a status.
+    pub refused: u64,
+}
+
+impl TransactionCounters {
+    /// The counters now.
+    pub fn snapshot(&self) -> TransactionStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        TransactionStats {
+            sessions_established: get(&self.established),
+            handshakes_failed: get(&self.handshakes_failed),
+            keys_pending: get(&self.keys_pending),
+            keys_enrolled: get(&self.keys_enrolled),
+            tasks_reported: get(&self.tasks_reported),
+            refused: get(&self.refused),
+        }
+    }
+
+    fn count(&self, ev: &ServerEvent) {
+        let c = match ev {
+            ServerEvent::SessionEstablished { .. } => &self.established,
+            ServerEvent::Dropped {
+                reason: DropReason::HandshakeFailed,
+                ..
+            } => &self.handshakes_failed,
+            ServerEvent::KeyPending { .. } => &self.keys_pending,
+            ServerEvent::KeyEnrolled { .. } => &self.keys_enrolled,
+            ServerEvent::TaskReported { .. } => &self.tasks_reported,
+            ServerEvent::Refused { .. } => &self.refused,
+            _ => return,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The one socket's token.
 const SOCKET: usize = 0;
 
@@ -65,6 +210,7 @@ pub struct TransactionService<P: Policy, K: KeyStore, R: Random> {
     tx: Box<[u8]>,
     /// Events kept for [`TransactionService::take_events`].
     kept: Option<Vec<ServerEvent>>,
+    counters: Arc<TransactionCounters>,
 }
 
 impl<P: Policy, K: KeyStore, R: Random> core::fmt::Debug for TransactionService<P, K, R> {
@@ -97,6 +243,7 @@ impl<P: Policy, K: KeyStore, R: Random> TransactionService<P, K, R> {
             rx: std::vec![0u8; Server::<P, K, R>::MAX_DATAGRAM.max(2048)].into_boxed_slice(),
             tx: std::vec![0u8; Server::<P, K, R>::MAX_DATAGRAM].into_boxed_slice(),
             kept: None,
+            counters: Arc::default(),
         })
     }
 
@@ -113,6 +260,12 @@ impl<P: Policy, K: KeyStore, R: Random> TransactionService<P, K, R> {
     /// The engine, mutable (e.g. to reload its policy).
     pub fn engine_mut(&mut self) -> &mut Server<P, K, R> {
         &mut self.engine
+    }
+
+    /// The service's counters, shared: they go on counting while the
+    /// service runs on its loop.
+    pub fn counters(&self) -> Arc<TransactionCounters> {
+        self.counters.clone()
     }
 
     /// Keep every event (besides logging it) until
@@ -181,6 +334,7 @@ impl<P: Policy, K: KeyStore, R: Random> TransactionService<P, K, R> {
         }
         while let Some(ev) = self.engine.poll_event() {
             log_event(&ev);
+            self.counters.count(&ev);
             if let Some(k) = &mut self.kept {
                 k.push(ev);
             }

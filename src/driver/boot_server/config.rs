@@ -14,6 +14,7 @@
 //! dhcp = 67
 //! boot = 4011
 //! tftp = 69
+//! transaction = 4012
 //! [boot]
 //! bios = "bios/pxelinux.0"
 //! uefi_x64 = "efi64/bootx64.efi"
@@ -22,13 +23,23 @@
 //! timeout_secs = 5
 //! [tftp]
 //! root = "/srv/tftp"
+//! [transaction]                  # no table: no transaction server
+//! store_file = "policy.toml"     # or the same tables inline: [transaction.store]
+//! [transaction.keys]             # docs/transaction-protocol.md §12
+//! auto_enrol = false
+//! workstation = [ { mac = "52:54:00:12:34:56", public = "<hex or base64>" } ]
+//! # server_private = "<hex or base64>", or transaction.server_key_file, or
+//! # neither: the server makes <server.state_dir>/transaction.key once
 //! ```
 //!
 //! Three stages, and nothing binds before all pass:
 //!
 //! 1. syntax and types (the `toml` parser; unknown keys are errors);
 //! 2. values and their relations ([`parse`]: addresses, lengths, pools
-//!    inside their subnets, reservations inside a pool's subnet, ports);
+//!    inside their subnets, reservations inside a pool's subnet, ports; the
+//!    policy store file and the server key file `[transaction]` names are
+//!    read here, as parts of the configuration, with their own
+//!    file:line:column errors);
 //! 3. the file system ([`BootServerConfig::check_files`]: the TFTP root
 //!    exists, every boot file this host serves is in it, the lease file's
 //!    directory exists).
@@ -57,8 +68,57 @@ use crate::driver::dhcp::{
     BootFileConfig, DhcpServerConfig, MenuPolicy, Mode, Pool, RateLimit, Reservation,
     ReservationKey,
 };
+use crate::driver::policy_store::{self, KeyTable};
 use crate::driver::tftp::{MAX_LOOPS, MAX_TRANSFERS, TftpServerConfig};
+use crate::policy::MemoryStore;
+use crate::transaction::{KeyStore, ServerConfig, StaticKey, WorkstationKeys, parse_key};
 use crate::wire::tftp::MAX_BLKSIZE;
+
+/// The transaction server's default port (docs/transaction-protocol.md §1).
+pub const TRANSACTION_PORT: u16 = 4012;
+
+/// The name of the server key the boot server makes in `server.state_dir`
+/// when none is configured.
+pub const SERVER_KEY_FILE: &str = "transaction.key";
+
+/// The transaction server (docs/transaction-protocol.md), from
+/// `[transaction]` and `ports.transaction`: its socket, its static key, the
+/// policy store it answers from and the workstation keys.
+#[derive(Clone, Debug)]
+pub struct TransactionConfig {
+    /// The socket: `server.listen` and `ports.transaction` (default 4012;
+    /// 0 picks a free port).
+    pub bind: SocketAddrV4,
+    /// The server's static key, or where it is made.
+    pub key: ServerKey,
+    /// The policy store: workstation objects, workstation and server
+    /// policies, imaging rules, multicast sessions.
+    pub store: MemoryStore,
+    /// Where the store came from: the file `store_file` names, or this
+    /// configuration file (`[transaction.store]`).
+    pub store_source: PathBuf,
+    /// Workstation public keys bound to objects, with the auto-enrol
+    /// option (§3.4, §12).
+    pub workstation_keys: WorkstationKeys,
+    /// The engine's limits and timers (the defaults of §3.5 and §8).
+    pub engine: ServerConfig,
+}
+
+/// Where the transaction server's static key comes from.
+#[derive(Clone, Debug)]
+pub enum ServerKey {
+    /// `server_private` in a `[keys]` table, or the key file
+    /// `transaction.server_key_file` names.
+    Given {
+        /// The key.
+        key: StaticKey,
+        /// The file it was read from.
+        from: PathBuf,
+    },
+    /// None configured: the key kept in this file (in `server.state_dir`),
+    /// made on the first start ([`crate::driver::transaction::server_key_file`]).
+    Kept(PathBuf),
+}
 
 /// A validated boot server configuration: what [`super::BootServer::bind`]
 /// needs.
@@ -84,6 +144,9 @@ pub struct BootServerConfig {
     /// Whether the TFTP root may be `/` or a system directory
     /// (`tftp.allow_system_root`, default false).
     pub allow_system_root: bool,
+    /// The transaction server; `None` without a `[transaction]` table (or
+    /// with `transaction.enabled = false`).
+    pub transaction: Option<TransactionConfig>,
     lease_dir: Option<(PathBuf, usize, usize)>,
     state_dir: Option<(PathBuf, usize, usize)>,
     root_at: (usize, usize),
@@ -316,6 +379,17 @@ struct Raw {
     #[serde(default)]
     dhcp: RawDhcp,
     tftp: Option<S<RawTftp>>,
+    transaction: Option<S<RawTransaction>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransaction {
+    enabled: Option<bool>,
+    server_key_file: Option<S<String>>,
+    store_file: Option<S<String>>,
+    store: Option<S<policy_store::Raw>>,
+    keys: Option<S<policy_store::RawKeys>>,
 }
 
 #[derive(Deserialize)]
@@ -338,6 +412,7 @@ struct RawPorts {
     boot: Option<S<u16>>,
     tftp: Option<S<u16>>,
     client: Option<S<u16>>,
+    transaction: Option<S<u16>>,
 }
 
 /// `[boot]`: one key per boot class of the architecture table
@@ -610,7 +685,8 @@ impl Conv<'_> {
         self.cx.line_col(s.span().start)
     }
 
-    fn convert(mut self, raw: Raw) -> Result<BootServerConfig, ConfigError> {
+    fn convert(mut self, mut raw: Raw) -> Result<BootServerConfig, ConfigError> {
+        let transaction = raw.transaction.take();
         let srv = raw.server.get_ref();
         let server_ip = self.ip(&srv.server_ip, "server.server_ip")?;
         if server_ip.is_unspecified() || server_ip.is_broadcast() || server_ip.is_multicast() {
@@ -640,12 +716,22 @@ impl Conv<'_> {
         }
         let p = &raw.ports;
         let port = |s: &Option<S<u16>>, d: u16| s.as_ref().map_or(d, |s| *s.get_ref());
-        let (dhcp_port, boot_port, tftp_port, client_port) = (
+        let (dhcp_port, boot_port, tftp_port, client_port, tx_port) = (
             port(&p.dhcp, 67),
             port(&p.boot, 4011),
             port(&p.tftp, 69),
             port(&p.client, 68),
+            port(&p.transaction, TRANSACTION_PORT),
         );
+        let tx_enabled = transaction
+            .as_ref()
+            .is_some_and(|t| t.get_ref().enabled != Some(false));
+        if let (Some(t), false) = (&p.transaction, tx_enabled) {
+            self.warnings.push(format!(
+                "ports.transaction = {} but no transaction server runs (no [transaction] table, or transaction.enabled = false)",
+                t.get_ref()
+            ));
+        }
         // A proxy OFFER names no boot file: PXE clients get it from the boot
         // server on 4011 (PXE 2.1 §2.2.1 steps 4-6), so proxy mode without
         // that socket could boot nobody.
@@ -659,11 +745,14 @@ impl Conv<'_> {
         }
         // Two sockets on one port: the later bind would fail (or, with
         // SO_REUSEADDR, take the other's datagrams).
-        let ports = [
+        let mut ports = std::vec![
             ("ports.dhcp", dhcp_port, &p.dhcp),
             ("ports.boot", boot_port, &p.boot),
             ("ports.tftp", tftp_port, &p.tftp),
         ];
+        if tx_enabled {
+            ports.push(("ports.transaction", tx_port, &p.transaction));
+        }
         for (i, (name, port, at)) in ports.iter().enumerate() {
             for (other, other_port, other_at) in &ports[..i] {
                 if port != other_port || *port == 0 {
@@ -766,6 +855,11 @@ impl Conv<'_> {
             .as_ref()
             .and_then(|t| t.get_ref().allow_system_root)
             .unwrap_or(false);
+        let transaction = self.transaction(
+            transaction,
+            SocketAddrV4::new(listen, tx_port),
+            state_dir.as_ref().map(|(d, _, _)| d.as_path()),
+        )?;
         if mode == Mode::Proxy && !raw.dhcp.pool.is_empty() {
             self.warnings
                 .push("dhcp.pool is used in full mode only (server.mode = \"proxy\")".into());
@@ -779,10 +873,157 @@ impl Conv<'_> {
             warnings: self.warnings,
             user,
             allow_system_root,
+            transaction,
             lease_dir,
             state_dir,
             root_at,
         })
+    }
+
+    /// `[transaction]`: the store (inline or a file), the keys (inline, or
+    /// the store file's `[keys]`), the server key (given, a key file, or
+    /// kept in the state directory).
+    fn transaction(
+        &mut self,
+        raw: Option<S<RawTransaction>>,
+        bind: SocketAddrV4,
+        state_dir: Option<&Path>,
+    ) -> Result<Option<TransactionConfig>, ConfigError> {
+        let Some(t) = raw else {
+            return Ok(None);
+        };
+        let span = t.span();
+        let t = t.into_inner();
+        if t.enabled == Some(false) {
+            return Ok(None);
+        }
+        let here = self.cx.file.to_path_buf();
+        let (store, file_keys, store_source) = match (t.store, &t.store_file) {
+            (Some(_), Some(f)) => {
+                return Err(self.cx.at(
+                    f,
+                    "transaction.store_file",
+                    "the policy store is given twice, in [transaction.store] and in this file: keep one",
+                ));
+            }
+            (Some(st), None) => {
+                let st = st.into_inner();
+                if let Some(k) = &st.keys {
+                    return Err(self.cx.at(
+                        k,
+                        "transaction.store.keys",
+                        "the keys go in [transaction.keys]",
+                    ));
+                }
+                let store = self.cx.convert(st).map_err(|mut e| {
+                    e.field = format!("transaction.store.{}", e.field);
+                    e
+                })?;
+                (store, None, here.clone())
+            }
+            (None, Some(f)) => {
+                if f.get_ref().is_empty() {
+                    return Err(self.cx.at(f, "transaction.store_file", "empty path"));
+                }
+                let path = self.path(f.get_ref());
+                // Its errors name that file, line and field.
+                let (store, keys) = policy_store::load_with_keys(&path)?;
+                (store, keys.map(|k| (k, path.clone())), path)
+            }
+            (None, None) => {
+                self.warnings.push(
+                    "[transaction] names no policy store (store_file or [transaction.store]): every workstation gets the defaults (menu on Ctrl+Alt, no tasks)"
+                        .into(),
+                );
+                (MemoryStore::default(), None, here.clone())
+            }
+        };
+        let inline_keys = match &t.keys {
+            Some(k) => Some((self.cx.key_table(k.get_ref(), "transaction.keys")?, k)),
+            None => None,
+        };
+        let (table, keys_from) = match (inline_keys, file_keys) {
+            (Some((_, at)), Some((_, path))) => {
+                return Err(self.cx.at(
+                    at,
+                    "transaction.keys",
+                    format!(
+                        "the keys are given twice, here and in the [keys] table of {}: keep one",
+                        path.display()
+                    ),
+                ));
+            }
+            (Some((k, _)), None) => (Some(k), here.clone()),
+            (None, Some((k, path))) => (Some(k), path),
+            (None, None) => (None, here.clone()),
+        };
+        let (server, workstation_keys) = match table {
+            Some(KeyTable {
+                server,
+                workstations,
+            }) => (server, workstations),
+            None => (None, WorkstationKeys::new(false)),
+        };
+        let key = match (server, &t.server_key_file) {
+            (Some(_), Some(f)) => {
+                return Err(self.cx.at(
+                    f,
+                    "transaction.server_key_file",
+                    format!(
+                        "the server key is given twice, as server_private in {} and in this file: keep one",
+                        keys_from.display()
+                    ),
+                ));
+            }
+            (Some(key), None) => ServerKey::Given {
+                key,
+                from: keys_from,
+            },
+            (None, Some(f)) => {
+                let field = "transaction.server_key_file";
+                if f.get_ref().is_empty() {
+                    return Err(self.cx.at(f, field, "empty path"));
+                }
+                let path = self.path(f.get_ref());
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| self.cx.at(f, field, format!("{}: {e}", path.display())))?;
+                let key = parse_key(&text)
+                    .and_then(StaticKey::from_bytes)
+                    .map_err(|e| self.cx.at(f, field, format!("{}: {e}", path.display())))?;
+                use std::os::unix::fs::PermissionsExt;
+                if std::fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+                    self.warnings.push(format!(
+                        "{field}: {} can be read by other accounts than its owner: whoever reads it can act as this server (chmod 600)",
+                        path.display()
+                    ));
+                }
+                ServerKey::Given { key, from: path }
+            }
+            (None, None) => match state_dir {
+                Some(d) => ServerKey::Kept(d.join(SERVER_KEY_FILE)),
+                None => {
+                    return Err(self.cx.err(
+                        span,
+                        "transaction",
+                        "no server key: set server_private in [transaction.keys], name a key file with transaction.server_key_file, or set server.state_dir (the server then makes its key there on the first start and keeps it)",
+                    ));
+                }
+            },
+        };
+        if workstation_keys.is_empty() && !workstation_keys.auto_enrol() {
+            self.warnings.push(
+                "the transaction server has no workstation keys and transaction.keys.auto_enrol is off: every workstation waits as pending until its key is bound"
+                    .into(),
+            );
+        }
+        Ok(Some(TransactionConfig {
+            bind,
+            key,
+            store,
+            store_source,
+            workstation_keys,
+            engine: ServerConfig::default(),
+        }))
     }
 
     #[allow(clippy::type_complexity)]

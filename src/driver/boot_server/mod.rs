@@ -1,6 +1,7 @@
 //! The boot server: DHCP / proxyDHCP with the PXE boot server (ports 67 and
-//! 4011, [`crate::driver::dhcp`]) and TFTP (port 69,
-//! [`crate::driver::tftp`]) in one process, from one TOML file
+//! 4011, [`crate::driver::dhcp`]), TFTP (port 69, [`crate::driver::tftp`])
+//! and the transaction server (port 4012, [`crate::driver::transaction`],
+//! with its policy store and keys) in one process, from one TOML file
 //! ([`config`]). This is what `examples/preboot-server.rs` runs.
 //!
 //! ```text
@@ -8,14 +9,17 @@
 //!   DISCOVER ───────────► :67   proxy OFFER (boot server, menu)   [step discover, proxy-offer]
 //!   REQUEST ────────────► :4011 ACK (file for the client's arch)  [step request, boot-ack]
 //!   RRQ file ───────────► :69   DATA… from a fresh port           [step rrq, transfer-done]
+//!  preboot client
+//!   Hello … TaskReport ─► :4012 handshake, menu, tasks (protocol v2)
 //! ```
 //!
 //! Nothing serves before everything is ready: [`BootServer::bind`] checks
 //! the files ([`config::BootServerConfig::check_files`]), opens the lease
 //! log and binds every socket, and any failure drops what was opened.
 //! [`BootServer::run`] serves until a stop flag is set (a signal handler
-//! sets it) or a service fails, then stops them all. DHCP, 4011 and TFTP
-//! share the event loops, one per core ([`BootServer::run`]).
+//! sets it) or a service fails, then stops them all. DHCP, 4011, TFTP and
+//! the transaction server share the event loops, one per core
+//! ([`BootServer::run`]).
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -33,15 +37,39 @@ pub mod config;
 use std::format;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::prelude::rust_2024::*;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use self::config::{BootServerConfig, ConfigError};
+use self::config::{BootServerConfig, ConfigError, ServerKey, TransactionConfig};
 use super::clients::ClientDirectory;
 use super::dhcp::{DhcpServer, Mode};
-use super::event_loop::{EventLoop, LoopGroup};
+use super::event_loop::{EventLoop, LoopGroup, Service};
 use super::privileges::{self, Switched};
 use super::tftp::{TftpServer, TftpStats};
+use super::transaction::{
+    TransactionCounters, TransactionService, TransactionStats, Urandom, server_key_file,
+};
+use crate::policy::{ImagingProxy, MemoryStore};
+use crate::transaction::{Hex, KeyStore, Server, WorkstationKeys};
+
+/// The transaction server as the boot server runs it: the imaging proxy
+/// over the configured store, the configured workstation keys,
+/// `/dev/urandom`.
+type Transaction = TransactionService<ImagingProxy<MemoryStore>, WorkstationKeys, Urandom>;
+
+/// Where the running transaction server's key came from (for people).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// Configured: `server_private`, or a key file named in the
+    /// configuration.
+    Given(PathBuf),
+    /// Kept in the state directory from an earlier start.
+    Kept(PathBuf),
+    /// Made at this start and written to this file.
+    Made(PathBuf),
+}
 
 /// What can stop the boot server from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +78,8 @@ pub enum BootServerError {
     /// The configuration is wrong (file, line, field and why).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A socket or the lease log could not be opened.
+    /// A socket, the lease log or the transaction server's key file could
+    /// not be opened (or the key file holds no key).
     #[error("{what}: {source}")]
     Bind {
         /// What was being opened, with its address.
@@ -76,6 +105,16 @@ pub struct BootServer {
     dhcp_addr: SocketAddr,
     boot_addr: Option<SocketAddr>,
     tftp_addr: Option<SocketAddr>,
+    transaction: Option<BoundTransaction>,
+}
+
+/// The transaction service, bound, with what people are told about it.
+struct BoundTransaction {
+    service: Transaction,
+    addr: SocketAddr,
+    public_key: [u8; 32],
+    origin: KeyOrigin,
+    counters: Arc<TransactionCounters>,
 }
 
 impl core::fmt::Debug for BootServer {
@@ -84,6 +123,7 @@ impl core::fmt::Debug for BootServer {
             .field("dhcp", &self.dhcp_addr)
             .field("boot", &self.boot_addr)
             .field("tftp", &self.tftp_addr)
+            .field("transaction", &self.transaction_addr())
             .finish_non_exhaustive()
     }
 }
@@ -95,6 +135,8 @@ pub struct RunSummary {
     pub tftp: TftpStats,
     /// The same, per event loop (empty when TFTP is disabled).
     pub tftp_loops: Vec<TftpStats>,
+    /// The transaction server's counters (zero when it is disabled).
+    pub transaction: TransactionStats,
 }
 
 impl BootServer {
@@ -156,6 +198,11 @@ impl BootServer {
             None => None,
         };
         let tftp_addr = tftp.as_ref().map(TftpServer::local_addr);
+        let transaction = config
+            .transaction
+            .as_ref()
+            .map(bind_transaction)
+            .transpose()?;
         Ok(BootServer {
             config,
             dhcp,
@@ -163,7 +210,30 @@ impl BootServer {
             dhcp_addr,
             boot_addr,
             tftp_addr,
+            transaction,
         })
+    }
+
+    /// The transaction server socket's address (the real port when the
+    /// config said 0); `None` when it does not run.
+    pub fn transaction_addr(&self) -> Option<SocketAddr> {
+        self.transaction.as_ref().map(|t| t.addr)
+    }
+
+    /// The transaction server's public key: the one preboot clients pin
+    /// (docs/transaction-protocol.md §3.1).
+    pub fn transaction_public_key(&self) -> Option<[u8; 32]> {
+        self.transaction.as_ref().map(|t| t.public_key)
+    }
+
+    /// Where the transaction server's key came from.
+    pub fn transaction_key_origin(&self) -> Option<&KeyOrigin> {
+        self.transaction.as_ref().map(|t| &t.origin)
+    }
+
+    /// The transaction server's counters, live while it runs.
+    pub fn transaction_counters(&self) -> Option<Arc<TransactionCounters>> {
+        self.transaction.as_ref().map(|t| t.counters.clone())
     }
 
     /// The DHCP socket's address (the real port when the config said 0).
@@ -230,6 +300,29 @@ impl BootServer {
         for (key, file) in archs.chain(f.ipxe.iter().map(|file| ("ipxe", file))) {
             out.push(format!("boot {key:<11} {file}"));
         }
+        if let (Some(t), Some(tc)) = (&self.transaction, &c.transaction) {
+            out.push(format!("transaction: udp {} (protocol v2)", t.addr));
+            let origin = match &t.origin {
+                KeyOrigin::Given(f) => format!("from {}", f.display()),
+                KeyOrigin::Kept(f) => format!("kept in {}", f.display()),
+                KeyOrigin::Made(f) => format!("made now, kept in {}", f.display()),
+            };
+            out.push(format!(
+                "server key:  {} (public; clients pin it), {origin}",
+                Hex(&t.public_key)
+            ));
+            let s = &tc.store;
+            let keys = &tc.workstation_keys;
+            out.push(format!(
+                "policy:      {}: {} workstations, {} workstation policies, {} multicast sessions; {} workstation keys, auto-enrol {}",
+                tc.store_source.display(),
+                s.workstations.len(),
+                s.policies.len(),
+                s.multicast.len(),
+                keys.len(),
+                if keys.auto_enrol() { "on" } else { "off" },
+            ));
+        }
         out
     }
 
@@ -239,33 +332,63 @@ impl BootServer {
     /// One event loop per [`tftp.loops`](super::tftp::TftpServerConfig::loops)
     /// ([`crate::driver::event_loop`]): each hosts a TFTP listener and the
     /// transfers it accepted; the first also hosts DHCP (67 and 4011),
-    /// whose engine it alone owns. The first loop runs on the calling
-    /// thread. Without TFTP, DHCP runs on one loop.
+    /// whose engine it alone owns, and the transaction server (with the
+    /// policy store and the keys), whose engine it alone owns too. The
+    /// first loop runs on the calling thread. Without TFTP, DHCP and the
+    /// transaction server run on one loop.
     pub fn run(self, stop: &AtomicBool) -> Result<RunSummary, BootServerError> {
         let BootServer {
-            dhcp, tftp, config, ..
+            dhcp,
+            tftp,
+            config,
+            transaction,
+            ..
         } = self;
         for w in &config.warnings {
             tracing::warn!("config: {w}");
         }
         let run_err = |what| move |source| BootServerError::Run { what, source };
         let dhcp = dhcp.into_service().map_err(run_err("DHCP server"))?;
+        // The services with global state, on the first loop.
+        let mut first: Vec<(&'static str, Box<dyn Service>)> = Vec::new();
+        first.push(("DHCP server", Box::new(dhcp)));
+        let counters = transaction.map(|t| {
+            tracing::info!(
+                addr = %t.addr,
+                public_key = %Hex(&t.public_key),
+                "transaction server (protocol v2)"
+            );
+            if config
+                .transaction
+                .as_ref()
+                .is_some_and(|c| c.workstation_keys.auto_enrol())
+            {
+                tracing::warn!(
+                    "transaction: auto-enrolment is on: a key nobody bound is bound to the identity it first claims (trust on first use, protocol §3.4); use it only where that is acceptable"
+                );
+            }
+            first.push(("transaction server", Box::new(t.service)));
+            t.counters
+        });
         let (result, stats) = match tftp {
             Some(mut t) => {
-                t.event_loops_mut()[0]
-                    .add(Box::new(dhcp))
-                    .map_err(run_err("DHCP server"))?;
+                for (what, s) in first {
+                    t.event_loops_mut()[0].add(s).map_err(run_err(what))?;
+                }
                 tracing::info!(loops = t.loops(), "boot server running");
                 let result = t.run(stop);
                 (result, t.loop_stats())
             }
             None => {
                 let mut l = EventLoop::new("preboot-dhcp").map_err(run_err("DHCP server"))?;
-                l.add(Box::new(dhcp)).map_err(run_err("DHCP server"))?;
+                for (what, s) in first {
+                    l.add(s).map_err(run_err(what))?;
+                }
                 tracing::info!(loops = 1, "boot server running");
                 (LoopGroup::new(vec![l]).run(stop), Vec::new())
             }
         };
+        let transaction = counters.map(|c| c.snapshot()).unwrap_or_default();
         if stop.load(Ordering::Relaxed) || result.is_ok() {
             tracing::info!("shutting down");
         } else {
@@ -283,6 +406,69 @@ impl BootServer {
         Ok(RunSummary {
             tftp,
             tftp_loops: stats,
+            transaction,
         })
     }
+}
+
+/// The transaction server's key (read, or made in the state directory),
+/// engine and socket.
+fn bind_transaction(t: &TransactionConfig) -> Result<BoundTransaction, BootServerError> {
+    let mut random = Urandom::open().map_err(|source| BootServerError::Bind {
+        what: "/dev/urandom (transaction server)".into(),
+        source,
+    })?;
+    let (key, origin) = match &t.key {
+        ServerKey::Given { key, from } => (key.clone(), KeyOrigin::Given(from.clone())),
+        ServerKey::Kept(path) => {
+            let (key, made) =
+                server_key_file(path, &mut random).map_err(|source| BootServerError::Bind {
+                    what: format!("transaction server key {}", path.display()),
+                    source,
+                })?;
+            if made {
+                tracing::warn!(
+                    file = %path.display(),
+                    public_key = %Hex(&key.public()),
+                    "transaction: no server key was configured: made one and kept it; preboot clients must pin this public key"
+                );
+                (key, KeyOrigin::Made(path.clone()))
+            } else {
+                (key, KeyOrigin::Kept(path.clone()))
+            }
+        }
+    };
+    let public_key = key.public();
+    let mut engine = Server::new(
+        t.engine,
+        key,
+        t.workstation_keys.clone(),
+        ImagingProxy::new(t.store.clone()),
+        random,
+    );
+    // A boot storm of bound workstations then costs three X25519
+    // operations per handshake instead of four (§3.5).
+    for (_, k) in t.workstation_keys.iter() {
+        engine.prepare_key(k);
+    }
+    let service = TransactionService::bind(SocketAddr::V4(t.bind), engine).map_err(|source| {
+        BootServerError::Bind {
+            what: format!("transaction server {}", t.bind),
+            source,
+        }
+    })?;
+    let addr = service
+        .local_addr()
+        .map_err(|source| BootServerError::Bind {
+            what: format!("transaction server {}", t.bind),
+            source,
+        })?;
+    let counters = service.counters();
+    Ok(BoundTransaction {
+        service,
+        addr,
+        public_key,
+        origin,
+        counters,
+    })
 }
