@@ -69,11 +69,18 @@ fn client_step(client: &mut Client, sock: &UdpSocket, epoch: std::time::Instant)
     }
 }
 
-#[test]
-fn client_engine_against_udp_server_on_loopback() {
-    let mut w = WorkstationObject::new(WorkstationId::Mac(MAC), "loop-pc");
-    w.menu = Some(MenuSetting::never());
-    w.maintenance = true;
+type Srv = Server<ImagingProxy<MemoryStore>, WorkstationKeys, Urandom>;
+
+/// The workstation side: its provisioned key on its "disk" (§11.2).
+struct Workstation {
+    disk: Mem,
+    record: preboot::transaction::provision::KeyRecord,
+    rng: Urandom,
+}
+
+/// A server whose store holds `w` (bound to MAC's key), and the one
+/// workstation with that key; returns the server's public key too.
+fn setup(w: WorkstationObject) -> (Srv, [u8; 32], Workstation) {
     let store = MemoryStore {
         server: ServerPolicy::default(),
         workstations: vec![w],
@@ -83,7 +90,7 @@ fn client_engine_against_udp_server_on_loopback() {
     let server_key = StaticKey::generate(&mut rng).unwrap();
     let server_public = server_key.public();
     let mut disk = Mem([0; 1024]);
-    let mut record = provision(&mut disk, &mut rng).unwrap();
+    let record = provision(&mut disk, &mut rng).unwrap();
     let mut keys = WorkstationKeys::new(false);
     keys.insert(WorkstationId::Mac(MAC), record.key.public())
         .unwrap();
@@ -94,6 +101,48 @@ fn client_engine_against_udp_server_on_loopback() {
         ImagingProxy::new(store),
         Urandom::open().unwrap(),
     );
+    (engine, server_public, Workstation { disk, record, rng })
+}
+
+/// Handshake and `WorkstationInfo` (§3.3, §4.3): a session whose info
+/// the server acknowledged with `name`.
+fn establish(
+    server: SocketAddrV4,
+    server_public: [u8; 32],
+    ws: &mut Workstation,
+    sock: &UdpSocket,
+    epoch: std::time::Instant,
+    name: &str,
+) -> Client {
+    let seed = next_handshake(&mut ws.disk, &mut ws.record, &mut ws.rng).unwrap();
+    let mut client = Client::new(
+        ClientConfig::new(server, server_public, ws.record.key.clone()),
+        seed,
+        Instant::ZERO,
+    );
+    assert!(matches!(
+        client_step(&mut client, sock, epoch),
+        ClientEvent::Established { .. }
+    ));
+    let mut wi = WorkstationInfo::default();
+    wi.macs.push(MAC).unwrap();
+    client.send_info(Instant::ZERO, &wi).unwrap();
+    assert_eq!(
+        client_step(&mut client, sock, epoch),
+        ClientEvent::Reply {
+            message_type: MessageType::InfoAck
+        }
+    );
+    assert_eq!(client.info_ack().unwrap().name, Some(name));
+    client
+}
+
+#[test]
+fn client_engine_against_udp_server_on_loopback() {
+    let mut w = WorkstationObject::new(WorkstationId::Mac(MAC), "loop-pc");
+    w.menu = Some(MenuSetting::never());
+    w.maintenance = true;
+    let (engine, server_public, mut ws) = setup(w);
     let mut srv = UdpTransactionServer::bind("127.0.0.1:0".parse().unwrap(), engine).unwrap();
     let SocketAddr::V4(server_addr) = srv.local_addr().unwrap() else {
         panic!("v4")
@@ -112,27 +161,7 @@ fn client_engine_against_udp_server_on_loopback() {
 
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let epoch = std::time::Instant::now();
-    let seed = next_handshake(&mut disk, &mut record, &mut rng).unwrap();
-    let mut client = Client::new(
-        ClientConfig::new(server_addr, server_public, record.key.clone()),
-        seed,
-        Instant::ZERO,
-    );
-    assert!(matches!(
-        client_step(&mut client, &sock, epoch),
-        ClientEvent::Established { .. }
-    ));
-
-    let mut wi = WorkstationInfo::default();
-    wi.macs.push(MAC).unwrap();
-    client.send_info(Instant::ZERO, &wi).unwrap();
-    assert_eq!(
-        client_step(&mut client, &sock, epoch),
-        ClientEvent::Reply {
-            message_type: MessageType::InfoAck
-        }
-    );
-    assert_eq!(client.info_ack().unwrap().name, Some("loop-pc"));
+    let mut client = establish(server_addr, server_public, &mut ws, &sock, epoch, "loop-pc");
     client.query_menu(Instant::ZERO).unwrap();
     client_step(&mut client, &sock, epoch);
     assert_eq!(client.menu_reply().unwrap().mode, MenuMode::Never);
@@ -190,26 +219,7 @@ fn transaction_service_on_an_event_loop() {
     use preboot::driver::transaction::TransactionService;
     let mut w = WorkstationObject::new(WorkstationId::Mac(MAC), "loop-pc");
     w.menu = Some(MenuSetting::never());
-    let store = MemoryStore {
-        server: ServerPolicy::default(),
-        workstations: vec![w],
-        ..MemoryStore::default()
-    };
-    let mut rng = Urandom::open().unwrap();
-    let server_key = StaticKey::generate(&mut rng).unwrap();
-    let server_public = server_key.public();
-    let mut disk = Mem([0; 1024]);
-    let mut record = provision(&mut disk, &mut rng).unwrap();
-    let mut keys = WorkstationKeys::new(false);
-    keys.insert(WorkstationId::Mac(MAC), record.key.public())
-        .unwrap();
-    let engine = Server::new(
-        ServerConfig::default(),
-        server_key,
-        keys,
-        ImagingProxy::new(store),
-        Urandom::open().unwrap(),
-    );
+    let (engine, server_public, mut ws) = setup(w);
     let service = TransactionService::bind("127.0.0.1:0".parse().unwrap(), engine).unwrap();
     let SocketAddr::V4(server_addr) = service.local_addr().unwrap() else {
         panic!("v4")
@@ -220,25 +230,6 @@ fn transaction_service_on_an_event_loop() {
 
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let epoch = std::time::Instant::now();
-    let seed = next_handshake(&mut disk, &mut record, &mut rng).unwrap();
-    let mut client = Client::new(
-        ClientConfig::new(server_addr, server_public, record.key.clone()),
-        seed,
-        Instant::ZERO,
-    );
-    assert!(matches!(
-        client_step(&mut client, &sock, epoch),
-        ClientEvent::Established { .. }
-    ));
-    let mut wi = WorkstationInfo::default();
-    wi.macs.push(MAC).unwrap();
-    client.send_info(Instant::ZERO, &wi).unwrap();
-    assert_eq!(
-        client_step(&mut client, &sock, epoch),
-        ClientEvent::Reply {
-            message_type: MessageType::InfoAck
-        }
-    );
-    assert_eq!(client.info_ack().unwrap().name, Some("loop-pc"));
+    establish(server_addr, server_public, &mut ws, &sock, epoch, "loop-pc");
     running.stop().unwrap();
 }
