@@ -5,6 +5,13 @@
 #
 #   sudo bash benches/dhcp-peers.sh            # the full run (~15 min)
 #   sudo QUICK=1 bash benches/dhcp-peers.sh    # a few short steps (~3 min)
+#   sudo BEFORE=/path/to/old/preboot-dhcpd bash benches/dhcp-peers.sh
+#
+# BEFORE: a second build of examples/preboot-dhcpd (e.g. main's, before a
+# change) runs beside this tree's, full mode as "old" and proxy mode as
+# "proxyold", interleaved step by step with "preboot" and "proxy" so that
+# both see the same noise; the summary adds CPU per DORA after / before at
+# the rates both passed.
 #
 # Rig: one client namespace running perfdhcp and one namespace per server,
 # joined by veth pairs (private 10.x /16 addresses that exist only inside
@@ -54,6 +61,11 @@ DNSMASQ_RATES="${DNSMASQ_RATES:-250 500 1000 1500 2000 3000}"
 SERVERS="${SERVERS:-preboot kea dnsmasq}"
 ROUNDS="${ROUNDS:-1}"
 OUT="${OUT:-target/dhcp-peers}"
+BEFORE="${BEFORE:-}"
+if [ -n "$BEFORE" ]; then
+  BEFORE="$(realpath "$BEFORE")"
+  [ -x "$BEFORE" ] || { echo "dhcp-peers: BEFORE=$BEFORE is not an executable" >&2; exit 2; }
+fi
 
 die() { echo "dhcp-peers: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces)"
@@ -130,13 +142,14 @@ if [ "$PIN" = 1 ]; then
   pin_client=(taskset -c 1)
 fi
 
-declare -A OCTET=([preboot]=70 [kea]=72 [dnsmasq]=74 [proxy]=76 [dnsmasq-default]=78)
+declare -A OCTET=([preboot]=70 [kea]=72 [dnsmasq]=74 [proxy]=76 [dnsmasq-default]=78 [old]=80 [proxyold]=82)
 declare -A SPID=()
 
 start_preboot() { # name mode...
   local name="$1"; shift
-  local o="${OCTET[$name]}"
-  ip netns exec "$TAG-$name" "${pin_server[@]}" "$PREBOOT_DHCPD" "$@" \
+  local o="${OCTET[$name]}" bin="$PREBOOT_DHCPD"
+  case "$name" in old|proxyold) bin="$BEFORE" ;; esac
+  ip netns exec "$TAG-$name" "${pin_server[@]}" "$bin" "$@" \
     --server-id "10.$o.0.1" --interface "s-$TAG-$o" --boot-bind none \
     --bios pxelinux.0 --uefi-x64 bootx64.efi --log warn \
     >"$OUT/$name.log" 2>&1 &
@@ -262,14 +275,20 @@ step_twice() {
 echo "== machine: $(nproc) CPUs, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT/machine.txt"
 echo "== perfdhcp $(perfdhcp -v 2>&1 | head -n1), kea-dhcp4 $(kea-dhcp4 -v), $(dnsmasq --version | head -n1)" | tee -a "$OUT/machine.txt"
 
-for s in $SERVERS proxy; do net "$s" "${OCTET[$s]}"; done
-for s in $SERVERS proxy; do
+FULLS="$SERVERS"
+PROXIES="proxy"
+if [ -n "$BEFORE" ]; then
+  FULLS="$SERVERS old"
+  PROXIES="proxyold proxy"
+fi
+for s in $FULLS $PROXIES; do net "$s" "${OCTET[$s]}"; done
+for s in $FULLS $PROXIES; do
   o="${OCTET[$s]}"
   case "$s" in
-    preboot) start_preboot preboot --full --subnet "10.$o.0.0/15" \
+    preboot|old) start_preboot "$s" --full --subnet "10.$o.0.0/15" \
                --pool "10.$o.1.0-10.$((o + 1)).255.254" \
-               --lease-file "$WORK/preboot.leases" ;;
-    proxy) start_preboot proxy --proxy ;;
+               --lease-file "$WORK/$s.leases" ;;
+    proxy|proxyold) start_preboot "$s" --proxy ;;
     kea) start_kea ;;
     dnsmasq) start_dnsmasq dnsmasq --no-ping --leasefile-ro --quiet-dhcp ;;
   esac
@@ -279,7 +298,7 @@ sleep 2
 for ROUND in $(seq 1 "$ROUNDS"); do
   declare -A FAILED=()
   for rate in $RATES; do
-    for s in $SERVERS; do
+    for s in $FULLS; do
       [ "$s" = dnsmasq ] && continue
       [ -n "${FAILED[$s]:-}" ] && continue
       step_twice "$s" "$rate" || FAILED[$s]=1
@@ -290,8 +309,12 @@ for ROUND in $(seq 1 "$ROUNDS"); do
       step_twice dnsmasq "$rate" || break
     done
   fi
+  declare -A PFAILED=()
   for rate in $RATES; do
-    step_twice proxy "$rate" -i || break
+    for s in $PROXIES; do
+      [ -n "${PFAILED[$s]:-}" ] && continue
+      step_twice "$s" "$rate" -i || PFAILED[$s]=1
+    done
   done
 done
 if [ "${DNSMASQ_DEFAULT:-1}" = 1 ] && [[ " $SERVERS " == *" dnsmasq "* ]]; then
@@ -325,5 +348,20 @@ awk -F'\t' 'NR > 1 && $6 < 1.0 { cpu[$1 "\t" $2 "\t" $3] = $7 }
         printf "round %s rate %6d: preboot %6.1f us, kea %6.1f us, ratio %.2f\n", f[1], f[3], cpu[k], cpu[kk], cpu[k] / cpu[kk]
     }
   }' "$RESULTS" | sort -k2,2n -k4,4n | tee "$OUT/ratios.txt"
+if [ -n "$BEFORE" ]; then
+  echo
+  echo "== before / after: CPU per DORA at the rates both passed (after = this tree)"
+  awk -F'\t' 'NR > 1 && $6 < 1.0 { cpu[$1 "\t" $2 "\t" $3] = $7 }
+    END {
+      pair["preboot"] = "old"; pair["proxy"] = "proxyold"
+      for (k in cpu) {
+        split(k, f, "\t")
+        if (!(f[2] in pair)) continue
+        kk = f[1] "\t" pair[f[2]] "\t" f[3]
+        if (kk in cpu && cpu[kk] > 0)
+          printf "round %s %-8s rate %6d: after %6.1f us, before %6.1f us, after/before %.2f\n", f[1], f[2], f[3], cpu[k], cpu[kk], cpu[k] / cpu[kk]
+      }
+    }' "$RESULTS" | sort -k3,3 -k5,5n | tee "$OUT/before-after.txt"
+fi
 echo
 echo "== every step: $RESULTS"
