@@ -10,7 +10,7 @@ mod support;
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
 use preboot::policy::{ImagingProxy, MemoryStore, WorkstationId};
-use preboot::transaction::provision::{KeySlot, SlotError, next_handshake, provision};
+use preboot::transaction::provision::{next_handshake, provision};
 use preboot::transaction::{
     Client, ClientConfig, ClientEvent, Server, ServerConfig, ServerEvent, StaticKey,
     WorkstationKeys, parse_key,
@@ -471,18 +471,6 @@ fn changed_hello_or_cookie_fails_the_handshake() {
         assert!(matches!(events(&mut c)[..], [ClientEvent::Advisory { .. }]));
         deliver(&mut c, addr(1), &out[0].1, t0());
         assert!(c.is_established());
-    }
-}
-
-struct Mem([u8; 1024]);
-impl KeySlot for Mem {
-    fn read(&mut self, a: &mut [u8; 1024]) -> Result<(), SlotError> {
-        a.copy_from_slice(&self.0);
-        Ok(())
-    }
-    fn write(&mut self, r: &[u8]) -> Result<(), SlotError> {
-        self.0[..r.len()].copy_from_slice(r);
-        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ use preboot::engine::Datagram;
 use preboot::policy::{
     ImagingProxy, MemoryStore, MenuSetting, ServerPolicy, WorkstationId, WorkstationObject,
 };
-use preboot::transaction::provision::{KeySlot, SlotError, next_handshake, provision};
+use preboot::transaction::provision::{next_handshake, provision};
 use preboot::transaction::{
     Client, ClientConfig, ClientEvent, Server, ServerConfig, ServerEvent, StaticKey,
     WorkstationKeys,
@@ -21,21 +21,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+#[path = "support/transaction.rs"]
+mod support;
+use support::Mem;
+
 /// The receiving socket's address (these engines do not look at it).
 const ANY: std::net::SocketAddrV4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
 
-/// The key area in memory (the disk in a real preboot client).
-struct Mem([u8; 1024]);
-impl KeySlot for Mem {
-    fn read(&mut self, a: &mut [u8; 1024]) -> Result<(), SlotError> {
-        a.copy_from_slice(&self.0);
-        Ok(())
-    }
-    fn write(&mut self, r: &[u8]) -> Result<(), SlotError> {
-        self.0[..r.len()].copy_from_slice(r);
-        Ok(())
-    }
-}
 const MAC: [u8; 6] = [0x52, 0x54, 0, 0xAB, 0xCD, 0xEF];
 
 fn client_step(client: &mut Client, sock: &UdpSocket, epoch: std::time::Instant) -> ClientEvent {

@@ -1068,12 +1068,17 @@ impl TftpLoop {
         }
     }
 
-    /// Sends one datagram from the socket of `local`.
-    fn send_one(&self, local: SocketAddrV4, remote: SocketAddrV4, bytes: &[u8]) {
-        let res = match self
-            .conn_of(local, remote)
-            .and_then(|i| self.conns[i].as_ref())
-        {
+    /// Sends one datagram from the socket of `local`; `conn` is the
+    /// transfer that speaks from it, looked up once by the caller
+    /// ([`TftpLoop::conn_of`]).
+    fn send_one(
+        &self,
+        conn: Option<usize>,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        bytes: &[u8],
+    ) {
+        let res = match conn.and_then(|i| self.conns[i].as_ref()) {
             Some(Conn {
                 socket: Some(s), ..
             }) => s.send(bytes),
@@ -1143,12 +1148,14 @@ impl TftpLoop {
                 // Another transfer's datagram, written after the batch.
                 let (start, p) = (p.len, pending.take());
                 self.send_batch(p);
+                let conn = self.conn_of(local, t.remote);
                 let bytes = &self.batch[start..start + t.len];
-                self.send_one(local, t.remote, bytes);
+                self.send_one(conn, local, t.remote, bytes);
                 continue;
             }
-            let batching = self
-                .conn_of(local, t.remote)
+            // One lookup per datagram, for the batching decision and the send.
+            let conn = self.conn_of(local, t.remote);
+            let batching = conn
                 .and_then(|i| self.conns[i].as_ref().map(|c| (i, c)))
                 .and_then(|(i, c)| {
                     let gso = c.gso.filter(|_| !(c.small_window && alone))?;
@@ -1165,7 +1172,7 @@ impl TftpLoop {
                         count: 1,
                     });
                 }
-                None => self.send_one(local, t.remote, &self.buf[..t.len]),
+                None => self.send_one(conn, local, t.remote, &self.buf[..t.len]),
             }
         }
         self.send_batch(pending);

@@ -284,3 +284,20 @@ pub fn deliver(client: &mut Client, to: SocketAddrV4, bytes: &[u8], now: Instant
         },
     );
 }
+
+/// A workstation's key area in memory (its disk in a real preboot
+/// client, §11.1).
+pub struct Mem(pub [u8; 1024]);
+impl preboot::transaction::provision::KeySlot for Mem {
+    fn read(
+        &mut self,
+        a: &mut [u8; 1024],
+    ) -> Result<(), preboot::transaction::provision::SlotError> {
+        a.copy_from_slice(&self.0);
+        Ok(())
+    }
+    fn write(&mut self, r: &[u8]) -> Result<(), preboot::transaction::provision::SlotError> {
+        self.0[..r.len()].copy_from_slice(r);
+        Ok(())
+    }
+}
