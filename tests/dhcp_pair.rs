@@ -332,3 +332,46 @@ fn client_without_boot_server_fails_with_no_boot_file() {
         Some(Event::Failed(preboot::dhcp::client::FailReason::NoBootFile))
     );
 }
+
+/// PXE 2.1 §2.2.1 step 4 from a client that already has an address (an
+/// operating system or a network boot program asking again for boot
+/// information, [`Client::with_address`]): only the proxy answers it, the
+/// site's address OFFER is ignored, no REQUEST for an address goes out,
+/// and the boot file comes from the boot server on 4011 — with loss too.
+#[test]
+fn known_address_asks_only_for_boot_information() {
+    for (loss, seed) in [(0, 1), (30, 7), (30, 8)] {
+        let mut nodes = proxy_pair();
+        let here = Ipv4Addr::new(10, 0, 0, 100);
+        let c = Client::with_address(Instant::ZERO, patient(0, 9), 45, here);
+        let o = simulate(c, &mut nodes, loss, seed);
+        let b = bound(&o);
+        assert_eq!(b.address, here, "loss {loss}");
+        assert_eq!(b.dhcp_server, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(b.boot_server, Some(PROXY));
+        assert_eq!(b.boot_file.as_str(), "pxelinux.0");
+        assert_eq!(b.tftp_server, PROXY);
+        if loss == 0 {
+            assert_eq!(o.sent, 2, "DISCOVER, boot server REQUEST");
+        }
+    }
+    // Nobody answers with boot information: the client gives up.
+    let mut site = ServerConfig::full(DHCP);
+    site.pools.push(pool()).unwrap();
+    let mut nodes = [Node {
+        server: Server::new(site).unwrap(),
+        ip: DHCP,
+    }];
+    let c = Client::with_address(
+        Instant::ZERO,
+        ClientConfig::new([0x52, 0x54, 0, 0, 0, 10], 0, [9; 16]),
+        46,
+        Ipv4Addr::new(10, 0, 0, 101),
+    );
+    let o = simulate(c, &mut nodes, 0, 1);
+    assert!(
+        matches!(o.event, Some(Event::Failed(_))),
+        "no boot information: {:?}",
+        o.event
+    );
+}

@@ -216,6 +216,9 @@ pub struct Client {
     address_offer: Option<Answer>,
     boot_offer: Option<Answer>,
     ack: Option<Answer>,
+    /// The address came from elsewhere ([`Client::with_address`]): only
+    /// boot information is sought.
+    known_address: bool,
     events: heapless::Deque<Event, 2>,
 }
 
@@ -238,8 +241,30 @@ impl Client {
             address_offer: None,
             boot_offer: None,
             ack: None,
+            known_address: false,
             events: heapless::Deque::new(),
         }
+    }
+
+    /// A client whose interface already has `address` (configured by the
+    /// firmware, an earlier DHCP client or by hand), as a PXE network boot
+    /// program or an operating system asks again for boot information:
+    /// it sends DISCOVERs and takes the first PXE OFFER that names a boot
+    /// file or a boot server (a proxyDHCP OFFER, PXE 2.1 §2.2.1 step 4, or
+    /// a full OFFER with PXE information), then asks the boot server on
+    /// 4011 with `ciaddr` = `address` when one is named. No REQUEST for an
+    /// address is sent; [`BootInfo::address`] is `address` and
+    /// [`BootInfo::dhcp_server`] the unspecified address.
+    pub fn with_address(now: Instant, config: ClientConfig, xid: u32, address: Ipv4Addr) -> Self {
+        let mut c = Client::new(now, config, xid);
+        c.known_address = true;
+        c.ack = Some(Answer {
+            xid,
+            msg_type: 5,
+            yiaddr: address,
+            ..Answer::default()
+        });
+        c
     }
 
     /// The configuration.
@@ -444,6 +469,25 @@ impl Client {
             return;
         }
         match (&self.state, a.msg_type) {
+            (State::Discovering, 2) if self.known_address => {
+                if !a.pxe_class || (!a.has_boot() && a.server_id.is_none()) {
+                    return;
+                }
+                if let Some(ack) = &mut self.ack {
+                    ack.subnet_mask = a.subnet_mask.or(ack.subnet_mask);
+                    ack.router = a.router.or(ack.router);
+                    ack.siaddr = a.siaddr;
+                    ack.file = a.file.clone();
+                }
+                let ask_boot_server = a.server_id.is_some();
+                self.boot_offer = Some(a);
+                if ask_boot_server {
+                    self.enter(State::BootRequesting);
+                } else {
+                    let b = self.boot_offer.clone();
+                    self.bound(b.as_ref());
+                }
+            }
             (State::Discovering, 2) => {
                 let is_proxy = a.yiaddr.is_unspecified();
                 if is_proxy {
