@@ -600,6 +600,24 @@ start_members = 10
 start_after_secs = 300
 "#;
 
+/// §4.4 Hotkey: function keys load as 0x81..0x8C (F8 = 0x88), with
+/// modifiers; a key past F12 or two keys are refused with the field.
+#[cfg(feature = "std")] // the TOML store is std-only
+#[test]
+fn toml_store_function_key_hotkeys() {
+    let with = |hk: &str| GOOD.replace("hotkey = \"ctrl+alt\"", &format!("hotkey = \"{hk}\""));
+    let s = toml_store::parse(Path::new("policy.toml"), &with("f8")).unwrap();
+    let h = s.server.menu.unwrap().hotkey;
+    assert_eq!((h.modifiers, h.key), (0, 0x88));
+    let s = toml_store::parse(Path::new("policy.toml"), &with("shift+F12")).unwrap();
+    let h = s.server.menu.unwrap().hotkey;
+    assert_eq!((h.modifiers, h.key), (Hotkey::SHIFT, Hotkey::F12));
+    for bad in ["f13", "f0", "f8+m", "fx"] {
+        let e = toml_store::parse(Path::new("policy.toml"), &with(bad)).unwrap_err();
+        assert!(e.to_string().contains("hotkey"), "{bad}: {e}");
+    }
+}
+
 /// The documented TOML format loads into the expected store.
 #[cfg(feature = "std")] // the TOML store is std-only
 #[test]

@@ -657,11 +657,14 @@ impl Cx<'_> {
                     "alt" => hk.modifiers |= Hotkey::ALT,
                     "shift" => hk.modifiers |= Hotkey::SHIFT,
                     k if k.len() == 1 && k.is_ascii() && hk.key == 0 => hk.key = k.as_bytes()[0],
+                    k if hk.key == 0 && function_key(k).is_some() => {
+                        hk.key = function_key(k).unwrap_or(0);
+                    }
                     _ => {
                         return Err(self.at(
                             h,
                             &format!("{field}.hotkey"),
-                            "expected modifiers and one key, like \"ctrl+alt\" or \"alt+m\"",
+                            "expected modifiers and one key, like \"ctrl+alt\", \"alt+m\" or \"f8\"",
                         ));
                     }
                 }
@@ -825,4 +828,11 @@ impl Cx<'_> {
             return Err(self.at(c, field, "empty condition"));
         })
     }
+}
+
+/// `f1`..`f12` as the protocol's function-key codes (docs/transaction-protocol.md
+/// §4.4 Hotkey: 0x81..0x8C).
+fn function_key(k: &str) -> Option<u8> {
+    let n: u8 = k.strip_prefix('f')?.parse().ok()?;
+    (1..=12).contains(&n).then(|| Hotkey::F1 + n - 1)
 }

@@ -562,11 +562,16 @@ impl From<MenuMode> for u8 {
 pub struct Hotkey {
     /// Modifier bits: 1 Ctrl, 2 Alt, 4 Shift.
     pub modifiers: u8,
-    /// ASCII key, 0 = modifiers only.
+    /// ASCII key (0x20..0x7E), a function key ([`Hotkey::F1`] ..
+    /// [`Hotkey::F12`]), 0 = modifiers only.
     pub key: u8,
 }
 
 impl Hotkey {
+    /// Key code of F1; F2..F12 follow (0x82..0x8C).
+    pub const F1: u8 = 0x81;
+    /// Key code of F12.
+    pub const F12: u8 = 0x8C;
     /// Ctrl modifier bit.
     pub const CTRL: u8 = 1;
     /// Alt modifier bit.
