@@ -1,0 +1,265 @@
+//! Steps 7–17 of the boot (DESIGN.md) on the wire: a transaction session
+//! (docs/transaction-protocol.md, version 2) on the crate's client engine
+//! ([`preboot::transaction::Client`]) and a UDP socket of its own, with the
+//! workstation's key record on its disk (§11.2: counted before every
+//! handshake).
+//!
+//! A request that gets no answer after the engine's last retransmission
+//! (the server restarted and forgot the session, or was away) is sent
+//! again on a new session, up to [`RESUMES`] times: a reply from the
+//! server is what counts, not the session it came on.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::time::Duration;
+
+use preboot::Instant;
+use preboot::driver::clock;
+use preboot::driver::key_record_disk::DiskKeySlot;
+use preboot::driver::transaction::Urandom;
+use preboot::engine::Datagram;
+use preboot::transaction::provision::{KeyRecord, next_handshake};
+use preboot::transaction::{Client, ClientConfig, ClientEvent};
+use preboot::wire::transaction::Status;
+
+/// New sessions a request may take after the one it started on died.
+pub const RESUMES: u32 = 3;
+
+/// An authenticated session with the transaction server.
+pub struct Session {
+    config: ClientConfig,
+    client: Client,
+    socket: UdpSocket,
+    local: SocketAddrV4,
+    slot: DiskKeySlot,
+    record: KeyRecord,
+    random: Urandom,
+    /// Handshakes made (the first included).
+    pub handshakes: u32,
+    /// Authenticated `Pending` answers seen (the key waits for an
+    /// administrator, §3.4).
+    pub pending_seen: bool,
+}
+
+/// How a request ended.
+pub enum Answer {
+    /// The reply (read it with the engine's accessor for its type).
+    Reply,
+    /// An authenticated refusal.
+    Refused(Status),
+}
+
+impl Session {
+    /// Open a session: a socket on `bind`, the first handshake, and wait
+    /// until it is established or refused for good, within `limit`.
+    pub fn establish(
+        bind: Ipv4Addr,
+        config: ClientConfig,
+        slot: DiskKeySlot,
+        mut record: KeyRecord,
+        limit: Duration,
+    ) -> Result<Session, String> {
+        let fail = |e: io::Error| format!("transaction socket: {e}");
+        let socket = UdpSocket::bind((bind, 0)).map_err(fail)?;
+        let local = match socket.local_addr().map_err(fail)? {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(_) => return Err("transaction socket is not IPv4".into()),
+        };
+        let mut random = Urandom::open().map_err(|e| format!("/dev/urandom: {e}"))?;
+        let mut slot = slot;
+        let seed =
+            next_handshake(&mut slot, &mut record, &mut random).map_err(|e| e.to_string())?;
+        let client = Client::new(config.clone(), seed, clock::now());
+        let mut s = Session {
+            config,
+            client,
+            socket,
+            local,
+            slot,
+            record,
+            random,
+            handshakes: 1,
+            pending_seen: false,
+        };
+        s.wait_established(clock::now() + limit)?;
+        Ok(s)
+    }
+
+    /// The session id.
+    pub fn id(&self) -> u64 {
+        self.client.session_id()
+    }
+
+    /// The transaction server.
+    pub fn server(&self) -> SocketAddrV4 {
+        self.config.server
+    }
+
+    /// The engine, to read the last reply.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A fresh handshake on a new engine (the old session is gone).
+    fn rehandshake(&mut self, end: Instant) -> Result<(), String> {
+        let seed = next_handshake(&mut self.slot, &mut self.record, &mut self.random)
+            .map_err(|e| e.to_string())?;
+        self.client = Client::new(self.config.clone(), seed, clock::now());
+        self.handshakes += 1;
+        self.wait_established(end)
+    }
+
+    fn wait_established(&mut self, end: Instant) -> Result<(), String> {
+        loop {
+            while let Some(e) = self.client.poll_event() {
+                match e {
+                    ClientEvent::Established { session_id } => {
+                        tracing::debug!(session_id, "transaction: established");
+                        return Ok(());
+                    }
+                    ClientEvent::HandshakeRefused { status, retry_at } => {
+                        if status == Status::Pending {
+                            self.pending_seen = true;
+                        }
+                        tracing::info!(
+                            ?status,
+                            retry_in_ms =
+                                retry_at.saturating_duration_since(clock::now()).as_millis() as u64,
+                            "transaction: handshake refused, will retry"
+                        );
+                    }
+                    ClientEvent::RestartDue => {
+                        let seed =
+                            next_handshake(&mut self.slot, &mut self.record, &mut self.random)
+                                .map_err(|e| e.to_string())?;
+                        self.client
+                            .restart(clock::now(), seed)
+                            .map_err(|e| e.to_string())?;
+                        self.handshakes += 1;
+                    }
+                    ClientEvent::Advisory { request, status } => {
+                        tracing::debug!(
+                            ?request,
+                            ?status,
+                            "transaction: unauthenticated refusal ignored"
+                        );
+                    }
+                    ClientEvent::Failed { .. } => {
+                        return Err(if self.pending_seen {
+                            "the server keeps this workstation's key pending: an administrator must bind it (its public key is printed above)".into()
+                        } else {
+                            format!(
+                                "no handshake with the transaction server {} (no answer, or it does not hold the pinned key)",
+                                self.config.server
+                            )
+                        });
+                    }
+                    ClientEvent::Reply { .. } | ClientEvent::Refused { .. } => {}
+                }
+            }
+            self.turn(end)?;
+        }
+    }
+
+    /// Run one request (`send` queues it on the engine) to its answer,
+    /// resuming on a new session if the server forgot this one.
+    pub fn request(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        mut send: impl FnMut(&mut Client, Instant) -> Result<(), preboot::transaction::ClientError>,
+    ) -> Result<Answer, String> {
+        let end = clock::now() + limit;
+        let mut resumes = 0;
+        send(&mut self.client, clock::now()).map_err(|e| format!("{what}: {e}"))?;
+        loop {
+            while let Some(e) = self.client.poll_event() {
+                match e {
+                    ClientEvent::Reply { .. } => return Ok(Answer::Reply),
+                    ClientEvent::Refused { status, .. } => return Ok(Answer::Refused(status)),
+                    ClientEvent::Failed { request } => {
+                        if resumes >= RESUMES {
+                            return Err(format!(
+                                "{what}: no answer from {} after {resumes} new sessions",
+                                self.config.server
+                            ));
+                        }
+                        resumes += 1;
+                        tracing::warn!(
+                            ?request,
+                            resumes,
+                            "transaction: no answer, resuming on a new session"
+                        );
+                        self.rehandshake(end)?;
+                        send(&mut self.client, clock::now()).map_err(|e| format!("{what}: {e}"))?;
+                    }
+                    ClientEvent::Advisory { request, status } => {
+                        tracing::debug!(
+                            ?request,
+                            ?status,
+                            "transaction: unauthenticated refusal ignored"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            self.turn(end).map_err(|e| format!("{what}: {e}"))?;
+        }
+    }
+
+    /// Send what is due, wait for one datagram or the next deadline.
+    fn turn(&mut self, end: Instant) -> Result<(), String> {
+        let now = clock::now();
+        if now >= end {
+            return Err(format!(
+                "the transaction server {} did not answer in time",
+                self.config.server
+            ));
+        }
+        self.client.handle_timeout(now);
+        let mut buf = [0u8; Client::MAX_DATAGRAM];
+        while let Some(t) = self
+            .client
+            .poll_transmit(now, &mut buf)
+            .map_err(|e| e.to_string())?
+        {
+            if let Err(e) = self.socket.send_to(&buf[..t.len], t.remote) {
+                // ICMP unreachable from an earlier datagram (server down):
+                // the retransmission timer copes.
+                tracing::debug!(error = %e, "transaction: send failed");
+            }
+        }
+        let wait = self
+            .client
+            .poll_timeout()
+            .unwrap_or(end)
+            .min(end)
+            .saturating_duration_since(clock::now())
+            .max(Duration::from_millis(1));
+        self.socket
+            .set_read_timeout(Some(wait))
+            .map_err(|e| e.to_string())?;
+        let mut rx = [0u8; Client::MAX_DATAGRAM];
+        match self.socket.recv_from(&mut rx) {
+            Ok((n, SocketAddr::V4(from))) => self.client.handle(
+                clock::now(),
+                Datagram {
+                    local: self.local,
+                    remote: from,
+                    payload: &rx[..n],
+                },
+            ),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                        | io::ErrorKind::ConnectionRefused
+                ) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        Ok(())
+    }
+}
