@@ -62,6 +62,8 @@ pub enum Handover {
 pub struct Profile {
     /// Steps 1–3.
     pub dhcp: DhcpTarget,
+    /// The interface to configure with the address DHCP gives (`--interface`).
+    pub interface: Option<String>,
     /// The TFTP port of the server the DHCP answers name (69).
     pub tftp_port: u16,
     /// The transaction server, if not the one DHCP names.
@@ -209,6 +211,16 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
         let _ = dc.boot_timeouts.push(Duration::from_secs(s));
     }
     let info = hub.boot_info(dc, ws.xid, &p.dhcp, ws.address)?;
+    if let Some(iface) = &p.interface {
+        let mask = info.subnet_mask.unwrap_or(Ipv4Addr::new(255, 255, 255, 0));
+        crate::linux::set_address(iface, info.address, mask)
+            .map_err(|e| format!("{iface}: cannot set address {}/{mask}: {e}", info.address))?;
+        if let Some(gw) = info.router {
+            if let Err(e) = crate::linux::add_default_route(gw) {
+                tracing::warn!(%gw, error = %e, "no default route");
+            }
+        }
+    }
     run.end();
     run.say(format!(
         "address {} · boot file {} from {} (boot server {})",

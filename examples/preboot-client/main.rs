@@ -242,6 +242,9 @@ fn run(args: Args) -> Result<ExitCode, String> {
     } else {
         SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, client_port)
     };
+    if let Some(iface) = &args.interface {
+        linux::interface_up(iface).map_err(|e| format!("{iface}: cannot bring it up: {e}"))?;
+    }
     let socket = match &args.interface {
         Some(iface) => linux::dhcp_socket(iface, client_port)
             .map_err(|e| format!("DHCP socket on {iface} port {client_port}: {e}"))?,
@@ -256,9 +259,12 @@ fn run(args: Args) -> Result<ExitCode, String> {
     let hub = DhcpHub::start(socket).map_err(|e| e.to_string())?;
 
     let host = hardware::detect(Path::new("/"));
-    let base_mac = match &args.mac {
-        Some(m) => parse_mac(m)?,
-        None => host.macs.first().copied().unwrap_or(local_mac()),
+    let base_mac = match (&args.mac, &args.interface) {
+        (Some(m), _) => parse_mac(m)?,
+        (None, Some(iface)) => {
+            linux::mac_of(iface).map_err(|e| format!("{iface}: no MAC address: {e}"))?
+        }
+        (None, None) => host.macs.first().copied().unwrap_or(local_mac()),
     };
     let uuid = match &args.uuid {
         Some(u) => Some(parse_uuid(u)?),
@@ -275,6 +281,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
     }
     let profile = Profile {
         dhcp,
+        interface: args.interface.clone(),
         tftp_port,
         transaction: args.transaction,
         transaction_port,
@@ -306,7 +313,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         let mut hw = host.clone();
         let mac = add_to_mac(base_mac, i as u32);
         let mut macs = vec![mac];
-        if n == 1 && args.mac.is_none() {
+        if n == 1 && args.mac.is_none() && args.interface.is_none() {
             macs = host.macs.clone();
             if macs.is_empty() {
                 macs.push(mac);
