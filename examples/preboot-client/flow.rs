@@ -323,9 +323,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
     run.begin(4);
     let mut wi: WorkstationInfo<'_> = hw.to_info();
     wi.image_safe = raw;
-    match session.request("WorkstationInfo", p.step_limit, |c, now| {
-        c.send_info(now, &wi)
-    })? {
+    match session.send_info(&wi, p.step_limit)? {
         Answer::Reply => {}
         Answer::Refused(s) => return Err(refusal("WorkstationInfo", s)),
     }

@@ -60,6 +60,22 @@ struct Args {
     /// address). Standard ports unless it is the demo on loopback.
     #[arg(long, value_name = "IP")]
     server: Option<Ipv4Addr>,
+    /// The servers' DHCP port [default: 67; the demo's 6767 on loopback].
+    #[arg(long, value_name = "PORT")]
+    dhcp_port: Option<u16>,
+    /// The DHCP client port answers come to [default: 68; the demo's 6868].
+    #[arg(long, value_name = "PORT")]
+    client_port: Option<u16>,
+    /// The boot server port [default: 4011; the demo's 14011].
+    #[arg(long, value_name = "PORT")]
+    boot_port: Option<u16>,
+    /// The TFTP port [default: 69; the demo's 6969].
+    #[arg(long, value_name = "PORT")]
+    tftp_port: Option<u16>,
+    /// The transaction port on the boot server, when DHCP names no
+    /// transaction server [default: 4012; the demo's 14012].
+    #[arg(long, value_name = "PORT")]
+    transaction_port: Option<u16>,
     /// The transaction server [default: the one DHCP names, else the boot
     /// server on --transaction-port].
     #[arg(long, value_name = "IP:PORT")]
@@ -232,11 +248,16 @@ fn run(args: Args) -> Result<ExitCode, String> {
             None,
         )
     };
+    let mut dhcp = dhcp;
+    dhcp.server_port = args.dhcp_port.unwrap_or(dhcp.server_port);
+    dhcp.boot_port = args.boot_port.unwrap_or(dhcp.boot_port);
+    let tftp_port = args.tftp_port.unwrap_or(tftp_port);
+    let transaction_port = args.transaction_port.unwrap_or(transaction_port);
     let key = match args.server_key.as_deref().or(default_key.as_deref()) {
         Some(k) => Some(server_key(k)?),
         None => None,
     };
-    let client_port = if demo { 6868 } else { 68 };
+    let client_port = args.client_port.unwrap_or(if demo { 6868 } else { 68 });
     let bind = if demo {
         SocketAddrV4::new(dhcp.broadcast, client_port)
     } else {
