@@ -104,6 +104,16 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     workstations: u32,
+    /// With --workstations: workstation i speaks from address IP + i (the
+    /// addresses must be on this host) [default on loopback: 127.1.0.1
+    /// upwards; else the host's address for all].
+    #[arg(long, value_name = "IP")]
+    address_base: Option<Ipv4Addr>,
+    /// Baseline for benchmarks against boot servers without a transaction
+    /// server (dnsmasq): after DHCP and the boot file, fetch these files
+    /// by TFTP (comma-separated) and stop; no session, no menu, no tasks.
+    #[arg(long, value_name = "FILE,FILE", value_delimiter = ',')]
+    baseline_files: Vec<String>,
     /// Step 19: simulate the imaging environment (report the tasks done),
     /// kexec into it, or stop after fetching it.
     #[arg(long, value_enum, default_value_t = Handover::Simulate)]
@@ -315,6 +325,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         },
         work_dir,
         handover: args.handover,
+        baseline_files: args.baseline_files.clone(),
         kexec_append: args.kexec_append.clone(),
         console: args.console || (n == 1 && std::io::IsTerminal::is_terminal(&std::io::stdin())),
         menu_choice: args.menu_choice,
@@ -363,6 +374,8 @@ fn run(args: Args) -> Result<ExitCode, String> {
         // apply to each, not to all of them together.
         let address = if args.interface.is_some() {
             Ipv4Addr::UNSPECIFIED
+        } else if let Some(base) = args.address_base {
+            Ipv4Addr::from(u32::from(base).wrapping_add(i as u32))
         } else if demo && n > 1 {
             Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250) as u8 + 1)
         } else {
@@ -441,6 +454,7 @@ fn print_one(out: &BootOutcome) {
             ids(tasks),
             out.total.as_millis()
         ),
+        Ok(Ending::Baseline) => println!("RESULT baseline total_ms={}", out.total.as_millis()),
         Ok(Ending::Fetched { tasks }) => println!(
             "RESULT fetched tasks={} total_ms={}",
             ids(tasks),
@@ -492,6 +506,7 @@ fn summary(outcomes: &[BootOutcome], n: usize, wall: Duration) -> ExitCode {
             Ok(Ending::LocalBoot) => "local-boot".to_string(),
             Ok(Ending::Imaged { .. }) => "imaged".to_string(),
             Ok(Ending::Fetched { .. }) => "fetched".to_string(),
+            Ok(Ending::Baseline) => "baseline (DHCP and TFTP only)".to_string(),
             Err((step, e)) => format!("failed at {}: {e}", STEPS[*step]),
         };
         *endings.entry(k).or_default() += 1;
