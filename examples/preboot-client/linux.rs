@@ -693,6 +693,7 @@ pub const ESC_TIMEOUT: Duration = Duration::from_millis(50);
 /// [`read_key`] sees every key. Output processing is kept (log lines still
 /// end in CR LF). The previous settings are restored on drop.
 pub struct RawConsole {
+    fd: libc::c_int,
     saved: Option<libc::termios>,
 }
 
@@ -700,10 +701,15 @@ impl RawConsole {
     /// Enters raw mode if stdin is a terminal; otherwise does nothing (a
     /// pipe or file still works with [`read_key`]).
     pub fn new() -> io::Result<Self> {
-        let fd = libc::STDIN_FILENO;
+        Self::on_fd(libc::STDIN_FILENO)
+    }
+
+    /// [`RawConsole::new`] on another descriptor (a serial port, a pty);
+    /// the descriptor must stay open while the value lives.
+    pub fn on_fd(fd: libc::c_int) -> io::Result<Self> {
         // SAFETY: isatty takes no pointer.
         if unsafe { libc::isatty(fd) } != 1 {
-            return Ok(RawConsole { saved: None });
+            return Ok(RawConsole { fd, saved: None });
         }
         // SAFETY: an all-zero termios is valid storage for tcgetattr.
         let mut t: libc::termios = unsafe { mem::zeroed() };
@@ -729,10 +735,13 @@ impl RawConsole {
         if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(RawConsole { saved: Some(saved) })
+        Ok(RawConsole {
+            fd,
+            saved: Some(saved),
+        })
     }
 
-    /// Whether stdin is a terminal now in raw mode.
+    /// Whether the descriptor is a terminal now in raw mode.
     pub fn is_raw(&self) -> bool {
         self.saved.is_some()
     }
@@ -742,7 +751,7 @@ impl Drop for RawConsole {
     fn drop(&mut self) {
         if let Some(t) = &self.saved {
             // SAFETY: restoring settings read by tcgetattr.
-            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
+            unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, t) };
         }
     }
 }
@@ -808,4 +817,640 @@ fn read_byte(fd: libc::c_int, wait: Duration) -> Option<u8> {
     // SAFETY: reading one byte into a valid byte.
     let r = unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) };
     (r == 1).then_some(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::process::Command;
+    use std::sync::mpsc;
+    use std::thread;
+
+    const CTRL: u8 = Hotkey::CTRL;
+    const ALT: u8 = Hotkey::ALT;
+    const SHIFT: u8 = Hotkey::SHIFT;
+
+    fn key(modifiers: u8, code: u8) -> Key {
+        Key { modifiers, code }
+    }
+
+    /// Decodes a complete burst (no more bytes coming).
+    fn one(bytes: &[u8]) -> Decoded {
+        decode_key(bytes, false)
+    }
+
+    /// Plain ASCII, upper case as Shift + letter, Backspace.
+    #[test]
+    fn plain_ascii() {
+        assert_eq!(one(b"a"), Decoded::Key(key(0, b'a'), 1));
+        assert_eq!(one(b"A"), Decoded::Key(key(SHIFT, b'a'), 1));
+        assert_eq!(one(b"7x"), Decoded::Key(key(0, b'7'), 1));
+        assert_eq!(one(b" "), Decoded::Key(key(0, b' '), 1));
+        assert_eq!(one(b"~"), Decoded::Key(key(0, b'~'), 1));
+        assert_eq!(one(b"\x7f"), Decoded::Key(Key::plain(Key::BACKSPACE), 1));
+    }
+
+    /// Ctrl+letter is 0x01..0x1a; Tab, LF and CR are Tab and Enter (§4.4
+    /// hotkeys include Enter).
+    #[test]
+    fn ctrl_letters_tab_enter() {
+        assert_eq!(one(b"\x01"), Decoded::Key(key(CTRL, b'a'), 1));
+        assert_eq!(one(b"\x1a"), Decoded::Key(key(CTRL, b'z'), 1));
+        assert_eq!(one(b"\x03"), Decoded::Key(key(CTRL, b'c'), 1));
+        assert_eq!(one(b"\x09"), Decoded::Key(Key::plain(Key::TAB), 1));
+        assert_eq!(one(b"\x0d"), Decoded::Key(Key::plain(Key::ENTER), 1));
+        assert_eq!(one(b"\x0a"), Decoded::Key(Key::plain(Key::ENTER), 1));
+        assert_eq!(one(b"\x00"), Decoded::Key(key(CTRL, b'@'), 1));
+        assert_eq!(one(b"\x1c"), Decoded::Key(key(CTRL, b'\\'), 1));
+    }
+
+    /// Alt+key is ESC then the key (Ctrl and Shift carried over).
+    #[test]
+    fn alt_keys() {
+        assert_eq!(one(b"\x1bx"), Decoded::Key(key(ALT, b'x'), 2));
+        assert_eq!(one(b"\x1bX"), Decoded::Key(key(ALT | SHIFT, b'x'), 2));
+        assert_eq!(one(b"\x1b\x01"), Decoded::Key(key(ALT | CTRL, b'a'), 2));
+        assert_eq!(one(b"\x1b\x0d"), Decoded::Key(key(ALT, Key::ENTER), 2));
+        assert_eq!(one(b"\x1b\x1b"), Decoded::Key(key(ALT, Key::ESC), 2));
+        // Alt+[ and Alt+O are only told from CSI / SS3 by the timeout.
+        assert_eq!(one(b"\x1b["), Decoded::Key(key(ALT, b'['), 2));
+        assert_eq!(one(b"\x1bO"), Decoded::Key(key(ALT | SHIFT, b'o'), 2));
+        assert_eq!(decode_key(b"\x1b[", true), Decoded::NeedMore);
+        assert_eq!(decode_key(b"\x1bO", true), Decoded::NeedMore);
+    }
+
+    /// A lone ESC waits for more while the inter-byte timeout runs, then
+    /// is the Escape key.
+    #[test]
+    fn lone_escape() {
+        assert_eq!(decode_key(b"\x1b", true), Decoded::NeedMore);
+        assert_eq!(one(b"\x1b"), Decoded::Key(Key::plain(Key::ESC), 1));
+        assert_eq!(decode_key(b"", true), Decoded::NeedMore);
+    }
+
+    /// F1..F4 as SS3 (ESC O P..S) and as CSI, F5..F12 as ESC [ n ~ with
+    /// the gaps at 16 and 22; F8 is ESC [ 19 ~.
+    #[test]
+    fn function_keys() {
+        for (i, c) in (b'P'..=b'S').enumerate() {
+            let f = Key::f(i as u8 + 1);
+            assert_eq!(one(&[0x1b, b'O', c]), Decoded::Key(f, 3));
+            assert_eq!(one(&[0x1b, b'[', c]), Decoded::Key(f, 3));
+        }
+        let table: [(&[u8], u8); 12] = [
+            (b"11", 1),
+            (b"12", 2),
+            (b"13", 3),
+            (b"14", 4),
+            (b"15", 5),
+            (b"17", 6),
+            (b"18", 7),
+            (b"19", 8),
+            (b"20", 9),
+            (b"21", 10),
+            (b"23", 11),
+            (b"24", 12),
+        ];
+        for (n, f) in table {
+            let mut seq = b"\x1b[".to_vec();
+            seq.extend_from_slice(n);
+            seq.push(b'~');
+            assert_eq!(one(&seq), Decoded::Key(Key::f(f), seq.len()), "{seq:?}");
+        }
+        assert_eq!(one(b"\x1b[19~"), Decoded::Key(key(0, 0x88), 5));
+        assert_eq!(Key::f(1).code, 0x81);
+        assert_eq!(Key::f(12).code, 0x8c);
+        // 16 and 22 are no keys.
+        assert_eq!(one(b"\x1b[16~"), Decoded::Unknown(5));
+        assert_eq!(one(b"\x1b[22~"), Decoded::Unknown(5));
+        // Linux console F1..F5.
+        assert_eq!(one(b"\x1b[[A"), Decoded::Key(Key::f(1), 4));
+        assert_eq!(one(b"\x1b[[E"), Decoded::Key(Key::f(5), 4));
+    }
+
+    /// xterm modifier parameters: 2 Shift, 3 Alt, 5 Ctrl, 8 all.
+    #[test]
+    fn modified_function_keys() {
+        assert_eq!(one(b"\x1b[19;5~"), Decoded::Key(key(CTRL, 0x88), 7));
+        assert_eq!(one(b"\x1b[19;2~"), Decoded::Key(key(SHIFT, 0x88), 7));
+        assert_eq!(one(b"\x1b[24;3~"), Decoded::Key(key(ALT, 0x8c), 7));
+        assert_eq!(
+            one(b"\x1b[1;8P"),
+            Decoded::Key(key(CTRL | ALT | SHIFT, 0x81), 6)
+        );
+        assert_eq!(one(b"\x1b[1;5A"), Decoded::Key(key(CTRL, Key::UP), 6));
+    }
+
+    /// Cursor and editing keys.
+    #[test]
+    fn cursor_keys() {
+        assert_eq!(one(b"\x1b[A"), Decoded::Key(Key::plain(Key::UP), 3));
+        assert_eq!(one(b"\x1bOB"), Decoded::Key(Key::plain(Key::DOWN), 3));
+        assert_eq!(one(b"\x1b[H"), Decoded::Key(Key::plain(Key::HOME), 3));
+        assert_eq!(one(b"\x1b[3~"), Decoded::Key(Key::plain(Key::DELETE), 4));
+        assert_eq!(one(b"\x1b[6~"), Decoded::Key(Key::plain(Key::PAGE_DOWN), 4));
+    }
+
+    /// Incomplete sequences wait while bytes may follow; a sequence is
+    /// reported with its length so the rest of a burst is decoded next.
+    #[test]
+    fn partial_and_bursts() {
+        for prefix in [
+            &b"\x1b[1"[..],
+            b"\x1b[19",
+            b"\x1b[19;",
+            b"\x1b[19;5",
+            b"\x1b[[",
+        ] {
+            assert_eq!(decode_key(prefix, true), Decoded::NeedMore, "{prefix:?}");
+            assert!(matches!(one(prefix), Decoded::Unknown(_)), "{prefix:?}");
+        }
+        let burst = b"\x1b[19~a\x01";
+        let Decoded::Key(k, n) = one(burst) else {
+            panic!("no key")
+        };
+        assert_eq!((k, n), (Key::f(8), 5));
+        assert_eq!(one(&burst[n..]), Decoded::Key(key(0, b'a'), 1));
+        assert_eq!(one(&burst[n + 1..]), Decoded::Key(key(CTRL, b'a'), 1));
+    }
+
+    /// Unknown sequences and non-ASCII are skipped with their length; no
+    /// input panics or claims more bytes than it has (exhaustive over all
+    /// 1- and 2-byte inputs, and 3-byte ones starting with ESC).
+    #[test]
+    fn unknown_and_every_short_input() {
+        assert_eq!(one(b"\x1b[99~"), Decoded::Unknown(5));
+        assert_eq!(one(b"\x1b[1;2;3~"), Decoded::Unknown(8));
+        assert_eq!(one(b"\x1b[Z"), Decoded::Unknown(3));
+        assert_eq!(one("é".as_bytes()), Decoded::Unknown(2));
+        assert_eq!(one("€x".as_bytes()), Decoded::Unknown(3));
+        assert_eq!(one(b"\xff"), Decoded::Unknown(1));
+        let long = [&b"\x1b["[..], &[b'1'; 40]].concat();
+        assert!(matches!(decode_key(&long, true), Decoded::Unknown(n) if n <= long.len()));
+        let check = |b: &[u8]| {
+            for more in [false, true] {
+                match decode_key(b, more) {
+                    Decoded::Key(_, n) | Decoded::Unknown(n) => {
+                        assert!(n >= 1 && n <= b.len(), "{b:?} -> {n}")
+                    }
+                    Decoded::NeedMore => assert!(more, "{b:?}"),
+                }
+            }
+        };
+        for a in 0..=255u8 {
+            check(&[a]);
+            for b in 0..=255u8 {
+                check(&[a, b]);
+                check(&[0x1b, a, b]);
+                check(&[0x1b, b'[', a, b]);
+            }
+        }
+    }
+
+    /// §4.4 TLV 2: a key matches the hotkey with the same modifiers and key
+    /// (upper case = Shift); modifiers-only hotkeys never match.
+    #[test]
+    fn hotkey_matching() {
+        let f8 = Hotkey {
+            modifiers: 0,
+            key: 0x88,
+        };
+        assert!(Key::f(8).matches(f8));
+        assert!(!Key::f(9).matches(f8));
+        assert!(!key(CTRL, 0x88).matches(f8));
+        let ctrl_alt_p = Hotkey {
+            modifiers: CTRL | ALT,
+            key: b'p',
+        };
+        assert!(key(CTRL | ALT, b'p').matches(ctrl_alt_p));
+        let shift_p = Hotkey {
+            modifiers: 0,
+            key: b'P',
+        };
+        assert!(key(SHIFT, b'p').matches(shift_p));
+        assert!(!key(0, b'p').matches(shift_p));
+        let enter = Hotkey {
+            modifiers: 0,
+            key: Key::ENTER,
+        };
+        assert!(Key::plain(Key::ENTER).matches(enter));
+        let mods_only = Hotkey {
+            modifiers: CTRL | ALT,
+            key: 0,
+        };
+        assert!(!key(CTRL | ALT, 0).matches(mods_only));
+        assert_eq!(key(CTRL | ALT, 0x88).to_string(), "Ctrl+Alt+F8");
+        assert_eq!(key(SHIFT, b'a').to_string(), "Shift+a");
+    }
+
+    /// read_key over a real pipe: a sequence written in two parts within
+    /// the inter-byte timeout is one key; a lone ESC followed by silence
+    /// is Escape; nothing written is a timeout.
+    #[test]
+    fn read_key_from_a_pipe() {
+        let mut fds = [0; 2];
+        // SAFETY: fds has room for two descriptors.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: fresh descriptors we own.
+        let (r, mut w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+        let writer = thread::spawn(move || {
+            w.write_all(b"\x1b[1").expect("write");
+            thread::sleep(Duration::from_millis(10));
+            w.write_all(b"9~").expect("write");
+            thread::sleep(Duration::from_millis(200));
+            w.write_all(b"\x1b").expect("write");
+            thread::sleep(Duration::from_millis(300));
+            w.write_all(b"\x1b[99~q").expect("write");
+            thread::sleep(Duration::from_millis(300));
+            w
+        });
+        let t = Duration::from_secs(2);
+        assert_eq!(read_key_from(r.as_raw_fd(), t), Some(Key::f(8)));
+        let start = Instant::now();
+        assert_eq!(read_key_from(r.as_raw_fd(), t), Some(Key::plain(Key::ESC)));
+        assert!(start.elapsed() < Duration::from_secs(1));
+        // The unknown sequence is skipped, the key after it read.
+        assert_eq!(read_key_from(r.as_raw_fd(), t), Some(key(0, b'q')));
+        let w = writer.join().expect("writer");
+        let start = Instant::now();
+        assert_eq!(
+            read_key_from(r.as_raw_fd(), Duration::from_millis(100)),
+            None
+        );
+        assert!(start.elapsed() >= Duration::from_millis(90));
+        drop(w);
+        // End of input: None at once.
+        assert_eq!(read_key_from(r.as_raw_fd(), t), None);
+    }
+
+    /// A real terminal (a pty): raw mode makes an escape sequence without
+    /// a newline readable at once, turns off echo and signals, and the
+    /// settings are restored on drop. In canonical mode the same bytes are
+    /// not readable (no newline yet): read_key times out.
+    #[test]
+    fn raw_console_on_a_pty() {
+        let (mut master, slave) = {
+            let (mut m, mut s) = (0, 0);
+            // SAFETY: out-parameters for two descriptors; null name,
+            // termios and winsize are allowed.
+            let r = unsafe {
+                libc::openpty(
+                    &mut m,
+                    &mut s,
+                    std::ptr::null_mut(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                )
+            };
+            assert_eq!(r, 0, "openpty: {}", io::Error::last_os_error());
+            // SAFETY: fresh descriptors we own.
+            unsafe { (File::from_raw_fd(m), OwnedFd::from_raw_fd(s)) }
+        };
+        let fd = slave.as_raw_fd();
+        let lflag = || {
+            // SAFETY: valid storage, a terminal descriptor.
+            let mut t: libc::termios = unsafe { mem::zeroed() };
+            assert_eq!(unsafe { libc::tcgetattr(fd, &mut t) }, 0);
+            t.c_lflag
+        };
+        let before = lflag();
+        assert_ne!(before & libc::ICANON, 0, "a new pty starts canonical");
+        master.write_all(b"\x1b[19~").expect("write");
+        assert_eq!(read_key_from(fd, Duration::from_millis(200)), None);
+        // SAFETY: discard the pending canonical input.
+        unsafe { libc::tcflush(fd, libc::TCIFLUSH) };
+        {
+            let raw = RawConsole::on_fd(fd).expect("raw");
+            assert!(raw.is_raw());
+            let now = lflag();
+            assert_eq!(now & (libc::ICANON | libc::ECHO | libc::ISIG), 0);
+            master.write_all(b"\x1b[19~\x03").expect("write");
+            assert_eq!(read_key_from(fd, Duration::from_secs(2)), Some(Key::f(8)));
+            assert_eq!(
+                read_key_from(fd, Duration::from_secs(2)),
+                Some(key(CTRL, b'c'))
+            );
+        }
+        assert_eq!(lflag(), before, "settings restored on drop");
+        // Not a terminal: nothing to do.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = File::create(dir.path().join("f")).expect("file");
+        assert!(!RawConsole::on_fd(f.as_raw_fd()).expect("file").is_raw());
+    }
+
+    /// Interface names the kernel would refuse are refused before any
+    /// syscall, with InvalidInput.
+    #[test]
+    fn bad_interface_names() {
+        for bad in ["", "a-name-too-long-x", "a\0b", "a/b"] {
+            assert_eq!(
+                interface_up(bad).expect_err(bad).kind(),
+                io::ErrorKind::InvalidInput
+            );
+            assert_eq!(
+                dhcp_socket(bad, 0).expect_err(bad).kind(),
+                io::ErrorKind::InvalidInput
+            );
+        }
+    }
+
+    /// An interface that does not exist: ENODEV with the ioctl named.
+    #[test]
+    fn missing_interface() {
+        let e = mac_of("pbnosuch0").expect_err("no such interface");
+        assert_eq!(os_error_of(&e), Some(libc::ENODEV));
+        assert!(e.to_string().contains("SIOCGIFHWADDR pbnosuch0"), "{e}");
+    }
+
+    // ---- network namespaces ----
+
+    /// Two network namespaces joined by a veth pair, deleted on drop.
+    struct NetnsPair {
+        a: String,
+        b: String,
+    }
+
+    fn ip(args: &[&str]) -> io::Result<String> {
+        let out = Command::new("ip").args(args).output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    impl NetnsPair {
+        /// `a` holds `pba0` (MAC 02:00:00:00:0a:01), `b` holds `pbb0`;
+        /// `None` (the test is skipped) when not root or namespaces cannot
+        /// be made here.
+        fn new(tag: &str) -> Option<Self> {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                eprintln!("skipped: needs root to create network namespaces");
+                return None;
+            }
+            let pid = std::process::id();
+            let pair = NetnsPair {
+                a: format!("pbl{pid}{tag}a"),
+                b: format!("pbl{pid}{tag}b"),
+            };
+            let setup = || -> io::Result<()> {
+                ip(&["netns", "add", &pair.a])?;
+                ip(&["netns", "add", &pair.b])?;
+                ip(&[
+                    "-n",
+                    &pair.a,
+                    "link",
+                    "add",
+                    "pba0",
+                    "address",
+                    "02:00:00:00:0a:01",
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "pbb0",
+                    "netns",
+                    &pair.b,
+                ])?;
+                ip(&["-n", &pair.b, "link", "set", "pbb0", "up"])?;
+                Ok(())
+            };
+            if let Err(e) = setup() {
+                eprintln!("skipped: cannot create network namespaces here: {e}");
+                return None;
+            }
+            Some(pair)
+        }
+
+        /// Runs `f` on a thread that has entered namespace `ns` (setns
+        /// changes the calling thread only).
+        fn run<T: Send + 'static>(
+            ns: &str,
+            f: impl FnOnce() -> T + Send + 'static,
+        ) -> thread::JoinHandle<T> {
+            let path = format!("/var/run/netns/{ns}");
+            thread::spawn(move || {
+                let file = File::open(&path).expect("open netns");
+                // SAFETY: a namespace descriptor, CLONE_NEWNET.
+                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(r, 0, "setns {path}: {}", io::Error::last_os_error());
+                f()
+            })
+        }
+    }
+
+    impl Drop for NetnsPair {
+        fn drop(&mut self) {
+            let _ = ip(&["netns", "del", &self.a]);
+            let _ = ip(&["netns", "del", &self.b]);
+        }
+    }
+
+    /// netdevice(7) / route(4) ioctls, checked with `ip` from outside:
+    /// the MAC read, the interface up, the address and mask set, the
+    /// default route added.
+    #[test]
+    fn netns_interface_ops() {
+        let Some(pair) = NetnsPair::new("i") else {
+            return;
+        };
+        let r = NetnsPair::run(&pair.a, || -> io::Result<()> {
+            assert_eq!(mac_of("pba0")?, [2, 0, 0, 0, 0x0a, 1]);
+            interface_up("pba0")?;
+            set_address(
+                "pba0",
+                Ipv4Addr::new(10, 77, 0, 2),
+                Ipv4Addr::new(255, 255, 255, 0),
+            )?;
+            add_default_route(Ipv4Addr::new(10, 77, 0, 1))?;
+            // A gateway on no connected subnet is refused (ENETUNREACH).
+            let e = add_default_route(Ipv4Addr::new(10, 99, 0, 1)).expect_err("unreachable gw");
+            assert!(os_error_of(&e).is_some(), "{e}");
+            assert!(e.to_string().contains("SIOCADDRT"), "{e}");
+            Ok(())
+        })
+        .join()
+        .expect("thread");
+        r.expect("interface ops");
+        let link = ip(&["-n", &pair.a, "-o", "link", "show", "pba0"]).expect("ip link");
+        assert!(link.contains(",UP"), "{link}");
+        let addr = ip(&["-n", &pair.a, "-o", "-4", "addr", "show", "pba0"]).expect("ip addr");
+        assert!(addr.contains("inet 10.77.0.2/24"), "{addr}");
+        let route = ip(&["-n", &pair.a, "route", "show", "default"]).expect("ip route");
+        assert!(route.contains("default via 10.77.0.1 dev pba0"), "{route}");
+    }
+
+    /// RFC 2131 §4.1: from an interface with no address, the DHCP socket
+    /// sends to 255.255.255.255:67 (source 0.0.0.0) and receives a
+    /// broadcast reply to port 68 from the peer.
+    #[test]
+    fn netns_dhcp_socket_broadcasts_without_an_address() {
+        let Some(pair) = NetnsPair::new("d") else {
+            return;
+        };
+        ip(&["-n", &pair.b, "addr", "add", "10.77.1.1/24", "dev", "pbb0"]).expect("peer addr");
+        // The "server" in b: port 67 on pbb0.
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let server = NetnsPair::run(&pair.b, move || -> io::Result<(SocketAddr, Vec<u8>)> {
+            let s = dhcp_socket("pbb0", 67)?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            ready_tx.send(()).expect("ready");
+            let mut buf = [0u8; 64];
+            let (n, from) = s.recv_from(&mut buf)?;
+            // Answer by broadcast, as a DHCP server answers a client
+            // without an address; repeated, the link may still be coming up.
+            for _ in 0..20 {
+                s.send_to(b"offer", (Ipv4Addr::BROADCAST, 68))?;
+                thread::sleep(Duration::from_millis(50));
+            }
+            Ok((from, buf[..n].to_vec()))
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("server ready");
+        let client = NetnsPair::run(&pair.a, || -> io::Result<Vec<u8>> {
+            interface_up("pba0")?;
+            let s = dhcp_socket("pba0", 68)?;
+            s.set_read_timeout(Some(Duration::from_millis(100)))?;
+            let mut buf = [0u8; 64];
+            // Bounded: 50 sends, 100 ms apart.
+            for _ in 0..50 {
+                s.send_to(b"discover", (Ipv4Addr::BROADCAST, 67))?;
+                match s.recv_from(&mut buf) {
+                    Ok((n, _)) => return Ok(buf[..n].to_vec()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no broadcast reply",
+            ))
+        });
+        let got = client.join().expect("client thread").expect("client");
+        assert_eq!(got, b"offer");
+        let (from, req) = server.join().expect("server thread").expect("server");
+        assert_eq!(req, b"discover");
+        assert_eq!(from, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 68)));
+    }
+
+    // ---- kexec ----
+
+    fn kexec_loaded() -> Option<bool> {
+        std::fs::read_to_string("/sys/kernel/kexec_loaded")
+            .ok()
+            .map(|s| s.trim() == "1")
+    }
+
+    /// Missing files are named in the error, before any syscall.
+    #[test]
+    fn kexec_missing_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let k = dir.path().join("vmlinuz");
+        let e = kexec(&k, &k, "");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("open kernel"), "{e}");
+        assert!(e.to_string().contains("vmlinuz"), "{e}");
+        let e = kexec_load_only(&k, &k, "a\0b").expect_err("missing");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    /// A file that is no kernel is refused by the kernel with a clear error
+    /// (ENOEXEC, or EPERM when not permitted here), never loaded.
+    #[test]
+    fn kexec_refuses_a_non_kernel() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: kexec_file_load needs root");
+            return;
+        }
+        if kexec_loaded() == Some(true) {
+            eprintln!("skipped: a kexec image is already loaded on this machine");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let k = dir.path().join("not-a-kernel");
+        std::fs::write(&k, vec![0x5a; 64 * 1024]).expect("write");
+        let e = kexec_load_only(&k, &k, "console=ttyS0").expect_err("not a kernel");
+        let inner = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<KexecError>())
+            .expect("a KexecError");
+        eprintln!("refused as expected: {e}");
+        assert!(inner.step.starts_with("kexec_file_load"), "{e}");
+        assert!(
+            matches!(
+                inner.errno,
+                Some(libc::ENOEXEC | libc::EPERM | libc::ENOSYS | libc::EINVAL)
+            ),
+            "{e}"
+        );
+        assert!(inner.hint.is_some(), "{e}");
+        assert_ne!(kexec_loaded(), Some(true));
+    }
+
+    /// A real kernel (tests/firmware/prepare.sh's cache, or
+    /// PREBOOT_TEST_KERNEL): loaded and unloaded as root; where the load
+    /// is refused (a container, lockdown) the error is a clear KexecError.
+    #[test]
+    fn kexec_loads_a_real_kernel() {
+        let kernel = std::env::var_os("PREBOOT_TEST_KERNEL")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("target/firmware/cache/vmlinuz")
+            });
+        if !kernel.is_file() {
+            eprintln!(
+                "skipped: no kernel at {} (run tests/firmware/prepare.sh)",
+                kernel.display()
+            );
+            return;
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: kexec_file_load needs root");
+            return;
+        }
+        if kexec_loaded() == Some(true) {
+            eprintln!("skipped: a kexec image is already loaded on this machine");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let initrd = dir.path().join("initrd");
+        std::fs::write(&initrd, b"070701").expect("write");
+        match kexec_load_only(&kernel, &initrd, "console=ttyS0 preboot.task=1") {
+            Ok(()) => {
+                let loaded = kexec_loaded();
+                kexec_unload().expect("unload");
+                assert_eq!(
+                    loaded,
+                    Some(true),
+                    "loaded but /sys/kernel/kexec_loaded says no"
+                );
+                assert_eq!(kexec_loaded(), Some(false));
+                eprintln!("loaded and unloaded {}", kernel.display());
+            }
+            Err(e) => {
+                let inner = e
+                    .get_ref()
+                    .and_then(|i| i.downcast_ref::<KexecError>())
+                    .expect("a KexecError");
+                eprintln!("load refused here: {e}");
+                assert!(inner.errno.is_some() && inner.hint.is_some(), "{e}");
+                assert!(
+                    matches!(
+                        inner.errno,
+                        Some(libc::EPERM | libc::ENOSYS | libc::EKEYREJECTED | libc::ENOEXEC)
+                    ),
+                    "unexpected refusal: {e}"
+                );
+            }
+        }
+    }
 }
