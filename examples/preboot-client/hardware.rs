@@ -14,6 +14,10 @@
 //!   from the PCI function above the virtio device).
 //! - Machine UUID: `sys/class/dmi/id/product_uuid`, converted to the SMBIOS
 //!   / option 97 byte order (see [`uuid_from_dmi_text`]).
+//! - SMBIOS strings (system manufacturer, product, serial, BIOS vendor and
+//!   version): `sys/class/dmi/id/{sys_vendor,product_name,product_serial,
+//!   bios_vendor,bios_version}`; not in `WorkstationInfo` yet (issue 15
+//!   adds TLVs for them).
 //! - CPU model and count: `proc/cpuinfo`. RAM: `proc/meminfo` `MemTotal`.
 //! - Disks: `sys/block/*/size` (512-byte sectors), skipping `loop*`,
 //!   `ram*`, `zram*`, `dm-*` and empty (size 0) devices.
@@ -71,6 +75,26 @@ pub enum Firmware {
     Uefi,
 }
 
+/// SMBIOS strings (type 0 BIOS, type 1 system), as the kernel shows them;
+/// each at most [`MAX_SMBIOS_STRING`] bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Smbios {
+    /// System manufacturer (`sys_vendor`).
+    pub manufacturer: Option<String>,
+    /// System product name (`product_name`).
+    pub product: Option<String>,
+    /// System serial number (`product_serial`, readable by root only).
+    pub serial: Option<String>,
+    /// BIOS vendor (`bios_vendor`).
+    pub bios_vendor: Option<String>,
+    /// BIOS version (`bios_version`).
+    pub bios_version: Option<String>,
+}
+
+/// Longest SMBIOS string kept (SMBIOS strings have no limit; §8 strings in
+/// tasks are at most 255 bytes).
+pub const MAX_SMBIOS_STRING: usize = 255;
+
 /// The hardware facts of one workstation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hardware {
@@ -79,6 +103,8 @@ pub struct Hardware {
     pub nics: Vec<NetInterface>,
     /// Machine UUID in SMBIOS / option 97 order.
     pub uuid: Option<[u8; 16]>,
+    /// SMBIOS strings.
+    pub smbios: Smbios,
     /// CPU model name.
     pub cpu_model: Option<String>,
     /// Number of logical CPUs.
@@ -107,6 +133,7 @@ pub fn detect(root: &Path) -> Hardware {
     Hardware {
         nics: nics(root),
         uuid: machine_uuid(root),
+        smbios: smbios_strings(root),
         cpu_model,
         cpu_count,
         ram_mb: read_text(&root.join("proc/meminfo"))
@@ -120,6 +147,55 @@ pub fn detect(root: &Path) -> Hardware {
 }
 
 impl Hardware {
+    /// A simulated workstation number `index` (for `--workstations N`):
+    /// distinct, deterministic MAC (locally administered, `02:50:42:` and
+    /// the low 24 bits of the index: distinct below 16,777,216), UUID and
+    /// disk size; a BIOS x86 machine with one e1000.
+    pub fn simulated(index: u32) -> Hardware {
+        let i = index.to_be_bytes();
+        let mac = [0x02, 0x50, 0x42, i[1], i[2], i[3]];
+        // An RFC 4122 version-4 layout with the index in the last bytes.
+        let uuid = [
+            0x50, 0x42, 0x4f, 0x4f, 0x54, 0x53, 0x49, 0x4d, 0x80, 0x00, 0x00, 0x00, i[0], i[1],
+            i[2], i[3],
+        ];
+        let e1000 = PciId {
+            vendor: 0x8086,
+            device: 0x100e,
+        };
+        Hardware {
+            nics: vec![NetInterface {
+                name: "eth0".into(),
+                mac,
+                pci: Some(e1000),
+            }],
+            uuid: Some(uuid),
+            smbios: Smbios {
+                manufacturer: Some("preboot".into()),
+                product: Some("simulated workstation".into()),
+                serial: Some(format!("SIM{index:08}")),
+                bios_vendor: Some("preboot".into()),
+                bios_version: Some("1".into()),
+            },
+            cpu_model: Some("Simulated CPU".into()),
+            cpu_count: Some(4),
+            ram_mb: Some(4096),
+            disks: vec![Disk {
+                name: "sda".into(),
+                mb: 65536u32.saturating_add(index % 1024),
+            }],
+            pci: vec![
+                PciId {
+                    vendor: 0x8086,
+                    device: 0x1237,
+                },
+                e1000,
+            ],
+            firmware: Firmware::Bios,
+            arch: 0,
+        }
+    }
+
     /// The facts as a `WorkstationInfo` (§4.3). Lists longer than the limits
     /// of §8 are truncated (the first 16 NICs, 16 disks, 64 PCI devices);
     /// the CPU model is cut to 64 bytes at a character boundary. The MACs of
@@ -183,6 +259,18 @@ impl fmt::Display for Hardware {
                 )?
             }
             None => writeln!(f, "uuid: none")?,
+        }
+        let sm = &self.smbios;
+        for (name, v) in [
+            ("manufacturer", &sm.manufacturer),
+            ("product", &sm.product),
+            ("serial", &sm.serial),
+            ("bios vendor", &sm.bios_vendor),
+            ("bios version", &sm.bios_version),
+        ] {
+            if let Some(v) = v {
+                writeln!(f, "{name}: {v}")?;
+            }
         }
         writeln!(
             f,
@@ -252,6 +340,22 @@ fn machine_uuid(root: &Path) -> Option<[u8; 16]> {
         return None;
     }
     Some(bytes)
+}
+
+fn smbios_strings(root: &Path) -> Smbios {
+    let dir = root.join("sys/class/dmi/id");
+    let read = |f: &str| {
+        let t = read_text(&dir.join(f))?;
+        let t = truncate(t.trim(), MAX_SMBIOS_STRING);
+        (!t.is_empty()).then(|| t.to_string())
+    };
+    Smbios {
+        manufacturer: read("sys_vendor"),
+        product: read("product_name"),
+        serial: read("product_serial"),
+        bios_vendor: read("bios_vendor"),
+        bios_version: read("bios_version"),
+    }
 }
 
 /// Parses the text form `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (any case)
@@ -538,6 +642,13 @@ mod tests {
                 "sys/class/dmi/id/product_uuid",
                 "8b7c1d4e-e2e0-4c5a-9f3b-0123456789ab\n",
             )
+            .file("sys/class/dmi/id/sys_vendor", "QEMU\n")
+            .file(
+                "sys/class/dmi/id/product_name",
+                "Standard PC (i440FX + PIIX, 1996)\n",
+            )
+            .file("sys/class/dmi/id/product_serial", "   \n")
+            .file("sys/class/dmi/id/bios_version", "1.16.3-debian-1.16.3-2\n")
             .file("proc/cpuinfo", CPUINFO)
             .file(
                 "proc/meminfo",
@@ -608,6 +719,34 @@ mod tests {
         );
         assert_eq!(hw.firmware, Firmware::Bios);
         assert_eq!(hw.arch, 0);
+        assert_eq!(
+            hw.smbios,
+            Smbios {
+                manufacturer: Some("QEMU".into()),
+                product: Some("Standard PC (i440FX + PIIX, 1996)".into()),
+                serial: None,
+                bios_vendor: None,
+                bios_version: Some("1.16.3-debian-1.16.3-2".into()),
+            }
+        );
+    }
+
+    /// Simulated workstations differ in MAC, UUID and disk, and convert to
+    /// a `WorkstationInfo` that emits.
+    #[test]
+    fn simulated_workstations_are_distinct() {
+        let a = Hardware::simulated(1);
+        let b = Hardware::simulated(2);
+        let c = Hardware::simulated(0x0100_0001);
+        assert_ne!(a.nics[0].mac, b.nics[0].mac);
+        assert_ne!(a.uuid, b.uuid);
+        assert_ne!(a.uuid, c.uuid);
+        assert_ne!(a.disks, b.disks);
+        let info = a.to_info();
+        assert_eq!(info.macs.as_slice(), [a.nics[0].mac]);
+        let mut buf = vec![0u8; info.buffer_len()];
+        info.emit(&mut buf).expect("emit");
+        assert_eq!(WorkstationInfo::parse(&buf).expect("parse"), info);
     }
 
     /// §4.3 TLV 2 "SMBIOS/option 97 order": the kernel prints an SMBIOS
