@@ -5,8 +5,11 @@
 //! ```sh
 //! cargo run --example preboot-client -- --probe        # hardware found under /
 //! cargo run --example preboot-client -- --probe ROOT   # ... under a fake tree
-//! cargo run --example preboot-client -- --keys         # decode keys for 10 s
+//! cargo run --example preboot-client -- --keys [SECONDS] # decode keys (at most 3)
+//! preboot-client --kexec KERNEL INITRD CMDLINE          # hand over (root)
 //! ```
+//!
+//! `vm-check.sh` runs these in a QEMU guest from a static (musl) build.
 
 // The flow will use every item; this placeholder uses some.
 #[allow(dead_code)]
@@ -45,15 +48,34 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            println!("press keys for 10 s (raw: {})", console.is_raw());
-            let end = Instant::now() + Duration::from_secs(10);
-            while let Some(k) = linux::read_key(end.saturating_duration_since(Instant::now())) {
-                println!("{k} (modifiers {:#x}, code {:#04x})", k.modifiers, k.code);
+            let secs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+            println!("press keys for {secs} s (raw: {})", console.is_raw());
+            let end = Instant::now() + Duration::from_secs(secs);
+            for _ in 0..3 {
+                let Some(k) = linux::read_key(end.saturating_duration_since(Instant::now())) else {
+                    break;
+                };
+                println!(
+                    "key: {k} (modifiers {:#x}, code {:#04x})",
+                    k.modifiers, k.code
+                );
             }
             ExitCode::SUCCESS
         }
+        #[cfg(target_os = "linux")]
+        Some("--kexec") => {
+            let [_, kernel, initrd, cmdline] = &args[..] else {
+                eprintln!("usage: preboot-client --kexec KERNEL INITRD CMDLINE");
+                return ExitCode::from(2);
+            };
+            let e = linux::kexec(Path::new(kernel), Path::new(initrd), cmdline);
+            eprintln!("kexec failed: {e}");
+            ExitCode::FAILURE
+        }
         _ => {
-            eprintln!("usage: preboot-client --probe [ROOT] | --keys");
+            eprintln!(
+                "usage: preboot-client --probe [ROOT] | --keys [SECONDS] | --kexec KERNEL INITRD CMDLINE"
+            );
             ExitCode::from(2)
         }
     }
