@@ -405,3 +405,59 @@ fn fifty_workstations_from_one_process() {
     let disks = std::fs::read_dir(&dir).unwrap().count();
     assert_eq!(disks, 50, "one disk each");
 }
+
+/// §4.4 on a console: the server policy's menu on F8; the client waits for
+/// it on stdin (a pipe here, a serial console on a workstation: F8 arrives
+/// as `ESC [ 19 ~`), shows the menu when it comes, and reads the choice
+/// typed there ("3": boot the local disk, so no task runs).
+#[test]
+fn hotkey_on_the_console_shows_the_menu() {
+    use std::io::Write;
+    let demo = Demo::start(|t| {
+        t.replace(
+            r#"hotkey = "alt+m", wait_ms = 3000"#,
+            r#"hotkey = "f8", wait_ms = 20000"#,
+        )
+    });
+    let disk = demo.disk("hotkey");
+    let mut child = demo
+        .client_cmd(&disk, &["--mac", "52:54:00:00:00:95", "--console"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next().expect("client output").unwrap();
+        seen.push(line.clone());
+        if line.contains("press F8 within") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{seen:?}");
+    }
+    // Another key first: not the hotkey, ignored.
+    stdin.write_all(b"x\x1b[19~").unwrap();
+    stdin.flush().unwrap();
+    loop {
+        let line = lines.next().expect("client output").unwrap();
+        seen.push(line.clone());
+        if line.starts_with("choose 1-") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{seen:?}");
+    }
+    stdin.write_all(b"3").unwrap();
+    drop(stdin);
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().unwrap();
+    let all = seen.join("\n");
+    assert!(status.success(), "{all}");
+    assert!(all.contains("hotkey pressed"), "{all}");
+    assert!(all.contains("PREBOOT-MENU (3 entries)"), "{all}");
+    assert!(all.contains("RESULT local-boot"), "{all}");
+    assert_eq!(base_image(&disk), None, "no task ran");
+}

@@ -204,6 +204,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
     let ws = run.ws;
     let hw = &ws.hardware;
     let mac = *hw
+        .to_info()
         .macs
         .first()
         .ok_or("no network interface with a MAC address (give --mac)")?;

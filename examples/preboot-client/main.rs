@@ -16,6 +16,7 @@ mod dhcp;
 mod fetch;
 mod flow;
 mod hardware;
+#[allow(dead_code)] // kexec_unload, os_error_of: for the tests and library users
 mod linux;
 mod menu;
 mod session;
@@ -145,6 +146,10 @@ struct Args {
     /// Print the image-safe data of the disk and exit.
     #[arg(long)]
     show_image_safe: bool,
+    /// Print the hardware this machine reports (sysfs, procfs: what
+    /// `WorkstationInfo` carries) and exit.
+    #[arg(long)]
+    probe: bool,
     #[command(flatten)]
     log: common::LogArgs,
 }
@@ -210,6 +215,10 @@ fn server_key(text: &str) -> Result<[u8; 32], String> {
 
 fn run(args: Args) -> Result<ExitCode, String> {
     let tmp = std::env::temp_dir().join(format!("preboot-client-{}", unsafe_uid()));
+    if args.probe {
+        print!("{}", hardware::detect(Path::new("/")));
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.show_image_safe {
         let disk = args
             .disk
@@ -295,7 +304,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         (None, Some(iface)) => {
             linux::mac_of(iface).map_err(|e| format!("{iface}: no MAC address: {e}"))?
         }
-        (None, None) => host.macs.first().copied().unwrap_or(local_mac()),
+        (None, None) => host.to_info().macs.first().copied().unwrap_or(local_mac()),
     };
     let uuid = match &args.uuid {
         Some(u) => Some(parse_uuid(u)?),
@@ -342,20 +351,34 @@ fn run(args: Args) -> Result<ExitCode, String> {
     let mut fleet = Vec::with_capacity(n);
     let seed = xid_seed();
     for i in 0..n {
-        let mut hw = host.clone();
-        let mac = add_to_mac(base_mac, i as u32);
-        let mut macs = vec![mac];
-        if n == 1 && args.mac.is_none() && args.interface.is_none() {
-            macs = host.macs.clone();
-            if macs.is_empty() {
-                macs.push(mac);
-            }
-        }
-        hw.macs = macs;
-        hw.uuid = match (uuid, n) {
-            (Some(u), 1) => Some(u),
-            (u, _) => Some(uuid_for(u.unwrap_or([0x5a; 16]), i as u32)),
+        // Many workstations without --mac: simulated machines (distinct
+        // MACs, UUIDs, an e1000 each). One: this machine, with --mac/--uuid
+        // replacing its identity.
+        let mut hw = if n > 1 && args.mac.is_none() {
+            hardware::Hardware::simulated(i as u32)
+        } else {
+            host.clone()
         };
+        let mac = if n > 1 && args.mac.is_none() {
+            hw.to_info().macs.first().copied().unwrap_or(base_mac)
+        } else {
+            add_to_mac(base_mac, i as u32)
+        };
+        if args.mac.is_some() || args.interface.is_some() || hw.to_info().macs.is_empty() {
+            hw.nics = vec![hardware::NetInterface {
+                name: "eth0".into(),
+                mac,
+                pci: Some(preboot::wire::transaction::messages::PciId {
+                    vendor: 0x8086,
+                    device: 0x100e,
+                }),
+            }];
+        }
+        if n > 1 && args.mac.is_some() {
+            hw.uuid = Some(uuid_for(uuid.unwrap_or([0x5a; 16]), i as u32));
+        } else if n == 1 && uuid.is_some() {
+            hw.uuid = uuid;
+        }
         if let Some(a) = args.arch {
             hw.arch = a;
         }
