@@ -113,6 +113,29 @@ impl<S: Store> ImagingProxy<S> {
         &self.store
     }
 
+    /// Put `store` in place of the current store (a reload) and return the
+    /// old one. The runtime state stays: live tasks keep their ids (a
+    /// report for a task handed out before the reload is still applied,
+    /// §4.5) and task ids go on counting; multicast joins follow their
+    /// session by name (a session the new store no longer has loses its
+    /// joins).
+    pub fn replace_store(&mut self, store: S) -> S {
+        let old = core::mem::replace(&mut self.store, store);
+        let mut joins = Vec::new();
+        for s in self.store.multicast_sessions() {
+            let before = old
+                .multicast_sessions()
+                .iter()
+                .position(|o| o.name == s.name)
+                .and_then(|i| self.joins.get_mut(i))
+                .map(core::mem::take)
+                .unwrap_or_default();
+            joins.push(before);
+        }
+        self.joins = joins;
+        old
+    }
+
     /// The live task ids of workstation `who`, in order (§4.5).
     pub fn live_tasks(&self, who: &WorkstationId) -> Vec<u32> {
         self.live
