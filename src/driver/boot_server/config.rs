@@ -150,6 +150,9 @@ pub struct BootServerConfig {
     lease_dir: Option<(PathBuf, usize, usize)>,
     state_dir: Option<(PathBuf, usize, usize)>,
     root_at: (usize, usize),
+    /// The file as TOML values: what a reload compares
+    /// ([`super::reload`]).
+    pub(crate) table: toml::Table,
 }
 
 /// A boot file named in the configuration, with where it was named.
@@ -346,12 +349,15 @@ pub fn load(path: &Path) -> Result<BootServerConfig, ConfigError> {
 pub fn parse(file: &Path, text: &str) -> Result<BootServerConfig, ConfigError> {
     let cx = Cx { file, text };
     let raw: Raw = cx.deserialize()?;
-    Conv {
+    let table: toml::Table = cx.deserialize()?;
+    let mut config = Conv {
         cx,
         base: base_dir(file),
         warnings: Vec::new(),
     }
-    .convert(raw)
+    .convert(raw)?;
+    config.table = table;
+    Ok(config)
 }
 
 /// The directory relative paths in `file` are resolved against: the file's
@@ -877,6 +883,7 @@ impl Conv<'_> {
             lease_dir,
             state_dir,
             root_at,
+            table: toml::Table::new(),
         })
     }
 

@@ -33,6 +33,7 @@
 //! ```
 
 pub mod config;
+pub mod reload;
 
 use std::format;
 use std::io;
@@ -43,6 +44,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use self::config::{BootServerConfig, ConfigError, ServerKey, TransactionConfig};
+pub use self::reload::{ReloadError, Reloaded, Reloader};
 use super::clients::ClientDirectory;
 use super::dhcp::{DhcpServer, Mode};
 use super::event_loop::{EventLoop, LoopGroup, Service};
@@ -115,6 +117,10 @@ struct BoundTransaction {
     public_key: [u8; 32],
     origin: KeyOrigin,
     counters: Arc<TransactionCounters>,
+    /// Takes new policy stores and keys to the running service.
+    reloader: Reloader,
+    /// The workstation keys the configuration binds.
+    configured_keys: WorkstationKeys,
 }
 
 impl core::fmt::Debug for BootServer {
@@ -201,7 +207,7 @@ impl BootServer {
         let transaction = config
             .transaction
             .as_ref()
-            .map(bind_transaction)
+            .map(|t| bind_transaction(&config, t))
             .transpose()?;
         Ok(BootServer {
             config,
@@ -229,6 +235,13 @@ impl BootServer {
     /// Where the transaction server's key came from.
     pub fn transaction_key_origin(&self) -> Option<&KeyOrigin> {
         self.transaction.as_ref().map(|t| &t.origin)
+    }
+
+    /// Reloads the policy store and the workstation keys while the server
+    /// runs (what `SIGHUP` does in `preboot-server`; [`reload`]). Take it
+    /// before [`run`](Self::run); `None` when no transaction server runs.
+    pub fn reloader(&self) -> Option<Reloader> {
+        self.transaction.as_ref().map(|t| t.reloader.clone())
     }
 
     /// The transaction server's counters, live while it runs.
@@ -367,7 +380,8 @@ impl BootServer {
                     "transaction: auto-enrolment is on: a key nobody bound is bound to the identity it first claims (trust on first use, protocol §3.4); use it only where that is acceptable"
                 );
             }
-            first.push(("transaction server", Box::new(t.service)));
+            let service = t.reloader.service(t.service, t.configured_keys);
+            first.push(("transaction server", Box::new(service)));
             t.counters
         });
         let (result, stats) = match tftp {
@@ -413,7 +427,10 @@ impl BootServer {
 
 /// The transaction server's key (read, or made in the state directory),
 /// engine and socket.
-fn bind_transaction(t: &TransactionConfig) -> Result<BoundTransaction, BootServerError> {
+fn bind_transaction(
+    config: &BootServerConfig,
+    t: &TransactionConfig,
+) -> Result<BoundTransaction, BootServerError> {
     let mut random = Urandom::open().map_err(|source| BootServerError::Bind {
         what: "/dev/urandom (transaction server)".into(),
         source,
@@ -464,11 +481,14 @@ fn bind_transaction(t: &TransactionConfig) -> Result<BoundTransaction, BootServe
             source,
         })?;
     let counters = service.counters();
+    let reloader = Reloader::new(config, public_key, counters.clone());
     Ok(BoundTransaction {
         service,
         addr,
         public_key,
         origin,
         counters,
+        reloader,
+        configured_keys: t.workstation_keys.clone(),
     })
 }
