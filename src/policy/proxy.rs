@@ -118,9 +118,21 @@ impl<S: Store> ImagingProxy<S> {
     /// report for a task handed out before the reload is still applied,
     /// §4.5) and task ids go on counting; multicast joins follow their
     /// session by name (a session the new store no longer has loses its
-    /// joins).
+    /// joins; a live task that joins it can still be reported).
     pub fn replace_store(&mut self, store: S) -> S {
         let old = core::mem::replace(&mut self.store, store);
+        let sessions = self.store.multicast_sessions();
+        let moved = |i: usize| {
+            old.multicast_sessions()
+                .get(i)
+                .and_then(|o| sessions.iter().position(|s| s.name == o.name))
+        };
+        for live in self.live.values_mut().flat_map(|l| l.iter_mut()) {
+            if let Decision::Join { session, .. } = &mut live.decision {
+                // Gone: an index no decision has, so a new query decides anew.
+                *session = moved(*session).unwrap_or(usize::MAX);
+            }
+        }
         let mut joins = Vec::new();
         for s in self.store.multicast_sessions() {
             let before = old
