@@ -19,7 +19,9 @@
 //! [`BootServer::run`] serves until a stop flag is set (a signal handler
 //! sets it) or a service fails, then stops them all. DHCP, 4011, TFTP and
 //! the transaction server share the event loops, one per core
-//! ([`BootServer::run`]).
+//! ([`BootServer::run`]). While it runs, [`BootServer::reloader`] puts a
+//! new policy store and new workstation keys in place without dropping a
+//! transfer, a lease or a session ([`reload`]; `SIGHUP` in the example).
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;

@@ -119,9 +119,12 @@ pub struct Reloader {
 
 impl core::fmt::Debug for Reloader {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Reloader")
-            .field("source", &lock(&self.shared.current).source)
-            .finish_non_exhaustive()
+        // Never wait for a reload in progress to show the handle.
+        let mut d = f.debug_struct("Reloader");
+        if let Ok(c) = self.shared.current.try_lock() {
+            d.field("source", &c.source);
+        }
+        d.finish_non_exhaustive()
     }
 }
 
