@@ -16,7 +16,9 @@
 //! - in process, through `BootServer::reloader`: a task handed out before a
 //!   reload is still reported, keys bound by auto-enrolment stay, keys the
 //!   new file binds (and `auto_enrol = false`) take effect, and the
-//!   counters count reloads and refusals.
+//!   counters count reloads and refusals;
+//! - the policy layer's side (`ImagingProxy::replace_store`): live tasks
+//!   keep their ids and multicast joins follow their session by name.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -441,6 +443,9 @@ fn sighup_reloads_the_store_and_refuses_a_broken_one() {
 
     let status = terminate(&mut child.server);
     assert!(status.success(), "{status}");
+    // Counted: two put in place, two refused.
+    let line = child.wait_log("stopped");
+    assert!(line.contains("reloads=2 reloads_refused=2"), "{line}");
 }
 
 /// Issue 14, "SIGHUP reload under load": a multi-MB TFTP download, paced
@@ -519,6 +524,8 @@ fn reloads_under_load_keep_a_transfer_and_a_session() {
     assert_eq!(session.handshakes(), 1, "{:?}", session.seen);
     let status = terminate(&mut child.server);
     assert!(status.success(), "{status}");
+    let line = child.wait_log("stopped");
+    assert!(line.contains("reloads=3 reloads_refused=0"), "{line}");
 }
 
 /// Download `name`, holding the acknowledgements while more than `budget`
@@ -702,4 +709,74 @@ fn reloader_keeps_live_tasks_and_enrolled_keys_and_takes_new_keys() {
     stop.store(true, Ordering::Relaxed);
     let summary = running.join().unwrap().unwrap();
     assert_eq!(summary.transaction.reloads, 2);
+}
+
+/// `ImagingProxy::replace_store`, what a reload does to the policy layer:
+/// a live multicast task keeps its id when its session moved in the new
+/// store (it follows the session by name, §4.5), the joins move with it,
+/// a session that is new starts empty, and the task is still reported.
+#[test]
+fn a_store_swap_keeps_task_ids_and_moves_joins_by_session_name() {
+    use preboot::policy::{ImagingProxy, MemoryStore, MulticastSession, WorkstationId};
+    use preboot::transaction::Policy;
+    let session = |name: &str, member: [u8; 6]| MulticastSession {
+        name: name.into(),
+        enabled: true,
+        image: Some("images/mc.img".into()),
+        master: None,
+        members: vec![WorkstationId::Mac(member)],
+        member_rule: None,
+        group: Ipv4Addr::new(239, 0, 0, 1),
+        port: 6000,
+        start_members: 2,
+        start_after_secs: 120,
+    };
+    let (m1, m2) = (MAC, [0x52, 0x54, 0, 0, 0, 0x02]);
+    let info = |mac: [u8; 6]| {
+        let mut i = WorkstationInfo::default();
+        i.macs.push(mac).unwrap();
+        i
+    };
+    let task_of = |p: &mut ImagingProxy<MemoryStore>, mac: [u8; 6]| -> (u32, String) {
+        let i = info(mac);
+        let reply = p
+            .tasks(Instant::ZERO, &WorkstationId::Mac(mac), &i)
+            .unwrap();
+        assert_eq!(reply.tasks.len(), 1, "{mac:?}");
+        match &reply.tasks[0].action {
+            TaskAction::JoinMulticast { session, .. } => (reply.tasks[0].id, session.to_string()),
+            other => panic!("{other:?}"),
+        }
+    };
+    let mut p = ImagingProxy::new(MemoryStore {
+        multicast: vec![session("a", m1), session("b", m2)],
+        ..MemoryStore::default()
+    });
+    let (id1, s1) = task_of(&mut p, m1);
+    let (id2, s2) = task_of(&mut p, m2);
+    assert_eq!((s1.as_str(), s2.as_str()), ("a", "b"));
+
+    let old = p.replace_store(MemoryStore {
+        multicast: vec![session("new", m2), session("b", m2), session("a", m1)],
+        ..MemoryStore::default()
+    });
+    assert_eq!(old.multicast.len(), 2, "the old store comes back");
+    assert!(p.joined(0).is_empty(), "a new session starts empty");
+    assert_eq!(p.joined(1), &[WorkstationId::Mac(m2)]);
+    assert_eq!(p.joined(2), &[WorkstationId::Mac(m1)]);
+    // The same tasks, the same ids, in their sessions' new places.
+    assert_eq!(task_of(&mut p, m1), (id1, "a".to_string()));
+    assert_eq!(p.joined(2), &[WorkstationId::Mac(m1)], "joined once");
+    let report = TaskReport {
+        task_id: id1,
+        outcome: Outcome::Success,
+        percent: Some(100),
+        reason: None,
+    };
+    p.report(Instant::ZERO, &WorkstationId::Mac(m1), &info(m1), &report)
+        .unwrap();
+    // m2 is in "new" (index 0) now, before "b": a new decision, a new id.
+    let (id, s) = task_of(&mut p, m2);
+    assert_eq!(s, "new");
+    assert_ne!(id, id2);
 }

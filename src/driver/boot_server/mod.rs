@@ -417,6 +417,9 @@ impl BootServer {
             failed = tftp.failed,
             refused = tftp.refused,
             bytes = tftp.bytes,
+            sessions = transaction.sessions_established,
+            reloads = transaction.reloads,
+            reloads_refused = transaction.reloads_refused,
             "stopped"
         );
         Ok(RunSummary {
