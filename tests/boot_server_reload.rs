@@ -704,11 +704,15 @@ fn reloader_keeps_live_tasks_and_enrolled_keys_and_takes_new_keys() {
     let r = reloader.reload().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.restart_needed, vec!["ports.dhcp".to_string()], "{r:?}");
 
+    // Named again at the next reload: it still runs with the old value.
+    let r = reloader.reload().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.restart_needed, vec!["ports.dhcp".to_string()], "{r:?}");
+
     let stats = counters.snapshot();
-    assert_eq!((stats.reloads, stats.reloads_refused), (2, 1), "{stats:?}");
+    assert_eq!((stats.reloads, stats.reloads_refused), (3, 1), "{stats:?}");
     stop.store(true, Ordering::Relaxed);
     let summary = running.join().unwrap().unwrap();
-    assert_eq!(summary.transaction.reloads, 2);
+    assert_eq!(summary.transaction.reloads, 3);
 }
 
 /// `ImagingProxy::replace_store`, what a reload does to the policy layer:
@@ -779,4 +783,63 @@ fn a_store_swap_keeps_task_ids_and_moves_joins_by_session_name() {
     let (id, s) = task_of(&mut p, m2);
     assert_eq!(s, "new");
     assert_ne!(id, id2);
+}
+
+/// The handoff's wake-up: a service is told (`Service::woken`) when another
+/// thread wakes its loop with the registrar's waker, and not on the loop's
+/// other turns (every 100 ms at most).
+#[test]
+fn a_waker_from_the_registrar_reaches_the_service() {
+    use preboot::driver::event_loop::mio::Waker;
+    use preboot::driver::event_loop::{EventLoop, LoopGroup, Registrar, Service};
+    use std::sync::Mutex;
+
+    struct Nudged {
+        woken: Arc<AtomicUsize>,
+        waker: Arc<Mutex<Option<Arc<Waker>>>>,
+    }
+    impl Service for Nudged {
+        fn start(&mut self, registrar: Registrar) -> std::io::Result<()> {
+            *self.waker.lock().unwrap() = Some(registrar.waker());
+            Ok(())
+        }
+        fn ready(&mut self, _token: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+        fn handle_timeout(&mut self, _now: Instant) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn woken(&mut self) -> std::io::Result<()> {
+            self.woken.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    let woken = Arc::new(AtomicUsize::new(0));
+    let waker = Arc::new(Mutex::new(None));
+    let mut l = EventLoop::new("woken").unwrap();
+    l.add(Box::new(Nudged {
+        woken: woken.clone(),
+        waker: waker.clone(),
+    }))
+    .unwrap();
+    let running = LoopGroup::new(vec![l]).spawn().unwrap();
+    // A few idle turns: nobody woke it.
+    std::thread::sleep(Duration::from_millis(350));
+    assert_eq!(woken.load(Ordering::Relaxed), 0);
+    let w = waker
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the registrar's waker");
+    w.wake().unwrap();
+    let start = std::time::Instant::now();
+    while woken.load(Ordering::Relaxed) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "never woken");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    running.stop().unwrap();
 }

@@ -49,6 +49,7 @@ use std::format;
 use std::io;
 use std::path::PathBuf;
 use std::prelude::rust_2024::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -130,12 +131,16 @@ impl core::fmt::Debug for Reloader {
 
 /// What the reloader and the event loop share.
 struct Shared {
-    /// The configuration in force; held for a whole reload, so reloads run
+    /// The configuration the server started with (what runs of the parts
+    /// a reload does not change); held for a whole reload, so reloads run
     /// one at a time.
     current: Mutex<Current>,
     /// A new store and keys for the loop; a later reload replaces one the
     /// loop has not taken yet.
     slot: Mutex<Option<Handoff>>,
+    /// The slot is full: the loop's cheap look, each turn, in case the
+    /// wake-up was lost.
+    pending: AtomicBool,
     /// The first loop's waker, once the service started on it.
     waker: Mutex<Option<Arc<Waker>>>,
     counters: Arc<TransactionCounters>,
@@ -183,6 +188,7 @@ impl Reloader {
                     server_public,
                 }),
                 slot: Mutex::new(None),
+                pending: AtomicBool::new(false),
                 waker: Mutex::new(None),
                 counters,
             }),
@@ -209,11 +215,11 @@ impl Reloader {
     /// [`TransactionStats::reloads_refused`](crate::driver::transaction::TransactionStats::reloads_refused),
     /// a store put in place in `reloads`.
     pub fn reload(&self) -> Result<Reloaded, ReloadError> {
-        let mut current = lock(&self.shared.current);
+        let current = lock(&self.shared.current);
         let source = current.source.clone();
         let result = config::load(&source)
             .map_err(ReloadError::from)
-            .and_then(|c| self.put_in_place(&mut current, c));
+            .and_then(|c| self.put_in_place(&current, c));
         self.outcome(result)
     }
 
@@ -221,8 +227,8 @@ impl Reloader {
     /// by the caller, e.g. [`config::parse`]) in place, as
     /// [`reload`](Self::reload) does with the file.
     pub fn reload_with(&self, config: BootServerConfig) -> Result<Reloaded, ReloadError> {
-        let mut current = lock(&self.shared.current);
-        let result = self.put_in_place(&mut current, config);
+        let current = lock(&self.shared.current);
+        let result = self.put_in_place(&current, config);
         self.outcome(result)
     }
 
@@ -237,7 +243,7 @@ impl Reloader {
 
     fn put_in_place(
         &self,
-        current: &mut Current,
+        current: &Current,
         config: BootServerConfig,
     ) -> Result<Reloaded, ReloadError> {
         let Some(t) = config.transaction else {
@@ -273,11 +279,14 @@ impl Reloader {
             keys: t.workstation_keys,
             done: tx,
         });
-        current.table = config.table;
+        self.shared.pending.store(true, Ordering::Release);
+        // `current.table` stays: it holds what runs, so a key that takes a
+        // restart is named again at every reload until the restart.
         if let Some(w) = lock(&self.shared.waker).as_ref() {
             if let Err(e) = w.wake() {
                 tracing::warn!(
-                    "reload: cannot wake the event loop ({e}): it takes the new store within its next turn"
+                    "reload: cannot wake the event loop ({e}): it takes the new store on its next turn (within {} ms)",
+                    crate::driver::event_loop::MAX_WAIT.as_millis()
                 );
             }
         }
@@ -349,6 +358,8 @@ pub(super) struct ReloadingTransaction {
 impl ReloadingTransaction {
     /// Put a handed-over store and keys in place, if there is one.
     fn take(&mut self) {
+        // Cleared first: a handoff made meanwhile sets it again.
+        self.shared.pending.store(false, Ordering::Release);
         let Some(h) = lock(&self.shared.slot).take() else {
             return;
         };
@@ -400,10 +411,15 @@ impl Service for ReloadingTransaction {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
+        if self.shared.pending.load(Ordering::Acquire) {
+            // Due now: `handle_timeout` takes it.
+            return Some(Instant::ZERO);
+        }
         self.inner.poll_timeout()
     }
 
     fn handle_timeout(&mut self, now: Instant) -> io::Result<()> {
+        self.take();
         self.inner.handle_timeout(now)
     }
 
