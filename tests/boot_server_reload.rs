@@ -14,9 +14,10 @@
 //!   and identical; the session answers without a new handshake, and sees
 //!   each new policy);
 //! - in process, through `BootServer::reloader`: a task handed out before a
-//!   reload is still reported, keys bound by auto-enrolment stay, keys the
-//!   new file binds (and `auto_enrol = false`) take effect, and the
-//!   counters count reloads and refusals;
+//!   reload is still reported, and a reload does not undo the report
+//!   (unless the workstation's entry was edited); keys bound by
+//!   auto-enrolment stay, keys the new file binds (and `auto_enrol =
+//!   false`) take effect, and the counters count reloads and refusals;
 //! - the policy layer's side (`ImagingProxy::replace_store`): live tasks
 //!   keep their ids and multicast joins follow their session by name.
 
@@ -708,11 +709,31 @@ fn reloader_keeps_live_tasks_and_enrolled_keys_and_takes_new_keys() {
     let r = reloader.reload().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.restart_needed, vec!["ports.dhcp".to_string()], "{r:?}");
 
+    // The restore reported above stays done across reloads that leave the
+    // workstation's entry as it was (a reload does not undo a report and
+    // image the disk again)...
+    let mut a4 = Conn::connect(addr, &enrolled).unwrap();
+    assert_eq!(a4.info().as_deref(), Some("pc-v1"));
+    assert_eq!(a4.tasks(), vec![]);
+    // ...and an edited entry is taken as written.
+    rewrite(
+        &dir.path().join("policy.toml"),
+        &format!(
+            "{}\n[[workstation]]\nmac = \"52:54:00:00:00:02\"\nname = \"pc-two\"\n",
+            policy(3)
+        ),
+    );
+    let r = reloader.reload().unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.applied, "{r:?}");
+    let tasks = a4.tasks();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].1, "images/v3.img");
+
     let stats = counters.snapshot();
-    assert_eq!((stats.reloads, stats.reloads_refused), (3, 1), "{stats:?}");
+    assert_eq!((stats.reloads, stats.reloads_refused), (4, 1), "{stats:?}");
     stop.store(true, Ordering::Relaxed);
     let summary = running.join().unwrap().unwrap();
-    assert_eq!(summary.transaction.reloads, 3);
+    assert_eq!(summary.transaction.reloads, 4);
 }
 
 /// `ImagingProxy::replace_store`, what a reload does to the policy layer:

@@ -123,6 +123,8 @@ struct BoundTransaction {
     reloader: Reloader,
     /// The workstation keys the configuration binds.
     configured_keys: WorkstationKeys,
+    /// The policy store as the configuration has it.
+    file_store: MemoryStore,
 }
 
 impl core::fmt::Debug for BootServer {
@@ -382,7 +384,9 @@ impl BootServer {
                     "transaction: auto-enrolment is on: a key nobody bound is bound to the identity it first claims (trust on first use, protocol §3.4); use it only where that is acceptable"
                 );
             }
-            let service = t.reloader.service(t.service, t.configured_keys);
+            let service = t
+                .reloader
+                .service(t.service, t.configured_keys, t.file_store);
             first.push(("transaction server", Box::new(service)));
             t.counters
         });
@@ -495,5 +499,6 @@ fn bind_transaction(
         counters,
         reloader,
         configured_keys: t.workstation_keys.clone(),
+        file_store: t.store.clone(),
     })
 }

@@ -22,6 +22,9 @@
 //! - live tasks and their ids (a report for a task handed out before the
 //!   reload is applied, §4.5) and multicast joins
 //!   ([`ImagingProxy::replace_store`](crate::policy::ImagingProxy::replace_store));
+//! - what reports changed in a workstation object (a restore done clears
+//!   its `image_next_boot`), unless the new file changes that
+//!   workstation's entry, which is then taken as written;
 //! - keys bound by auto-enrolment since the start (§3.4), unless the new
 //!   configuration binds that key or that workstation otherwise;
 //! - everything else in the file (ports, addresses, the TFTP root, DHCP,
@@ -201,11 +204,13 @@ impl Reloader {
         &self,
         service: Transaction,
         configured: WorkstationKeys,
+        file_store: MemoryStore,
     ) -> ReloadingTransaction {
         ReloadingTransaction {
             inner: service,
             shared: self.shared.clone(),
             configured,
+            file_store,
         }
     }
 
@@ -345,6 +350,25 @@ fn diff(old: &toml::Table, new: &toml::Table, prefix: &str, out: &mut Vec<String
     }
 }
 
+/// What task reports changed in a workstation object since the file was
+/// read (`image_next_boot` cleared and `last_image` set by a successful
+/// restore, `create_image` and `maintenance` cleared; §4.6) stays, unless
+/// the new file changes that workstation's entry: then the entry is taken
+/// as written. Without this a reload would undo reports, and a workstation
+/// restored since the start would get its `image_next_boot` back and be
+/// imaged again at its next boot.
+fn keep_reported_state(new: &mut MemoryStore, file_before: &MemoryStore, running: &MemoryStore) {
+    let find = |s: &MemoryStore, id| s.workstations.iter().find(|w| w.id == id).cloned();
+    for w in &mut new.workstations {
+        let (Some(before), Some(now)) = (find(file_before, w.id), find(running, w.id)) else {
+            continue;
+        };
+        if *w == before {
+            *w = now;
+        }
+    }
+}
+
 /// The transaction service as the first event loop hosts it: the service
 /// itself, plus the reloads it takes between datagrams.
 pub(super) struct ReloadingTransaction {
@@ -353,6 +377,9 @@ pub(super) struct ReloadingTransaction {
     /// The workstation keys the configuration in force binds (the others
     /// in the engine's key store were bound by auto-enrolment).
     configured: WorkstationKeys,
+    /// The store as the file in force has it (the engine's copy changes
+    /// with task reports).
+    file_store: MemoryStore,
 }
 
 impl ReloadingTransaction {
@@ -364,7 +391,10 @@ impl ReloadingTransaction {
             return;
         };
         let engine = self.inner.engine_mut();
-        engine.policy_mut().replace_store(h.store);
+        let mut store = h.store.clone();
+        keep_reported_state(&mut store, &self.file_store, engine.policy().store());
+        engine.policy_mut().replace_store(store);
+        self.file_store = h.store;
         // Keys bound by auto-enrolment stay, unless the new configuration
         // binds that key or that workstation.
         let mut keys = h.keys.clone();
