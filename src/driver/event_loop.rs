@@ -12,7 +12,9 @@
 //! A service wraps an engine of the [engine contract](crate::engine): it
 //! registers its sockets through the [`Registrar`] it is given (with tokens
 //! of its own choosing), reads them when [`Service::ready`] names one, and
-//! runs the engine's timers in [`Service::handle_timeout`].
+//! runs the engine's timers in [`Service::handle_timeout`]. Another thread
+//! hands a service something (a reloaded policy store) by waking its loop
+//! with the [`Registrar::waker`]; the loop then calls [`Service::woken`].
 //!
 //! ```
 //! use std::net::UdpSocket;

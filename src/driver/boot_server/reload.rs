@@ -8,8 +8,11 @@
 //! `file:line:column` error, logged and counted, and the running store
 //! stays. A new configuration that parses is handed to the first event
 //! loop, which owns the transaction engine: the handoff is a slot and the
-//! loop's waker ([`Registrar::waker`], [`Service::woken`]), and the loop
-//! puts the new store and keys in place between two datagrams.
+//! loop's waker ([`Registrar::waker`], [`Service::woken`]; should a
+//! wake-up be lost, a pending flag makes the service due on the loop's
+//! next turn), and the loop puts the new store and keys in place between
+//! two datagrams. [`Reloader::reload`] waits for that (at most
+//! [`APPLY_WAIT`]) and says so in [`Reloaded::applied`].
 //!
 //! What a reload changes: the policy store (`[transaction.store]` or the
 //! file `transaction.store_file` names; docs/transaction-protocol.md §4)
