@@ -307,7 +307,7 @@ interface = "br0"
 [boot]
 bios = "bios/pxelinux.0"
 uefi_x64 = "efi64/bootx64.efi"
-[menu]
+[pxe_prompt]
 show = "on-key-press"
 prompt = "Press F8 for the preboot menu"
 timeout_secs = 3

@@ -113,6 +113,41 @@ impl<S: Store> ImagingProxy<S> {
         &self.store
     }
 
+    /// Put `store` in place of the current store (a reload) and return the
+    /// old one. The runtime state stays: live tasks keep their ids (a
+    /// report for a task handed out before the reload is still applied,
+    /// §4.5) and task ids go on counting; multicast joins follow their
+    /// session by name (a session the new store no longer has loses its
+    /// joins; a live task that joins it can still be reported).
+    pub fn replace_store(&mut self, store: S) -> S {
+        let old = core::mem::replace(&mut self.store, store);
+        let sessions = self.store.multicast_sessions();
+        let moved = |i: usize| {
+            old.multicast_sessions()
+                .get(i)
+                .and_then(|o| sessions.iter().position(|s| s.name == o.name))
+        };
+        for live in self.live.values_mut().flat_map(|l| l.iter_mut()) {
+            if let Decision::Join { session, .. } = &mut live.decision {
+                // Gone: an index no decision has, so a new query decides anew.
+                *session = moved(*session).unwrap_or(usize::MAX);
+            }
+        }
+        let mut joins = Vec::new();
+        for s in self.store.multicast_sessions() {
+            let before = old
+                .multicast_sessions()
+                .iter()
+                .position(|o| o.name == s.name)
+                .and_then(|i| self.joins.get_mut(i))
+                .map(core::mem::take)
+                .unwrap_or_default();
+            joins.push(before);
+        }
+        self.joins = joins;
+        old
+    }
+
     /// The live task ids of workstation `who`, in order (§4.5).
     pub fn live_tasks(&self, who: &WorkstationId) -> Vec<u32> {
         self.live

@@ -9,7 +9,9 @@
 # --accel auto (default) uses KVM only if a probe boot under KVM works.
 # --menu always makes the firmware wait for a key: the harness then types
 # Enter on the serial console (SeaBIOS passes it to iPXE) once the prompt
-# is shown, which boots the default item.
+# is shown, which boots the default item. With our server, --menu sets the
+# firmware's PXE boot prompt: the [pxe_prompt] table of the config it writes
+# (called [menu] before; not the preboot client's menu, which is the policy's).
 #
 # It creates its own network namespace (bridge br0 192.168.77.1/24 and a
 # tap device, nothing routed out), starts the boot server there on the
@@ -297,7 +299,7 @@ interface = "br0"
 bios = "$bios_file"
 $uefi_line
 
-[menu]
+[pxe_prompt]
 show = "$show"
 prompt = "$prompt"
 timeout_secs = 3

@@ -19,7 +19,9 @@
 //! [`BootServer::run`] serves until a stop flag is set (a signal handler
 //! sets it) or a service fails, then stops them all. DHCP, 4011, TFTP and
 //! the transaction server share the event loops, one per core
-//! ([`BootServer::run`]).
+//! ([`BootServer::run`]). While it runs, [`BootServer::reloader`] puts a
+//! new policy store and new workstation keys in place without dropping a
+//! transfer, a lease or a session ([`reload`]; `SIGHUP` in the example).
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -33,6 +35,7 @@
 //! ```
 
 pub mod config;
+pub mod reload;
 
 use std::format;
 use std::io;
@@ -43,6 +46,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use self::config::{BootServerConfig, ConfigError, ServerKey, TransactionConfig};
+pub use self::reload::{ReloadError, Reloaded, Reloader};
 use super::clients::ClientDirectory;
 use super::dhcp::{DhcpServer, Mode};
 use super::event_loop::{EventLoop, LoopGroup, Service};
@@ -115,6 +119,12 @@ struct BoundTransaction {
     public_key: [u8; 32],
     origin: KeyOrigin,
     counters: Arc<TransactionCounters>,
+    /// Takes new policy stores and keys to the running service.
+    reloader: Reloader,
+    /// The workstation keys the configuration binds.
+    configured_keys: WorkstationKeys,
+    /// The policy store as the configuration has it.
+    file_store: MemoryStore,
 }
 
 impl core::fmt::Debug for BootServer {
@@ -201,7 +211,7 @@ impl BootServer {
         let transaction = config
             .transaction
             .as_ref()
-            .map(bind_transaction)
+            .map(|t| bind_transaction(&config, t))
             .transpose()?;
         Ok(BootServer {
             config,
@@ -229,6 +239,13 @@ impl BootServer {
     /// Where the transaction server's key came from.
     pub fn transaction_key_origin(&self) -> Option<&KeyOrigin> {
         self.transaction.as_ref().map(|t| &t.origin)
+    }
+
+    /// Reloads the policy store and the workstation keys while the server
+    /// runs (what `SIGHUP` does in `preboot-server`; [`reload`]). Take it
+    /// before [`run`](Self::run); `None` when no transaction server runs.
+    pub fn reloader(&self) -> Option<Reloader> {
+        self.transaction.as_ref().map(|t| t.reloader.clone())
     }
 
     /// The transaction server's counters, live while it runs.
@@ -367,7 +384,10 @@ impl BootServer {
                     "transaction: auto-enrolment is on: a key nobody bound is bound to the identity it first claims (trust on first use, protocol §3.4); use it only where that is acceptable"
                 );
             }
-            first.push(("transaction server", Box::new(t.service)));
+            let service = t
+                .reloader
+                .service(t.service, t.configured_keys, t.file_store);
+            first.push(("transaction server", Box::new(service)));
             t.counters
         });
         let (result, stats) = match tftp {
@@ -401,6 +421,9 @@ impl BootServer {
             failed = tftp.failed,
             refused = tftp.refused,
             bytes = tftp.bytes,
+            sessions = transaction.sessions_established,
+            reloads = transaction.reloads,
+            reloads_refused = transaction.reloads_refused,
             "stopped"
         );
         Ok(RunSummary {
@@ -413,7 +436,10 @@ impl BootServer {
 
 /// The transaction server's key (read, or made in the state directory),
 /// engine and socket.
-fn bind_transaction(t: &TransactionConfig) -> Result<BoundTransaction, BootServerError> {
+fn bind_transaction(
+    config: &BootServerConfig,
+    t: &TransactionConfig,
+) -> Result<BoundTransaction, BootServerError> {
     let mut random = Urandom::open().map_err(|source| BootServerError::Bind {
         what: "/dev/urandom (transaction server)".into(),
         source,
@@ -464,11 +490,15 @@ fn bind_transaction(t: &TransactionConfig) -> Result<BoundTransaction, BootServe
             source,
         })?;
     let counters = service.counters();
+    let reloader = Reloader::new(config, public_key, counters.clone());
     Ok(BoundTransaction {
         service,
         addr,
         public_key,
         origin,
         counters,
+        reloader,
+        configured_keys: t.workstation_keys.clone(),
+        file_store: t.store.clone(),
     })
 }
