@@ -38,6 +38,8 @@ mod model;
 mod proxy;
 #[cfg(feature = "alloc")]
 mod store;
+#[cfg(feature = "alloc")]
+mod task;
 
 #[cfg(feature = "alloc")]
 pub use crate::workstation::identities;
@@ -49,6 +51,11 @@ pub use model::{
     WorkstationId, WorkstationObject, WorkstationPolicy,
 };
 #[cfg(feature = "alloc")]
-pub use proxy::{Decision, ImagingProxy, MenuSource};
+pub use proxy::{Decision, Forgotten, ImagingProxy, MenuSource};
 #[cfg(feature = "alloc")]
 pub use store::{MemoryStore, Store};
+#[cfg(feature = "alloc")]
+pub use task::{
+    DEFAULT_MAX_HANDOUTS, Effect, LogFailed, MemoryLog, NoLog, TaskEntry, TaskEvent, TaskLog,
+    TaskRecord, TaskState,
+};
