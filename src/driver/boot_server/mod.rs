@@ -47,17 +47,18 @@ use super::clients::ClientDirectory;
 use super::dhcp::{DhcpServer, Mode};
 use super::event_loop::{EventLoop, LoopGroup, Service};
 use super::privileges::{self, Switched};
+use super::task_journal::{JournaledProxy, restore_proxy};
 use super::tftp::{TftpServer, TftpStats};
 use super::transaction::{
     TransactionCounters, TransactionService, TransactionStats, Urandom, server_key_file,
 };
-use crate::policy::{ImagingProxy, MemoryStore};
+use crate::policy::MemoryStore;
 use crate::transaction::{Hex, KeyStore, Server, WorkstationKeys};
 
 /// The transaction server as the boot server runs it: the imaging proxy
 /// over the configured store, the configured workstation keys,
 /// `/dev/urandom`.
-type Transaction = TransactionService<ImagingProxy<MemoryStore>, WorkstationKeys, Urandom>;
+type Transaction = TransactionService<JournaledProxy<MemoryStore>, WorkstationKeys, Urandom>;
 
 /// Where the running transaction server's key came from (for people).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,6 +161,15 @@ impl BootServer {
             }
             if let Some(dir) = self.config.lease_dir() {
                 privileges::check_writable_dir(dir, "the directory of dhcp.lease_file", user)
+                    .map_err(fail)?;
+            }
+            let journal = self
+                .config
+                .transaction
+                .as_ref()
+                .and_then(|t| t.journal.as_ref());
+            if let Some(dir) = journal.and_then(|j| j.parent()) {
+                privileges::check_writable_dir(dir, "the task journal's directory", user)
                     .map_err(fail)?;
             }
         }
@@ -443,7 +453,12 @@ fn bind_transaction(t: &TransactionConfig) -> Result<BoundTransaction, BootServe
         t.engine,
         key,
         t.workstation_keys.clone(),
-        ImagingProxy::new(t.store.clone()),
+        restore_proxy(t.store.clone(), t.journal.as_deref(), t.max_handouts).map_err(|e| {
+            BootServerError::Bind {
+                what: "task journal".into(),
+                source: io::Error::other(e),
+            }
+        })?,
         random,
     );
     // A boot storm of bound workstations then costs three X25519
