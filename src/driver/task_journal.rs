@@ -770,6 +770,29 @@ mod tests {
         }
     }
 
+    /// §4.8: what `sync` returned for is in the file without the journal
+    /// being dropped (a kill -9 runs no destructor); what was only
+    /// recorded may not be.
+    #[test]
+    fn synced_records_are_in_the_file_without_a_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.journal");
+        let (mut j, replay) = TaskJournal::open(&path).unwrap();
+        assert_eq!(replay.records, []);
+        let r = TaskRecord {
+            object: WorkstationId::Mac([2, 0, 0, 0, 0, 1]),
+            task: 1,
+            at: Instant::from_secs(1_700_000_000),
+            event: TaskEvent::Progress { percent: 1 },
+        };
+        j.record(&r).unwrap();
+        j.sync().unwrap();
+        j.record(&r).unwrap();
+        std::mem::forget(j);
+        let (_, replay) = TaskJournal::open(&path).unwrap();
+        assert_eq!(replay.records, [r]);
+    }
+
     #[test]
     fn bad_lines_are_refused() {
         for l in [

@@ -199,6 +199,11 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
         &self.log
     }
 
+    /// The task log, mutable.
+    pub fn log_mut(&mut self) -> &mut L {
+        &mut self.log
+    }
+
     /// Replace the store (a reload): the successes recorded for requests
     /// the new store still states stay applied; the others are forgotten
     /// (recorded, and returned). Tasks the new store no longer decides are
