@@ -404,11 +404,34 @@ fn failing_log_changes_nothing() {
     assert_eq!(p.live_tasks(&who(M1)), [id]);
     assert!(p.store().workstations[0].image_next_boot);
     assert_eq!(p.reports_applied(), 0);
+    // Records kept but the sync fails (a failing fdatasync): no reply,
+    // and nothing changed here either.
+    let mut unsynced = ImagingProxy::with_log(store(), SyncFails(0), 3);
+    assert_eq!(
+        unsynced.tasks(T0, &who(M1), &wi).map(|_| ()),
+        Err(Status::ServerError)
+    );
+    assert_eq!(unsynced.log().0, 1, "the record was given");
+    assert!(unsynced.task_entries(&who(M1)).is_empty());
     // Back: the same report applies once.
     p.log_mut().fail = false;
     report(&mut p, M1, id, Outcome::Success).unwrap();
     assert!(!p.store().workstations[0].image_next_boot);
     assert_eq!(p.reports_applied(), 1);
+}
+
+/// A log that keeps records (counts them) and fails every sync.
+struct SyncFails(usize);
+
+impl TaskLog for SyncFails {
+    type Error = ();
+    fn record(&mut self, _: &TaskRecord) -> Result<(), ()> {
+        self.0 += 1;
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), ()> {
+        Err(())
+    }
 }
 
 // ---- (c) a real preboot-server, killed with SIGKILL after a ReportAck ----
@@ -697,4 +720,81 @@ fn acknowledged_report_survives_kill_9() {
     assert!(!w.image_next_boot, "{w:?}");
     assert_eq!(w.last_image.as_deref(), Some("images/lab.img"));
     assert!(p.task_entries(&who(M1)).is_empty());
+}
+
+/// `[transaction] journal_file` (default `<server.state_dir>/tasks.journal`,
+/// relative to the configuration file) and `max_handouts` (1–1000,
+/// default 3); errors name the file, line and field (§4.8).
+#[test]
+fn journal_config_keys() {
+    use preboot::driver::boot_server::config;
+    let file = Path::new("/etc/preboot/preboot.toml");
+    // The demo names its journal beside the configuration.
+    let c = config::parse(file, DEFAULT_CONFIG).unwrap();
+    let t = c.transaction.unwrap();
+    assert_eq!(
+        t.journal.as_deref(),
+        Some(Path::new("/etc/preboot/tasks.journal"))
+    );
+    assert_eq!(t.max_handouts, 3);
+    // Without journal_file: the state directory's, else none (a warning).
+    let bare = DEFAULT_CONFIG
+        .replace("journal_file = \"tasks.journal\"\n", "")
+        .replace("max_handouts = 3\n", "");
+    let with_state = bare.replace(
+        "broadcast_address = \"127.0.0.1\"\n",
+        "broadcast_address = \"127.0.0.1\"\nstate_dir = \"/var/lib/preboot\"\n",
+    );
+    let t = config::parse(file, &with_state)
+        .unwrap()
+        .transaction
+        .unwrap();
+    assert_eq!(
+        t.journal.as_deref(),
+        Some(Path::new("/var/lib/preboot/tasks.journal"))
+    );
+    assert_eq!(t.max_handouts, DEFAULT_MAX_HANDOUTS);
+    let c = config::parse(file, &bare).unwrap();
+    assert_eq!(c.transaction.unwrap().journal, None);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("no task journal")),
+        "{:?}",
+        c.warnings
+    );
+    // Errors.
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    for (from, to, field, words) in [
+        (
+            "max_handouts = 3",
+            "max_handouts = 0",
+            "transaction.max_handouts",
+            "1 to 1000",
+        ),
+        (
+            "max_handouts = 3",
+            "max_handouts = 1001",
+            "transaction.max_handouts",
+            "1 to 1000",
+        ),
+        (
+            "journal_file = \"tasks.journal\"",
+            "journal_file = \"\"",
+            "transaction.journal_file",
+            "empty path",
+        ),
+    ] {
+        let text = DEFAULT_CONFIG.replace(from, to);
+        let e = config::parse(file, &text).unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (line_of(&text, to), field),
+            "{e}"
+        );
+        assert!(e.message.contains(words), "{e}");
+        assert!(
+            e.to_string().starts_with("/etc/preboot/preboot.toml:"),
+            "{e}"
+        );
+    }
 }

@@ -125,6 +125,10 @@ pub struct TaskJournal {
     /// A compaction renamed the file but the directory fsync failed: sync
     /// retries it before it says anything is durable.
     dir_unsynced: bool,
+    /// A write or sync failed: what the file holds is unknown (a failed
+    /// fsync may have dropped pages), so every later call fails until a
+    /// restart replays what it does hold.
+    failed: bool,
 }
 
 fn read_opts() -> OpenOptions {
@@ -186,6 +190,7 @@ impl TaskJournal {
             records: replay.records.len(),
             unsynced: 0,
             dir_unsynced: false,
+            failed: false,
         };
         if journal.out.get_ref().metadata().map_err(io_err)?.len() == 0 {
             writeln!(journal.out, "{HEADER}").map_err(io_err)?;
@@ -204,13 +209,31 @@ impl TaskJournal {
         self.records
     }
 
-    fn io(&self, source: io::Error) -> JournalError {
+    /// Whether a write or sync failed (every call fails since).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    fn io(&mut self, source: io::Error) -> JournalError {
         let e = JournalError::Io {
             path: self.path.clone(),
             source,
         };
-        tracing::error!(error = %e, "task journal");
+        if !self.failed {
+            tracing::error!(error = %e, "task journal: task hand-outs and reports are refused (ServerError) until a restart");
+        }
+        self.failed = true;
         e
+    }
+
+    fn check(&mut self) -> Result<(), JournalError> {
+        if self.failed {
+            return Err(JournalError::Io {
+                path: self.path.clone(),
+                source: io::Error::other("an earlier write failed"),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +241,7 @@ impl TaskLog for TaskJournal {
     type Error = JournalError;
 
     fn record(&mut self, record: &TaskRecord) -> Result<(), JournalError> {
+        self.check()?;
         if let TaskEvent::Held { handouts } = record.event {
             tracing::warn!(
                 object = %record.object,
@@ -234,6 +258,7 @@ impl TaskLog for TaskJournal {
     }
 
     fn sync(&mut self) -> Result<(), JournalError> {
+        self.check()?;
         if self.unsynced == 0 && !self.dir_unsynced {
             return Ok(());
         }
@@ -252,8 +277,18 @@ impl TaskLog for TaskJournal {
     }
 
     fn compact(&mut self, next_id: u32, snapshot: &[TaskRecord]) -> Result<(), JournalError> {
+        self.check()?;
         self.out.flush().map_err(|e| self.io(e))?;
-        let (out, dir_synced) = rewrite(&self.path, next_id, snapshot).map_err(|e| self.io(e))?;
+        // A rewrite that fails leaves the journal as it was (the temporary
+        // file is removed): appends go on, a later compaction tries again.
+        let (out, dir_synced) = rewrite(&self.path, next_id, snapshot).map_err(|source| {
+            let e = JournalError::Io {
+                path: self.path.clone(),
+                source,
+            };
+            tracing::warn!(error = %e, "task journal: compaction failed; the journal grows until one succeeds");
+            e
+        })?;
         // The new file is the journal now: appends go to it.
         self.out = BufWriter::new(out);
         self.records = snapshot.len();

@@ -4,6 +4,14 @@
 //! Task ids are per workstation object (docs/transaction-protocol.md §4.5):
 //! a repeated `TaskQuery` gets the same live tasks with the same ids, and
 //! nothing one workstation sends can evict another's.
+//!
+//! Each task has a life cycle (§4.8, [`super::task`]): handed out (a later
+//! hand-out of the same task is a counted retry), running, succeeded (the
+//! object's request is cleared and stays cleared while the store states
+//! the same request), failed (handed out again), held after
+//! `max_handouts`. Every change is a [`TaskRecord`] written to the
+//! [`TaskLog`] and synced before it is applied and answered;
+//! [`ImagingProxy::restore`] replays them after a restart.
 
 use super::condition::Facts;
 use super::model::{ImagingRule, MenuSetting, WorkstationId, WorkstationObject};
@@ -553,17 +561,20 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
         (self.next_task_id, out)
     }
 
-    /// Log `records`, apply each once logged, sync: the state never runs
-    /// ahead of the log, and nothing is answered before the log holds it.
+    /// Log `records`, sync, and only then apply them: the state never runs
+    /// ahead of the log, nothing is answered before the log holds it, and
+    /// a log that fails changes nothing here.
     fn commit(&mut self, records: &[TaskRecord]) -> Result<(), Status> {
         if records.is_empty() {
             return Ok(());
         }
         for r in records {
             self.log.record(r).map_err(|_| Status::ServerError)?;
-            self.apply(r);
         }
         self.log.sync().map_err(|_| Status::ServerError)?;
+        for r in records {
+            self.apply(r);
+        }
         // Bounded: rewrite the log from the state when it grew past it. A
         // failed compaction loses nothing (the records are synced).
         if self.log.should_compact(self.snapshot_len()) {
