@@ -347,6 +347,36 @@ fn changed_request_is_asked_anew_after_a_success() {
         "the other.img restore never succeeded"
     );
     assert_eq!(query(&mut p, M1)[0].1, "restore images/lab.img");
+    drop(p);
+
+    // Re-imaging with the same image: clear the flag, reload (the success
+    // is forgotten, and recorded so), set it again, reload: asked anew,
+    // and still after a restart.
+    let path = dir.path().join("again.journal");
+    let mut p = restart(&path, store(), 3);
+    let id = query(&mut p, M1)[0].0;
+    report(&mut p, M1, id, Outcome::Success).unwrap();
+    let mut cleared = store();
+    cleared.workstations[0].image_next_boot = false;
+    let forgotten = p.replace_store(T0, cleared).unwrap();
+    assert_eq!(
+        forgotten,
+        [(
+            who(M1),
+            Effect::Restored {
+                image: "images/lab.img".into()
+            }
+        )]
+    );
+    assert!(journal_lines(&path).iter().any(|l| l.contains(" U ")));
+    assert!(p.replace_store(T0, store()).unwrap().is_empty());
+    let again = query(&mut p, M1);
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].0, id);
+    drop(p);
+    let p = restart(&path, store(), 3);
+    assert!(p.store().workstations[0].image_next_boot);
+    assert_eq!(p.live_tasks(&who(M1)), [again[0].0]);
 }
 
 /// §4.8: the journal stays bounded while one workstation queries 5,000
