@@ -687,7 +687,8 @@ fn tree_with_state_dir(parent: &Path) -> (DemoTree, PathBuf) {
 /// directory, it has the success: the object's flag stays cleared and the
 /// task is not handed out again. Before that, a kill -9 after the
 /// TaskReply alone keeps the hand-out: the same task comes back, as a
-/// retry.
+/// retry. After it, a journal damaged before its last record stops the
+/// start (exit 1) with the file and line.
 #[test]
 fn acknowledged_report_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
@@ -767,6 +768,42 @@ fn acknowledged_report_survives_kill_9() {
     assert!(!w.image_next_boot, "{w:?}");
     assert_eq!(w.last_image.as_deref(), Some("images/lab.img"));
     assert!(p.task_entries(&who(M1)).is_empty());
+    drop(p);
+
+    // A damaged record before the last: the server does not start, and
+    // says which file and line.
+    let mut lines = journal_lines(&journal);
+    assert!(lines.len() >= 3 && lines[1].ends_with(" N 2"), "{lines:?}");
+    lines[1] = lines[1].replace(" N 2", " N 9");
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let mut server = Server(
+        Command::new(example())
+            .args(["--config", tree.config_path().to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = server.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "started on a damaged journal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut server.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}:2: CRC mismatch", journal.display())),
+        "{err}"
+    );
 }
 
 /// `[transaction] journal_file` (default `<server.state_dir>/tasks.journal`,
