@@ -62,6 +62,12 @@ impl Demo {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let tree = DemoTree::create(&dir).unwrap();
+        // The server, started as root, runs as `nobody`: it writes its task
+        // journal next to the configuration.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tree.dir(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        }
         let ports = [
             free_port(),
             free_port(),

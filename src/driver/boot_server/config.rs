@@ -83,6 +83,10 @@ pub const TRANSACTION_PORT: u16 = 4012;
 /// when none is configured.
 pub const SERVER_KEY_FILE: &str = "transaction.key";
 
+/// The name of the task journal in `server.state_dir` when
+/// `transaction.journal_file` names none.
+pub const TASK_JOURNAL_FILE: &str = "tasks.journal";
+
 /// The transaction server (docs/transaction-protocol.md), from
 /// `[transaction]` and `ports.transaction`: its socket, its static key, the
 /// policy store it answers from and the workstation keys.
@@ -104,6 +108,13 @@ pub struct TransactionConfig {
     pub workstation_keys: WorkstationKeys,
     /// The engine's limits and timers (the defaults of §3.5 and §8).
     pub engine: ServerConfig,
+    /// The task journal (§4.8): `transaction.journal_file`, else
+    /// `<server.state_dir>/tasks.journal`; `None` (tasks kept in memory
+    /// only) without either.
+    pub journal: Option<PathBuf>,
+    /// Hand-outs of one task before it is held for an administrator
+    /// (`transaction.max_handouts`, default 3, §4.8).
+    pub max_handouts: u32,
 }
 
 /// Where the transaction server's static key comes from.
@@ -401,6 +412,8 @@ struct Raw {
 struct RawTransaction {
     enabled: Option<bool>,
     server_key_file: Option<S<String>>,
+    journal_file: Option<S<String>>,
+    max_handouts: Option<S<i64>>,
     store_file: Option<S<String>>,
     store: Option<S<policy_store::Raw>>,
     keys: Option<S<policy_store::RawKeys>>,
@@ -1032,6 +1045,29 @@ impl Conv<'_> {
                 }
             },
         };
+        let journal = match (&t.journal_file, state_dir) {
+            (Some(f), _) if f.get_ref().is_empty() => {
+                return Err(self.cx.at(f, "transaction.journal_file", "empty path"));
+            }
+            (Some(f), _) => Some(self.path(f.get_ref())),
+            (None, Some(d)) => Some(d.join(TASK_JOURNAL_FILE)),
+            (None, None) => {
+                self.warnings.push(
+                    "no task journal (set server.state_dir or transaction.journal_file): task hand-outs and reports are kept in memory only, and a restart forgets them"
+                        .into(),
+                );
+                None
+            }
+        };
+        let max_handouts = match &t.max_handouts {
+            Some(m) => self.int(
+                m,
+                "transaction.max_handouts",
+                |v: &u32| (1..=1000).contains(v),
+                "1 to 1000",
+            )?,
+            None => crate::policy::DEFAULT_MAX_HANDOUTS,
+        };
         if workstation_keys.is_empty() && !workstation_keys.auto_enrol() {
             self.warnings.push(
                 "the transaction server has no workstation keys and transaction.keys.auto_enrol is off: every workstation waits as pending until its key is bound"
@@ -1045,6 +1081,8 @@ impl Conv<'_> {
             store_source,
             workstation_keys,
             engine: ServerConfig::default(),
+            journal,
+            max_handouts,
         }))
     }
 

@@ -51,17 +51,18 @@ use super::clients::ClientDirectory;
 use super::dhcp::{DhcpServer, Mode};
 use super::event_loop::{EventLoop, LoopGroup, Service};
 use super::privileges::{self, Switched};
+use super::task_journal::{JournaledProxy, restore_proxy};
 use super::tftp::{TftpServer, TftpStats};
 use super::transaction::{
     TransactionCounters, TransactionService, TransactionStats, Urandom, server_key_file,
 };
-use crate::policy::{ImagingProxy, MemoryStore};
+use crate::policy::MemoryStore;
 use crate::transaction::{Hex, KeyStore, Server, WorkstationKeys};
 
 /// The transaction server as the boot server runs it: the imaging proxy
 /// over the configured store, the configured workstation keys,
 /// `/dev/urandom`.
-type Transaction = TransactionService<ImagingProxy<MemoryStore>, WorkstationKeys, Urandom>;
+type Transaction = TransactionService<JournaledProxy<MemoryStore>, WorkstationKeys, Urandom>;
 
 /// Where the running transaction server's key came from (for people).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,8 +124,6 @@ struct BoundTransaction {
     reloader: Reloader,
     /// The workstation keys the configuration binds.
     configured_keys: WorkstationKeys,
-    /// The policy store as the configuration has it.
-    file_store: MemoryStore,
 }
 
 impl core::fmt::Debug for BootServer {
@@ -170,6 +169,15 @@ impl BootServer {
             }
             if let Some(dir) = self.config.lease_dir() {
                 privileges::check_writable_dir(dir, "the directory of dhcp.lease_file", user)
+                    .map_err(fail)?;
+            }
+            let journal = self
+                .config
+                .transaction
+                .as_ref()
+                .and_then(|t| t.journal.as_ref());
+            if let Some(dir) = journal.and_then(|j| j.parent()) {
+                privileges::check_writable_dir(dir, "the task journal's directory", user)
                     .map_err(fail)?;
             }
         }
@@ -386,7 +394,7 @@ impl BootServer {
             }
             let service = t
                 .reloader
-                .service(t.service, t.configured_keys, t.file_store);
+                .service(t.service, t.configured_keys);
             first.push(("transaction server", Box::new(service)));
             t.counters
         });
@@ -469,7 +477,12 @@ fn bind_transaction(
         t.engine,
         key,
         t.workstation_keys.clone(),
-        ImagingProxy::new(t.store.clone()),
+        restore_proxy(t.store.clone(), t.journal.as_deref(), t.max_handouts).map_err(|e| {
+            BootServerError::Bind {
+                what: "task journal".into(),
+                source: io::Error::other(e),
+            }
+        })?,
         random,
     );
     // A boot storm of bound workstations then costs three X25519
@@ -499,6 +512,5 @@ fn bind_transaction(
         counters,
         reloader,
         configured_keys: t.workstation_keys.clone(),
-        file_store: t.store.clone(),
     })
 }

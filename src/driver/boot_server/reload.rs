@@ -207,13 +207,11 @@ impl Reloader {
         &self,
         service: Transaction,
         configured: WorkstationKeys,
-        file_store: MemoryStore,
     ) -> ReloadingTransaction {
         ReloadingTransaction {
             inner: service,
             shared: self.shared.clone(),
             configured,
-            file_store,
         }
     }
 
@@ -353,25 +351,6 @@ fn diff(old: &toml::Table, new: &toml::Table, prefix: &str, out: &mut Vec<String
     }
 }
 
-/// What task reports changed in a workstation object since the file was
-/// read (`image_next_boot` cleared and `last_image` set by a successful
-/// restore, `create_image` and `maintenance` cleared; §4.6) stays, unless
-/// the new file changes that workstation's entry: then the entry is taken
-/// as written. Without this a reload would undo reports, and a workstation
-/// restored since the start would get its `image_next_boot` back and be
-/// imaged again at its next boot.
-fn keep_reported_state(new: &mut MemoryStore, file_before: &MemoryStore, running: &MemoryStore) {
-    let find = |s: &MemoryStore, id| s.workstations.iter().find(|w| w.id == id).cloned();
-    for w in &mut new.workstations {
-        let (Some(before), Some(now)) = (find(file_before, w.id), find(running, w.id)) else {
-            continue;
-        };
-        if *w == before {
-            *w = now;
-        }
-    }
-}
-
 /// The transaction service as the first event loop hosts it: the service
 /// itself, plus the reloads it takes between datagrams.
 pub(super) struct ReloadingTransaction {
@@ -380,9 +359,6 @@ pub(super) struct ReloadingTransaction {
     /// The workstation keys the configuration in force binds (the others
     /// in the engine's key store were bound by auto-enrolment).
     configured: WorkstationKeys,
-    /// The store as the file in force has it (the engine's copy changes
-    /// with task reports).
-    file_store: MemoryStore,
 }
 
 impl ReloadingTransaction {
@@ -394,10 +370,15 @@ impl ReloadingTransaction {
             return;
         };
         let engine = self.inner.engine_mut();
-        let mut store = h.store.clone();
-        keep_reported_state(&mut store, &self.file_store, engine.policy().store());
-        engine.policy_mut().replace_store(store);
-        self.file_store = h.store;
+        // Task reports stay applied while the new file states the same
+        // request (the policy layer's record of successes, §4.8); an entry
+        // the file changed is taken as written.
+        if let Err(e) = engine
+            .policy_mut()
+            .replace_store(crate::driver::clock::now(), h.store.clone())
+        {
+            tracing::error!(error = %e, "reload: the task journal failed; tasks stay as they were");
+        }
         // Keys bound by auto-enrolment stay, unless the new configuration
         // binds that key or that workstation.
         let mut keys = h.keys.clone();
