@@ -24,6 +24,7 @@
 //! [tftp]
 //! root = "/srv/tftp"
 //! [transaction]                  # no table: no transaction server
+//! advertise = true               # name it in DHCP (option 43 sub-options 128/129)
 //! store_file = "policy.toml"     # or the same tables inline: [transaction.store]
 //! [transaction.keys]             # docs/transaction-protocol.md §12
 //! auto_enrol = false
@@ -102,6 +103,12 @@ pub struct TransactionConfig {
     pub workstation_keys: WorkstationKeys,
     /// The engine's limits and timers (the defaults of §3.5 and §8).
     pub engine: ServerConfig,
+    /// Name this server (`server.server_ip`, the bound port, the public
+    /// key) to PXE clients in the DHCP answers, option 43 sub-options 128
+    /// and 129 (`transaction.advertise`, default true;
+    /// docs/transaction-protocol.md, "How the preboot client finds the
+    /// transaction server").
+    pub advertise: bool,
 }
 
 /// Where the transaction server's static key comes from.
@@ -386,6 +393,7 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawTransaction {
     enabled: Option<bool>,
+    advertise: Option<bool>,
     server_key_file: Option<S<String>>,
     store_file: Option<S<String>>,
     store: Option<S<policy_store::Raw>>,
@@ -1023,6 +1031,7 @@ impl Conv<'_> {
             store_source,
             workstation_keys,
             engine: ServerConfig::default(),
+            advertise: t.advertise.unwrap_or(true),
         }))
     }
 
