@@ -113,7 +113,7 @@ fn proxy_offer_43(
 /// The most bytes of option 43 that firmware reads whole: one option
 /// instance (RFC 2132 §2). EDK2's PxeBcParseDhcp4Packet takes the first
 /// option 43 of a split one (RFC 3396) and walks its sub-options with an
-/// 8-bit offset; iPXE reads the first instance too.
+/// 8-bit offset; older PXE ROMs know nothing of RFC 3396 at all.
 const ONE_OPTION: usize = 255;
 
 /// Write the option 43 payload of the answer `p` into `out`: the standard
@@ -150,10 +150,14 @@ fn pxe_43(config: &ServerConfig, p: &Pending, out: &mut [u8]) -> Result<Option<u
             }
         }
     };
-    match write(&extra, out)? {
-        Some(n) if n > ONE_OPTION && !extra.is_empty() => write(&[], out),
-        n => Ok(n),
+    if !extra.is_empty() {
+        if let Ok(Some(n)) = write(&extra, out) {
+            if n <= ONE_OPTION {
+                return Ok(Some(n));
+            }
+        }
     }
+    write(&[], out)
 }
 
 /// Write the server's answer described by `p` into `buf`.
