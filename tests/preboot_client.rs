@@ -218,6 +218,14 @@ fn registered_workstation_is_imaged_once_then_boots_local() {
         );
     }
     assert!(out.contains("registered as demo-pc-01"), "{out}");
+    // No key pinned: the transaction server and its key came from the
+    // proxy's answers (option 43 sub-options 128 and 129).
+    assert!(out.contains("server key from the DHCP answer"), "{out}");
+    let tx_port = demo.ports[4];
+    assert!(
+        out.contains(&format!("authenticated to 127.0.0.1:{tx_port}")),
+        "{out}"
+    );
     assert!(out.contains("restore images/lab.img"), "{out}");
     // The demo's lab policy always shows the menu.
     assert!(out.contains("PREBOOT-MENU (3 entries)"), "{out}");

@@ -325,6 +325,12 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
             "key",
             Hex(&public)
         );
+        if p.server_key.is_none() {
+            println!(
+                "{:<12} server key from the DHCP answer (option 43 sub-option 129): trusted on first use; pin it with --server-key",
+                "key"
+            );
+        }
     }
     let config = ClientConfig::new(server, server_key, key_record.key.clone());
     let mut session = Session::establish(ws.address, config, slot, key_record, p.step_limit)?;
@@ -578,8 +584,11 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
 
 /// The transaction server and key the DHCP answers named (option 43
 /// sub-options 128 and 129), if any.
-fn advertised(_info: &preboot::dhcp::client::BootInfo) -> (Option<SocketAddrV4>, Option<[u8; 32]>) {
-    (None, None)
+fn advertised(info: &preboot::dhcp::client::BootInfo) -> (Option<SocketAddrV4>, Option<[u8; 32]>) {
+    match &info.transaction {
+        Some(t) => (Some(t.address), t.public_key),
+        None => (None, None),
+    }
 }
 
 fn refusal(what: &str, s: Status) -> String {

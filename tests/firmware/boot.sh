@@ -42,7 +42,14 @@
 #     (sha256), and a "file not found" was only answered for files that are
 #     not in the tree;
 #   - with --menu always|keypress: the menu prompt text of this run is on
-#     the serial console.
+#     the serial console;
+#   - with --server ours (which then runs its transaction server on 4012,
+#     with a key made for this run): the boot server's OFFER, and its ACK
+#     (on 4011 in proxy mode, on 67 in full mode), carry option 43
+#     sub-options 128 = 192.168.77.1:4012 and 129 = the public half of
+#     that key, computed here by openssl (docs/transaction-protocol.md,
+#     "How the preboot client finds the transaction server"), so a PASS
+#     proves that the firmware booted from answers that name it.
 # Faults (to prove the checks can fail): truncate = the served vmlinuz (bios)
 # or preboot-x64.efi (uefi) is cut in half; wrong = one byte of it is
 # flipped; wrong-arch = the server is configured to give the other
@@ -93,7 +100,7 @@ case_name="$firmware-$mode-$server"
 [[ "$fault" != none ]] && case_name+="-fault-$fault"
 
 [[ $EUID -eq 0 ]] || setup_fail "needs root (network namespaces, tap)"
-for t in ip qemu-system-x86_64 dumpcap tshark cpio gzip xxd sha256sum awk timeout; do
+for t in ip qemu-system-x86_64 dumpcap tshark cpio gzip xxd sha256sum awk timeout openssl; do
   command -v "$t" >/dev/null || setup_fail "missing program $t"
 done
 if [[ "$mode" == proxy ]]; then
@@ -284,6 +291,16 @@ if [[ "$server" == dnsmasq ]]; then
   pids+=($!)
 else
   case "$menu" in keypress) show=on-key-press ;; *) show="$menu" ;; esac
+  # The transaction server's key for this run, and its public half as
+  # openssl computes it (PKCS#8 of an X25519 key: a fixed 16-byte prefix,
+  # then the 32 private bytes): what sub-option 129 must carry.
+  tx_priv="$(head -c 32 /dev/urandom | xxd -p -c 64)"
+  (umask 077 && printf '%s\n' "$tx_priv" >"$out/transaction.key")
+  tx_pub="$(printf '302e020100300506032b656e04220420%s' "$tx_priv" | xxd -r -p |
+    openssl pkey -inform DER -pubout -outform DER | tail -c 32 | xxd -p -c 64)"
+  [[ ${#tx_pub} -eq 64 ]] || setup_fail "openssl could not derive the X25519 public key"
+  # Sub-option 128: the server's address and UDP 4012, big-endian.
+  tx_addr="$(printf '%02x' ${server_ip//./ })$(printf '%04x' 4012)"
   # A BIOS boot on a host without systemd-boot-efi has no UEFI image to
   # name (the server refuses a boot file that is not there).
   uefi_line="uefi_x64 = \"$uefi_file\""
@@ -306,6 +323,9 @@ timeout_secs = 3
 
 [tftp]
 root = "$root"
+
+[transaction]
+server_key_file = "$out/transaction.key"
 EOF
   if [[ "$mode" == full ]]; then
     cat >>"$out/preboot.toml" <<EOF
@@ -519,6 +539,50 @@ while IFS= read -r line; do
     DHCP\ *|NOTE\ *) echo "boot.sh: $line" >&2 ;;
   esac
 done <<<"$dhcp_check"
+
+# Option 43 sub-options 128 and 129 (the transaction server) in the boot
+# server's answers to the guest: codes and values of every PXE sub-option,
+# as tshark decodes them (one value per sub-option, in order).
+if [[ "$server" == ours ]]; then
+  tshark -r "$out/capture.pcapng" -d udp.port==4011,dhcp -Y dhcp -T fields \
+    -E separator='|' -E occurrence=a \
+    -e frame.number -e ip.src -e udp.srcport -e dhcp.option.dhcp -e dhcp.hw.mac_addr \
+    -e dhcp.option.vendor.pxeclient.suboption -e dhcp.option.vendor.value \
+    >"$out/o43.tsv" 2>>"$out/tshark.log" || fail "tshark could not read the capture"
+  tx_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
+    -v want_addr="$tx_addr" -v want_key="$tx_pub" '
+    function check(what,    n, m, i, a, k) {
+      n = split($6, codes, ","); m = split($7, vals, ",")
+      a = ""; k = ""
+      for (i = 1; i <= n; i++) {
+        if (codes[i] == 128) a = (n == m) ? vals[i] : "?"
+        if (codes[i] == 129) k = (n == m) ? vals[i] : "?"
+      }
+      gsub(":", "", a); gsub(":", "", k)
+      seen[what]++
+      if (a == want_addr && k == want_key) good[what]++
+      else bad[what] = "128=" (a == "" ? "absent" : a) " 129=" (k == "" ? "absent" : k)
+    }
+    $2 == srv && tolower($5) == mac && $4 == 2 && $3 == 67 { check("OFFER") }
+    $2 == srv && tolower($5) == mac && $4 == 5 && $3 == 4011 { check("4011 ACK") }
+    $2 == srv && tolower($5) == mac && $4 == 5 && $3 == 67 && mode == "full" { check("ACK") }
+    END {
+      split(mode == "proxy" ? "OFFER|4011 ACK" : "OFFER|ACK", want, "|")
+      for (w in want) {
+        x = want[w]
+        if (!seen[x]) continue  # the DHCP check above already says it is missing
+        if (good[x] != seen[x])
+          print "FAIL the " x " does not name the transaction server (want 128=" want_addr " 129=" want_key ", got " bad[x] ")"
+        else print "NOTE " x " names the transaction server: 128=" want_addr " 129=" substr(want_key, 1, 16) "... (" seen[x] "x)"
+      }
+    }' "$out/o43.tsv")"
+  while IFS= read -r line; do
+    case "$line" in
+      FAIL\ *) fail "${line#FAIL }" ;;
+      NOTE\ *) echo "boot.sh: $line" >&2 ;;
+    esac
+  done <<<"$tx_check"
+fi
 
 # TFTP, reassembled from the raw UDP payloads (not from our own parser):
 # a transfer is keyed by the client's address and port; DATA blocks are

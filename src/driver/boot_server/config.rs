@@ -26,6 +26,7 @@
 //! [tftp]
 //! root = "/srv/tftp"
 //! [transaction]                  # no table: no transaction server
+//! advertise = true               # name it in DHCP (option 43 sub-options 128/129)
 //! store_file = "policy.toml"     # or the same tables inline: [transaction.store]
 //! [transaction.keys]             # docs/transaction-protocol.md §12
 //! auto_enrol = false
@@ -115,6 +116,12 @@ pub struct TransactionConfig {
     /// Hand-outs of one task before it is held for an administrator
     /// (`transaction.max_handouts`, default 3, §4.8).
     pub max_handouts: u32,
+    /// Name this server (`server.server_ip`, the bound port, the public
+    /// key) to PXE clients in the DHCP answers, option 43 sub-options 128
+    /// and 129 (`transaction.advertise`, default true;
+    /// docs/transaction-protocol.md, "How the preboot client finds the
+    /// transaction server").
+    pub advertise: bool,
 }
 
 /// Where the transaction server's static key comes from.
@@ -411,6 +418,7 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawTransaction {
     enabled: Option<bool>,
+    advertise: Option<bool>,
     server_key_file: Option<S<String>>,
     journal_file: Option<S<String>>,
     max_handouts: Option<S<i64>>,
@@ -1083,6 +1091,7 @@ impl Conv<'_> {
             engine: ServerConfig::default(),
             journal,
             max_handouts,
+            advertise: t.advertise.unwrap_or(true),
         }))
     }
 

@@ -15,7 +15,10 @@
 //!
 //! Nothing serves before everything is ready: [`BootServer::bind`] checks
 //! the files ([`config::BootServerConfig::check_files`]), opens the lease
-//! log and binds every socket, and any failure drops what was opened.
+//! log and binds every socket, and any failure drops what was opened. The
+//! transaction server binds first: the DHCP answers name its real port and
+//! its public key (option 43 sub-options 128 and 129,
+//! `transaction.advertise`).
 //! [`BootServer::run`] serves until a stop flag is set (a signal handler
 //! sets it) or a service fails, then stops them all. DHCP, 4011, TFTP and
 //! the transaction server share the event loops, one per core
@@ -39,7 +42,7 @@ pub mod reload;
 
 use std::format;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::prelude::rust_2024::*;
 use std::sync::Arc;
@@ -48,7 +51,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use self::config::{BootServerConfig, ConfigError, ServerKey, TransactionConfig};
 pub use self::reload::{ReloadError, Reloaded, Reloader};
 use super::clients::ClientDirectory;
-use super::dhcp::{DhcpServer, Mode};
+use super::dhcp::{DhcpServer, Mode, TransactionServer};
 use super::event_loop::{EventLoop, LoopGroup, Service};
 use super::privileges::{self, Switched};
 use super::task_journal::{JournaledProxy, restore_proxy};
@@ -199,10 +202,18 @@ impl BootServer {
             None => format!("DHCP {}{on}", d.dhcp_addr),
         };
         let bind_err = |what: String| move |source| BootServerError::Bind { what, source };
+        // The transaction server first: the DHCP answers name its real
+        // port and its public key (option 43 sub-options 128 and 129).
+        let transaction = config
+            .transaction
+            .as_ref()
+            .map(|t| bind_transaction(&config, t))
+            .transpose()?;
         // One directory: TFTP lines name the client the DHCP side saw.
         let clients = ClientDirectory::new();
         let mut dc = d.clone();
         dc.clients = Some(clients.clone());
+        dc.transaction = advertised(&config, transaction.as_ref());
         let dhcp = DhcpServer::bind(dc).map_err(bind_err(what.clone()))?;
         let dhcp_addr = dhcp.dhcp_local_addr().map_err(bind_err(what.clone()))?;
         let boot_addr = dhcp.boot_local_addr().transpose().map_err(bind_err(what))?;
@@ -216,11 +227,6 @@ impl BootServer {
             None => None,
         };
         let tftp_addr = tftp.as_ref().map(TftpServer::local_addr);
-        let transaction = config
-            .transaction
-            .as_ref()
-            .map(|t| bind_transaction(&config, t))
-            .transpose()?;
         Ok(BootServer {
             config,
             dhcp,
@@ -326,7 +332,19 @@ impl BootServer {
             out.push(format!("boot {key:<11} {file}"));
         }
         if let (Some(t), Some(tc)) = (&self.transaction, &c.transaction) {
-            out.push(format!("transaction: udp {} (protocol v2)", t.addr));
+            out.push(format!(
+                "transaction: udp {} (protocol v2), {}",
+                t.addr,
+                if tc.advertise {
+                    format!(
+                        "named to PXE clients as {}:{} (DHCP option 43 sub-options 128/129)",
+                        d.server_id,
+                        t.addr.port()
+                    )
+                } else {
+                    "not named in DHCP answers (transaction.advertise = false)".into()
+                }
+            ));
             let origin = match &t.origin {
                 KeyOrigin::Given(f) => format!("from {}", f.display()),
                 KeyOrigin::Kept(f) => format!("kept in {}", f.display()),
@@ -440,6 +458,24 @@ impl BootServer {
             transaction,
         })
     }
+}
+
+/// What the DHCP answers name as the transaction server: `server.server_ip`
+/// (the address clients reach this host at, option 54) with the port the
+/// transaction socket really got, and its public key — unless
+/// `transaction.advertise = false` or it does not run.
+fn advertised(
+    config: &BootServerConfig,
+    bound: Option<&BoundTransaction>,
+) -> Option<TransactionServer> {
+    let t = bound?;
+    if !config.transaction.as_ref()?.advertise {
+        return None;
+    }
+    Some(TransactionServer {
+        address: SocketAddrV4::new(config.dhcp.server_id, t.addr.port()),
+        public_key: Some(t.public_key),
+    })
 }
 
 /// The transaction server's key (read, or made in the state directory),
