@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use preboot::dhcp::client::{BootInfo, ClientConfig, Event};
+use preboot::dhcp::client::{BootInfo, ClientConfig, Event, Granted};
 use preboot::driver::clock;
 use preboot::engine::Datagram;
 
@@ -72,20 +72,23 @@ impl DhcpHub {
     }
 
     /// Run one workstation's PXE DHCP exchange to its end: what it
-    /// learned, or why it gave up.
+    /// learned, or why it gave up. `on_address` runs once the address is
+    /// granted, before the boot server on 4011 is asked (to configure it
+    /// on the interface: the boot server answers to it by unicast).
     pub fn boot_info(
         &self,
         config: ClientConfig,
         xid: u32,
         target: &DhcpTarget,
         address: Ipv4Addr,
+        on_address: &mut dyn FnMut(Granted) -> Result<(), String>,
     ) -> Result<BootInfo, String> {
         let (tx, rx) = mpsc::channel();
         if let Ok(mut w) = self.waiting.lock() {
             w.insert(xid, tx);
         }
         let known = target.address_known.then_some(address);
-        let r = self.exchange(config, xid, target, known, &rx);
+        let r = self.exchange(config, xid, target, known, &rx, on_address);
         if let Ok(mut w) = self.waiting.lock() {
             w.remove(&xid);
         }
@@ -99,7 +102,9 @@ impl DhcpHub {
         target: &DhcpTarget,
         known: Option<Ipv4Addr>,
         rx: &Receiver<(SocketAddrV4, Vec<u8>)>,
+        on_address: &mut dyn FnMut(Granted) -> Result<(), String>,
     ) -> Result<BootInfo, String> {
+        let mut configured = known.is_some();
         let now = clock::now();
         let mut client = match known {
             Some(a) => preboot::dhcp::Client::with_address(now, config, xid, a),
@@ -138,14 +143,20 @@ impl DhcpHub {
                 .unwrap_or(Duration::from_millis(10))
                 .max(Duration::from_millis(1));
             match rx.recv_timeout(wait) {
-                Ok((from, payload)) => client.handle(
-                    clock::now(),
-                    Datagram {
-                        local: self.local,
-                        remote: from,
-                        payload: &payload,
-                    },
-                ),
+                Ok((from, payload)) => {
+                    client.handle(
+                        clock::now(),
+                        Datagram {
+                            local: self.local,
+                            remote: from,
+                            payload: &payload,
+                        },
+                    );
+                    if let (false, Some(g)) = (configured, client.granted()) {
+                        configured = true;
+                        on_address(g)?;
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err("DHCP: the receiver stopped".into());

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant as StdInstant};
 
-use preboot::dhcp::client::ClientConfig as DhcpConfig;
+use preboot::dhcp::client::{ClientConfig as DhcpConfig, Granted};
 use preboot::driver::image_safe_disk::{read_image_safe, write_image_safe};
 use preboot::driver::key_record_disk::DiskKeySlot;
 use preboot::driver::transaction::Urandom;
@@ -216,17 +216,23 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
     for s in [1, 2, 3, 4] {
         let _ = dc.boot_timeouts.push(Duration::from_secs(s));
     }
-    let info = hub.boot_info(dc, ws.xid, &p.dhcp, ws.address)?;
-    if let Some(iface) = &p.interface {
-        let mask = info.subnet_mask.unwrap_or(Ipv4Addr::new(255, 255, 255, 0));
-        crate::linux::set_address(iface, info.address, mask)
-            .map_err(|e| format!("{iface}: cannot set address {}/{mask}: {e}", info.address))?;
-        if let Some(gw) = info.router {
+    // On an interface: the address goes on it as soon as it is granted,
+    // before the boot server on 4011 answers to it by unicast.
+    let mut configure = |g: Granted| -> Result<(), String> {
+        let Some(iface) = &p.interface else {
+            return Ok(());
+        };
+        let mask = g.subnet_mask.unwrap_or(Ipv4Addr::new(255, 255, 255, 0));
+        crate::linux::set_address(iface, g.address, mask)
+            .map_err(|e| format!("{iface}: cannot set address {}/{mask}: {e}", g.address))?;
+        if let Some(gw) = g.router {
             if let Err(e) = crate::linux::add_default_route(gw) {
                 tracing::warn!(%gw, error = %e, "no default route");
             }
         }
-    }
+        Ok(())
+    };
+    let info = hub.boot_info(dc, ws.xid, &p.dhcp, ws.address, &mut configure)?;
     run.end();
     run.say(format!(
         "address {} · boot file {} from {} (boot server {})",

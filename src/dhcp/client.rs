@@ -116,6 +116,17 @@ pub struct BootInfo {
     pub transaction: Option<TransactionServer>,
 }
 
+/// The address a DHCPACK granted ([`Client::granted`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Granted {
+    /// `yiaddr`.
+    pub address: Ipv4Addr,
+    /// Option 1.
+    pub subnet_mask: Option<Ipv4Addr>,
+    /// Option 3 (first).
+    pub router: Option<Ipv4Addr>,
+}
+
 /// Why the client gave up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -287,6 +298,22 @@ impl Client {
     /// The transaction id.
     pub fn xid(&self) -> u32 {
         self.xid
+    }
+
+    /// The address the client holds once a DHCPACK granted it (or the one
+    /// given to [`Client::with_address`]), with the ACK's subnet mask and
+    /// router, before the boot server on 4011 is asked: a driver
+    /// configures it on the interface then, so that the boot server's
+    /// unicast answer to `ciaddr` is delivered (PXE 2.1 §2.2.1 step 6 is
+    /// sent from, and answered to, that address).
+    pub fn granted(&self) -> Option<Granted> {
+        let ack = self.ack.as_ref()?;
+        let held = matches!(self.state, State::BootRequesting | State::Done) || self.known_address;
+        held.then_some(Granted {
+            address: ack.yiaddr,
+            subnet_mask: ack.subnet_mask,
+            router: ack.router,
+        })
     }
 
     /// Whether the client finished (bound or failed).
