@@ -650,6 +650,10 @@ fn image_safe_of<'a>(info: &WorkstationInfo<'a>) -> Option<ImageSafe<'a>> {
 }
 
 impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
+    fn commit(&mut self) -> Result<(), ()> {
+        self.log.commit().map_err(|_| ())
+    }
+
     fn object_of(&self, id: &WorkstationId) -> Option<WorkstationId> {
         self.store
             .find_workstation(core::slice::from_ref(id))

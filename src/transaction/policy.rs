@@ -48,6 +48,14 @@ pub trait Policy {
         who: &WorkstationId,
         info: &WorkstationInfo<'_>,
     ) -> Result<TaskReply<'s>, Status>;
+    /// Make durable what the answers given since the last call depend on
+    /// (a task journal's group commit). The driver calls it before it
+    /// sends those answers; `Err` means they must not be sent (the clients
+    /// retransmit and the policy answers again). The default: nothing to
+    /// do.
+    fn commit(&mut self) -> Result<(), ()> {
+        Ok(())
+    }
     /// A task's progress or outcome (§4.6), for a live task of `who`.
     fn report(
         &mut self,
