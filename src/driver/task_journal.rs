@@ -885,7 +885,11 @@ mod tests {
         j.sync().unwrap();
         assert!(j.uncommitted, "written, not yet flushed to the disk");
         let (_, replay) = TaskJournal::open(&path).unwrap();
-        assert_eq!(replay.records, [r.clone()], "in the file after sync");
+        assert_eq!(
+            replay.records,
+            core::slice::from_ref(&r),
+            "in the file after sync"
+        );
         j.commit().unwrap();
         assert!(!j.uncommitted);
         j.failed = true;
