@@ -15,7 +15,7 @@ use preboot::transaction::{
     WorkstationKeys,
 };
 use preboot::wire::transaction::messages::*;
-use preboot::wire::transaction::{MAX_FRAME_LEN, MessageType};
+use preboot::wire::transaction::{Header, MAX_FRAME_LEN, MessageType};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -224,4 +224,50 @@ fn transaction_service_on_an_event_loop() {
     let epoch = std::time::Instant::now();
     establish(server_addr, server_public, &mut ws, &sock, epoch, "loop-pc");
     running.stop().unwrap();
+}
+
+/// §3.2 under a burst: 40 `Hello`s queued on the server's socket before it
+/// reads any (a boot storm while its loop was busy) each get their
+/// `Cookie`. The service answers in batches no larger than the engine's
+/// reply queue (`transaction::QUEUED`), so none is dropped.
+#[test]
+fn a_burst_of_hellos_is_answered_whole() {
+    let w = WorkstationObject::new(WorkstationId::Mac(MAC), "burst-pc");
+    let (engine, _, _) = setup(w);
+    let mut srv = UdpTransactionServer::bind("127.0.0.1:0".parse().unwrap(), engine).unwrap();
+    let server_addr = srv.local_addr().unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    const N: u32 = 40;
+    assert!(N as usize > preboot::transaction::QUEUED * 2);
+    for i in 0..N {
+        let mut hello = [0u8; MAX_FRAME_LEN];
+        let h = Header {
+            message_type: MessageType::Hello,
+            status: preboot::wire::transaction::Status::Ok,
+            flags: 0,
+            request_id: 1,
+            session_id: 0,
+        };
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..4].copy_from_slice(&i.to_be_bytes());
+        let len = preboot::wire::transaction::emit_frame(&h, &Hello { nonce }, false, &mut hello)
+            .unwrap();
+        sock.send_to(&hello[..len], server_addr).unwrap();
+    }
+    // All 40 wait in the socket; one poll reads and answers them.
+    let _ = srv.poll_once(Duration::from_millis(500)).unwrap();
+    let mut cookies = 0;
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    while cookies < N {
+        match sock.recv_from(&mut buf) {
+            Ok((56, _)) => cookies += 1,
+            Ok((n, _)) => panic!("a {n}-byte answer to a Hello"),
+            Err(_) => break,
+        }
+        if cookies % 8 == 0 {
+            let _ = srv.poll_once(Duration::from_millis(1)).unwrap();
+        }
+    }
+    assert_eq!(cookies, N, "every Hello got its Cookie");
 }

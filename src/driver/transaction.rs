@@ -424,8 +424,9 @@ where
 }
 
 /// Datagrams handled before their answers go out (and the policy's
-/// records are committed once for all of them).
-const BATCH: usize = 64;
+/// records are committed once for all of them): no more than the engine
+/// holds replies for, or the last ones would be dropped.
+const BATCH: usize = crate::transaction::QUEUED;
 
 /// One line per event: the steps of a session at info, the routine ones
 /// (a session opened or expired, a retransmission) at debug.

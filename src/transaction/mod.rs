@@ -34,7 +34,7 @@ pub use client::{Client, ClientConfig, ClientError, ClientEvent, HandshakeSeed};
 pub use keys::WorkstationKeys;
 pub use keys::{Hex, KeyError, KeyList, KeyStore, StaticKey, parse_key};
 pub use policy::{CommitFailed, Policy};
-pub use server::{DropReason, PendingKey, Server, ServerConfig, ServerEvent};
+pub use server::{DropReason, PendingKey, QUEUED, Server, ServerConfig, ServerEvent};
 
 /// The random source gave no bytes (§11.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

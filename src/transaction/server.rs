@@ -243,6 +243,11 @@ const HALF_OPEN_CAP: usize = usize::MAX;
 #[cfg(not(feature = "alloc"))]
 const HALF_OPEN_CAP: usize = 8;
 
+/// Replies the server holds until [`Server::poll_transmit`] drains them;
+/// one more is dropped (and counted). A driver handles at most this many
+/// datagrams between two drains.
+pub const QUEUED: usize = 16;
+
 /// Bare headers, `Cookie` and `Accept` are built inline.
 const INLINE_MAX: usize = 96;
 
@@ -272,7 +277,7 @@ pub struct Server<P: Policy, K: KeyStore, R: Random> {
     sessions: Sessions,
     pending: heapless::Vec<PendingKey, MAX_PENDING>,
     /// Replies, each with the local address of the socket that sends it.
-    queue: Deque<(SocketAddrV4, Outgoing), 16>,
+    queue: Deque<(SocketAddrV4, Outgoing), QUEUED>,
     /// The `local` of the datagram being handled.
     local: SocketAddrV4,
     events: Deque<ServerEvent, 64>,
