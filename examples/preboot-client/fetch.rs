@@ -125,8 +125,10 @@ fn once(
     let start = clock::now();
     let end = start + limit;
     let mut client = Client::new(start, server, name.as_bytes(), config, sink);
-    let mut buf = [0u8; 65_536];
-    let mut rx = [0u8; 65_536];
+    // One DATA block and its header; on the heap (many workstations run
+    // on small thread stacks).
+    let mut buf = vec![0u8; Client::<Sink>::MAX_DATAGRAM];
+    let mut rx = vec![0u8; (usize::from(config.blksize.unwrap_or(512)) + 4).max(2048)];
     loop {
         let now = clock::now();
         if now >= end {

@@ -81,6 +81,9 @@ pub struct Profile {
     pub work_dir: Option<PathBuf>,
     /// Step 19.
     pub handover: Handover,
+    /// DHCP and TFTP only (a benchmark baseline): these files after the
+    /// boot file, then stop.
+    pub baseline_files: Vec<String>,
     /// Extra kernel command line for the imaging environment.
     pub kexec_append: String,
     /// A console to wait for the hotkey and show the menu on.
@@ -121,6 +124,8 @@ pub enum Ending {
         /// Task ids, in order.
         tasks: Vec<u32>,
     },
+    /// DHCP and TFTP only (`--baseline-files`): done.
+    Baseline,
     /// The imaging environment is fetched, not started.
     Fetched {
         /// Task ids, in order.
@@ -199,6 +204,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
     let ws = run.ws;
     let hw = &ws.hardware;
     let mac = *hw
+        .to_info()
         .macs
         .first()
         .ok_or("no network interface with a MAC address (give --mac)")?;
@@ -255,6 +261,17 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
             fetch::hex(&f.sha256),
             f.duration.as_millis()
         ));
+    }
+
+    if !p.baseline_files.is_empty() {
+        run.begin(7);
+        let server = SocketAddrV4::new(info.tftp_server, p.tftp_port);
+        for f in &p.baseline_files {
+            let got = fetch::tftp(ws.address, server, f, None, p.tftp, p.step_limit)?;
+            run.say(format!("{f} · {} bytes", got.bytes));
+        }
+        run.end();
+        return Ok(Ending::Baseline);
     }
 
     // Step 6: image-safe data (and the hardware, detected before).
@@ -323,9 +340,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
     run.begin(4);
     let mut wi: WorkstationInfo<'_> = hw.to_info();
     wi.image_safe = raw;
-    match session.request("WorkstationInfo", p.step_limit, |c, now| {
-        c.send_info(now, &wi)
-    })? {
+    match session.send_info(&wi, p.step_limit)? {
         Answer::Reply => {}
         Answer::Refused(s) => return Err(refusal("WorkstationInfo", s)),
     }

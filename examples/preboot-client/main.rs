@@ -16,6 +16,7 @@ mod dhcp;
 mod fetch;
 mod flow;
 mod hardware;
+#[allow(dead_code)] // kexec_unload, os_error_of: for the tests and library users
 mod linux;
 mod menu;
 mod session;
@@ -60,6 +61,22 @@ struct Args {
     /// address). Standard ports unless it is the demo on loopback.
     #[arg(long, value_name = "IP")]
     server: Option<Ipv4Addr>,
+    /// The servers' DHCP port [default: 67; the demo's 6767 on loopback].
+    #[arg(long, value_name = "PORT")]
+    dhcp_port: Option<u16>,
+    /// The DHCP client port answers come to [default: 68; the demo's 6868].
+    #[arg(long, value_name = "PORT")]
+    client_port: Option<u16>,
+    /// The boot server port [default: 4011; the demo's 14011].
+    #[arg(long, value_name = "PORT")]
+    boot_port: Option<u16>,
+    /// The TFTP port [default: 69; the demo's 6969].
+    #[arg(long, value_name = "PORT")]
+    tftp_port: Option<u16>,
+    /// The transaction port on the boot server, when DHCP names no
+    /// transaction server [default: 4012; the demo's 14012].
+    #[arg(long, value_name = "PORT")]
+    transaction_port: Option<u16>,
     /// The transaction server [default: the one DHCP names, else the boot
     /// server on --transaction-port].
     #[arg(long, value_name = "IP:PORT")]
@@ -88,6 +105,16 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     workstations: u32,
+    /// With --workstations: workstation i speaks from address IP + i (the
+    /// addresses must be on this host) [default on loopback: 127.1.0.1
+    /// upwards; else the host's address for all].
+    #[arg(long, value_name = "IP")]
+    address_base: Option<Ipv4Addr>,
+    /// Baseline for benchmarks against boot servers without a transaction
+    /// server (dnsmasq): after DHCP and the boot file, fetch these files
+    /// by TFTP (comma-separated) and stop; no session, no menu, no tasks.
+    #[arg(long, value_name = "FILE,FILE", value_delimiter = ',')]
+    baseline_files: Vec<String>,
     /// Step 19: simulate the imaging environment (report the tasks done),
     /// kexec into it, or stop after fetching it.
     #[arg(long, value_enum, default_value_t = Handover::Simulate)]
@@ -119,6 +146,10 @@ struct Args {
     /// Print the image-safe data of the disk and exit.
     #[arg(long)]
     show_image_safe: bool,
+    /// Print the hardware this machine reports (sysfs, procfs: what
+    /// `WorkstationInfo` carries) and exit.
+    #[arg(long)]
+    probe: bool,
     #[command(flatten)]
     log: common::LogArgs,
 }
@@ -184,6 +215,10 @@ fn server_key(text: &str) -> Result<[u8; 32], String> {
 
 fn run(args: Args) -> Result<ExitCode, String> {
     let tmp = std::env::temp_dir().join(format!("preboot-client-{}", unsafe_uid()));
+    if args.probe {
+        print!("{}", hardware::detect(Path::new("/")));
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.show_image_safe {
         let disk = args
             .disk
@@ -232,11 +267,16 @@ fn run(args: Args) -> Result<ExitCode, String> {
             None,
         )
     };
+    let mut dhcp = dhcp;
+    dhcp.server_port = args.dhcp_port.unwrap_or(dhcp.server_port);
+    dhcp.boot_port = args.boot_port.unwrap_or(dhcp.boot_port);
+    let tftp_port = args.tftp_port.unwrap_or(tftp_port);
+    let transaction_port = args.transaction_port.unwrap_or(transaction_port);
     let key = match args.server_key.as_deref().or(default_key.as_deref()) {
         Some(k) => Some(server_key(k)?),
         None => None,
     };
-    let client_port = if demo { 6868 } else { 68 };
+    let client_port = args.client_port.unwrap_or(if demo { 6868 } else { 68 });
     let bind = if demo {
         SocketAddrV4::new(dhcp.broadcast, client_port)
     } else {
@@ -264,7 +304,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         (None, Some(iface)) => {
             linux::mac_of(iface).map_err(|e| format!("{iface}: no MAC address: {e}"))?
         }
-        (None, None) => host.macs.first().copied().unwrap_or(local_mac()),
+        (None, None) => host.to_info().macs.first().copied().unwrap_or(local_mac()),
     };
     let uuid = match &args.uuid {
         Some(u) => Some(parse_uuid(u)?),
@@ -294,6 +334,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         },
         work_dir,
         handover: args.handover,
+        baseline_files: args.baseline_files.clone(),
         kexec_append: args.kexec_append.clone(),
         console: args.console || (n == 1 && std::io::IsTerminal::is_terminal(&std::io::stdin())),
         menu_choice: args.menu_choice,
@@ -310,20 +351,34 @@ fn run(args: Args) -> Result<ExitCode, String> {
     let mut fleet = Vec::with_capacity(n);
     let seed = xid_seed();
     for i in 0..n {
-        let mut hw = host.clone();
-        let mac = add_to_mac(base_mac, i as u32);
-        let mut macs = vec![mac];
-        if n == 1 && args.mac.is_none() && args.interface.is_none() {
-            macs = host.macs.clone();
-            if macs.is_empty() {
-                macs.push(mac);
-            }
-        }
-        hw.macs = macs;
-        hw.uuid = match (uuid, n) {
-            (Some(u), 1) => Some(u),
-            (u, _) => Some(uuid_for(u.unwrap_or([0x5a; 16]), i as u32)),
+        // Many workstations without --mac: simulated machines (distinct
+        // MACs, UUIDs, an e1000 each). One: this machine, with --mac/--uuid
+        // replacing its identity.
+        let mut hw = if n > 1 && args.mac.is_none() {
+            hardware::Hardware::simulated(i as u32)
+        } else {
+            host.clone()
         };
+        let mac = if n > 1 && args.mac.is_none() {
+            hw.to_info().macs.first().copied().unwrap_or(base_mac)
+        } else {
+            add_to_mac(base_mac, i as u32)
+        };
+        if args.mac.is_some() || args.interface.is_some() || hw.to_info().macs.is_empty() {
+            hw.nics = vec![hardware::NetInterface {
+                name: "eth0".into(),
+                mac,
+                pci: Some(preboot::wire::transaction::messages::PciId {
+                    vendor: 0x8086,
+                    device: 0x100e,
+                }),
+            }];
+        }
+        if n > 1 && args.mac.is_some() {
+            hw.uuid = Some(uuid_for(uuid.unwrap_or([0x5a; 16]), i as u32));
+        } else if n == 1 && uuid.is_some() {
+            hw.uuid = uuid;
+        }
         if let Some(a) = args.arch {
             hw.arch = a;
         }
@@ -342,6 +397,8 @@ fn run(args: Args) -> Result<ExitCode, String> {
         // apply to each, not to all of them together.
         let address = if args.interface.is_some() {
             Ipv4Addr::UNSPECIFIED
+        } else if let Some(base) = args.address_base {
+            Ipv4Addr::from(u32::from(base).wrapping_add(i as u32))
         } else if demo && n > 1 {
             Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250) as u8 + 1)
         } else {
@@ -420,6 +477,7 @@ fn print_one(out: &BootOutcome) {
             ids(tasks),
             out.total.as_millis()
         ),
+        Ok(Ending::Baseline) => println!("RESULT baseline total_ms={}", out.total.as_millis()),
         Ok(Ending::Fetched { tasks }) => println!(
             "RESULT fetched tasks={} total_ms={}",
             ids(tasks),
@@ -471,6 +529,7 @@ fn summary(outcomes: &[BootOutcome], n: usize, wall: Duration) -> ExitCode {
             Ok(Ending::LocalBoot) => "local-boot".to_string(),
             Ok(Ending::Imaged { .. }) => "imaged".to_string(),
             Ok(Ending::Fetched { .. }) => "fetched".to_string(),
+            Ok(Ending::Baseline) => "baseline (DHCP and TFTP only)".to_string(),
             Err((step, e)) => format!("failed at {}: {e}", STEPS[*step]),
         };
         *endings.entry(k).or_default() += 1;

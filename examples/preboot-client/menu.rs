@@ -1,7 +1,9 @@
 //! Steps 8–12 on the workstation's console: the hotkey wait and the menu
 //! (docs/transaction-protocol.md §4.4).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::linux;
 
 use preboot::wire::transaction::messages::Hotkey;
 
@@ -70,20 +72,65 @@ pub fn hotkey_name(h: &Hotkey) -> String {
     }
 }
 
-/// Wait up to `wait` for `hotkey` on the console.
-pub fn wait_for_hotkey(_hotkey: &Hotkey, wait: Duration) -> bool {
-    std::thread::sleep(wait);
-    false
+/// Wait up to `wait` for `hotkey` on the console (stdin, in raw mode
+/// when it is a terminal; a serial console sends function keys and Alt+key
+/// as escape sequences, decoded by [`linux::read_key`]). Other keys are
+/// ignored; input that ends (a closed pipe) waits out the time.
+pub fn wait_for_hotkey(hotkey: &Hotkey, wait: Duration) -> bool {
+    let _raw = linux::RawConsole::new();
+    let end = Instant::now() + wait;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match linux::read_key(left) {
+            Some(k) if k.matches(*hotkey) => return true,
+            Some(k) => tracing::debug!(?k, "not the hotkey"),
+            None => {
+                // End of input or a read error: nothing more will come.
+                std::thread::sleep(end.saturating_duration_since(Instant::now()));
+                return false;
+            }
+        }
+    }
 }
 
-/// The entry taken: typed on the console, else `preset` (1-based), else
-/// the first entry.
-pub fn choose(entries: &[(u8, String)], _console: bool, preset: Option<usize>) -> Choice {
-    let i = preset
-        .and_then(|n| n.checked_sub(1))
-        .filter(|i| *i < entries.len())
-        .unwrap_or(0);
-    entries
-        .get(i)
-        .map_or(Choice::Automatic, |e| Choice::of(e.0))
+/// How long the menu waits for a choice before it takes the default.
+pub const CHOICE_WAIT: Duration = Duration::from_secs(30);
+
+/// The entry taken: `preset` (1-based) when given; else, with a console,
+/// the digit typed (Enter or the end of [`CHOICE_WAIT`] takes the first
+/// entry); else the first entry.
+pub fn choose(entries: &[(u8, String)], console: bool, preset: Option<usize>) -> Choice {
+    let first = entries
+        .first()
+        .map_or(Choice::Automatic, |e| Choice::of(e.0));
+    if let Some(n) = preset {
+        return n
+            .checked_sub(1)
+            .and_then(|i| entries.get(i))
+            .map_or(first, |e| Choice::of(e.0));
+    }
+    if !console || entries.is_empty() {
+        return first;
+    }
+    println!("choose 1-{} (Enter: 1)", entries.len());
+    let _raw = linux::RawConsole::new();
+    let end = Instant::now() + CHOICE_WAIT;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let Some(k) = linux::read_key(left) else {
+            return first;
+        };
+        if k.modifiers == 0 && k.code == linux::Key::ENTER {
+            return first;
+        }
+        if k.modifiers == 0 && k.code.is_ascii_digit() {
+            let n = usize::from(k.code - b'0');
+            if let Some(e) = n.checked_sub(1).and_then(|i| entries.get(i)) {
+                return Choice::of(e.0);
+            }
+        }
+    }
 }

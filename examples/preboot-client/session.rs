@@ -20,7 +20,8 @@ use preboot::driver::transaction::Urandom;
 use preboot::engine::Datagram;
 use preboot::transaction::provision::{KeyRecord, next_handshake};
 use preboot::transaction::{Client, ClientConfig, ClientEvent};
-use preboot::wire::transaction::Status;
+use preboot::wire::transaction::messages::WorkstationInfo;
+use preboot::wire::transaction::{MessageType, Payload, Status};
 
 /// New sessions a request may take after the one it started on died.
 pub const RESUMES: u32 = 3;
@@ -39,6 +40,9 @@ pub struct Session {
     /// Authenticated `Pending` answers seen (the key waits for an
     /// administrator, §3.4).
     pub pending_seen: bool,
+    /// The last `WorkstationInfo` sent (its encoded payload): a new
+    /// session starts with it again (§4: it comes before any query).
+    info: Option<Vec<u8>>,
 }
 
 /// How a request ended.
@@ -80,6 +84,7 @@ impl Session {
             random,
             handshakes: 1,
             pending_seen: false,
+            info: None,
         };
         s.wait_established(clock::now() + limit)?;
         Ok(s)
@@ -161,6 +166,48 @@ impl Session {
         }
     }
 
+    /// Send the workstation information (§4.3) and keep it for a new
+    /// session.
+    pub fn send_info(
+        &mut self,
+        info: &WorkstationInfo<'_>,
+        limit: Duration,
+    ) -> Result<Answer, String> {
+        let mut bytes = vec![0u8; info.buffer_len()];
+        info.emit(&mut bytes)
+            .map_err(|e| format!("WorkstationInfo: {e}"))?;
+        self.info = Some(bytes);
+        self.request("WorkstationInfo", limit, |c, now| c.send_info(now, info))
+    }
+
+    /// On a new session: the workstation information again, first.
+    fn replay_info(&mut self, end: Instant) -> Result<(), String> {
+        let Some(bytes) = self.info.clone() else {
+            return Ok(());
+        };
+        let info = WorkstationInfo::parse(&bytes).map_err(|e| format!("WorkstationInfo: {e:?}"))?;
+        self.client
+            .send_info(clock::now(), &info)
+            .map_err(|e| format!("WorkstationInfo: {e}"))?;
+        loop {
+            while let Some(e) = self.client.poll_event() {
+                match e {
+                    ClientEvent::Reply { .. } => return Ok(()),
+                    ClientEvent::Refused { status, .. } => {
+                        return Err(format!(
+                            "the server refused WorkstationInfo on the new session: {status:?}"
+                        ));
+                    }
+                    ClientEvent::Failed { .. } => {
+                        return Err("no answer to WorkstationInfo on the new session".into());
+                    }
+                    _ => {}
+                }
+            }
+            self.turn(end)?;
+        }
+    }
+
     /// Run one request (`send` queues it on the engine) to its answer,
     /// resuming on a new session if the server forgot this one.
     pub fn request(
@@ -191,6 +238,9 @@ impl Session {
                             "transaction: no answer, resuming on a new session"
                         );
                         self.rehandshake(end)?;
+                        if request != MessageType::WorkstationInfo {
+                            self.replay_info(end)?;
+                        }
                         send(&mut self.client, clock::now()).map_err(|e| format!("{what}: {e}"))?;
                     }
                     ClientEvent::Advisory { request, status } => {
@@ -229,15 +279,23 @@ impl Session {
                 tracing::debug!(error = %e, "transaction: send failed");
             }
         }
-        let wait = self
-            .client
-            .poll_timeout()
-            .unwrap_or(end)
+        // No timer left: the engine ended the request or the handshake
+        // (an event waits for the caller), or waits only for an answer
+        // that the next datagram brings. Look at the events first.
+        let Some(next) = self.client.poll_timeout() else {
+            return self.receive(Some(Duration::from_millis(10)));
+        };
+        let wait = next
             .min(end)
             .saturating_duration_since(clock::now())
             .max(Duration::from_millis(1));
+        self.receive(Some(wait))
+    }
+
+    /// Wait up to `wait` for one datagram and feed it to the engine.
+    fn receive(&mut self, wait: Option<Duration>) -> Result<(), String> {
         self.socket
-            .set_read_timeout(Some(wait))
+            .set_read_timeout(wait)
             .map_err(|e| e.to_string())?;
         let mut rx = [0u8; Client::MAX_DATAGRAM];
         match self.socket.recv_from(&mut rx) {

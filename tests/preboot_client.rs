@@ -1,0 +1,463 @@
+//! The real `examples/preboot-client` against the real `examples/preboot-server`
+//! on loopback (issue 14: the Preboot Services flow end to end, steps 1–19
+//! of DESIGN.md), from the server's embedded demo configuration with its
+//! ports moved to free ones so that tests run side by side:
+//!
+//! - the demo's registered workstation gets its pending restore task
+//!   exactly once: the simulated imaging environment reports it done and
+//!   writes the base image into the image-safe data, and the next boot
+//!   finds no task and boots the local disk;
+//! - an unregistered workstation falls back to the server policy (its
+//!   menu on a hotkey, its imaging rule);
+//! - every menu mode: never, always (with a choice), on a key press;
+//! - a wrong pinned server key fails at the session step with a clear
+//!   error and changes nothing on the server;
+//! - a damaged image-safe record is reported and the defaults are used;
+//! - the server restarted mid-flow: the client resumes on a new session
+//!   and completes;
+//! - 50 workstations from one process all get through.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use preboot::driver::image_safe_disk::read_image_safe;
+use preboot::wire::image_safe::{SLOT_A_OFFSET, SLOT_B_OFFSET};
+
+#[path = "../examples/preboot-server/demo.rs"]
+mod demo;
+use demo::DemoTree;
+
+mod boot_server_support;
+use boot_server_support::{Server, build_example, example};
+
+/// The demo's registered workstation (pending restore of images/lab.img).
+const REGISTERED: &str = "52:54:00:00:00:01";
+
+fn free_port() -> u16 {
+    UdpSocket::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The demo tree with the embedded configuration on free ports, edited by
+/// `edit`; the server started on it.
+struct Demo {
+    tree: DemoTree,
+    ports: [u16; 5],
+    server: Option<Server>,
+    dir: PathBuf,
+}
+
+impl Demo {
+    fn start(edit: impl FnOnce(String) -> String) -> Demo {
+        let dir = std::env::temp_dir().join(format!(
+            "preboot-client-test-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tree = DemoTree::create(&dir).unwrap();
+        let ports = [
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        ];
+        let text = std::fs::read_to_string(tree.config_path()).unwrap();
+        let text = text
+            .replace("dhcp = 6767", &format!("dhcp = {}", ports[0]))
+            .replace("boot = 14011", &format!("boot = {}", ports[1]))
+            .replace("tftp = 6969", &format!("tftp = {}", ports[2]))
+            .replace("client = 6868", &format!("client = {}", ports[3]))
+            .replace(
+                "transaction = 14012",
+                &format!("transaction = {}", ports[4]),
+            )
+            .replace("max_transfers = 64", "max_transfers = 512");
+        std::fs::write(tree.config_path(), edit(text)).unwrap();
+        let mut d = Demo {
+            tree,
+            ports,
+            server: None,
+            dir,
+        };
+        d.restart();
+        d
+    }
+
+    /// (Re)start the server on the same tree, state and ports; wait until
+    /// it serves.
+    fn restart(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            let _ = s.0.kill();
+            let _ = s.0.wait();
+        }
+        let mut child = Command::new(example())
+            .arg("--config")
+            .arg(self.tree.config_path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line.contains("stop:") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let server = Server(child);
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the server prints its banner");
+        self.server = Some(server);
+    }
+
+    /// The client's port flags for this server.
+    fn port_args(&self) -> Vec<String> {
+        let [dhcp, boot, tftp, client, transaction] = self.ports;
+        vec![
+            format!("--dhcp-port={dhcp}"),
+            format!("--boot-port={boot}"),
+            format!("--tftp-port={tftp}"),
+            format!("--client-port={client}"),
+            format!("--transaction-port={transaction}"),
+        ]
+    }
+
+    /// A blank 2 MiB disk for a workstation.
+    fn disk(&self, name: &str) -> PathBuf {
+        let p = self.dir.join(format!("{name}.img"));
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(2 << 20).unwrap();
+        p
+    }
+
+    fn client_cmd(&self, disk: &Path, extra: &[&str]) -> Command {
+        let mut c = Command::new(build_example("preboot-client"));
+        c.args(self.port_args()).arg("--disk").arg(disk).args(extra);
+        if !extra.contains(&"--step-limit") {
+            c.args(["--step-limit", "30"]);
+        }
+        c.env_remove("RUST_LOG").stdin(Stdio::null());
+        c
+    }
+
+    fn client(&self, disk: &Path, extra: &[&str]) -> Output {
+        self.client_cmd(disk, extra).output().unwrap()
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.server.take();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn result_line(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .rfind(|l| l.starts_with("RESULT"))
+        .unwrap_or_else(|| panic!("no RESULT line:\n{}", text(o)))
+        .to_string()
+}
+
+fn base_image(disk: &Path) -> Option<String> {
+    let slots = read_image_safe(disk).unwrap();
+    slots.loaded().record.base_image.map(str::to_string)
+}
+
+/// Steps 1–19 for the demo's registered workstation: its restore task is
+/// handed out, reported (progress, success; §4.6) and applied once; the
+/// second boot finds the base image on the disk and no task.
+#[test]
+fn registered_workstation_is_imaged_once_then_boots_local() {
+    let demo = Demo::start(|t| t);
+    let disk = demo.disk("ws1");
+    let o = demo.client(&disk, &["--mac", REGISTERED, "--menu-choice", "1"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(result_line(&o).starts_with("RESULT imaged tasks="), "{out}");
+    for step in [
+        "dhcp ",
+        "boot-file ",
+        "image-safe ",
+        "session ",
+        "info ",
+        "menu ",
+        "tasks ",
+        "environment ",
+        "handover ",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(step)),
+            "step {step}: {out}"
+        );
+    }
+    assert!(out.contains("registered as demo-pc-01"), "{out}");
+    assert!(out.contains("restore images/lab.img"), "{out}");
+    // The demo's lab policy always shows the menu.
+    assert!(out.contains("PREBOOT-MENU (3 entries)"), "{out}");
+    // The preboot file arrived whole: the sha256 of the demo's file.
+    let want = demo::demo_file("bios/pxelinux.0", demo::DEMO_FILES[0].1);
+    let sum: String = <sha2::Sha256 as sha2::Digest>::digest(&want)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(out.contains(&sum), "boot file sha256 {sum}: {out}");
+    assert_eq!(base_image(&disk).as_deref(), Some("images/lab.img"));
+
+    let o = demo.client(&disk, &["--mac", REGISTERED, "--menu-choice", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        result_line(&o).starts_with("RESULT local-boot"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("PREBOOT-LOCAL-BOOT"));
+}
+
+/// A workstation the store does not know: the server policy's menu (on a
+/// hotkey; no console here, so no wait) and its imaging rule (no base
+/// image yet → the standard image).
+#[test]
+fn unregistered_workstation_gets_the_server_policy() {
+    let demo = Demo::start(|t| t);
+    let disk = demo.disk("stranger");
+    let o = demo.client(&disk, &["--mac", "52:54:00:00:00:99"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("not registered: the server policy applies"),
+        "{out}"
+    );
+    assert!(out.contains("menu on Alt+M: no console"), "{out}");
+    assert!(out.contains("restore images/standard.img"), "{out}");
+    assert_eq!(base_image(&disk).as_deref(), Some("images/standard.img"));
+}
+
+/// §4.4 menu modes from the server policy: never (no menu), always (the
+/// entries; choosing "boot the local disk" ends the boot before any task),
+/// on a key press without a console (not shown, no wait).
+#[test]
+fn every_menu_mode() {
+    let server_menu = r#"menu = { mode = "on-key-press", hotkey = "alt+m", wait_ms = 3000 }"#;
+    for (mode, want_menu) in [("never", false), ("always", true)] {
+        let demo =
+            Demo::start(|t| t.replace(server_menu, &format!(r#"menu = {{ mode = "{mode}" }}"#)));
+        let disk = demo.disk("m");
+        let o = demo.client(&disk, &["--mac", "52:54:00:00:00:98", "--menu-choice", "3"]);
+        let out = text(&o);
+        assert!(o.status.success(), "{mode}: {out}");
+        assert_eq!(out.contains("PREBOOT-MENU"), want_menu, "{mode}: {out}");
+        if want_menu {
+            assert!(out.contains("3. Boot the local disk"), "{out}");
+            assert!(result_line(&o).starts_with("RESULT local-boot"), "{out}");
+            assert_eq!(base_image(&disk), None, "no task ran: {out}");
+        } else {
+            assert!(out.contains("menu: never shown"), "{out}");
+            assert!(result_line(&o).starts_with("RESULT imaged"), "{out}");
+        }
+    }
+}
+
+/// §3.1: a client pinning another server key gets no session: it stops at
+/// that step with an error that says so, and nothing changed on the
+/// server (the task is still there for the real client).
+#[test]
+fn wrong_server_key_fails_cleanly_and_changes_nothing() {
+    let demo = Demo::start(|t| t);
+    let disk = demo.disk("wrongkey");
+    let o = demo.client(
+        &disk,
+        &[
+            "--mac",
+            REGISTERED,
+            "--server-key",
+            &"ab".repeat(32),
+            "--step-limit",
+            "8",
+        ],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let r = result_line(&o);
+    assert!(r.starts_with("RESULT failed step=session"), "{out}");
+    assert!(
+        r.contains("no handshake") || r.contains("did not answer"),
+        "{r}"
+    );
+    assert_eq!(base_image(&disk), None);
+    let o = demo.client(&disk, &["--mac", REGISTERED, "--menu-choice", "1"]);
+    assert!(
+        result_line(&o).starts_with("RESULT imaged"),
+        "the task is still pending: {}",
+        text(&o)
+    );
+}
+
+/// §10.3: a damaged record (a slot with the magic but cut short, the other
+/// blank) is named, the defaults apply, and the boot goes on; the write
+/// after the simulated restore makes a valid record again.
+#[test]
+fn damaged_image_safe_record_is_reported_and_the_defaults_apply() {
+    let demo = Demo::start(|t| t);
+    let disk = demo.disk("torn");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+        // "PBIS", version 1, flags 0, length 64 — and nothing else: bad CRC.
+        f.write_all_at(b"PBIS\x01\x00\x00\x40\x00\x00\x00\x07", SLOT_A_OFFSET)
+            .unwrap();
+        f.write_all_at(&[0xFF; 1024], SLOT_B_OFFSET).unwrap();
+    }
+    let o = demo.client(&disk, &["--mac", "52:54:00:00:00:97"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("image-safe "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("using the defaults"), "{line}");
+    assert!(
+        !line.contains("both slots blank"),
+        "damaged, not missing: {line}"
+    );
+    assert_eq!(base_image(&disk).as_deref(), Some("images/standard.img"));
+}
+
+/// The server restarts while the client waits for the menu hotkey: the
+/// client's next request gets no answer on the old session, so it opens a
+/// new one (a new handshake; the demo re-enrols its key) and completes.
+#[test]
+fn server_restarted_mid_flow_the_client_resumes() {
+    let mut demo = Demo::start(|t| t.replace("wait_ms = 3000", "wait_ms = 4000"));
+    let disk = demo.disk("restart");
+    let mut child: Child = demo
+        .client_cmd(&disk, &["--mac", "52:54:00:00:00:96", "--console"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next().expect("client output").unwrap();
+        seen.push(line.clone());
+        if line.contains("within") && line.contains("for the menu") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{seen:?}");
+    }
+    demo.restart();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let all = format!(
+        "{}\n{}\n--- stderr ---\n{err}",
+        seen.join("\n"),
+        rest.join("\n")
+    );
+    assert!(status.success(), "{all}");
+    assert!(rest.iter().any(|l| l.starts_with("RESULT imaged")), "{all}");
+    assert!(err.contains("resuming on a new session"), "{all}");
+}
+
+/// `--workstations 50`: distinct MACs, UUIDs, disks and loopback
+/// addresses, every one through every step, and the summary says so.
+#[test]
+fn fifty_workstations_from_one_process() {
+    let demo = Demo::start(|t| t);
+    let dir = demo.dir.join("fleet");
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = demo.client(
+        &dir,
+        &["--workstations", "50", "--mac", "52:54:00:20:00:00"],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let r = result_line(&o);
+    assert!(r.contains("workstations=50 done=50 failed=0"), "{out}");
+    assert!(out.contains("50 × imaged"), "{out}");
+    let disks = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(disks, 50, "one disk each");
+}
+
+/// §4.4 on a console: the server policy's menu on F8; the client waits for
+/// it on stdin (a pipe here, a serial console on a workstation: F8 arrives
+/// as `ESC [ 19 ~`), shows the menu when it comes, and reads the choice
+/// typed there ("3": boot the local disk, so no task runs).
+#[test]
+fn hotkey_on_the_console_shows_the_menu() {
+    use std::io::Write;
+    let demo = Demo::start(|t| {
+        t.replace(
+            r#"hotkey = "alt+m", wait_ms = 3000"#,
+            r#"hotkey = "f8", wait_ms = 20000"#,
+        )
+    });
+    let disk = demo.disk("hotkey");
+    let mut child = demo
+        .client_cmd(&disk, &["--mac", "52:54:00:00:00:95", "--console"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next().expect("client output").unwrap();
+        seen.push(line.clone());
+        if line.contains("press F8 within") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{seen:?}");
+    }
+    // Another key first: not the hotkey, ignored.
+    stdin.write_all(b"x\x1b[19~").unwrap();
+    stdin.flush().unwrap();
+    loop {
+        let line = lines.next().expect("client output").unwrap();
+        seen.push(line.clone());
+        if line.starts_with("choose 1-") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{seen:?}");
+    }
+    stdin.write_all(b"3").unwrap();
+    drop(stdin);
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().unwrap();
+    let all = seen.join("\n");
+    assert!(status.success(), "{all}");
+    assert!(all.contains("hotkey pressed"), "{all}");
+    assert!(all.contains("PREBOOT-MENU (3 entries)"), "{all}");
+    assert!(all.contains("RESULT local-boot"), "{all}");
+    assert_eq!(base_image(&disk), None, "no task ran");
+}
