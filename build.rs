@@ -87,6 +87,7 @@ const FLOW: &[Need] = &[
 const SETS: &[(&str, &[&[Need]])] = &[
     ("root", &[&[Root]]),
     ("root_curl", &[&[Root, CurlTftp]]),
+    ("root_losetup", &[&[Root, Program("losetup", "mount")]]),
     ("curl_tftp", &[&[CurlTftp]]),
     ("tftp_hpa", &[&[Program("tftp", "tftp-hpa")]]),
     ("atftp", &[&[Program("atftp", "atftp")]]),
