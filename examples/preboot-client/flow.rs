@@ -216,7 +216,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
     for s in [1, 2, 3, 4] {
         let _ = dc.boot_timeouts.push(Duration::from_secs(s));
     }
-    let info = hub.boot_info(dc, ws.xid, &p.dhcp, ws.address)?;
+    let info = hub.boot_info(dc, ws.xid, &p.dhcp, ws.address, p.interface.as_deref())?;
     if let Some(iface) = &p.interface {
         let mask = info.subnet_mask.unwrap_or(Ipv4Addr::new(255, 255, 255, 0));
         crate::linux::set_address(iface, info.address, mask)
