@@ -375,9 +375,14 @@ fn harness_fails_on_wrong_architecture_file() {
 
 /// The static `preboot-client` for the flow's initrd: built for
 /// `x86_64-unknown-linux-musl` in release mode (incremental after the
-/// first build); its path.
+/// first build); its path. `PREBOOT_FIRMWARE_CLIENT=PATH` boots that
+/// build instead (another branch's client; boot.sh still refuses one that
+/// is not static).
 fn static_client() -> PathBuf {
     const TARGET: &str = "x86_64-unknown-linux-musl";
+    if let Some(bin) = std::env::var_os("PREBOOT_FIRMWARE_CLIENT") {
+        return PathBuf::from(bin);
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(repo())

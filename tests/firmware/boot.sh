@@ -69,8 +69,10 @@
 #   menu:    the server policy's menu is on-key-press with hotkey F8; when
 #            the client says "press F8" the harness types F8's escape
 #            sequence (ESC [ 19 ~) on the serial console; the client prints
-#            PREBOOT-MENU and the entries (labels carry the nonce), then
-#            boots locally (no task), and init prints the DONE marker.
+#            PREBOOT-MENU and the entries (labels carry the nonce); the
+#            harness types 1 at "choose 1-3" (automatic imaging); no task
+#            is pending, so the client boots locally (PREBOOT-LOCAL-BOOT),
+#            and init prints the DONE marker.
 # A flow PASS needs, besides the marker: the DHCP checks above for both the
 # firmware's and the client's exchange (each: DISCOVER with PXEClient and
 # option 93 = 0, proxy OFFER, REQUEST/ACK with udhcpd, REQUEST/ACK on
@@ -585,6 +587,13 @@ while kill -0 "$qemu_pid" 2>/dev/null; do
     typed=1
     echo "boot.sh: typed F8 (ESC [ 19 ~) at the preboot client's prompt" >&2
   fi
+  # Then entry 1 (automatic imaging) when the menu asks.
+  if [[ "$flow" == menu && $typed -eq 1 ]] && grep -aqE "choose 1-3" "$out/serial.log"; then
+    sleep 1
+    printf '1' >"$out/serial.in"
+    typed=2
+    echo "boot.sh: typed 1 at the preboot client's menu" >&2
+  fi
   if [[ -z "$boot_s" && -z "$gave_up" ]] && grep -aqE "$give_up_re" "$out/serial.log"; then
     gave_up="$(grep -aoE "$give_up_re" "$out/serial.log" | head -n 1)"
     sleep 2
@@ -843,11 +852,14 @@ if [[ "$flow" != none ]]; then
       grep -aq 'PREBOOT-LOCAL-BOOT' "$out/serial.log" || fail "the client did not say PREBOOT-LOCAL-BOOT"
       grep -aq 'RESULT local-boot' "$out/serial.log" || fail "the client's result is not local-boot" ;;
     menu)
-      [[ $typed -eq 1 ]] || fail "the client never asked for F8 (no \"press F8 within\" line)"
+      [[ $typed -ge 1 ]] || fail "the client never asked for F8 (no \"press F8 within\" line)"
       grep -aq 'PREBOOT-MENU (3 entries)' "$out/serial.log" || fail "no PREBOOT-MENU (3 entries) after F8"
       for e in "1. Automatic $nonce" "2. Maintenance $nonce" "3. Local disk $nonce"; do
         grep -aqF "$e" "$out/serial.log" || fail "menu entry \"$e\" not shown"
-      done ;;
+      done
+      # The entry typed on the console: automatic, then no task.
+      grep -aq 'menu choice: Automatic' "$out/serial.log" || fail "the client did not take entry 1 typed on the console"
+      grep -aq 'PREBOOT-LOCAL-BOOT' "$out/serial.log" || fail "the client did not say PREBOOT-LOCAL-BOOT after the menu" ;;
   esac
 fi
 
