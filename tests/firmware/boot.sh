@@ -70,9 +70,9 @@
 #            the client says "press F8" the harness types F8's escape
 #            sequence (ESC [ 19 ~) on the serial console; the client prints
 #            PREBOOT-MENU and the entries (labels carry the nonce); the
-#            harness types 1 at "choose 1-3" (automatic imaging); no task
-#            is pending, so the client boots locally (PREBOOT-LOCAL-BOOT),
-#            and init prints the DONE marker.
+#            harness types 3 at "choose 1-3" (boot the local disk, not the
+#            default entry), the client takes it without asking for tasks
+#            (so no TaskQuery here), and init prints the DONE marker.
 # A flow PASS needs, besides the marker: the DHCP checks above for both the
 # firmware's and the client's exchange (each: DISCOVER with PXEClient and
 # option 93 = 0, proxy OFFER, REQUEST/ACK with udhcpd, REQUEST/ACK on
@@ -80,7 +80,8 @@
 # the transaction exchange on udp 4012 read from the capture by the header
 # layout of docs/transaction-protocol.md §2 (Hello/Cookie, Init/Accept with
 # status 0, sealed requests and replies — tag length 16, the session id of
-# the Accept — for WorkstationInfo, MenuQuery and TaskQuery, every frame's
+# the Accept — for WorkstationInfo, MenuQuery and (but in menu, where the
+# menu choice ends the flow) TaskQuery, every frame's
 # length = 24 + payload + tag); the server log: its public key is the kit's
 # and the session was established from the VM's address, with only the
 # kit's workstation key bound (auto-enrolment off); and the serial console:
@@ -587,12 +588,13 @@ while kill -0 "$qemu_pid" 2>/dev/null; do
     typed=1
     echo "boot.sh: typed F8 (ESC [ 19 ~) at the preboot client's prompt" >&2
   fi
-  # Then entry 1 (automatic imaging) when the menu asks.
+  # Then entry 3 (boot the local disk; not the default, which is 1) when
+  # the menu asks.
   if [[ "$flow" == menu && $typed -eq 1 ]] && grep -aqE "choose 1-3" "$out/serial.log"; then
     sleep 1
-    printf '1' >"$out/serial.in"
+    printf '3' >"$out/serial.in"
     typed=2
-    echo "boot.sh: typed 1 at the preboot client's menu" >&2
+    echo "boot.sh: typed 3 at the preboot client's menu" >&2
   fi
   if [[ -z "$boot_s" && -z "$gave_up" ]] && grep -aqE "$give_up_re" "$out/serial.log"; then
     gave_up="$(grep -aoE "$give_up_re" "$out/serial.log" | head -n 1)"
@@ -638,20 +640,29 @@ tshark -r "$out/capture.pcapng" -d udp.port==4011,dhcp -Y dhcp -T fields \
   -e dhcp.option.client_system_architecture -e dhcp.ip.your -e dhcp.file \
   -e dhcp.option.bootfile_name -e dhcp.hw.mac_addr -e dhcp.id \
   -e dhcp.option.vendor.pxeclient.discovery_control -e frame.time_epoch \
+  -e dhcp.client_id.uuid \
   >"$out/dhcp.tsv" 2>"$out/tshark.log" || fail "tshark could not read the capture"
 
 if [[ "$firmware" == bios ]]; then arch_re='^0$'; else arch_re='^(7|9)$'; fi
 # Message types: 1 DISCOVER, 2 OFFER, 3 REQUEST, 5 ACK.
 dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
-  -v arch_re="$arch_re" -v want_file="$bootfile" -v flow="$flow" '
+  -v arch_re="$arch_re" -v want_file="$bootfile" -v flow="$flow" -v uuid="$vm_uuid" '
   { t = $7; src_mac = tolower($2); chaddr = tolower($13); xid = $14 }
   # Only answers to the PXE requests count (after a failed PXE boot OVMF
   # goes on to HTTP boot, with another vendor class).
   src_mac == mac && $8 ~ /^PXEClient/ { pxe_xid[xid] = 1 }
   src_mac != mac && !(xid in pxe_xid) { next }
   # From the guest.
-  # Per exchange (xid): the firmware's, then the preboot client's.
-  src_mac == mac && t == 1 && $8 ~ /^PXEClient/ && $9 ~ arch_re { x_disc[xid] = 1 }
+  # Per exchange (xid): first the firmware, then the preboot client.
+  src_mac == mac && t == 1 && $8 ~ /^PXEClient/ && $9 ~ arch_re {
+    x_disc[xid] = 1
+    # Option 97 (RFC 4578 §2.3): the UUID QEMU gives (-smbios type=1),
+    # as iPXE and the preboot client read it; compared byte-order blind
+    # (SMBIOS stores the first three fields little-endian).
+    u = tolower($17)
+    if (u == "") no_uuid++
+    else if (swapped(u) != uuid && u != uuid) bad_uuid = bad_uuid " " u
+  }
   $3 == srv && chaddr == mac && t == 2 && $4 == 67 { x_offer[xid] = 1 }
   src_mac == mac && t == 3 && $6 == 67 { x_req[xid] = 1 }
   $3 != srv && $3 != "0.0.0.0" && chaddr == mac && t == 5 && $4 == 67 { x_ack[xid] = 1 }
@@ -692,6 +703,11 @@ dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
   }
   # From the third-party DHCP server (proxy mode).
   $3 != srv && $3 != "0.0.0.0" && chaddr == mac && t == 5 && $4 == 67 { other_ack++ }
+  function swapped(u,   p) {
+    split(u, p, "-")
+    return substr(p[1], 7, 2) substr(p[1], 5, 2) substr(p[1], 3, 2) substr(p[1], 1, 2) "-" \
+      substr(p[2], 3, 2) substr(p[2], 1, 2) "-" substr(p[3], 3, 2) substr(p[3], 1, 2) "-" p[4] "-" p[5]
+  }
   END {
     if (!disc) print "FAIL no DHCPDISCOVER from the guest"
     else if (!good_disc) print "FAIL DISCOVER without PXEClient option 60 / right option 93:" bad_disc
@@ -721,6 +737,8 @@ dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
       for (x in b_req) if (x in b_ack) bs++
       if (dora < 2) print "FAIL " dora " complete PXE DHCP exchange(s) (DISCOVER with PXEClient and option 93, proxy OFFER, REQUEST, ACK), want 2: the firmware and the preboot client"
       if (bs < 2) print "FAIL " bs " complete 4011 REQUEST/ACK exchange(s), want 2: the firmware and the preboot client"
+      if (no_uuid) print "FAIL " no_uuid " DISCOVER(s) without option 97 (client machine UUID)"
+      if (bad_uuid != "") print "FAIL option 97 is not the UUID of the VM " uuid ":" bad_uuid
       print "NOTE PXE DHCP exchanges (by xid) " dora ", 4011 exchanges " bs
     }
     print "DHCP discover=" disc " offer=" offer " request=" req67 " ack=" ack67+other_ack " request4011=" req4011+0 " ack4011=" ack4011+0
@@ -731,6 +749,8 @@ while IFS= read -r line; do
     DHCP\ *|NOTE\ *) echo "boot.sh: $line" >&2 ;;
   esac
 done <<<"$dhcp_check"
+# The summary line proves the check ran (an awk error prints nothing).
+grep -q '^DHCP discover=' <<<"$dhcp_check" || fail "the DHCP check of the capture did not run"
 
 # TFTP, reassembled from the raw UDP payloads (not from our own parser):
 # a transfer is keyed by the client's address and port; DATA blocks are
@@ -810,7 +830,9 @@ if [[ "$flow" != none ]]; then
   tshark -r "$out/capture.pcapng" -Y "udp.port == 4012" -T fields -E separator='|' \
     -e frame.number -e eth.src -e ip.src -e udp.srcport -e ip.dst -e udp.dstport -e udp.payload \
     >"$out/tx.tsv" 2>>"$out/tshark.log" || fail "tshark could not read the capture"
-  awk -F'|' -v srv="$server_ip" -v port=4012 -v mac="$mac" -f "$here/transaction.awk" \
+  asked=3
+  [[ "$flow" == menu ]] && asked=2
+  awk -F'|' -v srv="$server_ip" -v port=4012 -v mac="$mac" -v asked="$asked" -f "$here/transaction.awk" \
     "$out/tx.tsv" >"$out/transaction.txt"
   sessions=()
   while IFS= read -r line; do
@@ -857,9 +879,9 @@ if [[ "$flow" != none ]]; then
       for e in "1. Automatic $nonce" "2. Maintenance $nonce" "3. Local disk $nonce"; do
         grep -aqF "$e" "$out/serial.log" || fail "menu entry \"$e\" not shown"
       done
-      # The entry typed on the console: automatic, then no task.
-      grep -aq 'menu choice: Automatic' "$out/serial.log" || fail "the client did not take entry 1 typed on the console"
-      grep -aq 'PREBOOT-LOCAL-BOOT' "$out/serial.log" || fail "the client did not say PREBOOT-LOCAL-BOOT after the menu" ;;
+      # The entry typed on the console (not the default): the local disk.
+      grep -aq 'menu choice: BootLocal' "$out/serial.log" || fail "the client did not take entry 3 typed on the console"
+      grep -aq 'RESULT local-boot' "$out/serial.log" || fail "the client's result is not local-boot" ;;
   esac
 fi
 
