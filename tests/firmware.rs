@@ -636,3 +636,122 @@ fn harness_rejects_malformed_gso_windows() {
     let (line, _) = reassemble("malformed", &windowed_transfer(window, &file));
     assert!(line.contains("|malformed-segmented-window"), "{line}");
 }
+
+/// One frame of docs/transaction-protocol.md §2: the 24-byte header
+/// ("PBTX", version 2, type, status, flags 0, request id, session id,
+/// payload length, tag length), then `payload` zero bytes and `tag` bytes.
+fn tx_frame(kind: u8, status: u8, request: u32, session: u64, payload: u16, tag: u16) -> Vec<u8> {
+    let mut f = b"PBTX".to_vec();
+    f.extend([2, kind, status, 0]);
+    f.extend(request.to_be_bytes());
+    f.extend(session.to_be_bytes());
+    f.extend(payload.to_be_bytes());
+    f.extend(tag.to_be_bytes());
+    f.resize(24 + usize::from(payload) + usize::from(tag), 0xa5);
+    f
+}
+
+/// Runs `tests/firmware/transaction.awk` over `frames` (client → server
+/// when the flag is true), as boot.sh does; its output.
+fn transaction_check(case: &str, frames: &[(bool, Vec<u8>)]) -> String {
+    for cmd in ["awk"] {
+        if !have(cmd) {
+            unavailable(&format!("{cmd} not installed"));
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("preboot-tx-awk-{case}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (vm, client, server) = (
+        "52:54:00:7e:57:01",
+        "192.168.77.100|40000",
+        "192.168.77.1|4012",
+    );
+    let mut tsv = String::new();
+    for (n, (up, bytes)) in frames.iter().enumerate() {
+        let (eth, src, dst) = if *up {
+            (vm, client, server)
+        } else {
+            ("02:00:00:00:00:01", server, client)
+        };
+        tsv += &format!("{}|{eth}|{src}|{dst}|{}\n", n + 1, hex(bytes));
+    }
+    std::fs::write(dir.join("tx.tsv"), tsv).unwrap();
+    let out = Command::new("awk")
+        .args(["-F|", "-v", "srv=192.168.77.1", "-v", "port=4012"])
+        .args(["-v", &format!("mac={vm}"), "-f"])
+        .arg(repo().join("tests/firmware/transaction.awk"))
+        .arg(dir.join("tx.tsv"))
+        .output()
+        .expect("run awk");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A whole session as §4 lays it out: Hello/Cookie, Init/Accept (which
+/// names session 0x1122…), then WorkstationInfo, MenuQuery and TaskQuery
+/// sealed both ways (tag length 16, §2.4).
+fn good_session() -> Vec<(bool, Vec<u8>)> {
+    let s = 0x1122_3344_5566_7788;
+    vec![
+        (true, tx_frame(0x01, 0, 1, 0, 48, 0)),
+        (false, tx_frame(0x81, 0, 1, 0, 32, 0)),
+        (true, tx_frame(0x02, 0, 2, 0, 148, 0)),
+        (false, tx_frame(0x82, 0, 2, s, 57, 0)),
+        (true, tx_frame(0x03, 0, 3, s, 40, 16)),
+        (false, tx_frame(0x83, 0, 3, s, 12, 16)),
+        (true, tx_frame(0x04, 0, 4, s, 0, 16)),
+        (false, tx_frame(0x84, 0, 4, s, 20, 16)),
+        (true, tx_frame(0x05, 0, 5, s, 0, 16)),
+        (false, tx_frame(0x85, 0, 5, s, 30, 16)),
+    ]
+}
+
+/// The flow's transaction check passes a well-formed session and names it.
+#[test]
+#[cfg_attr(preboot_skip_awk_xxd, ignore = "needs awk and xxd")]
+fn harness_reads_transaction_frames() {
+    let out = transaction_check("good", &good_session());
+    assert!(!out.contains("FAIL"), "{out}");
+    assert!(
+        out.contains("SESSION 1122334455667788 192.168.77.100:40000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("WorkstationInfo=1/1 MenuQuery=1/1 TaskQuery=1/1"),
+        "{out}"
+    );
+}
+
+/// The check fails a session request sent in the clear (§2.4), one in a
+/// session that was never accepted (§3.5), a frame whose length fields do
+/// not add up (§2.2), and a missing TaskQuery.
+#[test]
+#[cfg_attr(preboot_skip_awk_xxd, ignore = "needs awk and xxd")]
+fn harness_rejects_bad_transaction_frames() {
+    let mut frames = good_session();
+    frames[6] = (true, tx_frame(0x04, 0, 4, 0x1122_3344_5566_7788, 16, 0));
+    frames[8] = (true, tx_frame(0x05, 0, 5, 0xdead_beef, 0, 16));
+    let mut short = tx_frame(0x85, 0, 5, 0x1122_3344_5566_7788, 30, 16);
+    short.truncate(60);
+    frames[9] = (false, short);
+    let out = transaction_check("bad", &frames);
+    assert!(out.contains("MenuQuery (type 4) is not sealed"), "{out}");
+    assert!(
+        out.contains("session 00000000deadbeef was not accepted for 192.168.77.100:40000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("24 + payload 30 + tag 16 != 60 bytes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("no sealed TaskQuery reply with status 0"),
+        "{out}"
+    );
+}

@@ -32,9 +32,10 @@ BEGIN {
   if (len < 24 || substr(p, 1, 8) != "50425458") { bad("frame " $1 ": not a PBTX frame (" len " bytes)"); next }
   ver = byte(p, 4); type = byte(p, 5); status = byte(p, 6)
   sid = substr(p, 25, 16); plen = byte(p, 20) * 256 + byte(p, 21); tlen = byte(p, 22) * 256 + byte(p, 23)
-  if (ver != 2) bad("frame " $1 ": version " ver)
-  if (tlen != 0 && tlen != 16) bad("frame " $1 ": tag length " tlen)
-  if (24 + plen + tlen != len) bad("frame " $1 ": 24 + payload " plen " + tag " tlen " != " len " bytes")
+  # A frame that breaks a rule is reported and not counted.
+  if (ver != 2) { bad("frame " $1 ": version " ver); next }
+  if (tlen != 0 && tlen != 16) { bad("frame " $1 ": tag length " tlen); next }
+  if (24 + plen + tlen != len) { bad("frame " $1 ": 24 + payload " plen " + tag " tlen " != " len " bytes"); next }
   if (req && type >= 128) bad("frame " $1 ": reply type " type " sent to the server")
   if (!req && type < 128) bad("frame " $1 ": request type " type " sent by the server")
   if (req && tolower($2) != mac) bad("frame " $1 ": request from MAC " $2 ", not the VM's")
@@ -56,8 +57,8 @@ BEGIN {
   }
   # Session messages: sealed both ways, in a session accepted for this
   # client address and port.
-  if (tlen != 16) bad("frame " $1 ": " name[base + 2] " (type " type ") is not sealed")
-  if (!(sid in sessions) || sessions[sid] != client) bad("frame " $1 ": session " sid " was not accepted for " client)
+  if (tlen != 16) { bad("frame " $1 ": " name[base + 2] " (type " type ") is not sealed"); next }
+  if (!(sid in sessions) || sessions[sid] != client) { bad("frame " $1 ": session " sid " was not accepted for " client); next }
   k = base "," req
   n[k]++
   if (!req && status == 0) ok[base]++
