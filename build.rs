@@ -48,6 +48,7 @@ const FIRMWARE_COMMON: &[Need] = &[
     Program("sha256sum", "coreutils"),
     Program("awk", "mawk"),
     Program("timeout", "coreutils"),
+    Program("openssl", "openssl"),
     Program("apt-get", "apt"),
     Program("apt-cache", "apt"),
     Program("dpkg", "dpkg"),

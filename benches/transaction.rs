@@ -37,7 +37,7 @@ use preboot::Instant;
 use preboot::driver::transaction::UdpTransactionServer;
 use preboot::engine::Datagram;
 use preboot::policy::{
-    Condition, EnvironmentSpec, ImagingProxy, ImagingRule, MemoryStore, ServerPolicy,
+    Condition, EnvironmentSpec, ImagingProxy, ImagingRule, MemoryStore, NoLog, ServerPolicy,
     WorkstationId, WorkstationObject,
 };
 use preboot::transaction::{
@@ -154,7 +154,9 @@ fn server(work: bool) -> Srv {
         ServerConfig::default(),
         server_key(),
         keys,
-        ImagingProxy::new(store(work)),
+        // Every query hands the same tasks out again; no hand-out limit,
+        // so that the work measured stays the same (§4.8).
+        ImagingProxy::with_log(store(work), NoLog, u32::MAX),
         XorShift(0x9E37_79B9_7F4A_7C15),
     )
 }

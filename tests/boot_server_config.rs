@@ -217,7 +217,7 @@ server_ip = "10.9.0.1"
 [boot]
 bios = "pxelinux.0"
 uefi_x64 = "bootx64.efi"
-[menu]
+[pxe_prompt]
 show = "on-key-press"
 timeout_secs = 3
 [dhcp]
@@ -267,7 +267,7 @@ fn bad_configs_name_file_line_and_field() {
     let cases: &[(&str, &str, usize, &str, &str)] = &[
         // syntax
         ("mode = \"full\"", "mode = \"full", 2, "server.mode", ""),
-        ("[menu]", "[menu", 7, "menu", ""),
+        ("[pxe_prompt]", "[pxe_prompt", 7, "pxe_prompt", ""),
         // unknown keys, at any depth
         (
             "server_ip = \"10.9.0.1\"",
@@ -363,8 +363,8 @@ fn bad_configs_name_file_line_and_field() {
             "expected a table, found the whole number 5",
         ),
         (
-            "[menu]",
-            "[ports]\ndhcp = 70000\n[menu]",
+            "[pxe_prompt]",
+            "[ports]\ndhcp = 70000\n[pxe_prompt]",
             8,
             "ports.dhcp",
             "expected a whole number from 0 to 65535, found the whole number 70000",
@@ -377,8 +377,8 @@ fn bad_configs_name_file_line_and_field() {
             "missing key `server_ip`",
         ),
         (
-            "[menu]",
-            "[ports]\nclient = 67\n[menu]",
+            "[pxe_prompt]",
+            "[ports]\nclient = 67\n[pxe_prompt]",
             8,
             "ports.client",
             "ports.client and ports.dhcp are both 67",
@@ -387,21 +387,21 @@ fn bad_configs_name_file_line_and_field() {
             "show = \"on-key-press\"",
             "show = \"sometimes\"",
             8,
-            "menu.show",
+            "pxe_prompt.show",
             "on-key-press",
         ),
         (
             "timeout_secs = 3",
             "timeout_secs = 0",
             9,
-            "menu.timeout_secs",
+            "pxe_prompt.timeout_secs",
             "1-254",
         ),
         (
-            "[menu]",
-            "[menu]\nprompt = \"Press F8 or F12 or any other key you like to see the menu, really, now\"",
+            "[pxe_prompt]",
+            "[pxe_prompt]\nprompt = \"Press F8 or F12 or any other key you like to see the menu, really, now\"",
             8,
-            "menu.prompt",
+            "pxe_prompt.prompt",
             "at most 64",
         ),
         (
@@ -711,7 +711,7 @@ http_url = "https://10.9.0.1/boot.efi"
 ipxe = "http://10.9.0.1/boot.ipxe"
 [boot.servers]
 uefi_arm64 = "10.9.0.3"
-[menu]
+[pxe_prompt]
 show = "always"
 [dhcp]
 rate_limit = { per_second = 0, burst = 1 }
@@ -798,6 +798,36 @@ fn unicast_listen_address_is_warned_about() {
     assert!(!c.warnings.iter().any(|w| w.contains("server.listen")));
 }
 
+/// Issue 14: the firmware's PXE boot prompt (option 43 sub-options 9 and
+/// 10) is `[pxe_prompt]`; an old `[menu]` table (or only its items) is
+/// refused at its line, naming the new key and saying that the preboot
+/// client's menu is the policy's, not this one.
+#[test]
+fn old_menu_table_is_refused_naming_pxe_prompt() {
+    let text = GOOD.replace("[pxe_prompt]", "[menu]");
+    let e = config::parse(Path::new("/etc/preboot/p.toml"), &text).unwrap_err();
+    let line = line_of(&text, "[menu]");
+    assert_eq!((e.line, e.field.as_str()), (line, "menu"), "{e}");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "/etc/preboot/p.toml:{line}:1: menu: [menu] is now [pxe_prompt] (the firmware's PXE boot prompt"
+        )),
+        "{e}"
+    );
+    assert!(
+        e.message
+            .contains("the preboot client's menu is the policy's: transaction.store"),
+        "{e}"
+    );
+    // Only items, under the old name.
+    let items = format!("{GOOD}[[menu.item]]\ntype = 0\nlabel = \"local\"\n");
+    let e = config::parse(Path::new("p.toml"), &items).unwrap_err();
+    assert_eq!(e.field, "menu", "{e}");
+    assert!(e.message.starts_with("[menu] is now [pxe_prompt]"), "{e}");
+    // The new name is accepted with the same contents.
+    config::parse(Path::new("p.toml"), GOOD).unwrap();
+}
+
 /// Every key the parser accepts, in every table, is documented in
 /// examples/preboot.toml. The parser lists the keys it accepts when it
 /// meets an unknown one; this asks each table.
@@ -810,8 +840,8 @@ server_ip = "10.9.0.1"
 [boot]
 bios = "pxelinux.0"
 [boot.servers]
-[menu]
-[[menu.item]]
+[pxe_prompt]
+[[pxe_prompt.item]]
 type = 0
 label = "x"
 [dhcp]
@@ -837,8 +867,8 @@ server_private = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e
         ("[ports]\n", "ports"),
         ("[boot]\n", "boot"),
         ("[boot.servers]\n", "boot.servers"),
-        ("[menu]\n", "menu"),
-        ("[[menu.item]]\n", "menu.item"),
+        ("[pxe_prompt]\n", "pxe_prompt"),
+        ("[[pxe_prompt.item]]\n", "pxe_prompt.item"),
         ("[dhcp]\n", "dhcp"),
         ("burst = 1", "dhcp.rate_limit"),
         ("[[dhcp.pool]]\n", "dhcp.pool"),
@@ -905,13 +935,13 @@ fn a_menu_over_its_pxe_sub_option_is_refused() {
     let mut text = GOOD.to_string();
     for n in 0..8 {
         text.push_str(&format!(
-            "[[menu.item]]\ntype = {}\nlabel = \"Boot item number {n:02} for lab PC\"\n",
+            "[[pxe_prompt.item]]\ntype = {}\nlabel = \"Boot item number {n:02} for lab PC\"\n",
             0x8000 + n
         ));
     }
     let e = config::parse(Path::new("/etc/preboot/p.toml"), &text).unwrap_err();
-    assert_eq!(e.field, "menu.item", "{e}");
-    // The span of the 8th [[menu.item]] table starts at its header.
+    assert_eq!(e.field, "pxe_prompt.item", "{e}");
+    // The span of the 8th [[pxe_prompt.item]] table starts at its header.
     assert_eq!(e.line, line_of(&text, "number 07") - 2, "{e}");
     assert!(e.message.contains("264 bytes"), "{e}");
     assert!(e.message.contains("at most 255"), "{e}");

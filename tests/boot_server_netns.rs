@@ -307,7 +307,7 @@ interface = "br0"
 [boot]
 bios = "bios/pxelinux.0"
 uefi_x64 = "efi64/bootx64.efi"
-[menu]
+[pxe_prompt]
 show = "on-key-press"
 prompt = "Press F8 for the preboot menu"
 timeout_secs = 3
@@ -389,4 +389,135 @@ fn state_dir() -> tempfile::TempDir {
     let nobody = 65534;
     std::os::unix::fs::chown(dir.path(), Some(nobody), Some(nobody)).unwrap();
     dir
+}
+
+/// The preboot client (`examples/preboot-client --interface eth0`) on a
+/// namespace whose `eth0` has no address, beside busybox `udhcpd` and the
+/// example in proxy mode on the standard ports with its transaction
+/// server: broadcast DISCOVER from port 68, the address from udhcpd put on
+/// the interface as soon as it is granted, boot information from our proxy
+/// and 4011, the transaction server and its key from option 43 (sub-options
+/// 128 and 129), then every step to the simulated hand-over; the second
+/// boot finds no task.
+#[test]
+#[cfg_attr(
+    preboot_skip_netns_curl_udhcpd,
+    ignore = "needs root, ip (iproute2), curl with TFTP and udhcpd"
+)]
+fn preboot_client_on_an_interface_beside_udhcpd() {
+    if !ready(&["ip", "curl", "udhcpd"]) {
+        return;
+    }
+    let dir = state_dir();
+    let config = tree(
+        dir.path(),
+        r#"[server]
+mode = "proxy"
+server_ip = "10.79.0.1"
+interface = "br0"
+[boot]
+bios = "bios/pxelinux.0"
+[tftp]
+root = "tftp"
+[transaction]
+[transaction.keys]
+auto_enrol = true
+[transaction.store.server]
+image_server = "10.79.0.1"
+menu = { mode = "never" }
+environment = { fetch = "tftp", kernel = "bios/pxelinux.0", initrd = "efi64/bootx64.efi", loader = "" }
+[[transaction.store.server.rule]]
+name = "no image yet"
+image = "images/standard.img"
+when = { base_image = "" }
+"#,
+    );
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "interface = \"br0\"",
+        &format!("interface = \"br0\"\nstate_dir = \"{}\"", state.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let (_net, ns) = topology(
+        "q",
+        "10.79.0.1/24",
+        &[("d", Some("10.79.0.2/24")), ("c", None)],
+    );
+    let conf = dir.path().join("udhcpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "start 10.79.0.100\nend 10.79.0.150\ninterface eth0\nlease_file {}\npidfile {}\nopt subnet 255.255.255.0\nopt router 10.79.0.1\nopt lease 3600\n",
+            dir.path().join("udhcpd.leases").display(),
+            dir.path().join("udhcpd.pid").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("udhcpd.leases"), "").unwrap();
+    let _udhcpd = Server(
+        Command::new("ip")
+            .args(["netns", "exec", &ns[1], "udhcpd", "-f", "-a", "100"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let server = start(&ns[0], &config);
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    let boot = || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns[2]])
+            .arg(boot_server_support::build_example("preboot-client"))
+            .args(["--interface", "eth0", "--step-limit", "30", "--disk"])
+            .arg(&disk)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let first = boot();
+    let dhcp = first
+        .lines()
+        .find(|l| l.starts_with("dhcp "))
+        .unwrap_or_else(|| panic!("{first}"));
+    let granted: Ipv4Addr = dhcp
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{dhcp}"));
+    assert!(
+        (100..=150).contains(&granted.octets()[3]),
+        "an address from udhcpd's range: {dhcp}"
+    );
+    assert!(dhcp.contains("boot server 10.79.0.1"), "{dhcp}");
+    assert!(first.contains("server key from the DHCP answer"), "{first}");
+    assert!(first.contains("authenticated to 10.79.0.1:4012"), "{first}");
+    assert!(first.contains("restore images/standard.img"), "{first}");
+    assert!(first.contains("RESULT imaged tasks="), "{first}");
+    let addr = Command::new("ip")
+        .args(["-n", &ns[2], "-4", "addr", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    let addr = String::from_utf8_lossy(&addr.stdout);
+    assert!(
+        addr.contains(&format!("inet {granted}/24")),
+        "the address is on eth0: {addr}"
+    );
+    let second = boot();
+    assert!(second.contains("RESULT local-boot"), "{second}");
+    stop(server);
 }

@@ -11,7 +11,11 @@
 //!   server's state does not change;
 //! - keys bound in the store file, a key nobody bound (pending), and a
 //!   server key made in the state directory and kept across restarts;
-//! - errors in `[transaction]` name the file, line and field.
+//! - errors in `[transaction]` name the file, line and field;
+//! - the DHCP answers name the running transaction server (option 43
+//!   sub-options 128 and 129: `server_ip`, the bound port, the public key),
+//!   and a client that learnt them there completes the handshake; with
+//!   `transaction.advertise = false` they name none.
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::Path;
@@ -65,6 +69,8 @@ struct Running {
     counters: Arc<TransactionCounters>,
     describe: Vec<String>,
     origin: KeyOrigin,
+    dhcp_port: u16,
+    boot_port: u16,
 }
 
 impl Running {
@@ -79,6 +85,8 @@ impl Running {
         let counters = server.transaction_counters().unwrap();
         let describe = server.describe();
         let origin = server.transaction_key_origin().unwrap().clone();
+        let dhcp_port = server.dhcp_addr().port();
+        let boot_port = server.boot_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || server.run(&flag));
@@ -90,6 +98,8 @@ impl Running {
             counters,
             describe,
             origin,
+            dhcp_port,
+            boot_port,
         }
     }
 
@@ -566,7 +576,24 @@ fn transaction_config_errors_name_file_line_and_field() {
             "on-key-press",
         ),
         ("enabled = true\n".into(), 7, "transaction", "no server key"),
+        (
+            format!("advertise = \"yes\"\n[transaction.keys]\nserver_private = \"{key}\"\n"),
+            8,
+            "transaction.advertise",
+            "true or false",
+        ),
     ];
+    // transaction.advertise: true unless set to false.
+    for (tail, advertise) in [
+        ("", true),
+        ("advertise = false\n", false),
+        ("advertise = true\n", true),
+    ] {
+        let text = format!("{BASE}{tail}[transaction.keys]\nserver_private = \"{key}\"\n");
+        let c = config::parse(Path::new("/etc/preboot/preboot.toml"), &text)
+            .unwrap_or_else(|e| panic!("{text}\n→ {e}"));
+        assert_eq!(c.transaction.unwrap().advertise, advertise, "{text}");
+    }
     for (tail, line, field, words) in &cases {
         let text = format!("{BASE}{tail}");
         let e = config::parse(Path::new("/etc/preboot/preboot.toml"), &text)
@@ -662,4 +689,133 @@ fn a_taken_transaction_port_fails_the_start_and_keeps_nothing_bound() {
     let err = BootServer::bind(c).unwrap_err().to_string();
     assert!(err.contains("transaction server"), "{err}");
     UdpSocket::bind(("127.0.0.1", dhcp_port)).expect("the DHCP socket was closed again");
+}
+
+/// The demo on free ports, with the port DHCP answers go to (loopback
+/// cannot broadcast) a free one too, and `extra` lines at the top of
+/// `[transaction]`.
+fn demo_for_dhcp(parent: &Path, extra: &str) -> (DemoTree, u16) {
+    let tree = demo_on_free_ports(parent);
+    let client_port = free_port();
+    let text = std::fs::read_to_string(tree.config_path()).unwrap();
+    assert!(text.contains("client = 6868") && text.contains("\n[transaction]\n"));
+    let text = text
+        .replace("client = 6868", &format!("client = {client_port}"))
+        .replace("\n[transaction]\n", &format!("\n[transaction]\n{extra}\n"));
+    std::fs::write(tree.config_path(), text).unwrap();
+    (tree, client_port)
+}
+
+/// The bytes of `tests/vectors/<name>.hex`: a real firmware's request.
+fn vector(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/vectors/{name}.hex", env!("CARGO_MANIFEST_DIR"));
+    let hex: String = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .collect();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// What one answer's option 43 names: sub-options 128 and 129.
+type Named = (Option<SocketAddrV4>, Option<[u8; 32]>);
+
+/// Sends `request` (a real firmware's) to the boot server's `port` from
+/// `sock` and reads sub-options 128 and 129 of the answer (PXE 2.1 §2.2.1:
+/// the proxy OFFER on the DHCP port, the ACK on the boot server port).
+fn ask_named(sock: &UdpSocket, port: u16, request: &[u8]) -> Named {
+    use preboot::wire::dhcp::{DhcpPacket, code};
+    use preboot::wire::pxe::{PxeOption, PxeOptions};
+    sock.send_to(request, ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 1500];
+    let n = sock.recv(&mut buf).expect("an answer within 5 s");
+    let p = DhcpPacket::new_checked(&buf[..n]).unwrap();
+    let mut named = (None, None);
+    if let Some(o43) = p.option(code::VENDOR_SPECIFIC) {
+        for o in PxeOptions::new(o43) {
+            match o {
+                PxeOption::TransactionServer(a) => named.0 = Some(a),
+                PxeOption::TransactionServerKey(k) => named.1 = Some(k),
+                _ => {}
+            }
+        }
+    }
+    named
+}
+
+/// The embedded default's proxy OFFER (iPXE BIOS and OVMF UEFI DISCOVERs)
+/// and 4011 ACK name the transaction server that runs: `server_ip`, the
+/// port it really got (the config said 0) and its public key; a client
+/// that pins what it learnt there completes the handshake (issue 14:
+/// "the DHCP answers name the transaction server").
+#[test]
+fn dhcp_answers_name_the_running_transaction_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tree, client_port) = demo_for_dhcp(dir.path(), "");
+    let server = Running::start(tree.config_path());
+    let sock = UdpSocket::bind(("127.0.0.1", client_port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let want = (Some(server.addr), Some(server.public_key));
+    for discover in ["ipxe-bios-discover", "ovmf-uefi-discover"] {
+        assert_eq!(
+            ask_named(&sock, server.dhcp_port, &vector(discover)),
+            want,
+            "{discover}"
+        );
+    }
+    for request in ["ipxe-bios-request-4011", "ovmf-uefi-request-4011"] {
+        assert_eq!(
+            ask_named(&sock, server.boot_port, &vector(request)),
+            want,
+            "{request}"
+        );
+    }
+    assert!(
+        server
+            .describe
+            .iter()
+            .any(|l| l.starts_with("transaction: ")
+                && l.contains(&format!("named to PXE clients as {}", server.addr))),
+        "{:?}",
+        server.describe
+    );
+    let (Some(addr), Some(pinned)) = want else {
+        unreachable!()
+    };
+    let flow = boot(addr, pinned, &new_key(), STRANGER).unwrap();
+    assert!(!flow.registered);
+    server.stop();
+}
+
+/// `transaction.advertise = false`: the server runs, the answers name
+/// nothing (a menu-less proxy OFFER has no option 43 at all, as before).
+#[test]
+fn advertise_false_names_no_transaction_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tree, client_port) = demo_for_dhcp(dir.path(), "advertise = false");
+    let server = Running::start(tree.config_path());
+    let sock = UdpSocket::bind(("127.0.0.1", client_port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(
+        ask_named(&sock, server.dhcp_port, &vector("ipxe-bios-discover")),
+        (None, None)
+    );
+    assert_eq!(
+        ask_named(&sock, server.boot_port, &vector("ipxe-bios-request-4011")),
+        (None, None)
+    );
+    assert!(
+        server
+            .describe
+            .iter()
+            .any(|l| l.contains("transaction.advertise = false")),
+        "{:?}",
+        server.describe
+    );
+    // The transaction server itself still runs.
+    boot(server.addr, server.public_key, &new_key(), STRANGER).unwrap();
+    server.stop();
 }

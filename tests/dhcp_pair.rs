@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use preboot::Instant;
 use preboot::dhcp::client::{BootInfo, ClientConfig, Event};
-use preboot::dhcp::config::{BootEntry, MenuPolicy, Pool, ServerConfig};
+use preboot::dhcp::config::{
+    BootEntry, MenuItem, MenuPolicy, Pool, ServerConfig, Text, TransactionServer,
+};
 use preboot::dhcp::{BootArch, Client, Mode, Server};
 
 /// The DHCP socket (its bound address).
@@ -374,4 +376,108 @@ fn known_address_asks_only_for_boot_information() {
         "no boot information: {:?}",
         o.event
     );
+}
+
+// ---- the transaction server named by option 43 sub-options 128 and 129
+// (docs/transaction-protocol.md, "How the preboot client finds the
+// transaction server") ----
+
+fn tx(ip: Ipv4Addr) -> TransactionServer {
+    TransactionServer {
+        address: SocketAddrV4::new(ip, 4012),
+        public_key: Some([0x42; 32]),
+    }
+}
+
+/// Full mode: `BootInfo::transaction` is what the server's OFFER and ACK
+/// name, key included; without a transaction server it is `None`.
+#[test]
+fn full_mode_learns_the_transaction_server() {
+    for (advertised, arch) in [(Some(tx(DHCP)), 0), (Some(tx(DHCP)), 7), (None, 0)] {
+        let mut c = ServerConfig::full(DHCP);
+        c.boot.set(BootArch::Bios, BootEntry::tftp("pxelinux.0"));
+        c.boot
+            .set(BootArch::UefiX64, BootEntry::tftp("grubx64.efi"));
+        c.pools.push(pool()).unwrap();
+        c.transaction = advertised;
+        let mut nodes = [Node {
+            server: Server::new(c).unwrap(),
+            ip: DHCP,
+        }];
+        let client = Client::new(
+            Instant::ZERO,
+            ClientConfig::new([0x52, 0x54, 0, 0, 0, 0x21], arch, [1; 16]),
+            0x21,
+        );
+        let o = simulate(client, &mut nodes, 0, 1);
+        assert_eq!(bound(&o).transaction, advertised, "arch {arch}");
+    }
+}
+
+/// Proxy mode: the proxy's answers name it (the site's DHCP server does
+/// not), for BIOS and UEFI, with and without a menu.
+#[test]
+fn proxy_mode_learns_the_transaction_server() {
+    for (arch, policy) in [
+        (0, MenuPolicy::Never),
+        (7, MenuPolicy::Never),
+        (0, MenuPolicy::OnKeyPress { timeout_secs: 3 }),
+    ] {
+        let mut nodes = proxy_pair();
+        let mut proxy = ServerConfig::proxy(PROXY);
+        proxy
+            .boot
+            .set(BootArch::Bios, BootEntry::tftp("pxelinux.0"));
+        proxy
+            .boot
+            .set(BootArch::UefiX64, BootEntry::tftp("grubx64.efi"));
+        proxy.menu.policy = policy;
+        proxy.transaction = Some(tx(PROXY));
+        nodes[1].server = Server::new(proxy).unwrap();
+        let c = Client::new(
+            Instant::ZERO,
+            ClientConfig::new([0x52, 0x54, 0, 0, 0, 0x22], arch, [2; 16]),
+            0x22,
+        );
+        let o = simulate(c, &mut nodes, 0, 1);
+        let b = bound(&o);
+        assert_eq!(b.boot_server, Some(PROXY));
+        assert_eq!(b.transaction, Some(tx(PROXY)), "arch {arch} {policy:?}");
+    }
+}
+
+/// The answer that gave the boot file counts: a menu that fills the proxy
+/// OFFER's option 43 leaves no room for 128/129 there, and the client takes
+/// them from the 4011 ACK.
+#[test]
+fn the_4011_ack_names_it_when_the_proxy_offer_has_no_room() {
+    let mut nodes = proxy_pair();
+    let mut proxy = ServerConfig::proxy(PROXY);
+    proxy
+        .boot
+        .set(BootArch::Bios, BootEntry::tftp("pxelinux.0"));
+    proxy.menu.policy = MenuPolicy::OnKeyPress { timeout_secs: 3 };
+    proxy.menu.items.clear();
+    for n in 0..4u16 {
+        proxy
+            .menu
+            .items
+            .push(MenuItem {
+                server_type: 0x8000 + n,
+                description: Text::try_from("y".repeat(40).as_str()).unwrap(),
+                file: None,
+            })
+            .unwrap();
+    }
+    proxy.transaction = Some(tx(PROXY));
+    nodes[1].server = Server::new(proxy).unwrap();
+    let c = Client::new(
+        Instant::ZERO,
+        ClientConfig::new([0x52, 0x54, 0, 0, 0, 0x23], 0, [3; 16]),
+        0x23,
+    );
+    let o = simulate(c, &mut nodes, 0, 1);
+    let b = bound(&o);
+    assert_eq!(b.menu.len(), 4, "the menu came whole");
+    assert_eq!(b.transaction, Some(tx(PROXY)));
 }

@@ -11,7 +11,7 @@ use dhcproto::v4::{self, Decodable, Decoder, DhcpOption, OptionCode};
 use preboot::Instant;
 use preboot::dhcp::config::{
     BootEntry, MenuItem, MenuPolicy, MtftpParams, Pool, Reservation, ReservationKey, ServerConfig,
-    Text,
+    Text, TransactionServer,
 };
 use preboot::dhcp::server::{Event, IgnoreReason};
 use preboot::dhcp::store::RecordKind;
@@ -1078,4 +1078,142 @@ fn received_event_carries_the_client_and_its_address() {
         ),
         "{first:?}"
     );
+}
+
+// ---- the transaction server in option 43 (sub-options 128 and 129,
+// vendor range; docs/transaction-protocol.md, "How the preboot client finds
+// the transaction server") ----
+
+const TX_KEY: [u8; 32] = [0x5a; 32];
+
+fn tx() -> TransactionServer {
+    TransactionServer {
+        address: SocketAddrV4::new(SERVER, 4012),
+        public_key: Some(TX_KEY),
+    }
+}
+
+/// 128 = address ‖ port (big-endian), 129 = the 32-byte key.
+fn tx_subs() -> [(u8, Vec<u8>); 2] {
+    [
+        (128, vec![192, 168, 77, 1, 0x0f, 0xac]),
+        (129, TX_KEY.to_vec()),
+    ]
+}
+
+/// Proxy mode, menu "never": the proxy OFFER (BIOS and UEFI) carries an
+/// option 43 of only 128 and 129 — still no file and no discovery control
+/// (PXE 2.1 §2.2.1 step 4), so both firmwares still ask on 4011 — and the
+/// 4011 ACK carries them after the echoed boot item (§2.2.3).
+#[test]
+fn proxy_answers_name_the_transaction_server() {
+    let mut c = proxy_config();
+    c.transaction = Some(tx());
+    let mut s = Server::new(c).unwrap();
+    for discover in ["ipxe-bios-discover", "ovmf-uefi-discover"] {
+        let (_, m) = one(&mut s, DHCP, from68(), &vector(discover));
+        assert_eq!(subs(&opt43(&m).unwrap()), tx_subs(), "{discover}");
+        assert_eq!(fname(&m), b"");
+    }
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
+    let (_, m) = one(&mut s, BOOT, from, &vector("ipxe-bios-request-4011"));
+    let got = subs(&opt43(&m).unwrap());
+    assert_eq!(got[0], (71, vec![0x80, 0, 0, 0]));
+    assert_eq!(got[1..], tx_subs());
+    assert_eq!(fname(&m), b"pxelinux.0");
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 145), 4011);
+    let (_, m) = one(&mut s, BOOT, from, &vector("ovmf-uefi-request-4011"));
+    assert_eq!(subs(&opt43(&m).unwrap()), tx_subs());
+    assert_eq!(fname(&m), b"grubnetx64.efi");
+}
+
+/// Full mode: the OFFER and the ACK to a PXE client carry 128 and 129
+/// after discovery control (bit 3, boot the file in this answer).
+#[test]
+fn full_mode_answers_name_the_transaction_server() {
+    let mut c = full_config();
+    c.transaction = Some(tx());
+    let mut s = Server::new(c).unwrap();
+    let (_, offer) = one(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
+    let (_, ack) = one(&mut s, DHCP, from68(), &vector("ipxe-bios-request"));
+    for m in [offer, ack] {
+        let got = subs(&opt43(&m).unwrap());
+        assert_eq!(got[0], (6, vec![8]));
+        assert_eq!(got[1..], tx_subs());
+        assert_eq!(fname(&m), b"pxelinux.0");
+    }
+}
+
+/// Without a key (none configured) only 128 goes; without a transaction
+/// server nothing changes (no option 43 in a menu-less proxy OFFER).
+#[test]
+fn transaction_key_is_optional_and_the_default_names_nothing() {
+    let mut c = proxy_config();
+    c.transaction = Some(TransactionServer {
+        public_key: None,
+        ..tx()
+    });
+    let mut s = Server::new(c).unwrap();
+    let (_, m) = one(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
+    assert_eq!(subs(&opt43(&m).unwrap()), tx_subs()[..1]);
+    let mut s = Server::new(proxy_config()).unwrap();
+    let (_, m) = one(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
+    assert_eq!(opt43(&m), None);
+}
+
+/// A client that is not a PXE client (full mode with `boot_non_pxe`) gets
+/// no option 43 at all: the sub-options are PXE vendor options
+/// (PXE 2.1 §2.4: option 43 means them only under option 60 PXEClient).
+#[test]
+fn non_pxe_clients_get_no_transaction_sub_options() {
+    let mut c = full_config();
+    c.transaction = Some(tx());
+    c.boot_non_pxe = true;
+    let mut s = Server::new(c).unwrap();
+    let req = build(|m| {
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(v4::MessageType::Discover));
+    });
+    let (_, m) = one(&mut s, DHCP, from68(), &req);
+    assert_eq!(m.opts().msg_type(), Some(v4::MessageType::Offer));
+    assert_eq!(opt43(&m), None);
+}
+
+/// Option 43 stays one option (≤ 255 bytes, RFC 2132 §2): with a menu
+/// that fills it, the transaction sub-options are left out of the OFFER
+/// and the menu goes intact; the 4011 ACK (boot item only) still carries
+/// them.
+#[test]
+fn transaction_sub_options_never_split_option_43() {
+    let mut c = proxy_config();
+    c.transaction = Some(tx());
+    c.menu.policy = MenuPolicy::Always;
+    c.menu.items.clear();
+    for n in 0..4u16 {
+        c.menu
+            .items
+            .push(MenuItem {
+                server_type: 0x8000 + n,
+                description: Text::try_from("x".repeat(40).as_str()).unwrap(),
+                file: None,
+            })
+            .unwrap();
+    }
+    let mut s = Server::new(c.clone()).unwrap();
+    let (_, m) = one(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
+    let o43 = opt43(&m).unwrap();
+    assert!(o43.len() <= 255, "{} bytes", o43.len());
+    let codes: Vec<u8> = subs(&o43).iter().map(|s| s.0).collect();
+    assert_eq!(codes, [6, 8, 9, 10], "no room for 128 and 129");
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
+    let (_, m) = one(&mut s, BOOT, from, &vector("ipxe-bios-request-4011"));
+    assert_eq!(subs(&opt43(&m).unwrap())[1..], tx_subs());
+    // A short menu leaves room: all of it, 128 and 129 last.
+    c.menu.items.truncate(1);
+    let mut s = Server::new(c).unwrap();
+    let (_, m) = one(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
+    let got = subs(&opt43(&m).unwrap());
+    let codes: Vec<u8> = got.iter().map(|s| s.0).collect();
+    assert_eq!(codes, [6, 8, 9, 10, 128, 129]);
+    assert_eq!(got[4..], tx_subs());
 }

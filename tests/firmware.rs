@@ -16,11 +16,16 @@
 //! 60 and option 93, our OFFER, REQUEST/ACK, the 4011 exchange in proxy
 //! mode — PXE 2.1 §2.2), the boot file of the client's architecture
 //! (RFC 4578 §2.1), and every TFTP transfer (RFC 1350 §6) complete with
-//! exactly the bytes of the file in the tree. The negative tests make the
+//! exactly the bytes of the file in the tree. Our server runs its
+//! transaction server too, and its OFFER and ACK must carry option 43
+//! sub-options 128 and 129 naming it (address, port, and the public key
+//! that boot.sh derives with openssl; docs/transaction-protocol.md): a pass
+//! shows that iPXE and EDK2 boot from answers that carry them. The
+//! negative tests make the
 //! server serve a truncated or altered file, or the other architecture's
 //! file, and check that the harness fails for that reason.
 //!
-//! Needs root, QEMU, tshark, busybox-static, cpio and network access to
+//! Needs root, QEMU, tshark, openssl, busybox-static, cpio and network access to
 //! the Debian archive once (the kernel is fetched with `apt-get download`
 //! into `target/firmware/cache`); BIOS cases also pxelinux, syslinux-common
 //! and ipxe-qemu, UEFI cases ovmf, systemd-boot-efi and binutils, proxy
@@ -106,6 +111,7 @@ fn missing(args: &[&str]) -> Option<String> {
         "sha256sum",
         "awk",
         "timeout",
+        "openssl",
         "apt-get",
         "apt-cache",
         "dpkg",

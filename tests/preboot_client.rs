@@ -62,6 +62,12 @@ impl Demo {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let tree = DemoTree::create(&dir).unwrap();
+        // The server, started as root, runs as `nobody`: it writes its task
+        // journal next to the configuration.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tree.dir(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        }
         let ports = [
             free_port(),
             free_port(),
@@ -212,6 +218,14 @@ fn registered_workstation_is_imaged_once_then_boots_local() {
         );
     }
     assert!(out.contains("registered as demo-pc-01"), "{out}");
+    // No key pinned: the transaction server and its key came from the
+    // proxy's answers (option 43 sub-options 128 and 129).
+    assert!(out.contains("server key from the DHCP answer"), "{out}");
+    let tx_port = demo.ports[4];
+    assert!(
+        out.contains(&format!("authenticated to 127.0.0.1:{tx_port}")),
+        "{out}"
+    );
     assert!(out.contains("restore images/lab.img"), "{out}");
     // The demo's lab policy always shows the menu.
     assert!(out.contains("PREBOOT-MENU (3 entries)"), "{out}");

@@ -2,7 +2,7 @@
 //! equal), and a parsed-then-emitted message re-emits to the same bytes.
 //! Strategies build owned values; the typed options borrow from them.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use preboot::wire::dhcp::{
     ClientId, DhcpHeader, DhcpOption, DhcpPacket, DhcpRepr, List, MessageType, OptionData,
@@ -214,7 +214,8 @@ proptest! {
         prop_assert_eq!(&again, &buf);
     }
 
-    /// PXE 2.1 option 43: emit → parse → equal for every sub-option type.
+    /// PXE 2.1 option 43: emit → parse → equal for every sub-option type
+    /// (with the vendor-range transaction sub-options 128 and 129).
     #[test]
     fn pxe_options_round_trip(
         v in vec(pxe_owned(), 0..8),
@@ -289,6 +290,8 @@ enum PxeOwned {
     Alloc(Ipv4Addr, u16, u16),
     Creds(Vec<u32>),
     Item(u16, u16, bool),
+    Transaction(Ipv4Addr, u16),
+    Key([u8; 32]),
     Unknown(u8, Vec<u8>),
 }
 
@@ -304,6 +307,8 @@ fn pxe_owned() -> impl Strategy<Value = PxeOwned> {
         (addr(), any::<u16>(), any::<u16>()).prop_map(|(a, t, m)| PxeOwned::Alloc(a, t, m)),
         vec(any::<u32>(), 0..30).prop_map(PxeOwned::Creds),
         (any::<u16>(), 0u16..0x8000, any::<bool>()).prop_map(|(t, l, c)| PxeOwned::Item(t, l, c)),
+        (addr(), any::<u16>()).prop_map(|(a, p)| PxeOwned::Transaction(a, p)),
+        any::<[u8; 32]>().prop_map(PxeOwned::Key),
         (
             any::<u8>().prop_filter("untyped", |c| *c != 0
                 && *c != 255
@@ -344,6 +349,8 @@ fn pxe_typed<'a>(
             layer: *l,
             credentials: *c,
         }),
+        PxeOwned::Transaction(a, p) => PxeOption::TransactionServer(SocketAddrV4::new(*a, *p)),
+        PxeOwned::Key(k) => PxeOption::TransactionServerKey(*k),
         PxeOwned::Unknown(c, d) => PxeOption::Unknown {
             code: *c,
             data: OptionData::new(d),

@@ -6,11 +6,6 @@
 //! unicast, whichever workstation asked. A receiver thread hands each
 //! answer to the workstation whose transaction id (`xid`) it carries;
 //! answers for nobody are dropped.
-//!
-//! On a real interface (`--interface`) the address of the DHCPACK is
-//! configured as soon as it arrives, before the REQUEST to the boot server
-//! on port 4011: that one is unicast from the client's address (PXE 2.1
-//! §2.2.1, `ciaddr` set), and a datagram from 0.0.0.0 gets no answer.
 
 use std::collections::HashMap;
 use std::io;
@@ -21,10 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use preboot::dhcp::client::{BootInfo, ClientConfig, Event};
+use preboot::dhcp::client::{BootInfo, ClientConfig, Event, Granted};
 use preboot::driver::clock;
 use preboot::engine::Datagram;
-use preboot::wire::dhcp::DhcpPacket;
 
 /// Where the DHCP conversation goes.
 #[derive(Clone, Debug)]
@@ -78,23 +72,23 @@ impl DhcpHub {
     }
 
     /// Run one workstation's PXE DHCP exchange to its end: what it
-    /// learned, or why it gave up. With `interface`, the address of the
-    /// DHCPACK is configured on it when the ACK arrives (see the module
-    /// docs).
+    /// learned, or why it gave up. `on_address` runs once the address is
+    /// granted, before the boot server on 4011 is asked (to configure it
+    /// on the interface: the boot server answers to it by unicast).
     pub fn boot_info(
         &self,
         config: ClientConfig,
         xid: u32,
         target: &DhcpTarget,
         address: Ipv4Addr,
-        interface: Option<&str>,
+        on_address: &mut dyn FnMut(Granted) -> Result<(), String>,
     ) -> Result<BootInfo, String> {
         let (tx, rx) = mpsc::channel();
         if let Ok(mut w) = self.waiting.lock() {
             w.insert(xid, tx);
         }
         let known = target.address_known.then_some(address);
-        let r = self.exchange(config, xid, target, known, interface, &rx);
+        let r = self.exchange(config, xid, target, known, &rx, on_address);
         if let Ok(mut w) = self.waiting.lock() {
             w.remove(&xid);
         }
@@ -107,10 +101,10 @@ impl DhcpHub {
         xid: u32,
         target: &DhcpTarget,
         known: Option<Ipv4Addr>,
-        interface: Option<&str>,
         rx: &Receiver<(SocketAddrV4, Vec<u8>)>,
+        on_address: &mut dyn FnMut(Granted) -> Result<(), String>,
     ) -> Result<BootInfo, String> {
-        let mut configured = false;
+        let mut configured = known.is_some();
         let now = clock::now();
         let mut client = match known {
             Some(a) => preboot::dhcp::Client::with_address(now, config, xid, a),
@@ -150,15 +144,6 @@ impl DhcpHub {
                 .max(Duration::from_millis(1));
             match rx.recv_timeout(wait) {
                 Ok((from, payload)) => {
-                    if let (Some(iface), false) = (interface, configured) {
-                        if let Some((addr, mask)) = lease_of(&payload) {
-                            let mask = mask.unwrap_or(Ipv4Addr::new(255, 255, 255, 0));
-                            crate::linux::set_address(iface, addr, mask).map_err(|e| {
-                                format!("{iface}: cannot set address {addr}/{mask}: {e}")
-                            })?;
-                            configured = true;
-                        }
-                    }
                     client.handle(
                         clock::now(),
                         Datagram {
@@ -166,7 +151,11 @@ impl DhcpHub {
                             remote: from,
                             payload: &payload,
                         },
-                    )
+                    );
+                    if let (false, Some(g)) = (configured, client.granted()) {
+                        configured = true;
+                        on_address(g)?;
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
@@ -184,26 +173,6 @@ impl Drop for DhcpHub {
             let _ = t.join();
         }
     }
-}
-
-/// The address a DHCPACK gives (`yiaddr`, RFC 2131 §4.3.1) and its subnet
-/// mask (option 1, RFC 2132 §3.3); `None` for anything else (an OFFER, a
-/// proxy ACK from port 4011 with no address).
-fn lease_of(payload: &[u8]) -> Option<(Ipv4Addr, Option<Ipv4Addr>)> {
-    let p = DhcpPacket::new_checked(payload).ok()?;
-    // Option 53, DHCP message type: 5 = DHCPACK.
-    if p.option(53)?.get(0)? != 5 {
-        return None;
-    }
-    let address = p.yiaddr();
-    if address.is_unspecified() {
-        return None;
-    }
-    let mask = p
-        .option(1)
-        .and_then(|d| d.array::<4>(0))
-        .map(Ipv4Addr::from);
-    Some((address, mask))
 }
 
 /// Who waits for which transaction id.

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant as StdInstant};
 
-use preboot::dhcp::client::ClientConfig as DhcpConfig;
+use preboot::dhcp::client::{ClientConfig as DhcpConfig, Granted};
 use preboot::driver::image_safe_disk::{read_image_safe, write_image_safe};
 use preboot::driver::key_record_disk::DiskKeySlot;
 use preboot::driver::transaction::Urandom;
@@ -216,17 +216,23 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
     for s in [1, 2, 3, 4] {
         let _ = dc.boot_timeouts.push(Duration::from_secs(s));
     }
-    let info = hub.boot_info(dc, ws.xid, &p.dhcp, ws.address, p.interface.as_deref())?;
-    if let Some(iface) = &p.interface {
-        let mask = info.subnet_mask.unwrap_or(Ipv4Addr::new(255, 255, 255, 0));
-        crate::linux::set_address(iface, info.address, mask)
-            .map_err(|e| format!("{iface}: cannot set address {}/{mask}: {e}", info.address))?;
-        if let Some(gw) = info.router {
+    // On an interface: the address goes on it as soon as it is granted,
+    // before the boot server on 4011 answers to it by unicast.
+    let mut configure = |g: Granted| -> Result<(), String> {
+        let Some(iface) = &p.interface else {
+            return Ok(());
+        };
+        let mask = g.subnet_mask.unwrap_or(Ipv4Addr::new(255, 255, 255, 0));
+        crate::linux::set_address(iface, g.address, mask)
+            .map_err(|e| format!("{iface}: cannot set address {}/{mask}: {e}", g.address))?;
+        if let Some(gw) = g.router {
             if let Err(e) = crate::linux::add_default_route(gw) {
                 tracing::warn!(%gw, error = %e, "no default route");
             }
         }
-    }
+        Ok(())
+    };
+    let info = hub.boot_info(dc, ws.xid, &p.dhcp, ws.address, &mut configure)?;
     run.end();
     run.say(format!(
         "address {} · boot file {} from {} (boot server {})",
@@ -325,6 +331,12 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
             "key",
             Hex(&public)
         );
+        if p.server_key.is_none() {
+            println!(
+                "{:<12} server key from the DHCP answer (option 43 sub-option 129): trusted on first use; pin it with --server-key",
+                "key"
+            );
+        }
     }
     let config = ClientConfig::new(server, server_key, key_record.key.clone());
     let mut session = Session::establish(ws.address, config, slot, key_record, p.step_limit)?;
@@ -578,8 +590,11 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
 
 /// The transaction server and key the DHCP answers named (option 43
 /// sub-options 128 and 129), if any.
-fn advertised(_info: &preboot::dhcp::client::BootInfo) -> (Option<SocketAddrV4>, Option<[u8; 32]>) {
-    (None, None)
+fn advertised(info: &preboot::dhcp::client::BootInfo) -> (Option<SocketAddrV4>, Option<[u8; 32]>) {
+    match &info.transaction {
+        Some(t) => (Some(t.address), t.public_key),
+        None => (None, None),
+    }
 }
 
 fn refusal(what: &str, s: Status) -> String {

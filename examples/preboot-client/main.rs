@@ -35,11 +35,6 @@ use preboot::transaction::parse_key;
 use dhcp::{DhcpHub, DhcpTarget};
 use flow::{BootOutcome, Ending, Handover, Profile, STEPS, Workstation};
 
-/// The demo server's public key (`examples/preboot-server/default.toml`,
-/// `transaction.keys.server_private`): DEMO ONLY, published with the
-/// source.
-const DEMO_SERVER_KEY: &str = "fe760e6a45a1d2ac407d0bc5408182b49186bfffbbceb632eade831b438aeb05";
-
 /// Preboot client: DHCP/proxyDHCP and the boot server, the preboot file,
 /// image-safe data and hardware, an authenticated transaction session
 /// (protocol v2), the boot menu decision, the imaging tasks, the imaging
@@ -48,8 +43,8 @@ const DEMO_SERVER_KEY: &str = "fe760e6a45a1d2ac407d0bc5408182b49186bfffbbceb632e
 /// With no arguments it boots one workstation (this machine's hardware, a
 /// disk-image file in the temporary directory) against the demo boot
 /// server on 127.0.0.1 (`preboot-server` with no arguments): unicast on
-/// loopback, the demo's ports, the demo's server key. Nothing leaves the
-/// host.
+/// loopback, the demo's ports, the server key its DHCP answer names.
+/// Nothing leaves the host.
 #[derive(Parser, Debug)]
 #[command(name = "preboot-client", version, after_help = AFTER_HELP)]
 struct Args {
@@ -82,8 +77,8 @@ struct Args {
     #[arg(long, value_name = "IP:PORT")]
     transaction: Option<SocketAddrV4>,
     /// The transaction server's public key to pin (64 hex digits or
-    /// base64, or @FILE) [default: the one DHCP names; the demo's key on
-    /// loopback].
+    /// base64, or @FILE) [default: the one the DHCP answer names, option
+    /// 43 sub-option 129: trusted on first use].
     #[arg(long, value_name = "KEY")]
     server_key: Option<String>,
     /// The disk holding image-safe data and the key record (a block device
@@ -227,7 +222,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         return show_image_safe(disk).map(|()| ExitCode::SUCCESS);
     }
     let demo = args.interface.is_none() && args.server.is_none_or(|s| s.is_loopback());
-    let (dhcp, tftp_port, transaction_port, default_key) = if let Some(iface) = &args.interface {
+    let (dhcp, tftp_port, transaction_port) = if let Some(iface) = &args.interface {
         let _ = iface;
         (
             DhcpTarget {
@@ -238,7 +233,6 @@ fn run(args: Args) -> Result<ExitCode, String> {
             },
             69,
             4012,
-            None,
         )
     } else if demo {
         let server = args.server.unwrap_or(Ipv4Addr::LOCALHOST);
@@ -251,7 +245,6 @@ fn run(args: Args) -> Result<ExitCode, String> {
             },
             6969,
             14012,
-            Some(DEMO_SERVER_KEY.to_string()),
         )
     } else {
         let server = args.server.unwrap_or(Ipv4Addr::LOCALHOST);
@@ -264,7 +257,6 @@ fn run(args: Args) -> Result<ExitCode, String> {
             },
             69,
             4012,
-            None,
         )
     };
     let mut dhcp = dhcp;
@@ -272,7 +264,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
     dhcp.boot_port = args.boot_port.unwrap_or(dhcp.boot_port);
     let tftp_port = args.tftp_port.unwrap_or(tftp_port);
     let transaction_port = args.transaction_port.unwrap_or(transaction_port);
-    let key = match args.server_key.as_deref().or(default_key.as_deref()) {
+    let key = match args.server_key.as_deref() {
         Some(k) => Some(server_key(k)?),
         None => None,
     };

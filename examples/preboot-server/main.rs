@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicBool;
 use clap::Parser;
 
 use preboot::driver::boot_server::config::{self, BootServerConfig};
-use preboot::driver::boot_server::{BootServer, BootServerError};
+use preboot::driver::boot_server::{BootServer, BootServerError, Reloader};
 use preboot::driver::privileges::{self, Switched};
 use preboot::transaction::Hex;
 
@@ -63,6 +63,11 @@ const AFTER_HELP: &str = "\
 Signals:
   SIGINT (Ctrl-C) and SIGTERM stop it cleanly (exit 0); a second signal
   during shutdown exits at once (status 1).
+  SIGHUP reloads the policy store and the workstation keys from the
+  configuration (and the store file it names) without dropping transfers,
+  leases or sessions; a file that does not parse is refused with its
+  error and the running policy stays. Other changes take a restart (the
+  log names them).
 
 Exit status:
   0 stopped cleanly or valid config, 1 runtime error (bind, I/O),
@@ -144,6 +149,16 @@ fn main() -> ExitCode {
         }
     }
 
+    // SIGHUP from now on reloads (not the default: exit); the thread that
+    // reloads starts once the server is bound.
+    let hup = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("preboot-server: cannot install a signal handler: {e}");
+            return ExitCode::from(1);
+        }
+    };
+
     let server = match BootServer::bind(config) {
         Ok(s) => s,
         Err(e @ BootServerError::Config(_)) => {
@@ -203,6 +218,16 @@ fn main() -> ExitCode {
         );
     }
     println!("  stop:        Ctrl-C or kill -TERM {}", std::process::id());
+    if server.reloader().is_some() {
+        println!(
+            "  reload:      kill -HUP {} (the policy store and workstation keys)",
+            std::process::id()
+        );
+    }
+    if let Err(e) = reload_on_sighup(hup, server.reloader()) {
+        eprintln!("preboot-server: cannot start the SIGHUP thread: {e}");
+        return ExitCode::from(1);
+    }
     match server.run(&stop) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
@@ -210,6 +235,36 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Reload on every SIGHUP, on a thread of its own (it ends with the
+/// process).
+fn reload_on_sighup(
+    mut hup: signal_hook::iterator::Signals,
+    reloader: Option<Reloader>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in hup.forever() {
+                let Some(r) = &reloader else {
+                    tracing::warn!(
+                        "SIGHUP: no transaction server runs, so there is no policy store to reload; other changes take a restart"
+                    );
+                    continue;
+                };
+                tracing::info!("SIGHUP: reloading the policy store and workstation keys");
+                // `reload` logs a refusal with its file:line:column.
+                if let Ok(done) = r.reload() {
+                    if !done.applied {
+                        tracing::warn!(
+                            "reload: the event loop has not taken the new store yet; it does on its next turn"
+                        );
+                    }
+                }
+            }
+        })
+        .map(drop)
 }
 
 /// A shell command fetching the first boot file the server serves over

@@ -6,7 +6,9 @@
 //! dropped with an event, and only when the configuration's own
 //! `Menu::check` says the menu does not fit); at most one answer per
 //! datagram; every answer is a well-formed DHCP message per the wire view;
-//! never more leases than the configured pools have addresses. The bounds
+//! never more leases than the configured pools have addresses; an option
+//! 43 naming the transaction server (sub-options 128/129, configured or
+//! not) is one option of at most 255 bytes. The bounds
 //! come from the configuration built here, not from the engine's
 //! constants.
 #![no_main]
@@ -18,10 +20,13 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use preboot::Instant;
-use preboot::dhcp::config::{BootEntry, MenuItem, MenuPolicy, Pool, ServerConfig, Text};
+use preboot::dhcp::config::{
+    BootEntry, MenuItem, MenuPolicy, Pool, ServerConfig, Text, TransactionServer,
+};
 use preboot::dhcp::server::Event;
 use preboot::dhcp::{BootArch, Server};
-use preboot::wire::dhcp::DhcpPacket;
+use preboot::wire::dhcp::{DhcpPacket, code};
+use preboot::wire::pxe::{PxeOption, PxeOptions};
 
 /// The DHCP socket.
 const DHCP: std::net::SocketAddrV4 =
@@ -54,10 +59,11 @@ fn unhex(h: &[u8]) -> Vec<u8> {
 }
 
 /// The shape of the configuration: mode, menu policy, menu items and their
-/// label length, decline budget.
+/// label length, decline budget, transaction server named or not.
 #[derive(Arbitrary, Debug)]
 struct Shape {
     full: bool,
+    transaction: bool,
     menu: u8,
     items: u8,
     label_len: u8,
@@ -95,6 +101,12 @@ fn config(shape: &Shape) -> ServerConfig {
         }
     }
     c.max_declined_percent = shape.declined_percent;
+    if shape.transaction {
+        c.transaction = Some(TransactionServer {
+            address: SocketAddrV4::new(id, 4012),
+            public_key: Some([0x77; 32]),
+        });
+    }
     let _ = c.pools.push(Pool {
         subnet: Ipv4Addr::new(10, 0, 0, 0),
         prefix_len: 24,
@@ -140,10 +152,14 @@ fuzz_target!(|input: (Shape, Vec<Op>)| {
             match s.poll_transmit(now, &mut buf) {
                 Ok(Some(t)) => {
                     assert!(t.len <= buf.len());
-                    assert!(
-                        DhcpPacket::new_checked(&buf[..t.len]).is_ok(),
-                        "we emitted a bad message"
-                    );
+                    let Ok(p) = DhcpPacket::new_checked(&buf[..t.len]) else {
+                        panic!("we emitted a bad message");
+                    };
+                    if let Some(o43) = p.option(code::VENDOR_SPECIFIC) {
+                        let names = PxeOptions::new(o43)
+                            .any(|o| matches!(o, PxeOption::TransactionServer(_)));
+                        assert!(!names || o43.len() <= 255, "option 43 split with 128 in it");
+                    }
                     n += 1;
                     assert!(n <= 1, "one answer per datagram at most");
                 }

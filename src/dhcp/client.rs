@@ -34,7 +34,7 @@ use heapless::{String, Vec};
 use crate::Instant;
 
 use super::Error;
-use super::config::{BOOT_FILE_LEN, MAX_MENU_ITEMS, MtftpParams, TEXT_LEN};
+use super::config::{BOOT_FILE_LEN, MAX_MENU_ITEMS, MtftpParams, TEXT_LEN, TransactionServer};
 use super::server::{BOOT_SERVER_PORT, SERVER_PORT};
 use crate::engine::{BufferTooSmall, Datagram, Transmit};
 
@@ -105,6 +105,26 @@ pub struct BootInfo {
     pub menu: Vec<(u16, String<TEXT_LEN>), MAX_MENU_ITEMS>,
     /// Menu prompt (sub-option 10): timeout and text.
     pub prompt: Option<(u8, String<TEXT_LEN>)>,
+    /// The transaction server the answers name (option 43 sub-option 128,
+    /// with the key of sub-option 129 if present;
+    /// docs/transaction-protocol.md, "How the preboot client finds the
+    /// transaction server"): from the answer that gave the boot file, else
+    /// from the other answer of the same server (the proxy OFFER before
+    /// its 4011 ACK; the full-mode OFFER before its ACK). `None` when
+    /// sub-option 128 is absent (a key alone names no server). A key
+    /// learnt here is unauthenticated: one the preboot client pins wins.
+    pub transaction: Option<TransactionServer>,
+}
+
+/// The address a DHCPACK granted ([`Client::granted`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Granted {
+    /// `yiaddr`.
+    pub address: Ipv4Addr,
+    /// Option 1.
+    pub subnet_mask: Option<Ipv4Addr>,
+    /// Option 3 (first).
+    pub router: Option<Ipv4Addr>,
 }
 
 /// Why the client gave up.
@@ -151,6 +171,8 @@ pub(crate) struct Answer {
     pub boot_item: Option<(u16, u16)>,
     pub menu: Vec<(u16, String<TEXT_LEN>), MAX_MENU_ITEMS>,
     pub prompt: Option<(u8, String<TEXT_LEN>)>,
+    /// Sub-options 128 (and 129).
+    pub transaction: Option<TransactionServer>,
 }
 
 impl Default for Answer {
@@ -171,6 +193,7 @@ impl Default for Answer {
             boot_item: None,
             menu: Vec::new(),
             prompt: None,
+            transaction: None,
         }
     }
 }
@@ -275,6 +298,22 @@ impl Client {
     /// The transaction id.
     pub fn xid(&self) -> u32 {
         self.xid
+    }
+
+    /// The address the client holds once a DHCPACK granted it (or the one
+    /// given to [`Client::with_address`]), with the ACK's subnet mask and
+    /// router, before the boot server on 4011 is asked: a driver
+    /// configures it on the interface then, so that the boot server's
+    /// unicast answer to `ciaddr` is delivered (PXE 2.1 §2.2.1 step 6 is
+    /// sent from, and answered to, that address).
+    pub fn granted(&self) -> Option<Granted> {
+        let ack = self.ack.as_ref()?;
+        let held = matches!(self.state, State::BootRequesting | State::Done) || self.known_address;
+        held.then_some(Granted {
+            address: ack.yiaddr,
+            subnet_mask: ack.subnet_mask,
+            router: ack.router,
+        })
     }
 
     /// Whether the client finished (bound or failed).
@@ -455,6 +494,10 @@ impl Client {
             mtftp: src.mtftp.or(offer.and_then(|o| o.mtftp)),
             menu: offer.map(|o| o.menu.clone()).unwrap_or_default(),
             prompt: offer.and_then(|o| o.prompt.clone()),
+            transaction: src.transaction.or_else(|| match boot {
+                Some(_) => offer.and_then(|o| o.transaction),
+                None => self.address_offer.as_ref().and_then(|o| o.transaction),
+            }),
         };
         self.finish(Event::Bound(info));
     }

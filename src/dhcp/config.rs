@@ -5,7 +5,7 @@
 //! server engine builds without an allocator. The std driver fills it from
 //! its own configuration type.
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 
 use heapless::{String, Vec};
@@ -344,6 +344,20 @@ impl Default for RateLimit {
     }
 }
 
+/// The transaction server named to PXE clients (option 43 sub-options 128
+/// and 129, vendor range; docs/transaction-protocol.md, "How the preboot
+/// client finds the transaction server"), and what a client learnt from
+/// them ([`BootInfo::transaction`](super::client::BootInfo::transaction)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TransactionServer {
+    /// Sub-option 128: its IPv4 address and UDP port.
+    pub address: SocketAddrV4,
+    /// Sub-option 129: its static X25519 public key, if given. Learnt over
+    /// unauthenticated DHCP: trust on first use at best; a key the preboot
+    /// client pins wins (docs/security.md).
+    pub public_key: Option<[u8; 32]>,
+}
+
 /// Everything the server engine needs to answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -388,6 +402,13 @@ pub struct ServerConfig {
     /// binds the boot server to another port (or lets the system pick one)
     /// sets the port it got.
     pub boot_port: u16,
+    /// The transaction server to name in answers to PXE clients (option 43
+    /// sub-options 128 and 129: proxy OFFERs, 4011 ACKs, full-mode
+    /// OFFERs and ACKs); `None` = none named. They go after the standard
+    /// sub-options, and only when option 43 then still fits one 255-byte
+    /// option (firmware reads the first instance of a split option 43
+    /// only, and EDK2 walks it with an 8-bit offset).
+    pub transaction: Option<TransactionServer>,
 }
 
 impl ServerConfig {
@@ -407,6 +428,7 @@ impl ServerConfig {
             max_declined_percent: DEFAULT_MAX_DECLINED_PERCENT,
             boot_non_pxe: false,
             boot_port: super::server::BOOT_SERVER_PORT,
+            transaction: None,
         }
     }
 

@@ -22,10 +22,11 @@
 //! ```text
 //!  PXE client                proxyDHCP (67)      boot server (4011)
 //!   DISCOVER (bcast, 60=PXEClient) ──►
-//!   ◄── proxy OFFER (yiaddr 0, 54, 60, 97, siaddr, no file; 43 for a menu)
+//!   ◄── proxy OFFER (yiaddr 0, 54, 60, 97, siaddr, no file; 43 for a menu
+//!       and 43/128-129 naming the transaction server, when configured)
 //!   (DHCP server's OFFER/ACK give the address)
 //!   REQUEST (unicast, 43/71 boot item) ─────────────────────►
-//!   ◄────────────────────────────── ACK (file, siaddr, 60, 43/71)
+//!   ◄──────────────────── ACK (file, siaddr, 60, 43/71, 43/128-129)
 //! ```
 
 pub mod arch;

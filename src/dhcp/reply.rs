@@ -18,7 +18,7 @@ use crate::wire::pxe::{
 use super::Error;
 use super::arch::ClientKind;
 use super::client::{Answer, ClientConfig, Outgoing};
-use super::config::{MenuPolicy, MtftpParams, ServerConfig};
+use super::config::{MenuPolicy, MtftpParams, ServerConfig, TransactionServer};
 use super::server::{Pending, Pxe43, ReplyKind};
 
 fn emit_err(e: EmitError) -> Error {
@@ -43,11 +43,18 @@ fn message_type(kind: ReplyKind) -> MessageType {
 /// → discovery control 3 (unicast to the listed boot servers), boot
 /// servers (8), menu (9) and prompt (10, timeout 255 / seconds). MTFTP sub-options 1–5 only for a BIOS client whose file
 /// is multicast (EDK2 discards offers carrying them).
-fn proxy_offer_43(config: &ServerConfig, p: &Pending, out: &mut [u8]) -> Result<usize, EmitError> {
+///
+/// `extra` (the transaction sub-options) goes after all of them.
+fn proxy_offer_43(
+    config: &ServerConfig,
+    p: &Pending,
+    extra: &[PxeOption<'_>],
+    out: &mut [u8],
+) -> Result<usize, EmitError> {
     let ids = [config.server_id];
     let mut servers: Vec<BootServer<'_>, { super::config::MAX_MENU_ITEMS }> = Vec::new();
     let mut items: Vec<BootMenuItem<'_>, { super::config::MAX_MENU_ITEMS }> = Vec::new();
-    let mut opts: Vec<PxeOption<'_>, 12> = Vec::new();
+    let mut opts: Vec<PxeOption<'_>, 14> = Vec::new();
     let mtftp_ok = p.arch.is_some_and(super::BootArch::mtftp);
     if let Some(m) = p.mtftp.filter(|_| mtftp_ok) {
         let _ = opts.push(PxeOption::MtftpIp(m.ip));
@@ -97,7 +104,60 @@ fn proxy_offer_43(config: &ServerConfig, p: &Pending, out: &mut [u8]) -> Result<
             }));
         }
     }
+    for o in extra {
+        let _ = opts.push(*o);
+    }
     PxeOptions::emit(&opts, out)
+}
+
+/// The most bytes of option 43 that firmware reads whole: one option
+/// instance (RFC 2132 §2). EDK2's PxeBcParseDhcp4Packet takes the first
+/// option 43 of a split one (RFC 3396) and walks its sub-options with an
+/// 8-bit offset; older PXE ROMs know nothing of RFC 3396 at all.
+const ONE_OPTION: usize = 255;
+
+/// Write the option 43 payload of the answer `p` into `out`: the standard
+/// sub-options [`Pxe43`] selects, then the transaction sub-options 128 and
+/// 129 (vendor range; docs/transaction-protocol.md) when the server names
+/// a transaction server and the client is a PXE client. The transaction
+/// sub-options are left out rather than make option 43 longer than one
+/// option ([`ONE_OPTION`]): the standard ones must reach the firmware
+/// intact. `Ok(None)`: no option 43.
+fn pxe_43(config: &ServerConfig, p: &Pending, out: &mut [u8]) -> Result<Option<usize>, EmitError> {
+    let mut extra: Vec<PxeOption<'_>, 2> = Vec::new();
+    if let (Some(t), Some(ClientKind::Pxe)) = (&config.transaction, p.pxe_class) {
+        let _ = extra.push(PxeOption::TransactionServer(t.address));
+        if let Some(k) = t.public_key {
+            let _ = extra.push(PxeOption::TransactionServerKey(k));
+        }
+    }
+    let write = |extra: &[PxeOption<'_>], out: &mut [u8]| -> Result<Option<usize>, EmitError> {
+        match p.pxe43 {
+            Pxe43::None if extra.is_empty() => Ok(None),
+            Pxe43::None => PxeOptions::emit(extra, out).map(Some),
+            Pxe43::Offer => proxy_offer_43(config, p, extra, out).map(Some),
+            Pxe43::BootItem(ty, layer) => {
+                let mut opts: Vec<PxeOption<'_>, 3> = Vec::new();
+                let _ = opts.push(PxeOption::BootItem(BootItem {
+                    item_type: ty,
+                    layer: layer & 0x7FFF,
+                    credentials: layer & 0x8000 != 0,
+                }));
+                for o in extra {
+                    let _ = opts.push(*o);
+                }
+                PxeOptions::emit(&opts, out).map(Some)
+            }
+        }
+    };
+    if !extra.is_empty() {
+        if let Ok(Some(n)) = write(&extra, out) {
+            if n <= ONE_OPTION {
+                return Ok(Some(n));
+            }
+        }
+    }
+    write(&[], out)
 }
 
 /// Write the server's answer described by `p` into `buf`.
@@ -160,21 +220,13 @@ pub(crate) fn emit(config: &ServerConfig, p: &Pending, buf: &mut [u8]) -> Result
             }
         }
     }
-    match p.pxe43 {
-        Pxe43::None => {}
-        Pxe43::Offer => {
-            let n = proxy_offer_43(config, p, &mut o43).map_err(emit_err)?;
-            let _ = opts.push(DhcpOption::VendorSpecific(OptionData::from(&o43[..n])));
-        }
-        Pxe43::BootItem(ty, layer) => {
-            let item = PxeOption::BootItem(BootItem {
-                item_type: ty,
-                layer: layer & 0x7FFF,
-                credentials: layer & 0x8000 != 0,
-            });
-            let n = PxeOptions::emit(&[item], &mut o43).map_err(emit_err)?;
-            let _ = opts.push(DhcpOption::VendorSpecific(OptionData::from(&o43[..n])));
-        }
+    let n43 = if p.kind == ReplyKind::Nak {
+        None
+    } else {
+        pxe_43(config, p, &mut o43).map_err(emit_err)?
+    };
+    if let Some(n) = n43 {
+        let _ = opts.push(DhcpOption::VendorSpecific(OptionData::from(&o43[..n])));
     }
     if !req.relay_info.is_empty() {
         // RFC 3046 §2.2: echoed unchanged.
@@ -344,6 +396,7 @@ pub(crate) fn parse_answer(datagram: &[u8], mac: &[u8; 6]) -> Option<Answer> {
             delay_secs: 0,
         };
         let mut has_mtftp = false;
+        let (mut tx_addr, mut tx_key) = (None, None);
         for o in PxeOptions::new(d) {
             match o {
                 PxeOption::MtftpIp(i) => {
@@ -366,9 +419,15 @@ pub(crate) fn parse_answer(datagram: &[u8], mac: &[u8; 6]) -> Option<Answer> {
                     a.prompt = Some((u8::from(mp.timeout), text(mp.prompt)));
                 }
                 PxeOption::BootItem(b) => a.boot_item = Some((b.item_type, b.layer)),
+                PxeOption::TransactionServer(t) => tx_addr = Some(t),
+                PxeOption::TransactionServerKey(k) => tx_key = Some(k),
                 _ => {}
             }
         }
+        a.transaction = tx_addr.map(|address| TransactionServer {
+            address,
+            public_key: tx_key,
+        });
         if has_mtftp {
             a.mtftp = Some(m);
         }

@@ -627,7 +627,9 @@ impl Server {
         // both take the same path, as with dnsmasq's proxy offers. Option 43
         // only when the client needs it: the menu and prompt (§2.4.5) when
         // a menu is configured, MTFTP sub-options 1–5 (BIOS only: EDK2
-        // discards offers carrying them).
+        // discards offers carrying them), and the transaction server
+        // (vendor sub-options 128/129, `ServerConfig::transaction`, added
+        // by `reply::emit` to every answer to a PXE client).
         let menu = self.config.menu.policy != MenuPolicy::Never;
         if arch.mtftp() {
             p.mtftp = entry.mtftp;

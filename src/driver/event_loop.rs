@@ -12,7 +12,9 @@
 //! A service wraps an engine of the [engine contract](crate::engine): it
 //! registers its sockets through the [`Registrar`] it is given (with tokens
 //! of its own choosing), reads them when [`Service::ready`] names one, and
-//! runs the engine's timers in [`Service::handle_timeout`].
+//! runs the engine's timers in [`Service::handle_timeout`]. Another thread
+//! hands a service something (a reloaded policy store) by waking its loop
+//! with the [`Registrar::waker`]; the loop then calls [`Service::woken`].
 //!
 //! ```
 //! use std::net::UdpSocket;
@@ -116,6 +118,13 @@ pub trait Service: Send {
     fn poll_timeout(&self) -> Option<Instant>;
     /// A deadline passed (a spurious call is harmless).
     fn handle_timeout(&mut self, now: Instant) -> io::Result<()>;
+    /// Another thread woke the loop ([`Registrar::waker`]): look at what
+    /// it handed over (e.g. a reloaded policy store). Called on every
+    /// service of the loop, between datagrams; a spurious call is
+    /// harmless. Does nothing unless the service overrides it.
+    fn woken(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Registers a service's sockets with its loop under the service's own
@@ -124,6 +133,7 @@ pub trait Service: Send {
 pub struct Registrar {
     registry: Registry,
     service: usize,
+    waker: Arc<Waker>,
 }
 
 impl Registrar {
@@ -153,7 +163,15 @@ impl Registrar {
         Ok(Registrar {
             registry: self.registry.try_clone()?,
             service: self.service,
+            waker: self.waker.clone(),
         })
+    }
+
+    /// The loop's waker: another thread that hands the service something
+    /// wakes the loop with it, and the loop then calls
+    /// [`Service::woken`] on its services.
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
     }
 }
 
@@ -204,12 +222,14 @@ impl EventLoop {
         service.start(Registrar {
             registry: self.poll.registry().try_clone()?,
             service: index,
+            waker: self.waker.clone(),
         })?;
         self.services.push(service);
         Ok(())
     }
 
-    /// Wakes the loop from another thread (it then looks at its stop flag).
+    /// Wakes the loop from another thread (it then looks at its stop flag
+    /// and calls [`Service::woken`] on its services).
     pub fn waker(&self) -> Arc<Waker> {
         self.waker.clone()
     }
@@ -232,13 +252,20 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            let mut woken = false;
             for ev in events.iter() {
                 if ev.token() == WAKER {
+                    woken = true;
                     continue;
                 }
                 let Token(t) = ev.token();
                 if let Some(s) = self.services.get_mut(t >> TOKEN_BITS) {
                     s.ready(t & ((1 << TOKEN_BITS) - 1))?;
+                }
+            }
+            if woken && !stop.load(Ordering::Relaxed) {
+                for s in &mut self.services {
+                    s.woken()?;
                 }
             }
             let now = clock::now();

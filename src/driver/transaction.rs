@@ -140,6 +140,8 @@ pub struct TransactionCounters {
     keys_enrolled: AtomicU64,
     tasks_reported: AtomicU64,
     refused: AtomicU64,
+    reloads: AtomicU64,
+    reloads_refused: AtomicU64,
 }
 
 /// What a transaction server did (since it started).
@@ -158,6 +160,12 @@ pub struct TransactionStats {
     pub tasks_reported: u64,
     /// Requests refused with a status.
     pub refused: u64,
+    /// Policy store (and key) reloads put in place
+    /// ([`crate::driver::boot_server::Reloader`]).
+    pub reloads: u64,
+    /// Reloads refused: the configuration or the store did not parse (the
+    /// old store stayed).
+    pub reloads_refused: u64,
 }
 
 impl TransactionCounters {
@@ -171,7 +179,19 @@ impl TransactionCounters {
             keys_enrolled: get(&self.keys_enrolled),
             tasks_reported: get(&self.tasks_reported),
             refused: get(&self.refused),
+            reloads: get(&self.reloads),
+            reloads_refused: get(&self.reloads_refused),
         }
+    }
+
+    /// Count a reload: put in place (`accepted`) or refused.
+    pub(crate) fn count_reload(&self, accepted: bool) {
+        let c = if accepted {
+            &self.reloads
+        } else {
+            &self.reloads_refused
+        };
+        c.fetch_add(1, Ordering::Relaxed);
     }
 
     fn count(&self, ev: &ServerEvent) {

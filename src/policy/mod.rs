@@ -29,6 +29,12 @@
 //!
 //!   An empty list means *boot the local disk*; a non-empty list carries the
 //!   imaging environment of the server policy.
+//!
+//! - **Task life cycle** (§4.8, [`TaskState`]): a task decided again is the
+//!   same task (same id) handed out again, a counted retry; after
+//!   `max_handouts` it is held; a success clears the request that made it.
+//!   Every change goes to a [`TaskLog`] first (the std driver
+//!   `driver::task_journal` keeps it in an fsync'd file).
 
 #[cfg(feature = "alloc")]
 mod condition;
@@ -38,6 +44,8 @@ mod model;
 mod proxy;
 #[cfg(feature = "alloc")]
 mod store;
+#[cfg(feature = "alloc")]
+mod task;
 
 #[cfg(feature = "alloc")]
 pub use crate::workstation::identities;
@@ -49,6 +57,11 @@ pub use model::{
     WorkstationId, WorkstationObject, WorkstationPolicy,
 };
 #[cfg(feature = "alloc")]
-pub use proxy::{Decision, ImagingProxy, MenuSource};
+pub use proxy::{Decision, Forgotten, ImagingProxy, MenuSource};
 #[cfg(feature = "alloc")]
 pub use store::{MemoryStore, Store};
+#[cfg(feature = "alloc")]
+pub use task::{
+    DEFAULT_MAX_HANDOUTS, Effect, LogFailed, MemoryLog, NoLog, TaskEntry, TaskEvent, TaskLog,
+    TaskRecord, TaskState,
+};

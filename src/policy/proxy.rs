@@ -4,10 +4,21 @@
 //! Task ids are per workstation object (docs/transaction-protocol.md §4.5):
 //! a repeated `TaskQuery` gets the same live tasks with the same ids, and
 //! nothing one workstation sends can evict another's.
+//!
+//! Each task has a life cycle (§4.8, [`super::task`]): handed out (a later
+//! hand-out of the same task is a counted retry), running, succeeded (the
+//! object's request is cleared and stays cleared while the store states
+//! the same request), failed (handed out again), held after
+//! `max_handouts`. Every change is a [`TaskRecord`] written to the
+//! [`TaskLog`] and synced before it is applied and answered;
+//! [`ImagingProxy::restore`] replays them after a restart.
 
 use super::condition::Facts;
 use super::model::{ImagingRule, MenuSetting, WorkstationId, WorkstationObject};
 use super::store::Store;
+use super::task::{
+    DEFAULT_MAX_HANDOUTS, Effect, NoLog, TaskEntry, TaskEvent, TaskLog, TaskRecord, TaskState,
+};
 use crate::Instant;
 use crate::transaction::Policy;
 use crate::wire::image_safe::{ImageSafe, PendingFlags};
@@ -68,15 +79,22 @@ pub enum Decision {
     Maintenance,
 }
 
-/// A task handed out and not yet reported done or failed (§4.5).
-#[derive(Clone, Debug)]
-struct Live {
-    id: u32,
-    decision: Decision,
-}
+/// Successes forgotten because the object's request changed in the store
+/// since (§4.8): the object and the effect.
+pub type Forgotten = Vec<(WorkstationId, Effect)>;
 
-/// Live tasks per object: at most one reply's worth (§8).
+/// Tasks per object: at most one reply's worth (§8).
 const MAX_LIVE_PER_WORKSTATION: usize = 8;
+
+/// A success that cleared a request of an object (§4.8), kept while the
+/// object's configured request is the one it cleared.
+#[derive(Clone, Debug)]
+struct Done {
+    task: u32,
+    at: Instant,
+    effect: Effect,
+    baseline: u64,
+}
 
 #[derive(Clone, Debug, Default)]
 struct JoinState {
@@ -84,28 +102,99 @@ struct JoinState {
     last_join: Option<Instant>,
 }
 
-/// The imaging proxy over a [`Store`].
+/// The imaging proxy over a [`Store`], writing its task records to a
+/// [`TaskLog`] (§4.8; [`NoLog`] by default).
 #[derive(Debug)]
-pub struct ImagingProxy<S: Store> {
+pub struct ImagingProxy<S: Store, L: TaskLog = NoLog> {
     store: S,
+    log: L,
+    max_handouts: u32,
     next_task_id: u32,
-    live: BTreeMap<WorkstationId, Vec<Live>>,
+    tasks: BTreeMap<WorkstationId, Vec<TaskEntry>>,
+    done: BTreeMap<WorkstationId, Vec<Done>>,
     joins: Vec<JoinState>,
     applied: u64,
     tasks_built: usize,
 }
 
 impl<S: Store> ImagingProxy<S> {
-    /// A proxy over `store`, no live tasks.
+    /// A proxy over `store`, no tasks, keeping no records, holding a task
+    /// after [`DEFAULT_MAX_HANDOUTS`] hand-outs.
     pub fn new(store: S) -> Self {
+        ImagingProxy::with_log(store, NoLog, DEFAULT_MAX_HANDOUTS)
+    }
+}
+
+impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
+    /// A proxy over `store`, no tasks, writing its records to `log`; a task
+    /// handed out `max_handouts` times without success is held (§4.8; at
+    /// least 1).
+    pub fn with_log(store: S, log: L, max_handouts: u32) -> Self {
         ImagingProxy {
             store,
+            log,
+            max_handouts: max_handouts.max(1),
             next_task_id: 1,
-            live: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            done: BTreeMap::new(),
             joins: Vec::new(),
             applied: 0,
             tasks_built: 0,
         }
+    }
+
+    /// A proxy over `store` in the state `records` leave (a journal
+    /// replayed at start, §4.8), task ids continuing from `next_id` (or
+    /// past the largest id in `records`). Records that name nothing (a task
+    /// not in the table, a session no longer in the store) are skipped;
+    /// successes whose request changed in the store since are forgotten.
+    /// Then `log` is compacted to the state (one record per task and per
+    /// success still holding). Returns the proxy and the successes
+    /// forgotten, for the log.
+    pub fn restore(
+        store: S,
+        mut log: L,
+        max_handouts: u32,
+        next_id: u32,
+        records: &[TaskRecord],
+    ) -> Result<(Self, Forgotten), L::Error> {
+        let mut top = next_id;
+        for r in records {
+            top = top.max(r.task.saturating_add(1));
+        }
+        let mut p = ImagingProxy::with_log(store, NoLog, max_handouts);
+        for r in records {
+            p.apply(r);
+        }
+        p.next_task_id = top.max(1);
+        let forgotten = p.settle();
+        let (next, snapshot) = p.snapshot();
+        log.compact(next, &snapshot)?;
+        let ImagingProxy {
+            store,
+            max_handouts,
+            next_task_id,
+            tasks,
+            done,
+            joins,
+            applied,
+            tasks_built,
+            ..
+        } = p;
+        Ok((
+            ImagingProxy {
+                store,
+                log,
+                max_handouts,
+                next_task_id,
+                tasks,
+                done,
+                joins,
+                applied,
+                tasks_built,
+            },
+            forgotten,
+        ))
     }
 
     /// The store.
@@ -113,12 +202,95 @@ impl<S: Store> ImagingProxy<S> {
         &self.store
     }
 
-    /// The live task ids of workstation `who`, in order (§4.5).
+    /// The task log.
+    pub fn log(&self) -> &L {
+        &self.log
+    }
+
+    /// The task log, mutable.
+    pub fn log_mut(&mut self) -> &mut L {
+        &mut self.log
+    }
+
+    /// Replace the store (a reload): the successes recorded for requests
+    /// the new store still states stay applied; the others are forgotten
+    /// (recorded, and returned). Tasks the new store no longer decides are
+    /// dropped at their object's next query (§4.5). Live tasks keep their
+    /// ids and task ids go on counting; multicast joins follow their
+    /// session by name (a session the new store no longer has loses its
+    /// joins; a live task that joins it can still be reported).
+    pub fn replace_store(&mut self, now: Instant, store: S) -> Result<Forgotten, L::Error> {
+        let old = core::mem::replace(&mut self.store, store);
+        self.follow_sessions(&old);
+        let forgotten = self.settle();
+        for (object, effect) in &forgotten {
+            self.log.record(&TaskRecord {
+                object: *object,
+                task: 0,
+                at: now,
+                event: TaskEvent::Forgotten {
+                    effect: effect.clone(),
+                },
+            })?;
+        }
+        if !forgotten.is_empty() {
+            self.log.sync()?;
+        }
+        Ok(forgotten)
+    }
+
+    /// After a store swap: the multicast sessions of `old` moved to their
+    /// place (by name) in the new store, with their joins and the live
+    /// tasks that join them.
+    fn follow_sessions(&mut self, old: &S) {
+        let sessions = self.store.multicast_sessions();
+        let moved = |i: usize| {
+            old.multicast_sessions()
+                .get(i)
+                .and_then(|o| sessions.iter().position(|s| s.name == o.name))
+        };
+        for entry in self.tasks.values_mut().flat_map(|l| l.iter_mut()) {
+            if let Decision::Join { session, .. } = &mut entry.decision {
+                // Gone: an index no decision has, so a new query decides anew.
+                *session = moved(*session).unwrap_or(usize::MAX);
+            }
+        }
+        let mut joins = Vec::new();
+        for s in self.store.multicast_sessions() {
+            let before = old
+                .multicast_sessions()
+                .iter()
+                .position(|o| o.name == s.name)
+                .and_then(|i| self.joins.get_mut(i))
+                .map(core::mem::take)
+                .unwrap_or_default();
+            joins.push(before);
+        }
+        self.joins = joins;
+    }
+
+    /// The live task ids of workstation `who` (handed out or running), in
+    /// order (§4.5).
     pub fn live_tasks(&self, who: &WorkstationId) -> Vec<u32> {
-        self.live
+        self.tasks
             .get(who)
-            .map(|l| l.iter().map(|t| t.id).collect())
+            .map(|l| l.iter().filter(|t| t.is_live()).map(|t| t.id).collect())
             .unwrap_or_default()
+    }
+
+    /// Every task of workstation `who` that has not succeeded (live,
+    /// failed or held), in order (§4.8).
+    pub fn task_entries(&self, who: &WorkstationId) -> &[TaskEntry] {
+        self.tasks.get(who).map_or(&[], |l| &l[..])
+    }
+
+    /// Every held task: (object, task), for an administrator (§4.8).
+    pub fn held(&self) -> Vec<(WorkstationId, &TaskEntry)> {
+        self.tasks
+            .iter()
+            .flat_map(|(w, l)| l.iter().map(move |t| (*w, t)))
+            .filter(|(_, t)| t.state == TaskState::Held)
+            .collect()
     }
 
     /// How many task outcomes (success/failure) have been applied.
@@ -263,6 +435,206 @@ impl<S: Store> ImagingProxy<S> {
         }
         j.last_join = Some(now);
     }
+
+    /// Change the state as `r` says (live, after `r` was logged; and when
+    /// replaying a journal). Never fails: a record that names nothing
+    /// known changes nothing.
+    fn apply(&mut self, r: &TaskRecord) {
+        let who = r.object;
+        let list = self.tasks.entry(who).or_default();
+        let pos = list.iter().position(|t| t.id == r.task);
+        match (&r.event, pos) {
+            (TaskEvent::HandedOut { decision, handouts }, Some(i)) => {
+                let t = &mut list[i];
+                t.decision = decision.clone();
+                t.handouts = *handouts;
+                t.state = TaskState::HandedOut;
+                t.last = r.at;
+            }
+            (TaskEvent::HandedOut { decision, handouts }, None) => {
+                let known = match decision {
+                    Decision::Join { session, .. } => {
+                        *session < self.store.multicast_sessions().len()
+                    }
+                    _ => true,
+                };
+                if known && list.len() < MAX_LIVE_PER_WORKSTATION {
+                    list.push(TaskEntry {
+                        id: r.task,
+                        decision: decision.clone(),
+                        state: TaskState::HandedOut,
+                        handouts: *handouts,
+                        last: r.at,
+                    });
+                }
+            }
+            (TaskEvent::Progress { percent }, Some(i)) => {
+                list[i].state = TaskState::Running {
+                    percent: (*percent).min(100),
+                };
+            }
+            (TaskEvent::Failed { reason }, Some(i)) => {
+                list[i].state = TaskState::Failed {
+                    reason: reason.clone(),
+                };
+                self.applied += 1;
+            }
+            (TaskEvent::Held { handouts }, Some(i)) => {
+                list[i].state = TaskState::Held;
+                list[i].handouts = *handouts;
+                list[i].last = r.at;
+            }
+            (TaskEvent::Dropped, Some(i)) => {
+                list.remove(i);
+            }
+            (TaskEvent::Succeeded { effect, baseline }, pos) => {
+                if let Some(i) = pos {
+                    list.remove(i);
+                    self.applied += 1;
+                }
+                let done = self.done.entry(who).or_default();
+                let d = Done {
+                    task: r.task,
+                    at: r.at,
+                    effect: effect.clone(),
+                    baseline: *baseline,
+                };
+                // One per class: a later success of the class keeps the
+                // baseline of the request as configured.
+                match done.iter_mut().find(|d| d.effect.class() == effect.class()) {
+                    Some(old) => {
+                        old.task = d.task;
+                        old.at = d.at;
+                        old.effect = d.effect;
+                    }
+                    None => done.push(d),
+                }
+            }
+            (TaskEvent::Forgotten { effect }, _) => {
+                if let Some(done) = self.done.get_mut(&who) {
+                    done.retain(|d| d.effect.class() != effect.class());
+                }
+            }
+            (_, None) => {}
+        }
+        if self.tasks.get(&who).is_some_and(Vec::is_empty) {
+            self.tasks.remove(&who);
+        }
+        if self.done.get(&who).is_some_and(Vec::is_empty) {
+            self.done.remove(&who);
+        }
+    }
+
+    /// Apply the kept successes to the store as it is now: those whose
+    /// object still states the request they cleared; forget the others
+    /// (returned).
+    fn settle(&mut self) -> Forgotten {
+        let mut forgotten = Vec::new();
+        let done = core::mem::take(&mut self.done);
+        for (who, list) in done {
+            let mut kept = Vec::new();
+            for d in list {
+                match self.store.workstation_mut(&who) {
+                    Some(w) if d.effect.baseline(w) == d.baseline => {
+                        d.effect.apply(w);
+                        kept.push(d);
+                    }
+                    _ => forgotten.push((who, d.effect)),
+                }
+            }
+            if !kept.is_empty() {
+                self.done.insert(who, kept);
+            }
+        }
+        forgotten
+    }
+
+    /// The records that rebuild the state now (for a compaction), and the
+    /// next task id.
+    pub fn snapshot(&self) -> (u32, Vec<TaskRecord>) {
+        let mut out = Vec::new();
+        for (who, list) in &self.done {
+            for d in list {
+                out.push(TaskRecord {
+                    object: *who,
+                    task: d.task,
+                    at: d.at,
+                    event: TaskEvent::Succeeded {
+                        effect: d.effect.clone(),
+                        baseline: d.baseline,
+                    },
+                });
+            }
+        }
+        for (who, list) in &self.tasks {
+            for t in list {
+                let rec = |event| TaskRecord {
+                    object: *who,
+                    task: t.id,
+                    at: t.last,
+                    event,
+                };
+                out.push(rec(TaskEvent::HandedOut {
+                    decision: t.decision.clone(),
+                    handouts: t.handouts,
+                }));
+                match &t.state {
+                    TaskState::HandedOut => {}
+                    TaskState::Running { percent } => {
+                        out.push(rec(TaskEvent::Progress { percent: *percent }))
+                    }
+                    TaskState::Failed { reason } => out.push(rec(TaskEvent::Failed {
+                        reason: reason.clone(),
+                    })),
+                    TaskState::Held => out.push(rec(TaskEvent::Held {
+                        handouts: t.handouts,
+                    })),
+                }
+            }
+        }
+        (self.next_task_id, out)
+    }
+
+    /// Log `records`, sync, and only then apply them: the state never runs
+    /// ahead of the log, nothing is answered before the log holds it, and
+    /// a log that fails changes nothing here.
+    fn commit(&mut self, records: &[TaskRecord]) -> Result<(), Status> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        for r in records {
+            self.log.record(r).map_err(|_| Status::ServerError)?;
+        }
+        self.log.sync().map_err(|_| Status::ServerError)?;
+        for r in records {
+            self.apply(r);
+        }
+        // Bounded: rewrite the log from the state when it grew past it. A
+        // failed compaction loses nothing (the records are synced).
+        if self.log.should_compact(self.snapshot_len()) {
+            let (next, snapshot) = self.snapshot();
+            let _ = self.log.compact(next, &snapshot);
+        }
+        Ok(())
+    }
+
+    /// `self.snapshot().1.len()`, without building it.
+    fn snapshot_len(&self) -> usize {
+        let done: usize = self.done.values().map(Vec::len).sum();
+        let tasks: usize = self
+            .tasks
+            .values()
+            .flat_map(|l| l.iter())
+            .map(|t| {
+                if t.state == TaskState::HandedOut {
+                    1
+                } else {
+                    2
+                }
+            })
+            .sum();
+        done + tasks
+    }
 }
 
 fn facts_of<'a>(info: &'a WorkstationInfo<'a>, is: &'a Option<ImageSafe<'a>>) -> Facts<'a> {
@@ -277,7 +649,7 @@ fn image_safe_of<'a>(info: &WorkstationInfo<'a>) -> Option<ImageSafe<'a>> {
     info.image_safe.and_then(|b| ImageSafe::parse(b).ok())
 }
 
-impl<S: Store> Policy for ImagingProxy<S> {
+impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
     fn object_of(&self, id: &WorkstationId) -> Option<WorkstationId> {
         self.store
             .find_workstation(core::slice::from_ref(id))
@@ -387,34 +759,82 @@ impl<S: Store> Policy for ImagingProxy<S> {
             size += n;
             fitting.push(d);
         }
-        // §4.5: a task still decided keeps its id; a new one gets a new id
-        // (and only then joins a multicast session); a live task no longer
-        // decided is dropped. Only this object's list changes.
-        let previous = self.live.remove(who).unwrap_or_default();
-        let mut live = Vec::new();
-        for d in fitting.into_iter().take(MAX_LIVE_PER_WORKSTATION) {
-            let id = match previous.iter().find(|l| l.decision == d) {
-                Some(l) => l.id,
-                None => {
-                    if let Decision::Join { session, .. } = d {
-                        self.join(now, session, &ids);
-                    }
-                    let id = self.next_task_id;
-                    self.next_task_id = self.next_task_id.wrapping_add(1).max(1);
-                    id
+        // §4.5, §4.8: a task still decided keeps its id and is handed out
+        // again (a retry), or held after `max_handouts`; a new one gets a
+        // new id (and only then joins a multicast session); a task no
+        // longer decided is dropped. Only this object's list changes, and
+        // only through records the log holds before the reply leaves.
+        let previous: &[TaskEntry] = self.tasks.get(who).map_or(&[], |l| &l[..]);
+        let fitting: Vec<Decision> = fitting.into_iter().take(MAX_LIVE_PER_WORKSTATION).collect();
+        let rec = |task, event| TaskRecord {
+            object: *who,
+            task,
+            at: now,
+            event,
+        };
+        // Dropped first: the list never holds more than one reply's worth.
+        let mut records: Vec<TaskRecord> = previous
+            .iter()
+            .filter(|t| !fitting.contains(&t.decision))
+            .map(|t| rec(t.id, TaskEvent::Dropped))
+            .collect();
+        let mut handed = Vec::new();
+        let mut joins = Vec::new();
+        let mut next_id = self.next_task_id;
+        for d in fitting {
+            match previous.iter().find(|t| t.decision == d) {
+                Some(t) if t.state == TaskState::Held => {}
+                Some(t) if t.handouts >= self.max_handouts => {
+                    records.push(rec(
+                        t.id,
+                        TaskEvent::Held {
+                            handouts: t.handouts,
+                        },
+                    ));
                 }
-            };
-            live.push(Live { id, decision: d });
+                Some(t) => {
+                    handed.push(t.id);
+                    let handouts = t.handouts.saturating_add(1);
+                    records.push(rec(
+                        t.id,
+                        TaskEvent::HandedOut {
+                            decision: d,
+                            handouts,
+                        },
+                    ));
+                }
+                None => {
+                    let id = next_id;
+                    next_id = next_id.wrapping_add(1).max(1);
+                    if let Decision::Join { session, .. } = d {
+                        joins.push(session);
+                    }
+                    handed.push(id);
+                    records.push(rec(
+                        id,
+                        TaskEvent::HandedOut {
+                            decision: d,
+                            handouts: 1,
+                        },
+                    ));
+                }
+            }
+        }
+        self.commit(&records)?;
+        self.next_task_id = next_id;
+        for session in joins {
+            self.join(now, session, &ids);
         }
         self.tasks_built += 1;
-        if !live.is_empty() {
-            self.live.insert(*who, live);
-        }
-        let live: &[Live] = self.live.get(who).map_or(&[], |l| &l[..]);
+        let list: &[TaskEntry] = self.tasks.get(who).map_or(&[], |l| &l[..]);
+        let live: Vec<&TaskEntry> = handed
+            .iter()
+            .filter_map(|id| list.iter().find(|t| t.id == *id))
+            .collect();
         let server = self.store.server_policy();
         let sessions = self.store.multicast_sessions();
         let mut reply = TaskReply::default();
-        for o in live {
+        for o in &live {
             let action = match &o.decision {
                 Decision::Restore {
                     image, partitions, ..
@@ -466,37 +886,60 @@ impl<S: Store> Policy for ImagingProxy<S> {
 
     fn report(
         &mut self,
-        _now: Instant,
+        now: Instant,
         who: &WorkstationId,
         _info: &WorkstationInfo<'_>,
         report: &TaskReport<'_>,
     ) -> Result<(), Status> {
-        let list = self.live.get_mut(who).ok_or(Status::UnknownTask)?;
-        let pos = list
-            .iter()
-            .position(|l| l.id == report.task_id)
+        // §4.6: only a live task of the session's object.
+        let task = self
+            .tasks
+            .get(who)
+            .and_then(|l| l.iter().find(|t| t.id == report.task_id))
+            .filter(|t| t.is_live())
             .ok_or(Status::UnknownTask)?;
-        match report.outcome {
-            Outcome::Progress => return Ok(()),
-            Outcome::Success | Outcome::Failure => {}
+        let event = match report.outcome {
+            Outcome::Progress => TaskEvent::Progress {
+                percent: report.percent.map_or(
+                    match task.state {
+                        TaskState::Running { percent } => percent,
+                        _ => 0,
+                    },
+                    |p| p.min(100),
+                ),
+            },
+            Outcome::Success => {
+                let effect = Effect::of(&task.decision);
+                // The request as the store states it now (before this
+                // success changes it), unless an earlier success of the
+                // same class already changed it: then that one's.
+                let earlier = self
+                    .done
+                    .get(who)
+                    .and_then(|l| l.iter().find(|d| d.effect.class() == effect.class()));
+                let baseline = match earlier {
+                    Some(d) => d.baseline,
+                    None => self
+                        .store
+                        .find_workstation(core::slice::from_ref(who))
+                        .map_or(0, |w| effect.baseline(w)),
+                };
+                TaskEvent::Succeeded { effect, baseline }
+            }
+            Outcome::Failure => TaskEvent::Failed {
+                reason: report.reason.unwrap_or("").into(),
+            },
             Outcome::Unknown(_) => return Err(Status::UnknownTask),
-        }
-        let done = list.remove(pos);
-        if list.is_empty() {
-            self.live.remove(who);
-        }
-        self.applied += 1;
-        if report.outcome == Outcome::Success {
+        };
+        self.commit(&[TaskRecord {
+            object: *who,
+            task: report.task_id,
+            at: now,
+            event: event.clone(),
+        }])?;
+        if let TaskEvent::Succeeded { effect, .. } = event {
             if let Some(w) = self.store.workstation_mut(who) {
-                match done.decision {
-                    Decision::Restore { image, .. } => {
-                        w.last_image = Some(image);
-                        w.image_next_boot = false;
-                    }
-                    Decision::Create { .. } => w.create_image = None,
-                    Decision::Maintenance => w.maintenance = false,
-                    Decision::Join { .. } => w.image_next_boot = false,
-                }
+                effect.apply(w);
             }
         }
         Ok(())

@@ -11,7 +11,9 @@
 # --accel auto (default) uses KVM only if a probe boot under KVM works.
 # --menu always makes the firmware wait for a key: the harness then types
 # Enter on the serial console (SeaBIOS passes it to iPXE) once the prompt
-# is shown, which boots the default item.
+# is shown, which boots the default item. With our server, --menu sets the
+# firmware's PXE boot prompt: the [pxe_prompt] table of the config it writes
+# (called [menu] before; not the preboot client's menu, which is the policy's).
 #
 # It creates its own network namespace (bridge br0 192.168.77.1/24 and a
 # tap device, nothing routed out), starts the boot server there on the
@@ -42,7 +44,14 @@
 #     (sha256), and a "file not found" was only answered for files that are
 #     not in the tree;
 #   - with --menu always|keypress: the menu prompt text of this run is on
-#     the serial console.
+#     the serial console;
+#   - with --server ours (which then runs its transaction server on 4012,
+#     with a key made for this run): the boot server's OFFER, and its ACK
+#     (on 4011 in proxy mode, on 67 in full mode), carry option 43
+#     sub-options 128 = 192.168.77.1:4012 and 129 = the public half of
+#     that key, computed here by openssl (docs/transaction-protocol.md,
+#     "How the preboot client finds the transaction server"), so a PASS
+#     proves that the firmware booted from answers that name it.
 #
 # --flow runs the preboot flow (issue 14, steps 5-19 of DESIGN.md) on the
 # BIOS boot: the initrd's /init loads the e1000 and virtio modules (cached
@@ -56,7 +65,8 @@
 # a raw disk image whose key record (protocol §11.1) is already provisioned,
 # and kit.env with SERVER_PRIVATE, SERVER_PUBLIC (the transaction server's
 # key) and WORKSTATION_PUBLIC (the disk's key): the server is configured
-# with that private key and binds the workstation key to the VM's MAC (no
+# with that private key (boot.sh checks with openssl that SERVER_PUBLIC is
+# its public half) and binds the workstation key to the VM's MAC (no
 # auto-enrolment). The policy:
 #   restore: the VM's workstation object has image_next_boot and an image;
 #            the client fetches the imaging environment (imaging/vmlinuz,
@@ -168,7 +178,7 @@ elif [[ "$fault" == unbound-key ]]; then
 fi
 
 [[ $EUID -eq 0 ]] || setup_fail "needs root (network namespaces, tap)"
-for t in ip qemu-system-x86_64 dumpcap tshark cpio gzip xxd sha256sum awk timeout; do
+for t in ip qemu-system-x86_64 dumpcap tshark cpio gzip xxd sha256sum awk timeout openssl; do
   command -v "$t" >/dev/null || setup_fail "missing program $t"
 done
 if [[ "$mode" == proxy ]]; then
@@ -421,6 +431,20 @@ if [[ "$server" == dnsmasq ]]; then
   pids+=($!)
 else
   case "$menu" in keypress) show=on-key-press ;; *) show="$menu" ;; esac
+  # The transaction server's key for this run, and its public half as
+  # openssl computes it (PKCS#8 of an X25519 key: a fixed 16-byte prefix,
+  # then the 32 private bytes): what sub-option 129 must carry.
+  tx_priv="$(head -c 32 /dev/urandom | xxd -p -c 64)"
+  # The flow pins the kit's key in its initrd.
+  [[ "$flow" != none ]] && tx_priv="$SERVER_PRIVATE"
+  (umask 077 && printf '%s\n' "$tx_priv" >"$out/transaction.key")
+  tx_pub="$(printf '302e020100300506032b656e04220420%s' "$tx_priv" | xxd -r -p |
+    openssl pkey -inform DER -pubout -outform DER | tail -c 32 | xxd -p -c 64)"
+  [[ ${#tx_pub} -eq 64 ]] || setup_fail "openssl could not derive the X25519 public key"
+  [[ "$flow" == none || "$tx_pub" == "$SERVER_PUBLIC" ]] ||
+    setup_fail "kit.env: SERVER_PUBLIC is not the public half of SERVER_PRIVATE (openssl says $tx_pub)"
+  # Sub-option 128: the server's address and UDP 4012, big-endian.
+  tx_addr="$(printf '%02x' ${server_ip//./ })$(printf '%04x' 4012)"
   # A BIOS boot on a host without systemd-boot-efi has no UEFI image to
   # name (the server refuses a boot file that is not there).
   uefi_line="uefi_x64 = \"$uefi_file\""
@@ -436,13 +460,16 @@ interface = "br0"
 bios = "$bios_file"
 $uefi_line
 
-[menu]
+[pxe_prompt]
 show = "$show"
 prompt = "$prompt"
 timeout_secs = 3
 
 [tftp]
 root = "$root"
+
+[transaction]
+server_key_file = "$out/transaction.key"
 EOF
   if [[ "$flow" != none ]]; then
     # The transaction server (protocol v2) and its policy for this VM.
@@ -452,10 +479,7 @@ EOF
     [[ "$flow" == menu ]] && server_menu='{ mode = "on-key-press", hotkey = "f8", wait_ms = 60000 }'
     cat >>"$out/preboot.toml" <<EOF
 
-[transaction]
-
 [transaction.keys]
-server_private = "$SERVER_PRIVATE"
 auto_enrol = false
 workstation = [ { mac = "$mac", public = "$bound" } ]
 
@@ -751,6 +775,50 @@ while IFS= read -r line; do
 done <<<"$dhcp_check"
 # The summary line proves the check ran (an awk error prints nothing).
 grep -q '^DHCP discover=' <<<"$dhcp_check" || fail "the DHCP check of the capture did not run"
+
+# Option 43 sub-options 128 and 129 (the transaction server) in the boot
+# server's answers to the guest: codes and values of every PXE sub-option,
+# as tshark decodes them (one value per sub-option, in order).
+if [[ "$server" == ours ]]; then
+  tshark -r "$out/capture.pcapng" -d udp.port==4011,dhcp -Y dhcp -T fields \
+    -E separator='|' -E occurrence=a \
+    -e frame.number -e ip.src -e udp.srcport -e dhcp.option.dhcp -e dhcp.hw.mac_addr \
+    -e dhcp.option.vendor.pxeclient.suboption -e dhcp.option.vendor.value \
+    >"$out/o43.tsv" 2>>"$out/tshark.log" || fail "tshark could not read the capture"
+  tx_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
+    -v want_addr="$tx_addr" -v want_key="$tx_pub" '
+    function check(what,    n, m, i, a, k) {
+      n = split($6, codes, ","); m = split($7, vals, ",")
+      a = ""; k = ""
+      for (i = 1; i <= n; i++) {
+        if (codes[i] == 128) a = (n == m) ? vals[i] : "?"
+        if (codes[i] == 129) k = (n == m) ? vals[i] : "?"
+      }
+      gsub(":", "", a); gsub(":", "", k)
+      seen[what]++
+      if (a == want_addr && k == want_key) good[what]++
+      else bad[what] = "128=" (a == "" ? "absent" : a) " 129=" (k == "" ? "absent" : k)
+    }
+    $2 == srv && tolower($5) == mac && $4 == 2 && $3 == 67 { check("OFFER") }
+    $2 == srv && tolower($5) == mac && $4 == 5 && $3 == 4011 { check("4011 ACK") }
+    $2 == srv && tolower($5) == mac && $4 == 5 && $3 == 67 && mode == "full" { check("ACK") }
+    END {
+      split(mode == "proxy" ? "OFFER|4011 ACK" : "OFFER|ACK", want, "|")
+      for (w in want) {
+        x = want[w]
+        if (!seen[x]) continue  # the DHCP check above already says it is missing
+        if (good[x] != seen[x])
+          print "FAIL the " x " does not name the transaction server (want 128=" want_addr " 129=" want_key ", got " bad[x] ")"
+        else print "NOTE " x " names the transaction server: 128=" want_addr " 129=" substr(want_key, 1, 16) "... (" seen[x] "x)"
+      }
+    }' "$out/o43.tsv")"
+  while IFS= read -r line; do
+    case "$line" in
+      FAIL\ *) fail "${line#FAIL }" ;;
+      NOTE\ *) echo "boot.sh: $line" >&2 ;;
+    esac
+  done <<<"$tx_check"
+fi
 
 # TFTP, reassembled from the raw UDP payloads (not from our own parser):
 # a transfer is keyed by the client's address and port; DATA blocks are

@@ -1,6 +1,8 @@
 //! The boot server's TOML configuration: one file describes the DHCP /
 //! proxyDHCP server (PXE 2.1 §2.2, RFC 2131), the boot files per client
-//! architecture (RFC 4578 §2.1), the PXE boot menu (PXE 2.1 §2.4.5) and the
+//! architecture (RFC 4578 §2.1), the firmware's PXE boot prompt (PXE 2.1
+//! §2.4.5: `[pxe_prompt]`, not the preboot client's menu, which is the
+//! policy's), the transaction server with its policy store, and the
 //! TFTP server (RFC 1350 with RFC 2347–2349 and RFC 7440 options).
 //!
 //! `examples/preboot.toml` documents every key. In short:
@@ -18,12 +20,13 @@
 //! [boot]
 //! bios = "bios/pxelinux.0"
 //! uefi_x64 = "efi64/bootx64.efi"
-//! [menu]
+//! [pxe_prompt]                   # the PXE ROM's prompt (option 43), before any preboot client
 //! show = "on-key-press"
 //! timeout_secs = 5
 //! [tftp]
 //! root = "/srv/tftp"
 //! [transaction]                  # no table: no transaction server
+//! advertise = true               # name it in DHCP (option 43 sub-options 128/129)
 //! store_file = "policy.toml"     # or the same tables inline: [transaction.store]
 //! [transaction.keys]             # docs/transaction-protocol.md §12
 //! auto_enrol = false
@@ -81,6 +84,10 @@ pub const TRANSACTION_PORT: u16 = 4012;
 /// when none is configured.
 pub const SERVER_KEY_FILE: &str = "transaction.key";
 
+/// The name of the task journal in `server.state_dir` when
+/// `transaction.journal_file` names none.
+pub const TASK_JOURNAL_FILE: &str = "tasks.journal";
+
 /// The transaction server (docs/transaction-protocol.md), from
 /// `[transaction]` and `ports.transaction`: its socket, its static key, the
 /// policy store it answers from and the workstation keys.
@@ -102,6 +109,19 @@ pub struct TransactionConfig {
     pub workstation_keys: WorkstationKeys,
     /// The engine's limits and timers (the defaults of §3.5 and §8).
     pub engine: ServerConfig,
+    /// The task journal (§4.8): `transaction.journal_file`, else
+    /// `<server.state_dir>/tasks.journal`; `None` (tasks kept in memory
+    /// only) without either.
+    pub journal: Option<PathBuf>,
+    /// Hand-outs of one task before it is held for an administrator
+    /// (`transaction.max_handouts`, default 3, §4.8).
+    pub max_handouts: u32,
+    /// Name this server (`server.server_ip`, the bound port, the public
+    /// key) to PXE clients in the DHCP answers, option 43 sub-options 128
+    /// and 129 (`transaction.advertise`, default true;
+    /// docs/transaction-protocol.md, "How the preboot client finds the
+    /// transaction server").
+    pub advertise: bool,
 }
 
 /// Where the transaction server's static key comes from.
@@ -150,6 +170,9 @@ pub struct BootServerConfig {
     lease_dir: Option<(PathBuf, usize, usize)>,
     state_dir: Option<(PathBuf, usize, usize)>,
     root_at: (usize, usize),
+    /// The file as TOML values: what a reload compares
+    /// ([`super::reload`]).
+    pub(crate) table: toml::Table,
 }
 
 /// A boot file named in the configuration, with where it was named.
@@ -346,12 +369,15 @@ pub fn load(path: &Path) -> Result<BootServerConfig, ConfigError> {
 pub fn parse(file: &Path, text: &str) -> Result<BootServerConfig, ConfigError> {
     let cx = Cx { file, text };
     let raw: Raw = cx.deserialize()?;
-    Conv {
+    let table: toml::Table = cx.deserialize()?;
+    let mut config = Conv {
         cx,
         base: base_dir(file),
         warnings: Vec::new(),
     }
-    .convert(raw)
+    .convert(raw)?;
+    config.table = table;
+    Ok(config)
 }
 
 /// The directory relative paths in `file` are resolved against: the file's
@@ -367,6 +393,10 @@ fn base_dir(file: &Path) -> PathBuf {
 
 type S<T> = Spanned<T>;
 
+/// Why an old `[menu]` table is refused: it was renamed, and the new name
+/// says which of the two menus it is.
+const OLD_MENU: &str = "[menu] is now [pxe_prompt] (the firmware's PXE boot prompt, option 43, shown before any preboot client runs; the preboot client's menu is the policy's: transaction.store.server.menu, or menu in a [[transaction.store.policy]] or [[transaction.store.workstation]])";
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
@@ -375,7 +405,9 @@ struct Raw {
     ports: RawPorts,
     boot: S<RawBoot>,
     #[serde(default)]
-    menu: RawMenu,
+    pxe_prompt: RawPxePrompt,
+    /// The old name of `[pxe_prompt]`: refused, naming the new key.
+    menu: Option<S<toml::Value>>,
     #[serde(default)]
     dhcp: RawDhcp,
     tftp: Option<S<RawTftp>>,
@@ -386,7 +418,10 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawTransaction {
     enabled: Option<bool>,
+    advertise: Option<bool>,
     server_key_file: Option<S<String>>,
+    journal_file: Option<S<String>>,
+    max_handouts: Option<S<i64>>,
     store_file: Option<S<String>>,
     store: Option<S<policy_store::Raw>>,
     keys: Option<S<policy_store::RawKeys>>,
@@ -555,9 +590,13 @@ impl<'de> Deserialize<'de> for RawServers {
     }
 }
 
+/// `[pxe_prompt]`: the firmware's own PXE boot prompt and menu (PXE 2.1
+/// §2.4.5, option 43 sub-options 9 and 10), shown by the PXE ROM before any
+/// preboot client runs. Not the preboot client's menu, which is the
+/// policy's (`menu` in `[transaction.store]`).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawMenu {
+struct RawPxePrompt {
     show: Option<S<String>>,
     prompt: Option<S<String>>,
     timeout_secs: Option<S<i64>>,
@@ -686,6 +725,9 @@ impl Conv<'_> {
     }
 
     fn convert(mut self, mut raw: Raw) -> Result<BootServerConfig, ConfigError> {
+        if let Some(m) = &raw.menu {
+            return Err(self.cx.at(m, "menu", OLD_MENU));
+        }
         let transaction = raw.transaction.take();
         let srv = raw.server.get_ref();
         let server_ip = self.ip(&srv.server_ip, "server.server_ip")?;
@@ -833,7 +875,7 @@ impl Conv<'_> {
         };
         let (boot_files, files, check_files) = self.boot(&raw.boot, server_ip, tftp.is_some())?;
         dhcp.boot_files = boot_files;
-        self.menu(&raw.menu, &mut dhcp)?;
+        self.pxe_prompt(&raw.pxe_prompt, &mut dhcp)?;
         let lease_dir = self.dhcp(&raw.dhcp, mode, server_ip, &mut dhcp)?;
         let user = match &srv.user {
             Some(u) => {
@@ -877,6 +919,7 @@ impl Conv<'_> {
             lease_dir,
             state_dir,
             root_at,
+            table: toml::Table::new(),
         })
     }
 
@@ -1010,6 +1053,29 @@ impl Conv<'_> {
                 }
             },
         };
+        let journal = match (&t.journal_file, state_dir) {
+            (Some(f), _) if f.get_ref().is_empty() => {
+                return Err(self.cx.at(f, "transaction.journal_file", "empty path"));
+            }
+            (Some(f), _) => Some(self.path(f.get_ref())),
+            (None, Some(d)) => Some(d.join(TASK_JOURNAL_FILE)),
+            (None, None) => {
+                self.warnings.push(
+                    "no task journal (set server.state_dir or transaction.journal_file): task hand-outs and reports are kept in memory only, and a restart forgets them"
+                        .into(),
+                );
+                None
+            }
+        };
+        let max_handouts = match &t.max_handouts {
+            Some(m) => self.int(
+                m,
+                "transaction.max_handouts",
+                |v: &u32| (1..=1000).contains(v),
+                "1 to 1000",
+            )?,
+            None => crate::policy::DEFAULT_MAX_HANDOUTS,
+        };
         if workstation_keys.is_empty() && !workstation_keys.auto_enrol() {
             self.warnings.push(
                 "the transaction server has no workstation keys and transaction.keys.auto_enrol is off: every workstation waits as pending until its key is bound"
@@ -1023,6 +1089,9 @@ impl Conv<'_> {
             store_source,
             workstation_keys,
             engine: ServerConfig::default(),
+            journal,
+            max_handouts,
+            advertise: t.advertise.unwrap_or(true),
         }))
     }
 
@@ -1150,11 +1219,14 @@ impl Conv<'_> {
         Ok(t.clone())
     }
 
-    fn menu(&self, m: &RawMenu, dhcp: &mut DhcpServerConfig) -> Result<(), ConfigError> {
+    fn pxe_prompt(&self, m: &RawPxePrompt, dhcp: &mut DhcpServerConfig) -> Result<(), ConfigError> {
         let timeout = match &m.timeout_secs {
-            Some(t) => {
-                self.int::<u8>(t, "menu.timeout_secs", |v| (1..=254).contains(v), "1-254")?
-            }
+            Some(t) => self.int::<u8>(
+                t,
+                "pxe_prompt.timeout_secs",
+                |v| (1..=254).contains(v),
+                "1-254",
+            )?,
             None => 5,
         };
         dhcp.menu = match m.show.as_ref().map(|s| (s, s.get_ref().as_str())) {
@@ -1166,31 +1238,31 @@ impl Conv<'_> {
             Some((s, _)) => {
                 return Err(self.cx.at(
                     s,
-                    "menu.show",
+                    "pxe_prompt.show",
                     "expected \"never\", \"always\" or \"on-key-press\"",
                 ));
             }
         };
         if let Some(p) = &m.prompt {
-            dhcp.menu_prompt = self.text(p, "menu.prompt")?;
+            dhcp.menu_prompt = self.text(p, "pxe_prompt.prompt")?;
         }
         if m.item.len() > MAX_MENU_ITEMS {
             return Err(self.cx.at(
                 &m.item[MAX_MENU_ITEMS],
-                "menu.item",
-                format!("at most {MAX_MENU_ITEMS} menu items"),
+                "pxe_prompt.item",
+                format!("at most {MAX_MENU_ITEMS} prompt items"),
             ));
         }
         for it in &m.item {
             let i = it.get_ref();
             let ty = self.int::<u16>(
                 &i.server_type,
-                "menu.item.type",
+                "pxe_prompt.item.type",
                 |_| true,
                 "a boot server type 0-65535",
             )?;
             dhcp.menu_items
-                .push((ty, self.text(&i.label, "menu.item.label")?));
+                .push((ty, self.text(&i.label, "pxe_prompt.item.label")?));
         }
         // The labels share one PXE sub-option of 255 bytes: a menu over it
         // would make every answer that carries it fail to encode.
@@ -1211,7 +1283,7 @@ impl Conv<'_> {
             }
         }
         if let (Err(e), Some(at)) = (menu.check(), crossing) {
-            return Err(self.cx.at(at, "menu.item", e.to_string()));
+            return Err(self.cx.at(at, "pxe_prompt.item", e.to_string()));
         }
         Ok(())
     }

@@ -15,11 +15,16 @@
 //!
 //! Nothing serves before everything is ready: [`BootServer::bind`] checks
 //! the files ([`config::BootServerConfig::check_files`]), opens the lease
-//! log and binds every socket, and any failure drops what was opened.
+//! log and binds every socket, and any failure drops what was opened. The
+//! transaction server binds first: the DHCP answers name its real port and
+//! its public key (option 43 sub-options 128 and 129,
+//! `transaction.advertise`).
 //! [`BootServer::run`] serves until a stop flag is set (a signal handler
 //! sets it) or a service fails, then stops them all. DHCP, 4011, TFTP and
 //! the transaction server share the event loops, one per core
-//! ([`BootServer::run`]).
+//! ([`BootServer::run`]). While it runs, [`BootServer::reloader`] puts a
+//! new policy store and new workstation keys in place without dropping a
+//! transfer, a lease or a session ([`reload`]; `SIGHUP` in the example).
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -33,31 +38,34 @@
 //! ```
 
 pub mod config;
+pub mod reload;
 
 use std::format;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::prelude::rust_2024::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use self::config::{BootServerConfig, ConfigError, ServerKey, TransactionConfig};
+pub use self::reload::{ReloadError, Reloaded, Reloader};
 use super::clients::ClientDirectory;
-use super::dhcp::{DhcpServer, Mode};
+use super::dhcp::{DhcpServer, Mode, TransactionServer};
 use super::event_loop::{EventLoop, LoopGroup, Service};
 use super::privileges::{self, Switched};
+use super::task_journal::{JournaledProxy, restore_proxy};
 use super::tftp::{TftpServer, TftpStats};
 use super::transaction::{
     TransactionCounters, TransactionService, TransactionStats, Urandom, server_key_file,
 };
-use crate::policy::{ImagingProxy, MemoryStore};
+use crate::policy::MemoryStore;
 use crate::transaction::{Hex, KeyStore, Server, WorkstationKeys};
 
 /// The transaction server as the boot server runs it: the imaging proxy
 /// over the configured store, the configured workstation keys,
 /// `/dev/urandom`.
-type Transaction = TransactionService<ImagingProxy<MemoryStore>, WorkstationKeys, Urandom>;
+type Transaction = TransactionService<JournaledProxy<MemoryStore>, WorkstationKeys, Urandom>;
 
 /// Where the running transaction server's key came from (for people).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +123,10 @@ struct BoundTransaction {
     public_key: [u8; 32],
     origin: KeyOrigin,
     counters: Arc<TransactionCounters>,
+    /// Takes new policy stores and keys to the running service.
+    reloader: Reloader,
+    /// The workstation keys the configuration binds.
+    configured_keys: WorkstationKeys,
 }
 
 impl core::fmt::Debug for BootServer {
@@ -162,6 +174,15 @@ impl BootServer {
                 privileges::check_writable_dir(dir, "the directory of dhcp.lease_file", user)
                     .map_err(fail)?;
             }
+            let journal = self
+                .config
+                .transaction
+                .as_ref()
+                .and_then(|t| t.journal.as_ref());
+            if let Some(dir) = journal.and_then(|j| j.parent()) {
+                privileges::check_writable_dir(dir, "the task journal's directory", user)
+                    .map_err(fail)?;
+            }
         }
         Ok(switched)
     }
@@ -181,10 +202,18 @@ impl BootServer {
             None => format!("DHCP {}{on}", d.dhcp_addr),
         };
         let bind_err = |what: String| move |source| BootServerError::Bind { what, source };
+        // The transaction server first: the DHCP answers name its real
+        // port and its public key (option 43 sub-options 128 and 129).
+        let transaction = config
+            .transaction
+            .as_ref()
+            .map(|t| bind_transaction(&config, t))
+            .transpose()?;
         // One directory: TFTP lines name the client the DHCP side saw.
         let clients = ClientDirectory::new();
         let mut dc = d.clone();
         dc.clients = Some(clients.clone());
+        dc.transaction = advertised(&config, transaction.as_ref());
         let dhcp = DhcpServer::bind(dc).map_err(bind_err(what.clone()))?;
         let dhcp_addr = dhcp.dhcp_local_addr().map_err(bind_err(what.clone()))?;
         let boot_addr = dhcp.boot_local_addr().transpose().map_err(bind_err(what))?;
@@ -198,11 +227,6 @@ impl BootServer {
             None => None,
         };
         let tftp_addr = tftp.as_ref().map(TftpServer::local_addr);
-        let transaction = config
-            .transaction
-            .as_ref()
-            .map(bind_transaction)
-            .transpose()?;
         Ok(BootServer {
             config,
             dhcp,
@@ -229,6 +253,13 @@ impl BootServer {
     /// Where the transaction server's key came from.
     pub fn transaction_key_origin(&self) -> Option<&KeyOrigin> {
         self.transaction.as_ref().map(|t| &t.origin)
+    }
+
+    /// Reloads the policy store and the workstation keys while the server
+    /// runs (what `SIGHUP` does in `preboot-server`; [`reload`]). Take it
+    /// before [`run`](Self::run); `None` when no transaction server runs.
+    pub fn reloader(&self) -> Option<Reloader> {
+        self.transaction.as_ref().map(|t| t.reloader.clone())
     }
 
     /// The transaction server's counters, live while it runs.
@@ -301,7 +332,19 @@ impl BootServer {
             out.push(format!("boot {key:<11} {file}"));
         }
         if let (Some(t), Some(tc)) = (&self.transaction, &c.transaction) {
-            out.push(format!("transaction: udp {} (protocol v2)", t.addr));
+            out.push(format!(
+                "transaction: udp {} (protocol v2), {}",
+                t.addr,
+                if tc.advertise {
+                    format!(
+                        "named to PXE clients as {}:{} (DHCP option 43 sub-options 128/129)",
+                        d.server_id,
+                        t.addr.port()
+                    )
+                } else {
+                    "not named in DHCP answers (transaction.advertise = false)".into()
+                }
+            ));
             let origin = match &t.origin {
                 KeyOrigin::Given(f) => format!("from {}", f.display()),
                 KeyOrigin::Kept(f) => format!("kept in {}", f.display()),
@@ -367,7 +410,10 @@ impl BootServer {
                     "transaction: auto-enrolment is on: a key nobody bound is bound to the identity it first claims (trust on first use, protocol §3.4); use it only where that is acceptable"
                 );
             }
-            first.push(("transaction server", Box::new(t.service)));
+            let service = t
+                .reloader
+                .service(t.service, t.configured_keys);
+            first.push(("transaction server", Box::new(service)));
             t.counters
         });
         let (result, stats) = match tftp {
@@ -401,6 +447,9 @@ impl BootServer {
             failed = tftp.failed,
             refused = tftp.refused,
             bytes = tftp.bytes,
+            sessions = transaction.sessions_established,
+            reloads = transaction.reloads,
+            reloads_refused = transaction.reloads_refused,
             "stopped"
         );
         Ok(RunSummary {
@@ -411,9 +460,30 @@ impl BootServer {
     }
 }
 
+/// What the DHCP answers name as the transaction server: `server.server_ip`
+/// (the address clients reach this host at, option 54) with the port the
+/// transaction socket really got, and its public key — unless
+/// `transaction.advertise = false` or it does not run.
+fn advertised(
+    config: &BootServerConfig,
+    bound: Option<&BoundTransaction>,
+) -> Option<TransactionServer> {
+    let t = bound?;
+    if !config.transaction.as_ref()?.advertise {
+        return None;
+    }
+    Some(TransactionServer {
+        address: SocketAddrV4::new(config.dhcp.server_id, t.addr.port()),
+        public_key: Some(t.public_key),
+    })
+}
+
 /// The transaction server's key (read, or made in the state directory),
 /// engine and socket.
-fn bind_transaction(t: &TransactionConfig) -> Result<BoundTransaction, BootServerError> {
+fn bind_transaction(
+    config: &BootServerConfig,
+    t: &TransactionConfig,
+) -> Result<BoundTransaction, BootServerError> {
     let mut random = Urandom::open().map_err(|source| BootServerError::Bind {
         what: "/dev/urandom (transaction server)".into(),
         source,
@@ -443,7 +513,12 @@ fn bind_transaction(t: &TransactionConfig) -> Result<BoundTransaction, BootServe
         t.engine,
         key,
         t.workstation_keys.clone(),
-        ImagingProxy::new(t.store.clone()),
+        restore_proxy(t.store.clone(), t.journal.as_deref(), t.max_handouts).map_err(|e| {
+            BootServerError::Bind {
+                what: "task journal".into(),
+                source: io::Error::other(e),
+            }
+        })?,
         random,
     );
     // A boot storm of bound workstations then costs three X25519
@@ -464,11 +539,14 @@ fn bind_transaction(t: &TransactionConfig) -> Result<BoundTransaction, BootServe
             source,
         })?;
     let counters = service.counters();
+    let reloader = Reloader::new(config, public_key, counters.clone());
     Ok(BoundTransaction {
         service,
         addr,
         public_key,
         origin,
         counters,
+        reloader,
+        configured_keys: t.workstation_keys.clone(),
     })
 }

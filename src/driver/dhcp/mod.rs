@@ -71,6 +71,7 @@ use std::time::Duration;
 use std::vec::Vec;
 
 use crate::dhcp::BootArch;
+pub use crate::dhcp::config::TransactionServer;
 use crate::dhcp::config::{
     BootEntry, BootFileName, MAX_BOOT_FILES, Menu, MenuItem, ServerConfig, Text,
 };
@@ -176,6 +177,11 @@ pub struct DhcpServerConfig {
     /// ACKs wait that much longer; fewer fsyncs cost less CPU). Zero =
     /// fsync as soon as anything waits.
     pub lease_commit_window: Duration,
+    /// The transaction server named to PXE clients in option 43
+    /// sub-options 128 and 129 (see
+    /// [`ServerConfig::transaction`]); `None` = none. The boot server sets
+    /// it from its running transaction server (`transaction.advertise`).
+    pub transaction: Option<TransactionServer>,
 }
 
 impl DhcpServerConfig {
@@ -202,6 +208,7 @@ impl DhcpServerConfig {
             max_declined_percent: crate::dhcp::config::DEFAULT_MAX_DECLINED_PERCENT,
             clients: None,
             lease_commit_window: Duration::from_millis(4),
+            transaction: None,
         }
     }
 
@@ -308,6 +315,7 @@ impl DhcpServerConfig {
         }
         c.rate_limit = self.rate_limit;
         c.max_declined_percent = self.max_declined_percent;
+        c.transaction = self.transaction;
         Ok(c)
     }
 }

@@ -3,7 +3,9 @@
 //! - [`PxeOption`] / [`PxeOptions`]: the sub-options of option 43 typed
 //!   both ways (PXE 2.1 §2.4, table 2-1), including the little-endian MTFTP
 //!   ports ([`MtftpPort`]), discovery control bits, boot servers, boot
-//!   menu, menu prompt and boot item.
+//!   menu, menu prompt and boot item, and this project's vendor-range
+//!   sub-options 128 (transaction server address and port) and 129 (its
+//!   X25519 public key).
 //! - [`ClientArch`]: option 93 values (IANA registry), [`Ndi`]: option 94,
 //!   [`MachineId`]: option 97 (with the UUID/GUID byte-order note).
 //! - [`VendorClass`]: `PXEClient:Arch:xxxxx:UNDI:yyyzzz` and

@@ -14,8 +14,21 @@
 //! and Wireshark decodes them that way. [`MtftpPort`] holds the port
 //! number and reads/writes it **little-endian**: port 1759 is sent as
 //! `df 06`.
+//!
+//! # The transaction server (sub-options 128 and 129, vendor range)
+//! PXE 2.1 table 2-1 leaves codes 128–254 to the vendor (the Intel LCM
+//! tags at 179–194 are the only ones known in use; see
+//! `../shared/notes/pxe-and-zenworks-facts.md` §2.2). This project uses
+//! two of them to name the transaction server
+//! (docs/transaction-protocol.md, "How the preboot client finds the
+//! transaction server"):
+//!
+//! ```text
+//! 80 06 c0 a8 4d 01 0f ac    128 TransactionServer: 192.168.77.1, UDP 4012 (big-endian)
+//! 81 20 <32 bytes>           129 TransactionServerKey: the server's X25519 public key
+//! ```
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::wire::dhcp::encode::{OptionValue, Sink, SliceSink};
 use crate::wire::dhcp::{EmitError, Ipv4List, List, OptionData, SubOptions};
@@ -39,6 +52,30 @@ impl OptionValue<'_> for MtftpPort {
     }
     fn encode<S: Sink>(&self, out: &mut S) {
         out.put(&self.0.to_le_bytes());
+    }
+}
+
+/// An IPv4 address and a UDP port, 6 bytes: `| address (4) | port (2, BE) |`
+/// (sub-option 128, [`PxeOption::TransactionServer`]). Unlike the MTFTP
+/// ports, this vendor sub-option is all network byte order.
+impl OptionValue<'_> for SocketAddrV4 {
+    #[inline]
+    fn decode(data: OptionData<'_>) -> Option<Self> {
+        if data.len() != 6 {
+            return None;
+        }
+        let b = data.array::<6>(0)?;
+        Some(SocketAddrV4::new(
+            Ipv4Addr::new(b[0], b[1], b[2], b[3]),
+            u16::from_be_bytes([b[4], b[5]]),
+        ))
+    }
+    fn encoded_len(&self) -> usize {
+        6
+    }
+    fn encode<S: Sink>(&self, out: &mut S) {
+        out.put(&self.ip().octets());
+        out.put(&self.port().to_be_bytes());
     }
 }
 
@@ -435,6 +472,16 @@ option_table! {
     12 CREDENTIAL_TYPES => CredentialTypes(CredentialTypes<'a>),
     /// PXE_BOOT_ITEM (71).
     71 BOOT_ITEM => BootItem(BootItem),
+    /// TransactionServer (128, vendor range; this project's): the
+    /// transaction server's IPv4 address and UDP port (6 bytes, port
+    /// big-endian; docs/transaction-protocol.md).
+    128 TRANSACTION_SERVER => TransactionServer(SocketAddrV4),
+    /// TransactionServerKey (129, vendor range; this project's): the
+    /// transaction server's static X25519 public key (32 bytes;
+    /// docs/transaction-protocol.md §3.1). DHCP is unauthenticated: a key
+    /// learnt here is trust on first use at best, and a key the preboot
+    /// client pins wins (docs/security.md).
+    129 TRANSACTION_SERVER_KEY => TransactionServerKey([u8; 32]),
 }
 
 impl PxeOption<'_> {
@@ -509,5 +556,128 @@ impl<'a> Iterator for PxeOptions<'a> {
     #[inline]
     fn next(&mut self) -> Option<PxeOption<'a>> {
         self.inner.next().map(|s| PxeOption::decode(s.code, s.data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(bytes: &[u8]) -> heapless::Vec<PxeOption<'_>, 8> {
+        PxeOptions::new(OptionData::new(bytes)).collect()
+    }
+
+    /// Sub-option 128 (vendor range, PXE 2.1 table 2-1): address then port,
+    /// both network order; the builder writes the bytes the view reads.
+    #[test]
+    fn transaction_server_round_trips() {
+        let addr = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 1), 4012);
+        let opts = [PxeOption::TransactionServer(addr)];
+        let mut buf = [0u8; 16];
+        let n = PxeOptions::emit(&opts, &mut buf).unwrap();
+        assert_eq!(&buf[..n], &[128, 6, 192, 168, 77, 1, 0x0f, 0xac, 255]);
+        assert_eq!(parse(&buf[..n]).as_slice(), &opts);
+        assert_eq!(opts[0].code(), code::TRANSACTION_SERVER);
+    }
+
+    /// Sub-option 129: the 32-byte X25519 public key as is.
+    #[test]
+    fn transaction_server_key_round_trips() {
+        let mut key = [0u8; 32];
+        for (i, b) in key.iter_mut().enumerate() {
+            *b = i as u8 ^ 0xa5;
+        }
+        let opts = [PxeOption::TransactionServerKey(key)];
+        let mut buf = [0u8; 40];
+        let n = PxeOptions::emit(&opts, &mut buf).unwrap();
+        assert_eq!(n, 2 + 32 + 1);
+        assert_eq!(&buf[..2], &[129, 32]);
+        assert_eq!(&buf[2..34], &key);
+        assert_eq!(buf[34], 255);
+        assert_eq!(parse(&buf[..n]).as_slice(), &opts);
+        assert_eq!(opts[0].code(), code::TRANSACTION_SERVER_KEY);
+    }
+
+    /// Both after the standard sub-options of a proxy answer (the order the
+    /// server writes them), and read back in order.
+    #[test]
+    fn transaction_sub_options_follow_the_standard_ones() {
+        let key = [7u8; 32];
+        let addr = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40_000);
+        let opts = [
+            PxeOption::DiscoveryControl(DiscoveryControl(DiscoveryControl::DIRECT_BOOT)),
+            PxeOption::BootItem(BootItem {
+                item_type: 0x8000,
+                layer: 0,
+                credentials: false,
+            }),
+            PxeOption::TransactionServer(addr),
+            PxeOption::TransactionServerKey(key),
+        ];
+        let len = PxeOptions::buffer_len(&opts).unwrap();
+        assert_eq!(len, 3 + 6 + 8 + 34 + 1);
+        let mut buf = [0u8; 64];
+        assert_eq!(PxeOptions::emit(&opts, &mut buf), Ok(len));
+        assert_eq!(&buf[9..17], &[128, 6, 10, 0, 0, 1, 0x9c, 0x40]);
+        assert_eq!(parse(&buf[..len]).as_slice(), &opts);
+    }
+
+    /// A wrong length is `Malformed` (kept as received, re-emitted as is),
+    /// never a wrong address or a short key.
+    #[test]
+    fn wrong_lengths_are_malformed() {
+        for bytes in [
+            &[128u8, 5, 1, 2, 3, 4, 5, 255][..],
+            &[128, 7, 1, 2, 3, 4, 5, 6, 7, 255],
+            &[128, 0, 255],
+        ] {
+            let got = parse(bytes);
+            assert!(
+                matches!(got[..], [PxeOption::Malformed { code: 128, .. }]),
+                "{bytes:?}: {got:?}"
+            );
+        }
+        let mut long = [0u8; 36];
+        long[..2].copy_from_slice(&[129, 33]);
+        long[35] = 255;
+        let mut short = [0u8; 34];
+        short[..2].copy_from_slice(&[129, 31]);
+        short[33] = 255;
+        for bytes in [&long[..], &short[..]] {
+            let got = parse(bytes);
+            assert!(
+                matches!(got[..], [PxeOption::Malformed { code: 129, .. }]),
+                "{got:?}"
+            );
+            // Kept byte for byte.
+            let mut out = [0u8; 40];
+            let n = PxeOptions::emit(&got, &mut out).unwrap();
+            assert_eq!(&out[..n], bytes);
+        }
+    }
+
+    /// The codes are typed now: an `Unknown` 128 or 129 is refused by the
+    /// builder (it would shadow the typed variant).
+    #[test]
+    fn typed_codes_cannot_be_sent_as_unknown() {
+        for code in [128u8, 129] {
+            assert!(PxeOption::is_known(code));
+            let o = PxeOption::Unknown {
+                code,
+                data: OptionData::new(&[0; 6]),
+            };
+            assert_eq!(o.check(), Err(EmitError::InvalidCode(code)));
+        }
+        assert!(!PxeOption::is_known(130));
+    }
+
+    /// A sub-option 129 running past the end of option 43 is dropped and
+    /// reported, not read short.
+    #[test]
+    fn truncated_key_is_reported() {
+        let bytes = [129u8, 32, 1, 2, 3];
+        let mut it = PxeOptions::new(OptionData::new(&bytes));
+        assert_eq!(it.by_ref().count(), 0);
+        assert!(it.malformed());
     }
 }
