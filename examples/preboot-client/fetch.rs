@@ -61,7 +61,8 @@ impl WriteAt for Sink {
 }
 
 /// Read `name` from the TFTP server at `server` from a new socket on
-/// `bind`, into `out` when given, within `limit`. A refusal that is not
+/// `bind`, into `out` when given; it fails after `limit` without
+/// progress. A refusal that is not
 /// about the file (error code 0: the server is at its transfer limit) is
 /// retried after 1, 2 and 4 s; a missing file or a broken transfer is not.
 pub fn tftp(
@@ -123,7 +124,8 @@ fn once(
         next: 0,
     };
     let start = clock::now();
-    let end = start + limit;
+    let mut end = start + limit;
+    let mut progress = 0;
     let mut client = Client::new(start, server, name.as_bytes(), config, sink);
     // One DATA block and its header; on the heap (many workstations run
     // on small thread stacks).
@@ -131,9 +133,15 @@ fn once(
     let mut rx = vec![0u8; (usize::from(config.blksize.unwrap_or(512)) + 4).max(2048)];
     loop {
         let now = clock::now();
+        // The limit is on silence, not on the whole transfer: a transfer
+        // that moves goes on however long the file (PXE ROMs do the same).
+        if client.bytes() > progress {
+            progress = client.bytes();
+            end = now + limit;
+        }
         if now >= end {
             return Err(Failure::Other(format!(
-                "TFTP {name} from {server}: no end after {limit:?} ({} bytes)",
+                "TFTP {name} from {server}: no progress for {limit:?} ({} bytes)",
                 client.bytes()
             )));
         }

@@ -135,7 +135,8 @@ struct Args {
     /// TFTP blksize to ask for (RFC 2348).
     #[arg(long, value_name = "N", default_value_t = 1432)]
     blksize: u16,
-    /// Give up on a step after SECS.
+    /// Give up on a step after SECS (a TFTP download: after SECS without
+    /// progress).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     step_limit: u64,
     /// Print the image-safe data of the disk and exit.

@@ -212,9 +212,16 @@ fn main() -> ExitCode {
         println!(
             "  demo policy: workstation 52:54:00:00:00:01 (demo-pc-01) has a pending restore task;"
         );
+        println!("               52:54:00:00:00:02 and :03 join the multicast session demo-room;");
         println!("               any other workstation gets the server policy (menu on Alt+M);");
         println!(
             "               auto-enrol is on: every new workstation key is bound on first use"
+        );
+        println!(
+            "  boot one:    cargo run --release --example preboot-client -- --mac 52:54:00:00:00:01"
+        );
+        println!(
+            "  boot many:   cargo run --release --example preboot-client -- --workstations 50"
         );
     }
     println!("  stop:        Ctrl-C or kill -TERM {}", std::process::id());

@@ -300,27 +300,44 @@ impl<P: Policy, K: KeyStore, R: Random> TransactionService<P, K, R> {
         self.kept.as_mut().map(core::mem::take).unwrap_or_default()
     }
 
-    /// Read the socket until it would block, answering each datagram.
-    /// IPv6 senders are ignored (the protocol is IPv4, §1).
+    /// Read the socket until it would block, answering the datagrams in
+    /// batches of at most [`BATCH`]: each batch is handled, the policy's
+    /// records are made durable once (group commit, [`Policy::commit`]),
+    /// then its answers go out. IPv6 senders are ignored (the protocol is
+    /// IPv4, §1).
     fn receive(&mut self) -> io::Result<()> {
         loop {
-            let (n, from) = match self.socket.recv_from(&mut self.rx) {
-                Ok(v) => v,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if event_loop::transient(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            let SocketAddr::V4(from) = from else { continue };
-            let now = super::clock::now();
-            self.engine.handle(
-                now,
-                Datagram {
-                    local: self.local,
-                    remote: from,
-                    payload: &self.rx[..n],
-                },
-            );
-            self.flush(now);
+            let mut handled = 0;
+            let mut drained = false;
+            while handled < BATCH {
+                let (n, from) = match self.socket.recv_from(&mut self.rx) {
+                    Ok(v) => v,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        drained = true;
+                        break;
+                    }
+                    Err(e) if event_loop::transient(&e) => continue,
+                    Err(e) => {
+                        let now = super::clock::now();
+                        self.flush(now);
+                        return Err(e);
+                    }
+                };
+                let SocketAddr::V4(from) = from else { continue };
+                self.engine.handle(
+                    super::clock::now(),
+                    Datagram {
+                        local: self.local,
+                        remote: from,
+                        payload: &self.rx[..n],
+                    },
+                );
+                handled += 1;
+            }
+            self.flush(super::clock::now());
+            if drained {
+                return Ok(());
+            }
         }
     }
 
@@ -330,8 +347,21 @@ impl<P: Policy, K: KeyStore, R: Random> TransactionService<P, K, R> {
         self.flush(now);
     }
 
-    /// Send the engine's replies and take its events.
+    /// Make the policy's records durable, then send the engine's replies
+    /// and take its events. When the records cannot be made durable the
+    /// replies are dropped, not sent (the clients retransmit; the policy
+    /// refuses while its journal is broken).
     fn flush(&mut self, now: Instant) {
+        if self.engine.policy_mut().commit().is_err() {
+            let mut dropped = 0;
+            while let Ok(Some(_)) = self.engine.poll_transmit(now, &mut self.tx) {
+                dropped += 1;
+            }
+            tracing::error!(
+                dropped,
+                "transaction: the task journal failed; answers not sent"
+            );
+        }
         loop {
             match self.engine.poll_transmit(now, &mut self.tx) {
                 Ok(Some(t)) => {
@@ -385,6 +415,10 @@ where
         Ok(())
     }
 }
+
+/// Datagrams handled before their answers go out (and the policy's
+/// records are committed once for all of them).
+const BATCH: usize = 64;
 
 /// One line per event: the steps of a session at info, the routine ones
 /// (a session opened or expired, a retransmission) at debug.

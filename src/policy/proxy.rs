@@ -650,6 +650,12 @@ fn image_safe_of<'a>(info: &WorkstationInfo<'a>) -> Option<ImageSafe<'a>> {
 }
 
 impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
+    fn commit(&mut self) -> Result<(), crate::transaction::CommitFailed> {
+        self.log
+            .commit()
+            .map_err(|_| crate::transaction::CommitFailed)
+    }
+
     fn object_of(&self, id: &WorkstationId) -> Option<WorkstationId> {
         self.store
             .find_workstation(core::slice::from_ref(id))

@@ -233,8 +233,19 @@ pub trait TaskLog {
     type Error: core::fmt::Debug;
     /// Keep `record` (it may be buffered until [`TaskLog::sync`]).
     fn record(&mut self, record: &TaskRecord) -> Result<(), Self::Error>;
-    /// Make every record kept so far durable.
+    /// Make every record kept so far durable — or, in a log whose driver
+    /// commits for it ([`TaskLog::commit`], group commit), ready to be made
+    /// durable by the next commit, which comes before any answer that
+    /// depends on it is sent.
     fn sync(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    /// Make every record synced so far durable: the driver calls it once
+    /// for a batch of requests, before it sends their answers (group
+    /// commit: one flush to the disk for many reports). An error means
+    /// the answers must not be sent. A log without group commit is
+    /// durable at [`TaskLog::sync`] already; the default does nothing.
+    fn commit(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
     /// Would the log rather be rewritten from a snapshot of
@@ -268,6 +279,9 @@ impl<L: TaskLog> TaskLog for Option<L> {
     }
     fn sync(&mut self) -> Result<(), Self::Error> {
         self.as_mut().map_or(Ok(()), |l| l.sync())
+    }
+    fn commit(&mut self) -> Result<(), Self::Error> {
+        self.as_mut().map_or(Ok(()), |l| l.commit())
     }
     fn should_compact(&self, n: usize) -> bool {
         self.as_ref().is_some_and(|l| l.should_compact(n))

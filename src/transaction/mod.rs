@@ -33,7 +33,7 @@ pub use client::{Client, ClientConfig, ClientError, ClientEvent, HandshakeSeed};
 #[cfg(feature = "alloc")]
 pub use keys::WorkstationKeys;
 pub use keys::{Hex, KeyError, KeyList, KeyStore, StaticKey, parse_key};
-pub use policy::Policy;
+pub use policy::{CommitFailed, Policy};
 pub use server::{DropReason, PendingKey, Server, ServerConfig, ServerEvent};
 
 /// The random source gave no bytes (§11.2).

@@ -9,6 +9,12 @@ use crate::wire::transaction::messages::{
 };
 use crate::workstation::WorkstationId;
 
+/// The policy's records could not be made durable: the answers that
+/// depend on them must not be sent ([`Policy::commit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the policy's records could not be made durable")]
+pub struct CommitFailed;
+
 /// What the transaction server asks the policy layer (docs/design.md, steps
 /// 8–17). Errors are the protocol status the client receives (§5):
 /// `UnknownTask` or `ServerError`.
@@ -48,6 +54,14 @@ pub trait Policy {
         who: &WorkstationId,
         info: &WorkstationInfo<'_>,
     ) -> Result<TaskReply<'s>, Status>;
+    /// Make durable what the answers given since the last call depend on
+    /// (a task journal's group commit). The driver calls it before it
+    /// sends those answers; `Err` means they must not be sent (the clients
+    /// retransmit and the policy answers again). The default: nothing to
+    /// do.
+    fn commit(&mut self) -> Result<(), CommitFailed> {
+        Ok(())
+    }
     /// A task's progress or outcome (§4.6), for a live task of `who`.
     fn report(
         &mut self,

@@ -509,18 +509,19 @@ fn bind_transaction(
         }
     };
     let public_key = key.public();
-    let mut engine = Server::new(
-        t.engine,
-        key,
-        t.workstation_keys.clone(),
+    let mut proxy =
         restore_proxy(t.store.clone(), t.journal.as_deref(), t.max_handouts).map_err(|e| {
             BootServerError::Bind {
                 what: "task journal".into(),
                 source: io::Error::other(e),
             }
-        })?,
-        random,
-    );
+        })?;
+    // The transaction service commits the journal once per batch of
+    // requests, before it sends their answers.
+    if let Some(j) = proxy.log_mut() {
+        j.group_commit(true);
+    }
+    let mut engine = Server::new(t.engine, key, t.workstation_keys.clone(), proxy, random);
     // A boot storm of bound workstations then costs three X25519
     // operations per handshake instead of four (§3.5).
     for (_, k) in t.workstation_keys.iter() {
