@@ -7,7 +7,9 @@
 //! A request that gets no answer after the engine's last retransmission
 //! (the server restarted and forgot the session, or was away) is sent
 //! again on a new session, up to [`RESUMES`] times: a reply from the
-//! server is what counts, not the session it came on.
+//! server is what counts, not the session it came on. A session idle for
+//! [`IDLE_RESUME`] (the server forgets it at 60 s, §3.5: e.g. after the
+//! imaging environment's download) is replaced before the next request.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -26,6 +28,10 @@ use preboot::wire::transaction::{MessageType, Payload, Status};
 /// New sessions a request may take after the one it started on died.
 pub const RESUMES: u32 = 3;
 
+/// A session idle this long is replaced before the next request: the
+/// server forgets sessions after 60 s without a request (§3.5).
+pub const IDLE_RESUME: Duration = Duration::from_secs(50);
+
 /// An authenticated session with the transaction server.
 pub struct Session {
     config: ClientConfig,
@@ -43,6 +49,8 @@ pub struct Session {
     /// The last `WorkstationInfo` sent (its encoded payload): a new
     /// session starts with it again (§4: it comes before any query).
     info: Option<Vec<u8>>,
+    /// When the server last answered on this session.
+    last_answer: Instant,
 }
 
 /// How a request ended.
@@ -85,6 +93,7 @@ impl Session {
             handshakes: 1,
             pending_seen: false,
             info: None,
+            last_answer: clock::now(),
         };
         s.wait_established(clock::now() + limit)?;
         Ok(s)
@@ -119,6 +128,7 @@ impl Session {
             while let Some(e) = self.client.poll_event() {
                 match e {
                     ClientEvent::Established { session_id } => {
+                        self.last_answer = clock::now();
                         tracing::debug!(session_id, "transaction: established");
                         return Ok(());
                     }
@@ -218,12 +228,28 @@ impl Session {
     ) -> Result<Answer, String> {
         let end = clock::now() + limit;
         let mut resumes = 0;
+        // The server forgets a session after 60 s without a request
+        // (§3.5): after a long download, start a new one rather than wait
+        // for the old one's retransmissions to run out.
+        if clock::now().saturating_duration_since(self.last_answer) >= IDLE_RESUME {
+            tracing::debug!(what, "transaction: session idle, opening a new one");
+            self.rehandshake(end)?;
+            if what != "WorkstationInfo" {
+                self.replay_info(end)?;
+            }
+        }
         send(&mut self.client, clock::now()).map_err(|e| format!("{what}: {e}"))?;
         loop {
             while let Some(e) = self.client.poll_event() {
                 match e {
-                    ClientEvent::Reply { .. } => return Ok(Answer::Reply),
-                    ClientEvent::Refused { status, .. } => return Ok(Answer::Refused(status)),
+                    ClientEvent::Reply { .. } => {
+                        self.last_answer = clock::now();
+                        return Ok(Answer::Reply);
+                    }
+                    ClientEvent::Refused { status, .. } => {
+                        self.last_answer = clock::now();
+                        return Ok(Answer::Refused(status));
+                    }
                     ClientEvent::Failed { request } => {
                         if resumes >= RESUMES {
                             return Err(format!(

@@ -247,9 +247,16 @@ impl<P: Policy, K: KeyStore, R: Random> TransactionService<P, K, R> {
         Self::new(std::net::UdpSocket::bind(addr)?, engine)
     }
 
-    /// Serve `engine` on a bound socket (made non-blocking here).
+    /// Serve `engine` on a bound socket (made non-blocking here, with a
+    /// receive buffer of 4 MiB where the system allows: room for a boot
+    /// storm's handshakes while the loop is busy with TFTP).
     pub fn new(socket: std::net::UdpSocket, engine: Server<P, K, R>) -> io::Result<Self> {
         socket.set_nonblocking(true)?;
+        let socket = {
+            let s = socket2::Socket::from(socket);
+            let _ = s.set_recv_buffer_size(4 << 20);
+            std::net::UdpSocket::from(s)
+        };
         let local = match socket.local_addr()? {
             SocketAddr::V4(a) => a,
             SocketAddr::V6(a) => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, a.port()),
