@@ -761,3 +761,23 @@ fn harness_rejects_bad_transaction_frames() {
         "{out}"
     );
 }
+
+/// A client whose timer runs out before the first answer sends its RRQ
+/// again from the same port (RFC 1350 §2; pxelinux did, 59 ms apart, under
+/// load): one transfer, not a second one with "no answer" (which failed a
+/// boot that had received every byte).
+#[test]
+#[cfg_attr(preboot_skip_awk_xxd, ignore = "needs awk and xxd")]
+fn harness_takes_a_repeated_request_for_a_retransmission() {
+    let file: Vec<u8> = (0..1124u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut window = data(1, &file[..512]);
+    window.extend(data(2, &file[512..1024]));
+    let mut frames = windowed_transfer(window, &file);
+    let rrq = frames[0].clone();
+    frames.insert(1, rrq);
+    let (out, got) = reassemble("rrq-again", &frames);
+    assert!(!out.contains("nodata"), "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("|complete|"), "{out}");
+    assert_eq!(got, file);
+}
