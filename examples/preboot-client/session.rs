@@ -124,6 +124,7 @@ impl Session {
     }
 
     fn wait_established(&mut self, end: Instant) -> Result<(), String> {
+        let (mut busy, mut advisories) = (0u32, 0u32);
         loop {
             while let Some(e) = self.client.poll_event() {
                 match e {
@@ -135,6 +136,9 @@ impl Session {
                     ClientEvent::HandshakeRefused { status, retry_at } => {
                         if status == Status::Pending {
                             self.pending_seen = true;
+                        }
+                        if status == Status::Busy {
+                            busy += 1;
                         }
                         tracing::info!(
                             ?status,
@@ -153,18 +157,24 @@ impl Session {
                         self.handshakes += 1;
                     }
                     ClientEvent::Advisory { request, status } => {
+                        advisories += 1;
                         tracing::debug!(
                             ?request,
                             ?status,
                             "transaction: unauthenticated refusal ignored"
                         );
                     }
-                    ClientEvent::Failed { .. } => {
+                    ClientEvent::Failed { request } => {
                         return Err(if self.pending_seen {
                             "the server keeps this workstation's key pending: an administrator must bind it (its public key is printed above)".into()
+                        } else if busy > 0 {
+                            format!(
+                                "no handshake with the transaction server {}: it answered Busy {busy} times (its session table is full)",
+                                self.config.server
+                            )
                         } else {
                             format!(
-                                "no handshake with the transaction server {} (no answer, or it does not hold the pinned key)",
+                                "no handshake with the transaction server {}: no valid answer to {request:?} after every retransmission ({advisories} unauthenticated refusals ignored; no server, a lossy path, or a server that does not hold the pinned key)",
                                 self.config.server
                             )
                         });
