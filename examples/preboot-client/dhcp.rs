@@ -111,7 +111,25 @@ impl DhcpHub {
             None => preboot::dhcp::Client::new(now, config, xid),
         };
         let mut buf = [0u8; preboot::dhcp::Client::MAX_DATAGRAM];
+        let mut arrived: Vec<(SocketAddrV4, Vec<u8>)> = Vec::new();
         loop {
+            // Every answer that came, including those that came while this
+            // thread was not running, counts before any timer fires.
+            arrived.extend(rx.try_iter());
+            for (from, payload) in arrived.drain(..) {
+                client.handle(
+                    clock::now(),
+                    Datagram {
+                        local: self.local,
+                        remote: from,
+                        payload: &payload,
+                    },
+                );
+                if let (false, Some(g)) = (configured, client.granted()) {
+                    configured = true;
+                    on_address(g)?;
+                }
+            }
             let now = clock::now();
             client.handle_timeout(now);
             while let Some(t) = client
@@ -143,20 +161,7 @@ impl DhcpHub {
                 .unwrap_or(Duration::from_millis(10))
                 .max(Duration::from_millis(1));
             match rx.recv_timeout(wait) {
-                Ok((from, payload)) => {
-                    client.handle(
-                        clock::now(),
-                        Datagram {
-                            local: self.local,
-                            remote: from,
-                            payload: &payload,
-                        },
-                    );
-                    if let (false, Some(g)) = (configured, client.granted()) {
-                        configured = true;
-                        on_address(g)?;
-                    }
-                }
+                Ok(d) => arrived.push(d),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err("DHCP: the receiver stopped".into());

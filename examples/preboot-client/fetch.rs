@@ -145,6 +145,26 @@ fn once(
                 client.bytes()
             )));
         }
+        if client.poll_timeout().is_some_and(|t| t <= now) {
+            // A timer is due: first take what arrived while this thread
+            // was not running, so that a starved thread neither
+            // retransmits nor gives up with the answer in its socket.
+            socket.set_nonblocking(true).map_err(fail)?;
+            for _ in 0..64 {
+                let Ok((n, SocketAddr::V4(from))) = socket.recv_from(&mut rx) else {
+                    break;
+                };
+                client.handle(
+                    clock::now(),
+                    Datagram {
+                        local,
+                        remote: from,
+                        payload: &rx[..n],
+                    },
+                );
+            }
+            socket.set_nonblocking(false).map_err(fail)?;
+        }
         client.handle_timeout(now);
         while let Some(t) = client
             .poll_transmit(now, &mut buf)

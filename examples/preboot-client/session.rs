@@ -302,7 +302,11 @@ impl Session {
                 self.config.server
             ));
         }
-        self.client.handle_timeout(now);
+        // What arrived while this thread was not running counts before any
+        // timer fires (a starved thread must not retransmit, or give up,
+        // with the answer already waiting in its socket).
+        self.drain()?;
+        self.client.handle_timeout(clock::now());
         let mut buf = [0u8; Client::MAX_DATAGRAM];
         while let Some(t) = self
             .client
@@ -329,6 +333,31 @@ impl Session {
     }
 
     /// Wait up to `wait` for one datagram and feed it to the engine.
+    fn drain(&mut self) -> Result<(), String> {
+        self.socket
+            .set_nonblocking(true)
+            .map_err(|e| e.to_string())?;
+        let mut rx = [0u8; Client::MAX_DATAGRAM];
+        // Bounded: a socket buffer holds a few hundred datagrams at most.
+        for _ in 0..1024 {
+            match self.socket.recv_from(&mut rx) {
+                Ok((n, SocketAddr::V4(from))) => self.client.handle(
+                    clock::now(),
+                    Datagram {
+                        local: self.local,
+                        remote: from,
+                        payload: &rx[..n],
+                    },
+                ),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        self.socket
+            .set_nonblocking(false)
+            .map_err(|e| e.to_string())
+    }
+
     fn receive(&mut self, wait: Option<Duration>) -> Result<(), String> {
         self.socket
             .set_read_timeout(wait)
