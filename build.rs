@@ -28,9 +28,11 @@ enum Need {
     File(&'static str, &'static str),
     /// `curl` built with the TFTP protocol.
     CurlTftp,
+    /// The standard library of a Rust target (`rustup target add`).
+    RustTarget(&'static str),
 }
 
-use Need::{CurlTftp, File, Program, Root};
+use Need::{CurlTftp, File, Program, Root, RustTarget};
 
 /// Programs every real-firmware boot needs (tests/firmware/boot.sh and
 /// prepare.sh), whatever the firmware.
@@ -74,11 +76,19 @@ const FIRMWARE_UEFI: &[Need] = &[
 ];
 /// proxyDHCP boots run busybox `udhcpd` beside our server.
 const PROXY: &[Need] = &[Program("udhcpd", "udhcpd")];
+/// The preboot flow on BIOS (boot.sh --flow): a static `preboot-client`
+/// (musl), stripped into the initrd, checked to have no interpreter.
+const FLOW: &[Need] = &[
+    RustTarget("x86_64-unknown-linux-musl"),
+    Program("strip", "binutils"),
+    Program("readelf", "binutils"),
+];
 
 /// The sets: cfg suffix and the lists of needs it joins.
 const SETS: &[(&str, &[&[Need]])] = &[
     ("root", &[&[Root]]),
     ("root_curl", &[&[Root, CurlTftp]]),
+    ("root_losetup", &[&[Root, Program("losetup", "mount")]]),
     ("curl_tftp", &[&[CurlTftp]]),
     ("tftp_hpa", &[&[Program("tftp", "tftp-hpa")]]),
     ("atftp", &[&[Program("atftp", "atftp")]]),
@@ -130,6 +140,10 @@ const SETS: &[(&str, &[&[Need]])] = &[
     (
         "firmware_uefi_proxy",
         &[FIRMWARE_COMMON, FIRMWARE_UEFI, PROXY],
+    ),
+    (
+        "firmware_bios_flow",
+        &[FIRMWARE_COMMON, FIRMWARE_BIOS, PROXY, FLOW],
     ),
     // The UEFI client is given the BIOS file.
     (
@@ -195,6 +209,7 @@ fn describe(need: &Need) -> String {
         Program(p, package) => format!("program {p}, Debian package {package}"),
         File(f, package) => format!("{f}, Debian package {package}"),
         CurlTftp => "curl with TFTP, Debian package curl".into(),
+        RustTarget(t) => format!("Rust target {t} (rustup target add {t})"),
     }
 }
 
@@ -210,6 +225,7 @@ impl Probe {
             Program(p, _) => self.has_program(p),
             File(f, _) => Path::new(f).is_file(),
             CurlTftp => curl_has_tftp(),
+            RustTarget(t) => has_rust_target(t),
         }
     }
 
@@ -238,6 +254,23 @@ fn is_root() -> bool {
             .and_then(|ids| ids.split_whitespace().nth(1))
             == Some("0")
     })
+}
+
+/// The standard library of target `t` is installed in the sysroot of the
+/// compiler cargo uses.
+fn has_rust_target(t: &str) -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && Path::new(String::from_utf8_lossy(&o.stdout).trim())
+                    .join("lib/rustlib")
+                    .join(t)
+                    .join("lib")
+                    .is_dir()
+        })
 }
 
 /// `curl --version` lists `tftp` among its protocols.

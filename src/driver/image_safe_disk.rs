@@ -5,7 +5,7 @@
 
 use crate::wire::image_safe::{self, ImageSafe, ImageSafeError, Loaded, SLOT_LEN, Slot};
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -56,11 +56,23 @@ fn read_slot(f: &File, off: u64, len: u64) -> io::Result<[u8; SLOT_LEN]> {
     Ok(s)
 }
 
+/// The size of a disk or disk-image file in bytes. A block device's
+/// metadata says 0 bytes (stat(2) gives the size of regular files only):
+/// its size is where a seek to the end lands.
+pub(crate) fn disk_len(f: &File) -> io::Result<u64> {
+    let meta = f.metadata()?;
+    if meta.is_file() {
+        return Ok(meta.len());
+    }
+    let mut f = f;
+    f.seek(SeekFrom::End(0))
+}
+
 /// Read both image-safe slots from the disk or disk-image file at `path`.
 /// A disk too short to hold them reads as blank (→ defaults, `Missing`).
 pub fn read_image_safe(path: &Path) -> io::Result<DiskSlots> {
     let f = File::open(path)?;
-    let len = f.metadata()?.len();
+    let len = disk_len(&f)?;
     Ok(DiskSlots {
         a: read_slot(&f, Slot::A.offset(), len)?,
         b: read_slot(&f, Slot::B.offset(), len)?,
@@ -99,7 +111,7 @@ pub(crate) fn check_gap(f: &File, len: u64) -> Result<(), ImageSafeDiskError> {
 /// disk; only then is it current. Returns the slot written.
 pub fn write_image_safe(path: &Path, record: &ImageSafe<'_>) -> Result<Slot, ImageSafeDiskError> {
     let f = OpenOptions::new().read(true).write(true).open(path)?;
-    let len = f.metadata()?.len();
+    let len = disk_len(&f)?;
     check_gap(&f, len)?;
     let slots = DiskSlots {
         a: read_slot(&f, Slot::A.offset(), len)?,

@@ -5,7 +5,7 @@
 //! Never written where a partition lies (the check of §10.1), and flushed
 //! before a write counts.
 
-use super::image_safe_disk::{ImageSafeDiskError, check_gap};
+use super::image_safe_disk::{ImageSafeDiskError, check_gap, disk_len};
 use crate::transaction::provision::{KEY_AREA_LEN, KEY_RECORD_OFFSET, KeySlot, SlotError};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -24,7 +24,7 @@ impl DiskKeySlot {
     /// smaller than 1 MiB or a partition starts inside the gap (§10.1).
     pub fn open(path: &Path) -> Result<Self, ImageSafeDiskError> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let len = file.metadata()?.len();
+        let len = disk_len(&file)?;
         check_gap(&file, len)?;
         Ok(DiskKeySlot { file, len })
     }

@@ -5,6 +5,8 @@
 #       [--server ours|dnsmasq] [--server-bin PATH] [--menu never|always|keypress]
 #       [--fault none|truncate|wrong|wrong-arch] [--timeout SECONDS]
 #       [--accel tcg|kvm|auto] [--out DIR] [--keep]
+#   tests/firmware/boot.sh --firmware bios --mode proxy
+#       --flow restore|local|menu --flow-kit DIR [--client-bin PATH] ...
 #
 # --accel auto (default) uses KVM only if a probe boot under KVM works.
 # --menu always makes the firmware wait for a key: the harness then types
@@ -50,10 +52,55 @@
 #     that key, computed here by openssl (docs/transaction-protocol.md,
 #     "How the preboot client finds the transaction server"), so a PASS
 #     proves that the firmware booted from answers that name it.
+#
+# --flow runs the preboot flow (issue 14, steps 5-19 of DESIGN.md) on the
+# BIOS boot: the initrd's /init loads the e1000 and virtio modules (cached
+# from the kernel's package by prepare.sh), then runs the static
+# `preboot-client` (--client-bin, x86_64-unknown-linux-musl) with
+#   --interface eth0 --disk /dev/vda --no-boot-file --console
+#   --server-key @/etc/preboot/server.key --handover kexec --work-dir /tmp/env
+# against the boot server's transaction server (udp 4012). QEMU gets the
+# disk image of the flow kit as /dev/vda (virtio) and a fixed SMBIOS UUID.
+# The flow kit (--flow-kit DIR, made by tests/firmware.rs) holds disk.img,
+# a raw disk image whose key record (protocol §11.1) is already provisioned,
+# and kit.env with SERVER_PRIVATE, SERVER_PUBLIC (the transaction server's
+# key) and WORKSTATION_PUBLIC (the disk's key): the server is configured
+# with that private key (boot.sh checks with openssl that SERVER_PUBLIC is
+# its public half) and binds the workstation key to the VM's MAC (no
+# auto-enrolment). The policy:
+#   restore: the VM's workstation object has image_next_boot and an image;
+#            the client fetches the imaging environment (imaging/vmlinuz,
+#            the same kernel, and imaging/initrd.img, a second busybox
+#            initrd) and kexecs into it; that init prints
+#            `PREBOOT-IMAGING-OK <nonce> tasks=<preboot.tasks=> cmdline-nonce=<nonce=>`
+#            from its /proc/cmdline and powers off;
+#   local:   the object has no task and no rule matches: the client prints
+#            PREBOOT-LOCAL-BOOT, init prints `PREBOOT-FLOW-DONE <nonce> rc=0`;
+#   menu:    the server policy's menu is on-key-press with hotkey F8; when
+#            the client says "press F8" the harness types F8's escape
+#            sequence (ESC [ 19 ~) on the serial console; the client prints
+#            PREBOOT-MENU and the entries (labels carry the nonce); the
+#            harness types 3 at "choose 1-3" (boot the local disk, not the
+#            default entry), the client takes it without asking for tasks
+#            (so no TaskQuery here), and init prints the DONE marker.
+# A flow PASS needs, besides the marker: the DHCP checks above for both the
+# firmware's and the client's exchange (each: DISCOVER with PXEClient and
+# option 93 = 0, proxy OFFER, REQUEST/ACK with udhcpd, REQUEST/ACK on
+# 4011); the TFTP checks for every file (the imaging environment's too);
+# the transaction exchange on udp 4012 read from the capture by the header
+# layout of docs/transaction-protocol.md §2 (Hello/Cookie, Init/Accept with
+# status 0, sealed requests and replies — tag length 16, the session id of
+# the Accept — for WorkstationInfo, MenuQuery and (but in menu, where the
+# menu choice ends the flow) TaskQuery, every frame's
+# length = 24 + payload + tag); the server log: its public key is the kit's
+# and the session was established from the VM's address, with only the
+# kit's workstation key bound (auto-enrolment off); and the serial console:
+# the client's public key is the kit's.
 # Faults (to prove the checks can fail): truncate = the served vmlinuz (bios)
 # or preboot-x64.efi (uefi) is cut in half; wrong = one byte of it is
 # flipped; wrong-arch = the server is configured to give the other
-# architecture's boot file.
+# architecture's boot file; unbound-key (with --flow) = the server binds
+# another key to the VM's MAC, so the session is never established.
 #
 # Output: the run directory holds serial.log, capture.pcapng, server.log,
 # dhcp.tsv, tftp.tsv, timeline.txt and result. The last line printed is
@@ -70,7 +117,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 
 firmware="" mode="" server="ours" server_bin="" menu="never" fault="none"
-timeout_s=240 accel="auto" out="" keep=0
+timeout_s=240 accel="auto" out="" keep=0 flow="none" flow_kit="" client_bin=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --firmware) firmware="$2"; shift 2 ;;
@@ -83,6 +130,9 @@ while [[ $# -gt 0 ]]; do
     --accel) accel="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
+    --flow) flow="$2"; shift 2 ;;
+    --flow-kit) flow_kit="$2"; shift 2 ;;
+    --client-bin) client_bin="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "boot.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -94,10 +144,38 @@ setup_fail() { echo "RESULT ERROR ${case_name:-?} $*"; exit 2; }
 [[ "$mode" == full || "$mode" == proxy ]] || setup_fail "--mode full|proxy"
 [[ "$server" == ours || "$server" == dnsmasq ]] || setup_fail "--server ours|dnsmasq"
 [[ "$menu" == never || "$menu" == always || "$menu" == keypress ]] || setup_fail "--menu never|always|keypress"
-case "$fault" in none|truncate|wrong|wrong-arch) ;; *) setup_fail "--fault none|truncate|wrong|wrong-arch" ;; esac
+case "$fault" in none|truncate|wrong|wrong-arch|unbound-key) ;; *) setup_fail "--fault none|truncate|wrong|wrong-arch|unbound-key" ;; esac
+case "$flow" in none|restore|local|menu) ;; *) setup_fail "--flow none|restore|local|menu" ;; esac
 case_name="$firmware-$mode-$server"
 [[ "$menu" != never ]] && case_name+="-menu-$menu"
+[[ "$flow" != none ]] && case_name+="-flow-$flow"
 [[ "$fault" != none ]] && case_name+="-fault-$fault"
+
+if [[ "$flow" != none ]]; then
+  [[ "$firmware" == bios && "$mode" == proxy && "$server" == ours && "$menu" == never ]] ||
+    setup_fail "--flow runs on --firmware bios --mode proxy --server ours --menu never"
+  [[ -n "$flow_kit" && -f "$flow_kit/disk.img" && -f "$flow_kit/kit.env" ]] ||
+    setup_fail "--flow needs --flow-kit DIR with disk.img and kit.env (tests/firmware.rs makes it)"
+  [[ -n "$client_bin" ]] || client_bin="$repo/target/x86_64-unknown-linux-musl/release/examples/preboot-client"
+  [[ -x "$client_bin" ]] || setup_fail "missing client binary $client_bin (cargo build --release --example preboot-client --target x86_64-unknown-linux-musl)"
+  command -v readelf >/dev/null || setup_fail "missing program readelf (install Debian package binutils)"
+  command -v strip >/dev/null || setup_fail "missing program strip (install Debian package binutils)"
+  # The initrd has no dynamic loader: the client must be static.
+  readelf -lW "$client_bin" 2>/dev/null | grep -q 'Requesting program interpreter' &&
+    setup_fail "$client_bin is dynamically linked (build it for x86_64-unknown-linux-musl)"
+  # SERVER_PRIVATE, SERVER_PUBLIC, WORKSTATION_PUBLIC: 64 hex digits each.
+  SERVER_PRIVATE="" SERVER_PUBLIC="" WORKSTATION_PUBLIC=""
+  while IFS='=' read -r k v; do
+    case "$k" in SERVER_PRIVATE|SERVER_PUBLIC|WORKSTATION_PUBLIC)
+      [[ "$v" =~ ^[0-9a-f]{64}$ ]] || setup_fail "kit.env: $k is not 64 hex digits"
+      printf -v "$k" '%s' "$v" ;;
+    esac
+  done <"$flow_kit/kit.env"
+  [[ -n "$SERVER_PRIVATE" && -n "$SERVER_PUBLIC" && -n "$WORKSTATION_PUBLIC" ]] ||
+    setup_fail "kit.env needs SERVER_PRIVATE, SERVER_PUBLIC and WORKSTATION_PUBLIC"
+elif [[ "$fault" == unbound-key ]]; then
+  setup_fail "--fault unbound-key needs --flow"
+fi
 
 [[ $EUID -eq 0 ]] || setup_fail "needs root (network namespaces, tap)"
 for t in ip qemu-system-x86_64 dumpcap tshark cpio gzip xxd sha256sum awk timeout openssl; do
@@ -133,6 +211,12 @@ if [[ "$fault" == wrong-arch ]]; then need_bios; need_uefi; fi
 
 nonce="$(head -c 12 /dev/urandom | xxd -p)"
 marker="PREBOOT-FIRMWARE-OK $nonce"
+case "$flow" in
+  restore) marker="PREBOOT-IMAGING-OK $nonce" ;;
+  local|menu) marker="PREBOOT-FLOW-DONE $nonce rc=0" ;;
+esac
+# The SMBIOS system UUID QEMU gives the flow's VM (-smbios type=1).
+vm_uuid="5eb00700-f10f-4c2a-9e37-0000000000a1"
 prompt="preboot menu $nonce"
 [[ -n "$out" ]] || out="$repo/target/firmware/runs/$case_name-$nonce"
 mkdir -p "$out" || setup_fail "cannot create $out"
@@ -153,6 +237,37 @@ cat >"$out/initrd/init" <<EOF
 echo "$marker" >/dev/ttyS0
 /bin/busybox poweroff -f
 EOF
+if [[ "$flow" != none ]]; then
+  # The preboot client's initrd: modules for the NIC and the disk, the
+  # static client, the server's public key.
+  mkdir -p "$out/initrd/sys" "$out/initrd/tmp" "$out/initrd/etc/preboot" "$out/initrd/lib/modules"
+  cp "$cache"/modules/*.ko "$cache/modules/ORDER" "$out/initrd/lib/modules/"
+  strip -o "$out/initrd/preboot-client" "$client_bin" || setup_fail "strip $client_bin"
+  echo "$SERVER_PUBLIC" >"$out/initrd/etc/preboot/server.key"
+  cat >"$out/initrd/init" <<EOF
+#!/bin/sh
+bb=/bin/busybox
+\$bb mount -t devtmpfs devtmpfs /dev
+\$bb mount -t proc proc /proc
+\$bb mount -t sysfs sysfs /sys
+\$bb mount -t tmpfs tmpfs /tmp
+exec </dev/ttyS0 >/dev/ttyS0 2>&1
+for m in \$(\$bb cat /lib/modules/ORDER); do
+  \$bb insmod /lib/modules/\$m.ko || echo "init: insmod \$m failed"
+done
+# The NIC and the disk appear when their drivers probe: wait (bounded).
+i=0
+while [ \$i -lt 50 ] && ! { [ -e /sys/class/net/eth0 ] && [ -b /dev/vda ]; }; do
+  \$bb sleep 1; i=\$((i + 1))
+done
+echo "PREBOOT-FLOW-START $nonce"
+/preboot-client --interface eth0 --disk /dev/vda --no-boot-file --console \\
+  --server-key @/etc/preboot/server.key --handover kexec --work-dir /tmp/env \\
+  --kexec-append "console=ttyS0 panic=-1 nonce=$nonce" --step-limit 40
+echo "PREBOOT-FLOW-DONE $nonce rc=\$?"
+\$bb poweroff -f
+EOF
+fi
 chmod +x "$out/initrd/init"
 (cd "$out/initrd" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -9n) \
   >"$expect/initrd.img" || setup_fail "initrd"
@@ -184,6 +299,31 @@ printf 'ID=preboot\nPRETTY_NAME="preboot firmware test"\n' >"$out/os-release"
   --add-section .linux="$cache/vmlinuz" --change-section-vma .linux=0x2000000 \
   --add-section .initrd="$expect/initrd.img" --change-section-vma .initrd=0x3000000 \
   "$cache/linuxx64.efi.stub" "$expect/preboot-x64.efi" || setup_fail "objcopy (unified kernel image)"
+if [[ "$flow" == restore ]]; then
+  # The imaging environment the policy names: the same kernel, and an
+  # initrd whose init says which tasks its command line carries.
+  mkdir -p "$expect/imaging" "$out/envrd/bin" "$out/envrd/dev" "$out/envrd/proc"
+  cp "$cache/vmlinuz" "$expect/imaging/vmlinuz"
+  cp "$cache/busybox" "$out/envrd/bin/busybox"
+  ln -sf busybox "$out/envrd/bin/sh"
+  cat >"$out/envrd/init" <<EOF
+#!/bin/sh
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox mount -t proc proc /proc
+tasks="" cn=""
+for w in \$(/bin/busybox cat /proc/cmdline); do
+  case "\$w" in
+    preboot.tasks=*) tasks="\${w#preboot.tasks=}" ;;
+    nonce=*) cn="\${w#nonce=}" ;;
+  esac
+done
+echo "PREBOOT-IMAGING-OK $nonce tasks=\$tasks cmdline-nonce=\$cn" >/dev/ttyS0
+/bin/busybox poweroff -f
+EOF
+  chmod +x "$out/envrd/init"
+  (cd "$out/envrd" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -9n) \
+    >"$expect/imaging/initrd.img" || setup_fail "imaging initrd"
+fi
 cp -r "$expect" "$root"
 
 if [[ "$firmware" == bios ]]; then
@@ -220,7 +360,7 @@ cleanup() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   ip netns del "$ns" 2>/dev/null
   ip netns del "$dns" 2>/dev/null
-  if [[ $keep -eq 0 ]]; then rm -rf "$out/initrd" "$out/root"; fi
+  if [[ $keep -eq 0 ]]; then rm -rf "$out/initrd" "$out/envrd" "$out/root" "$out/disk.img"; fi
 }
 trap cleanup EXIT
 
@@ -244,7 +384,9 @@ if [[ "$mode" == proxy ]]; then
 fi
 
 # ------------------------------------------------------------------ capture
-ip netns exec "$ns" dumpcap -q -i br0 -w "$out/capture.pcapng" 2>"$out/dumpcap.log" &
+# A 64 MiB kernel buffer (-B): with the default 2 MiB, a loaded host
+# dropped packets of a TFTP window burst (the check below says so).
+ip netns exec "$ns" dumpcap -q -B 64 -i br0 -w "$out/capture.pcapng" 2>"$out/dumpcap.log" &
 pids+=($!)
 cap_pid=$!
 for _ in $(seq 100); do
@@ -295,10 +437,14 @@ else
   # openssl computes it (PKCS#8 of an X25519 key: a fixed 16-byte prefix,
   # then the 32 private bytes): what sub-option 129 must carry.
   tx_priv="$(head -c 32 /dev/urandom | xxd -p -c 64)"
+  # The flow pins the kit's key in its initrd.
+  [[ "$flow" != none ]] && tx_priv="$SERVER_PRIVATE"
   (umask 077 && printf '%s\n' "$tx_priv" >"$out/transaction.key")
   tx_pub="$(printf '302e020100300506032b656e04220420%s' "$tx_priv" | xxd -r -p |
     openssl pkey -inform DER -pubout -outform DER | tail -c 32 | xxd -p -c 64)"
   [[ ${#tx_pub} -eq 64 ]] || setup_fail "openssl could not derive the X25519 public key"
+  [[ "$flow" == none || "$tx_pub" == "$SERVER_PUBLIC" ]] ||
+    setup_fail "kit.env: SERVER_PUBLIC is not the public half of SERVER_PRIVATE (openssl says $tx_pub)"
   # Sub-option 128: the server's address and UDP 4012, big-endian.
   tx_addr="$(printf '%02x' ${server_ip//./ })$(printf '%04x' 4012)"
   # A BIOS boot on a host without systemd-boot-efi has no UEFI image to
@@ -327,6 +473,39 @@ root = "$root"
 [transaction]
 server_key_file = "$out/transaction.key"
 EOF
+  if [[ "$flow" != none ]]; then
+    # The transaction server (protocol v2) and its policy for this VM.
+    bound="$WORKSTATION_PUBLIC"
+    [[ "$fault" == unbound-key ]] && bound="$SERVER_PUBLIC"
+    server_menu='{ mode = "never" }'
+    [[ "$flow" == menu ]] && server_menu='{ mode = "on-key-press", hotkey = "f8", wait_ms = 60000 }'
+    cat >>"$out/preboot.toml" <<EOF
+
+[transaction.keys]
+auto_enrol = false
+workstation = [ { mac = "$mac", public = "$bound" } ]
+
+[transaction.store.server]
+image_server = "$server_ip"
+menu = $server_menu
+menu_entry = [
+  { kind = "automatic", label = "Automatic $nonce" },
+  { kind = "maintenance", label = "Maintenance $nonce" },
+  { kind = "boot-local", label = "Local disk $nonce" },
+]
+environment = { fetch = "tftp", kernel = "imaging/vmlinuz", initrd = "imaging/initrd.img", loader = "" }
+
+[[transaction.store.workstation]]
+mac = "$mac"
+name = "fw-$nonce"
+EOF
+    if [[ "$flow" == restore ]]; then
+      cat >>"$out/preboot.toml" <<EOF
+image_next_boot = true
+image = "images/flow-$nonce.img"
+EOF
+    fi
+  fi
   if [[ "$mode" == full ]]; then
     cat >>"$out/preboot.toml" <<EOF
 
@@ -373,7 +552,9 @@ if [[ "$accel" == auto ]]; then
   accel="$(cat "$cache/ACCEL")"
 fi
 serial=(-serial "file:$out/serial.log")
-if [[ "$menu" == always ]]; then
+typing=0
+[[ "$menu" == always || "$flow" == menu ]] && typing=1
+if [[ $typing -eq 1 ]]; then
   # A serial port the harness can also type into: QEMU reads serial.in and
   # writes serial.out (named pipes); cat copies the output to serial.log.
   rm -f "$out/serial.in" "$out/serial.out"
@@ -387,6 +568,11 @@ qemu=(qemu-system-x86_64 -accel "$accel" -m 512 -nodefaults -no-user-config
 if [[ "$firmware" == bios ]]; then
   # graphics=off makes SeaBIOS copy the screen (iPXE, pxelinux) to serial.
   qemu+=(-machine pc,graphics=off -device e1000,netdev=n0,mac="$mac")
+  if [[ "$flow" != none ]]; then
+    # The VM's own disk (image-safe data and key record) and identity.
+    cp "$flow_kit/disk.img" "$out/disk.img" || setup_fail "copy disk.img"
+    qemu+=(-drive file="$out/disk.img",if=virtio,format=raw -smbios type=1,uuid="$vm_uuid")
+  fi
 else
   cp "$cache/OVMF_VARS.fd" "$out/OVMF_VARS.fd"
   qemu+=(-machine q35,graphics=off
@@ -395,7 +581,7 @@ else
     -device virtio-net-pci,netdev=n0,mac="$mac",romfile=)
 fi
 : >"$out/serial.log"
-if [[ "$menu" == always ]]; then
+if [[ $typing -eq 1 ]]; then
   cat "$out/serial.out" >>"$out/serial.log" &
   pids+=($!)
 fi
@@ -409,6 +595,8 @@ gave_up=""
 # The firmware says the network boot failed: OVMF moves on to its next boot
 # option, SeaBIOS has no device left, the kernel stops.
 give_up_re='BdsDxe: failed to (load|start) Boot0001|No bootable device|System halted|Kernel panic'
+# The flow's init says when the client gave up.
+[[ "$flow" != none ]] && give_up_re+="|PREBOOT-FLOW-DONE $nonce rc=[1-9]"
 while kill -0 "$qemu_pid" 2>/dev/null; do
   if [[ -z "$boot_s" ]] && grep -aqF "$marker" "$out/serial.log"; then
     boot_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
@@ -418,6 +606,21 @@ while kill -0 "$qemu_pid" 2>/dev/null; do
     printf '\r' >"$out/serial.in"
     typed=1
     echo "boot.sh: typed Enter at the menu prompt" >&2
+  fi
+  # F8 (docs/transaction-protocol.md §4.4) once the client waits for it.
+  if [[ "$flow" == menu && $typed -eq 0 ]] && grep -aqE "press F8 within" "$out/serial.log"; then
+    sleep 1
+    printf '\033[19~' >"$out/serial.in"
+    typed=1
+    echo "boot.sh: typed F8 (ESC [ 19 ~) at the preboot client's prompt" >&2
+  fi
+  # Then entry 3 (boot the local disk; not the default, which is 1) when
+  # the menu asks.
+  if [[ "$flow" == menu && $typed -eq 1 ]] && grep -aqE "choose 1-3" "$out/serial.log"; then
+    sleep 1
+    printf '3' >"$out/serial.in"
+    typed=2
+    echo "boot.sh: typed 3 at the preboot client's menu" >&2
   fi
   if [[ -z "$boot_s" && -z "$gave_up" ]] && grep -aqE "$give_up_re" "$out/serial.log"; then
     gave_up="$(grep -aoE "$give_up_re" "$out/serial.log" | head -n 1)"
@@ -442,6 +645,11 @@ for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
 fails=()
 fail() { fails+=("$*"); }
 
+# A capture with holes cannot prove a transfer complete: say so first.
+dropped="$(grep -aoE 'received/dropped on interface .*: [0-9]+/[0-9]+' "$out/dumpcap.log" | sed 's|.*/||')"
+[[ -z "$dropped" || "$dropped" == 0 ]] ||
+  fail "the capture dropped $dropped packets (dumpcap.log): the checks below cannot see everything"
+
 if [[ -n "$boot_s" ]]; then
   :
 elif [[ -n "$gave_up" ]]; then
@@ -463,18 +671,34 @@ tshark -r "$out/capture.pcapng" -d udp.port==4011,dhcp -Y dhcp -T fields \
   -e dhcp.option.client_system_architecture -e dhcp.ip.your -e dhcp.file \
   -e dhcp.option.bootfile_name -e dhcp.hw.mac_addr -e dhcp.id \
   -e dhcp.option.vendor.pxeclient.discovery_control -e frame.time_epoch \
+  -e dhcp.client_id.uuid \
   >"$out/dhcp.tsv" 2>"$out/tshark.log" || fail "tshark could not read the capture"
 
 if [[ "$firmware" == bios ]]; then arch_re='^0$'; else arch_re='^(7|9)$'; fi
 # Message types: 1 DISCOVER, 2 OFFER, 3 REQUEST, 5 ACK.
 dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
-  -v arch_re="$arch_re" -v want_file="$bootfile" '
+  -v arch_re="$arch_re" -v want_file="$bootfile" -v flow="$flow" -v uuid="$vm_uuid" '
   { t = $7; src_mac = tolower($2); chaddr = tolower($13); xid = $14 }
   # Only answers to the PXE requests count (after a failed PXE boot OVMF
   # goes on to HTTP boot, with another vendor class).
   src_mac == mac && $8 ~ /^PXEClient/ { pxe_xid[xid] = 1 }
   src_mac != mac && !(xid in pxe_xid) { next }
   # From the guest.
+  # Per exchange (xid): first the firmware, then the preboot client.
+  src_mac == mac && t == 1 && $8 ~ /^PXEClient/ && $9 ~ arch_re {
+    x_disc[xid] = 1
+    # Option 97 (RFC 4578 §2.3): the UUID QEMU gives (-smbios type=1),
+    # as iPXE and the preboot client read it; compared byte-order blind
+    # (SMBIOS stores the first three fields little-endian).
+    u = tolower($17)
+    if (u == "") no_uuid++
+    else if (swapped(u) != uuid && u != uuid) bad_uuid = bad_uuid " " u
+  }
+  $3 == srv && chaddr == mac && t == 2 && $4 == 67 { x_offer[xid] = 1 }
+  src_mac == mac && t == 3 && $6 == 67 { x_req[xid] = 1 }
+  $3 != srv && $3 != "0.0.0.0" && chaddr == mac && t == 5 && $4 == 67 { x_ack[xid] = 1 }
+  src_mac == mac && t == 3 && $6 == 4011 && $5 == srv { b_req[xid] = 1 }
+  $3 == srv && chaddr == mac && t == 5 && $4 == 4011 { b_ack[xid] = 1 }
   src_mac == mac && t == 1 {
     disc++
     if ($8 ~ /^PXEClient/ && $9 ~ arch_re) good_disc++
@@ -510,6 +734,11 @@ dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
   }
   # From the third-party DHCP server (proxy mode).
   $3 != srv && $3 != "0.0.0.0" && chaddr == mac && t == 5 && $4 == 67 { other_ack++ }
+  function swapped(u,   p) {
+    split(u, p, "-")
+    return substr(p[1], 7, 2) substr(p[1], 5, 2) substr(p[1], 3, 2) substr(p[1], 1, 2) "-" \
+      substr(p[2], 3, 2) substr(p[2], 1, 2) "-" substr(p[3], 3, 2) substr(p[3], 1, 2) "-" p[4] "-" p[5]
+  }
   END {
     if (!disc) print "FAIL no DHCPDISCOVER from the guest"
     else if (!good_disc) print "FAIL DISCOVER without PXEClient option 60 / right option 93:" bad_disc
@@ -531,6 +760,18 @@ dhcp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v mode="$mode" \
       if (g != want_file) print "FAIL boot file for the architecture: got " f ", want " want_file
     }
     if (!n) print "FAIL the boot server named no boot file"
+    if (flow != "none") {
+      # The firmware (iPXE) and then the preboot client each go through
+      # DISCOVER/OFFER/REQUEST/ACK and the 4011 REQUEST/ACK.
+      dora = 0; bs = 0
+      for (x in x_disc) if ((x in x_offer) && (x in x_req) && (x in x_ack)) dora++
+      for (x in b_req) if (x in b_ack) bs++
+      if (dora < 2) print "FAIL " dora " complete PXE DHCP exchange(s) (DISCOVER with PXEClient and option 93, proxy OFFER, REQUEST, ACK), want 2: the firmware and the preboot client"
+      if (bs < 2) print "FAIL " bs " complete 4011 REQUEST/ACK exchange(s), want 2: the firmware and the preboot client"
+      if (no_uuid) print "FAIL " no_uuid " DISCOVER(s) without option 97 (client machine UUID)"
+      if (bad_uuid != "") print "FAIL option 97 is not the UUID of the VM " uuid ":" bad_uuid
+      print "NOTE PXE DHCP exchanges (by xid) " dora ", 4011 exchanges " bs
+    }
     print "DHCP discover=" disc " offer=" offer " request=" req67 " ack=" ack67+other_ack " request4011=" req4011+0 " ack4011=" ack4011+0
   }' "$out/dhcp.tsv")"
 while IFS= read -r line; do
@@ -539,6 +780,8 @@ while IFS= read -r line; do
     DHCP\ *|NOTE\ *) echo "boot.sh: $line" >&2 ;;
   esac
 done <<<"$dhcp_check"
+# The summary line proves the check ran (an awk error prints nothing).
+grep -q '^DHCP discover=' <<<"$dhcp_check" || fail "the DHCP check of the capture did not run"
 
 # Option 43 sub-options 128 and 129 (the transaction server) in the boot
 # server's answers to the guest: codes and values of every PXE sub-option,
@@ -589,7 +832,7 @@ fi
 # kept once each (retransmissions must carry the same bytes); it is
 # complete when a block shorter than the block size was acknowledged
 # (tests/firmware/tftp.awk).
-tshark -r "$out/capture.pcapng" -Y "udp && !(udp.port == 67 || udp.port == 68 || udp.port == 4011)" \
+tshark -r "$out/capture.pcapng" -Y "udp && !(udp.port == 67 || udp.port == 68 || udp.port == 4011 || udp.port == 4012)" \
   -T fields -E separator='|' -e frame.number -e ip.src -e udp.srcport -e ip.dst -e udp.dstport \
   -e udp.payload -e frame.time_epoch >"$out/udp.tsv" 2>>"$out/tshark.log" || fail "tshark could not read the capture"
 rm -rf "$out/received"
@@ -650,14 +893,75 @@ server_ms=$(cat "$out/turnaround" 2>/dev/null || echo -)
 # The guest must have read the files that make this boot.
 if [[ "$firmware" == bios ]]; then need=(pxelinux.0 ldlinux.c32 pxelinux.cfg/default vmlinuz initrd.img)
 else need=(preboot-x64.efi); fi
+[[ "$flow" == restore ]] && need+=(imaging/vmlinuz imaging/initrd.img)
 for f in "${need[@]}"; do
   awk -F'|' -v f="$f" '$2 == f && $4 == "complete" {ok = 1} END {exit !ok}' "$out/tftp.tsv" ||
     fail "TFTP: no complete transfer of $f"
 done
 echo "boot.sh: TFTP $(awk -F'|' '{print $2 "=" $4}' "$out/tftp.tsv" | tr '\n' ' ')" >&2
 
+if [[ "$flow" != none ]]; then
+  # The transaction exchange in the capture (tests/firmware/transaction.awk).
+  tshark -r "$out/capture.pcapng" -Y "udp.port == 4012" -T fields -E separator='|' \
+    -e frame.number -e eth.src -e ip.src -e udp.srcport -e ip.dst -e udp.dstport -e udp.payload \
+    >"$out/tx.tsv" 2>>"$out/tshark.log" || fail "tshark could not read the capture"
+  asked=3
+  [[ "$flow" == menu ]] && asked=2
+  awk -F'|' -v srv="$server_ip" -v port=4012 -v mac="$mac" -v asked="$asked" -f "$here/transaction.awk" \
+    "$out/tx.tsv" >"$out/transaction.txt"
+  sessions=()
+  while IFS= read -r line; do
+    case "$line" in
+      FAIL\ *) fail "${line#FAIL }" ;;
+      SESSION\ *) sessions+=("${line#SESSION }") ;;
+      TRANSACTION\ *) echo "boot.sh: $line" >&2 ;;
+    esac
+  done <"$out/transaction.txt"
+  # The server's key is the kit's; the session the capture shows was
+  # established (its first sealed request verified, §3.5) for the VM's
+  # address and port. Auto-enrolment is off and only the kit's key is
+  # bound to the VM's MAC, so that session speaks with the disk's key.
+  grep -qF "pins server key $SERVER_PUBLIC" "$out/server.log" ||
+    fail "the server does not say it uses the kit's key $SERVER_PUBLIC"
+  established=0
+  while read -r dec peer; do
+    hexid=$(printf '%016x' "$dec")
+    for sp in "${sessions[@]}"; do
+      [[ "$sp" == "$hexid $peer" ]] && established=$((established + 1))
+    done
+  done < <(grep -aoE 'SessionEstablished \{ session_id: [0-9]+, peer: [0-9.]+:[0-9]+' "$out/server.log" |
+    sed -E 's/.*session_id: ([0-9]+), peer: (.*)/\1 \2/')
+  [[ $established -gt 0 ]] ||
+    fail "the server log shows no session established for the session the capture shows (${sessions[*]:-none})"
+  grep -aq 'KeyPending' "$out/server.log" && fail "the server saw a key that is not bound (KeyPending)"
+  grep -aqF "public key $WORKSTATION_PUBLIC" "$out/serial.log" ||
+    fail "the client does not show the kit's workstation key $WORKSTATION_PUBLIC"
+  grep -aqF "PREBOOT-FLOW-START $nonce" "$out/serial.log" || fail "the flow initrd's init did not start the client"
+  case "$flow" in
+    restore)
+      id="$(grep -aoE 'PREBOOT-KEXEC tasks=[0-9]+' "$out/serial.log" | head -n 1 | sed 's/.*=//')"
+      [[ -n "$id" ]] || fail "the client did not hand over to the imaging environment (no PREBOOT-KEXEC line)"
+      grep -aqE "task $id: restore images/flow-$nonce.img from $server_ip" "$out/serial.log" ||
+        fail "the client did not get this run's restore task (images/flow-$nonce.img)"
+      grep -aqF "PREBOOT-IMAGING-OK $nonce tasks=$id cmdline-nonce=$nonce" "$out/serial.log" ||
+        fail "the imaging environment did not see task ${id:-?} and this run's nonce on its command line" ;;
+    local)
+      grep -aq 'PREBOOT-LOCAL-BOOT' "$out/serial.log" || fail "the client did not say PREBOOT-LOCAL-BOOT"
+      grep -aq 'RESULT local-boot' "$out/serial.log" || fail "the client's result is not local-boot" ;;
+    menu)
+      [[ $typed -ge 1 ]] || fail "the client never asked for F8 (no \"press F8 within\" line)"
+      grep -aq 'PREBOOT-MENU (3 entries)' "$out/serial.log" || fail "no PREBOOT-MENU (3 entries) after F8"
+      for e in "1. Automatic $nonce" "2. Maintenance $nonce" "3. Local disk $nonce"; do
+        grep -aqF "$e" "$out/serial.log" || fail "menu entry \"$e\" not shown"
+      done
+      # The entry typed on the console (not the default): the local disk.
+      grep -aq 'menu choice: BootLocal' "$out/serial.log" || fail "the client did not take entry 3 typed on the console"
+      grep -aq 'RESULT local-boot' "$out/serial.log" || fail "the client's result is not local-boot" ;;
+  esac
+fi
+
 # Keep what explains a failure; a passing run keeps only its logs.
-rm -f "$out/udp.tsv"
+rm -f "$out/udp.tsv" "$out/tx.tsv"
 if [[ $keep -eq 0 ]]; then
   rm -rf "$out/received" "$out/expected" "$out/OVMF_VARS.fd"
   [[ ${#fails[@]} -eq 0 ]] && rm -f "$out/capture.pcapng"

@@ -10,6 +10,10 @@
 #   pxelinux.0      package pxelinux       (BIOS network boot program)
 #   ldlinux.c32     package syslinux-common (pxelinux's second stage)
 #   vmlinuz         package linux-image-<version>-amd64
+#   modules/        the same package's e1000, virtio (pci, blk, net) modules
+#                   and their dependencies, for the preboot-flow initrd
+#                   (Debian builds them as modules), with modules/ORDER, the
+#                   load order
 #   busybox         package busybox-static (the initrd's only program)
 #   linuxx64.efi.stub package systemd-boot-efi (the UEFI unified-image stub)
 #   OVMF_CODE.fd, OVMF_VARS.fd  package ovmf
@@ -46,20 +50,48 @@ put_if /usr/lib/systemd/boot/efi/linuxx64.efi.stub linuxx64.efi.stub
 put_if /usr/share/OVMF/OVMF_CODE_4M.fd OVMF_CODE.fd
 put_if /usr/share/OVMF/OVMF_VARS_4M.fd OVMF_VARS.fd
 
-if [[ ! -f "$cache/vmlinuz" ]]; then
+# The modules the preboot-flow initrd loads (tests/firmware/boot.sh
+# --flow), in load order: each one's dependencies (its .modinfo
+# "depends=") come before it, checked below.
+flow_modules=(failover net_failover e1000 virtio_ring virtio virtio_pci_modern_dev
+  virtio_pci_legacy_dev virtio_pci virtio_blk virtio_net)
+
+if [[ ! -f "$cache/vmlinuz" || ! -f "$cache/modules/ORDER" ]]; then
   # The current Debian kernel for amd64: the package the meta-package
-  # linux-image-amd64 depends on.
+  # linux-image-amd64 depends on (the one already cached, if the kernel is
+  # there and only the modules are missing, so that both match).
   pkg="$(apt-cache depends linux-image-amd64 2>/dev/null |
     awk '/Depends: linux-image-[0-9].*-amd64$/ {print $2; exit}')"
+  if [[ -f "$cache/vmlinuz" && -s "$cache/KERNEL" ]]; then pkg="$(cat "$cache/KERNEL")"; fi
   [[ -n "$pkg" ]] || die "cannot resolve linux-image-amd64 (apt-get update?)"
   dl="$(mktemp -d)"
   trap 'rm -rf "$dl"' EXIT
   (cd "$dl" && apt-get download -q "$pkg" >/dev/null 2>&1) ||
     die "apt-get download $pkg failed"
   dpkg -x "$dl"/"$pkg"_*.deb "$dl/x"
+  rm -rf "$cache/modules.tmp"
+  mkdir -p "$cache/modules.tmp"
+  for m in "${flow_modules[@]}"; do
+    f="$(find "$dl"/x/lib/modules -name "$m.ko" -o -name "$m.ko.xz" | head -n 1)"
+    [[ -n "$f" ]] || die "$pkg has no module $m"
+    if [[ "$f" == *.xz ]]; then
+      xz -dc "$f" >"$cache/modules.tmp/$m.ko" || die "xz -d $f"
+    else
+      cp "$f" "$cache/modules.tmp/$m.ko"
+    fi
+    deps="$(grep -ao 'depends=[^[:cntrl:]]*' "$cache/modules.tmp/$m.ko" | head -n 1)"
+    deps="${deps#depends=}"
+    for d in ${deps//,/ }; do
+      grep -qx "$d" "$cache/modules.tmp/ORDER" 2>/dev/null ||
+        die "module $m needs $d, which is not loaded before it (flow_modules)"
+    done
+    echo "$m" >>"$cache/modules.tmp/ORDER"
+  done
   cp "$dl"/x/boot/vmlinuz-* "$cache/vmlinuz.tmp"
   echo "$pkg" >"$cache/KERNEL"
   mv "$cache/vmlinuz.tmp" "$cache/vmlinuz"
+  rm -rf "$cache/modules"
+  mv "$cache/modules.tmp" "$cache/modules"
 fi
 
 echo "$cache"

@@ -24,15 +24,19 @@ function strings(h, arr,   i, n, cur, b) { n = 0; cur = ""; for (i = 5; i < leng
   op = strtonum_hex(substr(p, 1, 4))
   if (op == 1 && $5 == 69) {          # RRQ client -> server:69
     n = strings(p, s)
+    # The same request again from the same port before any answer is a
+    # retransmission (a client whose timer ran out first, RFC 1350 §2),
+    # not a transfer of its own.
+    if ((src in key) && !(key[src] in answered) && name[key[src]] == hexstr(s[1])) next
     t = ++ntr; key[src] = t; client[t] = src; name[t] = hexstr(s[1]); blksize[t] = 512
     for (i = 3; i < n; i += 2) if (tolower(hexstr(s[i])) == "blksize") want_blk[t] = hexstr(s[i + 1]) + 0
     state[t] = "requested"; t_start[t] = now
   } else if (op == 6 && (dst in key)) {     # OACK server -> client
-    t = key[dst]; n = strings(p, s)
+    t = key[dst]; n = strings(p, s); answered[t] = 1
     for (i = 1; i < n; i += 2) if (tolower(hexstr(s[i])) == "blksize") blksize[t] = hexstr(s[i + 1]) + 0
     oack[t] = 1
   } else if (op == 3 && (dst in key)) {     # DATA server -> client
-    t = key[dst]
+    t = key[dst]; answered[t] = 1
     # Server turnaround: an ACK in, the next DATA out.
     if (t in acked_at) { turn_sum += now - acked_at[t]; turn_n++; delete acked_at[t] }
     # A window sent with UDP GSO (Linux UDP_SEGMENT) is one frame here when
@@ -56,7 +60,7 @@ function strings(h, arr,   i, n, cur, b) { n = 0; cur = ""; for (i = 5; i < leng
     if ((t in last) && blk == last[t]) { acked[t] = 1; t_end[t] = now }
   } else if (op == 5) {                     # ERROR, either way
     code = strtonum_hex(substr(p, 5, 4))
-    if (dst in key) { t = key[dst]; err[t] = "server ERROR " code }
+    if (dst in key) { t = key[dst]; err[t] = "server ERROR " code; answered[t] = 1 }
     else if (src in key) { t = key[src]; err[t] = "client ERROR " code }
   }
 }
