@@ -323,26 +323,7 @@ root = "tftp"
         "10.78.0.1/24",
         &[("d", Some("10.78.0.2/24")), ("c", Some("10.78.0.250/24"))],
     );
-    let conf = dir.path().join("udhcpd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "start 10.78.0.100\nend 10.78.0.150\ninterface eth0\nlease_file {}\npidfile {}\nopt subnet 255.255.255.0\nopt lease 3600\n",
-            dir.path().join("udhcpd.leases").display(),
-            dir.path().join("udhcpd.pid").display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("udhcpd.leases"), "").unwrap();
-    let _udhcpd = Server(
-        Command::new("ip")
-            .args(["netns", "exec", &ns[1], "udhcpd", "-f", "-a", "100"])
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _udhcpd = udhcpd(dir.path(), &ns[1], "10.78.0", "");
     let server = start(&ns[0], &config);
     let line = client(&ns[2], 7);
     let addr: Ipv4Addr = field(&line, "address").parse().unwrap();
@@ -379,6 +360,32 @@ root = "tftp"
             && l.contains("arch=uefi-x64")),
         "the TFTP line names the client:\n{log}"
     );
+}
+
+/// busybox `udhcpd` in namespace `ns` on its `eth0`, giving
+/// `<net>.100`–`<net>.150` of a /24 (plus the `extra` config lines); its
+/// files in `dir`. Stopped when dropped.
+fn udhcpd(dir: &Path, ns: &str, net: &str, extra: &str) -> Server {
+    let conf = dir.join("udhcpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "start {net}.100\nend {net}.150\ninterface eth0\nlease_file {}\npidfile {}\nopt subnet 255.255.255.0\n{extra}opt lease 3600\n",
+            dir.join("udhcpd.leases").display(),
+            dir.join("udhcpd.pid").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("udhcpd.leases"), "").unwrap();
+    Server(
+        Command::new("ip")
+            .args(["netns", "exec", ns, "udhcpd", "-f", "-a", "100"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// The server's directory (configuration, TFTP tree, leases). Started as
@@ -445,26 +452,7 @@ when = { base_image = "" }
         "10.79.0.1/24",
         &[("d", Some("10.79.0.2/24")), ("c", None)],
     );
-    let conf = dir.path().join("udhcpd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "start 10.79.0.100\nend 10.79.0.150\ninterface eth0\nlease_file {}\npidfile {}\nopt subnet 255.255.255.0\nopt router 10.79.0.1\nopt lease 3600\n",
-            dir.path().join("udhcpd.leases").display(),
-            dir.path().join("udhcpd.pid").display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("udhcpd.leases"), "").unwrap();
-    let _udhcpd = Server(
-        Command::new("ip")
-            .args(["netns", "exec", &ns[1], "udhcpd", "-f", "-a", "100"])
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _udhcpd = udhcpd(dir.path(), &ns[1], "10.79.0", "opt router 10.79.0.1\n");
     let server = start(&ns[0], &config);
     let disk = dir.path().join("disk.img");
     std::fs::File::create(&disk)

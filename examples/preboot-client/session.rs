@@ -332,25 +332,16 @@ impl Session {
         self.receive(Some(wait))
     }
 
-    /// Wait up to `wait` for one datagram and feed it to the engine.
+    /// Take every datagram already waiting (without blocking) and feed
+    /// it to the engine.
     fn drain(&mut self) -> Result<(), String> {
         self.socket
             .set_nonblocking(true)
             .map_err(|e| e.to_string())?;
-        let mut rx = [0u8; Client::MAX_DATAGRAM];
         // Bounded: a socket buffer holds a few hundred datagrams at most.
         for _ in 0..1024 {
-            match self.socket.recv_from(&mut rx) {
-                Ok((n, SocketAddr::V4(from))) => self.client.handle(
-                    clock::now(),
-                    Datagram {
-                        local: self.local,
-                        remote: from,
-                        payload: &rx[..n],
-                    },
-                ),
-                Ok(_) => {}
-                Err(_) => break,
+            if self.recv_one().is_err() {
+                break;
             }
         }
         self.socket
@@ -358,21 +349,13 @@ impl Session {
             .map_err(|e| e.to_string())
     }
 
+    /// Wait up to `wait` for one datagram and feed it to the engine.
     fn receive(&mut self, wait: Option<Duration>) -> Result<(), String> {
         self.socket
             .set_read_timeout(wait)
             .map_err(|e| e.to_string())?;
-        let mut rx = [0u8; Client::MAX_DATAGRAM];
-        match self.socket.recv_from(&mut rx) {
-            Ok((n, SocketAddr::V4(from))) => self.client.handle(
-                clock::now(),
-                Datagram {
-                    local: self.local,
-                    remote: from,
-                    payload: &rx[..n],
-                },
-            ),
-            Ok(_) => {}
+        match self.recv_one() {
+            Ok(()) => Ok(()),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -380,8 +363,26 @@ impl Session {
                         | io::ErrorKind::TimedOut
                         | io::ErrorKind::Interrupted
                         | io::ErrorKind::ConnectionRefused
-                ) => {}
-            Err(e) => return Err(e.to_string()),
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Read one datagram from the socket and feed it to the engine.
+    fn recv_one(&mut self) -> io::Result<()> {
+        let mut rx = [0u8; Client::MAX_DATAGRAM];
+        if let (n, SocketAddr::V4(from)) = self.socket.recv_from(&mut rx)? {
+            self.client.handle(
+                clock::now(),
+                Datagram {
+                    local: self.local,
+                    remote: from,
+                    payload: &rx[..n],
+                },
+            );
         }
         Ok(())
     }
