@@ -475,3 +475,19 @@ fn hotkey_on_the_console_shows_the_menu() {
     assert!(all.contains("RESULT local-boot"), "{all}");
     assert_eq!(base_image(&disk), None, "no task ran");
 }
+
+/// §3.4: without auto-enrolment a key nobody bound is held pending: the
+/// client gets no session and says that an administrator must bind its
+/// key (printed on its console), not that the server did not answer.
+#[test]
+fn an_unbound_key_is_reported_pending() {
+    let demo = Demo::start(|t| t.replace("auto_enrol = true", "auto_enrol = false"));
+    let disk = demo.disk("pending");
+    let o = demo.client(&disk, &["--mac", REGISTERED, "--step-limit", "6"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let r = result_line(&o);
+    assert!(r.starts_with("RESULT failed step=session"), "{out}");
+    assert!(r.contains("pending") && r.contains("bind"), "{r}");
+    assert!(out.contains("this workstation's public key"), "{out}");
+}

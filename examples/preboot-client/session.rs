@@ -28,6 +28,10 @@ use preboot::wire::transaction::{MessageType, Payload, Status};
 /// New sessions a request may take after the one it started on died.
 pub const RESUMES: u32 = 3;
 
+/// Why a workstation whose key the server holds pending (§3.4) gets no
+/// session.
+const PENDING: &str = "the server keeps this workstation's key pending: an administrator must bind it (its public key is printed above)";
+
 /// A session idle this long is replaced before the next request: the
 /// server forgets sessions after 60 s without a request (§3.5).
 pub const IDLE_RESUME: Duration = Duration::from_secs(50);
@@ -166,7 +170,7 @@ impl Session {
                     }
                     ClientEvent::Failed { request } => {
                         return Err(if self.pending_seen {
-                            "the server keeps this workstation's key pending: an administrator must bind it (its public key is printed above)".into()
+                            PENDING.into()
                         } else if busy > 0 {
                             format!(
                                 "no handshake with the transaction server {}: it answered Busy {busy} times (its session table is full)",
@@ -297,10 +301,14 @@ impl Session {
     fn turn(&mut self, end: Instant) -> Result<(), String> {
         let now = clock::now();
         if now >= end {
-            return Err(format!(
-                "the transaction server {} did not answer in time",
-                self.config.server
-            ));
+            return Err(if self.pending_seen {
+                PENDING.into()
+            } else {
+                format!(
+                    "the transaction server {} did not answer in time",
+                    self.config.server
+                )
+            });
         }
         // What arrived while this thread was not running counts before any
         // timer fires (a starved thread must not retransmit, or give up,
