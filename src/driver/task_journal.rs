@@ -280,8 +280,7 @@ impl TaskLog for TaskJournal {
                 "task held: handed out {handouts} times without success; it is not handed out again until an administrator changes the workstation's request"
             );
         }
-        let line = encode(record);
-        writeln!(self.out, "{:08x} {line}", crc32(line.as_bytes())).map_err(|e| self.io(e))?;
+        writeln!(self.out, "{}", record_line(record)).map_err(|e| self.io(e))?;
         self.records += 1;
         self.unsynced += 1;
         Ok(())
@@ -420,8 +419,7 @@ fn rewrite(path: &Path, next_id: u32, snapshot: &[TaskRecord]) -> io::Result<(Fi
         let n = format!("N {next_id}");
         writeln!(w, "{:08x} {n}", crc32(n.as_bytes()))?;
         for r in snapshot {
-            let line = encode(r);
-            writeln!(w, "{:08x} {line}", crc32(line.as_bytes()))?;
+            writeln!(w, "{}", record_line(r))?;
         }
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
@@ -438,7 +436,21 @@ fn rewrite(path: &Path, next_id: u32, snapshot: &[TaskRecord]) -> io::Result<(Fi
 }
 
 /// Every line of the journal in `f`; the last one may be torn.
-fn read_journal(path: &Path, f: File) -> Result<Replay, JournalError> {
+/// Read a journal's bytes (`path` names it in errors) as
+/// [`TaskJournal::open`] does: the records, the next task id, a torn last
+/// line. Never panics, on any bytes; memory bounded by the input.
+pub fn replay_bytes(path: &Path, bytes: &[u8]) -> Result<Replay, JournalError> {
+    read_journal(path, bytes)
+}
+
+/// One journal line for `record`, CRC first, without its newline (the
+/// format [`replay_bytes`] reads).
+pub fn record_line(record: &TaskRecord) -> String {
+    let line = encode(record);
+    format!("{:08x} {line}", crc32(line.as_bytes()))
+}
+
+fn read_journal(path: &Path, f: impl io::Read) -> Result<Replay, JournalError> {
     let io_err = |source| JournalError::Io {
         path: path.to_path_buf(),
         source,
