@@ -169,13 +169,6 @@ impl Run<'_> {
     }
 }
 
-fn mac_text(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// Run the whole boot of `ws`.
 pub fn boot(p: &Profile, ws: &Workstation, hub: &DhcpHub) -> BootOutcome {
     let start = StdInstant::now();
@@ -282,7 +275,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
 
     // Step 6: image-safe data (and the hardware, detected before).
     run.begin(2);
-    let slots = read_image_safe(&ws.disk).map_err(|e| format!("{}: {e}", ws.disk.display()))?;
+    let slots = read_slots(&ws.disk)?;
     let loaded = slots.loaded();
     let raw: Option<&[u8]> = loaded.slot.map(|s| {
         let bytes: &[u8] = match s {
@@ -646,27 +639,34 @@ fn describe(a: &TaskAction<'_>) -> String {
 }
 
 /// Write the image-safe data with a new base image and the "image on
-/// next boot" flag cleared (§10.3: the other slot, flushed, then current).
+/// next boot" flag cleared.
 fn write_base_image(disk: &Path, image: &str) -> Result<(), String> {
-    let slots = read_image_safe(disk).map_err(|e| format!("{}: {e}", disk.display()))?;
-    let loaded = slots.loaded();
-    let mut rec: ImageSafe<'_> = loaded.record.clone();
+    let slots = read_slots(disk)?;
+    let mut rec = slots.loaded().record.clone();
     rec.base_image = Some(image);
     rec.pending = PendingFlags(rec.pending.0 & !PendingFlags::IMAGE_NEXT_BOOT);
-    write_image_safe(disk, &rec)
-        .map(|_| ())
-        .map_err(|e| format!("{}: {e}", disk.display()))
+    write_current(disk, &rec)
 }
 
 fn set_flag(disk: &Path, bit: u32, on: bool) -> Result<(), String> {
-    let slots = read_image_safe(disk).map_err(|e| format!("{}: {e}", disk.display()))?;
-    let mut rec: ImageSafe<'_> = slots.loaded().record.clone();
+    let slots = read_slots(disk)?;
+    let mut rec = slots.loaded().record.clone();
     rec.pending = PendingFlags(if on {
         rec.pending.0 | bit
     } else {
         rec.pending.0 & !bit
     });
-    write_image_safe(disk, &rec)
+    write_current(disk, &rec)
+}
+
+fn read_slots(disk: &Path) -> Result<preboot::driver::image_safe_disk::DiskSlots, String> {
+    read_image_safe(disk).map_err(|e| format!("{}: {e}", disk.display()))
+}
+
+/// Write `rec` as the new current copy (§10.3: the other slot, flushed,
+/// then current).
+fn write_current(disk: &Path, rec: &ImageSafe<'_>) -> Result<(), String> {
+    write_image_safe(disk, rec)
         .map(|_| ())
         .map_err(|e| format!("{}: {e}", disk.display()))
 }
@@ -687,7 +687,7 @@ pub fn ensure_disk(path: &Path) -> Result<(), String> {
 
 /// `52:54:00:…` text for messages.
 pub fn mac_label(m: &[u8; 6]) -> String {
-    mac_text(m)
+    preboot::dhcp::HwAddr::new(m).to_string()
 }
 
 /// The address the client would use towards `to` (for `ciaddr` when the

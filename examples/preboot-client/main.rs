@@ -28,6 +28,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use clap::Parser;
 
+use preboot::driver::config_file;
 use preboot::driver::image_safe_disk::read_image_safe;
 use preboot::tftp::client::ClientConfig as TftpConfig;
 use preboot::transaction::parse_key;
@@ -172,31 +173,12 @@ fn main() -> ExitCode {
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let parts: Vec<&str> = s.split([':', '-']).collect();
-    let mut m = [0u8; 6];
-    if parts.len() != 6 {
-        return Err(format!(
-            "--mac {s}: expected six hex bytes like 52:54:00:12:34:56"
-        ));
-    }
-    for (i, p) in parts.iter().enumerate() {
-        m[i] =
-            u8::from_str_radix(p, 16).map_err(|_| format!("--mac {s}: {p} is not a hex byte"))?;
-    }
-    Ok(m)
+    config_file::parse_mac(s)
+        .ok_or_else(|| format!("--mac {s}: expected six hex bytes like 52:54:00:12:34:56"))
 }
 
 fn parse_uuid(s: &str) -> Result<[u8; 16], String> {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
-        return Err(format!("--uuid {s}: expected 32 hex digits"));
-    }
-    let mut u = [0u8; 16];
-    for (i, b) in u.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .map_err(|_| format!("--uuid {s}: not hex"))?;
-    }
-    Ok(u)
+    config_file::parse_uuid(s).ok_or_else(|| format!("--uuid {s}: expected 32 hex digits"))
 }
 
 fn server_key(text: &str) -> Result<[u8; 32], String> {

@@ -304,8 +304,22 @@ pub(crate) fn parse_hex_bytes(s: &str, max: usize) -> Option<Vec<u8>> {
 }
 
 /// Parse a MAC address `52:54:00:12:34:56` (or `-` separated).
-pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parse_hex_bytes(s, 6).and_then(|b| <[u8; 6]>::try_from(b).ok())
+}
+
+/// Parse a machine UUID `01234567-89ab-cdef-0123-456789abcdef` (dashes
+/// optional) into its 16 bytes in text order.
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Parse a subnet `a.b.c.d/len` (len 0-32; host bits not checked).

@@ -330,18 +330,6 @@ struct RawMulticast {
     start_after_secs: u32,
 }
 
-fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 || !hex.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 /// An architecture condition by name: a `[boot]` key or log name of the
 /// architecture table (`uefi_x64`, `uefi-x64`, `uboot_arm64`, …), or one of
 /// the names this loader accepted before the table (`x86-bios`, `efi-ia32`,
@@ -472,7 +460,7 @@ impl Cx<'_> {
             let id = match (&w.mac, &w.uuid) {
                 (Some(m), None) => self.mac(m, "workstation.mac")?,
                 (None, Some(u)) => WorkstationId::Uuid(
-                    parse_uuid(u.get_ref())
+                    super::config_file::parse_uuid(u.get_ref())
                         .ok_or_else(|| self.at(u, "workstation.uuid", "expected 32 hex digits"))?,
                 ),
                 _ => {
@@ -606,9 +594,9 @@ impl Cx<'_> {
             let id = match (&r.mac, &r.uuid) {
                 (Some(m), None) => self.mac(m, &format!("{field}.mac"))?,
                 (None, Some(u)) => {
-                    WorkstationId::Uuid(parse_uuid(u.get_ref()).ok_or_else(|| {
-                        self.at(u, &format!("{field}.uuid"), "expected 32 hex digits")
-                    })?)
+                    WorkstationId::Uuid(super::config_file::parse_uuid(u.get_ref()).ok_or_else(
+                        || self.at(u, &format!("{field}.uuid"), "expected 32 hex digits"),
+                    )?)
                 }
                 _ => return Err(self.at(w, &field, "needs exactly one of `mac` or `uuid`")),
             };
