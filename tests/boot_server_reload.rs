@@ -867,3 +867,90 @@ fn a_waker_from_the_registrar_reaches_the_service() {
     }
     running.stop().unwrap();
 }
+
+/// Keys no one has bound wait in `<server.state_dir>/pending-keys.toml`
+/// (docs/transaction-protocol.md §3.4): an unknown key's handshake is
+/// answered `Pending` and the key is written there with the address it
+/// came from; the list survives a restart of the server; a reload that
+/// binds the key takes it off the list, and the key then works.
+#[test]
+fn pending_keys_are_kept_in_the_state_dir_and_leave_it_when_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = tree(dir.path(), "auto_enrol = false", 16);
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    let text = std::fs::read_to_string(&config_path).unwrap().replacen(
+        "[server]\n",
+        "[server]\nstate_dir = \"state\"\n",
+        1,
+    );
+    rewrite(&config_path, &text);
+    let list = dir.path().join("state").join(config::PENDING_KEYS_FILE);
+    let run = || {
+        let c = config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
+        let server = BootServer::bind(c).unwrap_or_else(|e| panic!("{e}"));
+        let Some(SocketAddr::V4(addr)) = server.transaction_addr() else {
+            panic!("no transaction server")
+        };
+        let reloader = server.reloader().expect("a reloader");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let running = std::thread::spawn(move || server.run(&flag));
+        (addr, reloader, stop, running)
+    };
+    // The list is written right after the answer goes out: wait for it.
+    let read_when = |what: &dyn Fn(&str) -> bool| {
+        let start = std::time::Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&list).unwrap_or_default();
+            if what(&text) || start.elapsed() > Duration::from_secs(5) {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let pending = |addr, key: &StaticKey| match Conn::connect(addr, key) {
+        Err(ClientEvent::HandshakeRefused { status, .. }) => status == Status::Pending,
+        _ => false,
+    };
+
+    let (addr, _, stop, running) = run();
+    let waiting = new_key();
+    let hex: String = waiting
+        .public()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(!list.exists(), "a list before any pending key");
+    assert!(pending(addr, &waiting));
+    let text = read_when(&|t| t.contains(&hex));
+    assert!(text.contains(&format!("public = \"{hex}\"")), "{text}");
+    assert!(text.contains("from = \"127.0.0.1:"), "{text}");
+    stop.store(true, Ordering::Relaxed);
+    running.join().unwrap().unwrap();
+
+    // A restart keeps the list; a second unknown key joins it.
+    let (addr, reloader, stop, running) = run();
+    let other = new_key();
+    assert!(pending(addr, &other));
+    let text = read_when(&|t| t.matches("[[pending]]").count() == 2);
+    assert_eq!(text.matches("[[pending]]").count(), 2, "{text}");
+    assert!(text.contains(&hex), "{text}");
+
+    // Bound by the administrator and reloaded: off the list, and it works.
+    let text = std::fs::read_to_string(&config_path).unwrap().replace(
+        "auto_enrol = false",
+        &format!(
+            "auto_enrol = false\nworkstation = [ {{ mac = \"52:54:00:00:00:01\", public = \"{hex}\" }} ]"
+        ),
+    );
+    rewrite(&config_path, &text);
+    let r = reloader.reload().unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.applied, "{r:?}");
+    let text = std::fs::read_to_string(&list).unwrap();
+    assert!(!text.contains(&hex), "a bound key still listed:\n{text}");
+    assert_eq!(text.matches("[[pending]]").count(), 1, "{text}");
+    let mut c = Conn::connect(addr, &waiting).unwrap();
+    assert_eq!(c.info().as_deref(), Some("pc-v0"));
+    stop.store(true, Ordering::Relaxed);
+    running.join().unwrap().unwrap();
+}

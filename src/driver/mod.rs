@@ -1,4 +1,5 @@
 //! std drivers: the engines on real UDP sockets and files.
+mod atomic_file;
 pub mod boot_server;
 pub mod clients;
 pub mod clock;
@@ -8,6 +9,7 @@ pub mod event_loop;
 pub mod fs;
 pub mod image_safe_disk;
 pub mod key_record_disk;
+pub mod pending_keys;
 pub mod policy_store;
 pub mod privileges;
 pub mod task_journal;

@@ -45,6 +45,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::prelude::rust_2024::*;
 
+use super::atomic_file::{self, sync_dir};
 use crate::Instant;
 use crate::policy::{
     Decision, Effect, ImagingProxy, Store, TaskEvent, TaskLog, TaskRecord, WorkstationId,
@@ -379,60 +380,19 @@ pub fn restore_proxy<S: Store>(
     Ok(proxy)
 }
 
-/// `<file>.tmp` beside the journal.
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-fn sync_dir(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
-}
-
-/// Write the header, `N next_id` and `snapshot` into a fresh `<file>.tmp`
-/// (`O_EXCL`, `O_NOFOLLOW`, mode 0600; a leftover one is unlinked first),
-/// fsync it, rename it over `path`, fsync the directory; return the new
-/// journal open for appending and whether the directory fsync succeeded.
+/// Write the header, `N next_id` and `snapshot` as the whole new journal
+/// ([`atomic_file::replace`]); return it open for appending and whether
+/// the directory fsync succeeded.
 fn rewrite(path: &Path, next_id: u32, snapshot: &[TaskRecord]) -> io::Result<(File, bool)> {
-    let tmp = tmp_path(path);
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let f = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    let written = (|| {
-        let mut w = BufWriter::new(f);
+    atomic_file::replace(path, |w| {
         writeln!(w, "{HEADER}")?;
         let n = format!("N {next_id}");
         writeln!(w, "{:08x} {n}", crc32(n.as_bytes()))?;
         for r in snapshot {
             writeln!(w, "{}", record_line(r))?;
         }
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        Ok::<File, io::Error>(f)
-    })();
-    let f = match written.and_then(|f| std::fs::rename(&tmp, path).map(|()| f)) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    Ok((f, sync_dir(path).is_ok()))
+        Ok(())
+    })
 }
 
 /// Every line of the journal in `f`; the last one may be torn.

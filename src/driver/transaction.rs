@@ -25,6 +25,7 @@ use std::vec::Vec;
 use super::event_loop::mio::net::UdpSocket as MioUdpSocket;
 use super::event_loop::mio::{Events, Interest, Poll, Token};
 use super::event_loop::{self, Registrar, Service};
+use super::pending_keys::{PendingKeyList, unix_now};
 
 /// Random bytes from `/dev/urandom`.
 #[derive(Debug)]
@@ -231,6 +232,8 @@ pub struct TransactionService<P: Policy, K: KeyStore, R: Random> {
     /// Events kept for [`TransactionService::take_events`].
     kept: Option<Vec<ServerEvent>>,
     counters: Arc<TransactionCounters>,
+    /// The pending keys' file, kept with the engine's pending keys.
+    pending_keys: Option<PendingKeyList>,
 }
 
 impl<P: Policy, K: KeyStore, R: Random> core::fmt::Debug for TransactionService<P, K, R> {
@@ -271,7 +274,31 @@ impl<P: Policy, K: KeyStore, R: Random> TransactionService<P, K, R> {
             tx: std::vec![0u8; Server::<P, K, R>::MAX_DATAGRAM].into_boxed_slice(),
             kept: None,
             counters: Arc::default(),
+            pending_keys: None,
         })
+    }
+
+    /// Keep the keys the engine records as pending (§3.4) in `list`, with
+    /// wall-clock times, for an administrator and across restarts; the
+    /// keys the engine's key store binds now leave it at once.
+    pub fn keep_pending_keys(&mut self, list: PendingKeyList) {
+        self.pending_keys = Some(list);
+        self.pending_keys_bound();
+    }
+
+    /// The pending keys' file, if kept.
+    pub fn pending_key_list(&self) -> Option<&PendingKeyList> {
+        self.pending_keys.as_ref()
+    }
+
+    /// The key store changed (a reload): the keys it binds now leave the
+    /// pending keys' file.
+    pub fn pending_keys_bound(&mut self) {
+        let keys = self.engine.keys();
+        if let Some(l) = &mut self.pending_keys {
+            l.forget_bound(|k| keys.object_of_key(k).is_some());
+            write_pending(l);
+        }
     }
 
     /// The bound address.
@@ -389,13 +416,38 @@ impl<P: Policy, K: KeyStore, R: Random> TransactionService<P, K, R> {
                 }
             }
         }
+        let mut keys_changed = false;
         while let Some(ev) = self.engine.poll_event() {
             log_event(&ev);
             self.counters.count(&ev);
+            if let Some(l) = &mut self.pending_keys {
+                match &ev {
+                    ServerEvent::KeyPending { key, peer } => {
+                        keys_changed |= l.note(*key, *peer, unix_now());
+                    }
+                    ServerEvent::KeyEnrolled { key, .. } => {
+                        keys_changed |= l.forget_bound(|k| k == key);
+                    }
+                    _ => {}
+                }
+            }
             if let Some(k) = &mut self.kept {
                 k.push(ev);
             }
         }
+        if keys_changed {
+            if let Some(l) = &mut self.pending_keys {
+                write_pending(l);
+            }
+        }
+    }
+}
+
+/// Write the pending keys' file; a failure is logged (the keys stay in
+/// memory and the next change writes again).
+fn write_pending(l: &mut PendingKeyList) {
+    if let Err(e) = l.write_if_changed() {
+        tracing::warn!(file = %l.path().display(), error = %e, "transaction: could not write the pending workstation keys");
     }
 }
 
@@ -437,6 +489,11 @@ fn log_event(ev: &ServerEvent) {
         | ServerEvent::Retransmission { .. } => {
             tracing::debug!(event = ?ev, "transaction")
         }
+        ServerEvent::KeyPending { key, peer } => tracing::info!(
+            public = %Hex(key),
+            from = %peer,
+            "transaction: a workstation key no one has bound: pending until an administrator binds it ([transaction.keys] workstation = [...], then SIGHUP)"
+        ),
         _ => tracing::info!(event = ?ev, "transaction"),
     }
 }

@@ -88,6 +88,8 @@ pub const SERVER_KEY_FILE: &str = "transaction.key";
 /// `transaction.journal_file` names none.
 pub const TASK_JOURNAL_FILE: &str = "tasks.journal";
 
+pub use crate::driver::pending_keys::PENDING_KEYS_FILE;
+
 /// The transaction server (docs/transaction-protocol.md), from
 /// `[transaction]` and `ports.transaction`: its socket, its static key, the
 /// policy store it answers from and the workstation keys.
@@ -113,6 +115,11 @@ pub struct TransactionConfig {
     /// `<server.state_dir>/tasks.journal`; `None` (tasks kept in memory
     /// only) without either.
     pub journal: Option<PathBuf>,
+    /// The workstation keys waiting for an administrator (§3.4), kept in
+    /// `<server.state_dir>/pending-keys.toml`
+    /// ([`crate::driver::pending_keys`]); `None` (kept in memory only)
+    /// without a state directory.
+    pub pending_keys: Option<PathBuf>,
     /// Hand-outs of one task before it is held for an administrator
     /// (`transaction.max_handouts`, default 3, §4.8).
     pub max_handouts: u32,
@@ -1090,6 +1097,7 @@ impl Conv<'_> {
             workstation_keys,
             engine: ServerConfig::default(),
             journal,
+            pending_keys: state_dir.map(|d| d.join(PENDING_KEYS_FILE)),
             max_handouts,
             advertise: t.advertise.unwrap_or(true),
         }))

@@ -53,6 +53,7 @@ pub use self::reload::{ReloadError, Reloaded, Reloader};
 use super::clients::ClientDirectory;
 use super::dhcp::{DhcpServer, Mode, TransactionServer};
 use super::event_loop::{EventLoop, LoopGroup, Service};
+use super::pending_keys::PendingKeyList;
 use super::privileges::{self, Switched};
 use super::task_journal::{JournaledProxy, restore_proxy};
 use super::tftp::{TftpServer, TftpStats};
@@ -174,14 +175,20 @@ impl BootServer {
                 privileges::check_writable_dir(dir, "the directory of dhcp.lease_file", user)
                     .map_err(fail)?;
             }
-            let journal = self
-                .config
-                .transaction
-                .as_ref()
-                .and_then(|t| t.journal.as_ref());
-            if let Some(dir) = journal.and_then(|j| j.parent()) {
-                privileges::check_writable_dir(dir, "the task journal's directory", user)
-                    .map_err(fail)?;
+            let t = self.config.transaction.as_ref();
+            for (file, what) in [
+                (
+                    t.and_then(|t| t.journal.as_ref()),
+                    "the task journal's directory",
+                ),
+                (
+                    t.and_then(|t| t.pending_keys.as_ref()),
+                    "the pending keys' directory",
+                ),
+            ] {
+                if let Some(dir) = file.and_then(|f| f.parent()) {
+                    privileges::check_writable_dir(dir, what, user).map_err(fail)?;
+                }
             }
         }
         Ok(switched)
@@ -527,12 +534,27 @@ fn bind_transaction(
     for (_, k) in t.workstation_keys.iter() {
         engine.prepare_key(k);
     }
-    let service = TransactionService::bind(SocketAddr::V4(t.bind), engine).map_err(|source| {
-        BootServerError::Bind {
-            what: format!("transaction server {}", t.bind),
+    let mut service =
+        TransactionService::bind(SocketAddr::V4(t.bind), engine).map_err(|source| {
+            BootServerError::Bind {
+                what: format!("transaction server {}", t.bind),
+                source,
+            }
+        })?;
+    if let Some(path) = &t.pending_keys {
+        let list = PendingKeyList::open(path).map_err(|source| BootServerError::Bind {
+            what: format!("pending workstation keys {}", path.display()),
             source,
+        })?;
+        if !list.is_empty() {
+            tracing::info!(
+                file = %path.display(),
+                keys = list.len(),
+                "transaction: workstation keys wait for an administrator (bind them in [transaction.keys])"
+            );
         }
-    })?;
+        service.keep_pending_keys(list);
+    }
     let addr = service
         .local_addr()
         .map_err(|source| BootServerError::Bind {

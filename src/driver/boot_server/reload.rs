@@ -406,6 +406,8 @@ impl ReloadingTransaction {
             sessions = engine.session_count(),
             "reload: policy store and workstation keys put in place"
         );
+        // Keys the new configuration binds leave the pending list.
+        self.inner.pending_keys_bound();
         self.shared.counters.count_reload(true);
         let _ = h.done.try_send(kept);
     }

@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::string::String;
 use std::vec::Vec;
 
+use super::super::atomic_file::{self, sync_dir};
 use crate::dhcp::leases::ClientKey;
 use crate::dhcp::store::{LeaseRecord, LeaseStore, RecordKind};
 
@@ -196,60 +197,18 @@ fn fold(live: &mut BTreeMap<u32, LeaseRecord>, r: &LeaseRecord) {
     }
 }
 
-/// `<file>.tmp` beside the log.
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-fn sync_dir(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
-}
-
-/// Write `live` (with the header) into a fresh `<file>.tmp`, fsync it,
-/// rename it over `path`, fsync the directory; return the new log open for
-/// appending, and whether the directory fsync succeeded (after the rename
-/// the new file is the log either way: the caller must append to it). The temporary file is created with `O_EXCL` and
-/// `O_NOFOLLOW` (a leftover or planted one is unlinked first: unlinking a
-/// link removes the link, never its target), mode 0600.
+/// Write `live` (with the header) as the whole new log
+/// ([`atomic_file::replace`]); return it open for appending, and whether
+/// the directory fsync succeeded (after the rename the new file is the log
+/// either way: the caller must append to it).
 fn rewrite(path: &Path, live: &BTreeMap<u32, LeaseRecord>) -> io::Result<(File, bool)> {
-    let tmp = tmp_path(path);
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let f = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    let written = (|| {
-        let mut w = BufWriter::new(f);
+    atomic_file::replace(path, |w| {
         writeln!(w, "{HEADER}")?;
         for r in live.values() {
-            write_record(&mut w, r)?;
+            write_record(w, r)?;
         }
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        Ok::<File, io::Error>(f)
-    })();
-    let f = match written.and_then(|f| std::fs::rename(&tmp, path).map(|()| f)) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    Ok((f, sync_dir(path).is_ok()))
+        Ok(())
+    })
 }
 
 fn write_record(w: &mut impl Write, r: &LeaseRecord) -> io::Result<()> {
