@@ -7,7 +7,7 @@
 //! ([`crate::transaction::Server::pending_keys`]); this list follows its
 //! [`ServerEvent::KeyPending`](crate::transaction::ServerEvent::KeyPending)
 //! events with wall-clock times, and is rewritten whole
-//! ([`super::atomic_file::replace`]) when a key comes, goes (bound by the
+//! (temporary file, fsync, rename) when a key comes, goes (bound by the
 //! configuration or by auto-enrolment), or was seen again after
 //! [`REWRITE_AFTER_SECS`]. It holds at most [`MAX_PENDING_KEYS`] keys, the
 //! least recently seen dropped first, as the engine does.
