@@ -389,6 +389,12 @@ fuzz_target!(|input: Input| {
                 (a, d) => panic!("task {a:?} does not match decision {d:?}"),
             }
         }
+        // §4.5.1: every multicast task carries its TLV 4.
+        for task in &t.tasks {
+            if matches!(task.action, TaskAction::JoinMulticast { .. }) {
+                assert!(t.multicast.iter().any(|m| m.task_id == task.id), "no TLV 4 for {task:?}");
+            }
+        }
         t.tasks.iter().map(|t| t.id).collect()
         }
     };
