@@ -176,8 +176,9 @@ impl Default for ServerPolicy {
     }
 }
 
-/// A multicast imaging session ([`super::multicast`] runs it;
-/// [`MulticastSession::new`] has the defaults).
+/// A multicast imaging session: the imaging proxy runs it in runs that
+/// start, run and finish (docs/transaction-protocol.md §4.8.1);
+/// [`MulticastSession::new`] has the defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MulticastSession {
     /// Name.
