@@ -742,7 +742,9 @@ fn reloader_keeps_live_tasks_and_enrolled_keys_and_takes_new_keys() {
 /// a session that is new starts empty, and the task is still reported.
 #[test]
 fn a_store_swap_keeps_task_ids_and_moves_joins_by_session_name() {
-    use preboot::policy::{ImagingProxy, MemoryStore, MulticastSession, WorkstationId};
+    use preboot::policy::{
+        AfterRun, ImagingProxy, LateJoin, MemoryStore, MulticastSession, WorkstationId,
+    };
     use preboot::transaction::Policy;
     let session = |name: &str, member: [u8; 6]| MulticastSession {
         name: name.into(),
@@ -755,6 +757,10 @@ fn a_store_swap_keeps_task_ids_and_moves_joins_by_session_name() {
         port: 6000,
         start_members: 2,
         start_after_secs: 120,
+        poll_secs: 30,
+        timeout_secs: 0,
+        after: AfterRun::Disable,
+        late: LateJoin::Refuse,
     };
     let (m1, m2) = (MAC, [0x52, 0x54, 0, 0, 0, 0x02]);
     let info = |mac: [u8; 6]| {

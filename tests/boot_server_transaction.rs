@@ -35,6 +35,7 @@ use preboot::transaction::{
 use preboot::wire::transaction::messages::{
     Hotkey, MenuMode, Outcome, TaskAction, TaskReport, WorkstationInfo,
 };
+use preboot::wire::transaction::multicast::{MulticastRole, MulticastState};
 use preboot::wire::transaction::{MAX_FRAME_LEN, MessageType};
 
 #[path = "../examples/preboot-server/demo.rs"]
@@ -817,5 +818,103 @@ fn advertise_false_names_no_transaction_server() {
     );
     // The transaction server itself still runs.
     boot(server.addr, server.public_key, &new_key(), STRANGER).unwrap();
+    server.stop();
+}
+
+/// One member of the demo's multicast session on a session of its own:
+/// `WorkstationInfo`, then `TaskQuery`; its join task's id and the TLV 4
+/// state, run and members joined (§4.5.1), if it has one.
+fn multicast_query(
+    server: &Running,
+    key: &StaticKey,
+    mac: [u8; 6],
+) -> (Conn, Option<(u32, MulticastState, u32, u16)>) {
+    let mut c = Conn::connect(server.addr, server.public_key, key).unwrap();
+    let mut info = WorkstationInfo::default();
+    info.macs.push(mac).unwrap();
+    c.client.send_info(c.now(), &info).unwrap();
+    c.reply(MessageType::InfoAck).unwrap();
+    c.client.query_tasks(c.now()).unwrap();
+    c.reply(MessageType::TaskReply).unwrap();
+    let t = c.client.task_reply().unwrap();
+    // Once the session is closed the demo's server rule may still give a
+    // restore (no image-safe data here): only the join matters.
+    let join = t.tasks.iter().find(|task| {
+        matches!(
+            task.action,
+            TaskAction::JoinMulticast {
+                session: "demo-room",
+                ..
+            }
+        )
+    });
+    if join.is_none() {
+        assert!(t.multicast.is_empty(), "{t:?}");
+    }
+    let told = join.map(|task| {
+        let m = t
+            .multicast
+            .iter()
+            .find(|m| m.task_id == task.id)
+            .expect("TLV 4 for the task");
+        assert_eq!(
+            (m.session, m.image, m.group, m.port, m.role),
+            (
+                "demo-room",
+                "images/room.img",
+                std::net::Ipv4Addr::new(239, 255, 77, 1),
+                5077,
+                MulticastRole::Member
+            )
+        );
+        (task.id, m.state, m.run, m.joined)
+    });
+    drop(t);
+    (c, told)
+}
+
+/// §4.5.1, §4.8.1 over protocol v2 on loopback: the demo's session
+/// (members 02 and 03, start at 2): 02 waits (poll 2 s), 03's join starts
+/// it, 02 asking again learns it (same task id); both report success; the
+/// session is disabled: neither joins it again, also after the server
+/// restarted from its journal.
+#[test]
+fn multicast_session_starts_runs_and_is_disabled_over_the_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = demo_on_free_ports(dir.path());
+    let server = Running::start(tree.config_path());
+    let (m2, m3) = ([0x52, 0x54, 0, 0, 0, 0x02], [0x52, 0x54, 0, 0, 0, 0x03]);
+    let (k2, k3) = (new_key(), new_key());
+    let (_, first) = multicast_query(&server, &k2, m2);
+    let (id2, state, run, joined) = first.unwrap();
+    assert_eq!((state, run, joined), (MulticastState::Waiting, 1, 1));
+    let (mut c3, third) = multicast_query(&server, &k3, m3);
+    let (id3, state, _, joined) = third.unwrap();
+    assert_eq!(
+        (state, joined),
+        (MulticastState::Started, 2),
+        "03 started it"
+    );
+    let (mut c2, again) = multicast_query(&server, &k2, m2);
+    assert_eq!(again.unwrap(), (id2, MulticastState::Started, 1, 2));
+    for (c, id) in [(&mut c2, id2), (&mut c3, id3)] {
+        let report = TaskReport {
+            task_id: id,
+            outcome: Outcome::Success,
+            percent: Some(100),
+            reason: None,
+        };
+        c.client.report(c.now(), &report).unwrap();
+        c.reply(MessageType::ReportAck).unwrap();
+    }
+    assert_eq!(multicast_query(&server, &k2, m2).1, None, "disabled");
+    server.stop();
+    let server = Running::start(tree.config_path());
+    assert_eq!(
+        multicast_query(&server, &k3, m3).1,
+        None,
+        "still, after a restart"
+    );
+    assert_eq!(multicast_query(&server, &k2, m2).1, None);
     server.stop();
 }

@@ -412,6 +412,10 @@ fn session(
         port: 6000,
         start_members: 2,
         start_after_secs: 120,
+        poll_secs: 30,
+        timeout_secs: 0,
+        after: AfterRun::Disable,
+        late: LateJoin::Refuse,
     }
 }
 
@@ -486,12 +490,18 @@ fn multicast_table() {
         "M seconds after the last join"
     );
     p.tasks(t0, &who(&info(M2)), &info(M2)).unwrap();
-    assert!(p.session_ready(t0, 1), "N members");
+    assert!(
+        matches!(
+            p.session_status(1).unwrap().phase,
+            SessionPhase::Running { .. }
+        ),
+        "N members: started at the join of the N-th"
+    );
     let r = p.tasks(t0, &who(&info(M3)), &info(M3)).unwrap();
     assert!(matches!(
         r.tasks[0].action,
         TaskAction::CreateImage {
-            target: "mastered",
+            target: "multicast:mastered",
             ..
         }
     ));

@@ -491,3 +491,64 @@ fn an_unbound_key_is_reported_pending() {
     assert!(r.contains("pending") && r.contains("bind"), "{r}");
     assert!(out.contains("this workstation's public key"), "{out}");
 }
+
+/// §4.5.1, §4.8.1 end to end: the demo's multicast session (members
+/// demo-pc-02 and demo-pc-03, start at 2, poll 2 s), both played by one
+/// client process. The first member to ask is told to wait and asks
+/// again; the second one's join starts the session; both learn it started
+/// (session, image, server, stream: in the log), run it and report; the
+/// session is disabled: neither joins again, also after the server
+/// restarted from its journal.
+#[test]
+fn multicast_members_wait_start_and_are_not_sent_again() {
+    let mut demo = Demo::start(|t| t);
+    let dir = demo.dir.join("room");
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = demo
+        .client_cmd(
+            &dir,
+            &[
+                "--workstations",
+                "2",
+                "--mac",
+                "52:54:00:00:00:02",
+                "--multicast-wait",
+                "60",
+            ],
+        )
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert!(
+        result_line(&o).contains("workstations=2 done=2 failed=0"),
+        "{out}"
+    );
+    assert!(out.contains("2 × imaged"), "{out}");
+    assert!(
+        out.contains("session=demo-room role=member run=1 state=waiting (poll 2 s) joined=1 image=images/room.img server=127.0.0.1 stream=239.255.77.1:5077"),
+        "{out}"
+    );
+    assert!(out.contains("asking again in 2 s"), "{out}");
+    assert_eq!(
+        out.matches("role=member run=1 state=started joined=2")
+            .count(),
+        2,
+        "both learnt the start: {out}"
+    );
+    let (d2, d3) = (dir.join("525400000002.img"), dir.join("525400000003.img"));
+    assert_eq!(base_image(&d2).as_deref(), Some("images/room.img"));
+    assert_eq!(base_image(&d3).as_deref(), Some("images/room.img"));
+    // Closed (disabled): the next boot of either has no task.
+    let again = demo.client(&d2, &["--mac", "52:54:00:00:00:02"]);
+    assert!(
+        result_line(&again).contains("local-boot"),
+        "{}",
+        text(&again)
+    );
+    demo.restart();
+    let again = demo.client(&d3, &["--mac", "52:54:00:00:00:03"]);
+    let out = text(&again);
+    assert!(result_line(&again).contains("local-boot"), "{out}");
+    assert!(!out.contains("PREBOOT-MULTICAST"), "{out}");
+}

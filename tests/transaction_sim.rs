@@ -6,7 +6,9 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 use preboot::Instant;
 use preboot::engine::Datagram;
-use preboot::policy::{ImagingProxy, MemoryStore, MulticastSession, ServerPolicy, WorkstationId};
+use preboot::policy::{
+    AfterRun, ImagingProxy, LateJoin, MemoryStore, MulticastSession, ServerPolicy, WorkstationId,
+};
 use preboot::transaction::{
     Client, ClientConfig, ClientEvent, HandshakeSeed, Policy, Random, Server, ServerConfig,
     StaticKey, WorkstationKeys,
@@ -106,6 +108,10 @@ fn store() -> MemoryStore {
             port: 5000,
             start_members: 100,
             start_after_secs: 60,
+            poll_secs: 30,
+            timeout_secs: 0,
+            after: AfterRun::Disable,
+            late: LateJoin::Refuse,
         }],
         ..MemoryStore::default()
     }

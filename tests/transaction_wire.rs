@@ -168,6 +168,20 @@ proptest! {
             }).collect(),
             environment: env.as_ref().map(|(f, k, i, l)| Environment { fetch: (*f).into(), kernel: k, initrd: i, loader: l }),
             tokens: tasks.iter().take(8).map(|(id, ..)| TaskToken { task_id: *id, token: [id.to_le_bytes()[0]; 32] }).collect(),
+            // §4.5.1: TLV 4, one per multicast task.
+            multicast: tasks.iter().filter(|t| t.1 == 3 || t.1 == 2).map(|(id, k, ip, st, parts, (port, n, w))| preboot::wire::transaction::multicast::MulticastInfo {
+                task_id: *id,
+                role: (k - 2).into(),
+                state: (*n as u8).into(),
+                run: *w,
+                joined: *n,
+                poll_secs: *port,
+                server: *ip,
+                group: Ipv4Addr::new(239, 1, 2, parts.len() as u8),
+                port: *port,
+                session: st,
+                image: if parts.is_empty() { "" } else { st },
+            }).collect(),
         };
         let bytes = emit(&t);
         let back = TaskReply::parse(&bytes).unwrap();

@@ -23,6 +23,8 @@ use preboot::wire::transaction::messages::{
     MenuMode, Outcome, TaskAction, TaskReport, WorkstationInfo,
 };
 
+use preboot::wire::transaction::multicast::{MulticastInfo, MulticastRole, MulticastState};
+
 use crate::dhcp::{DhcpHub, DhcpTarget};
 use crate::fetch;
 use crate::hardware::Hardware;
@@ -92,6 +94,9 @@ pub struct Profile {
     pub menu_choice: Option<usize>,
     /// Per step.
     pub step_limit: Duration,
+    /// How long to wait for a multicast session to start (§4.5.1), asking
+    /// again at the server's poll interval; then boot the local disk.
+    pub multicast_wait: Duration,
     /// Print each step (one workstation) or stay quiet (many).
     pub verbose: bool,
 }
@@ -438,30 +443,92 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
     }
     run.end();
 
-    // Steps 13–17: the tasks.
+    // Steps 13–17: the tasks. A multicast session that has not started
+    // says "waiting": ask again after its poll interval (§4.5.1), at most
+    // `multicast_wait` in all, then boot the local disk.
     run.begin(6);
-    match session.request("TaskQuery", p.step_limit, |c, now| c.query_tasks(now))? {
-        Answer::Reply => {}
-        Answer::Refused(s) => return Err(refusal("TaskQuery", s)),
-    }
-    let (tasks, env) = {
-        let tr = session
-            .client()
-            .task_reply()
-            .ok_or("TaskReply unreadable")?;
-        let tasks: Vec<(u32, String, TaskKind)> = tr
-            .tasks
+    let wait_until = StdInstant::now() + p.multicast_wait;
+    let mut polls = 0u32;
+    let (tasks, env) = loop {
+        match session.request("TaskQuery", p.step_limit, |c, now| c.query_tasks(now))? {
+            Answer::Reply => {}
+            Answer::Refused(s) => return Err(refusal("TaskQuery", s)),
+        }
+        let (tasks, env, sessions) = {
+            let tr = session
+                .client()
+                .task_reply()
+                .ok_or("TaskReply unreadable")?;
+            // A member of a multicast session lays down the session's
+            // image (TLV 4): the simulated hand-over records it as a
+            // restore would.
+            let tasks: Vec<(u32, String, TaskKind)> = tr
+                .tasks
+                .iter()
+                .map(|t| {
+                    let joined = tr.multicast.iter().find(|m| {
+                        m.task_id == t.id
+                            && m.role == MulticastRole::Member
+                            && matches!(t.action, TaskAction::JoinMulticast { .. })
+                    });
+                    let kind = match joined {
+                        Some(m) => TaskKind::Restore(m.image.to_string()),
+                        None => TaskKind::of(&t.action),
+                    };
+                    (t.id, describe(&t.action), kind)
+                })
+                .collect();
+            let env = tr.environment.as_ref().map(|e| {
+                (
+                    e.kernel.to_string(),
+                    e.initrd.to_string(),
+                    e.loader.to_string(),
+                )
+            });
+            // TLV 4 of the tasks in this reply: (waiting, poll secs, text).
+            let sessions: Vec<(bool, u16, String)> = tr
+                .multicast
+                .iter()
+                .filter(|m| tr.tasks.iter().any(|t| t.id == m.task_id))
+                .map(|m| {
+                    let waiting = m.state != MulticastState::Started;
+                    (waiting, m.poll_secs, describe_multicast(m))
+                })
+                .collect();
+            (tasks, env, sessions)
+        };
+        for (_, _, text) in &sessions {
+            run.say(text);
+            if p.verbose {
+                println!("PREBOOT-MULTICAST {text}");
+            }
+        }
+        let Some(poll) = sessions
             .iter()
-            .map(|t| (t.id, describe(&t.action), TaskKind::of(&t.action)))
-            .collect();
-        let env = tr.environment.as_ref().map(|e| {
-            (
-                e.kernel.to_string(),
-                e.initrd.to_string(),
-                e.loader.to_string(),
-            )
-        });
-        (tasks, env)
+            .filter(|s| s.0)
+            .map(|s| Duration::from_secs(u64::from(s.1.max(1))))
+            .min()
+        else {
+            break (tasks, env);
+        };
+        let left = wait_until.saturating_duration_since(StdInstant::now());
+        polls += 1;
+        if left.is_zero() || polls > MAX_MULTICAST_POLLS {
+            run.end();
+            run.say(format!(
+                "the multicast session did not start within {} s ({polls} queries): boot the local disk",
+                p.multicast_wait.as_secs()
+            ));
+            if p.verbose {
+                println!("PREBOOT-LOCAL-BOOT");
+            }
+            return Ok(Ending::LocalBoot);
+        }
+        run.say(format!(
+            "multicast session waiting: asking again in {} s",
+            poll.min(left).as_secs()
+        ));
+        std::thread::sleep(poll.min(left));
     };
     run.end();
     let work: Vec<&(u32, String, TaskKind)> = tasks
@@ -588,6 +655,28 @@ fn advertised(info: &preboot::dhcp::client::BootInfo) -> (Option<SocketAddrV4>, 
         Some(t) => (Some(t.address), t.public_key),
         None => (None, None),
     }
+}
+
+/// Queries while a multicast session waits, at most (a bound besides the
+/// time limit, for a server that asks for a poll every second).
+const MAX_MULTICAST_POLLS: u32 = 10_000;
+
+/// The multicast fields of a task (TLV 4, §4.5.1), for the console.
+fn describe_multicast(m: &MulticastInfo<'_>) -> String {
+    let role = match m.role {
+        MulticastRole::Master => "master".to_string(),
+        MulticastRole::Member => "member".to_string(),
+        MulticastRole::Unknown(r) => format!("role {r}"),
+    };
+    let state = match m.state {
+        MulticastState::Started => "started".to_string(),
+        MulticastState::Waiting => format!("waiting (poll {} s)", m.poll_secs),
+        MulticastState::Unknown(s) => format!("state {s} (poll {} s)", m.poll_secs),
+    };
+    format!(
+        "task={} session={} role={role} run={} state={state} joined={} image={} server={} stream={}:{}",
+        m.task_id, m.session, m.run, m.joined, m.image, m.server, m.group, m.port
+    )
 }
 
 fn refusal(what: &str, s: Status) -> String {

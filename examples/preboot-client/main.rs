@@ -140,6 +140,11 @@ struct Args {
     /// progress).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     step_limit: u64,
+    /// Wait at most SECS for a multicast session to start, asking the
+    /// server again at the poll interval it gives; then boot the local
+    /// disk.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    multicast_wait: u64,
     /// Print the image-safe data of the disk and exit.
     #[arg(long)]
     show_image_safe: bool,
@@ -314,6 +319,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         console: args.console || (n == 1 && std::io::IsTerminal::is_terminal(&std::io::stdin())),
         menu_choice: args.menu_choice,
         step_limit: Duration::from_secs(args.step_limit),
+        multicast_wait: Duration::from_secs(args.multicast_wait),
         verbose: n == 1,
     };
     let here = if demo {

@@ -15,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 use preboot::Instant;
 use preboot::policy::{
     Cmp, Condition, Decision, EnvironmentSpec, Facts, MenuEntrySpec, ImagingProxy, ImagingRule, MemoryStore, MenuSetting,
-    MenuSource, MulticastSession, WorkstationId, WorkstationObject, WorkstationPolicy, identities,
+    MenuSource, MulticastSession, AfterRun, LateJoin, WorkstationId, WorkstationObject, WorkstationPolicy, identities,
 };
 use preboot::transaction::Policy;
 use preboot::wire::image_safe::{ImageSafe, PendingFlags};
@@ -238,6 +238,10 @@ fuzz_target!(|input: Input| {
             port: 5000,
             start_members: s.start_members,
             start_after_secs: s.start_after_secs,
+            poll_secs: 30,
+            timeout_secs: s.start_after_secs / 2,
+            after: [AfterRun::Disable, AfterRun::Delete, AfterRun::Keep][usize::from(s.start_members % 3)],
+            late: if s.enabled && s.start_members % 2 == 0 { LateJoin::NextRun } else { LateJoin::Refuse },
         });
     }
 
@@ -383,6 +387,12 @@ fuzz_target!(|input: Input| {
                 (TaskAction::JoinMulticast { .. }, Decision::Join { master: false, .. }) => {}
                 (TaskAction::Maintenance { .. }, Decision::Maintenance) => {}
                 (a, d) => panic!("task {a:?} does not match decision {d:?}"),
+            }
+        }
+        // §4.5.1: every multicast task carries its TLV 4.
+        for task in &t.tasks {
+            if matches!(task.action, TaskAction::JoinMulticast { .. }) {
+                assert!(t.multicast.iter().any(|m| m.task_id == task.id), "no TLV 4 for {task:?}");
             }
         }
         t.tasks.iter().map(|t| t.id).collect()

@@ -39,8 +39,12 @@
 //! member_rule = { pci = "8086:1533" }
 //! group = "239.1.1.1"
 //! port = 5000
-//! start_members = 10
-//! start_after_secs = 300
+//! start_members = 10                       # default 5 (ZENworks); 0: not by count
+//! start_after_secs = 300                   # default 900 = 15 min after the last join; 0: not by time
+//! poll_secs = 30                           # waiting members ask again after this (default 30)
+//! timeout_secs = 14400                     # a run ends this long after its start (default 4 h; 0: never)
+//! after = "disable"                        # after a run: "disable" (default), "delete" or "keep"
+//! late = "refuse"                          # asking after the start: "refuse" (default) or "next" (next run)
 //! ```
 //!
 //! The same file (or a separate, more tightly protected one) may hold the
@@ -73,8 +77,8 @@ pub use super::config_file::ConfigError;
 use super::config_file::{Cx, parse_cidr, parse_hex_bytes, parse_mac, read};
 use crate::dhcp::BootArch;
 use crate::policy::{
-    Cmp, Condition, EnvironmentSpec, ImagingRule, MemoryStore, MenuEntrySpec, MenuSetting,
-    MulticastSession, WorkstationId, WorkstationObject, WorkstationPolicy,
+    AfterRun, Cmp, Condition, EnvironmentSpec, ImagingRule, LateJoin, MemoryStore, MenuEntrySpec,
+    MenuSetting, MulticastSession, WorkstationId, WorkstationObject, WorkstationPolicy,
 };
 use crate::transaction::{StaticKey, WorkstationKeys, parse_key};
 use crate::wire::transaction::messages::{Fetch, Hotkey, MenuEntry, MenuMode};
@@ -324,10 +328,30 @@ struct RawMulticast {
     member_rule: Option<Spanned<RawCond>>,
     group: Spanned<String>,
     port: u16,
-    #[serde(default)]
+    #[serde(default = "default_start_members")]
     start_members: u16,
-    #[serde(default)]
+    #[serde(default = "default_start_after_secs")]
     start_after_secs: u32,
+    #[serde(default = "default_poll_secs")]
+    poll_secs: Spanned<u16>,
+    #[serde(default = "default_timeout_secs")]
+    timeout_secs: u32,
+    after: Option<Spanned<String>>,
+    late: Option<Spanned<String>>,
+}
+
+// §4.8.1: ZENworks' defaults (notes §1.6): 5 members or 15 minutes.
+fn default_start_members() -> u16 {
+    crate::policy::DEFAULT_START_MEMBERS
+}
+fn default_start_after_secs() -> u32 {
+    crate::policy::DEFAULT_START_AFTER_SECS
+}
+fn default_poll_secs() -> Spanned<u16> {
+    Spanned::new(0..0, crate::policy::DEFAULT_POLL_SECS)
+}
+fn default_timeout_secs() -> u32 {
+    crate::policy::DEFAULT_TIMEOUT_SECS
 }
 
 /// An architecture condition by name: a `[boot]` key or log name of the
@@ -516,6 +540,32 @@ impl Cx<'_> {
                 .ok_or_else(|| {
                     self.at(&m.group, "multicast.group", "not an IPv4 multicast address")
                 })?;
+            if m.start_members == 0 && m.start_after_secs == 0 {
+                return Err(self.at(
+                    &m.name,
+                    "multicast",
+                    "start_members and start_after_secs are both 0: the session would never start",
+                ));
+            }
+            if *m.poll_secs.get_ref() == 0 {
+                return Err(self.at(&m.poll_secs, "multicast.poll_secs", "must be at least 1"));
+            }
+            let after = match &m.after {
+                None => AfterRun::default(),
+                Some(a) => AfterRun::from_name(a.get_ref()).ok_or_else(|| {
+                    self.at(
+                        a,
+                        "multicast.after",
+                        "expected \"disable\", \"delete\" or \"keep\"",
+                    )
+                })?,
+            };
+            let late = match &m.late {
+                None => LateJoin::default(),
+                Some(l) => LateJoin::from_name(l.get_ref()).ok_or_else(|| {
+                    self.at(l, "multicast.late", "expected \"refuse\" or \"next\"")
+                })?,
+            };
             store.multicast.push(MulticastSession {
                 name: m.name.get_ref().clone(),
                 enabled: m.enabled,
@@ -539,6 +589,10 @@ impl Cx<'_> {
                 port: m.port,
                 start_members: m.start_members,
                 start_after_secs: m.start_after_secs,
+                poll_secs: *m.poll_secs.get_ref(),
+                timeout_secs: m.timeout_secs,
+                after,
+                late,
             });
         }
         Ok(store)

@@ -15,7 +15,15 @@
 //! <crc> X <µs> <object> <task> <hand-outs>          (held)
 //! <crc> D <µs> <object> <task>                      (dropped)
 //! <crc> U <µs> <object> 0 <effect>                  (success forgotten)
+//! <crc> C <µs> <object> 0 <session> <run> <after> <fingerprint, 16 hex>
+//!                                      (a multicast run ended; after: disable|delete|keep)
+//! <crc> M <µs> <object> <task> <session> <run> <fingerprint, 16 hex>
+//!                                      (a multicast member done)
+//! <crc> R <µs> <object> 0 <session>                  (a closed session reopened)
 //! ```
+//!
+//! `C`, `M` and `R` (§4.8.1) came after the first journals: a journal
+//! written before them reads as it did (they only add line kinds).
 //!
 //! `<crc>` is the CRC-32 (IEEE, as the image-safe record's, §10.2) of the
 //! rest of the line, 8 hex digits. `<µs>` is Unix time in microseconds.
@@ -48,7 +56,8 @@ use std::prelude::rust_2024::*;
 use super::atomic_file::{self, sync_dir};
 use crate::Instant;
 use crate::policy::{
-    Decision, Effect, ImagingProxy, Store, TaskEvent, TaskLog, TaskRecord, WorkstationId,
+    AfterRun, Decision, Effect, ImagingProxy, SessionEvent, Store, TaskEvent, TaskLog, TaskRecord,
+    WorkstationId,
 };
 use crate::wire::image_safe::crc32;
 
@@ -600,6 +609,9 @@ fn encode(r: &TaskRecord) -> String {
         TaskEvent::Held { .. } => 'X',
         TaskEvent::Dropped => 'D',
         TaskEvent::Forgotten { .. } => 'U',
+        TaskEvent::Session(SessionEvent::RunEnded { .. }) => 'C',
+        TaskEvent::Session(SessionEvent::MemberDone { .. }) => 'M',
+        TaskEvent::Session(SessionEvent::Reopened { .. }) => 'R',
     };
     let _ = write!(
         out,
@@ -661,6 +673,29 @@ fn encode(r: &TaskRecord) -> String {
         TaskEvent::Forgotten { effect: e } => {
             out.push(' ');
             effect(&mut out, e);
+        }
+        TaskEvent::Session(SessionEvent::RunEnded {
+            session,
+            run,
+            after,
+            fingerprint,
+        }) => {
+            out.push(' ');
+            esc(&mut out, Some(session));
+            let _ = write!(out, " {run} {} {fingerprint:016x}", after.name());
+        }
+        TaskEvent::Session(SessionEvent::MemberDone {
+            session,
+            run,
+            fingerprint,
+        }) => {
+            out.push(' ');
+            esc(&mut out, Some(session));
+            let _ = write!(out, " {run} {fingerprint:016x}");
+        }
+        TaskEvent::Session(SessionEvent::Reopened { session }) => {
+            out.push(' ');
+            esc(&mut out, Some(session));
         }
     }
     out
@@ -729,6 +764,20 @@ fn decode(s: &str) -> Option<TaskRecord> {
         ("U", e) => TaskEvent::Forgotten {
             effect: parse_effect(e)?,
         },
+        ("C", [session, run, after, fp]) => TaskEvent::Session(SessionEvent::RunEnded {
+            session: unesc(session)??,
+            run: run.parse().ok()?,
+            after: AfterRun::from_name(after)?,
+            fingerprint: u64::from_str_radix(fp, 16).ok()?,
+        }),
+        ("M", [session, run, fp]) => TaskEvent::Session(SessionEvent::MemberDone {
+            session: unesc(session)??,
+            run: run.parse().ok()?,
+            fingerprint: u64::from_str_radix(fp, 16).ok()?,
+        }),
+        ("R", [session]) => TaskEvent::Session(SessionEvent::Reopened {
+            session: unesc(session)??,
+        }),
         _ => return None,
     };
     Some(TaskRecord {
@@ -801,6 +850,26 @@ mod tests {
             TaskEvent::Forgotten {
                 effect: Effect::Maintained,
             },
+            TaskEvent::Session(SessionEvent::RunEnded {
+                session: "room 1 %".into(),
+                run: 3,
+                after: AfterRun::Delete,
+                fingerprint: 0x0123_4567_89ab_cdef,
+            }),
+            TaskEvent::Session(SessionEvent::RunEnded {
+                session: "r".into(),
+                run: 1,
+                after: AfterRun::Keep,
+                fingerprint: 1,
+            }),
+            TaskEvent::Session(SessionEvent::MemberDone {
+                session: "room".into(),
+                run: 2,
+                fingerprint: u64::MAX,
+            }),
+            TaskEvent::Session(SessionEvent::Reopened {
+                session: "room".into(),
+            }),
         ];
         for (i, event) in events.into_iter().enumerate() {
             let r = TaskRecord {

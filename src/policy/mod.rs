@@ -20,7 +20,9 @@
 //!      of the first matching rule — forced, even if already on the disk;
 //!   2. the object asks to create an image: create (upload) it;
 //!   3. the first enabled multicast session the workstation belongs to
-//!      (explicit member, master, or member rule): join it;
+//!      (explicit member, master, or member rule) and that admits it (not
+//!      closed after a run, not done by it, not running without it): join
+//!      it (sessions start, run and finish: §4.8.1);
 //!   4. otherwise the imaging rules — the workstation policy's, then the
 //!      server policy's — first match wins; the image is restored unless the
 //!      same base image is already on the disk and the rule does not
@@ -41,6 +43,8 @@ mod condition;
 #[cfg(feature = "alloc")]
 mod model;
 #[cfg(feature = "alloc")]
+mod multicast;
+#[cfg(feature = "alloc")]
 mod proxy;
 #[cfg(feature = "alloc")]
 mod store;
@@ -55,6 +59,11 @@ pub use condition::{Cmp, Condition, Facts};
 pub use model::{
     EnvironmentSpec, ImagingRule, MenuEntrySpec, MenuSetting, MulticastSession, ServerPolicy,
     WorkstationId, WorkstationObject, WorkstationPolicy,
+};
+#[cfg(feature = "alloc")]
+pub use multicast::{
+    AfterRun, DEFAULT_POLL_SECS, DEFAULT_START_AFTER_SECS, DEFAULT_START_MEMBERS,
+    DEFAULT_TIMEOUT_SECS, LateJoin, MAX_MEMBERS, SessionEvent, SessionPhase, SessionStatus,
 };
 #[cfg(feature = "alloc")]
 pub use proxy::{Decision, Forgotten, ImagingProxy, MenuSource};

@@ -2,6 +2,7 @@
 //! policy, imaging rules and multicast sessions.
 
 use super::condition::Condition;
+use super::multicast::{AfterRun, LateJoin};
 use crate::wire::transaction::messages::{Fetch, Hotkey, MenuMode};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -175,7 +176,9 @@ impl Default for ServerPolicy {
     }
 }
 
-/// A multicast imaging session.
+/// A multicast imaging session: the imaging proxy runs it in runs that
+/// start, run and finish (docs/transaction-protocol.md §4.8.1);
+/// [`MulticastSession::new`] has the defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MulticastSession {
     /// Name.
@@ -194,8 +197,19 @@ pub struct MulticastSession {
     pub group: Ipv4Addr,
     /// UDP port.
     pub port: u16,
-    /// Start when this many members joined…
+    /// Start when this many members joined (0: not by count)…
     pub start_members: u16,
-    /// …or this many seconds after the last join.
+    /// …or this many seconds after the last new member joined (0: not by
+    /// time).
     pub start_after_secs: u32,
+    /// Waiting members ask again after this many seconds (§4.5.1).
+    pub poll_secs: u16,
+    /// A run not finished this many seconds after its start ends (0:
+    /// never).
+    pub timeout_secs: u32,
+    /// What a run's end does to the session (default: disable).
+    pub after: AfterRun,
+    /// What happens to a workstation that asks after the start (default:
+    /// refused).
+    pub late: LateJoin,
 }

@@ -15,6 +15,7 @@
 
 use super::condition::Facts;
 use super::model::{ImagingRule, MenuSetting, WorkstationId, WorkstationObject};
+use super::multicast::{SessionEvent, SessionStatus, Sessions};
 use super::store::Store;
 use super::task::{
     DEFAULT_MAX_HANDOUTS, Effect, NoLog, TaskEntry, TaskEvent, TaskLog, TaskRecord, TaskState,
@@ -26,11 +27,13 @@ use crate::wire::transaction::messages::{
     Environment, InfoAck, MenuEntry, MenuReply, Outcome, Task, TaskAction, TaskReply, TaskReport,
     WorkstationInfo,
 };
+use crate::wire::transaction::multicast::{
+    MULTICAST_FIXED_LEN, MulticastInfo, MulticastRole, MulticastState,
+};
 use crate::wire::transaction::{MAX_PAYLOAD_LEN, Status};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::time::Duration;
 
 const MAINTENANCE_REASON: &str = "requested by the workstation object";
 
@@ -96,11 +99,9 @@ struct Done {
     baseline: u64,
 }
 
-#[derive(Clone, Debug, Default)]
-struct JoinState {
-    members: Vec<WorkstationId>,
-    last_join: Option<Instant>,
-}
+/// The object named by records no workstation caused (a session reopened
+/// by a store reload).
+const NO_OBJECT: WorkstationId = WorkstationId::Mac([0; 6]);
 
 /// The imaging proxy over a [`Store`], writing its task records to a
 /// [`TaskLog`] (§4.8; [`NoLog`] by default).
@@ -112,7 +113,7 @@ pub struct ImagingProxy<S: Store, L: TaskLog = NoLog> {
     next_task_id: u32,
     tasks: BTreeMap<WorkstationId, Vec<TaskEntry>>,
     done: BTreeMap<WorkstationId, Vec<Done>>,
-    joins: Vec<JoinState>,
+    multicast: Sessions,
     applied: u64,
     tasks_built: usize,
 }
@@ -137,7 +138,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             next_task_id: 1,
             tasks: BTreeMap::new(),
             done: BTreeMap::new(),
-            joins: Vec::new(),
+            multicast: Sessions::default(),
             applied: 0,
             tasks_built: 0,
         }
@@ -168,6 +169,9 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
         }
         p.next_task_id = top.max(1);
         let forgotten = p.settle();
+        // Compacted right after: the reopenings need no record.
+        let sessions = p.store.multicast_sessions();
+        let _ = p.multicast.settle(Instant::ZERO, sessions, NO_OBJECT);
         let (next, snapshot) = p.snapshot();
         log.compact(next, &snapshot)?;
         let ImagingProxy {
@@ -176,7 +180,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             next_task_id,
             tasks,
             done,
-            joins,
+            multicast,
             applied,
             tasks_built,
             ..
@@ -189,7 +193,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 next_task_id,
                 tasks,
                 done,
-                joins,
+                multicast,
                 applied,
                 tasks_built,
             },
@@ -223,6 +227,11 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
         let old = core::mem::replace(&mut self.store, store);
         self.follow_sessions(&old);
         let forgotten = self.settle();
+        let sessions = self.store.multicast_sessions();
+        let reopened = self.multicast.settle(now, sessions, NO_OBJECT);
+        for r in &reopened {
+            self.log.record(r)?;
+        }
         for (object, effect) in &forgotten {
             self.log.record(&TaskRecord {
                 object: *object,
@@ -233,15 +242,15 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 },
             })?;
         }
-        if !forgotten.is_empty() {
+        if !forgotten.is_empty() || !reopened.is_empty() {
             self.log.sync()?;
         }
         Ok(forgotten)
     }
 
-    /// After a store swap: the multicast sessions of `old` moved to their
-    /// place (by name) in the new store, with their joins and the live
-    /// tasks that join them.
+    /// After a store swap: the live tasks that join the multicast sessions
+    /// of `old` follow them (by name) to their place in the new store (the
+    /// sessions' state is kept by name).
     fn follow_sessions(&mut self, old: &S) {
         let sessions = self.store.multicast_sessions();
         let moved = |i: usize| {
@@ -255,18 +264,6 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 *session = moved(*session).unwrap_or(usize::MAX);
             }
         }
-        let mut joins = Vec::new();
-        for s in self.store.multicast_sessions() {
-            let before = old
-                .multicast_sessions()
-                .iter()
-                .position(|o| o.name == s.name)
-                .and_then(|i| self.joins.get_mut(i))
-                .map(core::mem::take)
-                .unwrap_or_default();
-            joins.push(before);
-        }
-        self.joins = joins;
     }
 
     /// The live task ids of workstation `who` (handed out or running), in
@@ -298,25 +295,33 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
         self.applied
     }
 
-    /// Members joined to the multicast session at `index`.
+    /// Members of the run (gathering or running) of the multicast session
+    /// at `index` of the store's list.
     pub fn joined(&self, index: usize) -> &[WorkstationId] {
-        self.joins.get(index).map_or(&[], |j| &j.members[..])
+        self.store
+            .multicast_sessions()
+            .get(index)
+            .map_or(&[], |s| self.multicast.joined(&s.name))
     }
 
-    /// Should the session at `index` start now: `start_members` joined, or
-    /// `start_after_secs` elapsed since the last join?
+    /// Would the gathering run of the session at `index` start at `now`:
+    /// `start_members` joined, or `start_after_secs` elapsed since the last
+    /// new member joined, and its master (if any) joined (§4.8.1)? It
+    /// starts at the next query of one of its members.
     pub fn session_ready(&self, now: Instant, index: usize) -> bool {
-        let (Some(s), Some(j)) = (
-            self.store.multicast_sessions().get(index),
-            self.joins.get(index),
-        ) else {
-            return false;
-        };
-        let Some(last) = j.last_join else {
-            return false;
-        };
-        j.members.len() >= usize::from(s.start_members.max(1))
-            || now.saturating_duration_since(last) >= Duration::from_secs(s.start_after_secs.into())
+        self.store
+            .multicast_sessions()
+            .get(index)
+            .is_some_and(|s| self.multicast.ready(now, s))
+    }
+
+    /// Where the multicast session at `index` is: gathering, running,
+    /// closed; its run and members (§4.8.1).
+    pub fn session_status(&self, index: usize) -> Option<SessionStatus> {
+        self.store
+            .multicast_sessions()
+            .get(index)
+            .map(|s| self.multicast.status(&s.name))
     }
 
     fn object(&self, ids: &[WorkstationId]) -> Option<&WorkstationObject> {
@@ -398,6 +403,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                         && (s.master.is_some_and(|m| ids.contains(&m))
                             || s.members.iter().any(|m| ids.contains(m))
                             || s.member_rule.as_ref().is_some_and(|c| c.holds(facts)))
+                        && self.multicast.admits(s, ids)
                 });
             if let Some((i, s)) = session {
                 let master = s.master.is_some_and(|m| ids.contains(&m));
@@ -421,19 +427,6 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             out.push(Decision::Maintenance);
         }
         out
-    }
-
-    fn join(&mut self, now: Instant, session: usize, ids: &[WorkstationId]) {
-        if self.joins.len() <= session {
-            self.joins.resize_with(session + 1, JoinState::default);
-        }
-        let j = &mut self.joins[session];
-        if !ids.iter().any(|id| j.members.contains(id)) {
-            if let Some(first) = ids.first() {
-                j.members.push(*first);
-            }
-        }
-        j.last_join = Some(now);
     }
 
     /// Change the state as `r` says (live, after `r` was logged; and when
@@ -510,6 +503,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                     None => done.push(d),
                 }
             }
+            (TaskEvent::Session(e), _) => self.multicast.apply(r.at, who, e),
             (TaskEvent::Forgotten { effect }, _) => {
                 if let Some(done) = self.done.get_mut(&who) {
                     done.retain(|d| d.effect.class() != effect.class());
@@ -592,6 +586,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 }
             }
         }
+        self.multicast.snapshot(&mut out);
         (self.next_task_id, out)
     }
 
@@ -633,7 +628,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 }
             })
             .sum();
-        done + tasks
+        done + tasks + self.multicast.snapshot_len()
     }
 }
 
@@ -717,6 +712,12 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         info: &WorkstationInfo<'_>,
     ) -> Result<TaskReply<'s>, Status> {
         let ids = [*who];
+        // §4.8.1: multicast runs past their timeout end first (durably),
+        // so that the decision below sees them closed.
+        let ended = self
+            .multicast
+            .timeouts(now, self.store.multicast_sessions(), *who);
+        self.commit(&ended)?;
         let is = image_safe_of(info);
         let decisions = self.decide_tasks(&ids, &facts_of(info, &is));
         // Keep only what fits one reply (§8), before any state changes.
@@ -741,9 +742,12 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
             let unencodable = match &d {
                 Decision::Restore { image, .. } => too_long(image),
                 Decision::Create { target } => too_long(target),
-                Decision::Join { session, .. } => {
-                    sessions.get(*session).is_none_or(|s| too_long(&s.name))
-                }
+                // §4.5.1: the master's target is `multicast:<name>`.
+                Decision::Join { session, .. } => sessions.get(*session).is_none_or(|s| {
+                    too_long(&s.name)
+                        || s.name.len() + 10 > 255
+                        || s.image.as_deref().is_some_and(too_long)
+                }),
                 Decision::Maintenance => false,
             };
             if unencodable {
@@ -754,9 +758,17 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
                     image, partitions, ..
                 } => 4 + 1 + image.len() + 1 + partitions.len().min(16),
                 Decision::Create { target } => 4 + 1 + target.len(),
-                Decision::Join { session, .. } => {
-                    13 + sessions.get(*session).map_or(0, |s| s.name.len())
-                }
+                // The task (a JoinMulticast, or the master's CreateImage)
+                // and its TLV 4 (§4.5.1).
+                Decision::Join { session, master } => sessions.get(*session).map_or(0, |s| {
+                    let image = s.image.as_ref().map_or(10 + s.name.len(), String::len);
+                    let task = if *master {
+                        4 + 1 + 10 + s.name.len()
+                    } else {
+                        13 + s.name.len()
+                    };
+                    task + 3 + MULTICAST_FIXED_LEN + s.name.len() + image
+                }),
                 Decision::Maintenance => 1 + MAINTENANCE_REASON.len(),
             };
             if size + n > MAX_PAYLOAD_LEN {
@@ -785,11 +797,15 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
             .map(|t| rec(t.id, TaskEvent::Dropped))
             .collect();
         let mut handed = Vec::new();
-        let mut joins = Vec::new();
         let mut next_id = self.next_task_id;
         for d in fitting {
             match previous.iter().find(|t| t.decision == d) {
                 Some(t) if t.state == TaskState::Held => {}
+                // §4.5.1: a member asking again while it waits for its
+                // session (or takes part) is not a retry: no record.
+                Some(t) if t.is_live() && matches!(d, Decision::Join { .. }) => {
+                    handed.push(t.id);
+                }
                 Some(t) if t.handouts >= self.max_handouts => {
                     records.push(rec(
                         t.id,
@@ -812,9 +828,6 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
                 None => {
                     let id = next_id;
                     next_id = next_id.wrapping_add(1).max(1);
-                    if let Decision::Join { session, .. } = d {
-                        joins.push(session);
-                    }
                     handed.push(id);
                     records.push(rec(
                         id,
@@ -828,8 +841,22 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         }
         self.commit(&records)?;
         self.next_task_id = next_id;
-        for session in joins {
-            self.join(now, session, &ids);
+        // §4.8.1: join (or stay), then the server decides the start.
+        let joins: Vec<(usize, bool)> = self.tasks.get(who).map_or(Vec::new(), |l| {
+            l.iter()
+                .filter(|t| handed.contains(&t.id))
+                .filter_map(|t| match t.decision {
+                    Decision::Join { session, master } => Some((session, master)),
+                    _ => None,
+                })
+                .collect()
+        });
+        for (session, master) in joins {
+            if let Some(s) = self.store.multicast_sessions().get(session) {
+                self.multicast.touch(s);
+                self.multicast.join(now, s, *who, master);
+                self.multicast.start_if_ready(now, s);
+            }
         }
         self.tasks_built += 1;
         let list: &[TaskEntry] = self.tasks.get(who).map_or(&[], |l| &l[..]);
@@ -840,6 +867,7 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         let server = self.store.server_policy();
         let sessions = self.store.multicast_sessions();
         let mut reply = TaskReply::default();
+        let multicast = &self.multicast;
         for o in &live {
             let action = match &o.decision {
                 Decision::Restore {
@@ -858,10 +886,35 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
                     let Some(s) = sessions.get(*session) else {
                         return Err(Status::ServerError);
                     };
+                    let Some(target) = multicast.target(s) else {
+                        return Err(Status::ServerError);
+                    };
+                    let (state, run, joined) = multicast.view(s, *who);
+                    let _ = reply.multicast.push(MulticastInfo {
+                        task_id: o.id,
+                        role: if *master {
+                            MulticastRole::Master
+                        } else {
+                            MulticastRole::Member
+                        },
+                        state,
+                        run,
+                        joined,
+                        poll_secs: if state == MulticastState::Started {
+                            0
+                        } else {
+                            s.poll_secs.max(1)
+                        },
+                        server: server.image_server,
+                        group: s.group,
+                        port: s.port,
+                        session: &s.name,
+                        image: s.image.as_deref().unwrap_or(target),
+                    });
                     if *master {
                         TaskAction::CreateImage {
                             server: server.image_server,
-                            target: &s.name,
+                            target,
                         }
                     } else {
                         TaskAction::JoinMulticast {
@@ -937,12 +990,33 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
             },
             Outcome::Unknown(_) => return Err(Status::UnknownTask),
         };
-        self.commit(&[TaskRecord {
+        // §4.8.1: a member's (or the master's) outcome may end its run; a
+        // success keeps it out of the session from now on.
+        let outcome = match (&task.decision, &event) {
+            (Decision::Join { session, .. }, TaskEvent::Succeeded { .. }) => Some((*session, true)),
+            (Decision::Join { session, .. }, TaskEvent::Failed { .. }) => Some((*session, false)),
+            _ => None,
+        };
+        let mut records = alloc::vec![TaskRecord {
             object: *who,
             task: report.task_id,
             at: now,
             event: event.clone(),
-        }])?;
+        }];
+        let session =
+            outcome.and_then(|(i, ok)| Some((self.store.multicast_sessions().get(i)?, ok)));
+        if let Some((s, ok)) = session {
+            records.extend(self.multicast.on_report(now, s, *who, report.task_id, ok));
+        }
+        let run_ended = records
+            .iter()
+            .any(|r| matches!(r.event, TaskEvent::Session(SessionEvent::RunEnded { .. })));
+        self.commit(&records)?;
+        if let Some((i, ok)) = outcome.filter(|_| !run_ended) {
+            if let Some(s) = self.store.multicast_sessions().get(i) {
+                self.multicast.reported(s, *who, ok);
+            }
+        }
         if let TaskEvent::Succeeded { effect, .. } = event {
             if let Some(w) = self.store.workstation_mut(who) {
                 effect.apply(w);

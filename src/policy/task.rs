@@ -16,6 +16,7 @@
 //! nothing, [`MemoryLog`] keeps them in memory (no_std, tests).
 
 use super::model::{WorkstationId, WorkstationObject};
+use super::multicast::SessionEvent;
 use super::proxy::Decision;
 use crate::Instant;
 use alloc::string::String;
@@ -143,16 +144,16 @@ impl Effect {
     }
 }
 
-struct Fnv(u64);
+pub(crate) struct Fnv(pub(crate) u64);
 
 impl Fnv {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
-    fn byte(&mut self, b: u8) {
+    pub(crate) fn byte(&mut self, b: u8) {
         self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
     }
-    fn opt(&mut self, s: Option<&str>) {
+    pub(crate) fn opt(&mut self, s: Option<&str>) {
         match s {
             None => self.byte(0),
             Some(s) => {
@@ -207,6 +208,9 @@ pub enum TaskEvent {
         /// The effect forgotten.
         effect: Effect,
     },
+    /// A multicast session changed (§4.8.1): a run ended, a member is
+    /// done, a closure forgotten. `task` is 0, or the member's task.
+    Session(SessionEvent),
 }
 
 /// One journal record: what happened to task `task` of object `object`,

@@ -922,6 +922,8 @@ pub struct TaskReply<'a> {
     pub environment: Option<Environment<'a>>,
     /// TLV 3: per-task tokens.
     pub tokens: Vec<TaskToken, 8>,
+    /// TLV 4: multicast session details, per task (§4.5.1).
+    pub multicast: Vec<super::multicast::MulticastInfo<'a>, 8>,
 }
 
 impl<'a> TaskReply<'a> {
@@ -952,6 +954,11 @@ impl<'a> TaskReply<'a> {
                     r.finish()?;
                     push(&mut t.tokens, tok, 3)?
                 }
+                4 => push(
+                    &mut t.multicast,
+                    super::multicast::MulticastInfo::parse(tlv.value)?,
+                    4,
+                )?,
                 _ => {}
             }
         }
@@ -966,6 +973,11 @@ impl Payload for TaskReply<'_> {
                 4 + str8_len(e.kernel) + str8_len(e.initrd) + str8_len(e.loader)
             })
             + self.tokens.len() * 39
+            + self
+                .multicast
+                .iter()
+                .map(|m| 3 + m.value_len())
+                .sum::<usize>()
     }
     fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
         let mut w = Writer::new(out);
@@ -984,6 +996,9 @@ impl Payload for TaskReply<'_> {
             w.tlv_header(3, 36)?;
             w.u32(t.task_id)?;
             w.put(&t.token)?;
+        }
+        for m in &self.multicast {
+            m.emit(&mut w)?;
         }
         Ok(())
     }
