@@ -821,6 +821,20 @@ fn journal_config_keys() {
         Some(Path::new("/etc/preboot/tasks.journal"))
     );
     assert_eq!(t.max_handouts, 3);
+    // The server's name in its task records: server.server_ip by default.
+    assert_eq!(t.server_name, "127.0.0.1");
+    let named = DEFAULT_CONFIG.replace(
+        "max_handouts = 3\n",
+        "max_handouts = 3\nserver_name = \"imaging-1\"\n",
+    );
+    let t = config::parse(file, &named).unwrap().transaction.unwrap();
+    assert_eq!(t.server_name, "imaging-1");
+    // The demo's server policy names an upload target for captures the
+    // image-safe data asks for (docs/policy.md).
+    assert_eq!(
+        t.store.server.upload_target.as_deref(),
+        Some("uploads/{name}-{id}.img")
+    );
     // Without journal_file: the state directory's, else none (a warning).
     let bare = DEFAULT_CONFIG
         .replace("journal_file = \"tasks.journal\"\n", "")
@@ -866,6 +880,24 @@ fn journal_config_keys() {
             "journal_file = \"\"",
             "transaction.journal_file",
             "empty path",
+        ),
+        (
+            "max_handouts = 3",
+            "server_name = \"\"",
+            "transaction.server_name",
+            "1 to 64 bytes",
+        ),
+        (
+            "max_handouts = 3",
+            "server_name = \"a\\nb\"",
+            "transaction.server_name",
+            "no control characters",
+        ),
+        (
+            "upload_target = \"uploads/{name}-{id}.img\"",
+            "upload_target = \"\"",
+            "transaction.store.server.upload_target",
+            "empty or longer than 128 bytes",
         ),
     ] {
         let text = DEFAULT_CONFIG.replace(from, to);
