@@ -108,7 +108,7 @@ fn tasks<L: TaskLog>(
                 TaskAction::RestoreImage { image, .. } => format!("restore {image}"),
                 TaskAction::CreateImage { target, .. } => format!("create {target}"),
                 TaskAction::JoinMulticast { session, .. } => format!("join {session}"),
-                TaskAction::Maintenance { .. } => "maintenance".into(),
+                TaskAction::Maintenance { reason } => format!("maintenance: {reason}"),
                 other => format!("{other:?}"),
             };
             (t.id, what)
@@ -261,7 +261,10 @@ fn pending_flags_are_honoured() {
     );
     // Maintenance.
     let maint = record(Some("images/x.img"), PendingFlags::MAINTENANCE);
-    assert_eq!(what(&tasks(&mut p, REG, Some(&maint))), ["maintenance"]);
+    assert_eq!(
+        what(&tasks(&mut p, REG, Some(&maint))),
+        ["maintenance: requested by the workstation's image-safe data"]
+    );
     // Imaging partition disabled: an unregistered workstation is not
     // imaged by the server rule…
     let off = record(None, PendingFlags::IMAGING_PARTITION_DISABLED);

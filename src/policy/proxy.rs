@@ -34,6 +34,8 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 const MAINTENANCE_REASON: &str = "requested by the workstation object";
+/// Maintenance asked by the image-safe pending flag alone (docs/policy.md).
+const MAINTENANCE_FLAG_REASON: &str = "requested by the workstation's image-safe data";
 
 /// Where a menu setting came from (precedence, highest first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -831,6 +833,11 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         let ids = [*who];
         let is = image_safe_of(info);
         let decisions = self.decide_tasks(&ids, &facts_of(info, &is));
+        let maintenance_reason = if self.object(&ids).is_some_and(|o| o.maintenance) {
+            MAINTENANCE_REASON
+        } else {
+            MAINTENANCE_FLAG_REASON
+        };
         // Keep only what fits one reply (§8), before any state changes.
         let server = self.store.server_policy();
         let sessions = self.store.multicast_sessions();
@@ -869,7 +876,7 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
                 Decision::Join { session, .. } => {
                     13 + sessions.get(*session).map_or(0, |s| s.name.len())
                 }
-                Decision::Maintenance => 1 + MAINTENANCE_REASON.len(),
+                Decision::Maintenance => 1 + maintenance_reason.len(),
             };
             if size + n > MAX_PAYLOAD_LEN {
                 break;
@@ -988,7 +995,7 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
                     }
                 }
                 Decision::Maintenance => TaskAction::Maintenance {
-                    reason: MAINTENANCE_REASON,
+                    reason: maintenance_reason,
                 },
             };
             let _ = reply.tasks.push(Task { id: o.id, action });
