@@ -24,6 +24,9 @@ const M1: [u8; 6] = [0x52, 0x54, 0x00, 0x00, 0x00, 0x01];
 const M2: [u8; 6] = [0x52, 0x54, 0x00, 0x00, 0x00, 0x02];
 const M3: [u8; 6] = [0x00, 0x1b, 0x21, 0x00, 0x00, 0x03];
 const UNREG: [u8; 6] = [0xaa, 0xbb, 0xcc, 0x00, 0x00, 0x09];
+/// Unregistered, in the 52:54 range of the multicast member rule.
+const U1: [u8; 6] = [0x52, 0x54, 0x00, 0x00, 0x01, 0x01];
+const U2: [u8; 6] = [0x52, 0x54, 0x00, 0x00, 0x01, 0x02];
 
 fn rule(name: &str, when: Condition, image: &str, force: bool) -> ImagingRule {
     ImagingRule {
@@ -314,8 +317,11 @@ fn restore(image: &str, forced: bool, rule: Option<&str>) -> Decision {
     }
 }
 
-/// Rules: policy rules before server rules, first match wins, same base
-/// image skipped unless forced, image-on-next-boot overrides.
+/// Rules, in ZENworks' scope (docs/policy.md, "When can a restore
+/// happen?"; notes §1.5): the server policy's rules for unregistered
+/// workstations, the workstation policy's for registered ones flagged
+/// "image on next boot"; first match wins, same base image skipped unless
+/// forced; a capture comes first.
 #[test]
 fn rule_table() {
     let p = ImagingProxy::new(store());
@@ -325,55 +331,56 @@ fn rule_table() {
         let f = facts(&wi, base);
         p.decide_tasks(&identities(&wi), &f)
     };
-    // Policy rule first, first match wins (the second EFI rule is never reached).
-    assert_eq!(
-        decide(&p, M1, None, 7),
-        vec![restore("images/lab-efi.img", false, Some("lab-efi"))]
-    );
-    // Policy rules don't match (BIOS) → server rules in order.
-    assert_eq!(
-        decide(&p, M1, None, 0),
-        vec![restore("images/server-big.img", false, Some("server-big"))]
-    );
-    // Unregistered → server rules only.
+    // Registered, not flagged: no rule applies (neither its policy's nor
+    // the server's), with or without image-safe data.
+    assert_eq!(decide(&p, M1, None, 7), vec![]);
+    assert_eq!(decide(&p, M1, None, 0), vec![]);
+    assert_eq!(decide(&p, M3, None, 7), vec![]);
+    // Unregistered → server rules only, first match wins.
     assert_eq!(
         decide(&p, UNREG, None, 7),
         vec![restore("images/server-big.img", false, Some("server-big"))]
     );
     // Same base image already on the disk → nothing (boot local).
-    assert_eq!(decide(&p, M1, Some("images/lab-efi.img"), 7), vec![]);
+    assert_eq!(decide(&p, UNREG, Some("images/server-big.img"), 7), vec![]);
     // … unless the rule forces it.
     let mut st = store();
-    st.policies[0].rules[0].force = true;
+    st.server.rules[0].force = true;
     let pf = ImagingProxy::new(st);
     assert_eq!(
-        decide(&pf, M1, Some("images/lab-efi.img"), 7),
-        vec![restore("images/lab-efi.img", true, Some("lab-efi"))]
+        decide(&pf, UNREG, Some("images/server-big.img"), 7),
+        vec![restore("images/server-big.img", true, Some("server-big"))]
     );
     // No rule matches at all → nothing.
     let mut st = store();
     st.server.rules.clear();
     let pn = ImagingProxy::new(st);
-    assert_eq!(decide(&pn, M3, None, 7), vec![]);
+    assert_eq!(decide(&pn, UNREG, None, 7), vec![]);
     // Image on next boot (object attribute) with the object's image, forced
-    // even when already on the disk; create and maintenance follow in order.
+    // even when already on the disk — but a capture asked as well comes
+    // first, alone (with maintenance): the restore waits for its success.
     let mut st = store();
     st.workstations[0].image_next_boot = true;
     st.workstations[0].image = Some("images/obj.img".into());
-    st.workstations[0].create_image = Some("uploads/pc1.img".into());
     st.workstations[0].maintenance = true;
+    let po = ImagingProxy::new(st.clone());
+    assert_eq!(
+        decide(&po, M1, Some("images/obj.img"), 7),
+        vec![restore("images/obj.img", true, None), Decision::Maintenance]
+    );
+    st.workstations[0].create_image = Some("uploads/pc1.img".into());
     let po = ImagingProxy::new(st);
     assert_eq!(
         decide(&po, M1, Some("images/obj.img"), 7),
         vec![
-            restore("images/obj.img", true, None),
             Decision::Create {
                 target: "uploads/pc1.img".into()
             },
             Decision::Maintenance
         ]
     );
-    // Image on next boot without an object image → first matching rule, forced.
+    // Image on next boot without an object image → first matching rule of
+    // its workstation policy, forced (the second EFI rule is never reached).
     let mut st = store();
     st.workstations[1].image_next_boot = true;
     let po = ImagingProxy::new(st);
@@ -381,6 +388,9 @@ fn rule_table() {
         decide(&po, M2, Some("images/lab-efi.img"), 7),
         vec![restore("images/lab-efi.img", true, Some("lab-efi"))]
     );
+    // … and when no rule of its policy matches (BIOS), the server policy's
+    // rules do not step in: nothing.
+    assert_eq!(decide(&po, M2, None, 0), vec![]);
     // The pending flag in the image-safe data works like the attribute.
     let wi = info(UNREG);
     let f = Facts {
@@ -391,6 +401,16 @@ fn rule_table() {
     assert_eq!(
         p.decide_tasks(&identities(&wi), &f),
         vec![restore("images/server-big.img", true, Some("server-big"))]
+    );
+    let wi = info(M2);
+    let f = Facts {
+        info: &wi,
+        base_image: None,
+        pending: PendingFlags(PendingFlags::IMAGE_NEXT_BOOT),
+    };
+    assert_eq!(
+        p.decide_tasks(&identities(&wi), &f),
+        vec![restore("images/lab-efi.img", true, Some("lab-efi"))]
     );
 }
 
@@ -442,8 +462,19 @@ fn multicast_table() {
         let wi = info(mac);
         p.decide_tasks(&identities(&wi), &facts(&wi, None))
     };
+    // A member rule is a rule: it does not apply to a registered
+    // workstation that is not flagged (docs/policy.md); an explicit
+    // membership does.
     assert_eq!(
         d(M1),
+        vec![Decision::Join {
+            session: 2,
+            master: false
+        }]
+    );
+    assert_eq!(d(M2), vec![]);
+    assert_eq!(
+        d(U1),
         vec![Decision::Join {
             session: 1,
             master: false
@@ -464,7 +495,7 @@ fn multicast_table() {
     // Joining through the Policy trait: once per workstation, readiness.
     let mut p = p;
     let t0 = Instant::from_secs(100);
-    let w1 = info(M1);
+    let w1 = info(U1);
     let reply = p.tasks(t0, &who(&w1), &w1).unwrap();
     match &reply.tasks[0].action {
         TaskAction::JoinMulticast {
@@ -489,7 +520,7 @@ fn multicast_table() {
         p.session_ready(t0 + Duration::from_secs(120), 1),
         "M seconds after the last join"
     );
-    p.tasks(t0, &who(&info(M2)), &info(M2)).unwrap();
+    p.tasks(t0, &who(&info(U2)), &info(U2)).unwrap();
     assert!(
         matches!(
             p.session_status(1).unwrap().phase,
@@ -838,8 +869,10 @@ fn unencodable_store_fails_before_state_changes() {
         Some(preboot::wire::transaction::Status::ServerError)
     );
     assert!(p.joined(0).is_empty(), "joined although refused");
-    // A too-long image name in the first matching rule.
+    // A too-long image name in the first matching rule (of a flagged
+    // workstation: rules apply to it).
     let mut st = store();
+    st.workstations[0].image_next_boot = true;
     st.policies[0].rules[0].image = long.clone();
     let mut p = ImagingProxy::new(st.clone());
     assert!(p.tasks(Instant::ZERO, &who(&w1), &w1).is_err());

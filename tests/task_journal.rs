@@ -821,6 +821,20 @@ fn journal_config_keys() {
         Some(Path::new("/etc/preboot/tasks.journal"))
     );
     assert_eq!(t.max_handouts, 3);
+    // The server's name in its task records: server.server_ip by default.
+    assert_eq!(t.server_name, "127.0.0.1");
+    let named = DEFAULT_CONFIG.replace(
+        "max_handouts = 3\n",
+        "max_handouts = 3\nserver_name = \"imaging-1\"\n",
+    );
+    let t = config::parse(file, &named).unwrap().transaction.unwrap();
+    assert_eq!(t.server_name, "imaging-1");
+    // The demo's server policy names an upload target for captures the
+    // image-safe data asks for (docs/policy.md).
+    assert_eq!(
+        t.store.server.upload_target.as_deref(),
+        Some("uploads/{name}-{id}.img")
+    );
     // Without journal_file: the state directory's, else none (a warning).
     let bare = DEFAULT_CONFIG
         .replace("journal_file = \"tasks.journal\"\n", "")
@@ -867,6 +881,24 @@ fn journal_config_keys() {
             "transaction.journal_file",
             "empty path",
         ),
+        (
+            "max_handouts = 3",
+            "server_name = \"\"",
+            "transaction.server_name",
+            "1 to 64 bytes",
+        ),
+        (
+            "max_handouts = 3",
+            "server_name = \"a\\nb\"",
+            "transaction.server_name",
+            "no control characters",
+        ),
+        (
+            "upload_target = \"uploads/{name}-{id}.img\"",
+            "upload_target = \"\"",
+            "transaction.store.server.upload_target",
+            "empty or longer than 128 bytes",
+        ),
     ] {
         let text = DEFAULT_CONFIG.replace(from, to);
         let e = config::parse(file, &text).unwrap_err();
@@ -881,4 +913,86 @@ fn journal_config_keys() {
             "{e}"
         );
     }
+}
+
+/// Issue 15 "which server handed out a task, and a readable history":
+/// a real `preboot-server` named by `transaction.server_name` hands a
+/// task out and takes its reports; `preboot-server --tasks <journal>`
+/// prints one line per record — time, workstation, task, event, server —
+/// and leaves the journal as it was.
+#[test]
+fn task_history_of_a_real_journal_names_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tree, journal) = tree_with_state_dir(dir.path());
+    let text = std::fs::read_to_string(tree.config_path()).unwrap();
+    let text = text.replace(
+        "max_handouts = 3\n",
+        "max_handouts = 3\nserver_name = \"imaging-test\"\n",
+    );
+    std::fs::write(tree.config_path(), text).unwrap();
+    let key = StaticKey::generate(&mut Urandom::open().unwrap()).unwrap();
+    let (mut server, addr, pinned) = start(tree.config_path());
+    let mut c = Conn::connect(addr, pinned, &key);
+    let tasks = c.tasks(M1);
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let id = tasks[0].0;
+    for (outcome, percent) in [(Outcome::Progress, 40), (Outcome::Success, 100)] {
+        c.client
+            .report(
+                c.now(),
+                &TaskReport {
+                    task_id: id,
+                    outcome,
+                    percent: Some(percent),
+                    reason: None,
+                },
+            )
+            .unwrap();
+        c.reply(MessageType::ReportAck);
+    }
+    kill9(&mut server);
+    let before = std::fs::read(&journal).unwrap();
+    let out = Command::new(example())
+        .args(["--tasks", journal.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let want = [
+        format!(
+            "  mac:52:54:00:00:00:01  task {id}  handed out (1st): restore 'images/lab.img' (the object's image) (forced)  by 'imaging-test'"
+        ),
+        format!("  mac:52:54:00:00:00:01  task {id}  running: 40%  by 'imaging-test'"),
+        format!(
+            "  mac:52:54:00:00:00:01  task {id}  succeeded: restored 'images/lab.img'  by 'imaging-test'"
+        ),
+    ];
+    for (line, want) in lines.iter().zip(&want) {
+        // The time first: `YYYY-MM-DD HH:MM:SS.ffffffZ`, this year.
+        assert_eq!(line.find("  "), Some(27), "{line}");
+        assert!(line[..4].parse::<u32>().unwrap() >= 2024, "{line}");
+        assert_eq!(&line[27..], want.as_str(), "{text}");
+    }
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        before,
+        "--tasks only reads the journal"
+    );
+    // A file that is not a journal: the error names it, exit 1.
+    let bogus = dir.path().join("bogus");
+    std::fs::write(&bogus, "hello\n").unwrap();
+    let out = Command::new(example())
+        .args(["--tasks", bogus.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&bogus.display().to_string()),
+        "{out:?}"
+    );
 }

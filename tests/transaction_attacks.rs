@@ -384,7 +384,8 @@ fn forged_busy_and_unknown_session_are_ignored() {
 }
 
 /// Issue 13 item 7, §4.5: 4,200 `TaskQuery`s from A get A's same ids each
-/// time and cannot evict B's; B's report then clears B's flag. (Each query
+/// time and cannot evict B's; B's report then clears B's request (its
+/// capture, which comes before its restore: docs/policy.md). (Each query
 /// hands A's tasks out again, a retry (§4.8): no hand-out limit here, so
 /// that they stay live; tests/task_journal.rs checks the limit.)
 #[test]
@@ -433,7 +434,11 @@ fn task_ids_are_per_workstation_and_stable() {
     });
     assert!(matches!(ev[..], [ClientEvent::Reply { .. }]));
     let store: &MemoryStore = ImagingProxy::store(s.policy());
-    assert!(!store.workstations[1].image_next_boot);
+    assert_eq!(store.workstations[1].create_image, None);
+    assert!(
+        store.workstations[1].image_next_boot,
+        "the restore comes next"
+    );
 }
 
 /// Issue 13 item 8 (mechanism), §3.3, §9: the `Hello` and `Cookie`

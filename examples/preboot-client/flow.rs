@@ -633,13 +633,26 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
                         Answer::Refused(s) => return Err(refusal("TaskReport", s)),
                     }
                 }
-                if let TaskKind::Restore(image) = kind {
-                    write_base_image(&ws.disk, image)?;
-                    run.say(format!(
-                        "task {id}: restored (simulated) · image-safe base image = {image}"
-                    ));
-                } else {
-                    run.say(format!("task {id}: done (simulated)"));
+                // What the imaging environment records in the image-safe
+                // data once a task succeeded: the image restored, and the
+                // pending flag that asked for the task cleared (else the
+                // next boot would ask again; docs/policy.md).
+                match kind {
+                    TaskKind::Restore(image) => {
+                        write_base_image(&ws.disk, image)?;
+                        run.say(format!(
+                            "task {id}: restored (simulated) · image-safe base image = {image}"
+                        ));
+                    }
+                    TaskKind::Create => {
+                        set_flag(&ws.disk, PendingFlags::CREATE_IMAGE, false)?;
+                        run.say(format!("task {id}: image created (simulated)"));
+                    }
+                    TaskKind::Maintenance => {
+                        set_flag(&ws.disk, PendingFlags::MAINTENANCE, false)?;
+                        run.say(format!("task {id}: maintenance done (simulated)"));
+                    }
+                    _ => run.say(format!("task {id}: done (simulated)")),
                 }
             }
             run.end();
@@ -688,6 +701,8 @@ fn refusal(what: &str, s: Status) -> String {
 enum TaskKind {
     BootLocal,
     Restore(String),
+    Create,
+    Maintenance,
     Other,
 }
 
@@ -696,6 +711,8 @@ impl TaskKind {
         match a {
             TaskAction::BootLocal => TaskKind::BootLocal,
             TaskAction::RestoreImage { image, .. } => TaskKind::Restore(image.to_string()),
+            TaskAction::CreateImage { .. } => TaskKind::Create,
+            TaskAction::Maintenance { .. } => TaskKind::Maintenance,
             _ => TaskKind::Other,
         }
     }

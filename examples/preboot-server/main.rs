@@ -57,6 +57,11 @@ struct Args {
     /// Print the embedded demo configuration and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// Print the task history the journal JOURNAL holds (one line per
+    /// record: time, workstation, task, event, server) and exit; reads
+    /// the file only (a running server may keep writing it).
+    #[arg(long, value_name = "JOURNAL")]
+    tasks: Option<PathBuf>,
 }
 
 const AFTER_HELP: &str = "\
@@ -80,6 +85,16 @@ fn main() -> ExitCode {
     if args.print_default_config {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
+    }
+    if let Some(journal) = &args.tasks {
+        let mut out = std::io::stdout().lock();
+        return match preboot::driver::task_history::write_history(journal, &mut out) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("preboot-server: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     args.log.init();
 

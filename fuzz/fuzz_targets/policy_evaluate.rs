@@ -304,8 +304,13 @@ fuzz_target!(|input: Input| {
     };
     assert_eq!((setting, source), want);
 
-    // First match wins: policy rules, then server rules.
-    let all: Vec<&ImagingRule> = pol.map(|p| p.rules.iter().collect::<Vec<_>>()).unwrap_or_default().into_iter().chain(store.server.rules.iter()).collect();
+    // First match wins, in the workstation's scope (docs/policy.md): a
+    // registered workstation's policy rules, an unregistered one's server
+    // rules.
+    let all: Vec<&ImagingRule> = match obj {
+        Some(_) => pol.map(|p| p.rules.iter().collect::<Vec<_>>()).unwrap_or_default(),
+        None => store.server.rules.iter().collect(),
+    };
     let first = all.iter().position(|r| r.when.holds(&facts));
     let rule = proxy.first_matching_rule(&ids, &facts);
     assert_eq!(rule.map(|r| &r.name), first.map(|i| &all[i].name));
@@ -316,6 +321,31 @@ fuzz_target!(|input: Input| {
 
     let decisions = proxy.decide_tasks(&ids, &facts);
     assert_eq!(decisions, proxy.decide_tasks(&ids, &facts), "decisions are pure");
+    // docs/policy.md, "When can a restore happen?".
+    let flagged = obj.is_some_and(|o| o.image_next_boot) || facts.pending.has(PendingFlags::IMAGE_NEXT_BOOT);
+    let capture = obj.is_some_and(|o| o.create_image.is_some()) || facts.pending.has(PendingFlags::CREATE_IMAGE);
+    let rules_apply = if obj.is_some() {
+        flagged
+    } else {
+        flagged || !facts.pending.has(PendingFlags::IMAGING_PARTITION_DISABLED)
+    };
+    let belongs = |s: &preboot::policy::MulticastSession| {
+        s.enabled
+            && (s.master.is_some_and(|m| ids.contains(&m))
+                || s.members.iter().any(|m| ids.contains(m))
+                || (rules_apply && s.member_rule.as_ref().is_some_and(|c| c.holds(&facts))))
+    };
+    for d in &decisions {
+        let destructive = match d {
+            Decision::Restore { .. } => true,
+            Decision::Join { master, .. } => !*master,
+            _ => false,
+        };
+        assert!(!(destructive && capture), "overwrites the disk while a capture is asked");
+        if let Decision::Restore { .. } = d {
+            assert!(obj.is_none() || flagged, "restores a registered workstation that is not flagged");
+        }
+    }
     for d in &decisions {
         match d {
             Decision::Restore { image, forced, .. } => {
@@ -325,17 +355,14 @@ fuzz_target!(|input: Input| {
                 let s = &store.multicast[*session];
                 assert!(s.enabled);
                 assert_eq!(*master, s.master.is_some_and(|m| ids.contains(&m)));
-                assert!(
-                    *master || s.members.iter().any(|m| ids.contains(m)) || s.member_rule.as_ref().is_some_and(|c| c.holds(&facts))
-                );
+                assert!(belongs(s));
                 // First enabled session wins.
-                assert!(!store.multicast[..*session].iter().any(|s| s.enabled
-                    && (s.master.is_some_and(|m| ids.contains(&m))
-                        || s.members.iter().any(|m| ids.contains(m))
-                        || s.member_rule.as_ref().is_some_and(|c| c.holds(&facts)))));
+                assert!(!store.multicast[..*session].iter().any(|s| belongs(s)));
             }
-            Decision::Create { .. } => assert!(obj.is_some_and(|o| o.create_image.is_some())),
-            Decision::Maintenance => assert!(obj.is_some_and(|o| o.maintenance)),
+            Decision::Create { .. } => assert!(capture),
+            Decision::Maintenance => {
+                assert!(obj.is_some_and(|o| o.maintenance) || facts.pending.has(PendingFlags::MAINTENANCE))
+            }
         }
     }
 

@@ -12,6 +12,7 @@ pub mod key_record_disk;
 pub mod pending_keys;
 pub mod policy_store;
 pub mod privileges;
+pub mod task_history;
 pub mod task_journal;
 pub mod tftp;
 pub mod transaction;

@@ -11,8 +11,9 @@
 //! menu_entry = [ { kind = "automatic", label = "Automatic imaging" },
 //!                { kind = "boot-local", label = "Boot the local disk" } ]
 //! environment = { fetch = "tftp", kernel = "imaging/linux", initrd = "imaging/initrd", loader = "imaging/loader.efi" }
+//! upload_target = "uploads/{name}-{id}.img" # captures the image-safe data asks for (docs/policy.md)
 //!
-//! [[server.rule]]                          # server rules: after policy rules
+//! [[server.rule]]                          # server rules: unregistered workstations only
 //! name = "big machines"
 //! image = "images/win11.img"
 //! when = { all = [ { ram_mb = ">= 8192" }, { arch = "efi-x64" } ] }
@@ -20,7 +21,7 @@
 //! [[policy]]
 //! name = "lab"
 //! menu = { mode = "always" }
-//! [[policy.rule]]
+//! [[policy.rule]]                          # for its flagged workstations with no image
 //! image = "images/lab.img"
 //! force = true
 //! partitions = [1, 2]
@@ -217,6 +218,7 @@ struct RawServer {
     #[serde(default)]
     rule: Vec<RawRule>,
     environment: Option<RawEnv>,
+    upload_target: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -435,6 +437,14 @@ impl Cx<'_> {
             });
         }
         server.rules = self.rules(&s.rule, "server.rule")?;
+        if let Some(t) = &s.upload_target {
+            // Filled in, `{id}` is at most 32 bytes and `{name}` the
+            // object's name: the task string must stay within 255 (§4.5).
+            if t.get_ref().is_empty() || t.get_ref().len() > 128 {
+                return Err(self.at(t, "server.upload_target", "empty or longer than 128 bytes"));
+            }
+            server.upload_target = Some(t.get_ref().clone());
+        }
         if let Some(env) = &s.environment {
             let fetch = match &env.fetch {
                 Some(f) => fetch_by_name(f.get_ref()).ok_or_else(|| {

@@ -25,6 +25,11 @@
 //! `C`, `M` and `R` (§4.8.1) came after the first journals: a journal
 //! written before them reads as it did (they only add line kinds).
 //!
+//! A record written by a server with a name (`[transaction]
+//! server_name`) ends with ` @<name>`, the name as a string below; records
+//! without it (no name, or journals from before names were kept) read as
+//! written by no named server.
+//!
 //! `<crc>` is the CRC-32 (IEEE, as the image-safe record's, §10.2) of the
 //! rest of the line, 8 hex digits. `<µs>` is Unix time in microseconds.
 //! `<object>` is `mac:52:54:00:00:00:01` or `uuid:` and 32 hex digits. A
@@ -698,6 +703,10 @@ fn encode(r: &TaskRecord) -> String {
             esc(&mut out, Some(session));
         }
     }
+    if let Some(name) = &r.server {
+        out.push_str(" @");
+        esc(&mut out, Some(name));
+    }
     out
 }
 
@@ -711,7 +720,17 @@ fn flag(s: &str) -> Option<bool> {
 
 /// The record `encode` wrote; `None` for anything else.
 fn decode(s: &str) -> Option<TaskRecord> {
-    let f: Vec<&str> = s.split(' ').take(16).collect();
+    let mut f: Vec<&str> = s.split(' ').take(16).collect();
+    // The server that wrote it: a last field `@'<name>` (absent in
+    // records of a server without a name, and before names were kept).
+    let server = match f.last().and_then(|l| l.strip_prefix('@')) {
+        Some(name) => {
+            let name = unesc(name)??;
+            f.pop();
+            Some(name)
+        }
+        None => None,
+    };
     let [kind, at, obj, task, rest @ ..] = &f[..] else {
         return None;
     };
@@ -784,6 +803,7 @@ fn decode(s: &str) -> Option<TaskRecord> {
         object,
         task,
         at,
+        server,
         event,
     })
 }
@@ -876,6 +896,8 @@ mod tests {
                 object: if i % 2 == 0 { mac } else { uuid },
                 task: 7 + i as u32,
                 at,
+                // With and without the server's name.
+                server: (i % 3 != 0).then(|| format!("srv {i}%'@é")),
                 event,
             };
             let line = encode(&r);
@@ -897,6 +919,7 @@ mod tests {
             object: WorkstationId::Mac([2, 0, 0, 0, 0, 1]),
             task: 1,
             at: Instant::from_secs(1_700_000_000),
+            server: None,
             event: TaskEvent::Progress { percent: 1 },
         };
         j.record(&r).unwrap();
@@ -920,6 +943,7 @@ mod tests {
             object: WorkstationId::Mac([2, 0, 0, 0, 0, 2]),
             task: 3,
             at: Instant::from_secs(1_700_000_000),
+            server: None,
             event: TaskEvent::Progress { percent: 40 },
         };
         j.record(&r).unwrap();

@@ -14,21 +14,32 @@
 //! - **Menu** ([`ImagingProxy::menu_setting`]): the workstation object's
 //!   setting, else its workstation policy's, else the server policy's, else
 //!   the default *on key press* (Ctrl+Alt, 3 s).
-//! - **Tasks** ([`ImagingProxy::decide_tasks`]), an ordered list:
-//!   1. the object asks for "an image on next boot" (or the image-safe data
-//!      carries the pending flag): restore the object's image, or the image
-//!      of the first matching rule — forced, even if already on the disk;
-//!   2. the object asks to create an image: create (upload) it;
+//! - **Tasks** ([`ImagingProxy::decide_tasks`]), an ordered list, in the
+//!   scope ZENworks gave its rules (docs/policy.md, "When can a restore
+//!   happen?"):
+//!   1. a capture is asked (the object's "create an image", or the
+//!      image-safe pending flag with the server policy's `upload_target`):
+//!      create (upload) it — and nothing that overwrites the disk on this
+//!      boot: the restore waits until the capture succeeded;
+//!   2. a registered workstation flagged "image on next boot" (the
+//!      object's attribute or the image-safe pending flag): restore the
+//!      object's image, or the image of the first matching rule of its
+//!      workstation policy — forced, even if already on the disk;
 //!   3. the first enabled multicast session the workstation belongs to
-//!      (explicit member, master, or member rule) and that admits it (not
-//!      closed after a run, not done by it, not running without it): join
-//!      it (sessions start, run and finish: §4.8.1);
-//!   4. otherwise the imaging rules — the workstation policy's, then the
-//!      server policy's — first match wins; the image is restored unless the
-//!      same base image is already on the disk and the rule does not
-//!      `force` it;
-//!   5. the object asks for maintenance: run maintenance (appended).
+//!      (master, explicit member, or — when rules apply to it — member
+//!      rule) and that admits it (not closed after a run, not done by it,
+//!      not running without it): join it (sessions start, run and finish:
+//!      §4.8.1);
+//!   4. an unregistered workstation: the server policy's rules, first
+//!      match wins; the image is restored unless the same base image is
+//!      already on the disk and neither the rule nor the image-safe flag
+//!      forces it, and unless a restore of that image to it already
+//!      succeeded; not when its imaging partition is disabled;
+//!   5. maintenance is asked (the object or the pending flag): run
+//!      maintenance (appended).
 //!
+//!   A registered workstation that is not flagged gets no restore from a
+//!   rule or from missing or damaged image-safe data.
 //!   An empty list means *boot the local disk*; a non-empty list carries the
 //!   imaging environment of the server policy.
 //!
@@ -46,6 +57,8 @@ mod model;
 mod multicast;
 #[cfg(feature = "alloc")]
 mod proxy;
+#[cfg(feature = "alloc")]
+mod scope;
 #[cfg(feature = "alloc")]
 mod store;
 #[cfg(feature = "alloc")]
@@ -66,7 +79,7 @@ pub use multicast::{
     DEFAULT_TIMEOUT_SECS, LateJoin, MAX_MEMBERS, SessionEvent, SessionPhase, SessionStatus,
 };
 #[cfg(feature = "alloc")]
-pub use proxy::{Decision, Forgotten, ImagingProxy, MenuSource};
+pub use proxy::{Decision, Forgotten, HISTORY_LEN, ImagingProxy, MenuSource};
 #[cfg(feature = "alloc")]
 pub use store::{MemoryStore, Store};
 #[cfg(feature = "alloc")]

@@ -160,6 +160,12 @@ pub struct ServerPolicy {
     pub image_server: Ipv4Addr,
     /// Imaging environment to load when there is work.
     pub environment: Option<EnvironmentSpec>,
+    /// Where an image is uploaded when the workstation's image-safe data
+    /// asks to create one and no workstation object names a target: a
+    /// template, `{id}` replaced by the workstation's identity and
+    /// `{name}` by its object's name (docs/policy.md). `None`: such a
+    /// request is not honoured (and holds any restore back).
+    pub upload_target: Option<String>,
 }
 
 impl Default for ServerPolicy {
@@ -172,6 +178,7 @@ impl Default for ServerPolicy {
             rules: Vec::new(),
             image_server: Ipv4Addr::UNSPECIFIED,
             environment: None,
+            upload_target: None,
         }
     }
 }

@@ -492,6 +492,7 @@ impl Sessions {
                 object: who,
                 task,
                 at: now,
+                server: None,
                 event: TaskEvent::Session(SessionEvent::MemberDone {
                     session: s.name.clone(),
                     run,
@@ -622,6 +623,7 @@ impl Sessions {
                     object: by,
                     task: 0,
                     at: now,
+                    server: None,
                     event: TaskEvent::Session(SessionEvent::Reopened {
                         session: st.name.clone(),
                     }),
@@ -651,6 +653,7 @@ impl Sessions {
                     object: d.who,
                     task: 0,
                     at: d.at,
+                    server: None,
                     event: TaskEvent::Session(SessionEvent::MemberDone {
                         session: st.name.clone(),
                         run: d.run,
@@ -663,6 +666,7 @@ impl Sessions {
                     object: c.by,
                     task: 0,
                     at: c.at,
+                    server: None,
                     event: TaskEvent::Session(SessionEvent::RunEnded {
                         session: st.name.clone(),
                         run: c.run,
@@ -724,6 +728,7 @@ fn end_of_run(now: Instant, s: &MulticastSession, st: &State, by: WorkstationId)
         object: by,
         task: 0,
         at: now,
+        server: None,
         event: TaskEvent::Session(SessionEvent::RunEnded {
             session: s.name.clone(),
             run: st.run,

@@ -16,6 +16,7 @@
 use super::condition::Facts;
 use super::model::{ImagingRule, MenuSetting, WorkstationId, WorkstationObject};
 use super::multicast::{SessionEvent, SessionStatus, Sessions};
+use super::scope::{Scope, upload_target};
 use super::store::Store;
 use super::task::{
     DEFAULT_MAX_HANDOUTS, Effect, NoLog, TaskEntry, TaskEvent, TaskLog, TaskRecord, TaskState,
@@ -31,11 +32,13 @@ use crate::wire::transaction::multicast::{
     MULTICAST_FIXED_LEN, MulticastInfo, MulticastRole, MulticastState,
 };
 use crate::wire::transaction::{MAX_PAYLOAD_LEN, Status};
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
 const MAINTENANCE_REASON: &str = "requested by the workstation object";
+/// Maintenance asked by the image-safe pending flag alone (docs/policy.md).
+const MAINTENANCE_FLAG_REASON: &str = "requested by the workstation's image-safe data";
 
 /// Where a menu setting came from (precedence, highest first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +100,7 @@ struct Done {
     at: Instant,
     effect: Effect,
     baseline: u64,
+    server: Option<String>,
 }
 
 /// The object named by records no workstation caused (a session reopened
@@ -116,7 +120,14 @@ pub struct ImagingProxy<S: Store, L: TaskLog = NoLog> {
     multicast: Sessions,
     applied: u64,
     tasks_built: usize,
+    server_name: Option<String>,
+    history: VecDeque<TaskRecord>,
 }
+
+/// Records kept for [`ImagingProxy::history`]: the latest, at most this
+/// many (bounded memory; the journal has the rest since its last
+/// compaction).
+pub const HISTORY_LEN: usize = 1024;
 
 impl<S: Store> ImagingProxy<S> {
     /// A proxy over `store`, no tasks, keeping no records, holding a task
@@ -141,6 +152,8 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             multicast: Sessions::default(),
             applied: 0,
             tasks_built: 0,
+            server_name: None,
+            history: VecDeque::new(),
         }
     }
 
@@ -183,6 +196,8 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             multicast,
             applied,
             tasks_built,
+            server_name,
+            history,
             ..
         } = p;
         Ok((
@@ -196,9 +211,44 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 multicast,
                 applied,
                 tasks_built,
+                server_name,
+                history,
             },
             forgotten,
         ))
+    }
+
+    /// Name this server in the records it writes from now on: which
+    /// server handed a task out, which took its report (`[transaction]
+    /// server_name`; docs/policy.md, "Task history"). At most 64 bytes
+    /// (longer names are cut at a character boundary); empty: no name.
+    pub fn set_server_name(&mut self, name: &str) {
+        let mut end = name.len().min(64);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.server_name = (end > 0).then(|| name[..end].into());
+    }
+
+    /// The name this server writes into its records, if any.
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
+
+    /// The task history, oldest first: the latest [`HISTORY_LEN`] records
+    /// this proxy applied — replayed from the journal at start, then
+    /// written while running — each with its time, workstation, task,
+    /// event and server (docs/policy.md, "Task history").
+    pub fn history(&self) -> impl Iterator<Item = &TaskRecord> {
+        self.history.iter()
+    }
+
+    /// The task history of workstation `who`, oldest first.
+    pub fn history_of<'a>(
+        &'a self,
+        who: &'a WorkstationId,
+    ) -> impl Iterator<Item = &'a TaskRecord> {
+        self.history.iter().filter(move |r| r.object == *who)
     }
 
     /// The store.
@@ -237,6 +287,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 object: *object,
                 task: 0,
                 at: now,
+                server: self.server_name.clone(),
                 event: TaskEvent::Forgotten {
                     effect: effect.clone(),
                 },
@@ -347,50 +398,68 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
         (MenuSetting::DEFAULT, MenuSource::Default)
     }
 
-    /// The first matching imaging rule: the workstation policy's rules,
-    /// then the server policy's.
+    /// The first matching imaging rule in the workstation's scope
+    /// (docs/policy.md): a registered workstation's workstation-policy
+    /// rules, an unregistered workstation's server-policy rules. (Whether
+    /// a rule may act at all is [`ImagingProxy::decide_tasks`]' part.)
     pub fn first_matching_rule(
         &self,
         ids: &[WorkstationId],
         facts: &Facts<'_>,
     ) -> Option<&ImagingRule> {
-        let pol = self
-            .object(ids)
-            .and_then(|o| o.policy.as_deref())
-            .and_then(|n| self.store.workstation_policy(n));
-        pol.map(|p| &p.rules[..])
-            .unwrap_or(&[])
-            .iter()
-            .chain(self.store.server_policy().rules.iter())
-            .find(|r| r.when.holds(facts))
+        let rules = match self.object(ids) {
+            Some(o) => o
+                .policy
+                .as_deref()
+                .and_then(|n| self.store.workstation_policy(n))
+                .map_or(&[][..], |p| &p.rules[..]),
+            None => &self.store.server_policy().rules[..],
+        };
+        rules.iter().find(|r| r.when.holds(facts))
     }
 
     /// Decide the ordered task list (pure: changes nothing). See the
-    /// module docs for the order.
+    /// module docs for the order and docs/policy.md for exactly when a
+    /// disk is overwritten.
     pub fn decide_tasks(&self, ids: &[WorkstationId], facts: &Facts<'_>) -> Vec<Decision> {
         let obj = self.object(ids);
-        let rule = self.first_matching_rule(ids, facts);
+        let scope = Scope::of(obj, facts);
         let mut out = Vec::new();
-        let mut imaging = false;
-        let next_boot = obj.is_some_and(|o| o.image_next_boot)
-            || facts.pending.has(PendingFlags::IMAGE_NEXT_BOOT);
-        if next_boot {
+        // A capture first, alone with maintenance: a restore or a join as
+        // a member only after it succeeded (a later query), never on the
+        // boot that captures (docs/policy.md, "Capture before restore").
+        if scope.capture {
+            let id = obj.map(|o| o.id).or_else(|| ids.first().copied());
+            if let Some(target) =
+                id.and_then(|id| upload_target(self.store.server_policy(), obj, &id))
+            {
+                out.push(Decision::Create { target });
+            }
+        }
+        let mut imaging = !scope.destructive_allowed();
+        let rule = if scope.rules_apply() {
+            self.first_matching_rule(ids, facts)
+        } else {
+            None
+        };
+        if !imaging && scope.registered && scope.flagged() {
+            // The object's image, else the first matching rule of its
+            // workstation policy; forced: the flag asks for it.
             let chosen = match obj.and_then(|o| o.image.clone()) {
                 Some(image) => Some((image, Vec::new(), None)),
                 None => rule.map(|r| (r.image.clone(), r.partitions.clone(), Some(r.name.clone()))),
             };
             if let Some((image, partitions, rule)) = chosen {
-                out.push(Decision::Restore {
-                    image,
-                    partitions,
-                    forced: true,
-                    rule,
-                });
-                imaging = true;
+                if scope.object_flag || !self.restored(ids, &image) {
+                    out.push(Decision::Restore {
+                        image,
+                        partitions,
+                        forced: true,
+                        rule,
+                    });
+                    imaging = true;
+                }
             }
-        }
-        if let Some(target) = obj.and_then(|o| o.create_image.clone()) {
-            out.push(Decision::Create { target });
         }
         if !imaging {
             let session = self
@@ -402,7 +471,8 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                     s.enabled
                         && (s.master.is_some_and(|m| ids.contains(&m))
                             || s.members.iter().any(|m| ids.contains(m))
-                            || s.member_rule.as_ref().is_some_and(|c| c.holds(facts)))
+                            || (scope.rules_apply()
+                                && s.member_rule.as_ref().is_some_and(|c| c.holds(facts))))
                         && self.multicast.admits(s, ids)
                 });
             if let Some((i, s)) = session {
@@ -411,28 +481,47 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 imaging = true;
             }
         }
-        if !imaging {
+        if !imaging && !scope.registered {
             if let Some(r) = rule {
-                if r.force || facts.base_image != Some(r.image.as_str()) {
+                let forced = r.force || scope.image_safe_flag;
+                if (forced || facts.base_image != Some(r.image.as_str()))
+                    && !self.restored(ids, &r.image)
+                {
                     out.push(Decision::Restore {
                         image: r.image.clone(),
                         partitions: r.partitions.clone(),
-                        forced: r.force,
+                        forced,
                         rule: Some(r.name.clone()),
                     });
                 }
             }
         }
-        if obj.is_some_and(|o| o.maintenance) {
+        if scope.maintenance {
             out.push(Decision::Maintenance);
         }
         out
+    }
+
+    /// A restore of `image` to this workstation succeeded and the success
+    /// still holds (§4.8): a rule or the image-safe flag alone does not
+    /// put the same image down again (docs/policy.md, "No re-image
+    /// loop"), even if the workstation did not record it in its
+    /// image-safe data.
+    fn restored(&self, ids: &[WorkstationId], image: &str) -> bool {
+        ids.iter()
+            .filter_map(|id| self.done.get(id))
+            .flatten()
+            .any(|d| matches!(&d.effect, Effect::Restored { image: i } if i == image))
     }
 
     /// Change the state as `r` says (live, after `r` was logged; and when
     /// replaying a journal). Never fails: a record that names nothing
     /// known changes nothing.
     fn apply(&mut self, r: &TaskRecord) {
+        if self.history.len() >= HISTORY_LEN {
+            self.history.pop_front();
+        }
+        self.history.push_back(r.clone());
         let who = r.object;
         let list = self.tasks.entry(who).or_default();
         let pos = list.iter().position(|t| t.id == r.task);
@@ -443,6 +532,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 t.handouts = *handouts;
                 t.state = TaskState::HandedOut;
                 t.last = r.at;
+                t.server = r.server.clone();
             }
             (TaskEvent::HandedOut { decision, handouts }, None) => {
                 let known = match decision {
@@ -458,6 +548,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                         state: TaskState::HandedOut,
                         handouts: *handouts,
                         last: r.at,
+                        server: r.server.clone(),
                     });
                 }
             }
@@ -491,6 +582,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                     at: r.at,
                     effect: effect.clone(),
                     baseline: *baseline,
+                    server: r.server.clone(),
                 };
                 // One per class: a later success of the class keeps the
                 // baseline of the request as configured.
@@ -499,6 +591,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                         old.task = d.task;
                         old.at = d.at;
                         old.effect = d.effect;
+                        old.server = d.server;
                     }
                     None => done.push(d),
                 }
@@ -533,6 +626,10 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                         d.effect.apply(w);
                         kept.push(d);
                     }
+                    // No object to clear: a restore by rule of an
+                    // unregistered workstation holds while the server
+                    // keeps it (docs/policy.md, "No re-image loop").
+                    None if d.effect.class() == 0 => kept.push(d),
                     _ => forgotten.push((who, d.effect)),
                 }
             }
@@ -553,6 +650,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                     object: *who,
                     task: d.task,
                     at: d.at,
+                    server: d.server.clone(),
                     event: TaskEvent::Succeeded {
                         effect: d.effect.clone(),
                         baseline: d.baseline,
@@ -566,6 +664,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                     object: *who,
                     task: t.id,
                     at: t.last,
+                    server: t.server.clone(),
                     event,
                 };
                 out.push(rec(TaskEvent::HandedOut {
@@ -597,6 +696,21 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
         if records.is_empty() {
             return Ok(());
         }
+        // Records made without a server's name (the multicast sessions')
+        // are this server's.
+        let named: Vec<TaskRecord>;
+        let records = if self.server_name.is_some() && records.iter().any(|r| r.server.is_none()) {
+            named = records
+                .iter()
+                .map(|r| TaskRecord {
+                    server: r.server.clone().or_else(|| self.server_name.clone()),
+                    ..r.clone()
+                })
+                .collect();
+            &named[..]
+        } else {
+            records
+        };
         for r in records {
             self.log.record(r).map_err(|_| Status::ServerError)?;
         }
@@ -674,8 +788,18 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         &'s mut self,
         _now: Instant,
         who: &WorkstationId,
-        _info: &WorkstationInfo<'_>,
+        info: &WorkstationInfo<'_>,
     ) -> Result<MenuReply<'s>, Status> {
+        // The imaging partition's switch offers the way it can go: "enable"
+        // when the image-safe data says disabled, else "disable"
+        // (docs/policy.md, "Imaging partition disabled").
+        let hidden = if image_safe_of(info)
+            .is_some_and(|r| r.pending.has(PendingFlags::IMAGING_PARTITION_DISABLED))
+        {
+            MenuEntry::DISABLE_IMAGING_PARTITION
+        } else {
+            MenuEntry::ENABLE_IMAGING_PARTITION
+        };
         let (setting, _) = self.menu_setting(core::slice::from_ref(who));
         let server = self.store.server_policy();
         // §4.4 limits: a store breaking them cannot be answered.
@@ -689,7 +813,12 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
             return Err(Status::ServerError);
         }
         let mut entries = heapless::Vec::new();
-        for e in server.menu_entries.iter().take(16) {
+        for e in server
+            .menu_entries
+            .iter()
+            .take(16)
+            .filter(|e| e.kind != hidden)
+        {
             let _ = entries.push(MenuEntry {
                 kind: e.kind,
                 label: e.label.as_str(),
@@ -720,6 +849,11 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         self.commit(&ended)?;
         let is = image_safe_of(info);
         let decisions = self.decide_tasks(&ids, &facts_of(info, &is));
+        let maintenance_reason = if self.object(&ids).is_some_and(|o| o.maintenance) {
+            MAINTENANCE_REASON
+        } else {
+            MAINTENANCE_FLAG_REASON
+        };
         // Keep only what fits one reply (§8), before any state changes.
         let server = self.store.server_policy();
         let sessions = self.store.multicast_sessions();
@@ -769,7 +903,7 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
                     };
                     task + 3 + MULTICAST_FIXED_LEN + s.name.len() + image
                 }),
-                Decision::Maintenance => 1 + MAINTENANCE_REASON.len(),
+                Decision::Maintenance => 1 + maintenance_reason.len(),
             };
             if size + n > MAX_PAYLOAD_LEN {
                 break;
@@ -784,10 +918,12 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         // only through records the log holds before the reply leaves.
         let previous: &[TaskEntry] = self.tasks.get(who).map_or(&[], |l| &l[..]);
         let fitting: Vec<Decision> = fitting.into_iter().take(MAX_LIVE_PER_WORKSTATION).collect();
+        let server_name = self.server_name.clone();
         let rec = |task, event| TaskRecord {
             object: *who,
             task,
             at: now,
+            server: server_name.clone(),
             event,
         };
         // Dropped first: the list never holds more than one reply's worth.
@@ -927,7 +1063,7 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
                     }
                 }
                 Decision::Maintenance => TaskAction::Maintenance {
-                    reason: MAINTENANCE_REASON,
+                    reason: maintenance_reason,
                 },
             };
             let _ = reply.tasks.push(Task { id: o.id, action });
@@ -1001,6 +1137,7 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
             object: *who,
             task: report.task_id,
             at: now,
+            server: self.server_name.clone(),
             event: event.clone(),
         }];
         let session =

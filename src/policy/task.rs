@@ -61,6 +61,8 @@ pub struct TaskEntry {
     pub handouts: u32,
     /// When it was last handed out (or held).
     pub last: Instant,
+    /// The server that last handed it out (by name), if it has one.
+    pub server: Option<String>,
 }
 
 impl TaskEntry {
@@ -223,6 +225,11 @@ pub struct TaskRecord {
     pub task: u32,
     /// When (engine time; the std journal stores it as Unix time).
     pub at: Instant,
+    /// The server that wrote it — handed the task out, took the report —
+    /// by its name (`[transaction] server_name`; docs/policy.md, "Task
+    /// history"); `None` from a server without one (and in journals
+    /// written before names were kept).
+    pub server: Option<String>,
     /// What.
     pub event: TaskEvent,
 }

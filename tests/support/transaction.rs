@@ -9,7 +9,7 @@ use preboot::Instant;
 use preboot::engine::Datagram;
 use preboot::policy::{
     Condition, EnvironmentSpec, ImagingProxy, ImagingRule, MemoryStore, ServerPolicy,
-    WorkstationId, WorkstationObject,
+    WorkstationId, WorkstationObject, WorkstationPolicy,
 };
 use preboot::transaction::{
     Client, ClientConfig, ClientEvent, HandshakeSeed, KeyStore, Policy, Random, Server,
@@ -77,15 +77,21 @@ pub fn seed(n: u64) -> HandshakeSeed {
     s
 }
 
-/// The lab: A and B registered (B has a restore and a create task), D
-/// registered by UUID with its own restore; a rule restores
-/// `images/lab.img` on every registered machine without it.
+/// The lab: A and B registered — A flagged "image on next boot" with no
+/// image of its own, so its workstation policy's rule restores
+/// `images/lab.img`; B asks for a capture (first, with maintenance) and
+/// then its own image (docs/policy.md) — D registered by UUID with its own
+/// restore; the server rule restores `images/lab.img` on unregistered
+/// machines without it.
 pub fn lab_store() -> MemoryStore {
-    let a = WorkstationObject::new(WorkstationId::Mac(MAC_A), "lab-a");
+    let mut a = WorkstationObject::new(WorkstationId::Mac(MAC_A), "lab-a");
+    a.policy = Some("lab".into());
+    a.image_next_boot = true;
     let mut b = WorkstationObject::new(WorkstationId::Mac(MAC_B), "lab-b");
     b.image = Some("images/b-private.img".into());
     b.image_next_boot = true;
     b.create_image = Some("images/golden.img".into());
+    b.maintenance = true;
     let mut d = WorkstationObject::new(WorkstationId::Uuid(UUID_D), "lab-d");
     d.image = Some("images/d-private.img".into());
     d.image_next_boot = true;
@@ -108,6 +114,17 @@ pub fn lab_store() -> MemoryStore {
             ..ServerPolicy::default()
         },
         workstations: vec![a, b, d],
+        policies: vec![WorkstationPolicy {
+            name: "lab".into(),
+            menu: None,
+            rules: vec![ImagingRule {
+                name: "lab".into(),
+                when: Condition::MacPrefix(vec![0x52, 0x54]),
+                image: "images/lab.img".into(),
+                force: false,
+                partitions: vec![],
+            }],
+        }],
         ..MemoryStore::default()
     }
 }

@@ -123,6 +123,10 @@ pub struct TransactionConfig {
     /// Hand-outs of one task before it is held for an administrator
     /// (`transaction.max_handouts`, default 3, §4.8).
     pub max_handouts: u32,
+    /// This server's name in the task records it writes: which server
+    /// handed a task out, which took its report (`transaction.server_name`,
+    /// default `server.server_ip`; docs/policy.md, "Task history").
+    pub server_name: String,
     /// Name this server (`server.server_ip`, the bound port, the public
     /// key) to PXE clients in the DHCP answers, option 43 sub-options 128
     /// and 129 (`transaction.advertise`, default true;
@@ -429,6 +433,7 @@ struct RawTransaction {
     server_key_file: Option<S<String>>,
     journal_file: Option<S<String>>,
     max_handouts: Option<S<i64>>,
+    server_name: Option<S<String>>,
     store_file: Option<S<String>>,
     store: Option<S<policy_store::Raw>>,
     keys: Option<S<policy_store::RawKeys>>,
@@ -907,6 +912,7 @@ impl Conv<'_> {
         let transaction = self.transaction(
             transaction,
             SocketAddrV4::new(listen, tx_port),
+            server_ip,
             state_dir.as_ref().map(|(d, _, _)| d.as_path()),
         )?;
         if mode == Mode::Proxy && !raw.dhcp.pool.is_empty() {
@@ -937,6 +943,7 @@ impl Conv<'_> {
         &mut self,
         raw: Option<S<RawTransaction>>,
         bind: SocketAddrV4,
+        server_ip: Ipv4Addr,
         state_dir: Option<&Path>,
     ) -> Result<Option<TransactionConfig>, ConfigError> {
         let Some(t) = raw else {
@@ -1083,6 +1090,20 @@ impl Conv<'_> {
             )?,
             None => crate::policy::DEFAULT_MAX_HANDOUTS,
         };
+        let server_name = match &t.server_name {
+            Some(n) => {
+                let v = n.get_ref();
+                if v.is_empty() || v.len() > 64 || v.chars().any(char::is_control) {
+                    return Err(self.cx.at(
+                        n,
+                        "transaction.server_name",
+                        "1 to 64 bytes, no control characters",
+                    ));
+                }
+                v.clone()
+            }
+            None => server_ip.to_string(),
+        };
         if workstation_keys.is_empty() && !workstation_keys.auto_enrol() {
             self.warnings.push(
                 "the transaction server has no workstation keys and transaction.keys.auto_enrol is off: every workstation waits as pending until its key is bound"
@@ -1099,6 +1120,7 @@ impl Conv<'_> {
             journal,
             pending_keys: state_dir.map(|d| d.join(PENDING_KEYS_FILE)),
             max_handouts,
+            server_name,
             advertise: t.advertise.unwrap_or(true),
         }))
     }

@@ -523,6 +523,7 @@ fn bind_transaction(
                 source: io::Error::other(e),
             }
         })?;
+    proxy.set_server_name(&t.server_name);
     // The transaction service commits the journal once per batch of
     // requests, before it sends their answers.
     if let Some(j) = proxy.log_mut() {

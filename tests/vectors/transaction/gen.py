@@ -246,12 +246,14 @@ menu = b"".join([
 ])
 out.append(("menu_reply", sealed(MENU_Q | 0x80, 0, 5, SID, menu, KS)))
 
-# --- §4.5 TaskQuery / TaskReply: ids 1-3 of this object ---------------------------------
+# --- §4.5 TaskQuery / TaskReply: ids 1-2 of this object ---------------------------------
+# The object asks for a capture and an image on next boot: the capture comes
+# first, alone (with maintenance); the restore waits for its success
+# (docs/policy.md, "Capture before restore").
 out.append(("task_query", sealed(TASK_Q, 0, 6, SID, b"", KC)))
 tasks = b"".join([
-    tlv(1, struct.pack(">IB", 1, 1) + ip("10.0.0.5") + str8("images/win11-base.img") + bytes([2, 1, 2])),
-    tlv(1, struct.pack(">IB", 2, 2) + ip("10.0.0.5") + str8("uploads/lab-pc-07.img")),
-    tlv(1, struct.pack(">IB", 3, 4) + str8("requested by the workstation object")),
+    tlv(1, struct.pack(">IB", 1, 2) + ip("10.0.0.5") + str8("uploads/lab-pc-07.img")),
+    tlv(1, struct.pack(">IB", 2, 4) + str8("requested by the workstation object")),
     tlv(2, bytes([0]) + str8("imaging/linux") + str8("imaging/initrd.img") + str8("imaging/loader.efi")),
 ])
 out.append(("task_reply", sealed(TASK_Q | 0x80, 0, 6, SID, tasks, KS)))
