@@ -4,7 +4,7 @@
 //! generation number and flushed before the new copy counts (§10.3), never
 //! where a partition or partition table lies (§10.5: the MBR and the GPT
 //! are read, [`crate::wire::disk_scan`]). A record still in the legacy
-//! layout (both slots in one 4 KiB sector, before protocol version 2) is
+//! layout (both slots in one 4 KiB sector, §10.4) is
 //! read, and the next write moves it (§10.4).
 
 use crate::wire::disk_scan::{self, Refusal, ScanError};

@@ -8,7 +8,7 @@
 //! its own (4 KiB sectors 253 and 254 of the disk; the key record of §11.1
 //! is in sector 255), so a torn write on a drive with 4 KiB physical
 //! sectors (512e or 4Kn) can damage only the slot being written, never the
-//! other copy. Until protocol version 2 both slots shared the last 4 KiB
+//! other copy. In the legacy layout both slots shared the last 4 KiB
 //! sector ([`LEGACY_SLOT_A_OFFSET`], [`LEGACY_SLOT_B_OFFSET`]);
 //! [`select_with_legacy`] still finds a record there (§10.4). A record
 //! (§10.2, big-endian):
@@ -53,10 +53,10 @@ pub const SECTOR_ALIGN: u64 = 4096;
 pub const SLOT_A_OFFSET: u64 = 1_036_288;
 /// Byte offset of slot B on the disk (1 MiB − 8 KiB: 4 KiB sector 254).
 pub const SLOT_B_OFFSET: u64 = 1_040_384;
-/// Byte offset of slot A before protocol version 2 (1 MiB − 2 KiB), in the
+/// Byte offset of slot A in the legacy layout (1 MiB − 2 KiB), in the
 /// same 4 KiB sector as slot B was: read for migration only (§10.4).
 pub const LEGACY_SLOT_A_OFFSET: u64 = 1_046_528;
-/// Byte offset of slot B before protocol version 2 (1 MiB − 1 KiB).
+/// Byte offset of slot B in the legacy layout (1 MiB − 1 KiB).
 pub const LEGACY_SLOT_B_OFFSET: u64 = 1_047_552;
 /// Start of the area below 1 MiB that image-safe data and the key record
 /// (§11.1) use: 4 KiB sectors 253–255. No partition may overlap it.
@@ -489,8 +489,8 @@ pub fn select<'a>(a: &'a [u8], b: &'a [u8]) -> Loaded<'a> {
 /// Which layout the current record was found in (§10.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
-    /// The slots at [`SLOT_A_OFFSET`] and [`SLOT_B_OFFSET`] (protocol
-    /// version 2), or no record anywhere.
+    /// The slots at [`SLOT_A_OFFSET`] and [`SLOT_B_OFFSET`], each in a
+    /// 4 KiB sector of its own (§10.1), or no record anywhere.
     Aligned,
     /// The slots at [`LEGACY_SLOT_A_OFFSET`] and [`LEGACY_SLOT_B_OFFSET`]:
     /// the next write migrates the record.
