@@ -519,3 +519,103 @@ pub fn check_area<E, R: FnMut(u64, &mut [u8]) -> Result<(), E>>(
         None => refuse(Refusal::NotPartitioned),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::image_safe::crc32;
+    use std::vec;
+
+    const LEN: usize = 2 << 20;
+    const AREA: (u64, u64) = (1_036_288, 1 << 20);
+
+    fn check(disk: &[u8], sizes: &[u32]) -> Result<Scan, ScanError<()>> {
+        check_area(disk.len() as u64, sizes, AREA.0, AREA.1, |off, buf| {
+            let off = usize::try_from(off).map_err(|_| ())?;
+            buf.copy_from_slice(disk.get(off..off + buf.len()).ok_or(())?);
+            Ok(())
+        })
+    }
+
+    /// A GPT header at `lba` (512-byte sectors) with an array of `count`
+    /// entries at `entries_lba`, CRCs over what the disk holds.
+    fn gpt(disk: &mut [u8], lba: u64, entries_lba: u64, count: u32) {
+        let h = lba as usize * 512;
+        let s = &mut disk[h..h + 512];
+        s[..8].copy_from_slice(b"EFI PART");
+        s[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+        s[12..16].copy_from_slice(&92u32.to_le_bytes());
+        s[24..32].copy_from_slice(&lba.to_le_bytes());
+        s[72..80].copy_from_slice(&entries_lba.to_le_bytes());
+        s[80..84].copy_from_slice(&count.to_le_bytes());
+        s[84..88].copy_from_slice(&128u32.to_le_bytes());
+        let a = usize::try_from(entries_lba.saturating_mul(512)).unwrap_or(usize::MAX);
+        if let Some(arr) = disk.get(a..a.saturating_add(count as usize * 128)) {
+            let c = crc32(arr);
+            disk[h + 88..h + 92].copy_from_slice(&c.to_le_bytes());
+        }
+        disk[h + 16..h + 20].copy_from_slice(&[0; 4]);
+        let c = crc32(&disk[h..h + 92]);
+        disk[h + 16..h + 20].copy_from_slice(&c.to_le_bytes());
+    }
+
+    /// §10.5 step 6: a blank disk is allowed; step 1: too small is
+    /// refused; sector sizes out of range fall back to 512; a failed read
+    /// is reported with its offset.
+    #[test]
+    fn blank_small_and_read_errors() {
+        let disk = vec![0u8; LEN];
+        assert_eq!(check(&disk, &[0, 3, 8192]).unwrap().sector_size, 512);
+        assert_eq!(check(&disk, &[]).unwrap().scheme, Scheme::Blank);
+        assert_eq!(
+            check(&disk[..4096], &[512]),
+            Err(ScanError::Refused(Refusal::TooSmall(4096)))
+        );
+        let r = check_area(LEN as u64, &[512], AREA.0, AREA.1, |_, _| Err("eio"));
+        assert_eq!(
+            r,
+            Err(ScanError::Read {
+                offset: 0,
+                len: 512,
+                error: "eio"
+            })
+        );
+    }
+
+    /// §10.5 step 3: a header whose CRC checks but whose array lies beyond
+    /// the disk (or is garbage) is an error, never a panic or a read
+    /// outside the disk.
+    #[test]
+    fn hostile_header_fields() {
+        let mut disk = vec![0u8; LEN];
+        gpt(&mut disk, 1, u64::MAX / 256, 128);
+        match check(&disk, &[512]) {
+            Err(ScanError::Refused(Refusal::GptUnreadable {
+                primary: TableError::ArrayOutsideDisk { .. },
+                backup: TableError::NoGptSignature,
+                ..
+            })) => {}
+            other => panic!("{other:?}"),
+        }
+        // A valid primary with one partition at LBA 2048: allowed.
+        let mut disk = vec![0u8; LEN];
+        let e = 2 * 512;
+        disk[e] = 1; // type GUID not zero
+        disk[e + 32..e + 40].copy_from_slice(&2048u64.to_le_bytes());
+        disk[e + 40..e + 48].copy_from_slice(&3000u64.to_le_bytes());
+        gpt(&mut disk, 1, 2, 128);
+        let scan = check(&disk, &[512, 4096]).unwrap();
+        assert_eq!(scan.scheme, Scheme::Gpt { backup: false });
+        assert_eq!(scan.partitions, 1);
+        // Ends before it starts (CRC valid): named.
+        disk[e + 40..e + 48].copy_from_slice(&10u64.to_le_bytes());
+        gpt(&mut disk, 1, 2, 128);
+        match check(&disk, &[512]) {
+            Err(ScanError::Refused(Refusal::GptUnreadable {
+                primary: TableError::BadEntry { index: 1, .. },
+                ..
+            })) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
