@@ -368,6 +368,11 @@ fn read_gpt<E, R: FnMut(u64, &mut [u8]) -> Result<(), E>>(
     Ok(gpt_at(disk, ss, last, area)?.map_err(|backup| (primary, backup)))
 }
 
+/// No GPT header there at all (as opposed to a damaged one).
+fn absent(e: TableError) -> bool {
+    matches!(e, TableError::NoGptSignature | TableError::NoSuchLba(_))
+}
+
 fn mbr_conflict(entries: &[MbrEntry], ss: u32, start: u64, end: u64) -> Option<Partition> {
     entries
         .iter()
@@ -469,13 +474,10 @@ pub fn check_area<E, R: FnMut(u64, &mut [u8]) -> Result<(), E>>(
                 });
             }
             Err((primary, backup)) => {
-                let seen =
-                    primary != TableError::NoGptSignature || backup != TableError::NoGptSignature;
+                let seen = !absent(primary) || !absent(backup);
                 let keep = match &failure {
                     None => true,
-                    Some((_, p, b)) => {
-                        seen && *p == TableError::NoGptSignature && *b == TableError::NoGptSignature
-                    }
+                    Some((_, p, b)) => seen && absent(*p) && absent(*b),
                 };
                 if keep {
                     failure = Some((ss, primary, backup));
@@ -488,8 +490,7 @@ pub fn check_area<E, R: FnMut(u64, &mut [u8]) -> Result<(), E>>(
         TableError::NoGptSignature,
         TableError::NoGptSignature,
     ));
-    let seen = primary != TableError::NoGptSignature || backup != TableError::NoGptSignature;
-    if protective || seen {
+    if protective || !absent(primary) || !absent(backup) {
         return refuse(Refusal::GptUnreadable {
             sector_size: ss,
             primary,
@@ -617,5 +618,23 @@ mod tests {
             })) => {}
             other => panic!("{other:?}"),
         }
+    }
+    /// §10.5 step 4: a sector size too large for the disk to hold a GPT
+    /// at all is "no GPT", not "GPT unreadable" (an MBR disk of 6 KiB was
+    /// refused when 4096-byte sectors were tried).
+    #[test]
+    fn no_room_for_a_gpt_is_no_gpt() {
+        let mut disk = vec![0u8; 6144];
+        disk[510] = 0x55;
+        disk[511] = 0xAA;
+        disk[446 + 4] = 0x83;
+        disk[446 + 8] = 1;
+        disk[446 + 12] = 2;
+        let r = check_area(6144, &[512, 4096], 5120, 6144, |off, buf: &mut [u8]| {
+            let off = off as usize;
+            buf.copy_from_slice(disk.get(off..off + buf.len()).ok_or(())?);
+            Ok::<(), ()>(())
+        });
+        assert_eq!(r.map(|s| s.scheme), Ok(Scheme::Mbr));
     }
 }
