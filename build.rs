@@ -89,6 +89,18 @@ const SETS: &[(&str, &[&[Need]])] = &[
     ("root", &[&[Root]]),
     ("root_curl", &[&[Root, CurlTftp]]),
     ("root_losetup", &[&[Root, Program("losetup", "mount")]]),
+    (
+        "partition_tools",
+        &[&[Program("sfdisk", "fdisk"), Program("sgdisk", "gdisk")]],
+    ),
+    (
+        "root_losetup_sgdisk",
+        &[&[
+            Root,
+            Program("losetup", "mount"),
+            Program("sgdisk", "gdisk"),
+        ]],
+    ),
     ("curl_tftp", &[&[CurlTftp]]),
     ("tftp_hpa", &[&[Program("tftp", "tftp-hpa")]]),
     ("atftp", &[&[Program("atftp", "atftp")]]),

@@ -4,8 +4,10 @@
 
 use core::net::Ipv4Addr;
 use preboot::driver::image_safe_disk::{ImageSafeDiskError, read_image_safe, write_image_safe};
+use preboot::wire::disk_scan::{Conflict, Refusal};
 use preboot::wire::image_safe::{
-    ImageSafe, ImageSafeError, NoRecord, PendingFlags, SLOT_A_OFFSET, SLOT_B_OFFSET, Slot,
+    ImageSafe, ImageSafeError, LEGACY_SLOT_A_OFFSET, LEGACY_SLOT_B_OFFSET, Layout, NoRecord,
+    PendingFlags, SECTOR_ALIGN, SLOT_A_OFFSET, SLOT_B_OFFSET, SLOT_LEN, Slot,
 };
 use preboot::wire::transaction::messages::NetMode;
 use std::io::Write;
@@ -141,7 +143,10 @@ fn corruption_gives_defaults_and_reason() {
     );
 }
 
-/// §10.1: no write where the gap does not exist.
+/// §10.1, §10.5: no write where the gap does not exist. (Until the GPT was
+/// read, an MBR entry with size 0 counted and a 0xEE entry made the check
+/// pass without looking further; now an entry covers its sectors, and a
+/// protective MBR with no GPT behind it is refused.)
 #[test]
 fn refuses_disks_without_the_gap() {
     let small = disk(512 * 1024);
@@ -149,29 +154,160 @@ fn refuses_disks_without_the_gap() {
         write_image_safe(small.path(), &record()),
         Err(ImageSafeDiskError::TooSmall(_))
     ));
-    // An MBR with a partition at LBA 63 (old DOS alignment) → NoGap.
+    // An MBR with a partition at LBA 63 (old DOS alignment) → refused.
     let d = disk(4 << 20);
     let mut mbr = [0u8; 512];
     mbr[446 + 4] = 0x83;
     mbr[446 + 8..446 + 12].copy_from_slice(&63u32.to_le_bytes());
+    mbr[446 + 12..446 + 16].copy_from_slice(&4096u32.to_le_bytes());
     mbr[510] = 0x55;
     mbr[511] = 0xAA;
     d.as_file().write_all_at(&mbr, 0).unwrap();
     match write_image_safe(d.path(), &record()) {
-        Err(ImageSafeDiskError::NoGap {
-            index: 1,
-            start: 63,
-        }) => {}
+        Err(ImageSafeDiskError::Refused(Refusal::Overlap {
+            conflict: Conflict::Partition(p),
+            ..
+        })) if p.index == 1 && p.extent.first_lba == 63 => {}
         other => panic!("unexpected {other:?}"),
     }
-    // Aligned at LBA 2048 (and a GPT protective entry) → fine.
+    // Aligned at LBA 2048 → fine.
     mbr[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
-    mbr[462 + 4] = 0xEE;
-    mbr[462 + 8..462 + 12].copy_from_slice(&1u32.to_le_bytes());
     d.as_file().write_all_at(&mbr, 0).unwrap();
     assert_eq!(write_image_safe(d.path(), &record()).unwrap(), Slot::A);
     let mut f = d.reopen().unwrap();
     f.flush().unwrap();
+    // A GPT protective entry with no GPT behind it → refused, not skipped.
+    mbr[462 + 4] = 0xEE;
+    mbr[462 + 8..462 + 12].copy_from_slice(&1u32.to_le_bytes());
+    mbr[462 + 12..462 + 16].copy_from_slice(&2047u32.to_le_bytes());
+    d.as_file().write_all_at(&mbr, 0).unwrap();
+    assert!(matches!(
+        write_image_safe(d.path(), &record()),
+        Err(ImageSafeDiskError::Refused(Refusal::GptUnreadable { .. }))
+    ));
+}
+
+/// §10.1: a torn write on a drive with 4 KiB physical sectors can lose the
+/// whole 4 KiB sector being written. Each slot has its own sector, and the
+/// key record (§11.1) a third, so losing the sector of the slot being
+/// written leaves the other copy and the key. (Before, both slots and the
+/// key record shared bytes 1 044 480..1 048 576: this test lost all three.)
+#[test]
+fn a_torn_4k_sector_loses_one_slot_only() {
+    use preboot::transaction::provision::{KEY_AREA_LEN, KEY_RECORD_OFFSET};
+    let sector = |off: u64| off / SECTOR_ALIGN;
+    assert_eq!(SLOT_A_OFFSET % SECTOR_ALIGN, 0);
+    assert_eq!(SLOT_B_OFFSET % SECTOR_ALIGN, 0);
+    assert_ne!(sector(SLOT_A_OFFSET), sector(SLOT_B_OFFSET));
+    assert_eq!(
+        sector(KEY_RECORD_OFFSET),
+        sector(KEY_RECORD_OFFSET + KEY_AREA_LEN as u64 - 1)
+    );
+    for slot in [SLOT_A_OFFSET, SLOT_B_OFFSET] {
+        assert_ne!(sector(slot), sector(KEY_RECORD_OFFSET));
+    }
+
+    let d = disk(2 << 20);
+    let mut rng = preboot::driver::transaction::Urandom::open().unwrap();
+    let key = preboot::transaction::provision::provision(
+        &mut preboot::driver::key_record_disk::DiskKeySlot::open(d.path()).unwrap(),
+        &mut rng,
+    )
+    .unwrap();
+    write_image_safe(d.path(), &record()).unwrap(); // A, generation 1
+    // The write of B is torn: its whole 4 KiB sector is garbage.
+    let torn = vec![0x5Au8; SECTOR_ALIGN as usize];
+    let b_sector = sector(SLOT_B_OFFSET) * SECTOR_ALIGN;
+    d.as_file().write_all_at(&torn, b_sector).unwrap();
+    let slots = read_image_safe(d.path()).unwrap();
+    let l = slots.loaded();
+    assert_eq!((l.slot, l.record.generation), (Some(Slot::A), 1));
+    assert_eq!(l.record.base_image, Some("images/win11.img"));
+    let again = preboot::transaction::provision::provision(
+        &mut preboot::driver::key_record_disk::DiskKeySlot::open(d.path()).unwrap(),
+        &mut rng,
+    )
+    .unwrap();
+    assert_eq!(again.key.public(), key.key.public());
+}
+
+fn legacy(gen_: u32, base: &'static str) -> [u8; SLOT_LEN] {
+    let mut r = record();
+    r.generation = gen_;
+    r.base_image = Some(base);
+    let mut buf = [0u8; SLOT_LEN];
+    r.emit(&mut buf).unwrap();
+    buf
+}
+
+/// §10.4: a record written in the legacy layout (both slots in the last
+/// 4 KiB sector) is read; the next write moves it: slot A of the new
+/// layout with generation + 1, then the legacy slots cleared; the key
+/// record beside them is untouched.
+#[test]
+fn legacy_layout_is_read_then_migrated() {
+    use preboot::transaction::provision::{KEY_AREA_LEN, KEY_RECORD_OFFSET};
+    let d = disk(2 << 20);
+    let mut rng = preboot::driver::transaction::Urandom::open().unwrap();
+    preboot::transaction::provision::provision(
+        &mut preboot::driver::key_record_disk::DiskKeySlot::open(d.path()).unwrap(),
+        &mut rng,
+    )
+    .unwrap();
+    let mut key = [0u8; KEY_AREA_LEN];
+    d.as_file()
+        .read_exact_at(&mut key, KEY_RECORD_OFFSET)
+        .unwrap();
+    let (a, b) = (
+        legacy(8, "images/old.img"),
+        legacy(9, "images/older-layout.img"),
+    );
+    d.as_file().write_all_at(&a, LEGACY_SLOT_A_OFFSET).unwrap();
+    d.as_file().write_all_at(&b, LEGACY_SLOT_B_OFFSET).unwrap();
+
+    let slots = read_image_safe(d.path()).unwrap();
+    assert_eq!(slots.layout(), Layout::Legacy);
+    let l = slots.loaded();
+    assert_eq!((l.slot, l.record.generation), (Some(Slot::B), 9));
+    assert_eq!(l.record.base_image, Some("images/older-layout.img"));
+    let n = l.record.buffer_len();
+    assert_eq!(slots.current_bytes(), Some(&b[..n]));
+
+    assert_eq!(write_image_safe(d.path(), &record()).unwrap(), Slot::A);
+    let slots = read_image_safe(d.path()).unwrap();
+    assert_eq!(slots.layout(), Layout::Aligned);
+    let l = slots.loaded();
+    assert_eq!((l.slot, l.record.generation), (Some(Slot::A), 10));
+    assert_eq!(slots.legacy_a, [0u8; SLOT_LEN]);
+    assert_eq!(slots.legacy_b, [0u8; SLOT_LEN]);
+    let mut key_after = [0u8; KEY_AREA_LEN];
+    d.as_file()
+        .read_exact_at(&mut key_after, KEY_RECORD_OFFSET)
+        .unwrap();
+    assert_eq!(key, key_after);
+    assert_eq!(write_image_safe(d.path(), &record()).unwrap(), Slot::B);
+}
+
+/// §10.4: a migrating write that was torn (new slot A garbage, slot B
+/// blank) leaves the legacy record current; bytes in a legacy slot that
+/// are not a record are never cleared.
+#[test]
+fn torn_migration_keeps_the_legacy_record() {
+    let d = disk(2 << 20);
+    let a = legacy(3, "images/old.img");
+    d.as_file().write_all_at(&a, LEGACY_SLOT_A_OFFSET).unwrap();
+    d.as_file()
+        .write_all_at(b"not ours", LEGACY_SLOT_B_OFFSET)
+        .unwrap();
+    d.as_file().write_all_at(&a[..40], SLOT_A_OFFSET).unwrap(); // torn
+    let slots = read_image_safe(d.path()).unwrap();
+    assert_eq!(slots.layout(), Layout::Legacy);
+    assert_eq!(slots.loaded().record.base_image, Some("images/old.img"));
+    assert_eq!(write_image_safe(d.path(), &record()).unwrap(), Slot::A);
+    let slots = read_image_safe(d.path()).unwrap();
+    assert_eq!(slots.loaded().record.generation, 4);
+    assert_eq!(slots.legacy_a, [0u8; SLOT_LEN]);
+    assert_eq!(&slots.legacy_b[..8], b"not ours");
 }
 
 /// A loop device over a disk-image file, detached (by its own path) on

@@ -13,6 +13,9 @@
 //! - a wrong pinned server key fails at the session step with a clear
 //!   error and changes nothing on the server;
 //! - a damaged image-safe record is reported and the defaults are used;
+//! - a record in the legacy layout is read and moved by the client's write;
+//!   a disk with a GPT partition over the image-safe area is refused,
+//!   untouched (docs/transaction-protocol.md §10.4, §10.5);
 //! - the server restarted mid-flow: the client resumes on a new session
 //!   and completes;
 //! - 50 workstations from one process all get through.
@@ -24,7 +27,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use preboot::driver::image_safe_disk::read_image_safe;
-use preboot::wire::image_safe::{SLOT_A_OFFSET, SLOT_B_OFFSET};
+use preboot::wire::image_safe::{
+    ImageSafe, LEGACY_SLOT_A_OFFSET, LEGACY_SLOT_B_OFFSET, Layout, SLOT_A_OFFSET, SLOT_B_OFFSET,
+    SLOT_LEN,
+};
 
 #[path = "../examples/preboot-server/demo.rs"]
 mod demo;
@@ -355,6 +361,90 @@ fn damaged_image_safe_record_is_reported_and_the_defaults_apply() {
         "damaged, not missing: {line}"
     );
     assert_eq!(base_image(&disk).as_deref(), Some("images/standard.img"));
+}
+
+/// §10.4: a disk whose record is still in the legacy layout (both slots in
+/// the last 4 KiB sector) is read by the client — its base image is the
+/// one the server compares — and the client's write after the restore
+/// moves it to the slots of §10.1 and clears the legacy ones.
+#[test]
+fn legacy_image_safe_record_is_read_and_moved() {
+    use std::os::unix::fs::FileExt;
+    let demo = Demo::start(|t| t);
+    let disk = demo.disk("legacy");
+    let old = ImageSafe {
+        generation: 41,
+        workstation_name: Some("lab-pc-legacy"),
+        ..ImageSafe::default()
+    };
+    let mut buf = [0u8; SLOT_LEN];
+    old.emit(&mut buf).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    f.write_all_at(&buf, LEGACY_SLOT_B_OFFSET).unwrap();
+    assert_eq!(read_image_safe(&disk).unwrap().layout(), Layout::Legacy);
+
+    let o = demo.client(&disk, &["--mac", REGISTERED, "--menu-choice", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let line = text(&o);
+    assert!(
+        line.contains("generation 41"),
+        "the legacy record was read: {line}"
+    );
+    let slots = read_image_safe(&disk).unwrap();
+    assert_eq!(slots.layout(), Layout::Aligned);
+    let l = slots.loaded();
+    assert!(l.record.generation > 41, "{:?}", l.record);
+    assert_eq!(l.record.workstation_name, Some("lab-pc-legacy"));
+    assert_eq!(l.record.base_image, Some("images/lab.img"));
+    let mut legacy = [0u8; 2 * SLOT_LEN];
+    std::fs::File::open(&disk)
+        .unwrap()
+        .read_exact_at(&mut legacy, LEGACY_SLOT_A_OFFSET)
+        .unwrap();
+    assert!(legacy.iter().all(|&b| b == 0), "legacy slots cleared");
+}
+
+/// §10.5: the client never writes the image-safe data or the key record
+/// over a partition: a GPT disk (made by sgdisk) whose first partition
+/// starts at LBA 40 is refused with the partition named, and left as it
+/// was.
+#[test]
+#[cfg_attr(
+    preboot_skip_partition_tools,
+    ignore = "needs sfdisk (fdisk) and sgdisk (gdisk)"
+)]
+fn client_refuses_a_disk_with_a_partition_over_the_image_safe_area() {
+    let demo = Demo::start(|t| t);
+    let disk = demo.disk("gpt40");
+    std::fs::File::options()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let out = Command::new("sgdisk")
+        .args(["-a", "8", "-n", "1:40:+4M", "-c", "1:data"])
+        .arg(&disk)
+        .output()
+        .expect("run sgdisk (Debian package gdisk)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = std::fs::read(&disk).unwrap();
+    let o = demo.client(&disk, &["--mac", REGISTERED, "--menu-choice", "1"]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("GPT partition 1 \"data\" at LBA 40")
+            && out.contains("overlaps the image-safe area"),
+        "{out}"
+    );
+    assert!(
+        std::fs::read(&disk).unwrap() == before,
+        "the disk was changed"
+    );
 }
 
 /// The server restarts while the client waits for the menu hotkey: the

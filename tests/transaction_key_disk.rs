@@ -50,6 +50,10 @@ fn never_over_a_partition() {
     mbr[511] = 0xAA;
     mbr[446 + 4] = 0x83; // Linux
     mbr[446 + 8..446 + 12].copy_from_slice(&63u32.to_le_bytes());
+    // 4000 sectors: up to byte 2 080 256, over the key record (§10.5
+    // counts a partition by the sectors it covers; an entry of size 0
+    // covers none).
+    mbr[446 + 12..446 + 16].copy_from_slice(&4000u32.to_le_bytes());
     std::fs::OpenOptions::new()
         .write(true)
         .open(&path)

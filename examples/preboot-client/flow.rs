@@ -282,14 +282,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
     run.begin(2);
     let slots = read_slots(&ws.disk)?;
     let loaded = slots.loaded();
-    let raw: Option<&[u8]> = loaded.slot.map(|s| {
-        let bytes: &[u8] = match s {
-            preboot::wire::image_safe::Slot::A => &slots.a,
-            preboot::wire::image_safe::Slot::B => &slots.b,
-        };
-        let len = usize::from(u16::from_be_bytes([bytes[6], bytes[7]])).min(bytes.len());
-        &bytes[..len]
-    });
+    let raw: Option<&[u8]> = slots.current_bytes();
     let record = loaded.record.clone();
     run.end();
     match (&loaded.problem, &record.base_image) {

@@ -536,7 +536,15 @@ fn show_image_safe(disk: &Path) -> Result<(), String> {
     let slots = read_image_safe(disk).map_err(|e| format!("{}: {e}", disk.display()))?;
     let l = slots.loaded();
     match (&l.slot, &l.problem) {
-        (Some(s), _) => println!("current slot {s:?}, generation {}", l.record.generation),
+        (Some(s), _) => println!(
+            "current slot {s:?}{}, generation {}",
+            match slots.layout() {
+                preboot::wire::image_safe::Layout::Legacy =>
+                    " of the legacy layout (moved by the next write)",
+                _ => "",
+            },
+            l.record.generation
+        ),
         (None, Some(p)) => println!("{p}: the defaults apply"),
         (None, None) => println!("the defaults apply"),
     }

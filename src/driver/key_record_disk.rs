@@ -1,9 +1,9 @@
 //! The workstation's key record on a disk (or a disk-image file): the 1024
-//! bytes at byte offset 1 045 504, right before image-safe slot A
-//! (docs/transaction-protocol.md §11.1), as a
+//! bytes at byte offset 1 045 504, in 4 KiB sector 255, which no
+//! image-safe slot shares (docs/transaction-protocol.md §10.1, §11.1), as a
 //! [`KeySlot`] for [`provision`](crate::transaction::provision::provision).
-//! Never written where a partition lies (the check of §10.1), and flushed
-//! before a write counts.
+//! Never written where a partition or partition table lies (the check of
+//! §10.5), and flushed before a write counts.
 
 use super::image_safe_disk::{ImageSafeDiskError, check_gap, disk_len};
 use crate::transaction::provision::{KEY_AREA_LEN, KEY_RECORD_OFFSET, KeySlot, SlotError};

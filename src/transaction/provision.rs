@@ -1,7 +1,8 @@
 //! The workstation's key record and its first-boot key
-//! (docs/transaction-protocol.md §11): the 52-byte record kept in the 1 KiB
-//! before the image-safe slot A ([`KeyRecord`]), and the provisioning steps
-//! of §11.2 over any storage ([`KeySlot`]) and random source.
+//! (docs/transaction-protocol.md §11): the 52-byte record kept in 1 KiB of
+//! a 4 KiB sector no image-safe slot shares ([`KeyRecord`]), and the
+//! provisioning steps of §11.2 over any storage ([`KeySlot`]) and random
+//! source.
 //!
 //! ```
 //! use preboot::transaction::provision::{KeySlot, SlotError, provision, next_handshake};
@@ -27,9 +28,26 @@ use super::keys::{KeyError, StaticKey};
 use super::{NoRandomness, Random};
 use crate::wire::image_safe::crc32;
 
-/// Byte offset of the key record on the disk (§11.1): the 1024 bytes
-/// right before image-safe slot A.
+/// Byte offset of the key record on the disk (§11.1): 1024 bytes in 4 KiB
+/// sector 255, inside the image-safe area and in no image-safe slot's
+/// 4 KiB sector (§10.1).
 pub const KEY_RECORD_OFFSET: u64 = 1_045_504;
+
+// §10.1/§11.1: the key area is inside the image-safe area (checked free of
+// partitions, §10.5), within one 4 KiB sector, and not in a slot's sector;
+// it does not overlap the legacy slots it shares sector 255 with.
+const _: () = {
+    use crate::wire::image_safe::{
+        LEGACY_SLOT_A_OFFSET, RESERVED_END, RESERVED_START, SECTOR_ALIGN, SLOT_A_OFFSET,
+        SLOT_B_OFFSET,
+    };
+    let end = KEY_RECORD_OFFSET + KEY_AREA_LEN as u64;
+    assert!(KEY_RECORD_OFFSET >= RESERVED_START && end <= RESERVED_END);
+    assert!(KEY_RECORD_OFFSET / SECTOR_ALIGN == (end - 1) / SECTOR_ALIGN);
+    assert!(KEY_RECORD_OFFSET / SECTOR_ALIGN != SLOT_A_OFFSET / SECTOR_ALIGN);
+    assert!(KEY_RECORD_OFFSET / SECTOR_ALIGN != SLOT_B_OFFSET / SECTOR_ALIGN);
+    assert!(end <= LEGACY_SLOT_A_OFFSET);
+};
 /// Size of the record (§11.1).
 pub const KEY_RECORD_LEN: usize = 52;
 /// Size of the area that holds it.

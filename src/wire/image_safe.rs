@@ -4,7 +4,14 @@
 //! Two 1024-byte slots live in the gap between the partition table and the
 //! first 1 MiB-aligned partition, at byte offsets [`SLOT_A_OFFSET`] and
 //! [`SLOT_B_OFFSET`] (§10.1: no partitioning tool writes there, so the record
-//! survives repartitioning). A record (§10.2, big-endian):
+//! survives repartitioning). Each slot has a 4 KiB-aligned 4 KiB sector of
+//! its own (4 KiB sectors 253 and 254 of the disk; the key record of §11.1
+//! is in sector 255), so a torn write on a drive with 4 KiB physical
+//! sectors (512e or 4Kn) can damage only the slot being written, never the
+//! other copy. In the legacy layout both slots shared the last 4 KiB
+//! sector ([`LEGACY_SLOT_A_OFFSET`], [`LEGACY_SLOT_B_OFFSET`]);
+//! [`select_with_legacy`] still finds a record there (§10.4). A record
+//! (§10.2, big-endian):
 //!
 //! ```text
 //!  0      4       5       6          8            12               len-4    len
@@ -39,10 +46,32 @@ use heapless::Vec;
 pub const MAGIC: [u8; 4] = *b"PBIS";
 /// Record version.
 pub const VERSION: u8 = 1;
-/// Byte offset of slot A on the disk (1 MiB − 2 KiB).
-pub const SLOT_A_OFFSET: u64 = 1_046_528;
-/// Byte offset of slot B on the disk (1 MiB − 1 KiB).
-pub const SLOT_B_OFFSET: u64 = 1_047_552;
+/// The sector size a slot is aligned to and alone in (§10.1): the largest
+/// physical sector of current drives (512e and 4Kn).
+pub const SECTOR_ALIGN: u64 = 4096;
+/// Byte offset of slot A on the disk (1 MiB − 12 KiB: 4 KiB sector 253).
+pub const SLOT_A_OFFSET: u64 = 1_036_288;
+/// Byte offset of slot B on the disk (1 MiB − 8 KiB: 4 KiB sector 254).
+pub const SLOT_B_OFFSET: u64 = 1_040_384;
+/// Byte offset of slot A in the legacy layout (1 MiB − 2 KiB), in the
+/// same 4 KiB sector as slot B was: read for migration only (§10.4).
+pub const LEGACY_SLOT_A_OFFSET: u64 = 1_046_528;
+/// Byte offset of slot B in the legacy layout (1 MiB − 1 KiB).
+pub const LEGACY_SLOT_B_OFFSET: u64 = 1_047_552;
+/// Start of the area below 1 MiB that image-safe data and the key record
+/// (§11.1) use: 4 KiB sectors 253–255. No partition may overlap it.
+pub const RESERVED_START: u64 = SLOT_A_OFFSET;
+/// End (exclusive) of that area: the 1 MiB mark.
+pub const RESERVED_END: u64 = 1 << 20;
+
+// §10.1: each slot alone in a 4 KiB-aligned sector, both inside the area.
+const _: () = {
+    assert!(SLOT_A_OFFSET % SECTOR_ALIGN == 0 && SLOT_B_OFFSET % SECTOR_ALIGN == 0);
+    assert!(SLOT_A_OFFSET / SECTOR_ALIGN != SLOT_B_OFFSET / SECTOR_ALIGN);
+    assert!(SLOT_LEN as u64 <= SECTOR_ALIGN);
+    assert!(RESERVED_START <= SLOT_A_OFFSET && SLOT_B_OFFSET + SECTOR_ALIGN <= RESERVED_END);
+    assert!(LEGACY_SLOT_A_OFFSET >= RESERVED_START && LEGACY_SLOT_B_OFFSET < RESERVED_END);
+};
 /// Size of a slot and the largest record.
 pub const SLOT_LEN: usize = 1024;
 /// Smallest record: header (12) + CRC (4).
@@ -174,11 +203,39 @@ const CRC_TABLE: [u32; 256] = {
 
 /// CRC-32 (IEEE 802.3), as used by the record (§10.2).
 pub fn crc32(data: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &b in data {
-        c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+    let mut c = Crc32::new();
+    c.update(data);
+    c.finish()
+}
+
+/// The CRC-32 of [`crc32`] over data given in pieces (the GPT's header
+/// and entry array, UEFI 2.10 §5.3.2, are checked with it piece by piece).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crc32(u32);
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Crc32::new()
     }
-    c ^ 0xFFFF_FFFF
+}
+
+impl Crc32 {
+    /// A CRC over no bytes yet.
+    pub const fn new() -> Self {
+        Crc32(0xFFFF_FFFF)
+    }
+    /// Add `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        let mut c = self.0;
+        for &b in data {
+            c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+        }
+        self.0 = c;
+    }
+    /// The CRC of everything added.
+    pub fn finish(self) -> u32 {
+        self.0 ^ 0xFFFF_FFFF
+    }
 }
 
 fn str_field(v: &[u8], k: u8) -> Result<&str, ImageSafeError> {
@@ -429,6 +486,42 @@ pub fn select<'a>(a: &'a [u8], b: &'a [u8]) -> Loaded<'a> {
     }
 }
 
+/// Which layout the current record was found in (§10.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// The slots at [`SLOT_A_OFFSET`] and [`SLOT_B_OFFSET`], each in a
+    /// 4 KiB sector of its own (§10.1), or no record anywhere.
+    Aligned,
+    /// The slots at [`LEGACY_SLOT_A_OFFSET`] and [`LEGACY_SLOT_B_OFFSET`]:
+    /// the next write migrates the record.
+    Legacy,
+}
+
+/// Choose the current record from the aligned slots `a`, `b` and the
+/// legacy slots `legacy_a`, `legacy_b` (§10.4): a valid aligned record
+/// always wins; the legacy slots count only when no aligned slot is valid
+/// (never migrated, or the migrating write was torn). No valid record →
+/// the defaults with the aligned slots' reason, or the legacy slots' when
+/// the aligned ones are blank and the legacy ones are not.
+pub fn select_with_legacy<'a>(
+    a: &'a [u8],
+    b: &'a [u8],
+    legacy_a: &'a [u8],
+    legacy_b: &'a [u8],
+) -> (Loaded<'a>, Layout) {
+    let aligned = select(a, b);
+    if aligned.slot.is_some() {
+        return (aligned, Layout::Aligned);
+    }
+    let legacy = select(legacy_a, legacy_b);
+    if legacy.slot.is_some()
+        || (aligned.problem == Some(NoRecord::Missing) && legacy.problem != Some(NoRecord::Missing))
+    {
+        return (legacy, Layout::Legacy);
+    }
+    (aligned, Layout::Aligned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,5 +630,49 @@ mod tests {
                 b: ImageSafeError::Blank
             })
         );
+    }
+    /// §10.4: a valid aligned record wins over any legacy one; the legacy
+    /// slots count when no aligned slot is valid; the reason given is the
+    /// one of the slots that hold bytes.
+    #[test]
+    fn legacy_layout_selection() {
+        let blank = [0u8; SLOT_LEN];
+        let (mut old, mut new) = ([0u8; SLOT_LEN], [0u8; SLOT_LEN]);
+        let mut r = sample();
+        r.generation = 100; // a legacy record with a higher generation
+        r.emit(&mut old).unwrap();
+        r.generation = 5;
+        r.emit(&mut new).unwrap();
+        let (l, layout) = select_with_legacy(&blank, &new, &old, &blank);
+        assert_eq!(
+            (l.slot, layout, l.record.generation),
+            (Some(Slot::B), Layout::Aligned, 5)
+        );
+        let (l, layout) = select_with_legacy(&blank, &blank, &blank, &old);
+        assert_eq!((l.slot, layout), (Some(Slot::B), Layout::Legacy));
+        let junk = [0x5Au8; SLOT_LEN];
+        let (l, layout) = select_with_legacy(&junk, &blank, &old, &blank);
+        assert_eq!((l.slot, layout), (Some(Slot::A), Layout::Legacy));
+        let (l, layout) = select_with_legacy(&blank, &blank, &junk, &blank);
+        assert_eq!(layout, Layout::Legacy);
+        assert!(matches!(l.problem, Some(NoRecord::Corrupt { .. })));
+        let (l, layout) = select_with_legacy(&junk, &blank, &blank, &blank);
+        assert_eq!(layout, Layout::Aligned);
+        assert!(matches!(l.problem, Some(NoRecord::Corrupt { .. })));
+        let (l, layout) = select_with_legacy(&blank, &blank, &blank, &blank);
+        assert_eq!(
+            (l.problem, layout),
+            (Some(NoRecord::Missing), Layout::Aligned)
+        );
+    }
+
+    /// The CRC in pieces equals the CRC at once.
+    #[test]
+    fn crc_in_pieces() {
+        let mut c = Crc32::new();
+        c.update(b"1234");
+        c.update(b"");
+        c.update(b"56789");
+        assert_eq!(c.finish(), crc32(b"123456789"));
     }
 }

@@ -6,8 +6,10 @@
 //! can express.
 
 pub mod dhcp;
+pub mod disk_scan;
 pub mod image_safe;
 mod option_table;
+pub mod partition_table;
 pub mod pxe;
 pub mod tftp;
 pub mod transaction;
