@@ -38,6 +38,7 @@
 //! ```
 
 pub mod messages;
+pub mod smbios;
 pub mod tlv;
 
 /// The four magic bytes `PBTX` (§2.1).
