@@ -13,3 +13,4 @@ pub mod privileges;
 pub mod task_journal;
 pub mod tftp;
 pub mod transaction;
+pub mod workstation_facts;

@@ -391,6 +391,14 @@ impl<P: Policy, K: KeyStore, R: Random> TransactionService<P, K, R> {
         }
         while let Some(ev) = self.engine.poll_event() {
             log_event(&ev);
+            if let ServerEvent::InfoAccepted {
+                session_id,
+                workstation,
+            } = &ev
+            {
+                let info = self.engine.session_info(*session_id);
+                super::workstation_facts::log(workstation, info.as_ref());
+            }
             self.counters.count(&ev);
             if let Some(k) = &mut self.kept {
                 k.push(ev);
@@ -434,7 +442,9 @@ fn log_event(ev: &ServerEvent) {
     match ev {
         ServerEvent::SessionOpened { .. }
         | ServerEvent::SessionExpired { .. }
-        | ServerEvent::Retransmission { .. } => {
+        | ServerEvent::Retransmission { .. }
+        // Its facts have a line of their own, at info.
+        | ServerEvent::InfoAccepted { .. } => {
             tracing::debug!(event = ?ev, "transaction")
         }
         _ => tracing::info!(event = ?ev, "transaction"),
