@@ -777,7 +777,7 @@ impl Cx<'_> {
                     a,
                     &format!("{field}.attribute"),
                     format!(
-                        "unknown attribute {:?} (expected one of {})",
+                        "unknown attribute {:?} (expected one of {}, or a ZENworks name such as \"System Manufacturer\": docs/transaction-protocol.md, Rule attributes)",
                         a.get_ref(),
                         TextAttr::ALL.map(TextAttr::name).join(", ")
                     ),
