@@ -5,9 +5,7 @@
 //! and a rule with a text condition that picks an image.
 
 use core::net::Ipv4Addr;
-use preboot::Instant;
 use preboot::policy::*;
-use preboot::transaction::Policy;
 use preboot::wire::image_safe::PendingFlags;
 use preboot::wire::transaction::messages::*;
 
@@ -282,6 +280,8 @@ fn attribute_names() {
 #[cfg(feature = "std")] // the TOML store is std-only
 #[test]
 fn toml_text_rule_picks_the_image() {
+    use preboot::Instant;
+    use preboot::transaction::Policy;
     let toml = r#"
 [server]
 image_server = "10.0.0.5"
