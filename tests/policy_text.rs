@@ -6,7 +6,7 @@
 
 use core::net::Ipv4Addr;
 use preboot::policy::*;
-use preboot::wire::image_safe::PendingFlags;
+use preboot::wire::image_safe::{ImageSafe, PendingFlags};
 use preboot::wire::transaction::messages::*;
 
 use TextAttr::*;
@@ -41,6 +41,7 @@ fn full() -> WorkstationInfo<'static> {
         netmask: Ipv4Addr::new(255, 255, 255, 0),
         gateway: Ipv4Addr::new(137, 65, 95, 1),
     });
+    wi.image_safe = Some(record(Some("LAB-PC-07")));
     wi.smbios = Smbios {
         manufacturer: Some("Dell Inc."),
         product: Some("OptiPlex 7090"),
@@ -52,6 +53,18 @@ fn full() -> WorkstationInfo<'static> {
         chassis_type: Some(3),
     };
     wi
+}
+
+/// An image-safe record (§10) naming the workstation, as on disk.
+fn record(name: Option<&'static str>) -> &'static [u8] {
+    let r = ImageSafe {
+        workstation_name: name,
+        ..ImageSafe::default()
+    };
+    let mut buf = vec![0u8; 1024];
+    let n = r.emit(&mut buf).unwrap();
+    buf.truncate(n);
+    Box::leak(buf.into_boxed_slice())
 }
 
 /// The same machine with no text fact at all (only its MAC: a
@@ -130,6 +143,7 @@ fn every_attribute_with_every_operator() {
             "65.95",
             "10.1.",
         ),
+        (WorkstationName, "lab-pc-07", "LAB-", "07", "pc", "OFFICE"),
     ];
     assert_eq!(table.len(), TextAttr::ALL.len());
     for &(a, eq, sw, ew, co, none) in table {
@@ -166,6 +180,22 @@ fn missing_fact_is_false() {
     for a in TextAttr::ALL {
         assert!(holds(&wi, a, Contains, ""), "{a:?}");
     }
+}
+
+/// The workstation name comes from a valid image-safe record only: a
+/// record without the field, or one whose CRC does not check, has none.
+#[test]
+fn workstation_name_needs_a_valid_record() {
+    let mut wi = bare();
+    wi.image_safe = Some(record(None));
+    assert!(!holds(&wi, WorkstationName, Contains, ""));
+    let mut bad = record(Some("LAB-PC-07")).to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 1; // the CRC
+    wi.image_safe = Some(Box::leak(bad.into_boxed_slice()));
+    assert!(!holds(&wi, WorkstationName, Equals, "LAB-PC-07"));
+    wi.image_safe = Some(record(Some("LAB-PC-07")));
+    assert!(holds(&wi, WorkstationName, Equals, "LAB-PC-07"));
 }
 
 /// Case-insensitivity is ASCII only: `É` and `é` differ, `I` and `i`
@@ -262,6 +292,8 @@ fn attribute_names() {
         ("MAC Address", MacAddress),
         ("IP Address", IpAddress),
         ("system version", SystemVersion),
+        ("Computer Name", WorkstationName),
+        ("hostname", WorkstationName),
     ] {
         assert_eq!(TextAttr::from_name(name), Some(a), "{name}");
     }

@@ -10,6 +10,7 @@
 //! when any value does; the machine UUID and the chassis type have two
 //! spellings each, and either may match.
 
+use crate::wire::image_safe::ImageSafe;
 use crate::wire::pxe::MachineId;
 use crate::wire::transaction::messages::WorkstationInfo;
 use crate::wire::transaction::smbios::chassis_type_name;
@@ -47,11 +48,15 @@ pub enum TextAttr {
     /// The current IPv4 address (TLV 11) in dotted decimal (ZENworks:
     /// "IP address begins with 137.65.95").
     IpAddress,
+    /// The workstation name in the image-safe record (TLV 10, §10 field
+    /// 3): the computer name the last imaging wrote to the disk. A record
+    /// that does not parse (bad CRC, …) has none.
+    WorkstationName,
 }
 
 impl TextAttr {
     /// Every attribute, in the order of the documentation.
-    pub const ALL: [TextAttr; 12] = [
+    pub const ALL: [TextAttr; 13] = [
         TextAttr::SystemManufacturer,
         TextAttr::ProductName,
         TextAttr::SystemVersion,
@@ -64,6 +69,7 @@ impl TextAttr {
         TextAttr::Uuid,
         TextAttr::MacAddress,
         TextAttr::IpAddress,
+        TextAttr::WorkstationName,
     ];
 
     /// The attribute's name in the policy file (snake_case).
@@ -88,6 +94,7 @@ impl TextAttr {
             TextAttr::Uuid => &["uuid", "machine_uuid", "system_uuid"],
             TextAttr::MacAddress => &["mac_address", "mac"],
             TextAttr::IpAddress => &["ip_address", "ip"],
+            TextAttr::WorkstationName => &["workstation_name", "computer_name", "hostname"],
         }
     }
 
@@ -115,6 +122,11 @@ impl TextAttr {
             TextAttr::BiosVersion => text(sm.bios_version),
             TextAttr::AssetTag => text(sm.asset_tag),
             TextAttr::CpuModel => text(info.cpu_model),
+            TextAttr::WorkstationName => text(
+                info.image_safe
+                    .and_then(|b| ImageSafe::parse(b).ok())
+                    .and_then(|r| r.workstation_name),
+            ),
             TextAttr::ChassisType => sm.chassis_type.is_some_and(|t| {
                 let mut n = Buf::<4>::new();
                 let _ = write!(n, "{}", t & 0x7f);
