@@ -39,6 +39,8 @@ struct InfoOwned {
     is: Option<Vec<u8>>,
     ipc: Option<(u8, Ipv4Addr, Ipv4Addr, Ipv4Addr)>,
     dns: Vec<Ipv4Addr>,
+    /// TLVs 20–26 (strings) and 27 (chassis type).
+    smbios: (Vec<Option<String>>, Option<u8>),
 }
 
 fn info_owned() -> impl Strategy<Value = InfoOwned> {
@@ -56,20 +58,30 @@ fn info_owned() -> impl Strategy<Value = InfoOwned> {
         proptest::option::of((0u8..3, ip(), ip(), ip())),
         vec(ip(), 0..=4),
     )
+        .prop_flat_map(|t| {
+            (
+                Just(t),
+                vec(proptest::option::of(s(64)), 7),
+                any::<Option<u8>>(),
+            )
+        })
         .prop_map(
-            |(macs, uuid, arch, cpu, cpus, ram, disks, nics, pci, is, ipc, dns)| InfoOwned {
-                macs,
-                uuid,
-                arch,
-                cpu,
-                cpus,
-                ram,
-                disks,
-                nics,
-                pci,
-                is,
-                ipc,
-                dns,
+            |((macs, uuid, arch, cpu, cpus, ram, disks, nics, pci, is, ipc, dns), sm, chassis)| {
+                InfoOwned {
+                    macs,
+                    uuid,
+                    arch,
+                    cpu,
+                    cpus,
+                    ram,
+                    disks,
+                    nics,
+                    pci,
+                    is,
+                    ipc,
+                    dns,
+                    smbios: (sm, chassis),
+                }
             },
         )
 }
@@ -111,6 +123,19 @@ impl InfoOwned {
                 gateway: g,
             }),
             dns: heapless::Vec::from_slice(&self.dns).unwrap(),
+            smbios: {
+                let s = |i: usize| self.smbios.0[i].as_deref();
+                Smbios {
+                    manufacturer: s(0),
+                    product: s(1),
+                    version: s(2),
+                    serial: s(3),
+                    bios_vendor: s(4),
+                    bios_version: s(5),
+                    asset_tag: s(6),
+                    chassis_type: self.smbios.1,
+                }
+            },
         }
     }
 }

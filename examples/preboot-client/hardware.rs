@@ -14,10 +14,12 @@
 //!   from the PCI function above the virtio device).
 //! - Machine UUID: `sys/class/dmi/id/product_uuid`, converted to the SMBIOS
 //!   / option 97 byte order (see [`uuid_from_dmi_text`]).
-//! - SMBIOS strings (system manufacturer, product, serial, BIOS vendor and
-//!   version): `sys/class/dmi/id/{sys_vendor,product_name,product_serial,
-//!   bios_vendor,bios_version}`; not in `WorkstationInfo` yet (issue 15
-//!   adds TLVs for them).
+//! - SMBIOS facts (§4.3 TLVs 20–27: system manufacturer, product, version,
+//!   serial, BIOS vendor and version, asset tag, chassis type):
+//!   `sys/class/dmi/id/{sys_vendor,product_name,product_version,
+//!   product_serial,bios_vendor,bios_version,chassis_asset_tag,
+//!   chassis_type}`. `product_serial` is readable by root only: absent
+//!   otherwise. Strings are trimmed; empty ones are left out.
 //! - CPU model and count: `proc/cpuinfo`. RAM: `proc/meminfo` `MemTotal`.
 //! - Disks: `sys/block/*/size` (512-byte sectors), skipping `loop*`,
 //!   `ram*`, `zram*`, `dm-*` and empty (size 0) devices.
@@ -32,7 +34,8 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-use preboot::wire::transaction::messages::{Nic, PciId, WorkstationInfo};
+use preboot::wire::transaction::messages::{Nic, PciId, Smbios as SmbiosTlvs, WorkstationInfo};
+use preboot::wire::transaction::smbios::{MAX_SMBIOS_STRING as MAX_SMBIOS_TLV, chassis_type_name};
 
 /// Largest file read (`/proc/cpuinfo` of a large machine fits).
 const MAX_FILE: u64 = 4 << 20;
@@ -83,12 +86,19 @@ pub struct Smbios {
     pub manufacturer: Option<String>,
     /// System product name (`product_name`).
     pub product: Option<String>,
+    /// System version (`product_version`; some vendors put the model
+    /// name there).
+    pub version: Option<String>,
     /// System serial number (`product_serial`, readable by root only).
     pub serial: Option<String>,
     /// BIOS vendor (`bios_vendor`).
     pub bios_vendor: Option<String>,
     /// BIOS version (`bios_version`).
     pub bios_version: Option<String>,
+    /// Chassis asset tag (`chassis_asset_tag`).
+    pub asset_tag: Option<String>,
+    /// Chassis type (`chassis_type`: SMBIOS type 3, lock bit cleared).
+    pub chassis_type: Option<u8>,
 }
 
 /// Longest SMBIOS string kept (SMBIOS strings have no limit; §8 strings in
@@ -173,9 +183,12 @@ impl Hardware {
             smbios: Smbios {
                 manufacturer: Some("preboot".into()),
                 product: Some("simulated workstation".into()),
+                version: Some("1".into()),
                 serial: Some(format!("SIM{index:08}")),
                 bios_vendor: Some("preboot".into()),
                 bios_version: Some("1".into()),
+                asset_tag: Some(format!("SIM-{index}")),
+                chassis_type: Some(3),
             },
             cpu_model: Some("Simulated CPU".into()),
             cpu_count: Some(4),
@@ -198,7 +211,8 @@ impl Hardware {
 
     /// The facts as a `WorkstationInfo` (§4.3). Lists longer than the limits
     /// of §8 are truncated (the first 16 NICs, 16 disks, 64 PCI devices);
-    /// the CPU model is cut to 64 bytes at a character boundary. The MACs of
+    /// the CPU model and the SMBIOS strings are cut to 64 bytes at a
+    /// character boundary. The MACs of
     /// TLV 1 are those of the interfaces with a PCI device, or, on a machine
     /// with none (a container, a simulation), of the virtual ones: the
     /// bridges and veths of a host are not the workstation's identity.
@@ -215,6 +229,7 @@ impl Hardware {
                 .map(|m| truncate(m, MAX_CPU_MODEL)),
             cpu_count: self.cpu_count,
             ram_mb: self.ram_mb,
+            smbios: self.smbios.to_tlvs(),
             ..WorkstationInfo::default()
         };
         let physical = self.nics.iter().any(|n| n.pci.is_some());
@@ -264,13 +279,22 @@ impl fmt::Display for Hardware {
         for (name, v) in [
             ("manufacturer", &sm.manufacturer),
             ("product", &sm.product),
+            ("version", &sm.version),
             ("serial", &sm.serial),
             ("bios vendor", &sm.bios_vendor),
             ("bios version", &sm.bios_version),
+            ("asset tag", &sm.asset_tag),
         ] {
             if let Some(v) = v {
                 writeln!(f, "{name}: {v}")?;
             }
+        }
+        if let Some(t) = sm.chassis_type {
+            writeln!(
+                f,
+                "chassis: {} ({t})",
+                chassis_type_name(t).unwrap_or("not in SMBIOS 3.x")
+            )?;
         }
         writeln!(
             f,
@@ -352,9 +376,33 @@ fn smbios_strings(root: &Path) -> Smbios {
     Smbios {
         manufacturer: read("sys_vendor"),
         product: read("product_name"),
+        version: read("product_version"),
         serial: read("product_serial"),
         bios_vendor: read("bios_vendor"),
         bios_version: read("bios_version"),
+        asset_tag: read("chassis_asset_tag"),
+        // Linux prints the type as a decimal number, lock bit cleared.
+        chassis_type: read("chassis_type").and_then(|t| t.parse::<u8>().ok()),
+    }
+}
+
+impl Smbios {
+    /// The facts as §4.3 TLVs 20–27: each string cut to 64 bytes at a
+    /// character boundary.
+    pub fn to_tlvs(&self) -> SmbiosTlvs<'_> {
+        fn s(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(|v| truncate(v, MAX_SMBIOS_TLV))
+        }
+        SmbiosTlvs {
+            manufacturer: s(&self.manufacturer),
+            product: s(&self.product),
+            version: s(&self.version),
+            serial: s(&self.serial),
+            bios_vendor: s(&self.bios_vendor),
+            bios_version: s(&self.bios_version),
+            asset_tag: s(&self.asset_tag),
+            chassis_type: self.chassis_type,
+        }
     }
 }
 
@@ -649,6 +697,8 @@ mod tests {
             )
             .file("sys/class/dmi/id/product_serial", "   \n")
             .file("sys/class/dmi/id/bios_version", "1.16.3-debian-1.16.3-2\n")
+            .file("sys/class/dmi/id/product_version", "pc-i440fx-8.2\n")
+            .file("sys/class/dmi/id/chassis_type", "1\n")
             .file("proc/cpuinfo", CPUINFO)
             .file(
                 "proc/meminfo",
@@ -724,9 +774,12 @@ mod tests {
             Smbios {
                 manufacturer: Some("QEMU".into()),
                 product: Some("Standard PC (i440FX + PIIX, 1996)".into()),
+                version: Some("pc-i440fx-8.2".into()),
                 serial: None,
                 bios_vendor: None,
                 bios_version: Some("1.16.3-debian-1.16.3-2".into()),
+                asset_tag: None,
+                chassis_type: Some(1),
             }
         );
     }
@@ -980,6 +1033,42 @@ mod tests {
         let mut buf = vec![0u8; info.buffer_len()];
         info.emit(&mut buf).expect("emit");
         assert_eq!(WorkstationInfo::parse(&buf).expect("parse"), info);
+    }
+
+    /// §4.3 TLVs 20–27: the SMBIOS facts read from sysfs go into
+    /// `WorkstationInfo`, strings trimmed and cut to 64 bytes at a character
+    /// boundary; an empty string, a serial unreadable to non-root (absent
+    /// file) and a chassis type that is not a number are left out; the
+    /// result emits and parses back.
+    #[test]
+    fn smbios_facts_into_info() {
+        let t = qemu_like();
+        let long = format!("{}é{}", "v".repeat(63), "w".repeat(20));
+        t.file("sys/class/dmi/id/bios_vendor", &format!("  {long}  \n"))
+            .file("sys/class/dmi/id/chassis_asset_tag", "LAB-0042\n")
+            .file("sys/class/dmi/id/chassis_type", "10\n");
+        let hw = detect(t.root());
+        let info = hw.to_info();
+        let sm = info.smbios;
+        assert_eq!(sm.manufacturer, Some("QEMU"));
+        assert_eq!(sm.product, Some("Standard PC (i440FX + PIIX, 1996)"));
+        assert_eq!(sm.version, Some("pc-i440fx-8.2"));
+        assert_eq!(sm.serial, None); // "   " in the tree
+        assert_eq!(sm.bios_vendor, Some("v".repeat(63).as_str()));
+        assert_eq!(sm.bios_version, Some("1.16.3-debian-1.16.3-2"));
+        assert_eq!(sm.asset_tag, Some("LAB-0042"));
+        assert_eq!(sm.chassis_type, Some(10));
+        assert!(hw.to_string().contains("chassis: Notebook (10)"));
+        let mut buf = vec![0u8; info.buffer_len()];
+        info.emit(&mut buf).expect("emit");
+        assert_eq!(WorkstationInfo::parse(&buf).expect("parse"), info);
+
+        for bad in ["", "notebook", "300", "-1"] {
+            t.file("sys/class/dmi/id/chassis_type", bad);
+            assert_eq!(detect(t.root()).smbios.chassis_type, None, "{bad:?}");
+        }
+        fs::remove_file(t.root().join("sys/class/dmi/id/product_serial")).expect("rm");
+        assert_eq!(detect(t.root()).to_info().smbios.serial, None);
     }
 
     /// TLV 1 carries the physical NICs' MACs when there are any, the

@@ -15,12 +15,12 @@ use libfuzzer_sys::fuzz_target;
 use preboot::Instant;
 use preboot::policy::{
     Cmp, Condition, Decision, EnvironmentSpec, Facts, MenuEntrySpec, ImagingProxy, ImagingRule, MemoryStore, MenuSetting,
-    MenuSource, MulticastSession, AfterRun, LateJoin, WorkstationId, WorkstationObject, WorkstationPolicy, identities,
+    MenuSource, MulticastSession, AfterRun, LateJoin, TextAttr, TextOp, WorkstationId, WorkstationObject, WorkstationPolicy, identities,
 };
 use preboot::transaction::Policy;
 use preboot::wire::image_safe::{ImageSafe, PendingFlags};
 use preboot::wire::transaction::messages::{
-    Fetch, Hotkey, IpConfig, MenuMode, NetMode, Nic, Outcome, PciId, TaskAction, TaskReport,
+    Fetch, Hotkey, IpConfig, MenuMode, NetMode, Nic, Outcome, PciId, Smbios, TaskAction, TaskReport,
     WorkstationInfo,
 };
 use preboot::wire::transaction::{Header, MAX_FRAME_LEN, MessageType, Status, emit_frame};
@@ -39,6 +39,7 @@ enum ACond {
     Arch(u16),
     Pci(u16, Option<u16>),
     Base(Option<u8>),
+    Text(u8, u8, String),
 }
 
 const IMAGES: [&str; 4] = ["images/a.img", "images/b.img", "images/c.img", ""];
@@ -65,6 +66,11 @@ fn cond(c: &ACond, depth: usize) -> Condition {
         ACond::Arch(a) => Condition::Arch(*a),
         ACond::Pci(v, d) => Condition::Pci { vendor: *v, device: *d },
         ACond::Base(b) => Condition::BaseImage(b.map(|i| IMAGES[usize::from(i) % 3].to_string())),
+        ACond::Text(a, o, v) => Condition::Text {
+            attribute: TextAttr::ALL[usize::from(*a) % TextAttr::ALL.len()],
+            op: TextOp::ALL[usize::from(*o) % TextOp::ALL.len()],
+            value: v.clone(),
+        },
     }
 }
 
@@ -139,6 +145,9 @@ struct AInfo {
     base_image: Option<u8>,
     pending: u32,
     with_record: bool,
+    /// SMBIOS strings (TLVs 20–26) and chassis type (27).
+    smbios: [Option<String>; 7],
+    chassis_type: Option<u8>,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -262,6 +271,17 @@ fuzz_target!(|input: Input| {
     info.uuid = a.uuid.map(|u| if u[0] & 1 == 0 { UUID } else { u });
     info.arch = a.arch;
     info.cpu_model = a.cpu_model.as_deref().filter(|s| s.len() <= 64);
+    let sm = |i: usize| a.smbios[i].as_deref().filter(|s| s.len() <= 64);
+    info.smbios = Smbios {
+        manufacturer: sm(0),
+        product: sm(1),
+        version: sm(2),
+        serial: sm(3),
+        bios_vendor: sm(4),
+        bios_version: sm(5),
+        asset_tag: sm(6),
+        chassis_type: a.chassis_type,
+    };
     info.cpu_count = a.cpu_count;
     info.ram_mb = a.ram_mb;
     for d in a.disks.iter().take(16) {

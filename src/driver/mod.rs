@@ -16,3 +16,4 @@ pub mod task_history;
 pub mod task_journal;
 pub mod tftp;
 pub mod transaction;
+pub mod workstation_facts;

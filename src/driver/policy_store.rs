@@ -72,14 +72,24 @@
 //! HTTP-boot client), … or their log names `uefi-x64`, …; the older
 //! `efi-x64`, `efi-bc`, `efi-arm64-http`, … still work), `pci` (`"vvvv"` or
 //! `"vvvv:dddd"`), `base_image` (string, or `""` for "no base image").
-//! Exactly one key per condition table.
+//! Exactly one key per condition table, except a text condition:
+//! `attribute` (a name of [`TextAttr::names`], ours or ZENworks', e.g.
+//! `"System Manufacturer"`, `"bios_version"`) with exactly one of
+//! `equals`, `starts_with`, `ends_with`, `contains` (ASCII
+//! case-insensitive; docs/transaction-protocol.md "Rule attributes"):
+//!
+//! ```toml
+//! when = { all = [ { attribute = "System Manufacturer", starts_with = "Dell" },
+//!                  { attribute = "product_name", contains = "OptiPlex" } ] }
+//! ```
 
 pub use super::config_file::ConfigError;
 use super::config_file::{Cx, parse_cidr, parse_hex_bytes, parse_mac, read};
 use crate::dhcp::BootArch;
 use crate::policy::{
     AfterRun, Cmp, Condition, EnvironmentSpec, ImagingRule, LateJoin, MemoryStore, MenuEntrySpec,
-    MenuSetting, MulticastSession, WorkstationId, WorkstationObject, WorkstationPolicy,
+    MenuSetting, MulticastSession, TextAttr, TextOp, WorkstationId, WorkstationObject,
+    WorkstationPolicy,
 };
 use crate::transaction::{StaticKey, WorkstationKeys, parse_key};
 use crate::wire::transaction::messages::{Fetch, Hotkey, MenuEntry, MenuMode};
@@ -286,6 +296,13 @@ struct RawCond {
     arch: Option<Spanned<RawArch>>,
     pci: Option<Spanned<String>>,
     base_image: Option<String>,
+    /// A text condition (docs/transaction-protocol.md "Rule attributes"):
+    /// the attribute, with exactly one of the four operators below.
+    attribute: Option<Spanned<String>>,
+    equals: Option<String>,
+    starts_with: Option<String>,
+    ends_with: Option<String>,
+    contains: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -790,16 +807,66 @@ impl Cx<'_> {
             r.arch.is_some(),
             r.pci.is_some(),
             r.base_image.is_some(),
+            r.attribute.is_some(),
         ]
         .iter()
         .filter(|b| **b)
         .count();
+        let ops = [
+            (TextOp::Equals, &r.equals),
+            (TextOp::StartsWith, &r.starts_with),
+            (TextOp::EndsWith, &r.ends_with),
+            (TextOp::Contains, &r.contains),
+        ];
+        let mut op = ops
+            .iter()
+            .filter_map(|(op, v)| v.as_ref().map(|v| (*op, v)));
+        let (first_op, second_op) = (op.next(), op.next());
+        if let (None, Some((op, _))) = (&r.attribute, first_op) {
+            return Err(self.at(
+                c,
+                &format!("{field}.{}", op.name()),
+                "an operator needs `attribute = \"…\"` beside it (e.g. { attribute = \"System Manufacturer\", starts_with = \"Dell\" })",
+            ));
+        }
         if set != 1 {
             return Err(self.at(
                 c,
                 field,
-                "a condition table needs exactly one key (all, any, not, ram_mb, disk_mb, cpu_count, cpu_model, mac_prefix, ip_subnet, arch, pci, base_image)",
+                "a condition table needs exactly one key (all, any, not, ram_mb, disk_mb, cpu_count, cpu_model, mac_prefix, ip_subnet, arch, pci, base_image), or `attribute` with one of equals, starts_with, ends_with, contains",
             ));
+        }
+        if let Some(a) = &r.attribute {
+            let attribute = TextAttr::from_name(a.get_ref()).ok_or_else(|| {
+                self.at(
+                    a,
+                    &format!("{field}.attribute"),
+                    format!(
+                        "unknown attribute {:?} (expected one of {}, or a ZENworks name such as \"System Manufacturer\": docs/transaction-protocol.md, Rule attributes)",
+                        a.get_ref(),
+                        TextAttr::ALL.map(TextAttr::name).join(", ")
+                    ),
+                )
+            })?;
+            let (Some((op, value)), None) = (first_op, second_op) else {
+                return Err(self.at(
+                    c,
+                    field,
+                    "a text condition needs exactly one operator: equals, starts_with, ends_with or contains",
+                ));
+            };
+            if value.len() > 255 {
+                return Err(self.at(
+                    c,
+                    &format!("{field}.{}", op.name()),
+                    "longer than 255 bytes",
+                ));
+            }
+            return Ok(Condition::Text {
+                attribute,
+                op,
+                value: value.clone(),
+            });
         }
         let list = |v: &Vec<Spanned<RawCond>>, f: &str| -> Result<Vec<Condition>, ConfigError> {
             v.iter()

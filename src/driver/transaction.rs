@@ -419,6 +419,14 @@ impl<P: Policy, K: KeyStore, R: Random> TransactionService<P, K, R> {
         let mut keys_changed = false;
         while let Some(ev) = self.engine.poll_event() {
             log_event(&ev);
+            if let ServerEvent::InfoAccepted {
+                session_id,
+                workstation,
+            } = &ev
+            {
+                let info = self.engine.session_info(*session_id);
+                super::workstation_facts::log(workstation, info.as_ref());
+            }
             self.counters.count(&ev);
             if let Some(l) = &mut self.pending_keys {
                 match &ev {
@@ -486,7 +494,9 @@ fn log_event(ev: &ServerEvent) {
     match ev {
         ServerEvent::SessionOpened { .. }
         | ServerEvent::SessionExpired { .. }
-        | ServerEvent::Retransmission { .. } => {
+        | ServerEvent::Retransmission { .. }
+        // Its facts have a line of their own, at info.
+        | ServerEvent::InfoAccepted { .. } => {
             tracing::debug!(event = ?ev, "transaction")
         }
         ServerEvent::KeyPending { key, peer } => tracing::info!(

@@ -1,6 +1,8 @@
 //! Rule conditions: comparisons on hardware, addresses and identity,
-//! combined with AND/OR/NOT. Numbers compare as numbers.
+//! combined with AND/OR/NOT. Numbers compare as numbers; text facts with
+//! the string operators of [`super::text`].
 
+pub use super::text::{TextAttr, TextOp};
 use crate::dhcp::BootArch;
 use crate::wire::image_safe::PendingFlags;
 use crate::wire::transaction::messages::{PciId, WorkstationInfo};
@@ -74,8 +76,19 @@ pub enum Condition {
     DiskMb(Cmp, u64),
     /// CPU count.
     CpuCount(Cmp, u64),
-    /// CPU model contains this text (ASCII case-insensitive).
+    /// CPU model contains this text (ASCII case-insensitive): the same as
+    /// `Text { attribute: CpuModel, op: Contains, .. }`.
     CpuModel(String),
+    /// A text fact compared with a string operator, ASCII
+    /// case-insensitive; false when the workstation did not send the fact.
+    Text {
+        /// Which fact.
+        attribute: TextAttr,
+        /// How it is compared.
+        op: TextOp,
+        /// With what.
+        value: String,
+    },
     /// Some MAC address starts with these bytes.
     MacPrefix(Vec<u8>),
     /// The current IP address is inside `network/prefix`.
@@ -115,11 +128,6 @@ pub struct Facts<'a> {
     pub pending: PendingFlags,
 }
 
-fn contains_ignore_case(hay: &str, needle: &str) -> bool {
-    let (h, n) = (hay.as_bytes(), needle.as_bytes());
-    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
-}
-
 impl Condition {
     /// Does the condition hold? Unknown facts (e.g. no RAM reported) make
     /// a comparison false.
@@ -140,7 +148,12 @@ impl Condition {
             Condition::RamMb(op, n) => i.ram_mb.is_some_and(|r| op.holds(r.into(), *n)),
             Condition::DiskMb(op, n) => i.disks_mb.iter().any(|d| op.holds((*d).into(), *n)),
             Condition::CpuCount(op, n) => i.cpu_count.is_some_and(|c| op.holds(c.into(), *n)),
-            Condition::CpuModel(s) => i.cpu_model.is_some_and(|m| contains_ignore_case(m, s)),
+            Condition::CpuModel(s) => TextAttr::CpuModel.holds(TextOp::Contains, s, i),
+            Condition::Text {
+                attribute,
+                op,
+                value,
+            } => attribute.holds(*op, value, i),
             Condition::MacPrefix(p) => i
                 .macs
                 .iter()

@@ -63,11 +63,13 @@ mod scope;
 mod store;
 #[cfg(feature = "alloc")]
 mod task;
+#[cfg(feature = "alloc")]
+mod text;
 
 #[cfg(feature = "alloc")]
 pub use crate::workstation::identities;
 #[cfg(feature = "alloc")]
-pub use condition::{Cmp, Condition, Facts};
+pub use condition::{Cmp, Condition, Facts, TextAttr, TextOp};
 #[cfg(feature = "alloc")]
 pub use model::{
     EnvironmentSpec, ImagingRule, MenuEntrySpec, MenuSetting, MulticastSession, ServerPolicy,

@@ -164,6 +164,15 @@ pub enum ServerEvent {
         /// The object.
         workstation: WorkstationId,
     },
+    /// A `WorkstationInfo` was accepted for `workstation` (§4.3): its
+    /// facts are the session's until the next one
+    /// ([`Server::session_info`]).
+    InfoAccepted {
+        /// Session id.
+        session_id: u64,
+        /// The object the session speaks for (§3.4).
+        workstation: WorkstationId,
+    },
     /// A task report was applied.
     TaskReported {
         /// Session id.
@@ -401,6 +410,15 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
     /// at most 64, least recently seen forgotten first.
     pub fn pending_keys(&self) -> &[PendingKey] {
         &self.pending
+    }
+
+    /// The last `WorkstationInfo` accepted on session `session_id` (§4.3),
+    /// if the session exists and sent one: what the policy sees of the
+    /// workstation (e.g. to log its facts on [`ServerEvent::InfoAccepted`]).
+    pub fn session_info(&self, session_id: u64) -> Option<WorkstationInfo<'_>> {
+        let s = self.sessions.iter().find(|s| s.id == session_id)?;
+        let bytes = s.info.get(..s.info_len).filter(|b| !b.is_empty())?;
+        WorkstationInfo::parse(bytes).ok()
     }
 
     /// Sessions currently held (half-open and established).
@@ -978,6 +996,7 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
         let plain = &parts[..len];
         let mut enrolled = None;
         let mut reported = None;
+        let mut accepted = None;
         match h.message_type {
             MessageType::WorkstationInfo => {
                 let wi = WorkstationInfo::parse(plain).map_err(|_| Status::BadPayload)?;
@@ -993,6 +1012,7 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
                 *reply_len = write_sealed(tx, &rh, &ack, reply);
                 info[..len].copy_from_slice(plain);
                 *info_len = len;
+                accepted = Some(bound);
             }
             MessageType::MenuQuery | MessageType::TaskQuery | MessageType::TaskReport => {
                 let (Some(bound), true) = (*who, *info_len > 0) else {
@@ -1027,6 +1047,12 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
         let (sid, key) = (s.id, s.client_static);
         if let Some(workstation) = enrolled {
             self.event(ServerEvent::KeyEnrolled { key, workstation });
+        }
+        if let Some(workstation) = accepted {
+            self.event(ServerEvent::InfoAccepted {
+                session_id: sid,
+                workstation,
+            });
         }
         if let Some((task_id, outcome)) = reported {
             self.event(ServerEvent::TaskReported {

@@ -5,6 +5,7 @@
 //! strings borrow from the packet. Parsing accepts TLVs in any order and
 //! skips unknown ones; emitting writes the canonical ascending order.
 
+pub use super::smbios::Smbios;
 use super::tlv::{Reader, TlvIter, Writer, str8_len};
 use super::{EmitError, ParseError, Payload};
 use core::net::Ipv4Addr;
@@ -337,6 +338,8 @@ pub struct WorkstationInfo<'a> {
     pub ip: Option<IpConfig>,
     /// TLV 12: DNS servers.
     pub dns: Vec<Ipv4Addr, 4>,
+    /// TLVs 20–27: SMBIOS strings and chassis type.
+    pub smbios: Smbios<'a>,
 }
 
 impl<'a> WorkstationInfo<'a> {
@@ -393,6 +396,7 @@ impl<'a> WorkstationInfo<'a> {
                     once(&mut w.ip, ip, k)?
                 }
                 12 => push(&mut w.dns, Ipv4Addr::from(fixed::<4>(v, k)?), k)?,
+                k if Smbios::owns(k) => w.smbios.parse_tlv(k, v)?,
                 _ => {}
             }
         }
@@ -418,6 +422,7 @@ impl Payload for WorkstationInfo<'_> {
             + self.image_safe.map_or(0, |s| 3 + s.len())
             + opt(self.ip.is_some(), 13)
             + self.dns.len() * 7
+            + self.smbios.buffer_len()
     }
     fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
         if self.macs.is_empty() {
@@ -429,6 +434,7 @@ impl Payload for WorkstationInfo<'_> {
         if self.image_safe.is_some_and(|s| s.len() > 1024) {
             return Err(EmitError::FieldTooLong { field: 10 });
         }
+        self.smbios.check()?;
         let mut w = Writer::new(out);
         for m in &self.macs {
             w.tlv(1, m)?;
@@ -475,6 +481,7 @@ impl Payload for WorkstationInfo<'_> {
         for d in &self.dns {
             w.tlv(12, &d.octets())?;
         }
+        self.smbios.emit(&mut w)?;
         Ok(())
     }
 }

@@ -39,6 +39,7 @@
 
 pub mod messages;
 pub mod multicast;
+pub mod smbios;
 pub mod tlv;
 
 /// The four magic bytes `PBTX` (§2.1).
