@@ -148,6 +148,7 @@ pub mod wire;
 pub mod dhcp;
 pub mod engine;
 pub mod fs;
+pub mod mtftp;
 pub mod policy;
 pub mod tftp;
 pub mod transaction;
