@@ -352,7 +352,11 @@ impl<'n, W: WriteAt> Client<'n, W> {
             Repr::Data { block, data } => self.on_data(now, dg.remote, multicast, block, data),
             Repr::Error { code, .. } if !multicast => {
                 // The answer to our request, or our stream's end.
-                if matches!(self.phase, Phase::Opening | Phase::Master) {
+                if self.phase == Phase::Master && self.is_complete() {
+                    // It stopped, but we hold every block already.
+                    self.phase = Phase::Listen;
+                    self.complete(now);
+                } else if matches!(self.phase, Phase::Opening | Phase::Master) {
                     self.end(ClientEvent::FallBack {
                         reason: FallBackReason::PeerError(code),
                     });
@@ -520,8 +524,9 @@ impl<'n, W: WriteAt> Client<'n, W> {
             Phase::Master => {
                 self.retries = self.retries.saturating_add(1);
                 if self.retries > self.config.max_retries {
-                    // The stream is gone (item 7): listen, re-open later.
-                    self.listen(now);
+                    // The stream is gone (item 7): done if it brought the
+                    // rest; else listen and re-open later.
+                    self.stream_ended(now);
                     return;
                 }
                 self.ack_due = Some(self.next - 1);
@@ -592,5 +597,126 @@ impl<'n, W: WriteAt> Client<'n, W> {
             return Some(ClientEvent::Progress { blocks, total });
         }
         self.events.end.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::VecSink;
+    use core::net::Ipv4Addr;
+
+    const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1759);
+    const GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 1760);
+    const ME: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 1760);
+
+    fn client() -> Client<'static, VecSink> {
+        let channel = Channel {
+            group: GROUP,
+            server: SERVER,
+            listen: Duration::from_secs(1),
+            delay: Duration::from_secs(1),
+        };
+        Client::new(
+            Instant::ZERO,
+            b"f",
+            ClientConfig::new(channel),
+            VecSink::default(),
+        )
+    }
+
+    fn data(c: &mut Client<'_, VecSink>, now: Instant, multicast: bool, block: u16, len: usize) {
+        let mut d = std::vec![block as u8; 4 + len];
+        d[..4].copy_from_slice(&[0, 3, (block >> 8) as u8, block as u8]);
+        let local = if multicast { GROUP } else { ME };
+        c.handle(
+            now,
+            Datagram {
+                local,
+                remote: SERVER,
+                payload: &d,
+            },
+        );
+    }
+
+    fn events(c: &mut Client<'_, VecSink>) -> std::vec::Vec<ClientEvent> {
+        core::iter::from_fn(|| c.poll_event()).collect()
+    }
+
+    /// A late joiner holds the tail (block 2, short) and becomes master of
+    /// the next stream with block 1: it holds everything but ACKs on to
+    /// the stream's end for the listeners (notes §2.5 item 6).
+    fn master_with_everything() -> Client<'static, VecSink> {
+        let mut c = client();
+        data(&mut c, Instant::ZERO, true, 2, 10);
+        data(&mut c, Instant::ZERO, false, 1, 512);
+        assert!(c.is_master() && c.is_complete());
+        assert!(!c.sink().finished, "a master finishes at the stream's end");
+        c
+    }
+
+    // Found by fuzz/mtftp_client_engine: a master holding every block
+    // whose stream went silent re-opened instead of completing.
+    #[test]
+    fn complete_master_whose_stream_stops_completes() {
+        let mut c = master_with_everything();
+        let mut buf = [0u8; 516];
+        while c.poll_transmit(Instant::ZERO, &mut buf).unwrap().is_some() {}
+        for _ in 0..20 {
+            let Some(t) = c.poll_timeout() else { break };
+            c.handle_timeout(t);
+            while let Some(tx) = c.poll_transmit(t, &mut buf).unwrap() {
+                assert_eq!(&buf[..2], b"\x00\x04", "only ACKs, no re-open: {tx:?}");
+            }
+        }
+        assert!(c.is_finished() && c.sink().finished);
+        assert!(
+            events(&mut c)
+                .iter()
+                .any(|e| matches!(e, ClientEvent::Completed { bytes: 522, .. }))
+        );
+    }
+
+    // Found by fuzz/mtftp_client_engine: an ERROR that ends the stream of
+    // a master holding every block made it fall back to TFTP.
+    #[test]
+    fn complete_master_told_error_completes() {
+        let mut c = master_with_everything();
+        let mut buf = [0u8; 516];
+        while c.poll_transmit(Instant::ZERO, &mut buf).unwrap().is_some() {}
+        c.handle(
+            Instant::ZERO,
+            Datagram {
+                local: ME,
+                remote: SERVER,
+                payload: b"\x00\x05\x00\x00x\x00",
+            },
+        );
+        assert!(c.is_finished() && c.sink().finished);
+        let evs = events(&mut c);
+        assert!(
+            evs.iter()
+                .any(|e| matches!(e, ClientEvent::Completed { .. })),
+            "{evs:?}"
+        );
+        assert!(
+            !evs.iter()
+                .any(|e| matches!(e, ClientEvent::FallBack { .. }))
+        );
+    }
+
+    // Only the master ACKs (item 4): blocks heard on the group are kept
+    // in any order without a word; a short block tells the count.
+    #[test]
+    fn listener_never_acks_and_keeps_any_order() {
+        let mut c = client();
+        let mut buf = [0u8; 516];
+        for b in [3u16, 1, 2] {
+            data(&mut c, Instant::ZERO, true, b, if b == 3 { 0 } else { 512 });
+            assert!(c.poll_transmit(Instant::ZERO, &mut buf).unwrap().is_none());
+        }
+        assert!(c.is_finished() && c.is_complete());
+        assert_eq!(c.sink().data.len(), 1024);
+        assert_eq!(c.opens(), 0);
     }
 }
