@@ -37,6 +37,8 @@ impl Rng {
 
 const SPORT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1759);
 const GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 239, 239, 2), 1760);
+/// The stream's own port in `fresh_port` mode (notes §2.5 item 10).
+const FRESH: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000);
 const FILE: &str = "boot/pxeboot.0";
 
 const MS: u64 = 1_000;
@@ -117,6 +119,8 @@ struct Setup {
     server_up: bool,
     /// The file is in the server's MTFTP table.
     in_table: bool,
+    /// The stream speaks from a fresh port (atftpd) instead of SPORT.
+    fresh_port: bool,
 }
 
 struct Report {
@@ -276,7 +280,7 @@ fn run(setup: Setup) -> Report {
         let t = Instant::from_micros(now);
         while net.queue.peek().is_some_and(|Reverse(p)| p.at <= now) {
             let Reverse(p) = net.queue.pop().unwrap();
-            if p.to == SPORT {
+            if p.to == SPORT || p.to == FRESH {
                 if !setup.server_up {
                     continue;
                 }
@@ -286,7 +290,8 @@ fn run(setup: Setup) -> Report {
                         continue;
                     }
                     let file = fs.open(&inc.path).expect("file exists");
-                    let _ = server.accept(t, &inc, file, GROUP, SPORT);
+                    let local = if setup.fresh_port { FRESH } else { SPORT };
+                    let _ = server.accept(t, &inc, file, GROUP, local);
                 }
             } else if let Some(i) = (0..nodes.len()).find(|&i| client_addr(i) == p.to) {
                 let node = &mut nodes[i];
@@ -371,6 +376,7 @@ fn one_round_serves_everyone_who_listens() {
         kill: None,
         server_up: true,
         in_table: true,
+        fresh_port: false,
     });
     summary("one round", &r);
     check_all_exact(&r);
@@ -402,6 +408,7 @@ fn joiners_before_mid_file_and_after_the_end_at_10_percent_loss() {
             kill: None,
             server_up: true,
             in_table: true,
+            fresh_port: false,
         });
         summary("staggered joins, 10 % loss", &r);
         check_all_exact(&r);
@@ -426,6 +433,7 @@ fn master_lost_mid_stream() {
             kill: Some((0, 120)),
             server_up: true,
             in_table: true,
+            fresh_port: false,
         });
         summary("master lost", &r);
         assert!(r.nodes[0].dead, "the master died as planned");
@@ -452,6 +460,7 @@ fn block_edges_at_20_percent_loss() {
             kill: None,
             server_up: true,
             in_table: true,
+            fresh_port: false,
         });
         check_all_exact(&r);
     }
@@ -470,6 +479,7 @@ fn silence_falls_back_to_tftp() {
         kill: None,
         server_up: false,
         in_table: true,
+        fresh_port: false,
     });
     let node = &r.nodes[0];
     assert_eq!(
@@ -497,6 +507,7 @@ fn error_answer_falls_back_to_tftp() {
         kill: None,
         server_up: true,
         in_table: false,
+        fresh_port: false,
     });
     assert_eq!(
         r.nodes[0].events.last(),
@@ -505,4 +516,23 @@ fn error_answer_falls_back_to_tftp() {
         })
     );
     assert_eq!(r.nodes[0].client.as_ref().unwrap().opens(), 1);
+}
+
+// Item 10: the stream may speak from a fresh port, as atftpd does; the
+// master ACKs to the port block 1 came from, and late joiners still end
+// with the file.
+#[test]
+fn stream_from_a_fresh_port() {
+    let r = run(Setup {
+        size: 100 * 512 + 5,
+        loss: 10,
+        seed: 77,
+        joins: vec![0, 300 * MS, 1_200 * MS, 30 * S],
+        kill: None,
+        server_up: true,
+        in_table: true,
+        fresh_port: true,
+    });
+    summary("fresh port", &r);
+    check_all_exact(&r);
 }

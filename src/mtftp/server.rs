@@ -505,13 +505,11 @@ impl<F: ReadAt, S: AsRef<[Slot<F>]> + AsMut<[Slot<F>]>> Server<F, S> {
                         s.stop(handle, StopReason::PeerError(code), None);
                         return None;
                     }
-                    Ok(Repr::Rrq(_)) => {
+                    Ok(Repr::Rrq(_)) if !s.validated => {
                         // The master's request again: its DATA 1 was lost.
                         // Paid for by this request (see the module docs).
-                        if !s.validated {
-                            s.unicast_due = true;
-                            s.group_due = true;
-                        }
+                        s.unicast_due = true;
+                        s.group_due = true;
                         return None;
                     }
                     _ => {}
