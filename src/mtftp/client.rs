@@ -196,8 +196,8 @@ enum Rec {
 
 /// The largest datagram the client sends (an RRQ; a longer name ends the
 /// client with [`FallBackReason::NoAnswer`] at once, no server could be
-/// asked).
-const MAX_DATAGRAM: usize = DATA_HEADER_LEN + BLKSIZE as usize;
+/// asked); also [`Client::MAX_DATAGRAM`].
+pub const MAX_DATAGRAM: usize = DATA_HEADER_LEN + BLKSIZE as usize;
 
 /// A PXE MTFTP download (client side); see the module docs.
 #[derive(Debug)]
