@@ -600,7 +600,8 @@ impl<'n, W: WriteAt> Client<'n, W> {
     }
 }
 
-#[cfg(test)]
+// VecSink needs `alloc`.
+#[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
     use crate::fs::VecSink;
