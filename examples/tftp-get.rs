@@ -304,10 +304,18 @@ fn run_mtftp(args: &Run, channel: Channel, local: Ipv4Addr) -> Option<io::Result
         sink,
         args.time_limit,
     ) {
-        Ok((FetchOutcome::Completed { opens, master, .. }, sink)) => {
-            let wall = start.elapsed();
+        Ok((
+            FetchOutcome::Completed {
+                opens,
+                master,
+                duration,
+                ..
+            },
+            sink,
+        )) => {
             eprintln!("tftp-get: MTFTP done: {opens} open(s), master: {master}");
-            Some(Ok((vec![Some(Ok(wall))], sink.bytes, wall)))
+            // The time to the last block; a master's dally is not counted.
+            Some(Ok((vec![Some(Ok(duration))], sink.bytes, duration)))
         }
         Ok((FetchOutcome::FallBack(reason), _)) => {
             eprintln!(

@@ -41,6 +41,9 @@ pub enum FetchOutcome {
         opens: u16,
         /// It was master of a stream at some point.
         master: bool,
+        /// From the start of listening to the last block (a master's
+        /// dally after it is not counted).
+        duration: Duration,
     },
     /// MTFTP gave up: fetch the file by plain TFTP.
     FallBack(FallBackReason),
@@ -146,11 +149,16 @@ pub fn fetch<W: WriteAt>(
         while let Some(e) = client.poll_event() {
             match e {
                 ClientEvent::Master => master = true,
-                ClientEvent::Completed { bytes, opens, .. } => {
+                ClientEvent::Completed {
+                    bytes,
+                    opens,
+                    duration,
+                } => {
                     done = Some(FetchOutcome::Completed {
                         bytes,
                         opens,
                         master,
+                        duration,
                     });
                 }
                 ClientEvent::FallBack { reason } => done = Some(FetchOutcome::FallBack(reason)),
