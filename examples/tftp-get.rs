@@ -6,7 +6,17 @@
 //! ```text
 //! cargo run --release --example tftp-get -- --server 127.0.0.1:69 --file pxelinux.0 \
 //!     [--out FILE] [--blksize N] [--windowsize N] [--tsize] [--count N] [--time-limit SECS]
+//! cargo run --release --example tftp-get -- --server 10.0.0.1:1759 --file pxeboot.0 \
+//!     --mtftp 239.255.1.1:3001 --mtftp-local 10.0.0.2 [--listen SECS] [--delay SECS] \
+//!     [--tftp-server 10.0.0.1:69] [--out FILE]
 //! ```
+//!
+//! With `--mtftp GROUP:CPORT` it fetches the file by PXE MTFTP from the
+//! server's SPORT (`--server`), as a PXE client does
+//! (`preboot::driver::mtftp::fetch`): listens `--listen` seconds
+//! (MTFTP_TMOUT), opens, re-opens after `--delay` (MTFTP_DELAY), and
+//! falls back to plain TFTP from `--tftp-server` (default: the server's
+//! address, port 69) when MTFTP is not answered.
 //!
 //! Prints one line: `ok=… failed=… bytes=… wall_s=… mb_s=… min_s=… median_s=… max_s=…`
 //! (MB = 10^6 bytes; per-transfer times from request to last block). Exits
@@ -25,8 +35,11 @@ use clap::{CommandFactory, Parser};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use preboot::Instant;
+use preboot::driver::mtftp::{self, FetchOutcome};
 use preboot::engine::Datagram;
 use preboot::fs::{FsError, WriteAt};
+use preboot::mtftp::Channel;
+use preboot::mtftp::client::ClientConfig as MtftpConfig;
 use preboot::tftp::Event;
 use preboot::tftp::client::{Client, ClientConfig};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -77,6 +90,24 @@ struct Args {
     /// Give up after SECS.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     time_limit: u64,
+    /// Fetch by PXE MTFTP from this group and client port (--server is
+    /// then the MTFTP server's SPORT; only with --count 1).
+    #[arg(long, value_name = "GROUP:CPORT", requires = "mtftp_local")]
+    mtftp: Option<SocketAddrV4>,
+    /// With --mtftp: this client's own unicast address (the group is
+    /// joined on its interface).
+    #[arg(long, value_name = "ADDR")]
+    mtftp_local: Option<Ipv4Addr>,
+    /// With --mtftp: seconds to listen before opening (MTFTP_TMOUT).
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    listen: u8,
+    /// With --mtftp: seconds of silence before re-opening (MTFTP_DELAY).
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    delay: u8,
+    /// With --mtftp: the TFTP server to fall back to [default: the
+    /// server's address, port 69].
+    #[arg(long, value_name = "ADDR:PORT")]
+    tftp_server: Option<SocketAddrV4>,
 }
 
 const AFTER_HELP: &str = "\
@@ -86,6 +117,7 @@ usage error.";
 
 /// What to run, from the arguments.
 struct Run {
+    mtftp: Option<(Channel, Ipv4Addr)>,
     server: SocketAddrV4,
     file: String,
     out: Option<String>,
@@ -103,8 +135,28 @@ impl Run {
                 .error(ErrorKind::ArgumentConflict, "--out needs --count 1")
                 .exit();
         }
+        if args.count > 1 && args.mtftp.is_some() {
+            Args::command()
+                .error(ErrorKind::ArgumentConflict, "--mtftp needs --count 1")
+                .exit();
+        }
+        let mtftp = args.mtftp.zip(args.mtftp_local).map(|(group, local)| {
+            let channel = Channel {
+                group,
+                server: args.server,
+                listen: Duration::from_secs(u64::from(args.listen)),
+                delay: Duration::from_secs(u64::from(args.delay)),
+            };
+            (channel, local)
+        });
+        let server = match (mtftp, args.tftp_server) {
+            (Some(_), Some(tftp)) => tftp,
+            (Some(_), None) => SocketAddrV4::new(*args.server.ip(), 69),
+            (None, _) => args.server,
+        };
         Run {
-            server: args.server,
+            mtftp,
+            server,
             file: args.file,
             out: args.out,
             config: ClientConfig {
@@ -234,9 +286,55 @@ fn run(args: &Run) -> io::Result<Outcome> {
     Ok((jobs.into_iter().map(|j| j.done).collect(), bytes, wall))
 }
 
+/// The MTFTP fetch: `Some` outcome when MTFTP settled it (completed or
+/// failed), `None` to fall back to TFTP.
+fn run_mtftp(args: &Run, channel: Channel, local: Ipv4Addr) -> Option<io::Result<Outcome>> {
+    let file = match args.out.as_deref().map(File::create).transpose() {
+        Ok(f) => f,
+        Err(e) => return Some(Err(e)),
+    };
+    let sink = Sink { file, bytes: 0 };
+    let config = MtftpConfig::new(channel);
+    let start = StdInstant::now();
+    match mtftp::fetch(
+        channel,
+        local,
+        args.file.as_bytes(),
+        config,
+        sink,
+        args.time_limit,
+    ) {
+        Ok((
+            FetchOutcome::Completed {
+                opens,
+                master,
+                duration,
+                ..
+            },
+            sink,
+        )) => {
+            eprintln!("tftp-get: MTFTP done: {opens} open(s), master: {master}");
+            // The time to the last block; a master's dally is not counted.
+            Some(Ok((vec![Some(Ok(duration))], sink.bytes, duration)))
+        }
+        Ok((FetchOutcome::FallBack(reason), _)) => {
+            eprintln!(
+                "tftp-get: MTFTP: {reason:?}; falling back to TFTP from {}",
+                args.server
+            );
+            None
+        }
+        Err(e) => Some(Ok((vec![Some(Err(e.to_string()))], 0, start.elapsed()))),
+    }
+}
+
 fn main() -> ExitCode {
     let args = Run::from_args();
-    let (results, bytes, wall) = match run(&args) {
+    let result = match args.mtftp {
+        Some((channel, local)) => run_mtftp(&args, channel, local).unwrap_or_else(|| run(&args)),
+        None => run(&args),
+    };
+    let (results, bytes, wall) = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tftp-get: {e}");

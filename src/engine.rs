@@ -4,6 +4,8 @@
 //! [`dhcp::Client`](crate::dhcp::Client),
 //! [`tftp::server::Server`](crate::tftp::server::Server),
 //! [`tftp::client::Client`](crate::tftp::client::Client),
+//! [`mtftp::server::Server`](crate::mtftp::server::Server),
+//! [`mtftp::client::Client`](crate::mtftp::client::Client),
 //! [`transaction::Server`](crate::transaction::Server),
 //! [`transaction::Client`](crate::transaction::Client)) owns no socket, no
 //! clock and no randomness (files it reads and writes through the

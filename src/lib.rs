@@ -5,7 +5,7 @@
 //! - [`wire`]: zero-copy views and builders for DHCP/BOOTP with PXE options,
 //!   TFTP with its option extensions, the transaction protocol and the
 //!   image-safe data record. Never allocates, never panics on any input.
-//! - Sans-IO engines ([`dhcp`], [`tftp`], [`transaction`], [`policy`]):
+//! - Sans-IO engines ([`dhcp`], [`tftp`], [`mtftp`], [`transaction`], [`policy`]):
 //!   plain state machines that own no socket, no clock and no file. The
 //!   caller feeds datagrams and time in (`handle`, `handle_timeout`) and
 //!   drains datagrams, deadlines and events out (`poll_transmit`,
@@ -148,6 +148,7 @@ pub mod wire;
 pub mod dhcp;
 pub mod engine;
 pub mod fs;
+pub mod mtftp;
 pub mod policy;
 pub mod tftp;
 pub mod transaction;

@@ -9,6 +9,7 @@ pub mod event_loop;
 pub mod fs;
 pub mod image_safe_disk;
 pub mod key_record_disk;
+pub mod mtftp;
 pub mod pending_keys;
 pub mod policy_store;
 pub mod privileges;
