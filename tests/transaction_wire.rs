@@ -168,6 +168,7 @@ proptest! {
             }).collect(),
             environment: env.as_ref().map(|(f, k, i, l)| Environment { fetch: (*f).into(), kernel: k, initrd: i, loader: l }),
             tokens: tasks.iter().take(8).map(|(id, ..)| TaskToken { task_id: *id, token: [id.to_le_bytes()[0]; 32] }).collect(),
+            image_safe: None,
         };
         let bytes = emit(&t);
         let back = TaskReply::parse(&bytes).unwrap();

@@ -19,6 +19,7 @@ use preboot::transaction::provision::provision;
 use preboot::transaction::{ClientConfig, Hex};
 use preboot::wire::image_safe::{ImageSafe, PendingFlags};
 use preboot::wire::transaction::Status;
+use preboot::wire::transaction::menu_choice::{ImageSafeUpdate, TaskQuery};
 use preboot::wire::transaction::messages::{
     MenuMode, Outcome, TaskAction, TaskReport, WorkstationInfo,
 };
@@ -414,6 +415,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
         }
     };
     let mut maintenance = false;
+    let mut chosen = None;
     if show {
         if p.verbose || p.console {
             println!("PREBOOT-MENU ({} entries)", entries.len());
@@ -423,16 +425,15 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
         }
         let choice = menu::choose(&entries, p.console, p.menu_choice);
         run.say(format!("menu choice: {choice:?}"));
+        chosen = Some(choice.kind());
         match choice {
-            Choice::Automatic | Choice::Other(_) => {}
+            Choice::Automatic | Choice::Other(_) | Choice::Register => {}
+            Choice::ImagingPartition(_) => {}
             Choice::Maintenance => maintenance = true,
             Choice::BootLocal => {
                 run.end();
                 run.say("the menu says: boot the local disk");
                 return Ok(Ending::LocalBoot);
-            }
-            Choice::ImagingPartition(enable) => {
-                set_flag(&ws.disk, PendingFlags::IMAGING_PARTITION_DISABLED, !enable)?;
             }
         }
     }
@@ -440,11 +441,15 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
 
     // Steps 13–17: the tasks.
     run.begin(6);
-    match session.request("TaskQuery", p.step_limit, |c, now| c.query_tasks(now))? {
+    // §4.5 TLV 1: the server answers what the menu entry asks for.
+    let query = TaskQuery { choice: chosen };
+    match session.request("TaskQuery", p.step_limit, |c, now| {
+        c.query_tasks_with(now, &query)
+    })? {
         Answer::Reply => {}
         Answer::Refused(s) => return Err(refusal("TaskQuery", s)),
     }
-    let (tasks, env) = {
+    let (tasks, env, update) = {
         let tr = session
             .client()
             .task_reply()
@@ -461,9 +466,22 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
                 e.loader.to_string(),
             )
         });
-        (tasks, env)
+        (tasks, env, tr.image_safe.clone())
     };
     run.end();
+    // §4.5 TLV 4: the change the server asks to be written (the imaging
+    // partition's flag, IP settings from its pool).
+    if let Some(u) = &update {
+        apply_update(&ws.disk, u)?;
+        run.say(format!(
+            "image-safe data updated by the server: flags +{:#x} -{:#x}{}",
+            u.set,
+            u.clear,
+            u.ip.as_ref()
+                .map(|ip| format!(", static {}/{} via {}", ip.address, ip.netmask, ip.gateway))
+                .unwrap_or_default()
+        ));
+    }
     let work: Vec<&(u32, String, TaskKind)> = tasks
         .iter()
         .filter(|t| !matches!(t.2, TaskKind::BootLocal))
@@ -648,14 +666,19 @@ fn write_base_image(disk: &Path, image: &str) -> Result<(), String> {
     write_current(disk, &rec)
 }
 
-fn set_flag(disk: &Path, bit: u32, on: bool) -> Result<(), String> {
+/// Write what the server's `ImageSafeUpdate` says (§4.5 TLV 4) into the
+/// image-safe data (§10): flags set then cleared; IP settings made static.
+fn apply_update(disk: &Path, u: &ImageSafeUpdate) -> Result<(), String> {
     let slots = read_slots(disk)?;
     let mut rec = slots.loaded().record.clone();
-    rec.pending = PendingFlags(if on {
-        rec.pending.0 | bit
-    } else {
-        rec.pending.0 & !bit
-    });
+    rec.pending = PendingFlags((rec.pending.0 | u.set) & !u.clear);
+    if let Some(ip) = &u.ip {
+        rec.net_mode = preboot::wire::transaction::messages::NetMode::Static;
+        rec.address = Some(ip.address);
+        rec.netmask = Some(ip.netmask);
+        rec.gateway = Some(ip.gateway);
+        rec.dns = ip.dns.clone();
+    }
     write_current(disk, &rec)
 }
 

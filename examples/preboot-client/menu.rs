@@ -18,6 +18,8 @@ pub enum Choice {
     ImagingPartition(bool),
     /// Kind 5: exit and boot the local disk.
     BootLocal,
+    /// Kind 6: register this machine as a workstation object.
+    Register,
     /// A kind this client does not know: treated as automatic.
     Other(u8),
 }
@@ -30,7 +32,21 @@ impl Choice {
             3 => Choice::ImagingPartition(false),
             4 => Choice::ImagingPartition(true),
             5 => Choice::BootLocal,
+            6 => Choice::Register,
             k => Choice::Other(k),
+        }
+    }
+
+    /// The entry kind, as `TaskQuery` sends it (§4.5 TLV 1).
+    pub fn kind(self) -> u8 {
+        match self {
+            Choice::Automatic => 1,
+            Choice::Maintenance => 2,
+            Choice::ImagingPartition(false) => 3,
+            Choice::ImagingPartition(true) => 4,
+            Choice::BootLocal => 5,
+            Choice::Register => 6,
+            Choice::Other(k) => k,
         }
     }
 }
@@ -43,6 +59,7 @@ pub fn kind_name(kind: u8) -> &'static str {
         3 => "disable imaging partition",
         4 => "enable imaging partition",
         5 => "boot the local disk",
+        6 => "register this machine",
         _ => "other",
     }
 }

@@ -22,6 +22,7 @@ use super::task::{
 use crate::Instant;
 use crate::transaction::Policy;
 use crate::wire::image_safe::{ImageSafe, PendingFlags};
+use crate::wire::transaction::menu_choice::{ImageSafeUpdate, TaskQuery};
 use crate::wire::transaction::messages::{
     Environment, InfoAck, MenuEntry, MenuReply, Outcome, Task, TaskAction, TaskReply, TaskReport,
     WorkstationInfo,
@@ -33,6 +34,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 const MAINTENANCE_REASON: &str = "requested by the workstation object";
+const MAINTENANCE_CHOSEN: &str = "chosen in the boot menu";
 
 /// Where a menu setting came from (precedence, highest first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -716,9 +718,46 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         who: &WorkstationId,
         info: &WorkstationInfo<'_>,
     ) -> Result<TaskReply<'s>, Status> {
+        self.tasks_for(now, who, info, &TaskQuery::default())
+    }
+
+    fn tasks_for<'s>(
+        &'s mut self,
+        now: Instant,
+        who: &WorkstationId,
+        info: &WorkstationInfo<'_>,
+        query: &TaskQuery,
+    ) -> Result<TaskReply<'s>, Status> {
+        // §4.5 MenuChoice: what the entry chosen asks for.
+        let chosen_maintenance = match query.choice {
+            Some(MenuEntry::BOOT_LOCAL) => return Ok(TaskReply::default()),
+            Some(
+                k @ (MenuEntry::DISABLE_IMAGING_PARTITION | MenuEntry::ENABLE_IMAGING_PARTITION),
+            ) => {
+                let bit = PendingFlags::IMAGING_PARTITION_DISABLED;
+                let disable = k == MenuEntry::DISABLE_IMAGING_PARTITION;
+                return Ok(TaskReply {
+                    image_safe: Some(ImageSafeUpdate {
+                        set: if disable { bit } else { 0 },
+                        clear: if disable { 0 } else { bit },
+                        ip: None,
+                    }),
+                    ..TaskReply::default()
+                });
+            }
+            Some(MenuEntry::MAINTENANCE) => true,
+            _ => false,
+        };
         let ids = [*who];
         let is = image_safe_of(info);
-        let decisions = self.decide_tasks(&ids, &facts_of(info, &is));
+        // Maintenance chosen in the menu replaces the automatic work of
+        // this boot (the live tasks not decided now are dropped and decided
+        // anew at the next automatic boot).
+        let decisions = if chosen_maintenance {
+            alloc::vec![Decision::Maintenance]
+        } else {
+            self.decide_tasks(&ids, &facts_of(info, &is))
+        };
         // Keep only what fits one reply (§8), before any state changes.
         let server = self.store.server_policy();
         let sessions = self.store.multicast_sessions();
@@ -874,7 +913,11 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
                     }
                 }
                 Decision::Maintenance => TaskAction::Maintenance {
-                    reason: MAINTENANCE_REASON,
+                    reason: if chosen_maintenance {
+                        MAINTENANCE_CHOSEN
+                    } else {
+                        MAINTENANCE_REASON
+                    },
                 },
             };
             let _ = reply.tasks.push(Task { id: o.id, action });

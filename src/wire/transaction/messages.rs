@@ -5,6 +5,7 @@
 //! strings borrow from the packet. Parsing accepts TLVs in any order and
 //! skips unknown ones; emitting writes the canonical ascending order.
 
+use super::menu_choice::ImageSafeUpdate;
 use super::tlv::{Reader, TlvIter, Writer, str8_len};
 use super::{EmitError, ParseError, Payload};
 use core::net::Ipv4Addr;
@@ -54,7 +55,7 @@ fn check_str(s: &str, max: usize, field: u8) -> Result<(), EmitError> {
     }
 }
 
-/// A payload-less message (`MenuQuery`, `TaskQuery`, a part acknowledged,
+/// A payload-less message (`MenuQuery`, a part acknowledged,
 /// `ReportAck`, and error replies, §4–§5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Empty;
@@ -631,6 +632,8 @@ impl MenuEntry<'_> {
     pub const ENABLE_IMAGING_PARTITION: u8 = 4;
     /// Exit and boot the local disk.
     pub const BOOT_LOCAL: u8 = 5;
+    /// Register this machine as a workstation object (§4.5).
+    pub const REGISTER: u8 = 6;
 }
 
 /// `MenuReply` (§4.4).
@@ -922,6 +925,8 @@ pub struct TaskReply<'a> {
     pub environment: Option<Environment<'a>>,
     /// TLV 3: per-task tokens.
     pub tokens: Vec<TaskToken, 8>,
+    /// TLV 4: a change the client writes into its image-safe data.
+    pub image_safe: Option<ImageSafeUpdate>,
 }
 
 impl<'a> TaskReply<'a> {
@@ -952,6 +957,9 @@ impl<'a> TaskReply<'a> {
                     r.finish()?;
                     push(&mut t.tokens, tok, 3)?
                 }
+                ImageSafeUpdate::TLV => {
+                    once(&mut t.image_safe, ImageSafeUpdate::parse(tlv.value)?, 4)?
+                }
                 _ => {}
             }
         }
@@ -966,6 +974,7 @@ impl Payload for TaskReply<'_> {
                 4 + str8_len(e.kernel) + str8_len(e.initrd) + str8_len(e.loader)
             })
             + self.tokens.len() * 39
+            + self.image_safe.as_ref().map_or(0, |u| 3 + u.value_len())
     }
     fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
         let mut w = Writer::new(out);
@@ -984,6 +993,9 @@ impl Payload for TaskReply<'_> {
             w.tlv_header(3, 36)?;
             w.u32(t.task_id)?;
             w.put(&t.token)?;
+        }
+        if let Some(u) = &self.image_safe {
+            u.emit(&mut w)?;
         }
         Ok(())
     }
