@@ -5,7 +5,14 @@
 //! - a menu choice in `TaskQuery` (docs/transaction-protocol.md §4.5 TLV 1)
 //!   gets the matching answer: maintenance → a `Maintenance` task and the
 //!   imaging environment; disable / enable the imaging partition → an
-//!   `ImageSafeUpdate` (TLV 4) and no task; boot local → nothing.
+//!   `ImageSafeUpdate` (TLV 4) and no task; boot local → nothing;
+//! - registration: the server policy's `register` setting registers an
+//!   unknown workstation under the templated name, kept in
+//!   `<state_dir>/registrations.toml` across a restart and a reload; "register
+//!   this machine" from the menu does the same;
+//! - inventory: the hardware facts of each boot replace the object's
+//!   record in `<state_dir>/inventory/`, read back by
+//!   `driver::registry::read_inventories`.
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::Path;
@@ -92,6 +99,7 @@ image = "images/lab.img"
 "#;
 
 struct Running {
+    reloader: preboot::driver::boot_server::Reloader,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<RunSummary, BootServerError>>,
     addr: SocketAddrV4,
@@ -106,10 +114,12 @@ impl Running {
             panic!("no transaction server")
         };
         let public_key = server.transaction_public_key().unwrap();
+        let reloader = server.reloader().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || server.run(&flag));
         Running {
+            reloader,
             stop,
             thread,
             addr,
@@ -283,5 +293,113 @@ fn menu_choice_yields_the_matching_answer() {
 
     let (tasks, kernel, update) = c.tasks(Some(MenuEntry::BOOT_LOCAL));
     assert!(tasks.is_empty() && kernel.is_none() && update.is_none());
+    server.stop();
+}
+
+/// A workstation the stores do not know.
+const STRANGER: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x99];
+
+const REGISTERING: &str = r#"
+[transaction.store.server]
+image_server = "127.0.0.1"
+register = { name = "lab-{mac}" }
+"#;
+
+fn registrations(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("state/registrations.toml")).unwrap_or_default()
+}
+
+/// Issue 15 registration: with `register = { name = "lab-{mac}" }` an
+/// unknown workstation is registered at its `WorkstationInfo` (the
+/// `InfoAck` says so, with the templated name); the object is in
+/// `registrations.toml` and still known after a restart (a new key, the
+/// same machine) and after a reload, and is not registered twice.
+#[test]
+fn auto_registration_names_the_object_and_keeps_it_across_restart_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), REGISTERING);
+    let server = Running::start(&config);
+    let mut c = Conn::connect(&server, &new_key());
+    assert_eq!(
+        c.info(&info_of(STRANGER)),
+        (true, Some("lab-525400000099".into()))
+    );
+    server.stop();
+    let file = registrations(dir.path());
+    assert!(file.contains("mac = \"52:54:00:00:00:99\""), "{file}");
+    assert!(file.contains("name = \"lab-525400000099\""), "{file}");
+
+    // Restart: known from the file, not registered again.
+    let server = Running::start(&config);
+    let key = new_key();
+    let mut c = Conn::connect(&server, &key);
+    assert_eq!(
+        c.info(&info_of(STRANGER)),
+        (true, Some("lab-525400000099".into()))
+    );
+    // Reload (SIGHUP's work): still known (the key auto-enrolled since
+    // the restart stays bound).
+    server.reloader.reload().unwrap();
+    let mut c = Conn::connect(&server, &key);
+    assert_eq!(
+        c.info(&info_of(STRANGER)),
+        (true, Some("lab-525400000099".into()))
+    );
+    server.stop();
+    assert_eq!(
+        registrations(dir.path()).matches("[[workstation]]").count(),
+        1
+    );
+}
+
+/// Issue 15 registration from the menu: without the server policy's
+/// setting an unknown workstation stays unregistered until it chooses
+/// "register this machine" (`MenuChoice` 6); then it is an object named
+/// by the default template.
+#[test]
+fn register_this_machine_from_the_menu() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(&write_config(dir.path(), STORE));
+    let mut c = Conn::connect(&server, &new_key());
+    assert_eq!(c.info(&info_of(STRANGER)), (false, None));
+    let (tasks, _, _) = c.tasks(Some(MenuEntry::REGISTER));
+    assert!(tasks.is_empty(), "{tasks:?}");
+    assert_eq!(
+        c.info(&info_of(STRANGER)),
+        (true, Some("ws-525400000099".into()))
+    );
+    server.stop();
+    assert!(registrations(dir.path()).contains("ws-525400000099"));
+}
+
+/// Issue 15 inventory: each boot replaces the object's record; the
+/// second boot's facts (more RAM, another disk) are what is read back,
+/// one record per object.
+#[test]
+fn inventory_is_updated_at_each_boot() {
+    use preboot::driver::registry::read_inventories;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(&write_config(dir.path(), STORE));
+    let key = new_key();
+    let mut first = info_of(REGISTERED);
+    first.disks_mb.push(100_000).unwrap();
+    Conn::connect(&server, &key).info(&first);
+    let read = || {
+        let all = read_inventories(&dir.path().join("state")).unwrap();
+        assert_eq!(all.len(), 1, "one record per object");
+        all.into_iter().next().unwrap().unwrap()
+    };
+    let r = read();
+    assert_eq!(r.object, "52:54:00:00:00:01");
+    let i = r.info().unwrap();
+    assert_eq!((i.ram_mb, &i.disks_mb[..]), (Some(4096), &[100_000][..]));
+
+    let mut second = info_of(REGISTERED);
+    second.ram_mb = Some(16384);
+    second.disks_mb.push(500_000).unwrap();
+    Conn::connect(&server, &key).info(&second);
+    let r = read();
+    let i = r.info().unwrap();
+    assert_eq!((i.ram_mb, &i.disks_mb[..]), (Some(16384), &[500_000][..]));
     server.stop();
 }

@@ -10,6 +10,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod demo;
+mod inventory;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,11 @@ struct Args {
     /// Print the embedded demo configuration and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// Print the workstation inventory kept in DIR (the server's
+    /// `server.state_dir`, or its `inventory/` directory, or one record
+    /// file) and exit: 0 if every record read, 1 if not.
+    #[arg(long, value_name = "DIR")]
+    inventory: Option<PathBuf>,
 }
 
 const AFTER_HELP: &str = "\
@@ -80,6 +86,9 @@ fn main() -> ExitCode {
     if args.print_default_config {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
+    }
+    if let Some(dir) = &args.inventory {
+        return inventory::dump(dir);
     }
     args.log.init();
 

@@ -10,6 +10,7 @@ pub mod image_safe_disk;
 pub mod key_record_disk;
 pub mod policy_store;
 pub mod privileges;
+pub mod registry;
 pub mod task_journal;
 pub mod tftp;
 pub mod transaction;

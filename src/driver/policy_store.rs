@@ -11,6 +11,10 @@
 //! menu_entry = [ { kind = "automatic", label = "Automatic imaging" },
 //!                { kind = "boot-local", label = "Boot the local disk" } ]
 //! environment = { fetch = "tftp", kernel = "imaging/linux", initrd = "imaging/initrd", loader = "imaging/loader.efi" }
+//! # register unknown workstations (issue 15): name template with {mac},
+//! # {uuid}, {serial}, {n}; automatic = false: only from the menu entry
+//! # kind "register"
+//! register = { name = "lab-{mac}", automatic = true }
 //!
 //! [[server.rule]]                          # server rules: after policy rules
 //! name = "big machines"
@@ -213,6 +217,16 @@ struct RawServer {
     #[serde(default)]
     rule: Vec<RawRule>,
     environment: Option<RawEnv>,
+    register: Option<RawRegister>,
+}
+
+/// `server.register` (issue 15): register unknown workstations.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegister {
+    name: Spanned<String>,
+    #[serde(default = "yes")]
+    automatic: bool,
 }
 
 #[derive(Deserialize)]
@@ -394,11 +408,12 @@ impl Cx<'_> {
                 "disable-imaging-partition" => MenuEntry::DISABLE_IMAGING_PARTITION,
                 "enable-imaging-partition" => MenuEntry::ENABLE_IMAGING_PARTITION,
                 "boot-local" => MenuEntry::BOOT_LOCAL,
+                "register" => MenuEntry::REGISTER,
                 _ => {
                     return Err(self.at(
                         &e.kind,
                         "server.menu_entry.kind",
-                        "expected automatic, maintenance, disable-imaging-partition, enable-imaging-partition or boot-local",
+                        "expected automatic, maintenance, disable-imaging-partition, enable-imaging-partition, boot-local or register",
                     ));
                 }
             };
@@ -411,6 +426,14 @@ impl Cx<'_> {
             });
         }
         server.rules = self.rules(&s.rule, "server.rule")?;
+        if let Some(r) = &s.register {
+            crate::policy::check_template(r.name.get_ref())
+                .map_err(|e| self.at(&r.name, "server.register.name", e.to_string()))?;
+            server.register = Some(crate::policy::RegisterSetting {
+                automatic: r.automatic,
+                name: r.name.get_ref().clone(),
+            });
+        }
         if let Some(env) = &s.environment {
             let fetch = match &env.fetch {
                 Some(f) => fetch_by_name(f.get_ref()).ok_or_else(|| {

@@ -43,6 +43,8 @@ mod model;
 #[cfg(feature = "alloc")]
 mod proxy;
 #[cfg(feature = "alloc")]
+mod registration;
+#[cfg(feature = "alloc")]
 mod store;
 #[cfg(feature = "alloc")]
 mod task;
@@ -59,7 +61,12 @@ pub use model::{
 #[cfg(feature = "alloc")]
 pub use proxy::{Decision, Forgotten, ImagingProxy, MenuSource};
 #[cfg(feature = "alloc")]
-pub use store::{MemoryStore, Store};
+pub use registration::{
+    MAX_NAME_LEN, RegisterSetting, Registry, RegistryFailed, TemplateError, check_template,
+    expand_name,
+};
+#[cfg(feature = "alloc")]
+pub use store::{MAX_WORKSTATIONS, MemoryStore, Store};
 #[cfg(feature = "alloc")]
 pub use task::{
     DEFAULT_MAX_HANDOUTS, Effect, LogFailed, MemoryLog, NoLog, TaskEntry, TaskEvent, TaskLog,

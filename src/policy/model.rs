@@ -159,6 +159,8 @@ pub struct ServerPolicy {
     pub image_server: Ipv4Addr,
     /// Imaging environment to load when there is work.
     pub environment: Option<EnvironmentSpec>,
+    /// Register unknown workstations (automatically, or from the menu).
+    pub register: Option<super::registration::RegisterSetting>,
 }
 
 impl Default for ServerPolicy {
@@ -171,6 +173,7 @@ impl Default for ServerPolicy {
             rules: Vec::new(),
             image_server: Ipv4Addr::UNSPECIFIED,
             environment: None,
+            register: None,
         }
     }
 }

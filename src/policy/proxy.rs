@@ -15,6 +15,7 @@
 
 use super::condition::Facts;
 use super::model::{ImagingRule, MenuSetting, WorkstationId, WorkstationObject};
+use super::registration::{MAX_NAME_LEN, RegisterSetting, Registry, expand_name};
 use super::store::Store;
 use super::task::{
     DEFAULT_MAX_HANDOUTS, Effect, NoLog, TaskEntry, TaskEvent, TaskLog, TaskRecord, TaskState,
@@ -27,7 +28,8 @@ use crate::wire::transaction::messages::{
     Environment, InfoAck, MenuEntry, MenuReply, Outcome, Task, TaskAction, TaskReply, TaskReport,
     WorkstationInfo,
 };
-use crate::wire::transaction::{MAX_PAYLOAD_LEN, Status};
+use crate::wire::transaction::{MAX_PAYLOAD_LEN, Payload, Status};
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -117,6 +119,7 @@ pub struct ImagingProxy<S: Store, L: TaskLog = NoLog> {
     joins: Vec<JoinState>,
     applied: u64,
     tasks_built: usize,
+    registry: Option<Box<dyn Registry>>,
 }
 
 impl<S: Store> ImagingProxy<S> {
@@ -142,6 +145,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             joins: Vec::new(),
             applied: 0,
             tasks_built: 0,
+            registry: None,
         }
     }
 
@@ -181,6 +185,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             joins,
             applied,
             tasks_built,
+            registry,
             ..
         } = p;
         Ok((
@@ -194,6 +199,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 joins,
                 applied,
                 tasks_built,
+                registry,
             },
             forgotten,
         ))
@@ -202,6 +208,56 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Keep registrations and inventories in `registry` (issue 15;
+    /// without one they live in the store in memory only, and no
+    /// inventory is kept).
+    pub fn set_registry(&mut self, registry: Box<dyn Registry>) {
+        self.registry = Some(registry);
+    }
+
+    /// Register `who` (unknown to the store) as a new workstation object
+    /// named by `template` ([`expand_name`]; `{n}` is the number of
+    /// objects plus one, and a name already taken gets the next number,
+    /// or `-2`, `-3`… without `{n}`), made durable in the registry first.
+    /// `Ok(false)`: already an object.
+    pub fn register_new(
+        &mut self,
+        who: &WorkstationId,
+        info: &WorkstationInfo<'_>,
+        template: &str,
+    ) -> Result<bool, Status> {
+        if self.object(core::slice::from_ref(who)).is_some() {
+            return Ok(false);
+        }
+        let objects = self.store.workstations();
+        let first = u32::try_from(objects.len()).unwrap_or(u32::MAX - 1024) + 1;
+        let numbered = template.contains("{n}");
+        let name = (0..1024u32)
+            .map(|k| {
+                let mut name = expand_name(template, who, info, first + k);
+                if k > 0 && !numbered {
+                    let suffix = alloc::format!("-{}", k + 1);
+                    let mut cut = name.len().min(MAX_NAME_LEN - suffix.len());
+                    while !name.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    name.truncate(cut);
+                    name.push_str(&suffix);
+                }
+                name
+            })
+            .find(|n| !objects.iter().any(|w| w.name == *n))
+            .ok_or(Status::ServerError)?;
+        let object = WorkstationObject::new(*who, &name);
+        if let Some(r) = self.registry.as_mut() {
+            r.registered(&object).map_err(|_| Status::ServerError)?;
+        }
+        if !self.store.add_workstation(object) {
+            return Err(Status::ServerError);
+        }
+        Ok(true)
     }
 
     /// The task log.
@@ -668,8 +724,23 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         &'s mut self,
         _now: Instant,
         who: &WorkstationId,
-        _info: &WorkstationInfo<'_>,
+        info: &WorkstationInfo<'_>,
     ) -> Result<InfoAck<'s>, Status> {
+        // Issue 15: unknown workstations registered when the server
+        // policy says so; the inventory of every boot kept.
+        let auto = (self.store.server_policy().register.as_ref())
+            .filter(|r| r.automatic)
+            .map(|r| r.name.clone());
+        if let Some(template) = auto {
+            self.register_new(who, info, &template)?;
+        }
+        if let Some(r) = self.registry.as_mut() {
+            let mut bytes = alloc::vec![0u8; info.buffer_len()];
+            if info.emit(&mut bytes).is_ok() {
+                // Not fatal: the registry says why it could not keep it.
+                let _ = r.inventory(who, &bytes);
+            }
+        }
         let obj = self.store.find_workstation(core::slice::from_ref(who));
         Ok(InfoAck {
             registered: obj.is_some(),
@@ -746,6 +817,12 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
                 });
             }
             Some(MenuEntry::MAINTENANCE) => true,
+            Some(MenuEntry::REGISTER) => {
+                let template = (self.store.server_policy().register.as_ref())
+                    .map_or(RegisterSetting::DEFAULT_TEMPLATE.into(), |r| r.name.clone());
+                self.register_new(who, info, &template)?;
+                false
+            }
             _ => false,
         };
         let ids = [*who];
