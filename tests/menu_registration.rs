@@ -403,3 +403,107 @@ fn inventory_is_updated_at_each_boot() {
     assert_eq!((i.ram_mb, &i.disks_mb[..]), (Some(16384), &[500_000][..]));
     server.stop();
 }
+
+/// Issue 15, menu entries per level (§4.4 TLVs 6–8): the object's own
+/// entries win, else its workstation policy's, else the server policy's
+/// — the first level with entries gives them all, with its default and
+/// timeout; hotkeys take F12 and Enter.
+#[test]
+fn menu_entries_follow_the_level_precedence() {
+    use preboot::driver::policy_store;
+    use preboot::policy::{ImagingProxy, MenuSource, WorkstationId};
+    use preboot::transaction::Policy;
+    use preboot::wire::transaction::messages::Hotkey;
+    let text = r#"
+[server]
+menu = { mode = "on-key-press", hotkey = "ctrl+f12" }
+menu_entry = [ { kind = "automatic", label = "Server auto" } ]
+
+[[policy]]
+name = "lab"
+menu = { mode = "on-key-press", hotkey = "enter" }
+menu_entry = [ { kind = "automatic", label = "Lab auto" },
+               { kind = "maintenance", label = "Lab maintenance" } ]
+menu_default = 2
+menu_timeout_ms = 5000
+
+[[policy]]
+name = "plain"
+
+[[workstation]]
+mac = "52:54:00:00:00:01"
+name = "own"
+policy = "lab"
+menu_entry = [ { kind = "register", label = "Register" },
+               { kind = "boot-local", label = "Local" } ]
+menu_default = 1
+
+[[workstation]]
+mac = "52:54:00:00:00:02"
+name = "by-policy"
+policy = "lab"
+
+[[workstation]]
+mac = "52:54:00:00:00:03"
+name = "plain-policy"
+policy = "plain"
+"#;
+    let store = policy_store::parse(Path::new("menu.toml"), text).unwrap();
+    let mut proxy = ImagingProxy::new(store);
+    let ws = |n: u8| WorkstationId::Mac([0x52, 0x54, 0, 0, 0, n]);
+    let cases = [
+        (
+            1,
+            MenuSource::Object,
+            vec!["Register", "Local"],
+            Some(0),
+            None,
+            Hotkey::ENTER,
+        ),
+        (
+            2,
+            MenuSource::WorkstationPolicy,
+            vec!["Lab auto", "Lab maintenance"],
+            Some(1),
+            Some(5000),
+            Hotkey::ENTER,
+        ),
+        (
+            3,
+            MenuSource::ServerPolicy,
+            vec!["Server auto"],
+            None,
+            None,
+            Hotkey::F12,
+        ),
+        (
+            9,
+            MenuSource::ServerPolicy,
+            vec!["Server auto"],
+            None,
+            None,
+            Hotkey::F12,
+        ),
+    ];
+    for (n, source, labels, default, timeout, key) in cases {
+        let (list, from) = proxy.menu_entries(&[ws(n)]);
+        assert_eq!(from, source, "workstation {n}");
+        let got: Vec<&str> = list.entries.iter().map(|e| e.label.as_str()).collect();
+        assert_eq!(got, labels, "workstation {n}");
+        let info = info_of([0x52, 0x54, 0, 0, 0, n]);
+        let m = proxy.menu(Instant::ZERO, &ws(n), &info).unwrap();
+        let got: Vec<&str> = m.entries.iter().map(|e| e.label).collect();
+        assert_eq!(got, labels, "workstation {n}");
+        assert_eq!(
+            (m.default_entry, m.choice_timeout_ms),
+            (default, timeout),
+            "{n}"
+        );
+        assert_eq!(m.hotkey.map(|h| h.key), Some(key), "workstation {n}");
+    }
+    // A default that names no entry is refused at load, with the field.
+    let bad =
+        "[server]\nmenu_entry = [ { kind = \"automatic\", label = \"a\" } ]\nmenu_default = 2\n";
+    let e = policy_store::parse(Path::new("bad.toml"), bad).unwrap_err();
+    assert_eq!(e.field, "server.menu_default", "{e}");
+}

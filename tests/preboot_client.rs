@@ -491,3 +491,39 @@ fn an_unbound_key_is_reported_pending() {
     assert!(r.contains("pending") && r.contains("bind"), "{r}");
     assert!(out.contains("this workstation's public key"), "{out}");
 }
+
+/// Issue 15, menu choices act (§4.4 TLVs 7–8, §4.5): the server policy's
+/// menu names a default entry, "disable the imaging partition"; a client
+/// with no console and no preset takes it, says so in its `TaskQuery`,
+/// and writes the server's `ImageSafeUpdate` (pending flag bit 3) into
+/// its image-safe data, then boots the local disk.
+#[test]
+fn default_menu_entry_is_taken_and_its_change_written() {
+    let demo = Demo::start(|t| {
+        let from = "  { kind = \"boot-local\", label = \"Boot the local disk\" },\n]";
+        assert!(t.contains(from), "the demo's menu changed");
+        t.replace(
+            r#"menu = { mode = "on-key-press", hotkey = "alt+m", wait_ms = 3000 }"#,
+            r#"menu = { mode = "always" }"#,
+        )
+        .replace(
+            from,
+            "  { kind = \"boot-local\", label = \"Boot the local disk\" },\n  { kind = \"disable-imaging-partition\", label = \"Disable the imaging partition\" },\n]\nmenu_default = 4\nmenu_timeout_ms = 100",
+        )
+    });
+    let disk = demo.disk("partition");
+    let o = demo.client(&disk, &["--mac", "52:54:00:00:00:98"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("menu choice: ImagingPartition(false)"),
+        "{out}"
+    );
+    assert!(result_line(&o).starts_with("RESULT local-boot"), "{out}");
+    let slots = read_image_safe(&disk).unwrap();
+    let pending = slots.loaded().record.pending;
+    assert!(
+        pending.has(preboot::wire::image_safe::PendingFlags::IMAGING_PARTITION_DISABLED),
+        "{pending:?}: {out}"
+    );
+}

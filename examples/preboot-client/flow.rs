@@ -364,7 +364,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
         Answer::Reply => {}
         Answer::Refused(s) => return Err(refusal("MenuQuery", s)),
     }
-    let (mode, hotkey, wait_ms, entries) = {
+    let (mode, hotkey, wait_ms, entries, default_entry, choice_ms) = {
         let r = session
             .client()
             .menu_reply()
@@ -374,7 +374,14 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
             .iter()
             .map(|e| (e.kind, e.label.to_string()))
             .collect();
-        (r.mode, r.hotkey, r.wait_ms, entries)
+        (
+            r.mode,
+            r.hotkey,
+            r.wait_ms,
+            entries,
+            r.default_entry,
+            r.choice_timeout_ms,
+        )
     };
     let show = match mode {
         MenuMode::Never => {
@@ -423,7 +430,9 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
                 println!("  {}. {label}  [{}]", i + 1, menu::kind_name(*kind));
             }
         }
-        let choice = menu::choose(&entries, p.console, p.menu_choice);
+        // §4.4 TLVs 7 and 8: the default entry and how long to wait.
+        let wait = choice_ms.map_or(menu::CHOICE_WAIT, |ms| Duration::from_millis(u64::from(ms)));
+        let choice = menu::choose(&entries, p.console, p.menu_choice, default_entry, wait);
         run.say(format!("menu choice: {choice:?}"));
         chosen = Some(choice.kind());
         match choice {

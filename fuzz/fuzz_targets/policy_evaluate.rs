@@ -206,6 +206,7 @@ fuzz_target!(|input: Input| {
             name: format!("p{i}"),
             menu: m.as_ref().map(menu),
             rules: rules(r, &format!("p{i}.")),
+            menu_entries: None,
         });
     }
     for o in input.objects.iter().take(8) {

@@ -10,6 +10,11 @@
 //! menu_fetch = "tftp"                    # or "mtftp"
 //! menu_entry = [ { kind = "automatic", label = "Automatic imaging" },
 //!                { kind = "boot-local", label = "Boot the local disk" } ]
+//! menu_default = 2                       # 1-based: Enter or the timeout takes it
+//! menu_timeout_ms = 10000                # menu_entry / menu_default / menu_timeout_ms
+//!                                        # also in [[policy]] and [[workstation]]:
+//!                                        # the first level with entries wins
+//! # hotkeys: ctrl, alt, shift and one key: a letter, f1..f12 or enter
 //! environment = { fetch = "tftp", kernel = "imaging/linux", initrd = "imaging/initrd", loader = "imaging/loader.efi" }
 //! # register unknown workstations (issue 15): name template with {mac},
 //! # {uuid}, {serial}, {n}; automatic = false: only from the menu entry
@@ -77,8 +82,8 @@ pub use super::config_file::ConfigError;
 use super::config_file::{Cx, parse_cidr, parse_hex_bytes, parse_mac, read};
 use crate::dhcp::BootArch;
 use crate::policy::{
-    Cmp, Condition, EnvironmentSpec, ImagingRule, MemoryStore, MenuEntrySpec, MenuSetting,
-    MulticastSession, WorkstationId, WorkstationObject, WorkstationPolicy,
+    Cmp, Condition, EnvironmentSpec, ImagingRule, MemoryStore, MenuEntries, MenuEntrySpec,
+    MenuSetting, MulticastSession, WorkstationId, WorkstationObject, WorkstationPolicy,
 };
 use crate::transaction::{StaticKey, WorkstationKeys, parse_key};
 use crate::wire::transaction::messages::{Fetch, Hotkey, MenuEntry, MenuMode};
@@ -214,6 +219,8 @@ struct RawServer {
     menu_fetch: Option<Spanned<String>>,
     #[serde(default)]
     menu_entry: Vec<RawEntry>,
+    menu_default: Option<Spanned<u32>>,
+    menu_timeout_ms: Option<u32>,
     #[serde(default)]
     rule: Vec<RawRule>,
     environment: Option<RawEnv>,
@@ -302,6 +309,10 @@ struct RawPolicy {
     name: Spanned<String>,
     menu: Option<Spanned<RawMenu>>,
     #[serde(default)]
+    menu_entry: Vec<RawEntry>,
+    menu_default: Option<Spanned<u32>>,
+    menu_timeout_ms: Option<u32>,
+    #[serde(default)]
     rule: Vec<RawRule>,
 }
 
@@ -313,6 +324,10 @@ struct RawWorkstation {
     name: Spanned<String>,
     policy: Option<Spanned<String>>,
     menu: Option<Spanned<RawMenu>>,
+    #[serde(default)]
+    menu_entry: Vec<RawEntry>,
+    menu_default: Option<Spanned<u32>>,
+    menu_timeout_ms: Option<u32>,
     #[serde(default)]
     image_next_boot: bool,
     image: Option<String>,
@@ -398,33 +413,15 @@ impl Cx<'_> {
             server.menu_fetch = fetch_by_name(f.get_ref())
                 .ok_or_else(|| self.at(f, "server.menu_fetch", "expected \"tftp\" or \"mtftp\""))?;
         }
-        if s.menu_entry.len() > 16 {
-            return Err(self.err(0..0, "server.menu_entry", "more than 16 menu entries"));
-        }
-        for e in &s.menu_entry {
-            let kind = match e.kind.get_ref().as_str() {
-                "automatic" => MenuEntry::AUTOMATIC,
-                "maintenance" => MenuEntry::MAINTENANCE,
-                "disable-imaging-partition" => MenuEntry::DISABLE_IMAGING_PARTITION,
-                "enable-imaging-partition" => MenuEntry::ENABLE_IMAGING_PARTITION,
-                "boot-local" => MenuEntry::BOOT_LOCAL,
-                "register" => MenuEntry::REGISTER,
-                _ => {
-                    return Err(self.at(
-                        &e.kind,
-                        "server.menu_entry.kind",
-                        "expected automatic, maintenance, disable-imaging-partition, enable-imaging-partition, boot-local or register",
-                    ));
-                }
-            };
-            if e.label.get_ref().len() > 64 {
-                return Err(self.at(&e.label, "server.menu_entry.label", "longer than 64 bytes"));
-            }
-            server.menu_entries.push(MenuEntrySpec {
-                kind,
-                label: e.label.get_ref().clone(),
-            });
-        }
+        let list = self.menu_entries(
+            &s.menu_entry,
+            s.menu_default.as_ref(),
+            s.menu_timeout_ms,
+            "server",
+        )?;
+        server.menu_entries = list.entries;
+        server.menu_default = list.default;
+        server.menu_timeout_ms = list.timeout_ms;
         server.rules = self.rules(&s.rule, "server.rule")?;
         if let Some(r) = &s.register {
             crate::policy::check_template(r.name.get_ref())
@@ -477,6 +474,13 @@ impl Cx<'_> {
                     .map(|m| self.menu(m, "policy.menu"))
                     .transpose()?,
                 rules: self.rules(&p.rule, "policy.rule")?,
+                menu_entries: Some(self.menu_entries(
+                    &p.menu_entry,
+                    p.menu_default.as_ref(),
+                    p.menu_timeout_ms,
+                    "policy",
+                )?)
+                .filter(|m| !m.entries.is_empty()),
             });
         }
         for w in &raw.workstation {
@@ -520,6 +524,13 @@ impl Cx<'_> {
                 create_image: w.create_image.clone(),
                 maintenance: w.maintenance,
                 last_image: None,
+                menu_entries: Some(self.menu_entries(
+                    &w.menu_entry,
+                    w.menu_default.as_ref(),
+                    w.menu_timeout_ms,
+                    "workstation",
+                )?)
+                .filter(|m| !m.entries.is_empty()),
             });
         }
         for m in &raw.multicast {
@@ -639,6 +650,72 @@ impl Cx<'_> {
             .ok_or_else(|| self.at(s, field, "expected a MAC address like 52:54:00:12:34:56"))
     }
 
+    /// `<level>.menu_entry`, `menu_default` (1-based, as the menu shows
+    /// the entries) and `menu_timeout_ms` (issue 15).
+    fn menu_entries(
+        &self,
+        list: &[RawEntry],
+        default: Option<&Spanned<u32>>,
+        timeout_ms: Option<u32>,
+        level: &str,
+    ) -> Result<MenuEntries, ConfigError> {
+        if list.len() > 16 {
+            return Err(self.err(
+                0..0,
+                &format!("{level}.menu_entry"),
+                "more than 16 menu entries",
+            ));
+        }
+        let mut entries = Vec::new();
+        for e in list {
+            let kind = match e.kind.get_ref().as_str() {
+                "automatic" => MenuEntry::AUTOMATIC,
+                "maintenance" => MenuEntry::MAINTENANCE,
+                "disable-imaging-partition" => MenuEntry::DISABLE_IMAGING_PARTITION,
+                "enable-imaging-partition" => MenuEntry::ENABLE_IMAGING_PARTITION,
+                "boot-local" => MenuEntry::BOOT_LOCAL,
+                "register" => MenuEntry::REGISTER,
+                _ => {
+                    return Err(self.at(
+                        &e.kind,
+                        &format!("{level}.menu_entry.kind"),
+                        "expected automatic, maintenance, disable-imaging-partition, enable-imaging-partition, boot-local or register",
+                    ));
+                }
+            };
+            if e.label.get_ref().len() > 64 {
+                return Err(self.at(
+                    &e.label,
+                    &format!("{level}.menu_entry.label"),
+                    "longer than 64 bytes",
+                ));
+            }
+            entries.push(MenuEntrySpec {
+                kind,
+                label: e.label.get_ref().clone(),
+            });
+        }
+        let default = match default {
+            Some(d) => {
+                let n = *d.get_ref();
+                if n == 0 || n as usize > entries.len() {
+                    return Err(self.at(
+                        d,
+                        &format!("{level}.menu_default"),
+                        format!("expected 1 to {} (an entry of menu_entry)", entries.len()),
+                    ));
+                }
+                Some((n - 1) as u8)
+            }
+            None => None,
+        };
+        Ok(MenuEntries {
+            entries,
+            default,
+            timeout_ms,
+        })
+    }
+
     fn menu(&self, m: &Spanned<RawMenu>, field: &str) -> Result<MenuSetting, ConfigError> {
         let r = m.get_ref();
         let mode = match r.mode.get_ref().as_str() {
@@ -667,6 +744,7 @@ impl Cx<'_> {
                     "ctrl" => hk.modifiers |= Hotkey::CTRL,
                     "alt" => hk.modifiers |= Hotkey::ALT,
                     "shift" => hk.modifiers |= Hotkey::SHIFT,
+                    "enter" if hk.key == 0 => hk.key = Hotkey::ENTER,
                     k if k.len() == 1 && k.is_ascii() && hk.key == 0 => hk.key = k.as_bytes()[0],
                     k if hk.key == 0 && function_key(k).is_some() => {
                         hk.key = function_key(k).unwrap_or(0);
@@ -675,7 +753,7 @@ impl Cx<'_> {
                         return Err(self.at(
                             h,
                             &format!("{field}.hotkey"),
-                            "expected modifiers and one key, like \"ctrl+alt\", \"alt+m\" or \"f8\"",
+                            "expected modifiers and one key, like \"ctrl+alt\", \"alt+m\", \"f8\" or \"enter\"",
                         ));
                     }
                 }

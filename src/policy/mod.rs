@@ -55,11 +55,11 @@ pub use crate::workstation::identities;
 pub use condition::{Cmp, Condition, Facts};
 #[cfg(feature = "alloc")]
 pub use model::{
-    EnvironmentSpec, ImagingRule, MenuEntrySpec, MenuSetting, MulticastSession, ServerPolicy,
-    WorkstationId, WorkstationObject, WorkstationPolicy,
+    EnvironmentSpec, ImagingRule, MenuEntries, MenuEntrySpec, MenuSetting, MulticastSession,
+    ServerPolicy, WorkstationId, WorkstationObject, WorkstationPolicy,
 };
 #[cfg(feature = "alloc")]
-pub use proxy::{Decision, Forgotten, ImagingProxy, MenuSource};
+pub use proxy::{Decision, Forgotten, ImagingProxy, MenuEntriesRef, MenuSource};
 #[cfg(feature = "alloc")]
 pub use registration::{
     MAX_NAME_LEN, RegisterSetting, Registry, RegistryFailed, TemplateError, check_template,

@@ -74,6 +74,8 @@ pub struct WorkstationObject {
     pub maintenance: bool,
     /// Last base image reported applied (state kept by the proxy).
     pub last_image: Option<String>,
+    /// Its own menu entries (win over the policies', issue 15).
+    pub menu_entries: Option<MenuEntries>,
 }
 
 impl WorkstationObject {
@@ -89,6 +91,7 @@ impl WorkstationObject {
             create_image: None,
             maintenance: false,
             last_image: None,
+            menu_entries: None,
         }
     }
 }
@@ -117,6 +120,22 @@ pub struct WorkstationPolicy {
     pub menu: Option<MenuSetting>,
     /// Imaging rules, in order.
     pub rules: Vec<ImagingRule>,
+    /// Menu entries (win over the server policy's, issue 15).
+    pub menu_entries: Option<MenuEntries>,
+}
+
+/// The boot menu's entries at one level — workstation object,
+/// workstation policy, server policy (§4.4 TLVs 6–8): the first level
+/// with entries gives them all, with its default and timeout.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MenuEntries {
+    /// Entries, in display order (≤ 16).
+    pub entries: Vec<MenuEntrySpec>,
+    /// The entry taken on Enter or at the timeout (0-based; none: the
+    /// first).
+    pub default: Option<u8>,
+    /// How long the menu waits for a choice, in ms.
+    pub timeout_ms: Option<u32>,
 }
 
 /// A boot menu entry (§4.4 TLV 6).
@@ -151,8 +170,12 @@ pub struct ServerPolicy {
     pub menu_file: Option<String>,
     /// How to fetch the menu file.
     pub menu_fetch: Fetch,
-    /// Menu entries.
+    /// Menu entries (after the object's and the workstation policy's).
     pub menu_entries: Vec<MenuEntrySpec>,
+    /// The server policy's default entry (0-based index).
+    pub menu_default: Option<u8>,
+    /// The server policy's menu timeout, in ms.
+    pub menu_timeout_ms: Option<u32>,
     /// Imaging rules (after the workstation policy's).
     pub rules: Vec<ImagingRule>,
     /// Server that holds the images.
@@ -170,6 +193,8 @@ impl Default for ServerPolicy {
             menu_file: None,
             menu_fetch: Fetch::Tftp,
             menu_entries: Vec::new(),
+            menu_default: None,
+            menu_timeout_ms: None,
             rules: Vec::new(),
             image_server: Ipv4Addr::UNSPECIFIED,
             environment: None,

@@ -14,7 +14,9 @@
 //! [`ImagingProxy::restore`] replays them after a restart.
 
 use super::condition::Facts;
-use super::model::{ImagingRule, MenuSetting, WorkstationId, WorkstationObject};
+use super::model::{
+    ImagingRule, MenuEntries, MenuEntrySpec, MenuSetting, WorkstationId, WorkstationObject,
+};
 use super::registration::{MAX_NAME_LEN, RegisterSetting, Registry, expand_name};
 use super::store::Store;
 use super::task::{
@@ -49,6 +51,18 @@ pub enum MenuSource {
     ServerPolicy,
     /// Nothing configured: on key press.
     Default,
+}
+
+/// The menu entries resolved for a workstation
+/// ([`ImagingProxy::menu_entries`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MenuEntriesRef<'a> {
+    /// Entries, in display order.
+    pub entries: &'a [MenuEntrySpec],
+    /// Default entry (0-based).
+    pub default: Option<u8>,
+    /// Choice timeout in ms.
+    pub timeout_ms: Option<u32>,
 }
 
 /// One decided task (before a task id is assigned).
@@ -398,6 +412,49 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             return (m, MenuSource::ServerPolicy);
         }
         (MenuSetting::DEFAULT, MenuSource::Default)
+    }
+
+    /// Resolve the menu entries (issue 15): the object's, else its
+    /// workstation policy's, else the server policy's — the first level
+    /// that has entries gives them, with its default and timeout.
+    pub fn menu_entries(&self, ids: &[WorkstationId]) -> (MenuEntriesRef<'_>, MenuSource) {
+        let obj = self.object(ids);
+        let pol = obj
+            .and_then(|o| o.policy.as_deref())
+            .and_then(|n| self.store.workstation_policy(n));
+        fn of(m: &MenuEntries) -> MenuEntriesRef<'_> {
+            MenuEntriesRef {
+                entries: &m.entries,
+                default: m.default,
+                timeout_ms: m.timeout_ms,
+            }
+        }
+        if let Some(m) = obj
+            .and_then(|o| o.menu_entries.as_ref())
+            .filter(|m| !m.entries.is_empty())
+        {
+            return (of(m), MenuSource::Object);
+        }
+        if let Some(m) = pol
+            .and_then(|p| p.menu_entries.as_ref())
+            .filter(|m| !m.entries.is_empty())
+        {
+            return (of(m), MenuSource::WorkstationPolicy);
+        }
+        let server = self.store.server_policy();
+        let source = if server.menu_entries.is_empty() {
+            MenuSource::Default
+        } else {
+            MenuSource::ServerPolicy
+        };
+        (
+            MenuEntriesRef {
+                entries: &server.menu_entries,
+                default: server.menu_default,
+                timeout_ms: server.menu_timeout_ms,
+            },
+            source,
+        )
     }
 
     /// The first matching imaging rule: the workstation policy's rules,
@@ -755,19 +812,16 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         _info: &WorkstationInfo<'_>,
     ) -> Result<MenuReply<'s>, Status> {
         let (setting, _) = self.menu_setting(core::slice::from_ref(who));
+        let (list, _) = self.menu_entries(core::slice::from_ref(who));
         let server = self.store.server_policy();
         // §4.4 limits: a store breaking them cannot be answered.
         if server.menu_file.as_ref().is_some_and(|f| f.len() > 128)
-            || server
-                .menu_entries
-                .iter()
-                .take(16)
-                .any(|e| e.label.len() > 64)
+            || list.entries.iter().take(16).any(|e| e.label.len() > 64)
         {
             return Err(Status::ServerError);
         }
         let mut entries = heapless::Vec::new();
-        for e in server.menu_entries.iter().take(16) {
+        for e in list.entries.iter().take(16) {
             let _ = entries.push(MenuEntry {
                 kind: e.kind,
                 label: e.label.as_str(),
@@ -779,6 +833,8 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
             wait_ms: Some(setting.wait_ms),
             menu_file: server.menu_file.as_deref(),
             fetch: Some(server.menu_fetch),
+            default_entry: list.default.filter(|d| usize::from(*d) < entries.len()),
+            choice_timeout_ms: list.timeout_ms,
             entries,
         })
     }

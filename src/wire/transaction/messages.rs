@@ -564,7 +564,7 @@ pub struct Hotkey {
     /// Modifier bits: 1 Ctrl, 2 Alt, 4 Shift.
     pub modifiers: u8,
     /// ASCII key (0x20..0x7E), a function key ([`Hotkey::F1`] ..
-    /// [`Hotkey::F12`]), 0 = modifiers only.
+    /// [`Hotkey::F12`]), [`Hotkey::ENTER`], 0 = modifiers only.
     pub key: u8,
 }
 
@@ -573,6 +573,8 @@ impl Hotkey {
     pub const F1: u8 = 0x81;
     /// Key code of F12.
     pub const F12: u8 = 0x8C;
+    /// Key code of Enter (carriage return, as a console sends it).
+    pub const ENTER: u8 = 0x0D;
     /// Ctrl modifier bit.
     pub const CTRL: u8 = 1;
     /// Alt modifier bit.
@@ -651,6 +653,12 @@ pub struct MenuReply<'a> {
     pub fetch: Option<Fetch>,
     /// TLV 6: entries, in display order.
     pub entries: Vec<MenuEntry<'a>, 16>,
+    /// TLV 7: the entry taken on Enter or when the choice times out
+    /// (0-based index into `entries`; none: the first).
+    pub default_entry: Option<u8>,
+    /// TLV 8: how long the menu waits for a choice, in ms, before it takes
+    /// the default entry.
+    pub choice_timeout_ms: Option<u32>,
 }
 
 impl<'a> MenuReply<'a> {
@@ -664,6 +672,8 @@ impl<'a> MenuReply<'a> {
             menu_file: None,
             fetch: None,
             entries: Vec::new(),
+            default_entry: None,
+            choice_timeout_ms: None,
         };
         for tlv in TlvIter::new(payload) {
             let tlv = tlv?;
@@ -683,6 +693,12 @@ impl<'a> MenuReply<'a> {
                     let label = utf8(label, 64, k)?;
                     push(&mut m.entries, MenuEntry { kind, label }, k)?
                 }
+                7 => once(&mut m.default_entry, fixed::<1>(v, k)?[0], k)?,
+                8 => once(
+                    &mut m.choice_timeout_ms,
+                    u32::from_be_bytes(fixed(v, k)?),
+                    k,
+                )?,
                 _ => {}
             }
         }
@@ -702,6 +718,8 @@ impl Payload for MenuReply<'_> {
                 .iter()
                 .map(|e| 4 + e.label.len())
                 .sum::<usize>()
+            + self.default_entry.map_or(0, |_| 4)
+            + self.choice_timeout_ms.map_or(0, |_| 7)
     }
     fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
         if let Some(f) = self.menu_file {
@@ -728,6 +746,12 @@ impl Payload for MenuReply<'_> {
             w.tlv_header(6, 1 + e.label.len())?;
             w.u8(e.kind)?;
             w.put(e.label.as_bytes())?;
+        }
+        if let Some(d) = self.default_entry {
+            w.tlv(7, &[d])?;
+        }
+        if let Some(t) = self.choice_timeout_ms {
+            w.tlv(8, &t.to_be_bytes())?;
         }
         Ok(())
     }
