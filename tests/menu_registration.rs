@@ -507,3 +507,50 @@ policy = "plain"
     let e = policy_store::parse(Path::new("bad.toml"), bad).unwrap_err();
     assert_eq!(e.field, "server.menu_default", "{e}");
 }
+
+/// Issue 15, the server policy's IP pool (ZENworks, notes §1.3): image-safe
+/// data without IP settings gets an address of the pool in the
+/// `TaskReply`'s `ImageSafeUpdate` — distinct per workstation, the same
+/// on every query and after a restart (`<state_dir>/ip-assignments`),
+/// never one outside the range (a used-up pool sends none).
+#[test]
+fn ip_pool_assigns_distinct_stable_addresses_within_the_range() {
+    use std::net::Ipv4Addr;
+    let dir = tempfile::tempdir().unwrap();
+    let store = r#"
+[transaction.store.server]
+image_server = "127.0.0.1"
+ip_pool = { range = "10.9.0.10-10.9.0.12", netmask = "255.255.255.0", gateway = "10.9.0.1", dns = ["10.9.0.2"] }
+"#;
+    let config = write_config(dir.path(), store);
+    let keys: Vec<StaticKey> = (0..=5).map(|_| new_key()).collect();
+    let address = |server: &Running, n: u8| -> Option<Ipv4Addr> {
+        let mut c = Conn::connect(server, &keys[usize::from(n)]);
+        c.info(&info_of([0x52, 0x54, 0, 0, 1, n]));
+        let (_, _, update) = c.tasks(None);
+        update.map(|u| {
+            let ip = u.ip.expect("IP settings");
+            assert_eq!(ip.netmask, Ipv4Addr::new(255, 255, 255, 0));
+            assert_eq!(ip.gateway, Ipv4Addr::new(10, 9, 0, 1));
+            assert_eq!(&ip.dns[..], &[Ipv4Addr::new(10, 9, 0, 2)]);
+            ip.address
+        })
+    };
+    let server = Running::start(&config);
+    let got: Vec<Option<Ipv4Addr>> = (1..=4).map(|n| address(&server, n)).collect();
+    assert_eq!(
+        got,
+        [
+            Some(Ipv4Addr::new(10, 9, 0, 10)),
+            Some(Ipv4Addr::new(10, 9, 0, 11)),
+            Some(Ipv4Addr::new(10, 9, 0, 12)),
+            None
+        ]
+    );
+    assert_eq!(address(&server, 2), Some(Ipv4Addr::new(10, 9, 0, 11)));
+    server.stop();
+    let server = Running::start(&config);
+    assert_eq!(address(&server, 3), Some(Ipv4Addr::new(10, 9, 0, 12)));
+    assert_eq!(address(&server, 5), None, "the pool is used up");
+    server.stop();
+}

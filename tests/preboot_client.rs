@@ -527,3 +527,36 @@ fn default_menu_entry_is_taken_and_its_change_written() {
         "{pending:?}: {out}"
     );
 }
+
+/// Issue 15, the server policy's IP pool: a workstation whose image-safe
+/// data has no IP settings gets an address of the pool in the
+/// `TaskReply` (§4.5 TLV 4), and the client writes it (static, with the
+/// pool's netmask and gateway) into its image-safe data.
+#[test]
+fn ip_pool_address_is_written_into_image_safe_data() {
+    let demo = Demo::start(|t| {
+        let from = "image_server = \"127.0.0.1\"\n";
+        assert!(t.contains(from), "the demo's server policy changed");
+        t.replacen(
+            from,
+            "image_server = \"127.0.0.1\"\nip_pool = { range = \"10.9.0.10-10.9.0.20\", netmask = \"255.255.255.0\", gateway = \"10.9.0.1\" }\n",
+            1,
+        )
+    });
+    let disk = demo.disk("pool");
+    let o = demo.client(&disk, &["--mac", "52:54:00:00:00:97"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let slots = read_image_safe(&disk).unwrap();
+    let r = &slots.loaded().record;
+    assert_eq!(
+        (r.net_mode, r.address, r.netmask, r.gateway),
+        (
+            preboot::wire::transaction::messages::NetMode::Static,
+            Some("10.9.0.10".parse().unwrap()),
+            Some("255.255.255.0".parse().unwrap()),
+            Some("10.9.0.1".parse().unwrap())
+        ),
+        "{out}"
+    );
+}

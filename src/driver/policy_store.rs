@@ -20,6 +20,8 @@
 //! # {uuid}, {serial}, {n}; automatic = false: only from the menu entry
 //! # kind "register"
 //! register = { name = "lab-{mac}", automatic = true }
+//! # static addresses for image-safe data without IP settings (issue 15)
+//! ip_pool = { range = "10.0.0.100-10.0.0.199", netmask = "255.255.255.0", gateway = "10.0.0.1", dns = ["10.0.0.2"] }
 //!
 //! [[server.rule]]                          # server rules: after policy rules
 //! name = "big machines"
@@ -225,6 +227,18 @@ struct RawServer {
     rule: Vec<RawRule>,
     environment: Option<RawEnv>,
     register: Option<RawRegister>,
+    ip_pool: Option<Spanned<RawIpPool>>,
+}
+
+/// `server.ip_pool` (issue 15; ZENworks' server policy IP configuration).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIpPool {
+    range: Spanned<String>,
+    netmask: Spanned<String>,
+    gateway: Spanned<String>,
+    #[serde(default)]
+    dns: Vec<Spanned<String>>,
 }
 
 /// `server.register` (issue 15): register unknown workstations.
@@ -423,6 +437,53 @@ impl Cx<'_> {
         server.menu_default = list.default;
         server.menu_timeout_ms = list.timeout_ms;
         server.rules = self.rules(&s.rule, "server.rule")?;
+        if let Some(p) = &s.ip_pool {
+            let r = p.get_ref();
+            let ip = |v: &Spanned<String>, f: &str| -> Result<Ipv4Addr, ConfigError> {
+                v.get_ref()
+                    .trim()
+                    .parse()
+                    .map_err(|_| self.at(v, &format!("server.ip_pool.{f}"), "not an IPv4 address"))
+            };
+            let (a, b) = r.range.get_ref().split_once('-').ok_or_else(|| {
+                self.at(
+                    &r.range,
+                    "server.ip_pool.range",
+                    "expected \"first-last\", like \"10.0.0.100-10.0.0.199\"",
+                )
+            })?;
+            let parse = |x: &str| -> Result<Ipv4Addr, ConfigError> {
+                x.trim().parse().map_err(|_| {
+                    self.at(
+                        &r.range,
+                        "server.ip_pool.range",
+                        "not an IPv4 address range",
+                    )
+                })
+            };
+            let (first, last) = (parse(a)?, parse(b)?);
+            if u32::from(first) > u32::from(last) {
+                return Err(self.at(
+                    &r.range,
+                    "server.ip_pool.range",
+                    "the first address is after the last",
+                ));
+            }
+            if r.dns.len() > 4 {
+                return Err(self.at(p, "server.ip_pool.dns", "more than 4 DNS servers"));
+            }
+            server.ip_pool = Some(crate::policy::IpPool {
+                first,
+                last,
+                netmask: ip(&r.netmask, "netmask")?,
+                gateway: ip(&r.gateway, "gateway")?,
+                dns: r
+                    .dns
+                    .iter()
+                    .map(|d| ip(d, "dns"))
+                    .collect::<Result<_, _>>()?,
+            });
+        }
         if let Some(r) = &s.register {
             crate::policy::check_template(r.name.get_ref())
                 .map_err(|e| self.at(&r.name, "server.register.name", e.to_string()))?;

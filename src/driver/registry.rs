@@ -21,6 +21,10 @@
 //!   carries is kept, including fields added to the message later.
 //!   [`read_inventory`] / [`read_inventories`] read them back;
 //!   `preboot-server --inventory <state_dir>` prints them.
+//! - **`ip-assignments`**: the server policy's IP pool assignments
+//!   (`<workstation> <address>` a line), rewritten whole, like the
+//!   registrations, before an address is sent: an address stays its
+//!   workstation's across restarts.
 //!
 //! ```text
 //! preboot-inventory 1
@@ -34,6 +38,7 @@ use super::policy_store;
 use crate::policy::{MemoryStore, Registry, RegistryFailed, WorkstationId, WorkstationObject};
 use crate::wire::transaction::messages::WorkstationInfo;
 use crate::wire::transaction::{MAX_MESSAGE_LEN, ParseError};
+use core::net::Ipv4Addr;
 use std::fmt::Write as _;
 use std::format;
 use std::fs::{File, OpenOptions};
@@ -46,6 +51,8 @@ use std::vec::Vec;
 
 /// The registrations file's name in `server.state_dir`.
 pub const REGISTRATIONS_FILE: &str = "registrations.toml";
+/// The IP pool's assignment log in `server.state_dir`.
+pub const IP_ASSIGNMENTS_FILE: &str = "ip-assignments";
 /// The inventory directory's name in `server.state_dir`.
 pub const INVENTORY_DIR: &str = "inventory";
 /// First line of an inventory file.
@@ -87,6 +94,47 @@ pub struct FileRegistry {
     inventory: PathBuf,
     /// (identity, name) of every registration in the file.
     objects: Vec<(WorkstationId, String)>,
+    ip_file: PathBuf,
+    ips: Vec<(WorkstationId, Ipv4Addr)>,
+}
+
+/// Read the assignment log: `<identity> <address>` a line (`#` comments).
+fn read_ip_assignments(path: &Path) -> Result<Vec<(WorkstationId, Ipv4Addr)>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: format!("cannot read {}: {e}", path.display()),
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = || ConfigError {
+            file: path.to_path_buf(),
+            line: n + 1,
+            column: 1,
+            field: "ip-assignment".into(),
+            message: "expected \"<mac or uuid> <IPv4 address>\"".into(),
+        };
+        let (id, ip) = line.split_once(' ').ok_or_else(bad)?;
+        let id = super::config_file::parse_mac(id)
+            .map(WorkstationId::Mac)
+            .or_else(|| super::config_file::parse_uuid(id).map(WorkstationId::Uuid))
+            .ok_or_else(bad)?;
+        let ip: Ipv4Addr = ip.trim().parse().map_err(|_| bad())?;
+        out.push((id, ip));
+    }
+    Ok(out)
 }
 
 impl FileRegistry {
@@ -100,9 +148,13 @@ impl FileRegistry {
         if let Err(e) = std::fs::create_dir_all(&inventory) {
             tracing::warn!(dir = %inventory.display(), error = %e, "inventory: cannot make the directory; no inventory is kept");
         }
+        let ip_file = state_dir.join(IP_ASSIGNMENTS_FILE);
+        let ips = read_ip_assignments(&ip_file)?;
         Ok(FileRegistry {
             registrations,
             inventory,
+            ip_file,
+            ips,
             objects: store
                 .workstations
                 .into_iter()
@@ -213,6 +265,37 @@ impl Registry for FileRegistry {
             }
             Err(e) => {
                 tracing::error!(object = %object.id, file = %self.registrations.display(), error = %e, "registration could not be written: refused");
+                Err(RegistryFailed)
+            }
+        }
+    }
+
+    fn ip_assignments(&self) -> Vec<(WorkstationId, Ipv4Addr)> {
+        self.ips.clone()
+    }
+
+    fn ip_assigned(
+        &mut self,
+        object: &WorkstationId,
+        address: Ipv4Addr,
+    ) -> Result<(), RegistryFailed> {
+        let mut ips = self.ips.clone();
+        ips.retain(|(w, _)| w != object);
+        ips.push((*object, address));
+        let mut text = String::from(
+            "# IP pool assignments (issue 15): <workstation> <address>, kept by preboot-server.\n",
+        );
+        for (w, a) in &ips {
+            let _ = writeln!(text, "{w} {a}");
+        }
+        match replace_file(&self.ip_file, text.as_bytes(), true) {
+            Ok(()) => {
+                tracing::info!(%object, %address, "IP pool: address assigned");
+                self.ips = ips;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(%object, file = %self.ip_file.display(), error = %e, "IP pool: the assignment could not be written; none sent");
                 Err(RegistryFailed)
             }
         }

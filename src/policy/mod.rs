@@ -39,6 +39,8 @@
 #[cfg(feature = "alloc")]
 mod condition;
 #[cfg(feature = "alloc")]
+mod ip_pool;
+#[cfg(feature = "alloc")]
 mod model;
 #[cfg(feature = "alloc")]
 mod proxy;
@@ -53,6 +55,8 @@ mod task;
 pub use crate::workstation::identities;
 #[cfg(feature = "alloc")]
 pub use condition::{Cmp, Condition, Facts};
+#[cfg(feature = "alloc")]
+pub use ip_pool::{IpAssignments, IpPool};
 #[cfg(feature = "alloc")]
 pub use model::{
     EnvironmentSpec, ImagingRule, MenuEntries, MenuEntrySpec, MenuSetting, MulticastSession,

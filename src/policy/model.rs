@@ -184,6 +184,8 @@ pub struct ServerPolicy {
     pub environment: Option<EnvironmentSpec>,
     /// Register unknown workstations (automatically, or from the menu).
     pub register: Option<super::registration::RegisterSetting>,
+    /// Static addresses for image-safe data without IP settings.
+    pub ip_pool: Option<super::ip_pool::IpPool>,
 }
 
 impl Default for ServerPolicy {
@@ -199,6 +201,7 @@ impl Default for ServerPolicy {
             image_server: Ipv4Addr::UNSPECIFIED,
             environment: None,
             register: None,
+            ip_pool: None,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! [`ImagingProxy::restore`] replays them after a restart.
 
 use super::condition::Facts;
+use super::ip_pool::IpAssignments;
 use super::model::{
     ImagingRule, MenuEntries, MenuEntrySpec, MenuSetting, WorkstationId, WorkstationObject,
 };
@@ -25,7 +26,7 @@ use super::task::{
 use crate::Instant;
 use crate::transaction::Policy;
 use crate::wire::image_safe::{ImageSafe, PendingFlags};
-use crate::wire::transaction::menu_choice::{ImageSafeUpdate, TaskQuery};
+use crate::wire::transaction::menu_choice::{AssignedIp, ImageSafeUpdate, TaskQuery};
 use crate::wire::transaction::messages::{
     Environment, InfoAck, MenuEntry, MenuReply, Outcome, Task, TaskAction, TaskReply, TaskReport,
     WorkstationInfo,
@@ -134,6 +135,7 @@ pub struct ImagingProxy<S: Store, L: TaskLog = NoLog> {
     applied: u64,
     tasks_built: usize,
     registry: Option<Box<dyn Registry>>,
+    ips: IpAssignments,
 }
 
 impl<S: Store> ImagingProxy<S> {
@@ -160,6 +162,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             applied: 0,
             tasks_built: 0,
             registry: None,
+            ips: IpAssignments::default(),
         }
     }
 
@@ -200,6 +203,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             applied,
             tasks_built,
             registry,
+            ips,
             ..
         } = p;
         Ok((
@@ -214,6 +218,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 applied,
                 tasks_built,
                 registry,
+                ips,
             },
             forgotten,
         ))
@@ -228,7 +233,47 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
     /// without one they live in the store in memory only, and no
     /// inventory is kept).
     pub fn set_registry(&mut self, registry: Box<dyn Registry>) {
+        self.ips = IpAssignments::from_list(&registry.ip_assignments());
         self.registry = Some(registry);
+    }
+
+    /// The IP pool's assignments (ZENworks' IP assignment log).
+    pub fn ip_assignments(&self) -> &IpAssignments {
+        &self.ips
+    }
+
+    /// Static IP settings from the server policy's pool for `who`, when
+    /// its image-safe data has none (no address): its earlier address, or
+    /// a free one, recorded in the registry before it is answered. `None`
+    /// without a pool, with an address already, or with the pool used up.
+    fn pool_address(
+        &mut self,
+        who: &WorkstationId,
+        image_safe: Option<&ImageSafe<'_>>,
+    ) -> Result<Option<AssignedIp>, Status> {
+        let Some(pool) = self.store.server_policy().ip_pool.as_ref() else {
+            return Ok(None);
+        };
+        if image_safe.is_some_and(|r| r.address.is_some()) {
+            return Ok(None);
+        }
+        let Some((address, new)) = self.ips.choose(pool, who) else {
+            return Ok(None);
+        };
+        let ip = AssignedIp {
+            address,
+            netmask: pool.netmask,
+            gateway: pool.gateway,
+            dns: heapless::Vec::from_slice(&pool.dns[..pool.dns.len().min(4)]).unwrap_or_default(),
+        };
+        if new {
+            if let Some(r) = self.registry.as_mut() {
+                r.ip_assigned(who, address)
+                    .map_err(|_| Status::ServerError)?;
+            }
+            self.ips.record(*who, address);
+        }
+        Ok(Some(ip))
     }
 
     /// Register `who` (unknown to the store) as a new workstation object
@@ -886,6 +931,9 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         // Maintenance chosen in the menu replaces the automatic work of
         // this boot (the live tasks not decided now are dropped and decided
         // anew at the next automatic boot).
+        // ZENworks' server policy IP pool (notes §1.3): sent back for the
+        // image-safe data.
+        let assigned = self.pool_address(who, is.as_ref())?;
         let decisions = if chosen_maintenance {
             alloc::vec![Decision::Maintenance]
         } else {
@@ -896,7 +944,7 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         let sessions = self.store.multicast_sessions();
         let mut size = server.environment.as_ref().map_or(0, |e| {
             4 + 3 + e.kernel.len() + e.initrd.len() + e.loader.len()
-        });
+        }) + assigned.as_ref().map_or(0, |_| 3 + 36);
         // Strings in tasks are `len:u8` (§4.5): a store holding a longer one
         // cannot be answered. Fail before any state changes (no task id
         // handed out, no multicast join).
@@ -1055,6 +1103,11 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
             };
             let _ = reply.tasks.push(Task { id: o.id, action });
         }
+        reply.image_safe = assigned.map(|ip| ImageSafeUpdate {
+            set: 0,
+            clear: 0,
+            ip: Some(ip),
+        });
         if !live.is_empty() {
             reply.environment = server.environment.as_ref().map(|e| Environment {
                 fetch: e.fetch,

@@ -15,7 +15,9 @@ use super::model::{WorkstationId, WorkstationObject};
 use crate::wire::transaction::messages::WorkstationInfo;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write as _;
+use core::net::Ipv4Addr;
 
 /// The server policy's "register unknown workstations" setting.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +154,20 @@ pub trait Registry: core::fmt::Debug + Send {
     /// the message carries, new ones included, is kept. One record per
     /// object, replaced at each boot.
     fn inventory(&mut self, object: &WorkstationId, info: &[u8]) -> Result<(), RegistryFailed>;
+    /// The IP pool's assignments kept so far ([`super::IpPool`]).
+    fn ip_assignments(&self) -> Vec<(WorkstationId, Ipv4Addr)> {
+        Vec::new()
+    }
+    /// `object` was given `address` from the pool: make it durable before
+    /// it is answered (an `Err` sends no address).
+    fn ip_assigned(
+        &mut self,
+        object: &WorkstationId,
+        address: Ipv4Addr,
+    ) -> Result<(), RegistryFailed> {
+        let _ = (object, address);
+        Err(RegistryFailed)
+    }
 }
 
 #[cfg(test)]
