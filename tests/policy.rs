@@ -252,11 +252,13 @@ fn store() -> MemoryStore {
                         true,
                     ),
                 ],
+                menu_entries: None,
             },
             WorkstationPolicy {
                 name: "plain".into(),
                 menu: None,
                 rules: vec![],
+                menu_entries: None,
             },
         ],
         multicast: vec![],

@@ -65,6 +65,7 @@ fn store() -> MemoryStore {
         policies: vec![WorkstationPolicy {
             name: "lab".into(),
             menu: None,
+            menu_entries: None,
             rules: vec![rule("lab any", Condition::All(vec![]), "images/lab.img")],
         }],
         multicast: vec![],

@@ -642,3 +642,72 @@ fn multicast_members_wait_start_and_are_not_sent_again() {
     assert!(result_line(&again).contains("local-boot"), "{out}");
     assert!(!out.contains("PREBOOT-MULTICAST"), "{out}");
 }
+
+/// Issue 15, menu choices act (§4.4 TLVs 7–8, §4.5): the server policy's
+/// menu names a default entry, "disable the imaging partition"; a client
+/// with no console and no preset takes it, says so in its `TaskQuery`,
+/// and writes the server's `ImageSafeUpdate` (pending flag bit 3) into
+/// its image-safe data, then boots the local disk.
+#[test]
+fn default_menu_entry_is_taken_and_its_change_written() {
+    let demo = Demo::start(|t| {
+        let from = "  { kind = \"boot-local\", label = \"Boot the local disk\" },\n]";
+        assert!(t.contains(from), "the demo's menu changed");
+        t.replace(
+            r#"menu = { mode = "on-key-press", hotkey = "alt+m", wait_ms = 3000 }"#,
+            r#"menu = { mode = "always" }"#,
+        )
+        .replace(
+            from,
+            "  { kind = \"boot-local\", label = \"Boot the local disk\" },\n  { kind = \"disable-imaging-partition\", label = \"Disable the imaging partition\" },\n]\nmenu_default = 4\nmenu_timeout_ms = 100",
+        )
+    });
+    let disk = demo.disk("partition");
+    let o = demo.client(&disk, &["--mac", "52:54:00:00:00:98"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("menu choice: ImagingPartition(false)"),
+        "{out}"
+    );
+    assert!(result_line(&o).starts_with("RESULT local-boot"), "{out}");
+    let slots = read_image_safe(&disk).unwrap();
+    let pending = slots.loaded().record.pending;
+    assert!(
+        pending.has(preboot::wire::image_safe::PendingFlags::IMAGING_PARTITION_DISABLED),
+        "{pending:?}: {out}"
+    );
+}
+
+/// Issue 15, the server policy's IP pool: a workstation whose image-safe
+/// data has no IP settings gets an address of the pool in the
+/// `TaskReply` (§4.5 TLV 5), and the client writes it (static, with the
+/// pool's netmask and gateway) into its image-safe data.
+#[test]
+fn ip_pool_address_is_written_into_image_safe_data() {
+    let demo = Demo::start(|t| {
+        let from = "image_server = \"127.0.0.1\"\n";
+        assert!(t.contains(from), "the demo's server policy changed");
+        t.replacen(
+            from,
+            "image_server = \"127.0.0.1\"\nip_pool = { range = \"10.9.0.10-10.9.0.20\", netmask = \"255.255.255.0\", gateway = \"10.9.0.1\" }\n",
+            1,
+        )
+    });
+    let disk = demo.disk("pool");
+    let o = demo.client(&disk, &["--mac", "52:54:00:00:00:97"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let slots = read_image_safe(&disk).unwrap();
+    let r = &slots.loaded().record;
+    assert_eq!(
+        (r.net_mode, r.address, r.netmask, r.gateway),
+        (
+            preboot::wire::transaction::messages::NetMode::Static,
+            Some("10.9.0.10".parse().unwrap()),
+            Some("255.255.255.0".parse().unwrap()),
+            Some("10.9.0.1".parse().unwrap())
+        ),
+        "{out}"
+    );
+}

@@ -166,6 +166,8 @@ proptest! {
             menu_file: file.as_deref(),
             fetch: fetch.map(Into::into),
             entries: entries.iter().map(|(k, l)| MenuEntry { kind: *k, label: l }).collect(),
+            default_entry: wait.map(|w| w as u8),
+            choice_timeout_ms: wait.map(|w| w / 3),
         };
         let bytes = emit(&m);
         let back = MenuReply::parse(&bytes).unwrap();
@@ -207,6 +209,7 @@ proptest! {
                 session: st,
                 image: if parts.is_empty() { "" } else { st },
             }).collect(),
+            image_safe: None,
         };
         let bytes = emit(&t);
         let back = TaskReply::parse(&bytes).unwrap();

@@ -19,6 +19,7 @@ use preboot::transaction::provision::provision;
 use preboot::transaction::{ClientConfig, Hex};
 use preboot::wire::image_safe::{ImageSafe, PendingFlags};
 use preboot::wire::transaction::Status;
+use preboot::wire::transaction::menu_choice::{ImageSafeUpdate, TaskQuery};
 use preboot::wire::transaction::messages::{
     MenuMode, Outcome, TaskAction, TaskReport, WorkstationInfo,
 };
@@ -361,7 +362,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
         Answer::Reply => {}
         Answer::Refused(s) => return Err(refusal("MenuQuery", s)),
     }
-    let (mode, hotkey, wait_ms, entries) = {
+    let (mode, hotkey, wait_ms, entries, default_entry, choice_ms) = {
         let r = session
             .client()
             .menu_reply()
@@ -371,7 +372,14 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
             .iter()
             .map(|e| (e.kind, e.label.to_string()))
             .collect();
-        (r.mode, r.hotkey, r.wait_ms, entries)
+        (
+            r.mode,
+            r.hotkey,
+            r.wait_ms,
+            entries,
+            r.default_entry,
+            r.choice_timeout_ms,
+        )
     };
     let show = match mode {
         MenuMode::Never => {
@@ -412,6 +420,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
         }
     };
     let mut maintenance = false;
+    let mut chosen = None;
     if show {
         if p.verbose || p.console {
             println!("PREBOOT-MENU ({} entries)", entries.len());
@@ -419,18 +428,19 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
                 println!("  {}. {label}  [{}]", i + 1, menu::kind_name(*kind));
             }
         }
-        let choice = menu::choose(&entries, p.console, p.menu_choice);
+        // §4.4 TLVs 7 and 8: the default entry and how long to wait.
+        let wait = choice_ms.map_or(menu::CHOICE_WAIT, |ms| Duration::from_millis(u64::from(ms)));
+        let choice = menu::choose(&entries, p.console, p.menu_choice, default_entry, wait);
         run.say(format!("menu choice: {choice:?}"));
+        chosen = Some(choice.kind());
         match choice {
-            Choice::Automatic | Choice::Other(_) => {}
+            Choice::Automatic | Choice::Other(_) | Choice::Register => {}
+            Choice::ImagingPartition(_) => {}
             Choice::Maintenance => maintenance = true,
             Choice::BootLocal => {
                 run.end();
                 run.say("the menu says: boot the local disk");
                 return Ok(Ending::LocalBoot);
-            }
-            Choice::ImagingPartition(enable) => {
-                set_flag(&ws.disk, PendingFlags::IMAGING_PARTITION_DISABLED, !enable)?;
             }
         }
     }
@@ -442,12 +452,16 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
     run.begin(6);
     let wait_until = StdInstant::now() + p.multicast_wait;
     let mut polls = 0u32;
-    let (tasks, env) = loop {
-        match session.request("TaskQuery", p.step_limit, |c, now| c.query_tasks(now))? {
+    // §4.5 TLV 1: the server answers what the menu entry asks for.
+    let query = TaskQuery { choice: chosen };
+    let (tasks, env, update) = loop {
+        match session.request("TaskQuery", p.step_limit, |c, now| {
+            c.query_tasks_with(now, &query)
+        })? {
             Answer::Reply => {}
             Answer::Refused(s) => return Err(refusal("TaskQuery", s)),
         }
-        let (tasks, env, sessions) = {
+        let (tasks, env, sessions, update) = {
             let tr = session
                 .client()
                 .task_reply()
@@ -488,7 +502,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
                     (waiting, m.poll_secs, describe_multicast(m))
                 })
                 .collect();
-            (tasks, env, sessions)
+            (tasks, env, sessions, tr.image_safe.clone())
         };
         for (_, _, text) in &sessions {
             run.say(text);
@@ -502,7 +516,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
             .map(|s| Duration::from_secs(u64::from(s.1.max(1))))
             .min()
         else {
-            break (tasks, env);
+            break (tasks, env, update);
         };
         let left = wait_until.saturating_duration_since(StdInstant::now());
         polls += 1;
@@ -524,6 +538,19 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
         std::thread::sleep(poll.min(left));
     };
     run.end();
+    // §4.5 TLV 5: the change the server asks to be written (the imaging
+    // partition's flag, IP settings from its pool).
+    if let Some(u) = &update {
+        apply_update(&ws.disk, u)?;
+        run.say(format!(
+            "image-safe data updated by the server: flags +{:#x} -{:#x}{}",
+            u.set,
+            u.clear,
+            u.ip.as_ref()
+                .map(|ip| format!(", static {}/{} via {}", ip.address, ip.netmask, ip.gateway))
+                .unwrap_or_default()
+        ));
+    }
     let work: Vec<&(u32, String, TaskKind)> = tasks
         .iter()
         .filter(|t| !matches!(t.2, TaskKind::BootLocal))
@@ -747,15 +774,33 @@ fn write_base_image(disk: &Path, image: &str) -> Result<(), String> {
     write_current(disk, &rec)
 }
 
-fn set_flag(disk: &Path, bit: u32, on: bool) -> Result<(), String> {
+/// Write what the server's `ImageSafeUpdate` says (§4.5 TLV 5) into the
+/// image-safe data (§10): flags set then cleared; IP settings made static.
+fn apply_update(disk: &Path, u: &ImageSafeUpdate) -> Result<(), String> {
     let slots = read_slots(disk)?;
     let mut rec = slots.loaded().record.clone();
-    rec.pending = PendingFlags(if on {
-        rec.pending.0 | bit
-    } else {
-        rec.pending.0 & !bit
-    });
+    rec.pending = PendingFlags((rec.pending.0 | u.set) & !u.clear);
+    if let Some(ip) = &u.ip {
+        rec.net_mode = preboot::wire::transaction::messages::NetMode::Static;
+        rec.address = Some(ip.address);
+        rec.netmask = Some(ip.netmask);
+        rec.gateway = Some(ip.gateway);
+        rec.dns = ip.dns.clone();
+    }
     write_current(disk, &rec)
+}
+
+/// Set or clear one pending flag (§10.2 field 10) of the image-safe data.
+fn set_flag(disk: &Path, bit: u32, on: bool) -> Result<(), String> {
+    let (set, clear) = if on { (bit, 0) } else { (0, bit) };
+    apply_update(
+        disk,
+        &ImageSafeUpdate {
+            set,
+            clear,
+            ip: None,
+        },
+    )
 }
 
 fn read_slots(disk: &Path) -> Result<preboot::driver::image_safe_disk::DiskSlots, String> {

@@ -18,6 +18,8 @@ pub enum Choice {
     ImagingPartition(bool),
     /// Kind 5: exit and boot the local disk.
     BootLocal,
+    /// Kind 6: register this machine as a workstation object.
+    Register,
     /// A kind this client does not know: treated as automatic.
     Other(u8),
 }
@@ -30,7 +32,21 @@ impl Choice {
             3 => Choice::ImagingPartition(false),
             4 => Choice::ImagingPartition(true),
             5 => Choice::BootLocal,
+            6 => Choice::Register,
             k => Choice::Other(k),
+        }
+    }
+
+    /// The entry kind, as `TaskQuery` sends it (§4.5 TLV 1).
+    pub fn kind(self) -> u8 {
+        match self {
+            Choice::Automatic => 1,
+            Choice::Maintenance => 2,
+            Choice::ImagingPartition(false) => 3,
+            Choice::ImagingPartition(true) => 4,
+            Choice::BootLocal => 5,
+            Choice::Register => 6,
+            Choice::Other(k) => k,
         }
     }
 }
@@ -43,6 +59,7 @@ pub fn kind_name(kind: u8) -> &'static str {
         3 => "disable imaging partition",
         4 => "enable imaging partition",
         5 => "boot the local disk",
+        6 => "register this machine",
         _ => "other",
     }
 }
@@ -61,6 +78,7 @@ pub fn hotkey_name(h: &Hotkey) -> String {
     }
     match h.key {
         0 => {}
+        Hotkey::ENTER => parts.push("Enter".into()),
         k @ Hotkey::F1..=Hotkey::F12 => parts.push(format!("F{}", k - Hotkey::F1 + 1)),
         k if k.is_ascii_graphic() => parts.push((k as char).to_ascii_uppercase().to_string()),
         k => parts.push(format!("key {k:#04x}")),
@@ -96,15 +114,23 @@ pub fn wait_for_hotkey(hotkey: &Hotkey, wait: Duration) -> bool {
     }
 }
 
-/// How long the menu waits for a choice before it takes the default.
+/// How long the menu waits for a choice before it takes the default,
+/// when the server names no timeout (§4.4 TLV 8).
 pub const CHOICE_WAIT: Duration = Duration::from_secs(30);
 
 /// The entry taken: `preset` (1-based) when given; else, with a console,
-/// the digit typed (Enter or the end of [`CHOICE_WAIT`] takes the first
-/// entry); else the first entry.
-pub fn choose(entries: &[(u8, String)], console: bool, preset: Option<usize>) -> Choice {
-    let first = entries
-        .first()
+/// the digit typed (Enter or the end of `wait` takes the default entry,
+/// `default` 0-based, else the first); else the default entry.
+pub fn choose(
+    entries: &[(u8, String)],
+    console: bool,
+    preset: Option<usize>,
+    default: Option<u8>,
+    wait: Duration,
+) -> Choice {
+    let first = default
+        .and_then(|d| entries.get(usize::from(d)))
+        .or(entries.first())
         .map_or(Choice::Automatic, |e| Choice::of(e.0));
     if let Some(n) = preset {
         return n
@@ -115,9 +141,18 @@ pub fn choose(entries: &[(u8, String)], console: bool, preset: Option<usize>) ->
     if !console || entries.is_empty() {
         return first;
     }
-    println!("choose 1-{} (Enter: 1)", entries.len());
+    println!(
+        "choose 1-{} (Enter: {}, taken in {} s)",
+        entries.len(),
+        usize::from(
+            default
+                .filter(|d| usize::from(*d) < entries.len())
+                .unwrap_or(0)
+        ) + 1,
+        wait.as_secs()
+    );
     let _raw = linux::RawConsole::new();
-    let end = Instant::now() + CHOICE_WAIT;
+    let end = Instant::now() + wait;
     loop {
         let left = end.saturating_duration_since(Instant::now());
         let Some(k) = linux::read_key(left) else {

@@ -10,6 +10,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod demo;
+mod inventory;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,11 @@ struct Args {
     /// the file only (a running server may keep writing it).
     #[arg(long, value_name = "JOURNAL")]
     tasks: Option<PathBuf>,
+    /// Print the workstation inventory kept in DIR (the server's
+    /// `server.state_dir`, or its `inventory/` directory, or one record
+    /// file) and exit: 0 if every record read, 1 if not.
+    #[arg(long, value_name = "DIR")]
+    inventory: Option<PathBuf>,
 }
 
 const AFTER_HELP: &str = "\
@@ -95,6 +101,9 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         };
+    }
+    if let Some(dir) = &args.inventory {
+        return inventory::dump(dir);
     }
     args.log.init();
 

@@ -162,6 +162,10 @@ struct Input {
     sessions: Vec<ASession>,
     info: AInfo,
     reports: Vec<(u8, u8)>,
+    /// The menu choice of the `TaskQuery` (§4.5 TLV 1).
+    choice: Option<u8>,
+    /// An IP pool: last octets of 10.0.0.x, first and last.
+    pool: Option<(u8, u8)>,
 }
 
 const UUID: [u8; 16] = [0xAB; 16];
@@ -197,6 +201,13 @@ fuzz_target!(|input: Input| {
     store.server.menu = input.server_menu.as_ref().map(menu);
     store.server.rules = rules(&input.server_rules, "server");
     store.server.image_server = Ipv4Addr::new(10, 0, 0, 5);
+    store.server.ip_pool = input.pool.map(|(a, b)| preboot::policy::IpPool {
+        first: Ipv4Addr::new(10, 0, 0, a),
+        last: Ipv4Addr::new(10, 0, 0, b),
+        netmask: Ipv4Addr::new(255, 255, 255, 0),
+        gateway: Ipv4Addr::new(10, 0, 0, 1),
+        dns: Vec::new(),
+    });
     store.server.menu_file = input.menu_file.clone();
     store.server.menu_entries = input
         .menu_entries
@@ -215,6 +226,7 @@ fuzz_target!(|input: Input| {
             name: format!("p{i}"),
             menu: m.as_ref().map(menu),
             rules: rules(r, &format!("p{i}.")),
+            menu_entries: None,
         });
     }
     for o in input.objects.iter().take(8) {
@@ -418,7 +430,16 @@ fuzz_target!(|input: Input| {
             && store.server.menu_entries.iter().take(16).all(|e| e.label.len() <= 64)
     );
     let joined_before: Vec<usize> = (0..store.multicast.len()).map(|i| proxy.joined(i).len()).collect();
-    let ids_handed: Vec<u32> = match proxy.tasks(now, &who, &info) {
+    // §4.5 MenuChoice: maintenance replaces the decisions; the partition
+    // choices and boot-local hand out nothing; register may add the object.
+    let decisions = match input.choice {
+        Some(2) => vec![Decision::Maintenance],
+        Some(3..=5) => Vec::new(),
+        Some(6) if obj.is_none() => Vec::new(),
+        _ => decisions,
+    };
+    let query = preboot::wire::transaction::menu_choice::TaskQuery { choice: input.choice };
+    let ids_handed: Vec<u32> = match proxy.tasks_for(now, &who, &info, &query) {
         Err(e) => {
             // Refused: nothing handed out, nobody joined (§5).
             assert_eq!(e, Status::ServerError);
@@ -426,6 +447,14 @@ fuzz_target!(|input: Input| {
         }
         Ok(t) => {
         emit_frame(&h(MessageType::TaskReply), &t, true, &mut frame).expect("TaskReply fits a frame");
+        // A pool address is never outside the range.
+        if let (Some(ip), Some(pool)) = (t.image_safe.as_ref().and_then(|u| u.ip.as_ref()), &store.server.ip_pool) {
+            assert!(pool.contains(ip.address), "{} outside the pool", ip.address);
+        }
+        if input.choice == Some(6) && obj.is_none() {
+            // Registered just now: the decisions are the new object's.
+            return;
+        }
         assert!(t.tasks.len() <= decisions.len());
         for (task, d) in t.tasks.iter().zip(&decisions) {
             match (&task.action, d) {

@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use preboot::wire::transaction::menu_choice::TaskQuery;
 use preboot::wire::transaction::messages::{
     Accept, Cookie, Empty, Hello, InfoAck, Init, InitPayload, MenuReply, TaskReply, TaskReport,
     WorkstationInfo,
@@ -90,5 +91,6 @@ fuzz_target!(|data: &[u8]| {
         round_trip!(MenuReply, bytes);
         round_trip!(TaskReply, bytes);
         round_trip!(TaskReport, bytes);
+        round_trip!(TaskQuery, bytes);
     }
 });

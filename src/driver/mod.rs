@@ -13,6 +13,7 @@ pub mod mtftp;
 pub mod pending_keys;
 pub mod policy_store;
 pub mod privileges;
+pub mod registry;
 pub mod task_history;
 pub mod task_journal;
 pub mod tftp;

@@ -10,8 +10,19 @@
 //! menu_fetch = "tftp"                    # or "mtftp"
 //! menu_entry = [ { kind = "automatic", label = "Automatic imaging" },
 //!                { kind = "boot-local", label = "Boot the local disk" } ]
+//! menu_default = 2                       # 1-based: Enter or the timeout takes it
+//! menu_timeout_ms = 10000                # menu_entry / menu_default / menu_timeout_ms
+//!                                        # also in [[policy]] and [[workstation]]:
+//!                                        # the first level with entries wins
+//! # hotkeys: ctrl, alt, shift and one key: a letter, f1..f12 or enter
 //! environment = { fetch = "tftp", kernel = "imaging/linux", initrd = "imaging/initrd", loader = "imaging/loader.efi" }
 //! upload_target = "uploads/{name}-{id}.img" # captures the image-safe data asks for (docs/policy.md)
+//! # register unknown workstations (issue 15): name template with {mac},
+//! # {uuid}, {serial}, {n}; automatic = false: only from the menu entry
+//! # kind "register"
+//! register = { name = "lab-{mac}", automatic = true }
+//! # static addresses for image-safe data without IP settings (issue 15)
+//! ip_pool = { range = "10.0.0.100-10.0.0.199", netmask = "255.255.255.0", gateway = "10.0.0.1", dns = ["10.0.0.2"] }
 //!
 //! [[server.rule]]                          # server rules: unregistered workstations only
 //! name = "big machines"
@@ -87,9 +98,9 @@ pub use super::config_file::ConfigError;
 use super::config_file::{Cx, parse_cidr, parse_hex_bytes, parse_mac, read};
 use crate::dhcp::BootArch;
 use crate::policy::{
-    AfterRun, Cmp, Condition, EnvironmentSpec, ImagingRule, LateJoin, MemoryStore, MenuEntrySpec,
-    MenuSetting, MulticastSession, TextAttr, TextOp, WorkstationId, WorkstationObject,
-    WorkstationPolicy,
+    AfterRun, Cmp, Condition, EnvironmentSpec, ImagingRule, LateJoin, MemoryStore, MenuEntries,
+    MenuEntrySpec, MenuSetting, MulticastSession, TextAttr, TextOp, WorkstationId,
+    WorkstationObject, WorkstationPolicy,
 };
 use crate::transaction::{StaticKey, WorkstationKeys, parse_key};
 use crate::wire::transaction::messages::{Fetch, Hotkey, MenuEntry, MenuMode};
@@ -225,10 +236,34 @@ struct RawServer {
     menu_fetch: Option<Spanned<String>>,
     #[serde(default)]
     menu_entry: Vec<RawEntry>,
+    menu_default: Option<Spanned<u32>>,
+    menu_timeout_ms: Option<u32>,
     #[serde(default)]
     rule: Vec<RawRule>,
     environment: Option<RawEnv>,
     upload_target: Option<Spanned<String>>,
+    register: Option<RawRegister>,
+    ip_pool: Option<Spanned<RawIpPool>>,
+}
+
+/// `server.ip_pool` (issue 15; ZENworks' server policy IP configuration).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIpPool {
+    range: Spanned<String>,
+    netmask: Spanned<String>,
+    gateway: Spanned<String>,
+    #[serde(default)]
+    dns: Vec<Spanned<String>>,
+}
+
+/// `server.register` (issue 15): register unknown workstations.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegister {
+    name: Spanned<String>,
+    #[serde(default = "yes")]
+    automatic: bool,
 }
 
 #[derive(Deserialize)]
@@ -311,6 +346,10 @@ struct RawPolicy {
     name: Spanned<String>,
     menu: Option<Spanned<RawMenu>>,
     #[serde(default)]
+    menu_entry: Vec<RawEntry>,
+    menu_default: Option<Spanned<u32>>,
+    menu_timeout_ms: Option<u32>,
+    #[serde(default)]
     rule: Vec<RawRule>,
 }
 
@@ -322,6 +361,10 @@ struct RawWorkstation {
     name: Spanned<String>,
     policy: Option<Spanned<String>>,
     menu: Option<Spanned<RawMenu>>,
+    #[serde(default)]
+    menu_entry: Vec<RawEntry>,
+    menu_default: Option<Spanned<u32>>,
+    menu_timeout_ms: Option<u32>,
     #[serde(default)]
     image_next_boot: bool,
     image: Option<String>,
@@ -427,33 +470,71 @@ impl Cx<'_> {
             server.menu_fetch = fetch_by_name(f.get_ref())
                 .ok_or_else(|| self.at(f, "server.menu_fetch", "expected \"tftp\" or \"mtftp\""))?;
         }
-        if s.menu_entry.len() > 16 {
-            return Err(self.err(0..0, "server.menu_entry", "more than 16 menu entries"));
-        }
-        for e in &s.menu_entry {
-            let kind = match e.kind.get_ref().as_str() {
-                "automatic" => MenuEntry::AUTOMATIC,
-                "maintenance" => MenuEntry::MAINTENANCE,
-                "disable-imaging-partition" => MenuEntry::DISABLE_IMAGING_PARTITION,
-                "enable-imaging-partition" => MenuEntry::ENABLE_IMAGING_PARTITION,
-                "boot-local" => MenuEntry::BOOT_LOCAL,
-                _ => {
-                    return Err(self.at(
-                        &e.kind,
-                        "server.menu_entry.kind",
-                        "expected automatic, maintenance, disable-imaging-partition, enable-imaging-partition or boot-local",
-                    ));
-                }
+        let list = self.menu_entries(
+            &s.menu_entry,
+            s.menu_default.as_ref(),
+            s.menu_timeout_ms,
+            "server",
+        )?;
+        server.menu_entries = list.entries;
+        server.menu_default = list.default;
+        server.menu_timeout_ms = list.timeout_ms;
+        server.rules = self.rules(&s.rule, "server.rule")?;
+        if let Some(p) = &s.ip_pool {
+            let r = p.get_ref();
+            let ip = |v: &Spanned<String>, f: &str| -> Result<Ipv4Addr, ConfigError> {
+                v.get_ref()
+                    .trim()
+                    .parse()
+                    .map_err(|_| self.at(v, &format!("server.ip_pool.{f}"), "not an IPv4 address"))
             };
-            if e.label.get_ref().len() > 64 {
-                return Err(self.at(&e.label, "server.menu_entry.label", "longer than 64 bytes"));
+            let (a, b) = r.range.get_ref().split_once('-').ok_or_else(|| {
+                self.at(
+                    &r.range,
+                    "server.ip_pool.range",
+                    "expected \"first-last\", like \"10.0.0.100-10.0.0.199\"",
+                )
+            })?;
+            let parse = |x: &str| -> Result<Ipv4Addr, ConfigError> {
+                x.trim().parse().map_err(|_| {
+                    self.at(
+                        &r.range,
+                        "server.ip_pool.range",
+                        "not an IPv4 address range",
+                    )
+                })
+            };
+            let (first, last) = (parse(a)?, parse(b)?);
+            if u32::from(first) > u32::from(last) {
+                return Err(self.at(
+                    &r.range,
+                    "server.ip_pool.range",
+                    "the first address is after the last",
+                ));
             }
-            server.menu_entries.push(MenuEntrySpec {
-                kind,
-                label: e.label.get_ref().clone(),
+            if r.dns.len() > 4 {
+                return Err(self.at(p, "server.ip_pool.dns", "more than 4 DNS servers"));
+            }
+            server.ip_pool = Some(crate::policy::IpPool {
+                first,
+                last,
+                netmask: ip(&r.netmask, "netmask")?,
+                gateway: ip(&r.gateway, "gateway")?,
+                dns: r
+                    .dns
+                    .iter()
+                    .map(|d| ip(d, "dns"))
+                    .collect::<Result<_, _>>()?,
             });
         }
-        server.rules = self.rules(&s.rule, "server.rule")?;
+        if let Some(r) = &s.register {
+            crate::policy::check_template(r.name.get_ref())
+                .map_err(|e| self.at(&r.name, "server.register.name", e.to_string()))?;
+            server.register = Some(crate::policy::RegisterSetting {
+                automatic: r.automatic,
+                name: r.name.get_ref().clone(),
+            });
+        }
         if let Some(t) = &s.upload_target {
             // Filled in, `{id}` is at most 32 bytes and `{name}` the
             // object's name: the task string must stay within 255 (§4.5).
@@ -505,6 +586,13 @@ impl Cx<'_> {
                     .map(|m| self.menu(m, "policy.menu"))
                     .transpose()?,
                 rules: self.rules(&p.rule, "policy.rule")?,
+                menu_entries: Some(self.menu_entries(
+                    &p.menu_entry,
+                    p.menu_default.as_ref(),
+                    p.menu_timeout_ms,
+                    "policy",
+                )?)
+                .filter(|m| !m.entries.is_empty()),
             });
         }
         for w in &raw.workstation {
@@ -548,6 +636,13 @@ impl Cx<'_> {
                 create_image: w.create_image.clone(),
                 maintenance: w.maintenance,
                 last_image: None,
+                menu_entries: Some(self.menu_entries(
+                    &w.menu_entry,
+                    w.menu_default.as_ref(),
+                    w.menu_timeout_ms,
+                    "workstation",
+                )?)
+                .filter(|m| !m.entries.is_empty()),
             });
         }
         for m in &raw.multicast {
@@ -697,6 +792,72 @@ impl Cx<'_> {
             .ok_or_else(|| self.at(s, field, "expected a MAC address like 52:54:00:12:34:56"))
     }
 
+    /// `<level>.menu_entry`, `menu_default` (1-based, as the menu shows
+    /// the entries) and `menu_timeout_ms` (issue 15).
+    fn menu_entries(
+        &self,
+        list: &[RawEntry],
+        default: Option<&Spanned<u32>>,
+        timeout_ms: Option<u32>,
+        level: &str,
+    ) -> Result<MenuEntries, ConfigError> {
+        if list.len() > 16 {
+            return Err(self.err(
+                0..0,
+                &format!("{level}.menu_entry"),
+                "more than 16 menu entries",
+            ));
+        }
+        let mut entries = Vec::new();
+        for e in list {
+            let kind = match e.kind.get_ref().as_str() {
+                "automatic" => MenuEntry::AUTOMATIC,
+                "maintenance" => MenuEntry::MAINTENANCE,
+                "disable-imaging-partition" => MenuEntry::DISABLE_IMAGING_PARTITION,
+                "enable-imaging-partition" => MenuEntry::ENABLE_IMAGING_PARTITION,
+                "boot-local" => MenuEntry::BOOT_LOCAL,
+                "register" => MenuEntry::REGISTER,
+                _ => {
+                    return Err(self.at(
+                        &e.kind,
+                        &format!("{level}.menu_entry.kind"),
+                        "expected automatic, maintenance, disable-imaging-partition, enable-imaging-partition, boot-local or register",
+                    ));
+                }
+            };
+            if e.label.get_ref().len() > 64 {
+                return Err(self.at(
+                    &e.label,
+                    &format!("{level}.menu_entry.label"),
+                    "longer than 64 bytes",
+                ));
+            }
+            entries.push(MenuEntrySpec {
+                kind,
+                label: e.label.get_ref().clone(),
+            });
+        }
+        let default = match default {
+            Some(d) => {
+                let n = *d.get_ref();
+                if n == 0 || n as usize > entries.len() {
+                    return Err(self.at(
+                        d,
+                        &format!("{level}.menu_default"),
+                        format!("expected 1 to {} (an entry of menu_entry)", entries.len()),
+                    ));
+                }
+                Some((n - 1) as u8)
+            }
+            None => None,
+        };
+        Ok(MenuEntries {
+            entries,
+            default,
+            timeout_ms,
+        })
+    }
+
     fn menu(&self, m: &Spanned<RawMenu>, field: &str) -> Result<MenuSetting, ConfigError> {
         let r = m.get_ref();
         let mode = match r.mode.get_ref().as_str() {
@@ -725,6 +886,7 @@ impl Cx<'_> {
                     "ctrl" => hk.modifiers |= Hotkey::CTRL,
                     "alt" => hk.modifiers |= Hotkey::ALT,
                     "shift" => hk.modifiers |= Hotkey::SHIFT,
+                    "enter" if hk.key == 0 => hk.key = Hotkey::ENTER,
                     k if k.len() == 1 && k.is_ascii() && hk.key == 0 => hk.key = k.as_bytes()[0],
                     k if hk.key == 0 && function_key(k).is_some() => {
                         hk.key = function_key(k).unwrap_or(0);
@@ -733,7 +895,7 @@ impl Cx<'_> {
                         return Err(self.at(
                             h,
                             &format!("{field}.hotkey"),
-                            "expected modifiers and one key, like \"ctrl+alt\", \"alt+m\" or \"f8\"",
+                            "expected modifiers and one key, like \"ctrl+alt\", \"alt+m\", \"f8\" or \"enter\"",
                         ));
                     }
                 }

@@ -52,11 +52,14 @@
 #[cfg(feature = "alloc")]
 mod condition;
 #[cfg(feature = "alloc")]
+mod ip_pool;
+#[cfg(feature = "alloc")]
 mod model;
 #[cfg(feature = "alloc")]
 mod multicast;
 #[cfg(feature = "alloc")]
 mod proxy;
+mod registration;
 #[cfg(feature = "alloc")]
 mod scope;
 #[cfg(feature = "alloc")]
@@ -71,9 +74,11 @@ pub use crate::workstation::identities;
 #[cfg(feature = "alloc")]
 pub use condition::{Cmp, Condition, Facts, TextAttr, TextOp};
 #[cfg(feature = "alloc")]
+pub use ip_pool::{IpAssignments, IpPool};
+#[cfg(feature = "alloc")]
 pub use model::{
-    EnvironmentSpec, ImagingRule, MenuEntrySpec, MenuSetting, MulticastSession, ServerPolicy,
-    WorkstationId, WorkstationObject, WorkstationPolicy,
+    EnvironmentSpec, ImagingRule, MenuEntries, MenuEntrySpec, MenuSetting, MulticastSession,
+    ServerPolicy, WorkstationId, WorkstationObject, WorkstationPolicy,
 };
 #[cfg(feature = "alloc")]
 pub use multicast::{
@@ -81,9 +86,14 @@ pub use multicast::{
     DEFAULT_TIMEOUT_SECS, LateJoin, MAX_MEMBERS, SessionEvent, SessionPhase, SessionStatus,
 };
 #[cfg(feature = "alloc")]
-pub use proxy::{Decision, Forgotten, HISTORY_LEN, ImagingProxy, MenuSource};
+pub use proxy::{Decision, Forgotten, HISTORY_LEN, ImagingProxy, MenuEntriesRef, MenuSource};
 #[cfg(feature = "alloc")]
-pub use store::{MemoryStore, Store};
+pub use registration::{
+    MAX_NAME_LEN, RegisterSetting, Registry, RegistryFailed, TemplateError, check_template,
+    expand_name,
+};
+#[cfg(feature = "alloc")]
+pub use store::{MAX_WORKSTATIONS, MemoryStore, Store};
 #[cfg(feature = "alloc")]
 pub use task::{
     DEFAULT_MAX_HANDOUTS, Effect, LogFailed, MemoryLog, NoLog, TaskEntry, TaskEvent, TaskLog,

@@ -75,6 +75,8 @@ pub struct WorkstationObject {
     pub maintenance: bool,
     /// Last base image reported applied (state kept by the proxy).
     pub last_image: Option<String>,
+    /// Its own menu entries (win over the policies', issue 15).
+    pub menu_entries: Option<MenuEntries>,
 }
 
 impl WorkstationObject {
@@ -90,6 +92,7 @@ impl WorkstationObject {
             create_image: None,
             maintenance: false,
             last_image: None,
+            menu_entries: None,
         }
     }
 }
@@ -118,6 +121,22 @@ pub struct WorkstationPolicy {
     pub menu: Option<MenuSetting>,
     /// Imaging rules, in order.
     pub rules: Vec<ImagingRule>,
+    /// Menu entries (win over the server policy's, issue 15).
+    pub menu_entries: Option<MenuEntries>,
+}
+
+/// The boot menu's entries at one level — workstation object,
+/// workstation policy, server policy (§4.4 TLVs 6–8): the first level
+/// with entries gives them all, with its default and timeout.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MenuEntries {
+    /// Entries, in display order (≤ 16).
+    pub entries: Vec<MenuEntrySpec>,
+    /// The entry taken on Enter or at the timeout (0-based; none: the
+    /// first).
+    pub default: Option<u8>,
+    /// How long the menu waits for a choice, in ms.
+    pub timeout_ms: Option<u32>,
 }
 
 /// A boot menu entry (§4.4 TLV 6).
@@ -152,8 +171,12 @@ pub struct ServerPolicy {
     pub menu_file: Option<String>,
     /// How to fetch the menu file.
     pub menu_fetch: Fetch,
-    /// Menu entries.
+    /// Menu entries (after the object's and the workstation policy's).
     pub menu_entries: Vec<MenuEntrySpec>,
+    /// The server policy's default entry (0-based index).
+    pub menu_default: Option<u8>,
+    /// The server policy's menu timeout, in ms.
+    pub menu_timeout_ms: Option<u32>,
     /// Imaging rules (after the workstation policy's).
     pub rules: Vec<ImagingRule>,
     /// Server that holds the images.
@@ -166,6 +189,10 @@ pub struct ServerPolicy {
     /// `{name}` by its object's name (docs/policy.md). `None`: such a
     /// request is not honoured (and holds any restore back).
     pub upload_target: Option<String>,
+    /// Register unknown workstations (automatically, or from the menu).
+    pub register: Option<super::registration::RegisterSetting>,
+    /// Static addresses for image-safe data without IP settings.
+    pub ip_pool: Option<super::ip_pool::IpPool>,
 }
 
 impl Default for ServerPolicy {
@@ -175,10 +202,14 @@ impl Default for ServerPolicy {
             menu_file: None,
             menu_fetch: Fetch::Tftp,
             menu_entries: Vec::new(),
+            menu_default: None,
+            menu_timeout_ms: None,
             rules: Vec::new(),
             image_server: Ipv4Addr::UNSPECIFIED,
             environment: None,
             upload_target: None,
+            register: None,
+            ip_pool: None,
         }
     }
 }

@@ -14,8 +14,10 @@
 //! [`ImagingProxy::restore`] replays them after a restart.
 
 use super::condition::Facts;
+use super::ip_pool::IpAssignments;
 use super::model::{ImagingRule, MenuSetting, WorkstationId, WorkstationObject};
 use super::multicast::{SessionEvent, SessionStatus, Sessions};
+use super::registration::{RegisterSetting, Registry};
 use super::scope::{Scope, upload_target};
 use super::store::Store;
 use super::task::{
@@ -24,6 +26,7 @@ use super::task::{
 use crate::Instant;
 use crate::transaction::Policy;
 use crate::wire::image_safe::{ImageSafe, PendingFlags};
+use crate::wire::transaction::menu_choice::{ImageSafeUpdate, TaskQuery};
 use crate::wire::transaction::messages::{
     Environment, InfoAck, MenuEntry, MenuReply, Outcome, Task, TaskAction, TaskReply, TaskReport,
     WorkstationInfo,
@@ -31,7 +34,8 @@ use crate::wire::transaction::messages::{
 use crate::wire::transaction::multicast::{
     MULTICAST_FIXED_LEN, MulticastInfo, MulticastRole, MulticastState,
 };
-use crate::wire::transaction::{MAX_PAYLOAD_LEN, Status};
+use crate::wire::transaction::{MAX_PAYLOAD_LEN, Payload, Status};
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -39,6 +43,7 @@ use alloc::vec::Vec;
 const MAINTENANCE_REASON: &str = "requested by the workstation object";
 /// Maintenance asked by the image-safe pending flag alone (docs/policy.md).
 const MAINTENANCE_FLAG_REASON: &str = "requested by the workstation's image-safe data";
+const MAINTENANCE_CHOSEN: &str = "chosen in the boot menu";
 
 /// Where a menu setting came from (precedence, highest first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +94,9 @@ pub enum Decision {
 /// since (§4.8): the object and the effect.
 pub type Forgotten = Vec<(WorkstationId, Effect)>;
 
+mod registry;
+pub use registry::MenuEntriesRef;
+
 /// Tasks per object: at most one reply's worth (§8).
 const MAX_LIVE_PER_WORKSTATION: usize = 8;
 
@@ -122,6 +130,8 @@ pub struct ImagingProxy<S: Store, L: TaskLog = NoLog> {
     tasks_built: usize,
     server_name: Option<String>,
     history: VecDeque<TaskRecord>,
+    registry: Option<Box<dyn Registry>>,
+    ips: IpAssignments,
 }
 
 /// Records kept for [`ImagingProxy::history`]: the latest, at most this
@@ -154,6 +164,8 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             tasks_built: 0,
             server_name: None,
             history: VecDeque::new(),
+            registry: None,
+            ips: IpAssignments::default(),
         }
     }
 
@@ -198,6 +210,8 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             tasks_built,
             server_name,
             history,
+            registry,
+            ips,
             ..
         } = p;
         Ok((
@@ -213,6 +227,8 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 tasks_built,
                 server_name,
                 history,
+                registry,
+                ips,
             },
             forgotten,
         ))
@@ -775,8 +791,23 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         &'s mut self,
         _now: Instant,
         who: &WorkstationId,
-        _info: &WorkstationInfo<'_>,
+        info: &WorkstationInfo<'_>,
     ) -> Result<InfoAck<'s>, Status> {
+        // Issue 15: unknown workstations registered when the server
+        // policy says so; the inventory of every boot kept.
+        let auto = (self.store.server_policy().register.as_ref())
+            .filter(|r| r.automatic)
+            .map(|r| r.name.clone());
+        if let Some(template) = auto {
+            self.register_new(who, info, &template)?;
+        }
+        if let Some(r) = self.registry.as_mut() {
+            let mut bytes = alloc::vec![0u8; info.buffer_len()];
+            if info.emit(&mut bytes).is_ok() {
+                // Not fatal: the registry says why it could not keep it.
+                let _ = r.inventory(who, &bytes);
+            }
+        }
         let obj = self.store.find_workstation(core::slice::from_ref(who));
         Ok(InfoAck {
             registered: obj.is_some(),
@@ -801,24 +832,16 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
             MenuEntry::ENABLE_IMAGING_PARTITION
         };
         let (setting, _) = self.menu_setting(core::slice::from_ref(who));
+        let (list, _) = self.menu_entries(core::slice::from_ref(who));
         let server = self.store.server_policy();
         // §4.4 limits: a store breaking them cannot be answered.
         if server.menu_file.as_ref().is_some_and(|f| f.len() > 128)
-            || server
-                .menu_entries
-                .iter()
-                .take(16)
-                .any(|e| e.label.len() > 64)
+            || list.entries.iter().take(16).any(|e| e.label.len() > 64)
         {
             return Err(Status::ServerError);
         }
         let mut entries = heapless::Vec::new();
-        for e in server
-            .menu_entries
-            .iter()
-            .take(16)
-            .filter(|e| e.kind != hidden)
-        {
+        for e in list.entries.iter().take(16).filter(|e| e.kind != hidden) {
             let _ = entries.push(MenuEntry {
                 kind: e.kind,
                 label: e.label.as_str(),
@@ -830,6 +853,8 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
             wait_ms: Some(setting.wait_ms),
             menu_file: server.menu_file.as_deref(),
             fetch: Some(server.menu_fetch),
+            default_entry: list.default.filter(|d| usize::from(*d) < entries.len()),
+            choice_timeout_ms: list.timeout_ms,
             entries,
         })
     }
@@ -840,6 +865,42 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         who: &WorkstationId,
         info: &WorkstationInfo<'_>,
     ) -> Result<TaskReply<'s>, Status> {
+        self.tasks_for(now, who, info, &TaskQuery::default())
+    }
+
+    fn tasks_for<'s>(
+        &'s mut self,
+        now: Instant,
+        who: &WorkstationId,
+        info: &WorkstationInfo<'_>,
+        query: &TaskQuery,
+    ) -> Result<TaskReply<'s>, Status> {
+        // §4.5 MenuChoice: what the entry chosen asks for.
+        let chosen_maintenance = match query.choice {
+            Some(MenuEntry::BOOT_LOCAL) => return Ok(TaskReply::default()),
+            Some(
+                k @ (MenuEntry::DISABLE_IMAGING_PARTITION | MenuEntry::ENABLE_IMAGING_PARTITION),
+            ) => {
+                let bit = PendingFlags::IMAGING_PARTITION_DISABLED;
+                let disable = k == MenuEntry::DISABLE_IMAGING_PARTITION;
+                return Ok(TaskReply {
+                    image_safe: Some(ImageSafeUpdate {
+                        set: if disable { bit } else { 0 },
+                        clear: if disable { 0 } else { bit },
+                        ip: None,
+                    }),
+                    ..TaskReply::default()
+                });
+            }
+            Some(MenuEntry::MAINTENANCE) => true,
+            Some(MenuEntry::REGISTER) => {
+                let template = (self.store.server_policy().register.as_ref())
+                    .map_or(RegisterSetting::DEFAULT_TEMPLATE.into(), |r| r.name.clone());
+                self.register_new(who, info, &template)?;
+                false
+            }
+            _ => false,
+        };
         let ids = [*who];
         // §4.8.1: multicast runs past their timeout end first (durably),
         // so that the decision below sees them closed.
@@ -848,8 +909,20 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
             .timeouts(now, self.store.multicast_sessions(), *who);
         self.commit(&ended)?;
         let is = image_safe_of(info);
-        let decisions = self.decide_tasks(&ids, &facts_of(info, &is));
-        let maintenance_reason = if self.object(&ids).is_some_and(|o| o.maintenance) {
+        // Maintenance chosen in the menu replaces the automatic work of
+        // this boot (the live tasks not decided now are dropped and decided
+        // anew at the next automatic boot).
+        // ZENworks' server policy IP pool (notes §1.3): sent back for the
+        // image-safe data.
+        let assigned = self.pool_address(who, is.as_ref())?;
+        let decisions = if chosen_maintenance {
+            alloc::vec![Decision::Maintenance]
+        } else {
+            self.decide_tasks(&ids, &facts_of(info, &is))
+        };
+        let maintenance_reason = if chosen_maintenance {
+            MAINTENANCE_CHOSEN
+        } else if self.object(&ids).is_some_and(|o| o.maintenance) {
             MAINTENANCE_REASON
         } else {
             MAINTENANCE_FLAG_REASON
@@ -859,7 +932,7 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         let sessions = self.store.multicast_sessions();
         let mut size = server.environment.as_ref().map_or(0, |e| {
             4 + 3 + e.kernel.len() + e.initrd.len() + e.loader.len()
-        });
+        }) + assigned.as_ref().map_or(0, |_| 3 + 36);
         // Strings in tasks are `len:u8` (§4.5): a store holding a longer one
         // cannot be answered. Fail before any state changes (no task id
         // handed out, no multicast join).
@@ -1068,6 +1141,11 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
             };
             let _ = reply.tasks.push(Task { id: o.id, action });
         }
+        reply.image_safe = assigned.map(|ip| ImageSafeUpdate {
+            set: 0,
+            clear: 0,
+            ip: Some(ip),
+        });
         if !live.is_empty() {
             reply.environment = server.environment.as_ref().map(|e| Environment {
                 fetch: e.fetch,

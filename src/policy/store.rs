@@ -17,7 +17,21 @@ pub trait Store {
     fn workstation_policy(&self, name: &str) -> Option<&WorkstationPolicy>;
     /// Multicast sessions, in order.
     fn multicast_sessions(&self) -> &[MulticastSession];
+    /// Every workstation object (for unique names of registrations); a
+    /// store that cannot list them says none.
+    fn workstations(&self) -> &[WorkstationObject] {
+        &[]
+    }
+    /// Add a registered workstation object (issue 15, registration);
+    /// `false` if this store cannot (the default) or is full.
+    fn add_workstation(&mut self, object: WorkstationObject) -> bool {
+        let _ = object;
+        false
+    }
 }
+
+/// Most workstation objects a [`MemoryStore`] takes by registration.
+pub const MAX_WORKSTATIONS: usize = 100_000;
 
 /// Policy data held in memory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -48,5 +62,17 @@ impl Store for MemoryStore {
     }
     fn multicast_sessions(&self) -> &[MulticastSession] {
         &self.multicast
+    }
+    fn workstations(&self) -> &[WorkstationObject] {
+        &self.workstations
+    }
+    fn add_workstation(&mut self, object: WorkstationObject) -> bool {
+        if self.workstations.len() >= MAX_WORKSTATIONS
+            || self.workstations.iter().any(|w| w.id == object.id)
+        {
+            return false;
+        }
+        self.workstations.push(object);
+        true
     }
 }

@@ -28,6 +28,7 @@ use super::handshake::{self, Initiator, Symmetric};
 use super::keys::StaticKey;
 use crate::Instant;
 use crate::engine::{BufferTooSmall, Datagram, Transmit};
+use crate::wire::transaction::menu_choice::TaskQuery;
 use crate::wire::transaction::messages::{
     Accept, Cookie, Empty, Hello, InfoAck, Init, InitPayload, MenuReply, NONCE_LEN, TaskReply,
     TaskReport, WorkstationInfo,
@@ -392,9 +393,13 @@ impl Client {
     pub fn query_menu(&mut self, now: Instant) -> Result<(), ClientError> {
         self.request(now, MessageType::MenuQuery, &Empty)
     }
-    /// Ask for the live tasks (§4.5).
+    /// Ask for the live tasks (§4.5), no menu choice.
     pub fn query_tasks(&mut self, now: Instant) -> Result<(), ClientError> {
-        self.request(now, MessageType::TaskQuery, &Empty)
+        self.query_tasks_with(now, &TaskQuery::default())
+    }
+    /// Ask for the live tasks (§4.5), saying what was chosen in the menu.
+    pub fn query_tasks_with(&mut self, now: Instant, query: &TaskQuery) -> Result<(), ClientError> {
+        self.request(now, MessageType::TaskQuery, query)
     }
     /// Report a task's progress or outcome (§4.6).
     pub fn report(&mut self, now: Instant, report: &TaskReport<'_>) -> Result<(), ClientError> {

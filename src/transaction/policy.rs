@@ -4,6 +4,7 @@
 
 use crate::Instant;
 use crate::wire::transaction::Status;
+use crate::wire::transaction::menu_choice::TaskQuery;
 use crate::wire::transaction::messages::{
     InfoAck, MenuReply, TaskReply, TaskReport, WorkstationInfo,
 };
@@ -54,6 +55,18 @@ pub trait Policy {
         who: &WorkstationId,
         info: &WorkstationInfo<'_>,
     ) -> Result<TaskReply<'s>, Status>;
+    /// Which tasks are live, given what the `TaskQuery` says (§4.5: the
+    /// menu choice). The default ignores the choice.
+    fn tasks_for<'s>(
+        &'s mut self,
+        now: Instant,
+        who: &WorkstationId,
+        info: &WorkstationInfo<'_>,
+        query: &TaskQuery,
+    ) -> Result<TaskReply<'s>, Status> {
+        let _ = query;
+        self.tasks(now, who, info)
+    }
     /// Make durable what the answers given since the last call depend on
     /// (a task journal's group commit). The driver calls it before it
     /// sends those answers; `Err` means they must not be sent (the clients

@@ -32,6 +32,7 @@ use super::keys::{KeyStore, StaticKey};
 use super::policy::Policy;
 use crate::Instant;
 use crate::engine::{BufferTooSmall, Datagram, Transmit};
+use crate::wire::transaction::menu_choice::TaskQuery;
 use crate::wire::transaction::messages::{
     ACCEPT_PLAIN_LEN, Cookie, Empty, Hello, Init, InitPayload, Outcome, TaskReport, WorkstationInfo,
 };
@@ -1027,8 +1028,8 @@ impl<P: Policy, K: KeyStore, R: Random> Server<P, K, R> {
                         *reply_len = write_sealed(tx, &rh, &m, reply);
                     }
                     MessageType::TaskQuery => {
-                        Empty::parse(plain).map_err(|_| Status::BadPayload)?;
-                        let t = policy.tasks(now, &bound, &wi)?;
+                        let q = TaskQuery::parse(plain).map_err(|_| Status::BadPayload)?;
+                        let t = policy.tasks_for(now, &bound, &wi, &q)?;
                         *reply_len = write_sealed(tx, &rh, &t, reply);
                     }
                     _ => {

@@ -117,6 +117,7 @@ pub fn lab_store() -> MemoryStore {
         policies: vec![WorkstationPolicy {
             name: "lab".into(),
             menu: None,
+            menu_entries: None,
             rules: vec![ImagingRule {
                 name: "lab".into(),
                 when: Condition::MacPrefix(vec![0x52, 0x54]),

@@ -133,6 +133,10 @@ pub struct TransactionConfig {
     /// docs/transaction-protocol.md, "How the preboot client finds the
     /// transaction server").
     pub advertise: bool,
+    /// `server.state_dir`: where registrations and inventories are kept
+    /// ([`crate::driver::registry`]); `None`: registrations in memory
+    /// only, no inventory.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Where the transaction server's static key comes from.
@@ -995,6 +999,15 @@ impl Conv<'_> {
                 (MemoryStore::default(), None, here.clone())
             }
         };
+        // Issue 15: the objects the server registered join the store's
+        // (at start and at every reload).
+        let mut store = store;
+        if let Some(d) = state_dir {
+            crate::driver::registry::merge_registrations(
+                &mut store,
+                &d.join(crate::driver::registry::REGISTRATIONS_FILE),
+            )?;
+        }
         let inline_keys = match &t.keys {
             Some(k) => Some((self.cx.key_table(k.get_ref(), "transaction.keys")?, k)),
             None => None,
@@ -1122,6 +1135,7 @@ impl Conv<'_> {
             max_handouts,
             server_name,
             advertise: t.advertise.unwrap_or(true),
+            state_dir: state_dir.map(Path::to_path_buf),
         }))
     }
 

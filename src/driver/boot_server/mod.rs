@@ -529,6 +529,16 @@ fn bind_transaction(
     if let Some(j) = proxy.log_mut() {
         j.group_commit(true);
     }
+    // Registrations and inventories (issue 15) in the state directory.
+    if let Some(dir) = &t.state_dir {
+        let registry = crate::driver::registry::FileRegistry::open(dir).map_err(|e| {
+            BootServerError::Bind {
+                what: "registrations".into(),
+                source: io::Error::other(e),
+            }
+        })?;
+        proxy.set_registry(Box::new(registry));
+    }
     let mut engine = Server::new(t.engine, key, t.workstation_keys.clone(), proxy, random);
     // A boot storm of bound workstations then costs three X25519
     // operations per handshake instead of four (§3.5).

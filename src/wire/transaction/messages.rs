@@ -5,6 +5,7 @@
 //! strings borrow from the packet. Parsing accepts TLVs in any order and
 //! skips unknown ones; emitting writes the canonical ascending order.
 
+use super::menu_choice::ImageSafeUpdate;
 pub use super::smbios::Smbios;
 use super::tlv::{Reader, TlvIter, Writer, str8_len};
 use super::{EmitError, ParseError, Payload};
@@ -55,7 +56,7 @@ fn check_str(s: &str, max: usize, field: u8) -> Result<(), EmitError> {
     }
 }
 
-/// A payload-less message (`MenuQuery`, `TaskQuery`, a part acknowledged,
+/// A payload-less message (`MenuQuery`, a part acknowledged,
 /// `ReportAck`, and error replies, §4–§5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Empty;
@@ -570,7 +571,7 @@ pub struct Hotkey {
     /// Modifier bits: 1 Ctrl, 2 Alt, 4 Shift.
     pub modifiers: u8,
     /// ASCII key (0x20..0x7E), a function key ([`Hotkey::F1`] ..
-    /// [`Hotkey::F12`]), 0 = modifiers only.
+    /// [`Hotkey::F12`]), [`Hotkey::ENTER`], 0 = modifiers only.
     pub key: u8,
 }
 
@@ -579,6 +580,8 @@ impl Hotkey {
     pub const F1: u8 = 0x81;
     /// Key code of F12.
     pub const F12: u8 = 0x8C;
+    /// Key code of Enter (carriage return, as a console sends it).
+    pub const ENTER: u8 = 0x0D;
     /// Ctrl modifier bit.
     pub const CTRL: u8 = 1;
     /// Alt modifier bit.
@@ -638,6 +641,8 @@ impl MenuEntry<'_> {
     pub const ENABLE_IMAGING_PARTITION: u8 = 4;
     /// Exit and boot the local disk.
     pub const BOOT_LOCAL: u8 = 5;
+    /// Register this machine as a workstation object (§4.5).
+    pub const REGISTER: u8 = 6;
 }
 
 /// `MenuReply` (§4.4).
@@ -655,6 +660,12 @@ pub struct MenuReply<'a> {
     pub fetch: Option<Fetch>,
     /// TLV 6: entries, in display order.
     pub entries: Vec<MenuEntry<'a>, 16>,
+    /// TLV 7: the entry taken on Enter or when the choice times out
+    /// (0-based index into `entries`; none: the first).
+    pub default_entry: Option<u8>,
+    /// TLV 8: how long the menu waits for a choice, in ms, before it takes
+    /// the default entry.
+    pub choice_timeout_ms: Option<u32>,
 }
 
 impl<'a> MenuReply<'a> {
@@ -668,6 +679,8 @@ impl<'a> MenuReply<'a> {
             menu_file: None,
             fetch: None,
             entries: Vec::new(),
+            default_entry: None,
+            choice_timeout_ms: None,
         };
         for tlv in TlvIter::new(payload) {
             let tlv = tlv?;
@@ -687,6 +700,12 @@ impl<'a> MenuReply<'a> {
                     let label = utf8(label, 64, k)?;
                     push(&mut m.entries, MenuEntry { kind, label }, k)?
                 }
+                7 => once(&mut m.default_entry, fixed::<1>(v, k)?[0], k)?,
+                8 => once(
+                    &mut m.choice_timeout_ms,
+                    u32::from_be_bytes(fixed(v, k)?),
+                    k,
+                )?,
                 _ => {}
             }
         }
@@ -706,6 +725,8 @@ impl Payload for MenuReply<'_> {
                 .iter()
                 .map(|e| 4 + e.label.len())
                 .sum::<usize>()
+            + self.default_entry.map_or(0, |_| 4)
+            + self.choice_timeout_ms.map_or(0, |_| 7)
     }
     fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
         if let Some(f) = self.menu_file {
@@ -732,6 +753,12 @@ impl Payload for MenuReply<'_> {
             w.tlv_header(6, 1 + e.label.len())?;
             w.u8(e.kind)?;
             w.put(e.label.as_bytes())?;
+        }
+        if let Some(d) = self.default_entry {
+            w.tlv(7, &[d])?;
+        }
+        if let Some(t) = self.choice_timeout_ms {
+            w.tlv(8, &t.to_be_bytes())?;
         }
         Ok(())
     }
@@ -931,6 +958,8 @@ pub struct TaskReply<'a> {
     pub tokens: Vec<TaskToken, 8>,
     /// TLV 4: multicast session details, per task (§4.5.1).
     pub multicast: Vec<super::multicast::MulticastInfo<'a>, 8>,
+    /// TLV 5: a change the client writes into its image-safe data.
+    pub image_safe: Option<ImageSafeUpdate>,
 }
 
 impl<'a> TaskReply<'a> {
@@ -966,6 +995,9 @@ impl<'a> TaskReply<'a> {
                     super::multicast::MulticastInfo::parse(tlv.value)?,
                     4,
                 )?,
+                ImageSafeUpdate::TLV => {
+                    once(&mut t.image_safe, ImageSafeUpdate::parse(tlv.value)?, 5)?
+                }
                 _ => {}
             }
         }
@@ -985,6 +1017,7 @@ impl Payload for TaskReply<'_> {
                 .iter()
                 .map(|m| 3 + m.value_len())
                 .sum::<usize>()
+            + self.image_safe.as_ref().map_or(0, |u| 3 + u.value_len())
     }
     fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
         let mut w = Writer::new(out);
@@ -1006,6 +1039,9 @@ impl Payload for TaskReply<'_> {
         }
         for m in &self.multicast {
             m.emit(&mut w)?;
+        }
+        if let Some(u) = &self.image_safe {
+            u.emit(&mut w)?;
         }
         Ok(())
     }
