@@ -42,6 +42,18 @@ pub(crate) fn replace(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 ) -> io::Result<(File, bool)> {
+    replace_then(path, true, fill)
+}
+
+/// [`replace`], with the directory fsync left out unless `sync_dir` (for
+/// a file that is rewritten often and whose loss in a crash costs only a
+/// refresh: the rename itself is still atomic). Returns `false` for the
+/// directory fsync when it was left out.
+pub(crate) fn replace_then(
+    path: &Path,
+    sync_dir: bool,
+    fill: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+) -> io::Result<(File, bool)> {
     let tmp = tmp_path(path);
     match std::fs::remove_file(&tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -67,7 +79,7 @@ pub(crate) fn replace(
             return Err(e);
         }
     };
-    Ok((f, sync_dir(path).is_ok()))
+    Ok((f, sync_dir && self::sync_dir(path).is_ok()))
 }
 
 #[cfg(test)]

@@ -18,4 +18,5 @@ pub mod task_history;
 pub mod task_journal;
 pub mod tftp;
 pub mod transaction;
+mod utc;
 pub mod workstation_facts;

@@ -26,6 +26,7 @@
 //! `pending-keys.toml.damaged` with a warning, never a reason not to start.
 
 use super::atomic_file;
+use super::utc::{Utc, days_from_civil};
 use crate::transaction::Hex;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -280,31 +281,6 @@ fn parse(text: &str) -> Result<BTreeMap<[u8; 32], PendingEntry>, String> {
     Ok(keys)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (the civil-date
-/// algorithm in era form: 400-year eras of 146,097 days).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of `days` since 1970-01-01: (year, month, day).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// A TOML offset date-time in UTC (`Z` or `+00:00`) as Unix seconds.
 fn unix_of(t: &toml::value::Datetime) -> Option<u64> {
     let (date, time) = (t.date?, t.time?);
@@ -322,24 +298,6 @@ fn unix_of(t: &toml::value::Datetime) -> Option<u64> {
         + i64::from(time.minute) * 60
         + i64::from(time.second.unwrap_or(0));
     u64::try_from(secs).ok()
-}
-
-/// Unix seconds shown as an RFC 3339 UTC time (`2026-12-05T03:20:00Z`).
-struct Utc(u64);
-
-impl core::fmt::Display for Utc {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let days = i64::try_from(self.0 / 86_400).unwrap_or(i64::MAX / 2);
-        let s = self.0 % 86_400;
-        let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            s / 3_600,
-            s / 60 % 60,
-            s % 60
-        )
-    }
 }
 
 #[cfg(test)]

@@ -41,9 +41,7 @@ use crate::wire::transaction::{MAX_MESSAGE_LEN, ParseError};
 use core::net::Ipv4Addr;
 use std::fmt::Write as _;
 use std::format;
-use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::string::String;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -205,35 +203,14 @@ fn toml_string(s: &str) -> String {
     out
 }
 
-/// Write `bytes` to `<path>.tmp` (mode 0600, no symlink followed), fsync
-/// it, rename it over `path`; fsync the directory when `sync_dir`.
+/// Write `bytes` as the whole new `path` (temporary file, fsync, rename;
+/// the directory fsync'd when `sync_dir`).
 fn replace_file(path: &Path, bytes: &[u8], sync_dir: bool) -> io::Result<()> {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if sync_dir {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        File::open(dir)?.sync_all()?;
+    let (_, dir_synced) = super::atomic_file::replace_then(path, sync_dir, |w| w.write_all(bytes))?;
+    if sync_dir && !dir_synced {
+        // The rename is in place; retry the directory fsync once so the
+        // caller learns whether it is durable.
+        super::atomic_file::sync_dir(path)?;
     }
     Ok(())
 }

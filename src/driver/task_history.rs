@@ -222,7 +222,7 @@ fn utc(out: &mut String, micros: u64) {
     let secs = micros / 1_000_000;
     let days = secs / 86_400;
     let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = super::utc::civil_from_days(i64::try_from(days).unwrap_or(i64::MAX / 2));
     let _ = write!(
         out,
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:06}Z",
@@ -231,21 +231,6 @@ fn utc(out: &mut String, micros: u64) {
         rem % 60,
         micros % 1_000_000
     );
-}
-
-/// Days since 1970-01-01 → (year, month, day); H. Hinnant's
-/// `civil_from_days`, for non-negative days.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
