@@ -59,6 +59,7 @@ mod model;
 mod multicast;
 #[cfg(feature = "alloc")]
 mod proxy;
+#[cfg(feature = "alloc")]
 mod registration;
 #[cfg(feature = "alloc")]
 mod scope;
