@@ -61,18 +61,8 @@ const INVENTORY_HEADER: &str = "preboot-inventory 1";
 /// store's object. Returns how many were added. Errors name the file,
 /// line and field, like the store's.
 pub fn merge_registrations(store: &mut MemoryStore, path: &Path) -> Result<usize, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => {
-            return Err(ConfigError {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                field: String::new(),
-                message: format!("cannot read {}: {e}", path.display()),
-            });
-        }
+    let Some(text) = read_if_there(path)? else {
+        return Ok(0);
     };
     let registered = policy_store::parse(path, &text)?;
     let mut added = 0;
@@ -83,6 +73,22 @@ pub fn merge_registrations(store: &mut MemoryStore, path: &Path) -> Result<usize
         }
     }
     Ok(added)
+}
+
+/// The text of a state file, `None` when there is none yet; an error that
+/// names the file otherwise.
+fn read_if_there(path: &Path) -> Result<Option<String>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: format!("cannot read {}: {e}", path.display()),
+        }),
+    }
 }
 
 /// The registry of the boot server: files in `server.state_dir`.
@@ -98,18 +104,8 @@ pub struct FileRegistry {
 
 /// Read the assignment log: `<identity> <address>` a line (`#` comments).
 fn read_ip_assignments(path: &Path) -> Result<Vec<(WorkstationId, Ipv4Addr)>, ConfigError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(ConfigError {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                field: String::new(),
-                message: format!("cannot read {}: {e}", path.display()),
-            });
-        }
+    let Some(text) = read_if_there(path)? else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
