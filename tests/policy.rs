@@ -961,3 +961,67 @@ fn toml_arch_names_come_from_the_table() {
     let e = toml_store::parse(Path::new("policy.toml"), &text).unwrap_err();
     assert!(e.message.contains("unknown architecture name"), "{e}");
 }
+
+/// §4.5 TLV 3: a restore comes with a token that stands for that task of
+/// that workstation at its latest hand-out; another workstation, another
+/// task, a wrong token, an earlier hand-out, a reported task and a
+/// proxy that issues no tokens all say no; maintenance carries none.
+#[test]
+fn task_tokens_stand_for_one_live_task_at_its_latest_hand_out() {
+    let mut st = store();
+    st.workstations[0].image_next_boot = true;
+    st.workstations[0].maintenance = true;
+    let mut plain = ImagingProxy::new(st.clone());
+    let w1 = info(M1);
+    let id = {
+        let r = plain.tasks(Instant::ZERO, &who(&w1), &w1).unwrap();
+        assert!(r.tokens.is_empty(), "no tokens unless issued");
+        r.tasks[0].id
+    };
+    assert!(!plain.check_token(&who(&w1), id, &[0; 32]));
+
+    let mut p = ImagingProxy::new(st);
+    p.issue_task_tokens(&[7; 32]);
+    let (id, maint, first) = {
+        let r = p.tasks(Instant::ZERO, &who(&w1), &w1).unwrap();
+        let kinds: Vec<_> = r
+            .tasks
+            .iter()
+            .map(|t| matches!(t.action, TaskAction::Maintenance { .. }))
+            .collect();
+        assert_eq!(kinds, vec![false, true], "{:?}", r.tasks);
+        assert_eq!(r.tokens.len(), 1, "maintenance has no token");
+        assert_eq!(r.tokens[0].task_id, r.tasks[0].id);
+        (r.tasks[0].id, r.tasks[1].id, r.tokens[0].token)
+    };
+    assert!(p.check_token(&who(&w1), id, &first));
+    assert!(!p.check_token(&who(&info(M2)), id, &first));
+    assert!(!p.check_token(&who(&w1), maint, &first));
+    let mut wrong = first;
+    wrong[31] ^= 1;
+    assert!(!p.check_token(&who(&w1), id, &wrong));
+    // A second key makes other tokens.
+    let mut other = ImagingProxy::new(store());
+    other.issue_task_tokens(&[8; 32]);
+    assert!(!other.check_token(&who(&w1), id, &first));
+
+    // Handed out again: the same task, a new token; the old one is dead.
+    let second = {
+        let r = p.tasks(Instant::ZERO, &who(&w1), &w1).unwrap();
+        assert_eq!(r.tasks[0].id, id);
+        r.tokens[0].token
+    };
+    assert_ne!(second, first);
+    assert!(!p.check_token(&who(&w1), id, &first));
+    assert!(p.check_token(&who(&w1), id, &second));
+
+    // Reported: no longer live, so no longer valid.
+    let done = TaskReport {
+        task_id: id,
+        outcome: Outcome::Success,
+        percent: None,
+        reason: None,
+    };
+    p.report(Instant::ZERO, &who(&w1), &w1, &done).unwrap();
+    assert!(!p.check_token(&who(&w1), id, &second));
+}

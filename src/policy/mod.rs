@@ -69,6 +69,8 @@ mod store;
 mod task;
 #[cfg(feature = "alloc")]
 mod text;
+#[cfg(feature = "alloc")]
+mod token;
 
 #[cfg(feature = "alloc")]
 pub use crate::workstation::identities;

@@ -23,13 +23,14 @@ use super::store::Store;
 use super::task::{
     DEFAULT_MAX_HANDOUTS, Effect, NoLog, TaskEntry, TaskEvent, TaskLog, TaskRecord, TaskState,
 };
+use super::token::TokenSecret;
 use crate::Instant;
 use crate::transaction::Policy;
 use crate::wire::image_safe::{ImageSafe, PendingFlags};
 use crate::wire::transaction::menu_choice::{ImageSafeUpdate, TaskQuery};
 use crate::wire::transaction::messages::{
     Environment, InfoAck, MenuEntry, MenuReply, Outcome, Task, TaskAction, TaskReply, TaskReport,
-    WorkstationInfo,
+    TaskToken, WorkstationInfo,
 };
 use crate::wire::transaction::multicast::{
     MULTICAST_FIXED_LEN, MulticastInfo, MulticastRole, MulticastState,
@@ -132,6 +133,7 @@ pub struct ImagingProxy<S: Store, L: TaskLog = NoLog> {
     history: VecDeque<TaskRecord>,
     registry: Option<Box<dyn Registry>>,
     ips: IpAssignments,
+    tokens: Option<TokenSecret>,
 }
 
 /// Records kept for [`ImagingProxy::history`]: the latest, at most this
@@ -166,6 +168,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             history: VecDeque::new(),
             registry: None,
             ips: IpAssignments::default(),
+            tokens: None,
         }
     }
 
@@ -212,6 +215,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             history,
             registry,
             ips,
+            tokens,
             ..
         } = p;
         Ok((
@@ -229,6 +233,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 history,
                 registry,
                 ips,
+                tokens,
             },
             forgotten,
         ))
@@ -355,6 +360,29 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             .flat_map(|(w, l)| l.iter().map(move |t| (*w, t)))
             .filter(|(_, t)| t.state == TaskState::Held)
             .collect()
+    }
+
+    /// Issue a token with every restore, capture and multicast task
+    /// (§4.5 TLV 3), made with a secret derived from `server_key` (the
+    /// server's static private key: tokens then survive a restart).
+    pub fn issue_task_tokens(&mut self, server_key: &[u8; 32]) {
+        self.tokens = Some(TokenSecret::derive(server_key));
+    }
+
+    /// Does `token` stand for task `task` of workstation `who`, live now
+    /// and at its latest hand-out (§4.5 TLV 3)? What an image store asks
+    /// before it serves or takes an image; `false` when no tokens are
+    /// issued.
+    pub fn check_token(&self, who: &WorkstationId, task: u32, token: &[u8; 32]) -> bool {
+        let (Some(secret), Some(t)) = (
+            &self.tokens,
+            self.tasks
+                .get(who)
+                .and_then(|l| l.iter().find(|t| t.id == task)),
+        ) else {
+            return false;
+        };
+        t.is_live() && secret.holds(who, task, t.handouts, token)
     }
 
     /// How many task outcomes (success/failure) have been applied.
@@ -762,6 +790,11 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
     }
 }
 
+/// Tasks that read or write an image store get a token (§4.5 TLV 3).
+fn needs_token(d: &Decision) -> bool {
+    !matches!(d, Decision::Maintenance)
+}
+
 fn facts_of<'a>(info: &'a WorkstationInfo<'a>, is: &'a Option<ImageSafe<'a>>) -> Facts<'a> {
     Facts {
         info,
@@ -978,6 +1011,12 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
                 }),
                 Decision::Maintenance => 1 + maintenance_reason.len(),
             };
+            // Its token (§4.5 TLV 3), when tokens are issued.
+            let n = n + if self.tokens.is_some() && needs_token(&d) {
+                3 + 36
+            } else {
+                0
+            };
             if size + n > MAX_PAYLOAD_LEN {
                 break;
             }
@@ -1140,6 +1179,12 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
                 },
             };
             let _ = reply.tasks.push(Task { id: o.id, action });
+            if let Some(secret) = self.tokens.as_ref().filter(|_| needs_token(&o.decision)) {
+                let _ = reply.tokens.push(TaskToken {
+                    task_id: o.id,
+                    token: secret.token(who, o.id, o.handouts),
+                });
+            }
         }
         reply.image_safe = assigned.map(|ip| ImageSafeUpdate {
             set: 0,

@@ -21,7 +21,7 @@
 
 mod client;
 mod cookie;
-mod crypto;
+pub(crate) mod crypto;
 mod dh_cache;
 mod handshake;
 mod keys;

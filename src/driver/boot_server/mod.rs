@@ -524,6 +524,8 @@ fn bind_transaction(
             }
         })?;
     proxy.set_server_name(&t.server_name);
+    // A token with each imaging task (§4.5 TLV 3), from the server key.
+    proxy.issue_task_tokens(&key.to_private_bytes());
     // The transaction service commits the journal once per batch of
     // requests, before it sends their answers.
     if let Some(j) = proxy.log_mut() {
