@@ -594,3 +594,48 @@ fn boot_server_mtftp_netns_child() {
         data.len()
     );
 }
+
+/// A commented-out key or table line of the example, uncommented.
+fn key(l: &str) -> Option<&str> {
+    l.strip_prefix("# ").filter(|r| {
+        r.starts_with('[') || r.split_once(" = ").is_some_and(|(k, _)| !k.contains(' '))
+    })
+}
+
+/// `examples/preboot.toml` documents `[mtftp]` commented out (the server
+/// is unicast unless asked); uncommented, it parses into the defaults it
+/// states.
+#[test]
+fn example_mtftp_block_parses_as_documented() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/preboot.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(config::parse(&path, &text).unwrap().mtftp.is_none());
+    let mut inside = false;
+    let uncommented: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l == "# [mtftp]" {
+                inside = true;
+            }
+            let out = match key(l) {
+                Some(r) if inside => r.to_string(),
+                _ => l.to_string(),
+            };
+            if l == "# client_port = 3001" {
+                inside = false;
+            }
+            out
+        })
+        .collect();
+    let c = config::parse(&path, &uncommented.join("\n")).unwrap();
+    let m = c.mtftp.expect("[mtftp] uncommented");
+    assert_eq!(
+        (m.bind.port(), m.listen_secs, m.delay_secs, m.ttl),
+        (1759, 2, 5, 1)
+    );
+    assert_eq!(m.engine.timeout, Duration::from_millis(1000));
+    assert_eq!(m.engine.max_retries, 5);
+    assert_eq!(m.files.len(), 1);
+    assert_eq!(m.files[0].group, "239.255.1.1:3001".parse().unwrap());
+    assert!(c.dhcp.mtftp.contains_key("bios/pxelinux.0"));
+}

@@ -2,7 +2,9 @@
 //! 4011, [`crate::driver::dhcp`]), TFTP (port 69, [`crate::driver::tftp`])
 //! and the transaction server (port 4012, [`crate::driver::transaction`],
 //! with its policy store and keys) in one process, from one TOML file
-//! ([`config`]). This is what `examples/preboot-server.rs` runs.
+//! ([`config`]), and with `[mtftp]` PXE MTFTP (multicast TFTP on
+//! `mtftp.server_port`, [`crate::driver::mtftp_server`], on the first
+//! event loop). This is what `examples/preboot-server.rs` runs.
 //!
 //! ```text
 //!  PXE client              this process
