@@ -639,3 +639,149 @@ fn example_mtftp_block_parses_as_documented() {
     assert_eq!(m.files[0].group, "239.255.1.1:3001".parse().unwrap());
     assert!(c.dhcp.mtftp.contains_key("bios/pxelinux.0"));
 }
+
+// ---- tshark as an independent decoder of the configured answers ----
+
+#[path = "dhcp_support/mod.rs"]
+mod dhcp_support;
+
+/// Ethernet + IPv4 + UDP around a payload (UDP checksum 0 = none).
+fn frame(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&[0x52, 0x54, 0, 0, 0, 0xfe]);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+    ip.extend_from_slice(&src.ip().octets());
+    ip.extend_from_slice(&dst.ip().octets());
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&src.port().to_be_bytes());
+    f.extend_from_slice(&dst.port().to_be_bytes());
+    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    p.extend_from_slice(&2u16.to_le_bytes());
+    p.extend_from_slice(&4u16.to_le_bytes());
+    p.extend_from_slice(&[0; 8]);
+    p.extend_from_slice(&65535u32.to_le_bytes());
+    p.extend_from_slice(&1u32.to_le_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        p.extend_from_slice(&(i as u32).to_le_bytes());
+        p.extend_from_slice(&0u32.to_le_bytes());
+        p.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        p.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        p.extend_from_slice(f);
+    }
+    p
+}
+
+/// Notes §2.2: the answers a `[mtftp]` configuration produces, to the real
+/// iPXE BIOS and OVMF UEFI requests (proxy OFFER on 67, boot server ACK on
+/// 4011), decoded by tshark: the BIOS ones carry sub-options 1–5 as
+/// configured (Wireshark reads the ports little-endian, as Intel's
+/// reference code sends them), the UEFI ones none, and nothing is
+/// malformed.
+#[test]
+#[cfg_attr(preboot_skip_tshark, ignore = "needs tshark (Debian package tshark)")]
+fn tshark_decodes_configured_mtftp_suboptions() {
+    use preboot::engine::Datagram;
+    assert!(
+        Command::new("tshark").arg("--version").output().is_ok(),
+        "tshark not installed (apt-get install tshark)"
+    );
+    let server = Ipv4Addr::new(192, 168, 77, 1);
+    let text = format!(
+        "{}{MTFTP}",
+        BASE.replace("10.9.0.1", "192.168.77.1")
+            .replace("efi64/bootx64.efi", "grubnetx64.efi")
+    );
+    let c = parse(&text).unwrap();
+    let mut engine = preboot::dhcp::Server::new(c.dhcp.engine_config().unwrap()).unwrap();
+    let dhcp = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67);
+    let boot = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 4011);
+    let c68 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68);
+    let t = preboot::Instant::from_secs(10);
+    let mut frames = Vec::new();
+    let mut buf = [0u8; 1500];
+    for (local, from, name) in [
+        (dhcp, c68, "ipxe-bios-discover"),
+        (dhcp, c68, "ovmf-uefi-discover"),
+        (
+            boot,
+            SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68),
+            "ipxe-bios-request-4011",
+        ),
+        (
+            boot,
+            SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 145), 4011),
+            "ovmf-uefi-request-4011",
+        ),
+    ] {
+        let req = dhcp_support::vector(name);
+        engine.handle(
+            t,
+            Datagram {
+                local,
+                remote: from,
+                payload: &req,
+            },
+        );
+        let tx = engine
+            .poll_transmit(t, &mut buf)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}: no answer"));
+        let src = SocketAddrV4::new(server, if local == boot { 4011 } else { 67 });
+        frames.push(frame(src, tx.remote, &buf[..tx.len]));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mtftp.pcap");
+    std::fs::write(&path, pcap(&frames)).unwrap();
+    let v = Command::new("tshark")
+        .args([
+            "-r",
+            path.to_str().unwrap(),
+            "-d",
+            "udp.port==4011,dhcp",
+            "-V",
+        ])
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(!text.contains("Malformed"), "{text}");
+    assert!(!text.contains("Severity level: Error"), "{text}");
+    // One block of text per frame.
+    let per_frame: Vec<&str> = text.split("\nFrame ").collect();
+    assert_eq!(per_frame.len(), 4, "{text}");
+    for (i, f) in per_frame.iter().enumerate() {
+        let bios = i % 2 == 0;
+        for needle in [
+            "(1) PXE mtftp IP",
+            "239.255.1.1",
+            "mtftp client port: 3001",
+            "mtftp server port: 1759",
+            "(4) PXE mtftp timeout",
+            "(5) PXE mtftp delay",
+        ] {
+            assert_eq!(f.contains(needle), bios, "frame {i}: {needle}:\n{f}");
+        }
+        assert_eq!(f.to_lowercase().contains("mtftp"), bios, "frame {i}:\n{f}");
+    }
+}
