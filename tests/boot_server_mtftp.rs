@@ -68,6 +68,7 @@ fn mtftp_table_parses() {
     assert_eq!(m.engine.timeout, Duration::from_millis(400));
     assert_eq!(m.engine.max_retries, 7);
     assert_eq!(m.root, Path::new("/etc/preboot/tftp"));
+    assert_eq!(m.device, None);
     let groups: Vec<_> = m.files.iter().map(|f| (f.name.as_str(), f.group)).collect();
     assert_eq!(
         groups,
@@ -93,10 +94,25 @@ fn mtftp_table_parses() {
     ))
     .unwrap();
     let m = c.mtftp.unwrap();
+    assert_eq!(m.device, None);
     assert_eq!(
         (m.bind.port(), m.listen_secs, m.delay_secs, m.ttl),
         (1759, 2, 5, 1)
     );
+    // server.interface binds the request socket to the device too;
+    // server.listen is the multicast interface.
+    let c = parse(&format!(
+        "{}{MTFTP}",
+        BASE.replace(
+            "server_ip = \"10.9.0.1\"",
+            "server_ip = \"10.9.0.1\"\ninterface = \"br0\"\nlisten = \"10.9.0.1\""
+        )
+    ))
+    .unwrap();
+    let m = c.mtftp.unwrap();
+    assert_eq!(m.device.as_deref(), Some("br0"));
+    assert_eq!(m.bind, "10.9.0.1:1759".parse().unwrap());
+    assert_eq!(m.interface, Ipv4Addr::new(10, 9, 0, 1));
     // No table, or disabled: no MTFTP, nothing advertised.
     assert!(parse(BASE).unwrap().mtftp.is_none());
     let c = parse(&format!(

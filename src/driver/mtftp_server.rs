@@ -3,7 +3,8 @@
 //! ([`crate::driver::event_loop`]), serving the files of `[mtftp]`
 //! ([`MtftpConfig`]).
 //!
-//! The socket is bound to SPORT (`mtftp.server_port`; PXE 2.1 MTFTP, notes
+//! The socket is bound to SPORT (`mtftp.server_port`, on `server.interface`
+//! when set, `SO_BINDTODEVICE`; PXE 2.1 MTFTP, notes
 //! §2.5 item 10: Intel-derived ROMs expect DATA from SPORT, so every
 //! stream speaks from it, with no per-stream port). Datagrams to a group
 //! go out of the configured interface (`IP_MULTICAST_IF`: `server.listen`,
@@ -61,6 +62,9 @@ impl MtftpService {
             socket2::Type::DGRAM,
             Some(socket2::Protocol::UDP),
         )?;
+        if let Some(d) = &config.device {
+            s.bind_device(Some(d.as_bytes()))?;
+        }
         s.bind(&SocketAddr::V4(config.bind).into())?;
         if !config.interface.is_unspecified() {
             s.set_multicast_if_v4(&config.interface)?;

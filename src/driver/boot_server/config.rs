@@ -221,6 +221,9 @@ pub struct MtftpConfig {
     /// The interface address multicast goes out of (`IP_MULTICAST_IF`):
     /// `server.listen` when set, else `server.server_ip`.
     pub interface: Ipv4Addr,
+    /// `server.interface`: the request socket is bound to this device
+    /// (`SO_BINDTODEVICE`, as the DHCP sockets are).
+    pub device: Option<String>,
     /// PXE_MTFTP_TMOUT (`mtftp.listen_secs`, default 2): seconds a client
     /// listens before it opens.
     pub listen_secs: u8,
@@ -1063,14 +1066,15 @@ impl Conv<'_> {
             server_ip,
             state_dir.as_ref().map(|(d, _, _)| d.as_path()),
         )?;
-        let mtftp = self.mtftp(
+        let mut mtftp = self.mtftp(
             raw.mtftp.as_ref(),
             (listen, server_ip),
             tftp.as_ref().map(|t| t.root.clone()),
             &ports,
             client_port,
         )?;
-        if let Some(m) = &mtftp {
+        if let Some(m) = &mut mtftp {
+            m.device = dhcp.interface.clone();
             for f in &m.files {
                 dhcp.mtftp.insert(f.name.clone(), m.params(f));
             }
@@ -1879,6 +1883,7 @@ impl Conv<'_> {
             } else {
                 listen
             },
+            device: None,
             listen_secs,
             delay_secs,
             ttl,

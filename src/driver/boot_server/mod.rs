@@ -409,8 +409,9 @@ impl BootServer {
     /// One event loop per [`tftp.loops`](super::tftp::TftpServerConfig::loops)
     /// ([`crate::driver::event_loop`]): each hosts a TFTP listener and the
     /// transfers it accepted; the first also hosts DHCP (67 and 4011),
-    /// whose engine it alone owns, and the transaction server (with the
-    /// policy store and the keys), whose engine it alone owns too. The
+    /// whose engine it alone owns, the transaction server (with the
+    /// policy store and the keys), whose engine it alone owns too, and the
+    /// MTFTP server (`[mtftp]`: one stream per file, so one engine). The
     /// first loop runs on the calling thread. Without TFTP, DHCP and the
     /// transaction server run on one loop.
     pub fn run(self, stop: &AtomicBool) -> Result<RunSummary, BootServerError> {
