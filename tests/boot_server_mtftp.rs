@@ -441,6 +441,10 @@ fn option_43_mtftp_only_for_bios() {
     let ack = ask(boot_addr, message(MessageType::Request, 0));
     let uefi_offer = ask(dhcp, message(MessageType::Discover, 7));
     let uefi_ack = ask(boot_addr, message(MessageType::Request, 7));
+    // The MTFTP port serves only [[mtftp.file]]: ERROR 1 for another file
+    // (unicast to the requester; nothing goes to a group).
+    let rrq = b"\x00\x01efi64/bootx64.efi\x00octet\x00";
+    let refused = ask(SocketAddr::from((Ipv4Addr::LOCALHOST, sport)), rrq.to_vec());
     stop.store(true, Ordering::Relaxed);
     thread.join().unwrap();
     assert_eq!(mtftp_suboptions(&offer), bios, "BIOS proxy OFFER");
@@ -449,6 +453,7 @@ fn option_43_mtftp_only_for_bios() {
     assert_eq!(mtftp_suboptions(&uefi_ack), Sub::default(), "UEFI ACK");
     let p = DhcpPacket::new_checked(&uefi_ack[..]).unwrap();
     assert_eq!(p.file(), b"efi64/bootx64.efi", "UEFI still boots its file");
+    assert_eq!(&refused[..4], b"\x00\x05\x00\x01", "ERROR 1: {refused:?}");
 }
 
 // ---- end to end in a network namespace ----

@@ -144,8 +144,8 @@ impl MtftpService {
     fn flush(&mut self, now: Instant) -> io::Result<()> {
         let mut out = [0u8; Server::<JailedFile, Vec<Slot<JailedFile>>>::MAX_DATAGRAM];
         // Bounded: each stream has at most two datagrams due at a time,
-        // plus the queued refusals.
-        for _ in 0..(4 * self.config.files.len() + 64) {
+        // plus the queued refusals (the engine's queue is bounded too).
+        for _ in 0..(4 * self.config.files.len() + 1024) {
             let Some(t) = self
                 .engine
                 .poll_transmit(now, &mut out)
