@@ -375,6 +375,38 @@ fn mtftp_suboptions_never_reach_uefi() {
     assert_eq!(codes, [6, 8, 9, 10], "EDK2 drops offers with 1-5");
 }
 
+/// PXE 2.1 §2.4.5: a BIOS ROM takes the MTFTP parameters of its boot
+/// file from the boot server's ACK (4011); UEFI's ACK has none (notes
+/// §2.2: EDK2 discards answers with tags 1-5).
+#[test]
+fn boot_ack_carries_mtftp_for_bios_only() {
+    let mut c = proxy_config();
+    let mtftp = Some(MtftpParams {
+        ip: Ipv4Addr::new(239, 239, 239, 2),
+        client_port: 1760,
+        server_port: 1759,
+        timeout_secs: 2,
+        delay_secs: 4,
+    });
+    c.boot.get_mut(BootArch::Bios).unwrap().mtftp = mtftp;
+    c.boot.get_mut(BootArch::UefiX64).unwrap().mtftp = mtftp;
+    let mut s = Server::new(c).unwrap();
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 139), 68);
+    let (_, m) = one(&mut s, BOOT, from, &vector("ipxe-bios-request-4011"));
+    let sub = subs(&opt43(&m).expect("option 43 in the BIOS ACK"));
+    let get = |c: u8| sub.iter().find(|s| s.0 == c).map(|s| s.1.clone());
+    assert_eq!(get(1), Some(vec![239, 239, 239, 2]));
+    assert_eq!(get(2), Some(1760u16.to_le_bytes().to_vec()));
+    assert_eq!(get(3), Some(1759u16.to_le_bytes().to_vec()));
+    assert_eq!((get(4), get(5)), (Some(vec![2]), Some(vec![4])));
+    let from = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 145), 4011);
+    let (_, m) = one(&mut s, BOOT, from, &vector("ovmf-uefi-request-4011"));
+    let codes: Vec<u8> = opt43(&m)
+        .map(|o| subs(&o).iter().map(|s| s.0).collect())
+        .unwrap_or_default();
+    assert!(!codes.iter().any(|c| (1..=5).contains(c)), "{codes:?}");
+}
+
 #[test]
 fn menu_policy_builds_suboptions_like_dnsmasq() {
     // dnsmasq's BIOS offer: 6 = 3, 8 = one 0x8000 server at 192.168.77.1,

@@ -55,13 +55,8 @@ fn proxy_offer_43(
     let mut servers: Vec<BootServer<'_>, { super::config::MAX_MENU_ITEMS }> = Vec::new();
     let mut items: Vec<BootMenuItem<'_>, { super::config::MAX_MENU_ITEMS }> = Vec::new();
     let mut opts: Vec<PxeOption<'_>, 14> = Vec::new();
-    let mtftp_ok = p.arch.is_some_and(super::BootArch::mtftp);
-    if let Some(m) = p.mtftp.filter(|_| mtftp_ok) {
-        let _ = opts.push(PxeOption::MtftpIp(m.ip));
-        let _ = opts.push(PxeOption::MtftpClientPort(MtftpPort(m.client_port)));
-        let _ = opts.push(PxeOption::MtftpServerPort(MtftpPort(m.server_port)));
-        let _ = opts.push(PxeOption::MtftpTimeout(m.timeout_secs));
-        let _ = opts.push(PxeOption::MtftpDelay(m.delay_secs));
+    for o in mtftp_43(p) {
+        let _ = opts.push(o);
     }
     let menu = &config.menu;
     let timeout = match menu.policy {
@@ -110,6 +105,25 @@ fn proxy_offer_43(
     PxeOptions::emit(&opts, out)
 }
 
+/// MTFTP sub-options 1–5 of the answer `p` (PXE 2.1 §2.4.5; ports
+/// little-endian, notes §2.2): only for an architecture that takes them
+/// (BIOS; EDK2 discards UEFI offers carrying them, notes §2.2) and a file
+/// served by multicast.
+fn mtftp_43(p: &Pending) -> impl Iterator<Item = PxeOption<'static>> + use<> {
+    let m = p
+        .mtftp
+        .filter(|_| p.arch.is_some_and(super::BootArch::mtftp));
+    m.into_iter().flat_map(|m| {
+        [
+            PxeOption::MtftpIp(m.ip),
+            PxeOption::MtftpClientPort(MtftpPort(m.client_port)),
+            PxeOption::MtftpServerPort(MtftpPort(m.server_port)),
+            PxeOption::MtftpTimeout(m.timeout_secs),
+            PxeOption::MtftpDelay(m.delay_secs),
+        ]
+    })
+}
+
 /// The most bytes of option 43 that firmware reads whole: one option
 /// instance (RFC 2132 §2). EDK2's PxeBcParseDhcp4Packet takes the first
 /// option 43 of a split one (RFC 3396) and walks its sub-options with an
@@ -133,16 +147,22 @@ fn pxe_43(config: &ServerConfig, p: &Pending, out: &mut [u8]) -> Result<Option<u
     }
     let write = |extra: &[PxeOption<'_>], out: &mut [u8]| -> Result<Option<usize>, EmitError> {
         match p.pxe43 {
-            Pxe43::None if extra.is_empty() => Ok(None),
-            Pxe43::None => PxeOptions::emit(extra, out).map(Some),
+            Pxe43::None if extra.is_empty() && mtftp_43(p).next().is_none() => Ok(None),
             Pxe43::Offer => proxy_offer_43(config, p, extra, out).map(Some),
-            Pxe43::BootItem(ty, layer) => {
-                let mut opts: Vec<PxeOption<'_>, 3> = Vec::new();
-                let _ = opts.push(PxeOption::BootItem(BootItem {
-                    item_type: ty,
-                    layer: layer & 0x7FFF,
-                    credentials: layer & 0x8000 != 0,
-                }));
+            Pxe43::None | Pxe43::BootItem(..) => {
+                // The boot server ACK: the boot item echoed, and the MTFTP
+                // sub-options of the file it names (PXE 2.1 §2.4.5).
+                let mut opts: Vec<PxeOption<'_>, 8> = Vec::new();
+                if let Pxe43::BootItem(ty, layer) = p.pxe43 {
+                    let _ = opts.push(PxeOption::BootItem(BootItem {
+                        item_type: ty,
+                        layer: layer & 0x7FFF,
+                        credentials: layer & 0x8000 != 0,
+                    }));
+                }
+                for o in mtftp_43(p) {
+                    let _ = opts.push(o);
+                }
                 for o in extra {
                     let _ = opts.push(*o);
                 }

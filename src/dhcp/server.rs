@@ -658,6 +658,8 @@ impl Server {
             return;
         };
         let mut item = None;
+        // The MTFTP sub-options belong to the architecture's own file.
+        let mut mtftp = entry.mtftp.filter(|_| arch.mtftp());
         if let Some((ty, layer)) = req.boot_item {
             // Layer bit 15 asks for credentials, which we do not serve;
             // only layer 0 (the boot file itself) exists.
@@ -671,6 +673,7 @@ impl Server {
                 Some(i) if layer == 0 => {
                     if let Some(f) = &i.file {
                         entry.file = f.clone();
+                        mtftp = None;
                     }
                     item = Some(ty);
                 }
@@ -695,6 +698,7 @@ impl Server {
         p.siaddr = entry.server.unwrap_or(self.config.tftp_server);
         p.file = Some(entry.file);
         p.arch = Some(arch);
+        p.mtftp = mtftp;
         p.pxe_class = Some(if arch.is_http() {
             ClientKind::Http
         } else {

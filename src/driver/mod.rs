@@ -10,6 +10,7 @@ pub mod fs;
 pub mod image_safe_disk;
 pub mod key_record_disk;
 pub mod mtftp;
+pub mod mtftp_server;
 pub mod pending_keys;
 pub mod policy_store;
 pub mod privileges;

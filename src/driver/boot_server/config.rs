@@ -33,7 +33,24 @@
 //! workstation = [ { mac = "52:54:00:12:34:56", public = "<hex or base64>" } ]
 //! # server_private = "<hex or base64>", or transaction.server_key_file, or
 //! # neither: the server makes <server.state_dir>/transaction.key once
+//! [mtftp]                        # PXE MTFTP (multicast); no table: none
+//! server_port = 1759             # PXE_MTFTP_SPORT (sub-option 3)
+//! listen_secs = 2                # PXE_MTFTP_TMOUT (sub-option 4), 1-255
+//! delay_secs = 5                 # PXE_MTFTP_DELAY (sub-option 5), 1-255
+//! # timeout_ms = 1000, max_retries = 5: the stream's wait for the master's ACK
+//! # ttl = 1: multicast TTL (1: this link only)
+//! [[mtftp.file]]                 # one per file; a boot file here is
+//! file = "bios/pxelinux.0"       # advertised to BIOS clients only
+//! group = "239.255.1.1"          # PXE_MTFTP_IP (sub-option 1), a multicast address
+//! client_port = 3001             # PXE_MTFTP_CPORT (sub-option 2)
 //! ```
+//!
+//! `[mtftp]` ([`MtftpConfig`]; PXE 2.1 MTFTP, notes §2.2 and §2.5) is
+//! checked at start: every group is a multicast address, no port is 0,
+//! the server port clashes with no other server port of the file, a client
+//! port is neither the server port nor `ports.client`, no group and client
+//! port serve two files, and every file is a regular file under
+//! `tftp.root` of at most 65,535 blocks ([`crate::mtftp::check_size`]).
 //!
 //! Three stages, and nothing binds before all pass:
 //!
@@ -182,12 +199,79 @@ pub struct BootServerConfig {
     /// The transaction server; `None` without a `[transaction]` table (or
     /// with `transaction.enabled = false`).
     pub transaction: Option<TransactionConfig>,
+    /// PXE MTFTP; `None` without an `[mtftp]` table (or with
+    /// `mtftp.enabled = false`).
+    pub mtftp: Option<MtftpConfig>,
     lease_dir: Option<(PathBuf, usize, usize)>,
     state_dir: Option<(PathBuf, usize, usize)>,
     root_at: (usize, usize),
     /// The file as TOML values: what a reload compares
     /// ([`super::reload`]).
     pub(crate) table: toml::Table,
+}
+
+/// PXE MTFTP (`[mtftp]`): the server port, the delays clients are told,
+/// the stream's timers, and the multicast-served files
+/// ([`crate::driver::mtftp_server`]).
+#[derive(Clone, Debug)]
+pub struct MtftpConfig {
+    /// The request socket: `server.listen` and `mtftp.server_port`
+    /// (PXE_MTFTP_SPORT, default 1759, iPXE's).
+    pub bind: SocketAddrV4,
+    /// The interface address multicast goes out of (`IP_MULTICAST_IF`):
+    /// `server.listen` when set, else `server.server_ip`.
+    pub interface: Ipv4Addr,
+    /// `server.interface`: the request socket is bound to this device
+    /// (`SO_BINDTODEVICE`, as the DHCP sockets are).
+    pub device: Option<String>,
+    /// PXE_MTFTP_TMOUT (`mtftp.listen_secs`, default 2): seconds a client
+    /// listens before it opens.
+    pub listen_secs: u8,
+    /// PXE_MTFTP_DELAY (`mtftp.delay_secs`, default 5): seconds of silence
+    /// before a client re-opens.
+    pub delay_secs: u8,
+    /// Multicast TTL (`mtftp.ttl`, default 1: this link only).
+    pub ttl: u32,
+    /// The stream's timers (`mtftp.timeout_ms`, `mtftp.max_retries`).
+    pub engine: crate::mtftp::server::ServerConfig,
+    /// The directory the files are under (`tftp.root`).
+    pub root: PathBuf,
+    /// The files, each on its own group and client port.
+    pub files: Vec<MtftpFile>,
+}
+
+/// One `[[mtftp.file]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MtftpFile {
+    /// The name under `tftp.root` (what clients ask for).
+    pub name: String,
+    /// PXE_MTFTP_IP and PXE_MTFTP_CPORT: where its stream goes.
+    pub group: SocketAddrV4,
+    /// Line of the entry (1-based).
+    pub line: usize,
+    /// Column of the entry (1-based).
+    pub column: usize,
+}
+
+impl MtftpConfig {
+    /// Option 43 sub-options 1–5 for `file`.
+    pub fn params(&self, file: &MtftpFile) -> crate::dhcp::config::MtftpParams {
+        crate::dhcp::config::MtftpParams {
+            ip: *file.group.ip(),
+            client_port: file.group.port(),
+            server_port: self.bind.port(),
+            timeout_secs: self.listen_secs,
+            delay_secs: self.delay_secs,
+        }
+    }
+
+    /// The file served for a request of `name` (a leading `/` ignored).
+    pub fn file(&self, name: &str) -> Option<&MtftpFile> {
+        let name = name.trim_start_matches('/');
+        self.files
+            .iter()
+            .find(|f| f.name.trim_start_matches('/') == name)
+    }
 }
 
 /// A boot file named in the configuration, with where it was named.
@@ -298,6 +382,46 @@ impl BootServerConfig {
                         root.display()
                     ),
                 ));
+            }
+        }
+        if let Some(m) = &self.mtftp {
+            for f in &m.files {
+                let field = "mtftp.file.file";
+                let path = root.join(f.name.trim_start_matches('/'));
+                let meta = path
+                    .canonicalize()
+                    .and_then(|p| Ok((p.starts_with(&root), std::fs::metadata(&p)?)));
+                match meta {
+                    Ok((true, meta)) if meta.is_file() => {
+                        if let Err(e) = crate::mtftp::check_size(meta.len()) {
+                            return Err(err(
+                                f.line,
+                                f.column,
+                                field,
+                                format!("{}: {e}", path.display()),
+                            ));
+                        }
+                    }
+                    Ok(_) => {
+                        return Err(err(
+                            f.line,
+                            f.column,
+                            field,
+                            format!(
+                                "{} is not a regular file inside the TFTP root",
+                                path.display()
+                            ),
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(err(
+                            f.line,
+                            f.column,
+                            field,
+                            format!("{}: {e}", path.display()),
+                        ));
+                    }
+                }
             }
         }
         if !self.check_files {
@@ -427,6 +551,29 @@ struct Raw {
     dhcp: RawDhcp,
     tftp: Option<S<RawTftp>>,
     transaction: Option<S<RawTransaction>>,
+    mtftp: Option<S<RawMtftp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMtftp {
+    enabled: Option<bool>,
+    server_port: Option<S<i64>>,
+    listen_secs: Option<S<i64>>,
+    delay_secs: Option<S<i64>>,
+    timeout_ms: Option<S<i64>>,
+    max_retries: Option<S<i64>>,
+    ttl: Option<S<i64>>,
+    #[serde(default)]
+    file: Vec<S<RawMtftpFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMtftpFile {
+    file: S<String>,
+    group: S<String>,
+    client_port: S<i64>,
 }
 
 #[derive(Deserialize)]
@@ -919,6 +1066,19 @@ impl Conv<'_> {
             server_ip,
             state_dir.as_ref().map(|(d, _, _)| d.as_path()),
         )?;
+        let mut mtftp = self.mtftp(
+            raw.mtftp.as_ref(),
+            (listen, server_ip),
+            tftp.as_ref().map(|t| t.root.clone()),
+            &ports,
+            client_port,
+        )?;
+        if let Some(m) = &mut mtftp {
+            m.device = dhcp.interface.clone();
+            for f in &m.files {
+                dhcp.mtftp.insert(f.name.clone(), m.params(f));
+            }
+        }
         if mode == Mode::Proxy && !raw.dhcp.pool.is_empty() {
             self.warnings
                 .push("dhcp.pool is used in full mode only (server.mode = \"proxy\")".into());
@@ -933,6 +1093,7 @@ impl Conv<'_> {
             user,
             allow_system_root,
             transaction,
+            mtftp,
             lease_dir,
             state_dir,
             root_at,
@@ -1573,6 +1734,163 @@ impl Conv<'_> {
             ));
         }
         Ok(Reservation { key, address })
+    }
+
+    /// `[mtftp]`: stage 2 (values, ports, groups); the files are checked
+    /// in stage 3 ([`BootServerConfig::check_files`]).
+    fn mtftp(
+        &self,
+        raw: Option<&S<RawMtftp>>,
+        (listen, server_ip): (Ipv4Addr, Ipv4Addr),
+        root: Option<PathBuf>,
+        ports: &[(&str, u16, &Option<S<u16>>)],
+        dhcp_client_port: u16,
+    ) -> Result<Option<MtftpConfig>, ConfigError> {
+        let Some(ms) = raw else {
+            return Ok(None);
+        };
+        let m = ms.get_ref();
+        if m.enabled == Some(false) {
+            return Ok(None);
+        }
+        let Some(root) = root else {
+            return Err(self.cx.at(
+                ms,
+                "mtftp",
+                "MTFTP serves files under tftp.root: enable [tftp] (or set mtftp.enabled = false)",
+            ));
+        };
+        let port = |v: &S<i64>, field: &str| -> Result<u16, ConfigError> {
+            self.int(v, field, |p: &u16| *p != 0, "a port 1-65535")
+        };
+        let server_port = match &m.server_port {
+            Some(v) => {
+                let p = port(v, "mtftp.server_port")?;
+                if let Some((other, _, _)) = ports.iter().find(|(_, o, _)| *o == p) {
+                    return Err(self.cx.at(
+                        v,
+                        "mtftp.server_port",
+                        format!("port {p} is used by both {other} and mtftp.server_port"),
+                    ));
+                }
+                p
+            }
+            None => 1759,
+        };
+        if let Some((other, _, at)) = ports.iter().find(|(_, o, _)| *o == server_port) {
+            let at = at.as_ref().map(|a| a.span()).unwrap_or(ms.span());
+            return Err(self.cx.err(
+                at,
+                "mtftp.server_port",
+                format!(
+                    "the default MTFTP server port {server_port} is used by {other}: set mtftp.server_port"
+                ),
+            ));
+        }
+        let secs = |v: &Option<S<i64>>, field: &str, default: u8| -> Result<u8, ConfigError> {
+            v.as_ref().map_or(Ok(default), |v| {
+                self.int(v, field, |s: &u8| *s >= 1, "1-255 seconds")
+            })
+        };
+        let listen_secs = secs(&m.listen_secs, "mtftp.listen_secs", 2)?;
+        let delay_secs = secs(&m.delay_secs, "mtftp.delay_secs", 5)?;
+        let mut engine = crate::mtftp::server::ServerConfig::default();
+        if let Some(v) = &m.timeout_ms {
+            let ms: u32 = self.int(
+                v,
+                "mtftp.timeout_ms",
+                |v| (100..=255_000).contains(v),
+                "100-255000",
+            )?;
+            engine.timeout = Duration::from_millis(u64::from(ms));
+        }
+        if let Some(v) = &m.max_retries {
+            engine.max_retries = self.int(v, "mtftp.max_retries", |v| *v >= 1, "1-255")?;
+        }
+        let ttl = match &m.ttl {
+            Some(v) => self.int(v, "mtftp.ttl", |v: &u32| (1..=255).contains(v), "1-255")?,
+            None => 1,
+        };
+        let mut files: Vec<MtftpFile> = Vec::new();
+        for f in &m.file {
+            let raw = f.get_ref();
+            let name = raw.file.get_ref();
+            if name.trim_start_matches('/').is_empty()
+                || crate::fs::ValidPath::new(name.as_bytes()).is_err()
+            {
+                return Err(self.cx.at(
+                    &raw.file,
+                    "mtftp.file.file",
+                    "not a file name under tftp.root",
+                ));
+            }
+            let ip = self.ip(&raw.group, "mtftp.file.group")?;
+            if !ip.is_multicast() {
+                return Err(self.cx.at(
+                    &raw.group,
+                    "mtftp.file.group",
+                    format!("{ip} is not a multicast address (224.0.0.0/4; 239.0.0.0/8 is for local use)"),
+                ));
+            }
+            let cport = port(&raw.client_port, "mtftp.file.client_port")?;
+            if cport == server_port {
+                return Err(self.cx.at(
+                    &raw.client_port,
+                    "mtftp.file.client_port",
+                    format!("port {cport} is also mtftp.server_port: clients listen on another port than the server takes requests on"),
+                ));
+            }
+            if cport == dhcp_client_port {
+                return Err(self.cx.at(
+                    &raw.client_port,
+                    "mtftp.file.client_port",
+                    format!("port {cport} is the DHCP client port (ports.client)"),
+                ));
+            }
+            let group = SocketAddrV4::new(ip, cport);
+            if let Some(o) = files.iter().find(|o| o.group == group) {
+                return Err(self.cx.at(
+                    f,
+                    "mtftp.file",
+                    format!(
+                        "group {group} already serves {} (line {}): give each file its own group or client port",
+                        o.name, o.line
+                    ),
+                ));
+            }
+            if let Some(o) = files
+                .iter()
+                .find(|o| o.name.trim_start_matches('/') == name.trim_start_matches('/'))
+            {
+                return Err(self.cx.at(
+                    &raw.file,
+                    "mtftp.file.file",
+                    format!("{name} is already served on {} (line {})", o.group, o.line),
+                ));
+            }
+            let (line, column) = self.position(f);
+            files.push(MtftpFile {
+                name: name.clone(),
+                group,
+                line,
+                column,
+            });
+        }
+        Ok(Some(MtftpConfig {
+            bind: SocketAddrV4::new(listen, server_port),
+            interface: if listen.is_unspecified() {
+                server_ip
+            } else {
+                listen
+            },
+            device: None,
+            listen_secs,
+            delay_secs,
+            ttl,
+            engine,
+            root,
+            files,
+        }))
     }
 
     #[allow(clippy::type_complexity)]

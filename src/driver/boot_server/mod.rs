@@ -2,7 +2,9 @@
 //! 4011, [`crate::driver::dhcp`]), TFTP (port 69, [`crate::driver::tftp`])
 //! and the transaction server (port 4012, [`crate::driver::transaction`],
 //! with its policy store and keys) in one process, from one TOML file
-//! ([`config`]). This is what `examples/preboot-server.rs` runs.
+//! ([`config`]), and with `[mtftp]` PXE MTFTP (multicast TFTP on
+//! `mtftp.server_port`, [`crate::driver::mtftp_server`], on the first
+//! event loop). This is what `examples/preboot-server.rs` runs.
 //!
 //! ```text
 //!  PXE client              this process
@@ -53,6 +55,7 @@ pub use self::reload::{ReloadError, Reloaded, Reloader};
 use super::clients::ClientDirectory;
 use super::dhcp::{DhcpServer, Mode, TransactionServer};
 use super::event_loop::{EventLoop, LoopGroup, Service};
+use super::mtftp_server::MtftpService;
 use super::pending_keys::PendingKeyList;
 use super::privileges::{self, Switched};
 use super::task_journal::{JournaledProxy, restore_proxy};
@@ -115,6 +118,7 @@ pub struct BootServer {
     boot_addr: Option<SocketAddr>,
     tftp_addr: Option<SocketAddr>,
     transaction: Option<BoundTransaction>,
+    mtftp: Option<MtftpService>,
 }
 
 /// The transaction service, bound, with what people are told about it.
@@ -234,6 +238,13 @@ impl BootServer {
             None => None,
         };
         let tftp_addr = tftp.as_ref().map(TftpServer::local_addr);
+        let mtftp = match &config.mtftp {
+            Some(m) => {
+                let what = format!("MTFTP {} (multicast out of {})", m.bind, m.interface);
+                Some(MtftpService::bind(m.clone()).map_err(bind_err(what))?)
+            }
+            None => None,
+        };
         Ok(BootServer {
             config,
             dhcp,
@@ -242,7 +253,14 @@ impl BootServer {
             boot_addr,
             tftp_addr,
             transaction,
+            mtftp,
         })
+    }
+
+    /// The MTFTP request socket's address (SPORT); `None` without
+    /// `[mtftp]`.
+    pub fn mtftp_addr(&self) -> Option<SocketAddrV4> {
+        self.mtftp.as_ref().map(MtftpService::local_addr)
     }
 
     /// The transaction server socket's address (the real port when the
@@ -324,6 +342,15 @@ impl BootServer {
                 tc.root.display()
             ));
         }
+        if let (Some(a), Some(m)) = (self.mtftp_addr(), &c.mtftp) {
+            out.push(format!(
+                "mtftp:       udp {a}, multicast out of {} (ttl {}), listen {} s, delay {} s",
+                m.interface, m.ttl, m.listen_secs, m.delay_secs
+            ));
+            for f in &m.files {
+                out.push(format!("mtftp file   {} on {}", f.name, f.group));
+            }
+        }
         for p in &d.pools {
             out.push(format!(
                 "pool:        {}/{} {}-{}",
@@ -382,8 +409,9 @@ impl BootServer {
     /// One event loop per [`tftp.loops`](super::tftp::TftpServerConfig::loops)
     /// ([`crate::driver::event_loop`]): each hosts a TFTP listener and the
     /// transfers it accepted; the first also hosts DHCP (67 and 4011),
-    /// whose engine it alone owns, and the transaction server (with the
-    /// policy store and the keys), whose engine it alone owns too. The
+    /// whose engine it alone owns, the transaction server (with the
+    /// policy store and the keys), whose engine it alone owns too, and the
+    /// MTFTP server (`[mtftp]`: one stream per file, so one engine). The
     /// first loop runs on the calling thread. Without TFTP, DHCP and the
     /// transaction server run on one loop.
     pub fn run(self, stop: &AtomicBool) -> Result<RunSummary, BootServerError> {
@@ -392,6 +420,7 @@ impl BootServer {
             tftp,
             config,
             transaction,
+            mtftp,
             ..
         } = self;
         for w in &config.warnings {
@@ -423,6 +452,9 @@ impl BootServer {
             first.push(("transaction server", Box::new(service)));
             t.counters
         });
+        if let Some(m) = mtftp {
+            first.push(("MTFTP server", Box::new(m)));
+        }
         let (result, stats) = match tftp {
             Some(mut t) => {
                 for (what, s) in first {

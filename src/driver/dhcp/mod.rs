@@ -92,7 +92,9 @@ pub use service::DhcpService;
 
 // Re-exported so that a configuration needs only this module.
 pub use crate::dhcp::Mode;
-pub use crate::dhcp::config::{MenuPolicy, Pool, RateLimit, Reservation, ReservationKey};
+pub use crate::dhcp::config::{
+    MenuPolicy, MtftpParams, Pool, RateLimit, Reservation, ReservationKey,
+};
 
 /// Boot files by client architecture, as names (or URLs for HTTP boot),
 /// keyed by the boot classes of the architecture table ([`BootArch`]).
@@ -141,6 +143,11 @@ pub struct DhcpServerConfig {
     pub tftp_server: Option<Ipv4Addr>,
     /// Boot files by architecture.
     pub boot_files: BootFileConfig,
+    /// Boot files served by PXE MTFTP, by file name: their option 43
+    /// sub-options 1–5, given only to architectures that take them
+    /// ([`BootArch::mtftp`]: BIOS; EDK2 discards UEFI offers carrying
+    /// them). Empty: every file by TFTP.
+    pub mtftp: BTreeMap<String, MtftpParams>,
     /// When to show the PXE boot menu.
     pub menu: MenuPolicy,
     /// The menu prompt text.
@@ -197,6 +204,7 @@ impl DhcpServerConfig {
             server_id,
             tftp_server: None,
             boot_files: BootFileConfig::default(),
+            mtftp: BTreeMap::new(),
             menu: MenuPolicy::Never,
             menu_prompt: "Press F8 for boot menu".into(),
             menu_items: Vec::new(),
@@ -281,6 +289,13 @@ impl DhcpServerConfig {
             }
         }
         c.boot.ipxe = entry(f.ipxe.as_ref(), f.ipxe_server)?;
+        // PXE MTFTP files: the engine sends sub-options 1–5 only to
+        // architectures that take them (BIOS).
+        for (&arch, file) in &f.files {
+            if let (Some(m), Some(e)) = (self.mtftp.get(file), c.boot.get_mut(arch)) {
+                e.mtftp = Some(*m);
+            }
+        }
         let mut menu = Menu {
             policy: self.menu,
             prompt: Text::try_from(self.menu_prompt.as_str())
