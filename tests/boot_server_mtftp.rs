@@ -7,7 +7,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,6 +17,10 @@ use preboot::dhcp::config::MtftpParams;
 use preboot::driver::boot_server::{BootServer, config};
 use preboot::wire::dhcp::{DhcpHeader, DhcpOption, DhcpPacket, List, MessageType, OptionData};
 use preboot::wire::pxe::{ClientArch, MtftpPort, PxeOption, PxeOptions};
+
+#[path = "support/netns.rs"]
+mod netns;
+use netns::{Netns, have, sh};
 
 const BASE: &str = r#"[server]
 server_ip = "10.9.0.1"
@@ -459,31 +463,6 @@ fn option_43_mtftp_only_for_bios() {
 // ---- end to end in a network namespace ----
 
 const CHILD_ENV: &str = "PREBOOT_BOOT_SERVER_MTFTP_CHILD";
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The namespace, deleted on drop however the test ends.
-struct Netns(String);
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// The real boot server (`BootServer` with `[mtftp]`, in process) serves
 /// a 1 MiB file by multicast to 4 `driver::mtftp::fetch` clients started

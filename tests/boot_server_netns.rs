@@ -30,15 +30,11 @@ mod demo;
 use demo::{DEMO_FILES, demo_file};
 use preboot::driver::dhcp::{DhcpClientConfig, run_client};
 
-const ROLE: &str = "PREBOOT_BSN_ROLE";
+#[path = "support/netns.rs"]
+mod netns;
+use netns::{have, sh};
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+const ROLE: &str = "PREBOOT_BSN_ROLE";
 
 fn ready(tools: &[&str]) -> bool {
     if std::env::var(ROLE).is_ok() {
@@ -55,15 +51,6 @@ fn ready(tools: &[&str]) -> bool {
         unavailable(&format!("{t} not installed"));
     }
     true
-}
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Namespaces, deleted on drop however the test ends.

@@ -31,22 +31,9 @@ use preboot::driver::dhcp::{
 mod boot_server_support;
 use boot_server_support::unavailable;
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+#[path = "support/netns.rs"]
+mod netns;
+use netns::{have, sh};
 
 /// Namespaces and links; deleted on drop however the test ends.
 struct Net {

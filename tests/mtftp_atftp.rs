@@ -13,7 +13,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant as StdInstant};
 
 use preboot::driver::clock;
@@ -25,29 +25,16 @@ use preboot::mtftp::Channel;
 use preboot::mtftp::client::ClientConfig;
 use preboot::mtftp::server::{Server, ServerConfig, ServerEvent, Slot};
 
+#[path = "support/netns.rs"]
+mod netns;
+use netns::{have, sh};
+
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const SPORT: u16 = 1759;
 const GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 239, 239, 2), 1760);
 const ROLE: &str = "PREBOOT_MTFTP_ROLE";
 const DIR: &str = "PREBOOT_MTFTP_DIR";
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Two namespaces joined by a veth pair, deleted on drop.
 struct Pair {

@@ -12,7 +12,7 @@
 //! `mtftp_netns_child` acts only with `PREBOOT_MTFTP_CHILD` set).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
@@ -26,35 +26,14 @@ use preboot::mtftp::client::ClientConfig;
 use preboot::mtftp::server::{Server, ServerConfig, ServerEvent, Slot};
 use sha2::{Digest, Sha256};
 
+#[path = "support/netns.rs"]
+mod netns;
+use netns::{Netns, have, sh};
+
 const SPORT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 1759);
 const GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 255, 1, 1), 3001);
 const CLIENTS: usize = 8;
 const CHILD_ENV: &str = "PREBOOT_MTFTP_CHILD";
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The namespace, deleted on drop however the test ends.
-struct Netns(String);
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 #[test]
 fn mtftp_eight_clients_in_a_namespace() {

@@ -28,36 +28,14 @@ use std::time::Duration;
 use boot_server_support::unavailable;
 use preboot::driver::tftp::{TftpServer, TftpServerConfig};
 
+#[path = "support/netns.rs"]
+mod netns;
+use netns::{Netns, have, sh};
+
 /// Set in the re-executed test binary that serves inside the namespace.
 const ROLE: &str = "PREBOOT_TFTP_GSO_ROOT";
 const SERVER: &str = "192.168.76.1";
 const CLIENT: &str = "192.168.76.50";
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The namespace, deleted on drop however the test ends.
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// Kills and reaps a child however the test ends.
 struct Reap(std::process::Child);
