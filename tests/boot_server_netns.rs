@@ -9,6 +9,8 @@
 //! - proxy mode beside busybox `udhcpd`: a UEFI x64 client gets its
 //!   address from udhcpd and `efi64/bootx64.efi` (and the menu prompt) from
 //!   the example's proxyDHCP and 4011 boot server, then fetches the file.
+//! - the preboot client by MTFTP (issue 16): the boot file by multicast
+//!   from what the proxy advertises, TFTP when the MTFTP port is dropped.
 //!
 //! Needs root, `ip`, `curl`, `udhcpd`. When those are missing the tests are
 //! listed as ignored with the reason (build.rs decides); with
@@ -494,5 +496,100 @@ when = { base_image = "" }
     );
     let second = boot();
     assert!(second.contains("RESULT local-boot"), "{second}");
+    stop(server);
+}
+
+/// Issue 16, the preboot client by MTFTP: the example in proxy mode beside
+/// udhcpd with `[mtftp]` for the BIOS boot file advertises option 43
+/// sub-options 1–5 (PXE 2.1 §2.5) in its answers; the real preboot client
+/// (BIOS, `--interface`) fetches `bios/pxelinux.0` by MTFTP from them (its
+/// unicast socket on the address udhcpd gave), sha256 as on the server.
+/// Then the server's MTFTP port is made unreachable (a policy rule in the
+/// hub namespace drops what comes in to port 1759: no stream starts) and
+/// the client, hearing nothing, falls back to TFTP for the same file.
+#[test]
+#[cfg_attr(
+    preboot_skip_netns_curl_udhcpd,
+    ignore = "needs root, ip (iproute2), curl with TFTP and udhcpd"
+)]
+fn preboot_client_fetches_the_boot_file_by_mtftp() {
+    use sha2::{Digest, Sha256};
+    if !ready(&["ip", "curl", "udhcpd"]) {
+        return;
+    }
+    let dir = state_dir();
+    let config = tree(
+        dir.path(),
+        r#"[server]
+mode = "proxy"
+server_ip = "10.78.0.1"
+interface = "br0"
+[boot]
+bios = "bios/pxelinux.0"
+[tftp]
+root = "tftp"
+[mtftp]
+listen_secs = 1
+delay_secs = 1
+[[mtftp.file]]
+file = "bios/pxelinux.0"
+group = "239.255.78.1"
+client_port = 3001
+"#,
+    );
+    let (_net, ns) = topology(
+        "m",
+        "10.78.0.1/24",
+        &[("d", Some("10.78.0.2/24")), ("c", None)],
+    );
+    let _udhcpd = udhcpd(dir.path(), &ns[1], "10.78.0", "");
+    let server = start(&ns[0], &config);
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    let want: String = Sha256::digest(demo_file("bios/pxelinux.0", 42_489))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let boot = || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns[2]])
+            .arg(boot_server_support::build_example("preboot-client"))
+            .args(["--interface", "eth0", "--arch", "0", "--step-limit", "30"])
+            .args(["--baseline-files", "bios/pxelinux.0", "--disk"])
+            .arg(&disk)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        let line = text
+            .lines()
+            .find(|l| l.contains("bios/pxelinux.0 by "))
+            .unwrap_or_else(|| panic!("no boot file line: {text}"))
+            .to_string();
+        assert!(line.contains(&format!("sha256 {want}")), "{line}\n{text}");
+        line
+    };
+    let line = boot();
+    assert!(line.contains("by MTFTP ("), "{line}");
+    // The server's MTFTP port drops every request (a policy rule ahead
+    // of the local table, on input only): no block 1, no stream.
+    sh(&format!(
+        "ip -n {0} rule add pref 100 lookup local && ip -n {0} rule del pref 0 && ip -n {0} rule add pref 10 iif br0 ipproto udp dport 1759 blackhole",
+        ns[0]
+    ));
+    let line = boot();
+    assert!(
+        line.contains("by TFTP (MTFTP fell back: no answer)"),
+        "{line}"
+    );
     stop(server);
 }

@@ -14,6 +14,7 @@ use preboot::dhcp::client::{ClientConfig as DhcpConfig, Granted};
 use preboot::driver::image_safe_disk::{read_image_safe, write_image_safe};
 use preboot::driver::key_record_disk::DiskKeySlot;
 use preboot::driver::transaction::Urandom;
+use preboot::mtftp::Channel;
 use preboot::tftp::client::ClientConfig as TftpConfig;
 use preboot::transaction::provision::provision;
 use preboot::transaction::{ClientConfig, Hex};
@@ -30,6 +31,7 @@ use crate::dhcp::{DhcpHub, DhcpTarget};
 use crate::fetch;
 use crate::hardware::Hardware;
 use crate::menu::{self, Choice};
+use crate::mfetch;
 use crate::session::{Answer, Session};
 
 /// The steps, in boot order, as the summary names them.
@@ -246,12 +248,27 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
             .map_or_else(|| "none".to_string(), |b| b.to_string()),
     ));
 
+    // Our own address on the link (loopback, or the one DHCP put on the
+    // interface): the MTFTP client's unicast socket binds to it.
+    let local = if ws.address.is_unspecified() {
+        info.address
+    } else {
+        ws.address
+    };
+
     // Step 4: the preboot file.
     if p.fetch_boot_file {
         run.begin(1);
         let server = SocketAddrV4::new(info.tftp_server, p.tftp_port);
-        let f = fetch::tftp(
-            ws.address,
+        // Option 43 sub-options 1–5 of the answer that named the file:
+        // by MTFTP from the boot server, TFTP as the fallback.
+        let channel = info
+            .mtftp
+            .as_ref()
+            .map(|m| Channel::from_params(info.tftp_server, m));
+        let (f, way) = mfetch::file(
+            local,
+            channel,
             server,
             &info.boot_file,
             None,
@@ -260,7 +277,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
         )?;
         run.end();
         run.say(format!(
-            "{} · {} bytes · sha256 {} · {} ms",
+            "{} {way} · {} bytes · sha256 {} · {} ms",
             info.boot_file,
             f.bytes,
             fetch::hex(&f.sha256),
