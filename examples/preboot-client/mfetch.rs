@@ -1,6 +1,8 @@
 //! Steps 4 and 18 of the boot (DESIGN.md) by PXE MTFTP (PXE 2.1 §2.5,
 //! issue 16): when the server advertised a channel for the file (option
-//! 43 sub-options 1–5 in its DHCP answer), the file comes by multicast on
+//! 43 sub-options 1–5 in its DHCP answer for the boot file,
+//! `TaskReply` TLV 6 for the imaging environment's, transaction protocol
+//! §4.5.2), the file comes by multicast on
 //! [`preboot::driver::mtftp::fetch`]; when the MTFTP client falls back
 //! (nobody answered, the server refused) or its sockets cannot be set up,
 //! the file comes by plain TFTP ([`crate::fetch::tftp`]). Which way it
@@ -16,6 +18,7 @@ use preboot::fs::VecSink;
 use preboot::mtftp::client::{ClientConfig as MtftpConfig, FallBackReason};
 use preboot::mtftp::{Channel, MAX_FILE_SIZE};
 use preboot::tftp::client::ClientConfig as TftpConfig;
+use preboot::wire::transaction::environment_multicast::{EnvironmentFile, EnvironmentMulticast};
 use sha2::{Digest, Sha256};
 
 use crate::fetch::{self, Fetched};
@@ -49,6 +52,17 @@ impl fmt::Display for Way {
             Way::FallBack(why) => write!(f, "by TFTP (MTFTP fell back: {why})"),
         }
     }
+}
+
+/// The channel TLV 6 (docs/transaction-protocol.md §4.5.2) gives for
+/// `file` of the imaging environment, if any.
+pub fn channel(list: &[EnvironmentMulticast], file: EnvironmentFile) -> Option<Channel> {
+    list.iter().find(|m| m.file == file).map(|m| Channel {
+        group: SocketAddrV4::new(m.group, m.client_port),
+        server: SocketAddrV4::new(m.server, m.server_port),
+        listen: Duration::from_secs(u64::from(m.listen_secs)),
+        delay: Duration::from_secs(u64::from(m.delay_secs)),
+    })
 }
 
 /// Fetch `name`: by MTFTP on `channel` from the client address `local`
