@@ -979,8 +979,18 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         let mut size = server.environment.as_ref().map_or(0, |e| {
             4 + 3 + e.kernel.len() + e.initrd.len() + e.loader.len()
         }) + assigned.as_ref().map_or(0, |_| 3 + 36)
-            // §4.5.2 TLV 6: at most one per environment file.
-            + 3 * (3 + ENVIRONMENT_MULTICAST_LEN);
+            // §4.5.2 TLV 6: at most one per environment file, only with
+            // MTFTP and channels to name.
+            + if server
+                .environment
+                .as_ref()
+                .is_some_and(|e| e.fetch == crate::wire::transaction::messages::Fetch::Mtftp)
+                && !self.mtftp.0.is_empty()
+            {
+                3 * (3 + ENVIRONMENT_MULTICAST_LEN)
+            } else {
+                0
+            };
         // Strings in tasks are `len:u8` (§4.5): a store holding a longer one
         // cannot be answered. Fail before any state changes (no task id
         // handed out, no multicast join).
