@@ -10,7 +10,9 @@
 //!   address from udhcpd and `efi64/bootx64.efi` (and the menu prompt) from
 //!   the example's proxyDHCP and 4011 boot server, then fetches the file.
 //! - the preboot client by MTFTP (issue 16): the boot file by multicast
-//!   from what the proxy advertises, TFTP when the MTFTP port is dropped.
+//!   from what the proxy advertises (option 43), the imaging environment
+//!   from what the task reply names (TLV 6), TFTP when the MTFTP port is
+//!   dropped.
 //!
 //! Needs root, `ip`, `curl`, `udhcpd`. When those are missing the tests are
 //! listed as ignored with the reason (build.rs decides); with
