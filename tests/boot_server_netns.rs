@@ -9,6 +9,10 @@
 //! - proxy mode beside busybox `udhcpd`: a UEFI x64 client gets its
 //!   address from udhcpd and `efi64/bootx64.efi` (and the menu prompt) from
 //!   the example's proxyDHCP and 4011 boot server, then fetches the file.
+//! - the preboot client by MTFTP (issue 16): the boot file by multicast
+//!   from what the proxy advertises (option 43), the imaging environment
+//!   from what the task reply names (TLV 6), TFTP when the MTFTP port is
+//!   dropped.
 //!
 //! Needs root, `ip`, `curl`, `udhcpd`. When those are missing the tests are
 //! listed as ignored with the reason (build.rs decides); with
@@ -494,5 +498,246 @@ when = { base_image = "" }
     );
     let second = boot();
     assert!(second.contains("RESULT local-boot"), "{second}");
+    stop(server);
+}
+
+/// Issue 16, the preboot client by MTFTP: the example in proxy mode beside
+/// udhcpd with `[mtftp]` for the BIOS boot file advertises option 43
+/// sub-options 1–5 (PXE 2.1 §2.5) in its answers; the real preboot client
+/// (BIOS, `--interface`) fetches `bios/pxelinux.0` by MTFTP from them (its
+/// unicast socket on the address udhcpd gave), sha256 as on the server.
+/// Then the server's MTFTP port is made unreachable (a policy rule in the
+/// hub namespace drops what comes in to port 1759: no stream starts) and
+/// the client, hearing nothing, falls back to TFTP for the same file.
+#[test]
+#[cfg_attr(
+    preboot_skip_netns_curl_udhcpd,
+    ignore = "needs root, ip (iproute2), curl with TFTP and udhcpd"
+)]
+fn preboot_client_fetches_the_boot_file_by_mtftp() {
+    use sha2::{Digest, Sha256};
+    if !ready(&["ip", "curl", "udhcpd"]) {
+        return;
+    }
+    let dir = state_dir();
+    let config = tree(
+        dir.path(),
+        r#"[server]
+mode = "proxy"
+server_ip = "10.78.0.1"
+interface = "br0"
+[boot]
+bios = "bios/pxelinux.0"
+[tftp]
+root = "tftp"
+[mtftp]
+listen_secs = 1
+delay_secs = 1
+[[mtftp.file]]
+file = "bios/pxelinux.0"
+group = "239.255.78.1"
+client_port = 3001
+"#,
+    );
+    let (_net, ns) = topology(
+        "m",
+        "10.78.0.1/24",
+        &[("d", Some("10.78.0.2/24")), ("c", None)],
+    );
+    let _udhcpd = udhcpd(dir.path(), &ns[1], "10.78.0", "");
+    let server = start(&ns[0], &config);
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    let want: String = Sha256::digest(demo_file("bios/pxelinux.0", 42_489))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let boot = || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns[2]])
+            .arg(boot_server_support::build_example("preboot-client"))
+            .args(["--interface", "eth0", "--arch", "0", "--step-limit", "30"])
+            .args(["--baseline-files", "bios/pxelinux.0", "--disk"])
+            .arg(&disk)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        let line = text
+            .lines()
+            .find(|l| l.contains("bios/pxelinux.0 by "))
+            .unwrap_or_else(|| panic!("no boot file line: {text}"))
+            .to_string();
+        assert!(line.contains(&format!("sha256 {want}")), "{line}\n{text}");
+        line
+    };
+    let line = boot();
+    assert!(line.contains("by MTFTP ("), "{line}");
+    // The server's MTFTP port drops every request (a policy rule ahead
+    // of the local table, on input only): no block 1, no stream.
+    sh(&format!(
+        "ip -n {0} rule add pref 100 lookup local && ip -n {0} rule del pref 0 && ip -n {0} rule add pref 10 iif br0 ipproto udp dport 1759 blackhole",
+        ns[0]
+    ));
+    let line = boot();
+    assert!(
+        line.contains("by TFTP (MTFTP fell back: no answer)"),
+        "{line}"
+    );
+    stop(server);
+}
+
+/// Issue 16, the imaging environment by MTFTP (transaction protocol
+/// §4.5.2): with `environment.fetch = "mtftp"` and `[[mtftp.file]]`
+/// entries for its kernel and initrd, the `TaskReply` carries TLV 6 for
+/// both and the real preboot client (BIOS, `--interface`, beside udhcpd)
+/// fetches the boot file, the kernel and the initrd by MTFTP, sha256 as on
+/// the server. With the server's MTFTP port dropped (a policy rule in the
+/// hub namespace), a new workstation gets all three by TFTP instead.
+#[test]
+#[cfg_attr(
+    preboot_skip_netns_curl_udhcpd,
+    ignore = "needs root, ip (iproute2), curl with TFTP and udhcpd"
+)]
+fn preboot_client_fetches_the_environment_by_mtftp() {
+    use sha2::{Digest, Sha256};
+    if !ready(&["ip", "curl", "udhcpd"]) {
+        return;
+    }
+    let dir = state_dir();
+    let config = tree(
+        dir.path(),
+        r#"[server]
+mode = "proxy"
+server_ip = "10.77.0.1"
+interface = "br0"
+[boot]
+bios = "bios/pxelinux.0"
+[tftp]
+root = "tftp"
+[mtftp]
+listen_secs = 1
+delay_secs = 1
+[[mtftp.file]]
+file = "bios/pxelinux.0"
+group = "239.255.77.1"
+client_port = 3001
+[[mtftp.file]]
+file = "efi64/bootx64.efi"
+group = "239.255.77.2"
+client_port = 3001
+[[mtftp.file]]
+file = "efi32/bootia32.efi"
+group = "239.255.77.3"
+client_port = 3001
+[transaction]
+[transaction.keys]
+auto_enrol = true
+[transaction.store.server]
+image_server = "10.77.0.1"
+menu = { mode = "never" }
+environment = { fetch = "mtftp", kernel = "efi64/bootx64.efi", initrd = "efi32/bootia32.efi", loader = "" }
+[[transaction.store.server.rule]]
+name = "no image yet"
+image = "images/standard.img"
+when = { base_image = "" }
+"#,
+    );
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "interface = \"br0\"",
+        &format!("interface = \"br0\"\nstate_dir = \"{}\"", state.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let (_net, ns) = topology(
+        "e",
+        "10.77.0.1/24",
+        &[("d", Some("10.77.0.2/24")), ("c", None)],
+    );
+    let _udhcpd = udhcpd(dir.path(), &ns[1], "10.77.0", "");
+    let server = start(&ns[0], &config);
+    let sha = |name: &str, size: usize| -> String {
+        Sha256::digest(demo_file(name, size))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let (boot_sha, k_sha, i_sha) = (
+        sha("bios/pxelinux.0", 42_489),
+        sha("efi64/bootx64.efi", 65_536 + 311),
+        sha("efi32/bootia32.efi", 49_152 + 77),
+    );
+    // Each boot a new workstation (its MAC, its disk): one with a pending
+    // task.
+    let boot = |disk: &str, mac: &str| {
+        let disk = dir.path().join(disk);
+        std::fs::File::create(&disk)
+            .unwrap()
+            .set_len(2 << 20)
+            .unwrap();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns[2]])
+            .arg(boot_server_support::build_example("preboot-client"))
+            .args(["--interface", "eth0", "--arch", "0", "--step-limit", "30"])
+            .args(["--mac", mac, "--disk"])
+            .arg(&disk)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("RESULT imaged tasks="), "{text}");
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no line with {needle}: {text}"))
+                .to_string()
+        };
+        let b = line("bios/pxelinux.0 by ");
+        assert!(b.contains(&format!("sha256 {boot_sha}")), "{b}");
+        let env = line("efi64/bootx64.efi by ");
+        assert!(
+            env.contains(&format!("sha256 {}…", &k_sha[..16]))
+                && env.contains(&format!("sha256 {}…", &i_sha[..16])),
+            "{env}"
+        );
+        (b, env)
+    };
+    let (b, env) = boot("disk1.img", "02:00:00:00:77:01");
+    assert!(b.contains("by MTFTP ("), "{b}");
+    assert!(
+        env.contains("efi64/bootx64.efi by MTFTP (")
+            && env.contains("efi32/bootia32.efi by MTFTP ("),
+        "{env}"
+    );
+    // The server's MTFTP port drops every request: no stream starts.
+    sh(&format!(
+        "ip -n {0} rule add pref 100 lookup local && ip -n {0} rule del pref 0 && ip -n {0} rule add pref 10 iif br0 ipproto udp dport 1759 blackhole",
+        ns[0]
+    ));
+    let (b, env) = boot("disk2.img", "02:00:00:00:77:02");
+    let fell = "by TFTP (MTFTP fell back: no answer)";
+    assert!(b.contains(fell), "{b}");
+    assert!(
+        env.contains(&format!("efi64/bootx64.efi {fell}"))
+            && env.contains(&format!("efi32/bootia32.efi {fell}")),
+        "{env}"
+    );
     stop(server);
 }

@@ -179,7 +179,8 @@ proptest! {
     #[test]
     fn task_reply_round_trip(
         tasks in vec((any::<u32>(), 0u8..6, ip(), s(60), vec(any::<u8>(), 0..=16), any::<(u16, u16, u32)>()), 0..=8),
-        env in proptest::option::of((any::<u8>(), s(40), s(40), s(40)))
+        env in proptest::option::of((any::<u8>(), s(40), s(40), s(40))),
+        env_mc in vec((any::<u8>(), any::<[u8; 4]>(), any::<[u8; 4]>(), any::<(u16, u16, u8, u8)>()), 0..=3)
     ) {
         let t = TaskReply {
             tasks: tasks.iter().map(|(id, k, ip, st, parts, (port, n, w))| Task {
@@ -210,6 +211,16 @@ proptest! {
                 image: if parts.is_empty() { "" } else { st },
             }).collect(),
             image_safe: None,
+            // §4.5.2: TLV 6, up to one per environment file.
+            environment_multicast: env_mc.iter().map(|(f, sv, g, (cp, sp, l, d))| preboot::wire::transaction::environment_multicast::EnvironmentMulticast {
+                file: (*f).into(),
+                server: Ipv4Addr::from(*sv),
+                group: Ipv4Addr::from(*g),
+                client_port: *cp,
+                server_port: *sp,
+                listen_secs: *l,
+                delay_secs: *d,
+            }).collect(),
         };
         let bytes = emit(&t);
         let back = TaskReply::parse(&bytes).unwrap();

@@ -14,11 +14,13 @@ use preboot::dhcp::client::{ClientConfig as DhcpConfig, Granted};
 use preboot::driver::image_safe_disk::{read_image_safe, write_image_safe};
 use preboot::driver::key_record_disk::DiskKeySlot;
 use preboot::driver::transaction::Urandom;
+use preboot::mtftp::Channel;
 use preboot::tftp::client::ClientConfig as TftpConfig;
 use preboot::transaction::provision::provision;
 use preboot::transaction::{ClientConfig, Hex};
 use preboot::wire::image_safe::{ImageSafe, PendingFlags};
 use preboot::wire::transaction::Status;
+use preboot::wire::transaction::environment_multicast::EnvironmentFile;
 use preboot::wire::transaction::menu_choice::{ImageSafeUpdate, TaskQuery};
 use preboot::wire::transaction::messages::{
     MenuMode, Outcome, TaskAction, TaskReport, WorkstationInfo,
@@ -30,6 +32,7 @@ use crate::dhcp::{DhcpHub, DhcpTarget};
 use crate::fetch;
 use crate::hardware::Hardware;
 use crate::menu::{self, Choice};
+use crate::mfetch;
 use crate::session::{Answer, Session};
 
 /// The steps, in boot order, as the summary names them.
@@ -246,12 +249,27 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
             .map_or_else(|| "none".to_string(), |b| b.to_string()),
     ));
 
+    // Our own address on the link (loopback, or the one DHCP put on the
+    // interface): the MTFTP client's unicast socket binds to it.
+    let local = if ws.address.is_unspecified() {
+        info.address
+    } else {
+        ws.address
+    };
+
     // Step 4: the preboot file.
     if p.fetch_boot_file {
         run.begin(1);
         let server = SocketAddrV4::new(info.tftp_server, p.tftp_port);
-        let f = fetch::tftp(
-            ws.address,
+        // Option 43 sub-options 1–5 of the answer that named the file:
+        // by MTFTP from the boot server, TFTP as the fallback.
+        let channel = info
+            .mtftp
+            .as_ref()
+            .map(|m| Channel::from_params(info.tftp_server, m));
+        let (f, way) = mfetch::file(
+            local,
+            channel,
             server,
             &info.boot_file,
             None,
@@ -260,7 +278,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
         )?;
         run.end();
         run.say(format!(
-            "{} · {} bytes · sha256 {} · {} ms",
+            "{} {way} · {} bytes · sha256 {} · {} ms",
             info.boot_file,
             f.bytes,
             fetch::hex(&f.sha256),
@@ -485,11 +503,13 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
                     (t.id, describe(&t.action), kind)
                 })
                 .collect();
+            // TLV 2, with the MTFTP channels of its files (TLV 6, §4.5.2).
             let env = tr.environment.as_ref().map(|e| {
                 (
                     e.kernel.to_string(),
                     e.initrd.to_string(),
                     e.loader.to_string(),
+                    tr.environment_multicast.clone(),
                 )
             });
             // TLV 4 of the tasks in this reply: (waiting, poll secs, text).
@@ -569,23 +589,27 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
 
     // Step 18: the imaging environment.
     run.begin(7);
-    let (kernel, initrd, _loader) =
+    let (kernel, initrd, _loader, channels) =
         env.ok_or("tasks are pending but the server names no imaging environment")?;
     let server = SocketAddrV4::new(info.tftp_server, p.tftp_port);
     let (kpath, ipath) = match &p.work_dir {
         Some(d) => (Some(d.join("kernel")), Some(d.join("initrd"))),
         None => (None, None),
     };
-    let k = fetch::tftp(
-        ws.address,
+    // §4.5.2: a file with a TLV 6 channel comes by MTFTP, TFTP as the
+    // fallback; the others by TFTP.
+    let (k, kway) = mfetch::file(
+        local,
+        mfetch::channel(&channels, EnvironmentFile::Kernel),
         server,
         &kernel,
         kpath.as_deref(),
         p.tftp,
         p.step_limit,
     )?;
-    let i = fetch::tftp(
-        ws.address,
+    let (i, iway) = mfetch::file(
+        local,
+        mfetch::channel(&channels, EnvironmentFile::Initrd),
         server,
         &initrd,
         ipath.as_deref(),
@@ -594,7 +618,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
     )?;
     run.end();
     run.say(format!(
-        "{kernel} ({} bytes, sha256 {}…) · {initrd} ({} bytes, sha256 {}…)",
+        "{kernel} {kway} ({} bytes, sha256 {}…) · {initrd} {iway} ({} bytes, sha256 {}…)",
         k.bytes,
         &fetch::hex(&k.sha256)[..16],
         i.bytes,

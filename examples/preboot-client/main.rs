@@ -19,6 +19,7 @@ mod hardware;
 #[allow(dead_code)] // kexec_unload, os_error_of: for the tests and library users
 mod linux;
 mod menu;
+mod mfetch;
 mod session;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};

@@ -4,7 +4,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use preboot::wire::transaction::environment_multicast::{
+    ENVIRONMENT_MULTICAST_LEN, EnvironmentMulticast,
+};
 use preboot::wire::transaction::menu_choice::TaskQuery;
+use preboot::wire::transaction::tlv::Writer;
 use preboot::wire::transaction::messages::{
     Accept, Cookie, Empty, Hello, InfoAck, Init, InitPayload, MenuReply, TaskReply, TaskReport,
     WorkstationInfo,
@@ -92,5 +96,12 @@ fuzz_target!(|data: &[u8]| {
         round_trip!(TaskReply, bytes);
         round_trip!(TaskReport, bytes);
         round_trip!(TaskQuery, bytes);
+        // §4.5.2 TLV 6 alone (TaskReply above covers it in a reply): a
+        // value that parses is emitted back byte for byte.
+        if let Ok(m) = EnvironmentMulticast::parse(bytes) {
+            let mut out = [0u8; 3 + ENVIRONMENT_MULTICAST_LEN];
+            m.emit(&mut Writer::new(&mut out)).expect("TLV 6 emits");
+            assert_eq!(&out[3..], bytes, "TLV 6 round trip");
+        }
     }
 });

@@ -52,6 +52,8 @@
 #[cfg(feature = "alloc")]
 mod condition;
 #[cfg(feature = "alloc")]
+mod environment_mtftp;
+#[cfg(feature = "alloc")]
 mod ip_pool;
 #[cfg(feature = "alloc")]
 mod model;
@@ -76,6 +78,8 @@ mod token;
 pub use crate::workstation::identities;
 #[cfg(feature = "alloc")]
 pub use condition::{Cmp, Condition, Facts, TextAttr, TextOp};
+#[cfg(feature = "alloc")]
+pub use environment_mtftp::MtftpChannels;
 #[cfg(feature = "alloc")]
 pub use ip_pool::{IpAssignments, IpPool};
 #[cfg(feature = "alloc")]

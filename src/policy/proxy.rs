@@ -14,6 +14,7 @@
 //! [`ImagingProxy::restore`] replays them after a restart.
 
 use super::condition::Facts;
+use super::environment_mtftp::MtftpChannels;
 use super::ip_pool::IpAssignments;
 use super::model::{ImagingRule, MenuSetting, WorkstationId, WorkstationObject};
 use super::multicast::{SessionEvent, SessionStatus, Sessions};
@@ -27,6 +28,7 @@ use super::token::TokenSecret;
 use crate::Instant;
 use crate::transaction::Policy;
 use crate::wire::image_safe::{ImageSafe, PendingFlags};
+use crate::wire::transaction::environment_multicast::ENVIRONMENT_MULTICAST_LEN;
 use crate::wire::transaction::menu_choice::{ImageSafeUpdate, TaskQuery};
 use crate::wire::transaction::messages::{
     Environment, InfoAck, MenuEntry, MenuReply, Outcome, Task, TaskAction, TaskReply, TaskReport,
@@ -134,6 +136,7 @@ pub struct ImagingProxy<S: Store, L: TaskLog = NoLog> {
     registry: Option<Box<dyn Registry>>,
     ips: IpAssignments,
     tokens: Option<TokenSecret>,
+    mtftp: MtftpChannels,
 }
 
 /// Records kept for [`ImagingProxy::history`]: the latest, at most this
@@ -169,6 +172,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             registry: None,
             ips: IpAssignments::default(),
             tokens: None,
+            mtftp: MtftpChannels::default(),
         }
     }
 
@@ -216,6 +220,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             registry,
             ips,
             tokens,
+            mtftp,
             ..
         } = p;
         Ok((
@@ -234,6 +239,7 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
                 registry,
                 ips,
                 tokens,
+                mtftp,
             },
             forgotten,
         ))
@@ -249,6 +255,13 @@ impl<S: Store, L: TaskLog> ImagingProxy<S, L> {
             end -= 1;
         }
         self.server_name = (end > 0).then(|| name[..end].into());
+    }
+
+    /// The MTFTP channels of the files the boot server sends by multicast
+    /// (`[[mtftp.file]]`): an `Environment` with `fetch = MTFTP` names
+    /// those of its files in `TaskReply` TLV 6 (§4.5.2).
+    pub fn set_mtftp_channels(&mut self, channels: MtftpChannels) {
+        self.mtftp = channels;
     }
 
     /// The name this server writes into its records, if any.
@@ -965,7 +978,19 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
         let sessions = self.store.multicast_sessions();
         let mut size = server.environment.as_ref().map_or(0, |e| {
             4 + 3 + e.kernel.len() + e.initrd.len() + e.loader.len()
-        }) + assigned.as_ref().map_or(0, |_| 3 + 36);
+        }) + assigned.as_ref().map_or(0, |_| 3 + 36)
+            // §4.5.2 TLV 6: at most one per environment file, only with
+            // MTFTP and channels to name.
+            + if server
+                .environment
+                .as_ref()
+                .is_some_and(|e| e.fetch == crate::wire::transaction::messages::Fetch::Mtftp)
+                && !self.mtftp.0.is_empty()
+            {
+                3 * (3 + ENVIRONMENT_MULTICAST_LEN)
+            } else {
+                0
+            };
         // Strings in tasks are `len:u8` (§4.5): a store holding a longer one
         // cannot be answered. Fail before any state changes (no task id
         // handed out, no multicast join).
@@ -1198,6 +1223,9 @@ impl<S: Store, L: TaskLog> Policy for ImagingProxy<S, L> {
                 initrd: &e.initrd,
                 loader: &e.loader,
             });
+            if let Some(e) = &reply.environment {
+                reply.environment_multicast = self.mtftp.for_environment(e);
+            }
         }
         Ok(reply)
     }

@@ -556,6 +556,19 @@ fn bind_transaction(
             }
         })?;
     proxy.set_server_name(&t.server_name);
+    // The imaging environment by MTFTP (§4.5.2 TLV 6): the channels of
+    // the `[[mtftp.file]]` entries, by name.
+    if let Some(m) = &config.mtftp {
+        let channels = m
+            .files
+            .iter()
+            .map(|f| {
+                let ch = crate::mtftp::Channel::from_params(m.interface, &m.params(f));
+                (f.name.clone(), ch)
+            })
+            .collect();
+        proxy.set_mtftp_channels(crate::policy::MtftpChannels(channels));
+    }
     // A token with each imaging task (§4.5 TLV 3), from the server key.
     proxy.issue_task_tokens(&key.to_private_bytes());
     // The transaction service commits the journal once per batch of

@@ -5,6 +5,9 @@
 //! strings borrow from the packet. Parsing accepts TLVs in any order and
 //! skips unknown ones; emitting writes the canonical ascending order.
 
+use super::environment_multicast::{
+    ENVIRONMENT_MULTICAST_LEN, ENVIRONMENT_MULTICAST_TLV, EnvironmentMulticast,
+};
 use super::menu_choice::ImageSafeUpdate;
 pub use super::smbios::Smbios;
 use super::tlv::{Reader, TlvIter, Writer, str8_len};
@@ -960,6 +963,8 @@ pub struct TaskReply<'a> {
     pub multicast: Vec<super::multicast::MulticastInfo<'a>, 8>,
     /// TLV 5: a change the client writes into its image-safe data.
     pub image_safe: Option<ImageSafeUpdate>,
+    /// TLV 6: the environment's files by MTFTP, one per file (§4.5.2).
+    pub environment_multicast: Vec<EnvironmentMulticast, 3>,
 }
 
 impl<'a> TaskReply<'a> {
@@ -998,6 +1003,11 @@ impl<'a> TaskReply<'a> {
                 ImageSafeUpdate::TLV => {
                     once(&mut t.image_safe, ImageSafeUpdate::parse(tlv.value)?, 5)?
                 }
+                ENVIRONMENT_MULTICAST_TLV => push(
+                    &mut t.environment_multicast,
+                    EnvironmentMulticast::parse(tlv.value)?,
+                    ENVIRONMENT_MULTICAST_TLV,
+                )?,
                 _ => {}
             }
         }
@@ -1018,6 +1028,7 @@ impl Payload for TaskReply<'_> {
                 .map(|m| 3 + m.value_len())
                 .sum::<usize>()
             + self.image_safe.as_ref().map_or(0, |u| 3 + u.value_len())
+            + self.environment_multicast.len() * (3 + ENVIRONMENT_MULTICAST_LEN)
     }
     fn emit(&self, out: &mut [u8]) -> Result<(), EmitError> {
         let mut w = Writer::new(out);
@@ -1042,6 +1053,9 @@ impl Payload for TaskReply<'_> {
         }
         if let Some(u) = &self.image_safe {
             u.emit(&mut w)?;
+        }
+        for m in &self.environment_multicast {
+            m.emit(&mut w)?;
         }
         Ok(())
     }

@@ -37,6 +37,7 @@
 //! assert_eq!(Cookie::parse(frame.payload()).unwrap().cookie, [7; 32]);
 //! ```
 
+pub mod environment_multicast;
 pub mod menu_choice;
 pub mod messages;
 pub mod multicast;
