@@ -340,6 +340,33 @@ fn uefi_proxy_boots() {
     assert_pass(&["--firmware", "uefi", "--mode", "proxy"]);
 }
 
+/// Issue 16, "iPXE (BIOS) and OVMF still boot with MTFTP configured": the
+/// boot server's `[mtftp]` serves both boot files (groups on the
+/// namespace's bridge only). The BIOS OFFER carries option 43 sub-options
+/// 1–5 (PXE 2.1 §2.4.5) as tshark decodes them — group, client port,
+/// server port 1759, timeout, delay — and iPXE still boots by TFTP (QEMU's
+/// iPXE does not use MTFTP).
+#[test]
+#[cfg_attr(
+    preboot_skip_firmware_bios_full,
+    ignore = "needs root, QEMU, tshark, busybox-static, pxelinux, syslinux-common, ipxe-qemu"
+)]
+fn bios_full_boots_with_mtftp_advertised() {
+    assert_pass(&["--firmware", "bios", "--mode", "full", "--mtftp"]);
+}
+
+/// Issue 16: with the same `[mtftp]` table (the UEFI boot file listed
+/// too), no answer to OVMF carries sub-options 1–5 (EDK2 discards offers
+/// that do), and OVMF boots.
+#[test]
+#[cfg_attr(
+    preboot_skip_firmware_uefi_full,
+    ignore = "needs root, QEMU, tshark, busybox-static, ovmf, systemd-boot-efi, binutils"
+)]
+fn uefi_full_boots_with_mtftp_configured() {
+    assert_pass(&["--firmware", "uefi", "--mode", "full", "--mtftp"]);
+}
+
 /// The harness catches a served file cut short.
 #[test]
 #[cfg_attr(
