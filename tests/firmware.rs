@@ -34,6 +34,13 @@
 //! `PREBOOT_CI=1` nothing is ignored and a missing prerequisite fails. The
 //! boots run one at a time (they share two CPUs under TCG).
 //!
+//! The MTFTP cases (issue 16, "iPXE (BIOS) and OVMF still boot with MTFTP
+//! configured") run the full-DHCP boots with `boot.sh --mtftp`: the
+//! server's `[mtftp]` lists both boot files, the firmware still boots by
+//! TFTP, and the capture must show option 43 sub-options 1–5 with the
+//! configured values in the OFFER to iPXE (BIOS) and none in any answer to
+//! OVMF (UEFI).
+//!
 //! The flow cases (issue 14, "Real firmware runs the flow") go on from the
 //! BIOS boot into the preboot flow (DESIGN.md steps 5–19): the initrd's
 //! init runs a static `preboot-client` (built here for
