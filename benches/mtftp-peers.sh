@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # PXE MTFTP against unicast TFTP, one file to N clients at once (issue 16,
 # "Performance"), in two network namespaces this script creates (server
-# and clients, joined by one veth pair; multicast never leaves them).
+# and clients, joined by one veth pair; the client side is a bridge with
+# one more namespace per atftp client; multicast never leaves them).
 #
 #   sudo bash benches/mtftp-peers.sh [--clients "1 8 32"] [--mib 8] [--out DIR]
 #
@@ -17,11 +18,11 @@
 #                  (512-byte blocks, lock-step) and, as iPXE asks,
 #                  blksize 1432 lock-step (ours-tftp-1432);
 #   atftpd-mtftp   atftpd --mtftp (Debian atftpd 0.8, group 239.77.2.2:3002,
-#                  port 1758) with N `atftp --mget` processes in the client
-#                  namespace. atftp binds the MTFTP client port without
-#                  SO_REUSEADDR: with N > 1 only the first one gets the
-#                  file, the others stop with "bind: Address already in
-#                  use" (its rows then count one client).
+#                  port 1758) with N `atftp --mget` processes, each in a
+#                  namespace of its own on the client side's bridge (atftp
+#                  binds the MTFTP client port without SO_REUSEADDR: two
+#                  in one namespace fail with "bind: Address already in
+#                  use").
 # Per run: wall time from the start of the first client until the last
 # had the whole file (wall_s) and until the last client process ended
 # (exit_s: an MTFTP master dallies after its last ACK), clients that got the whole file (size checked; sha256 for the
@@ -71,6 +72,7 @@ TAG="mp$$"
 SRV="$TAG-srv"
 CLI="$TAG-cli"
 PIDS=()
+ACLI=()
 cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -79,6 +81,7 @@ cleanup() {
   done
   ip netns del "$SRV" 2>/dev/null || true
   ip netns del "$CLI" 2>/dev/null || true
+  for a in "${ACLI[@]}"; do ip netns del "$a" 2>/dev/null || true; done
   case "$OUT" in "$WORK"/*) cp -r "$OUT" "/tmp/$TAG-out" 2>/dev/null || true ;; esac
   rm -rf "$WORK"
 }
@@ -92,12 +95,32 @@ ip -n "$SRV" link set lo up
 ip -n "$CLI" link set lo up
 ip link add "s-$TAG" netns "$SRV" type veth peer name "c-$TAG" netns "$CLI"
 ip -n "$SRV" addr add 10.77.0.1/16 dev "s-$TAG"
-ip -n "$CLI" addr add 10.77.0.2/16 dev "c-$TAG"
-for i in $(seq 1 "$MAXN"); do ip -n "$CLI" addr add "10.77.1.$i/16" dev "c-$TAG"; done
+# The client side is a bridge (br0 in the client namespace) so that each
+# atftp client can have a namespace of its own (atftp binds the MTFTP
+# client port without SO_REUSEADDR: one per namespace).
+ip -n "$CLI" link add br0 type bridge mcast_snooping 0
+ip -n "$CLI" link set "c-$TAG" master br0
+ip -n "$CLI" addr add 10.77.0.2/16 dev br0
+for i in $(seq 1 "$MAXN"); do ip -n "$CLI" addr add "10.77.1.$i/16" dev br0; done
 ip -n "$SRV" link set "s-$TAG" up
 ip -n "$CLI" link set "c-$TAG" up
+ip -n "$CLI" link set br0 up
 ip -n "$SRV" route add 224.0.0.0/4 dev "s-$TAG"
-ip -n "$CLI" route add 224.0.0.0/4 dev "c-$TAG"
+ip -n "$CLI" route add 224.0.0.0/4 dev br0
+ACLI=()
+if command -v atftp >/dev/null; then
+  for i in $(seq 1 "$MAXN"); do
+    ip netns add "$TAG-a$i"
+    ACLI[i]="$TAG-a$i"
+    ip -n "$TAG-a$i" link set lo up
+    ip link add "a$i-$TAG" netns "$CLI" type veth peer name eth0 netns "$TAG-a$i"
+    ip -n "$CLI" link set "a$i-$TAG" master br0
+    ip -n "$CLI" link set "a$i-$TAG" up
+    ip -n "$TAG-a$i" addr add "10.77.2.$i/16" dev eth0
+    ip -n "$TAG-a$i" link set eth0 up
+    ip -n "$TAG-a$i" route add 224.0.0.0/4 dev eth0
+  done
+fi
 
 ROOT="$WORK/tftp"
 mkdir -p "$ROOT"
@@ -177,7 +200,7 @@ client() {
       ip netns exec "$CLI" timeout 120 "$GET_BIN" --server 10.77.0.1:1759 --file big.bin \
         --mtftp 239.77.2.1:3001 --mtftp-local "10.77.1.$i" --listen 1 --delay 2 --out "$out" ;;
     atftpd-mtftp)
-      ip netns exec "$CLI" timeout 120 atftp --mtftp "client-port 3002" --mtftp "mcast-ip 239.77.2.2" \
+      ip netns exec "${ACLI[i]}" timeout 120 atftp --mtftp "client-port 3002" --mtftp "mcast-ip 239.77.2.2" \
         --mtftp "listen-delay 1" --mtftp "timeout-delay 2" --mget -r big.bin -l "$out" 10.77.0.1 1758 ;;
   esac
 }
