@@ -34,6 +34,13 @@
 //! `PREBOOT_CI=1` nothing is ignored and a missing prerequisite fails. The
 //! boots run one at a time (they share two CPUs under TCG).
 //!
+//! The MTFTP cases (issue 16, "iPXE (BIOS) and OVMF still boot with MTFTP
+//! configured") run the full-DHCP boots with `boot.sh --mtftp`: the
+//! server's `[mtftp]` lists both boot files, the firmware still boots by
+//! TFTP, and the capture must show option 43 sub-options 1–5 with the
+//! configured values in the OFFER to iPXE (BIOS) and none in any answer to
+//! OVMF (UEFI).
+//!
 //! The flow cases (issue 14, "Real firmware runs the flow") go on from the
 //! BIOS boot into the preboot flow (DESIGN.md steps 5–19): the initrd's
 //! init runs a static `preboot-client` (built here for
@@ -338,6 +345,33 @@ fn uefi_full_dhcp_boots() {
 )]
 fn uefi_proxy_boots() {
     assert_pass(&["--firmware", "uefi", "--mode", "proxy"]);
+}
+
+/// Issue 16, "iPXE (BIOS) and OVMF still boot with MTFTP configured": the
+/// boot server's `[mtftp]` serves both boot files (groups on the
+/// namespace's bridge only). The BIOS OFFER carries option 43 sub-options
+/// 1–5 (PXE 2.1 §2.4.5) as tshark decodes them — group, client port,
+/// server port 1759, timeout, delay — and iPXE still boots by TFTP (QEMU's
+/// iPXE does not use MTFTP).
+#[test]
+#[cfg_attr(
+    preboot_skip_firmware_bios_full,
+    ignore = "needs root, QEMU, tshark, busybox-static, pxelinux, syslinux-common, ipxe-qemu"
+)]
+fn bios_full_boots_with_mtftp_advertised() {
+    assert_pass(&["--firmware", "bios", "--mode", "full", "--mtftp"]);
+}
+
+/// Issue 16: with the same `[mtftp]` table (the UEFI boot file listed
+/// too), no answer to OVMF carries sub-options 1–5 (EDK2 discards offers
+/// that do), and OVMF boots.
+#[test]
+#[cfg_attr(
+    preboot_skip_firmware_uefi_full,
+    ignore = "needs root, QEMU, tshark, busybox-static, ovmf, systemd-boot-efi, binutils"
+)]
+fn uefi_full_boots_with_mtftp_configured() {
+    assert_pass(&["--firmware", "uefi", "--mode", "full", "--mtftp"]);
 }
 
 /// The harness catches a served file cut short.

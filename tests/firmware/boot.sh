@@ -4,7 +4,7 @@
 #   tests/firmware/boot.sh --firmware bios|uefi --mode full|proxy
 #       [--server ours|dnsmasq] [--server-bin PATH] [--menu never|always|keypress]
 #       [--fault none|truncate|wrong|wrong-arch] [--timeout SECONDS]
-#       [--accel tcg|kvm|auto] [--out DIR] [--keep]
+#       [--accel tcg|kvm|auto] [--out DIR] [--keep] [--mtftp]
 #   tests/firmware/boot.sh --firmware bios --mode proxy
 #       --flow restore|local|menu --flow-kit DIR [--client-bin PATH] ...
 #
@@ -96,6 +96,17 @@
 # and the session was established from the VM's address, with only the
 # kit's workstation key bound (auto-enrolment off); and the serial console:
 # the client's public key is the kit's.
+# --mtftp (with --server ours; issue 16) configures the boot server's
+# [mtftp] service for the BIOS boot file (group 239.77.1.1, client port
+# 3001) and the UEFI one (239.77.1.2, 3002, if it fits in 65,535 blocks),
+# server port 1759, listen 2 s, delay 5 s; the groups exist only on the
+# namespace's bridge. The firmware still boots by TFTP (QEMU's iPXE and
+# OVMF do not use MTFTP), and the PASS also needs, in the capture, option
+# 43 sub-options 1-5 (PXE 2.1 §2.4.5, as tshark decodes them: group,
+# client port, server port, timeout, delay) in the OFFER to a BIOS client
+# with exactly those values (and the same in any other answer that has
+# them), and none of sub-options 1-5 in any answer to a UEFI client (EDK2
+# discards offers that carry them).
 # Faults (to prove the checks can fail): truncate = the served vmlinuz (bios)
 # or preboot-x64.efi (uefi) is cut in half; wrong = one byte of it is
 # flipped; wrong-arch = the server is configured to give the other
@@ -118,6 +129,7 @@ repo="$(cd "$here/../.." && pwd)"
 
 firmware="" mode="" server="ours" server_bin="" menu="never" fault="none"
 timeout_s=240 accel="auto" out="" keep=0 flow="none" flow_kit="" client_bin=""
+mtftp=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --firmware) firmware="$2"; shift 2 ;;
@@ -130,6 +142,7 @@ while [[ $# -gt 0 ]]; do
     --accel) accel="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
+    --mtftp) mtftp=1; shift ;;
     --flow) flow="$2"; shift 2 ;;
     --flow-kit) flow_kit="$2"; shift 2 ;;
     --client-bin) client_bin="$2"; shift 2 ;;
@@ -150,6 +163,8 @@ case_name="$firmware-$mode-$server"
 [[ "$menu" != never ]] && case_name+="-menu-$menu"
 [[ "$flow" != none ]] && case_name+="-flow-$flow"
 [[ "$fault" != none ]] && case_name+="-fault-$fault"
+[[ $mtftp -eq 1 ]] && case_name+="-mtftp"
+[[ $mtftp -eq 0 || "$server" == ours ]] || setup_fail "--mtftp needs --server ours"
 
 if [[ "$flow" != none ]]; then
   [[ "$firmware" == bios && "$mode" == proxy && "$server" == ours && "$menu" == never ]] ||
@@ -506,6 +521,31 @@ image = "images/flow-$nonce.img"
 EOF
     fi
   fi
+  if [[ $mtftp -eq 1 ]]; then
+    # MTFTP for the boot files (multicast stays on br0, in the namespace).
+    cat >>"$out/preboot.toml" <<EOF
+
+[mtftp]
+enabled = true
+server_port = 1759
+listen_secs = 2
+delay_secs = 5
+
+[[mtftp.file]]
+file = "$bios_file"
+group = "239.77.1.1"
+client_port = 3001
+EOF
+    if [[ -f "$root/$uefi_file" && $(stat -c %s "$root/$uefi_file") -le 33553919 ]]; then
+      cat >>"$out/preboot.toml" <<EOF
+
+[[mtftp.file]]
+file = "$uefi_file"
+group = "239.77.1.2"
+client_port = 3002
+EOF
+    fi
+  fi
   if [[ "$mode" == full ]]; then
     cat >>"$out/preboot.toml" <<EOF
 
@@ -825,6 +865,54 @@ if [[ "$server" == ours ]]; then
       NOTE\ *) echo "boot.sh: $line" >&2 ;;
     esac
   done <<<"$tx_check"
+fi
+
+# MTFTP sub-options 1-5 (PXE 2.1 §2.4.5) in the boot server's answers to
+# the guest, as tshark decodes them: in the OFFER to a BIOS client, with
+# the values configured above; in no answer to a UEFI client.
+if [[ $mtftp -eq 1 ]]; then
+  tshark -r "$out/capture.pcapng" -d udp.port==4011,dhcp -Y dhcp -T fields \
+    -E separator='|' -E occurrence=a \
+    -e frame.number -e ip.src -e udp.srcport -e dhcp.option.dhcp -e dhcp.hw.mac_addr \
+    -e dhcp.option.vendor.pxeclient.suboption \
+    -e dhcp.option.vendor.pxeclient.mtftp_ip -e dhcp.option.vendor.pxeclient.mtftp_client_port \
+    -e dhcp.option.vendor.pxeclient.mtftp_server_port -e dhcp.option.vendor.pxeclient.mtftp_timeout \
+    -e dhcp.option.vendor.pxeclient.mtftp_delay \
+    >"$out/mtftp43.tsv" 2>>"$out/tshark.log" || fail "tshark could not read the capture"
+  want_mtftp="239.77.1.1 3001 1759 2 5"
+  [[ "$firmware" == uefi ]] && want_mtftp="none"
+  mtftp_check="$(awk -F'|' -v mac="$mac" -v srv="$server_ip" -v want="$want_mtftp" '
+    $2 == srv && tolower($5) == mac && ($4 == 2 || $4 == 5) && ($3 == 67 || $3 == 4011) {
+      what = ($4 == 2 ? "OFFER" : "ACK") "@" $3
+      n = split($6, codes, ","); subs = ""
+      for (i = 1; i <= n; i++) if (codes[i] >= 1 && codes[i] <= 5) subs = subs codes[i]
+      got = (subs == "") ? "none" : $7 " " $8 " " $9 " " $10 " " $11
+      answers++
+      if (want == "none") {
+        if (subs != "") print "FAIL the " what " to the UEFI client carries MTFTP sub-options " subs " (" got ")"
+        else clean++
+        next
+      }
+      if (what == "OFFER@67") { offers++; if (subs == "12345" && got == want) good_offers++ }
+      if (subs != "" && (subs != "12345" || got != want))
+        print "FAIL the " what " carries MTFTP sub-options " subs " = " got ", want 12345 = " want
+      if (subs == "12345") with++
+    }
+    END {
+      if (!answers) print "FAIL no answer from the boot server to the guest in the capture"
+      else if (want == "none") print "NOTE MTFTP: none of sub-options 1-5 in the " clean+0 " answer(s) to the UEFI client"
+      else {
+        if (!good_offers) print "FAIL no OFFER to the BIOS client carries MTFTP sub-options 1-5 = " want
+        print "NOTE MTFTP: sub-options 1-5 = " want " in " with+0 " of " answers " answer(s) to the BIOS client (" good_offers+0 " of " offers+0 " OFFERs)"
+      }
+    }' "$out/mtftp43.tsv")"
+  while IFS= read -r line; do
+    case "$line" in
+      FAIL\ *) fail "${line#FAIL }" ;;
+      NOTE\ *) echo "boot.sh: $line" >&2 ;;
+    esac
+  done <<<"$mtftp_check"
+  [[ -n "$mtftp_check" ]] || fail "the MTFTP check of the capture did not run"
 fi
 
 # TFTP, reassembled from the raw UDP payloads (not from our own parser):
