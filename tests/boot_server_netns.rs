@@ -382,6 +382,50 @@ fn udhcpd(dir: &Path, ns: &str, net: &str, extra: &str) -> Server {
 /// The server's directory (configuration, TFTP tree, leases). Started as
 /// root, the server switches to `nobody` once its ports are bound, so the
 /// directory belongs to that account, as `/var/lib/preboot` would.
+/// Put `<dir>/state` (owned by the unprivileged user the server runs
+/// as) in `config` as `server.state_dir`.
+fn with_state_dir(dir: &Path, config: &Path) {
+    let state = dir.join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    let text = std::fs::read_to_string(config).unwrap().replace(
+        "interface = \"br0\"",
+        &format!("interface = \"br0\"\nstate_dir = \"{}\"", state.display()),
+    );
+    std::fs::write(config, text).unwrap();
+}
+
+/// Run the real preboot client in namespace `ns` on its `eth0` with
+/// `args` (after `--interface eth0 --step-limit 30`); it must succeed.
+/// Its stdout, then its stderr.
+fn preboot_client(ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(boot_server_support::build_example("preboot-client"))
+        .args(["--interface", "eth0", "--step-limit", "30"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// The server's MTFTP port (1759) drops every request in namespace `ns`:
+/// a policy rule ahead of the local table, on input only, so no stream
+/// starts (the kernel here has no tc classifiers and no iptables).
+fn drop_mtftp_requests(ns: &str) {
+    sh(&format!(
+        "ip -n {ns} rule add pref 100 lookup local && ip -n {ns} rule del pref 0 && ip -n {ns} rule add pref 10 iif br0 ipproto udp dport 1759 blackhole"
+    ));
+}
+
 fn state_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let nobody = 65534;
@@ -430,14 +474,7 @@ image = "images/standard.img"
 when = { base_image = "" }
 "#,
     );
-    let state = dir.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "interface = \"br0\"",
-        &format!("interface = \"br0\"\nstate_dir = \"{}\"", state.display()),
-    );
-    std::fs::write(&config, text).unwrap();
+    with_state_dir(dir.path(), &config);
     let (_net, ns) = topology(
         "q",
         "10.79.0.1/24",
@@ -450,24 +487,7 @@ when = { base_image = "" }
         .unwrap()
         .set_len(2 << 20)
         .unwrap();
-    let boot = || {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns[2]])
-            .arg(boot_server_support::build_example("preboot-client"))
-            .args(["--interface", "eth0", "--step-limit", "30", "--disk"])
-            .arg(&disk)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}\n--- stderr ---\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{text}");
-        text
-    };
+    let boot = || preboot_client(&ns[2], &["--disk", &disk.display().to_string()]);
     let first = boot();
     let dhcp = first
         .lines()
@@ -556,22 +576,17 @@ client_port = 3001
         .map(|b| format!("{b:02x}"))
         .collect();
     let boot = || {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns[2]])
-            .arg(boot_server_support::build_example("preboot-client"))
-            .args(["--interface", "eth0", "--arch", "0", "--step-limit", "30"])
-            .args(["--baseline-files", "bios/pxelinux.0", "--disk"])
-            .arg(&disk)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}\n--- stderr ---\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let text = preboot_client(
+            &ns[2],
+            &[
+                "--arch",
+                "0",
+                "--baseline-files",
+                "bios/pxelinux.0",
+                "--disk",
+                &disk.display().to_string(),
+            ],
         );
-        assert!(out.status.success(), "{text}");
         let line = text
             .lines()
             .find(|l| l.contains("bios/pxelinux.0 by "))
@@ -584,10 +599,7 @@ client_port = 3001
     assert!(line.contains("by MTFTP ("), "{line}");
     // The server's MTFTP port drops every request (a policy rule ahead
     // of the local table, on input only): no block 1, no stream.
-    sh(&format!(
-        "ip -n {0} rule add pref 100 lookup local && ip -n {0} rule del pref 0 && ip -n {0} rule add pref 10 iif br0 ipproto udp dport 1759 blackhole",
-        ns[0]
-    ));
+    drop_mtftp_requests(&ns[0]);
     let line = boot();
     assert!(
         line.contains("by TFTP (MTFTP fell back: no answer)"),
@@ -652,14 +664,7 @@ image = "images/standard.img"
 when = { base_image = "" }
 "#,
     );
-    let state = dir.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "interface = \"br0\"",
-        &format!("interface = \"br0\"\nstate_dir = \"{}\"", state.display()),
-    );
-    std::fs::write(&config, text).unwrap();
+    with_state_dir(dir.path(), &config);
     let (_net, ns) = topology(
         "e",
         "10.77.0.1/24",
@@ -686,22 +691,17 @@ when = { base_image = "" }
             .unwrap()
             .set_len(2 << 20)
             .unwrap();
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns[2]])
-            .arg(boot_server_support::build_example("preboot-client"))
-            .args(["--interface", "eth0", "--arch", "0", "--step-limit", "30"])
-            .args(["--mac", mac, "--disk"])
-            .arg(&disk)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}\n--- stderr ---\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let text = preboot_client(
+            &ns[2],
+            &[
+                "--arch",
+                "0",
+                "--mac",
+                mac,
+                "--disk",
+                &disk.display().to_string(),
+            ],
         );
-        assert!(out.status.success(), "{text}");
         assert!(text.contains("RESULT imaged tasks="), "{text}");
         let line = |needle: &str| {
             text.lines()
@@ -727,10 +727,7 @@ when = { base_image = "" }
         "{env}"
     );
     // The server's MTFTP port drops every request: no stream starts.
-    sh(&format!(
-        "ip -n {0} rule add pref 100 lookup local && ip -n {0} rule del pref 0 && ip -n {0} rule add pref 10 iif br0 ipproto udp dport 1759 blackhole",
-        ns[0]
-    ));
+    drop_mtftp_requests(&ns[0]);
     let (b, env) = boot("disk2.img", "02:00:00:00:77:02");
     let fell = "by TFTP (MTFTP fell back: no answer)";
     assert!(b.contains(fell), "{b}");
