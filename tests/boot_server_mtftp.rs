@@ -37,6 +37,7 @@ listen_secs = 3
 delay_secs = 6
 timeout_ms = 400
 max_retries = 7
+window = 8
 ttl = 2
 [[mtftp.file]]
 file = "bios/pxelinux.0"
@@ -71,6 +72,7 @@ fn mtftp_table_parses() {
     assert_eq!((m.listen_secs, m.delay_secs, m.ttl), (3, 6, 2));
     assert_eq!(m.engine.timeout, Duration::from_millis(400));
     assert_eq!(m.engine.max_retries, 7);
+    assert_eq!(m.engine.window, 8);
     assert_eq!(m.root, Path::new("/etc/preboot/tftp"));
     assert_eq!(m.device, None);
     let groups: Vec<_> = m.files.iter().map(|f| (f.name.as_str(), f.group)).collect();
@@ -222,6 +224,13 @@ fn bad_mtftp_tables_name_the_key() {
             "delay_secs = 0",
             "mtftp.delay_secs",
             "1-255",
+        ),
+        (
+            "window = 8",
+            "window = 65",
+            "window = 65",
+            "mtftp.window",
+            "1-64",
         ),
         (
             "ttl = 2",
@@ -635,6 +644,7 @@ fn example_mtftp_block_parses_as_documented() {
     );
     assert_eq!(m.engine.timeout, Duration::from_millis(1000));
     assert_eq!(m.engine.max_retries, 5);
+    assert_eq!(m.engine.window, 1, "PXE lock-step unless asked");
     assert_eq!(m.files.len(), 1);
     assert_eq!(m.files[0].group, "239.255.1.1:3001".parse().unwrap());
     assert!(c.dhcp.mtftp.contains_key("bios/pxelinux.0"));

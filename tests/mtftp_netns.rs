@@ -162,6 +162,7 @@ fn serve(data: &'static [u8], stop: &AtomicBool) -> (u32, u64) {
         ServerConfig {
             timeout: Duration::from_millis(200),
             max_retries: 5,
+            window: 1,
         },
         slots,
     );

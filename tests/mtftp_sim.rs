@@ -160,6 +160,12 @@ fn dg<'a>(local: SocketAddrV4, remote: SocketAddrV4, payload: &'a [u8]) -> Datag
 }
 
 fn run(setup: Setup) -> Report {
+    run_with_window(setup, 1)
+}
+
+/// `run` with the server sending `window` blocks ahead of the master's
+/// last ACK ([`ServerConfig::window`]).
+fn run_with_window(setup: Setup, window: u16) -> Report {
     let data: &'static [u8] = Vec::leak(file_bytes(setup.size, setup.seed ^ 0x5A5A));
     let files: &'static [(&'static str, &'static [u8])] = Vec::leak(vec![(FILE, data)]);
     let mut fs = MemFs::new(files);
@@ -168,6 +174,7 @@ fn run(setup: Setup) -> Report {
         ServerConfig {
             timeout: Duration::from_millis(100),
             max_retries: 5,
+            window,
         },
         slots,
     );
@@ -535,4 +542,89 @@ fn stream_from_a_fresh_port() {
     });
     summary("fresh port", &r);
     check_all_exact(&r);
+}
+
+// A send-ahead window (ServerConfig::window, not in PXE 2.1, which is
+// lock-step) changes nothing of items 3–7 for a client that keeps blocks
+// that come early: one round still serves everyone who listens, each
+// block goes out once when nothing is lost.
+#[test]
+fn window_of_16_serves_one_round_with_each_block_once() {
+    let r = run_with_window(
+        Setup {
+            size: 200 * 512 + 77,
+            loss: 0,
+            seed: 1,
+            joins: vec![0, 10 * MS, 200 * MS, 500 * MS, 900 * MS],
+            kill: None,
+            server_up: true,
+            in_table: true,
+            fresh_port: false,
+        },
+        16,
+    );
+    summary("window 16, one round", &r);
+    check_all_exact(&r);
+    assert_eq!(r.streams, 1);
+    assert_eq!(r.server_datagrams, 201 + 1);
+    let lock_step = run(Setup {
+        size: 200 * 512 + 77,
+        loss: 0,
+        seed: 1,
+        joins: vec![0, 10 * MS, 200 * MS, 500 * MS, 900 * MS],
+        kill: None,
+        server_up: true,
+        in_table: true,
+        fresh_port: false,
+    });
+    assert!(
+        r.end < lock_step.end,
+        "blocks in flight end sooner: {} vs {} µs",
+        r.end,
+        lock_step.end
+    );
+}
+
+// Items 6 and 7 with a window: staggered joiners at 10 % loss (go-back to
+// the first unacknowledged block on the timeout) and a master lost
+// mid-stream; everyone ends with the exact file.
+#[test]
+fn window_of_16_with_loss_late_joiners_and_a_lost_master() {
+    for seed in 1..=4u64 {
+        let r = run_with_window(
+            Setup {
+                size: 300 * 512 + 300,
+                loss: 10,
+                seed: 70 + seed,
+                joins: vec![0, 0, 300 * MS, 1_500 * MS, 3 * S, 5 * S, 8 * S, 120 * S],
+                kill: None,
+                server_up: true,
+                in_table: true,
+                fresh_port: false,
+            },
+            16,
+        );
+        summary("window 16, staggered joins, 10 % loss", &r);
+        check_all_exact(&r);
+        let r = run_with_window(
+            Setup {
+                size: 256 * 512,
+                loss: 5,
+                seed: 80 + seed,
+                joins: vec![0, 100 * MS, 200 * MS, 2 * S, 4 * S],
+                kill: Some((0, 120)),
+                server_up: true,
+                in_table: true,
+                fresh_port: false,
+            },
+            16,
+        );
+        summary("window 16, master lost", &r);
+        assert!(r.nodes[0].dead, "the master died as planned");
+        check_all_exact(&r);
+        assert!(
+            r.nodes[1..].iter().any(|n| n.was_master),
+            "a listener took over"
+        );
+    }
 }

@@ -12,7 +12,8 @@
 //! 1 unicast to the opener, later blocks to the group); DATA is at most
 //! 512 bytes and carries the file's bytes; at most one running stream per
 //! group; a master that has not ACKed gets at most as many unicast blocks
-//! as it sent datagrams; per step at most 2 datagrams per stream plus 16
+//! as it sent datagrams; the group gets block 1 only until the master ACKs
+//! it; per step at most the window plus one datagrams per stream plus 16
 //! refusals, and a bounded number of events.
 #![no_main]
 
@@ -51,6 +52,7 @@ enum Op {
 #[derive(Arbitrary, Debug)]
 struct Input {
     max_retries: u8,
+    window: u8,
     slots: u8,
     ops: Vec<Op>,
 }
@@ -77,7 +79,8 @@ fuzz_target!(|input: Input| {
     let groups: Vec<SocketAddrV4> =
         (0..NAMES.len()).map(|i| SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1 + i as u8), 1760)).collect();
     let client = |c: u8| SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2 + c % 4), 1760);
-    let config = ServerConfig { timeout: Duration::from_millis(100), max_retries: input.max_retries % 8 };
+    let window = u16::from(input.window % 40);
+    let config = ServerConfig { timeout: Duration::from_millis(100), max_retries: input.max_retries % 8, window };
     let slots: Vec<Slot<MemFile>> = (0..usize::from(input.slots % 4)).map(|_| Slot::new()).collect();
     let mut s = Server::new(config, slots);
     let mut now = Instant::ZERO;
@@ -170,7 +173,7 @@ fuzz_target!(|input: Input| {
                 }
             };
             sent += 1;
-            assert!(sent <= 2 * 4 + 16, "unbounded transmit");
+            assert!(sent <= (usize::from(window.max(1)) + 1) * 4 + 16, "unbounded transmit");
             assert!(!t.broadcast && !t.after_sync);
             let local = t.local.expect("server names its socket");
             match Repr::parse_bytes(&buf[..t.len]).expect("well formed") {
@@ -182,6 +185,9 @@ fuzz_target!(|input: Input| {
                         let m = streams.get(&t.remote).expect("DATA to a stream's group");
                         assert_eq!(m.local, local, "group DATA from the stream's port");
                         assert!(matches(m), "the file's bytes");
+                        // Until the master ACKs block 1, the group gets
+                        // block 1 only (the window opens after).
+                        assert!(m.validated || block == 1, "block {block} before the master's first ACK");
                     } else {
                         // Block 1 only, to a master, from its stream's port.
                         assert_eq!(block, 1, "unicast only block 1");

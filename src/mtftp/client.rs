@@ -217,6 +217,10 @@ pub struct Client<'n, W> {
     ack_to: SocketAddrV4,
     /// Master: the next block of the stream.
     next: u16,
+    /// As master: the highest block this stream brought. The server sends
+    /// in order, so every block up to it went to the group in this
+    /// stream: the master's ACK may pass over the ones it holds.
+    stream_max: u16,
     /// Heard the server since this open began.
     heard: bool,
     silent_opens: u8,
@@ -245,6 +249,7 @@ impl<'n, W: WriteAt> Client<'n, W> {
             ack_due: None,
             ack_to: config.channel.server,
             next: 1,
+            stream_max: 0,
             heard: false,
             silent_opens: 0,
             opens: 0,
@@ -406,6 +411,7 @@ impl<'n, W: WriteAt> Client<'n, W> {
                 self.rrq_due = false;
                 self.ack_to = from;
                 self.next = 2;
+                self.stream_max = 1;
                 self.retries = 0;
                 self.ack_due = Some(1);
                 self.deadline = Some(now + self.config.timeout);
@@ -415,16 +421,26 @@ impl<'n, W: WriteAt> Client<'n, W> {
                 }
             }
             Phase::Master if from == self.ack_to => {
+                self.stream_max = self.stream_max.max(block);
                 if block == self.next {
-                    self.ack_due = Some(block);
-                    self.next = self.next.saturating_add(1);
+                    // ACKs are cumulative: pass over the blocks this
+                    // stream already brought (a server sending ahead, a
+                    // reordered link), never over ones it did not send
+                    // yet (listeners need the whole stream).
+                    let mut acked = block;
+                    while acked < self.stream_max && self.have.contains(acked + 1) {
+                        acked += 1;
+                    }
+                    self.ack_due = Some(acked);
+                    self.next = acked.saturating_add(1);
                     self.retries = 0;
                     self.deadline = Some(now + self.config.timeout);
-                    if stream_last {
+                    if self.last.is_some_and(|(l, _)| l == acked) {
                         self.stream_ended(now);
                     }
-                } else if block == self.next - 1 {
-                    self.ack_due = Some(block);
+                } else if block < self.next {
+                    // A repeat: our ACK was lost; say again how far we are.
+                    self.ack_due = Some(self.next - 1);
                 }
             }
             Phase::Master => {}

@@ -105,6 +105,14 @@ pub struct ServerConfig {
     /// Silent timeouts in a row before the stream stops (the master is
     /// gone; listeners re-open after MTFTP_DELAY).
     pub max_retries: u8,
+    /// Blocks sent ahead of the master's last ACK (0 counts as 1). 1 is
+    /// PXE 2.1's lock-step, which every MTFTP client takes; more keeps
+    /// blocks in flight while the master's ACK travels (as RFC 7440's
+    /// `windowsize`, but not negotiated: PXE MTFTP has no options), for
+    /// clients that keep blocks that come early — EDK2, iPXE, atftp and
+    /// ours do; a strict lock-step client still works, and recovers a
+    /// lost block only on the timeout.
+    pub window: u16,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +120,7 @@ impl Default for ServerConfig {
         ServerConfig {
             timeout: Duration::from_secs(1),
             max_retries: 5,
+            window: 1,
         }
     }
 }
@@ -300,10 +309,20 @@ struct Stream<F> {
     master: SocketAddrV4,
     /// Number of the last block.
     blocks: u16,
-    /// The block in flight (lock-step: one outstanding).
-    cur: u16,
+    /// The last block the master acknowledged (0: none). ACKs are
+    /// cumulative: the master ACKs blocks in order.
+    acked: u16,
+    /// The next block to send to the group, while `send_next <= send_end`
+    /// (32 bits: past block 65,535 it must not wrap).
+    send_next: u32,
+    /// The last block the window allows now.
+    send_end: u32,
+    /// The highest block sent so far (an ACK beyond it is stray).
+    sent_max: u16,
+    /// Blocks in flight past `acked` ([`ServerConfig::window`], ≥ 1).
+    window: u16,
+    /// Block 1's unicast copy to the master is due.
     unicast_due: bool,
-    group_due: bool,
     /// The master acknowledged something.
     validated: bool,
     deadline: Option<Instant>,
@@ -317,9 +336,20 @@ struct Stream<F> {
 
 impl<F: ReadAt> Stream<F> {
     fn acked(&self) -> u16 {
-        match self.phase {
-            Phase::Sending => self.cur - 1,
-            Phase::Ended => self.cur,
+        self.acked
+    }
+
+    fn group_due(&self) -> bool {
+        self.send_next <= self.send_end
+    }
+
+    /// Sends the window from the block after the last acknowledged one:
+    /// after an ACK (what it newly allows) or a timeout (go-back-N).
+    fn open_window(&mut self) {
+        let acked = u32::from(self.acked);
+        self.send_end = (acked + u32::from(self.window)).min(u32::from(self.blocks));
+        if self.send_next <= acked {
+            self.send_next = acked + 1;
         }
     }
 
@@ -327,11 +357,11 @@ impl<F: ReadAt> Stream<F> {
         if self.phase == Phase::Ended {
             return;
         }
-        let acked = self.cur - 1;
+        let acked = self.acked;
         self.phase = Phase::Ended;
         self.deadline = None;
         self.unicast_due = false;
-        self.group_due = false;
+        self.send_end = 0;
         self.error_due = error;
         self.end = Some(ServerEvent::Stopped {
             stream: handle,
@@ -342,16 +372,16 @@ impl<F: ReadAt> Stream<F> {
         });
     }
 
-    fn on_ack(&mut self, handle: StreamHandle, now: Instant, block: u16) {
-        if self.phase != Phase::Sending || block != self.cur {
+    fn on_ack(&mut self, handle: StreamHandle, now: Instant, block: u16, timeout: Duration) {
+        if self.phase != Phase::Sending || block <= self.acked || block > self.sent_max {
             // Duplicate or stray: never re-send on it (RFC 1123 §4.2.3.1).
             return;
         }
         self.validated = true;
         self.retries = 0;
         self.unicast_due = false;
-        self.group_due = false;
-        if self.cur == self.blocks {
+        self.acked = block;
+        if block == self.blocks {
             self.phase = Phase::Ended;
             self.deadline = None;
             self.end = Some(ServerEvent::Completed {
@@ -363,9 +393,9 @@ impl<F: ReadAt> Stream<F> {
             });
             return;
         }
-        self.cur += 1;
         // Later blocks: the group only (item 3).
-        self.group_due = true;
+        self.open_window();
+        self.deadline = Some(now + timeout);
     }
 
     fn on_timeout(&mut self, handle: StreamHandle, now: Instant, config: &ServerConfig) {
@@ -379,13 +409,18 @@ impl<F: ReadAt> Stream<F> {
         }
         self.deadline = Some(now + config.timeout);
         if self.validated {
-            self.group_due = true;
+            // The first unacknowledged block again, alone (item 7: the
+            // listeners hear it too); the master's cumulative ACK then
+            // says how much of the window it holds, and the window opens
+            // from there.
+            self.send_next = u32::from(self.acked) + 1;
+            self.send_end = self.send_next;
         }
     }
 
-    /// The block `cur` into `buf`; its length.
-    fn write_block(&mut self, buf: &mut [u8]) -> Result<usize, ErrorCode> {
-        let off = u64::from(self.cur - 1) * u64::from(BLKSIZE);
+    /// Block `block` into `buf`; its length.
+    fn write_block(&mut self, block: u16, buf: &mut [u8]) -> Result<usize, ErrorCode> {
+        let off = u64::from(block - 1) * u64::from(BLKSIZE);
         let want = self.size.saturating_sub(off).min(u64::from(BLKSIZE)) as usize;
         let payload = &mut buf[DATA_HEADER_LEN..DATA_HEADER_LEN + want];
         match self.file.read_full_at(off, payload) {
@@ -393,7 +428,7 @@ impl<F: ReadAt> Stream<F> {
             Ok(_) => return Err(ErrorCode::NotDefined),
             Err(e) => return Err(e.error_code()),
         }
-        emit_data_header(self.cur, buf).map_err(|_| ErrorCode::NotDefined)?;
+        emit_data_header(block, buf).map_err(|_| ErrorCode::NotDefined)?;
         Ok(DATA_HEADER_LEN + want)
     }
 }
@@ -495,10 +530,11 @@ impl<F: ReadAt, S: AsRef<[Slot<F>]> + AsMut<[Slot<F>]>> Server<F, S> {
             .map(|(i, s)| (i, s.local == dg.local));
         if let Some((i, at_stream_port)) = from_master {
             let handle = self.handle_of(i);
+            let timeout = self.config.timeout;
             if let Some(s) = self.slots.as_mut()[i].stream.as_mut() {
                 match repr {
                     Ok(Repr::Ack { block }) if at_stream_port => {
-                        s.on_ack(handle, now, block);
+                        s.on_ack(handle, now, block, timeout);
                         return None;
                     }
                     Ok(Repr::Error { code, .. }) if at_stream_port => {
@@ -509,7 +545,7 @@ impl<F: ReadAt, S: AsRef<[Slot<F>]> + AsMut<[Slot<F>]>> Server<F, S> {
                         // The master's request again: its DATA 1 was lost.
                         // Paid for by this request (see the module docs).
                         s.unicast_due = true;
-                        s.group_due = true;
+                        s.send_next = 1;
                         return None;
                     }
                     _ => {}
@@ -638,10 +674,15 @@ impl<F: ReadAt, S: AsRef<[Slot<F>]> + AsMut<[Slot<F>]>> Server<F, S> {
             local,
             master: peer,
             blocks,
-            cur: 1,
-            // Block 1: unicast to the opener and to the group (item 3).
+            acked: 0,
+            // Block 1: unicast to the opener and to the group (item 3);
+            // the window opens once the master acknowledged it (spoofed
+            // requests draw block 1 only).
+            send_next: 1,
+            send_end: 1,
+            sent_max: 1,
+            window: self.config.window.max(1),
             unicast_due: true,
-            group_due: true,
             validated: false,
             deadline: Some(now + self.config.timeout),
             retries: 0,
@@ -679,7 +720,7 @@ impl<F: ReadAt, S: AsRef<[Slot<F>]> + AsMut<[Slot<F>]>> Server<F, S> {
             let pending = self.refusals.iter().any(Option::is_some)
                 || self
                     .streams()
-                    .any(|(_, s)| s.error_due.is_some() || s.unicast_due || s.group_due);
+                    .any(|(_, s)| s.error_due.is_some() || s.unicast_due || s.group_due());
             if pending {
                 return Err(BufferTooSmall {
                     needed: Self::MAX_DATAGRAM,
@@ -717,10 +758,12 @@ impl<F: ReadAt, S: AsRef<[Slot<F>]> + AsMut<[Slot<F>]>> Server<F, S> {
                     return Ok(Some(send(s.local, s.master, len)));
                 }
             }
-            if s.phase != Phase::Sending || !(s.unicast_due || s.group_due) {
+            if s.phase != Phase::Sending || !(s.unicast_due || s.group_due()) {
                 continue;
             }
-            let len = match s.write_block(buf) {
+            // send_next <= send_end <= blocks: it fits in 16 bits.
+            let block = if s.unicast_due { 1 } else { s.send_next as u16 };
+            let len = match s.write_block(block, buf) {
                 Ok(len) => len,
                 Err(code) => {
                     s.stop(handle, StopReason::File(code), Some(code));
@@ -736,7 +779,8 @@ impl<F: ReadAt, S: AsRef<[Slot<F>]> + AsMut<[Slot<F>]>> Server<F, S> {
                 s.unicast_due = false;
                 s.master
             } else {
-                s.group_due = false;
+                s.send_next += 1;
+                s.sent_max = s.sent_max.max(block);
                 s.group
             };
             s.deadline = Some(now + timeout);
@@ -914,6 +958,7 @@ mod tests {
         let cfg = ServerConfig {
             timeout: Duration::from_secs(1),
             max_retries: 2,
+            window: 1,
         };
         let mut s: Srv<'_> = Server::new(cfg, [Slot::new(), Slot::new()]);
         open(&mut s, &mut fs, A).unwrap();
@@ -953,6 +998,57 @@ mod tests {
             }
         )));
         assert_eq!(s.poll_timeout(), None);
+    }
+
+    // ServerConfig::window: after the master's ACK of block 1 (never
+    // before: spoofed requests draw block 1 only), `window` blocks are in
+    // flight past its last ACK; ACKs are cumulative; an ACK past what was
+    // sent is stray; a timeout re-sends the first unacknowledged block
+    // alone; a duplicate ACK re-sends nothing (RFC 1123 §4.2.3.1).
+    #[test]
+    fn window_sends_ahead_of_the_masters_ack() {
+        let data = [3u8; 512 * 9 + 10];
+        let files = [("file", &data[..])];
+        let mut fs = MemFs::new(&files);
+        let cfg = ServerConfig {
+            window: 4,
+            ..ServerConfig::default()
+        };
+        let mut s: Srv<'_> = Server::new(cfg, [Slot::new(), Slot::new()]);
+        let h = open(&mut s, &mut fs, A).unwrap();
+        let blocks = |out: &[(SocketAddrV4, std::vec::Vec<u8>)]| -> std::vec::Vec<u16> {
+            out.iter()
+                .map(|(to, d)| {
+                    assert_eq!(*to, GROUP);
+                    u16::from_be_bytes([d[2], d[3]])
+                })
+                .collect()
+        };
+        assert_eq!(drain(&mut s, Instant::ZERO).len(), 2, "block 1 only");
+        // An ACK for a block not sent yet is stray.
+        s.handle(Instant::ZERO, dg(A, b"\x00\x04\x00\x03"));
+        assert!(drain(&mut s, Instant::ZERO).is_empty());
+        s.handle(Instant::ZERO, dg(A, b"\x00\x04\x00\x01"));
+        assert_eq!(blocks(&drain(&mut s, Instant::ZERO)), [2, 3, 4, 5]);
+        // Cumulative: ACK 3 lets 6 and 7 go.
+        s.handle(Instant::ZERO, dg(A, b"\x00\x04\x00\x03"));
+        assert_eq!(blocks(&drain(&mut s, Instant::ZERO)), [6, 7]);
+        s.handle(Instant::ZERO, dg(A, b"\x00\x04\x00\x03"));
+        assert!(drain(&mut s, Instant::ZERO).is_empty(), "duplicate ACK");
+        assert_eq!(s.acked(h), Some(3));
+        // Timeout: block 4 alone; the master's ACK 7 then opens the rest.
+        let t = Instant::from_secs(1);
+        s.handle_timeout(t);
+        assert_eq!(blocks(&drain(&mut s, t)), [4]);
+        s.handle(t, dg(A, b"\x00\x04\x00\x07"));
+        assert_eq!(blocks(&drain(&mut s, t)), [8, 9, 10]);
+        s.handle(t, dg(A, b"\x00\x04\x00\x0a"));
+        assert_eq!(s.active(), 0);
+        let evs: std::vec::Vec<_> = core::iter::from_fn(|| s.poll_event()).collect();
+        assert!(
+            evs.iter()
+                .any(|e| matches!(e, ServerEvent::Completed { .. }))
+        );
     }
 
     // Item 9: no rollover — a file over 65,535 blocks is refused with a

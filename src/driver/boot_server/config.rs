@@ -38,6 +38,7 @@
 //! listen_secs = 2                # PXE_MTFTP_TMOUT (sub-option 4), 1-255
 //! delay_secs = 5                 # PXE_MTFTP_DELAY (sub-option 5), 1-255
 //! # timeout_ms = 1000, max_retries = 5: the stream's wait for the master's ACK
+//! # window = 1: blocks sent ahead of the master's ACK (1: PXE lock-step)
 //! # ttl = 1: multicast TTL (1: this link only)
 //! [[mtftp.file]]                 # one per file; a boot file here is
 //! file = "bios/pxelinux.0"       # advertised to BIOS clients only
@@ -563,6 +564,7 @@ struct RawMtftp {
     delay_secs: Option<S<i64>>,
     timeout_ms: Option<S<i64>>,
     max_retries: Option<S<i64>>,
+    window: Option<S<i64>>,
     ttl: Option<S<i64>>,
     #[serde(default)]
     file: Vec<S<RawMtftpFile>>,
@@ -1806,6 +1808,10 @@ impl Conv<'_> {
         }
         if let Some(v) = &m.max_retries {
             engine.max_retries = self.int(v, "mtftp.max_retries", |v| *v >= 1, "1-255")?;
+        }
+        if let Some(v) = &m.window {
+            // A socket buffer holds far more than 64 blocks of 512 bytes.
+            engine.window = self.int(v, "mtftp.window", |v| (1..=64).contains(v), "1-64")?;
         }
         let ttl = match &m.ttl {
             Some(v) => self.int(v, "mtftp.ttl", |v: &u32| (1..=255).contains(v), "1-255")?,
