@@ -4,15 +4,21 @@
 # and clients, joined by one veth pair; the client side is a bridge with
 # one more namespace per atftp client; multicast never leaves them).
 #
-#   sudo bash benches/mtftp-peers.sh [--clients "1 8 32"] [--mib 8] [--out DIR]
+#   sudo bash benches/mtftp-peers.sh [--clients "1 8 32 128"] [--mib 16]
+#        [--windows "1 16"] [--late SECS] [--out DIR]
 #
 # For each N, side by side in the same run, N clients fetch one file of
 # --mib MiB (512-byte blocks: at most 65,535 blocks, so < 32 MiB):
-#   ours-mtftp     the boot server (examples/preboot-server) with [mtftp]
-#                  (SPORT 1759, group 239.77.2.1:3001); N processes of
+#   ours-mtftp-wW  the boot server (examples/preboot-server) with [mtftp]
+#                  (SPORT 1759, group 239.77.2.1:3001) and window = W, for
+#                  each W of --windows (1: PXE 2.1's lock-step; the server
+#                  is restarted for each); N processes of
 #                  `examples/tftp-get --mtftp` (preboot::driver::mtftp::fetch),
 #                  each from its own address, --listen 1 --delay 2, started
 #                  together (one round: all within the listen time);
+#   ours-mtftp-late  with --late SECS: the same with the largest window,
+#                  but every second client starts SECS later (mid-stream:
+#                  it keeps what it hears and re-opens for the head);
 #   ours-tftp      the same server's TFTP (port 69), `tftp-get --count N`
 #                  (N concurrent transfers from one event loop), no options
 #                  (512-byte blocks, lock-step) and, as iPXE asks,
@@ -29,23 +35,30 @@
 # MTFTP runs), bytes the server's veth transmitted (/proc/net/dev in the
 # server namespace, delta around the run: everything the server put on the
 # wire, multicast counted once) as a multiple of the file, and the server's
-# CPU time (utime+stime from /proc/PID/stat, delta). Prints a table and
-# the ratios of each run against ours-tftp (512) of the same N.
+# CPU time (utime+stime from /proc/PID/stat, delta), and for our MTFTP
+# rows the rounds: streams the server started (its "mtftp: stream
+# started" log lines) and the clients' opens summed (tftp-get's "MTFTP
+# done: K open(s)"). Prints a table and the ratios of each run against
+# ours-tftp (512) of the same N.
 #
 # Needs root, ip, bc, atftp and atftpd (the atftpd rows are skipped without
 # them). Every client is bounded by `timeout`; only processes this script
 # started are stopped, by PID.
 set -euo pipefail
 
-CLIENTS="1 8 32"
-MIB=8
+CLIENTS="1 8 32 128"
+MIB=16
+WINDOWS="1 16"
+LATE=""
 OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --clients) CLIENTS="$2"; shift ;;
     --mib) MIB="$2"; shift ;;
+    --windows) WINDOWS="$2"; shift ;;
+    --late) LATE="$2"; shift ;;
     --out) OUT="$2"; shift ;;
-    *) echo "usage: $0 [--clients \"1 8 32\"] [--mib N] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--clients \"1 8 32 128\"] [--mib N] [--windows \"1 16\"] [--late SECS] [--out DIR]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -53,9 +66,15 @@ done
 [ "$MIB" -ge 1 ] && [ "$MIB" -le 31 ] || { echo "--mib 1..31 (65,535 blocks of 512 bytes)" >&2; exit 2; }
 MAXN=0
 for n in $CLIENTS; do
-  [ "$n" -ge 1 ] && [ "$n" -le 64 ] || { echo "--clients: 1..64 each" >&2; exit 2; }
+  [ "$n" -ge 1 ] && [ "$n" -le 128 ] || { echo "--clients: 1..128 each" >&2; exit 2; }
   [ "$n" -gt "$MAXN" ] && MAXN=$n
 done
+MAXW=1
+for w in $WINDOWS; do
+  [ "$w" -ge 1 ] && [ "$w" -le 64 ] || { echo "--windows: 1..64 each ([mtftp] window)" >&2; exit 2; }
+  [ "$w" -gt "$MAXW" ] && MAXW=$w
+done
+[ -z "$LATE" ] || [ "$LATE" -ge 1 ] || { echo "--late: whole seconds >= 1" >&2; exit 2; }
 
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --example preboot-server --example tftp-get
@@ -149,6 +168,7 @@ enabled = true
 server_port = 1759
 listen_secs = 1
 delay_secs = 2
+window = @WINDOW@
 
 [[mtftp.file]]
 file = "big.bin"
@@ -169,12 +189,23 @@ wait_port() { # port
   return 1
 }
 
-ip netns exec "$SRV" "$SERVER_BIN" --config "$WORK/preboot.toml" --log-level warn \
-  >"$OUT/preboot-server.log" 2>&1 &
-OURS=$!
-PIDS+=("$OURS")
-wait_port 69
-wait_port 1759
+# Our server with [mtftp] window = $1, restarted for each window (the
+# previous one stopped by its PID). Its log keeps the MTFTP stream lines.
+OURS=""
+start_ours() {
+  if [ -n "$OURS" ]; then
+    kill "$OURS" 2>/dev/null || true
+    timeout 10 tail --pid="$OURS" -f /dev/null 2>/dev/null || kill -9 "$OURS" 2>/dev/null || true
+  fi
+  sed "s/@WINDOW@/$1/" "$WORK/preboot.toml" >"$WORK/preboot-w$1.toml"
+  ip netns exec "$SRV" env RUST_LOG="warn,preboot::driver::mtftp_server=info" \
+    "$SERVER_BIN" --config "$WORK/preboot-w$1.toml" >>"$OUT/preboot-server.log" 2>&1 &
+  OURS=$!
+  PIDS+=("$OURS")
+  wait_port 69
+  wait_port 1759
+}
+streams_started() { grep -c "mtftp: stream started" "$OUT/preboot-server.log" || true; }
 
 ATFTPD=""
 if command -v atftpd >/dev/null && command -v atftp >/dev/null; then
@@ -190,13 +221,13 @@ else
 fi
 
 RESULTS="$OUT/results.tsv"
-printf 'way\tN\tok\twall_s\texit_s\tserver_bytes\tx_file\tserver_cpu_s\n' >"$RESULTS"
+printf 'way\tN\tok\twall_s\texit_s\tserver_bytes\tx_file\tserver_cpu_s\tstreams\topens\n' >"$RESULTS"
 
 # One client of an MTFTP way, in the client namespace: way i n.
 client() {
   local way="$1" i="$2" n="$3" out="$WORK/got-$1-$3-$2"
   case "$way" in
-    ours-mtftp)
+    ours-mtftp*)
       ip netns exec "$CLI" timeout 120 "$GET_BIN" --server 10.77.0.1:1759 --file big.bin \
         --mtftp 239.77.2.1:3001 --mtftp-local "10.77.1.$i" --listen 1 --delay 2 --out "$out" ;;
     atftpd-mtftp)
@@ -210,9 +241,11 @@ client() {
 # after its last ACK; for atftp: its exit); exit_s: until the last client
 # process exited.
 run() {
-  local way="$1" n="$2" spid="$3" t0 t1 b0 b1 c0 c1 ok=0 i pids=() starts=() f done_s wall
+  local way="$1" n="$2" spid="$3" late="${4:-}" t0 t1 b0 b1 c0 c1 ok=0 i pids=() starts=() f done_s wall
+  local s0 streams=- opens=-
   rm -f "$WORK"/got-* 2>/dev/null || true
   sleep 1
+  s0=$(streams_started)
   b0=$(tx_bytes); c0=$(cpu_ticks "$spid"); t0=$(now)
   case "$way" in
     ours-tftp|ours-tftp-1432)
@@ -229,8 +262,14 @@ run() {
       ;;
     *)
       for i in $(seq 1 "$n"); do
-        starts[i]=$(now)
-        client "$way" "$i" "$n" >"$WORK/log-$way-$n-$i" 2>&1 &
+        if [ -n "$late" ] && [ $((i % 2)) = 0 ]; then
+          # Every second client joins $late s later, mid-stream.
+          (sleep "$late"; client "$way" "$i" "$n") >"$WORK/log-$way-$n-$i" 2>&1 &
+          starts[i]=$(echo "$(now) + $late" | bc -l)
+        else
+          client "$way" "$i" "$n" >"$WORK/log-$way-$n-$i" 2>&1 &
+          starts[i]=$(now)
+        fi
         pids[i]=$!
       done
       done_s=0
@@ -248,17 +287,29 @@ run() {
       done
       t1=$(now)
       wall=$done_s
+      if [ "${way#ours-mtftp}" != "$way" ]; then
+        sleep 0.2
+        streams=$(( $(streams_started) - s0 ))
+        opens=$(sed -n 's/.*MTFTP done: \([0-9]*\) open.*/\1/p' "$OUT/clients-$way-$n.log" | awk '{ s += $1 } END { print s + 0 }')
+      fi
       ;;
   esac
   b1=$(tx_bytes); c1=$(cpu_ticks "$spid")
-  printf '%s\t%s\t%s\t%.2f\t%.2f\t%s\t%.2f\t%.2f\n' "$way" "$n" "${ok:-0}/$n" "$wall" "$(echo "$t1 - $t0" | bc -l)" \
-    "$((b1 - b0))" "$(echo "($b1 - $b0) / $SIZE" | bc -l)" "$(echo "($c1 - $c0) / $TCK" | bc -l)" \
+  printf '%s\t%s\t%s\t%.2f\t%.2f\t%s\t%.2f\t%.2f\t%s\t%s\n' "$way" "$n" "${ok:-0}/$n" "$wall" "$(echo "$t1 - $t0" | bc -l)" \
+    "$((b1 - b0))" "$(echo "($b1 - $b0) / $SIZE" | bc -l)" "$(echo "($c1 - $c0) / $TCK" | bc -l)" "$streams" "$opens" \
     | tee -a "$RESULTS"
 }
 
 echo "file $MIB MiB ($SIZE bytes), clients: $CLIENTS; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT/summary.txt"
 for n in $CLIENTS; do
-  run ours-mtftp "$n" "$OURS"
+  for w in $WINDOWS; do
+    start_ours "$w"
+    run "ours-mtftp-w$w" "$n" "$OURS"
+  done
+  if [ -n "$LATE" ]; then
+    [ "$w" = "$MAXW" ] || start_ours "$MAXW"
+    run ours-mtftp-late "$n" "$OURS" "$LATE"
+  fi
   run ours-tftp "$n" "$OURS"
   run ours-tftp-1432 "$n" "$OURS"
   [ -z "$ATFTPD" ] || run atftpd-mtftp "$n" "$ATFTPD"
@@ -269,10 +320,10 @@ awk -F'\t' '
   NR == 1 { next }
   { key = $2; rows[NR] = $0; if ($1 == "ours-tftp") { base_w[key] = $4; base_b[key] = $6; base_c[key] = $8 } }
   END {
-    printf "%-15s %4s %6s %7s %7s %12s %7s %7s %9s %10s %8s\n", "way", "N", "ok", "wall_s", "exit_s", "server_bytes", "x_file", "cpu_s", "wall/tftp", "bytes/tftp", "cpu/tftp"
+    printf "%-16s %4s %7s %7s %7s %12s %7s %7s %7s %5s %9s %10s %8s\n", "way", "N", "ok", "wall_s", "exit_s", "server_bytes", "x_file", "cpu_s", "streams", "opens", "wall/tftp", "bytes/tftp", "cpu/tftp"
     for (i = 2; i <= NR; i++) {
       split(rows[i], f, "\t"); k = f[2]
-      printf "%-15s %4s %6s %7s %7s %12s %7s %7s %9.2f %10.3f %8.2f\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], \
+      printf "%-16s %4s %7s %7s %7s %12s %7s %7s %7s %5s %9.2f %10.3f %8.2f\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], \
         (base_w[k] > 0 ? f[4] / base_w[k] : 0), (base_b[k] > 0 ? f[6] / base_b[k] : 0), (base_c[k] > 0 ? f[8] / base_c[k] : 0)
     }
   }' "$RESULTS" | tee -a "$OUT/summary.txt"

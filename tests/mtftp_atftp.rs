@@ -35,6 +35,7 @@ const SPORT: u16 = 1759;
 const GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 239, 239, 2), 1760);
 const ROLE: &str = "PREBOOT_MTFTP_ROLE";
 const DIR: &str = "PREBOOT_MTFTP_DIR";
+const WINDOW: &str = "PREBOOT_MTFTP_WINDOW";
 
 /// Two namespaces joined by a veth pair, deleted on drop.
 struct Pair {
@@ -168,10 +169,22 @@ fn mtftp_interop_with_atftp_both_ways() {
         "our client got atftpd's file"
     );
 
-    // 2. atftp --mget from our server.
-    let server = Reaper(child(&pair.server, "server", dir.path()).spawn().unwrap());
+    // 2. atftp --mget from our server: lock-step (PXE 2.1) and with blocks
+    // sent ahead of atftp's ACKs (ServerConfig::window).
+    for window in ["1", "16"] {
+        atftp_from_our_server(&pair, dir.path(), &data, window);
+    }
+}
+
+fn atftp_from_our_server(pair: &Pair, dir: &std::path::Path, data: &[u8], window: &str) {
+    let server = Reaper(
+        child(&pair.server, "server", dir)
+            .env(WINDOW, window)
+            .spawn()
+            .unwrap(),
+    );
     std::thread::sleep(Duration::from_millis(500));
-    let got = dir.path().join("from-preboot.bin");
+    let got = dir.join(format!("from-preboot-w{window}.bin"));
     let out = Command::new("ip")
         .args(["netns", "exec", &pair.client, "timeout", "30", "atftp"])
         .args(["--mtftp", &format!("client-port {}", GROUP.port())])
@@ -184,14 +197,13 @@ fn mtftp_interop_with_atftp_both_ways() {
         .unwrap();
     drop(server);
     println!(
-        "atftp: {}{}",
+        "atftp (window {window}): {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        std::fs::read(&got).unwrap_or_default(),
-        data,
-        "atftp got our server's file"
+    assert!(
+        std::fs::read(&got).unwrap_or_default() == data,
+        "atftp got our server's file (window {window})"
     );
 }
 
@@ -242,7 +254,15 @@ fn serve(root: &std::path::Path, sport: SocketAddrV4) {
     sock.set_read_timeout(Some(Duration::from_millis(5)))
         .unwrap();
     let slots: Vec<Slot<_>> = (0..2).map(|_| Slot::new()).collect();
-    let mut server = Server::new(ServerConfig::default(), slots);
+    let window = std::env::var(WINDOW)
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1);
+    let config = ServerConfig {
+        window,
+        ..ServerConfig::default()
+    };
+    let mut server = Server::new(config, slots);
     let mut buf = [0u8; 2048];
     let started = StdInstant::now();
     while started.elapsed() < Duration::from_secs(30) {

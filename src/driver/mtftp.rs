@@ -13,6 +13,14 @@
 //! several clients on one host (a test, a load generator) each get their
 //! own unicast address.
 //!
+//! A listener does not need each block the moment it lands: while a
+//! stream flows and the client is not master, [`fetch`] drains its group
+//! socket at most every [`LISTENER_BATCH`] (the socket's buffer, enlarged
+//! to [`GROUP_RCVBUF`], holds what comes meanwhile) instead of waking for
+//! every datagram. A room of listeners on one host — or one listener on a
+//! slow CPU — then costs a wake-up per batch, not per block; the master
+//! still answers each datagram at once, as its ACKs pace the stream.
+//!
 //! The server sends its stream from one socket ([`server_socket`]): bound
 //! to SPORT on the interface's address, with the multicast interface and
 //! TTL set; its datagrams to the group stay on that link.
@@ -63,6 +71,14 @@ pub enum FetchError {
     TimedOut(Duration),
 }
 
+/// How long a listener lets its group socket fill before it drains it
+/// (see the module docs): 4 ms is 24 blocks at 6,000 blocks/s.
+pub const LISTENER_BATCH: Duration = Duration::from_millis(4);
+
+/// The receive buffer asked for on the group socket (the kernel may cap
+/// it at `net.core.rmem_max`): room for several batches of blocks.
+pub const GROUP_RCVBUF: usize = 1 << 20;
+
 fn reuse_socket() -> io::Result<Socket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
@@ -77,6 +93,8 @@ pub fn client_sockets(channel: &Channel, local: Ipv4Addr) -> io::Result<(UdpSock
     let unicast = reuse_socket()?;
     unicast.bind(&SocketAddr::V4(SocketAddrV4::new(local, port)).into())?;
     let group = reuse_socket()?;
+    // Best effort: a smaller buffer only means a batch may overflow.
+    let _ = group.set_recv_buffer_size(GROUP_RCVBUF);
     group.bind(&SocketAddr::V4(channel.group).into())?;
     group.join_multicast_v4(channel.group.ip(), &local)?;
     Ok((unicast.into(), group.into()))
@@ -182,18 +200,22 @@ pub fn fetch<W: WriteAt>(
             Err(e) => return Err(e.into()),
         }
         let now = clock::now();
+        let mut heard = false;
         for (sock, at) in [(&unicast, local_addr), (&group, channel.group)] {
             // Bounded: at most 256 datagrams per socket per wake-up.
             for _ in 0..256 {
                 match sock.recv_from(&mut buf) {
-                    Ok((n, SocketAddr::V4(from))) => client.handle(
-                        now,
-                        Datagram {
-                            local: at,
-                            remote: from,
-                            payload: &buf[..n],
-                        },
-                    ),
+                    Ok((n, SocketAddr::V4(from))) => {
+                        heard = true;
+                        client.handle(
+                            now,
+                            Datagram {
+                                local: at,
+                                remote: from,
+                                payload: &buf[..n],
+                            },
+                        )
+                    }
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
@@ -202,5 +224,11 @@ pub fn fetch<W: WriteAt>(
             }
         }
         client.handle_timeout(clock::now());
+        if heard && !client.is_master() && !client.is_finished() {
+            // A listener in a flowing stream: let a batch gather.
+            let until = client.poll_timeout().unwrap_or(end).min(end);
+            let nap = LISTENER_BATCH.min(until.saturating_duration_since(clock::now()));
+            std::thread::sleep(nap);
+        }
     }
 }
