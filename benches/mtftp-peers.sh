@@ -134,12 +134,27 @@ if command -v atftp >/dev/null; then
     ip -n "$TAG-a$i" link set lo up
     ip link add "a$i-$TAG" netns "$CLI" type veth peer name eth0 netns "$TAG-a$i"
     ip -n "$CLI" link set "a$i-$TAG" master br0
-    ip -n "$CLI" link set "a$i-$TAG" up
     ip -n "$TAG-a$i" addr add "10.77.2.$i/16" dev eth0
     ip -n "$TAG-a$i" link set eth0 up
     ip -n "$TAG-a$i" route add 224.0.0.0/4 dev eth0
   done
 fi
+
+# The atftp clients' bridge ports are up only for the atftpd rows, and
+# only as many as that row has clients: the bridge floods each multicast
+# datagram to every port that is up, and idle ports would cost the other
+# rows a copy each.
+atftp_ports() { # up|down n
+  local i
+  for i in $(seq 1 "$MAXN"); do
+    [ -n "${ACLI[i]:-}" ] || continue
+    if [ "$1" = up ] && [ "$i" -le "$2" ]; then
+      ip -n "$CLI" link set "a$i-$TAG" up
+    else
+      ip -n "$CLI" link set "a$i-$TAG" down
+    fi
+  done
+}
 
 ROOT="$WORK/tftp"
 mkdir -p "$ROOT"
@@ -161,7 +176,7 @@ bios = "big.bin"
 [tftp]
 root = "$ROOT"
 max_transfers = 256
-max_per_client = 64
+max_per_client = 256
 
 [mtftp]
 enabled = true
@@ -312,7 +327,11 @@ for n in $CLIENTS; do
   fi
   run ours-tftp "$n" "$OURS"
   run ours-tftp-1432 "$n" "$OURS"
-  [ -z "$ATFTPD" ] || run atftpd-mtftp "$n" "$ATFTPD"
+  if [ -n "$ATFTPD" ]; then
+    atftp_ports up "$n"
+    run atftpd-mtftp "$n" "$ATFTPD"
+    atftp_ports down "$n"
+  fi
 done
 
 echo

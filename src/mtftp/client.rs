@@ -19,10 +19,13 @@
 //!   and repeats it every [`ClientConfig::timeout`] up to
 //!   [`ClientConfig::max_retries`] times.
 //! - **Master** (items 3, 4): DATA block 1 received *unicast* makes the
-//!   client the master: it ACKs each block of the stream in order, to the
-//!   port the stream speaks from, re-ACKs a repeated block and, when its
-//!   timer fires, the last one (the server may have lost it); the blocks
-//!   it already had are acknowledged like the others, so listeners get
+//!   client the master: it ACKs the stream's blocks in order, to the
+//!   port the stream speaks from — cumulatively: the ACK of the block it
+//!   waited for also covers the later blocks *this stream* already
+//!   brought (a server that sends ahead, a link that reorders) — re-states
+//!   how far it is on a repeated block and, when its timer fires, the
+//!   last one (the server may have lost it); the blocks it had from
+//!   before it opened are acknowledged like the others, so listeners get
 //!   the whole stream. After `max_retries` silent timeouts the stream is
 //!   gone: back to listening, re-open after MTFTP_DELAY. After the last
 //!   block it dallies (re-ACKs a repeated last block) for
