@@ -506,6 +506,37 @@ fn mtftp_reload_netns_child() {
         "the old server port no longer answers"
     );
 
+    // v6: MTFTP off (enabled = false): nothing advertised, the port
+    // closed; v5 again: served again.
+    let v5_text = config_text(&mtftp(
+        1800,
+        1,
+        &[
+            ("bios/pxelinux.0", "239.255.1.1", 3001),
+            ("images/new.bin", "239.255.1.4", 3004),
+        ],
+    ));
+    write(&v5_text.replace("[mtftp]\n", "[mtftp]\nenabled = false\n"));
+    assert_eq!(reloader.reload().unwrap().mtftp_applied, Some(true));
+    assert_eq!(advertised(&client), Default::default(), "MTFTP off");
+    s.send_to(
+        b"\x00\x01images/new.bin\x00octet\x00",
+        (Ipv4Addr::LOCALHOST, 1800),
+    )
+    .unwrap();
+    assert!(
+        s.recv_from(&mut buf).is_err(),
+        "MTFTP off: nobody answers on its port"
+    );
+    write(&v5_text);
+    assert_eq!(reloader.reload().unwrap().mtftp_applied, Some(true));
+    assert_eq!(advertised(&client), (v5, v5), "MTFTP on again");
+    assert_eq!(
+        fetch_sha(channel("239.255.1.4:3004", 1800, 1), 15, "images/new.bin"),
+        Ok(sha(&new)),
+        "served again"
+    );
+
     stop.store(true, Ordering::Relaxed);
     thread.join().unwrap();
     eprintln!("MTFTP RELOAD OK: {before} blocks in flight at the reload");

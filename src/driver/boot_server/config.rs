@@ -51,6 +51,8 @@
 //! port is neither the server port nor `ports.client`, no group and client
 //! port serve two files, and every file is a regular file under
 //! `tftp.root` of at most 65,535 blocks ([`crate::mtftp::check_size`]).
+//! A reload (`SIGHUP`, [`super::reload`]) checks a new `[mtftp]` the same
+//! way before it is put in place.
 //!
 //! Three stages, and nothing binds before all pass:
 //!

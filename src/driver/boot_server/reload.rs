@@ -321,6 +321,24 @@ impl Reloader {
         // Checked (and a new port bound) before anything is put in place.
         let mtftp = self.check_mtftp(current, &config)?;
         let mut restart_needed = fixed_changes(&current.table, &config.table);
+        // The imaging environment's MTFTP channels (§4.5.2 TLV 6) follow
+        // a new [mtftp].
+        let mtftp_channels = mtftp.as_ref().map(|m| {
+            crate::policy::MtftpChannels(
+                m.config
+                    .iter()
+                    .flat_map(|c| {
+                        c.files.iter().map(|f| {
+                            let ch = crate::mtftp::Channel::from_params(c.interface, &c.params(f));
+                            (f.name.clone(), ch)
+                        })
+                    })
+                    .collect(),
+            )
+        });
+        // The MTFTP table first: should the loop refuse it, nothing else
+        // was put in place either.
+        let mtftp_applied = self.hand_over_mtftp(current, &config.source, mtftp)?;
         let transaction = config
             .transaction
             .take()
@@ -328,7 +346,7 @@ impl Reloader {
         let Some(t) = transaction else {
             // No transaction server runs: [mtftp] only.
             warn_restart(&restart_needed, &config.source);
-            let mtftp_applied = self.hand_over_mtftp(current, &config.source, mtftp)?;
+            self.shared.counters.count_reload(true);
             return Ok(Reloaded {
                 applied: true,
                 store_source: PathBuf::new(),
@@ -355,23 +373,8 @@ impl Reloader {
             keys: t.workstation_keys.len(),
             enrolled_kept: 0,
             restart_needed,
-            mtftp_applied: None,
+            mtftp_applied,
         };
-        // The imaging environment's MTFTP channels (§4.5.2 TLV 6) follow
-        // a new [mtftp].
-        let mtftp_channels = mtftp.as_ref().map(|m| {
-            crate::policy::MtftpChannels(
-                m.config
-                    .iter()
-                    .flat_map(|c| {
-                        c.files.iter().map(|f| {
-                            let ch = crate::mtftp::Channel::from_params(c.interface, &c.params(f));
-                            (f.name.clone(), ch)
-                        })
-                    })
-                    .collect(),
-            )
-        });
         // A handoff the loop has not taken yet is replaced: the newer
         // file wins.
         *lock(&self.shared.slot) = Some(Handoff {
@@ -396,7 +399,6 @@ impl Reloader {
             reloaded.applied = true;
             reloaded.enrolled_kept = kept;
         }
-        reloaded.mtftp_applied = self.hand_over_mtftp(current, &config.source, mtftp)?;
         Ok(reloaded)
     }
 
