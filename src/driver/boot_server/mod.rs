@@ -26,7 +26,8 @@
 //! the transaction server share the event loops, one per core
 //! ([`BootServer::run`]). While it runs, [`BootServer::reloader`] puts a
 //! new policy store and new workstation keys in place without dropping a
-//! transfer, a lease or a session ([`reload`]; `SIGHUP` in the example).
+//! transfer, a lease or a session, and a new `[mtftp]` without cutting a
+//! stream ([`reload`]; `SIGHUP` in the example).
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;

@@ -41,7 +41,7 @@
 //! within 65,535 blocks: `file:line` errors) and a new server port is
 //! bound, on the caller's thread; any failure refuses the whole reload and
 //! the running table stays. Then the first loop takes it
-//! ([`mtftp_reload`](super::mtftp_reload)): new requests use the new
+//! (`boot_server::mtftp_reload`): new requests use the new
 //! table, a stream running keeps its channel to its end (its file removed
 //! or its channel changed alike), and the proxy OFFERs and 4011 ACKs that
 //! follow advertise the new channels (option 43 sub-options 1–5), as does
