@@ -6,9 +6,10 @@
 //! 4011 ACK) what it advertises (option 43 sub-options 1–5, PXE 2.1
 //! MTFTP; notes §2.2 and §2.5):
 //!
-//! - a stream in flight when its file is removed from the table (and the
-//!   other files' channels change) runs to its end: the file complete,
-//!   sha256 equal;
+//! - streams in flight when their file is removed from the table, or
+//!   moved to another group and client port, run to their end on their
+//!   old channel: the file complete, sha256 equal, while the moved file
+//!   is served on its new channel at the same time;
 //! - a file added by the reload is served at once (sha256 equal), a
 //!   removed one is refused with ERROR 1 on a new request, and the
 //!   OFFER and 4011 ACK that follow carry the new channel, or no
@@ -183,6 +184,39 @@ impl WriteAt for SlowSink {
     }
 }
 
+/// A paced fetch of `file` on `ch` from 127.0.0.`host` (its own thread);
+/// the blocks it got so far.
+type Paced =
+    std::thread::JoinHandle<Result<(FetchOutcome, SlowSink), preboot::driver::mtftp::FetchError>>;
+
+fn paced(ch: Channel, host: u8, file: &'static str) -> (Paced, Arc<AtomicUsize>) {
+    let blocks = Arc::new(AtomicUsize::new(0));
+    let counted = blocks.clone();
+    let thread = std::thread::spawn(move || {
+        let sink = SlowSink {
+            inner: VecSink {
+                limit: Some(8 << 20),
+                ..VecSink::default()
+            },
+            pause: Duration::from_millis(5),
+            blocks: counted,
+        };
+        let config = ClientConfig {
+            timeout: Duration::from_millis(300),
+            ..ClientConfig::new(ch)
+        };
+        fetch(
+            ch,
+            Ipv4Addr::new(127, 0, 0, host),
+            file.as_bytes(),
+            config,
+            sink,
+            Duration::from_secs(60),
+        )
+    });
+    (thread, blocks)
+}
+
 fn channel(group: &str, sport: u16, delay: u64) -> Channel {
     Channel {
         group: group.parse().unwrap(),
@@ -271,7 +305,7 @@ fn mtftp_reload_netns_child() {
     let root = dir.path().join("tftp");
     std::fs::create_dir_all(root.join("bios")).unwrap();
     std::fs::create_dir_all(root.join("images")).unwrap();
-    let boot = pattern(100_000, 1);
+    let boot = pattern(300_000, 1);
     let big = pattern(600_000, 2);
     let new = pattern(200_003, 3);
     std::fs::write(root.join("bios/pxelinux.0"), &boot).unwrap();
@@ -310,40 +344,23 @@ fn mtftp_reload_netns_child() {
     );
     assert_eq!(advertised(&client), (v1, v1), "v1 advertised");
 
-    // A paced stream of big.bin (the fetching client is its master).
-    let blocks = Arc::new(AtomicUsize::new(0));
-    let counted = blocks.clone();
-    let slow = std::thread::spawn(move || {
-        let ch = channel("239.255.1.2:3002", 1759, 1);
-        let sink = SlowSink {
-            inner: VecSink {
-                limit: Some(8 << 20),
-                ..VecSink::default()
-            },
-            pause: Duration::from_millis(3),
-            blocks: counted,
-        };
-        let config = ClientConfig {
-            timeout: Duration::from_millis(300),
-            ..ClientConfig::new(ch)
-        };
-        fetch(
-            ch,
-            Ipv4Addr::new(127, 0, 0, 10),
-            b"images/big.bin",
-            config,
-            sink,
-            Duration::from_secs(60),
-        )
-    });
+    // Paced streams of big.bin and of the boot file (each fetching
+    // client is its stream's master).
+    let (slow_big, big_blocks) = paced(channel("239.255.1.2:3002", 1759, 1), 10, "images/big.bin");
+    let (slow_boot, boot_blocks) =
+        paced(channel("239.255.1.1:3001", 1759, 1), 9, "bios/pxelinux.0");
     for _ in 0..200 {
-        if blocks.load(Ordering::Relaxed) >= 50 {
+        if big_blocks.load(Ordering::Relaxed) >= 50 && boot_blocks.load(Ordering::Relaxed) >= 50 {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let before = blocks.load(Ordering::Relaxed);
-    assert!(before >= 50, "the stream of big.bin runs ({before} blocks)");
+    let before = big_blocks.load(Ordering::Relaxed);
+    let before_boot = boot_blocks.load(Ordering::Relaxed);
+    assert!(
+        before >= 50 && before_boot >= 50,
+        "the streams run ({before} and {before_boot} blocks)"
+    );
 
     // v2 while it runs: big.bin removed, the boot file on a new channel,
     // new.bin added, a longer delay.
@@ -356,11 +373,13 @@ fn mtftp_reload_netns_child() {
         ],
     )));
     let r = reloader.reload().expect("v2 reloads");
+    let at_reload = boot_blocks.load(Ordering::Relaxed);
     assert_eq!(r.mtftp_applied, Some(true), "{r:?}");
     assert!(r.restart_needed.is_empty(), "{r:?}");
     assert!(
-        blocks.load(Ordering::Relaxed) < big.len() / 512,
-        "the reload came while big.bin was in flight"
+        big_blocks.load(Ordering::Relaxed) < big.len() / 512
+            && boot_blocks.load(Ordering::Relaxed) < boot.len() / 512,
+        "the reload came while both streams were in flight"
     );
     let v2 = (
         Some(Ipv4Addr::new(239, 255, 1, 3)),
@@ -371,30 +390,38 @@ fn mtftp_reload_netns_child() {
     );
     assert_eq!(advertised(&client), (v2, v2), "v2 advertised at once");
     assert_eq!(
+        fetch_sha(channel("239.255.1.3:3003", 1759, 2), 12, "bios/pxelinux.0"),
+        Ok(sha(&boot)),
+        "the boot file on its new channel, while its old stream runs"
+    );
+    assert!(
+        !slow_boot.is_finished(),
+        "the old stream of the boot file was still running ({at_reload} blocks at the reload, {} now)",
+        boot_blocks.load(Ordering::Relaxed)
+    );
+    assert_eq!(
         fetch_sha(channel("239.255.1.4:3004", 1759, 2), 11, "images/new.bin"),
         Ok(sha(&new)),
         "a file added by the reload"
-    );
-    assert_eq!(
-        fetch_sha(channel("239.255.1.3:3003", 1759, 2), 12, "bios/pxelinux.0"),
-        Ok(sha(&boot)),
-        "the boot file on its new channel"
     );
     assert_eq!(
         &first_answer(1759, "images/big.bin")[..4],
         b"\x00\x05\x00\x01",
         "a new request for the removed file: ERROR 1"
     );
-    match slow.join().unwrap() {
-        Ok((FetchOutcome::Completed { master, .. }, sink)) => {
-            assert!(master, "the paced client was the stream's master");
-            assert_eq!(
-                sha(&sink.inner.data),
-                sha(&big),
-                "the stream in flight ran to its end"
-            );
+    // Both streams in flight ran to their end on their old channels:
+    // the removed file's and the moved file's.
+    for (slow, want, what) in [
+        (slow_big, &big, "big.bin (removed)"),
+        (slow_boot, &boot, "the boot file (moved)"),
+    ] {
+        match slow.join().unwrap() {
+            Ok((FetchOutcome::Completed { master, .. }, sink)) => {
+                assert!(master, "{what}: the paced client was the master");
+                assert_eq!(sha(&sink.inner.data), sha(want), "{what}");
+            }
+            other => panic!("{what}: {other:?}"),
         }
-        other => panic!("the stream in flight: {other:?}"),
     }
 
     // v3: the boot file removed: no sub-options 1-5 in new answers, and
