@@ -442,6 +442,52 @@ fn mtftp_reload_netns_child() {
         b"\x00\x05\x00\x01"
     );
 
+    // Item 5 across tables: a reload that keeps new.bin on its channel
+    // (only the delay changes) while its stream runs; a new request for
+    // it is not answered (no second stream on the group: the requester
+    // listens), and the stream runs to its end.
+    let (slow_new, new_blocks) = paced(channel("239.255.1.4:3004", 1759, 2), 16, "images/new.bin");
+    for _ in 0..200 {
+        if new_blocks.load(Ordering::Relaxed) >= 30 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    write(&config_text(&mtftp(
+        1759,
+        3,
+        &[("images/new.bin", "239.255.1.4", 3004)],
+    )));
+    assert_eq!(reloader.reload().unwrap().mtftp_applied, Some(true));
+    let s = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 97), 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
+    s.send_to(
+        b"\x00\x01images/new.bin\x00octet\x00",
+        (Ipv4Addr::LOCALHOST, 1759),
+    )
+    .unwrap();
+    let mut buf = [0u8; 600];
+    let answer = s.recv_from(&mut buf);
+    assert!(
+        !slow_new.is_finished(),
+        "the stream of new.bin ran during the request"
+    );
+    assert!(
+        answer.is_err(),
+        "no second stream for a group a stream of the old table carries: {answer:?}"
+    );
+    match slow_new.join().unwrap() {
+        Ok((FetchOutcome::Completed { master: true, .. }, sink)) => {
+            assert_eq!(
+                sha(&sink.inner.data),
+                sha(&new),
+                "new.bin across the reload"
+            )
+        }
+        other => panic!("new.bin across the reload: {other:?}"),
+    }
+
     // Bad tables are refused with file:line, and v3 keeps serving.
     let bad_group = config_text(&mtftp(1759, 2, &[("images/new.bin", "10.0.0.4", 3004)]));
     write(&bad_group);
