@@ -271,3 +271,124 @@ fn full_mode_menu_policy_always_prompts_forever() {
     assert_eq!(pxe43(&m).unwrap().1[0], 255, "always: prompt timeout 255");
     let _ = Mode::Full;
 }
+
+/// The PXE boot menu with a file served by PXE MTFTP, through the boot
+/// server's own configuration (`[pxe_prompt]` items, `[[mtftp.file]]`):
+/// boot server discovery on 4011 for a menu item (PXE 2.1 §2.2.3,
+/// option 43 sub-option 71) gets the item's file — the architecture's —
+/// and, since that file is in the MTFTP table, sub-options 1–5 for it
+/// (notes §2.4 step 4: the client fetches "by MTFTP if the ACK carries
+/// tags 1–5"), for a BIOS client only (EDK2 discards answers carrying
+/// them, notes §2.2); the menu OFFER carries them as well, in full and in
+/// proxy mode.
+#[cfg(feature = "std")]
+#[test]
+fn menu_item_ack_carries_mtftp_suboptions_for_bios() {
+    use preboot::driver::boot_server::config;
+    let patch = |b: &mut [u8], from: &[u8], to: &[u8]| {
+        let i = b
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("pattern in vector");
+        b[i..i + to.len()].copy_from_slice(to);
+    };
+    for mode in ["full", "proxy"] {
+        let text = format!(
+            "[server]\nmode = \"{mode}\"\nserver_ip = \"192.168.77.1\"\n\
+             [boot]\nbios = \"pxelinux.0\"\nuefi_x64 = \"bootx64.efi\"\n\
+             [pxe_prompt]\nshow = \"on-key-press\"\ntimeout_secs = 3\n\
+             [[pxe_prompt.item]]\ntype = 0x8000\nlabel = \"Network boot\"\n\
+             [[pxe_prompt.item]]\ntype = 0x8001\nlabel = \"Maintenance\"\n\
+             [tftp]\nroot = \"tftp\"\n\
+             [mtftp]\nserver_port = 1759\nlisten_secs = 2\ndelay_secs = 4\n\
+             [[mtftp.file]]\nfile = \"pxelinux.0\"\ngroup = \"239.239.239.2\"\nclient_port = 1760\n\
+             {}",
+            if mode == "full" {
+                "[[dhcp.pool]]\nsubnet = \"192.168.77.0/24\"\nstart = \"192.168.77.100\"\nend = \"192.168.77.150\"\n"
+            } else {
+                ""
+            }
+        );
+        let c = config::parse(std::path::Path::new("/etc/preboot/p.toml"), &text)
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let mut s = Server::new(c.dhcp.engine_config().unwrap()).unwrap();
+        let want = MtftpParams {
+            ip: Ipv4Addr::new(239, 239, 239, 2),
+            client_port: 1760,
+            server_port: 1759,
+            timeout_secs: 2,
+            delay_secs: 4,
+        };
+        let bios_offer = answer(&mut s, DHCP, from68(), &vector("ipxe-bios-discover"));
+        assert_eq!(
+            pxe43(&bios_offer).unwrap().0,
+            [1, 2, 3, 4, 5, 6, 8, 9, 10],
+            "{mode}: the menu OFFER to BIOS"
+        );
+        let uefi_offer = answer(&mut s, DHCP, from68(), &vector("ovmf-uefi-discover"));
+        assert_eq!(
+            pxe43(&uefi_offer).unwrap().0,
+            [6, 8, 9, 10],
+            "{mode}: no 1-5 for UEFI"
+        );
+        // Each item, chosen from the menu and asked for on 4011.
+        let client = SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 100), 68);
+        for (item, hi, lo) in [(0x8000u16, 0x80u8, 0x00u8), (0x8001, 0x80, 0x01)] {
+            let mut req = vector("ipxe-bios-request-4011");
+            patch(
+                &mut req,
+                &[43, 7, 71, 4, 0x80, 0x00],
+                &[43, 7, 71, 4, hi, lo],
+            );
+            let ack = answer(&mut s, BOOT, client, &req);
+            assert_eq!(ack.opts().msg_type(), Some(v4::MessageType::Ack));
+            assert_eq!(file(&ack), b"pxelinux.0", "{mode} item {item:#x}");
+            let (codes, _) = pxe43(&ack).unwrap();
+            assert_eq!(
+                codes,
+                [71, 1, 2, 3, 4, 5],
+                "{mode} item {item:#x}: the item echoed and sub-options 1-5"
+            );
+            assert_eq!(mtftp_of(&ack), Some(want), "{mode} item {item:#x}");
+        }
+        // UEFI: its own file, no sub-options 1-5 in the 4011 ACK.
+        let ack = answer(
+            &mut s,
+            BOOT,
+            SocketAddrV4::new(Ipv4Addr::new(192, 168, 77, 101), 4011),
+            &vector("ovmf-uefi-request-4011"),
+        );
+        assert_eq!(file(&ack), b"bootx64.efi");
+        assert_eq!(mtftp_of(&ack), None, "{mode}: no 1-5 for UEFI");
+    }
+}
+
+/// Option 43 sub-options 1–5 of `m` (ports little-endian, notes §2.2).
+#[cfg(feature = "std")]
+fn mtftp_of(m: &v4::Message) -> Option<MtftpParams> {
+    let DhcpOption::VendorExtensions(v) = m.opts().get(OptionCode::VendorExtensions)? else {
+        panic!("option 43 not raw");
+    };
+    let (mut ip, mut cport, mut sport, mut tmout, mut delay) = (None, None, None, None, None);
+    let mut i = 0;
+    while i + 1 < v.len() && v[i] != 255 {
+        let (c, l) = (v[i], usize::from(v[i + 1]));
+        let d = &v[i + 2..i + 2 + l];
+        match c {
+            1 => ip = Some(Ipv4Addr::new(d[0], d[1], d[2], d[3])),
+            2 => cport = Some(u16::from_le_bytes([d[0], d[1]])),
+            3 => sport = Some(u16::from_le_bytes([d[0], d[1]])),
+            4 => tmout = Some(d[0]),
+            5 => delay = Some(d[0]),
+            _ => {}
+        }
+        i += 2 + l;
+    }
+    Some(MtftpParams {
+        ip: ip?,
+        client_port: cport?,
+        server_port: sport?,
+        timeout_secs: tmout?,
+        delay_secs: delay?,
+    })
+}

@@ -75,10 +75,11 @@ Signals:
   SIGINT (Ctrl-C) and SIGTERM stop it cleanly (exit 0); a second signal
   during shutdown exits at once (status 1).
   SIGHUP reloads the policy store and the workstation keys from the
-  configuration (and the store file it names) without dropping transfers,
-  leases or sessions; a file that does not parse is refused with its
-  error and the running policy stays. Other changes take a restart (the
-  log names them).
+  configuration (and the store file it names), and [mtftp], without
+  dropping transfers, leases or sessions (an MTFTP stream running ends
+  on its channel); a file that does not parse is refused with its error
+  and the running policy and MTFTP table stay. Other changes take a
+  restart (the log names them).
 
 Exit status:
   0 stopped cleanly or valid config, 1 runtime error (bind, I/O),
@@ -251,7 +252,7 @@ fn main() -> ExitCode {
     println!("  stop:        Ctrl-C or kill -TERM {}", std::process::id());
     if server.reloader().is_some() {
         println!(
-            "  reload:      kill -HUP {} (the policy store and workstation keys)",
+            "  reload:      kill -HUP {} (the policy store, workstation keys and [mtftp])",
             std::process::id()
         );
     }
@@ -284,7 +285,9 @@ fn reload_on_sighup(
                     );
                     continue;
                 };
-                tracing::info!("SIGHUP: reloading the policy store and workstation keys");
+                tracing::info!(
+                    "SIGHUP: reloading the policy store, the workstation keys and [mtftp]"
+                );
                 // `reload` logs a refusal with its file:line:column.
                 if let Ok(done) = r.reload() {
                     if !done.applied {

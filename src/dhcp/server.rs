@@ -371,6 +371,14 @@ impl Server {
         &self.config
     }
 
+    /// The boot files, to change an entry while the server runs: a
+    /// reloaded PXE MTFTP table gives new option 43 sub-options 1–5
+    /// ([`BootEntry::mtftp`](super::config::BootEntry::mtftp)) to the
+    /// answers that follow.
+    pub fn boot_mut(&mut self) -> &mut super::config::BootFiles {
+        &mut self.config.boot
+    }
+
     /// The lease table (full mode).
     pub fn leases(&self) -> &LeaseTable {
         &self.leases

@@ -52,6 +52,8 @@
 //! port is neither the server port nor `ports.client`, no group and client
 //! port serve two files, and every file is a regular file under
 //! `tftp.root` of at most 65,535 blocks ([`crate::mtftp::check_size`]).
+//! A reload (`SIGHUP`, [`super::reload`]) checks a new `[mtftp]` the same
+//! way before it is put in place.
 //!
 //! Three stages, and nothing binds before all pass:
 //!
@@ -294,6 +296,63 @@ impl BootServerConfig {
         self.lease_dir.as_ref().map(|(d, _, _)| d.as_path())
     }
 
+    /// Stage 3 for `[[mtftp.file]]`: every file is a regular file under
+    /// `root` (the canonical TFTP root) of at most 65,535 blocks
+    /// ([`crate::mtftp::check_size`]); at start
+    /// ([`check_files`](Self::check_files)) and at a reload
+    /// ([`super::reload`]), which serves the new table from the running
+    /// root.
+    pub fn check_mtftp_files(&self, root: &Path) -> Result<(), ConfigError> {
+        let err = |line, column, field: &str, message: String| ConfigError {
+            file: self.source.clone(),
+            line,
+            column,
+            field: field.into(),
+            message,
+        };
+        if let Some(m) = &self.mtftp {
+            for f in &m.files {
+                let field = "mtftp.file.file";
+                let path = root.join(f.name.trim_start_matches('/'));
+                let meta = path
+                    .canonicalize()
+                    .and_then(|p| Ok((p.starts_with(root), std::fs::metadata(&p)?)));
+                match meta {
+                    Ok((true, meta)) if meta.is_file() => {
+                        if let Err(e) = crate::mtftp::check_size(meta.len()) {
+                            return Err(err(
+                                f.line,
+                                f.column,
+                                field,
+                                format!("{}: {e}", path.display()),
+                            ));
+                        }
+                    }
+                    Ok(_) => {
+                        return Err(err(
+                            f.line,
+                            f.column,
+                            field,
+                            format!(
+                                "{} is not a regular file inside the TFTP root",
+                                path.display()
+                            ),
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(err(
+                            f.line,
+                            f.column,
+                            field,
+                            format!("{}: {e}", path.display()),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Stage 3: the TFTP root exists, is a directory, is not a symbolic
     /// link and is not `/` or a system directory (unless
     /// `tftp.allow_system_root`); every boot file this host serves is a
@@ -385,46 +444,7 @@ impl BootServerConfig {
                 ));
             }
         }
-        if let Some(m) = &self.mtftp {
-            for f in &m.files {
-                let field = "mtftp.file.file";
-                let path = root.join(f.name.trim_start_matches('/'));
-                let meta = path
-                    .canonicalize()
-                    .and_then(|p| Ok((p.starts_with(&root), std::fs::metadata(&p)?)));
-                match meta {
-                    Ok((true, meta)) if meta.is_file() => {
-                        if let Err(e) = crate::mtftp::check_size(meta.len()) {
-                            return Err(err(
-                                f.line,
-                                f.column,
-                                field,
-                                format!("{}: {e}", path.display()),
-                            ));
-                        }
-                    }
-                    Ok(_) => {
-                        return Err(err(
-                            f.line,
-                            f.column,
-                            field,
-                            format!(
-                                "{} is not a regular file inside the TFTP root",
-                                path.display()
-                            ),
-                        ));
-                    }
-                    Err(e) => {
-                        return Err(err(
-                            f.line,
-                            f.column,
-                            field,
-                            format!("{}: {e}", path.display()),
-                        ));
-                    }
-                }
-            }
-        }
+        self.check_mtftp_files(&root)?;
         if !self.check_files {
             return Ok(());
         }

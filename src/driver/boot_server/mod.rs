@@ -26,7 +26,8 @@
 //! the transaction server share the event loops, one per core
 //! ([`BootServer::run`]). While it runs, [`BootServer::reloader`] puts a
 //! new policy store and new workstation keys in place without dropping a
-//! transfer, a lease or a session ([`reload`]; `SIGHUP` in the example).
+//! transfer, a lease or a session, and a new `[mtftp]` without cutting a
+//! stream ([`reload`]; `SIGHUP` in the example).
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -40,6 +41,7 @@
 //! ```
 
 pub mod config;
+mod mtftp_reload;
 pub mod reload;
 
 use std::format;
@@ -51,6 +53,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use self::config::{BootServerConfig, ConfigError, ServerKey, TransactionConfig};
+use self::mtftp_reload::MtftpSwitch;
 pub use self::reload::{ReloadError, Reloaded, Reloader};
 use super::clients::ClientDirectory;
 use super::dhcp::{DhcpServer, Mode, TransactionServer};
@@ -119,6 +122,10 @@ pub struct BootServer {
     tftp_addr: Option<SocketAddr>,
     transaction: Option<BoundTransaction>,
     mtftp: Option<MtftpService>,
+    /// Reloads the policy store, the keys and `[mtftp]` ([`reload`]).
+    reloader: Reloader,
+    /// The way a reloaded `[mtftp]` reaches the first loop.
+    mtftp_switch: Arc<MtftpSwitch>,
 }
 
 /// The transaction service, bound, with what people are told about it.
@@ -128,8 +135,6 @@ struct BoundTransaction {
     public_key: [u8; 32],
     origin: KeyOrigin,
     counters: Arc<TransactionCounters>,
-    /// Takes new policy stores and keys to the running service.
-    reloader: Reloader,
     /// The workstation keys the configuration binds.
     configured_keys: WorkstationKeys,
 }
@@ -245,6 +250,14 @@ impl BootServer {
             }
             None => None,
         };
+        let mtftp_switch = MtftpSwitch::new();
+        let reloader = Reloader::new(
+            &config,
+            transaction
+                .as_ref()
+                .map(|t| (t.public_key, t.counters.clone())),
+            mtftp_switch.clone(),
+        );
         Ok(BootServer {
             config,
             dhcp,
@@ -254,6 +267,8 @@ impl BootServer {
             tftp_addr,
             transaction,
             mtftp,
+            reloader,
+            mtftp_switch,
         })
     }
 
@@ -280,11 +295,13 @@ impl BootServer {
         self.transaction.as_ref().map(|t| &t.origin)
     }
 
-    /// Reloads the policy store and the workstation keys while the server
-    /// runs (what `SIGHUP` does in `preboot-server`; [`reload`]). Take it
-    /// before [`run`](Self::run); `None` when no transaction server runs.
+    /// Reloads the policy store and the workstation keys (when a
+    /// transaction server runs) and `[mtftp]` while the server runs (what
+    /// `SIGHUP` does in `preboot-server`; [`reload`]). Take it before
+    /// [`run`](Self::run); always `Some` (an `Option` for the callers
+    /// written when it needed a transaction server).
     pub fn reloader(&self) -> Option<Reloader> {
-        self.transaction.as_ref().map(|t| t.reloader.clone())
+        Some(self.reloader.clone())
     }
 
     /// The transaction server's counters, live while it runs.
@@ -421,6 +438,8 @@ impl BootServer {
             config,
             transaction,
             mtftp,
+            reloader,
+            mtftp_switch,
             ..
         } = self;
         for w in &config.warnings {
@@ -430,7 +449,7 @@ impl BootServer {
         let dhcp = dhcp.into_service().map_err(run_err("DHCP server"))?;
         // The services with global state, on the first loop.
         let mut first: Vec<(&'static str, Box<dyn Service>)> = Vec::new();
-        first.push(("DHCP server", Box::new(dhcp)));
+        first.push(("DHCP server", Box::new(mtftp_switch.dhcp(dhcp))));
         let counters = transaction.map(|t| {
             tracing::info!(
                 addr = %t.addr,
@@ -446,14 +465,26 @@ impl BootServer {
                     "transaction: auto-enrolment is on: a key nobody bound is bound to the identity it first claims (trust on first use, protocol §3.4); use it only where that is acceptable"
                 );
             }
-            let service = t
-                .reloader
-                .service(t.service, t.configured_keys);
+            let service = reloader.service(t.service, t.configured_keys);
             first.push(("transaction server", Box::new(service)));
             t.counters
         });
+        // With a TFTP root, an MTFTP service runs even with MTFTP off, so
+        // that a reload can turn it on.
+        let mtftp = match (mtftp, &config.tftp) {
+            (Some(m), _) => Some(m),
+            (None, Some(t)) => MtftpService::idle(&t.root)
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        "mtftp: {}: {e}: a reload cannot turn MTFTP on",
+                        t.root.display()
+                    )
+                })
+                .ok(),
+            (None, None) => None,
+        };
         if let Some(m) = mtftp {
-            first.push(("MTFTP server", Box::new(m)));
+            first.push(("MTFTP server", Box::new(mtftp_switch.mtftp(m))));
         }
         let (result, stats) = match tftp {
             Some(mut t) => {
@@ -620,14 +651,12 @@ fn bind_transaction(
             source,
         })?;
     let counters = service.counters();
-    let reloader = Reloader::new(config, public_key, counters.clone());
     Ok(BoundTransaction {
         service,
         addr,
         public_key,
         origin,
         counters,
-        reloader,
         configured_keys: t.workstation_keys.clone(),
     })
 }

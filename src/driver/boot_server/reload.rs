@@ -34,6 +34,21 @@
 //!   the PXE prompt, the server key): a change there is logged as needing
 //!   a restart, and the running value stays.
 //!
+//! `[mtftp]` (issue 16) is reloaded too, with or without a transaction
+//! server: files added or removed, a file's group or client port, the
+//! server port, the delays, the timers, `enabled`. The new table is checked
+//! as at start (values, and every file under the running `tftp.root`
+//! within 65,535 blocks: `file:line` errors) and a new server port is
+//! bound, on the caller's thread; any failure refuses the whole reload and
+//! the running table stays. Then the first loop takes it
+//! (`boot_server::mtftp_reload`): new requests use the new
+//! table, a stream running keeps its channel to its end (its file removed
+//! or its channel changed alike), and the proxy OFFERs and 4011 ACKs that
+//! follow advertise the new channels (option 43 sub-options 1–5), as does
+//! the transaction server for the imaging environment (§4.5.2 TLV 6).
+//! The addresses MTFTP takes from `[server]` and its root (`tftp.root`)
+//! stay as they run.
+//!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
 //! use preboot::driver::boot_server::{BootServer, config};
@@ -61,7 +76,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::Transaction;
-use super::config::{self, BootServerConfig, ConfigError, ServerKey};
+use super::config::{self, BootServerConfig, ConfigError, MtftpConfig, ServerKey};
+use super::mtftp_reload::{Advert, MtftpSwitch, Taken};
 use crate::Instant;
 use crate::driver::event_loop::mio::Waker;
 use crate::driver::event_loop::{Registrar, Service};
@@ -91,6 +107,16 @@ pub enum ReloadError {
         "{}: the new configuration runs no transaction server ([transaction] removed or disabled): restart the server for that", .0.display()
     )]
     NoTransaction(PathBuf),
+    /// The new `[mtftp]` cannot be served: its server port cannot be
+    /// bound, MTFTP had no TFTP root at start, or the running MTFTP
+    /// service refused it (the running table stays).
+    #[error("{}: [mtftp]: {message}", .file.display())]
+    Mtftp {
+        /// The configuration file.
+        file: PathBuf,
+        /// Why.
+        message: String,
+    },
 }
 
 /// A reload that was accepted.
@@ -114,6 +140,10 @@ pub struct Reloaded {
     /// Keys (dotted, e.g. `ports.tftp`) that changed in the file but are
     /// not reloaded: they take a restart (the running values stay).
     pub restart_needed: Vec<String>,
+    /// `[mtftp]` changed: `Some(true)` once the MTFTP service and the
+    /// DHCP engine serve the new table, `Some(false)` if the loop had not
+    /// taken it yet (it does when it runs); `None`: unchanged.
+    pub mtftp_applied: Option<bool>,
 }
 
 /// Reloads the policy store and the workstation keys of a running
@@ -150,6 +180,10 @@ struct Shared {
     /// The first loop's waker, once the service started on it.
     waker: Mutex<Option<Arc<Waker>>>,
     counters: Arc<TransactionCounters>,
+    /// A transaction server runs (its store and keys are reloaded).
+    transaction: bool,
+    /// The way to the MTFTP and DHCP services.
+    mtftp: Arc<MtftpSwitch>,
 }
 
 /// The configuration in force.
@@ -160,6 +194,20 @@ struct Current {
     table: toml::Table,
     /// The running server key's public half.
     server_public: [u8; 32],
+    /// The `[mtftp]` in force (as configured); `None`: MTFTP off.
+    mtftp: Option<MtftpConfig>,
+    /// The TFTP root MTFTP serves from (canonical); `None`: no MTFTP
+    /// service runs (no `[tftp]` at start), so none can be enabled.
+    mtftp_root: Option<PathBuf>,
+}
+
+/// A checked new `[mtftp]` ready for the loop.
+struct MtftpChange {
+    config: Option<MtftpConfig>,
+    socket: Option<std::net::UdpSocket>,
+    advert: Advert,
+    /// The file's `[mtftp]` table, kept as the one in force.
+    table: Option<toml::Value>,
 }
 
 /// A new store and keys on their way to the event loop.
@@ -167,6 +215,8 @@ struct Handoff {
     store: MemoryStore,
     store_source: PathBuf,
     keys: WorkstationKeys,
+    /// The imaging environment's MTFTP channels, when `[mtftp]` changed.
+    mtftp_channels: Option<crate::policy::MtftpChannels>,
     /// Told how many enrolled keys were kept, once in place.
     done: SyncSender<usize>,
 }
@@ -178,25 +228,36 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Reloader {
-    /// A reloader for the server configured by `config`, whose transaction
-    /// engine (with the server key `server_public`) counts into
-    /// `counters`.
+    /// A reloader for the server configured by `config`, whose
+    /// transaction engine, if one runs, has the server key whose public
+    /// half is the first of `transaction` and counts into its second; the
+    /// MTFTP table goes through `mtftp`.
     pub(super) fn new(
         config: &BootServerConfig,
-        server_public: [u8; 32],
-        counters: Arc<TransactionCounters>,
+        transaction: Option<([u8; 32], Arc<TransactionCounters>)>,
+        mtftp: Arc<MtftpSwitch>,
     ) -> Reloader {
+        let runs = transaction.is_some();
+        let (server_public, counters) = transaction.unwrap_or_default();
+        let mtftp_root = config
+            .tftp
+            .as_ref()
+            .and_then(|t| t.root.canonicalize().ok());
         Reloader {
             shared: Arc::new(Shared {
                 current: Mutex::new(Current {
                     source: config.source.clone(),
                     table: config.table.clone(),
                     server_public,
+                    mtftp: config.mtftp.clone(),
+                    mtftp_root,
                 }),
                 slot: Mutex::new(None),
                 pending: AtomicBool::new(false),
                 waker: Mutex::new(None),
                 counters,
+                transaction: runs,
+                mtftp,
             }),
         }
     }
@@ -221,11 +282,11 @@ impl Reloader {
     /// [`TransactionStats::reloads_refused`](crate::driver::transaction::TransactionStats::reloads_refused),
     /// a store put in place in `reloads`.
     pub fn reload(&self) -> Result<Reloaded, ReloadError> {
-        let current = lock(&self.shared.current);
+        let mut current = lock(&self.shared.current);
         let source = current.source.clone();
         let result = config::load(&source)
             .map_err(ReloadError::from)
-            .and_then(|c| self.put_in_place(&current, c));
+            .and_then(|c| self.put_in_place(&mut current, c));
         self.outcome(result)
     }
 
@@ -233,8 +294,8 @@ impl Reloader {
     /// by the caller, e.g. [`config::parse`]) in place, as
     /// [`reload`](Self::reload) does with the file.
     pub fn reload_with(&self, config: BootServerConfig) -> Result<Reloaded, ReloadError> {
-        let current = lock(&self.shared.current);
-        let result = self.put_in_place(&current, config);
+        let mut current = lock(&self.shared.current);
+        let result = self.put_in_place(&mut current, config);
         self.outcome(result)
     }
 
@@ -242,31 +303,67 @@ impl Reloader {
     fn outcome(&self, result: Result<Reloaded, ReloadError>) -> Result<Reloaded, ReloadError> {
         if let Err(e) = &result {
             self.shared.counters.count_reload(false);
-            tracing::error!("reload refused, the running policy store and keys stay: {e}");
+            tracing::error!(
+                "reload refused, the running policy store and keys stay, as does the MTFTP table: {e}"
+            );
         }
         result
     }
 
     fn put_in_place(
         &self,
-        current: &Current,
-        config: BootServerConfig,
+        current: &mut Current,
+        mut config: BootServerConfig,
     ) -> Result<Reloaded, ReloadError> {
-        let Some(t) = config.transaction else {
+        if self.shared.transaction && config.transaction.is_none() {
             return Err(ReloadError::NoTransaction(config.source));
-        };
+        }
+        // Checked (and a new port bound) before anything is put in place.
+        let mtftp = self.check_mtftp(current, &config)?;
         let mut restart_needed = fixed_changes(&current.table, &config.table);
+        // The imaging environment's MTFTP channels (§4.5.2 TLV 6) follow
+        // a new [mtftp].
+        let mtftp_channels = mtftp.as_ref().map(|m| {
+            crate::policy::MtftpChannels(
+                m.config
+                    .iter()
+                    .flat_map(|c| {
+                        c.files.iter().map(|f| {
+                            let ch = crate::mtftp::Channel::from_params(c.interface, &c.params(f));
+                            (f.name.clone(), ch)
+                        })
+                    })
+                    .collect(),
+            )
+        });
+        // The MTFTP table first: should the loop refuse it, nothing else
+        // was put in place either.
+        let mtftp_applied = self.hand_over_mtftp(current, &config.source, mtftp)?;
+        let transaction = config
+            .transaction
+            .take()
+            .filter(|_| self.shared.transaction);
+        let Some(t) = transaction else {
+            // No transaction server runs: [mtftp] only.
+            warn_restart(&restart_needed, &config.source);
+            self.shared.counters.count_reload(true);
+            return Ok(Reloaded {
+                applied: true,
+                store_source: PathBuf::new(),
+                workstations: 0,
+                policies: 0,
+                keys: 0,
+                enrolled_kept: 0,
+                restart_needed,
+                mtftp_applied,
+            });
+        };
         if let ServerKey::Given { key, from } = &t.key {
             if key.public() != current.server_public {
                 restart_needed.push(format!("the server key ({})", from.display()));
             }
         }
-        for key in &restart_needed {
-            tracing::warn!(
-                "reload: {key} changed in {}: not reloaded, the running value stays; restart the server for it",
-                config.source.display()
-            );
-        }
+        warn_restart(&restart_needed, &config.source);
         let (tx, rx) = sync_channel(1);
         let mut reloaded = Reloaded {
             applied: false,
@@ -276,6 +373,7 @@ impl Reloader {
             keys: t.workstation_keys.len(),
             enrolled_kept: 0,
             restart_needed,
+            mtftp_applied,
         };
         // A handoff the loop has not taken yet is replaced: the newer
         // file wins.
@@ -283,6 +381,7 @@ impl Reloader {
             store: t.store,
             store_source: t.store_source,
             keys: t.workstation_keys,
+            mtftp_channels,
             done: tx,
         });
         self.shared.pending.store(true, Ordering::Release);
@@ -302,6 +401,97 @@ impl Reloader {
         }
         Ok(reloaded)
     }
+
+    /// The new `[mtftp]`, if it differs from the one in force: checked as
+    /// at start (stage 2 passed in the parse; the files here, under the
+    /// running root), with its server port bound when that changed.
+    fn check_mtftp(
+        &self,
+        current: &Current,
+        config: &BootServerConfig,
+    ) -> Result<Option<MtftpChange>, ReloadError> {
+        let table = config.table.get("mtftp").cloned();
+        if current.table.get("mtftp") == table.as_ref() {
+            return Ok(None);
+        }
+        let refuse = |message: String| ReloadError::Mtftp {
+            file: config.source.clone(),
+            message,
+        };
+        let mut new = config.mtftp.clone();
+        let socket = match (&mut new, &current.mtftp_root) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(refuse(
+                    "no MTFTP service runs (no [tftp] at start): restart the server for it".into(),
+                ));
+            }
+            (Some(m), Some(root)) => {
+                config.check_mtftp_files(root)?;
+                // What MTFTP takes from [server] and [tftp] stays as it
+                // runs (those keys take a restart).
+                m.root.clone_from(root);
+                if let Some(old) = &current.mtftp {
+                    m.device.clone_from(&old.device);
+                    m.interface = old.interface;
+                    m.bind.set_ip(*old.bind.ip());
+                }
+                match &current.mtftp {
+                    Some(old) if old.bind == m.bind => None,
+                    _ => Some(
+                        crate::driver::mtftp_server::MtftpService::open_socket(m)
+                            .map_err(|e| refuse(format!("server port {}: {e}", m.bind)))?,
+                    ),
+                }
+            }
+        };
+        let advert = new
+            .iter()
+            .flat_map(|m| m.files.iter().map(|f| (f.name.clone(), m.params(f))))
+            .collect();
+        Ok(Some(MtftpChange {
+            config: new,
+            socket,
+            advert,
+            table,
+        }))
+    }
+
+    /// Hand a checked `[mtftp]` to the loop; on success it is the one in
+    /// force.
+    fn hand_over_mtftp(
+        &self,
+        current: &mut Current,
+        source: &std::path::Path,
+        change: Option<MtftpChange>,
+    ) -> Result<Option<bool>, ReloadError> {
+        let Some(c) = change else {
+            return Ok(None);
+        };
+        let taken = self
+            .shared
+            .mtftp
+            .hand_over(c.config.clone(), c.socket, c.advert)
+            .map_err(|message| ReloadError::Mtftp {
+                file: source.to_path_buf(),
+                message,
+            })?;
+        current.mtftp = c.config;
+        match c.table {
+            Some(t) => current.table.insert("mtftp".into(), t),
+            None => current.table.remove("mtftp"),
+        };
+        Ok(Some(taken == Taken::Applied))
+    }
+}
+
+fn warn_restart(restart_needed: &[String], source: &std::path::Path) {
+    for key in restart_needed {
+        tracing::warn!(
+            "reload: {key} changed in {}: not reloaded, the running value stays; restart the server for it",
+            source.display()
+        );
+    }
 }
 
 /// The loop's answer, if it comes within [`APPLY_WAIT`].
@@ -310,14 +500,15 @@ fn wait(rx: &Receiver<usize>) -> Option<usize> {
 }
 
 /// The keys of `[transaction]` a reload puts in place; everything else in
-/// the file takes a restart.
+/// the file takes a restart, but `[mtftp]`.
 const RELOADED: &[&str] = &["store", "store_file", "keys"];
 
 /// The dotted keys that differ between `old` and `new`, leaving out what a
-/// reload puts in place ([`RELOADED`] under `transaction`).
+/// reload puts in place ([`RELOADED`] under `transaction`, and `mtftp`).
 fn fixed_changes(old: &toml::Table, new: &toml::Table) -> Vec<String> {
     let strip = |t: &toml::Table| {
         let mut t = t.clone();
+        t.remove("mtftp");
         if let Some(toml::Value::Table(tx)) = t.get_mut("transaction") {
             for k in RELOADED {
                 tx.remove(*k);
@@ -378,6 +569,9 @@ impl ReloadingTransaction {
             .replace_store(crate::driver::clock::now(), h.store.clone())
         {
             tracing::error!(error = %e, "reload: the task journal failed; tasks stay as they were");
+        }
+        if let Some(channels) = h.mtftp_channels {
+            engine.policy_mut().set_mtftp_channels(channels);
         }
         // Keys bound by auto-enrolment stay, unless the new configuration
         // binds that key or that workstation.

@@ -134,6 +134,12 @@ impl DhcpService {
         self.boot.as_ref().map(|_| self.boot_local)
     }
 
+    /// The engine, to change what it answers between two datagrams (a
+    /// reloaded MTFTP table: [`Server::boot_mut`]).
+    pub fn engine_mut(&mut self) -> &mut Server {
+        &mut self.engine
+    }
+
     /// Feed one datagram (in `rx[..n]`) and pass on what it caused.
     fn answer(&mut self, local: SocketAddrV4, from: SocketAddrV4, n: usize) -> io::Result<()> {
         let t = now();
