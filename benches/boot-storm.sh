@@ -236,6 +236,14 @@ rcvbuf_errors() {
     | awk '$1 == "Udp:" { if (!h) { for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1 } else print $c }'
 }
 
+# CPU seconds (user + system) of the children this shell waited for, from
+# the builtin `times` written to FILE by the caller itself (in a subshell
+# it would count the subshell's children): around the client run, the
+# client process's CPU.
+children_cpu() { # file written by `times`
+  awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$1"
+}
+
 # Per file: the ways the workstations took it (the client's debug lines
 # `fetched NAME by … · B bytes · sha256 H`), the opens and masters, and
 # the sha256 check against the served files. Exit 1 on a wrong sha256 or
@@ -297,7 +305,7 @@ FAILED=0
 FILE_LINES="$WORK/files.txt"
 printf '  %-14s %5s %-17s %6s %8s %7s %6s %9s %9s %5s %7s %7s\n' row N file mtftp listener masters opens max_opens fell_back tftp sha_ok sha_bad \
   >"$FILE_LINES"
-printf '%-14s %6s %6s %7s %9s %9s %9s %9s %10s %9s %10s %8s %9s\n' server N done failed wall_s p50_s p99_s max_s rss_MiB cpu_s tx_MB x_files cli_drops \
+printf '%-14s %6s %6s %7s %9s %9s %9s %9s %10s %9s %10s %8s %9s %9s\n' server N done failed wall_s p50_s p99_s max_s rss_MiB cpu_s tx_MB x_files cli_drops cli_cpu_s \
   | tee "$OUT/summary.txt"
 
 for n in $NS; do
@@ -328,6 +336,7 @@ for n in $NS; do
       c0="$(cpu_ticks "$SPID")"
       t0="$(tx_bytes)"
       d0="$(rcvbuf_errors)"
+      times >"$WORK/times0"
       set +e
       # Warnings, and the client's own debug lines (not the library's):
       # one per file fetched, for file_report.
@@ -338,6 +347,7 @@ for n in $NS; do
         >"$OUT/client-$label-$n.txt" 2>"$OUT/client-$label-$n.err"
       rc=$?
       set -e
+      times >"$WORK/times1"
       t1="$(tx_bytes)"
       d1="$(rcvbuf_errors)"
       c1="$(cpu_ticks "$SPID")"
@@ -345,7 +355,7 @@ for n in $NS; do
       stop_server
       r="$(grep '^RESULT' "$OUT/client-$label-$n.txt" || echo "RESULT failed rc=$rc")"
       val() { echo "$r" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
-      printf '%-14s %6s %6s %7s %9.2f %9.2f %9.2f %9.2f %10.1f %9.2f %10.1f %8.2f %9s\n' "$label" "$n" \
+      printf '%-14s %6s %6s %7s %9.2f %9.2f %9.2f %9.2f %10.1f %9.2f %10.1f %8.2f %9s %9.2f\n' "$label" "$n" \
         "$(val done)" "$(val failed)" \
         "$(echo "$(val wall_ms) / 1000" | bc -l)" \
         "$(echo "$(val total_p50_ms) / 1000" | bc -l)" \
@@ -354,7 +364,8 @@ for n in $NS; do
         "$(echo "$rss / 1024" | bc -l)" \
         "$(echo "($c1 - $c0) / $TCK" | bc -l)" \
         "$(echo "($t1 - $t0) / 1000000" | bc -l)" \
-        "$(echo "($t1 - $t0) / $FILES_BYTES" | bc -l)" "$((d1 - d0))" | tee -a "$OUT/summary.txt"
+        "$(echo "($t1 - $t0) / $FILES_BYTES" | bc -l)" "$((d1 - d0))" \
+        "$(echo "$(children_cpu "$WORK/times1") - $(children_cpu "$WORK/times0")" | bc -l)" | tee -a "$OUT/summary.txt"
       file_report "$OUT/client-$label-$n.err" "$label" "$n" "$(val done)" >>"$FILE_LINES" || FAILED=1
       rm -rf "$disks"
       [ "$(val failed)" = 0 ] || FAILED=1
