@@ -41,14 +41,15 @@
 # `environment.fetch = "mtftp"`), so the workstations take all three by
 # PXE MTFTP (issue 16): option 43 sub-options 1-5 for the preboot file,
 # TaskReply TLV 6 for the environment, TFTP as the client's fallback.
-# MTFTP_LISTEN (PXE_MTFTP_TMOUT, `mtftp.listen_secs`) is how long a
+# MTFTP_LISTEN (PXE_MTFTP_TMOUT, `mtftp.listen_secs`, default 8; why:
+# docs/performance.md "Boot storm in MTFTP mode") is how long a
 # workstation listens before it opens: long enough that the workstations
 # of one storm reach each file within one listen time of the first (the
 # spread of the DHCP exchange before the preboot file, of the session
 # before the kernel, and the master's dally after a file, timeout ×
 # (retries + 1) = 5 s, before the next one), so that one stream serves
 # them all. MTFTP_DELAY (PXE_MTFTP_DELAY, `mtftp.delay_secs`): the
-# silence after which a listener re-opens.
+# silence after which a listener re-opens (default 2).
 #
 # Reported per server, mode and N: time until all are done (p50, p99, max
 # of the per-workstation totals, and the wall time), failures, the
@@ -61,7 +62,10 @@
 # after MTFTP fell back, their opens and masters (one master per stream:
 # the rounds), and each workstation's file checked by sha256 against the
 # served one (the client logs the sha256 of every file it fetched, at
-# debug level); and the client's per-step table. Results: OUT (default
+# debug level); the client process's CPU time and the datagrams dropped
+# for full receive buffers in its namespace (Udp RcvbufErrors: a starved
+# workstation thread misses blocks); and the client's per-step table.
+# Results: OUT (default
 # target/boot-storm/<date>)/summary.txt.
 #
 # Needs root (namespaces). Installs dnsmasq-base if missing.
