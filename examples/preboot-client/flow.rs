@@ -169,6 +169,17 @@ impl Run<'_> {
             tracing::debug!(workstation = %self.ws.label, step = STEPS[self.step], "{}", text.as_ref());
         }
     }
+    /// One line per file fetched, with its whole sha256, at debug level in
+    /// every mode: what benches/boot-storm.sh checks each workstation's
+    /// files and counts the ways they came by.
+    fn fetched(&self, name: &str, way: &dyn std::fmt::Display, f: &fetch::Fetched) {
+        tracing::debug!(
+            workstation = %self.ws.label,
+            "fetched {name} {way} · {} bytes · sha256 {}",
+            f.bytes,
+            fetch::hex(&f.sha256)
+        );
+    }
     fn begin(&mut self, step: usize) {
         self.step = step;
         self.t = StdInstant::now();
@@ -277,6 +288,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
             p.step_limit,
         )?;
         run.end();
+        run.fetched(&info.boot_file, &way, &f);
         run.say(format!(
             "{} {way} · {} bytes · sha256 {} · {} ms",
             info.boot_file,
@@ -291,6 +303,7 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
         let server = SocketAddrV4::new(info.tftp_server, p.tftp_port);
         for f in &p.baseline_files {
             let got = fetch::tftp(ws.address, server, f, None, p.tftp, p.step_limit)?;
+            run.fetched(f, &"by TFTP", &got);
             run.say(format!("{f} · {} bytes", got.bytes));
         }
         run.end();
@@ -617,6 +630,8 @@ fn steps(run: &mut Run<'_>, hub: &DhcpHub) -> Result<Ending, String> {
         p.step_limit,
     )?;
     run.end();
+    run.fetched(&kernel, &kway, &k);
+    run.fetched(&initrd, &iway, &i);
     run.say(format!(
         "{kernel} {kway} ({} bytes, sha256 {}…) · {initrd} {iway} ({} bytes, sha256 {}…)",
         k.bytes,

@@ -20,6 +20,7 @@ mod hardware;
 mod linux;
 mod menu;
 mod mfetch;
+mod mtftp_fetch;
 mod session;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};

@@ -2,18 +2,19 @@
 //! issue 16): when the server advertised a channel for the file (option
 //! 43 sub-options 1–5 in its DHCP answer for the boot file,
 //! `TaskReply` TLV 6 for the imaging environment's, transaction protocol
-//! §4.5.2), the file comes by multicast on
-//! [`preboot::driver::mtftp::fetch`]; when the MTFTP client falls back
-//! (nobody answered, the server refused) or its sockets cannot be set up,
-//! the file comes by plain TFTP ([`crate::fetch::tftp`]). Which way it
-//! came is returned, for the log.
+//! §4.5.2), the file comes by multicast on the loop of
+//! [`preboot::driver::mtftp::fetch`] ([`crate::mtftp_fetch`]: with
+//! receive buffers for many workstations in one process); when the MTFTP
+//! client falls back (nobody answered, the server refused) or its sockets
+//! cannot be set up, the file comes by plain TFTP
+//! ([`crate::fetch::tftp`]). Which way it came is returned, for the log.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::time::Duration;
 
-use preboot::driver::mtftp::{FetchError, FetchOutcome, fetch};
+use preboot::driver::mtftp::{FetchError, FetchOutcome};
 use preboot::fs::VecSink;
 use preboot::mtftp::client::{ClientConfig as MtftpConfig, FallBackReason};
 use preboot::mtftp::{Channel, MAX_FILE_SIZE};
@@ -22,6 +23,7 @@ use preboot::wire::transaction::environment_multicast::{EnvironmentFile, Environ
 use sha2::{Digest, Sha256};
 
 use crate::fetch::{self, Fetched};
+use crate::mtftp_fetch::fetch;
 
 /// How a file came.
 #[derive(Clone, Debug, PartialEq, Eq)]
