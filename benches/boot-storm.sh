@@ -46,8 +46,8 @@
 # workstation listens before it opens: long enough that the workstations
 # of one storm reach each file within one listen time of the first (the
 # spread of the DHCP exchange before the preboot file, of the session
-# before the kernel, and the master's dally after a file, timeout ×
-# (retries + 1) = 5 s, before the next one), so that one stream serves
+# before the kernel, and the master's dally after a file, two timeouts
+# = 2 s, before the next one), so that one stream serves
 # them all. MTFTP_DELAY (PXE_MTFTP_DELAY, `mtftp.delay_secs`): the
 # silence after which a listener re-opens (default 2).
 #

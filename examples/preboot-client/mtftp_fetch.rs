@@ -1,8 +1,7 @@
 //! [`preboot::driver::mtftp::fetch`] for many workstations in one process
-//! (issue 16, the boot storm in MTFTP mode): the same loop over the same
-//! MTFTP client engine (PXE 2.1 MTFTP) and the same two sockets on CPORT
-//! ([`client_sockets`]), with their receive buffers raised to
-//! [`RECV_BUFFER`].
+//! (issue 16, the boot storm in MTFTP mode): the library's loop
+//! ([`fetch_on`]) on the same two sockets on CPORT ([`client_sockets`]),
+//! with their receive buffers raised to [`RECV_BUFFER`].
 //!
 //! Why: a real workstation has a CPU of its own for its one stream; here
 //! every block sent to the group is queued on each workstation's group
@@ -15,16 +14,13 @@
 //! this load generator, not of the protocol, so the fix is here.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, UdpSocket};
 use std::time::Duration;
 
-use mio::{Events, Interest, Poll, Token};
-use preboot::driver::clock;
-use preboot::driver::mtftp::{FetchError, FetchOutcome, client_sockets};
-use preboot::engine::Datagram;
+use preboot::driver::mtftp::{FetchError, FetchOutcome, client_sockets, fetch_on};
 use preboot::fs::WriteAt;
 use preboot::mtftp::Channel;
-use preboot::mtftp::client::{Client, ClientConfig, ClientEvent, MAX_DATAGRAM};
+use preboot::mtftp::client::ClientConfig;
 
 /// Receive buffer asked for on both sockets (the kernel doubles it for
 /// its bookkeeping): thousands of 512-byte blocks, seconds of the stream.
@@ -74,104 +70,14 @@ pub fn fetch<W: WriteAt>(
     sink: W,
     limit: Duration,
 ) -> Result<(FetchOutcome, W), FetchError> {
-    let (unicast, group) = sockets(&channel, local)?;
-    let local_addr = SocketAddrV4::new(local, channel.group.port());
-    unicast.set_nonblocking(true)?;
-    group.set_nonblocking(true)?;
-    let mut unicast = mio::net::UdpSocket::from_std(unicast);
-    let mut group = mio::net::UdpSocket::from_std(group);
-    let mut poll = Poll::new()?;
-    const UNICAST: Token = Token(0);
-    const GROUP: Token = Token(1);
-    poll.registry()
-        .register(&mut unicast, UNICAST, Interest::READABLE)?;
-    poll.registry()
-        .register(&mut group, GROUP, Interest::READABLE)?;
-    let mut events = Events::with_capacity(16);
-    let start = clock::now();
-    let end = start + limit;
-    let config = ClientConfig { channel, ..config };
-    let mut client = Client::new(start, filename, config, sink);
-    let mut buf = [0u8; 2048];
-    let mut out = [0u8; MAX_DATAGRAM];
-    let mut master = false;
-    let mut done = None;
-    loop {
-        let now = clock::now();
-        while let Some(t) = client
-            .poll_transmit(now, &mut out)
-            .map_err(io::Error::other)?
-        {
-            // A lost datagram is the protocol's to recover; a full socket
-            // buffer is the same as a loss.
-            match unicast.send_to(&out[..t.len], SocketAddr::V4(t.remote)) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        while let Some(e) = client.poll_event() {
-            match e {
-                ClientEvent::Master => master = true,
-                ClientEvent::Completed {
-                    bytes,
-                    opens,
-                    duration,
-                } => {
-                    done = Some(FetchOutcome::Completed {
-                        bytes,
-                        opens,
-                        master,
-                        duration,
-                    });
-                }
-                ClientEvent::FallBack { reason } => done = Some(FetchOutcome::FallBack(reason)),
-                ClientEvent::Failed { error } => return Err(FetchError::Sink(error)),
-                _ => {}
-            }
-        }
-        // A master that completed dallies to re-ACK a repeated last block
-        // (RFC 1350 §6) before the engine is finished.
-        if let Some(outcome) = done.filter(|_| client.is_finished()) {
-            return Ok((outcome, client.into_sink()));
-        }
-        if now >= end {
-            return Err(FetchError::TimedOut(limit));
-        }
-        let wake = client.poll_timeout().unwrap_or(end).min(end);
-        let wait = wake.saturating_duration_since(now);
-        match poll.poll(&mut events, Some(wait)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        }
-        let now = clock::now();
-        for (sock, at) in [(&unicast, local_addr), (&group, channel.group)] {
-            // Bounded: at most 256 datagrams per socket per wake-up.
-            for _ in 0..256 {
-                match sock.recv_from(&mut buf) {
-                    Ok((n, SocketAddr::V4(from))) => client.handle(
-                        now,
-                        Datagram {
-                            local: at,
-                            remote: from,
-                            payload: &buf[..n],
-                        },
-                    ),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        client.handle_timeout(clock::now());
-    }
+    let sockets = sockets(&channel, local)?;
+    fetch_on(sockets, channel, local, filename, config, sink, limit)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddrV4;
 
     /// The boot storm at N = 100 (docs/performance.md, "Boot storm in
     /// MTFTP mode") lost blocks to full receive buffers: a workstation's

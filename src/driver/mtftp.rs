@@ -128,7 +128,22 @@ pub fn fetch<W: WriteAt>(
     sink: W,
     limit: Duration,
 ) -> Result<(FetchOutcome, W), FetchError> {
-    let (unicast, group) = client_sockets(&channel, local)?;
+    let sockets = client_sockets(&channel, local)?;
+    fetch_on(sockets, channel, local, filename, config, sink, limit)
+}
+
+/// [`fetch`] on sockets the caller made with [`client_sockets`] and
+/// adjusted (a larger receive buffer, say, for a process that plays many
+/// workstations on few cores).
+pub fn fetch_on<W: WriteAt>(
+    (unicast, group): (UdpSocket, UdpSocket),
+    channel: Channel,
+    local: Ipv4Addr,
+    filename: &[u8],
+    config: ClientConfig,
+    sink: W,
+    limit: Duration,
+) -> Result<(FetchOutcome, W), FetchError> {
     let local_addr = SocketAddrV4::new(local, channel.group.port());
     unicast.set_nonblocking(true)?;
     group.set_nonblocking(true)?;

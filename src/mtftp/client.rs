@@ -28,8 +28,8 @@
 //!   before it opened are acknowledged like the others, so listeners get
 //!   the whole stream. After `max_retries` silent timeouts the stream is
 //!   gone: back to listening, re-open after MTFTP_DELAY. After the last
-//!   block it dallies (re-ACKs a repeated last block) for
-//!   `timeout × (max_retries + 1)`.
+//!   block it dallies (re-ACKs a repeated last block) for two timeouts
+//!   (RFC 1350 §6).
 //! - **Listener**: a client that is not master never ACKs. Hearing blocks
 //!   past block 1 while opening means another client is master (the
 //!   server ignored our request, item 5): the client listens.
@@ -488,11 +488,12 @@ impl<'n, W: WriteAt> Client<'n, W> {
         });
         if self.phase == Phase::Master {
             self.phase = Phase::Dally;
-            let dally = self
-                .config
-                .timeout
-                .saturating_mul(u32::from(self.config.max_retries) + 1);
-            self.deadline = Some(now + dally);
+            // Two of our timeouts: the server re-sends the last block
+            // after its own timeout if our ACK was lost, and our re-ACK
+            // reaches it within the next. Longer would only hold the
+            // workstation back (every listener has the file already; a
+            // server whose last ACK never came stops the stream, harmless).
+            self.deadline = Some(now + self.config.timeout.saturating_mul(2));
         } else {
             self.phase = Phase::Ended;
             self.deadline = None;
