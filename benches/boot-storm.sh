@@ -41,14 +41,17 @@
 # `environment.fetch = "mtftp"`), so the workstations take all three by
 # PXE MTFTP (issue 16): option 43 sub-options 1-5 for the preboot file,
 # TaskReply TLV 6 for the environment, TFTP as the client's fallback.
-# MTFTP_LISTEN (PXE_MTFTP_TMOUT, `mtftp.listen_secs`, default 8; why:
+# MTFTP_LISTEN (PXE_MTFTP_TMOUT, `mtftp.listen_secs`, default 4; why:
 # docs/performance.md "Boot storm in MTFTP mode") is how long a
 # workstation listens before it opens: long enough that the workstations
 # of one storm reach each file within one listen time of the first (the
 # spread of the DHCP exchange before the preboot file, of the session
 # before the kernel, and the master's dally after a file, two timeouts
 # = 2 s, before the next one), so that one stream serves
-# them all. MTFTP_DELAY (PXE_MTFTP_DELAY, `mtftp.delay_secs`): the
+# them all. MTFTP_WINDOW (`mtftp.window`, default 16): blocks the server
+# sends ahead of the master's ACK (every file here goes to preboot's own
+# client, which keeps early blocks; 1 is PXE's lock-step).
+# MTFTP_DELAY (PXE_MTFTP_DELAY, `mtftp.delay_secs`): the
 # silence after which a listener re-opens (default 2).
 #
 # Reported per server, mode and N: time until all are done (p50, p99, max
@@ -75,8 +78,9 @@ cd "$(dirname "$0")/.."
 NS="${NS:-100 500 1000}"
 SERVERS="${SERVERS:-preboot dnsmasq}"
 MODES="${MODES:-unicast mtftp}"
-MTFTP_LISTEN="${MTFTP_LISTEN:-8}"
+MTFTP_LISTEN="${MTFTP_LISTEN:-4}"
 MTFTP_DELAY="${MTFTP_DELAY:-2}"
+MTFTP_WINDOW="${MTFTP_WINDOW:-16}"
 LIMIT="${LIMIT:-600}"
 OUT="${OUT:-target/boot-storm/$(date +%Y%m%d-%H%M%S)}"
 
@@ -191,6 +195,7 @@ EOF
 [mtftp]
 listen_secs = $MTFTP_LISTEN
 delay_secs = $MTFTP_DELAY
+window = $MTFTP_WINDOW
 
 [[mtftp.file]]
 file = "bios/pxelinux.0"
