@@ -20,7 +20,7 @@ use preboot::wire::pxe::{ClientArch, MtftpPort, PxeOption, PxeOptions};
 
 #[path = "support/netns.rs"]
 mod netns;
-use netns::{Netns, have, sh};
+use netns::run_child_in_namespace;
 
 const BASE: &str = r#"[server]
 server_ip = "10.9.0.1"
@@ -481,40 +481,11 @@ const CHILD_ENV: &str = "PREBOOT_BOOT_SERVER_MTFTP_CHILD";
 /// and passes, unless `PREBOOT_CI=1`.
 #[test]
 fn boot_server_mtftp_four_clients_in_a_namespace() {
-    if !nix::unistd::Uid::effective().is_root() || !have("ip") {
-        assert!(
-            std::env::var_os("PREBOOT_CI").is_none(),
-            "needs root and ip"
-        );
-        eprintln!("skipped: needs root and `ip` (network namespaces)");
-        return;
-    }
-    let ns = Netns(format!("pbbsmt{}", std::process::id()));
-    sh(&format!("ip netns add {}", ns.0));
-    sh(&format!(
-        "ip netns exec {} ip link set lo up multicast on",
-        ns.0
-    ));
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(&exe)
-        .args([
-            "--exact",
-            "boot_server_mtftp_netns_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}{stderr}");
-    assert!(out.status.success(), "child failed");
-    assert!(
-        stderr.contains("BOOT SERVER MTFTP OK"),
-        "the child checked every client"
+    run_child_in_namespace(
+        "pbbsmt",
+        "boot_server_mtftp_netns_child",
+        &[(CHILD_ENV, "1".as_ref())],
+        "BOOT SERVER MTFTP OK",
     );
 }
 

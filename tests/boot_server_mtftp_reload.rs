@@ -23,7 +23,6 @@
 //! `PREBOOT_CI=1`.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -39,7 +38,7 @@ use sha2::{Digest, Sha256};
 
 #[path = "support/netns.rs"]
 mod netns;
-use netns::{Netns, have, sh};
+use netns::run_child_in_namespace;
 
 const CHILD_ENV: &str = "PREBOOT_BOOT_SERVER_MTFTP_RELOAD_CHILD";
 
@@ -255,40 +254,11 @@ fn fetch_sha(ch: Channel, host: u8, file: &str) -> Result<Vec<u8>, String> {
 /// module docs. Runs the child in a namespace it creates.
 #[test]
 fn mtftp_reload_in_a_namespace() {
-    if !nix::unistd::Uid::effective().is_root() || !have("ip") {
-        assert!(
-            std::env::var_os("PREBOOT_CI").is_none(),
-            "needs root and ip"
-        );
-        eprintln!("skipped: needs root and `ip` (network namespaces)");
-        return;
-    }
-    let ns = Netns(format!("pbmtrl{}", std::process::id()));
-    sh(&format!("ip netns add {}", ns.0));
-    sh(&format!(
-        "ip netns exec {} ip link set lo up multicast on",
-        ns.0
-    ));
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(&exe)
-        .args([
-            "--exact",
-            "mtftp_reload_netns_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}{stderr}");
-    assert!(out.status.success(), "child failed");
-    assert!(
-        stderr.contains("MTFTP RELOAD OK"),
-        "the child checked every step"
+    run_child_in_namespace(
+        "pbmtrl",
+        "mtftp_reload_netns_child",
+        &[(CHILD_ENV, "1".as_ref())],
+        "MTFTP RELOAD OK",
     );
 }
 

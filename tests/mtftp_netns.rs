@@ -12,7 +12,6 @@
 //! `mtftp_netns_child` acts only with `PREBOOT_MTFTP_CHILD` set).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant as StdInstant};
@@ -28,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 #[path = "support/netns.rs"]
 mod netns;
-use netns::{Netns, have, sh};
+use netns::run_child_in_namespace;
 
 const SPORT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 1759);
 const GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 255, 1, 1), 3001);
@@ -37,45 +36,11 @@ const CHILD_ENV: &str = "PREBOOT_MTFTP_CHILD";
 
 #[test]
 fn mtftp_eight_clients_in_a_namespace() {
-    let root = nix::unistd::Uid::effective().is_root();
-    if !root || !have("ip") {
-        assert!(
-            std::env::var_os("PREBOOT_CI").is_none(),
-            "needs root and ip"
-        );
-        eprintln!("skipped: needs root and `ip` (network namespaces)");
-        return;
-    }
-    let ns = Netns(format!("pbmtftp{}", std::process::id()));
-    sh(&format!("ip netns add {}", ns.0));
-    sh(&format!(
-        "ip netns exec {} ip link set lo up multicast on",
-        ns.0
-    ));
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(&exe)
-        .args([
-            "--exact",
-            "mtftp_netns_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}{stderr}");
-    assert!(out.status.success(), "child failed");
-    assert!(
-        stdout.contains("1 passed") || stderr.contains("MTFTP OK"),
-        "the child ran"
-    );
-    assert!(
-        stderr.contains("MTFTP OK"),
-        "the child checked every client"
+    run_child_in_namespace(
+        "pbmtftp",
+        "mtftp_netns_child",
+        &[(CHILD_ENV, "1".as_ref())],
+        "MTFTP OK",
     );
 }
 

@@ -324,6 +324,50 @@ fn run_with_window(setup: Setup, window: u16) -> Report {
     }
 }
 
+/// Five clients that all join within the listen time, no loss: one
+/// round.
+fn one_round() -> Setup {
+    Setup {
+        size: 200 * 512 + 77,
+        loss: 0,
+        seed: 1,
+        joins: vec![0, 10 * MS, 200 * MS, 500 * MS, 900 * MS],
+        kill: None,
+        server_up: true,
+        in_table: true,
+        fresh_port: false,
+    }
+}
+
+/// Eight clients joining before the start, mid-file and after the end,
+/// at 10 % loss.
+fn staggered(seed: u64) -> Setup {
+    Setup {
+        size: 300 * 512 + 300,
+        loss: 10,
+        seed,
+        joins: vec![0, 0, 300 * MS, 1_500 * MS, 3 * S, 5 * S, 8 * S, 120 * S],
+        kill: None,
+        server_up: true,
+        in_table: true,
+        fresh_port: false,
+    }
+}
+
+/// Five clients, 5 % loss; the first (the master) dies after 120 blocks.
+fn master_lost(seed: u64) -> Setup {
+    Setup {
+        size: 256 * 512,
+        loss: 5,
+        seed,
+        joins: vec![0, 100 * MS, 200 * MS, 2 * S, 4 * S],
+        kill: Some((0, 120)),
+        server_up: true,
+        in_table: true,
+        fresh_port: false,
+    }
+}
+
 /// Every live node holds the exact file and said so with `Completed`.
 fn check_all_exact(r: &Report) {
     for (i, node) in r.nodes.iter().enumerate() {
@@ -375,16 +419,7 @@ fn summary(name: &str, r: &Report) {
 // the group plus block 1 unicast.
 #[test]
 fn one_round_serves_everyone_who_listens() {
-    let r = run(Setup {
-        size: 200 * 512 + 77,
-        loss: 0,
-        seed: 1,
-        joins: vec![0, 10 * MS, 200 * MS, 500 * MS, 900 * MS],
-        kill: None,
-        server_up: true,
-        in_table: true,
-        fresh_port: false,
-    });
+    let r = run(one_round());
     summary("one round", &r);
     check_all_exact(&r);
     assert_eq!(r.streams, 1);
@@ -407,16 +442,7 @@ fn one_round_serves_everyone_who_listens() {
 #[test]
 fn joiners_before_mid_file_and_after_the_end_at_10_percent_loss() {
     for seed in 1..=4u64 {
-        let r = run(Setup {
-            size: 300 * 512 + 300,
-            loss: 10,
-            seed: 10 + seed,
-            joins: vec![0, 0, 300 * MS, 1_500 * MS, 3 * S, 5 * S, 8 * S, 120 * S],
-            kill: None,
-            server_up: true,
-            in_table: true,
-            fresh_port: false,
-        });
+        let r = run(staggered(10 + seed));
         summary("staggered joins, 10 % loss", &r);
         check_all_exact(&r);
         assert!(r.streams >= 2, "late joiners needed more rounds");
@@ -432,16 +458,7 @@ fn joiners_before_mid_file_and_after_the_end_at_10_percent_loss() {
 #[test]
 fn master_lost_mid_stream() {
     for seed in 1..=4u64 {
-        let r = run(Setup {
-            size: 256 * 512,
-            loss: 5,
-            seed: 40 + seed,
-            joins: vec![0, 100 * MS, 200 * MS, 2 * S, 4 * S],
-            kill: Some((0, 120)),
-            server_up: true,
-            in_table: true,
-            fresh_port: false,
-        });
+        let r = run(master_lost(40 + seed));
         summary("master lost", &r);
         assert!(r.nodes[0].dead, "the master died as planned");
         check_all_exact(&r);
@@ -550,33 +567,12 @@ fn stream_from_a_fresh_port() {
 // block goes out once when nothing is lost.
 #[test]
 fn window_of_16_serves_one_round_with_each_block_once() {
-    let r = run_with_window(
-        Setup {
-            size: 200 * 512 + 77,
-            loss: 0,
-            seed: 1,
-            joins: vec![0, 10 * MS, 200 * MS, 500 * MS, 900 * MS],
-            kill: None,
-            server_up: true,
-            in_table: true,
-            fresh_port: false,
-        },
-        16,
-    );
+    let r = run_with_window(one_round(), 16);
     summary("window 16, one round", &r);
     check_all_exact(&r);
     assert_eq!(r.streams, 1);
     assert_eq!(r.server_datagrams, 201 + 1);
-    let lock_step = run(Setup {
-        size: 200 * 512 + 77,
-        loss: 0,
-        seed: 1,
-        joins: vec![0, 10 * MS, 200 * MS, 500 * MS, 900 * MS],
-        kill: None,
-        server_up: true,
-        in_table: true,
-        fresh_port: false,
-    });
+    let lock_step = run(one_round());
     assert!(
         r.end < lock_step.end,
         "blocks in flight end sooner: {} vs {} µs",
@@ -591,34 +587,10 @@ fn window_of_16_serves_one_round_with_each_block_once() {
 #[test]
 fn window_of_16_with_loss_late_joiners_and_a_lost_master() {
     for seed in 1..=4u64 {
-        let r = run_with_window(
-            Setup {
-                size: 300 * 512 + 300,
-                loss: 10,
-                seed: 70 + seed,
-                joins: vec![0, 0, 300 * MS, 1_500 * MS, 3 * S, 5 * S, 8 * S, 120 * S],
-                kill: None,
-                server_up: true,
-                in_table: true,
-                fresh_port: false,
-            },
-            16,
-        );
+        let r = run_with_window(staggered(70 + seed), 16);
         summary("window 16, staggered joins, 10 % loss", &r);
         check_all_exact(&r);
-        let r = run_with_window(
-            Setup {
-                size: 256 * 512,
-                loss: 5,
-                seed: 80 + seed,
-                joins: vec![0, 100 * MS, 200 * MS, 2 * S, 4 * S],
-                kill: Some((0, 120)),
-                server_up: true,
-                in_table: true,
-                fresh_port: false,
-            },
-            16,
-        );
+        let r = run_with_window(master_lost(80 + seed), 16);
         summary("window 16, master lost", &r);
         assert!(r.nodes[0].dead, "the master died as planned");
         check_all_exact(&r);

@@ -33,3 +33,44 @@ impl Drop for Netns {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
+
+/// Runs the test `child` of this test binary again, inside a namespace
+/// made for it (`<prefix><pid>`, loopback up with multicast on, deleted
+/// afterwards), with `env` set; prints its output and asserts that it
+/// passed and wrote `marker` on stderr (so a child that skipped its work
+/// does not pass). Without root or `ip` it says so and returns false —
+/// under `PREBOOT_CI=1` that fails instead.
+pub fn run_child_in_namespace(
+    prefix: &str,
+    child: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+    marker: &str,
+) -> bool {
+    if !nix::unistd::Uid::effective().is_root() || !have("ip") {
+        assert!(
+            std::env::var_os("PREBOOT_CI").is_none(),
+            "needs root and ip"
+        );
+        eprintln!("skipped: needs root and `ip` (network namespaces)");
+        return false;
+    }
+    let ns = Netns(format!("{prefix}{}", std::process::id()));
+    sh(&format!("ip netns add {}", ns.0));
+    sh(&format!(
+        "ip netns exec {} ip link set lo up multicast on",
+        ns.0
+    ));
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", child, "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}{stderr}");
+    assert!(out.status.success(), "child {child} failed");
+    assert!(stderr.contains(marker), "child {child}: no {marker:?}");
+    true
+}

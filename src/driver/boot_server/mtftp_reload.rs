@@ -206,36 +206,6 @@ impl AdvertisingDhcp {
     }
 }
 
-impl Service for AdvertisingDhcp {
-    fn start(&mut self, registrar: Registrar) -> io::Result<()> {
-        self.switch.keep_waker(&registrar);
-        self.inner.start(registrar)?;
-        self.take();
-        Ok(())
-    }
-
-    fn ready(&mut self, token: usize) -> io::Result<()> {
-        self.inner.ready(token)
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        if self.switch.advert.pending() {
-            return Some(Instant::ZERO);
-        }
-        self.inner.poll_timeout()
-    }
-
-    fn handle_timeout(&mut self, now: Instant) -> io::Result<()> {
-        self.take();
-        self.inner.handle_timeout(now)
-    }
-
-    fn woken(&mut self) -> io::Result<()> {
-        self.take();
-        self.inner.woken()
-    }
-}
-
 /// The MTFTP service of the boot server, plus the tables a reload hands
 /// it.
 pub(super) struct ReloadingMtftp {
@@ -268,32 +238,43 @@ impl ReloadingMtftp {
     }
 }
 
-impl Service for ReloadingMtftp {
-    fn start(&mut self, registrar: Registrar) -> io::Result<()> {
-        self.switch.keep_waker(&registrar);
-        self.inner.start(registrar)?;
-        self.take();
-        Ok(())
-    }
+/// The [`Service`] of a wrapper that takes what a reload handed it (the
+/// `$field` hand-off of its switch) at start, when due and on a wake-up,
+/// then lets the inner service run: the same for the DHCP service's
+/// adverts and the MTFTP service's tables.
+macro_rules! takes_hand_offs {
+    ($wrapper:ty, $field:ident) => {
+        impl Service for $wrapper {
+            fn start(&mut self, registrar: Registrar) -> io::Result<()> {
+                self.switch.keep_waker(&registrar);
+                self.inner.start(registrar)?;
+                self.take();
+                Ok(())
+            }
 
-    fn ready(&mut self, token: usize) -> io::Result<()> {
-        self.inner.ready(token)
-    }
+            fn ready(&mut self, token: usize) -> io::Result<()> {
+                self.inner.ready(token)
+            }
 
-    fn poll_timeout(&self) -> Option<Instant> {
-        if self.switch.table.pending() {
-            return Some(Instant::ZERO);
+            fn poll_timeout(&self) -> Option<Instant> {
+                if self.switch.$field.pending() {
+                    return Some(Instant::ZERO);
+                }
+                self.inner.poll_timeout()
+            }
+
+            fn handle_timeout(&mut self, now: Instant) -> io::Result<()> {
+                self.take();
+                self.inner.handle_timeout(now)
+            }
+
+            fn woken(&mut self) -> io::Result<()> {
+                self.take();
+                self.inner.woken()
+            }
         }
-        self.inner.poll_timeout()
-    }
-
-    fn handle_timeout(&mut self, now: Instant) -> io::Result<()> {
-        self.take();
-        self.inner.handle_timeout(now)
-    }
-
-    fn woken(&mut self) -> io::Result<()> {
-        self.take();
-        self.inner.woken()
-    }
+    };
 }
+
+takes_hand_offs!(AdvertisingDhcp, advert);
+takes_hand_offs!(ReloadingMtftp, table);
