@@ -19,14 +19,15 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use preboot::driver::mtftp::{FetchOutcome, fetch};
-use preboot::fs::VecSink;
+use preboot::driver::mtftp::FetchOutcome;
 use preboot::mtftp::Channel;
-use preboot::mtftp::client::ClientConfig;
 use sha2::{Digest, Sha256};
 
 mod boot_server_support;
 use boot_server_support::{Server, example, terminate};
+#[path = "support/mtftp_fetch.rs"]
+mod mtftp_fetch;
+use mtftp_fetch::fetch_loopback;
 #[path = "support/netns.rs"]
 mod netns;
 use netns::run_child_in_namespace;
@@ -77,25 +78,10 @@ fn mtftp_get(group: &str, host: u8, file: &str) -> Vec<u8> {
         listen: Duration::from_secs(1),
         delay: Duration::from_secs(1),
     };
-    let config = ClientConfig {
-        timeout: Duration::from_millis(300),
-        ..ClientConfig::new(ch)
-    };
-    let sink = VecSink {
-        limit: Some(8 << 20),
-        ..VecSink::default()
-    };
-    match fetch(
-        ch,
-        Ipv4Addr::new(127, 0, 0, host),
-        file.as_bytes(),
-        config,
-        sink,
-        Duration::from_secs(30),
-    ) {
-        Ok((FetchOutcome::Completed { master, .. }, sink)) => {
+    match fetch_loopback(ch, host, file) {
+        Ok((FetchOutcome::Completed { master, .. }, data)) => {
             assert!(master, "{file}: the only client opens and is master");
-            sink.data
+            data
         }
         other => panic!("{file}: {other:?}"),
     }

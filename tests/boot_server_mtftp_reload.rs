@@ -36,6 +36,9 @@ use preboot::wire::dhcp::{DhcpHeader, DhcpOption, DhcpPacket, List, MessageType,
 use preboot::wire::pxe::{ClientArch, MtftpPort, PxeOption, PxeOptions};
 use sha2::{Digest, Sha256};
 
+#[path = "support/mtftp_fetch.rs"]
+mod mtftp_fetch;
+use mtftp_fetch::fetch_loopback;
 #[path = "support/netns.rs"]
 mod netns;
 use netns::run_child_in_namespace;
@@ -228,23 +231,8 @@ fn channel(group: &str, sport: u16, delay: u64) -> Channel {
 /// Fetch `file` by MTFTP on `ch` from client address 127.0.0.`host`;
 /// its sha256.
 fn fetch_sha(ch: Channel, host: u8, file: &str) -> Result<Vec<u8>, String> {
-    let config = ClientConfig {
-        timeout: Duration::from_millis(300),
-        ..ClientConfig::new(ch)
-    };
-    let sink = VecSink {
-        limit: Some(8 << 20),
-        ..VecSink::default()
-    };
-    match fetch(
-        ch,
-        Ipv4Addr::new(127, 0, 0, host),
-        file.as_bytes(),
-        config,
-        sink,
-        Duration::from_secs(30),
-    ) {
-        Ok((FetchOutcome::Completed { .. }, sink)) => Ok(Sha256::digest(&sink.data).to_vec()),
+    match fetch_loopback(ch, host, file) {
+        Ok((FetchOutcome::Completed { .. }, data)) => Ok(Sha256::digest(&data).to_vec()),
         Ok((outcome, _)) => Err(format!("{file}: {outcome:?}")),
         Err(e) => Err(format!("{file}: {e}")),
     }
