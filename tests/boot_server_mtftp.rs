@@ -265,18 +265,24 @@ fn bad_mtftp_tables_name_the_key() {
     assert!(e.message.contains("tftp.root"), "{e}");
 }
 
+/// `<dir>/tftp` holding the files the MTFTP table names (4 bytes each).
+fn tftp_root(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("tftp");
+    for f in ["bios/pxelinux.0", "efi64/bootx64.efi", "images/big.bin"] {
+        let p = root.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"boot").unwrap();
+    }
+    root
+}
+
 /// Stage 3: a missing file, a directory, and a file over 65,535 blocks
 /// (PXE MTFTP has no block-number rollover) are refused at start, naming
 /// the entry's line; a file of exactly the maximum passes.
 #[test]
 fn mtftp_files_are_checked_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("tftp");
-    for f in ["bios/pxelinux.0", "efi64/bootx64.efi", "images/big.bin"] {
-        let p = root.join(f);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, b"boot").unwrap();
-    }
+    let root = tftp_root(dir.path());
     let text = format!("{BASE}{MTFTP}");
     let c = config::parse(&dir.path().join("p.toml"), &text).unwrap();
     c.check_files().unwrap();
@@ -393,12 +399,7 @@ fn mtftp_suboptions(answer: &[u8]) -> Sub {
 #[test]
 fn option_43_mtftp_only_for_bios() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("tftp");
-    for f in ["bios/pxelinux.0", "efi64/bootx64.efi", "images/big.bin"] {
-        let p = root.join(f);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, b"boot").unwrap();
-    }
+    tftp_root(dir.path());
     let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(5)))

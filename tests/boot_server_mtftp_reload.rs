@@ -228,6 +228,20 @@ fn channel(group: &str, sport: u16, delay: u64) -> Channel {
     }
 }
 
+/// A plain RRQ for `images/new.bin` from 127.0.0.`host` to `port` on
+/// loopback; the first datagram back within `wait` (an error: none, or an
+/// ICMP port unreachable).
+fn ask_for_new_bin(host: u8, port: u16, wait: Duration) -> std::io::Result<(usize, SocketAddr)> {
+    let s = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, host), 0))?;
+    s.set_read_timeout(Some(wait))?;
+    s.send_to(
+        b"\x00\x01images/new.bin\x00octet\x00",
+        (Ipv4Addr::LOCALHOST, port),
+    )?;
+    let mut buf = [0u8; 600];
+    s.recv_from(&mut buf)
+}
+
 /// Fetch `file` by MTFTP on `ch` from client address 127.0.0.`host`;
 /// its sha256.
 fn fetch_sha(ch: Channel, host: u8, file: &str) -> Result<Vec<u8>, String> {
@@ -417,16 +431,7 @@ fn mtftp_reload_netns_child() {
         &[("images/new.bin", "239.255.1.4", 3004)],
     )));
     assert_eq!(reloader.reload().unwrap().mtftp_applied, Some(true));
-    let s = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 97), 0)).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(400)))
-        .unwrap();
-    s.send_to(
-        b"\x00\x01images/new.bin\x00octet\x00",
-        (Ipv4Addr::LOCALHOST, 1759),
-    )
-    .unwrap();
-    let mut buf = [0u8; 600];
-    let answer = s.recv_from(&mut buf);
+    let answer = ask_for_new_bin(97, 1759, Duration::from_millis(400));
     assert!(
         !slow_new.is_finished(),
         "the stream of new.bin ran during the request"
@@ -517,16 +522,7 @@ fn mtftp_reload_netns_child() {
         "served from the new server port"
     );
     // The old port is closed: nobody answers there.
-    let s = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 98), 0)).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    s.send_to(
-        b"\x00\x01images/new.bin\x00octet\x00",
-        (Ipv4Addr::LOCALHOST, 1759),
-    )
-    .unwrap();
-    let mut buf = [0u8; 600];
-    let old = s.recv_from(&mut buf);
+    let old = ask_for_new_bin(98, 1759, Duration::from_millis(500));
     assert!(
         old.is_err()
             || old.is_ok_and(|(n, from)| {
@@ -550,13 +546,8 @@ fn mtftp_reload_netns_child() {
     write(&v5_text.replace("[mtftp]\n", "[mtftp]\nenabled = false\n"));
     assert_eq!(reloader.reload().unwrap().mtftp_applied, Some(true));
     assert_eq!(advertised(&client), Default::default(), "MTFTP off");
-    s.send_to(
-        b"\x00\x01images/new.bin\x00octet\x00",
-        (Ipv4Addr::LOCALHOST, 1800),
-    )
-    .unwrap();
     assert!(
-        s.recv_from(&mut buf).is_err(),
+        ask_for_new_bin(98, 1800, Duration::from_millis(500)).is_err(),
         "MTFTP off: nobody answers on its port"
     );
     write(&v5_text);

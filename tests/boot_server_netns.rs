@@ -433,6 +433,33 @@ fn state_dir() -> tempfile::TempDir {
     dir
 }
 
+/// A blank 2 MiB disk image `name` in `dir` (a workstation's disk).
+fn blank_disk(dir: &Path, name: &str) -> std::path::PathBuf {
+    let disk = dir.join(name);
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    disk
+}
+
+/// The sha256, in hex, of the demo file `name` of `size` bytes.
+fn demo_sha(name: &str, size: usize) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(demo_file(name, size))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The first line of `text` that contains `needle`.
+fn line_with(text: &str, needle: &str) -> String {
+    text.lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle}: {text}"))
+        .to_string()
+}
+
 /// The preboot client (`examples/preboot-client --interface eth0`) on a
 /// namespace whose `eth0` has no address, beside busybox `udhcpd` and the
 /// example in proxy mode on the standard ports with its transaction
@@ -482,11 +509,7 @@ when = { base_image = "" }
     );
     let _udhcpd = udhcpd(dir.path(), &ns[1], "10.79.0", "opt router 10.79.0.1\n");
     let server = start(&ns[0], &config);
-    let disk = dir.path().join("disk.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(2 << 20)
-        .unwrap();
+    let disk = blank_disk(dir.path(), "disk.img");
     let boot = || preboot_client(&ns[2], &["--disk", &disk.display().to_string()]);
     let first = boot();
     let dhcp = first
@@ -535,7 +558,6 @@ when = { base_image = "" }
     ignore = "needs root, ip (iproute2), curl with TFTP and udhcpd"
 )]
 fn preboot_client_fetches_the_boot_file_by_mtftp() {
-    use sha2::{Digest, Sha256};
     if !ready(&["ip", "curl", "udhcpd"]) {
         return;
     }
@@ -566,15 +588,8 @@ client_port = 3001
     );
     let _udhcpd = udhcpd(dir.path(), &ns[1], "10.78.0", "");
     let server = start(&ns[0], &config);
-    let disk = dir.path().join("disk.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(2 << 20)
-        .unwrap();
-    let want: String = Sha256::digest(demo_file("bios/pxelinux.0", 42_489))
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let disk = blank_disk(dir.path(), "disk.img");
+    let want = demo_sha("bios/pxelinux.0", 42_489);
     let boot = || {
         let text = preboot_client(
             &ns[2],
@@ -587,11 +602,7 @@ client_port = 3001
                 &disk.display().to_string(),
             ],
         );
-        let line = text
-            .lines()
-            .find(|l| l.contains("bios/pxelinux.0 by "))
-            .unwrap_or_else(|| panic!("no boot file line: {text}"))
-            .to_string();
+        let line = line_with(&text, "bios/pxelinux.0 by ");
         assert!(line.contains(&format!("sha256 {want}")), "{line}\n{text}");
         line
     };
@@ -621,7 +632,6 @@ client_port = 3001
     ignore = "needs root, ip (iproute2), curl with TFTP and udhcpd"
 )]
 fn preboot_client_fetches_the_environment_by_mtftp() {
-    use sha2::{Digest, Sha256};
     if !ready(&["ip", "curl", "udhcpd"]) {
         return;
     }
@@ -672,25 +682,15 @@ when = { base_image = "" }
     );
     let _udhcpd = udhcpd(dir.path(), &ns[1], "10.77.0", "");
     let server = start(&ns[0], &config);
-    let sha = |name: &str, size: usize| -> String {
-        Sha256::digest(demo_file(name, size))
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
     let (boot_sha, k_sha, i_sha) = (
-        sha("bios/pxelinux.0", 42_489),
-        sha("efi64/bootx64.efi", 65_536 + 311),
-        sha("efi32/bootia32.efi", 49_152 + 77),
+        demo_sha("bios/pxelinux.0", 42_489),
+        demo_sha("efi64/bootx64.efi", 65_536 + 311),
+        demo_sha("efi32/bootia32.efi", 49_152 + 77),
     );
     // Each boot a new workstation (its MAC, its disk): one with a pending
     // task.
     let boot = |disk: &str, mac: &str| {
-        let disk = dir.path().join(disk);
-        std::fs::File::create(&disk)
-            .unwrap()
-            .set_len(2 << 20)
-            .unwrap();
+        let disk = blank_disk(dir.path(), disk);
         let text = preboot_client(
             &ns[2],
             &[
@@ -703,15 +703,9 @@ when = { base_image = "" }
             ],
         );
         assert!(text.contains("RESULT imaged tasks="), "{text}");
-        let line = |needle: &str| {
-            text.lines()
-                .find(|l| l.contains(needle))
-                .unwrap_or_else(|| panic!("no line with {needle}: {text}"))
-                .to_string()
-        };
-        let b = line("bios/pxelinux.0 by ");
+        let b = line_with(&text, "bios/pxelinux.0 by ");
         assert!(b.contains(&format!("sha256 {boot_sha}")), "{b}");
-        let env = line("efi64/bootx64.efi by ");
+        let env = line_with(&text, "efi64/bootx64.efi by ");
         assert!(
             env.contains(&format!("sha256 {}…", &k_sha[..16]))
                 && env.contains(&format!("sha256 {}…", &i_sha[..16])),

@@ -883,6 +883,14 @@ impl Conv<'_> {
         s.as_ref().map(|s| self.ip(s, field)).transpose()
     }
 
+    /// A retransmission timeout in milliseconds, 100 ms to 255 s (the
+    /// TFTP `timeout` option's range, RFC 2349), for `tftp.timeout_ms` and
+    /// `mtftp.timeout_ms`.
+    fn timeout_ms(&self, s: &S<i64>, field: &str) -> Result<Duration, ConfigError> {
+        let ms: u32 = self.int(s, field, |v| (100..=255_000).contains(v), "100-255000")?;
+        Ok(Duration::from_millis(u64::from(ms)))
+    }
+
     fn int<T: TryFrom<i64>>(
         &self,
         s: &S<i64>,
@@ -1818,13 +1826,7 @@ impl Conv<'_> {
         let delay_secs = secs(&m.delay_secs, "mtftp.delay_secs", 5)?;
         let mut engine = crate::mtftp::server::ServerConfig::default();
         if let Some(v) = &m.timeout_ms {
-            let ms: u32 = self.int(
-                v,
-                "mtftp.timeout_ms",
-                |v| (100..=255_000).contains(v),
-                "100-255000",
-            )?;
-            engine.timeout = Duration::from_millis(u64::from(ms));
+            engine.timeout = self.timeout_ms(v, "mtftp.timeout_ms")?;
         }
         if let Some(v) = &m.max_retries {
             engine.max_retries = self.int(v, "mtftp.max_retries", |v| *v >= 1, "1-255")?;
@@ -1987,13 +1989,7 @@ impl Conv<'_> {
             )?;
         }
         if let Some(v) = &t.timeout_ms {
-            let ms: u32 = self.int(
-                v,
-                "tftp.timeout_ms",
-                |v| (100..=255_000).contains(v),
-                "100-255000",
-            )?;
-            c.timeout = Duration::from_millis(u64::from(ms));
+            c.timeout = self.timeout_ms(v, "tftp.timeout_ms")?;
         }
         if let Some(v) = &t.max_timeout_secs {
             let secs: u8 = self.int(
