@@ -31,14 +31,13 @@ use preboot::driver::boot_server::{BootServer, ReloadError, config};
 use preboot::driver::mtftp::{FetchOutcome, fetch};
 use preboot::fs::{FsError, VecSink, WriteAt};
 use preboot::mtftp::Channel;
-use preboot::mtftp::client::ClientConfig;
 use preboot::wire::dhcp::{DhcpHeader, DhcpOption, DhcpPacket, List, MessageType, OptionData};
 use preboot::wire::pxe::{ClientArch, MtftpPort, PxeOption, PxeOptions};
 use sha2::{Digest, Sha256};
 
 #[path = "support/mtftp_fetch.rs"]
 mod mtftp_fetch;
-use mtftp_fetch::fetch_loopback;
+use mtftp_fetch::{fetch_loopback, loopback_config};
 #[path = "support/netns.rs"]
 mod netns;
 use netns::run_child_in_namespace;
@@ -203,10 +202,7 @@ fn paced(ch: Channel, host: u8, file: &'static str) -> (Paced, Arc<AtomicUsize>)
             pause: Duration::from_millis(5),
             blocks: counted,
         };
-        let config = ClientConfig {
-            timeout: Duration::from_millis(300),
-            ..ClientConfig::new(ch)
-        };
+        let config = loopback_config(ch);
         fetch(
             ch,
             Ipv4Addr::new(127, 0, 0, host),

@@ -18,10 +18,7 @@ pub fn fetch_loopback(
     host: u8,
     file: &str,
 ) -> Result<(FetchOutcome, Vec<u8>), FetchError> {
-    let config = ClientConfig {
-        timeout: Duration::from_millis(300),
-        ..ClientConfig::new(ch)
-    };
+    let config = loopback_config(ch);
     let sink = VecSink {
         limit: Some(8 << 20),
         ..VecSink::default()
@@ -35,4 +32,12 @@ pub fn fetch_loopback(
         Duration::from_secs(30),
     )
     .map(|(outcome, sink)| (outcome, sink.data))
+}
+
+/// The client settings of these fetches: `ch`, 300 ms timeouts.
+pub fn loopback_config(ch: Channel) -> ClientConfig {
+    ClientConfig {
+        timeout: Duration::from_millis(300),
+        ..ClientConfig::new(ch)
+    }
 }

@@ -296,6 +296,17 @@ impl BootServerConfig {
         self.lease_dir.as_ref().map(|(d, _, _)| d.as_path())
     }
 
+    /// An error at `line`:`column` of this configuration's file, in `field`.
+    fn error_at(&self, line: usize, column: usize, field: &str, message: String) -> ConfigError {
+        ConfigError {
+            file: self.source.clone(),
+            line,
+            column,
+            field: field.into(),
+            message,
+        }
+    }
+
     /// Stage 3 for `[[mtftp.file]]`: every file is a regular file under
     /// `root` (the canonical TFTP root) of at most 65,535 blocks
     /// ([`crate::mtftp::check_size`]); at start
@@ -303,13 +314,7 @@ impl BootServerConfig {
     /// ([`super::reload`]), which serves the new table from the running
     /// root.
     pub fn check_mtftp_files(&self, root: &Path) -> Result<(), ConfigError> {
-        let err = |line, column, field: &str, message: String| ConfigError {
-            file: self.source.clone(),
-            line,
-            column,
-            field: field.into(),
-            message,
-        };
+        let err = |line, column, field: &str, message| self.error_at(line, column, field, message);
         if let Some(m) = &self.mtftp {
             for f in &m.files {
                 let field = "mtftp.file.file";
@@ -361,13 +366,7 @@ impl BootServerConfig {
     /// is a lease log (not a link, empty or with its header line). Touches
     /// nothing.
     pub fn check_files(&self) -> Result<(), ConfigError> {
-        let err = |line, column, field: &str, message: String| ConfigError {
-            file: self.source.clone(),
-            line,
-            column,
-            field: field.into(),
-            message,
-        };
+        let err = |line, column, field: &str, message| self.error_at(line, column, field, message);
         if let Some((dir, line, column)) = &self.state_dir {
             if !dir.is_dir() {
                 return Err(err(
